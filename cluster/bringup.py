@@ -1,0 +1,115 @@
+"""Bringing a shardvec cluster up on Ray: an embedded local Ray, or an existing cluster."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from coordinator.ray_control import NAMESPACE
+from coordinator.server import COORDINATOR_NAME, coordinator_actor_class
+from shard.errors import FailedPrecondition
+
+log = logging.getLogger(__name__)
+
+LOCAL_IP = "127.0.0.1"
+
+
+def connect_ray(address: str | None = None, *, num_cpus: int | None = None) -> bool:
+    """Attach to Ray at `address` ("auto" for the local node's cluster), or start an embedded
+    one bound to loopback. Returns True when this call started Ray (and so owns it)."""
+    if ray.is_initialized():
+        return False
+    quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+    if address:
+        ray.init(address=address, namespace=NAMESPACE, **quiet)
+        return False
+    _loopback_only()
+    ray.init(
+        namespace=NAMESPACE,
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        _node_ip_address=LOCAL_IP,
+        **quiet,
+    )
+    return True
+
+
+def _loopback_only() -> None:
+    """An embedded cluster lives on this machine alone: keep every Ray address on loopback.
+
+    Ray otherwise swaps 127.0.0.1 for the machine's routable address; this switch (inherited
+    by every Ray process through the environment) is Ray's own single-machine mode.
+    """
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+class ShardvecCluster:
+    """A running coordinator actor (and, embedded, the Ray instance under it)."""
+
+    def __init__(
+        self,
+        settings: dict[str, Any],
+        *,
+        ray_address: str | None = None,
+        num_cpus: int | None = None,
+    ) -> None:
+        self.settings = dict(settings)
+        self.settings.setdefault("token", secrets.token_hex(16))
+        self.settings["data_dir"] = str(Path(self.settings["data_dir"]).resolve())
+        Path(self.settings["data_dir"]).mkdir(parents=True, exist_ok=True)
+        self.owns_ray = connect_ray(ray_address, num_cpus=num_cpus)
+        try:
+            ray.get_actor(COORDINATOR_NAME, namespace=NAMESPACE)
+        except ValueError:
+            pass
+        else:
+            raise FailedPrecondition(
+                f"a shardvec coordinator is already running in this Ray cluster "
+                f"(actor {COORDINATOR_NAME!r} in namespace {NAMESPACE!r})"
+            )
+        start = time.perf_counter()
+        self.coordinator = (
+            coordinator_actor_class()
+            .options(name=COORDINATOR_NAME, namespace=NAMESPACE, num_cpus=0)
+            .remote(self.settings)
+        )
+        self.address: str = ray.get(self.coordinator.ping.remote())
+        log.info("coordinator up in %.1f s", time.perf_counter() - start)
+
+    def status(self) -> list[dict[str, Any]]:
+        return list(ray.get(self.coordinator.status.remote()))
+
+    def coordinator_pid(self) -> int:
+        return int(ray.get(self.coordinator.pid.remote()))
+
+    def stop(self) -> None:
+        """Checkpoint every replica, stop the coordinator, and end an embedded Ray."""
+        try:
+            ray.get(self.coordinator.shutdown.remote(), timeout=300)
+        except Exception as exc:
+            log.warning("coordinator shutdown: %s", exc)
+        try:
+            ray.kill(self.coordinator, no_restart=True)
+        except Exception as exc:
+            log.debug("kill coordinator: %s", exc)
+        if self.owns_ray:
+            ray.shutdown()
+
+    def __enter__(self) -> ShardvecCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def default_data_dir() -> str:
+    return os.environ.get("SHARDVEC_DATA_DIR", str(Path.cwd() / "data"))

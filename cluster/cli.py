@@ -1,0 +1,351 @@
+"""The `shardvec` command line: bring a cluster up, manage collections, load and query."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from cluster.client import DEFAULT_ADDRESS, Client
+from shard.errors import ShardvecError
+
+SERVER_HELP = "Address of the shardvec server (host:port)."
+
+
+class _Context:
+    def __init__(self, server: str, api_key: str | None) -> None:
+        self.server = server
+        self.api_key = api_key
+
+    def client(self) -> Client:
+        return Client(self.server, api_key=self.api_key)
+
+
+def _fail(exc: ShardvecError) -> None:
+    click.echo(f"error: {exc.code.name}: {exc.message}", err=True)
+    sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--server",
+    envvar="SHARDVEC_SERVER",
+    default=DEFAULT_ADDRESS,
+    show_default=True,
+    help=SERVER_HELP + " Env: SHARDVEC_SERVER.",
+)
+@click.option(
+    "--api-key",
+    envvar="SHARDVEC_API_KEY",
+    default=None,
+    help="API key sent as x-api-key metadata. Env: SHARDVEC_API_KEY.",
+)
+@click.pass_context
+def cli(ctx: click.Context, server: str, api_key: str | None) -> None:
+    """shardvec: a distributed, sharded vector search cluster on Ray."""
+    ctx.obj = _Context(server, api_key)
+
+
+@cli.command()
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster to attach to ('auto' for this node's). Default: embedded Ray.",
+)
+@click.option(
+    "--data-dir",
+    envvar="SHARDVEC_DATA_DIR",
+    default="./data",
+    show_default=True,
+    help="Where collections and shard data live. Env: SHARDVEC_DATA_DIR.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Public gRPC bind host.")
+@click.option("--port", default=50051, show_default=True, type=int, help="Public gRPC port.")
+@click.option(
+    "--api-key",
+    "server_api_key",
+    envvar="SHARDVEC_API_KEY",
+    default="",
+    help="Require this key from clients (x-api-key). Env: SHARDVEC_API_KEY.",
+)
+@click.option(
+    "--read-only-key",
+    envvar="SHARDVEC_READ_ONLY_KEY",
+    default="",
+    help="A second key that may search, get and count but not write.",
+)
+@click.option("--tls-cert", default="", help="PEM certificate: serve TLS on the public port.")
+@click.option("--tls-key", default="", help="PEM private key for --tls-cert.")
+@click.option(
+    "--search-threads",
+    default=1,
+    show_default=True,
+    type=int,
+    help="hnswlib threads per replica for a batch search.",
+)
+@click.option("--num-cpus", default=None, type=int, help="CPUs of an embedded Ray.")
+@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
+def up(
+    address: str | None,
+    data_dir: str,
+    host: str,
+    port: int,
+    server_api_key: str,
+    read_only_key: str,
+    tls_cert: str,
+    tls_key: str,
+    search_threads: int,
+    num_cpus: int | None,
+    verbose: bool,
+) -> None:
+    """Bring a cluster up and serve until SIGINT or SIGTERM."""
+    from cluster.bringup import ShardvecCluster
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
+    )
+    settings: dict[str, Any] = {
+        "data_dir": data_dir,
+        "host": host,
+        "port": port,
+        "api_key": server_api_key,
+        "read_only_key": read_only_key,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "search_threads": search_threads,
+    }
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        cluster = ShardvecCluster(settings, ray_address=address, num_cpus=num_cpus)
+    except ShardvecError as exc:
+        _fail(exc)
+        return
+    click.echo(f"shardvec serving on {cluster.address}", err=False)
+    sys.stdout.flush()
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        click.echo("shardvec shutting down", err=True)
+        cluster.stop()
+        click.echo("shardvec stopped", err=True)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def status(obj: _Context, as_json: bool) -> None:
+    """Collections, shards and replicas with state, node, process id and row count."""
+    try:
+        with obj.client() as client:
+            cols = [client.describe(c["name"]) for c in client.list_collections()]
+    except ShardvecError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        click.echo(json.dumps(cols, indent=2))
+        return
+    if not cols:
+        click.echo("no collections")
+    for c in cols:
+        click.echo(
+            f"{c['name']}: dim={c['dim']} metric={c['metric']} shards={c['shards']} "
+            f"replicas={c['replicas']} count={c['count']}"
+        )
+        for r in c["replica_states"]:
+            click.echo(
+                f"  shard {r['shard']} replica {r['replica']}: {r['state']:<11} "
+                f"rows={r['count']:<9} seq={r['applied_seq']:<7} pid={r['pid']:<7} "
+                f"node={r['node_id'][:12]} addr={r['address']}"
+            )
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--dim", required=True, type=int, help="Vector dimension.")
+@click.option(
+    "--metric",
+    type=click.Choice(["cosine", "dot", "euclidean"]),
+    default="cosine",
+    show_default=True,
+)
+@click.option("--shards", default=1, show_default=True, type=int)
+@click.option("--replicas", default=1, show_default=True, type=int)
+@click.option("--m", default=0, type=int, help="HNSW M (0: default 16).")
+@click.option("--ef-construction", default=0, type=int, help="HNSW ef_construction (0: 200).")
+@click.option("--ef", default=0, type=int, help="Default search ef (0: the default).")
+@click.pass_obj
+def create(
+    obj: _Context,
+    name: str,
+    dim: int,
+    metric: str,
+    shards: int,
+    replicas: int,
+    m: int,
+    ef_construction: int,
+    ef: int,
+) -> None:
+    """Create a collection."""
+    try:
+        with obj.client() as client:
+            client.create_collection(
+                name, dim, metric, shards, replicas, m=m, ef_construction=ef_construction, ef=ef
+            )
+    except ShardvecError as exc:
+        _fail(exc)
+    click.echo(f"created {name}")
+
+
+@cli.command()
+@click.argument("name")
+@click.pass_obj
+def drop(obj: _Context, name: str) -> None:
+    """Drop a collection and delete its data."""
+    try:
+        with obj.client() as client:
+            client.drop_collection(name)
+    except ShardvecError as exc:
+        _fail(exc)
+    click.echo(f"dropped {name}")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@cli.command()
+@click.argument("name")
+@click.option(
+    "--vectors",
+    "vectors_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A .npy file of shape (n, dim).",
+)
+@click.option(
+    "--metadata",
+    "metadata_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON Lines, one object per vector row.",
+)
+@click.option("--id-field", default=None, help="Metadata field holding the id (default: row).")
+@click.option("--batch", default=1000, show_default=True, type=int, help="Rows per request.")
+@click.pass_obj
+def load(
+    obj: _Context,
+    name: str,
+    vectors_path: Path,
+    metadata_path: Path | None,
+    id_field: str | None,
+    batch: int,
+) -> None:
+    """Upsert vectors (and metadata) from files, with a progress bar."""
+    from tqdm import tqdm
+
+    vectors = np.load(vectors_path, mmap_mode="r")
+    metas = read_jsonl(metadata_path) if metadata_path else None
+    if metas is not None and len(metas) != len(vectors):
+        raise click.UsageError(f"{len(metas)} metadata rows for {len(vectors)} vectors")
+    if id_field is not None:
+        if metas is None:
+            raise click.UsageError("--id-field needs --metadata")
+        ids = [str(m[id_field]) for m in metas]
+    else:
+        ids = [str(i) for i in range(len(vectors))]
+    try:
+        with obj.client() as client:
+            col = client.get_collection(name)
+            with tqdm(total=len(ids), unit="vec", desc=f"load {name}") as bar:
+                for start in range(0, len(ids), batch):
+                    stop = min(start + batch, len(ids))
+                    col.upsert(
+                        ids[start:stop],
+                        np.asarray(vectors[start:stop], np.float32),
+                        metas[start:stop] if metas else None,
+                        batch_size=batch,
+                    )
+                    bar.update(stop - start)
+    except ShardvecError as exc:
+        _fail(exc)
+    click.echo(f"loaded {len(ids)} vectors into {name}")
+
+
+@cli.command()
+@click.argument("name")
+@click.option(
+    "--vectors",
+    "vectors_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A .npy file of query vectors.",
+)
+@click.option("-k", "k", default=10, show_default=True, type=int, help="Hits per query.")
+@click.option(
+    "--where", default=None, help='Chroma-style filter, e.g. \'{"year": {"$gte": 2024}}\'.'
+)
+@click.option("--ef", default=0, type=int, help="Search breadth (0: collection default).")
+@click.option("--exact", is_flag=True, help="Brute force instead of HNSW.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON list of hits per query row.")
+@click.pass_obj
+def query(
+    obj: _Context,
+    name: str,
+    vectors_path: Path,
+    k: int,
+    where: str | None,
+    ef: int,
+    exact: bool,
+    as_json: bool,
+) -> None:
+    """Search a collection with query vectors from a .npy file."""
+    queries = np.asarray(np.load(vectors_path), dtype=np.float32)
+    try:
+        where_obj = json.loads(where) if where else None
+    except json.JSONDecodeError as exc:
+        raise click.UsageError(f"--where is not JSON: {exc}") from None
+    try:
+        with obj.client() as client:
+            hits = client.get_collection(name).search(
+                queries, k=k, where=where_obj, ef=ef or None, exact=exact
+            )
+    except ShardvecError as exc:
+        _fail(exc)
+        return
+    for row, row_hits in enumerate(hits):
+        if as_json:
+            click.echo(
+                json.dumps(
+                    [{"id": h.id, "score": h.score, "metadata": h.metadata} for h in row_hits]
+                )
+            )
+            continue
+        click.echo(f"query {row}:")
+        for h in row_hits:
+            text = (h.metadata or {}).get("text", "")
+            click.echo(f"  {h.score:8.4f}  {h.id:<12} {str(text)[:80]}")
+
+
+@cli.command()
+@click.option("--data-dir", default=None, help="Data directory (default: a temporary one).")
+@click.option("--shards", default=2, show_default=True, type=int)
+def demo(data_dir: str | None, shards: int) -> None:
+    """Local cluster on embedded Ray: load the bundled sample, query it, measure recall."""
+    from cluster.demo import run_demo
+
+    run_demo(data_dir, shards)
+
+
+def main() -> None:
+    cli(prog_name="shardvec")

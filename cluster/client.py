@@ -1,0 +1,337 @@
+"""The Python client: `Client` for collections, `Collection` for data and search.
+
+Vectors travel packed (float32 bytes); `where` takes Chroma's filter language
+(`$eq $ne $gt $gte $lt $lte $in $nin $exists $contains $and $or $not`). Server errors come
+back as the same `shard.errors` classes the server raised.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+from shardvec.v1 import vector_search_pb2 as pb
+from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
+
+from shard.errors import InvalidArgument, error_for_status
+from shard.filters import parse_where
+from shard.validation import decode_packed
+from shard.wire import METRIC_TO_PROTO, PROTO_TO_METRIC, dumps_json, filter_to_proto
+
+T = TypeVar("T")
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
+    metadata: dict[str, Any] | None = None
+    vector: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    metadata: dict[str, Any] | None
+    vector: np.ndarray | None
+
+
+def _as_matrix(vectors: Any) -> np.ndarray:
+    arr = np.asarray(vectors, dtype=np.float32)
+    return arr.reshape(1, -1) if arr.ndim == 1 else arr
+
+
+class Client:
+    """A connection to a shardvec cluster's public gRPC API."""
+
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        tls_ca: bytes | None = None,
+    ) -> None:
+        options = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ]
+        if tls_ca is not None:
+            creds = grpc.ssl_channel_credentials(root_certificates=tls_ca)
+            self._channel = grpc.secure_channel(address, creds, options=options)
+        else:
+            self._channel = grpc.insecure_channel(address, options=options)
+        self._stub = pb_grpc.VectorSearchStub(self._channel)
+        self._metadata = (("x-api-key", api_key),) if api_key else ()
+        self.timeout = timeout
+        self.address = address
+
+    def call(self, method: str, request: Any, timeout: float | None = None) -> Any:
+        """Invoke one RPC; gRPC errors become shardvec errors."""
+        try:
+            return getattr(self._stub, method)(
+                request, timeout=timeout or self.timeout, metadata=self._metadata
+            )
+        except grpc.RpcError as exc:
+            raise error_for_status(exc.code(), exc.details() or "") from None
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        grpc.channel_ready_future(self._channel).result(timeout=timeout)
+
+    def create_collection(
+        self,
+        name: str,
+        dim: int,
+        metric: str = "cosine",
+        shards: int = 1,
+        replicas: int = 1,
+        *,
+        m: int = 0,
+        ef_construction: int = 0,
+        ef: int = 0,
+    ) -> Collection:
+        if metric not in METRIC_TO_PROTO:
+            raise InvalidArgument(f"metric must be one of cosine, dot, euclidean, got {metric!r}")
+        req = pb.CreateCollectionRequest(
+            name=name,
+            dimension=dim,
+            metric=METRIC_TO_PROTO[metric],
+            shards=shards,
+            replicas=replicas,
+        )
+        req.index.m, req.index.ef_construction, req.index.ef = m, ef_construction, ef
+        info = self.call("CreateCollection", req)
+        return Collection(self, info.name, int(info.dimension), PROTO_TO_METRIC[info.metric])
+
+    def get_collection(self, name: str) -> Collection:
+        info = self.call("DescribeCollection", pb.DescribeCollectionRequest(name=name))
+        return Collection(self, info.name, int(info.dimension), PROTO_TO_METRIC[info.metric])
+
+    def describe(self, name: str) -> dict[str, Any]:
+        info = self.call("DescribeCollection", pb.DescribeCollectionRequest(name=name))
+        return _info_dict(info)
+
+    def list_collections(self) -> list[dict[str, Any]]:
+        resp = self.call("ListCollections", pb.ListCollectionsRequest())
+        return [_info_dict(c) for c in resp.collections]
+
+    def drop_collection(self, name: str) -> None:
+        self.call("DropCollection", pb.DropCollectionRequest(name=name))
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _info_dict(info: Any) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "dim": int(info.dimension),
+        "metric": PROTO_TO_METRIC.get(info.metric, "?"),
+        "shards": int(info.shards),
+        "replicas": int(info.replicas),
+        "m": int(info.index.m),
+        "ef_construction": int(info.index.ef_construction),
+        "ef": int(info.index.ef),
+        "count": int(info.count),
+        "replica_states": [
+            {
+                "shard": r.shard,
+                "replica": r.replica,
+                "state": r.state,
+                "address": r.address,
+                "node_id": r.node_id,
+                "pid": int(r.pid),
+                "count": int(r.count),
+                "applied_seq": int(r.applied_seq),
+            }
+            for r in info.replica_states
+        ],
+    }
+
+
+class Collection:
+    """One collection: upsert, get, delete, count and search."""
+
+    def __init__(self, client: Client, name: str, dim: int, metric: str) -> None:
+        self.client = client
+        self.name = name
+        self.dim = dim
+        self.metric = metric
+
+    def __repr__(self) -> str:
+        return f"Collection({self.name!r}, dim={self.dim}, metric={self.metric!r})"
+
+    def upsert(
+        self,
+        ids: Sequence[str],
+        vectors: Any,
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        *,
+        batch_size: int = 1000,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Insert or replace rows, `batch_size` per request; returns the number upserted."""
+        arr = _as_matrix(vectors)
+        if len(ids) != arr.shape[0]:
+            raise InvalidArgument(f"{len(ids)} ids for {arr.shape[0]} vectors")
+        if metadatas is not None and len(metadatas) != len(ids):
+            raise InvalidArgument(f"{len(metadatas)} metadatas for {len(ids)} ids")
+        done = 0
+        for start in range(0, len(ids), batch_size):
+            stop = min(start + batch_size, len(ids))
+            req = pb.UpsertRequest(collection=self.name, ids=[str(i) for i in ids[start:stop]])
+            req.vectors.dim = arr.shape[1]
+            req.vectors.packed = np.ascontiguousarray(arr[start:stop], dtype="<f4").tobytes()
+            if metadatas is not None:
+                req.metadata_json.extend(
+                    dumps_json(dict(m)) if m else "" for m in metadatas[start:stop]
+                )
+            done += int(self.client.call("Upsert", req).upserted)
+            if progress is not None:
+                progress(stop - start)
+        return done
+
+    def search(
+        self,
+        queries: Any,
+        k: int = 10,
+        *,
+        where: Mapping[str, Any] | None = None,
+        ef: int | None = None,
+        exact: bool = False,
+        min_score: float | None = None,
+        max_distance: float | None = None,
+        include_metadata: bool = True,
+        include_vectors: bool = False,
+        timeout: float | None = None,
+    ) -> list[list[Hit]]:
+        """Top-k hits per query row, best first (cosine/dot: highest; euclidean: nearest)."""
+        resp = self.client.call(
+            "Search",
+            self._search_request(
+                queries,
+                k,
+                where,
+                ef,
+                exact,
+                min_score,
+                max_distance,
+                include_metadata,
+                include_vectors,
+            ),
+            timeout,
+        )
+        out: list[list[Hit]] = []
+        for res in resp.results:
+            vecs = decode_packed(res.vectors, self.dim) if res.vectors else None
+            metas = [json.loads(m) if m else {} for m in res.metadata_json]
+            out.append(
+                [
+                    Hit(
+                        id_,
+                        float(score),
+                        metas[j] if metas else None,
+                        vecs[j] if vecs is not None else None,
+                    )
+                    for j, (id_, score) in enumerate(zip(res.ids, res.scores, strict=True))
+                ]
+            )
+        return out
+
+    def search_ids(
+        self, queries: Any, k: int = 10, **kwargs: Any
+    ) -> tuple[list[list[str]], list[np.ndarray]]:
+        """The fast path: ids and score arrays per query, no metadata."""
+        kwargs.setdefault("include_metadata", False)
+        timeout = kwargs.pop("timeout", None)
+        req = self._search_request(
+            queries,
+            k,
+            kwargs.pop("where", None),
+            kwargs.pop("ef", None),
+            kwargs.pop("exact", False),
+            kwargs.pop("min_score", None),
+            kwargs.pop("max_distance", None),
+            kwargs.pop("include_metadata"),
+            False,
+        )
+        if kwargs:
+            raise TypeError(f"unexpected arguments: {', '.join(kwargs)}")
+        resp = self.client.call("Search", req, timeout)
+        return (
+            [list(r.ids) for r in resp.results],
+            [np.asarray(r.scores, dtype=np.float32) for r in resp.results],
+        )
+
+    def _search_request(
+        self,
+        queries: Any,
+        k: int,
+        where: Mapping[str, Any] | None,
+        ef: int | None,
+        exact: bool,
+        min_score: float | None,
+        max_distance: float | None,
+        include_metadata: bool,
+        include_vectors: bool,
+    ) -> Any:
+        arr = _as_matrix(queries)
+        req = pb.SearchRequest(collection=self.name, k=k, ef=ef or 0, exact=exact)
+        req.queries.dim = arr.shape[1]
+        req.queries.packed = np.ascontiguousarray(arr, dtype="<f4").tobytes()
+        if where:
+            req.filter.CopyFrom(filter_to_proto(parse_where(where)))
+        if min_score is not None:
+            req.min_score = min_score
+        if max_distance is not None:
+            req.max_distance = max_distance
+        req.include.metadata = include_metadata
+        req.include.vectors = include_vectors
+        return req
+
+    def get(self, ids: Sequence[str], *, include_vectors: bool = True) -> list[Record]:
+        """The rows found, in request order; missing ids are left out."""
+        req = pb.GetRequest(collection=self.name, ids=list(ids))
+        req.include.metadata = True
+        req.include.vectors = include_vectors
+        resp = self.client.call("Get", req)
+        vecs = decode_packed(resp.vectors.packed, self.dim) if resp.vectors.packed else None
+        return [
+            Record(
+                id_,
+                json.loads(resp.metadata_json[j]) if resp.metadata_json[j] else {},
+                vecs[j].copy() if vecs is not None else None,
+            )
+            for j, id_ in enumerate(resp.ids)
+        ]
+
+    def delete(
+        self, ids: Sequence[str] | None = None, *, where: Mapping[str, Any] | None = None
+    ) -> int:
+        """Delete by ids or by filter (exactly one); returns the number of rows deleted."""
+        if (ids is None) == (where is None):
+            raise InvalidArgument("delete: give exactly one of ids and where")
+        req = pb.DeleteRequest(collection=self.name)
+        if where is not None:
+            req.filter.CopyFrom(filter_to_proto(parse_where(where)))
+        else:
+            req.ids.extend(ids or [])
+        return int(self.client.call("Delete", req).deleted)
+
+    def count(self, where: Mapping[str, Any] | None = None) -> int:
+        req = pb.CountRequest(collection=self.name)
+        if where:
+            req.filter.CopyFrom(filter_to_proto(parse_where(where)))
+        return int(self.client.call("Count", req).count)

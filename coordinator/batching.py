@@ -1,0 +1,112 @@
+"""Micro-batching of concurrent small searches into one fan-out per batch.
+
+Single-query calls with equal search parameters are coalesced: a call goes out at once when
+fewer than `max_in_flight` batches of its kind are running (so an idle cluster adds no wait),
+otherwise it waits at most `window_s` (well under a millisecond) or until `max_batch` queries
+are pending, then goes out as one batch; results are split back per caller. Calls that already
+carry a batch of queries pass straight through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+Runner = Callable[[np.ndarray, float], Awaitable[Any]]
+Splitter = Callable[[Any, int, int], Any]
+
+
+@dataclass
+class _Pending:
+    queries: list[np.ndarray] = field(default_factory=list)
+    futures: list[asyncio.Future[Any]] = field(default_factory=list)
+    deadline: float = float("inf")
+    timer: asyncio.TimerHandle | None = None
+    size: int = 0
+
+
+@dataclass
+class BatchStats:
+    batches: int = 0
+    queries: int = 0
+    sizes: list[int] = field(default_factory=list)
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        *,
+        window_s: float = 0.0005,
+        max_batch: int = 256,
+        max_in_flight: int = 2,
+        passthrough_rows: int = 8,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.window_s = window_s
+        self.max_batch = max_batch
+        self.max_in_flight = max_in_flight
+        self.passthrough_rows = passthrough_rows
+        self._pending: dict[Hashable, _Pending] = {}
+        self._in_flight: dict[Hashable, int] = {}
+        self._on_batch = on_batch
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(
+        self, key: Hashable, queries: np.ndarray, deadline: float, run: Runner, split: Splitter
+    ) -> Any:
+        """Search `queries` (nq, dim) under `key`; `run` searches a batch, `split` slices."""
+        if queries.shape[0] >= self.passthrough_rows:
+            return await run(queries, deadline)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        p = self._pending.setdefault(key, _Pending())
+        p.queries.append(queries)
+        p.futures.append(fut)
+        p.size += queries.shape[0]
+        p.deadline = min(p.deadline, deadline)
+        if self._in_flight.get(key, 0) < self.max_in_flight or p.size >= self.max_batch:
+            self._flush(key, run, split)
+        elif p.timer is None:
+            p.timer = loop.call_later(self.window_s, self._flush, key, run, split)
+        return await fut
+
+    def _flush(self, key: Hashable, run: Runner, split: Splitter) -> None:
+        p = self._pending.pop(key, None)
+        if p is None:
+            return
+        if p.timer is not None:
+            p.timer.cancel()
+        self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        if self._on_batch is not None:
+            self._on_batch(p.size)
+        task = asyncio.ensure_future(self._run(key, p, run, split))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, key: Hashable, p: _Pending, run: Runner, split: Splitter) -> None:
+        try:
+            batch = p.queries[0] if len(p.queries) == 1 else np.concatenate(p.queries)
+            result = await run(batch, p.deadline)
+            start = 0
+            for q, fut in zip(p.queries, p.futures, strict=True):
+                n = q.shape[0]
+                if not fut.done():
+                    fut.set_result(result if len(p.queries) == 1 else split(result, start, n))
+                start += n
+        except BaseException as exc:
+            for fut in p.futures:
+                if not fut.done():
+                    fut.set_exception(exc)
+        finally:
+            left = self._in_flight[key] - 1
+            if left:
+                self._in_flight[key] = left
+            else:
+                del self._in_flight[key]
+            nxt = self._pending.get(key)
+            if nxt is not None and nxt.timer is not None:
+                self._flush(key, run, split)

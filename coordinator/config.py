@@ -1,0 +1,68 @@
+"""Coordinator settings: one frozen dataclass, validated once, unknown keys rejected."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from shard.errors import InvalidArgument
+
+
+@dataclasses.dataclass(frozen=True)
+class CoordinatorSettings:
+    """How the coordinator serves: address, data, security, limits and shard resources."""
+
+    data_dir: str
+    host: str = "127.0.0.1"
+    port: int = 50051
+    token: str = ""  # internal token for the shard service
+    api_key: str = ""  # full access; empty: no authentication
+    read_only_key: str = ""  # may search, get and count, not write
+    tls_cert: str = ""  # PEM paths; both set: TLS on the public port
+    tls_key: str = ""
+    max_message_bytes: int = 64 * 1024 * 1024
+    max_upsert_rows: int = 10_000
+    max_query_rows: int = 10_000
+    max_k: int = 1024
+    max_ef: int = 4096
+    default_deadline_s: float = 30.0
+    search_threads: int = 1
+    build_threads: int = 1
+    replica_cpus: float = 0.0
+    batch_window_s: float = 0.0005
+    batch_max: int = 256
+    metrics_port: int = 0  # 0: no metrics endpoint
+
+    def __post_init__(self) -> None:
+        if not self.data_dir:
+            raise InvalidArgument("data_dir must be set")
+        if not 0 <= self.port <= 65535:
+            raise InvalidArgument(f"port must be in [0, 65535], got {self.port}")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise InvalidArgument("tls_cert and tls_key must be given together")
+        for name in (
+            "max_upsert_rows",
+            "max_query_rows",
+            "max_k",
+            "max_ef",
+            "search_threads",
+            "build_threads",
+            "batch_max",
+            "max_message_bytes",
+        ):
+            if getattr(self, name) < 1:
+                raise InvalidArgument(f"{name} must be >= 1")
+        if self.read_only_key and not self.api_key:
+            raise InvalidArgument("read_only_key needs api_key as well")
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> CoordinatorSettings:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise InvalidArgument(f"unknown coordinator setting(s): {', '.join(unknown)}")
+        return cls(**dict(raw))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

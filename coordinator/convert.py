@@ -1,0 +1,84 @@
+"""Conversions between the public protobuf messages and the coordinator's domain types."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from shardvec.v1 import common_pb2
+from shardvec.v1 import vector_search_pb2 as pb
+
+from coordinator.collection import Hits
+from coordinator.registry import CollectionSpec
+from coordinator.replicas import ReplicaSet
+from shard.errors import InvalidArgument
+from shard.settings import IndexSettings
+from shard.wire import METRIC_TO_PROTO, PROTO_TO_METRIC
+
+DEFAULT_INDEX = IndexSettings(dim=1)
+
+
+def spec_from_request(req: Any) -> CollectionSpec:
+    metric = PROTO_TO_METRIC.get(req.metric) if req.metric else "cosine"
+    if metric is None:
+        raise InvalidArgument(f"metric: unknown metric {req.metric}")
+    index = IndexSettings(
+        dim=int(req.dimension),
+        metric=metric,
+        m=int(req.index.m) or DEFAULT_INDEX.m,
+        ef_construction=int(req.index.ef_construction) or DEFAULT_INDEX.ef_construction,
+        ef=int(req.index.ef) or DEFAULT_INDEX.ef,
+    )
+    return CollectionSpec(req.name, index, int(req.shards) or 1, int(req.replicas) or 1)
+
+
+def collection_info(
+    spec: CollectionSpec, sets: list[ReplicaSet] | None = None, count: int | None = None
+) -> Any:
+    info = pb.CollectionInfo(
+        name=spec.name,
+        dimension=spec.index.dim,
+        metric=METRIC_TO_PROTO[spec.index.metric],
+        shards=spec.shards,
+        replicas=spec.replicas,
+        index=common_pb2.IndexParams(
+            m=spec.index.m, ef_construction=spec.index.ef_construction, ef=spec.index.ef
+        ),
+    )
+    if count is not None:
+        info.count = count
+    for rs in sets or []:
+        for r in rs.replicas:
+            info.replica_states.add(
+                shard=r.shard,
+                replica=r.index,
+                state=r.state.value,
+                address=r.client.address if r.client else "",
+                node_id=r.node_id,
+                pid=r.pid,
+                count=r.count,
+                applied_seq=r.applied_seq,
+            )
+    return info
+
+
+def search_response(hits: Hits, dim: int) -> Any:
+    resp = pb.SearchResponse()
+    ids, scores, counts = hits.ids, hits.scores, hits.counts
+    for row in range(ids.shape[0]):
+        c = int(counts[row])
+        res = resp.results.add()
+        row_ids = ids[row, :c].tolist()
+        res.ids.extend(row_ids)
+        res.scores.extend(scores[row, :c].tolist())
+        if hits.metadata:
+            res.metadata_json.extend(hits.metadata.get(i, "") for i in row_ids)
+        if hits.vectors and row_ids:
+            res.vectors = np.stack([hits.vectors[i] for i in row_ids]).astype("<f4").tobytes()
+    return resp
+
+
+def split_hits(hits: Hits, start: int, n: int) -> Hits:
+    """Rows [start, start + n) of a batch's hits (the micro-batcher's splitter)."""
+    sl = slice(start, start + n)
+    return Hits(hits.ids[sl], hits.scores[sl], hits.counts[sl], hits.metadata, hits.vectors)

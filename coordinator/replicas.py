@@ -1,0 +1,232 @@
+"""Replica sets: the replication rule of one shard, enforced here.
+
+Writes go to every in-sync (LIVE) replica of the shard with the shard's next sequence number
+and are acknowledged when every one of them has committed durably; a replica that fails a
+write is marked DEAD and leaves the in-sync set, and the write still succeeds while at least
+one replica holds it. Reads go to one LIVE replica, round-robin, and move to the next replica
+when one fails or times out, within the caller's deadline.
+
+Replica states::
+
+    STARTING --ready--> CATCHING_UP --level with a live peer--> LIVE
+                             ^                                    |
+                             |                         call failed / timed out
+                             +------ process is back ------- DEAD <+
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+from coordinator.shard_client import RemoteShard, ReplicaDown, is_bad_request
+from shard.errors import DeadlineExceeded, Unavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CATCH_UP_LAG = 2  # batches a replica may trail before the final, write-blocking catch-up
+
+
+class ReplicaState(enum.Enum):
+    STARTING = "starting"
+    CATCHING_UP = "catching_up"
+    LIVE = "live"
+    DEAD = "dead"
+
+
+class ReplicaControl(Protocol):
+    """Control-plane operations on a replica's process (Ray in production)."""
+
+    async def address(self) -> str: ...
+    async def describe(self) -> dict[str, Any]: ...
+    async def catch_up(self, peer_address: str) -> int: ...
+    async def close(self) -> None: ...
+
+
+class Replica:
+    """One replica of one shard as the coordinator sees it."""
+
+    def __init__(self, shard: int, index: int, control: ReplicaControl, token: str, label: str):
+        self.shard = shard
+        self.index = index
+        self.control = control
+        self.token = token
+        self.name = f"{label}/shard-{shard}/replica-{index}"
+        self.state = ReplicaState.STARTING
+        self.client: RemoteShard | None = None
+        self.applied_seq = 0
+        self.count = 0
+        self.pid = 0
+        self.node_id = ""
+        self.since = time.time()
+
+    def set_state(self, state: ReplicaState) -> None:
+        if state is not self.state:
+            log.info(
+                "replica state change",
+                extra={"replica": self.name, "from": self.state.value, "to": state.value},
+            )
+            self.state = state
+            self.since = time.time()
+
+    async def connect(self) -> None:
+        address = await self.control.address()
+        if self.client is None or self.client.address != address:
+            if self.client is not None:
+                await self.client.close()
+            self.client = RemoteShard(self.name, address, self.token)
+        desc = await self.control.describe()
+        self.applied_seq = int(desc["applied_seq"])
+        self.count = int(desc["count"])
+        self.pid = int(desc["pid"])
+        self.node_id = str(desc["node_id"])
+
+    def remote(self) -> RemoteShard:
+        if self.client is None:
+            raise ReplicaDown(f"{self.name} has no connection yet")
+        return self.client
+
+
+class ReplicaSet:
+    """The replicas of one shard, its write sequence and its read rotation."""
+
+    def __init__(
+        self,
+        shard: int,
+        replicas: list[Replica],
+        next_seq: int,
+        reserve: Callable[[int], int],
+        reserved: int,
+    ) -> None:
+        self.shard = shard
+        self.replicas = replicas
+        self.next_seq = next_seq
+        self.acked_seq = next_seq - 1  # the newest seq every in-sync replica holds
+        self.write_lock = asyncio.Lock()
+        self._reserve = reserve
+        self._reserved = reserved
+        self._rr = 0
+        self._recovering: dict[int, asyncio.Task[None]] = {}
+        self._closed = False
+
+    def live(self) -> list[Replica]:
+        return [r for r in self.replicas if r.state is ReplicaState.LIVE]
+
+    async def write(
+        self, call: Callable[[RemoteShard, int, float], Awaitable[T]], deadline: float
+    ) -> T:
+        """Send one write to every LIVE replica with the next seq; ack when all hold it."""
+        async with self.write_lock:
+            targets = self.live()
+            if not targets:
+                raise Unavailable(f"shard {self.shard}: no live replica to write to")
+            seq = self.next_seq
+            if seq > self._reserved:
+                self._reserved = self._reserve(seq)
+            # The number is spent even if every replica fails: a replica may have applied it.
+            self.next_seq += 1
+            remaining = deadline - time.monotonic()
+            results = await asyncio.gather(
+                *(call(r.remote(), seq, remaining) for r in targets), return_exceptions=True
+            )
+            ok: list[T] = []
+            for replica, res in zip(targets, results, strict=True):
+                if isinstance(res, BaseException):
+                    if is_bad_request(res):
+                        raise res
+                    log.warning("write to %s failed: %s", replica.name, res)
+                    self.mark_dead(replica)
+                else:
+                    replica.applied_seq = seq
+                    ok.append(res)
+            if ok:
+                self.acked_seq = seq
+            if not ok:
+                if any(isinstance(r, DeadlineExceeded) for r in results):
+                    raise DeadlineExceeded(f"shard {self.shard}: write timed out on every replica")
+                raise Unavailable(f"shard {self.shard}: every replica failed the write")
+            return ok[0]
+
+    async def read(self, call: Callable[[RemoteShard, float], Awaitable[T]], deadline: float) -> T:
+        """Run `call` on one LIVE replica; on failure try the next, within the deadline."""
+        candidates = self.live()
+        if not candidates:
+            raise Unavailable(f"shard {self.shard}: no live replica")
+        start = self._rr % len(candidates)
+        self._rr += 1
+        ordered = candidates[start:] + candidates[:start]
+        last: BaseException | None = None
+        for attempt, replica in enumerate(ordered):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            left = len(ordered) - attempt
+            timeout = remaining if left == 1 else max(remaining / 2, min(remaining, 0.5))
+            try:
+                return await call(replica.remote(), timeout)
+            except (ReplicaDown, DeadlineExceeded) as exc:
+                last = exc
+                if isinstance(exc, ReplicaDown) or left > 1:
+                    self.mark_dead(replica)
+                log.warning("read from %s failed: %s", replica.name, exc)
+        if isinstance(last, DeadlineExceeded) or deadline - time.monotonic() <= 0:
+            raise DeadlineExceeded(f"shard {self.shard}: deadline exceeded")
+        raise Unavailable(f"shard {self.shard}: every replica failed ({last})")
+
+    def mark_dead(self, replica: Replica) -> None:
+        if replica.state is ReplicaState.DEAD or self._closed:
+            return
+        replica.set_state(ReplicaState.DEAD)
+        self.start_recovery(replica)
+
+    def start_recovery(self, replica: Replica) -> None:
+        task = self._recovering.get(replica.index)
+        if task is None or task.done():
+            self._recovering[replica.index] = asyncio.ensure_future(self._recover(replica))
+
+    async def _recover(self, replica: Replica) -> None:
+        """Reconnect to the restarted process, catch it up from a live peer, rejoin."""
+        delay = 0.2
+        while not self._closed:
+            try:
+                await replica.connect()
+                replica.set_state(ReplicaState.CATCHING_UP)
+                await self._catch_up(replica)
+                return
+            except Exception as exc:  # the process is still restarting; try again
+                log.info("recovery of %s waiting: %s", replica.name, exc)
+                replica.set_state(ReplicaState.DEAD)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _catch_up(self, replica: Replica) -> None:
+        while True:
+            peers = [r for r in self.live() if r is not replica]
+            if not peers:
+                # Nobody to copy from: it may rejoin only if it holds every acknowledged write.
+                if replica.applied_seq >= self.acked_seq:
+                    replica.set_state(ReplicaState.LIVE)
+                    return
+                raise Unavailable(f"{replica.name}: behind and no live peer to catch up from")
+            peer = peers[0]
+            lag = self.acked_seq - replica.applied_seq
+            if lag <= CATCH_UP_LAG:
+                async with self.write_lock:
+                    replica.applied_seq = await replica.control.catch_up(peer.remote().address)
+                    replica.set_state(ReplicaState.LIVE)
+                return
+            replica.applied_seq = await replica.control.catch_up(peer.remote().address)
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in self._recovering.values():
+            task.cancel()
+        for r in self.replicas:
+            if r.client is not None:
+                await r.client.close()

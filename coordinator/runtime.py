@@ -1,0 +1,127 @@
+"""The coordinator's state: the registry and every collection's replica sets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from coordinator.collection import CollectionRuntime
+from coordinator.ray_control import RayReplicaControl
+from coordinator.registry import CollectionSpec, Registry
+from coordinator.replicas import Replica, ReplicaSet, ReplicaState
+from shard.errors import AlreadyExists, NotFound
+from shard.paths import collection_dir, validate_collection_name
+
+log = logging.getLogger(__name__)
+
+
+class CoordinatorRuntime:
+    """Collections by name; creates, restores and drops their replicas."""
+
+    def __init__(self, data_dir: Path, opts: dict[str, Any]) -> None:
+        self.data_dir = Path(data_dir)
+        self.opts = opts
+        self.registry = Registry(self.data_dir)
+        self.collections: dict[str, CollectionRuntime] = {}
+        self._lock = asyncio.Lock()
+
+    async def restore(self) -> None:
+        """Bring back every registered collection, attaching to replicas that still run."""
+        for spec in self.registry.all():
+            try:
+                self.collections[spec.name] = await self._open(spec, new=False)
+            except Exception:
+                log.exception("could not restore collection %s", spec.name)
+                raise
+
+    async def _open(self, spec: CollectionSpec, *, new: bool) -> CollectionRuntime:
+        token = self.opts["token"]
+        sets: list[ReplicaSet] = []
+        for s in range(spec.shards):
+            replicas = [
+                Replica(
+                    s, r, RayReplicaControl(self.data_dir, spec, s, r, self.opts), token, spec.name
+                )
+                for r in range(spec.replicas)
+            ]
+            reserved = self.registry.reserved(spec.name, s)
+
+            def reserve(upto: int, _s: int = s) -> int:
+                return self.registry.reserve(spec.name, _s, upto)
+
+            sets.append(ReplicaSet(s, replicas, reserved + 1, reserve, reserved))
+        all_replicas = [r for rs in sets for r in rs.replicas]
+        results = await asyncio.gather(*(r.connect() for r in all_replicas), return_exceptions=True)
+        for rs in sets:
+            up = [
+                r
+                for r, res in zip(all_replicas, results, strict=True)
+                if r.shard == rs.shard and not isinstance(res, BaseException)
+            ]
+            top = max((r.applied_seq for r in up), default=0)
+            rs.acked_seq = top
+            for r in rs.replicas:
+                if r in up and r.applied_seq == top:
+                    r.set_state(ReplicaState.LIVE)
+            for r in rs.replicas:
+                if r.state is not ReplicaState.LIVE:
+                    r.set_state(ReplicaState.DEAD)
+                    rs.start_recovery(r)
+        if new:
+            for res in results:
+                if isinstance(res, BaseException):
+                    raise res
+        return CollectionRuntime(spec, sets)
+
+    async def create(self, spec: CollectionSpec) -> CollectionRuntime:
+        async with self._lock:
+            if spec.name in self.collections:
+                raise AlreadyExists(f"collection {spec.name!r} already exists")
+            self.registry.add(spec)
+            try:
+                runtime = await self._open(spec, new=True)
+            except BaseException:
+                self.registry.remove(spec.name)
+                await self._destroy(spec)
+                raise
+            self.collections[spec.name] = runtime
+            return runtime
+
+    def get(self, name: str) -> CollectionRuntime:
+        validate_collection_name(name)
+        runtime = self.collections.get(name)
+        if runtime is None:
+            raise NotFound(f"collection {name!r} does not exist")
+        return runtime
+
+    async def drop(self, name: str) -> None:
+        async with self._lock:
+            runtime = self.get(name)
+            del self.collections[name]
+            self.registry.remove(name)
+            for rs in runtime.shard_sets:
+                await rs.close()
+            await self._destroy(runtime.spec)
+
+    async def _destroy(self, spec: CollectionSpec) -> None:
+        controls = [
+            RayReplicaControl(self.data_dir, spec, s, r, self.opts)
+            for s in range(spec.shards)
+            for r in range(spec.replicas)
+        ]
+        await asyncio.gather(*(c.close() for c in controls), return_exceptions=True)
+        shutil.rmtree(collection_dir(self.data_dir, spec.name), ignore_errors=True)
+
+    async def shutdown(self) -> None:
+        """Checkpoint and stop every replica; the data directory stays for the next start."""
+        for runtime in self.collections.values():
+            for rs in runtime.shard_sets:
+                await rs.close()
+            await asyncio.gather(
+                *(r.control.close() for rs in runtime.shard_sets for r in rs.replicas),
+                return_exceptions=True,
+            )
+        self.registry.close()

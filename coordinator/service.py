@@ -1,0 +1,160 @@
+"""The public `shardvec.v1.VectorSearch` service: validation at the edge, then the runtime."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+from shardvec.v1 import vector_search_pb2 as pb
+from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
+
+from coordinator.batching import MicroBatcher
+from coordinator.collection import CollectionRuntime, Hits, SearchParams, deadline_from
+from coordinator.config import CoordinatorSettings
+from coordinator.convert import collection_info, search_response, spec_from_request, split_hits
+from coordinator.runtime import CoordinatorRuntime
+from shard.errors import InvalidArgument, ResourceExhausted
+from shard.validation import parse_metadata_json, validate_ids, validate_vectors
+from shard.wire import filter_from_proto, vectors_from_proto
+
+log = logging.getLogger(__name__)
+
+WRITE_METHODS = frozenset({"CreateCollection", "DropCollection", "Upsert", "Delete"})
+
+
+class VectorSearchService(pb_grpc.VectorSearchServicer):  # type: ignore[misc]
+    def __init__(
+        self, runtime: CoordinatorRuntime, settings: CoordinatorSettings, batcher: MicroBatcher
+    ) -> None:
+        self.runtime = runtime
+        self.settings = settings
+        self.batcher = batcher
+
+    def _deadline(self, context: Any) -> float:
+        return deadline_from(context.time_remaining(), self.settings.default_deadline_s)
+
+    def _rows_limit(self, n: int, limit: int, what: str) -> None:
+        if n > limit:
+            raise ResourceExhausted(f"{what}: {n} rows, the limit is {limit}")
+
+    async def CreateCollection(self, request: Any, context: Any) -> Any:
+        spec = spec_from_request(request)
+        await self.runtime.create(spec)
+        return collection_info(spec)
+
+    async def DropCollection(self, request: Any, context: Any) -> Any:
+        await self.runtime.drop(request.name)
+        return pb.DropCollectionResponse(dropped=True)
+
+    async def ListCollections(self, request: Any, context: Any) -> Any:
+        resp = pb.ListCollectionsResponse()
+        for name in sorted(self.runtime.collections):
+            resp.collections.append(collection_info(self.runtime.collections[name].spec))
+        return resp
+
+    async def DescribeCollection(self, request: Any, context: Any) -> Any:
+        col = self.runtime.get(request.name)
+        count = await col.count(None, self._deadline(context))
+        for rs in col.shard_sets:
+            for r in rs.live():
+                try:
+                    await r.connect()
+                except Exception as exc:  # status only; the read path handles failures
+                    log.debug("describe: %s: %s", r.name, exc)
+        return collection_info(col.spec, col.shard_sets, count)
+
+    async def Upsert(self, request: Any, context: Any) -> Any:
+        col = self.runtime.get(request.collection)
+        n = len(request.ids)
+        self._rows_limit(n, self.settings.max_upsert_rows, "upsert")
+        ids = validate_ids(list(request.ids))
+        vectors = validate_vectors(
+            vectors_from_proto(request.vectors, col.dim), col.dim, col.spec.index.metric
+        )
+        if vectors.shape[0] != n:
+            raise InvalidArgument(f"vectors: {vectors.shape[0]} rows for {n} ids")
+        metas = list(request.metadata_json)
+        if metas:
+            parse_metadata_json(metas, n)  # reject the whole batch before any shard sees it
+        await col.upsert(ids, vectors, metas, self._deadline(context))
+        return pb.UpsertResponse(upserted=n)
+
+    async def Delete(self, request: Any, context: Any) -> Any:
+        col = self.runtime.get(request.collection)
+        has_filter = request.HasField("filter")
+        if has_filter == bool(request.ids):
+            raise InvalidArgument("delete: give exactly one of ids and filter")
+        where = filter_from_proto(request.filter) if has_filter else None
+        if where is None and has_filter:
+            raise InvalidArgument("filter: empty filter")
+        ids = None if has_filter else validate_ids(list(request.ids))
+        if ids is not None:
+            self._rows_limit(len(ids), self.settings.max_upsert_rows, "delete")
+        deleted = await col.delete(ids, where, self._deadline(context))
+        return pb.DeleteResponse(deleted=deleted)
+
+    async def Get(self, request: Any, context: Any) -> Any:
+        col = self.runtime.get(request.collection)
+        self._rows_limit(len(request.ids), self.settings.max_query_rows, "get")
+        ids = validate_ids(list(request.ids))
+        found, metas, vectors = await col.get(
+            ids, request.include.metadata, request.include.vectors, self._deadline(context)
+        )
+        resp = pb.GetResponse(ids=found, metadata_json=metas)
+        if request.include.vectors:
+            resp.vectors.dim = col.dim
+            resp.vectors.packed = vectors.astype("<f4").tobytes()
+        return resp
+
+    async def Count(self, request: Any, context: Any) -> Any:
+        col = self.runtime.get(request.collection)
+        where = filter_from_proto(request.filter) if request.HasField("filter") else None
+        return pb.CountResponse(count=await col.count(where, self._deadline(context)))
+
+    def _search_params(self, col: CollectionRuntime, request: Any) -> SearchParams:
+        k = int(request.k)
+        if not 1 <= k <= self.settings.max_k:
+            raise InvalidArgument(f"k must be in [1, {self.settings.max_k}], got {k}")
+        ef = int(request.ef)
+        if ef and not k <= ef <= self.settings.max_ef:
+            raise InvalidArgument(f"ef must be 0 or in [k={k}, {self.settings.max_ef}], got {ef}")
+        metric = col.spec.index.metric
+        min_score = request.min_score if request.HasField("min_score") else None
+        max_distance = request.max_distance if request.HasField("max_distance") else None
+        if min_score is not None and (metric == "euclidean" or not math.isfinite(min_score)):
+            raise InvalidArgument(
+                "min_score: needs a finite value and metric cosine or dot; use max_distance"
+                " for euclidean"
+            )
+        if max_distance is not None and (metric != "euclidean" or not max_distance >= 0):
+            raise InvalidArgument(
+                "max_distance: needs a value >= 0 and metric euclidean; use min_score"
+            )
+        where = filter_from_proto(request.filter) if request.HasField("filter") else None
+        return SearchParams(
+            k=k,
+            where=where,
+            ef=ef or None,
+            exact=request.exact,
+            min_score=min_score,
+            max_distance=max_distance,
+            include_metadata=request.include.metadata,
+            include_vectors=request.include.vectors,
+        )
+
+    async def Search(self, request: Any, context: Any) -> Any:
+        col = self.runtime.get(request.collection)
+        params = self._search_params(col, request)
+        queries = vectors_from_proto(request.queries, col.dim, field="queries")
+        self._rows_limit(queries.shape[0], self.settings.max_query_rows, "search queries")
+        queries = validate_vectors(queries, col.dim, col.spec.index.metric, field="queries")
+
+        async def run(batch: np.ndarray, deadline: float) -> Hits:
+            return await col.search(batch, params, deadline)
+
+        hits = await self.batcher.submit(
+            (col.spec.name, params), queries, self._deadline(context), run, split_hits
+        )
+        return search_response(hits, col.dim)

@@ -1,0 +1,105 @@
+"""The coordinator's handle on one remote shard replica: an async gRPC stub with deadlines.
+
+`ShardLike` is the shard interface the coordinator codes against; `RemoteShard` implements
+it over the internal `shardvec.v1.Shard` service. gRPC failures are translated here, at the
+boundary, into shardvec errors that name the replica.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import grpc
+from shardvec.v1 import shard_pb2, shard_pb2_grpc
+
+from shard.errors import DeadlineExceeded, ShardvecError, Unavailable, error_for_status
+from shard.server import MAX_MESSAGE_BYTES, TOKEN_HEADER
+
+# Status codes that mean "this replica is not serving", as opposed to "the request is bad".
+REPLICA_DOWN = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNAUTHENTICATED,
+}
+
+
+class ReplicaDown(Unavailable):
+    """A replica did not answer (process dead, restarting, unreachable)."""
+
+
+class ShardLike(Protocol):
+    """What the coordinator needs from one shard replica; every call takes a timeout."""
+
+    name: str
+
+    async def upsert(self, req: shard_pb2.ShardUpsertRequest, timeout: float) -> Any: ...
+    async def delete(self, req: shard_pb2.ShardDeleteRequest, timeout: float) -> Any: ...
+    async def get(self, req: shard_pb2.ShardGetRequest, timeout: float) -> Any: ...
+    async def count(self, req: shard_pb2.ShardCountRequest, timeout: float) -> Any: ...
+    async def search(self, req: shard_pb2.ShardSearchRequest, timeout: float) -> Any: ...
+    async def info(self, timeout: float) -> Any: ...
+
+
+class RemoteShard:
+    """A persistent channel to one replica's gRPC server."""
+
+    def __init__(self, name: str, address: str, token: str) -> None:
+        self.name = name
+        self.address = address
+        self._metadata = ((TOKEN_HEADER, token),)
+        self._channel = grpc.aio.insecure_channel(
+            address,
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.enable_retries", 0),
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 1000),
+            ],
+        )
+        self._stub = shard_pb2_grpc.ShardStub(self._channel)
+
+    async def _call(self, method: Any, req: Any, timeout: float) -> Any:
+        if timeout <= 0:
+            raise DeadlineExceeded(f"deadline exceeded before calling {self.name}")
+        try:
+            return await method(req, timeout=timeout, metadata=self._metadata)
+        except grpc.aio.AioRpcError as exc:
+            code, details = exc.code(), exc.details() or ""
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise DeadlineExceeded(f"{self.name} ({self.address}) timed out") from None
+            if code in REPLICA_DOWN:
+                raise ReplicaDown(f"{self.name} ({self.address}) is down: {details}") from None
+            raise error_for_status(code, f"{self.name}: {details}") from None
+
+    async def upsert(self, req: shard_pb2.ShardUpsertRequest, timeout: float) -> Any:
+        return await self._call(self._stub.Upsert, req, timeout)
+
+    async def delete(self, req: shard_pb2.ShardDeleteRequest, timeout: float) -> Any:
+        return await self._call(self._stub.Delete, req, timeout)
+
+    async def get(self, req: shard_pb2.ShardGetRequest, timeout: float) -> Any:
+        return await self._call(self._stub.Get, req, timeout)
+
+    async def count(self, req: shard_pb2.ShardCountRequest, timeout: float) -> Any:
+        return await self._call(self._stub.Count, req, timeout)
+
+    async def search(self, req: shard_pb2.ShardSearchRequest, timeout: float) -> Any:
+        return await self._call(self._stub.Search, req, timeout)
+
+    async def info(self, timeout: float) -> Any:
+        return await self._call(self._stub.Info, shard_pb2.ShardInfoRequest(), timeout)
+
+    async def changes(self, after_seq: int, limit: int, timeout: float) -> Any:
+        req = shard_pb2.ShardChangesRequest(after_seq=after_seq, limit=limit)
+        return await self._call(self._stub.Changes, req, timeout)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+
+def is_bad_request(exc: BaseException) -> bool:
+    """True for errors caused by the request itself (every replica would say the same)."""
+    return isinstance(exc, ShardvecError) and not isinstance(exc, (ReplicaDown, DeadlineExceeded))

@@ -1,0 +1,148 @@
+from shardvec.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ShardUpsertRequest(_message.Message):
+    __slots__ = ("seq", "ids", "vectors", "metadata_json")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    vectors: _common_pb2.Vectors
+    metadata_json: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, seq: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., metadata_json: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ShardDeleteRequest(_message.Message):
+    __slots__ = ("seq", "ids", "filter")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    filter: _common_pb2.Filter
+    def __init__(self, seq: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ...) -> None: ...
+
+class ShardWriteResponse(_message.Message):
+    __slots__ = ("applied", "affected", "applied_seq")
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    AFFECTED_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    applied: bool
+    affected: int
+    applied_seq: int
+    def __init__(self, applied: _Optional[bool] = ..., affected: _Optional[int] = ..., applied_seq: _Optional[int] = ...) -> None: ...
+
+class ShardGetRequest(_message.Message):
+    __slots__ = ("ids", "include")
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    include: _common_pb2.Include
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., include: _Optional[_Union[_common_pb2.Include, _Mapping]] = ...) -> None: ...
+
+class ShardGetResponse(_message.Message):
+    __slots__ = ("ids", "metadata_json", "vectors")
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    metadata_json: _containers.RepeatedScalarFieldContainer[str]
+    vectors: _common_pb2.Vectors
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ...) -> None: ...
+
+class ShardCountRequest(_message.Message):
+    __slots__ = ("filter",)
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    filter: _common_pb2.Filter
+    def __init__(self, filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ...) -> None: ...
+
+class ShardCountResponse(_message.Message):
+    __slots__ = ("count",)
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    def __init__(self, count: _Optional[int] = ...) -> None: ...
+
+class ShardSearchRequest(_message.Message):
+    __slots__ = ("queries", "k", "filter", "ef", "exact", "min_score", "max_distance")
+    QUERIES_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    EF_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    MAX_DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    queries: _common_pb2.Vectors
+    k: int
+    filter: _common_pb2.Filter
+    ef: int
+    exact: bool
+    min_score: float
+    max_distance: float
+    def __init__(self, queries: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., ef: _Optional[int] = ..., exact: _Optional[bool] = ..., min_score: _Optional[float] = ..., max_distance: _Optional[float] = ...) -> None: ...
+
+class ShardSearchResponse(_message.Message):
+    __slots__ = ("k", "ids", "scores")
+    K_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    k: int
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    scores: bytes
+    def __init__(self, k: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., scores: _Optional[bytes] = ...) -> None: ...
+
+class ShardInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ShardInfoResponse(_message.Message):
+    __slots__ = ("count", "applied_seq", "checkpoint_seq", "pid", "node_id", "info_json")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_SEQ_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    INFO_JSON_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    applied_seq: int
+    checkpoint_seq: int
+    pid: int
+    node_id: str
+    info_json: str
+    def __init__(self, count: _Optional[int] = ..., applied_seq: _Optional[int] = ..., checkpoint_seq: _Optional[int] = ..., pid: _Optional[int] = ..., node_id: _Optional[str] = ..., info_json: _Optional[str] = ...) -> None: ...
+
+class ShardChangesRequest(_message.Message):
+    __slots__ = ("after_seq", "limit")
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    after_seq: int
+    limit: int
+    def __init__(self, after_seq: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class RowChange(_message.Message):
+    __slots__ = ("id", "seq", "deleted", "metadata_json")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    seq: int
+    deleted: bool
+    metadata_json: str
+    def __init__(self, id: _Optional[str] = ..., seq: _Optional[int] = ..., deleted: _Optional[bool] = ..., metadata_json: _Optional[str] = ...) -> None: ...
+
+class ShardChangesResponse(_message.Message):
+    __slots__ = ("changes", "vectors", "applied_seq")
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedCompositeFieldContainer[RowChange]
+    vectors: _common_pb2.Vectors
+    applied_seq: int
+    def __init__(self, changes: _Optional[_Iterable[_Union[RowChange, _Mapping]]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., applied_seq: _Optional[int] = ...) -> None: ...

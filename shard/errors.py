@@ -1,0 +1,101 @@
+"""The exception tree of shardvec: one root, each subclass carries its gRPC status code.
+
+Every layer raises these; one server interceptor turns them into statuses, and the client
+turns statuses back into them, so callers catch the same class on both sides of the wire.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class ShardvecError(Exception):
+    """Root of every error shardvec raises on purpose."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(ShardvecError):
+    """The request is malformed: wrong dimension, bad id, bad filter, out-of-range parameter."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(ShardvecError):
+    """An unknown collection (or other named object)."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(ShardvecError):
+    """Creating a collection that exists."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class FailedPrecondition(ShardvecError):
+    """The system is not in a state to run the request (e.g. a replica behind in sequence)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class ResourceExhausted(ShardvecError):
+    """A configured limit was exceeded (message size, batch size, query batch size)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(ShardvecError):
+    """No live replica can serve the request right now; retrying later may succeed."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceeded(ShardvecError):
+    """The caller's deadline ran out before the work finished."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class DataLoss(ShardvecError):
+    """Stored data is corrupt and cannot be recovered from this replica."""
+
+    code = grpc.StatusCode.DATA_LOSS
+
+
+class Unauthenticated(ShardvecError):
+    """No valid credentials were presented."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(ShardvecError):
+    """Valid credentials that do not allow this operation (e.g. a read-only key writing)."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+_BY_CODE: dict[grpc.StatusCode, type[ShardvecError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidArgument,
+        NotFound,
+        AlreadyExists,
+        FailedPrecondition,
+        ResourceExhausted,
+        Unavailable,
+        DeadlineExceeded,
+        DataLoss,
+        Unauthenticated,
+        PermissionDenied,
+    )
+}
+
+
+def error_for_status(code: grpc.StatusCode, message: str) -> ShardvecError:
+    """The exception matching a gRPC status (the client side of the interceptor)."""
+    return _BY_CODE.get(code, ShardvecError)(message)

@@ -1,0 +1,158 @@
+"""Conversions between protobuf messages and shardvec's domain types, in one place.
+
+Both the shard service and the coordinator's public service use these; handlers never
+pick messages apart themselves.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from shardvec.v1 import common_pb2, shard_pb2
+
+from shard.engine import Change
+from shard.errors import InvalidArgument
+from shard.filters import And, Cond, Filter, Not, Or, validate_filter
+from shard.validation import decode_packed
+
+_OP_TO_PROTO = {
+    "eq": common_pb2.Condition.EQ,
+    "ne": common_pb2.Condition.NE,
+    "gt": common_pb2.Condition.GT,
+    "gte": common_pb2.Condition.GTE,
+    "lt": common_pb2.Condition.LT,
+    "lte": common_pb2.Condition.LTE,
+    "in": common_pb2.Condition.IN,
+    "nin": common_pb2.Condition.NIN,
+    "exists": common_pb2.Condition.EXISTS,
+    "contains": common_pb2.Condition.CONTAINS,
+}
+_PROTO_TO_OP = {v: k for k, v in _OP_TO_PROTO.items()}
+
+METRIC_TO_PROTO = {
+    "cosine": common_pb2.COSINE,
+    "dot": common_pb2.DOT,
+    "euclidean": common_pb2.EUCLIDEAN,
+}
+PROTO_TO_METRIC = {v: k for k, v in METRIC_TO_PROTO.items()}
+
+MAX_FILTER_DEPTH = 32
+
+
+def _reject_constant(token: str) -> Any:
+    raise ValueError(f"{token} is not valid JSON")
+
+
+def loads_json(text: str) -> Any:
+    """json.loads that refuses NaN and Infinity literals."""
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def dumps_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def filter_to_proto(f: Filter) -> common_pb2.Filter:
+    msg = common_pb2.Filter()
+    if isinstance(f, Cond):
+        value = list(f.value) if isinstance(f.value, tuple) else f.value
+        msg.condition.field = f.field
+        msg.condition.op = _OP_TO_PROTO[f.op]
+        msg.condition.value_json = dumps_json(value)
+    elif isinstance(f, And):
+        msg.and_.children.extend(filter_to_proto(c) for c in f.children)
+    elif isinstance(f, Or):
+        getattr(msg, "or").children.extend(filter_to_proto(c) for c in f.children)
+    else:
+        getattr(msg, "not").CopyFrom(filter_to_proto(f.child))
+    return msg
+
+
+def filter_from_proto(msg: common_pb2.Filter) -> Filter | None:
+    """The domain filter of a wire filter, validated; None when the message is empty."""
+    if msg.WhichOneof("node") is None:
+        return None
+    f = _filter_node(msg, "filter", 0)
+    validate_filter(f)
+    return f
+
+
+def _filter_node(msg: common_pb2.Filter, path: str, depth: int) -> Filter:
+    if depth > MAX_FILTER_DEPTH:
+        raise InvalidArgument(f"filter: nested deeper than {MAX_FILTER_DEPTH} at {path}")
+    kind = msg.WhichOneof("node")
+    if kind == "condition":
+        c = msg.condition
+        op = _PROTO_TO_OP.get(c.op)
+        if op is None:
+            raise InvalidArgument(f"filter: unknown operator {c.op} at {path}.{c.field}")
+        try:
+            value = loads_json(c.value_json)
+        except ValueError as exc:
+            raise InvalidArgument(
+                f"filter: value of {path}.{c.field} is not valid JSON: {exc}"
+            ) from None
+        if op in ("in", "nin") and isinstance(value, list):
+            value = tuple(value)
+        return Cond(c.field, op, value)
+    if kind in ("and", "or"):
+        children = getattr(msg, kind).children
+        if not children:
+            raise InvalidArgument(f"filter: ${kind} needs at least one child at {path}")
+        nodes = tuple(
+            _filter_node(child, f"{path}.{kind}[{i}]", depth + 1)
+            for i, child in enumerate(children)
+        )
+        return And(nodes) if kind == "and" else Or(nodes)
+    if kind == "not":
+        return Not(_filter_node(getattr(msg, "not"), f"{path}.not", depth + 1))
+    raise InvalidArgument(f"filter: empty filter node at {path}")
+
+
+def vectors_to_proto(
+    vectors: np.ndarray, out: common_pb2.Vectors | None = None
+) -> common_pb2.Vectors:
+    """Pack a (n, dim) array as little-endian float32 bytes."""
+    msg = out if out is not None else common_pb2.Vectors()
+    arr = np.ascontiguousarray(vectors, dtype="<f4")
+    msg.dim = int(arr.shape[1]) if arr.ndim == 2 else int(arr.shape[0])
+    msg.packed = arr.tobytes()
+    return msg
+
+
+def vectors_from_proto(msg: common_pb2.Vectors, dim: int, *, field: str = "vectors") -> np.ndarray:
+    """A (n, dim) float32 array from either wire form; the packed form is not copied."""
+    if msg.packed and len(msg.values):
+        raise InvalidArgument(f"{field}: set either packed or values, not both")
+    if msg.dim and msg.dim != dim:
+        raise InvalidArgument(f"{field}: expected dimension {dim}, got {msg.dim}")
+    if msg.packed:
+        return decode_packed(msg.packed, dim, field=field)
+    values = np.asarray(msg.values, dtype=np.float32)
+    if values.size == 0:
+        raise InvalidArgument(f"{field}: batch is empty")
+    if values.size % dim:
+        raise InvalidArgument(f"{field}: {values.size} values is not a multiple of dimension {dim}")
+    return values.reshape(-1, dim)
+
+
+def metadata_to_json(metadatas: Sequence[Mapping[str, Any] | None]) -> list[str]:
+    return [dumps_json(m) if m else "" for m in metadatas]
+
+
+def changes_from_proto(resp: shard_pb2.ShardChangesResponse, dim: int) -> list[Change]:
+    """Row changes of a Changes response; vectors are matched to the non-deleted rows."""
+    vectors = decode_packed(resp.vectors.packed, dim) if resp.vectors.packed else np.empty((0, dim))
+    out: list[Change] = []
+    v = 0
+    for c in resp.changes:
+        if c.deleted:
+            out.append(Change(c.id, int(c.seq), None, None, True))
+        else:
+            meta = loads_json(c.metadata_json) if c.metadata_json else {}
+            out.append(Change(c.id, int(c.seq), vectors[v], meta, False))
+            v += 1
+    return out

@@ -1,0 +1,57 @@
+"""Shared fixtures: the shared real data set (skipped when absent) and seeded data."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def shared_data_dir() -> Path:
+    env = os.environ.get("SHARDVEC_SHARED_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data" / "pypi-minilm-100k"
+
+
+@dataclass
+class SharedData:
+    base: np.ndarray  # float32, normalised, (100000, 384)
+    queries: np.ndarray  # float32, normalised, (1000, 384)
+    gt: np.ndarray  # int32 (1000, 100) exact cosine top-100
+    gt_year: np.ndarray  # filter year >= 2024
+    gt_popular: np.ndarray  # filter popular == true
+    meta: list[dict[str, object]]
+
+
+def _normalised(path: Path) -> np.ndarray:
+    arr = np.load(path).astype(np.float32)
+    arr /= np.linalg.norm(arr, axis=1, keepdims=True)
+    return arr
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> SharedData:
+    d = shared_data_dir()
+    if not (d / "base.npy").exists():
+        pytest.skip(f"shared data set not found at {d}")
+    with (d / "base_texts.jsonl").open(encoding="utf-8") as f:
+        meta = [json.loads(line) for line in f]
+    return SharedData(
+        base=_normalised(d / "base.npy"),
+        queries=_normalised(d / "queries.npy"),
+        gt=np.load(d / "gt_cosine_top100.npy"),
+        gt_year=np.load(d / "gt_year_ge_2024_top100.npy"),
+        gt_popular=np.load(d / "gt_popular_top100.npy"),
+        meta=meta,
+    )
+
+
+def recall_at_k(found: list[list[str]], truth: np.ndarray, k: int) -> float:
+    """Mean |found_j[:k] ∩ truth_j[:k]| / k with ids as strings of row numbers."""
+    hits = [len(set(f[:k]) & {str(t) for t in truth[j, :k]}) for j, f in enumerate(found)]
+    return float(np.mean(hits)) / k

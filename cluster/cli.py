@@ -122,14 +122,15 @@ def up(
         "tls_key": tls_key,
         "search_threads": search_threads,
     }
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     try:
         cluster = ShardvecCluster(settings, ray_address=address, num_cpus=num_cpus)
     except ShardvecError as exc:
         _fail(exc)
         return
+    # Installed after Ray's own handlers (ray.init sets one for SIGTERM that just exits).
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     click.echo(f"shardvec serving on {cluster.address}", err=False)
     sys.stdout.flush()
     try:

@@ -63,11 +63,11 @@ def filter_to_proto(f: Filter) -> common_pb2.Filter:
         msg.condition.op = _OP_TO_PROTO[f.op]
         msg.condition.value_json = dumps_json(value)
     elif isinstance(f, And):
-        msg.and_.children.extend(filter_to_proto(c) for c in f.children)
+        msg.all.children.extend(filter_to_proto(c) for c in f.children)
     elif isinstance(f, Or):
-        getattr(msg, "or").children.extend(filter_to_proto(c) for c in f.children)
+        msg.any.children.extend(filter_to_proto(c) for c in f.children)
     else:
-        getattr(msg, "not").CopyFrom(filter_to_proto(f.child))
+        msg.negate.CopyFrom(filter_to_proto(f.child))
     return msg
 
 
@@ -98,17 +98,18 @@ def _filter_node(msg: common_pb2.Filter, path: str, depth: int) -> Filter:
         if op in ("in", "nin") and isinstance(value, list):
             value = tuple(value)
         return Cond(c.field, op, value)
-    if kind in ("and", "or"):
+    if kind in ("all", "any"):
         children = getattr(msg, kind).children
+        op = "$and" if kind == "all" else "$or"
         if not children:
-            raise InvalidArgument(f"filter: ${kind} needs at least one child at {path}")
+            raise InvalidArgument(f"filter: {op} needs at least one child at {path}")
         nodes = tuple(
             _filter_node(child, f"{path}.{kind}[{i}]", depth + 1)
             for i, child in enumerate(children)
         )
-        return And(nodes) if kind == "and" else Or(nodes)
-    if kind == "not":
-        return Not(_filter_node(getattr(msg, "not"), f"{path}.not", depth + 1))
+        return And(nodes) if kind == "all" else Or(nodes)
+    if kind == "negate":
+        return Not(_filter_node(msg.negate, f"{path}.negate", depth + 1))
     raise InvalidArgument(f"filter: empty filter node at {path}")
 
 

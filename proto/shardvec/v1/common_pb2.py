@@ -24,27 +24,27 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18shardvec/v1/common.proto\x12\x0bshardvec.v1\"6\n\x07Vectors\x12\x0b\n\x03\x64im\x18\x01 \x01(\r\x12\x0e\n\x06packed\x18\x02 \x01(\x0c\x12\x0e\n\x06values\x18\x03 \x03(\x02\"\xb0\x01\n\x06\x46ilter\x12+\n\tcondition\x18\x01 \x01(\x0b\x32\x16.shardvec.v1.ConditionH\x00\x12&\n\x03\x61nd\x18\x02 \x01(\x0b\x32\x17.shardvec.v1.FilterListH\x00\x12%\n\x02or\x18\x03 \x01(\x0b\x32\x17.shardvec.v1.FilterListH\x00\x12\"\n\x03not\x18\x04 \x01(\x0b\x32\x13.shardvec.v1.FilterH\x00\x42\x06\n\x04node\"3\n\nFilterList\x12%\n\x08\x63hildren\x18\x01 \x03(\x0b\x32\x13.shardvec.v1.Filter\"\xcc\x01\n\tCondition\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12%\n\x02op\x18\x02 \x01(\x0e\x32\x19.shardvec.v1.Condition.Op\x12\x12\n\nvalue_json\x18\x03 \x01(\t\"u\n\x02Op\x12\x12\n\x0eOP_UNSPECIFIED\x10\x00\x12\x06\n\x02\x45Q\x10\x01\x12\x06\n\x02NE\x10\x02\x12\x06\n\x02GT\x10\x03\x12\x07\n\x03GTE\x10\x04\x12\x06\n\x02LT\x10\x05\x12\x07\n\x03LTE\x10\x06\x12\x06\n\x02IN\x10\x07\x12\x07\n\x03NIN\x10\x08\x12\n\n\x06\x45XISTS\x10\t\x12\x0c\n\x08\x43ONTAINS\x10\n\"=\n\x0bIndexParams\x12\t\n\x01m\x18\x01 \x01(\r\x12\x17\n\x0f\x65\x66_construction\x18\x02 \x01(\r\x12\n\n\x02\x65\x66\x18\x03 \x01(\r\",\n\x07Include\x12\x10\n\x08metadata\x18\x01 \x01(\x08\x12\x0f\n\x07vectors\x18\x02 \x01(\x08*D\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\n\n\x06\x43OSINE\x10\x01\x12\x07\n\x03\x44OT\x10\x02\x12\r\n\tEUCLIDEAN\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18shardvec/v1/common.proto\x12\x0bshardvec.v1\"6\n\x07Vectors\x12\x0b\n\x03\x64im\x18\x01 \x01(\r\x12\x0e\n\x06packed\x18\x02 \x01(\x0c\x12\x0e\n\x06values\x18\x03 \x03(\x02\"\xb4\x01\n\x06\x46ilter\x12+\n\tcondition\x18\x01 \x01(\x0b\x32\x16.shardvec.v1.ConditionH\x00\x12&\n\x03\x61ll\x18\x02 \x01(\x0b\x32\x17.shardvec.v1.FilterListH\x00\x12&\n\x03\x61ny\x18\x03 \x01(\x0b\x32\x17.shardvec.v1.FilterListH\x00\x12%\n\x06negate\x18\x04 \x01(\x0b\x32\x13.shardvec.v1.FilterH\x00\x42\x06\n\x04node\"3\n\nFilterList\x12%\n\x08\x63hildren\x18\x01 \x03(\x0b\x32\x13.shardvec.v1.Filter\"\xcc\x01\n\tCondition\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12%\n\x02op\x18\x02 \x01(\x0e\x32\x19.shardvec.v1.Condition.Op\x12\x12\n\nvalue_json\x18\x03 \x01(\t\"u\n\x02Op\x12\x12\n\x0eOP_UNSPECIFIED\x10\x00\x12\x06\n\x02\x45Q\x10\x01\x12\x06\n\x02NE\x10\x02\x12\x06\n\x02GT\x10\x03\x12\x07\n\x03GTE\x10\x04\x12\x06\n\x02LT\x10\x05\x12\x07\n\x03LTE\x10\x06\x12\x06\n\x02IN\x10\x07\x12\x07\n\x03NIN\x10\x08\x12\n\n\x06\x45XISTS\x10\t\x12\x0c\n\x08\x43ONTAINS\x10\n\"=\n\x0bIndexParams\x12\t\n\x01m\x18\x01 \x01(\r\x12\x17\n\x0f\x65\x66_construction\x18\x02 \x01(\r\x12\n\n\x02\x65\x66\x18\x03 \x01(\r\",\n\x07Include\x12\x10\n\x08metadata\x18\x01 \x01(\x08\x12\x0f\n\x07vectors\x18\x02 \x01(\x08*D\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\n\n\x06\x43OSINE\x10\x01\x12\x07\n\x03\x44OT\x10\x02\x12\r\n\tEUCLIDEAN\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shardvec.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_METRIC']._serialized_start=645
-  _globals['_METRIC']._serialized_end=713
+  _globals['_METRIC']._serialized_start=649
+  _globals['_METRIC']._serialized_end=717
   _globals['_VECTORS']._serialized_start=41
   _globals['_VECTORS']._serialized_end=95
   _globals['_FILTER']._serialized_start=98
-  _globals['_FILTER']._serialized_end=274
-  _globals['_FILTERLIST']._serialized_start=276
-  _globals['_FILTERLIST']._serialized_end=327
-  _globals['_CONDITION']._serialized_start=330
-  _globals['_CONDITION']._serialized_end=534
-  _globals['_CONDITION_OP']._serialized_start=417
-  _globals['_CONDITION_OP']._serialized_end=534
-  _globals['_INDEXPARAMS']._serialized_start=536
-  _globals['_INDEXPARAMS']._serialized_end=597
-  _globals['_INCLUDE']._serialized_start=599
-  _globals['_INCLUDE']._serialized_end=643
+  _globals['_FILTER']._serialized_end=278
+  _globals['_FILTERLIST']._serialized_start=280
+  _globals['_FILTERLIST']._serialized_end=331
+  _globals['_CONDITION']._serialized_start=334
+  _globals['_CONDITION']._serialized_end=538
+  _globals['_CONDITION_OP']._serialized_start=421
+  _globals['_CONDITION_OP']._serialized_end=538
+  _globals['_INDEXPARAMS']._serialized_start=540
+  _globals['_INDEXPARAMS']._serialized_end=601
+  _globals['_INCLUDE']._serialized_start=603
+  _globals['_INCLUDE']._serialized_end=647
 # @@protoc_insertion_point(module_scope)

@@ -29,13 +29,16 @@ class Vectors(_message.Message):
     def __init__(self, dim: _Optional[int] = ..., packed: _Optional[bytes] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Filter(_message.Message):
-    __slots__ = ("condition",)
+    __slots__ = ("condition", "all", "any", "negate")
     CONDITION_FIELD_NUMBER: _ClassVar[int]
-    AND_FIELD_NUMBER: _ClassVar[int]
-    OR_FIELD_NUMBER: _ClassVar[int]
-    NOT_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    ANY_FIELD_NUMBER: _ClassVar[int]
+    NEGATE_FIELD_NUMBER: _ClassVar[int]
     condition: Condition
-    def __init__(self, condition: _Optional[_Union[Condition, _Mapping]] = ..., **kwargs) -> None: ...
+    all: FilterList
+    any: FilterList
+    negate: Filter
+    def __init__(self, condition: _Optional[_Union[Condition, _Mapping]] = ..., all: _Optional[_Union[FilterList, _Mapping]] = ..., any: _Optional[_Union[FilterList, _Mapping]] = ..., negate: _Optional[_Union[Filter, _Mapping]] = ...) -> None: ...
 
 class FilterList(_message.Message):
     __slots__ = ("children",)

@@ -25,41 +25,45 @@ _sym_db = _symbol_database.Default()
 from shardvec.v1 import common_pb2 as shardvec_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17shardvec/v1/shard.proto\x12\x0bshardvec.v1\x1a\x18shardvec/v1/common.proto\"l\n\x12ShardUpsertRequest\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12%\n\x07vectors\x18\x03 \x01(\x0b\x32\x14.shardvec.v1.Vectors\x12\x15\n\rmetadata_json\x18\x04 \x03(\t\"S\n\x12ShardDeleteRequest\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12#\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x13.shardvec.v1.Filter\"L\n\x12ShardWriteResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x08\x12\x10\n\x08\x61\x66\x66\x65\x63ted\x18\x02 \x01(\x04\x12\x13\n\x0b\x61pplied_seq\x18\x03 \x01(\x04\"E\n\x0fShardGetRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12%\n\x07include\x18\x02 \x01(\x0b\x32\x14.shardvec.v1.Include\"]\n\x10ShardGetResponse\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x15\n\rmetadata_json\x18\x02 \x03(\t\x12%\n\x07vectors\x18\x03 \x01(\x0b\x32\x14.shardvec.v1.Vectors\"8\n\x11ShardCountRequest\x12#\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x13.shardvec.v1.Filter\"#\n\x12ShardCountResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\"\xd8\x01\n\x12ShardSearchRequest\x12%\n\x07queries\x18\x01 \x01(\x0b\x32\x14.shardvec.v1.Vectors\x12\t\n\x01k\x18\x02 \x01(\r\x12#\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x13.shardvec.v1.Filter\x12\n\n\x02\x65\x66\x18\x04 \x01(\r\x12\r\n\x05\x65xact\x18\x05 \x01(\x08\x12\x16\n\tmin_score\x18\x06 \x01(\x02H\x00\x88\x01\x01\x12\x19\n\x0cmax_distance\x18\x07 \x01(\x02H\x01\x88\x01\x01\x42\x0c\n\n_min_scoreB\x0f\n\r_max_distance\"=\n\x13ShardSearchResponse\x12\t\n\x01k\x18\x01 \x01(\r\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x0e\n\x06scores\x18\x03 \x01(\x0c\"\x12\n\x10ShardInfoRequest\"\x80\x01\n\x11ShardInfoResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12\x13\n\x0b\x61pplied_seq\x18\x02 \x01(\x04\x12\x16\n\x0e\x63heckpoint_seq\x18\x03 \x01(\x04\x12\x0b\n\x03pid\x18\x04 \x01(\x03\x12\x0f\n\x07node_id\x18\x05 \x01(\t\x12\x11\n\tinfo_json\x18\x06 \x01(\t\"7\n\x13ShardChangesRequest\x12\x11\n\tafter_seq\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"L\n\tRowChange\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x08\x12\x15\n\rmetadata_json\x18\x04 \x01(\t\"{\n\x14ShardChangesResponse\x12\'\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x16.shardvec.v1.RowChange\x12%\n\x07vectors\x18\x02 \x01(\x0b\x32\x14.shardvec.v1.Vectors\x12\x13\n\x0b\x61pplied_seq\x18\x03 \x01(\x04\x32\x91\x04\n\x05Shard\x12J\n\x06Upsert\x12\x1f.shardvec.v1.ShardUpsertRequest\x1a\x1f.shardvec.v1.ShardWriteResponse\x12J\n\x06\x44\x65lete\x12\x1f.shardvec.v1.ShardDeleteRequest\x1a\x1f.shardvec.v1.ShardWriteResponse\x12\x42\n\x03Get\x12\x1c.shardvec.v1.ShardGetRequest\x1a\x1d.shardvec.v1.ShardGetResponse\x12H\n\x05\x43ount\x12\x1e.shardvec.v1.ShardCountRequest\x1a\x1f.shardvec.v1.ShardCountResponse\x12K\n\x06Search\x12\x1f.shardvec.v1.ShardSearchRequest\x1a .shardvec.v1.ShardSearchResponse\x12\x45\n\x04Info\x12\x1d.shardvec.v1.ShardInfoRequest\x1a\x1e.shardvec.v1.ShardInfoResponse\x12N\n\x07\x43hanges\x12 .shardvec.v1.ShardChangesRequest\x1a!.shardvec.v1.ShardChangesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17shardvec/v1/shard.proto\x12\x0bshardvec.v1\x1a\x18shardvec/v1/common.proto\"\x16\n\x14ShardSnapshotRequest\"9\n\x12ShardSnapshotChunk\x12\x15\n\rmanifest_json\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"l\n\x12ShardUpsertRequest\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12%\n\x07vectors\x18\x03 \x01(\x0b\x32\x14.shardvec.v1.Vectors\x12\x15\n\rmetadata_json\x18\x04 \x03(\t\"S\n\x12ShardDeleteRequest\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12#\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x13.shardvec.v1.Filter\"L\n\x12ShardWriteResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x08\x12\x10\n\x08\x61\x66\x66\x65\x63ted\x18\x02 \x01(\x04\x12\x13\n\x0b\x61pplied_seq\x18\x03 \x01(\x04\"E\n\x0fShardGetRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12%\n\x07include\x18\x02 \x01(\x0b\x32\x14.shardvec.v1.Include\"]\n\x10ShardGetResponse\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x15\n\rmetadata_json\x18\x02 \x03(\t\x12%\n\x07vectors\x18\x03 \x01(\x0b\x32\x14.shardvec.v1.Vectors\"8\n\x11ShardCountRequest\x12#\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x13.shardvec.v1.Filter\"#\n\x12ShardCountResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\"\xd8\x01\n\x12ShardSearchRequest\x12%\n\x07queries\x18\x01 \x01(\x0b\x32\x14.shardvec.v1.Vectors\x12\t\n\x01k\x18\x02 \x01(\r\x12#\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x13.shardvec.v1.Filter\x12\n\n\x02\x65\x66\x18\x04 \x01(\r\x12\r\n\x05\x65xact\x18\x05 \x01(\x08\x12\x16\n\tmin_score\x18\x06 \x01(\x02H\x00\x88\x01\x01\x12\x19\n\x0cmax_distance\x18\x07 \x01(\x02H\x01\x88\x01\x01\x42\x0c\n\n_min_scoreB\x0f\n\r_max_distance\"=\n\x13ShardSearchResponse\x12\t\n\x01k\x18\x01 \x01(\r\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x0e\n\x06scores\x18\x03 \x01(\x0c\"\x12\n\x10ShardInfoRequest\"\x80\x01\n\x11ShardInfoResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12\x13\n\x0b\x61pplied_seq\x18\x02 \x01(\x04\x12\x16\n\x0e\x63heckpoint_seq\x18\x03 \x01(\x04\x12\x0b\n\x03pid\x18\x04 \x01(\x03\x12\x0f\n\x07node_id\x18\x05 \x01(\t\x12\x11\n\tinfo_json\x18\x06 \x01(\t\"7\n\x13ShardChangesRequest\x12\x11\n\tafter_seq\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"L\n\tRowChange\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x08\x12\x15\n\rmetadata_json\x18\x04 \x01(\t\"{\n\x14ShardChangesResponse\x12\'\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x16.shardvec.v1.RowChange\x12%\n\x07vectors\x18\x02 \x01(\x0b\x32\x14.shardvec.v1.Vectors\x12\x13\n\x0b\x61pplied_seq\x18\x03 \x01(\x04\x32\xe3\x04\n\x05Shard\x12J\n\x06Upsert\x12\x1f.shardvec.v1.ShardUpsertRequest\x1a\x1f.shardvec.v1.ShardWriteResponse\x12J\n\x06\x44\x65lete\x12\x1f.shardvec.v1.ShardDeleteRequest\x1a\x1f.shardvec.v1.ShardWriteResponse\x12\x42\n\x03Get\x12\x1c.shardvec.v1.ShardGetRequest\x1a\x1d.shardvec.v1.ShardGetResponse\x12H\n\x05\x43ount\x12\x1e.shardvec.v1.ShardCountRequest\x1a\x1f.shardvec.v1.ShardCountResponse\x12K\n\x06Search\x12\x1f.shardvec.v1.ShardSearchRequest\x1a .shardvec.v1.ShardSearchResponse\x12\x45\n\x04Info\x12\x1d.shardvec.v1.ShardInfoRequest\x1a\x1e.shardvec.v1.ShardInfoResponse\x12N\n\x07\x43hanges\x12 .shardvec.v1.ShardChangesRequest\x1a!.shardvec.v1.ShardChangesResponse\x12P\n\x08Snapshot\x12!.shardvec.v1.ShardSnapshotRequest\x1a\x1f.shardvec.v1.ShardSnapshotChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shardvec.v1.shard_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SHARDUPSERTREQUEST']._serialized_start=66
-  _globals['_SHARDUPSERTREQUEST']._serialized_end=174
-  _globals['_SHARDDELETEREQUEST']._serialized_start=176
-  _globals['_SHARDDELETEREQUEST']._serialized_end=259
-  _globals['_SHARDWRITERESPONSE']._serialized_start=261
-  _globals['_SHARDWRITERESPONSE']._serialized_end=337
-  _globals['_SHARDGETREQUEST']._serialized_start=339
-  _globals['_SHARDGETREQUEST']._serialized_end=408
-  _globals['_SHARDGETRESPONSE']._serialized_start=410
-  _globals['_SHARDGETRESPONSE']._serialized_end=503
-  _globals['_SHARDCOUNTREQUEST']._serialized_start=505
-  _globals['_SHARDCOUNTREQUEST']._serialized_end=561
-  _globals['_SHARDCOUNTRESPONSE']._serialized_start=563
-  _globals['_SHARDCOUNTRESPONSE']._serialized_end=598
-  _globals['_SHARDSEARCHREQUEST']._serialized_start=601
-  _globals['_SHARDSEARCHREQUEST']._serialized_end=817
-  _globals['_SHARDSEARCHRESPONSE']._serialized_start=819
-  _globals['_SHARDSEARCHRESPONSE']._serialized_end=880
-  _globals['_SHARDINFOREQUEST']._serialized_start=882
-  _globals['_SHARDINFOREQUEST']._serialized_end=900
-  _globals['_SHARDINFORESPONSE']._serialized_start=903
-  _globals['_SHARDINFORESPONSE']._serialized_end=1031
-  _globals['_SHARDCHANGESREQUEST']._serialized_start=1033
-  _globals['_SHARDCHANGESREQUEST']._serialized_end=1088
-  _globals['_ROWCHANGE']._serialized_start=1090
-  _globals['_ROWCHANGE']._serialized_end=1166
-  _globals['_SHARDCHANGESRESPONSE']._serialized_start=1168
-  _globals['_SHARDCHANGESRESPONSE']._serialized_end=1291
-  _globals['_SHARD']._serialized_start=1294
-  _globals['_SHARD']._serialized_end=1823
+  _globals['_SHARDSNAPSHOTREQUEST']._serialized_start=66
+  _globals['_SHARDSNAPSHOTREQUEST']._serialized_end=88
+  _globals['_SHARDSNAPSHOTCHUNK']._serialized_start=90
+  _globals['_SHARDSNAPSHOTCHUNK']._serialized_end=147
+  _globals['_SHARDUPSERTREQUEST']._serialized_start=149
+  _globals['_SHARDUPSERTREQUEST']._serialized_end=257
+  _globals['_SHARDDELETEREQUEST']._serialized_start=259
+  _globals['_SHARDDELETEREQUEST']._serialized_end=342
+  _globals['_SHARDWRITERESPONSE']._serialized_start=344
+  _globals['_SHARDWRITERESPONSE']._serialized_end=420
+  _globals['_SHARDGETREQUEST']._serialized_start=422
+  _globals['_SHARDGETREQUEST']._serialized_end=491
+  _globals['_SHARDGETRESPONSE']._serialized_start=493
+  _globals['_SHARDGETRESPONSE']._serialized_end=586
+  _globals['_SHARDCOUNTREQUEST']._serialized_start=588
+  _globals['_SHARDCOUNTREQUEST']._serialized_end=644
+  _globals['_SHARDCOUNTRESPONSE']._serialized_start=646
+  _globals['_SHARDCOUNTRESPONSE']._serialized_end=681
+  _globals['_SHARDSEARCHREQUEST']._serialized_start=684
+  _globals['_SHARDSEARCHREQUEST']._serialized_end=900
+  _globals['_SHARDSEARCHRESPONSE']._serialized_start=902
+  _globals['_SHARDSEARCHRESPONSE']._serialized_end=963
+  _globals['_SHARDINFOREQUEST']._serialized_start=965
+  _globals['_SHARDINFOREQUEST']._serialized_end=983
+  _globals['_SHARDINFORESPONSE']._serialized_start=986
+  _globals['_SHARDINFORESPONSE']._serialized_end=1114
+  _globals['_SHARDCHANGESREQUEST']._serialized_start=1116
+  _globals['_SHARDCHANGESREQUEST']._serialized_end=1171
+  _globals['_ROWCHANGE']._serialized_start=1173
+  _globals['_ROWCHANGE']._serialized_end=1249
+  _globals['_SHARDCHANGESRESPONSE']._serialized_start=1251
+  _globals['_SHARDCHANGESRESPONSE']._serialized_end=1374
+  _globals['_SHARD']._serialized_start=1377
+  _globals['_SHARD']._serialized_end=1988
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ShardSnapshotRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ShardSnapshotChunk(_message.Message):
+    __slots__ = ("manifest_json", "data")
+    MANIFEST_JSON_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    manifest_json: str
+    data: bytes
+    def __init__(self, manifest_json: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
 class ShardUpsertRequest(_message.Message):
     __slots__ = ("seq", "ids", "vectors", "metadata_json")
     SEQ_FIELD_NUMBER: _ClassVar[int]

@@ -71,6 +71,11 @@ class ShardStub:
                 request_serializer=shardvec_dot_v1_dot_shard__pb2.ShardChangesRequest.SerializeToString,
                 response_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardChangesResponse.FromString,
                 _registered_method=True)
+        self.Snapshot = channel.unary_stream(
+                '/shardvec.v1.Shard/Snapshot',
+                request_serializer=shardvec_dot_v1_dot_shard__pb2.ShardSnapshotRequest.SerializeToString,
+                response_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardSnapshotChunk.FromString,
+                _registered_method=True)
 
 
 class ShardServicer:
@@ -120,6 +125,13 @@ class ShardServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Snapshot(self, request, context):
+        """A consistent copy of this replica's durable state (SQLite online backup + checkpoint files).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -157,6 +169,11 @@ def add_ShardServicer_to_server(servicer, server):
                     servicer.Changes,
                     request_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardChangesRequest.FromString,
                     response_serializer=shardvec_dot_v1_dot_shard__pb2.ShardChangesResponse.SerializeToString,
+            ),
+            'Snapshot': grpc.unary_stream_rpc_method_handler(
+                    servicer.Snapshot,
+                    request_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardSnapshotRequest.FromString,
+                    response_serializer=shardvec_dot_v1_dot_shard__pb2.ShardSnapshotChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -350,6 +367,33 @@ class Shard:
             '/shardvec.v1.Shard/Changes',
             shardvec_dot_v1_dot_shard__pb2.ShardChangesRequest.SerializeToString,
             shardvec_dot_v1_dot_shard__pb2.ShardChangesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Snapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/shardvec.v1.Shard/Snapshot',
+            shardvec_dot_v1_dot_shard__pb2.ShardSnapshotRequest.SerializeToString,
+            shardvec_dot_v1_dot_shard__pb2.ShardSnapshotChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -83,6 +83,16 @@ class VectorSearchStub:
                 request_serializer=shardvec_dot_v1_dot_vector__search__pb2.SearchRequest.SerializeToString,
                 response_deserializer=shardvec_dot_v1_dot_vector__search__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.CreateSnapshot = channel.unary_stream(
+                '/shardvec.v1.VectorSearch/CreateSnapshot',
+                request_serializer=shardvec_dot_v1_dot_vector__search__pb2.CreateSnapshotRequest.SerializeToString,
+                response_deserializer=shardvec_dot_v1_dot_vector__search__pb2.SnapshotChunk.FromString,
+                _registered_method=True)
+        self.RestoreSnapshot = channel.stream_unary(
+                '/shardvec.v1.VectorSearch/RestoreSnapshot',
+                request_serializer=shardvec_dot_v1_dot_vector__search__pb2.SnapshotChunk.SerializeToString,
+                response_deserializer=shardvec_dot_v1_dot_vector__search__pb2.CollectionInfo.FromString,
+                _registered_method=True)
 
 
 class VectorSearchServicer:
@@ -146,6 +156,20 @@ class VectorSearchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSnapshot(self, request, context):
+        """A consistent, point-in-time snapshot of a collection, streamed as one archive.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreSnapshot(self, request_iterator, context):
+        """Restore an archive streamed by the client into a new collection (rows re-routed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VectorSearchServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -193,6 +217,16 @@ def add_VectorSearchServicer_to_server(servicer, server):
                     servicer.Search,
                     request_deserializer=shardvec_dot_v1_dot_vector__search__pb2.SearchRequest.FromString,
                     response_serializer=shardvec_dot_v1_dot_vector__search__pb2.SearchResponse.SerializeToString,
+            ),
+            'CreateSnapshot': grpc.unary_stream_rpc_method_handler(
+                    servicer.CreateSnapshot,
+                    request_deserializer=shardvec_dot_v1_dot_vector__search__pb2.CreateSnapshotRequest.FromString,
+                    response_serializer=shardvec_dot_v1_dot_vector__search__pb2.SnapshotChunk.SerializeToString,
+            ),
+            'RestoreSnapshot': grpc.stream_unary_rpc_method_handler(
+                    servicer.RestoreSnapshot,
+                    request_deserializer=shardvec_dot_v1_dot_vector__search__pb2.SnapshotChunk.FromString,
+                    response_serializer=shardvec_dot_v1_dot_vector__search__pb2.CollectionInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -442,6 +476,60 @@ class VectorSearch:
             '/shardvec.v1.VectorSearch/Search',
             shardvec_dot_v1_dot_vector__search__pb2.SearchRequest.SerializeToString,
             shardvec_dot_v1_dot_vector__search__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/shardvec.v1.VectorSearch/CreateSnapshot',
+            shardvec_dot_v1_dot_vector__search__pb2.CreateSnapshotRequest.SerializeToString,
+            shardvec_dot_v1_dot_vector__search__pb2.SnapshotChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreSnapshot(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/shardvec.v1.VectorSearch/RestoreSnapshot',
+            shardvec_dot_v1_dot_vector__search__pb2.SnapshotChunk.SerializeToString,
+            shardvec_dot_v1_dot_vector__search__pb2.CollectionInfo.FromString,
             options,
             channel_credentials,
             insecure,

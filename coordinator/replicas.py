@@ -223,6 +223,22 @@ class ReplicaSet:
                 return
             replica.applied_seq = await replica.control.catch_up(peer.remote().address)
 
+    async def probe(self, timeout: float = 2.0) -> None:
+        """Ask every LIVE replica for its figures; one that does not answer is marked DEAD.
+
+        Run periodically, so a dead process is noticed without waiting for a request.
+        """
+        for r in self.live():
+            try:
+                info = await r.remote().info(timeout)
+            except (ReplicaDown, DeadlineExceeded) as exc:
+                log.warning("health probe of %s failed: %s", r.name, exc)
+                self.mark_dead(r)
+                continue
+            r.count = int(info.count)
+            r.applied_seq = max(r.applied_seq, int(info.applied_seq))
+            r.pid = int(info.pid)
+
     async def close(self) -> None:
         self._closed = True
         for task in self._recovering.values():

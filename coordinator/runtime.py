@@ -27,6 +27,22 @@ class CoordinatorRuntime:
         self.registry = Registry(self.data_dir)
         self.collections: dict[str, CollectionRuntime] = {}
         self._lock = asyncio.Lock()
+        self._health: asyncio.Task[None] | None = None
+
+    def start_health_checks(self, interval: float = 1.0) -> None:
+        """Probe every live replica each `interval` seconds (see ReplicaSet.probe)."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                for col in list(self.collections.values()):
+                    for rs in col.shard_sets:
+                        try:
+                            await rs.probe()
+                        except Exception:
+                            log.exception("health probe of %s failed", col.spec.name)
+
+        self._health = asyncio.ensure_future(loop())
 
     async def restore(self) -> None:
         """Bring back every registered collection, attaching to replicas that still run."""
@@ -117,6 +133,8 @@ class CoordinatorRuntime:
 
     async def shutdown(self) -> None:
         """Checkpoint and stop every replica; the data directory stays for the next start."""
+        if self._health is not None:
+            self._health.cancel()
         for runtime in self.collections.values():
             for rs in runtime.shard_sets:
                 await rs.close()

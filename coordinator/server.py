@@ -56,6 +56,7 @@ class Coordinator:
         s = self.settings
         self.runtime = CoordinatorRuntime(Path(s.data_dir), s.to_dict())
         await self.runtime.restore()
+        self.runtime.start_health_checks()
         self.batcher = MicroBatcher(window_s=s.batch_window_s, max_batch=s.batch_max)
         guard = GuardInterceptor(
             service_prefix=f"/{SERVICE_NAME}/",

@@ -1,0 +1,685 @@
+"""The storage engine of one shard replica: SQLite rows, an hnswlib index, filter columns.
+
+Source of truth is the SQLite store (shard/store.py); the HNSW index (shard/hnsw.py) and the
+columnar metadata (shard/filters.py) are derived and rebuilt from it when needed. Every write
+batch is committed to SQLite before the in-memory state changes, so a crash after an
+acknowledged write loses nothing: the next open loads the checkpoint and replays newer rows,
+or rebuilds from the store.
+
+Locks: `_write_mutex` serialises writers (upsert, delete, apply_changes, checkpoint, close);
+`index.lock` (readers-writer) covers the index together with the slot tables and columns, so
+a search sees one consistent state and searches run alongside each other.
+
+Search planner, with m the number of live rows passing the filter and L all live rows:
+  m == 0                              -> empty rows
+  exact=True or m <= exact_threshold  -> exact NumPy scoring of the m rows
+  m / L >= postfilter_fraction        -> one unfiltered batch knn_query for
+                                         k' = ceil(k * overfetch / (m / L)) results, then the mask
+  otherwise                           -> per-query knn_query with hnswlib's filter callback
+Any query left with fewer than min(k, m) hits falls back to the next path down and finally to
+exact scoring, so a filtered search never returns fewer than min(k, m) hits (before min_score /
+max_distance drop some).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from shard.errors import DataLoss, FailedPrecondition, InvalidArgument, ShardvecError
+from shard.filters import Filter, MetadataColumns, validate_filter
+from shard.hnsw import (
+    INDEX_FILE,
+    MANIFEST_FILE,
+    HnswIndex,
+    Labels,
+    exact_topk,
+    load_checkpoint,
+    remove_manifest,
+    to_scores,
+    write_checkpoint,
+)
+from shard.settings import IndexSettings
+from shard.store import Store
+from shard.validation import validate_ids, validate_metadatas, validate_vectors
+
+log = logging.getLogger(__name__)
+
+MAX_K = 10_000
+MAX_EF = 16_384
+
+
+@dataclass(frozen=True)
+class Record:
+    """One stored row as `get` returns it; vector/metadata are None when not requested."""
+
+    id: str
+    vector: np.ndarray | None
+    metadata: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Per query row: ids (object, "" padding), scores (float32, NaN padding), hit counts."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+    counts: np.ndarray
+
+
+@dataclass(frozen=True)
+class Change:
+    """A row's latest state for replica catch-up; a tombstone has deleted=True and no data."""
+
+    id: str
+    seq: int
+    vector: np.ndarray | None
+    metadata: dict[str, Any] | None
+    deleted: bool
+
+
+@dataclass(frozen=True)
+class PlannerSettings:
+    """Thresholds of the filtered-search planner (see the module docstring)."""
+
+    exact_threshold: int = 4096
+    postfilter_fraction: float = 0.3
+    overfetch: float = 1.5
+    exact_chunk_rows: int = 16_384
+
+
+@dataclass
+class _SlotPlan:
+    """Slot changes of one batch, computed before anything is written."""
+
+    up_slots: list[int]
+    del_slots: list[int]
+    free: list[int]
+    n_slots: int
+
+
+class ShardEngine:
+    """Durable vector rows with HNSW search and metadata filters, for one replica."""
+
+    def __init__(
+        self,
+        directory: Path,
+        settings: IndexSettings,
+        *,
+        search_threads: int = 1,
+        build_threads: int = 2,
+        checkpoint_rows: int = 100_000,
+        planner: PlannerSettings | None = None,
+    ) -> None:
+        for name, value in (
+            ("search_threads", search_threads),
+            ("build_threads", build_threads),
+            ("checkpoint_rows", checkpoint_rows),
+        ):
+            _check_int(name, value, 1, 1 << 40)
+        self.settings = settings
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.planner = planner or PlannerSettings()
+        self._search_threads = search_threads
+        self._build_threads = build_threads
+        self._checkpoint_rows = checkpoint_rows
+        self._write_mutex = threading.Lock()
+        self._id_to_slot: dict[str, int] = {}
+        self._slot_to_id: npt.NDArray[np.object_] = np.full(0, "", dtype=object)
+        self._alive: npt.NDArray[np.bool_] = np.zeros(0, dtype=np.bool_)
+        self._free: list[int] = []
+        self._n_slots = 0
+        self._columns = MetadataColumns()
+        self._dirty = 0
+        self._checkpoint_seq = 0
+        self._last_checkpoint_unix: float | None = None
+        self._closed = False
+        self._broken: str | None = None
+        self._store = Store(self.directory, settings)
+        try:
+            self._applied_seq = self._store.applied_seq()
+            self._index = self._recover()
+        except BaseException:
+            self._store.close()
+            raise
+
+    # ------------------------------------------------------------------------- recovery
+
+    def _recover(self) -> HnswIndex:
+        """Load the id tables and columns from SQLite, then the checkpoint (replaying newer
+        rows) or, when it is unusable, a full rebuild."""
+        for rows in self._store.live_index():
+            slots = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+            self._grow_tables(int(slots[-1]) + 1)
+            ids = [r[0] for r in rows]
+            self._slot_to_id[slots] = np.array(ids, dtype=object)
+            self._alive[slots] = True
+            self._id_to_slot.update(zip(ids, slots.tolist(), strict=True))
+            try:
+                mds = [json.loads(r[3]) if r[3] else {} for r in rows]
+            except ValueError as exc:
+                raise DataLoss(
+                    f"store {self._store.path} holds unreadable metadata: {exc}"
+                ) from exc
+            self._columns.set(slots, mds)
+            self._n_slots = int(slots[-1]) + 1
+        loaded = load_checkpoint(self.directory, self.settings)
+        index: HnswIndex | None = None
+        if loaded is not None:
+            index, manifest = loaded
+            if manifest.seq > self._applied_seq:
+                raise DataLoss(
+                    f"store {self._store.path} is at seq {self._applied_seq} but the index "
+                    f"checkpoint is at seq {manifest.seq}: the store lost acknowledged writes"
+                )
+            self._n_slots = max(self._n_slots, manifest.n_slots)
+            if not self._reconcile(index, manifest.seq):
+                index = None
+            else:
+                self._checkpoint_seq = manifest.seq
+                self._last_checkpoint_unix = manifest.created_unix
+        rebuilt = index is None
+        if index is None:
+            index = self._rebuild()
+        self._grow_tables(self._n_slots)
+        self._free = np.flatnonzero(~self._alive[: self._n_slots])[::-1].tolist()
+        self._index = index
+        stale_files = any((self.directory / f).exists() for f in (INDEX_FILE, MANIFEST_FILE))
+        if (rebuilt and (self._dirty or stale_files)) or self._dirty >= self._checkpoint_rows:
+            try:
+                self._checkpoint_locked()
+            except OSError as exc:
+                log.warning("%s: checkpoint after recovery failed: %s", self.directory, exc)
+        return index
+
+    def _reconcile(self, index: HnswIndex, seq: int) -> bool:
+        """Bring a loaded checkpoint up to the store; False if it cannot be trusted."""
+        with index.lock.write():
+            labels = index.labels()
+            if len(labels):
+                self._n_slots = max(self._n_slots, int(labels.max()) + 1)
+            self._grow_tables(self._n_slots)
+            present = np.zeros(self._n_slots, dtype=np.bool_)
+            present[labels] = True
+            if (self._alive[: self._n_slots] & ~present).any():
+                missing = int((self._alive[: self._n_slots] & ~present).sum())
+                log.warning(
+                    "%s: checkpoint lacks %d live rows; rebuilding", self.directory, missing
+                )
+                return False
+            hidden = index.mark_deleted(labels[~self._alive[labels]])
+            replayed = self._add_from_store(index, after_seq=seq)
+        log.info(
+            "%s: loaded checkpoint at seq %d, replayed %d rows, hid %d stale labels",
+            self.directory,
+            seq,
+            replayed,
+            hidden,
+        )
+        self._dirty = replayed + hidden
+        return True
+
+    def _rebuild(self) -> HnswIndex:
+        index = HnswIndex(self.settings)
+        with index.lock.write():
+            index.ensure_capacity(self._n_slots)
+            added = self._add_from_store(index, after_seq=-1)
+        if added:
+            log.warning("%s: rebuilt the index from the store (%d rows)", self.directory, added)
+        self._dirty = added
+        return index
+
+    def _add_from_store(self, index: HnswIndex, after_seq: int) -> int:
+        added = 0
+        dim = self.settings.dim
+        for rows in self._store.live_vectors(after_seq):
+            slots = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            data = b"".join(r[1] for r in rows)
+            if len(data) != 4 * dim * len(rows):
+                raise DataLoss(f"store {self._store.path} holds vectors of the wrong size")
+            vecs = np.frombuffer(data, dtype="<f4").reshape(len(rows), dim)
+            index.add(vecs, slots, num_threads=self._build_threads)
+            added += len(rows)
+        return added
+
+    # ---------------------------------------------------------------------------- state
+
+    @property
+    def applied_seq(self) -> int:
+        """Highest batch sequence number applied (0 for a new replica)."""
+        return self._applied_seq
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise FailedPrecondition(f"engine at {self.directory} is closed")
+        if self._broken is not None:
+            raise ShardvecError(f"engine at {self.directory} must be reopened: {self._broken}")
+
+    def _grow_tables(self, n: int) -> None:
+        cap = len(self._alive)
+        if n <= cap:
+            return
+        new = max(n, 2 * cap, 1024)
+        ids = np.full(new, "", dtype=object)
+        ids[:cap] = self._slot_to_id
+        alive = np.zeros(new, dtype=np.bool_)
+        alive[:cap] = self._alive
+        self._slot_to_id, self._alive = ids, alive
+
+    def _plan_slots(self, up_ids: Sequence[str], del_ids: Sequence[str]) -> _SlotPlan:
+        """Slots for a batch: deletions free theirs first, kept ids keep theirs, new ids take
+        free slots (most recently freed first) and then fresh ones."""
+        del_slots = [self._id_to_slot[i] for i in del_ids if i in self._id_to_slot]
+        free = self._free + del_slots[::-1]
+        n_slots = self._n_slots
+        up_slots: list[int] = []
+        for rid in up_ids:
+            slot = self._id_to_slot.get(rid)
+            if slot is None:
+                if free:
+                    slot = free.pop()
+                else:
+                    slot, n_slots = n_slots, n_slots + 1
+            up_slots.append(slot)
+        return _SlotPlan(up_slots, del_slots, free, n_slots)
+
+    def _apply(
+        self,
+        plan: _SlotPlan,
+        up_ids: Sequence[str],
+        vectors: npt.NDArray[np.float32] | None,
+        metadatas: Sequence[Mapping[str, Any]],
+        seq: int,
+    ) -> None:
+        """Apply a committed batch to the index, slot tables and columns."""
+        try:
+            with self._index.lock.write():
+                if plan.del_slots:
+                    dels = np.asarray(plan.del_slots, dtype=np.int64)
+                    self._index.mark_deleted(dels)
+                    for rid in self._slot_to_id[dels].tolist():
+                        del self._id_to_slot[rid]
+                    self._slot_to_id[dels] = ""
+                    self._alive[dels] = False
+                    self._columns.clear(dels)
+                self._grow_tables(plan.n_slots)
+                if up_ids and vectors is not None:
+                    ups = np.asarray(plan.up_slots, dtype=np.int64)
+                    self._index.add(vectors, ups, num_threads=self._build_threads)
+                    self._slot_to_id[ups] = np.array(up_ids, dtype=object)
+                    self._alive[ups] = True
+                    self._columns.set(ups, metadatas)
+                    self._id_to_slot.update(zip(up_ids, plan.up_slots, strict=True))
+                self._free, self._n_slots = plan.free, plan.n_slots
+                self._applied_seq = max(self._applied_seq, seq)
+                self._dirty += len(up_ids) + len(plan.del_slots)
+        except BaseException as exc:
+            self._broken = f"a committed batch failed to apply in memory: {exc!r}"
+            log.error("%s: %s", self.directory, self._broken)
+            raise
+        if self._dirty >= self._checkpoint_rows:
+            try:
+                self._checkpoint_locked()
+            except OSError as exc:
+                log.warning("%s: automatic checkpoint failed: %s", self.directory, exc)
+
+    # --------------------------------------------------------------------------- writes
+
+    def upsert(
+        self,
+        seq: int,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        metadatas: Sequence[Mapping[str, Any]] | None = None,
+    ) -> bool:
+        """Insert or replace rows atomically as batch `seq`; False when `seq` was applied."""
+        self._check_usable()
+        seq = _check_int("seq", seq, 1, 2**63 - 1)
+        ids = validate_ids(ids)
+        vecs = validate_vectors(vectors, self.settings.dim, self.settings.metric)
+        if len(vecs) != len(ids):
+            raise InvalidArgument(
+                f"vectors: expected {len(ids)} rows (one per id), got {len(vecs)}"
+            )
+        mds = validate_metadatas(metadatas if metadatas is not None else [], len(ids))
+        blobs = _blobs(vecs)
+        texts = _metadata_texts(mds)
+        with self._write_mutex:
+            self._check_usable()
+            if seq <= self._applied_seq:
+                return False
+            plan = self._plan_slots(ids, ())
+            rows = zip(ids, plan.up_slots, [seq] * len(ids), blobs, texts, strict=True)
+            self._store.write(seq, upserts=rows)
+            self._apply(plan, ids, vecs, mds, seq)
+        return True
+
+    def delete(
+        self, seq: int, ids: Sequence[str] | None = None, where: Filter | None = None
+    ) -> int:
+        """Tombstone rows by id or by filter (exactly one) as batch `seq`; returns how many
+        live rows were deleted (0 when `seq` was applied already)."""
+        self._check_usable()
+        seq = _check_int("seq", seq, 1, 2**63 - 1)
+        if (ids is None) == (where is None):
+            raise InvalidArgument("delete needs exactly one of ids or where")
+        if ids is not None:
+            ids = validate_ids(ids)
+        if where is not None:
+            validate_filter(where)
+        with self._write_mutex:
+            self._check_usable()
+            if seq <= self._applied_seq:
+                return 0
+            if where is not None:
+                mask = self._columns.mask(where, self._n_slots) & self._alive[: self._n_slots]
+                targets: list[str] = self._slot_to_id[np.flatnonzero(mask)].tolist()
+            else:
+                targets = [i for i in ids or () if i in self._id_to_slot]
+            plan = self._plan_slots((), targets)
+            self._store.write(seq, tombstones=[(rid, seq) for rid in targets])
+            self._apply(plan, (), None, (), seq)
+        return len(targets)
+
+    def apply_changes(self, changes: Sequence[Change], up_to_seq: int) -> None:
+        """Catch up from a peer: apply its rows' latest states (each only if newer than this
+        replica's state of that id) in one transaction, then raise applied_seq to `up_to_seq`.
+
+        To copy a peer: `changes, seq = peer.changes_since(mine)`; while changes: apply them
+        with `up_to_seq=changes[-1].seq` and ask again from there; finally apply `([], seq)`.
+        """
+        self._check_usable()
+        up_to_seq = _check_int("up_to_seq", up_to_seq, 0, 2**63 - 1)
+        latest: dict[str, Change] = {}
+        for c in changes:
+            if not isinstance(c, Change):
+                raise InvalidArgument(f"changes: expected Change, got {type(c).__name__}")
+            _check_int("change seq", c.seq, 1, 2**63 - 1)
+            if c.id not in latest or c.seq >= latest[c.id].seq:
+                latest[c.id] = c
+        if latest:
+            validate_ids(list(latest))
+        live = [c for c in latest.values() if not c.deleted]
+        vecs = None
+        if live:
+            if any(c.vector is None for c in live):
+                raise InvalidArgument("changes: a live change has no vector")
+            stacked = np.stack([np.asarray(c.vector) for c in live])
+            dim, metric = self.settings.dim, self.settings.metric
+            vecs = validate_vectors(stacked, dim, metric, field="changes.vector")
+        mds = validate_metadatas(
+            [c.metadata or {} for c in live], len(live), field="changes.metadata"
+        )
+        with self._write_mutex:
+            self._check_usable()
+            local = self._store.seqs_of(list(latest))
+            fresh = {rid for rid, c in latest.items() if c.seq > local.get(rid, 0)}
+            up_idx = [i for i, c in enumerate(live) if c.id in fresh]
+            up_ids = [live[i].id for i in up_idx]
+            dels = [c for c in latest.values() if c.deleted and c.id in fresh]
+            new_seq = up_to_seq if up_to_seq > self._applied_seq else None
+            if not up_ids and not dels and new_seq is None:
+                return
+            up_vecs = vecs[up_idx] if vecs is not None else None
+            up_mds = [mds[i] for i in up_idx]
+            if any(latest[r].seq <= self._checkpoint_seq for r in up_ids):
+                remove_manifest(self.directory)  # replay by seq would miss these rows
+            plan = self._plan_slots(up_ids, [c.id for c in dels])
+            upserts = zip(
+                up_ids,
+                plan.up_slots,
+                [live[i].seq for i in up_idx],
+                _blobs(up_vecs) if up_vecs is not None else [],
+                _metadata_texts(up_mds),
+                strict=True,
+            )
+            self._store.write(new_seq, upserts=upserts, tombstones=[(c.id, c.seq) for c in dels])
+            self._apply(plan, up_ids, up_vecs, up_mds, new_seq or 0)
+
+    # ---------------------------------------------------------------------------- reads
+
+    def get(
+        self, ids: Sequence[str], *, include_vectors: bool = True, include_metadata: bool = True
+    ) -> list[Record | None]:
+        """Rows by id from the store (vectors as upserted); None for missing or deleted ids."""
+        self._check_usable()
+        if isinstance(ids, (str, bytes)) or not all(isinstance(i, str) for i in ids):
+            raise InvalidArgument("ids: expected a list of strings")
+        rows = self._store.get_rows(ids, vectors=include_vectors, metadata=include_metadata)
+        out: list[Record | None] = []
+        for rid in ids:
+            row = rows.get(rid)
+            if row is None:
+                out.append(None)
+                continue
+            vec = _vector(row.vector) if include_vectors else None
+            md = (json.loads(row.metadata) if row.metadata else {}) if include_metadata else None
+            out.append(Record(rid, vec, md))
+        return out
+
+    def count(self, where: Filter | None = None) -> int:
+        """Live rows, or live rows passing `where`."""
+        self._check_usable()
+        if where is None:
+            return len(self._id_to_slot)
+        validate_filter(where)
+        with self._index.lock.read():
+            return int(self._mask(where).sum())
+
+    def _mask(self, where: Filter) -> npt.NDArray[np.bool_]:
+        return self._columns.mask(where, self._n_slots) & self._alive[: self._n_slots]
+
+    def changes_since(self, seq: int, limit: int = 10_000) -> tuple[list[Change], int]:
+        """Rows and tombstones with seq > `seq`, ascending, at most `limit` (one seq's rows are
+        never split across pages), and this replica's applied_seq at read time."""
+        self._check_usable()
+        seq = _check_int("seq", seq, 0, 2**63 - 1)
+        limit = _check_int("limit", limit, 1, 1_000_000)
+        rows, applied = self._store.changes_since(seq, limit)
+        out = [
+            Change(r.id, r.seq, None, None, True)
+            if r.deleted
+            else Change(
+                r.id, r.seq, _vector(r.vector), json.loads(r.metadata) if r.metadata else {}, False
+            )
+            for r in rows
+        ]
+        return out, applied
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        *,
+        where: Filter | None = None,
+        ef: int | None = None,
+        exact: bool = False,
+        min_score: float | None = None,
+        max_distance: float | None = None,
+    ) -> SearchResult:
+        """Best `k` live rows per query, best first; see the module docstring for the plan."""
+        self._check_usable()
+        q = validate_vectors(queries, self.settings.dim, self.settings.metric, field="queries")
+        k = _check_int("k", k, 1, MAX_K)
+        ef = self.settings.ef if ef is None else _check_int("ef", ef, 1, MAX_EF)
+        threshold = self._threshold(min_score, max_distance)
+        if where is not None:
+            validate_filter(where)
+        with self._index.lock.read():
+            labels, scores = self._plan(q, k, ef, where, exact)
+            if threshold is not None:
+                passing = scores >= threshold if max_distance is None else scores <= threshold
+                labels[~passing] = -1
+                scores[~passing] = np.nan
+            valid = labels >= 0
+            ids = np.full(labels.shape, "", dtype=object)
+            ids[valid] = self._slot_to_id[labels[valid]]
+        return SearchResult(ids, scores, valid.sum(axis=1).astype(np.int32))
+
+    def _threshold(self, min_score: float | None, max_distance: float | None) -> float | None:
+        euclid = self.settings.metric == "euclidean"
+        if min_score is not None and euclid:
+            raise InvalidArgument("min_score applies to cosine and dot; use max_distance")
+        if max_distance is not None and not euclid:
+            raise InvalidArgument("max_distance applies to euclidean; use min_score")
+        value = min_score if min_score is not None else max_distance
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise InvalidArgument(f"score threshold must be a number, got {value!r}")
+        return float(value)
+
+    def _plan(
+        self, q: npt.NDArray[np.float32], k: int, ef: int, where: Filter | None, exact: bool
+    ) -> tuple[Labels, npt.NDArray[np.float32]]:
+        nq = len(q)
+        n_live = len(self._id_to_slot)
+        mask = self._mask(where) if where is not None else None
+        m = int(mask.sum()) if mask is not None else n_live
+        labels = np.full((nq, k), -1, dtype=np.int64)
+        scores = np.full((nq, k), np.nan, dtype=np.float32)
+        if m == 0:
+            return labels, scores
+        if exact or (mask is not None and m <= self.planner.exact_threshold):
+            subset = mask if mask is not None else self._alive[: self._n_slots]
+            return self._exact(q, k, np.flatnonzero(subset))
+        k_eff = min(k, m)
+        metric = self.settings.metric
+        todo = np.arange(nq)
+        if mask is None or m / n_live >= self.planner.postfilter_fraction:
+            frac = m / n_live
+            kq = min(
+                n_live,
+                max(
+                    k_eff,
+                    math.ceil(k_eff * (1.0 if mask is None else self.planner.overfetch / frac)),
+                ),
+            )
+            try:
+                got, dist = self._index.knn(q, kq, min(ef, n_live), self._search_threads)
+            except RuntimeError:
+                got = None
+            if got is not None:
+                keep = mask[got] if mask is not None else np.ones(got.shape, dtype=np.bool_)
+                order = np.argsort(~keep, axis=1, kind="stable")[:, :k_eff]
+                sel = np.take_along_axis(keep, order, axis=1)
+                labels[:, :k_eff] = np.where(sel, np.take_along_axis(got, order, axis=1), -1)
+                scores[:, :k_eff] = np.where(
+                    sel, to_scores(metric, np.take_along_axis(dist, order, axis=1)), np.nan
+                )
+                todo = np.flatnonzero(keep.sum(axis=1) < k_eff)
+        if len(todo) and mask is not None:
+            allowed = mask.tolist().__getitem__
+            short = []
+            for row in todo.tolist():
+                try:
+                    got, dist = self._index.knn(q[row : row + 1], k_eff, min(ef, m), 1, allowed)
+                except RuntimeError:
+                    short.append(row)
+                    continue
+                labels[row, :k_eff] = got[0]
+                scores[row, :k_eff] = to_scores(metric, dist[0])
+            todo = np.asarray(short, dtype=np.int64)
+        if len(todo):
+            subset = mask if mask is not None else self._alive[: self._n_slots]
+            labels[todo], scores[todo] = self._exact(q[todo], k, np.flatnonzero(subset))
+        return labels, scores
+
+    def _exact(
+        self, q: npt.NDArray[np.float32], k: int, slots: Labels
+    ) -> tuple[Labels, npt.NDArray[np.float32]]:
+        return exact_topk(self._index, q, slots, k, self.planner.exact_chunk_rows)
+
+    # ----------------------------------------------------------------------- lifecycle
+
+    def checkpoint(self) -> None:
+        """Write the index checkpoint and its manifest now."""
+        self._check_usable()
+        with self._write_mutex:
+            self._checkpoint_locked()
+
+    def _checkpoint_locked(self) -> None:
+        with self._index.lock.read():
+            manifest = write_checkpoint(
+                self.directory, self._index, self._applied_seq, self._n_slots
+            )
+        self._checkpoint_seq = manifest.seq
+        self._last_checkpoint_unix = manifest.created_unix
+        self._dirty = 0
+        log.info(
+            "%s: checkpoint at seq %d (%d bytes)", self.directory, manifest.seq, manifest.index_size
+        )
+
+    def info(self) -> dict[str, Any]:
+        """Figures of this replica, JSON-serialisable."""
+        self._check_usable()
+        with self._index.lock.read():
+            index_bytes = self._index.nbytes()
+            out = {
+                "count": len(self._id_to_slot),
+                "applied_seq": self._applied_seq,
+                "checkpoint_seq": self._checkpoint_seq,
+                "slots": self._n_slots,
+                "deleted_slots": len(self._free),
+                "capacity": self._index.capacity,
+                "index_bytes": index_bytes,
+                "metadata_bytes": self._columns.nbytes(),
+                "dirty_rows": self._dirty,
+                "settings": self.settings.to_dict(),
+                "last_checkpoint_unix": self._last_checkpoint_unix,
+                "directory": str(self.directory),
+            }
+        return out
+
+    def close(self) -> None:
+        """Checkpoint if anything changed since the last one, then close the store."""
+        with self._write_mutex:
+            if self._closed:
+                return
+            try:
+                if self._dirty and self._broken is None:
+                    self._checkpoint_locked()
+            except OSError as exc:
+                log.warning("%s: checkpoint on close failed: %s", self.directory, exc)
+            finally:
+                self._closed = True
+                self._store.close()
+
+
+def _check_int(name: str, value: object, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+        raise InvalidArgument(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+    return int(value)
+
+
+def _blobs(vecs: npt.NDArray[np.float32]) -> list[bytes]:
+    le = np.ascontiguousarray(vecs, dtype="<f4")
+    return [row.tobytes() for row in le]
+
+
+def _vector(blob: bytes | None) -> np.ndarray:
+    if blob is None:
+        raise DataLoss("a live row has no vector")
+    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
+
+
+def _metadata_texts(mds: Sequence[Mapping[str, Any]]) -> list[str | None]:
+    try:
+        return [
+            json.dumps(md, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            if md
+            else None
+            for md in mds
+        ]
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"metadatas: not JSON-serialisable: {exc}") from exc

@@ -1,0 +1,313 @@
+"""The durable store of one shard replica: SQLite in WAL mode, the source of truth.
+
+One table holds every row a replica has seen, live or deleted:
+
+    rows(id TEXT PRIMARY KEY, slot INTEGER, seq INTEGER NOT NULL, vector BLOB,
+         metadata TEXT, deleted INTEGER NOT NULL)
+
+- `slot` is the row's hnswlib label while it is live, and NULL for a tombstone (a deleted row
+  gives its slot back; a unique partial index keeps live slots distinct).
+- `seq` is the batch sequence number that last wrote the row, so `changes_since` pages by it.
+- `vector` holds the row's float32 values as upserted ('<f4' bytes), `metadata` compact JSON.
+- A delete keeps the row as a tombstone (deleted=1, vector and metadata NULL, seq set), so a
+  replica catching up from a peer learns about the delete and never resurrects the row.
+
+A small `kv` table holds `applied_seq`, the format version and the IndexSettings JSON. Every
+write batch is one transaction, committed (synchronous=FULL) before the call returns. Nothing
+on disk is pickled; a file that is not an intact SQLite database raises DataLoss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from shard.errors import DataLoss, FailedPrecondition, ShardvecError
+from shard.settings import IndexSettings
+
+log = logging.getLogger(__name__)
+
+STORE_FILE = "store.sqlite"
+FORMAT_VERSION = 1
+# Settings that shape the stored data and the graph; `ef` is a search-time default and may change.
+STRUCTURAL_SETTINGS = ("dim", "metric", "m", "ef_construction")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rows (
+    id TEXT PRIMARY KEY,
+    slot INTEGER,
+    seq INTEGER NOT NULL,
+    vector BLOB,
+    metadata TEXT,
+    deleted INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS rows_seq ON rows(seq);
+CREATE UNIQUE INDEX IF NOT EXISTS rows_slot ON rows(slot) WHERE slot IS NOT NULL;
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_UPSERT = (
+    "INSERT INTO rows (id, slot, seq, vector, metadata, deleted) VALUES (?, ?, ?, ?, ?, 0) "
+    "ON CONFLICT(id) DO UPDATE SET slot = excluded.slot, seq = excluded.seq, "
+    "vector = excluded.vector, metadata = excluded.metadata, deleted = 0"
+)
+_TOMBSTONE = (
+    "INSERT INTO rows (id, slot, seq, vector, metadata, deleted) "
+    "VALUES (?, NULL, ?, NULL, NULL, 1) "
+    "ON CONFLICT(id) DO UPDATE SET slot = NULL, seq = excluded.seq, vector = NULL, "
+    "metadata = NULL, deleted = 1"
+)
+_SET_KV = (
+    "INSERT INTO kv (key, value) VALUES (?, ?) "
+    "ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+)
+_CORRUPT = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+# SQLite allows 32766 host parameters per statement; stay well below.
+_IN_CHUNK = 900
+
+
+@dataclass(frozen=True)
+class StoredRow:
+    """One row as stored; `vector` is '<f4' bytes and `metadata` JSON text (None when absent)."""
+
+    id: str
+    slot: int | None
+    seq: int
+    vector: bytes | None
+    metadata: str | None
+    deleted: bool
+
+
+class Store:
+    """SQLite-backed rows of one replica. Thread-safe: one connection behind a lock."""
+
+    def __init__(self, directory: Path, settings: IndexSettings) -> None:
+        self.path = Path(directory) / STORE_FILE
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        try:
+            conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise DataLoss(f"cannot open store {self.path}: {exc}") from exc
+        try:
+            self._conn = conn
+            self._open(settings)
+        except BaseException:
+            self._conn = None
+            conn.close()
+            raise
+
+    def _open(self, settings: IndexSettings) -> None:
+        try:
+            check = [r[0] for r in self._db.execute("PRAGMA quick_check").fetchall()]
+        except sqlite3.DatabaseError as exc:
+            raise DataLoss(f"store {self.path} is not an intact SQLite database: {exc}") from exc
+        if check != ["ok"]:
+            raise DataLoss(f"store {self.path} failed its integrity check: {'; '.join(check[:5])}")
+        with self._errors():
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            stored = self._get_kv("settings")
+            if stored is None:
+                self._init_new(settings)
+            else:
+                self._check_existing(settings, stored)
+
+    def _init_new(self, settings: IndexSettings) -> None:
+        if self._db.execute("SELECT 1 FROM rows LIMIT 1").fetchone() is not None:
+            raise DataLoss(f"store {self.path} holds rows but no settings")
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute(_SET_KV, ("settings", _settings_json(settings)))
+        self._db.execute(_SET_KV, ("format_version", str(FORMAT_VERSION)))
+        self._db.execute(_SET_KV, ("applied_seq", "0"))
+        self._db.execute("COMMIT")
+
+    def _check_existing(self, settings: IndexSettings, stored: str) -> None:
+        version = self._get_kv("format_version")
+        if version != str(FORMAT_VERSION):
+            raise FailedPrecondition(
+                f"store {self.path} has format version {version}, expected {FORMAT_VERSION}"
+            )
+        try:
+            old = json.loads(stored)
+        except ValueError as exc:
+            raise DataLoss(f"store {self.path} holds unreadable settings: {exc}") from exc
+        if not isinstance(old, dict):
+            raise DataLoss(f"store {self.path} holds unreadable settings: {stored!r}")
+        new = settings.to_dict()
+        diff = [k for k in STRUCTURAL_SETTINGS if old.get(k) != new[k]]
+        if diff:
+            detail = ", ".join(f"{k}: stored {old.get(k)!r}, requested {new[k]!r}" for k in diff)
+            raise FailedPrecondition(
+                f"store {self.path} was created with other settings ({detail})"
+            )
+        if old != new:
+            self._db.execute(_SET_KV, ("settings", _settings_json(settings)))
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise ShardvecError(f"store {self.path} is closed")
+        return self._conn
+
+    def _errors(self) -> contextlib.AbstractContextManager[None]:
+        return _db_errors(self.path)
+
+    def _get_kv(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    # ------------------------------------------------------------------------------ reads
+
+    def applied_seq(self) -> int:
+        with self._lock, self._errors():
+            return int(self._get_kv("applied_seq") or 0)
+
+    def get_rows(
+        self, ids: Sequence[str], *, vectors: bool = True, metadata: bool = True
+    ) -> dict[str, StoredRow]:
+        """Live rows among `ids`, keyed by id (missing and deleted ids are absent)."""
+        vec_col = "vector" if vectors else "NULL"
+        md_col = "metadata" if metadata else "NULL"
+        cols = f"id, slot, seq, {vec_col}, {md_col}"
+        out: dict[str, StoredRow] = {}
+        unique = list(dict.fromkeys(ids))
+        with self._lock, self._errors():
+            for start in range(0, len(unique), _IN_CHUNK):
+                chunk = unique[start : start + _IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                sql = f"SELECT {cols} FROM rows WHERE deleted = 0 AND id IN ({marks})"
+                for rid, slot, seq, vec, md in self._db.execute(sql, chunk):
+                    out[rid] = StoredRow(rid, slot, seq, vec, md, False)
+        return out
+
+    def seqs_of(self, ids: Sequence[str]) -> dict[str, int]:
+        """The stored seq of each of `ids` that has a row (live or tombstone)."""
+        out: dict[str, int] = {}
+        unique = list(dict.fromkeys(ids))
+        with self._lock, self._errors():
+            for start in range(0, len(unique), _IN_CHUNK):
+                chunk = unique[start : start + _IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                sql = f"SELECT id, seq FROM rows WHERE id IN ({marks})"
+                out.update((rid, int(seq)) for rid, seq in self._db.execute(sql, chunk))
+        return out
+
+    def live_index(
+        self, chunk_rows: int = 20_000
+    ) -> Iterator[list[tuple[str, int, int, str | None]]]:
+        """All live rows as (id, slot, seq, metadata JSON), in slot order, in chunks."""
+        last = -1
+        while True:
+            with self._lock, self._errors():
+                rows = self._db.execute(
+                    "SELECT id, slot, seq, metadata FROM rows WHERE deleted = 0 AND slot > ? "
+                    "ORDER BY slot LIMIT ?",
+                    (last, chunk_rows),
+                ).fetchall()
+            if not rows:
+                return
+            yield rows
+            last = rows[-1][1]
+
+    def live_vectors(
+        self, after_seq: int = -1, chunk_rows: int = 10_000
+    ) -> Iterator[list[tuple[int, bytes]]]:
+        """(slot, vector bytes) of live rows with seq > after_seq, in slot order, in chunks."""
+        last = -1
+        while True:
+            with self._lock, self._errors():
+                rows = self._db.execute(
+                    "SELECT slot, vector FROM rows WHERE deleted = 0 AND seq > ? AND slot > ? "
+                    "ORDER BY slot LIMIT ?",
+                    (after_seq, last, chunk_rows),
+                ).fetchall()
+            if not rows:
+                return
+            yield rows
+            last = rows[-1][0]
+
+    def changes_since(self, seq: int, limit: int) -> tuple[list[StoredRow], int]:
+        """Rows and tombstones with seq > `seq`, ascending (seq, id), plus applied_seq.
+
+        Returns at most `limit` rows, except that the rows of one seq are never split: a page
+        ends at a seq boundary, and a single seq with more than `limit` rows comes whole.
+        Both reads run in one transaction, so the pair is a consistent snapshot.
+        """
+        cols = "id, slot, seq, vector, metadata, deleted"
+        with self._lock, self._errors():
+            self._db.execute("BEGIN")
+            try:
+                rows = self._db.execute(
+                    f"SELECT {cols} FROM rows WHERE seq > ? ORDER BY seq, id LIMIT ?",
+                    (seq, limit + 1),
+                ).fetchall()
+                if len(rows) > limit:
+                    last = rows[limit][2]
+                    rows = [r for r in rows[:limit] if r[2] != last]
+                    if not rows:
+                        rows = self._db.execute(
+                            f"SELECT {cols} FROM rows WHERE seq = ? ORDER BY id", (last,)
+                        ).fetchall()
+                applied = int(self._get_kv("applied_seq") or 0)
+            finally:
+                self._db.execute("COMMIT")
+        return [StoredRow(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows], applied
+
+    def stats(self) -> dict[str, int]:
+        with self._lock, self._errors():
+            live, dead = self._db.execute(
+                "SELECT COALESCE(SUM(deleted = 0), 0), COALESCE(SUM(deleted = 1), 0) FROM rows"
+            ).fetchone()
+        return {"live_rows": int(live), "tombstones": int(dead)}
+
+    # ----------------------------------------------------------------------------- writes
+
+    def write(
+        self,
+        seq: int | None,
+        upserts: Iterable[tuple[str, int, int, bytes, str | None]] = (),
+        tombstones: Iterable[tuple[str, int]] = (),
+    ) -> None:
+        """One atomic batch: tombstones (id, seq) first, then upserts (id, slot, seq, vector,
+        metadata JSON); `applied_seq` set to `seq` unless it is None. All or nothing."""
+        with self._lock, self._errors():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(_TOMBSTONE, tombstones)
+                self._db.executemany(_UPSERT, upserts)
+                if seq is not None:
+                    self._db.execute(_SET_KV, ("applied_seq", str(int(seq))))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+@contextlib.contextmanager
+def _db_errors(path: Path) -> Iterator[None]:
+    """Turns SQLite corruption errors into DataLoss naming the file; others pass through."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        name = getattr(exc, "sqlite_errorname", "")
+        if name in _CORRUPT or "malformed" in str(exc) or "not a database" in str(exc):
+            raise DataLoss(f"store {path} is corrupt: {exc}") from exc
+        raise
+
+
+def _settings_json(settings: IndexSettings) -> str:
+    return json.dumps(settings.to_dict(), sort_keys=True, separators=(",", ":"))

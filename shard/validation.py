@@ -1,0 +1,277 @@
+"""Input validation shared by the shard engine and the coordinator's edge.
+
+Each check either returns a normalised copy of its input or raises InvalidArgument with a
+message naming the offending row (`ids[3]: id is empty`), so a client can fix the exact item.
+Both layers run the same code, so a request the edge accepts is never rejected by a shard.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from shard.errors import InvalidArgument
+from shard.settings import METRICS
+
+MAX_ID_BYTES = 512
+MAX_METADATA_BYTES = 65_536
+MAX_METADATA_KEYS = 256
+MAX_KEY_CHARS = 256
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+
+def _short(text: str, limit: int = 64) -> str:
+    """repr() of a possibly long string, cut to keep error messages readable."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _utf8_ok(text: str) -> bool:
+    try:
+        text.encode("utf-8", errors="strict")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def validate_ids(ids: Sequence[object], *, field: str = "ids") -> list[str]:
+    """Check a batch of ids: strings of 1..512 UTF-8 bytes, no NUL, no duplicates in the batch."""
+    if isinstance(ids, (str, bytes)):
+        raise InvalidArgument(f"{field}: expected a list of strings, got {type(ids).__name__}")
+    if len(ids) == 0:
+        raise InvalidArgument(f"{field}: batch is empty")
+    seen: dict[str, int] = {}
+    out: list[str] = []
+    for i, item in enumerate(ids):
+        where = f"{field}[{i}]"
+        if not isinstance(item, str):
+            raise InvalidArgument(f"{where}: id must be a string, got {type(item).__name__}")
+        if not item:
+            raise InvalidArgument(f"{where}: id is empty")
+        try:
+            size = len(item.encode("utf-8", errors="strict"))
+        except UnicodeEncodeError:
+            raise InvalidArgument(f"{where}: id is not valid UTF-8 (lone surrogate)") from None
+        if size > MAX_ID_BYTES:
+            raise InvalidArgument(f"{where}: id is {size} bytes, the limit is {MAX_ID_BYTES}")
+        if "\x00" in item:
+            raise InvalidArgument(f"{where}: id contains a NUL character")
+        first = seen.setdefault(item, i)
+        if first != i:
+            raise InvalidArgument(f"{where}: duplicate of {field}[{first}] ({_short(item)})")
+        out.append(item)
+    return out
+
+
+def _check_key(key: object, where: str) -> str:
+    if not isinstance(key, str):
+        raise InvalidArgument(f"{where}: key must be a string, got {type(key).__name__}")
+    if not key:
+        raise InvalidArgument(f"{where}: key is empty")
+    if len(key) > MAX_KEY_CHARS:
+        raise InvalidArgument(
+            f"{where}: key {_short(key)} is {len(key)} characters, the limit is {MAX_KEY_CHARS}"
+        )
+    if key.startswith("$"):
+        raise InvalidArgument(f"{where}: key {_short(key)} must not start with '$'")
+    if not _utf8_ok(key):
+        raise InvalidArgument(f"{where}: key {_short(key)} is not valid UTF-8 (lone surrogate)")
+    return key
+
+
+def _check_number(value: int | float, where: str) -> None:
+    if isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise InvalidArgument(f"{where}: integer {value} does not fit in 64 bits")
+    elif not math.isfinite(value):
+        raise InvalidArgument(f"{where}: NaN or infinity is not allowed")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_value(value: object, where: str) -> Any:
+    """Return a plain copy of one metadata value, or raise naming `where` (row.key)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if _is_number(value):
+        _check_number(value, where)  # type: ignore[arg-type]
+        return value
+    if isinstance(value, str):
+        if not _utf8_ok(value):
+            raise InvalidArgument(f"{where}: string is not valid UTF-8 (lone surrogate)")
+        return value
+    if isinstance(value, Mapping):
+        raise InvalidArgument(f"{where}: nested objects are not supported")
+    if isinstance(value, (list, tuple)):
+        return _check_list(value, where)
+    raise InvalidArgument(f"{where}: unsupported value type {type(value).__name__}")
+
+
+def _check_list(items: Sequence[object], where: str) -> list[Any]:
+    """A list value must hold only strings or only numbers (bools are not numbers)."""
+    strings = 0
+    for item in items:
+        if isinstance(item, Mapping):
+            raise InvalidArgument(f"{where}: nested objects are not supported")
+        if isinstance(item, (list, tuple)):
+            raise InvalidArgument(f"{where}: nested lists are not supported")
+        if isinstance(item, str):
+            if not _utf8_ok(item):
+                raise InvalidArgument(f"{where}: string is not valid UTF-8 (lone surrogate)")
+            strings += 1
+        elif _is_number(item):
+            _check_number(item, where)  # type: ignore[arg-type]
+        else:
+            raise InvalidArgument(
+                f"{where}: list items must be all strings or all numbers, got {type(item).__name__}"
+            )
+    if 0 < strings < len(items):
+        raise InvalidArgument(f"{where}: list items must be all strings or all numbers, not both")
+    return list(items)
+
+
+def _check_metadata(row: object, where: str) -> dict[str, Any]:
+    if not isinstance(row, Mapping):
+        raise InvalidArgument(f"{where}: metadata must be an object, got {type(row).__name__}")
+    if len(row) > MAX_METADATA_KEYS:
+        raise InvalidArgument(f"{where}: {len(row)} keys, the limit is {MAX_METADATA_KEYS}")
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        name = _check_key(key, where)
+        out[name] = _check_value(value, f"{where}.{name}")
+    size = len(json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    if size > MAX_METADATA_BYTES:
+        raise InvalidArgument(
+            f"{where}: metadata is {size} bytes as JSON, the limit is {MAX_METADATA_BYTES}"
+        )
+    return out
+
+
+def validate_metadatas(
+    metadatas: Sequence[object], n: int, *, field: str = "metadatas"
+) -> list[dict[str, Any]]:
+    """Check one metadata object per row (an empty sequence means n empty ones); return copies."""
+    if isinstance(metadatas, (str, bytes, Mapping)):
+        kind = type(metadatas).__name__
+        raise InvalidArgument(f"{field}: expected a list of objects, got {kind}")
+    if len(metadatas) == 0:
+        return [{} for _ in range(n)]
+    if len(metadatas) != n:
+        raise InvalidArgument(f"{field}: expected {n} rows (one per id), got {len(metadatas)}")
+    return [_check_metadata(row, f"{field}[{i}]") for i, row in enumerate(metadatas)]
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {_short(key)}")
+        out[key] = value
+    return out
+
+
+def parse_metadata_json(
+    texts: Sequence[str], n: int, *, field: str = "metadata_json"
+) -> list[dict[str, Any]]:
+    """Decode the wire form (one JSON object text per row, "" meaning {}) and validate it."""
+    if isinstance(texts, (str, bytes)):
+        raise InvalidArgument(f"{field}: expected a list of strings, got {type(texts).__name__}")
+    if len(texts) == 0:
+        return [{} for _ in range(n)]
+    if len(texts) != n:
+        raise InvalidArgument(f"{field}: expected {n} rows (one per id), got {len(texts)}")
+    rows: list[object] = []
+    for i, text in enumerate(texts):
+        where = f"{field}[{i}]"
+        if not isinstance(text, str):
+            raise InvalidArgument(f"{where}: expected JSON text, got {type(text).__name__}")
+        if not text:
+            rows.append({})
+            continue
+        try:
+            row = json.loads(
+                text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys
+            )
+        except json.JSONDecodeError as exc:
+            raise InvalidArgument(f"{where}: invalid JSON: {exc}") from None
+        except ValueError as exc:  # from the hooks above
+            raise InvalidArgument(f"{where}: invalid JSON: {exc}") from None
+        except RecursionError:
+            raise InvalidArgument(f"{where}: invalid JSON: nested too deeply") from None
+        if not isinstance(row, dict):
+            kind = "array" if isinstance(row, list) else type(row).__name__
+            raise InvalidArgument(f"{where}: expected a JSON object, got {kind}")
+        rows.append(row)
+    return validate_metadatas(rows, n, field=field)
+
+
+def validate_vectors(
+    vectors: np.ndarray, dim: int, metric: str, *, field: str = "vectors"
+) -> npt.NDArray[np.float32]:
+    """Return `vectors` as a C-contiguous float32 (n, dim) array, or raise naming the first bad row.
+
+    A 1-D array of length `dim` is one row. Rows must be finite (also after the cast to float32),
+    and under 'cosine' have a non-zero norm in float32.
+    """
+    if metric not in METRICS:
+        raise InvalidArgument(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    arr = np.asarray(vectors)
+    if arr.dtype.kind not in "iuf":
+        raise InvalidArgument(f"{field}: expected numbers, got dtype {arr.dtype}")
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1) if arr.size else arr.reshape(0, dim)
+    if arr.ndim != 2:
+        raise InvalidArgument(f"{field}: expected a 2-D array (n, {dim}), got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise InvalidArgument(f"{field}: batch is empty")
+    if arr.shape[1] != dim:
+        raise InvalidArgument(f"{field}: expected dimension {dim}, got {arr.shape[1]}")
+    if arr.dtype.kind == "f":
+        _first_bad(np.isfinite(arr).all(axis=1), f"{field}[{{}}]: contains NaN or infinity")
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(arr, dtype=np.float32)
+    _first_bad(np.isfinite(out).all(axis=1), f"{field}[{{}}]: value out of float32 range")
+    if metric == "cosine":
+        with np.errstate(over="ignore", under="ignore"):
+            sumsq = np.einsum("ij,ij->i", out, out)
+        _first_bad(np.greater(sumsq, 0), f"{field}[{{}}]: zero vector has no cosine direction")
+        _first_bad(np.isfinite(sumsq), f"{field}[{{}}]: vector norm overflows float32")
+    return out
+
+
+def _first_bad(ok: npt.ArrayLike, template: str) -> None:
+    """Raise with the index of the first False in `ok`, if any (one vectorised pass)."""
+    ok = np.asarray(ok, dtype=np.bool_)
+    if not ok.all():
+        raise InvalidArgument(template.format(int(np.argmin(ok))))
+
+
+def decode_packed(data: bytes, dim: int, *, field: str = "vectors") -> npt.NDArray[np.float32]:
+    """View little-endian float32 bytes as an (n, dim) array, without copying."""
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise InvalidArgument(f"{field}: dimension must be a positive integer, got {dim!r}")
+    size = len(memoryview(data).cast("B"))
+    row = 4 * dim
+    if size == 0 or size % row:
+        raise InvalidArgument(
+            f"{field}: packed data is {size} bytes, not a positive multiple of "
+            f"4 * dim = {row} (dim {dim})"
+        )
+    flat: npt.NDArray[np.float32] = np.frombuffer(data, dtype="<f4")
+    return flat.reshape(-1, dim)
+
+
+def encode_packed(vectors: np.ndarray) -> bytes:
+    """Little-endian float32 bytes of `vectors`, row after row (the inverse of decode_packed)."""
+    return np.ascontiguousarray(vectors, dtype="<f4").tobytes()

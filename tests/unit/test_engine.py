@@ -1,0 +1,612 @@
+"""ShardEngine: writes, reads, scores, the filter planner, persistence, recovery, catch-up."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import shard.engine as engine_mod
+from shard.engine import Change, PlannerSettings, ShardEngine
+from shard.errors import DataLoss, FailedPrecondition, InvalidArgument
+from shard.filters import parse_where
+from shard.hnsw import INDEX_FILE, MANIFEST_FILE
+from shard.settings import IndexSettings
+
+DIM = 16
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _settings(metric: str = "cosine") -> IndexSettings:
+    return IndexSettings(dim=DIM, metric=metric, m=16, ef_construction=100, ef=64)
+
+
+def _data(seed: int, n: int, dim: int = DIM) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+
+
+def _meta(i: int) -> dict[str, Any]:
+    return {"i": i, "p05": i % 200 == 0, "p10": i % 10 == 0, "p60": i % 10 < 6, "tag": f"t{i % 3}"}
+
+
+def _fill(e: ShardEngine, x: np.ndarray, *, seq0: int = 1, batch: int = 500, start: int = 0) -> int:
+    """Upsert x as ids str(start + i) in batches; returns the next free seq."""
+    seq = seq0
+    for b in range(0, len(x), batch):
+        idx = range(start + b, start + min(b + batch, len(x)))
+        assert e.upsert(seq, [str(i) for i in idx], x[b : b + batch], [_meta(i) for i in idx])
+        seq += 1
+    return seq
+
+
+def _brute(metric: str, base: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """NumPy top-k (row positions, user scores), best first."""
+    if metric == "cosine":
+        b = base / np.linalg.norm(base, axis=1, keepdims=True)
+        qq = q / np.linalg.norm(q, axis=1, keepdims=True)
+        s = qq @ b.T
+    elif metric == "dot":
+        s = q @ base.T
+    else:
+        s = -np.sqrt(((q[:, None, :] - base[None, :, :]) ** 2).sum(-1))
+    order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    scores = np.take_along_axis(s, order, axis=1)
+    return order, (-scores if metric == "euclidean" else scores)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[ShardEngine]:
+    e = ShardEngine(tmp_path / "r", _settings(), build_threads=1)
+    yield e
+    e.close()
+
+
+# ------------------------------------------------------------------------------ writes/reads
+
+
+def test_upsert_get_count_delete(engine: ShardEngine) -> None:
+    x = _data(0, 100)
+    assert engine.applied_seq == 0
+    _fill(engine, x, batch=40)
+    assert engine.applied_seq == 3 and engine.count() == 100
+    r = engine.get(["5", "nope", "99"])
+    assert r[1] is None
+    assert r[0] is not None and r[0].id == "5" and r[0].metadata == _meta(5)
+    np.testing.assert_array_equal(r[0].vector, x[5])  # as upserted, not normalised
+    slim = engine.get(["5"], include_vectors=False, include_metadata=False)[0]
+    assert slim is not None and slim.vector is None and slim.metadata is None
+    assert engine.count(parse_where({"p10": True})) == 10
+    assert engine.delete(4, ids=["5", "6", "nope"]) == 2
+    assert engine.get(["5", "6"]) == [None, None]
+    assert engine.count() == 98
+    assert engine.delete(5, where=parse_where({"p10": True})) == 10
+    assert engine.count() == 88 and engine.count(parse_where({"p10": True})) == 0
+    assert engine.delete(6, ids=["5"]) == 0  # already gone
+    assert engine.applied_seq == 6
+    res = engine.search(x[:5], 3)
+    assert not set(res.ids.ravel()) & {"5", "6", "0", "10"}
+    with pytest.raises(InvalidArgument):
+        engine.delete(7)
+    with pytest.raises(InvalidArgument):
+        engine.delete(7, ids=["1"], where=parse_where({"p10": True}))
+
+
+def test_reupsert_replaces_vector_and_metadata(engine: ShardEngine) -> None:
+    x = _data(1, 50)
+    _fill(engine, x)
+    slots = engine.info()["slots"]
+    new = _data(2, 1)
+    assert engine.upsert(2, ["7"], new, [{"fresh": True}])
+    rec = engine.get(["7"])[0]
+    assert rec is not None and rec.metadata == {"fresh": True}
+    np.testing.assert_array_equal(rec.vector, new[0])
+    assert engine.count() == 50 and engine.info()["slots"] == slots
+    assert engine.count(parse_where({"i": 7})) == 0
+    assert engine.count(parse_where({"fresh": True})) == 1
+    top = engine.search(new, 1)
+    assert top.ids[0, 0] == "7" and top.scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_replayed_seq_changes_nothing(engine: ShardEngine) -> None:
+    x = _data(3, 20)
+    _fill(engine, x)
+    before = engine.info()
+    assert engine.upsert(1, ["0"], _data(4, 1), [{"x": 1}]) is False
+    assert engine.upsert(1, ["new"], _data(4, 1)) is False
+    assert engine.delete(1, ids=["0"]) == 0
+    assert engine.get(["new"]) == [None]
+    rec = engine.get(["0"])[0]
+    assert rec is not None and rec.metadata == _meta(0)
+    assert engine.info() == before
+    # A gap in seq is allowed and recorded.
+    assert engine.upsert(10, ["new"], _data(4, 1))
+    assert engine.applied_seq == 10
+    assert engine.upsert(5, ["late"], _data(4, 1)) is False
+
+
+def test_bad_batch_is_rejected_whole(engine: ShardEngine) -> None:
+    x = _data(5, 10)
+    _fill(engine, x)
+    bad = _data(6, 3)
+    bad[2, 4] = np.nan
+    info = engine.info()
+    with pytest.raises(InvalidArgument, match=r"vectors\[2\]"):
+        engine.upsert(2, ["a", "b", "c"], bad)
+    with pytest.raises(InvalidArgument):
+        engine.upsert(2, ["a", "b", "c"], _data(6, 3), [{"ok": 1}, {"ok": 2}, {"bad": {"x": 1}}])
+    with pytest.raises(InvalidArgument):
+        engine.upsert(2, ["a", "a"], _data(6, 2))
+    with pytest.raises(InvalidArgument):
+        engine.upsert(2, ["a", "b"], _data(6, 3))
+    with pytest.raises(InvalidArgument):
+        engine.upsert(2, ["a"], np.zeros((1, DIM), dtype=np.float32))  # cosine zero vector
+    with pytest.raises(InvalidArgument):
+        engine.upsert(0, ["a"], _data(6, 1))
+    assert engine.info() == info
+    assert engine.get(["a", "b", "c"]) == [None, None, None]
+
+
+# ------------------------------------------------------------------------------------ scores
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "euclidean"])
+def test_scores_match_numpy(tmp_path: Path, metric: str) -> None:
+    x = _data(7, 1500)
+    q = _data(8, 20)
+    e = ShardEngine(tmp_path, _settings(metric), build_threads=1)
+    try:
+        _fill(e, x)
+        k = 10
+        order, want = _brute(metric, x, q, k)
+        exact = e.search(q, k, exact=True)
+        assert (exact.counts == k).all()
+        np.testing.assert_array_equal(exact.ids, order.astype(str))
+        np.testing.assert_allclose(exact.scores, want, rtol=1e-4, atol=1e-4)
+        approx = e.search(q, k, ef=200)
+        hits = np.mean([len(set(a) & set(b)) / k for a, b in zip(approx.ids, exact.ids, strict=True)])
+        assert hits >= 0.95
+        # Every returned score is the true score of its id, best first.
+        rows = approx.ids.astype(int)
+        _, all_scores = _brute(metric, x, q, len(x))
+        full_order, _ = _brute(metric, x, q, len(x))
+        true = np.empty_like(all_scores)
+        np.put_along_axis(true, full_order, all_scores, axis=1)
+        np.testing.assert_allclose(approx.scores, np.take_along_axis(true, rows, axis=1), atol=1e-4)
+        step = np.diff(approx.scores, axis=1)
+        assert (step <= 1e-6).all() if metric != "euclidean" else (step >= -1e-6).all()
+    finally:
+        e.close()
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "euclidean"])
+def test_score_thresholds(tmp_path: Path, metric: str) -> None:
+    x = _data(9, 300)
+    q = _data(10, 5)
+    e = ShardEngine(tmp_path, _settings(metric), build_threads=1)
+    try:
+        _fill(e, x)
+        full = e.search(q, 20, exact=True)
+        cut = float(np.median(full.scores))
+        if metric == "euclidean":
+            with pytest.raises(InvalidArgument):
+                e.search(q, 20, min_score=0.1)
+            res = e.search(q, 20, max_distance=cut)
+            keep = full.scores <= cut
+        else:
+            with pytest.raises(InvalidArgument):
+                e.search(q, 20, max_distance=0.1)
+            res = e.search(q, 20, min_score=cut)
+            keep = full.scores >= cut
+        np.testing.assert_array_equal(res.counts, keep.sum(axis=1))
+        for row in range(len(q)):
+            n = res.counts[row]
+            assert set(res.ids[row, :n]) <= set(full.ids[row])
+            assert (res.ids[row, n:] == "").all() and np.isnan(res.scores[row, n:]).all()
+    finally:
+        e.close()
+
+
+def test_empty_and_small_engines(engine: ShardEngine) -> None:
+    q = _data(11, 3)
+    res = engine.search(q, 5)
+    assert res.ids.shape == (3, 5) and (res.counts == 0).all() and np.isnan(res.scores).all()
+    engine.upsert(1, ["a", "b"], _data(12, 2))
+    res = engine.search(q, 5)
+    assert (res.counts == 2).all()
+    assert (res.ids[:, 2:] == "").all() and set(res.ids[0, :2]) == {"a", "b"}
+    with pytest.raises(InvalidArgument):
+        engine.search(q, 0)
+    with pytest.raises(InvalidArgument):
+        engine.search(_data(11, 3, dim=DIM + 1), 5)
+
+
+# ------------------------------------------------------------------------------------ filters
+
+
+@pytest.fixture(scope="module")
+def filtered_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShardEngine]:
+    # A low exact threshold so 0.5% runs exact, 10% the filter callback, 60% the post-filter.
+    planner = PlannerSettings(exact_threshold=100)
+    e = ShardEngine(tmp_path_factory.mktemp("f"), _settings(), build_threads=2, planner=planner)
+    _fill(e, _data(13, 5000), batch=1000)
+    yield e
+    e.close()
+
+
+@pytest.mark.parametrize("field,expected", [("p05", 25), ("p10", 500), ("p60", 3000)])
+@pytest.mark.parametrize("k", [1, 10, 40])
+def test_filtered_search_returns_min_k_matches(
+    filtered_engine: ShardEngine, field: str, expected: int, k: int
+) -> None:
+    where = parse_where({field: True})
+    assert filtered_engine.count(where) == expected
+    q = _data(14, 30)
+    res = filtered_engine.search(q, k, where=where)
+    assert (res.counts == min(k, expected)).all()
+    passing = {str(i) for i in range(5000) if _meta(i)[field]}
+    for row in range(len(q)):
+        assert set(res.ids[row, : res.counts[row]]) <= passing
+    exact = filtered_engine.search(q, k, where=where, exact=True)
+    found = [len((set(a) & set(b)) - {""}) for a, b in zip(res.ids, exact.ids, strict=True)]
+    assert np.mean(found) / min(k, expected) >= 0.9
+
+
+def test_filter_rejecting_the_neighbourhood_falls_back(filtered_engine: ShardEngine) -> None:
+    """A broad filter whose matches all lie far from the query still yields k hits."""
+    q = _data(15, 4)
+    # tag t0 is 1/3 of rows (post-filter path), combined with the nearest rows excluded.
+    near = filtered_engine.search(q, 200)
+    banned = sorted({int(i) for i in near.ids.ravel()})
+    where = parse_where({"$and": [{"tag": "t0"}, {"i": {"$nin": banned[:1024]}}]})
+    m = filtered_engine.count(where)
+    res = filtered_engine.search(q, 50, where=where)
+    assert (res.counts == min(50, m)).all()
+    assert not set(res.ids.ravel()) & {str(i) for i in banned[:1024]}
+
+
+def test_filtered_paths_are_used(filtered_engine: ShardEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = engine_mod.exact_topk
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(len(args[2]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine_mod, "exact_topk", spy)
+    q = _data(16, 8)
+    filtered_engine.search(q, 10, where=parse_where({"p60": True}))
+    filtered_engine.search(q, 10, where=parse_where({"p10": True}))
+    assert calls == []  # hnsw (post-filter, then filter callback) served both
+    filtered_engine.search(q, 10, where=parse_where({"p05": True}))
+    assert calls == [25]
+    filtered_engine.search(q, 10, where=parse_where({"i": {"$lt": 0}}))
+    assert calls == [25]  # no match: no work at all
+
+
+# ---------------------------------------------------------------------- slots and growth
+
+
+def test_deleted_slots_are_reused(engine: ShardEngine) -> None:
+    x = _data(17, 300)
+    seq = _fill(engine, x, batch=100)
+    slots = engine.info()["slots"]
+    assert engine.delete(seq, ids=[str(i) for i in range(100)]) == 100
+    assert engine.info()["deleted_slots"] == 100
+    seq = _fill(engine, _data(18, 100), seq0=seq + 1, start=1000)
+    info = engine.info()
+    assert info["slots"] == slots and info["deleted_slots"] == 0 and info["count"] == 300
+    # Reused slots are searchable under their new ids only.
+    fresh = engine.get(["1000"])[0]
+    assert fresh is not None and fresh.vector is not None
+    top = engine.search(fresh.vector[None, :], 1)
+    assert top.ids[0, 0] == "1000"
+    assert engine.get(["0"]) == [None]
+
+
+def test_growth_past_several_resize_chunks(engine: ShardEngine) -> None:
+    x = _data(19, 7000)
+    _fill(engine, x, batch=700)
+    info = engine.info()
+    assert info["count"] == 7000 and info["capacity"] >= 7000 and info["slots"] == 7000
+    q = x[::700] + 0.01
+    res = engine.search(q, 1)
+    np.testing.assert_array_equal(res.ids[:, 0], [str(i) for i in range(0, 7000, 700)])
+
+
+# --------------------------------------------------------------------------- persistence
+
+
+def _snapshot(e: ShardEngine, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    a = e.search(q, 10)
+    b = e.search(q, 10, exact=True)
+    return a.ids, b.ids, b.scores
+
+
+def test_restart_roundtrip(tmp_path: Path) -> None:
+    x = _data(20, 2000)
+    q = _data(21, 20)
+    e = ShardEngine(tmp_path, _settings(), build_threads=2)
+    seq = _fill(e, x)
+    e.delete(seq, ids=[str(i) for i in range(0, 2000, 7)])
+    before = _snapshot(e, q)
+    count = e.count()
+    e.close()
+    e = ShardEngine(tmp_path, _settings(), build_threads=2)
+    try:
+        assert e.info()["checkpoint_seq"] == seq and e.count() == count
+        after = _snapshot(e, q)
+        for a, b in zip(before, after, strict=True):
+            np.testing.assert_array_equal(a, b)
+        assert e.info()["dirty_rows"] == 0
+    finally:
+        e.close()
+
+
+def test_reopen_without_close_keeps_rows(tmp_path: Path) -> None:
+    x = _data(22, 1200)
+    q = _data(23, 10)
+    e = ShardEngine(tmp_path, _settings(), build_threads=2, checkpoint_rows=500)
+    seq = _fill(e, x[:800], batch=400)  # an automatic checkpoint at 800 rows
+    assert (tmp_path / MANIFEST_FILE).exists() and e.info()["checkpoint_seq"] == seq - 1
+    # After the checkpoint: new rows, re-upserts, deletes, and a deleted slot reused.
+    e.delete(seq, ids=[str(i) for i in range(0, 100)])
+    e.upsert(seq + 1, [str(i) for i in range(800, 1100)], x[800:1100], None)
+    e.upsert(seq + 2, [str(i) for i in range(200, 250)], x[1100:1150], None)
+    expected = _snapshot(e, q)[1:]
+    count = e.count()
+    del e  # no close(): no checkpoint, like a crash
+    gc.collect()
+    e = ShardEngine(tmp_path, _settings(), build_threads=2)
+    try:
+        assert e.count() == count == 1000
+        assert e.get(["5"]) == [None]
+        rec = e.get(["210"])[0]
+        assert rec is not None
+        np.testing.assert_array_equal(rec.vector, x[1110])
+        after = _snapshot(e, q)
+        np.testing.assert_array_equal(after[1], expected[0])
+        np.testing.assert_allclose(after[2], expected[1], atol=1e-6)
+        assert (e.search(q, 10).counts == 10).all()
+    finally:
+        e.close()
+
+
+def test_killed_process_keeps_acknowledged_rows(tmp_path: Path) -> None:
+    script = f"""
+import os, sys, numpy as np
+sys.path[:0] = [{str(REPO)!r}, {str(REPO / "proto")!r}]
+from shard.engine import ShardEngine
+from shard.settings import IndexSettings
+e = ShardEngine({str(tmp_path)!r}, IndexSettings(dim={DIM}), build_threads=1, checkpoint_rows=250)
+x = np.random.default_rng(24).standard_normal((600, {DIM})).astype(np.float32)
+for b in range(6):
+    e.upsert(b + 1, [str(i) for i in range(b * 100, b * 100 + 100)], x[b * 100 : b * 100 + 100])
+    print(b + 1, flush=True)
+os._exit(9)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 9, out.stderr
+    assert out.stdout.split() == ["1", "2", "3", "4", "5", "6"]
+    e = ShardEngine(tmp_path, IndexSettings(dim=DIM), build_threads=1)
+    try:
+        assert e.count() == 600 and e.applied_seq == 6
+        x = _data(24, 600)
+        res = e.search(x[::50], 1, exact=True)
+        np.testing.assert_array_equal(res.ids[:, 0], [str(i) for i in range(0, 600, 50)])
+    finally:
+        e.close()
+
+
+def _damage(path: Path, how: str) -> None:
+    index, manifest = path / INDEX_FILE, path / MANIFEST_FILE
+    if how == "truncate_index":
+        with open(index, "r+b") as f:
+            f.truncate(index.stat().st_size // 2)
+    elif how == "flip_index_byte":
+        data = bytearray(index.read_bytes())
+        data[len(data) // 3] ^= 0x40
+        index.write_bytes(bytes(data))
+    elif how == "garbage_manifest":
+        manifest.write_bytes(b"\x00\xff{not json")
+    elif how == "wrong_manifest_fields":
+        manifest.write_text(json.dumps({"format_version": 1, "seq": "x"}))
+    elif how == "delete_manifest":
+        manifest.unlink()
+    elif how == "delete_index":
+        index.unlink()
+    else:
+        raise AssertionError(how)
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "truncate_index",
+        "flip_index_byte",
+        "garbage_manifest",
+        "wrong_manifest_fields",
+        "delete_manifest",
+        "delete_index",
+    ],
+)
+def test_damaged_checkpoint_is_rebuilt(
+    tmp_path: Path, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    x = _data(25, 800)
+    q = _data(26, 10)
+    e = ShardEngine(tmp_path, _settings(), build_threads=2)
+    seq = _fill(e, x, batch=400)
+    e.delete(seq, ids=[str(i) for i in range(0, 800, 9)])
+    expected = _snapshot(e, q)[1:]
+    count = e.count()
+    e.close()
+    _damage(tmp_path, how)
+    with caplog.at_level("WARNING"):
+        e = ShardEngine(tmp_path, _settings(), build_threads=2)
+    try:
+        assert any("rebuil" in r.message for r in caplog.records)
+        assert e.count() == count
+        got = e.get([str(i) for i in range(800)])
+        assert sum(r is not None for r in got) == count
+        after = _snapshot(e, q)
+        np.testing.assert_array_equal(after[1], expected[0])
+        np.testing.assert_allclose(after[2], expected[1], atol=1e-6)
+        assert (tmp_path / MANIFEST_FILE).exists()  # a fresh checkpoint replaced the bad one
+    finally:
+        e.close()
+
+
+def test_settings_mismatch_and_lost_store(tmp_path: Path) -> None:
+    e = ShardEngine(tmp_path, _settings())
+    _fill(e, _data(27, 50))
+    e.close()
+    with pytest.raises(FailedPrecondition):
+        ShardEngine(tmp_path, _settings("dot"))
+    os.remove(tmp_path / "store.sqlite")
+    with pytest.raises(DataLoss, match="lost"):
+        ShardEngine(tmp_path, _settings())
+
+
+def test_engine_rejects_use_after_close(tmp_path: Path) -> None:
+    e = ShardEngine(tmp_path, _settings())
+    e.close()
+    e.close()
+    with pytest.raises(FailedPrecondition):
+        e.search(_data(28, 1), 1)
+
+
+# ---------------------------------------------------------------------------- catch-up
+
+
+def _copy(src: ShardEngine, dst: ShardEngine, limit: int) -> int:
+    pages = 0
+    while True:
+        changes, applied = src.changes_since(dst.applied_seq, limit)
+        if not changes:
+            dst.apply_changes([], applied)
+            return pages
+        dst.apply_changes(changes, changes[-1].seq)
+        pages += 1
+
+
+def test_changes_since_and_apply_changes_copy_a_replica(tmp_path: Path) -> None:
+    x = _data(29, 600)
+    src = ShardEngine(tmp_path / "a", _settings(), build_threads=1)
+    dst = ShardEngine(tmp_path / "b", _settings(), build_threads=1)
+    try:
+        seq = _fill(src, x[:400], batch=100)
+        assert _copy(src, dst, 150) >= 2
+        # The target has rows the source later deletes, re-upserts, and adds.
+        src.delete(seq, ids=[str(i) for i in range(0, 400, 4)])
+        src.upsert(seq + 1, [str(i) for i in range(1, 50, 4)], x[400:413], [{"v": 2}] * 13)
+        src.upsert(seq + 2, [str(i) for i in range(400, 587)], x[413:600], None)
+        src.delete(seq + 3, where=parse_where({"tag": "t1"}))
+        changes, applied = src.changes_since(dst.applied_seq)
+        assert applied == seq + 3 and any(c.deleted for c in changes)
+        assert [c.seq for c in changes] == sorted(c.seq for c in changes)
+        _copy(src, dst, 1000)
+        assert dst.applied_seq == src.applied_seq and dst.count() == src.count()
+        every = [str(i) for i in range(600)]
+        for a, b in zip(dst.get(every), src.get(every), strict=True):
+            assert (a is None) == (b is None)
+            if a is not None and b is not None:
+                assert (a.id, a.metadata) == (b.id, b.metadata)
+                np.testing.assert_array_equal(a.vector, b.vector)
+        assert dst.get(["0", "4"]) == [None, None]  # tombstones copied, not resurrected
+        q = _data(30, 10)
+        a, b = src.search(q, 10, exact=True), dst.search(q, 10, exact=True)
+        np.testing.assert_array_equal(a.ids, b.ids)
+        # Replaying the same changes is harmless; an older state never overwrites a newer one.
+        old = Change("1", 1, x[0], {"old": True}, False)
+        dst.apply_changes([old], 1)
+        rec = dst.get(["1"])[0]
+        assert rec is not None and rec.metadata == {"v": 2}
+        assert dst.changes_since(0, 10_000)[1] == src.applied_seq
+    finally:
+        src.close()
+        dst.close()
+
+
+def test_apply_changes_below_checkpoint_survives_crash(tmp_path: Path) -> None:
+    e = ShardEngine(tmp_path, _settings(), build_threads=1)
+    _fill(e, _data(31, 50))
+    e.upsert(9, ["z"], _data(32, 1))
+    e.checkpoint()
+    v = _data(33, 1)[0]
+    e.apply_changes([Change("late", 3, v, {"late": True}, False)], 9)
+    del e
+    gc.collect()
+    e = ShardEngine(tmp_path, _settings(), build_threads=1)
+    try:
+        assert e.count() == 52
+        assert e.search(v[None, :], 1).ids[0, 0] == "late"
+    finally:
+        e.close()
+
+
+# -------------------------------------------------------------------------- concurrency
+
+
+def test_concurrent_searches_and_writes(tmp_path: Path) -> None:
+    x = _data(34, 3000)
+    q = _data(35, 8)
+    e = ShardEngine(tmp_path, _settings(), search_threads=1, build_threads=1, checkpoint_rows=700)
+    try:
+        seq = _fill(e, x[:1000])
+        errors: list[BaseException] = []
+        stop = threading.Event()
+        searches = [0, 0]
+
+        def searcher(n: int) -> None:
+            try:
+                while not stop.is_set() and searches[n] < 2000:
+                    res = e.search(q, 5, where=parse_where({"p60": True}) if n else None)
+                    assert (res.counts == 5).all() and (res.ids != "").all()
+                    searches[n] += 1
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        def writer() -> None:
+            nonlocal seq
+            try:
+                deadline = time.monotonic() + 2.0
+                for b in range(1000, 3000, 100):
+                    if time.monotonic() > deadline:
+                        break
+                    ids = [str(i) for i in range(b, b + 100)]
+                    e.upsert(seq, ids, x[b : b + 100], [_meta(i) for i in range(b, b + 100)])
+                    e.delete(seq + 1, ids=[str(i) for i in range(b - 1000, b - 980)])
+                    seq += 2
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=searcher, args=(i,)) for i in (0, 1)]
+        threads.append(threading.Thread(target=writer))
+        for t in threads:
+            t.start()
+        threads[2].join(timeout=60)
+        stop.set()
+        for t in threads[:2]:
+            t.join(timeout=60)
+        assert not errors, errors
+        assert min(searches) > 0
+        live = [i for i in range(3000) if e.get([str(i)], include_vectors=False)[0] is not None]
+        assert e.count() == len(live)
+        order, _ = _brute("cosine", x[live], q, 10)
+        want = np.asarray(live)[order].astype(str)
+        np.testing.assert_array_equal(e.search(q, 10, exact=True).ids, want)
+        got = e.search(q, 10)
+        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got.ids, want, strict=True)])
+        assert recall >= 0.95
+    finally:
+        e.close()

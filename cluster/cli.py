@@ -348,5 +348,38 @@ def demo(data_dir: str | None, shards: int) -> None:
     run_demo(data_dir, shards)
 
 
+@cli.command()
+@click.option("--mode", type=click.Choice(["replica", "coordinator", "cluster", "all"]),
+              default="replica", show_default=True,
+              help="What to kill -9: a random replica, the coordinator, or the whole cluster.")
+@click.option("--seconds", default=60.0, show_default=True, help="How long to keep killing.")
+@click.option("--interval", default=3.0, show_default=True, help="Mean seconds between kills.")
+@click.option("--shards", default=2, show_default=True)
+@click.option("--replicas", default=2, show_default=True)
+@click.option("--batch", default=20, show_default=True, help="Rows per upsert batch.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the figures as JSON here.")
+def crasher(mode: str, seconds: float, interval: float, shards: int, replicas: int, batch: int,
+            seed: int, json_out: Path | None) -> None:
+    """Kill -9 parts of a live cluster under writes and reads; verify nothing was lost."""
+    from cluster.crasher import MODES, Crasher, format_report
+
+    reports = []
+    for m in MODES if mode == "all" else (mode,):
+        click.echo(f"== crasher mode {m}: {seconds:.0f} s, a kill every ~{interval:.1f} s")
+        rep = Crasher(m, seconds=seconds, interval=interval, shards=shards, replicas=replicas,
+                      batch=batch, seed=seed, log=click.echo).run()
+        click.echo(format_report(rep))
+        reports.append(rep)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps([r.to_dict() for r in reports], indent=2))
+    if not all(r.ok for r in reports):
+        click.echo("crasher: FAILED", err=True)
+        sys.exit(1)
+    click.echo("crasher: every acknowledged write survived")
+
+
 def main() -> None:
     cli(prog_name="shardvec")

@@ -1,0 +1,249 @@
+"""The crasher: kill -9 parts of a live cluster under load, then prove nothing was lost.
+
+After Qdrant's crasher. A writer upserts numbered batches and records which were
+acknowledged; a reader searches; a killer sends SIGKILL every few seconds to a random
+replica process (mode `replica`), to the coordinator (`coordinator`), or to every process of
+the cluster, which is then brought back with `shardvec up` on the same data directory
+(`cluster`). Afterwards: every acknowledged id is present with its exact vector and metadata,
+no id that was never sent exists, no duplicates, filtered counts equal the matching rows
+fetched, and all replicas of each shard hold the same rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cluster.client import Client, Collection
+from cluster.process import ServerProcess, free_port
+from shard.errors import ShardvecError
+
+MODES = ("replica", "coordinator", "cluster")
+DIM = 32
+COLLECTION = "crasher"
+
+
+def batch_rows(batch: int, size: int) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
+    """The ids, vectors and metadata of batch number `batch`: a pure function of it."""
+    rng = np.random.default_rng(batch)
+    ids = [f"b{batch}-{j}" for j in range(size)]
+    vectors = rng.standard_normal((size, DIM)).astype(np.float32)
+    metas = [{"batch": batch, "j": j, "even": batch % 2 == 0} for j in range(size)]
+    return ids, vectors, metas
+
+
+@dataclasses.dataclass
+class CrasherReport:
+    mode: str
+    seconds: float
+    kills: int = 0
+    batches_acked: int = 0
+    batches_failed_attempts: int = 0
+    rows_acked: int = 0
+    reads_ok: int = 0
+    reads_failed: int = 0
+    lost_acked: int = 0
+    wrong_content: int = 0
+    phantoms: int = 0
+    count_total: int = 0
+    count_expected_min: int = 0
+    count_expected_max: int = 0
+    filtered_count: int = 0
+    filtered_fetched: int = 0
+    replicas_level: bool = False
+    recovery_seconds: float = 0.0
+    errors: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.lost_acked == 0
+            and self.wrong_content == 0
+            and self.phantoms == 0
+            and self.count_expected_min <= self.count_total <= self.count_expected_max
+            and self.filtered_count == self.filtered_fetched
+            and self.replicas_level
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "ok": self.ok}
+
+
+class Crasher:
+    def __init__(self, mode: str, *, seconds: float = 60, interval: float = 3.0, shards: int = 2,
+                 replicas: int = 2, batch: int = 20, data_dir: Path | None = None,
+                 seed: int = 0, log: Any = print) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        self.mode, self.seconds, self.interval = mode, seconds, interval
+        self.shards, self.replicas, self.batch = shards, replicas, batch
+        self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="shardvec-crasher-")
+        self.data_dir = Path(data_dir or self._tmp.name) / "data"  # type: ignore[union-attr]
+        self.rng = random.Random(seed)
+        self.log = log
+        self.port = free_port()
+        self.report = CrasherReport(mode, seconds)
+        self.server: ServerProcess | None = None
+        self._server_lock = threading.Lock()
+        self.acked: list[int] = []
+        self.attempted: set[int] = set()
+        self._stop = threading.Event()
+
+    def _client(self) -> Client:
+        return Client(f"127.0.0.1:{self.port}", timeout=10)
+
+    def run(self) -> CrasherReport:
+        self.server = ServerProcess(self.data_dir, self.port, log_dir=self.data_dir.parent)
+        try:
+            with self._client() as c:
+                c.create_collection(COLLECTION, DIM, "cosine", self.shards, self.replicas)
+            threads = [threading.Thread(target=self._writer, name="writer"),
+                       threading.Thread(target=self._reader, name="reader")]
+            for t in threads:
+                t.start()
+            try:
+                self._killer()
+            finally:
+                self._stop.set()
+                for t in threads:
+                    t.join(120)
+            self._verify()
+        finally:
+            if self.server is not None:
+                self.server.stop()
+            if self._tmp is not None:
+                self._tmp.cleanup()
+        return self.report
+
+    def _writer(self) -> None:
+        batch = 0
+        with self._client() as c:
+            col = c.get_collection(COLLECTION)
+            while not self._stop.is_set():
+                ids, vecs, metas = batch_rows(batch, self.batch)
+                self.attempted.add(batch)
+                while not self._stop.is_set():
+                    try:
+                        col.upsert(ids, vecs, metas)
+                    except ShardvecError as exc:
+                        self.report.batches_failed_attempts += 1
+                        if len(self.report.errors) < 20:
+                            self.report.errors.append(f"write: {exc.code.name}: {exc.message}")
+                        time.sleep(0.2)  # the coordinator or the cluster is coming back
+                        continue
+                    self.acked.append(batch)
+                    break
+                batch += 1
+
+    def _reader(self) -> None:
+        q = np.random.default_rng(99).standard_normal((4, DIM)).astype(np.float32)
+        with self._client() as c:
+            col: Collection | None = None
+            while not self._stop.is_set():
+                try:
+                    col = col or c.get_collection(COLLECTION)
+                    col.search_ids(q, k=10)
+                    self.report.reads_ok += 1
+                except ShardvecError as exc:
+                    self.report.reads_failed += 1
+                    if len(self.report.errors) < 20:
+                        self.report.errors.append(f"read: {exc.code.name}: {exc.message}")
+                    time.sleep(0.1)
+
+    def _killer(self) -> None:
+        assert self.server is not None
+        end = time.monotonic() + self.seconds
+        time.sleep(min(self.interval, self.seconds))
+        while time.monotonic() < end:
+            if self.mode == "cluster":
+                self.server.kill()
+                self.report.kills += 1
+                self.log(f"killed the whole cluster; restarting (kill {self.report.kills})")
+                self.server = ServerProcess(self.data_dir, self.port, log_dir=self.data_dir.parent)
+            else:
+                if self.mode == "replica":
+                    # One failure at a time: R replicas tolerate R - 1 dead ones per shard.
+                    with self._client() as c:
+                        self._wait_level(c, timeout=max(5.0, end - time.monotonic()))
+                title = "ray::ShardReplica" if self.mode == "replica" else "ray::Coordinator"
+                victims = self.server.processes(title)
+                if victims:
+                    victim = self.rng.choice(victims)
+                    victim.send_signal(signal.SIGKILL)
+                    self.report.kills += 1
+                    self.log(f"kill -9 {title} pid {victim.pid} (kill {self.report.kills})")
+            time.sleep(self.interval * (0.5 + self.rng.random()))
+
+    def _wait_level(self, c: Client, timeout: float = 300) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                reps = c.describe(COLLECTION)["replica_states"]
+            except ShardvecError:
+                time.sleep(0.5)
+                continue
+            if all(r["state"] == "live" for r in reps):
+                level = all(
+                    len({(r["count"], r["applied_seq"]) for r in reps if r["shard"] == s}) == 1
+                    for s in range(self.shards)
+                )
+                if level:
+                    return True
+            time.sleep(0.5)
+        return False
+
+    def _verify(self) -> None:
+        r = self.report
+        start = time.monotonic()
+        with self._client() as c:
+            r.replicas_level = self._wait_level(c)
+            r.recovery_seconds = round(time.monotonic() - start, 2)
+            col = c.get_collection(COLLECTION)
+            acked = set(self.acked)
+            r.batches_acked = len(acked)
+            r.rows_acked = len(acked) * self.batch
+            present_batches = 0
+            for b in sorted(self.attempted):
+                ids, vecs, metas = batch_rows(b, self.batch)
+                got = {rec.id: rec for rec in col.get(ids)}
+                if b in acked and len(got) != len(ids):
+                    r.lost_acked += len(ids) - len(got)
+                if got:
+                    present_batches += 1
+                for j, id_ in enumerate(ids):
+                    rec = got.get(id_)
+                    if rec is None:
+                        continue
+                    if rec.metadata != metas[j] or rec.vector is None or not np.array_equal(
+                        rec.vector, vecs[j]
+                    ):
+                        r.wrong_content += 1
+            r.count_total = col.count()
+            r.count_expected_min = len(acked) * self.batch
+            r.count_expected_max = len(self.attempted) * self.batch
+            # no phantoms: everything counted is an attempted id that get() found
+            found_total = 0
+            for b in sorted(self.attempted):
+                found_total += len(col.get(batch_rows(b, self.batch)[0], include_vectors=False))
+            r.phantoms = max(0, r.count_total - found_total)
+            r.filtered_count = col.count(where={"even": True})
+            r.filtered_fetched = sum(
+                len(col.get(batch_rows(b, self.batch)[0], include_vectors=False))
+                for b in sorted(self.attempted) if b % 2 == 0
+            )
+
+
+def format_report(rep: CrasherReport) -> str:
+    d = rep.to_dict()
+    width = max(len(k) for k in d)
+    lines = [f"{k:<{width}}  {v}" for k, v in d.items() if k != "errors"]
+    lines += [f"  {e}" for e in rep.errors[:5]]
+    return "\n".join(lines)

@@ -1,0 +1,29 @@
+"""A short crasher run per mode: kill -9 under load, then every acknowledged write is there."""
+
+from __future__ import annotations
+
+import pytest
+
+from cluster.crasher import Crasher
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.mark.parametrize(
+    ("mode", "seconds", "interval"),
+    [("replica", 12, 2.5), ("coordinator", 10, 3.0), ("cluster", 8, 4.0)],
+)
+def test_crasher_loses_no_acknowledged_write(mode: str, seconds: float, interval: float) -> None:
+    rep = Crasher(mode, seconds=seconds, interval=interval, shards=2, replicas=2, batch=10,
+                  log=lambda _msg: None).run()
+    assert rep.kills >= 1
+    assert rep.batches_acked > 10
+    assert rep.lost_acked == 0
+    assert rep.wrong_content == 0
+    assert rep.phantoms == 0
+    assert rep.count_expected_min <= rep.count_total <= rep.count_expected_max
+    assert rep.filtered_count == rep.filtered_fetched
+    assert rep.replicas_level
+    if mode == "replica":
+        assert rep.reads_failed == 0, rep.errors  # R=2 tolerates one dead replica per shard
+    assert rep.ok

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from coordinator.ray_control import NAMESPACE
 from coordinator.server import COORDINATOR_NAME, coordinator_actor_class
@@ -20,17 +21,26 @@ log = logging.getLogger(__name__)
 LOCAL_IP = "127.0.0.1"
 
 
-def connect_ray(address: str | None = None, *, num_cpus: int | None = None) -> bool:
+def connect_ray(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    runtime_env: dict[str, Any] | None = None,
+) -> bool:
     """Attach to Ray at `address` ("auto" for the local node's cluster), or start an embedded
-    one bound to loopback. Returns True when this call started Ray (and so owns it)."""
+    one bound to loopback; `runtime_env` applies to every worker of this job. Returns True
+    when this call started Ray (and so owns it)."""
     if ray.is_initialized():
         return False
     quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+    if runtime_env:
+        quiet["runtime_env"] = runtime_env
     if address:
         ray.init(address=address, namespace=NAMESPACE, **quiet)
         return False
     _loopback_only()
     ray.init(
+        address="local",  # a new instance, even when `ray start` runs on this machine
         namespace=NAMESPACE,
         num_cpus=num_cpus,
         include_dashboard=False,
@@ -61,12 +71,16 @@ class ShardvecCluster:
         *,
         ray_address: str | None = None,
         num_cpus: int | None = None,
+        runtime_env: dict[str, Any] | None = None,
     ) -> None:
         self.settings = dict(settings)
         self.settings.setdefault("token", secrets.token_hex(16))
         self.settings["data_dir"] = str(Path(self.settings["data_dir"]).resolve())
+        for key in ("tls_cert", "tls_key"):  # the coordinator actor may run in another cwd
+            if self.settings.get(key):
+                self.settings[key] = str(Path(self.settings[key]).resolve())
         Path(self.settings["data_dir"]).mkdir(parents=True, exist_ok=True)
-        self.owns_ray = connect_ray(ray_address, num_cpus=num_cpus)
+        self.owns_ray = connect_ray(ray_address, num_cpus=num_cpus, runtime_env=runtime_env)
         try:
             ray.get_actor(COORDINATOR_NAME, namespace=NAMESPACE)
         except ValueError:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import sys
 import threading
@@ -14,6 +13,7 @@ import click
 import numpy as np
 
 from cluster.client import DEFAULT_ADDRESS, Client
+from cluster.ops_commands import recall, snapshot
 from shard.errors import ShardvecError
 
 SERVER_HELP = "Address of the shardvec server (host:port)."
@@ -91,7 +91,21 @@ def cli(ctx: click.Context, server: str, api_key: str | None) -> None:
     help="hnswlib threads per replica for a batch search.",
 )
 @click.option("--num-cpus", default=None, type=int, help="CPUs of an embedded Ray.")
-@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
+@click.option(
+    "--metrics-port",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Serve Prometheus metrics on this port of --host (0: off; the deploy files use 9464).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="JSON log lines at this level and above (INFO: events only, not requests).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Same as --log-level DEBUG.")
 def up(
     address: str | None,
     data_dir: str,
@@ -103,15 +117,16 @@ def up(
     tls_key: str,
     search_threads: int,
     num_cpus: int | None,
+    metrics_port: int,
+    log_level: str,
     verbose: bool,
 ) -> None:
     """Bring a cluster up and serve until SIGINT or SIGTERM."""
     from cluster.bringup import ShardvecCluster
+    from cluster.logs import configure_logging, ray_runtime_env
 
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
-    )
+    level = "DEBUG" if verbose else log_level.upper()
+    configure_logging(level)
     settings: dict[str, Any] = {
         "data_dir": data_dir,
         "host": host,
@@ -121,9 +136,12 @@ def up(
         "tls_cert": tls_cert,
         "tls_key": tls_key,
         "search_threads": search_threads,
+        "metrics_port": metrics_port,
     }
     try:
-        cluster = ShardvecCluster(settings, ray_address=address, num_cpus=num_cpus)
+        cluster = ShardvecCluster(
+            settings, ray_address=address, num_cpus=num_cpus, runtime_env=ray_runtime_env(level)
+        )
     except ShardvecError as exc:
         _fail(exc)
         return
@@ -379,6 +397,10 @@ def crasher(mode: str, seconds: float, interval: float, shards: int, replicas: i
         click.echo("crasher: FAILED", err=True)
         sys.exit(1)
     click.echo("crasher: every acknowledged write survived")
+
+
+cli.add_command(snapshot)
+cli.add_command(recall)
 
 
 def main() -> None:

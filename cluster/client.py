@@ -8,8 +8,10 @@ back as the same `shard.errors` classes the server raised.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -17,6 +19,8 @@ import numpy as np
 from shardvec.v1 import vector_search_pb2 as pb
 from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
 
+from coordinator.snapshot_archive import read_manifest as read_archive_manifest
+from coordinator.snapshot_archive import verify_snapshot
 from shard.errors import InvalidArgument, error_for_status
 from shard.filters import parse_where
 from shard.validation import decode_packed
@@ -25,6 +29,10 @@ from shard.wire import METRIC_TO_PROTO, PROTO_TO_METRIC, dumps_json, filter_to_p
 T = TypeVar("T")
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+SNAPSHOT_TIMEOUT_S = 3600.0
+SNAPSHOT_CHUNK_BYTES = 1 << 20
+
+__all__ = ["Client", "Collection", "Hit", "Record", "verify_snapshot"]
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,65 @@ class Client:
 
     def drop_collection(self, name: str) -> None:
         self.call("DropCollection", pb.DropCollectionRequest(name=name))
+
+    def create_snapshot(
+        self, name: str, out_path: str | Path, *, timeout: float = SNAPSHOT_TIMEOUT_S
+    ) -> dict[str, Any]:
+        """Write a point-in-time snapshot archive of collection `name` to `out_path` (written
+        whole, then renamed into place); returns the archive's manifest."""
+        out = Path(out_path)
+        part = out.with_name(out.name + ".part")
+        req = pb.CreateSnapshotRequest(collection=name)
+        try:
+            with part.open("wb") as f:
+                for chunk in self._stub.CreateSnapshot(
+                    req, timeout=timeout, metadata=self._metadata
+                ):
+                    f.write(chunk.data)
+            os.replace(part, out)
+        except grpc.RpcError as exc:
+            part.unlink(missing_ok=True)
+            raise error_for_status(exc.code(), exc.details() or "") from None
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        return read_archive_manifest(out)
+
+    def restore_snapshot(
+        self,
+        path: str | Path,
+        as_name: str | None = None,
+        *,
+        shards: int = 0,
+        replicas: int = 0,
+        timeout: float = SNAPSHOT_TIMEOUT_S,
+    ) -> Collection:
+        """Restore a snapshot archive into a new collection (named `as_name`, or the
+        snapshot's own name), with `shards` / `replicas` (0: as in the snapshot)."""
+        src = Path(path)
+        if not src.is_file():
+            raise InvalidArgument(f"snapshot {src}: no such file")
+
+        def chunks() -> Iterator[Any]:
+            first: Any = pb.SnapshotChunk(
+                restore_as=as_name or "", shards=shards, replicas=replicas
+            )
+            with src.open("rb") as f:
+                while data := f.read(SNAPSHOT_CHUNK_BYTES):
+                    if first is not None:
+                        first.data = data
+                        yield first
+                        first = None
+                    else:
+                        yield pb.SnapshotChunk(data=data)
+            if first is not None:
+                yield first
+
+        try:
+            info = self._stub.RestoreSnapshot(chunks(), timeout=timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise error_for_status(exc.code(), exc.details() or "") from None
+        return Collection(self, info.name, int(info.dimension), PROTO_TO_METRIC[info.metric])
 
     def close(self) -> None:
         self._channel.close()

@@ -25,6 +25,7 @@ class CoordinatorSettings:
     max_upsert_rows: int = 10_000
     max_query_rows: int = 10_000
     max_k: int = 1024
+    max_search_hits: int = 1_000_000  # queries x k of one Search
     max_ef: int = 4096
     default_deadline_s: float = 30.0
     search_threads: int = 1
@@ -45,6 +46,7 @@ class CoordinatorSettings:
             "max_upsert_rows",
             "max_query_rows",
             "max_k",
+            "max_search_hits",
             "max_ef",
             "search_threads",
             "build_threads",

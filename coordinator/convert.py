@@ -12,7 +12,7 @@ from coordinator.collection import Hits
 from coordinator.registry import CollectionSpec
 from coordinator.replicas import ReplicaSet
 from shard.errors import InvalidArgument
-from shard.settings import IndexSettings
+from shard.settings import MAX_DIM, IndexSettings
 from shard.wire import METRIC_TO_PROTO, PROTO_TO_METRIC
 
 DEFAULT_INDEX = IndexSettings(dim=1)
@@ -22,6 +22,8 @@ def spec_from_request(req: Any) -> CollectionSpec:
     metric = PROTO_TO_METRIC.get(req.metric) if req.metric else "cosine"
     if metric is None:
         raise InvalidArgument(f"metric: unknown metric {req.metric}")
+    if not 1 <= req.dimension <= MAX_DIM:
+        raise InvalidArgument(f"dimension: must be in [1, {MAX_DIM}], got {req.dimension}")
     index = IndexSettings(
         dim=int(req.dimension),
         metric=metric,

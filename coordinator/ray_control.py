@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +33,20 @@ class RayReplicaControl:
     """A replica's Ray actor: found by name, or (re)created with node affinity.
 
     Replicas of one shard are placed on different nodes when the cluster has several
-    (replica r of shard s goes to node (s + r) mod N), always in different processes, and
-    are detached so they outlive a coordinator restart. Ray restarts a replica whose process
-    dies; one whose node is gone is re-created here on a live node.
+    (replica r of shard s goes to node (s + r) mod N among the nodes that hold no sibling),
+    always in different processes, and are detached so they outlive a coordinator restart.
+    Ray restarts a replica whose process dies; one whose node is gone is re-created here on
+    a live node that holds no other replica of the shard, where there is one.
     """
 
     def __init__(
-        self, data_dir: Path, spec: CollectionSpec, shard: int, replica: int, opts: dict[str, Any]
+        self,
+        data_dir: Path,
+        spec: CollectionSpec,
+        shard: int,
+        replica: int,
+        opts: dict[str, Any],
+        siblings: Callable[[], set[str]] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.spec = spec
@@ -47,10 +55,14 @@ class RayReplicaControl:
         self.opts = opts
         self.name = actor_name(spec.name, shard, replica)
         self.handle: Any = None
+        self.node_id = ""  # where it last ran
+        self._siblings = siblings or set
 
     def _create(self) -> Any:
         nodes = alive_nodes()
-        node = nodes[(self.shard + self.replica) % len(nodes)]
+        taken = self._siblings()
+        free = [n for n in nodes if n not in taken] or nodes
+        node = free[(self.shard + self.replica) % len(free)]
         directory = replica_dir(self.data_dir, self.spec.name, self.shard, self.replica)
         cls = replica_actor_class()
         return cls.options(
@@ -58,7 +70,9 @@ class RayReplicaControl:
             namespace=NAMESPACE,
             lifetime="detached",
             num_cpus=self.opts.get("replica_cpus", 0),
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=True),
+            # Hard affinity: a busy node must not push a replica onto its sibling's node. When
+            # the node dies the actor dies with it and is re-created on a free live node.
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False),
         ).remote(
             str(directory),
             self.spec.index.to_dict(),
@@ -88,10 +102,41 @@ class RayReplicaControl:
             raise
 
     async def address(self) -> str:
-        return str(await self._call("address"))
+        """The replica's gRPC address; waits while Ray restarts it.
+
+        A replica pinned to a node that has died can never restart there: it is killed and
+        the next attempt creates it afresh on a live node.
+        """
+        self.ensure()
+        try:
+            fut = asyncio.wrap_future(self.handle.address.remote().future())
+            while True:
+                try:
+                    return str(await asyncio.wait_for(asyncio.shield(fut), timeout=2.0))
+                except TimeoutError:
+                    await self._replace_if_node_gone()
+        except RayActorError:
+            await self._replace_if_node_gone()
+            self.handle = None
+            raise
+
+    async def _replace_if_node_gone(self) -> None:
+        if not self.node_id or self.node_id in await asyncio.to_thread(alive_nodes):
+            return
+        log.warning(
+            "replica %s lost its node %s; re-creating it elsewhere", self.name, self.node_id[:12]
+        )
+        try:
+            ray.kill(self.handle, no_restart=True)
+        except Exception as exc:
+            log.info("kill %s: %s", self.name, exc)
+        self.handle, self.node_id = None, ""
+        raise RayActorError()
 
     async def describe(self) -> dict[str, Any]:
-        return dict(await self._call("describe"))
+        d = dict(await self._call("describe"))
+        self.node_id = str(d.get("node_id", ""))
+        return d
 
     async def catch_up(self, peer_address: str) -> int:
         return int(await self._call("catch_up", peer_address))

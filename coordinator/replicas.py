@@ -172,7 +172,9 @@ class ReplicaSet:
                 return await call(replica.remote(), timeout)
             except (ReplicaDown, DeadlineExceeded) as exc:
                 last = exc
-                if isinstance(exc, ReplicaDown) or left > 1:
+                # A replica that used up the caller's whole deadline is slow for this query,
+                # not dead: a client's short deadline must not take healthy replicas out.
+                if isinstance(exc, ReplicaDown) or (left > 1 and timeout < remaining):
                     self.mark_dead(replica)
                 log.warning("read from %s failed: %s", replica.name, exc)
         if isinstance(last, DeadlineExceeded) or deadline - time.monotonic() <= 0:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from coordinator.collection import CollectionRuntime
+from coordinator.collection import CollectionRuntime, ShardTimer
 from coordinator.ray_control import RayReplicaControl
 from coordinator.registry import CollectionSpec, Registry
 from coordinator.replicas import Replica, ReplicaSet, ReplicaState
@@ -28,6 +29,7 @@ class CoordinatorRuntime:
         self.collections: dict[str, CollectionRuntime] = {}
         self._lock = asyncio.Lock()
         self._health: asyncio.Task[None] | None = None
+        self.on_shard_search: ShardTimer | None = None  # given to every collection
 
     def start_health_checks(self, interval: float = 1.0) -> None:
         """Probe every live replica each `interval` seconds (see ReplicaSet.probe)."""
@@ -57,12 +59,16 @@ class CoordinatorRuntime:
         token = self.opts["token"]
         sets: list[ReplicaSet] = []
         for s in range(spec.shards):
-            replicas = [
-                Replica(
-                    s, r, RayReplicaControl(self.data_dir, spec, s, r, self.opts), token, spec.name
+            replicas: list[Replica] = []
+
+            def siblings(me: int, group: list[Replica] = replicas) -> set[str]:
+                return {r.node_id for r in group if r.index != me and r.node_id}
+
+            for r in range(spec.replicas):
+                control = RayReplicaControl(
+                    self.data_dir, spec, s, r, self.opts, partial(siblings, r)
                 )
-                for r in range(spec.replicas)
-            ]
+                replicas.append(Replica(s, r, control, token, spec.name))
             reserved = self.registry.reserved(spec.name, s)
 
             def reserve(upto: int, _s: int = s) -> int:
@@ -90,7 +96,7 @@ class CoordinatorRuntime:
             for res in results:
                 if isinstance(res, BaseException):
                     raise res
-        return CollectionRuntime(spec, sets)
+        return CollectionRuntime(spec, sets, self.on_shard_search)
 
     async def create(self, spec: CollectionSpec) -> CollectionRuntime:
         async with self._lock:

@@ -23,6 +23,7 @@ from shardvec.v1 import vector_search_pb2, vector_search_pb2_grpc
 from coordinator.batching import MicroBatcher
 from coordinator.config import CoordinatorSettings
 from coordinator.interceptors import GuardInterceptor
+from coordinator.metrics import CoordinatorMetrics
 from coordinator.runtime import CoordinatorRuntime
 from coordinator.service import WRITE_METHODS, VectorSearchService
 
@@ -54,15 +55,24 @@ class Coordinator:
 
     async def _start(self) -> None:
         s = self.settings
+        self.metrics = CoordinatorMetrics()
         self.runtime = CoordinatorRuntime(Path(s.data_dir), s.to_dict())
+        self.runtime.on_shard_search = self.metrics.observe_shard_search
         await self.runtime.restore()
         self.runtime.start_health_checks()
-        self.batcher = MicroBatcher(window_s=s.batch_window_s, max_batch=s.batch_max)
+        self.batcher = MicroBatcher(
+            window_s=s.batch_window_s, max_batch=s.batch_max, on_batch=self.metrics.observe_batch
+        )
         guard = GuardInterceptor(
             service_prefix=f"/{SERVICE_NAME}/",
             write_methods=WRITE_METHODS,
             api_key=s.api_key,
             read_only_key=s.read_only_key,
+            observe=self.metrics.observe,
+            request_types={
+                m.name: m.input_type
+                for m in vector_search_pb2.DESCRIPTOR.services_by_name["VectorSearch"].methods
+            },
         )
         self.server = grpc.aio.server(
             interceptors=[guard],
@@ -92,6 +102,9 @@ class Coordinator:
         else:
             port = self.server.add_insecure_port(target)
         await self.server.start()
+        if s.metrics_port:
+            self.metrics.attach(self.runtime, self._loop)
+            self.metrics.serve(s.host, s.metrics_port)
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         address = f"{s.host}:{port}"
@@ -156,6 +169,7 @@ class Coordinator:
             await self.runtime.shutdown()
 
         try:
+            self.metrics.stop()
             self._run(stop(), timeout=300)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)

@@ -1,10 +1,19 @@
-"""The public `shardvec.v1.VectorSearch` service: validation at the edge, then the runtime."""
+"""The public `shardvec.v1.VectorSearch` service: validation at the edge, then the runtime.
+
+A request is checked whole before any shard sees it, so a bad row rejects the batch and
+changes nothing. A write that has started fanning out to the shards is finished even when
+its caller's deadline runs out (the caller then sees DEADLINE_EXCEEDED), so a short client
+deadline never leaves a batch applied on some shards and not on others.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
-from typing import Any
+import time
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
 
 import numpy as np
 from shardvec.v1 import vector_search_pb2 as pb
@@ -15,13 +24,23 @@ from coordinator.collection import CollectionRuntime, Hits, SearchParams, deadli
 from coordinator.config import CoordinatorSettings
 from coordinator.convert import collection_info, search_response, spec_from_request, split_hits
 from coordinator.runtime import CoordinatorRuntime
-from shard.errors import InvalidArgument, ResourceExhausted
+from coordinator.snapshots import (
+    RESTORE_BATCH_ROWS,
+    SNAPSHOT_DEADLINE_S,
+    create_archive,
+    restore_archive,
+)
+from shard.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
 from shard.validation import parse_metadata_json, validate_ids, validate_vectors
 from shard.wire import filter_from_proto, vectors_from_proto
 
 log = logging.getLogger(__name__)
 
-WRITE_METHODS = frozenset({"CreateCollection", "DropCollection", "Upsert", "Delete"})
+WRITE_METHODS = frozenset(
+    {"CreateCollection", "DropCollection", "Upsert", "Delete", "RestoreSnapshot"}
+)
+WRITE_GRACE_S = 10.0  # the least time shards get to finish a write that has started
+T = TypeVar("T")
 
 
 class VectorSearchService(pb_grpc.VectorSearchServicer):  # type: ignore[misc]
@@ -31,6 +50,7 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):  # type: ignore[misc]
         self.runtime = runtime
         self.settings = settings
         self.batcher = batcher
+        self._writes: set[asyncio.Future[Any]] = set()
 
     def _deadline(self, context: Any) -> float:
         return deadline_from(context.time_remaining(), self.settings.default_deadline_s)
@@ -38,6 +58,29 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):  # type: ignore[misc]
     def _rows_limit(self, n: int, limit: int, what: str) -> None:
         if n > limit:
             raise ResourceExhausted(f"{what}: {n} rows, the limit is {limit}")
+
+    def _bytes_limit(self, size: int, what: str) -> None:
+        if size > self.settings.max_message_bytes:
+            raise ResourceExhausted(
+                f"{what}: the response would hold {size} bytes of vectors, the limit is "
+                f"{self.settings.max_message_bytes} (max_message_bytes)"
+            )
+
+    async def _write(self, context: Any, what: str, start: Any) -> T:
+        """Run the write `start(deadline)` to the end, shielded from the caller going away.
+
+        Nothing is sent when the caller's deadline has already passed; once sent, every shard
+        gets at least WRITE_GRACE_S, so the batch lands whole or (on a replica failure) fails.
+        """
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            raise DeadlineExceeded(f"{what}: the deadline passed before any shard was written")
+        deadline = max(self._deadline(context), time.monotonic() + WRITE_GRACE_S)
+        task: asyncio.Future[T] = asyncio.ensure_future(start(deadline))
+        self._writes.add(task)
+        task.add_done_callback(_finished_write)
+        task.add_done_callback(self._writes.discard)
+        return await asyncio.shield(task)
 
     async def CreateCollection(self, request: Any, context: Any) -> Any:
         spec = spec_from_request(request)
@@ -78,7 +121,9 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):  # type: ignore[misc]
         metas = list(request.metadata_json)
         if metas:
             parse_metadata_json(metas, n)  # reject the whole batch before any shard sees it
-        await col.upsert(ids, vectors, metas, self._deadline(context))
+        await self._write(
+            context, "upsert", lambda deadline: col.upsert(ids, vectors, metas, deadline)
+        )
         return pb.UpsertResponse(upserted=n)
 
     async def Delete(self, request: Any, context: Any) -> Any:
@@ -92,13 +137,17 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):  # type: ignore[misc]
         ids = None if has_filter else validate_ids(list(request.ids))
         if ids is not None:
             self._rows_limit(len(ids), self.settings.max_upsert_rows, "delete")
-        deleted = await col.delete(ids, where, self._deadline(context))
+        deleted: int = await self._write(
+            context, "delete", lambda deadline: col.delete(ids, where, deadline)
+        )
         return pb.DeleteResponse(deleted=deleted)
 
     async def Get(self, request: Any, context: Any) -> Any:
         col = self.runtime.get(request.collection)
         self._rows_limit(len(request.ids), self.settings.max_query_rows, "get")
         ids = validate_ids(list(request.ids))
+        if request.include.vectors:
+            self._bytes_limit(len(ids) * col.dim * 4, "get")
         found, metas, vectors = await col.get(
             ids, request.include.metadata, request.include.vectors, self._deadline(context)
         )
@@ -148,7 +197,15 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):  # type: ignore[misc]
         col = self.runtime.get(request.collection)
         params = self._search_params(col, request)
         queries = vectors_from_proto(request.queries, col.dim, field="queries")
-        self._rows_limit(queries.shape[0], self.settings.max_query_rows, "search queries")
+        nq = queries.shape[0]
+        self._rows_limit(nq, self.settings.max_query_rows, "search queries")
+        if nq * params.k > self.settings.max_search_hits:
+            raise ResourceExhausted(
+                f"search: {nq} queries x k={params.k} is {nq * params.k} hits, the limit is "
+                f"{self.settings.max_search_hits} (max_search_hits)"
+            )
+        if params.include_vectors:
+            self._bytes_limit(nq * params.k * col.dim * 4, "search")
         queries = validate_vectors(queries, col.dim, col.spec.index.metric, field="queries")
 
         async def run(batch: np.ndarray, deadline: float) -> Hits:
@@ -158,3 +215,20 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):  # type: ignore[misc]
             (col.spec.name, params), queries, self._deadline(context), run, split_hits
         )
         return search_response(hits, col.dim)
+
+    async def CreateSnapshot(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        deadline = deadline_from(context.time_remaining(), SNAPSHOT_DEADLINE_S)
+        async for data in create_archive(self.runtime, request.collection, deadline):
+            yield pb.SnapshotChunk(data=data)
+
+    async def RestoreSnapshot(self, request_iterator: Any, context: Any) -> Any:
+        deadline = deadline_from(context.time_remaining(), SNAPSHOT_DEADLINE_S)
+        batch = min(self.settings.max_upsert_rows, RESTORE_BATCH_ROWS)
+        col = await restore_archive(self.runtime, request_iterator, deadline, batch)
+        return collection_info(col.spec, col.shard_sets, await col.count(None, deadline))
+
+
+def _finished_write(task: asyncio.Future[Any]) -> None:
+    """Retrieve a shielded write's outcome, so a write its caller left is still logged."""
+    if not task.cancelled() and task.exception() is not None:
+        log.info("write finished with an error: %s", task.exception())

@@ -7,6 +7,7 @@ boundary, into shardvec errors that name the replica.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import grpc
@@ -67,12 +68,15 @@ class RemoteShard:
         try:
             return await method(req, timeout=timeout, metadata=self._metadata)
         except grpc.aio.AioRpcError as exc:
-            code, details = exc.code(), exc.details() or ""
-            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise DeadlineExceeded(f"{self.name} ({self.address}) timed out") from None
-            if code in REPLICA_DOWN:
-                raise ReplicaDown(f"{self.name} ({self.address}) is down: {details}") from None
-            raise error_for_status(code, f"{self.name}: {details}") from None
+            raise self._error(exc) from None
+
+    def _error(self, exc: grpc.aio.AioRpcError) -> ShardvecError:
+        code, details = exc.code(), exc.details() or ""
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return DeadlineExceeded(f"{self.name} ({self.address}) timed out")
+        if code in REPLICA_DOWN:
+            return ReplicaDown(f"{self.name} ({self.address}) is down: {details}")
+        return error_for_status(code, f"{self.name}: {details}")
 
     async def upsert(self, req: shard_pb2.ShardUpsertRequest, timeout: float) -> Any:
         return await self._call(self._stub.Upsert, req, timeout)
@@ -95,6 +99,21 @@ class RemoteShard:
     async def changes(self, after_seq: int, limit: int, timeout: float) -> Any:
         req = shard_pb2.ShardChangesRequest(after_seq=after_seq, limit=limit)
         return await self._call(self._stub.Changes, req, timeout)
+
+    async def snapshot(self, timeout: float) -> AsyncIterator[Any]:
+        """The replica's snapshot stream: a manifest chunk, then the files' bytes."""
+        if timeout <= 0:
+            raise DeadlineExceeded(f"deadline exceeded before calling {self.name}")
+        call = self._stub.Snapshot(
+            shard_pb2.ShardSnapshotRequest(), timeout=timeout, metadata=self._metadata
+        )
+        try:
+            async for chunk in call:
+                yield chunk
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc) from None
+        finally:
+            call.cancel()
 
     async def close(self) -> None:
         await self._channel.close()

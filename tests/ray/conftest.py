@@ -1,4 +1,4 @@
-"""One embedded Ray and one shardvec cluster for the whole Ray tier."""
+"""One embedded Ray and one shardvec cluster for the Ray tier, stopped when the tier ends."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from cluster.client import Client
 _names = itertools.count()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShardvecCluster]:
     data_dir: Path = tmp_path_factory.mktemp("cluster-data")
     with ShardvecCluster({"data_dir": str(data_dir), "port": 0}, num_cpus=2) as c:

@@ -1,0 +1,239 @@
+"""Collection snapshots on the coordinator.
+
+Create: every shard streams a point-in-time copy of one LIVE replica (the read rule: one
+healthy replica, the next one on failure), all shards at once while writes carry on; the
+copies are checked against their shard manifests and packed into one archive
+(coordinator/snapshot_archive.py) that is streamed to the caller. Each shard's part holds
+exactly the writes that shard applied up to the seq recorded for it, so every write
+acknowledged before the snapshot started is in it.
+
+Restore: the streamed archive is verified, a new collection is created (any shard count) and
+the live rows of every shard's store copy are upserted through the normal write path, so they
+are routed by id for the new layout. A restore that fails part way drops what it created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from coordinator.collection import CollectionRuntime
+from coordinator.registry import CollectionSpec
+from coordinator.replicas import ReplicaSet
+from coordinator.runtime import CoordinatorRuntime
+from coordinator.shard_client import RemoteShard
+from coordinator.snapshot_archive import Archive, open_archive, shard_prefix, write_archive
+from shard.errors import DataLoss, InvalidArgument
+from shard.paths import snapshot_dir
+from shard.snapshot import iter_live_rows, parse_shard_manifest
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_DEADLINE_S = 3600.0  # when the caller sets no deadline
+RESTORE_BATCH_ROWS = 1000
+CHUNK_BYTES = 1 << 20
+
+
+def _workdir(runtime: CoordinatorRuntime, kind: str) -> Path:
+    root = snapshot_dir(runtime.data_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=root))
+
+
+async def create_archive(
+    runtime: CoordinatorRuntime, name: str, deadline: float
+) -> AsyncIterator[bytes]:
+    """Snapshot collection `name` and yield the archive's bytes in chunks."""
+    col = runtime.get(name)
+    work = _workdir(runtime, "create")
+    try:
+        dirs = [work / shard_prefix(rs.shard) for rs in col.shard_sets]
+        manifests = await asyncio.gather(
+            *(_pull_shard(rs, d, deadline) for rs, d in zip(col.shard_sets, dirs, strict=True))
+        )
+        path = work / "snapshot.tar"
+        manifest = await asyncio.to_thread(
+            write_archive, path, col.spec, list(zip(manifests, dirs, strict=True))
+        )
+        log.info(
+            "snapshot created",
+            extra={
+                "collection": name,
+                "shard_seqs": [s["seq"] for s in manifest["shards"]],
+                "rows": manifest["rows"],
+                "bytes": path.stat().st_size,
+            },
+        )
+        with open(path, "rb") as f:
+            while data := await asyncio.to_thread(f.read, CHUNK_BYTES):
+                yield data
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def _pull_shard(rs: ReplicaSet, dest: Path, deadline: float) -> dict[str, Any]:
+    """One LIVE replica's snapshot of shard `rs` into `dest`; returns its manifest."""
+
+    async def call(remote: RemoteShard, timeout: float) -> dict[str, Any]:
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir(parents=True)
+        receiver = _ShardReceiver(dest, remote.name)
+        try:
+            async for chunk in remote.snapshot(timeout):
+                receiver.feed(chunk)
+        finally:
+            receiver.close()
+        return receiver.finish()
+
+    return await rs.read(call, deadline)
+
+
+class _ShardReceiver:
+    """Writes a shard's snapshot stream to files, checking sizes and sha256 as it goes."""
+
+    def __init__(self, dest: Path, name: str) -> None:
+        self.dest = dest
+        self.name = name
+        self.manifest: dict[str, Any] | None = None
+        self._files: list[dict[str, Any]] = []
+        self._next = 0
+        self._out: IO[bytes] | None = None
+        self._left = 0
+        self._hash = hashlib.sha256()
+
+    def feed(self, chunk: Any) -> None:
+        if self.manifest is None:
+            if not chunk.manifest_json:
+                raise DataLoss(f"{self.name}: the snapshot stream has no manifest")
+            self.manifest = parse_shard_manifest(chunk.manifest_json)
+            self._files = list(self.manifest["files"])
+            self._open_next()
+        data = memoryview(chunk.data)
+        while len(data):
+            if self._out is None:
+                raise DataLoss(f"{self.name}: the snapshot stream has more bytes than it listed")
+            n = min(len(data), self._left)
+            self._out.write(data[:n])
+            self._hash.update(data[:n])
+            self._left -= n
+            data = data[n:]
+            if self._left == 0:
+                self._finish_file()
+                self._open_next()
+
+    def _open_next(self) -> None:
+        while self._next < len(self._files):
+            f = self._files[self._next]
+            self._out = open(self.dest / f["name"], "wb")  # noqa: SIM115
+            self._left = int(f["size"])
+            self._hash = hashlib.sha256()
+            if self._left:
+                return
+            self._finish_file()
+        self._out = None
+
+    def _finish_file(self) -> None:
+        f = self._files[self._next]
+        assert self._out is not None
+        self._out.close()
+        self._out = None
+        self._next += 1
+        if self._hash.hexdigest() != f["sha256"]:
+            raise DataLoss(f"{self.name}: {f['name']} arrived damaged (sha256 mismatch)")
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+    def finish(self) -> dict[str, Any]:
+        if self.manifest is None:
+            raise DataLoss(f"{self.name}: the snapshot stream was empty")
+        if self._next < len(self._files):
+            raise DataLoss(f"{self.name}: the snapshot stream ended early")
+        return {**self.manifest, "replica": self.name}
+
+
+async def restore_archive(
+    runtime: CoordinatorRuntime,
+    chunks: AsyncIterator[Any],
+    deadline: float,
+    batch_rows: int = RESTORE_BATCH_ROWS,
+) -> CollectionRuntime:
+    """Receive an archive, verify it, and restore it as a new collection; the first chunk's
+    restore_as / shards / replicas override the snapshot's own name and layout."""
+    work = _workdir(runtime, "restore")
+    try:
+        path = work / "snapshot.tar"
+        first: Any = None
+        with open(path, "wb") as f:
+            async for chunk in chunks:
+                if first is None:
+                    first = chunk
+                if chunk.data:
+                    await asyncio.to_thread(f.write, chunk.data)
+        if first is None or path.stat().st_size == 0:
+            raise InvalidArgument("restore: the stream carried no snapshot archive")
+        archive = await asyncio.to_thread(open_archive, path, work / "stores")
+        spec = CollectionSpec(
+            first.restore_as or archive.spec.name,
+            archive.spec.index,
+            int(first.shards) or archive.spec.shards,
+            int(first.replicas) or archive.spec.replicas,
+        )
+        col = await runtime.create(spec)
+        try:
+            rows = await _load_rows(col, archive, deadline, batch_rows)
+        except BaseException as exc:
+            log.warning(
+                "snapshot restore failed; dropping the partial collection",
+                extra={"collection": spec.name, "reason": repr(exc)},
+            )
+            with contextlib.suppress(Exception):
+                await runtime.drop(spec.name)
+            raise
+        log.info(
+            "snapshot restored",
+            extra={
+                "collection": spec.name,
+                "from_collection": archive.spec.name,
+                "shard_seqs": [s.seq for s in archive.shards],
+                "shards": spec.shards,
+                "rows": rows,
+            },
+        )
+        return col
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def _load_rows(
+    col: CollectionRuntime, archive: Archive, deadline: float, batch_rows: int
+) -> int:
+    """Upsert every live row of the archive's store copies into `col`, batch by batch."""
+    dim = col.dim
+    done = 0
+    for shard in archive.shards:
+        assert shard.store_path is not None
+        rows = iter_live_rows(shard.store_path, batch_rows)
+        try:
+            while (batch := await asyncio.to_thread(next, rows, None)) is not None:
+                blob = b"".join(r[1] for r in batch)
+                if len(blob) != 4 * dim * len(batch):
+                    raise DataLoss(f"snapshot shard {shard.shard}: vectors of the wrong size")
+                vectors = np.frombuffer(blob, dtype="<f4").reshape(len(batch), dim)
+                metadata = [r[2] or "" for r in batch]
+                await col.upsert([r[0] for r in batch], vectors, metadata, deadline)
+                done += len(batch)
+        finally:
+            rows.close()
+    return done

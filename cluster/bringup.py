@@ -93,7 +93,15 @@ class ShardvecCluster:
         start = time.perf_counter()
         self.coordinator = (
             coordinator_actor_class()
-            .options(name=COORDINATOR_NAME, namespace=NAMESPACE, num_cpus=0)
+            .options(
+                name=COORDINATOR_NAME,
+                namespace=NAMESPACE,
+                num_cpus=0,
+                # beside the driver, whose node serves the public port; elsewhere if it is gone
+                scheduling_strategy=NodeAffinitySchedulingStrategy(
+                    node_id=ray.get_runtime_context().get_node_id(), soft=True
+                ),
+            )
             .remote(self.settings)
         )
         self.address: str = ray.get(self.coordinator.ping.remote())

@@ -13,7 +13,7 @@ from coordinator.collection import CollectionRuntime, ShardTimer
 from coordinator.ray_control import RayReplicaControl
 from coordinator.registry import CollectionSpec, Registry
 from coordinator.replicas import Replica, ReplicaSet, ReplicaState
-from shard.errors import AlreadyExists, NotFound
+from shard.errors import AlreadyExists, FailedPrecondition, NotFound
 from shard.paths import collection_dir, validate_collection_name
 
 log = logging.getLogger(__name__)
@@ -64,11 +64,11 @@ class CoordinatorRuntime:
             def siblings(me: int, group: list[Replica] = replicas) -> set[str]:
                 return {r.node_id for r in group if r.index != me and r.node_id}
 
-            for r in range(spec.replicas):
+            for index in range(spec.replicas):
                 control = RayReplicaControl(
-                    self.data_dir, spec, s, r, self.opts, partial(siblings, r)
+                    self.data_dir, spec, s, index, self.opts, partial(siblings, index)
                 )
-                replicas.append(Replica(s, r, control, token, spec.name))
+                replicas.append(Replica(s, index, control, token, spec.name))
             reserved = self.registry.reserved(spec.name, s)
 
             def reserve(upto: int, _s: int = s) -> int:
@@ -102,6 +102,13 @@ class CoordinatorRuntime:
         async with self._lock:
             if spec.name in self.collections:
                 raise AlreadyExists(f"collection {spec.name!r} already exists")
+            leftover = collection_dir(self.data_dir, spec.name)
+            if leftover.exists() and any(leftover.iterdir()):
+                # A new collection never opens shard directories it did not create.
+                raise FailedPrecondition(
+                    f"collection {spec.name!r}: {leftover} holds data the registry does not "
+                    "know (left by an earlier collection of that name); move it away first"
+                )
             self.registry.add(spec)
             try:
                 runtime = await self._open(spec, new=True)

@@ -61,7 +61,10 @@ class Coordinator:
         await self.runtime.restore()
         self.runtime.start_health_checks()
         self.batcher = MicroBatcher(
-            window_s=s.batch_window_s, max_batch=s.batch_max, on_batch=self.metrics.observe_batch
+            window_s=s.batch_window_s,
+            max_batch=s.batch_max,
+            max_in_flight=s.batch_in_flight,
+            on_batch=self.metrics.observe_batch,
         )
         guard = GuardInterceptor(
             service_prefix=f"/{SERVICE_NAME}/",
@@ -155,7 +158,9 @@ class Coordinator:
                     "metric": spec.index.metric,
                     "shards": spec.shards,
                     "replicas": spec.replicas,
-                    "count": sum(r["count"] for r in replicas if r["replica"] == 0),
+                    "count": sum(
+                        max(int(r.count) for r in rs.replicas) for rs in col.shard_sets
+                    ),
                     "replica_states": replicas,
                 }
             )
@@ -179,4 +184,6 @@ def coordinator_actor_class() -> Any:
     """The coordinator as a Ray actor, restarted by Ray when its process dies."""
     import ray
 
-    return ray.remote(max_restarts=-1, max_task_retries=-1, max_concurrency=8)(Coordinator)
+    return ray.remote(  # type: ignore[call-overload]
+        max_restarts=-1, max_task_retries=-1, max_concurrency=8
+    )(Coordinator)

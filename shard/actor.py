@@ -133,4 +133,6 @@ def replica_actor_class() -> Any:
     """The Ray actor class for a replica; restarted by Ray when its process dies."""
     import ray
 
-    return ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=4)(ShardReplica)
+    return ray.remote(  # type: ignore[call-overload]
+        max_restarts=-1, max_task_retries=0, max_concurrency=4
+    )(ShardReplica)

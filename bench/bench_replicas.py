@@ -1,0 +1,128 @@
+"""Replica recovery figures: time for a kill -9'd replica to rejoin, and queries failed meanwhile.
+
+Loads the shared data set (or `--n` rows of it) into a collection with R=2, then kills one
+replica process twice: once before any checkpoint (it rebuilds its index from SQLite) and
+once after a checkpoint (it loads the index and replays the rest). A reader thread searches
+all the while and counts failures. Prints a table and writes JSON.
+
+    python -m bench.bench_replicas [--n 100000] [--shards 2] [--out bench/results/replicas.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+
+from cluster.bringup import ShardvecCluster
+from cluster.client import Client
+from coordinator.ray_control import NAMESPACE, actor_name
+from shard.errors import ShardvecError
+
+DEFAULT_DATA = Path(
+    os.environ.get("SHARDVEC_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"
+                   / "pypi-minilm-100k")
+)
+
+
+def wait_live(client: Client, name: str, timeout: float = 900) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        reps = client.describe(name)["replica_states"]
+        if all(r["state"] == "live" for r in reps):
+            return time.monotonic() - start
+        time.sleep(0.1)
+    raise TimeoutError("replicas did not rejoin")
+
+
+def kill_and_time(client: Client, name: str, shard: int, replica: int) -> dict[str, Any]:
+    victim = next(
+        r for r in client.describe(name)["replica_states"]
+        if r["shard"] == shard and r["replica"] == replica
+    )
+    t0 = time.monotonic()
+    os.kill(int(victim["pid"]), signal.SIGKILL)
+    # the coordinator notices within its 1 s health probe; then the replica must come back
+    while client.describe(name)["replica_states"][shard * 2 + replica]["state"] == "live":
+        if time.monotonic() - t0 > 30:
+            break
+        time.sleep(0.05)
+    wait_live(client, name)
+    rejoin = time.monotonic() - t0  # from the kill to live again, caught up
+    return {"shard": shard, "replica": replica, "rows": victim["count"],
+            "rejoin_seconds": round(rejoin, 2)}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--shards", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=Path("bench/results/replicas.json"))
+    args = ap.parse_args(argv)
+
+    base = np.load(args.data / "base.npy")[: args.n].astype(np.float32)
+    queries = np.load(args.data / "queries.npy")[:50].astype(np.float32)
+    result: dict[str, Any] = {"n": len(base), "shards": args.shards, "replicas": 2}
+    with tempfile.TemporaryDirectory() as tmp, ShardvecCluster(
+        {"data_dir": tmp, "port": 0}
+    ) as cluster, Client(cluster.address, timeout=120) as client:
+        col = client.create_collection("rep", dim=base.shape[1], shards=args.shards, replicas=2)
+        t0 = time.monotonic()
+        col.upsert([str(i) for i in range(len(base))], base, batch_size=2000)
+        result["load_seconds"] = round(time.monotonic() - t0, 1)
+        wait_live(client, "rep")
+
+        failures: list[str] = []
+        reads = 0
+        stop = threading.Event()
+
+        def reader() -> None:
+            nonlocal reads
+            with Client(cluster.address, timeout=30) as c:
+                rcol = c.get_collection("rep")
+                while not stop.is_set():
+                    try:
+                        rcol.search_ids(queries[reads % 50], k=10)
+                        reads += 1
+                    except ShardvecError as exc:
+                        failures.append(f"{exc.code.name}: {exc.message}")
+
+        t = threading.Thread(target=reader)
+        t.start()
+        try:
+            result["rejoin_rebuild"] = kill_and_time(client, "rep", 0, 1)
+            for s in range(args.shards):
+                for r in range(2):
+                    ray.get(ray.get_actor(actor_name("rep", s, r), namespace=NAMESPACE)
+                            .checkpoint.remote())
+            result["rejoin_checkpoint"] = kill_and_time(client, "rep", 1, 0)
+        finally:
+            stop.set()
+            t.join(60)
+        result["queries_during_kills"] = reads
+        result["queries_failed"] = len(failures)
+        result["failures"] = failures[:5]
+    print(f"{'figure':<44} value")
+    print(f"{'rows':<44} {result['n']} in {args.shards} shards x 2 replicas")
+    print(f"{'load through the API (s)':<44} {result['load_seconds']}")
+    for key in ("rejoin_rebuild", "rejoin_checkpoint"):
+        d = result[key]
+        print(f"{key + ' (s), ' + str(d['rows']) + ' rows':<44} {d['rejoin_seconds']}")
+    print(f"{'queries during kills / failed':<44} {reads} / {len(failures)}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -66,10 +66,18 @@ def ray_head() -> Iterator[str]:
 
 def _kill_tree_of(temp: str) -> None:
     """Stop the Ray head living in `temp` only (`ray stop` would end every Ray here)."""
+    victims: dict[int, psutil.Process] = {}
     for p in psutil.process_iter(["cmdline"]):
         try:
             if temp in " ".join(p.info["cmdline"] or ()):
-                p.kill()
+                victims[p.pid] = p
+                for child in p.children(recursive=True):
+                    victims[child.pid] = child
+        except psutil.Error:
+            continue
+    for p in victims.values():
+        try:
+            p.kill()
         except psutil.Error:
             continue
 

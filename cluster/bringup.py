@@ -25,16 +25,17 @@ def connect_ray(
     address: str | None = None,
     *,
     num_cpus: int | None = None,
-    runtime_env: dict[str, Any] | None = None,
+    log_level: str | None = None,
 ) -> bool:
     """Attach to Ray at `address` ("auto" for the local node's cluster), or start an embedded
-    one bound to loopback; `runtime_env` applies to every worker of this job. Returns True
-    when this call started Ray (and so owns it)."""
+    one bound to loopback. With `log_level`, this process and every worker of the job (the
+    coordinator, the replicas) log JSON lines, `extra` fields included, through Ray's own
+    LoggingConfig. Returns True when this call started Ray (and so owns it)."""
     if ray.is_initialized():
         return False
     quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
-    if runtime_env:
-        quiet["runtime_env"] = runtime_env
+    if log_level:
+        quiet["logging_config"] = ray.LoggingConfig(encoding="JSON", log_level=log_level)
     if address:
         ray.init(address=address, namespace=NAMESPACE, **quiet)
         return False
@@ -71,7 +72,7 @@ class ShardvecCluster:
         *,
         ray_address: str | None = None,
         num_cpus: int | None = None,
-        runtime_env: dict[str, Any] | None = None,
+        log_level: str | None = None,
     ) -> None:
         self.settings = dict(settings)
         self.settings.setdefault("token", secrets.token_hex(16))
@@ -80,7 +81,7 @@ class ShardvecCluster:
             if self.settings.get(key):
                 self.settings[key] = str(Path(self.settings[key]).resolve())
         Path(self.settings["data_dir"]).mkdir(parents=True, exist_ok=True)
-        self.owns_ray = connect_ray(ray_address, num_cpus=num_cpus, runtime_env=runtime_env)
+        self.owns_ray = connect_ray(ray_address, num_cpus=num_cpus, log_level=log_level)
         try:
             ray.get_actor(COORDINATOR_NAME, namespace=NAMESPACE)
         except ValueError:

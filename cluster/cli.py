@@ -14,6 +14,7 @@ import numpy as np
 
 from cluster.client import DEFAULT_ADDRESS, Client
 from cluster.ops_commands import recall, snapshot
+from coordinator.config import CoordinatorSettings
 from shard.errors import ShardvecError
 
 SERVER_HELP = "Address of the shardvec server (host:port)."
@@ -26,6 +27,32 @@ class _Context:
 
     def client(self) -> Client:
         return Client(self.server, api_key=self.api_key)
+
+
+LIMITS = {
+    name: CoordinatorSettings.__dataclass_fields__[name].default
+    for name in (
+        "max_message_bytes",
+        "max_upsert_rows",
+        "max_query_rows",
+        "max_k",
+        "max_ef",
+        "max_search_hits",
+    )
+}
+
+
+def _parse_limits(items: tuple[str, ...]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if name not in LIMITS or not value.isdigit():
+            raise click.BadParameter(
+                f"{item!r}: expected NAME=N with NAME one of {', '.join(LIMITS)}",
+                param_hint="--limit",
+            )
+        out[name] = int(value)
+    return out
 
 
 def _fail(exc: ShardvecError) -> None:
@@ -92,11 +119,22 @@ def cli(ctx: click.Context, server: str, api_key: str | None) -> None:
 )
 @click.option("--num-cpus", default=None, type=int, help="CPUs of an embedded Ray.")
 @click.option(
+    "--limit",
+    "limits",
+    multiple=True,
+    metavar="NAME=N",
+    help="Set a request limit (repeatable): " + ", ".join(
+        f"{name} (default {default})" for name, default in LIMITS.items()
+    ) + ". Past a limit: RESOURCE_EXHAUSTED (k, ef: INVALID_ARGUMENT).",
+)
+@click.option(
     "--metrics-port",
+    envvar="SHARDVEC_METRICS_PORT",
     default=0,
     show_default=True,
     type=int,
-    help="Serve Prometheus metrics on this port of --host (0: off; the deploy files use 9464).",
+    help="Serve Prometheus /metrics on this port of --host (0: off; the deploy files use "
+    "9464). Env: SHARDVEC_METRICS_PORT.",
 )
 @click.option(
     "--log-level",
@@ -117,16 +155,15 @@ def up(
     tls_key: str,
     search_threads: int,
     num_cpus: int | None,
+    limits: tuple[str, ...],
     metrics_port: int,
     log_level: str,
     verbose: bool,
 ) -> None:
     """Bring a cluster up and serve until SIGINT or SIGTERM."""
     from cluster.bringup import ShardvecCluster
-    from cluster.logs import configure_logging, ray_runtime_env
 
     level = "DEBUG" if verbose else log_level.upper()
-    configure_logging(level)
     settings: dict[str, Any] = {
         "data_dir": data_dir,
         "host": host,
@@ -137,10 +174,11 @@ def up(
         "tls_key": tls_key,
         "search_threads": search_threads,
         "metrics_port": metrics_port,
+        **_parse_limits(limits),
     }
     try:
         cluster = ShardvecCluster(
-            settings, ray_address=address, num_cpus=num_cpus, runtime_env=ray_runtime_env(level)
+            settings, ray_address=address, num_cpus=num_cpus, log_level=level
         )
     except ShardvecError as exc:
         _fail(exc)
@@ -397,6 +435,71 @@ def crasher(mode: str, seconds: float, interval: float, shards: int, replicas: i
         click.echo("crasher: FAILED", err=True)
         sys.exit(1)
     click.echo("crasher: every acknowledged write survived")
+
+
+# The `bench` group: benchmarks that bring up their own clusters. Each subcommand imports its
+# module under bench/ lazily, so the CLI does not load matplotlib or the data sets.
+@cli.group()
+def bench() -> None:
+    """Benchmarks: scale-out over shards, replicas and nodes, and query performance."""
+
+
+@bench.command()
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
+              envvar="SHARDVEC_SHARED_DATA",
+              help="Shared data set directory (default: ../shared/data/pypi-minilm-100k). "
+                   "Env: SHARDVEC_SHARED_DATA.")
+@click.option("--synthetic", default=0, type=int,
+              help="Use N rows of seeded clustered Gaussian data instead of --data.")
+@click.option("--dim", default=384, show_default=True, help="Dimension of --synthetic data.")
+@click.option("--n", default=None, type=int, help="Use only the first N base rows.")
+@click.option("--queries", default=1000, show_default=True, help="Query rows to use.")
+@click.option("--shards", default="1,2,4,8", show_default=True, help="Shard counts.")
+@click.option("--replicas", default="1,2", show_default=True, help="Replica counts.")
+@click.option("--nodes", default="1,2,4", show_default=True,
+              help="Simulated Ray node counts (ray.cluster_utils.Cluster).")
+@click.option("--cpus-per-node", default=1, show_default=True, help="CPUs of a simulated node.")
+@click.option("--seconds", default=5.0, show_default=True,
+              help="Seconds per concurrency level.")
+@click.option("--concurrency", default="1,8,32", show_default=True,
+              help="Concurrent single-query client counts.")
+@click.option("--full", is_flag=True,
+              help="Every shards x replicas x nodes combination (default: one factor at a time).")
+@click.option("--address", default=None,
+              help="A real Ray cluster to run on (no simulated nodes; shards and replicas vary).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Bind host of the benchmark's coordinator.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("bench/results/scale"), show_default=True,
+              help="Where scale.json, scale.csv and the PNG plots go.")
+@click.option("--search-threads", default=1, show_default=True,
+              help="hnswlib threads per replica for a batch search.")
+@click.option("--batch-repeats", default=3, show_default=True,
+              help="Batch search: best of this many passes.")
+@click.option("--seed", default=0, show_default=True, help="Seed of --synthetic data.")
+def scale(data: Path | None, synthetic: int, dim: int, n: int | None, queries: int, shards: str,
+          replicas: str, nodes: str, cpus_per_node: int, seconds: float, concurrency: str,
+          full: bool, address: str | None, host: str, out: Path, search_threads: int,
+          batch_repeats: int, seed: int) -> None:
+    """Sweep shards, replicas and nodes: build time, batch and concurrent QPS, p50/p99
+    latency, recall@10 and memory; writes CSV, JSON and PNG plots to --out."""
+    from bench.bench_scale import ScaleConfig, parse_ints, run_scale
+    from bench.query_data import default_data
+
+    try:
+        cfg = ScaleConfig(
+            data=None if synthetic else (data or default_data()), synthetic=synthetic, dim=dim,
+            n=n, queries=queries, shards=parse_ints(shards), replicas=parse_ints(replicas),
+            nodes=parse_ints(nodes), cpus_per_node=cpus_per_node, seconds=seconds,
+            concurrency=parse_ints(concurrency), full=full, address=address, host=host,
+            out=out, search_threads=search_threads, batch_repeats=batch_repeats, seed=seed,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        run_scale(cfg, log=click.echo)
+    except FileNotFoundError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 cli.add_command(snapshot)

@@ -337,10 +337,13 @@ class Collection:
         if kwargs:
             raise TypeError(f"unexpected arguments: {', '.join(kwargs)}")
         resp = self.client.call("Search", req, timeout)
-        return (
-            [list(r.ids) for r in resp.results],
-            [np.asarray(r.scores, dtype=np.float32) for r in resp.results],
-        )
+        results = resp.results
+        ids: list[list[str]] = [r.ids[:] for r in results]
+        rows = [r.scores[:] for r in results]
+        if rows and all(len(r) == len(rows[0]) for r in rows):
+            # One conversion for the whole batch; the rows are views of it.
+            return ids, list(np.array(rows, dtype=np.float32).reshape(len(rows), -1))
+        return ids, [np.array(r, dtype=np.float32) for r in rows]
 
     def _search_request(
         self,

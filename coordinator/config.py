@@ -33,6 +33,7 @@ class CoordinatorSettings:
     replica_cpus: float = 0.0
     batch_window_s: float = 0.0005
     batch_max: int = 256
+    batch_in_flight: int = 2  # micro-batches per search kind running before calls wait
     metrics_port: int = 0  # 0: no metrics endpoint
 
     def __post_init__(self) -> None:
@@ -51,6 +52,7 @@ class CoordinatorSettings:
             "search_threads",
             "build_threads",
             "batch_max",
+            "batch_in_flight",
             "max_message_bytes",
         ):
             if getattr(self, name) < 1:

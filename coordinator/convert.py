@@ -65,14 +65,17 @@ def collection_info(
 
 
 def search_response(hits: Hits, dim: int) -> Any:
+    """One QueryResult per query row. The arrays become Python lists in one call each, and
+    each row is one `add`: per-row NumPy slicing cost more than the search of a small batch."""
     resp = pb.SearchResponse()
-    ids, scores, counts = hits.ids, hits.scores, hits.counts
-    for row in range(ids.shape[0]):
-        c = int(counts[row])
-        res = resp.results.add()
-        row_ids = ids[row, :c].tolist()
-        res.ids.extend(row_ids)
-        res.scores.extend(scores[row, :c].tolist())
+    width = hits.ids.shape[1]
+    add = resp.results.add
+    for row_ids, row_scores, c in zip(
+        hits.ids.tolist(), hits.scores.tolist(), hits.counts.tolist(), strict=True
+    ):
+        if c < width:
+            row_ids, row_scores = row_ids[:c], row_scores[:c]
+        res = add(ids=row_ids, scores=row_scores)
         if hits.metadata:
             res.metadata_json.extend(hits.metadata.get(i, "") for i in row_ids)
         if hits.vectors and row_ids:

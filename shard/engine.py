@@ -14,7 +14,8 @@ Search planner, with m the number of live rows passing the filter and L all live
   m == 0                              -> empty rows
   exact=True or m <= exact_threshold  -> exact NumPy scoring of the m rows
   m / L >= postfilter_fraction        -> one unfiltered batch knn_query for
-                                         k' = ceil(k * overfetch / (m / L)) results, then the mask
+                                         k' = ceil(k * overfetch / (m / L)) results at breadth
+                                         ef / (m / L) (so ~ef candidates pass), then the mask
   otherwise                           -> per-query knn_query with hnswlib's filter callback
 Any query left with fewer than min(k, m) hits falls back to the next path down and finally to
 exact scoring, so a filtered search never returns fewer than min(k, m) hits (before min_score /
@@ -23,7 +24,6 @@ max_distance drop some).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -42,6 +42,8 @@ from shard.hnsw import (
     MANIFEST_FILE,
     HnswIndex,
     Labels,
+    SlotPlan,
+    SlotTable,
     exact_topk,
     load_checkpoint,
     remove_manifest,
@@ -49,7 +51,7 @@ from shard.hnsw import (
     write_checkpoint,
 )
 from shard.settings import IndexSettings
-from shard.store import Store
+from shard.store import Store, decode_metadata, decode_vector, encode_metadata, encode_vectors
 from shard.validation import validate_ids, validate_metadatas, validate_vectors
 
 log = logging.getLogger(__name__)
@@ -97,16 +99,6 @@ class PlannerSettings:
     exact_chunk_rows: int = 16_384
 
 
-@dataclass
-class _SlotPlan:
-    """Slot changes of one batch, computed before anything is written."""
-
-    up_slots: list[int]
-    del_slots: list[int]
-    free: list[int]
-    n_slots: int
-
-
 class ShardEngine:
     """Durable vector rows with HNSW search and metadata filters, for one replica."""
 
@@ -134,11 +126,7 @@ class ShardEngine:
         self._build_threads = build_threads
         self._checkpoint_rows = checkpoint_rows
         self._write_mutex = threading.Lock()
-        self._id_to_slot: dict[str, int] = {}
-        self._slot_to_id: npt.NDArray[np.object_] = np.full(0, "", dtype=object)
-        self._alive: npt.NDArray[np.bool_] = np.zeros(0, dtype=np.bool_)
-        self._free: list[int] = []
-        self._n_slots = 0
+        self._slots = SlotTable()
         self._columns = MetadataColumns()
         self._dirty = 0
         self._checkpoint_seq = 0
@@ -160,19 +148,8 @@ class ShardEngine:
         rows) or, when it is unusable, a full rebuild."""
         for rows in self._store.live_index():
             slots = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
-            self._grow_tables(int(slots[-1]) + 1)
-            ids = [r[0] for r in rows]
-            self._slot_to_id[slots] = np.array(ids, dtype=object)
-            self._alive[slots] = True
-            self._id_to_slot.update(zip(ids, slots.tolist(), strict=True))
-            try:
-                mds = [json.loads(r[3]) if r[3] else {} for r in rows]
-            except ValueError as exc:
-                raise DataLoss(
-                    f"store {self._store.path} holds unreadable metadata: {exc}"
-                ) from exc
-            self._columns.set(slots, mds)
-            self._n_slots = int(slots[-1]) + 1
+            self._slots.load([r[0] for r in rows], slots)
+            self._columns.set(slots, [decode_metadata(r[3]) for r in rows])
         loaded = load_checkpoint(self.directory, self.settings)
         index: HnswIndex | None = None
         if loaded is not None:
@@ -182,7 +159,7 @@ class ShardEngine:
                     f"store {self._store.path} is at seq {self._applied_seq} but the index "
                     f"checkpoint is at seq {manifest.seq}: the store lost acknowledged writes"
                 )
-            self._n_slots = max(self._n_slots, manifest.n_slots)
+            self._slots.reserve(manifest.n_slots)
             if not self._reconcile(index, manifest.seq):
                 index = None
             else:
@@ -191,8 +168,7 @@ class ShardEngine:
         rebuilt = index is None
         if index is None:
             index = self._rebuild()
-        self._grow_tables(self._n_slots)
-        self._free = np.flatnonzero(~self._alive[: self._n_slots])[::-1].tolist()
+        self._slots.rebuild_free()
         self._index = index
         stale_files = any((self.directory / f).exists() for f in (INDEX_FILE, MANIFEST_FILE))
         if (rebuilt and (self._dirty or stale_files)) or self._dirty >= self._checkpoint_rows:
@@ -207,18 +183,16 @@ class ShardEngine:
         with index.lock.write():
             labels = index.labels()
             if len(labels):
-                self._n_slots = max(self._n_slots, int(labels.max()) + 1)
-            self._grow_tables(self._n_slots)
-            present = np.zeros(self._n_slots, dtype=np.bool_)
-            present[labels] = True
-            if (self._alive[: self._n_slots] & ~present).any():
-                missing = int((self._alive[: self._n_slots] & ~present).sum())
-                log.warning(
-                    "%s: checkpoint lacks %d live rows; rebuilding", self.directory, missing
-                )
-                return False
-            hidden = index.mark_deleted(labels[~self._alive[labels]])
+                self._slots.reserve(int(labels.max()) + 1)
+            alive = self._slots.alive
+            hidden = index.mark_deleted(labels[~alive[labels]])
             replayed = self._add_from_store(index, after_seq=seq)
+            present = np.zeros(len(alive), dtype=np.bool_)
+            present[index.labels()] = True
+            missing = int((alive & ~present).sum())
+        if missing:
+            log.warning("%s: checkpoint lacks %d live rows; rebuilding", self.directory, missing)
+            return False
         log.info(
             "%s: loaded checkpoint at seq %d, replayed %d rows, hid %d stale labels",
             self.directory,
@@ -232,7 +206,7 @@ class ShardEngine:
     def _rebuild(self) -> HnswIndex:
         index = HnswIndex(self.settings)
         with index.lock.write():
-            index.ensure_capacity(self._n_slots)
+            index.ensure_capacity(self._slots.n_slots)
             added = self._add_from_store(index, after_seq=-1)
         if added:
             log.warning("%s: rebuilt the index from the store (%d rows)", self.directory, added)
@@ -241,15 +215,9 @@ class ShardEngine:
 
     def _add_from_store(self, index: HnswIndex, after_seq: int) -> int:
         added = 0
-        dim = self.settings.dim
-        for rows in self._store.live_vectors(after_seq):
-            slots = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            data = b"".join(r[1] for r in rows)
-            if len(data) != 4 * dim * len(rows):
-                raise DataLoss(f"store {self._store.path} holds vectors of the wrong size")
-            vecs = np.frombuffer(data, dtype="<f4").reshape(len(rows), dim)
+        for slots, vecs in self._store.live_vectors(self.settings.dim, after_seq):
             index.add(vecs, slots, num_threads=self._build_threads)
-            added += len(rows)
+            added += len(slots)
         return added
 
     # ---------------------------------------------------------------------------- state
@@ -265,37 +233,9 @@ class ShardEngine:
         if self._broken is not None:
             raise ShardvecError(f"engine at {self.directory} must be reopened: {self._broken}")
 
-    def _grow_tables(self, n: int) -> None:
-        cap = len(self._alive)
-        if n <= cap:
-            return
-        new = max(n, 2 * cap, 1024)
-        ids = np.full(new, "", dtype=object)
-        ids[:cap] = self._slot_to_id
-        alive = np.zeros(new, dtype=np.bool_)
-        alive[:cap] = self._alive
-        self._slot_to_id, self._alive = ids, alive
-
-    def _plan_slots(self, up_ids: Sequence[str], del_ids: Sequence[str]) -> _SlotPlan:
-        """Slots for a batch: deletions free theirs first, kept ids keep theirs, new ids take
-        free slots (most recently freed first) and then fresh ones."""
-        del_slots = [self._id_to_slot[i] for i in del_ids if i in self._id_to_slot]
-        free = self._free + del_slots[::-1]
-        n_slots = self._n_slots
-        up_slots: list[int] = []
-        for rid in up_ids:
-            slot = self._id_to_slot.get(rid)
-            if slot is None:
-                if free:
-                    slot = free.pop()
-                else:
-                    slot, n_slots = n_slots, n_slots + 1
-            up_slots.append(slot)
-        return _SlotPlan(up_slots, del_slots, free, n_slots)
-
     def _apply(
         self,
-        plan: _SlotPlan,
+        plan: SlotPlan,
         up_ids: Sequence[str],
         vectors: npt.NDArray[np.float32] | None,
         metadatas: Sequence[Mapping[str, Any]],
@@ -307,20 +247,12 @@ class ShardEngine:
                 if plan.del_slots:
                     dels = np.asarray(plan.del_slots, dtype=np.int64)
                     self._index.mark_deleted(dels)
-                    for rid in self._slot_to_id[dels].tolist():
-                        del self._id_to_slot[rid]
-                    self._slot_to_id[dels] = ""
-                    self._alive[dels] = False
                     self._columns.clear(dels)
-                self._grow_tables(plan.n_slots)
                 if up_ids and vectors is not None:
                     ups = np.asarray(plan.up_slots, dtype=np.int64)
                     self._index.add(vectors, ups, num_threads=self._build_threads)
-                    self._slot_to_id[ups] = np.array(up_ids, dtype=object)
-                    self._alive[ups] = True
                     self._columns.set(ups, metadatas)
-                    self._id_to_slot.update(zip(up_ids, plan.up_slots, strict=True))
-                self._free, self._n_slots = plan.free, plan.n_slots
+                self._slots.apply(plan, up_ids)
                 self._applied_seq = max(self._applied_seq, seq)
                 self._dirty += len(up_ids) + len(plan.del_slots)
         except BaseException as exc:
@@ -352,13 +284,13 @@ class ShardEngine:
                 f"vectors: expected {len(ids)} rows (one per id), got {len(vecs)}"
             )
         mds = validate_metadatas(metadatas if metadatas is not None else [], len(ids))
-        blobs = _blobs(vecs)
-        texts = _metadata_texts(mds)
+        blobs = encode_vectors(vecs)
+        texts = encode_metadata(mds)
         with self._write_mutex:
             self._check_usable()
             if seq <= self._applied_seq:
                 return False
-            plan = self._plan_slots(ids, ())
+            plan = self._slots.plan(ids, ())
             rows = zip(ids, plan.up_slots, [seq] * len(ids), blobs, texts, strict=True)
             self._store.write(seq, upserts=rows)
             self._apply(plan, ids, vecs, mds, seq)
@@ -382,11 +314,11 @@ class ShardEngine:
             if seq <= self._applied_seq:
                 return 0
             if where is not None:
-                mask = self._columns.mask(where, self._n_slots) & self._alive[: self._n_slots]
-                targets: list[str] = self._slot_to_id[np.flatnonzero(mask)].tolist()
+                mask = self._mask(where)
+                targets: list[str] = self._slots.slot_to_id[np.flatnonzero(mask)].tolist()
             else:
-                targets = [i for i in ids or () if i in self._id_to_slot]
-            plan = self._plan_slots((), targets)
+                targets = [i for i in ids or () if i in self._slots.id_to_slot]
+            plan = self._slots.plan((), targets)
             self._store.write(seq, tombstones=[(rid, seq) for rid in targets])
             self._apply(plan, (), None, (), seq)
         return len(targets)
@@ -434,13 +366,13 @@ class ShardEngine:
             up_mds = [mds[i] for i in up_idx]
             if any(latest[r].seq <= self._checkpoint_seq for r in up_ids):
                 remove_manifest(self.directory)  # replay by seq would miss these rows
-            plan = self._plan_slots(up_ids, [c.id for c in dels])
+            plan = self._slots.plan(up_ids, [c.id for c in dels])
             upserts = zip(
                 up_ids,
                 plan.up_slots,
                 [live[i].seq for i in up_idx],
-                _blobs(up_vecs) if up_vecs is not None else [],
-                _metadata_texts(up_mds),
+                encode_vectors(up_vecs) if up_vecs is not None else [],
+                encode_metadata(up_mds),
                 strict=True,
             )
             self._store.write(new_seq, upserts=upserts, tombstones=[(c.id, c.seq) for c in dels])
@@ -462,8 +394,8 @@ class ShardEngine:
             if row is None:
                 out.append(None)
                 continue
-            vec = _vector(row.vector) if include_vectors else None
-            md = (json.loads(row.metadata) if row.metadata else {}) if include_metadata else None
+            vec = decode_vector(row.vector) if include_vectors else None
+            md = decode_metadata(row.metadata) if include_metadata else None
             out.append(Record(rid, vec, md))
         return out
 
@@ -471,13 +403,13 @@ class ShardEngine:
         """Live rows, or live rows passing `where`."""
         self._check_usable()
         if where is None:
-            return len(self._id_to_slot)
+            return len(self._slots)
         validate_filter(where)
         with self._index.lock.read():
             return int(self._mask(where).sum())
 
     def _mask(self, where: Filter) -> npt.NDArray[np.bool_]:
-        return self._columns.mask(where, self._n_slots) & self._alive[: self._n_slots]
+        return self._columns.mask(where, self._slots.n_slots) & self._slots.alive
 
     def changes_since(self, seq: int, limit: int = 10_000) -> tuple[list[Change], int]:
         """Rows and tombstones with seq > `seq`, ascending, at most `limit` (one seq's rows are
@@ -489,9 +421,7 @@ class ShardEngine:
         out = [
             Change(r.id, r.seq, None, None, True)
             if r.deleted
-            else Change(
-                r.id, r.seq, _vector(r.vector), json.loads(r.metadata) if r.metadata else {}, False
-            )
+            else Change(r.id, r.seq, decode_vector(r.vector), decode_metadata(r.metadata), False)
             for r in rows
         ]
         return out, applied
@@ -523,27 +453,24 @@ class ShardEngine:
                 scores[~passing] = np.nan
             valid = labels >= 0
             ids = np.full(labels.shape, "", dtype=object)
-            ids[valid] = self._slot_to_id[labels[valid]]
+            ids[valid] = self._slots.slot_to_id[labels[valid]]
         return SearchResult(ids, scores, valid.sum(axis=1).astype(np.int32))
 
     def _threshold(self, min_score: float | None, max_distance: float | None) -> float | None:
         euclid = self.settings.metric == "euclidean"
-        if min_score is not None and euclid:
-            raise InvalidArgument("min_score applies to cosine and dot; use max_distance")
-        if max_distance is not None and not euclid:
-            raise InvalidArgument("max_distance applies to euclidean; use min_score")
-        value = min_score if min_score is not None else max_distance
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        wrong, value = (min_score, max_distance) if euclid else (max_distance, min_score)
+        if wrong is not None:
+            use = "max_distance" if euclid else "min_score"
+            raise InvalidArgument(f"metric {self.settings.metric} takes {use} as its threshold")
+        if value is not None and (not isinstance(value, (int, float)) or math.isnan(value)):
             raise InvalidArgument(f"score threshold must be a number, got {value!r}")
-        return float(value)
+        return None if value is None else float(value)
 
     def _plan(
         self, q: npt.NDArray[np.float32], k: int, ef: int, where: Filter | None, exact: bool
     ) -> tuple[Labels, npt.NDArray[np.float32]]:
         nq = len(q)
-        n_live = len(self._id_to_slot)
+        n_live = len(self._slots)
         mask = self._mask(where) if where is not None else None
         m = int(mask.sum()) if mask is not None else n_live
         labels = np.full((nq, k), -1, dtype=np.int64)
@@ -551,32 +478,35 @@ class ShardEngine:
         if m == 0:
             return labels, scores
         if exact or (mask is not None and m <= self.planner.exact_threshold):
-            subset = mask if mask is not None else self._alive[: self._n_slots]
+            subset = mask if mask is not None else self._slots.alive
             return self._exact(q, k, np.flatnonzero(subset))
         k_eff = min(k, m)
         metric = self.settings.metric
         todo = np.arange(nq)
         if mask is None or m / n_live >= self.planner.postfilter_fraction:
-            frac = m / n_live
-            kq = min(
-                n_live,
-                max(
-                    k_eff,
-                    math.ceil(k_eff * (1.0 if mask is None else self.planner.overfetch / frac)),
-                ),
-            )
+            # One batch search. With a filter, over-fetch k by the passing fraction, and widen
+            # ef by it too so ~ef candidates pass, as in hnswlib's own filtered search.
+            kq, breadth = k_eff, ef
+            if mask is not None:
+                kq = math.ceil(k_eff * self.planner.overfetch * n_live / m)
+                breadth = math.ceil(ef * n_live / m)
             try:
-                got, dist = self._index.knn(q, kq, min(ef, n_live), self._search_threads)
-            except RuntimeError:
-                got = None
-            if got is not None:
+                got, dist = self._index.knn(
+                    q, min(kq, n_live), min(breadth, n_live), self._search_threads
+                )
+            except RuntimeError:  # a query found too few points: every row falls back
+                got, dist = np.zeros((nq, 0), dtype=np.int64), np.zeros((nq, 0), dtype=np.float32)
+            if mask is None and got.shape[1]:  # the common case, kept lean
+                labels[:, :k_eff] = got[:, :k_eff]
+                scores[:, :k_eff] = to_scores(metric, dist[:, :k_eff])
+                todo = todo[:0]
+            else:
                 keep = mask[got] if mask is not None else np.ones(got.shape, dtype=np.bool_)
                 order = np.argsort(~keep, axis=1, kind="stable")[:, :k_eff]
-                sel = np.take_along_axis(keep, order, axis=1)
-                labels[:, :k_eff] = np.where(sel, np.take_along_axis(got, order, axis=1), -1)
-                scores[:, :k_eff] = np.where(
-                    sel, to_scores(metric, np.take_along_axis(dist, order, axis=1)), np.nan
-                )
+                sel, w = np.take_along_axis(keep, order, axis=1), order.shape[1]
+                labels[:, :w] = np.where(sel, np.take_along_axis(got, order, axis=1), -1)
+                best = to_scores(metric, np.take_along_axis(dist, order, axis=1))
+                scores[:, :w] = np.where(sel, best, np.nan)
                 todo = np.flatnonzero(keep.sum(axis=1) < k_eff)
         if len(todo) and mask is not None:
             allowed = mask.tolist().__getitem__
@@ -587,18 +517,29 @@ class ShardEngine:
                 except RuntimeError:
                     short.append(row)
                     continue
-                labels[row, :k_eff] = got[0]
-                scores[row, :k_eff] = to_scores(metric, dist[0])
+                labels[row, :k_eff] = got[0, :k_eff]
+                scores[row, :k_eff] = to_scores(metric, dist[0, :k_eff])
             todo = np.asarray(short, dtype=np.int64)
         if len(todo):
-            subset = mask if mask is not None else self._alive[: self._n_slots]
+            subset = mask if mask is not None else self._slots.alive
             labels[todo], scores[todo] = self._exact(q[todo], k, np.flatnonzero(subset))
         return labels, scores
 
     def _exact(
         self, q: npt.NDArray[np.float32], k: int, slots: Labels
     ) -> tuple[Labels, npt.NDArray[np.float32]]:
-        return exact_topk(self._index, q, slots, k, self.planner.exact_chunk_rows)
+        metric, chunk = self.settings.metric, self.planner.exact_chunk_rows
+        return exact_topk(self._vectors_at, metric, q, slots, k, chunk)
+
+    def _vectors_at(self, slots: Labels) -> npt.NDArray[np.float32]:
+        """Vectors at live `slots` for exact scoring, from SQLite (several times faster than
+        hnswlib's get_items); rows whose stored id differs from this in-memory view (a batch
+        committed but not yet applied) come from the index instead. Read side."""
+        expected = self._slots.slot_to_id[slots]
+        vecs, ok = self._store.vectors_at(slots, expected, self.settings.dim)
+        if not ok.all():
+            vecs[~ok] = self._index.get_vectors(slots[~ok])
+        return vecs
 
     # ----------------------------------------------------------------------- lifecycle
 
@@ -611,7 +552,7 @@ class ShardEngine:
     def _checkpoint_locked(self) -> None:
         with self._index.lock.read():
             manifest = write_checkpoint(
-                self.directory, self._index, self._applied_seq, self._n_slots
+                self.directory, self._index, self._applied_seq, self._slots.n_slots
             )
         self._checkpoint_seq = manifest.seq
         self._last_checkpoint_unix = manifest.created_unix
@@ -626,11 +567,11 @@ class ShardEngine:
         with self._index.lock.read():
             index_bytes = self._index.nbytes()
             out = {
-                "count": len(self._id_to_slot),
+                "count": len(self._slots),
                 "applied_seq": self._applied_seq,
                 "checkpoint_seq": self._checkpoint_seq,
-                "slots": self._n_slots,
-                "deleted_slots": len(self._free),
+                "slots": self._slots.n_slots,
+                "deleted_slots": len(self._slots.free),
                 "capacity": self._index.capacity,
                 "index_bytes": index_bytes,
                 "metadata_bytes": self._columns.nbytes(),
@@ -660,26 +601,3 @@ def _check_int(name: str, value: object, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
         raise InvalidArgument(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
     return int(value)
-
-
-def _blobs(vecs: npt.NDArray[np.float32]) -> list[bytes]:
-    le = np.ascontiguousarray(vecs, dtype="<f4")
-    return [row.tobytes() for row in le]
-
-
-def _vector(blob: bytes | None) -> np.ndarray:
-    if blob is None:
-        raise DataLoss("a live row has no vector")
-    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
-
-
-def _metadata_texts(mds: Sequence[Mapping[str, Any]]) -> list[str | None]:
-    try:
-        return [
-            json.dumps(md, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-            if md
-            else None
-            for md in mds
-        ]
-    except (TypeError, ValueError) as exc:
-        raise InvalidArgument(f"metadatas: not JSON-serialisable: {exc}") from exc

@@ -29,7 +29,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,7 +197,8 @@ class HnswIndex:
         num_threads: int = 1,
         filter: Callable[[int], bool] | None = None,
     ) -> tuple[Labels, Floats]:
-        """Best `k` labels and hnswlib distances per query, searched at breadth `ef`. Read side.
+        """Labels and hnswlib distances of the best max(k, ef) points per query, best first,
+        from a search at breadth max(k, ef) (the extra candidates cost nothing). Read side.
 
         Raises RuntimeError when hnswlib finds fewer than max(k, ef) points for some query;
         callers cap `k` and `ef` at the number of eligible points and fall back to exact.
@@ -206,12 +207,101 @@ class HnswIndex:
         labels, dist = self._raw.knn_query(
             queries, k=max(k, ef), num_threads=num_threads, filter=filter
         )
-        return labels[:, :k].astype(np.int64), np.asarray(dist[:, :k], dtype=np.float32)
+        return labels.astype(np.int64), np.asarray(dist, dtype=np.float32)
 
     def save(self, path: Path) -> None:
         """hnswlib `save_index` to `path`. Read side (searches may continue)."""
         assert self.lock.read_held()
         self._raw.save_index(str(path))
+
+
+@dataclass
+class SlotPlan:
+    """Slot changes of one batch, computed before anything is written."""
+
+    up_slots: list[int]
+    del_slots: list[int]
+    free: list[int]
+    n_slots: int
+
+
+class SlotTable:
+    """Ids to dense integer slots (the hnswlib labels) and back, with a free list.
+
+    `id_to_slot` holds live ids; `slot_to_id` ("" when free) and `alive` are arrays over slots
+    [0, n_slots) (with spare capacity). Changes are planned first (`plan`, no mutation), then
+    applied (`apply`) once the batch is durable. The engine guards it with the index lock.
+    """
+
+    def __init__(self) -> None:
+        self.id_to_slot: dict[str, int] = {}
+        self.slot_to_id: npt.NDArray[np.object_] = np.full(0, "", dtype=object)
+        self._alive: npt.NDArray[np.bool_] = np.zeros(0, dtype=np.bool_)
+        self.free: list[int] = []
+        self.n_slots = 0
+
+    def __len__(self) -> int:
+        return len(self.id_to_slot)
+
+    @property
+    def alive(self) -> npt.NDArray[np.bool_]:
+        """Bool over slots [0, n_slots): True where a live row sits (a view)."""
+        return self._alive[: self.n_slots]
+
+    def reserve(self, n: int) -> None:
+        """Grow the arrays geometrically so slots below `n` exist; n_slots rises to n."""
+        cap = len(self._alive)
+        if n > cap:
+            new = max(n, 2 * cap, 1024)
+            ids = np.full(new, "", dtype=object)
+            ids[:cap] = self.slot_to_id
+            alive = np.zeros(new, dtype=np.bool_)
+            alive[:cap] = self._alive
+            self.slot_to_id, self._alive = ids, alive
+        self.n_slots = max(self.n_slots, n)
+
+    def load(self, ids: list[str], slots: Labels) -> None:
+        """Recovery: mark `ids` live at `slots`; call `rebuild_free` when done."""
+        if len(slots):
+            self.reserve(int(slots.max()) + 1)
+        self.slot_to_id[slots] = np.array(ids, dtype=object)
+        self._alive[slots] = True
+        self.id_to_slot.update(zip(ids, slots.tolist(), strict=True))
+
+    def rebuild_free(self) -> None:
+        self.free = np.flatnonzero(~self.alive)[::-1].tolist()
+
+    def plan(self, up_ids: Sequence[str], del_ids: Sequence[str]) -> SlotPlan:
+        """Deletions free their slots first, kept ids keep theirs, new ids take free slots
+        (most recently freed first) and then fresh ones past n_slots."""
+        del_slots = [self.id_to_slot[i] for i in del_ids if i in self.id_to_slot]
+        free = self.free + del_slots[::-1]
+        n_slots = self.n_slots
+        up_slots: list[int] = []
+        for rid in up_ids:
+            slot = self.id_to_slot.get(rid)
+            if slot is None:
+                if free:
+                    slot = free.pop()
+                else:
+                    slot, n_slots = n_slots, n_slots + 1
+            up_slots.append(slot)
+        return SlotPlan(up_slots, del_slots, free, n_slots)
+
+    def apply(self, plan: SlotPlan, up_ids: Sequence[str]) -> None:
+        if plan.del_slots:
+            dels = np.asarray(plan.del_slots, dtype=np.int64)
+            for rid in self.slot_to_id[dels].tolist():
+                del self.id_to_slot[rid]
+            self.slot_to_id[dels] = ""
+            self._alive[dels] = False
+        self.reserve(plan.n_slots)
+        if up_ids:
+            ups = np.asarray(plan.up_slots, dtype=np.int64)
+            self.slot_to_id[ups] = np.array(up_ids, dtype=object)
+            self._alive[ups] = True
+            self.id_to_slot.update(zip(up_ids, plan.up_slots, strict=True))
+        self.free = plan.free
 
 
 @dataclass(frozen=True)
@@ -374,21 +464,25 @@ def load_checkpoint(directory: Path, settings: IndexSettings) -> tuple[HnswIndex
 
 
 def exact_topk(
-    index: HnswIndex, queries: Floats, slots: Labels, k: int, chunk_rows: int = 16_384
+    fetch: Callable[[Labels], Floats],
+    metric: str,
+    queries: Floats,
+    slots: Labels,
+    k: int,
+    chunk_rows: int = 16_384,
 ) -> tuple[Labels, Floats]:
     """Exact best `k` of `slots` per query, as (labels, user scores), padded with -1 / NaN.
 
-    Vectors come from hnswlib (`get_items`) chunk by chunk, so memory stays bounded and no
-    second copy of the data is kept; cosine vectors are stored normalised, so queries are
-    normalised here. Scores: cosine similarity, dot product, or euclidean distance; best
-    first, ties by lower slot. Caller holds the read side.
+    `fetch(chunk)` returns the vectors at a chunk of slots; chunks of `chunk_rows` keep memory
+    bounded, and no copy of the data outlives the call. Cosine normalises queries and vectors.
+    Scores: cosine similarity, dot product, or euclidean distance; best first, ties by lower
+    slot.
     """
     nq = len(queries)
     labels = np.full((nq, k), -1, dtype=np.int64)
     scores = np.full((nq, k), np.nan, dtype=np.float32)
     if not len(slots) or not nq:
         return labels, scores
-    metric = index.settings.metric
     q = np.ascontiguousarray(queries, dtype=np.float32)
     if metric == "cosine":
         q = q / np.linalg.norm(q, axis=1, keepdims=True)
@@ -396,7 +490,9 @@ def exact_topk(
     best_slot = np.zeros((nq, 0), dtype=np.int64)
     for start in range(0, len(slots), chunk_rows):
         chunk = slots[start : start + chunk_rows]
-        vecs = index.get_vectors(chunk)
+        vecs = fetch(chunk)
+        if metric == "cosine":
+            vecs = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
         prod = q @ vecs.T
         if metric == "euclidean":
             key = np.einsum("ij,ij->i", vecs, vecs)[None, :] - 2.0 * prod

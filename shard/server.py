@@ -2,7 +2,9 @@
 
 A threaded (sync) gRPC server: hnswlib releases the GIL while it searches, so concurrent
 batches from the coordinator use the replica's cores. Every call must carry the cluster's
-internal token; errors leave as precise status codes through one interceptor.
+internal token; errors leave as precise status codes through one interceptor. Work whose
+caller has gone (its deadline passed, or it cancelled) is not started, and a large search
+stops between chunks of queries once its caller is gone.
 """
 
 from __future__ import annotations
@@ -10,16 +12,20 @@ from __future__ import annotations
 import hmac
 import logging
 import os
-from collections.abc import Callable
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
 from concurrent import futures
+from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
 from shardvec.v1 import shard_pb2, shard_pb2_grpc
 
-from shard.engine import ShardEngine
-from shard.errors import ShardvecError, Unauthenticated
+from shard.engine import SearchResult, ShardEngine
+from shard.errors import DeadlineExceeded, ShardvecError, Unauthenticated
+from shard.snapshot import take_snapshot
 from shard.validation import encode_packed, parse_metadata_json
 from shard.wire import dumps_json, filter_from_proto, metadata_to_json, vectors_from_proto
 
@@ -27,6 +33,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_HEADER = "x-shardvec-internal"
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+SEARCH_CHUNK_ROWS = 512  # queries searched between checks that the caller still waits
 
 
 class _Guard(grpc.ServerInterceptor):  # type: ignore[misc]
@@ -41,22 +48,45 @@ class _Guard(grpc.ServerInterceptor):  # type: ignore[misc]
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = continuation(details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None or (handler.unary_unary is None and handler.unary_stream is None):
             return handler
         supplied = dict(details.invocation_metadata or ()).get(TOKEN_HEADER, "")
         authorized = hmac.compare_digest(self._token, str(supplied).encode())
+
+        def check() -> None:
+            if not authorized:
+                raise Unauthenticated("shard service: missing or wrong internal token")
+
+        def abort(context: grpc.ServicerContext, exc: Exception) -> None:
+            if isinstance(exc, ShardvecError):
+                context.abort(exc.code, exc.message)
+            # a bug, not bad input: report it, keep serving
+            log.exception("shard rpc %s failed", details.method)
+            context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+        if handler.unary_stream is not None:
+            inner_stream = handler.unary_stream
+
+            def guarded_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                try:
+                    check()
+                    yield from inner_stream(request, context)
+                except Exception as exc:
+                    abort(context, exc)
+
+            return grpc.unary_stream_rpc_method_handler(
+                guarded_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
         inner = handler.unary_unary
 
         def guarded(request: Any, context: grpc.ServicerContext) -> Any:
             try:
-                if not authorized:
-                    raise Unauthenticated("shard service: missing or wrong internal token")
+                check()
                 return inner(request, context)
-            except ShardvecError as exc:
-                context.abort(exc.code, exc.message)
-            except Exception as exc:  # a bug, not bad input: report it, keep serving
-                log.exception("shard rpc %s failed", details.method)
-                context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+            except Exception as exc:
+                abort(context, exc)
 
         return grpc.unary_unary_rpc_method_handler(
             guarded,
@@ -71,12 +101,22 @@ class ShardService(shard_pb2_grpc.ShardServicer):  # type: ignore[misc]
     def __init__(self, engine: ShardEngine, node_id: str = "") -> None:
         self.engine = engine
         self.node_id = node_id
+        self.abandoned = 0  # calls stopped because their caller had gone
+        self._lock = threading.Lock()
+
+    def _caller_waits(self, context: grpc.ServicerContext, what: str) -> None:
+        """Raise DeadlineExceeded (and count it) when the caller no longer waits for `what`."""
+        if not context.is_active():
+            with self._lock:
+                self.abandoned += 1
+            raise DeadlineExceeded(f"shard {what}: the caller's deadline passed or it cancelled")
 
     @property
     def dim(self) -> int:
         return self.engine.settings.dim
 
     def Upsert(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._caller_waits(context, "upsert")
         n = len(request.ids)
         vectors = vectors_from_proto(request.vectors, self.dim)
         metadatas = parse_metadata_json(list(request.metadata_json), n)
@@ -86,6 +126,7 @@ class ShardService(shard_pb2_grpc.ShardServicer):  # type: ignore[misc]
         )
 
     def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._caller_waits(context, "delete")
         where = filter_from_proto(request.filter) if request.HasField("filter") else None
         ids = list(request.ids) if where is None else None
         before = self.engine.applied_seq
@@ -95,6 +136,7 @@ class ShardService(shard_pb2_grpc.ShardServicer):  # type: ignore[misc]
         )
 
     def Get(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._caller_waits(context, "get")
         inc_meta, inc_vec = request.include.metadata, request.include.vectors
         records = [
             r
@@ -112,20 +154,33 @@ class ShardService(shard_pb2_grpc.ShardServicer):  # type: ignore[misc]
         return resp
 
     def Count(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._caller_waits(context, "count")
         where = filter_from_proto(request.filter) if request.HasField("filter") else None
         return shard_pb2.ShardCountResponse(count=self.engine.count(where))
 
     def Search(self, request: Any, context: grpc.ServicerContext) -> Any:
         queries = vectors_from_proto(request.queries, self.dim, field="queries")
         where = filter_from_proto(request.filter) if request.HasField("filter") else None
-        result = self.engine.search(
-            queries,
-            int(request.k),
-            where=where,
-            ef=int(request.ef) or None,
-            exact=request.exact,
-            min_score=request.min_score if request.HasField("min_score") else None,
-            max_distance=request.max_distance if request.HasField("max_distance") else None,
+        parts: list[SearchResult] = []
+        for start in range(0, len(queries), SEARCH_CHUNK_ROWS):
+            self._caller_waits(context, f"search (after {start} of {len(queries)} queries)")
+            parts.append(
+                self.engine.search(
+                    queries[start : start + SEARCH_CHUNK_ROWS],
+                    int(request.k),
+                    where=where,
+                    ef=int(request.ef) or None,
+                    exact=request.exact,
+                    min_score=request.min_score if request.HasField("min_score") else None,
+                    max_distance=(
+                        request.max_distance if request.HasField("max_distance") else None
+                    ),
+                )
+            )
+        result = parts[0] if len(parts) == 1 else SearchResult(
+            np.concatenate([p.ids for p in parts]),
+            np.concatenate([p.scores for p in parts]),
+            np.concatenate([p.counts for p in parts]),
         )
         resp = shard_pb2.ShardSearchResponse(k=int(result.ids.shape[1]))
         resp.ids.extend(result.ids.ravel().tolist())
@@ -140,7 +195,7 @@ class ShardService(shard_pb2_grpc.ShardServicer):  # type: ignore[misc]
             checkpoint_seq=int(info.get("checkpoint_seq", 0)),
             pid=os.getpid(),
             node_id=self.node_id,
-            info_json=dumps_json(info),
+            info_json=dumps_json({**info, "abandoned_calls": self.abandoned}),
         )
 
     def Changes(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -162,6 +217,19 @@ class ShardService(shard_pb2_grpc.ShardServicer):  # type: ignore[misc]
             resp.vectors.dim = self.dim
             resp.vectors.packed = encode_packed(np.stack(live))
         return resp
+
+    def Snapshot(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        """A point-in-time copy of this replica: the manifest first, then the files' bytes."""
+        with tempfile.TemporaryDirectory(prefix="shardvec-snapshot-") as tmp:
+            snap = take_snapshot(self.engine.directory, Path(tmp))
+            log.info(
+                "shard snapshot taken",
+                extra={"directory": str(self.engine.directory), "seq": snap.store.seq,
+                       "rows": snap.store.rows},
+            )
+            yield shard_pb2.ShardSnapshotChunk(manifest_json=dumps_json(snap.manifest()))
+            for data in snap.chunks():
+                yield shard_pb2.ShardSnapshotChunk(data=data)
 
 
 class ShardServer:

@@ -24,11 +24,14 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from shard.errors import DataLoss, FailedPrecondition, ShardvecError
+import numpy as np
+
+from shard.errors import DataLoss, FailedPrecondition, InvalidArgument, ShardvecError
 from shard.settings import IndexSettings
 
 log = logging.getLogger(__name__)
@@ -85,12 +88,17 @@ class StoredRow:
 
 
 class Store:
-    """SQLite-backed rows of one replica. Thread-safe: one connection behind a lock."""
+    """SQLite-backed rows of one replica. Thread-safe: writes go through one connection
+    behind a lock; `get_rows` and `vectors_at` read through a connection per thread."""
 
     def __init__(self, directory: Path, settings: IndexSettings) -> None:
         self.path = Path(directory) / STORE_FILE
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        # Reads for get() and exact search use one connection per thread (WAL lets them run
+        # beside a commit); writes and recovery scans use `_conn` behind `_lock`.
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
         try:
             conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -170,6 +178,21 @@ class Store:
         with self._lock, self._errors():
             return int(self._get_kv("applied_seq") or 0)
 
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            with self._lock:
+                self._db  # noqa: B018 - raises when the store is closed
+                conn = sqlite3.connect(
+                    str(self.path), isolation_level=None, check_same_thread=False
+                )
+                conn.execute("PRAGMA query_only=1")
+                self._readers.append(conn)
+            self._local.conn = conn
+        with self._errors():
+            yield conn
+
     def get_rows(
         self, ids: Sequence[str], *, vectors: bool = True, metadata: bool = True
     ) -> dict[str, StoredRow]:
@@ -179,14 +202,41 @@ class Store:
         cols = f"id, slot, seq, {vec_col}, {md_col}"
         out: dict[str, StoredRow] = {}
         unique = list(dict.fromkeys(ids))
-        with self._lock, self._errors():
+        with self._reader() as db:
             for start in range(0, len(unique), _IN_CHUNK):
                 chunk = unique[start : start + _IN_CHUNK]
                 marks = ",".join("?" * len(chunk))
                 sql = f"SELECT {cols} FROM rows WHERE deleted = 0 AND id IN ({marks})"
-                for rid, slot, seq, vec, md in self._db.execute(sql, chunk):
+                for rid, slot, seq, vec, md in db.execute(sql, chunk):
                     out[rid] = StoredRow(rid, slot, seq, vec, md, False)
         return out
+
+    def vectors_at(
+        self, slots: np.ndarray, ids: np.ndarray, dim: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors of the live rows at `slots` (float32 (n, dim), in the order given) and a
+        bool mask of the rows found holding the expected `ids`; other rows are left unset.
+
+        Exact search reads vectors here: SQLite returns a row in a few microseconds, several
+        times faster than hnswlib's get_items, and nothing stays in memory.
+        """
+        sql = (
+            "SELECT r.slot, r.id, r.vector FROM json_each(?) AS j "
+            "JOIN rows AS r ON r.slot = j.value"
+        )
+        with self._reader() as db:
+            rows = db.execute(sql, (json.dumps(slots.tolist()),)).fetchall()
+        out = np.empty((len(slots), dim), dtype=np.float32)
+        ok = np.zeros(len(slots), dtype=np.bool_)
+        if rows:
+            found = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            order = np.argsort(slots, kind="stable")
+            pos = order[np.searchsorted(slots, found, sorter=order)]
+            same = ids[pos] == np.array([r[1] for r in rows], dtype=object)
+            data = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4")
+            out[pos[same]] = data.reshape(len(rows), dim)[same]
+            ok[pos[same]] = True
+        return out, ok
 
     def seqs_of(self, ids: Sequence[str]) -> dict[str, int]:
         """The stored seq of each of `ids` that has a row (live or tombstone)."""
@@ -218,9 +268,9 @@ class Store:
             last = rows[-1][1]
 
     def live_vectors(
-        self, after_seq: int = -1, chunk_rows: int = 10_000
-    ) -> Iterator[list[tuple[int, bytes]]]:
-        """(slot, vector bytes) of live rows with seq > after_seq, in slot order, in chunks."""
+        self, dim: int, after_seq: int = -1, chunk_rows: int = 10_000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(slots, float32 vectors) of live rows with seq > after_seq, in slot order, chunked."""
         last = -1
         while True:
             with self._lock, self._errors():
@@ -231,7 +281,11 @@ class Store:
                 ).fetchall()
             if not rows:
                 return
-            yield rows
+            data = b"".join(r[1] for r in rows)
+            if len(data) != 4 * dim * len(rows):
+                raise DataLoss(f"store {self.path} holds vectors of the wrong size")
+            slots = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            yield slots, np.frombuffer(data, dtype="<f4").reshape(len(rows), dim)
             last = rows[-1][0]
 
     def changes_since(self, seq: int, limit: int) -> tuple[list[StoredRow], int]:
@@ -292,6 +346,9 @@ class Store:
 
     def close(self) -> None:
         with self._lock:
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
@@ -311,3 +368,40 @@ def _db_errors(path: Path) -> Iterator[None]:
 
 def _settings_json(settings: IndexSettings) -> str:
     return json.dumps(settings.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+def encode_vectors(vecs: np.ndarray) -> list[bytes]:
+    """One '<f4' blob per row, as stored."""
+    return [row.tobytes() for row in np.ascontiguousarray(vecs, dtype="<f4")]
+
+
+def decode_vector(blob: bytes | None) -> np.ndarray:
+    """A stored blob as a fresh float32 array."""
+    if blob is None:
+        raise DataLoss("the store holds a live row without a vector")
+    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
+
+
+def encode_metadata(mds: Sequence[Mapping[str, Any]]) -> list[str | None]:
+    """Compact JSON per row; None for an empty object."""
+    try:
+        return [
+            json.dumps(md, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            if md
+            else None
+            for md in mds
+        ]
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"metadatas: not JSON-serialisable: {exc}") from exc
+
+
+def decode_metadata(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise DataLoss(f"the store holds unreadable metadata: {exc}") from exc
+    if not isinstance(value, dict):
+        raise DataLoss(f"the store holds metadata that is not an object: {text[:80]!r}")
+    return value

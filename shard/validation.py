@@ -226,7 +226,10 @@ def validate_vectors(
     """
     if metric not in METRICS:
         raise InvalidArgument(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
-    arr = np.asarray(vectors)
+    try:
+        arr = np.asarray(vectors)
+    except ValueError:  # ragged nested lists
+        raise InvalidArgument(f"{field}: rows must all have dimension {dim}") from None
     if arr.dtype.kind not in "iuf":
         raise InvalidArgument(f"{field}: expected numbers, got dtype {arr.dtype}")
     if arr.ndim == 1:
@@ -257,7 +260,9 @@ def _first_bad(ok: npt.ArrayLike, template: str) -> None:
         raise InvalidArgument(template.format(int(np.argmin(ok))))
 
 
-def decode_packed(data: bytes, dim: int, *, field: str = "vectors") -> npt.NDArray[np.float32]:
+def decode_packed(
+    data: bytes | bytearray | memoryview, dim: int, *, field: str = "vectors"
+) -> npt.NDArray[np.float32]:
     """View little-endian float32 bytes as an (n, dim) array, without copying."""
     if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
         raise InvalidArgument(f"{field}: dimension must be a positive integer, got {dim!r}")

@@ -95,6 +95,10 @@ def _filter_node(msg: common_pb2.Filter, path: str, depth: int) -> Filter:
             raise InvalidArgument(
                 f"filter: value of {path}.{c.field} is not valid JSON: {exc}"
             ) from None
+        except RecursionError:
+            raise InvalidArgument(
+                f"filter: value of {path}.{c.field} is not valid JSON: nested too deeply"
+            ) from None
         if op in ("in", "nin") and isinstance(value, list):
             value = tuple(value)
         return Cond(c.field, op, value)

@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 
 import shard.engine as engine_mod
+import shard.hnsw
 from shard.engine import Change, PlannerSettings, ShardEngine
 from shard.errors import DataLoss, FailedPrecondition, InvalidArgument
 from shard.filters import parse_where
-from shard.hnsw import INDEX_FILE, MANIFEST_FILE
+from shard.hnsw import INDEX_FILE, MANIFEST_FILE, RWLock
 from shard.settings import IndexSettings
 
 DIM = 16
@@ -173,7 +174,9 @@ def test_scores_match_numpy(tmp_path: Path, metric: str) -> None:
         np.testing.assert_array_equal(exact.ids, order.astype(str))
         np.testing.assert_allclose(exact.scores, want, rtol=1e-4, atol=1e-4)
         approx = e.search(q, k, ef=200)
-        hits = np.mean([len(set(a) & set(b)) / k for a, b in zip(approx.ids, exact.ids, strict=True)])
+        hits = np.mean(
+            [len(set(a) & set(b)) / k for a, b in zip(approx.ids, exact.ids, strict=True)]
+        )
         assert hits >= 0.95
         # Every returned score is the true score of its id, best first.
         rows = approx.ids.astype(int)
@@ -274,12 +277,14 @@ def test_filter_rejecting_the_neighbourhood_falls_back(filtered_engine: ShardEng
     assert not set(res.ids.ravel()) & {str(i) for i in banned[:1024]}
 
 
-def test_filtered_paths_are_used(filtered_engine: ShardEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_filtered_paths_are_used(
+    filtered_engine: ShardEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[int] = []
-    real = engine_mod.exact_topk
+    real = shard.hnsw.exact_topk
 
     def spy(*args: Any, **kwargs: Any) -> Any:
-        calls.append(len(args[2]))
+        calls.append(len(args[3]))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(engine_mod, "exact_topk", spy)
@@ -362,13 +367,20 @@ def test_reopen_without_close_keeps_rows(tmp_path: Path) -> None:
     e.delete(seq, ids=[str(i) for i in range(0, 100)])
     e.upsert(seq + 1, [str(i) for i in range(800, 1100)], x[800:1100], None)
     e.upsert(seq + 2, [str(i) for i in range(200, 250)], x[1100:1150], None)
+    e.delete(seq + 3, ids=[str(i) for i in range(300, 320)])  # freed slots stay free
     expected = _snapshot(e, q)[1:]
     count = e.count()
     del e  # no close(): no checkpoint, like a crash
     gc.collect()
     e = ShardEngine(tmp_path, _settings(), build_threads=2)
     try:
-        assert e.count() == count == 1000
+        info = e.info()
+        assert info["checkpoint_seq"] == seq - 1  # the checkpoint was loaded, then replayed
+        # Replayed: 300 new rows (100 of them in freed slots) and 50 re-upserted ones;
+        # hidden: the 20 rows deleted last.
+        assert info["dirty_rows"] == 300 + 50 + 20
+        assert e.count() == count == 980
+        assert e.get(["300", "319"]) == [None, None]
         assert e.get(["5"]) == [None]
         rec = e.get(["210"])[0]
         assert rec is not None
@@ -387,22 +399,26 @@ import os, sys, numpy as np
 sys.path[:0] = [{str(REPO)!r}, {str(REPO / "proto")!r}]
 from shard.engine import ShardEngine
 from shard.settings import IndexSettings
-e = ShardEngine({str(tmp_path)!r}, IndexSettings(dim={DIM}), build_threads=1, checkpoint_rows=250)
+e = ShardEngine({str(tmp_path)!r}, IndexSettings(dim={DIM}), build_threads=1, checkpoint_rows=400)
 x = np.random.default_rng(24).standard_normal((600, {DIM})).astype(np.float32)
 for b in range(6):
     e.upsert(b + 1, [str(i) for i in range(b * 100, b * 100 + 100)], x[b * 100 : b * 100 + 100])
     print(b + 1, flush=True)
 os._exit(9)
 """
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 9, out.stderr
     assert out.stdout.split() == ["1", "2", "3", "4", "5", "6"]
     e = ShardEngine(tmp_path, IndexSettings(dim=DIM), build_threads=1)
     try:
         assert e.count() == 600 and e.applied_seq == 6
+        assert e.info()["checkpoint_seq"] == 4  # rows of seq 5 and 6 were replayed
         x = _data(24, 600)
-        res = e.search(x[::50], 1, exact=True)
-        np.testing.assert_array_equal(res.ids[:, 0], [str(i) for i in range(0, 600, 50)])
+        want = [str(i) for i in range(0, 600, 50)]
+        np.testing.assert_array_equal(e.search(x[::50], 1, exact=True).ids[:, 0], want)
+        np.testing.assert_array_equal(e.search(x[::50], 1).ids[:, 0], want)
     finally:
         e.close()
 
@@ -524,8 +540,8 @@ def test_changes_since_and_apply_changes_copy_a_replica(tmp_path: Path) -> None:
                 np.testing.assert_array_equal(a.vector, b.vector)
         assert dst.get(["0", "4"]) == [None, None]  # tombstones copied, not resurrected
         q = _data(30, 10)
-        a, b = src.search(q, 10, exact=True), dst.search(q, 10, exact=True)
-        np.testing.assert_array_equal(a.ids, b.ids)
+        ra, rb = src.search(q, 10, exact=True), dst.search(q, 10, exact=True)
+        np.testing.assert_array_equal(ra.ids, rb.ids)
         # Replaying the same changes is harmless; an older state never overwrites a newer one.
         old = Change("1", 1, x[0], {"old": True}, False)
         dst.apply_changes([old], 1)
@@ -610,3 +626,34 @@ def test_concurrent_searches_and_writes(tmp_path: Path) -> None:
         assert recall >= 0.95
     finally:
         e.close()
+
+
+def test_rwlock_prefers_writers() -> None:
+    lock = RWLock()
+    order: list[str] = []
+    lock.acquire_read()
+    writer_waiting = threading.Event()
+
+    def writer() -> None:
+        writer_waiting.set()
+        with lock.write():
+            order.append("writer")
+
+    def late_reader() -> None:
+        with lock.read():
+            order.append("reader")
+
+    w = threading.Thread(target=writer)
+    w.start()
+    writer_waiting.wait(5)
+    deadline = time.monotonic() + 5
+    while not lock._writers_waiting and time.monotonic() < deadline:
+        time.sleep(0.001)
+    r = threading.Thread(target=late_reader)
+    r.start()
+    time.sleep(0.05)
+    assert order == []  # the late reader queues behind the waiting writer
+    lock.release_read()
+    w.join(5)
+    r.join(5)
+    assert order == ["writer", "reader"]

@@ -34,7 +34,7 @@ def test_recall_synthetic_clustered(tmp_path: Path) -> None:
     centers = rng.standard_normal((clusters, dim)).astype(np.float32)
     base = centers[rng.integers(clusters, size=n)] + 0.35 * rng.standard_normal((n, dim))
     base = base.astype(np.float32)
-    queries = (centers[rng.integers(clusters, size=300)] + 0.35 * rng.standard_normal((300, dim)))
+    queries = centers[rng.integers(clusters, size=300)] + 0.35 * rng.standard_normal((300, dim))
     queries = queries.astype(np.float32)
     e = ShardEngine(tmp_path, IndexSettings(dim=dim, metric="cosine"), build_threads=2)
     try:

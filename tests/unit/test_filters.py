@@ -64,12 +64,12 @@ def _ref_cond(md: Mapping[str, Any], c: Cond) -> bool:
     if c.op == "nin":
         return not any(_ref_eq(v, x) for x in c.value)
     if c.op == "exists":
-        return (v is not _MISSING) == c.value
+        return bool((v is not _MISSING) == c.value)
     if c.op == "contains":
         return isinstance(v, list) and any(_ref_eq(item, c.value) for item in v)
     if not _is_num(v):
         return False
-    a, b = float(v), float(c.value)  # type: ignore[arg-type]
+    a, b = float(v), float(c.value)  # type: ignore[arg-type,unused-ignore]
     return {"gt": a > b, "gte": a >= b, "lt": a < b, "lte": a <= b}[c.op]
 
 
@@ -177,7 +177,8 @@ def test_bool_list_items_are_not_numbers() -> None:
 
 
 def test_multi_key_is_implicit_and() -> None:
-    rows = [{"a": 1, "b": "x"}, {"a": 1, "b": "y"}, {"a": 2, "b": "x"}, {"b": "x"}]
+    rows: list[dict[str, Any]] = [{"a": 1, "b": "x"}, {"a": 1, "b": "y"}, {"a": 2, "b": "x"}]
+    rows.append({"b": "x"})
     cols = _columns(rows)
     assert _hits(cols, {"a": 1, "b": "x"}, 4) == {0}
     assert parse_where({"a": 1, "b": "x"}) == And((Cond("a", "eq", 1), Cond("b", "eq", "x")))

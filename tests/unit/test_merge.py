@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from coordinator.collection import per_shard_k
+from coordinator.collection import per_shard_ef, per_shard_k
 from coordinator.merge import merge_topk
 
 
@@ -23,7 +23,7 @@ def test_merge_picks_global_best_higher_is_better() -> None:
 def test_merge_lower_is_better_for_distances() -> None:
     a = _shard([["a1", "a2"]], [[0.1, 2.0]])
     b = _shard([["b1", "b2"]], [[0.5, 0.6]])
-    ids, scores, _ = merge_topk([a[0], b[0]], [a[1], b[1]], 3, higher_is_better=False)
+    ids, _scores, _ = merge_topk([a[0], b[0]], [a[1], b[1]], 3, higher_is_better=False)
     assert ids.tolist() == [["a1", "b1", "b2"]]
 
 
@@ -38,7 +38,7 @@ def test_padding_sorts_last_and_is_counted_out() -> None:
 
 def test_k_larger_than_all_candidates_pads() -> None:
     a = _shard([["a1"]], [[0.3]])
-    ids, scores, counts = merge_topk([a[0]], [a[1]], 5, higher_is_better=True)
+    ids, _scores, counts = merge_topk([a[0]], [a[1]], 5, higher_is_better=True)
     assert ids.shape == (1, 5) and counts.tolist() == [1]
 
 
@@ -83,10 +83,24 @@ def test_merge_equals_global_sort_on_random_batches(higher: bool, shards: int) -
 
 
 def test_per_shard_k() -> None:
-    assert per_shard_k(10, 4, exact=False) == 10  # small k: ask for all
+    assert per_shard_k(10, 4, exact=False) == 9  # Binomial(10, 1/4) mean + 3.5 sd
+    assert per_shard_k(10, 4, exact=False, filtered=True) == 10
     assert per_shard_k(100, 1, exact=False) == 100
     assert per_shard_k(100, 4, exact=True) == 100
     assert per_shard_k(100, 4, exact=False, filtered=True) == 100
     k4 = per_shard_k(100, 4, exact=False)
     assert 25 < k4 < 100
     assert per_shard_k(100, 8, exact=False) < k4
+
+
+def test_per_shard_ef() -> None:
+    # An explicit ef passes through unchanged as every shard's ef.
+    assert per_shard_ef(50, 64, 9, 4, exact=False, filtered=False) == 50
+    assert per_shard_ef(50, 64, 10, 4, exact=False, filtered=True) == 50
+    # Default: narrower per shard, never below k', the shard's own default when unsharded.
+    assert per_shard_ef(None, 64, 9, 4, exact=False, filtered=False) == 32
+    assert per_shard_ef(None, 64, 10, 2, exact=False, filtered=False) == 46
+    assert per_shard_ef(None, 64, 40, 4, exact=False, filtered=False) == 40
+    assert per_shard_ef(None, 64, 10, 1, exact=False, filtered=False) == 0
+    assert per_shard_ef(None, 64, 10, 4, exact=False, filtered=True) == 0
+    assert per_shard_ef(None, 64, 10, 4, exact=True, filtered=False) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +21,11 @@ def _vec(i: int) -> bytes:
 
 
 def _rows(ids: list[str], seq: int, first_slot: int = 0) -> list[tuple[str, int, int, bytes, str]]:
-    return [(rid, first_slot + n, seq, _vec(n), '{"n":%d}' % n) for n, rid in enumerate(ids)]
+    return [(rid, first_slot + n, seq, _vec(n), f'{{"n":{n}}}') for n, rid in enumerate(ids)]
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
+def store(tmp_path: Path) -> Iterator[Store]:
     s = Store(tmp_path, SETTINGS)
     yield s
     s.close()
@@ -130,7 +131,9 @@ def _filled(tmp_path: Path) -> Path:
     return tmp_path / STORE_FILE
 
 
-@pytest.mark.parametrize("damage", ["garbage_header", "garbage_middle", "truncate_half", "truncate_tiny"])
+@pytest.mark.parametrize(
+    "damage", ["garbage_header", "garbage_middle", "truncate_half", "truncate_tiny"]
+)
 def test_corrupt_file_raises_data_loss(tmp_path: Path, damage: str) -> None:
     path = _filled(tmp_path)
     size = path.stat().st_size

@@ -93,7 +93,7 @@ def test_metadatas_valid_and_copied() -> None:
     assert out[2] == {"empty": []}
     out[0]["tags"].append("c")
     out[0]["new"] = 1
-    assert tags == ["a", "b"] and "new" not in rows[0]  # type: ignore[operator]
+    assert tags == ["a", "b"] and "new" not in rows[0]  # type: ignore[operator,unused-ignore]
 
 
 def test_metadatas_empty_means_n_empty_dicts() -> None:
@@ -307,6 +307,11 @@ def _with_bad_row(row: int, value: float, n: int = 20, dim: int = 4) -> np.ndarr
 def test_vectors_errors(vectors: Any, dim: int, metric: str, message: str) -> None:
     with _fails(message):
         validate_vectors(vectors, dim, metric)
+
+
+def test_vectors_ragged_lists() -> None:
+    with _fails("vectors: rows must all have dimension 2"):
+        validate_vectors([[1.0, 2.0], [3.0]], 2, "dot")  # type: ignore[arg-type]
 
 
 def test_vectors_cosine_zero_rows() -> None:

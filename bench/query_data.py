@@ -1,0 +1,85 @@
+"""The query benchmark's data: the shared set (or a subsample), ground truth and recall@k."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+REPO = Path(__file__).resolve().parents[1]
+GT_FILE = "gt_cosine_top100.npy"
+
+
+def default_data() -> Path:
+    """$SHARDVEC_SHARED_DATA (the set or its parent), else ../shared/data/pypi-minilm-100k."""
+    env = os.environ.get("SHARDVEC_SHARED_DATA")
+    if env:
+        path = Path(env)
+        return path if (path / "base.npy").exists() else path / "pypi-minilm-100k"
+    return REPO.parent / "shared" / "data" / "pypi-minilm-100k"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Normalised float32 base rows (row i has id str(i)), queries, and exact top-k row ids."""
+
+    base: npt.NDArray[np.float32]
+    queries: npt.NDArray[np.float32]
+    gt: npt.NDArray[np.int64]
+    gt_source: str
+
+    @property
+    def dim(self) -> int:
+        return int(self.base.shape[1])
+
+
+def _normalised(arr: np.ndarray) -> npt.NDArray[np.float32]:
+    out = np.ascontiguousarray(arr, dtype=np.float32)
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    return out
+
+
+def brute_force_topk(
+    base: npt.NDArray[np.float32], queries: npt.NDArray[np.float32], k: int, block: int = 128
+) -> npt.NDArray[np.int64]:
+    """Exact top-k by inner product (= cosine on normalised rows); ties go to the lower id."""
+    out = np.empty((len(queries), k), dtype=np.int64)
+    for start in range(0, len(queries), block):
+        scores = queries[start : start + block] @ base.T
+        out[start : start + block] = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return out
+
+
+def load_dataset(data: Path, n: int | None, n_queries: int, k: int) -> Dataset:
+    """The first `n` base rows (all when None) and the first `n_queries` queries.
+
+    The stored exact top-100 is used when every base row is kept; a subsample gets its ground
+    truth by brute force in NumPy.
+    """
+    base_all = np.load(data / "base.npy", mmap_mode="r")
+    rows = len(base_all) if n is None else min(n, len(base_all))
+    base = _normalised(base_all[:rows])
+    queries = _normalised(np.load(data / "queries.npy", mmap_mode="r")[:n_queries])
+    if rows == len(base_all) and (data / GT_FILE).exists():
+        gt = np.asarray(np.load(data / GT_FILE)[: len(queries), :k], dtype=np.int64)
+        return Dataset(base, queries, gt, GT_FILE)
+    return Dataset(base, queries, brute_force_topk(base, queries, k), "numpy brute force")
+
+
+def recall_at_k(found: npt.NDArray[np.int64], gt: npt.NDArray[np.int64], k: int) -> float:
+    """Mean over queries of |found[j, :k] ∩ gt[j, :k]| / k (found may hold -1 for no hit)."""
+    f, g = found[:, :k], gt[: len(found), :k]
+    hits = (f[:, :, None] == g[:, None, :]).any(axis=2).sum()
+    return float(hits) / (len(f) * k)
+
+
+def ids_to_rows(ids: list[list[str]], k: int) -> npt.NDArray[np.int64]:
+    """String ids "123" per query (as the cluster returns them) as an (nq, k) int array."""
+    out = np.full((len(ids), k), -1, dtype=np.int64)
+    for j, row in enumerate(ids):
+        vals = [int(i) for i in row[:k]]
+        out[j, : len(vals)] = vals
+    return out

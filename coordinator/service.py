@@ -43,7 +43,7 @@ WRITE_GRACE_S = 10.0  # the least time shards get to finish a write that has sta
 T = TypeVar("T")
 
 
-class VectorSearchService(pb_grpc.VectorSearchServicer):  # type: ignore[misc]
+class VectorSearchService(pb_grpc.VectorSearchServicer):
     def __init__(
         self, runtime: CoordinatorRuntime, settings: CoordinatorSettings, batcher: MicroBatcher
     ) -> None:

@@ -95,7 +95,7 @@ class _Guard(grpc.ServerInterceptor):  # type: ignore[misc]
         )
 
 
-class ShardService(shard_pb2_grpc.ShardServicer):  # type: ignore[misc]
+class ShardService(shard_pb2_grpc.ShardServicer):
     """Translates wire messages to engine calls; holds no state of its own."""
 
     def __init__(self, engine: ShardEngine, node_id: str = "") -> None:
@@ -150,7 +150,8 @@ class ShardService(shard_pb2_grpc.ShardServicer):  # type: ignore[misc]
             resp.metadata_json.extend(metadata_to_json([r.metadata for r in records]))
         if inc_vec and records:
             resp.vectors.dim = self.dim
-            resp.vectors.packed = encode_packed(np.stack([r.vector for r in records]))
+            vectors = [r.vector for r in records if r.vector is not None]
+            resp.vectors.packed = encode_packed(np.stack(vectors))
         return resp
 
     def Count(self, request: Any, context: grpc.ServicerContext) -> Any:

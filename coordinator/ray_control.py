@@ -79,6 +79,7 @@ class RayReplicaControl:
             token=self.opts["token"],
             search_threads=self.opts.get("search_threads", 1),
             build_threads=self.opts.get("build_threads", 1),
+            owner=f"{self.spec.name}/shard-{self.shard}/replica-{self.replica}",
         )
 
     def ensure(self) -> None:

@@ -36,6 +36,7 @@ class ShardReplica:
         search_threads: int = 1,
         build_threads: int = 1,
         checkpoint_rows: int = 100_000,
+        owner: str = "",
     ) -> None:
         self.node_id = _node_id()
         self.token = token
@@ -45,6 +46,7 @@ class ShardReplica:
             search_threads=search_threads,
             build_threads=build_threads,
             checkpoint_rows=checkpoint_rows,
+            owner=owner,
         )
         self.server = ShardServer(
             self.engine, token=token, host=host or _node_ip(), node_id=self.node_id

@@ -111,6 +111,7 @@ class ShardEngine:
         build_threads: int = 2,
         checkpoint_rows: int = 100_000,
         planner: PlannerSettings | None = None,
+        owner: str = "",
     ) -> None:
         for name, value in (
             ("search_threads", search_threads),
@@ -133,7 +134,7 @@ class ShardEngine:
         self._last_checkpoint_unix: float | None = None
         self._closed = False
         self._broken: str | None = None
-        self._store = Store(self.directory, settings)
+        self._store = Store(self.directory, settings, owner)
         try:
             self._applied_seq = self._store.applied_seq()
             self._index = self._recover()

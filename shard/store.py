@@ -12,7 +12,8 @@ One table holds every row a replica has seen, live or deleted:
 - A delete keeps the row as a tombstone (deleted=1, vector and metadata NULL, seq set), so a
   replica catching up from a peer learns about the delete and never resurrects the row.
 
-A small `kv` table holds `applied_seq`, the format version and the IndexSettings JSON. Every
+A small `kv` table holds `applied_seq`, the format version, the IndexSettings JSON and the
+owner (collection/shard/replica), so a directory of another collection is refused. Every
 write batch is one transaction, committed (synchronous=FULL) before the call returns. Nothing
 on disk is pickled; a file that is not an intact SQLite database raises DataLoss.
 """
@@ -91,8 +92,9 @@ class Store:
     """SQLite-backed rows of one replica. Thread-safe: writes go through one connection
     behind a lock; `get_rows` and `vectors_at` read through a connection per thread."""
 
-    def __init__(self, directory: Path, settings: IndexSettings) -> None:
+    def __init__(self, directory: Path, settings: IndexSettings, owner: str = "") -> None:
         self.path = Path(directory) / STORE_FILE
+        self.owner = owner
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         # Reads for get() and exact search use one connection per thread (WAL lets them run
@@ -135,6 +137,8 @@ class Store:
         self._db.execute(_SET_KV, ("settings", _settings_json(settings)))
         self._db.execute(_SET_KV, ("format_version", str(FORMAT_VERSION)))
         self._db.execute(_SET_KV, ("applied_seq", "0"))
+        if self.owner:
+            self._db.execute(_SET_KV, ("owner", self.owner))
         self._db.execute("COMMIT")
 
     def _check_existing(self, settings: IndexSettings, stored: str) -> None:
@@ -149,6 +153,13 @@ class Store:
             raise DataLoss(f"store {self.path} holds unreadable settings: {exc}") from exc
         if not isinstance(old, dict):
             raise DataLoss(f"store {self.path} holds unreadable settings: {stored!r}")
+        owner = self._get_kv("owner")
+        if self.owner and owner and owner != self.owner:
+            raise FailedPrecondition(
+                f"store {self.path} belongs to {owner}, not {self.owner}: refusing to open it"
+            )
+        if self.owner and owner is None:
+            self._db.execute(_SET_KV, ("owner", self.owner))
         new = settings.to_dict()
         diff = [k for k in STRUCTURAL_SETTINGS if old.get(k) != new[k]]
         if diff:

@@ -156,3 +156,11 @@ def test_non_sqlite_file_raises_data_loss(tmp_path: Path) -> None:
     (tmp_path / STORE_FILE).write_bytes(b"this is not a database at all\n" * 100)
     with pytest.raises(DataLoss, match=STORE_FILE):
         Store(tmp_path, SETTINGS)
+
+
+def test_store_of_another_collection_is_refused(tmp_path: Path) -> None:
+    settings = IndexSettings(dim=4)
+    Store(tmp_path, settings, owner="docs/shard-0/replica-0").close()
+    with pytest.raises(FailedPrecondition, match="belongs to docs/shard-0/replica-0"):
+        Store(tmp_path, settings, owner="other/shard-0/replica-0")
+    Store(tmp_path, settings, owner="docs/shard-0/replica-0").close()  # its owner opens it

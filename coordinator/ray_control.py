@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import ActorUnschedulableError, RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from coordinator.registry import CollectionSpec
@@ -95,7 +95,7 @@ class RayReplicaControl:
         self.ensure()
         try:
             return await getattr(self.handle, method).remote(*args)
-        except RayActorError:
+        except (RayActorError, ActorUnschedulableError):
             # Restarting: the name still resolves to it and later calls wait for it.
             # Gone for good (node lost, restarts exhausted): the name is free and the next
             # call creates a fresh replica on a live node from the same directory.
@@ -116,13 +116,19 @@ class RayReplicaControl:
                     return str(await asyncio.wait_for(asyncio.shield(fut), timeout=2.0))
                 except TimeoutError:
                     await self._replace_if_node_gone()
+        except ActorUnschedulableError:
+            # Pinned to a node that no longer exists: it can never start there.
+            await self._replace_if_node_gone(force=True)
+            raise
         except RayActorError:
             await self._replace_if_node_gone()
             self.handle = None
             raise
 
-    async def _replace_if_node_gone(self) -> None:
-        if not self.node_id or self.node_id in await asyncio.to_thread(alive_nodes):
+    async def _replace_if_node_gone(self, force: bool = False) -> None:
+        if not force and (
+            not self.node_id or self.node_id in await asyncio.to_thread(alive_nodes)
+        ):
             return
         log.warning(
             "replica %s lost its node %s; re-creating it elsewhere", self.name, self.node_id[:12]
@@ -132,7 +138,7 @@ class RayReplicaControl:
         except Exception as exc:
             log.info("kill %s: %s", self.name, exc)
         self.handle, self.node_id = None, ""
-        raise RayActorError()
+        raise RayActorError()  # the caller retries; the next attempt creates it afresh
 
     async def describe(self) -> dict[str, Any]:
         d = dict(await self._call("describe"))

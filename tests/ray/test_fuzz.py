@@ -261,7 +261,8 @@ def upsert_st(draw: st.DrawFn) -> Req:
         elif what == "rows":
             vecs = vecs[: n - 1] if draw(st.booleans()) else np.vstack([vecs, vecs[:1]])
         elif what == "meta":
-            texts = list(req.metadata_json) or [""] * n
+            texts = list(req.metadata_json)
+            texts += [""] * (n - len(texts))  # "meta_rows" may have left fewer than n
             texts[row] = draw(meta_text)
             del req.metadata_json[:]
             req.metadata_json.extend(texts)

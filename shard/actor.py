@@ -35,7 +35,7 @@ class ShardReplica:
         host: str | None = None,
         search_threads: int = 1,
         build_threads: int = 1,
-        checkpoint_rows: int = 100_000,
+        checkpoint_rows: int = 20_000,
         owner: str = "",
     ) -> None:
         self.node_id = _node_id()

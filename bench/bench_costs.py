@@ -359,17 +359,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"data set not found at {args.data}", file=sys.stderr)
         return 2
     parts = set(args.parts.split(","))
-    result: dict[str, Any] = {"loadavg_start": list(os.getloadavg()), "cpus": os.cpu_count(),
-                              "hnswlib": getattr(hnswlib, "__version__", "0.8.0")}  # fmt: skip
+    # Parts not run this time keep their figures from an earlier run in the same file.
+    result: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
+    result.update({"loadavg_start": list(os.getloadavg()), "cpus": os.cpu_count(),
+                   "hnswlib": getattr(hnswlib, "__version__", "0.8.0")})  # fmt: skip
     if "coordinator" in parts:
         print("coordinator steps (in-process):", flush=True)
-        result["coordinator"] = coordinator_costs(args)
+        result["coordinator"] = {"loadavg_before": list(os.getloadavg()), **coordinator_costs(args)}
     if "rpc" in parts:
         print("shard RPC round trips:", flush=True)
-        result["rpc"] = rpc_costs(args)
+        result["rpc"] = {"loadavg_before": list(os.getloadavg()), **rpc_costs(args)}
     if "search" in parts:
         print("hnswlib search against index size:", flush=True)
-        result["search"] = search_costs(args)
+        result["search"] = {"loadavg_before": list(os.getloadavg()), **search_costs(args)}
         for ef, f in result["search"]["fit_batch_cpu_us"].items():
             print(f"  fit ef={ef}: t = {f['a_us']:.1f} + {f['b_us_per_ln_n']:.1f} * ln(n) µs")
     result["loadavg_end"] = list(os.getloadavg())

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -95,10 +96,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+Runners = dict[str, Callable[[], Any]]
+
+
 def run_local(
     ds: Dataset, args: argparse.Namespace, k_shard: int, ef_cluster: int
-) -> dict[str, Any]:
-    """(a) and (b): build, find the smallest ef reaching the target, sweep."""
+) -> tuple[dict[str, Any], Runners]:
+    """(a) and (b): build, find the smallest ef reaching the target, sweep. Also returns the
+    baseline searches at their chosen ef, timed again beside the cluster later."""
     nq, k, t = len(ds.queries), args.k, args.target
     out: dict[str, Any] = {}
     single = SingleIndex(ds.base, m=args.m, ef_construction=args.ef_construction,
@@ -137,7 +142,11 @@ def run_local(
     }
     d = out["inprocess"]["default"]
     log(f"(b) in-process shards: ef {ef_cluster} recall {d['recall']:.4f} qps {d['qps']:.0f}")
-    return out
+    runners: Runners = {
+        "single_at_target": partial(s_search, ef_a or 512),
+        "inprocess_default": partial(b_search, ef_cluster),
+    }
+    return out, runners
 
 
 def run_peers(ds: Dataset, args: argparse.Namespace) -> dict[str, Any]:
@@ -165,7 +174,36 @@ def run_peers(ds: Dataset, args: argparse.Namespace) -> dict[str, Any]:
         return result
 
 
-def run_cluster(ds: Dataset, args: argparse.Namespace, ef_cluster: int) -> dict[str, Any]:
+def head_to_head(
+    runners: Runners, col: Any, ds: Dataset, args: argparse.Namespace, ef_c: int | None
+) -> dict[str, Any]:
+    """Cluster batches and the in-process baselines timed in turn, `reps` rounds, best of
+    each: background load on a shared machine then weighs on both sides alike."""
+    nq, k, bq = len(ds.queries), args.k, min(args.batch_query, len(ds.queries))
+    cluster_runs: Runners = {
+        "cluster_default": partial(batch_search, col, ds.queries, k, None, bq, reps=1),
+        "cluster_at_target": partial(batch_search, col, ds.queries, k, ef_c, bq, reps=1),
+    }
+    best: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    for _ in range(max(args.reps, 3)):
+        for name, run in {**cluster_runs, **runners}.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            run()
+            wall, used = time.perf_counter() - t0, time.process_time() - c0
+            if nq / wall > best.get(name, 0.0):
+                best[name], cpu[name] = nq / wall, used / nq * 1e3
+    return {
+        "qps": best,
+        "bench_process_cpu_ms_per_query": cpu,
+        "cluster_over_inprocess": best["cluster_default"] / best["inprocess_default"],
+        "cluster_over_single": best["cluster_at_target"] / best["single_at_target"],
+    }
+
+
+def run_cluster(
+    ds: Dataset, args: argparse.Namespace, ef_cluster: int, runners: Runners
+) -> dict[str, Any]:
     """(c) and (d) through the public API of a fresh or running cluster."""
     nq, k, bq = len(ds.queries), args.k, min(args.batch_query, len(ds.queries))
     name = f"bench_query_{os.getpid()}"
@@ -203,6 +241,10 @@ def run_cluster(ds: Dataset, args: argparse.Namespace, ef_cluster: int) -> dict[
                 "ef": ef_c, "recall": rec_c,
                 "qps": batch_search(col, ds.queries, k, ef_c or 512, bq, reps=args.reps)[1],
             }  # fmt: skip
+            out["head_to_head"] = head_to_head(runners, col, ds, args, ef_c)
+            h = out["head_to_head"]
+            log(f"(c) head to head: cluster / in-process {h['cluster_over_inprocess']:.3f}, "
+                f"cluster / one index {h['cluster_over_single']:.3f}")
             out["sweep"] = []
             for ef in [] if args.no_sweep else EFS_SHARD:
                 found, q = batch_search(col, ds.queries, k, ef, bq, reps=args.reps)
@@ -256,11 +298,12 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(), "load_avg_before": load_before,
         },
     }  # fmt: skip
-    results.update(run_local(ds, args, k_shard, ef_cluster))
+    local, runners = run_local(ds, args, k_shard, ef_cluster)
+    results.update(local)
     if args.peers:
         log("(e) peers ...")
         results["peers"] = run_peers(ds, args)
-    results["cluster"] = run_cluster(ds, args, ef_cluster)
+    results["cluster"] = run_cluster(ds, args, ef_cluster, runners)
     results["machine"]["load_avg_after"] = os.getloadavg()
     results["seconds"] = time.time() - started
     results["targets"] = check_targets(results)

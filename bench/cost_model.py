@@ -20,8 +20,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 GIB = 1 << 30
-PROCESS_OVERHEAD_BYTES = 150 * (1 << 20)  # one replica process without its index (measured
-# replica RSS minus index size is 100-200 MB: Python, Ray worker, gRPC, SQLite cache)
+# One replica process without its index: the scale run measures RSS = ~135 MiB + 1.7 KB per
+# row (Python, the Ray worker, gRPC, SQLite's cache); rounded up.
+PROCESS_OVERHEAD_BYTES = 150 * (1 << 20)
 
 
 @dataclass(frozen=True)
@@ -32,12 +33,18 @@ class Inputs:
     search_b_us: float
     ef: int
     bytes_per_vector: float  # hnswlib index file bytes per 384-d vector
-    rpc_client_us: float  # coordinator CPU per shard RPC (grpc.aio RemoteShard, 1 query)
-    rpc_server_us: float  # replica CPU per shard RPC beyond the search itself
-    coord_fixed_us: float  # coordinator CPU per single-query Search, fixed part
-    coord_per_shard_us: float  # coordinator CPU per single-query Search, per shard
-    coord_batch_us_per_query: float  # coordinator CPU per query inside 1000-query batches
+    rpc_server_us: float  # replica CPU per 1-query shard RPC beyond the search itself
+    coord_fixed_us: float  # coordinator CPU per single-query Search: fixed part ...
+    coord_per_shard_us: float  # ... and per shard (end to end, from the scale run)
+    batch_fixed_us: float  # coordinator CPU per query in 1000-query requests: fixed part ...
+    batch_per_shard_us: float  # ... and per shard (in-process steps + one aio batch RPC)
     rtt_us: float = 200.0  # assumed: one network round trip between nodes (not loopback)
+
+
+def _line(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least squares y = fixed + slope * x."""
+    slope, fixed = np.polyfit(np.asarray(xs, float), np.asarray(ys, float), 1)
+    return float(fixed), float(slope)
 
 
 def load_inputs(costs: dict[str, Any], scale: dict[str, Any] | None) -> Inputs:
@@ -45,49 +52,35 @@ def load_inputs(costs: dict[str, Any], scale: dict[str, Any] | None) -> Inputs:
     ef = max(s["efs"])
     fit = s["fit_batch_cpu_us"][str(ef)]
     rpc = costs["rpc"]
-    inproc_one_us = rpc["inproc_ms"]["one_cpu_ms"] * 1e3
-    client_us = rpc["aio_1q"]["client_cpu_ms"] * 1e3
-    server_us = max(0.0, rpc["aio_1q"]["server_cpu_ms"] * 1e3 - inproc_one_us)
-    fixed, per_shard, batch = _coordinator_fit(costs, scale, client_us)
+    server_us = max(0.0, (rpc["aio_1q"]["server_cpu_ms"] - rpc["inproc_ms"]["one_cpu_ms"]) * 1e3)
+    client_1q_us = rpc["aio_1q"]["client_cpu_ms"] * 1e3
+    client_batch_us = rpc["aio_1000q"]["client_cpu_ms"] * 1e3 / 1000  # per query per shard
+    rows = costs["coordinator"]["rows"]
+    big = [r for r in rows if r["nq"] == 1000]
+    b_fixed, b_slope = _line([r["shards"] for r in big], [r["total_us_per_query"] for r in big])
+    one = [r for r in rows if r["nq"] == 1]
+    fixed, per_shard = _line([r["shards"] for r in one],
+                             [r["total_us"] + client_1q_us * r["shards"] for r in one])  # fmt: skip
+    if scale is not None:  # measured end to end: the public server's own cost included
+        xs, ys = [], []
+        for p in scale["points"]:
+            lv = [lv for lv in p["levels"] if lv["clients"] == 1]
+            if p["replicas"] == 1 and p["nodes"] <= 1 and lv and lv[0]["coord_cpu_us_per_query"]:
+                xs.append(p["shards"])
+                ys.append(lv[0]["coord_cpu_us_per_query"])
+        if len(set(xs)) >= 2:
+            fixed, per_shard = _line(xs, ys)
     return Inputs(
         search_a_us=fit["a_us"],
         search_b_us=fit["b_us_per_ln_n"],
         ef=ef,
         bytes_per_vector=s["index_bytes_per_vector"],
-        rpc_client_us=client_us,
         rpc_server_us=server_us,
         coord_fixed_us=fixed,
         coord_per_shard_us=per_shard,
-        coord_batch_us_per_query=batch,
+        batch_fixed_us=b_fixed,
+        batch_per_shard_us=b_slope + client_batch_us,
     )
-
-
-def _coordinator_fit(
-    costs: dict[str, Any], scale: dict[str, Any] | None, client_us: float
-) -> tuple[float, float, float]:
-    """Coordinator CPU per single query = fixed + per_shard * S, fitted to the scale run's
-    one-client level (measured end to end, every RPC included) when there is one; otherwise
-    built from the in-process steps plus one client RPC per shard. Batch: µs per query in
-    1000-query requests at the largest shard count measured."""
-    rows = [r for r in costs["coordinator"]["rows"] if r["nq"] == 1]
-    if scale is not None:
-        pts = [p for p in scale["points"] if p["replicas"] == 1 and p["nodes"] <= 1]
-        xs, ys = [], []
-        for p in pts:
-            one = [lv for lv in p["levels"] if lv["clients"] == 1]
-            if one and one[0]["coord_cpu_us_per_query"]:
-                xs.append(p["shards"])
-                ys.append(one[0]["coord_cpu_us_per_query"])
-        if len(set(xs)) >= 2:
-            per_shard, fixed = np.polyfit(np.asarray(xs, float), np.asarray(ys, float), 1)
-            batch = [p["coord_cpu_us_per_query_batch"] for p in pts
-                     if p["coord_cpu_us_per_query_batch"] is not None]  # fmt: skip
-            return float(fixed), float(max(per_shard, client_us)), float(max(batch or [0.0]))
-    xs = [r["shards"] for r in rows]
-    ys = [r["total_us"] + client_us * r["shards"] for r in rows]
-    per_shard, fixed = np.polyfit(np.asarray(xs, float), np.asarray(ys, float), 1)
-    big = [r for r in costs["coordinator"]["rows"] if r["nq"] == 1000]
-    return float(fixed), float(per_shard), float(max(r["total_us_per_query"] for r in big))
 
 
 def search_us(inp: Inputs, n: float) -> float:
@@ -119,7 +112,8 @@ def batch_qps(inp: Inputs, lay: Layout) -> tuple[float, float]:
     search on every shard, RPC costs amortised over the batch; the coordinator is one
     process (one core: its event loop holds the GIL)."""
     t = search_us(inp, lay.vectors / lay.shards)
-    return lay.nodes * lay.cores * 1e6 / (lay.shards * t), 1e6 / inp.coord_batch_us_per_query
+    coord_us = inp.batch_fixed_us + inp.batch_per_shard_us * lay.shards
+    return lay.nodes * lay.cores * 1e6 / (lay.shards * t), 1e6 / coord_us
 
 
 def single_qps(inp: Inputs, lay: Layout, coalesce: int) -> tuple[float, float]:

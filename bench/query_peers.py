@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 BATCH = 1000
+MAX_PASS_S = 60.0
 EFS = [16, 32, 48, 64, 100, 150, 200]
 BatchSearch = Callable[[np.ndarray, int], list[list[int]]]
 
@@ -47,6 +48,7 @@ def _version(dist: str) -> str:
 class Peer:
     name = ""
     dist = ""
+    batch = BATCH  # queries per search request
 
     def __init__(self, workdir: Path, dim: int, k: int) -> None:
         self.workdir, self.dim, self.k = workdir, dim, k
@@ -120,12 +122,15 @@ class MilvusLite(Peer):
 
 class QdrantLocal(Peer):
     name, dist = "qdrant local mode", "qdrant-client"
+    batch = 100  # exhaustive search in Python: smaller requests, so the time cap can stop it
 
     def build(self, base: np.ndarray) -> None:
         from qdrant_client import QdrantClient, models
 
         self.models = models
-        self.client = QdrantClient(path=str(self.workdir / "qdrant"))
+        # In memory: its on-disk local mode writes every point through SQLite (3,000 rows took
+        # 14 s here), which would measure the writes, not the search.
+        self.client = QdrantClient(location=":memory:")
         self.client.create_collection(
             "bench",
             vectors_config=models.VectorParams(size=self.dim, distance=models.Distance.COSINE),
@@ -160,15 +165,16 @@ def measure(
     out: dict[str, Any] = {"build_s": time.perf_counter() - start, "sweep": []}
     chosen: dict[str, Any] | None = None
     for ef in peer.efs():
-        t0 = time.perf_counter()
-        found: list[list[int]] = []
-        for s in range(0, len(queries), BATCH):
-            found.extend(peer.search(queries[s : s + BATCH], ef))
-        point = {
-            "ef": ef,
-            "recall": recall(found, gt, k),
-            "qps": len(queries) / (time.perf_counter() - t0),
-        }
+        best = 0.0
+        for _ in range(2):  # the better of two passes, each capped at MAX_PASS_S
+            t0 = time.perf_counter()
+            found: list[list[int]] = []
+            for s in range(0, len(queries), peer.batch):
+                found.extend(peer.search(queries[s : s + peer.batch], ef))
+                if time.perf_counter() - t0 > MAX_PASS_S:
+                    break
+            best = max(best, len(found) / (time.perf_counter() - t0))
+        point = {"ef": ef, "recall": recall(found, gt, k), "qps": best, "queries": len(found)}
         out["sweep"].append(point)
         print(f"  {peer.name} ef={ef} recall={point['recall']:.4f} qps={point['qps']:.0f}",
               file=sys.stderr, flush=True)

@@ -111,6 +111,8 @@ def plot(report: dict[str, Any], out: Path) -> list[Path]:
         ax.scatter([conc], [p["recall_at_10"]], marker="s", color=sc.get_facecolor())
         ax.annotate(label(p), (p["batch_qps"], p["recall_at_10"]), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")  # fmt: skip
+    lowest = min((p["recall_at_10"] for p in points), default=0.0)
+    ax.set_ylim(max(0.0, lowest - 0.05), 1.005)
     ax.set_xscale("log")
     ax.set_xlabel("queries per second (o: batch, s: best concurrent)")
     ax.set_ylabel("recall@10")

@@ -502,6 +502,23 @@ def scale(data: Path | None, synthetic: int, dim: int, n: int | None, queries: i
         raise click.UsageError(str(exc)) from None
 
 
+@bench.command(
+    "query",
+    add_help_option=False,
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench_query(args: tuple[str, ...]) -> None:
+    """Query path against raw hnswlib, in-process shards and peers: batch and concurrent QPS,
+    p50/p99, recall@10; table, JSON and PNG. Options: shardvec bench query --help."""
+    try:
+        from bench.bench_query import main as query_main
+    except ModuleNotFoundError:  # bench/ ships with the source tree, not the package
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from bench.bench_query import main as query_main
+    sys.exit(query_main(list(args)))
+
+
 cli.add_command(snapshot)
 cli.add_command(recall)
 

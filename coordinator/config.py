@@ -31,7 +31,7 @@ class CoordinatorSettings:
     search_threads: int = 1
     build_threads: int = 1
     replica_cpus: float = 0.0
-    batch_window_s: float = 0.0005
+    batch_window_s: float = 0.1  # longest wait behind running batches (see batching.py)
     batch_max: int = 256
     batch_in_flight: int = 2  # micro-batches per search kind running before calls wait
     metrics_port: int = 0  # 0: no metrics endpoint

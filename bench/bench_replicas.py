@@ -34,16 +34,6 @@ DEFAULT_DATA = Path(
 )
 
 
-def wait_live(client: Client, name: str, timeout: float = 900) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        reps = client.describe(name)["replica_states"]
-        if all(r["state"] == "live" for r in reps):
-            return time.monotonic() - start
-        time.sleep(0.1)
-    raise TimeoutError("replicas did not rejoin")
-
-
 def kill_and_time(client: Client, name: str, shard: int, replica: int) -> dict[str, Any]:
     victim = next(
         r for r in client.describe(name)["replica_states"]
@@ -56,7 +46,7 @@ def kill_and_time(client: Client, name: str, shard: int, replica: int) -> dict[s
         if time.monotonic() - t0 > 30:
             break
         time.sleep(0.05)
-    wait_live(client, name)
+    client.wait_live(name, 900, poll=0.1)
     rejoin = time.monotonic() - t0  # from the kill to live again, caught up
     return {"shard": shard, "replica": replica, "rows": victim["count"],
             "rejoin_seconds": round(rejoin, 2)}
@@ -80,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         t0 = time.monotonic()
         col.upsert([str(i) for i in range(len(base))], base, batch_size=2000)
         result["load_seconds"] = round(time.monotonic() - t0, 1)
-        wait_live(client, "rep")
+        client.wait_live("rep", 900)
 
         failures: list[str] = []
         reads = 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
 
 from coordinator.snapshot_archive import read_manifest as read_archive_manifest
 from coordinator.snapshot_archive import verify_snapshot
-from shard.errors import InvalidArgument, error_for_status
+from shard.errors import InvalidArgument, ShardvecError, Unavailable, error_for_status
 from shard.filters import parse_where
 from shard.validation import decode_packed
 from shard.wire import METRIC_TO_PROTO, PROTO_TO_METRIC, dumps_json, filter_to_proto
@@ -124,6 +125,37 @@ class Client:
     def describe(self, name: str) -> dict[str, Any]:
         info = self.call("DescribeCollection", pb.DescribeCollectionRequest(name=name))
         return _info_dict(info)
+
+    def wait_live(
+        self, name: str, timeout: float = 120.0, *, level: bool = False, poll: float = 0.25
+    ) -> list[dict[str, Any]]:
+        """Wait until every replica of `name` is live; with `level`, also until the replicas
+        of each shard hold the same rows and sequence number. Returns the replica states.
+
+        Errors while waiting (a coordinator coming back) are retried until `timeout`.
+        """
+        deadline = time.monotonic() + timeout
+        reps: list[dict[str, Any]] = []
+        last_error = ""
+        while time.monotonic() < deadline:
+            try:
+                reps = self.describe(name)["replica_states"]
+            except ShardvecError as exc:
+                last_error = f"; last error: {exc.code.name}: {exc.message}"
+                time.sleep(poll)
+                continue
+            if all(r["state"] == "live" for r in reps) and (
+                not level
+                or all(
+                    len({(r["count"], r["applied_seq"]) for r in reps if r["shard"] == s}) == 1
+                    for s in {r["shard"] for r in reps}
+                )
+            ):
+                return reps
+            time.sleep(poll)
+        raise Unavailable(
+            f"{name}: replicas not all live{' and level' if level else ''}: {reps}{last_error}"
+        )
 
     def list_collections(self) -> list[dict[str, Any]]:
         resp = self.call("ListCollections", pb.ListCollectionsRequest())

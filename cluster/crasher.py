@@ -183,22 +183,11 @@ class Crasher:
             time.sleep(self.interval * (0.5 + self.rng.random()))
 
     def _wait_level(self, c: Client, timeout: float = 300) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                reps = c.describe(COLLECTION)["replica_states"]
-            except ShardvecError:
-                time.sleep(0.5)
-                continue
-            if all(r["state"] == "live" for r in reps):
-                level = all(
-                    len({(r["count"], r["applied_seq"]) for r in reps if r["shard"] == s}) == 1
-                    for s in range(self.shards)
-                )
-                if level:
-                    return True
-            time.sleep(0.5)
-        return False
+        try:
+            c.wait_live(COLLECTION, timeout, level=True, poll=0.5)
+        except ShardvecError:
+            return False
+        return True
 
     def _verify(self) -> None:
         r = self.report

@@ -100,12 +100,14 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
     async def DescribeCollection(self, request: Any, context: Any) -> Any:
         col = self.runtime.get(request.name)
         count = await col.count(None, self._deadline(context))
-        for rs in col.shard_sets:
-            for r in rs.live():
-                try:
-                    await r.connect()
-                except Exception as exc:  # status only; the read path handles failures
-                    log.debug("describe: %s: %s", r.name, exc)
+        live = [r for rs in col.shard_sets for r in rs.live()]
+        # Refresh pid/node/rows concurrently and briefly: this is status, not the data path.
+        results = await asyncio.gather(
+            *(asyncio.wait_for(r.connect(), timeout=5.0) for r in live), return_exceptions=True
+        )
+        for r, res in zip(live, results, strict=True):
+            if isinstance(res, BaseException):
+                log.debug("describe: %s: %s", r.name, res)
         return collection_info(col.spec, col.shard_sets, count)
 
     async def Upsert(self, request: Any, context: Any) -> Any:

@@ -34,23 +34,13 @@ def three_nodes() -> Iterator[Any]:
         c.shutdown()
 
 
-def _wait_live(client: Client, name: str, timeout: float = 180) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        reps = client.describe(name)["replica_states"]
-        if all(r["state"] == "live" for r in reps):
-            return reps
-        time.sleep(0.5)
-    raise AssertionError(f"not all live: {reps}")
-
-
 def test_replicas_spread_and_node_loss_fails_no_query(three_nodes: Any, tmp_path: Path) -> None:
     c, workers = three_nodes
     sv = ShardvecCluster({"data_dir": str(tmp_path / "data"), "port": 0}, ray_address=c.address)
     try:
         client = Client(sv.address, timeout=60)
         col = client.create_collection("spread", dim=16, shards=2, replicas=3)
-        reps = _wait_live(client, "spread")
+        reps = client.wait_live("spread", 180)
         for s in (0, 1):
             nodes = {r["node_id"] for r in reps if r["shard"] == s}
             assert len(nodes) == 3, reps  # one replica of each shard on every node
@@ -83,7 +73,7 @@ def test_replicas_spread_and_node_loss_fails_no_query(three_nodes: Any, tmp_path
             lost = workers[0]
             c.remove_node(lost, allow_graceful=False)
             time.sleep(2.0)
-            after = _wait_live(client, "spread")
+            after = client.wait_live("spread", 180)
             time.sleep(1.0)
         finally:
             stop.set()

@@ -15,16 +15,6 @@ from cluster.client import Client
 pytestmark = pytest.mark.ray
 
 
-def _wait_all_live(client: Client, name: str, timeout: float = 120) -> list[dict[str, object]]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        reps = client.describe(name)["replica_states"]
-        if all(r["state"] == "live" for r in reps):
-            return reps
-        time.sleep(0.25)
-    raise AssertionError(f"replicas did not all become live: {reps}")
-
-
 def test_kill_replica_during_reads_and_writes(client: Client, name: str) -> None:
     rng = np.random.default_rng(5)
     col = client.create_collection(name, dim=16, shards=2, replicas=2)
@@ -59,7 +49,7 @@ def test_kill_replica_during_reads_and_writes(client: Client, name: str) -> None
                 acked.append(i)
                 i += 1
 
-    reps = _wait_all_live(client, name)
+    reps = client.wait_live(name)
     victims = [r for r in reps if r["shard"] == 0][:1] + [r for r in reps if r["shard"] == 1][1:]
     threads = [threading.Thread(target=reader), threading.Thread(target=writer)]
     for t in threads:
@@ -69,7 +59,7 @@ def test_kill_replica_during_reads_and_writes(client: Client, name: str) -> None
         for v in victims:
             os.kill(int(v["pid"]), signal.SIGKILL)  # type: ignore[call-overload]
             time.sleep(1.5)
-        reps_after = _wait_all_live(client, name)
+        reps_after = client.wait_live(name)
         time.sleep(1.0)
     finally:
         stop.set()
@@ -84,7 +74,7 @@ def test_kill_replica_during_reads_and_writes(client: Client, name: str) -> None
     assert col.count() == 2000 + len(acked)
     got = {r.id for r in col.get([f"w{i}" for i in acked], include_vectors=False)}
     assert got == {f"w{i}" for i in acked}
-    final = _wait_all_live(client, name)
+    final = client.wait_live(name)
     by_shard: dict[int, set[tuple[int, int]]] = {}
     for r in final:
         by_shard.setdefault(int(r["shard"]), set()).add(  # type: ignore[call-overload]

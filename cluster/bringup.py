@@ -114,6 +114,9 @@ class ShardvecCluster:
     def coordinator_pid(self) -> int:
         return int(ray.get(self.coordinator.pid.remote()))
 
+    def coordinator_node_id(self) -> str:
+        return str(ray.get(self.coordinator.node_id.remote()))
+
     def stop(self) -> None:
         """Checkpoint every replica, stop the coordinator, and end an embedded Ray."""
         try:

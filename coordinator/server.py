@@ -123,6 +123,12 @@ class Coordinator:
     def pid(self) -> int:
         return os.getpid()
 
+    def node_id(self) -> str:
+        """The Ray node this coordinator runs on (hex)."""
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
+
     def status(self) -> list[dict[str, Any]]:
         """Every collection with its replicas' states, nodes, pids and row counts."""
         return list(self._run(self._status(), timeout=60))

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import ray
 
 from cluster.bringup import ShardvecCluster, _loopback_only
 from cluster.client import Client
@@ -28,8 +29,6 @@ def three_nodes() -> Iterator[Any]:
     try:
         yield c, workers
     finally:
-        import ray
-
         ray.shutdown()
         c.shutdown()
 
@@ -70,7 +69,10 @@ def test_replicas_spread_and_node_loss_fails_no_query(three_nodes: Any, tmp_path
         t.start()
         try:
             time.sleep(1.0)
-            lost = workers[0]
+            # lose a node that hosts replicas only: with every node on 127.0.0.1 the driver
+            # may have attached to any raylet, and the coordinator runs beside the driver
+            keep = {ray.get_runtime_context().get_node_id(), sv.coordinator_node_id()}
+            lost = next(w for w in workers if w.node_id not in keep)
             c.remove_node(lost, allow_graceful=False)
             time.sleep(2.0)
             after = client.wait_live("spread", 180)

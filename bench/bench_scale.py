@@ -62,7 +62,7 @@ class ScaleConfig:
     batch_rows: int = 1000  # queries per batch search request
     batch_repeats: int = 3  # best of this many passes over the queries
     upsert_rows: int = 1000  # rows per upsert request
-    search_threads: int = 1  # hnswlib threads per replica for a batch search
+    search_threads: int = 0  # hnswlib threads of a replica's batch search; 0: node's CPUs
     seed: int = 0
 
 

@@ -112,10 +112,11 @@ def cli(ctx: click.Context, server: str, api_key: str | None) -> None:
 @click.option("--tls-key", default="", help="PEM private key for --tls-cert.")
 @click.option(
     "--search-threads",
-    default=1,
+    default=0,
     show_default=True,
     type=int,
-    help="hnswlib threads per replica for a batch search.",
+    help="hnswlib threads of a replica's batch search (0: its node's CPUs; the replicas of "
+    "a node take turns on large batches).",
 )
 @click.option("--num-cpus", default=None, type=int, help="CPUs of an embedded Ray.")
 @click.option(
@@ -472,8 +473,8 @@ def bench() -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("bench/results/scale"), show_default=True,
               help="Where scale.json, scale.csv and the PNG plots go.")
-@click.option("--search-threads", default=1, show_default=True,
-              help="hnswlib threads per replica for a batch search.")
+@click.option("--search-threads", default=0, show_default=True,
+              help="hnswlib threads of a replica's batch search (0: its node's CPUs).")
 @click.option("--batch-repeats", default=3, show_default=True,
               help="Batch search: best of this many passes.")
 @click.option("--seed", default=0, show_default=True, help="Seed of --synthetic data.")

@@ -28,12 +28,13 @@ class CoordinatorSettings:
     max_search_hits: int = 1_000_000  # queries x k of one Search
     max_ef: int = 4096
     default_deadline_s: float = 30.0
-    search_threads: int = 1
+    search_threads: int = 0  # hnswlib threads of a replica's batch search; 0: its node's CPUs
     build_threads: int = 1
     replica_cpus: float = 0.0
     batch_window_s: float = 0.1  # longest wait behind running batches (see batching.py)
     batch_max: int = 256
-    batch_in_flight: int = 2  # micro-batches per search kind running before calls wait
+    batch_in_flight: int = 1  # micro-batches per search kind running before calls wait
+    node_turn_rows: int = 256  # searches of this many queries take turns per node; 0: never
     metrics_port: int = 0  # 0: no metrics endpoint
 
     def __post_init__(self) -> None:
@@ -49,7 +50,6 @@ class CoordinatorSettings:
             "max_k",
             "max_search_hits",
             "max_ef",
-            "search_threads",
             "build_threads",
             "batch_max",
             "batch_in_flight",
@@ -57,6 +57,9 @@ class CoordinatorSettings:
         ):
             if getattr(self, name) < 1:
                 raise InvalidArgument(f"{name} must be >= 1")
+        for name in ("search_threads", "node_turn_rows"):
+            if getattr(self, name) < 0:
+                raise InvalidArgument(f"{name} must be >= 0")
         if self.read_only_key and not self.api_key:
             raise InvalidArgument("read_only_key needs api_key as well")
 

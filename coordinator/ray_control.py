@@ -29,6 +29,14 @@ def alive_nodes() -> list[str]:
     return sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
 
 
+def node_cpus(node_id: str) -> int:
+    """The CPU count Ray gives node `node_id` (at least 1)."""
+    for n in ray.nodes():
+        if n["NodeID"] == node_id:
+            return max(1, int(n.get("Resources", {}).get("CPU", 1)))
+    return 1
+
+
 class RayReplicaControl:
     """A replica's Ray actor: found by name, or (re)created with node affinity.
 
@@ -64,6 +72,9 @@ class RayReplicaControl:
         free = [n for n in nodes if n not in taken] or nodes
         node = free[(self.shard + self.replica) % len(free)]
         directory = replica_dir(self.data_dir, self.spec.name, self.shard, self.replica)
+        # search_threads 0: a batch search may use every CPU of the node; the coordinator
+        # lets the replicas of one node take turns on large batches (see turns.py)
+        threads = int(self.opts.get("search_threads", 0)) or node_cpus(node)
         cls = replica_actor_class()
         return cls.options(
             name=self.name,
@@ -77,7 +88,7 @@ class RayReplicaControl:
             str(directory),
             self.spec.index.to_dict(),
             token=self.opts["token"],
-            search_threads=self.opts.get("search_threads", 1),
+            search_threads=threads,
             build_threads=self.opts.get("build_threads", 1),
             owner=f"{self.spec.name}/shard-{self.shard}/replica-{self.replica}",
         )

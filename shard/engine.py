@@ -457,6 +457,12 @@ class ShardEngine:
             ids[valid] = self._slots.slot_to_id[labels[valid]]
         return SearchResult(ids, scores, valid.sum(axis=1).astype(np.int32))
 
+    def _threads_for(self, nq: int) -> int:
+        """hnswlib threads for a batch of `nq` queries: one per 32 queries, at most
+        `search_threads` (hnswlib starts its threads on every call; a few queries would
+        spend longer starting them than searching)."""
+        return max(1, min(self._search_threads, nq // 32))
+
     def _threshold(self, min_score: float | None, max_distance: float | None) -> float | None:
         euclid = self.settings.metric == "euclidean"
         wrong, value = (min_score, max_distance) if euclid else (max_distance, min_score)
@@ -493,7 +499,7 @@ class ShardEngine:
                 breadth = math.ceil(ef * n_live / m)
             try:
                 got, dist = self._index.knn(
-                    q, min(kq, n_live), min(breadth, n_live), self._search_threads
+                    q, min(kq, n_live), min(breadth, n_live), self._threads_for(nq)
                 )
             except RuntimeError:  # a query found too few points: every row falls back
                 got, dist = np.zeros((nq, 0), dtype=np.int64), np.zeros((nq, 0), dtype=np.float32)

@@ -97,6 +97,26 @@ def test_exact_search_through_four_shards_equals_numpy(client: Client, name: str
     client.drop_collection(name)
 
 
+def test_large_batches_take_node_turns_and_match_small_ones(client: Client, name: str) -> None:
+    """300 queries take their node's turn per shard (node_turn_rows 256) and search with
+    every CPU of the node; the answers equal NumPy (exact) and 50-query batches (HNSW)."""
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal((3000, 24)).astype(np.float32)
+    queries = rng.standard_normal((300, 24)).astype(np.float32)
+    col = client.create_collection(name, dim=24, metric="cosine", shards=4)
+    col.upsert([str(i) for i in range(len(base))], base)
+    ids, _ = col.search_ids(queries, k=10, exact=True)
+    assert [[int(i) for i in row] for row in ids] == _brute_force(
+        base, queries, "cosine", 10).tolist()
+    big, big_scores = col.search_ids(queries, k=10)
+    small: list[list[str]] = []
+    for start in range(0, len(queries), 50):
+        small.extend(col.search_ids(queries[start : start + 50], k=10)[0])
+    assert big == small
+    assert all(len(row) == 10 for row in big) and np.isfinite(np.stack(big_scores)).all()
+    client.drop_collection(name)
+
+
 def test_errors_have_precise_codes(client: Client, name: str) -> None:
     col = client.create_collection(name, dim=4, shards=2)
     with pytest.raises(AlreadyExists):

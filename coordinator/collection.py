@@ -17,7 +17,6 @@ from coordinator.registry import CollectionSpec
 from coordinator.replicas import ReplicaSet
 from coordinator.routing import partition
 from coordinator.shard_client import RemoteShard
-from coordinator.turns import NodeTurns
 from shard.filters import Filter
 from shard.validation import decode_packed, encode_packed
 from shard.wire import filter_to_proto
@@ -94,15 +93,11 @@ class CollectionRuntime:
         spec: CollectionSpec,
         shard_sets: list[ReplicaSet],
         on_shard_search: ShardTimer | None = None,
-        turns: NodeTurns | None = None,
-        turn_rows: int = 0,
     ) -> None:
         self.spec = spec
         self.shard_sets = shard_sets
         self.higher_is_better = spec.index.metric != "euclidean"
         self.on_shard_search = on_shard_search  # (collection, shard, seconds) per shard search
-        self.turns = turns  # searches of >= turn_rows queries take their node's turn
-        self.turn_rows = turn_rows
 
     @property
     def dim(self) -> int:
@@ -227,14 +222,8 @@ class CollectionRuntime:
         if params.max_distance is not None:
             req.max_distance = params.max_distance
 
-        turns = self.turns if self.turn_rows and len(queries) >= self.turn_rows else None
-
         async def call(remote: RemoteShard, timeout: float) -> Any:
-            if turns is None:
-                return await remote.search(req, timeout)
-            start = time.monotonic()
-            async with turns.turn(remote.node_id, min(deadline, start + timeout)):
-                return await remote.search(req, timeout - (time.monotonic() - start))
+            return await remote.search(req, timeout)
 
         async def timed(rs: ReplicaSet) -> Any:
             start = time.perf_counter()

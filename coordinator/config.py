@@ -34,7 +34,7 @@ class CoordinatorSettings:
     batch_window_s: float = 0.1  # longest wait behind running batches (see batching.py)
     batch_max: int = 256
     batch_in_flight: int = 1  # micro-batches per search kind running before calls wait
-    node_turn_rows: int = 256  # searches of this many queries take turns per node; 0: never
+    node_turn_rows: int = 256  # replicas of a node search this many queries in turn; 0: never
     metrics_port: int = 0  # 0: no metrics endpoint
 
     def __post_init__(self) -> None:

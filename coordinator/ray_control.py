@@ -72,8 +72,8 @@ class RayReplicaControl:
         free = [n for n in nodes if n not in taken] or nodes
         node = free[(self.shard + self.replica) % len(free)]
         directory = replica_dir(self.data_dir, self.spec.name, self.shard, self.replica)
-        # search_threads 0: a batch search may use every CPU of the node; the coordinator
-        # lets the replicas of one node take turns on large batches (see turns.py)
+        # search_threads 0: a batch search may use every CPU of the node; the replicas of a
+        # node take turns on large batches (shard/node_lock.py)
         threads = int(self.opts.get("search_threads", 0)) or node_cpus(node)
         cls = replica_actor_class()
         return cls.options(
@@ -90,6 +90,7 @@ class RayReplicaControl:
             token=self.opts["token"],
             search_threads=threads,
             build_threads=self.opts.get("build_threads", 1),
+            node_turn_rows=self.opts.get("node_turn_rows", 0),
             owner=f"{self.spec.name}/shard-{self.shard}/replica-{self.replica}",
         )
 

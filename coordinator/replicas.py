@@ -24,7 +24,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 from coordinator.shard_client import RemoteShard, ReplicaDown, is_bad_request
-from coordinator.turns import TurnTimeout
 from shard.errors import DeadlineExceeded, Unavailable
 
 log = logging.getLogger(__name__)
@@ -86,7 +85,7 @@ class Replica:
         self.applied_seq = int(desc["applied_seq"])
         self.count = int(desc["count"])
         self.pid = int(desc["pid"])
-        self.node_id = self.client.node_id = str(desc["node_id"])
+        self.node_id = str(desc["node_id"])
 
     def remote(self) -> RemoteShard:
         if self.client is None:
@@ -175,9 +174,7 @@ class ReplicaSet:
                 last = exc
                 # A replica that used up the caller's whole deadline is slow for this query,
                 # not dead: a client's short deadline must not take healthy replicas out.
-                if isinstance(exc, ReplicaDown) or (
-                    left > 1 and timeout < remaining and not isinstance(exc, TurnTimeout)
-                ):
+                if isinstance(exc, ReplicaDown) or (left > 1 and timeout < remaining):
                     self.mark_dead(replica)
                 log.warning("read from %s failed: %s", replica.name, exc)
         if isinstance(last, DeadlineExceeded) or deadline - time.monotonic() <= 0:

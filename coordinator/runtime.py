@@ -13,7 +13,6 @@ from coordinator.collection import CollectionRuntime, ShardTimer
 from coordinator.ray_control import RayReplicaControl
 from coordinator.registry import CollectionSpec, Registry
 from coordinator.replicas import Replica, ReplicaSet, ReplicaState
-from coordinator.turns import NodeTurns
 from shard.errors import AlreadyExists, FailedPrecondition, NotFound
 from shard.paths import collection_dir, validate_collection_name
 
@@ -31,7 +30,6 @@ class CoordinatorRuntime:
         self._lock = asyncio.Lock()
         self._health: asyncio.Task[None] | None = None
         self.on_shard_search: ShardTimer | None = None  # given to every collection
-        self.turns = NodeTurns()  # shared: a node's cores serve every collection
 
     def start_health_checks(self, interval: float = 1.0) -> None:
         """Probe every live replica each `interval` seconds (see ReplicaSet.probe)."""
@@ -98,13 +96,7 @@ class CoordinatorRuntime:
             for res in results:
                 if isinstance(res, BaseException):
                     raise res
-        return CollectionRuntime(
-            spec,
-            sets,
-            self.on_shard_search,
-            self.turns,
-            int(self.opts.get("node_turn_rows", 0)),
-        )
+        return CollectionRuntime(spec, sets, self.on_shard_search)
 
     async def create(self, spec: CollectionSpec) -> CollectionRuntime:
         async with self._lock:

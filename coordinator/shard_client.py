@@ -49,7 +49,6 @@ class RemoteShard:
     def __init__(self, name: str, address: str, token: str) -> None:
         self.name = name
         self.address = address
-        self.node_id = ""  # the Ray node it runs on, once known
         self._metadata = ((TOKEN_HEADER, token),)
         self._channel = grpc.aio.insecure_channel(
             address,

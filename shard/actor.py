@@ -37,6 +37,7 @@ class ShardReplica:
         build_threads: int = 1,
         checkpoint_rows: int = 20_000,
         owner: str = "",
+        node_turn_rows: int = 0,
     ) -> None:
         self.node_id = _node_id()
         self.token = token
@@ -49,7 +50,11 @@ class ShardReplica:
             owner=owner,
         )
         self.server = ShardServer(
-            self.engine, token=token, host=host or _node_ip(), node_id=self.node_id
+            self.engine,
+            token=token,
+            host=host or _node_ip(),
+            node_id=self.node_id,
+            node_turn_rows=node_turn_rows,
         )
 
     def address(self) -> str:

@@ -9,6 +9,7 @@ stops between chunks of queries once its caller is gone.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import os
@@ -25,6 +26,7 @@ from shardvec.v1 import shard_pb2, shard_pb2_grpc
 
 from shard.engine import SearchResult, ShardEngine
 from shard.errors import DeadlineExceeded, ShardvecError, Unauthenticated
+from shard.node_lock import NodeSearchLock
 from shard.snapshot import take_snapshot
 from shard.validation import encode_packed, parse_metadata_json
 from shard.wire import dumps_json, filter_from_proto, metadata_to_json, vectors_from_proto
@@ -98,9 +100,17 @@ class _Guard(grpc.ServerInterceptor):  # type: ignore[misc]
 class ShardService(shard_pb2_grpc.ShardServicer):
     """Translates wire messages to engine calls; holds no state of its own."""
 
-    def __init__(self, engine: ShardEngine, node_id: str = "") -> None:
+    def __init__(
+        self,
+        engine: ShardEngine,
+        node_id: str = "",
+        search_lock: NodeSearchLock | None = None,
+        lock_rows: int = 0,
+    ) -> None:
         self.engine = engine
         self.node_id = node_id
+        self.search_lock = search_lock  # held by searches of >= lock_rows queries
+        self.lock_rows = lock_rows
         self.abandoned = 0  # calls stopped because their caller had gone
         self._lock = threading.Lock()
 
@@ -163,21 +173,25 @@ class ShardService(shard_pb2_grpc.ShardServicer):
         queries = vectors_from_proto(request.queries, self.dim, field="queries")
         where = filter_from_proto(request.filter) if request.HasField("filter") else None
         parts: list[SearchResult] = []
+        lock = self.search_lock
+        if lock is None or not self.lock_rows or len(queries) < self.lock_rows:
+            lock = None
         for start in range(0, len(queries), SEARCH_CHUNK_ROWS):
-            self._caller_waits(context, f"search (after {start} of {len(queries)} queries)")
-            parts.append(
-                self.engine.search(
-                    queries[start : start + SEARCH_CHUNK_ROWS],
-                    int(request.k),
-                    where=where,
-                    ef=int(request.ef) or None,
-                    exact=request.exact,
-                    min_score=request.min_score if request.HasField("min_score") else None,
-                    max_distance=(
-                        request.max_distance if request.HasField("max_distance") else None
-                    ),
+            with lock.hold() if lock is not None else contextlib.nullcontext():
+                self._caller_waits(context, f"search (after {start} of {len(queries)} queries)")
+                parts.append(
+                    self.engine.search(
+                        queries[start : start + SEARCH_CHUNK_ROWS],
+                        int(request.k),
+                        where=where,
+                        ef=int(request.ef) or None,
+                        exact=request.exact,
+                        min_score=request.min_score if request.HasField("min_score") else None,
+                        max_distance=(
+                            request.max_distance if request.HasField("max_distance") else None
+                        ),
+                    )
                 )
-            )
         result = parts[0] if len(parts) == 1 else SearchResult(
             np.concatenate([p.ids for p in parts]),
             np.concatenate([p.scores for p in parts]),
@@ -245,6 +259,8 @@ class ShardServer:
         port: int = 0,
         workers: int = 8,
         node_id: str = "",
+        node_turn_rows: int = 0,
+        search_lock_path: Path | None = None,
     ) -> None:
         options = [
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -256,7 +272,9 @@ class ShardServer:
             interceptors=[_Guard(token)],
             options=options,
         )
-        shard_pb2_grpc.add_ShardServicer_to_server(ShardService(engine, node_id), self._server)
+        lock = NodeSearchLock(search_lock_path) if node_turn_rows > 0 else None
+        service = ShardService(engine, node_id, lock, node_turn_rows)
+        shard_pb2_grpc.add_ShardServicer_to_server(service, self._server)
         bound = self._server.add_insecure_port(f"{host}:{port}")
         if bound == 0:
             raise OSError(f"shard server could not bind {host}:{port}")

@@ -98,7 +98,7 @@ def test_exact_search_through_four_shards_equals_numpy(client: Client, name: str
 
 
 def test_large_batches_take_node_turns_and_match_small_ones(client: Client, name: str) -> None:
-    """300 queries take their node's turn per shard (node_turn_rows 256) and search with
+    """300 queries: each replica searches in its turn on the node (node_turn_rows 256) with
     every CPU of the node; the answers equal NumPy (exact) and 50-query batches (HNSW)."""
     rng = np.random.default_rng(5)
     base = rng.standard_normal((3000, 24)).astype(np.float32)

@@ -16,6 +16,7 @@ import grpc
 from shardvec.v1 import shard_pb2, shard_pb2_grpc
 
 from shard.engine import ShardEngine
+from shard.node_lock import default_lock_path
 from shard.server import MAX_MESSAGE_BYTES, TOKEN_HEADER, ShardServer
 from shard.settings import IndexSettings
 from shard.wire import changes_from_proto
@@ -55,6 +56,7 @@ class ShardReplica:
             host=host or _node_ip(),
             node_id=self.node_id,
             node_turn_rows=node_turn_rows,
+            search_lock_path=default_lock_path(self.node_id),
         )
 
     def address(self) -> str:

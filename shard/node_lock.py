@@ -8,8 +8,8 @@ the four 25k-row shard indexes of the shared 100k x 384 set (1,000 queries, ef 3
 at once with one thread each used 0.47 ms of CPU per query, one at a time with two threads
 each 0.40 ms, and the batch finished 1.2 to 1.3x sooner.
 
-So a replica holds this lock (an exclusive `flock` on one file in the machine's temp
-directory, shared by every replica process there) while it searches a chunk of a large
+So a replica holds this lock (an exclusive `flock` on one file per Ray node in the machine's
+temp directory, shared by every replica process of the node) while it searches a chunk of a large
 batch, with every core of the node (`search_threads`). Everything else (decoding the
 request, building the response, the transfers) runs outside the lock, so one replica's
 search overlaps the others' wire work. Small searches (single queries, micro-batches) never
@@ -28,8 +28,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def default_lock_path() -> Path:
-    return Path(tempfile.gettempdir()) / f"shardvec-search-{os.getuid()}.lock"
+def default_lock_path(node_id: str = "") -> Path:
+    """The lock file of Ray node `node_id` on this machine: one per node, so the nodes of a
+    simulated multi-node cluster on one machine (each with its own CPU share) do not queue on
+    each other."""
+    name = f"shardvec-search-{os.getuid()}-{node_id or 'local'}.lock"
+    return Path(tempfile.gettempdir()) / name
 
 
 class NodeSearchLock:

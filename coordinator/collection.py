@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from shardvec.v1 import shard_pb2
 
+from coordinator.group_commit import Sender, UpsertCombiner
 from coordinator.merge import merge_topk
 from coordinator.registry import CollectionSpec
 from coordinator.replicas import ReplicaSet
@@ -98,6 +99,7 @@ class CollectionRuntime:
         self.shard_sets = shard_sets
         self.higher_is_better = spec.index.metric != "euclidean"
         self.on_shard_search = on_shard_search  # (collection, shard, seconds) per shard search
+        self.upserts = [UpsertCombiner(self._upsert_sender(s)) for s in range(len(shard_sets))]
 
     @property
     def dim(self) -> int:
@@ -106,25 +108,39 @@ class CollectionRuntime:
     async def upsert(
         self, ids: Sequence[str], vectors: np.ndarray, metadata_json: Sequence[str], deadline: float
     ) -> int:
+        """Route rows to their shards; each shard's part joins that shard's group commit."""
         parts = partition(ids, self.spec.shards)
         meta = list(metadata_json)
 
         async def one(shard: int, rows: np.ndarray) -> None:
             rows_l = rows.tolist()
-            req = shard_pb2.ShardUpsertRequest(ids=[ids[i] for i in rows_l])
+            await self.upserts[shard].upsert(
+                [ids[i] for i in rows_l],
+                vectors[rows],
+                [meta[i] for i in rows_l] if meta else [],
+                deadline,
+            )
+
+        await asyncio.gather(*(one(s, rows) for s, rows in enumerate(parts) if len(rows)))
+        return len(ids)
+
+    def _upsert_sender(self, shard: int) -> Sender:
+        async def send(
+            ids: list[str], vectors: np.ndarray, metas: list[str], deadline: float
+        ) -> Any:
+            req = shard_pb2.ShardUpsertRequest(ids=ids)
             req.vectors.dim = self.dim
-            req.vectors.packed = encode_packed(vectors[rows])
-            if meta:
-                req.metadata_json.extend(meta[i] for i in rows_l)
+            req.vectors.packed = encode_packed(vectors)
+            if metas:
+                req.metadata_json.extend(metas)
 
             async def call(remote: RemoteShard, seq: int, timeout: float) -> Any:
                 req.seq = seq
                 return await remote.upsert(req, timeout)
 
-            await self.shard_sets[shard].write(call, deadline)
+            return await self.shard_sets[shard].write(call, deadline)
 
-        await asyncio.gather(*(one(s, rows) for s, rows in enumerate(parts) if len(rows)))
-        return len(ids)
+        return send
 
     async def delete(self, ids: Sequence[str] | None, where: Filter | None, deadline: float) -> int:
         async def one(shard: int, shard_ids: list[str] | None) -> int:

@@ -1,0 +1,158 @@
+"""Group commit: an idle shard writes at once; upserts that arrive while a write is in flight
+go out together; later rows of an id win; a rejected group is retried caller by caller; a
+failed write fails exactly the callers in its group."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from coordinator.group_commit import UpsertCombiner
+from coordinator.shard_client import ReplicaDown
+from shard.errors import InvalidArgument
+
+
+class Shard:
+    """A fake replicated write: records each group; the first one waits for `gate`."""
+
+    def __init__(self, gate: asyncio.Event | None = None) -> None:
+        self.writes: list[tuple[list[str], np.ndarray, list[str]]] = []
+        self.gate = gate
+        self.rows: dict[str, tuple[float, str]] = {}
+        self.fail: BaseException | None = None
+
+    async def send(
+        self, ids: list[str], vectors: np.ndarray, metas: list[str], deadline: float
+    ) -> Any:
+        assert deadline > time.monotonic()
+        assert len(set(ids)) == len(ids), "a batch never carries an id twice"
+        self.writes.append((ids, vectors, metas))
+        if self.gate is not None and len(self.writes) == 1:
+            await self.gate.wait()
+        if any(i.startswith("bad") for i in ids):
+            raise InvalidArgument("ids[0]: bad id")
+        if self.fail is not None:
+            raise self.fail
+        for j, id_ in enumerate(ids):
+            self.rows[id_] = (float(vectors[j, 0]), metas[j] if metas else "")
+
+
+def rows(ids: list[str], value: float) -> tuple[list[str], np.ndarray]:
+    return ids, np.full((len(ids), 2), value, dtype=np.float32)
+
+
+def test_idle_shard_writes_at_once_and_waiting_upserts_share_one_write() -> None:
+    async def main() -> None:
+        gate = asyncio.Event()
+        shard = Shard(gate)
+        c = UpsertCombiner(shard.send)
+        deadline = time.monotonic() + 10
+        first = asyncio.ensure_future(c.upsert(*rows(["a"], 1), ['{"n": 1}'], deadline))
+        await asyncio.sleep(0.01)
+        assert len(shard.writes) == 1  # went out without waiting
+        later = [
+            asyncio.ensure_future(c.upsert(*rows([f"b{i}", "x"], 10 + i), [], deadline))
+            for i in range(5)
+        ]
+        await asyncio.sleep(0.01)
+        assert len(shard.writes) == 1 and not any(t.done() for t in later)
+        gate.set()
+        await asyncio.gather(first, *later)
+        assert len(shard.writes) == 2 and c.groups == 2  # five callers, one write
+        ids, _, metas = shard.writes[1]
+        assert ids == ["b0", "b1", "b2", "b3", "b4", "x"]  # arrival order, x once
+        assert metas == []
+        assert shard.rows["x"][0] == 14.0  # the last caller's row of "x" won
+        assert shard.rows["a"] == (1.0, '{"n": 1}')
+
+    asyncio.run(main())
+
+
+def test_metadata_of_mixed_callers_lines_up_with_their_rows() -> None:
+    async def main() -> None:
+        gate = asyncio.Event()
+        shard = Shard(gate)
+        c = UpsertCombiner(shard.send)
+        d = time.monotonic() + 10
+        head = asyncio.ensure_future(c.upsert(*rows(["h"], 0), [], d))
+        await asyncio.sleep(0.01)
+        tasks = [
+            asyncio.ensure_future(c.upsert(*rows(["p", "q"], 1), ['{"p": 1}', '{"q": 1}'], d)),
+            asyncio.ensure_future(c.upsert(*rows(["r"], 2), [], d)),
+            asyncio.ensure_future(c.upsert(*rows(["p"], 3), ['{"p": 2}'], d)),
+        ]
+        await asyncio.sleep(0.01)
+        gate.set()
+        await asyncio.gather(head, *tasks)
+        ids, _, metas = shard.writes[1]
+        assert ids == ["q", "r", "p"] and metas == ['{"q": 1}', "", '{"p": 2}']
+        assert shard.rows["p"] == (3.0, '{"p": 2}')
+
+    asyncio.run(main())
+
+
+def test_a_rejected_group_is_retried_caller_by_caller() -> None:
+    async def main() -> None:
+        gate = asyncio.Event()
+        shard = Shard(gate)
+        c = UpsertCombiner(shard.send)
+        d = time.monotonic() + 10
+        head = asyncio.ensure_future(c.upsert(*rows(["h"], 0), [], d))
+        await asyncio.sleep(0.01)
+        good1 = asyncio.ensure_future(c.upsert(*rows(["g1"], 1), [], d))
+        bad = asyncio.ensure_future(c.upsert(*rows(["bad"], 2), [], d))
+        good2 = asyncio.ensure_future(c.upsert(*rows(["g2"], 3), [], d))
+        await asyncio.sleep(0.01)
+        gate.set()
+        await asyncio.gather(head, good1, good2)
+        with pytest.raises(InvalidArgument, match="bad id"):
+            await bad
+        assert set(shard.rows) == {"h", "g1", "g2"}
+
+    asyncio.run(main())
+
+
+def test_a_failed_write_fails_its_group_and_the_next_group_still_goes() -> None:
+    async def main() -> None:
+        gate = asyncio.Event()
+        shard = Shard(gate)
+        c = UpsertCombiner(shard.send)
+        d = time.monotonic() + 10
+        head = asyncio.ensure_future(c.upsert(*rows(["h"], 0), [], d))
+        await asyncio.sleep(0.01)
+        shard.fail = ReplicaDown("shard 0: every replica failed the write")
+        group = [asyncio.ensure_future(c.upsert(*rows([f"f{i}"], i), [], d)) for i in range(3)]
+        gate.set()
+        with pytest.raises(ReplicaDown):
+            await head
+        for t in group:
+            with pytest.raises(ReplicaDown):
+                await t
+        shard.fail = None
+        await c.upsert(*rows(["ok"], 9), [], d)
+        assert set(shard.rows) == {"ok"}
+
+    asyncio.run(main())
+
+
+def test_groups_respect_the_row_cap() -> None:
+    async def main() -> None:
+        gate = asyncio.Event()
+        shard = Shard(gate)
+        c = UpsertCombiner(shard.send, max_rows=4)
+        d = time.monotonic() + 10
+        head = asyncio.ensure_future(c.upsert(*rows(["h"], 0), [], d))
+        await asyncio.sleep(0.01)
+        tasks = [
+            asyncio.ensure_future(c.upsert(*rows([f"{i}a", f"{i}b"], i), [], d)) for i in range(5)
+        ]
+        await asyncio.sleep(0.01)
+        gate.set()
+        await asyncio.gather(head, *tasks)
+        assert [len(w[0]) for w in shard.writes] == [1, 4, 4, 2]
+
+    asyncio.run(main())

@@ -45,6 +45,19 @@ def rows(ids: list[str], value: float) -> tuple[list[str], np.ndarray]:
     return ids, np.full((len(ids), 2), value, dtype=np.float32)
 
 
+async def _one_write_in_flight(
+    **kwargs: int,
+) -> tuple[asyncio.Event, Shard, UpsertCombiner, float, asyncio.Future[None]]:
+    """A combiner whose first write ("h") is in flight until `gate` is set."""
+    gate = asyncio.Event()
+    shard = Shard(gate)
+    c = UpsertCombiner(shard.send, **kwargs)
+    d = time.monotonic() + 10
+    head = asyncio.ensure_future(c.upsert(*rows(["h"], 0), [], d))
+    await asyncio.sleep(0.01)
+    return gate, shard, c, d, head
+
+
 def test_idle_shard_writes_at_once_and_waiting_upserts_share_one_write() -> None:
     async def main() -> None:
         gate = asyncio.Event()
@@ -74,12 +87,7 @@ def test_idle_shard_writes_at_once_and_waiting_upserts_share_one_write() -> None
 
 def test_metadata_of_mixed_callers_lines_up_with_their_rows() -> None:
     async def main() -> None:
-        gate = asyncio.Event()
-        shard = Shard(gate)
-        c = UpsertCombiner(shard.send)
-        d = time.monotonic() + 10
-        head = asyncio.ensure_future(c.upsert(*rows(["h"], 0), [], d))
-        await asyncio.sleep(0.01)
+        gate, shard, c, d, head = await _one_write_in_flight()
         tasks = [
             asyncio.ensure_future(c.upsert(*rows(["p", "q"], 1), ['{"p": 1}', '{"q": 1}'], d)),
             asyncio.ensure_future(c.upsert(*rows(["r"], 2), [], d)),
@@ -97,12 +105,7 @@ def test_metadata_of_mixed_callers_lines_up_with_their_rows() -> None:
 
 def test_a_rejected_group_is_retried_caller_by_caller() -> None:
     async def main() -> None:
-        gate = asyncio.Event()
-        shard = Shard(gate)
-        c = UpsertCombiner(shard.send)
-        d = time.monotonic() + 10
-        head = asyncio.ensure_future(c.upsert(*rows(["h"], 0), [], d))
-        await asyncio.sleep(0.01)
+        gate, shard, c, d, head = await _one_write_in_flight()
         good1 = asyncio.ensure_future(c.upsert(*rows(["g1"], 1), [], d))
         bad = asyncio.ensure_future(c.upsert(*rows(["bad"], 2), [], d))
         good2 = asyncio.ensure_future(c.upsert(*rows(["g2"], 3), [], d))
@@ -118,12 +121,7 @@ def test_a_rejected_group_is_retried_caller_by_caller() -> None:
 
 def test_a_failed_write_fails_its_group_and_the_next_group_still_goes() -> None:
     async def main() -> None:
-        gate = asyncio.Event()
-        shard = Shard(gate)
-        c = UpsertCombiner(shard.send)
-        d = time.monotonic() + 10
-        head = asyncio.ensure_future(c.upsert(*rows(["h"], 0), [], d))
-        await asyncio.sleep(0.01)
+        gate, shard, c, d, head = await _one_write_in_flight()
         shard.fail = ReplicaDown("shard 0: every replica failed the write")
         group = [asyncio.ensure_future(c.upsert(*rows([f"f{i}"], i), [], d)) for i in range(3)]
         gate.set()
@@ -141,12 +139,7 @@ def test_a_failed_write_fails_its_group_and_the_next_group_still_goes() -> None:
 
 def test_groups_respect_the_row_cap() -> None:
     async def main() -> None:
-        gate = asyncio.Event()
-        shard = Shard(gate)
-        c = UpsertCombiner(shard.send, max_rows=4)
-        d = time.monotonic() + 10
-        head = asyncio.ensure_future(c.upsert(*rows(["h"], 0), [], d))
-        await asyncio.sleep(0.01)
+        gate, shard, c, d, head = await _one_write_in_flight(max_rows=4)
         tasks = [
             asyncio.ensure_future(c.upsert(*rows([f"{i}a", f"{i}b"], i), [], d)) for i in range(5)
         ]

@@ -28,7 +28,6 @@ import logging
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +49,7 @@ from shard.hnsw import (
     to_scores,
     write_checkpoint,
 )
+from shard.records import Change, PlannerSettings, Record, SearchResult
 from shard.settings import IndexSettings
 from shard.store import Store, decode_metadata, decode_vector, encode_metadata, encode_vectors
 from shard.validation import validate_ids, validate_metadatas, validate_vectors
@@ -58,45 +58,6 @@ log = logging.getLogger(__name__)
 
 MAX_K = 10_000
 MAX_EF = 16_384
-
-
-@dataclass(frozen=True)
-class Record:
-    """One stored row as `get` returns it; vector/metadata are None when not requested."""
-
-    id: str
-    vector: np.ndarray | None
-    metadata: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    """Per query row: ids (object, "" padding), scores (float32, NaN padding), hit counts."""
-
-    ids: np.ndarray
-    scores: np.ndarray
-    counts: np.ndarray
-
-
-@dataclass(frozen=True)
-class Change:
-    """A row's latest state for replica catch-up; a tombstone has deleted=True and no data."""
-
-    id: str
-    seq: int
-    vector: np.ndarray | None
-    metadata: dict[str, Any] | None
-    deleted: bool
-
-
-@dataclass(frozen=True)
-class PlannerSettings:
-    """Thresholds of the filtered-search planner (see the module docstring)."""
-
-    exact_threshold: int = 4096
-    postfilter_fraction: float = 0.3
-    overfetch: float = 1.5
-    exact_chunk_rows: int = 16_384
 
 
 class ShardEngine:

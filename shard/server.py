@@ -24,9 +24,10 @@ import grpc
 import numpy as np
 from shardvec.v1 import shard_pb2, shard_pb2_grpc
 
-from shard.engine import SearchResult, ShardEngine
+from shard.engine import ShardEngine
 from shard.errors import DeadlineExceeded, ShardvecError, Unauthenticated
 from shard.node_lock import NodeSearchLock
+from shard.records import SearchResult
 from shard.snapshot import take_snapshot
 from shard.validation import encode_packed, parse_metadata_json
 from shard.wire import dumps_json, filter_from_proto, metadata_to_json, vectors_from_proto

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 from shardvec.v1 import common_pb2, shard_pb2
 
-from shard.engine import Change
 from shard.errors import InvalidArgument
 from shard.filters import And, Cond, Filter, Not, Or, validate_filter
+from shard.records import Change
 from shard.validation import decode_packed
 
 _OP_TO_PROTO = {

@@ -18,10 +18,11 @@ import pytest
 
 import shard.engine as engine_mod
 import shard.hnsw
-from shard.engine import Change, PlannerSettings, ShardEngine
+from shard.engine import ShardEngine
 from shard.errors import DataLoss, FailedPrecondition, InvalidArgument
 from shard.filters import parse_where
 from shard.hnsw import INDEX_FILE, MANIFEST_FILE, RWLock
+from shard.records import Change, PlannerSettings
 from shard.settings import IndexSettings
 
 DIM = 16

@@ -29,6 +29,7 @@ from shard.engine import ShardEngine
 from shard.paths import collection_dir, replica_dir
 from shard.server import TOKEN_HEADER
 from shard.settings import IndexSettings
+from tests.wire_bytes import len_field
 
 pytestmark = pytest.mark.ray
 
@@ -72,19 +73,10 @@ def _nested_not(levels: int) -> common_pb2.Filter:
     return f
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
-        n >>= 7
-        if not n:
-            return bytes(out)
-
-
 def _with_field(message: bytes, number: int, payload: bytes) -> bytes:
     """`message` with a length-delimited field appended as raw bytes (a repeated field gets
     one more entry; a message field is merged). Builds what protobuf itself would refuse to."""
-    return message + _varint(number << 3 | 2) + _varint(len(payload)) + payload
+    return message + len_field(number, payload)
 
 
 def _append_raw_id(message: bytes, raw: bytes) -> bytes:

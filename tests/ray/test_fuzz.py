@@ -27,6 +27,7 @@ from shardvec.v1 import vector_search_pb2 as pb
 from cluster.bringup import ShardvecCluster
 from shard.filters import MetadataColumns
 from shard.wire import filter_from_proto
+from tests.wire_bytes import len_field
 
 pytestmark = pytest.mark.ray
 
@@ -54,19 +55,6 @@ RESPONSES = {
 
 
 # ------------------------------------------------------------------------- strategies
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
-        n >>= 7
-        if not n:
-            return bytes(out)
-
-
-def _len_field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 @dataclass
@@ -271,7 +259,7 @@ def upsert_st(draw: st.DrawFn) -> Req:
         elif what == "collection":
             req.collection = draw(collection_st)
         elif what == "utf8":
-            extra = _len_field(2, draw(bad_utf8))
+            extra = len_field(2, draw(bad_utf8))
     if "bytes" in draw(st.lists(st.sampled_from(MUTATIONS), max_size=1)):
         req.vectors.packed = draw(st.binary(max_size=4 * DIM * n + 5))
     elif values:
@@ -332,7 +320,7 @@ def get_st(draw: st.DrawFn) -> Req:
     req = pb.GetRequest(collection=draw(collection_st), ids=draw(id_batch_st))
     req.include.metadata = draw(st.booleans())
     req.include.vectors = draw(st.booleans())
-    extra = _len_field(2, draw(bad_utf8)) if draw(st.integers(0, 9)) == 0 else b""
+    extra = len_field(2, draw(bad_utf8)) if draw(st.integers(0, 9)) == 0 else b""
     return Req("Get", req, extra)
 
 

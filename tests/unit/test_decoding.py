@@ -8,11 +8,7 @@ from shardvec.v1 import vector_search_pb2 as pb
 
 from coordinator.decoding import decode_request, describe_problem
 from shard.errors import InvalidArgument
-
-
-def _len_field(number: int, payload: bytes) -> bytes:
-    assert len(payload) < 128
-    return bytes([number << 3 | 2, len(payload)]) + payload
+from tests.wire_bytes import len_field
 
 
 def test_a_valid_request_decodes() -> None:
@@ -24,18 +20,18 @@ def test_a_valid_request_decodes() -> None:
 
 def test_bad_utf8_names_the_repeated_field_and_row() -> None:
     data = pb.GetRequest(collection="c", ids=["a", "b"]).SerializeToString()
-    data += _len_field(2, b"ok\xff")
+    data += len_field(2, b"ok\xff")
     with pytest.raises(InvalidArgument, match=r"^ids\[2\]: not valid UTF-8 \(byte 2\)$"):
         decode_request(pb.GetRequest.FromString, data, pb.GetRequest.DESCRIPTOR)
 
 
 def test_bad_utf8_deep_in_a_filter_names_the_path() -> None:
     cond = common_pb2.Condition(op=common_pb2.Condition.EQ, value_json="1").SerializeToString()
-    cond += _len_field(1, b"\xed\xa0\x80")  # a UTF-8 encoded surrogate as the field name
-    leaf = _len_field(1, cond)  # Filter.condition
+    cond += len_field(1, b"\xed\xa0\x80")  # a UTF-8 encoded surrogate as the field name
+    leaf = len_field(1, cond)  # Filter.condition
     good = common_pb2.Filter(condition=common_pb2.Condition(field="x")).SerializeToString()
-    all_ = _len_field(2, _len_field(1, good) + _len_field(1, leaf))  # Filter.all.children
-    data = pb.CountRequest(collection="c").SerializeToString() + _len_field(2, all_)
+    all_ = len_field(2, len_field(1, good) + len_field(1, leaf))  # Filter.all.children
+    data = pb.CountRequest(collection="c").SerializeToString() + len_field(2, all_)
     problem = describe_problem(pb.CountRequest.DESCRIPTOR, data)
     assert problem == "filter.all.children[1].condition.field: not valid UTF-8 (byte 0)"
 
@@ -46,16 +42,9 @@ def test_corrupt_wire_format_and_nesting() -> None:
     f = common_pb2.Filter(condition=common_pb2.Condition(field="a"))
     data = f.SerializeToString()
     for _ in range(120):
-        data = bytes([4 << 3 | 2]) + _varint(len(data)) + data  # Filter.negate
+        data = len_field(4, data)  # Filter.negate
     problem = describe_problem(common_pb2.Filter.DESCRIPTOR, data)
     assert problem is not None and problem.endswith("nested deeper than 100 levels")
     assert problem.startswith("negate.negate") and len(problem) < 150
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
-        n >>= 7
-        if not n:
-            return bytes(out)

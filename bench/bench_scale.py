@@ -196,43 +196,27 @@ def shardvec_cluster(cfg: ScaleConfig, nodes: int, data_dir: Path) -> Iterator[A
     }
     if ray.is_initialized():
         ray.shutdown()
-    if cfg.address:
-        try:
-            sv = ShardvecCluster(settings, ray_address=cfg.address)
-            try:
-                yield sv
-            finally:
-                sv.stop()
-        finally:
-            ray.shutdown()
-        return
-    _loopback_only()
-    from ray.cluster_utils import Cluster
-
-    c: Any = Cluster(initialize_head=True, head_node_args={"num_cpus": cfg.cpus_per_node})
+    c: Any = None  # the simulated cluster, when there is no real one
     try:
-        for _ in range(nodes - 1):
-            c.add_node(num_cpus=cfg.cpus_per_node)
-        c.wait_for_nodes()
-        sv = ShardvecCluster(settings, ray_address=c.address)
+        address = cfg.address
+        if not address:
+            _loopback_only()
+            from ray.cluster_utils import Cluster
+
+            c = Cluster(initialize_head=True, head_node_args={"num_cpus": cfg.cpus_per_node})
+            for _ in range(nodes - 1):
+                c.add_node(num_cpus=cfg.cpus_per_node)
+            c.wait_for_nodes()
+            address = c.address
+        sv = ShardvecCluster(settings, ray_address=address)
         try:
             yield sv
         finally:
             sv.stop()
     finally:
         ray.shutdown()
-        c.shutdown()
-
-
-def _wait_live(client: Any, name: str, timeout: float = 300.0) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    reps: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        reps = client.describe(name)["replica_states"]
-        if reps and all(r["state"] == "live" for r in reps):
-            return reps
-        time.sleep(0.2)
-    raise TimeoutError(f"collection {name}: replicas not live after {timeout:.0f} s: {reps}")
+        if c is not None:
+            c.shutdown()
 
 
 # ---------------------------------------------------------------------------- measurement
@@ -390,7 +374,7 @@ def run_point(
     name = f"scale_s{point.shards}_r{point.replicas}_n{point.nodes}"
     with Client(sv.address, timeout=CLIENT_TIMEOUT_S) as client:
         col = client.create_collection(name, data.dim, "cosine", point.shards, point.replicas)
-        _wait_live(client, name)
+        client.wait_live(name, 300)
         ids = [str(i) for i in range(len(data.base))]
         t0 = time.perf_counter()
         for start in range(0, len(ids), cfg.upsert_rows):
@@ -400,7 +384,7 @@ def run_point(
         res.build_rows_per_s = len(ids) / res.build_s
         if col.count() != len(ids):
             raise RuntimeError(f"{name}: count {col.count()} after loading {len(ids)}")
-        reps = _wait_live(client, name)
+        reps = client.wait_live(name, 300)
         res.nodes_used = len({r["node_id"] for r in reps})
         local = cfg.address is None or all_nodes_local()
         coord = ProcessMeter([sv.coordinator_pid()]) if local else None

@@ -35,6 +35,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "proto")]
 
+from bench.query_data import default_data  # noqa: E402
 from shard.engine import ShardEngine  # noqa: E402
 from shard.filters import Filter, parse_where  # noqa: E402
 from shard.settings import IndexSettings  # noqa: E402
@@ -45,14 +46,6 @@ FILTERS: dict[str, dict[str, Any]] = {
     "year_ge_2024": {"year": {"$gte": 2024}},
     "popular": {"popular": True},
 }
-
-
-def default_data() -> Path:
-    env = os.environ.get("SHARDVEC_SHARED_DATA")
-    if env:
-        path = Path(env)
-        return path if (path / "base.npy").exists() else path / "pypi-minilm-100k"
-    return REPO.parent / "shared" / "data" / "pypi-minilm-100k"
 
 
 def load_base(data: Path, n: int) -> tuple[np.ndarray, list[dict[str, Any]]]:

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from bench.query_data import default_data
+
 REPO = Path(__file__).resolve().parent.parent
 
 
 def shared_data_dir() -> Path:
-    env = os.environ.get("SHARDVEC_SHARED_DATA")
-    return Path(env) if env else REPO.parent / "shared" / "data" / "pypi-minilm-100k"
+    """$SHARDVEC_SHARED_DATA (the set or its parent), else ../shared/data/pypi-minilm-100k."""
+    return default_data()
 
 
 @dataclass

@@ -8,7 +8,6 @@ pypi-minilm-100k (skipped when absent; located by SHARDVEC_SHARED_DATA or
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from shard.engine import ShardEngine
 from shard.filters import parse_where
 from shard.settings import IndexSettings
+from tests.conftest import shared_data_dir
 
 K = 10
 N_QUERIES = 200
@@ -52,17 +52,9 @@ def test_recall_synthetic_clustered(tmp_path: Path) -> None:
         e.close()
 
 
-def _data_dir() -> Path:
-    env = os.environ.get("SHARDVEC_SHARED_DATA")
-    if env:
-        path = Path(env)
-        return path if (path / "base.npy").exists() else path / "pypi-minilm-100k"
-    return REPO.parent / "shared" / "data" / "pypi-minilm-100k"
-
-
 @pytest.fixture(scope="module")
 def real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ShardEngine, Path]]:
-    data = _data_dir()
+    data = shared_data_dir()
     if not (data / "base.npy").exists():
         pytest.skip(f"shared data set not found at {data}")
     base = np.load(data / "base.npy").astype(np.float32)

@@ -53,8 +53,7 @@ class UpsertCombiner:
         self.max_bytes = max_bytes
         self._pending: list[_Upsert] = []
         self._task: asyncio.Task[None] | None = None
-        self.groups = 0  # writes sent, for tests and figures
-        self.rows = 0
+        self.groups = 0  # writes sent
 
     async def upsert(
         self, ids: list[str], vectors: np.ndarray, metas: list[str], deadline: float
@@ -105,7 +104,6 @@ class UpsertCombiner:
         deadline = max(u.deadline for u in group)  # one caller's short deadline fails nobody
         if len(group) == 1:
             u = group[0]
-            self.rows += len(u.ids)
             await self._send(u.ids, u.vectors, u.metas, deadline)
             return
         ids = [i for u in group for i in u.ids]
@@ -120,5 +118,4 @@ class UpsertCombiner:
             ids = [ids[r] for r in keep]
             vectors = vectors[keep]
             metas = [metas[r] for r in keep] if metas else []
-        self.rows += len(ids)
         await self._send(ids, vectors, metas, deadline)

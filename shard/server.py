@@ -174,9 +174,7 @@ class ShardService(shard_pb2_grpc.ShardServicer):
         queries = vectors_from_proto(request.queries, self.dim, field="queries")
         where = filter_from_proto(request.filter) if request.HasField("filter") else None
         parts: list[SearchResult] = []
-        lock = self.search_lock
-        if lock is None or not self.lock_rows or len(queries) < self.lock_rows:
-            lock = None
+        lock = self.search_lock if len(queries) >= self.lock_rows else None
         for start in range(0, len(queries), SEARCH_CHUNK_ROWS):
             with lock.hold() if lock is not None else contextlib.nullcontext():
                 self._caller_waits(context, f"search (after {start} of {len(queries)} queries)")

@@ -25,16 +25,15 @@ def actor_name(collection: str, shard: int, replica: int) -> str:
     return f"shardvec-replica:{collection}:{shard}:{replica}"
 
 
+def alive_node_cpus() -> dict[str, int]:
+    """Every live Ray node's id with the CPU count Ray gives it (at least 1), sorted by id."""
+    live = (n for n in ray.nodes() if n.get("Alive"))
+    cpus = {n["NodeID"]: max(1, int(n.get("Resources", {}).get("CPU", 1))) for n in live}
+    return dict(sorted(cpus.items()))
+
+
 def alive_nodes() -> list[str]:
-    return sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
-
-
-def node_cpus(node_id: str) -> int:
-    """The CPU count Ray gives node `node_id` (at least 1)."""
-    for n in ray.nodes():
-        if n["NodeID"] == node_id:
-            return max(1, int(n.get("Resources", {}).get("CPU", 1)))
-    return 1
+    return list(alive_node_cpus())
 
 
 class RayReplicaControl:
@@ -67,14 +66,15 @@ class RayReplicaControl:
         self._siblings = siblings or set
 
     def _create(self) -> Any:
-        nodes = alive_nodes()
+        cpus = alive_node_cpus()
+        nodes = list(cpus)
         taken = self._siblings()
         free = [n for n in nodes if n not in taken] or nodes
         node = free[(self.shard + self.replica) % len(free)]
         directory = replica_dir(self.data_dir, self.spec.name, self.shard, self.replica)
         # search_threads 0: a batch search may use every CPU of the node; the replicas of a
         # node take turns on large batches (shard/node_lock.py)
-        threads = int(self.opts.get("search_threads", 0)) or node_cpus(node)
+        threads = int(self.opts.get("search_threads", 0)) or cpus[node]
         cls = replica_actor_class()
         return cls.options(
             name=self.name,

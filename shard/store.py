@@ -147,12 +147,7 @@ class Store:
             raise FailedPrecondition(
                 f"store {self.path} has format version {version}, expected {FORMAT_VERSION}"
             )
-        try:
-            old = json.loads(stored)
-        except ValueError as exc:
-            raise DataLoss(f"store {self.path} holds unreadable settings: {exc}") from exc
-        if not isinstance(old, dict):
-            raise DataLoss(f"store {self.path} holds unreadable settings: {stored!r}")
+        old = _json_object(stored, f"store {self.path} holds unreadable settings")
         owner = self._get_kv("owner")
         if self.owner and owner and owner != self.owner:
             raise FailedPrecondition(
@@ -409,10 +404,15 @@ def encode_metadata(mds: Sequence[Mapping[str, Any]]) -> list[str | None]:
 def decode_metadata(text: str | None) -> dict[str, Any]:
     if not text:
         return {}
+    return _json_object(text, "the store holds unreadable metadata")
+
+
+def _json_object(text: str, what: str) -> dict[str, Any]:
+    """`text` parsed as a JSON object; DataLoss prefixed with `what` when it is not one."""
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise DataLoss(f"the store holds unreadable metadata: {exc}") from exc
+        raise DataLoss(f"{what}: {exc}") from exc
     if not isinstance(value, dict):
-        raise DataLoss(f"the store holds metadata that is not an object: {text[:80]!r}")
+        raise DataLoss(f"{what}: not a JSON object: {text[:80]!r}")
     return value

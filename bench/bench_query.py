@@ -18,6 +18,7 @@ Usage: shardvec bench query [options]   or   python bench/bench_query.py [option
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -252,8 +253,10 @@ def run_cluster(
             out["concurrency"] = []
             for clients in [int(c) for c in args.concurrency.split(",") if c]:
                 meter = CpuMeter(pids)
-                r = concurrent_singles(address, name, ds.queries, ds.gt, k=k, clients=clients,
-                                       seconds=args.seconds, api_key=args.api_key, meter=meter)
+                r = asyncio.run(concurrent_singles(
+                    address, name, ds.queries, ds.gt, k=k, clients=clients,
+                    seconds=args.seconds, api_key=args.api_key, meter=meter,
+                ))
                 row = r.to_dict()
                 row["cpu_ms_per_query"] = meter.per_query_ms(r.calls)
                 out["concurrency"].append(row)

@@ -176,7 +176,7 @@ class LoadResult:
         return asdict(self)
 
 
-def concurrent_singles(
+async def concurrent_singles(
     address: str,
     name: str,
     queries: npt.NDArray[np.float32],
@@ -193,22 +193,6 @@ def concurrent_singles(
     latency is kept. The clients are coroutines on one grpc.aio event loop, so the load
     generator costs little CPU next to the cluster (a thread per client would contend for
     this process's GIL)."""
-    return asyncio.run(
-        _singles(address, name, queries, gt, k, clients, seconds, api_key, meter)
-    )
-
-
-async def _singles(
-    address: str,
-    name: str,
-    queries: npt.NDArray[np.float32],
-    gt: npt.NDArray[np.int64],
-    k: int,
-    clients: int,
-    seconds: float,
-    api_key: str | None,
-    meter: CpuMeter | None,
-) -> LoadResult:
     nq = len(queries)
     requests = []
     for j in range(nq):

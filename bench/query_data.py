@@ -37,7 +37,7 @@ class Dataset:
 
 
 def _normalised(arr: np.ndarray) -> npt.NDArray[np.float32]:
-    out = np.ascontiguousarray(arr, dtype=np.float32)
+    out = np.array(arr, dtype=np.float32)  # a copy: `arr` may be a read-only memory map
     out /= np.linalg.norm(out, axis=1, keepdims=True)
     return out
 

@@ -15,6 +15,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from coordinator.ray_control import NAMESPACE
 from coordinator.server import COORDINATOR_NAME, coordinator_actor_class
 from shard.errors import FailedPrecondition
+from shard.node_lock import default_lock_path
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,16 @@ class ShardvecCluster:
         except Exception as exc:
             log.debug("kill coordinator: %s", exc)
         if self.owns_ray:
+            try:
+                nodes = [n["NodeID"] for n in ray.nodes()]
+            except Exception as exc:
+                log.debug("list nodes: %s", exc)
+                nodes = []
             ray.shutdown()
+            # The embedded nodes ended with Ray, and their ids never come back: nobody can
+            # hold or open their search-lock files any more.
+            for node in nodes:
+                default_lock_path(node).unlink(missing_ok=True)
 
     def __enter__(self) -> ShardvecCluster:
         return self

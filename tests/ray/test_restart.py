@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cluster.client import Client
+from shard.node_lock import default_lock_path
 from tests.procs import ServerProcess, free_port
 
 pytestmark = pytest.mark.ray
@@ -30,8 +31,12 @@ def test_restart_serves_same_collections_and_results(tmp_path: Path) -> None:
             before = col.search_ids(queries, k=10)
             before_exact = col.search_ids(queries, k=10, exact=True)
             before_count = col.count(where={"i": {"$lt": 700}})
+            nodes = {r["node_id"] for r in client.describe("keep")["replica_states"]}
+            assert nodes and all(default_lock_path(n).exists() for n in nodes)
     finally:
         assert server.stop() == 0
+    # the embedded Ray's nodes are gone for good, and so are their search-lock files
+    assert not any(default_lock_path(n).exists() for n in nodes)
     server = ServerProcess(data, port)
     try:
         with Client(server.address) as client:

@@ -241,23 +241,26 @@ class CollectionRuntime:
         async def call(remote: RemoteShard, timeout: float) -> Any:
             return await remote.search(req, timeout)
 
-        async def timed(rs: ReplicaSet) -> Any:
+        nq = queries.shape[0]
+
+        async def timed(rs: ReplicaSet) -> tuple[np.ndarray, np.ndarray]:
             start = time.perf_counter()
             try:
-                return await rs.read(call, deadline)
+                resp = await rs.read(call, deadline)
             finally:
                 if self.on_shard_search is not None:
                     self.on_shard_search(self.spec.name, rs.shard, time.perf_counter() - start)
-
-        resps = await asyncio.gather(*(timed(s) for s in self.shard_sets))
-        nq = queries.shape[0]
-        id_parts, score_parts = [], []
-        for resp in resps:
+            # Decoded as each shard answers: the early ones overlap the last one's search.
             width = int(resp.k)
-            id_parts.append(np.array(resp.ids, dtype=object).reshape(nq, width))
-            score_parts.append(np.frombuffer(resp.scores, dtype="<f4").reshape(nq, width))
+            return (
+                np.array(resp.ids, dtype=object).reshape(nq, width),
+                np.frombuffer(resp.scores, dtype="<f4").reshape(nq, width),
+            )
+
+        parts = await asyncio.gather(*(timed(s) for s in self.shard_sets))
         ids, scores, counts = merge_topk(
-            id_parts, score_parts, params.k, higher_is_better=self.higher_is_better
+            [p[0] for p in parts], [p[1] for p in parts], params.k,
+            higher_is_better=self.higher_is_better,
         )
         metadata: dict[str, str] = {}
         vectors: dict[str, np.ndarray] = {}

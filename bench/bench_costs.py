@@ -225,8 +225,9 @@ def rpc_costs(args: argparse.Namespace) -> dict[str, Any]:
             measure("sync_1000q", 10,
                     lambda: [stub.Search(batch, timeout=60, metadata=meta) for _ in range(10)])
 
-        async def aio(label: str, req: Any, calls: int, in_flight: int) -> None:
+        async def aio(label: str, msg: Any, calls: int, in_flight: int) -> None:
             remote = RemoteShard("bench", hello["address"], token)
+            req = msg.SerializeToString()
             for _ in range(20):
                 await remote.search(req, 30)
 
@@ -300,8 +301,7 @@ def _coordinator_row(rng: np.random.Generator, nq: int, shards: int, dim: int) -
         r = shard_pb2.ShardSearchRequest(k=ks, ef=DEFAULT_EF)
         r.queries.dim = dim
         r.queries.packed = encode_packed(state["q"])
-        for _ in range(shards):
-            r.SerializeToString()
+        r.SerializeToString()  # once: every shard gets the same bytes
 
     def parse_responses() -> None:
         ids, scores = [], []

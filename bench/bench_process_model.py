@@ -179,7 +179,8 @@ def serve_front(args: argparse.Namespace) -> None:
             req = shard_pb2.ShardSearchRequest(k=k_shard, ef=ef)
             req.queries.dim = batch.shape[1]
             req.queries.packed = batch.tobytes()
-            resps = await asyncio.gather(*(r.search(req, 10.0) for r in remotes))
+            payload = req.SerializeToString()
+            resps = await asyncio.gather(*(r.search(payload, 10.0) for r in remotes))
             nq = batch.shape[0]
             ids = [np.array(r.ids, dtype=object).reshape(nq, r.k) for r in resps]
             scores = [np.frombuffer(r.scores, dtype="<f4").reshape(nq, r.k) for r in resps]

@@ -238,8 +238,10 @@ class CollectionRuntime:
         if params.max_distance is not None:
             req.max_distance = params.max_distance
 
+        payload = req.SerializeToString()
+
         async def call(remote: RemoteShard, timeout: float) -> Any:
-            return await remote.search(req, timeout)
+            return await remote.search(payload, timeout)
 
         nq = queries.shape[0]
 

@@ -41,7 +41,12 @@ sys.path[:0] = [str(REPO), str(REPO / "proto")]
 from shardvec.v1 import shard_pb2, shard_pb2_grpc  # noqa: E402
 from shardvec.v1 import vector_search_pb2 as pb  # noqa: E402
 
-from bench.query_data import brute_force_topk, default_data, recall_at_k  # noqa: E402
+from bench.query_data import (  # noqa: E402
+    brute_force_topk,
+    default_data,
+    normalised,
+    recall_at_k,
+)
 from coordinator.collection import Hits, per_shard_ef, per_shard_k  # noqa: E402
 from coordinator.convert import search_response  # noqa: E402
 from coordinator.merge import merge_topk  # noqa: E402
@@ -71,12 +76,6 @@ def fit_log(ns: list[int], ts: list[float]) -> tuple[float, float]:
     """Least squares t = a + b * ln(n)."""
     b, a = np.polyfit(np.log(np.asarray(ns, dtype=np.float64)), np.asarray(ts), 1)
     return float(a), float(b)
-
-
-def normalised(arr: np.ndarray) -> np.ndarray:
-    out = np.ascontiguousarray(arr, dtype=np.float32)
-    out /= np.linalg.norm(out, axis=1, keepdims=True)
-    return out
 
 
 # ------------------------------------------------------------------------------- 1. search

@@ -36,7 +36,7 @@ class Dataset:
         return int(self.base.shape[1])
 
 
-def _normalised(arr: np.ndarray) -> npt.NDArray[np.float32]:
+def normalised(arr: np.ndarray) -> npt.NDArray[np.float32]:
     out = np.array(arr, dtype=np.float32)  # a copy: `arr` may be a read-only memory map
     out /= np.linalg.norm(out, axis=1, keepdims=True)
     return out
@@ -61,8 +61,8 @@ def load_dataset(data: Path, n: int | None, n_queries: int, k: int) -> Dataset:
     """
     base_all = np.load(data / "base.npy", mmap_mode="r")
     rows = len(base_all) if n is None else min(n, len(base_all))
-    base = _normalised(base_all[:rows])
-    queries = _normalised(np.load(data / "queries.npy", mmap_mode="r")[:n_queries])
+    base = normalised(base_all[:rows])
+    queries = normalised(np.load(data / "queries.npy", mmap_mode="r")[:n_queries])
     if rows == len(base_all) and (data / GT_FILE).exists():
         gt = np.asarray(np.load(data / GT_FILE)[: len(queries), :k], dtype=np.int64)
         return Dataset(base, queries, gt, GT_FILE)

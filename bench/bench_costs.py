@@ -52,7 +52,7 @@ from coordinator.convert import search_response  # noqa: E402
 from coordinator.merge import merge_topk  # noqa: E402
 from shard.settings import IndexSettings  # noqa: E402
 from shard.validation import encode_packed, validate_vectors  # noqa: E402
-from shard.wire import vectors_from_proto  # noqa: E402
+from shard.wire import search_result_from_proto, vectors_from_proto  # noqa: E402
 
 K = 10
 DEFAULT_EF = IndexSettings(dim=1).ef
@@ -305,9 +305,9 @@ def _coordinator_row(rng: np.random.Generator, nq: int, shards: int, dim: int) -
     def parse_responses() -> None:
         ids, scores = [], []
         for b in replies:
-            m = shard_pb2.ShardSearchResponse.FromString(b)
-            ids.append(np.array(m.ids, dtype=object).reshape(nq, int(m.k)))
-            scores.append(np.frombuffer(m.scores, dtype="<f4").reshape(nq, int(m.k)))
+            i, s = search_result_from_proto(shard_pb2.ShardSearchResponse.FromString(b), nq)
+            ids.append(i)
+            scores.append(s)
         state["parts"] = (ids, scores)
 
     def merge() -> None:

@@ -119,33 +119,29 @@ def serve_shard(args: argparse.Namespace) -> None:
 
 
 def serve_node(args: argparse.Namespace) -> None:
-    """Child: every engine in one process behind one Shard Search RPC; each is searched by
-    the shard's own ShardService.Search and the lists go back side by side (k = S x k')."""
+    """Child: every engine in one process behind one Shard Search RPC: the queries are
+    decoded once, each engine searches them as a replica would, and the lists go back side
+    by side in one response (k = S x k')."""
     from concurrent import futures
 
     import grpc
-    from shardvec.v1 import shard_pb2, shard_pb2_grpc
+    from shardvec.v1 import shard_pb2_grpc
 
     from shard.engine import ShardEngine
-    from shard.server import MAX_MESSAGE_BYTES, ShardService, _Guard
+    from shard.server import MAX_MESSAGE_BYTES, _Guard
+    from shard.wire import search_result_to_proto, vectors_from_proto
 
-    services = [ShardService(ShardEngine(Path(d), IndexSettings(dim=args.dim)))
-                for d in args.dirs]  # fmt: skip
+    engines = [ShardEngine(Path(d), IndexSettings(dim=args.dim)) for d in args.dirs]
 
     class NodeService(shard_pb2_grpc.ShardServicer):
         def Search(self, request: Any, context: Any) -> Any:
-            parts = [s.Search(request, context) for s in services]
-            nq = len(request.queries.packed) // (4 * args.dim)
-            width = sum(p.k for p in parts)
-            ids = np.concatenate(
-                [np.array(p.ids, dtype=object).reshape(nq, p.k) for p in parts], axis=1
+            queries = vectors_from_proto(request.queries, args.dim, field="queries")
+            parts = [e.search(queries, int(request.k), ef=int(request.ef) or None)
+                     for e in engines]  # fmt: skip
+            return search_result_to_proto(
+                np.concatenate([r.ids for r in parts], axis=1),
+                np.concatenate([r.scores for r in parts], axis=1),
             )
-            scores = np.concatenate(
-                [np.frombuffer(p.scores, dtype="<f4").reshape(nq, p.k) for p in parts], axis=1
-            )
-            resp = shard_pb2.ShardSearchResponse(k=width, scores=scores.tobytes())
-            resp.ids.extend(ids.ravel().tolist())
-            return resp
 
     options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]  # fmt: skip
@@ -167,7 +163,7 @@ def serve_front(args: argparse.Namespace) -> None:
 
     from coordinator.batching import MicroBatcher
     from coordinator.shard_client import RemoteShard
-    from shard.wire import vectors_from_proto
+    from shard.wire import search_result_from_proto, vectors_from_proto
 
     k_shard, ef = shard_params(args.shards)
 
@@ -181,9 +177,8 @@ def serve_front(args: argparse.Namespace) -> None:
             req.queries.packed = batch.tobytes()
             payload = req.SerializeToString()
             resps = await asyncio.gather(*(r.search(payload, 10.0) for r in remotes))
-            nq = batch.shape[0]
-            ids = [np.array(r.ids, dtype=object).reshape(nq, r.k) for r in resps]
-            scores = [np.frombuffer(r.scores, dtype="<f4").reshape(nq, r.k) for r in resps]
+            ids, scores = zip(*(search_result_from_proto(r, len(batch)) for r in resps),
+                              strict=True)  # fmt: skip
             top_ids, top_scores, counts = merge_topk(ids, scores, K, higher_is_better=True)
             return Hits(top_ids, top_scores, counts, {}, {})
 

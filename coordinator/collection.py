@@ -20,7 +20,7 @@ from coordinator.routing import partition
 from coordinator.shard_client import RemoteShard
 from shard.filters import Filter
 from shard.validation import decode_packed, encode_packed
-from shard.wire import filter_to_proto
+from shard.wire import filter_to_proto, search_result_from_proto
 
 ShardTimer = Callable[[str, int, float], None]
 
@@ -253,16 +253,12 @@ class CollectionRuntime:
                 if self.on_shard_search is not None:
                     self.on_shard_search(self.spec.name, rs.shard, time.perf_counter() - start)
             # Decoded as each shard answers: the early ones overlap the last one's search.
-            width = int(resp.k)
-            return (
-                np.array(resp.ids, dtype=object).reshape(nq, width),
-                np.frombuffer(resp.scores, dtype="<f4").reshape(nq, width),
-            )
+            return search_result_from_proto(resp, nq)
 
         parts = await asyncio.gather(*(timed(s) for s in self.shard_sets))
+        id_parts, score_parts = zip(*parts, strict=True)
         ids, scores, counts = merge_topk(
-            [p[0] for p in parts], [p[1] for p in parts], params.k,
-            higher_is_better=self.higher_is_better,
+            id_parts, score_parts, params.k, higher_is_better=self.higher_is_better
         )
         metadata: dict[str, str] = {}
         vectors: dict[str, np.ndarray] = {}

@@ -30,7 +30,13 @@ from shard.node_lock import NodeSearchLock
 from shard.records import SearchResult
 from shard.snapshot import take_snapshot
 from shard.validation import encode_packed, parse_metadata_json
-from shard.wire import dumps_json, filter_from_proto, metadata_to_json, vectors_from_proto
+from shard.wire import (
+    dumps_json,
+    filter_from_proto,
+    metadata_to_json,
+    search_result_to_proto,
+    vectors_from_proto,
+)
 
 log = logging.getLogger(__name__)
 
@@ -196,10 +202,7 @@ class ShardService(shard_pb2_grpc.ShardServicer):
             np.concatenate([p.scores for p in parts]),
             np.concatenate([p.counts for p in parts]),
         )
-        resp = shard_pb2.ShardSearchResponse(k=int(result.ids.shape[1]))
-        resp.ids.extend(result.ids.ravel().tolist())
-        resp.scores = np.ascontiguousarray(result.scores, dtype="<f4").tobytes()
-        return resp
+        return search_result_to_proto(result.ids, result.scores)
 
     def Info(self, request: Any, context: grpc.ServicerContext) -> Any:
         info = self.engine.info()

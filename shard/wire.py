@@ -161,3 +161,21 @@ def changes_from_proto(resp: shard_pb2.ShardChangesResponse, dim: int) -> list[C
             out.append(Change(c.id, int(c.seq), vectors[v], meta, False))
             v += 1
     return out
+
+
+def search_result_to_proto(ids: np.ndarray, scores: np.ndarray) -> shard_pb2.ShardSearchResponse:
+    """A shard's (nq, k) ids and scores as one response: k, the ids row after row, and the
+    scores packed as little-endian float32 (no Python loop per hit)."""
+    resp = shard_pb2.ShardSearchResponse(k=int(ids.shape[1]))
+    resp.ids.extend(ids.ravel().tolist())
+    resp.scores = np.ascontiguousarray(scores, dtype="<f4").tobytes()
+    return resp
+
+
+def search_result_from_proto(
+    resp: shard_pb2.ShardSearchResponse, nq: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (nq, k) object array of ids and float32 scores of a shard's search response."""
+    width = int(resp.k)
+    ids = np.array(resp.ids, dtype=object).reshape(nq, width)
+    return ids, np.frombuffer(resp.scores, dtype="<f4").reshape(nq, width)

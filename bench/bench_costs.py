@@ -38,6 +38,10 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "proto")]
 
+from shardvec.contract.codec import encode_packed  # noqa: E402
+from shardvec.contract.convert import search_result_from_proto, vectors_from_proto  # noqa: E402
+from shardvec.contract.settings import IndexSettings  # noqa: E402
+from shardvec.contract.validation import validate_vectors  # noqa: E402
 from shardvec.v1 import shard_pb2, shard_pb2_grpc  # noqa: E402
 from shardvec.v1 import vector_search_pb2 as pb  # noqa: E402
 
@@ -50,9 +54,6 @@ from bench.query_data import (  # noqa: E402
 from coordinator.collection import Hits, per_shard_ef, per_shard_k  # noqa: E402
 from coordinator.convert import search_response  # noqa: E402
 from coordinator.merge import merge_topk  # noqa: E402
-from shard.settings import IndexSettings  # noqa: E402
-from shard.validation import encode_packed, validate_vectors  # noqa: E402
-from shard.wire import search_result_from_proto, vectors_from_proto  # noqa: E402
 
 K = 10
 DEFAULT_EF = IndexSettings(dim=1).ef
@@ -176,9 +177,9 @@ def serve(args: argparse.Namespace) -> None:
 
 def rpc_costs(args: argparse.Namespace) -> dict[str, Any]:
     import grpc
+    from shardvec.contract.limits import TOKEN_HEADER
 
     from coordinator.shard_client import RemoteShard
-    from shard.server import TOKEN_HEADER
 
     token = secrets.token_hex(8)
     cmd = [sys.executable, __file__, "--serve", "--token", token, "--data", str(args.data),

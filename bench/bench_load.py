@@ -33,9 +33,10 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "proto")]
 
+from shardvec.contract.errors import ShardvecError  # noqa: E402
+
 from cluster.bringup import ShardvecCluster  # noqa: E402
 from cluster.client import Client  # noqa: E402
-from shard.errors import ShardvecError  # noqa: E402
 
 NAME = "load"
 

@@ -43,13 +43,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "proto")]
 
+from shardvec.contract.settings import IndexSettings  # noqa: E402
+
 from bench.query_cluster import CpuMeter, concurrent_singles  # noqa: E402
 from bench.query_data import Dataset, default_data, load_dataset, recall_at_k  # noqa: E402
 from coordinator.collection import Hits, per_shard_ef, per_shard_k  # noqa: E402
 from coordinator.convert import search_response, split_hits  # noqa: E402
 from coordinator.merge import merge_topk  # noqa: E402
 from coordinator.routing import partition  # noqa: E402
-from shard.settings import IndexSettings  # noqa: E402
 
 K = 10
 COLLECTION = "bench"
@@ -125,11 +126,12 @@ def serve_node(args: argparse.Namespace) -> None:
     from concurrent import futures
 
     import grpc
+    from shardvec.contract.convert import search_result_to_proto, vectors_from_proto
+    from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
     from shardvec.v1 import shard_pb2_grpc
 
     from shard.engine import ShardEngine
-    from shard.server import MAX_MESSAGE_BYTES, _Guard
-    from shard.wire import search_result_to_proto, vectors_from_proto
+    from shard.server import _Guard
 
     engines = [ShardEngine(Path(d), IndexSettings(dim=args.dim)) for d in args.dirs]
 
@@ -158,12 +160,12 @@ def serve_front(args: argparse.Namespace) -> None:
     """Child: the public Search RPC in front of the shard addresses, with the coordinator's
     micro-batcher, fan-out client and merge (no registry, replica sets or interceptors)."""
     import grpc
+    from shardvec.contract.convert import search_result_from_proto, vectors_from_proto
     from shardvec.v1 import shard_pb2
     from shardvec.v1 import vector_search_pb2 as pb
 
     from coordinator.batching import MicroBatcher
     from coordinator.shard_client import RemoteShard
-    from shard.wire import search_result_from_proto, vectors_from_proto
 
     k_shard, ef = shard_params(args.shards)
 

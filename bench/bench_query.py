@@ -36,6 +36,7 @@ if __package__ in (None, ""):  # run as a script
     sys.path[:0] = [str(REPO), str(REPO / "proto")]
 
 import numpy as np  # noqa: E402
+from shardvec.contract.settings import IndexSettings  # noqa: E402
 
 from bench.query_cluster import (  # noqa: E402
     CpuMeter,
@@ -50,7 +51,6 @@ from bench.query_local import InProcessShards, SingleIndex, best_qps, min_ef, sw
 from bench.query_report import check_targets, format_table, plot  # noqa: E402
 from cluster.client import Client  # noqa: E402
 from coordinator.collection import per_shard_ef, per_shard_k  # noqa: E402
-from shard.settings import IndexSettings  # noqa: E402
 
 EFS_SINGLE = [10, 16, 24, 32, 40, 48, 56, 64, 80, 100, 128]
 EFS_SHARD = [10, 12, 16, 20, 24, 28, 32, 40, 48, 64]

@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 import ray
+from shardvec.contract.errors import ShardvecError
 
 from cluster.bringup import ShardvecCluster
 from cluster.client import Client
 from coordinator.ray_control import NAMESPACE, actor_name
-from shard.errors import ShardvecError
 
 DEFAULT_DATA = Path(
     os.environ.get("SHARDVEC_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -304,8 +304,9 @@ def measure_concurrency(
 ) -> Level:
     """`clients` threads, each with its own Client, searching one query at a time for
     `seconds`; QPS over the wall time, latency percentiles over every call."""
+    from shardvec.contract.errors import ShardvecError
+
     from cluster.client import Client
-    from shard.errors import ShardvecError
 
     nq = len(data.queries)
     latencies: list[list[float]] = [[] for _ in range(clients)]

@@ -11,10 +11,10 @@ from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from shardvec.contract.errors import FailedPrecondition
 
 from coordinator.ray_control import NAMESPACE
 from coordinator.server import COORDINATOR_NAME, coordinator_actor_class
-from shard.errors import FailedPrecondition
 from shard.node_lock import default_lock_path
 
 log = logging.getLogger(__name__)

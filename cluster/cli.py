@@ -11,11 +11,11 @@ from typing import Any
 
 import click
 import numpy as np
+from shardvec.contract.errors import ShardvecError
 
 from cluster.client import DEFAULT_ADDRESS, Client
 from cluster.ops_commands import recall, snapshot
 from coordinator.config import CoordinatorSettings
-from shard.errors import ShardvecError
 
 SERVER_HELP = "Address of the shardvec server (host:port)."
 

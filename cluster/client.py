@@ -2,7 +2,7 @@
 
 Vectors travel packed (float32 bytes); `where` takes Chroma's filter language
 (`$eq $ne $gt $gte $lt $lte $in $nin $exists $contains $and $or $not`). Server errors come
-back as the same `shard.errors` classes the server raised.
+back as the same `shardvec.contract.errors` classes the server raised.
 """
 
 from __future__ import annotations
@@ -17,19 +17,19 @@ from typing import Any, TypeVar
 
 import grpc
 import numpy as np
+from shardvec.contract.archive import read_manifest as read_archive_manifest
+from shardvec.contract.archive import verify_snapshot
+from shardvec.contract.codec import decode_packed, dumps_json
+from shardvec.contract.convert import METRIC_TO_PROTO, PROTO_TO_METRIC, filter_to_proto
+from shardvec.contract.errors import InvalidArgument, ShardvecError, Unavailable, error_for_status
+from shardvec.contract.filters import parse_where
+from shardvec.contract.limits import API_KEY_HEADER
+from shardvec.contract.limits import PUBLIC_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
 from shardvec.v1 import vector_search_pb2 as pb
 from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
 
-from coordinator.snapshot_archive import read_manifest as read_archive_manifest
-from coordinator.snapshot_archive import verify_snapshot
-from shard.errors import InvalidArgument, ShardvecError, Unavailable, error_for_status
-from shard.filters import parse_where
-from shard.validation import decode_packed
-from shard.wire import METRIC_TO_PROTO, PROTO_TO_METRIC, dumps_json, filter_to_proto
-
 T = TypeVar("T")
 DEFAULT_ADDRESS = "127.0.0.1:50051"
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 SNAPSHOT_TIMEOUT_S = 3600.0
 SNAPSHOT_CHUNK_BYTES = 1 << 20
 
@@ -77,7 +77,7 @@ class Client:
         else:
             self._channel = grpc.insecure_channel(address, options=options)
         self._stub = pb_grpc.VectorSearchStub(self._channel)
-        self._metadata = (("x-api-key", api_key),) if api_key else ()
+        self._metadata = ((API_KEY_HEADER, api_key),) if api_key else ()
         self.timeout = timeout
         self.address = address
 

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from shardvec.contract.errors import ShardvecError
 
 from cluster.client import Client, Collection
 from cluster.process import ServerProcess, free_port
-from shard.errors import ShardvecError
 
 MODES = ("replica", "coordinator", "cluster")
 DIM = 32

@@ -13,9 +13,9 @@ from typing import Any, NoReturn, Protocol
 
 import click
 import numpy as np
+from shardvec.contract.errors import ShardvecError
 
 from cluster.client import Client, verify_snapshot
-from shard.errors import ShardvecError
 
 
 class _HasClient(Protocol):

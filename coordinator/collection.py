@@ -10,17 +10,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from shardvec.contract.codec import decode_packed, encode_packed
+from shardvec.contract.convert import filter_to_proto, search_result_from_proto
+from shardvec.contract.filters import Filter
+from shardvec.contract.settings import CollectionSpec
 from shardvec.v1 import shard_pb2
 
 from coordinator.group_commit import Sender, UpsertCombiner
 from coordinator.merge import merge_topk
-from coordinator.registry import CollectionSpec
 from coordinator.replicas import ReplicaSet
 from coordinator.routing import partition
 from coordinator.shard_client import RemoteShard
-from shard.filters import Filter
-from shard.validation import decode_packed, encode_packed
-from shard.wire import filter_to_proto, search_result_from_proto
 
 ShardTimer = Callable[[str, int, float], None]
 

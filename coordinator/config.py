@@ -6,7 +6,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from shard.errors import InvalidArgument
+from shardvec.contract.errors import InvalidArgument
+from shardvec.contract.limits import DEFAULT_BUILD_THREADS, MAX_EF, MAX_K, PUBLIC_MAX_MESSAGE_BYTES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,15 +22,15 @@ class CoordinatorSettings:
     read_only_key: str = ""  # may search, get and count, not write
     tls_cert: str = ""  # PEM paths; both set: TLS on the public port
     tls_key: str = ""
-    max_message_bytes: int = 64 * 1024 * 1024
+    max_message_bytes: int = PUBLIC_MAX_MESSAGE_BYTES
     max_upsert_rows: int = 10_000
     max_query_rows: int = 10_000
-    max_k: int = 1024
+    max_k: int = MAX_K  # may be lowered, not raised
     max_search_hits: int = 1_000_000  # queries x k of one Search
-    max_ef: int = 4096
+    max_ef: int = MAX_EF  # likewise
     default_deadline_s: float = 30.0
     search_threads: int = 0  # hnswlib threads of a replica's batch search; 0: its node's CPUs
-    build_threads: int = 1
+    build_threads: int = DEFAULT_BUILD_THREADS
     replica_cpus: float = 0.0
     batch_window_s: float = 0.1  # longest wait behind running batches (see batching.py)
     batch_max: int = 256
@@ -57,6 +58,9 @@ class CoordinatorSettings:
         ):
             if getattr(self, name) < 1:
                 raise InvalidArgument(f"{name} must be >= 1")
+        for name, cap in (("max_k", MAX_K), ("max_ef", MAX_EF)):
+            if getattr(self, name) > cap:
+                raise InvalidArgument(f"{name} must be <= {cap}")
         for name in ("search_threads", "node_turn_rows"):
             if getattr(self, name) < 0:
                 raise InvalidArgument(f"{name} must be >= 0")

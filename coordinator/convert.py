@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from shardvec.contract.convert import METRIC_TO_PROTO, PROTO_TO_METRIC
+from shardvec.contract.errors import InvalidArgument
+from shardvec.contract.limits import MAX_DIM
+from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.v1 import common_pb2
 from shardvec.v1 import vector_search_pb2 as pb
 
 from coordinator.collection import Hits
-from coordinator.registry import CollectionSpec
 from coordinator.replicas import ReplicaSet
-from shard.errors import InvalidArgument
-from shard.settings import MAX_DIM, IndexSettings
-from shard.wire import METRIC_TO_PROTO, PROTO_TO_METRIC
 
 DEFAULT_INDEX = IndexSettings(dim=1)
 

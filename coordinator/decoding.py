@@ -13,8 +13,7 @@ from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError
-
-from shard.errors import InvalidArgument
+from shardvec.contract.errors import InvalidArgument
 
 MAX_NESTING = 100  # upb's default decoding depth limit
 _VARINT, _I64, _LEN, _SGROUP, _EGROUP, _I32 = range(6)

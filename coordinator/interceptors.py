@@ -17,13 +17,13 @@ from typing import Any
 
 import grpc
 from google.protobuf.descriptor import Descriptor
+from shardvec.contract.errors import PermissionDenied, ShardvecError, Unauthenticated
+from shardvec.contract.limits import API_KEY_HEADER
 
 from coordinator.decoding import decode_request
-from shard.errors import PermissionDenied, ShardvecError, Unauthenticated
 
 log = logging.getLogger(__name__)
 
-API_KEY_HEADER = "x-api-key"
 Observer = Callable[[str, str, float], None]
 _CLIENT_ERRORS = frozenset(
     {

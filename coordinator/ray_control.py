@@ -11,10 +11,11 @@ from typing import Any
 import ray
 from ray.exceptions import ActorUnschedulableError, RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from shardvec.contract.limits import DEFAULT_BUILD_THREADS
+from shardvec.contract.settings import CollectionSpec
 
-from coordinator.registry import CollectionSpec
+from coordinator.paths import replica_dir
 from shard.actor import replica_actor_class
-from shard.paths import replica_dir
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class RayReplicaControl:
             self.spec.index.to_dict(),
             token=self.opts["token"],
             search_threads=threads,
-            build_threads=self.opts.get("build_threads", 1),
+            build_threads=self.opts.get("build_threads", DEFAULT_BUILD_THREADS),
             node_turn_rows=self.opts.get("node_turn_rows", 0),
             owner=f"{self.spec.name}/shard-{self.shard}/replica-{self.replica}",
         )

@@ -7,46 +7,14 @@ applied, even when that replica is down at the time of the restart.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
 
-from shard.errors import AlreadyExists, InvalidArgument, NotFound
-from shard.paths import registry_path, validate_collection_name
-from shard.settings import IndexSettings
+from shardvec.contract.errors import AlreadyExists, NotFound
+from shardvec.contract.settings import CollectionSpec
 
-MAX_SHARDS = 256
-MAX_REPLICAS = 8
-
-
-@dataclasses.dataclass(frozen=True)
-class CollectionSpec:
-    """What a collection is: its name, index settings, and layout over shards and replicas."""
-
-    name: str
-    index: IndexSettings
-    shards: int = 1
-    replicas: int = 1
-
-    def __post_init__(self) -> None:
-        validate_collection_name(self.name)
-        if not 1 <= self.shards <= MAX_SHARDS:
-            raise InvalidArgument(f"shards must be in [1, {MAX_SHARDS}], got {self.shards}")
-        if not 1 <= self.replicas <= MAX_REPLICAS:
-            raise InvalidArgument(f"replicas must be in [1, {MAX_REPLICAS}], got {self.replicas}")
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {"index": self.index.to_dict(), "shards": self.shards, "replicas": self.replicas}
-        )
-
-    @classmethod
-    def from_json(cls, name: str, text: str) -> CollectionSpec:
-        raw = json.loads(text)
-        return cls(name, IndexSettings.from_dict(raw["index"]), raw["shards"], raw["replicas"])
+from coordinator.paths import registry_path
 
 
 class Registry:
@@ -113,12 +81,3 @@ class Registry:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-def spec_summary(spec: CollectionSpec) -> dict[str, Any]:
-    return {
-        "name": spec.name,
-        "shards": spec.shards,
-        "replicas": spec.replicas,
-        **spec.index.to_dict(),
-    }

@@ -23,8 +23,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
+from shardvec.contract.errors import DeadlineExceeded, Unavailable
+
 from coordinator.shard_client import RemoteShard, ReplicaDown, is_bad_request
-from shard.errors import DeadlineExceeded, Unavailable
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from shardvec.contract.errors import AlreadyExists, FailedPrecondition, NotFound
+from shardvec.contract.settings import CollectionSpec
+from shardvec.contract.validation import validate_collection_name
+
 from coordinator.collection import CollectionRuntime, ShardTimer
+from coordinator.paths import collection_dir
 from coordinator.ray_control import RayReplicaControl
-from coordinator.registry import CollectionSpec, Registry
+from coordinator.registry import Registry
 from coordinator.replicas import Replica, ReplicaSet, ReplicaState
-from shard.errors import AlreadyExists, FailedPrecondition, NotFound
-from shard.paths import collection_dir, validate_collection_name
 
 log = logging.getLogger(__name__)
 

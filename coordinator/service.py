@@ -16,6 +16,9 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import numpy as np
+from shardvec.contract.convert import filter_from_proto, vectors_from_proto
+from shardvec.contract.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
+from shardvec.contract.validation import parse_metadata_json, validate_ids, validate_vectors
 from shardvec.v1 import vector_search_pb2 as pb
 from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
 
@@ -30,9 +33,6 @@ from coordinator.snapshots import (
     create_archive,
     restore_archive,
 )
-from shard.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
-from shard.validation import parse_metadata_json, validate_ids, validate_vectors
-from shard.wire import filter_from_proto, vectors_from_proto
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import grpc
+from shardvec.contract.errors import DeadlineExceeded, ShardvecError, Unavailable, error_for_status
+from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
+from shardvec.contract.limits import TOKEN_HEADER
 from shardvec.v1 import shard_pb2, shard_pb2_grpc
-
-from shard.errors import DeadlineExceeded, ShardvecError, Unavailable, error_for_status
-from shard.server import MAX_MESSAGE_BYTES, TOKEN_HEADER
 
 # Status codes that mean "this replica is not serving", as opposed to "the request is bad".
 REPLICA_DOWN = {

@@ -25,16 +25,16 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+from shardvec.contract.archive import Archive, open_archive, shard_prefix, write_archive
+from shardvec.contract.errors import DataLoss, InvalidArgument
+from shardvec.contract.settings import CollectionSpec
+from shardvec.contract.store_copy import iter_live_rows, parse_shard_manifest
 
 from coordinator.collection import CollectionRuntime
-from coordinator.registry import CollectionSpec
+from coordinator.paths import snapshot_dir
 from coordinator.replicas import ReplicaSet
 from coordinator.runtime import CoordinatorRuntime
 from coordinator.shard_client import RemoteShard
-from coordinator.snapshot_archive import Archive, open_archive, shard_prefix, write_archive
-from shard.errors import DataLoss, InvalidArgument
-from shard.paths import snapshot_dir
-from shard.snapshot import iter_live_rows, parse_shard_manifest
 
 log = logging.getLogger(__name__)
 

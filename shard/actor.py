@@ -13,13 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from shardvec.contract.convert import changes_from_proto
+from shardvec.contract.limits import (
+    DEFAULT_BUILD_THREADS,
+    DEFAULT_CHECKPOINT_ROWS,
+    DEFAULT_SEARCH_THREADS,
+    TOKEN_HEADER,
+)
+from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
+from shardvec.contract.settings import IndexSettings
 from shardvec.v1 import shard_pb2, shard_pb2_grpc
 
 from shard.engine import ShardEngine
 from shard.node_lock import default_lock_path
-from shard.server import MAX_MESSAGE_BYTES, TOKEN_HEADER, ShardServer
-from shard.settings import IndexSettings
-from shard.wire import changes_from_proto
+from shard.server import ShardServer
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +41,9 @@ class ShardReplica:
         *,
         token: str,
         host: str | None = None,
-        search_threads: int = 1,
-        build_threads: int = 1,
-        checkpoint_rows: int = 20_000,
+        search_threads: int = DEFAULT_SEARCH_THREADS,
+        build_threads: int = DEFAULT_BUILD_THREADS,
+        checkpoint_rows: int = DEFAULT_CHECKPOINT_ROWS,
         owner: str = "",
         node_turn_rows: int = 0,
     ) -> None:

@@ -33,12 +33,22 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from shardvec.contract.errors import DataLoss, FailedPrecondition, InvalidArgument, ShardvecError
+from shardvec.contract.filters import Filter, validate_filter
+from shardvec.contract.limits import (
+    DEFAULT_BUILD_THREADS,
+    DEFAULT_CHECKPOINT_ROWS,
+    DEFAULT_SEARCH_THREADS,
+    MAX_EF,
+    MAX_K,
+)
+from shardvec.contract.settings import IndexSettings
+from shardvec.contract.store_copy import INDEX_FILE, MANIFEST_FILE
+from shardvec.contract.types import Change, PlannerSettings, Record, SearchResult
+from shardvec.contract.validation import validate_ids, validate_metadatas, validate_vectors
 
-from shard.errors import DataLoss, FailedPrecondition, InvalidArgument, ShardvecError
-from shard.filters import Filter, MetadataColumns, validate_filter
+from shard.columns import MetadataColumns
 from shard.hnsw import (
-    INDEX_FILE,
-    MANIFEST_FILE,
     HnswIndex,
     Labels,
     SlotPlan,
@@ -49,15 +59,10 @@ from shard.hnsw import (
     to_scores,
     write_checkpoint,
 )
-from shard.records import Change, PlannerSettings, Record, SearchResult
-from shard.settings import IndexSettings
 from shard.store import Store, decode_metadata, decode_vector, encode_metadata, encode_vectors
-from shard.validation import validate_ids, validate_metadatas, validate_vectors
 
 log = logging.getLogger(__name__)
 
-MAX_K = 10_000
-MAX_EF = 16_384
 
 
 class ShardEngine:
@@ -68,9 +73,9 @@ class ShardEngine:
         directory: Path,
         settings: IndexSettings,
         *,
-        search_threads: int = 1,
-        build_threads: int = 2,
-        checkpoint_rows: int = 100_000,
+        search_threads: int = DEFAULT_SEARCH_THREADS,
+        build_threads: int = DEFAULT_BUILD_THREADS,
+        checkpoint_rows: int = DEFAULT_CHECKPOINT_ROWS,
         planner: PlannerSettings | None = None,
         owner: str = "",
     ) -> None:

@@ -37,13 +37,11 @@ from typing import Any
 import hnswlib
 import numpy as np
 import numpy.typing as npt
-
-from shard.settings import IndexSettings
+from shardvec.contract.settings import IndexSettings
+from shardvec.contract.store_copy import INDEX_FILE, MANIFEST_FILE
 
 log = logging.getLogger(__name__)
 
-INDEX_FILE = "index.bin"
-MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
 GROWTH_MIN = 1024
 SPACES = {"cosine": "cosine", "dot": "ip", "euclidean": "l2"}

@@ -22,26 +22,21 @@ from typing import Any
 
 import grpc
 import numpy as np
+from shardvec.contract.codec import dumps_json, encode_packed, metadata_to_json
+from shardvec.contract.convert import filter_from_proto, search_result_to_proto, vectors_from_proto
+from shardvec.contract.errors import DeadlineExceeded, ShardvecError, Unauthenticated
+from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
+from shardvec.contract.limits import TOKEN_HEADER
+from shardvec.contract.types import SearchResult
+from shardvec.contract.validation import parse_metadata_json
 from shardvec.v1 import shard_pb2, shard_pb2_grpc
 
 from shard.engine import ShardEngine
-from shard.errors import DeadlineExceeded, ShardvecError, Unauthenticated
 from shard.node_lock import NodeSearchLock
-from shard.records import SearchResult
 from shard.snapshot import take_snapshot
-from shard.validation import encode_packed, parse_metadata_json
-from shard.wire import (
-    dumps_json,
-    filter_from_proto,
-    metadata_to_json,
-    search_result_to_proto,
-    vectors_from_proto,
-)
 
 log = logging.getLogger(__name__)
 
-TOKEN_HEADER = "x-shardvec-internal"
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 SEARCH_CHUNK_ROWS = 512  # queries searched between checks that the caller still waits
 
 

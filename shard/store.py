@@ -31,13 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from shard.errors import DataLoss, FailedPrecondition, InvalidArgument, ShardvecError
-from shard.settings import IndexSettings
+from shardvec.contract.errors import DataLoss, FailedPrecondition, InvalidArgument, ShardvecError
+from shardvec.contract.settings import IndexSettings
+from shardvec.contract.store_copy import STORE_FILE
 
 log = logging.getLogger(__name__)
 
-STORE_FILE = "store.sqlite"
 FORMAT_VERSION = 1
 # Settings that shape the stored data and the graph; `ef` is a search-time default and may change.
 STRUCTURAL_SETTINGS = ("dim", "metric", "m", "ef_construction")

@@ -22,19 +22,19 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from shardvec.contract.errors import (
+    InvalidArgument,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+)
+from shardvec.contract.limits import TOKEN_HEADER
 from shardvec.v1 import common_pb2, shard_pb2, shard_pb2_grpc
 from shardvec.v1 import vector_search_pb2 as pb
 from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
 
 from cluster.bringup import ShardvecCluster
 from cluster.client import Client
-from shard.errors import (
-    InvalidArgument,
-    PermissionDenied,
-    ResourceExhausted,
-    Unauthenticated,
-)
-from shard.server import TOKEN_HEADER
 from tests.procs import ServerProcess, free_port
 
 pytestmark = pytest.mark.ray

@@ -21,12 +21,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from shardvec.contract.convert import filter_from_proto
 from shardvec.v1 import common_pb2
 from shardvec.v1 import vector_search_pb2 as pb
 
 from cluster.bringup import ShardvecCluster
-from shard.filters import MetadataColumns
-from shard.wire import filter_from_proto
+from shard.columns import MetadataColumns
 from tests.wire_bytes import len_field
 
 pytestmark = pytest.mark.ray

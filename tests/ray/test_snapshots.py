@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shardvec.contract.errors import AlreadyExists, DataLoss
 
 from cluster.bringup import ShardvecCluster
 from cluster.client import Client, verify_snapshot
 from coordinator.routing import partition
-from shard.errors import AlreadyExists, DataLoss
 
 pytestmark = pytest.mark.ray
 

@@ -15,15 +15,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from shardvec.contract.errors import DataLoss, FailedPrecondition, InvalidArgument
+from shardvec.contract.filters import parse_where
+from shardvec.contract.settings import IndexSettings
+from shardvec.contract.store_copy import INDEX_FILE, MANIFEST_FILE
+from shardvec.contract.types import Change, PlannerSettings
 
 import shard.engine as engine_mod
 import shard.hnsw
 from shard.engine import ShardEngine
-from shard.errors import DataLoss, FailedPrecondition, InvalidArgument
-from shard.filters import parse_where
-from shard.hnsw import INDEX_FILE, MANIFEST_FILE, RWLock
-from shard.records import Change, PlannerSettings
-from shard.settings import IndexSettings
+from shard.hnsw import RWLock
 
 DIM = 16
 REPO = Path(__file__).resolve().parents[2]
@@ -399,7 +400,7 @@ def test_killed_process_keeps_acknowledged_rows(tmp_path: Path) -> None:
 import os, sys, numpy as np
 sys.path[:0] = [{str(REPO)!r}, {str(REPO / "proto")!r}]
 from shard.engine import ShardEngine
-from shard.settings import IndexSettings
+from shardvec.contract.settings import IndexSettings
 e = ShardEngine({str(tmp_path)!r}, IndexSettings(dim={DIM}), build_threads=1, checkpoint_rows=400)
 x = np.random.default_rng(24).standard_normal((600, {DIM})).astype(np.float32)
 for b in range(6):

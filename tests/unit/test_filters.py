@@ -1,4 +1,5 @@
-"""Tests of shard.filters: the parser, the tree checks and the columnar evaluator."""
+"""Tests of the filter language (shardvec.contract.filters) and its columnar evaluator
+(shard.columns): the parser, the tree checks and the masks."""
 
 from __future__ import annotations
 
@@ -11,9 +12,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from shard.errors import InvalidArgument
-from shard.filters import (
+from shardvec.contract.errors import InvalidArgument
+from shardvec.contract.filters import (
     MAX_DEPTH,
     MAX_IN_VALUES,
     MAX_NODES,
@@ -21,7 +21,6 @@ from shard.filters import (
     And,
     Cond,
     Filter,
-    MetadataColumns,
     Not,
     Or,
     filter_fields,
@@ -29,6 +28,8 @@ from shard.filters import (
     validate_filter,
     where_to_dict,
 )
+
+from shard.columns import MetadataColumns
 
 # ---------------------------------------------------------------------------------------------
 # A straightforward pure-Python evaluator: the specification the columns are checked against.

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from shardvec.contract.errors import InvalidArgument
 
 from coordinator.group_commit import UpsertCombiner
 from coordinator.shard_client import ReplicaDown
-from shard.errors import InvalidArgument
 
 
 class Shard:

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shardvec.contract.errors import FailedPrecondition, InvalidArgument
+from shardvec.contract.settings import IndexSettings
 
+from coordinator.paths import collection_dir, registry_path, replica_dir, snapshot_dir
 from shard.engine import ShardEngine
-from shard.errors import FailedPrecondition, InvalidArgument
-from shard.paths import collection_dir, registry_path, replica_dir, snapshot_dir
-from shard.settings import IndexSettings
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("shard", "coordinator", "cluster", "bench")
+PACKAGES = ("proto/shardvec/contract", "shard", "coordinator", "cluster", "bench")
 UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "shelve", "marshal", "dill", "cloudpickle",
                   "joblib"}
 PATH_HELPERS = {"collection_dir", "replica_dir", "registry_path", "snapshot_dir"}
@@ -84,13 +84,13 @@ def test_no_loader_that_can_run_code() -> None:
 
 
 def test_data_paths_come_from_the_paths_helper() -> None:
-    """Outside shard/paths.py no code joins anything onto a data directory, and the names of
+    """Outside coordinator/paths.py no code joins anything onto a data directory, and the names of
     the data layout (collections/, registry.sqlite, snapshots/) appear nowhere else."""
     layout = {"collections", "registry.sqlite", "snapshots"}
     bad = []
     uses: dict[str, int] = {}
     for path, tree in _modules():
-        if path == REPO / "shard" / "paths.py" or path.is_relative_to(REPO / "bench"):
+        if path == REPO / "coordinator" / "paths.py" or path.is_relative_to(REPO / "bench"):
             continue  # benchmarks read the shared data set, not a shardvec data directory
         for node in ast.walk(tree):
             if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):

@@ -16,14 +16,15 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from shardvec.contract.errors import InvalidArgument
+from shardvec.contract.limits import TOKEN_HEADER
+from shardvec.contract.settings import IndexSettings
 from shardvec.v1 import shard_pb2, shard_pb2_grpc
 
 from coordinator.config import CoordinatorSettings
 from shard.engine import ShardEngine
-from shard.errors import InvalidArgument
 from shard.node_lock import NodeSearchLock
-from shard.server import TOKEN_HEADER, ShardServer
-from shard.settings import IndexSettings
+from shard.server import ShardServer
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shardvec.contract.errors import DataLoss, FailedPrecondition
+from shardvec.contract.settings import IndexSettings
 
-from shard.errors import DataLoss, FailedPrecondition
-from shard.settings import IndexSettings
 from shard.store import STORE_FILE, Store
 
 SETTINGS = IndexSettings(dim=4, metric="cosine")

@@ -1,4 +1,4 @@
-"""Tests of shard.validation: every rule, with the exact row each message names."""
+"""Tests of shardvec.contract.validation: every rule, with the exact row each message names."""
 
 from __future__ import annotations
 
@@ -9,14 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from shard.errors import InvalidArgument
-from shard.validation import (
-    MAX_ID_BYTES,
-    MAX_METADATA_BYTES,
-    MAX_METADATA_KEYS,
-    decode_packed,
-    encode_packed,
+from shardvec.contract.codec import decode_packed, encode_packed
+from shardvec.contract.errors import InvalidArgument
+from shardvec.contract.limits import MAX_ID_BYTES, MAX_METADATA_BYTES, MAX_METADATA_KEYS
+from shardvec.contract.validation import (
     parse_metadata_json,
     validate_ids,
     validate_metadatas,

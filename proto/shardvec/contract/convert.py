@@ -1,22 +1,19 @@
 """Conversions between protobuf messages and shardvec's domain types, in one place.
 
-Both the shard service and the coordinator's public service use these; handlers never
-pick messages apart themselves.
+The shard service, the coordinator's public service and the client use these, so each wire
+form is built and read in one place.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from typing import Any
-
 import numpy as np
-from shardvec.v1 import common_pb2, shard_pb2
 
-from shard.errors import InvalidArgument
-from shard.filters import And, Cond, Filter, Not, Or, validate_filter
-from shard.records import Change
-from shard.validation import decode_packed
+from shardvec.contract.codec import decode_packed, dumps_json, loads_json
+from shardvec.contract.errors import InvalidArgument
+from shardvec.contract.filters import And, Cond, Filter, Not, Or, validate_filter
+from shardvec.contract.limits import MAX_FILTER_DEPTH
+from shardvec.contract.types import Change
+from shardvec.v1 import common_pb2, shard_pb2
 
 _OP_TO_PROTO = {
     "eq": common_pb2.Condition.EQ,
@@ -39,20 +36,6 @@ METRIC_TO_PROTO = {
 }
 PROTO_TO_METRIC = {v: k for k, v in METRIC_TO_PROTO.items()}
 
-MAX_FILTER_DEPTH = 32
-
-
-def _reject_constant(token: str) -> Any:
-    raise ValueError(f"{token} is not valid JSON")
-
-
-def loads_json(text: str) -> Any:
-    """json.loads that refuses NaN and Infinity literals."""
-    return json.loads(text, parse_constant=_reject_constant)
-
-
-def dumps_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def filter_to_proto(f: Filter) -> common_pb2.Filter:
@@ -117,17 +100,6 @@ def _filter_node(msg: common_pb2.Filter, path: str, depth: int) -> Filter:
     raise InvalidArgument(f"filter: empty filter node at {path}")
 
 
-def vectors_to_proto(
-    vectors: np.ndarray, out: common_pb2.Vectors | None = None
-) -> common_pb2.Vectors:
-    """Pack a (n, dim) array as little-endian float32 bytes."""
-    msg = out if out is not None else common_pb2.Vectors()
-    arr = np.ascontiguousarray(vectors, dtype="<f4")
-    msg.dim = int(arr.shape[1]) if arr.ndim == 2 else int(arr.shape[0])
-    msg.packed = arr.tobytes()
-    return msg
-
-
 def vectors_from_proto(msg: common_pb2.Vectors, dim: int, *, field: str = "vectors") -> np.ndarray:
     """A (n, dim) float32 array from either wire form; the packed form is not copied."""
     if msg.packed and len(msg.values):
@@ -142,10 +114,6 @@ def vectors_from_proto(msg: common_pb2.Vectors, dim: int, *, field: str = "vecto
     if values.size % dim:
         raise InvalidArgument(f"{field}: {values.size} values is not a multiple of dimension {dim}")
     return values.reshape(-1, dim)
-
-
-def metadata_to_json(metadatas: Sequence[Mapping[str, Any] | None]) -> list[str]:
-    return [dumps_json(m) if m else "" for m in metadatas]
 
 
 def changes_from_proto(resp: shard_pb2.ShardChangesResponse, dim: int) -> list[Change]:

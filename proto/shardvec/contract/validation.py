@@ -1,4 +1,4 @@
-"""Input validation shared by the shard engine and the coordinator's edge.
+"""Request validation, shared by the coordinator's edge and the shard engine used directly.
 
 Each check either returns a normalised copy of its input or raises InvalidArgument with a
 message naming the offending row (`ids[3]: id is empty`), so a client can fix the exact item.
@@ -9,21 +9,35 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from shard.errors import InvalidArgument
-from shard.settings import METRICS
+from shardvec.contract.errors import InvalidArgument
+from shardvec.contract.limits import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_ID_BYTES,
+    MAX_KEY_CHARS,
+    MAX_METADATA_BYTES,
+    MAX_METADATA_KEYS,
+    METRICS,
+)
 
-MAX_ID_BYTES = 512
-MAX_METADATA_BYTES = 65_536
-MAX_METADATA_KEYS = 256
-MAX_KEY_CHARS = 256
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
+COLLECTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def validate_collection_name(name: object) -> str:
+    """Return `name` if it is a legal collection name, else raise InvalidArgument.
+
+    Names are `[A-Za-z0-9_-]{1,64}`, so a name can never escape the data directory.
+    """
+    if not isinstance(name, str) or COLLECTION_NAME.fullmatch(name) is None:
+        raise InvalidArgument(f"collection name must match [A-Za-z0-9_-]{{1,64}}, got {name!r}")
+    return name
 
 
 def _short(text: str, limit: int = 64) -> str:
@@ -258,25 +272,3 @@ def _first_bad(ok: npt.ArrayLike, template: str) -> None:
     ok = np.asarray(ok, dtype=np.bool_)
     if not ok.all():
         raise InvalidArgument(template.format(int(np.argmin(ok))))
-
-
-def decode_packed(
-    data: bytes | bytearray | memoryview, dim: int, *, field: str = "vectors"
-) -> npt.NDArray[np.float32]:
-    """View little-endian float32 bytes as an (n, dim) array, without copying."""
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise InvalidArgument(f"{field}: dimension must be a positive integer, got {dim!r}")
-    size = len(memoryview(data).cast("B"))
-    row = 4 * dim
-    if size == 0 or size % row:
-        raise InvalidArgument(
-            f"{field}: packed data is {size} bytes, not a positive multiple of "
-            f"4 * dim = {row} (dim {dim})"
-        )
-    flat: npt.NDArray[np.float32] = np.frombuffer(data, dtype="<f4")
-    return flat.reshape(-1, dim)
-
-
-def encode_packed(vectors: np.ndarray) -> bytes:
-    """Little-endian float32 bytes of `vectors`, row after row (the inverse of decode_packed)."""
-    return np.ascontiguousarray(vectors, dtype="<f4").tobytes()

@@ -30,11 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from coordinator.registry import CollectionSpec
-from shard.errors import DataLoss, InvalidArgument, ShardvecError
-from shard.settings import IndexSettings
-from shard.snapshot import SNAPSHOT_FILES, inspect_store_copy, is_count, is_sha256
-from shard.store import STORE_FILE
+from shardvec.contract.errors import DataLoss, InvalidArgument, ShardvecError
+from shardvec.contract.settings import CollectionSpec, IndexSettings
+from shardvec.contract.store_copy import (
+    SNAPSHOT_FILES,
+    STORE_FILE,
+    inspect_store_copy,
+    is_count,
+    is_sha256,
+)
 
 ARCHIVE_FORMAT = "shardvec-snapshot"
 ARCHIVE_VERSION = 1

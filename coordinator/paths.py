@@ -1,23 +1,11 @@
-"""Every on-disk path shardvec uses is built here, from validated names only."""
+"""Every on-disk path of a coordinator's data directory is built here, from validated names only."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from shard.errors import InvalidArgument
-
-COLLECTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-def validate_collection_name(name: object) -> str:
-    """Return `name` if it is a legal collection name, else raise InvalidArgument.
-
-    Names are `[A-Za-z0-9_-]{1,64}`, so a name can never escape the data directory.
-    """
-    if not isinstance(name, str) or COLLECTION_NAME.fullmatch(name) is None:
-        raise InvalidArgument(f"collection name must match [A-Za-z0-9_-]{{1,64}}, got {name!r}")
-    return name
+from shardvec.contract.errors import InvalidArgument
+from shardvec.contract.validation import validate_collection_name
 
 
 def registry_path(data_dir: Path) -> Path:

@@ -1,15 +1,16 @@
-"""Index settings of one collection: frozen, validated in one place, unknown keys rejected."""
+"""Settings of one collection, frozen, validated in one place, unknown keys rejected: how its
+shards index (`IndexSettings`) and how it is laid out (`CollectionSpec`)."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from typing import Any
 
-from shard.errors import InvalidArgument
-
-METRICS = ("cosine", "dot", "euclidean")
-MAX_DIM = 65_536
+from shardvec.contract.errors import InvalidArgument
+from shardvec.contract.limits import MAX_DIM, MAX_EF, MAX_REPLICAS, MAX_SHARDS, METRICS
+from shardvec.contract.validation import validate_collection_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +39,7 @@ class IndexSettings:
             )
         _check_int("m", self.m, 2, 128)
         _check_int("ef_construction", self.ef_construction, 1, 4096)
-        _check_int("ef", self.ef, 1, 4096)
+        _check_int("ef", self.ef, 1, MAX_EF)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> IndexSettings:
@@ -51,6 +52,33 @@ class IndexSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectionSpec:
+    """What a collection is: its name, index settings, and layout over shards and replicas."""
+
+    name: str
+    index: IndexSettings
+    shards: int = 1
+    replicas: int = 1
+
+    def __post_init__(self) -> None:
+        validate_collection_name(self.name)
+        if not 1 <= self.shards <= MAX_SHARDS:
+            raise InvalidArgument(f"shards must be in [1, {MAX_SHARDS}], got {self.shards}")
+        if not 1 <= self.replicas <= MAX_REPLICAS:
+            raise InvalidArgument(f"replicas must be in [1, {MAX_REPLICAS}], got {self.replicas}")
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"index": self.index.to_dict(), "shards": self.shards, "replicas": self.replicas}
+        )
+
+    @classmethod
+    def from_json(cls, name: str, text: str) -> CollectionSpec:
+        raw = json.loads(text)
+        return cls(name, IndexSettings.from_dict(raw["index"]), raw["shards"], raw["replicas"])
 
 
 def _check_int(name: str, value: object, lo: int, hi: int) -> None:

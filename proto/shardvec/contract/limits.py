@@ -1,0 +1,43 @@
+"""Every limit and default that more than one part of shardvec relies on, defined once.
+
+The coordinator's edge, the shard service, the engine and the client all read these, so a
+request the edge accepts is never refused further in for a different rule.
+"""
+
+from __future__ import annotations
+
+# Vectors and collections.
+METRICS = ("cosine", "dot", "euclidean")
+MAX_DIM = 65_536
+MAX_SHARDS = 256
+MAX_REPLICAS = 8
+
+# Rows.
+MAX_ID_BYTES = 512
+MAX_METADATA_BYTES = 65_536
+MAX_METADATA_KEYS = 256
+MAX_KEY_CHARS = 256
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+# Filters (the `where` language).
+MAX_FILTER_DEPTH = 32
+MAX_FILTER_NODES = 4096
+MAX_IN_VALUES = 1024
+MAX_FIELD_CHARS = 256
+
+# Search. `k` and `ef` are checked against these at the edge (where an operator may lower
+# them) and by the engine when it is used directly.
+MAX_K = 1024
+MAX_EF = 4096
+
+# Messages and headers.
+PUBLIC_MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # public API, both directions (configurable)
+INTERNAL_MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # coordinator <-> shard replicas
+API_KEY_HEADER = "x-api-key"
+TOKEN_HEADER = "x-shardvec-internal"
+
+# Replica defaults (engine, actor and coordinator settings all start from these).
+DEFAULT_BUILD_THREADS = 1  # hnswlib threads adding a write batch to the index
+DEFAULT_CHECKPOINT_ROWS = 20_000  # changed rows between index checkpoints
+DEFAULT_SEARCH_THREADS = 1  # engine used directly; the cluster resolves 0 to the node's CPUs

@@ -39,8 +39,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "proto")]
 
 from shardvec.contract.codec import encode_packed  # noqa: E402
-from shardvec.contract.convert import search_result_from_proto, vectors_from_proto  # noqa: E402
+from shardvec.contract.convert import (  # noqa: E402
+    search_response,
+    search_result_from_proto,
+    vectors_from_proto,
+)
 from shardvec.contract.settings import IndexSettings  # noqa: E402
+from shardvec.contract.types import Hits  # noqa: E402
 from shardvec.contract.validation import validate_vectors  # noqa: E402
 from shardvec.v1 import shard_pb2, shard_pb2_grpc  # noqa: E402
 from shardvec.v1 import vector_search_pb2 as pb  # noqa: E402
@@ -51,8 +56,7 @@ from bench.query_data import (  # noqa: E402
     normalised,
     recall_at_k,
 )
-from coordinator.collection import Hits, per_shard_ef, per_shard_k  # noqa: E402
-from coordinator.convert import search_response  # noqa: E402
+from coordinator.collection import per_shard_ef, per_shard_k  # noqa: E402
 from coordinator.merge import merge_topk  # noqa: E402
 
 K = 10
@@ -317,7 +321,7 @@ def _coordinator_row(rng: np.random.Generator, nq: int, shards: int, dim: int) -
         state["hits"] = Hits(ids, scores, counts, {}, {})
 
     def encode_response() -> None:
-        search_response(state["hits"], dim).SerializeToString()
+        search_response(state["hits"]).SerializeToString()
 
     for name, fn in (("decode_request", decode_request), ("shard_requests", shard_requests),
                      ("parse_responses", parse_responses), ("merge_topk", merge),

@@ -43,12 +43,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "proto")]
 
+from shardvec.contract.convert import search_response  # noqa: E402
 from shardvec.contract.settings import IndexSettings  # noqa: E402
+from shardvec.contract.types import Hits  # noqa: E402
 
 from bench.query_cluster import CpuMeter, concurrent_singles  # noqa: E402
 from bench.query_data import Dataset, default_data, load_dataset, recall_at_k  # noqa: E402
-from coordinator.collection import Hits, per_shard_ef, per_shard_k  # noqa: E402
-from coordinator.convert import search_response, split_hits  # noqa: E402
+from coordinator.collection import per_shard_ef, per_shard_k  # noqa: E402
 from coordinator.merge import merge_topk  # noqa: E402
 from coordinator.routing import partition  # noqa: E402
 
@@ -186,8 +187,8 @@ def serve_front(args: argparse.Namespace) -> None:
 
         async def search(request: Any, context: Any) -> Any:
             queries = vectors_from_proto(request.queries, args.dim, field="queries")
-            hits = await batcher.submit("q", queries, time.monotonic() + 10, run, split_hits)
-            return search_response(hits, args.dim)
+            hits = await batcher.submit("q", queries, time.monotonic() + 10, run, Hits.rows)
+            return search_response(hits)
 
         server = grpc.aio.server()
         handler = grpc.method_handlers_generic_handler(

@@ -7,11 +7,9 @@ back as the same `shardvec.contract.errors` classes the server raised.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,12 +17,21 @@ import grpc
 import numpy as np
 from shardvec.contract.archive import read_manifest as read_archive_manifest
 from shardvec.contract.archive import verify_snapshot
-from shardvec.contract.codec import decode_packed, dumps_json
-from shardvec.contract.convert import METRIC_TO_PROTO, PROTO_TO_METRIC, filter_to_proto
+from shardvec.contract.codec import dumps_json
+from shardvec.contract.convert import (
+    METRIC_TO_PROTO,
+    PROTO_TO_METRIC,
+    collection_info_to_dict,
+    filter_to_proto,
+    hits_from_response,
+    pack_vectors,
+    records_from_response,
+)
 from shardvec.contract.errors import InvalidArgument, ShardvecError, Unavailable, error_for_status
 from shardvec.contract.filters import parse_where
 from shardvec.contract.limits import API_KEY_HEADER
 from shardvec.contract.limits import PUBLIC_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
+from shardvec.contract.types import Hit, Record
 from shardvec.v1 import vector_search_pb2 as pb
 from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
 
@@ -34,21 +41,6 @@ SNAPSHOT_TIMEOUT_S = 3600.0
 SNAPSHOT_CHUNK_BYTES = 1 << 20
 
 __all__ = ["Client", "Collection", "Hit", "Record", "verify_snapshot"]
-
-
-@dataclass(frozen=True)
-class Hit:
-    id: str
-    score: float
-    metadata: dict[str, Any] | None = None
-    vector: np.ndarray | None = None
-
-
-@dataclass(frozen=True)
-class Record:
-    id: str
-    metadata: dict[str, Any] | None
-    vector: np.ndarray | None
 
 
 def _as_matrix(vectors: Any) -> np.ndarray:
@@ -124,7 +116,7 @@ class Client:
 
     def describe(self, name: str) -> dict[str, Any]:
         info = self.call("DescribeCollection", pb.DescribeCollectionRequest(name=name))
-        return _info_dict(info)
+        return collection_info_to_dict(info)
 
     def wait_live(
         self, name: str, timeout: float = 120.0, *, level: bool = False, poll: float = 0.25
@@ -159,7 +151,7 @@ class Client:
 
     def list_collections(self) -> list[dict[str, Any]]:
         resp = self.call("ListCollections", pb.ListCollectionsRequest())
-        return [_info_dict(c) for c in resp.collections]
+        return [collection_info_to_dict(c) for c in resp.collections]
 
     def drop_collection(self, name: str) -> None:
         self.call("DropCollection", pb.DropCollectionRequest(name=name))
@@ -233,33 +225,6 @@ class Client:
         self.close()
 
 
-def _info_dict(info: Any) -> dict[str, Any]:
-    return {
-        "name": info.name,
-        "dim": int(info.dimension),
-        "metric": PROTO_TO_METRIC.get(info.metric, "?"),
-        "shards": int(info.shards),
-        "replicas": int(info.replicas),
-        "m": int(info.index.m),
-        "ef_construction": int(info.index.ef_construction),
-        "ef": int(info.index.ef),
-        "count": int(info.count),
-        "replica_states": [
-            {
-                "shard": r.shard,
-                "replica": r.replica,
-                "state": r.state,
-                "address": r.address,
-                "node_id": r.node_id,
-                "pid": int(r.pid),
-                "count": int(r.count),
-                "applied_seq": int(r.applied_seq),
-            }
-            for r in info.replica_states
-        ],
-    }
-
-
 class Collection:
     """One collection: upsert, get, delete, count and search."""
 
@@ -291,8 +256,7 @@ class Collection:
         for start in range(0, len(ids), batch_size):
             stop = min(start + batch_size, len(ids))
             req = pb.UpsertRequest(collection=self.name, ids=[str(i) for i in ids[start:stop]])
-            req.vectors.dim = arr.shape[1]
-            req.vectors.packed = np.ascontiguousarray(arr[start:stop], dtype="<f4").tobytes()
+            pack_vectors(req.vectors, arr[start:stop])
             if metadatas is not None:
                 req.metadata_json.extend(
                     dumps_json(dict(m)) if m else "" for m in metadatas[start:stop]
@@ -332,22 +296,7 @@ class Collection:
             ),
             timeout,
         )
-        out: list[list[Hit]] = []
-        for res in resp.results:
-            vecs = decode_packed(res.vectors, self.dim) if res.vectors else None
-            metas = [json.loads(m) if m else {} for m in res.metadata_json]
-            out.append(
-                [
-                    Hit(
-                        id_,
-                        float(score),
-                        metas[j] if metas else None,
-                        vecs[j] if vecs is not None else None,
-                    )
-                    for j, (id_, score) in enumerate(zip(res.ids, res.scores, strict=True))
-                ]
-            )
-        return out
+        return hits_from_response(resp, self.dim)
 
     def search_ids(
         self, queries: Any, k: int = 10, **kwargs: Any
@@ -391,8 +340,7 @@ class Collection:
     ) -> Any:
         arr = _as_matrix(queries)
         req = pb.SearchRequest(collection=self.name, k=k, ef=ef or 0, exact=exact)
-        req.queries.dim = arr.shape[1]
-        req.queries.packed = np.ascontiguousarray(arr, dtype="<f4").tobytes()
+        pack_vectors(req.queries, arr)
         if where:
             req.filter.CopyFrom(filter_to_proto(parse_where(where)))
         if min_score is not None:
@@ -408,16 +356,7 @@ class Collection:
         req = pb.GetRequest(collection=self.name, ids=list(ids))
         req.include.metadata = True
         req.include.vectors = include_vectors
-        resp = self.client.call("Get", req)
-        vecs = decode_packed(resp.vectors.packed, self.dim) if resp.vectors.packed else None
-        return [
-            Record(
-                id_,
-                json.loads(resp.metadata_json[j]) if resp.metadata_json[j] else {},
-                vecs[j].copy() if vecs is not None else None,
-            )
-            for j, id_ in enumerate(resp.ids)
-        ]
+        return records_from_response(self.client.call("Get", req), self.dim)
 
     def delete(
         self, ids: Sequence[str] | None = None, *, where: Mapping[str, Any] | None = None

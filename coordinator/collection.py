@@ -14,6 +14,7 @@ from shardvec.contract.codec import decode_packed, encode_packed
 from shardvec.contract.convert import filter_to_proto, search_result_from_proto
 from shardvec.contract.filters import Filter
 from shardvec.contract.settings import CollectionSpec
+from shardvec.contract.types import Hits
 from shardvec.v1 import shard_pb2
 
 from coordinator.group_commit import Sender, UpsertCombiner
@@ -37,17 +38,6 @@ class SearchParams:
     max_distance: float | None = None
     include_metadata: bool = False
     include_vectors: bool = False
-
-
-@dataclass
-class Hits:
-    """Merged results of a query batch: (nq, k) ids and scores, counts per row, and extras."""
-
-    ids: np.ndarray
-    scores: np.ndarray
-    counts: np.ndarray
-    metadata: dict[str, str]
-    vectors: dict[str, np.ndarray]
 
 
 def per_shard_k(k: int, shards: int, exact: bool, filtered: bool = False) -> int:

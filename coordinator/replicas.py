@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 from shardvec.contract.errors import DeadlineExceeded, Unavailable
+from shardvec.contract.types import ReplicaStatus
 
 from coordinator.shard_client import RemoteShard, ReplicaDown, is_bad_request
 
@@ -87,6 +88,18 @@ class Replica:
         self.count = int(desc["count"])
         self.pid = int(desc["pid"])
         self.node_id = str(desc["node_id"])
+
+    def status(self) -> ReplicaStatus:
+        return ReplicaStatus(
+            shard=self.shard,
+            replica=self.index,
+            state=self.state.value,
+            address=self.client.address if self.client else "",
+            node_id=self.node_id,
+            pid=self.pid,
+            count=self.count,
+            applied_seq=self.applied_seq,
+        )
 
     def remote(self) -> RemoteShard:
         if self.client is None:

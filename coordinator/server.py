@@ -144,18 +144,7 @@ class Coordinator:
                             await asyncio.wait_for(r.connect(), timeout=5)
                         except Exception as exc:
                             log.debug("status: %s: %s", r.name, exc)
-                    replicas.append(
-                        {
-                            "shard": r.shard,
-                            "replica": r.index,
-                            "state": r.state.value,
-                            "address": r.client.address if r.client else "",
-                            "node_id": r.node_id,
-                            "pid": r.pid,
-                            "count": r.count,
-                            "applied_seq": r.applied_seq,
-                        }
-                    )
+                    replicas.append(r.status().to_dict())
             spec = col.spec
             out.append(
                 {

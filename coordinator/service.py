@@ -16,16 +16,22 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import numpy as np
-from shardvec.contract.convert import filter_from_proto, vectors_from_proto
+from shardvec.contract.convert import (
+    collection_info,
+    filter_from_proto,
+    search_response,
+    spec_from_request,
+    vectors_from_proto,
+)
 from shardvec.contract.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
+from shardvec.contract.types import Hits, ReplicaStatus
 from shardvec.contract.validation import parse_metadata_json, validate_ids, validate_vectors
 from shardvec.v1 import vector_search_pb2 as pb
 from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
 
 from coordinator.batching import MicroBatcher
-from coordinator.collection import CollectionRuntime, Hits, SearchParams, deadline_from
+from coordinator.collection import CollectionRuntime, SearchParams, deadline_from
 from coordinator.config import CoordinatorSettings
-from coordinator.convert import collection_info, search_response, spec_from_request, split_hits
 from coordinator.runtime import CoordinatorRuntime
 from coordinator.snapshots import (
     RESTORE_BATCH_ROWS,
@@ -108,7 +114,7 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
         for r, res in zip(live, results, strict=True):
             if isinstance(res, BaseException):
                 log.debug("describe: %s: %s", r.name, res)
-        return collection_info(col.spec, col.shard_sets, count)
+        return collection_info(col.spec, _states(col), count)
 
     async def Upsert(self, request: Any, context: Any) -> Any:
         col = self.runtime.get(request.collection)
@@ -214,9 +220,9 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
             return await col.search(batch, params, deadline)
 
         hits = await self.batcher.submit(
-            (col.spec.name, params), queries, self._deadline(context), run, split_hits
+            (col.spec.name, params), queries, self._deadline(context), run, Hits.rows
         )
-        return search_response(hits, col.dim)
+        return search_response(hits)
 
     async def CreateSnapshot(self, request: Any, context: Any) -> AsyncIterator[Any]:
         deadline = deadline_from(context.time_remaining(), SNAPSHOT_DEADLINE_S)
@@ -227,7 +233,11 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
         deadline = deadline_from(context.time_remaining(), SNAPSHOT_DEADLINE_S)
         batch = min(self.settings.max_upsert_rows, RESTORE_BATCH_ROWS)
         col = await restore_archive(self.runtime, request_iterator, deadline, batch)
-        return collection_info(col.spec, col.shard_sets, await col.count(None, deadline))
+        return collection_info(col.spec, _states(col), await col.count(None, deadline))
+
+
+def _states(col: CollectionRuntime) -> list[ReplicaStatus]:
+    return [r.status() for rs in col.shard_sets for r in rs.replicas]
 
 
 def _finished_write(task: asyncio.Future[Any]) -> None:

@@ -6,14 +6,19 @@ form is built and read in one place.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
 from shardvec.contract.codec import decode_packed, dumps_json, loads_json
 from shardvec.contract.errors import InvalidArgument
 from shardvec.contract.filters import And, Cond, Filter, Not, Or, validate_filter
-from shardvec.contract.limits import MAX_FILTER_DEPTH
-from shardvec.contract.types import Change
+from shardvec.contract.limits import MAX_DIM, MAX_FILTER_DEPTH
+from shardvec.contract.settings import CollectionSpec, IndexSettings
+from shardvec.contract.types import Change, Hit, Hits, Record, ReplicaStatus
 from shardvec.v1 import common_pb2, shard_pb2
+from shardvec.v1 import vector_search_pb2 as pb
 
 _OP_TO_PROTO = {
     "eq": common_pb2.Condition.EQ,
@@ -105,6 +110,14 @@ def _filter_node(msg: common_pb2.Filter, path: str, depth: int) -> Filter:
     raise InvalidArgument(f"filter: empty filter node at {path}")
 
 
+def pack_vectors(msg: common_pb2.Vectors, vectors: np.ndarray) -> common_pb2.Vectors:
+    """Fill `msg` with a (n, dim) array as little-endian float32 bytes (the fast wire form)."""
+    arr = np.ascontiguousarray(vectors, dtype="<f4")
+    msg.dim = int(arr.shape[1]) if arr.ndim == 2 else int(arr.shape[0])
+    msg.packed = arr.tobytes()
+    return msg
+
+
 def vectors_from_proto(msg: common_pb2.Vectors, dim: int, *, field: str = "vectors") -> np.ndarray:
     """A (n, dim) float32 array from either wire form; the packed form is not copied."""
     if msg.packed and len(msg.values):
@@ -152,3 +165,132 @@ def search_result_from_proto(
     width = int(resp.k)
     ids = np.array(resp.ids, dtype=object).reshape(nq, width)
     return ids, np.frombuffer(resp.scores, dtype="<f4").reshape(nq, width)
+
+
+# The public API (shardvec.v1.VectorSearch).
+
+DEFAULT_INDEX = IndexSettings(dim=1)
+
+
+def spec_from_request(req: pb.CreateCollectionRequest) -> CollectionSpec:
+    """The collection a CreateCollection asks for; 0 / unset fields take the defaults."""
+    metric = PROTO_TO_METRIC.get(req.metric) if req.metric else "cosine"
+    if metric is None:
+        raise InvalidArgument(f"metric: unknown metric {req.metric}")
+    if not 1 <= req.dimension <= MAX_DIM:
+        raise InvalidArgument(f"dimension: must be in [1, {MAX_DIM}], got {req.dimension}")
+    index = IndexSettings(
+        dim=int(req.dimension),
+        metric=metric,
+        m=int(req.index.m) or DEFAULT_INDEX.m,
+        ef_construction=int(req.index.ef_construction) or DEFAULT_INDEX.ef_construction,
+        ef=int(req.index.ef) or DEFAULT_INDEX.ef,
+    )
+    return CollectionSpec(req.name, index, int(req.shards) or 1, int(req.replicas) or 1)
+
+
+def collection_info(
+    spec: CollectionSpec, states: Sequence[ReplicaStatus] = (), count: int | None = None
+) -> pb.CollectionInfo:
+    info = pb.CollectionInfo(
+        name=spec.name,
+        dimension=spec.index.dim,
+        metric=METRIC_TO_PROTO[spec.index.metric],
+        shards=spec.shards,
+        replicas=spec.replicas,
+        index=common_pb2.IndexParams(
+            m=spec.index.m, ef_construction=spec.index.ef_construction, ef=spec.index.ef
+        ),
+    )
+    if count is not None:
+        info.count = count
+    for st in states:
+        info.replica_states.add(**st.to_dict())
+    return info
+
+
+def replica_status_from_proto(msg: pb.ReplicaInfo) -> ReplicaStatus:
+    return ReplicaStatus(
+        shard=int(msg.shard),
+        replica=int(msg.replica),
+        state=msg.state,
+        address=msg.address,
+        node_id=msg.node_id,
+        pid=int(msg.pid),
+        count=int(msg.count),
+        applied_seq=int(msg.applied_seq),
+    )
+
+
+def collection_info_to_dict(info: pb.CollectionInfo) -> dict[str, Any]:
+    """A CollectionInfo as the client and the CLI show it."""
+    return {
+        "name": info.name,
+        "dim": int(info.dimension),
+        "metric": PROTO_TO_METRIC.get(info.metric, "?"),
+        "shards": int(info.shards),
+        "replicas": int(info.replicas),
+        "m": int(info.index.m),
+        "ef_construction": int(info.index.ef_construction),
+        "ef": int(info.index.ef),
+        "count": int(info.count),
+        "replica_states": [replica_status_from_proto(r).to_dict() for r in info.replica_states],
+    }
+
+
+def search_response(hits: Hits) -> pb.SearchResponse:
+    """One QueryResult per query row. The arrays become Python lists in one call each, and
+    each row is one `add`: per-row NumPy slicing cost more than the search of a small batch."""
+    resp = pb.SearchResponse()
+    width = hits.ids.shape[1]
+    add = resp.results.add
+    for row_ids, row_scores, c in zip(
+        hits.ids.tolist(), hits.scores.tolist(), hits.counts.tolist(), strict=True
+    ):
+        if c < width:
+            row_ids, row_scores = row_ids[:c], row_scores[:c]
+        res = add(ids=row_ids, scores=row_scores)
+        if hits.metadata:
+            res.metadata_json.extend(hits.metadata.get(i, "") for i in row_ids)
+        if hits.vectors and row_ids:
+            res.vectors = np.stack([hits.vectors[i] for i in row_ids]).astype("<f4").tobytes()
+    return resp
+
+
+def _metadata(text: str) -> dict[str, Any]:
+    value = loads_json(text) if text else {}
+    return value if isinstance(value, dict) else {}
+
+
+def hits_from_response(resp: pb.SearchResponse, dim: int) -> list[list[Hit]]:
+    """The client's view of a SearchResponse: one list of hits per query, best first."""
+    out: list[list[Hit]] = []
+    for res in resp.results:
+        vecs = decode_packed(res.vectors, dim) if res.vectors else None
+        metas = [_metadata(m) for m in res.metadata_json]
+        out.append(
+            [
+                Hit(
+                    id_,
+                    float(score),
+                    metas[j] if metas else None,
+                    vecs[j] if vecs is not None else None,
+                )
+                for j, (id_, score) in enumerate(zip(res.ids, res.scores, strict=True))
+            ]
+        )
+    return out
+
+
+def records_from_response(resp: pb.GetResponse, dim: int) -> list[Record]:
+    """The rows of a GetResponse, in its order (the vectors copied out of the message)."""
+    vecs = decode_packed(resp.vectors.packed, dim) if resp.vectors.packed else None
+    metas = list(resp.metadata_json)
+    return [
+        Record(
+            id_,
+            vecs[j].copy() if vecs is not None else None,
+            _metadata(metas[j]) if metas else None,
+        )
+        for j, id_ in enumerate(resp.ids)
+    ]

@@ -18,7 +18,6 @@ import itertools
 import os
 import shutil
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -185,7 +184,7 @@ def shardvec_cluster(cfg: ScaleConfig, nodes: int, data_dir: Path) -> Iterator[A
     everything it started is stopped on exit."""
     import ray
 
-    from cluster.bringup import ShardvecCluster, _loopback_only
+    from cluster.bringup import ShardvecCluster, loopback_only
 
     settings: dict[str, Any] = {
         "data_dir": str(data_dir),
@@ -200,7 +199,7 @@ def shardvec_cluster(cfg: ScaleConfig, nodes: int, data_dir: Path) -> Iterator[A
     try:
         address = cfg.address
         if not address:
-            _loopback_only()
+            loopback_only()
             from ray.cluster_utils import Cluster
 
             c = Cluster(initialize_head=True, head_node_args={"num_cpus": cfg.cpus_per_node})
@@ -451,8 +450,3 @@ def run_scale(cfg: ScaleConfig, log: Log = print) -> dict[str, Any]:
         log(f"wrote {f}")
     return report
 
-
-if __name__ == "__main__":
-    from cluster.cli import cli
-
-    cli(["bench", "scale", *sys.argv[1:]], prog_name="python -m bench.bench_scale")

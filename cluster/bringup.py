@@ -40,7 +40,7 @@ def connect_ray(
     if address:
         ray.init(address=address, namespace=NAMESPACE, **quiet)
         return False
-    _loopback_only()
+    loopback_only()
     ray.init(
         address="local",  # a new instance, even when `ray start` runs on this machine
         namespace=NAMESPACE,
@@ -52,7 +52,7 @@ def connect_ray(
     return True
 
 
-def _loopback_only() -> None:
+def loopback_only() -> None:
     """An embedded cluster lives on this machine alone: keep every Ray address on loopback.
 
     Ray otherwise swaps 127.0.0.1 for the machine's routable address; this switch (inherited

@@ -6,6 +6,7 @@ import json
 import signal
 import sys
 import threading
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from cluster.client import DEFAULT_ADDRESS, Client
 from cluster.ops_commands import recall, snapshot
 from coordinator.config import CoordinatorSettings
 
+PLUGIN_GROUP = "shardvec.cli"
 SERVER_HELP = "Address of the shardvec server (host:port)."
 
 
@@ -438,90 +440,23 @@ def crasher(mode: str, seconds: float, interval: float, shards: int, replicas: i
     click.echo("crasher: every acknowledged write survived")
 
 
-# The `bench` group: benchmarks that bring up their own clusters. Each subcommand imports its
-# module under bench/ lazily, so the CLI does not load matplotlib or the data sets.
-@cli.group()
-def bench() -> None:
-    """Benchmarks: scale-out over shards, replicas and nodes, and query performance."""
-
-
-@bench.command()
-@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
-              envvar="SHARDVEC_SHARED_DATA",
-              help="Shared data set directory (default: ../shared/data/pypi-minilm-100k). "
-                   "Env: SHARDVEC_SHARED_DATA.")
-@click.option("--synthetic", default=0, type=int,
-              help="Use N rows of seeded clustered Gaussian data instead of --data.")
-@click.option("--dim", default=384, show_default=True, help="Dimension of --synthetic data.")
-@click.option("--n", default=None, type=int, help="Use only the first N base rows.")
-@click.option("--queries", default=1000, show_default=True, help="Query rows to use.")
-@click.option("--shards", default="1,2,4,8", show_default=True, help="Shard counts.")
-@click.option("--replicas", default="1,2", show_default=True, help="Replica counts.")
-@click.option("--nodes", default="1,2,4", show_default=True,
-              help="Simulated Ray node counts (ray.cluster_utils.Cluster).")
-@click.option("--cpus-per-node", default=1, show_default=True, help="CPUs of a simulated node.")
-@click.option("--seconds", default=5.0, show_default=True,
-              help="Seconds per concurrency level.")
-@click.option("--concurrency", default="1,8,32", show_default=True,
-              help="Concurrent single-query client counts.")
-@click.option("--full", is_flag=True,
-              help="Every shards x replicas x nodes combination (default: one factor at a time).")
-@click.option("--address", default=None,
-              help="A real Ray cluster to run on (no simulated nodes; shards and replicas vary).")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Bind host of the benchmark's coordinator.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("bench/results/scale"), show_default=True,
-              help="Where scale.json, scale.csv and the PNG plots go.")
-@click.option("--search-threads", default=0, show_default=True,
-              help="hnswlib threads of a replica's batch search (0: its node's CPUs).")
-@click.option("--batch-repeats", default=3, show_default=True,
-              help="Batch search: best of this many passes.")
-@click.option("--seed", default=0, show_default=True, help="Seed of --synthetic data.")
-def scale(data: Path | None, synthetic: int, dim: int, n: int | None, queries: int, shards: str,
-          replicas: str, nodes: str, cpus_per_node: int, seconds: float, concurrency: str,
-          full: bool, address: str | None, host: str, out: Path, search_threads: int,
-          batch_repeats: int, seed: int) -> None:
-    """Sweep shards, replicas and nodes: build time, batch and concurrent QPS, p50/p99
-    latency, recall@10 and memory; writes CSV, JSON and PNG plots to --out."""
-    from bench.bench_scale import ScaleConfig, parse_ints, run_scale
-    from bench.query_data import default_data
-
-    try:
-        cfg = ScaleConfig(
-            data=None if synthetic else (data or default_data()), synthetic=synthetic, dim=dim,
-            n=n, queries=queries, shards=parse_ints(shards), replicas=parse_ints(replicas),
-            nodes=parse_ints(nodes), cpus_per_node=cpus_per_node, seconds=seconds,
-            concurrency=parse_ints(concurrency), full=full, address=address, host=host,
-            out=out, search_threads=search_threads, batch_repeats=batch_repeats, seed=seed,
-        )  # fmt: skip
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
-    try:
-        run_scale(cfg, log=click.echo)
-    except FileNotFoundError as exc:
-        raise click.UsageError(str(exc)) from None
-
-
-@bench.command(
-    "query",
-    add_help_option=False,
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def bench_query(args: tuple[str, ...]) -> None:
-    """Query path against raw hnswlib, in-process shards and peers: batch and concurrent QPS,
-    p50/p99, recall@10; table, JSON and PNG. Options: shardvec bench query --help."""
-    try:
-        from bench.bench_query import main as query_main
-    except ModuleNotFoundError:  # bench/ ships with the source tree, not the package
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from bench.bench_query import main as query_main
-    sys.exit(query_main(list(args)))
-
-
 cli.add_command(snapshot)
 cli.add_command(recall)
+
+
+def _add_plugin_commands() -> None:
+    """Commands other packages register under the `shardvec.cli` entry point group, such as
+    `shardvec bench` (bench/cli.py): they depend on the CLI, the CLI never imports them."""
+    for ep in entry_points(group=PLUGIN_GROUP):
+        try:
+            command = ep.load()
+        except ImportError as exc:  # a plugin whose package is not installed here
+            click.echo(f"shardvec: skipping command {ep.name!r}: {exc}", err=True)
+            continue
+        cli.add_command(command, ep.name)
+
+
+_add_plugin_commands()
 
 
 def main() -> None:

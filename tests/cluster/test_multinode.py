@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import ray
 
-from cluster.bringup import ShardvecCluster, _loopback_only
+from cluster.bringup import ShardvecCluster, loopback_only
 from cluster.client import Client
 
 pytestmark = pytest.mark.cluster
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.cluster
 
 @pytest.fixture()
 def three_nodes() -> Iterator[Any]:
-    _loopback_only()
+    loopback_only()
     from ray.cluster_utils import Cluster
 
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})

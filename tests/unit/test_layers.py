@@ -1,0 +1,155 @@
+"""The layers' dependencies run one way: contract <- shard <- coordinator <- cluster <- bench.
+
+Read from the source (every import, lazy ones inside functions too), so a cycle or a wrong-way
+import fails here before it shows up as an ImportError at run time.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+# Package -> where its modules live; `shardvec.contract` is the contract layer beside the
+# generated `shardvec.v1` code.
+ROOTS = {
+    "shardvec.contract": REPO / "proto" / "shardvec" / "contract",
+    "shard": REPO / "shard",
+    "coordinator": REPO / "coordinator",
+    "cluster": REPO / "cluster",
+    "bench": REPO / "bench",
+}
+# What each layer may import of the others (the generated shardvec.v1 code is free to all).
+ALLOWED = {
+    "shardvec.contract": set(),
+    "shard": {"shardvec.contract"},
+    "coordinator": {"shardvec.contract", "shard"},  # shard: the actor factory only, see below
+    "cluster": {"shardvec.contract", "shard", "coordinator"},
+    "bench": {"shardvec.contract", "shard", "coordinator", "cluster"},
+}
+COORDINATOR_MAY_IMPORT_FROM_SHARD = {"shard.actor"}
+
+
+def _module_name(package: str, root: Path, path: Path) -> str:
+    rel = path.relative_to(root).with_suffix("")
+    parts = [p for p in rel.parts if p != "__init__"]
+    return ".".join([package, *parts])
+
+
+def _graph() -> dict[str, set[str]]:
+    """Module -> project modules it imports (the nearest module for `from pkg import name`)."""
+    modules: dict[str, Path] = {}
+    for package, root in ROOTS.items():
+        for path in sorted(root.rglob("*.py")):
+            if "_pb2" not in path.name:
+                modules[_module_name(package, root, path)] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+            for target in targets:
+                while target and target not in modules:
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    deps.add(target)
+                    break
+        graph[name] = deps
+    assert len(graph) > 40
+    return graph
+
+
+def _layer(module: str) -> str:
+    return next(p for p in ROOTS if module == p or module.startswith(p + "."))
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                return [*stack[stack.index(dep) :], dep]
+            if dep not in state and (found := visit(dep)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_no_module_import_cycle() -> None:
+    assert _find_cycle(_graph()) is None
+
+
+def test_no_package_import_cycle_and_every_import_goes_down() -> None:
+    graph = _graph()
+    wrong = sorted(
+        f"{mod} -> {dep}"
+        for mod, deps in graph.items()
+        for dep in deps
+        if _layer(dep) != _layer(mod) and _layer(dep) not in ALLOWED[_layer(mod)]
+    )
+    assert wrong == []
+    packages = {p: {_layer(d) for m in graph if _layer(m) == p for d in graph[m]} - {p}
+                for p in ROOTS}  # fmt: skip
+    assert _find_cycle(packages) is None
+
+
+def test_coordinator_imports_shard_only_for_the_actor_factory() -> None:
+    graph = _graph()
+    used = {
+        f"{mod} -> {dep}"
+        for mod, deps in graph.items()
+        if _layer(mod) == "coordinator"
+        for dep in deps
+        if _layer(dep) == "shard" and dep not in COORDINATOR_MAY_IMPORT_FROM_SHARD
+    }
+    assert used == set()
+
+
+def test_the_checker_sees_a_cycle() -> None:
+    assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def _loaded_after(statement: str) -> set[str]:
+    code = (
+        f"import sys; {statement}; "
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    return set(out.stdout.split())
+
+
+@pytest.mark.parametrize(
+    ("statement", "forbidden"),
+    [
+        ("import cluster.client", {"hnswlib", "ray", "shard"}),
+        ("from cluster import Client", {"hnswlib", "ray", "shard"}),
+        ("import coordinator.shard_client", {"hnswlib", "ray", "shard"}),
+        (
+            "import shardvec.contract.convert, shardvec.contract.archive",
+            {"hnswlib", "ray", "shard", "coordinator", "cluster", "bench"},
+        ),
+    ],
+)
+def test_light_imports_stay_light(statement: str, forbidden: set[str]) -> None:
+    assert _loaded_after(statement) & forbidden == set()

@@ -146,6 +146,3 @@ class ShardvecCluster:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-
-def default_data_dir() -> str:
-    return os.environ.get("SHARDVEC_DATA_DIR", str(Path.cwd() / "data"))

@@ -43,13 +43,6 @@ class _Pending:
     size: int = 0
 
 
-@dataclass
-class BatchStats:
-    batches: int = 0
-    queries: int = 0
-    sizes: list[int] = field(default_factory=list)
-
-
 class MicroBatcher:
     def __init__(
         self,

@@ -1,7 +1,8 @@
 """The storage engine of one shard replica: SQLite rows, an hnswlib index, filter columns.
 
-Source of truth is the SQLite store (shard/store.py); the HNSW index (shard/hnsw.py) and the
-columnar metadata (shard/filters.py) are derived and rebuilt from it when needed. Every write
+Source of truth is the SQLite store (shard/store.py); the HNSW index (shard/index.py, with
+its slot table in shard/slots.py and checkpoints in shard/checkpoint.py) and the columnar
+metadata (shard/columns.py) are derived and rebuilt from it when needed. Every write
 batch is committed to SQLite before the in-memory state changes, so a crash after an
 acknowledged write loses nothing: the next open loads the checkpoint and replays newer rows,
 or rebuilds from the store.
@@ -47,18 +48,11 @@ from shardvec.contract.store_copy import INDEX_FILE, MANIFEST_FILE
 from shardvec.contract.types import Change, PlannerSettings, Record, SearchResult
 from shardvec.contract.validation import validate_ids, validate_metadatas, validate_vectors
 
+from shard.checkpoint import load_checkpoint, remove_manifest, write_checkpoint
 from shard.columns import MetadataColumns
-from shard.hnsw import (
-    HnswIndex,
-    Labels,
-    SlotPlan,
-    SlotTable,
-    exact_topk,
-    load_checkpoint,
-    remove_manifest,
-    to_scores,
-    write_checkpoint,
-)
+from shard.exact import exact_topk, to_scores
+from shard.index import HnswIndex, Labels
+from shard.slots import SlotPlan, SlotTable
 from shard.store import Store, decode_metadata, decode_vector, encode_metadata, encode_vectors
 
 log = logging.getLogger(__name__)

@@ -22,9 +22,9 @@ from shardvec.contract.store_copy import INDEX_FILE, MANIFEST_FILE
 from shardvec.contract.types import Change, PlannerSettings
 
 import shard.engine as engine_mod
-import shard.hnsw
+import shard.exact
 from shard.engine import ShardEngine
-from shard.hnsw import RWLock
+from shard.rwlock import RWLock
 
 DIM = 16
 REPO = Path(__file__).resolve().parents[2]
@@ -283,7 +283,7 @@ def test_filtered_paths_are_used(
     filtered_engine: ShardEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[int] = []
-    real = shard.hnsw.exact_topk
+    real = shard.exact.exact_topk
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         calls.append(len(args[3]))

@@ -11,22 +11,12 @@ Locks: `_write_mutex` serialises writers (upsert, delete, apply_changes, checkpo
 `index.lock` (readers-writer) covers the index together with the slot tables and columns, so
 a search sees one consistent state and searches run alongside each other.
 
-Search planner, with m the number of live rows passing the filter and L all live rows:
-  m == 0                              -> empty rows
-  exact=True or m <= exact_threshold  -> exact NumPy scoring of the m rows
-  m / L >= postfilter_fraction        -> one unfiltered batch knn_query for
-                                         k' = ceil(k * overfetch / (m / L)) results at breadth
-                                         ef / (m / L) (so ~ef candidates pass), then the mask
-  otherwise                           -> per-query knn_query with hnswlib's filter callback
-Any query left with fewer than min(k, m) hits falls back to the next path down and finally to
-exact scoring, so a filtered search never returns fewer than min(k, m) hits (before min_score /
-max_distance drop some).
+Searches are planned by shard/planner.py (exact scoring, post-filter or filter callback).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -45,18 +35,17 @@ from shardvec.contract.limits import (
 )
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.store_copy import INDEX_FILE, MANIFEST_FILE
-from shardvec.contract.types import Change, PlannerSettings, Record, SearchResult
+from shardvec.contract.types import Change, Record, SearchResult
 from shardvec.contract.validation import validate_ids, validate_metadatas, validate_vectors
 
 from shard.checkpoint import load_checkpoint, remove_manifest, write_checkpoint
 from shard.columns import MetadataColumns
-from shard.exact import exact_topk, to_scores
 from shard.index import HnswIndex, Labels
+from shard.planner import PlannerSettings, SearchPlanner, check_threshold, drop_past_threshold
 from shard.slots import SlotPlan, SlotTable
 from shard.store import Store, decode_metadata, decode_vector, encode_metadata, encode_vectors
 
 log = logging.getLogger(__name__)
-
 
 
 class ShardEngine:
@@ -82,8 +71,9 @@ class ShardEngine:
         self.settings = settings
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.planner = planner or PlannerSettings()
-        self._search_threads = search_threads
+        self._planner = SearchPlanner(
+            planner or PlannerSettings(), settings.metric, search_threads, self._vectors_at
+        )
         self._build_threads = build_threads
         self._checkpoint_rows = checkpoint_rows
         self._write_mutex = threading.Lock()
@@ -398,105 +388,31 @@ class ShardEngine:
         min_score: float | None = None,
         max_distance: float | None = None,
     ) -> SearchResult:
-        """Best `k` live rows per query, best first; see the module docstring for the plan."""
+        """Best `k` live rows per query, best first; shard/planner.py says how."""
         self._check_usable()
         q = validate_vectors(queries, self.settings.dim, self.settings.metric, field="queries")
         k = _check_int("k", k, 1, MAX_K)
         ef = self.settings.ef if ef is None else _check_int("ef", ef, 1, MAX_EF)
-        threshold = self._threshold(min_score, max_distance)
+        check_threshold(self.settings.metric, min_score, max_distance)
         if where is not None:
             validate_filter(where)
         with self._index.lock.read():
-            labels, scores = self._plan(q, k, ef, where, exact)
-            if threshold is not None:
-                passing = scores >= threshold if max_distance is None else scores <= threshold
-                labels[~passing] = -1
-                scores[~passing] = np.nan
+            mask = self._mask(where) if where is not None else None
+            labels, scores = self._planner.search(
+                self._index,
+                q,
+                k,
+                ef,
+                alive=self._slots.alive,
+                n_live=len(self._slots),
+                mask=mask,
+                exact=exact,
+            )
+            drop_past_threshold(labels, scores, self.settings.metric, min_score, max_distance)
             valid = labels >= 0
             ids = np.full(labels.shape, "", dtype=object)
             ids[valid] = self._slots.slot_to_id[labels[valid]]
         return SearchResult(ids, scores, valid.sum(axis=1).astype(np.int32))
-
-    def _threads_for(self, nq: int) -> int:
-        """hnswlib threads for a batch of `nq` queries: one per 32 queries, at most
-        `search_threads` (hnswlib starts its threads on every call; a few queries would
-        spend longer starting them than searching)."""
-        return max(1, min(self._search_threads, nq // 32))
-
-    def _threshold(self, min_score: float | None, max_distance: float | None) -> float | None:
-        euclid = self.settings.metric == "euclidean"
-        wrong, value = (min_score, max_distance) if euclid else (max_distance, min_score)
-        if wrong is not None:
-            use = "max_distance" if euclid else "min_score"
-            raise InvalidArgument(f"metric {self.settings.metric} takes {use} as its threshold")
-        if value is not None and (not isinstance(value, (int, float)) or math.isnan(value)):
-            raise InvalidArgument(f"score threshold must be a number, got {value!r}")
-        return None if value is None else float(value)
-
-    def _plan(
-        self, q: npt.NDArray[np.float32], k: int, ef: int, where: Filter | None, exact: bool
-    ) -> tuple[Labels, npt.NDArray[np.float32]]:
-        nq = len(q)
-        n_live = len(self._slots)
-        mask = self._mask(where) if where is not None else None
-        m = int(mask.sum()) if mask is not None else n_live
-        labels = np.full((nq, k), -1, dtype=np.int64)
-        scores = np.full((nq, k), np.nan, dtype=np.float32)
-        if m == 0:
-            return labels, scores
-        if exact or (mask is not None and m <= self.planner.exact_threshold):
-            subset = mask if mask is not None else self._slots.alive
-            return self._exact(q, k, np.flatnonzero(subset))
-        k_eff = min(k, m)
-        metric = self.settings.metric
-        todo = np.arange(nq)
-        if mask is None or m / n_live >= self.planner.postfilter_fraction:
-            # One batch search. With a filter, over-fetch k by the passing fraction, and widen
-            # ef by it too so ~ef candidates pass, as in hnswlib's own filtered search.
-            kq, breadth = k_eff, ef
-            if mask is not None:
-                kq = math.ceil(k_eff * self.planner.overfetch * n_live / m)
-                breadth = math.ceil(ef * n_live / m)
-            try:
-                got, dist = self._index.knn(
-                    q, min(kq, n_live), min(breadth, n_live), self._threads_for(nq)
-                )
-            except RuntimeError:  # a query found too few points: every row falls back
-                got, dist = np.zeros((nq, 0), dtype=np.int64), np.zeros((nq, 0), dtype=np.float32)
-            if mask is None and got.shape[1]:  # the common case, kept lean
-                labels[:, :k_eff] = got[:, :k_eff]
-                scores[:, :k_eff] = to_scores(metric, dist[:, :k_eff])
-                todo = todo[:0]
-            else:
-                keep = mask[got] if mask is not None else np.ones(got.shape, dtype=np.bool_)
-                order = np.argsort(~keep, axis=1, kind="stable")[:, :k_eff]
-                sel, w = np.take_along_axis(keep, order, axis=1), order.shape[1]
-                labels[:, :w] = np.where(sel, np.take_along_axis(got, order, axis=1), -1)
-                best = to_scores(metric, np.take_along_axis(dist, order, axis=1))
-                scores[:, :w] = np.where(sel, best, np.nan)
-                todo = np.flatnonzero(keep.sum(axis=1) < k_eff)
-        if len(todo) and mask is not None:
-            allowed = mask.tolist().__getitem__
-            short = []
-            for row in todo.tolist():
-                try:
-                    got, dist = self._index.knn(q[row : row + 1], k_eff, min(ef, m), 1, allowed)
-                except RuntimeError:
-                    short.append(row)
-                    continue
-                labels[row, :k_eff] = got[0, :k_eff]
-                scores[row, :k_eff] = to_scores(metric, dist[0, :k_eff])
-            todo = np.asarray(short, dtype=np.int64)
-        if len(todo):
-            subset = mask if mask is not None else self._slots.alive
-            labels[todo], scores[todo] = self._exact(q[todo], k, np.flatnonzero(subset))
-        return labels, scores
-
-    def _exact(
-        self, q: npt.NDArray[np.float32], k: int, slots: Labels
-    ) -> tuple[Labels, npt.NDArray[np.float32]]:
-        metric, chunk = self.settings.metric, self.planner.exact_chunk_rows
-        return exact_topk(self._vectors_at, metric, q, slots, k, chunk)
 
     def _vectors_at(self, slots: Labels) -> npt.NDArray[np.float32]:
         """Vectors at live `slots` for exact scoring, from SQLite (several times faster than

@@ -19,11 +19,12 @@ from shardvec.contract.errors import DataLoss, FailedPrecondition, InvalidArgume
 from shardvec.contract.filters import parse_where
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.store_copy import INDEX_FILE, MANIFEST_FILE
-from shardvec.contract.types import Change, PlannerSettings
+from shardvec.contract.types import Change
 
-import shard.engine as engine_mod
 import shard.exact
+import shard.planner as planner_mod
 from shard.engine import ShardEngine
+from shard.planner import PlannerSettings
 from shard.rwlock import RWLock
 
 DIM = 16
@@ -289,7 +290,7 @@ def test_filtered_paths_are_used(
         calls.append(len(args[3]))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine_mod, "exact_topk", spy)
+    monkeypatch.setattr(planner_mod, "exact_topk", spy)
     q = _data(16, 8)
     filtered_engine.search(q, 10, where=parse_where({"p60": True}))
     filtered_engine.search(q, 10, where=parse_where({"p10": True}))

@@ -35,13 +35,3 @@ class Change:
     vector: np.ndarray | None
     metadata: dict[str, Any] | None
     deleted: bool
-
-
-@dataclass(frozen=True)
-class PlannerSettings:
-    """Thresholds of the filtered-search planner (see the module docstring)."""
-
-    exact_threshold: int = 4096
-    postfilter_fraction: float = 0.3
-    overfetch: float = 1.5
-    exact_chunk_rows: int = 16_384

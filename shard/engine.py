@@ -12,6 +12,10 @@ Locks: `_write_mutex` serialises writers (upsert, delete, apply_changes, checkpo
 a search sees one consistent state and searches run alongside each other.
 
 Searches are planned by shard/planner.py (exact scoring, post-filter or filter callback).
+
+Validation: the public `upsert`, `delete`, `get`, `count` and `search` check every argument
+(benchmarks and tests call them directly), then call their `*_trusted` twin, which checks
+nothing and is what the shard service calls: its caller, the coordinator, validated at its edge.
 """
 
 from __future__ import annotations
@@ -235,8 +239,21 @@ class ShardEngine:
                 f"vectors: expected {len(ids)} rows (one per id), got {len(vecs)}"
             )
         mds = validate_metadatas(metadatas if metadatas is not None else [], len(ids))
+        return self.upsert_trusted(seq, ids, vecs, mds)
+
+    def upsert_trusted(
+        self,
+        seq: int,
+        ids: Sequence[str],
+        vectors: npt.NDArray[np.float32],
+        metadatas: Sequence[Mapping[str, Any]],
+    ) -> bool:
+        """`upsert` without its argument checks: distinct valid ids, (n, dim) float32 vectors
+        and one plain metadata object per id are the caller's guarantee."""
+        self._check_usable()
+        vecs = np.ascontiguousarray(vectors, dtype=np.float32)
         blobs = encode_vectors(vecs)
-        texts = encode_metadata(mds)
+        texts = encode_metadata(metadatas)
         with self._write_mutex:
             self._check_usable()
             if seq <= self._applied_seq:
@@ -244,7 +261,7 @@ class ShardEngine:
             plan = self._slots.plan(ids, ())
             rows = zip(ids, plan.up_slots, [seq] * len(ids), blobs, texts, strict=True)
             self._store.write(seq, upserts=rows)
-            self._apply(plan, ids, vecs, mds, seq)
+            self._apply(plan, ids, vecs, metadatas, seq)
         return True
 
     def delete(
@@ -260,6 +277,12 @@ class ShardEngine:
             ids = validate_ids(ids)
         if where is not None:
             validate_filter(where)
+        return self.delete_trusted(seq, ids, where)
+
+    def delete_trusted(self, seq: int, ids: Sequence[str] | None, where: Filter | None) -> int:
+        """`delete` without its argument checks: the caller gives exactly one of valid ids
+        and a valid filter."""
+        self._check_usable()
         with self._write_mutex:
             self._check_usable()
             if seq <= self._applied_seq:
@@ -338,6 +361,15 @@ class ShardEngine:
         self._check_usable()
         if isinstance(ids, (str, bytes)) or not all(isinstance(i, str) for i in ids):
             raise InvalidArgument("ids: expected a list of strings")
+        return self.get_trusted(
+            ids, include_vectors=include_vectors, include_metadata=include_metadata
+        )
+
+    def get_trusted(
+        self, ids: Sequence[str], *, include_vectors: bool, include_metadata: bool
+    ) -> list[Record | None]:
+        """`get` without its check that `ids` is a list of strings."""
+        self._check_usable()
         rows = self._store.get_rows(ids, vectors=include_vectors, metadata=include_metadata)
         out: list[Record | None] = []
         for rid in ids:
@@ -353,9 +385,15 @@ class ShardEngine:
     def count(self, where: Filter | None = None) -> int:
         """Live rows, or live rows passing `where`."""
         self._check_usable()
+        if where is not None:
+            validate_filter(where)
+        return self.count_trusted(where)
+
+    def count_trusted(self, where: Filter | None) -> int:
+        """`count` without validating `where`."""
+        self._check_usable()
         if where is None:
             return len(self._slots)
-        validate_filter(where)
         with self._index.lock.read():
             return int(self._mask(where).sum())
 
@@ -396,6 +434,26 @@ class ShardEngine:
         check_threshold(self.settings.metric, min_score, max_distance)
         if where is not None:
             validate_filter(where)
+        return self.search_trusted(
+            q, k, where=where, ef=ef, exact=exact, min_score=min_score, max_distance=max_distance
+        )
+
+    def search_trusted(
+        self,
+        queries: npt.NDArray[np.float32],
+        k: int,
+        *,
+        where: Filter | None = None,
+        ef: int | None = None,
+        exact: bool = False,
+        min_score: float | None = None,
+        max_distance: float | None = None,
+    ) -> SearchResult:
+        """`search` without its argument checks: (n, dim) float32 finite queries (non-zero
+        under cosine), k and ef in range, a valid filter and the metric's threshold."""
+        self._check_usable()
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        ef = self.settings.ef if ef is None else ef
         with self._index.lock.read():
             mask = self._mask(where) if where is not None else None
             labels, scores = self._planner.search(

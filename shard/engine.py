@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from shardvec.contract.errors import DataLoss, FailedPrecondition, InvalidArgument, ShardvecError
+from shardvec.contract.errors import FailedPrecondition, InvalidArgument, ShardvecError
 from shardvec.contract.filters import Filter, validate_filter
 from shardvec.contract.limits import (
     DEFAULT_BUILD_THREADS,
@@ -42,10 +42,11 @@ from shardvec.contract.store_copy import INDEX_FILE, MANIFEST_FILE
 from shardvec.contract.types import Change, Record, SearchResult
 from shardvec.contract.validation import validate_ids, validate_metadatas, validate_vectors
 
-from shard.checkpoint import load_checkpoint, remove_manifest, write_checkpoint
+from shard.checkpoint import remove_manifest, write_checkpoint
 from shard.columns import MetadataColumns
 from shard.index import HnswIndex, Labels
 from shard.planner import PlannerSettings, SearchPlanner, check_threshold, drop_past_threshold
+from shard.recovery import recover
 from shard.slots import SlotPlan, SlotTable
 from shard.store import Store, decode_metadata, decode_vector, encode_metadata, encode_vectors
 
@@ -99,81 +100,25 @@ class ShardEngine:
     # ------------------------------------------------------------------------- recovery
 
     def _recover(self) -> HnswIndex:
-        """Load the id tables and columns from SQLite, then the checkpoint (replaying newer
-        rows) or, when it is unusable, a full rebuild."""
-        for rows in self._store.live_index():
-            slots = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
-            self._slots.load([r[0] for r in rows], slots)
-            self._columns.set(slots, [decode_metadata(r[3]) for r in rows])
-        loaded = load_checkpoint(self.directory, self.settings)
-        index: HnswIndex | None = None
-        if loaded is not None:
-            index, manifest = loaded
-            if manifest.seq > self._applied_seq:
-                raise DataLoss(
-                    f"store {self._store.path} is at seq {self._applied_seq} but the index "
-                    f"checkpoint is at seq {manifest.seq}: the store lost acknowledged writes"
-                )
-            self._slots.reserve(manifest.n_slots)
-            if not self._reconcile(index, manifest.seq):
-                index = None
-            else:
-                self._checkpoint_seq = manifest.seq
-                self._last_checkpoint_unix = manifest.created_unix
-        rebuilt = index is None
-        if index is None:
-            index = self._rebuild()
-        self._slots.rebuild_free()
-        self._index = index
+        """Open the index (shard/recovery.py), then checkpoint when that took real work."""
+        got = recover(
+            self.directory,
+            self.settings,
+            self._store,
+            self._slots,
+            self._columns,
+            self._applied_seq,
+            self._build_threads,
+        )
+        self._index, self._dirty = got.index, got.dirty
+        self._checkpoint_seq, self._last_checkpoint_unix = got.checkpoint_seq, got.checkpoint_unix
         stale_files = any((self.directory / f).exists() for f in (INDEX_FILE, MANIFEST_FILE))
-        if (rebuilt and (self._dirty or stale_files)) or self._dirty >= self._checkpoint_rows:
+        if (got.rebuilt and (self._dirty or stale_files)) or self._dirty >= self._checkpoint_rows:
             try:
                 self._checkpoint_locked()
             except OSError as exc:
                 log.warning("%s: checkpoint after recovery failed: %s", self.directory, exc)
-        return index
-
-    def _reconcile(self, index: HnswIndex, seq: int) -> bool:
-        """Bring a loaded checkpoint up to the store; False if it cannot be trusted."""
-        with index.lock.write():
-            labels = index.labels()
-            if len(labels):
-                self._slots.reserve(int(labels.max()) + 1)
-            alive = self._slots.alive
-            hidden = index.mark_deleted(labels[~alive[labels]])
-            replayed = self._add_from_store(index, after_seq=seq)
-            present = np.zeros(len(alive), dtype=np.bool_)
-            present[index.labels()] = True
-            missing = int((alive & ~present).sum())
-        if missing:
-            log.warning("%s: checkpoint lacks %d live rows; rebuilding", self.directory, missing)
-            return False
-        log.info(
-            "%s: loaded checkpoint at seq %d, replayed %d rows, hid %d stale labels",
-            self.directory,
-            seq,
-            replayed,
-            hidden,
-        )
-        self._dirty = replayed + hidden
-        return True
-
-    def _rebuild(self) -> HnswIndex:
-        index = HnswIndex(self.settings)
-        with index.lock.write():
-            index.ensure_capacity(self._slots.n_slots)
-            added = self._add_from_store(index, after_seq=-1)
-        if added:
-            log.warning("%s: rebuilt the index from the store (%d rows)", self.directory, added)
-        self._dirty = added
-        return index
-
-    def _add_from_store(self, index: HnswIndex, after_seq: int) -> int:
-        added = 0
-        for slots, vecs in self._store.live_vectors(self.settings.dim, after_seq):
-            index.add(vecs, slots, num_threads=self._build_threads)
-            added += len(slots)
-        return added
+        return got.index
 
     # ---------------------------------------------------------------------------- state
 

@@ -1,17 +1,15 @@
 """The storage engine of one shard replica: SQLite rows, an hnswlib index, filter columns.
 
-Source of truth is the SQLite store (shard/store.py); the HNSW index (shard/index.py, with
-its slot table in shard/slots.py and checkpoints in shard/checkpoint.py) and the columnar
-metadata (shard/columns.py) are derived and rebuilt from it when needed. Every write
-batch is committed to SQLite before the in-memory state changes, so a crash after an
-acknowledged write loses nothing: the next open loads the checkpoint and replays newer rows,
-or rebuilds from the store.
+Source of truth is the SQLite store (shard/store.py); the HNSW index (shard/index.py, labelled
+by the slot table of shard/slots.py) and the filter columns (shard/columns.py) are derived and
+rebuilt from it when needed. Every write batch is committed to SQLite before the in-memory
+state changes, so a crash after an acknowledged write loses nothing: the next open
+(shard/recovery.py) loads the checkpoint (shard/checkpoint.py) and replays newer rows, or
+rebuilds from the store. Searches are planned by shard/planner.py.
 
 Locks: `_write_mutex` serialises writers (upsert, delete, apply_changes, checkpoint, close);
-`index.lock` (readers-writer) covers the index together with the slot tables and columns, so
-a search sees one consistent state and searches run alongside each other.
-
-Searches are planned by shard/planner.py (exact scoring, post-filter or filter callback).
+`index.lock` (readers-writer, shard/rwlock.py) covers the index together with the slot table
+and columns, so a search sees one consistent state and searches run alongside each other.
 
 Validation: the public `upsert`, `delete`, `get`, `count` and `search` check every argument
 (benchmarks and tests call them directly), then call their `*_trusted` twin, which checks

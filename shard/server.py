@@ -109,7 +109,7 @@ class _Guard(grpc.ServerInterceptor):  # type: ignore[misc]
 
 
 class ShardService(shard_pb2_grpc.ShardServicer):
-    """Translates wire messages to engine calls; holds no state of its own."""
+    """Translates wire messages to engine calls; keeps no rows, only a count of abandoned calls."""
 
     def __init__(
         self,

@@ -81,6 +81,7 @@ class ShardReplica:
         }
 
     def checkpoint(self) -> None:
+        """Write the index checkpoint now (bench/bench_replicas.py times a rejoin after one)."""
         self.engine.checkpoint()
 
     def catch_up(self, peer_address: str, page: int = 5000, timeout: float = 60.0) -> int:
@@ -114,9 +115,6 @@ class ShardReplica:
         """Stop serving and checkpoint; the process may then be killed."""
         self.server.stop(grace=0.5)
         self.engine.close()
-
-    def pid(self) -> int:
-        return os.getpid()
 
 
 def _node_ip() -> str:

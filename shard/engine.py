@@ -1,31 +1,24 @@
 """The storage engine of one shard replica: SQLite rows, an hnswlib index, filter columns.
 
-Source of truth is the SQLite store (shard/store.py); the HNSW index (shard/hnsw.py) and the
-columnar metadata (shard/filters.py) are derived and rebuilt from it when needed. Every write
-batch is committed to SQLite before the in-memory state changes, so a crash after an
-acknowledged write loses nothing: the next open loads the checkpoint and replays newer rows,
-or rebuilds from the store.
+Source of truth is the SQLite store (shard/store.py); the HNSW index (shard/index.py, labelled
+by the slot table of shard/slots.py) and the filter columns (shard/columns.py) are derived and
+rebuilt from it when needed. Every write batch is committed to SQLite before the in-memory
+state changes, so a crash after an acknowledged write loses nothing: the next open
+(shard/recovery.py) loads the checkpoint (shard/checkpoint.py) and replays newer rows, or
+rebuilds from the store. Searches are planned by shard/planner.py.
 
 Locks: `_write_mutex` serialises writers (upsert, delete, apply_changes, checkpoint, close);
-`index.lock` (readers-writer) covers the index together with the slot tables and columns, so
-a search sees one consistent state and searches run alongside each other.
+`index.lock` (readers-writer, shard/rwlock.py) covers the index together with the slot table
+and columns, so a search sees one consistent state and searches run alongside each other.
 
-Search planner, with m the number of live rows passing the filter and L all live rows:
-  m == 0                              -> empty rows
-  exact=True or m <= exact_threshold  -> exact NumPy scoring of the m rows
-  m / L >= postfilter_fraction        -> one unfiltered batch knn_query for
-                                         k' = ceil(k * overfetch / (m / L)) results at breadth
-                                         ef / (m / L) (so ~ef candidates pass), then the mask
-  otherwise                           -> per-query knn_query with hnswlib's filter callback
-Any query left with fewer than min(k, m) hits falls back to the next path down and finally to
-exact scoring, so a filtered search never returns fewer than min(k, m) hits (before min_score /
-max_distance drop some).
+Validation: the public `upsert`, `delete`, `get`, `count` and `search` check every argument
+(benchmarks and tests call them directly), then call their `*_trusted` twin, which checks
+nothing and is what the shard service calls: its caller, the coordinator, validated at its edge.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from shardvec.contract.errors import DataLoss, FailedPrecondition, InvalidArgument, ShardvecError
+from shardvec.contract.errors import FailedPrecondition, InvalidArgument, ShardvecError
 from shardvec.contract.filters import Filter, validate_filter
 from shardvec.contract.limits import (
     DEFAULT_BUILD_THREADS,
@@ -44,25 +37,18 @@ from shardvec.contract.limits import (
 )
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.store_copy import INDEX_FILE, MANIFEST_FILE
-from shardvec.contract.types import Change, PlannerSettings, Record, SearchResult
+from shardvec.contract.types import Change, Record, SearchResult
 from shardvec.contract.validation import validate_ids, validate_metadatas, validate_vectors
 
+from shard.checkpoint import remove_manifest, write_checkpoint
 from shard.columns import MetadataColumns
-from shard.hnsw import (
-    HnswIndex,
-    Labels,
-    SlotPlan,
-    SlotTable,
-    exact_topk,
-    load_checkpoint,
-    remove_manifest,
-    to_scores,
-    write_checkpoint,
-)
+from shard.index import HnswIndex, Labels
+from shard.planner import PlannerSettings, SearchPlanner, check_threshold, drop_past_threshold
+from shard.recovery import recover
+from shard.slots import SlotPlan, SlotTable
 from shard.store import Store, decode_metadata, decode_vector, encode_metadata, encode_vectors
 
 log = logging.getLogger(__name__)
-
 
 
 class ShardEngine:
@@ -88,8 +74,9 @@ class ShardEngine:
         self.settings = settings
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.planner = planner or PlannerSettings()
-        self._search_threads = search_threads
+        self._planner = SearchPlanner(
+            planner or PlannerSettings(), settings.metric, search_threads, self._vectors_at
+        )
         self._build_threads = build_threads
         self._checkpoint_rows = checkpoint_rows
         self._write_mutex = threading.Lock()
@@ -111,81 +98,25 @@ class ShardEngine:
     # ------------------------------------------------------------------------- recovery
 
     def _recover(self) -> HnswIndex:
-        """Load the id tables and columns from SQLite, then the checkpoint (replaying newer
-        rows) or, when it is unusable, a full rebuild."""
-        for rows in self._store.live_index():
-            slots = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
-            self._slots.load([r[0] for r in rows], slots)
-            self._columns.set(slots, [decode_metadata(r[3]) for r in rows])
-        loaded = load_checkpoint(self.directory, self.settings)
-        index: HnswIndex | None = None
-        if loaded is not None:
-            index, manifest = loaded
-            if manifest.seq > self._applied_seq:
-                raise DataLoss(
-                    f"store {self._store.path} is at seq {self._applied_seq} but the index "
-                    f"checkpoint is at seq {manifest.seq}: the store lost acknowledged writes"
-                )
-            self._slots.reserve(manifest.n_slots)
-            if not self._reconcile(index, manifest.seq):
-                index = None
-            else:
-                self._checkpoint_seq = manifest.seq
-                self._last_checkpoint_unix = manifest.created_unix
-        rebuilt = index is None
-        if index is None:
-            index = self._rebuild()
-        self._slots.rebuild_free()
-        self._index = index
+        """Open the index (shard/recovery.py), then checkpoint when that took real work."""
+        got = recover(
+            self.directory,
+            self.settings,
+            self._store,
+            self._slots,
+            self._columns,
+            self._applied_seq,
+            self._build_threads,
+        )
+        self._index, self._dirty = got.index, got.dirty
+        self._checkpoint_seq, self._last_checkpoint_unix = got.checkpoint_seq, got.checkpoint_unix
         stale_files = any((self.directory / f).exists() for f in (INDEX_FILE, MANIFEST_FILE))
-        if (rebuilt and (self._dirty or stale_files)) or self._dirty >= self._checkpoint_rows:
+        if (got.rebuilt and (self._dirty or stale_files)) or self._dirty >= self._checkpoint_rows:
             try:
                 self._checkpoint_locked()
             except OSError as exc:
                 log.warning("%s: checkpoint after recovery failed: %s", self.directory, exc)
-        return index
-
-    def _reconcile(self, index: HnswIndex, seq: int) -> bool:
-        """Bring a loaded checkpoint up to the store; False if it cannot be trusted."""
-        with index.lock.write():
-            labels = index.labels()
-            if len(labels):
-                self._slots.reserve(int(labels.max()) + 1)
-            alive = self._slots.alive
-            hidden = index.mark_deleted(labels[~alive[labels]])
-            replayed = self._add_from_store(index, after_seq=seq)
-            present = np.zeros(len(alive), dtype=np.bool_)
-            present[index.labels()] = True
-            missing = int((alive & ~present).sum())
-        if missing:
-            log.warning("%s: checkpoint lacks %d live rows; rebuilding", self.directory, missing)
-            return False
-        log.info(
-            "%s: loaded checkpoint at seq %d, replayed %d rows, hid %d stale labels",
-            self.directory,
-            seq,
-            replayed,
-            hidden,
-        )
-        self._dirty = replayed + hidden
-        return True
-
-    def _rebuild(self) -> HnswIndex:
-        index = HnswIndex(self.settings)
-        with index.lock.write():
-            index.ensure_capacity(self._slots.n_slots)
-            added = self._add_from_store(index, after_seq=-1)
-        if added:
-            log.warning("%s: rebuilt the index from the store (%d rows)", self.directory, added)
-        self._dirty = added
-        return index
-
-    def _add_from_store(self, index: HnswIndex, after_seq: int) -> int:
-        added = 0
-        for slots, vecs in self._store.live_vectors(self.settings.dim, after_seq):
-            index.add(vecs, slots, num_threads=self._build_threads)
-            added += len(slots)
-        return added
+        return got.index
 
     # ---------------------------------------------------------------------------- state
 
@@ -251,8 +182,21 @@ class ShardEngine:
                 f"vectors: expected {len(ids)} rows (one per id), got {len(vecs)}"
             )
         mds = validate_metadatas(metadatas if metadatas is not None else [], len(ids))
+        return self.upsert_trusted(seq, ids, vecs, mds)
+
+    def upsert_trusted(
+        self,
+        seq: int,
+        ids: Sequence[str],
+        vectors: npt.NDArray[np.float32],
+        metadatas: Sequence[Mapping[str, Any]],
+    ) -> bool:
+        """`upsert` without its argument checks: distinct valid ids, (n, dim) float32 vectors
+        and one plain metadata object per id are the caller's guarantee."""
+        self._check_usable()
+        vecs = np.ascontiguousarray(vectors, dtype=np.float32)
         blobs = encode_vectors(vecs)
-        texts = encode_metadata(mds)
+        texts = encode_metadata(metadatas)
         with self._write_mutex:
             self._check_usable()
             if seq <= self._applied_seq:
@@ -260,7 +204,7 @@ class ShardEngine:
             plan = self._slots.plan(ids, ())
             rows = zip(ids, plan.up_slots, [seq] * len(ids), blobs, texts, strict=True)
             self._store.write(seq, upserts=rows)
-            self._apply(plan, ids, vecs, mds, seq)
+            self._apply(plan, ids, vecs, metadatas, seq)
         return True
 
     def delete(
@@ -276,6 +220,12 @@ class ShardEngine:
             ids = validate_ids(ids)
         if where is not None:
             validate_filter(where)
+        return self.delete_trusted(seq, ids, where)
+
+    def delete_trusted(self, seq: int, ids: Sequence[str] | None, where: Filter | None) -> int:
+        """`delete` without its argument checks: the caller gives exactly one of valid ids
+        and a valid filter."""
+        self._check_usable()
         with self._write_mutex:
             self._check_usable()
             if seq <= self._applied_seq:
@@ -354,6 +304,15 @@ class ShardEngine:
         self._check_usable()
         if isinstance(ids, (str, bytes)) or not all(isinstance(i, str) for i in ids):
             raise InvalidArgument("ids: expected a list of strings")
+        return self.get_trusted(
+            ids, include_vectors=include_vectors, include_metadata=include_metadata
+        )
+
+    def get_trusted(
+        self, ids: Sequence[str], *, include_vectors: bool, include_metadata: bool
+    ) -> list[Record | None]:
+        """`get` without its check that `ids` is a list of strings."""
+        self._check_usable()
         rows = self._store.get_rows(ids, vectors=include_vectors, metadata=include_metadata)
         out: list[Record | None] = []
         for rid in ids:
@@ -369,9 +328,15 @@ class ShardEngine:
     def count(self, where: Filter | None = None) -> int:
         """Live rows, or live rows passing `where`."""
         self._check_usable()
+        if where is not None:
+            validate_filter(where)
+        return self.count_trusted(where)
+
+    def count_trusted(self, where: Filter | None) -> int:
+        """`count` without validating `where`."""
+        self._check_usable()
         if where is None:
             return len(self._slots)
-        validate_filter(where)
         with self._index.lock.read():
             return int(self._mask(where).sum())
 
@@ -404,105 +369,51 @@ class ShardEngine:
         min_score: float | None = None,
         max_distance: float | None = None,
     ) -> SearchResult:
-        """Best `k` live rows per query, best first; see the module docstring for the plan."""
+        """Best `k` live rows per query, best first; shard/planner.py says how."""
         self._check_usable()
         q = validate_vectors(queries, self.settings.dim, self.settings.metric, field="queries")
         k = _check_int("k", k, 1, MAX_K)
         ef = self.settings.ef if ef is None else _check_int("ef", ef, 1, MAX_EF)
-        threshold = self._threshold(min_score, max_distance)
+        check_threshold(self.settings.metric, min_score, max_distance)
         if where is not None:
             validate_filter(where)
+        return self.search_trusted(
+            q, k, where=where, ef=ef, exact=exact, min_score=min_score, max_distance=max_distance
+        )
+
+    def search_trusted(
+        self,
+        queries: npt.NDArray[np.float32],
+        k: int,
+        *,
+        where: Filter | None = None,
+        ef: int | None = None,
+        exact: bool = False,
+        min_score: float | None = None,
+        max_distance: float | None = None,
+    ) -> SearchResult:
+        """`search` without its argument checks: (n, dim) float32 finite queries (non-zero
+        under cosine), k and ef in range, a valid filter and the metric's threshold."""
+        self._check_usable()
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        ef = self.settings.ef if ef is None else ef
         with self._index.lock.read():
-            labels, scores = self._plan(q, k, ef, where, exact)
-            if threshold is not None:
-                passing = scores >= threshold if max_distance is None else scores <= threshold
-                labels[~passing] = -1
-                scores[~passing] = np.nan
+            mask = self._mask(where) if where is not None else None
+            labels, scores = self._planner.search(
+                self._index,
+                q,
+                k,
+                ef,
+                alive=self._slots.alive,
+                n_live=len(self._slots),
+                mask=mask,
+                exact=exact,
+            )
+            drop_past_threshold(labels, scores, self.settings.metric, min_score, max_distance)
             valid = labels >= 0
             ids = np.full(labels.shape, "", dtype=object)
             ids[valid] = self._slots.slot_to_id[labels[valid]]
         return SearchResult(ids, scores, valid.sum(axis=1).astype(np.int32))
-
-    def _threads_for(self, nq: int) -> int:
-        """hnswlib threads for a batch of `nq` queries: one per 32 queries, at most
-        `search_threads` (hnswlib starts its threads on every call; a few queries would
-        spend longer starting them than searching)."""
-        return max(1, min(self._search_threads, nq // 32))
-
-    def _threshold(self, min_score: float | None, max_distance: float | None) -> float | None:
-        euclid = self.settings.metric == "euclidean"
-        wrong, value = (min_score, max_distance) if euclid else (max_distance, min_score)
-        if wrong is not None:
-            use = "max_distance" if euclid else "min_score"
-            raise InvalidArgument(f"metric {self.settings.metric} takes {use} as its threshold")
-        if value is not None and (not isinstance(value, (int, float)) or math.isnan(value)):
-            raise InvalidArgument(f"score threshold must be a number, got {value!r}")
-        return None if value is None else float(value)
-
-    def _plan(
-        self, q: npt.NDArray[np.float32], k: int, ef: int, where: Filter | None, exact: bool
-    ) -> tuple[Labels, npt.NDArray[np.float32]]:
-        nq = len(q)
-        n_live = len(self._slots)
-        mask = self._mask(where) if where is not None else None
-        m = int(mask.sum()) if mask is not None else n_live
-        labels = np.full((nq, k), -1, dtype=np.int64)
-        scores = np.full((nq, k), np.nan, dtype=np.float32)
-        if m == 0:
-            return labels, scores
-        if exact or (mask is not None and m <= self.planner.exact_threshold):
-            subset = mask if mask is not None else self._slots.alive
-            return self._exact(q, k, np.flatnonzero(subset))
-        k_eff = min(k, m)
-        metric = self.settings.metric
-        todo = np.arange(nq)
-        if mask is None or m / n_live >= self.planner.postfilter_fraction:
-            # One batch search. With a filter, over-fetch k by the passing fraction, and widen
-            # ef by it too so ~ef candidates pass, as in hnswlib's own filtered search.
-            kq, breadth = k_eff, ef
-            if mask is not None:
-                kq = math.ceil(k_eff * self.planner.overfetch * n_live / m)
-                breadth = math.ceil(ef * n_live / m)
-            try:
-                got, dist = self._index.knn(
-                    q, min(kq, n_live), min(breadth, n_live), self._threads_for(nq)
-                )
-            except RuntimeError:  # a query found too few points: every row falls back
-                got, dist = np.zeros((nq, 0), dtype=np.int64), np.zeros((nq, 0), dtype=np.float32)
-            if mask is None and got.shape[1]:  # the common case, kept lean
-                labels[:, :k_eff] = got[:, :k_eff]
-                scores[:, :k_eff] = to_scores(metric, dist[:, :k_eff])
-                todo = todo[:0]
-            else:
-                keep = mask[got] if mask is not None else np.ones(got.shape, dtype=np.bool_)
-                order = np.argsort(~keep, axis=1, kind="stable")[:, :k_eff]
-                sel, w = np.take_along_axis(keep, order, axis=1), order.shape[1]
-                labels[:, :w] = np.where(sel, np.take_along_axis(got, order, axis=1), -1)
-                best = to_scores(metric, np.take_along_axis(dist, order, axis=1))
-                scores[:, :w] = np.where(sel, best, np.nan)
-                todo = np.flatnonzero(keep.sum(axis=1) < k_eff)
-        if len(todo) and mask is not None:
-            allowed = mask.tolist().__getitem__
-            short = []
-            for row in todo.tolist():
-                try:
-                    got, dist = self._index.knn(q[row : row + 1], k_eff, min(ef, m), 1, allowed)
-                except RuntimeError:
-                    short.append(row)
-                    continue
-                labels[row, :k_eff] = got[0, :k_eff]
-                scores[row, :k_eff] = to_scores(metric, dist[0, :k_eff])
-            todo = np.asarray(short, dtype=np.int64)
-        if len(todo):
-            subset = mask if mask is not None else self._slots.alive
-            labels[todo], scores[todo] = self._exact(q[todo], k, np.flatnonzero(subset))
-        return labels, scores
-
-    def _exact(
-        self, q: npt.NDArray[np.float32], k: int, slots: Labels
-    ) -> tuple[Labels, npt.NDArray[np.float32]]:
-        metric, chunk = self.settings.metric, self.planner.exact_chunk_rows
-        return exact_topk(self._vectors_at, metric, q, slots, k, chunk)
 
     def _vectors_at(self, slots: Labels) -> npt.NDArray[np.float32]:
         """Vectors at live `slots` for exact scoring, from SQLite (several times faster than

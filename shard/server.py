@@ -5,6 +5,10 @@ batches from the coordinator use the replica's cores. Every call must carry the 
 internal token; errors leave as precise status codes through one interceptor. Work whose
 caller has gone (its deadline passed, or it cancelled) is not started, and a large search
 stops between chunks of queries once its caller is gone.
+
+Requests are decoded, not validated again: only the coordinator holds the token, and it
+validated them at its edge, so filters decode with `trusted=True` and the engine's `*_trusted`
+methods serve them.
 """
 
 from __future__ import annotations
@@ -15,20 +19,25 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
-from shardvec.contract.codec import dumps_json, encode_packed, metadata_to_json
+from shardvec.contract.codec import dumps_json, encode_packed, loads_json, metadata_to_json
 from shardvec.contract.convert import filter_from_proto, search_result_to_proto, vectors_from_proto
-from shardvec.contract.errors import DeadlineExceeded, ShardvecError, Unauthenticated
+from shardvec.contract.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    ShardvecError,
+    Unauthenticated,
+)
+from shardvec.contract.filters import Filter
 from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
 from shardvec.contract.limits import TOKEN_HEADER
 from shardvec.contract.types import SearchResult
-from shardvec.contract.validation import parse_metadata_json
 from shardvec.v1 import shard_pb2, shard_pb2_grpc
 
 from shard.engine import ShardEngine
@@ -100,7 +109,7 @@ class _Guard(grpc.ServerInterceptor):  # type: ignore[misc]
 
 
 class ShardService(shard_pb2_grpc.ShardServicer):
-    """Translates wire messages to engine calls; holds no state of its own."""
+    """Translates wire messages to engine calls; keeps no rows, only a count of abandoned calls."""
 
     def __init__(
         self,
@@ -131,18 +140,18 @@ class ShardService(shard_pb2_grpc.ShardServicer):
         self._caller_waits(context, "upsert")
         n = len(request.ids)
         vectors = vectors_from_proto(request.vectors, self.dim)
-        metadatas = parse_metadata_json(list(request.metadata_json), n)
-        applied = self.engine.upsert(request.seq, list(request.ids), vectors, metadatas)
+        metadatas = _metadata_from_json(request.metadata_json, n)
+        applied = self.engine.upsert_trusted(request.seq, list(request.ids), vectors, metadatas)
         return shard_pb2.ShardWriteResponse(
             applied=applied, affected=n if applied else 0, applied_seq=self.engine.applied_seq
         )
 
     def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._caller_waits(context, "delete")
-        where = filter_from_proto(request.filter) if request.HasField("filter") else None
+        where = _filter(request)
         ids = list(request.ids) if where is None else None
         before = self.engine.applied_seq
-        deleted = self.engine.delete(request.seq, ids=ids, where=where)
+        deleted = self.engine.delete_trusted(request.seq, ids, where)
         return shard_pb2.ShardWriteResponse(
             applied=request.seq > before, affected=deleted, applied_seq=self.engine.applied_seq
         )
@@ -152,7 +161,7 @@ class ShardService(shard_pb2_grpc.ShardServicer):
         inc_meta, inc_vec = request.include.metadata, request.include.vectors
         records = [
             r
-            for r in self.engine.get(
+            for r in self.engine.get_trusted(
                 list(request.ids), include_vectors=inc_vec, include_metadata=inc_meta
             )
             if r is not None
@@ -168,19 +177,18 @@ class ShardService(shard_pb2_grpc.ShardServicer):
 
     def Count(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._caller_waits(context, "count")
-        where = filter_from_proto(request.filter) if request.HasField("filter") else None
-        return shard_pb2.ShardCountResponse(count=self.engine.count(where))
+        return shard_pb2.ShardCountResponse(count=self.engine.count_trusted(_filter(request)))
 
     def Search(self, request: Any, context: grpc.ServicerContext) -> Any:
         queries = vectors_from_proto(request.queries, self.dim, field="queries")
-        where = filter_from_proto(request.filter) if request.HasField("filter") else None
+        where = _filter(request)
         parts: list[SearchResult] = []
         lock = self.search_lock if len(queries) >= self.lock_rows else None
         for start in range(0, len(queries), SEARCH_CHUNK_ROWS):
             with lock.hold() if lock is not None else contextlib.nullcontext():
                 self._caller_waits(context, f"search (after {start} of {len(queries)} queries)")
                 parts.append(
-                    self.engine.search(
+                    self.engine.search_trusted(
                         queries[start : start + SEARCH_CHUNK_ROWS],
                         int(request.k),
                         where=where,
@@ -242,6 +250,25 @@ class ShardService(shard_pb2_grpc.ShardServicer):
             yield shard_pb2.ShardSnapshotChunk(manifest_json=dumps_json(snap.manifest()))
             for data in snap.chunks():
                 yield shard_pb2.ShardSnapshotChunk(data=data)
+
+
+def _filter(request: Any) -> Filter | None:
+    """The request's filter, decoded without re-checking the tree (the coordinator did)."""
+    return filter_from_proto(request.filter, trusted=True) if request.HasField("filter") else None
+
+
+def _metadata_from_json(texts: Sequence[str], n: int) -> list[dict[str, Any]]:
+    """One metadata object per row from its JSON text ("" or no texts at all meaning {}),
+    decoded only: the coordinator validated the same texts before sending them."""
+    if not texts:
+        return [{} for _ in range(n)]
+    out: list[dict[str, Any]] = []
+    for i, text in enumerate(texts):
+        try:
+            out.append(loads_json(text) if text else {})
+        except (ValueError, RecursionError) as exc:
+            raise InvalidArgument(f"metadata_json[{i}]: invalid JSON: {exc}") from None
+    return out
 
 
 class ShardServer:

@@ -31,7 +31,7 @@ from shardvec.contract.store_copy import (
     inspect_store_copy,
 )
 
-from shard.hnsw import Manifest
+from shard.checkpoint import Manifest
 
 CHUNK_BYTES = 1 << 20
 _CHECKPOINT_TRIES = 3

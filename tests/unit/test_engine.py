@@ -19,12 +19,13 @@ from shardvec.contract.errors import DataLoss, FailedPrecondition, InvalidArgume
 from shardvec.contract.filters import parse_where
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.store_copy import INDEX_FILE, MANIFEST_FILE
-from shardvec.contract.types import Change, PlannerSettings
+from shardvec.contract.types import Change
 
-import shard.engine as engine_mod
-import shard.hnsw
+import shard.exact
+import shard.planner as planner_mod
 from shard.engine import ShardEngine
-from shard.hnsw import RWLock
+from shard.planner import PlannerSettings
+from shard.rwlock import RWLock
 
 DIM = 16
 REPO = Path(__file__).resolve().parents[2]
@@ -283,13 +284,13 @@ def test_filtered_paths_are_used(
     filtered_engine: ShardEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[int] = []
-    real = shard.hnsw.exact_topk
+    real = shard.exact.exact_topk
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         calls.append(len(args[3]))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine_mod, "exact_topk", spy)
+    monkeypatch.setattr(planner_mod, "exact_topk", spy)
     q = _data(16, 8)
     filtered_engine.search(q, 10, where=parse_where({"p60": True}))
     filtered_engine.search(q, 10, where=parse_where({"p10": True}))

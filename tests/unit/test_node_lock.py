@@ -158,7 +158,7 @@ def test_engine_uses_one_thread_per_32_queries_up_to_search_threads(tmp_path: Pa
     settings = IndexSettings.from_dict({"dim": 8, "metric": "cosine"})
     e = ShardEngine(tmp_path, settings, search_threads=4, build_threads=1)
     try:
-        assert [e._threads_for(n) for n in (1, 31, 32, 64, 100, 1000)] == [1, 1, 1, 2, 3, 4]
+        assert [e._planner.threads_for(n) for n in (1, 31, 32, 64, 100, 1000)] == [1, 1, 1, 2, 3, 4]
         rng = np.random.default_rng(0)
         vecs = rng.standard_normal((300, 8)).astype(np.float32)
         e.upsert(1, [str(i) for i in range(300)], vecs, [{}] * 300)

@@ -52,16 +52,6 @@ class Change:
     deleted: bool
 
 
-@dataclass(frozen=True)
-class PlannerSettings:
-    """Thresholds of the filtered-search planner (see the module docstring)."""
-
-    exact_threshold: int = 4096
-    postfilter_fraction: float = 0.3
-    overfetch: float = 1.5
-    exact_chunk_rows: int = 16_384
-
-
 @dataclass
 class Hits:
     """Merged results of a query batch: (nq, k) ids ("" padding) and scores, hit counts per

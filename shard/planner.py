@@ -1,0 +1,168 @@
+"""The search planner of one replica: which path serves a batch, and the score threshold.
+
+With m the number of live rows passing the filter and L all live rows:
+  m == 0                              -> empty rows
+  exact=True or m <= exact_threshold  -> exact NumPy scoring of the m rows
+  m / L >= postfilter_fraction        -> one unfiltered batch knn_query for
+                                         k' = ceil(k * overfetch / (m / L)) results at breadth
+                                         ef / (m / L) (so ~ef candidates pass), then the mask
+  otherwise                           -> per-query knn_query with hnswlib's filter callback
+Any query left with fewer than min(k, m) hits falls back to the next path down and finally to
+exact scoring, so a filtered search never returns fewer than min(k, m) hits (before min_score /
+max_distance drop some).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from shardvec.contract.errors import InvalidArgument
+
+from shard.exact import exact_topk, to_scores
+from shard.index import Floats, HnswIndex, Labels
+
+
+@dataclass(frozen=True)
+class PlannerSettings:
+    """Thresholds of the filtered-search planner (see the module docstring)."""
+
+    exact_threshold: int = 4096
+    postfilter_fraction: float = 0.3
+    overfetch: float = 1.5
+    exact_chunk_rows: int = 16_384
+
+
+class SearchPlanner:
+    """Plans and runs one batch over a consistent view of a replica's index and slots.
+
+    The caller holds the index's read side for the whole call; `vectors_at(slots)` gives the
+    vectors of live slots for exact scoring.
+    """
+
+    def __init__(
+        self,
+        settings: PlannerSettings,
+        metric: str,
+        search_threads: int,
+        vectors_at: Callable[[Labels], Floats],
+    ) -> None:
+        self.settings = settings
+        self._metric = metric
+        self._search_threads = search_threads
+        self._vectors_at = vectors_at
+
+    def threads_for(self, nq: int) -> int:
+        """hnswlib threads for a batch of `nq` queries: one per 32 queries, at most
+        `search_threads` (hnswlib starts its threads on every call; a few queries would
+        spend longer starting them than searching)."""
+        return max(1, min(self._search_threads, nq // 32))
+
+    def search(
+        self,
+        index: HnswIndex,
+        q: Floats,
+        k: int,
+        ef: int,
+        *,
+        alive: npt.NDArray[np.bool_],
+        n_live: int,
+        mask: npt.NDArray[np.bool_] | None,
+        exact: bool,
+    ) -> tuple[Labels, Floats]:
+        """Labels (-1 padding) and user scores (NaN padding) of the best `k` per query.
+
+        `alive` marks live slots, `n_live` counts them, and `mask` (a subset of `alive`) marks
+        the rows passing the filter, None without one.
+        """
+        nq = len(q)
+        m = int(mask.sum()) if mask is not None else n_live
+        labels = np.full((nq, k), -1, dtype=np.int64)
+        scores = np.full((nq, k), np.nan, dtype=np.float32)
+        if m == 0:
+            return labels, scores
+        subset = mask if mask is not None else alive
+        if exact or (mask is not None and m <= self.settings.exact_threshold):
+            return self._exact(q, k, np.flatnonzero(subset))
+        k_eff = min(k, m)
+        metric = self._metric
+        todo = np.arange(nq)
+        if mask is None or m / n_live >= self.settings.postfilter_fraction:
+            # One batch search. With a filter, over-fetch k by the passing fraction, and widen
+            # ef by it too so ~ef candidates pass, as in hnswlib's own filtered search.
+            kq, breadth = k_eff, ef
+            if mask is not None:
+                kq = math.ceil(k_eff * self.settings.overfetch * n_live / m)
+                breadth = math.ceil(ef * n_live / m)
+            try:
+                threads = self.threads_for(nq)
+                got, dist = index.knn(q, min(kq, n_live), min(breadth, n_live), threads)
+            except RuntimeError:  # a query found too few points: every row falls back
+                got, dist = np.zeros((nq, 0), dtype=np.int64), np.zeros((nq, 0), dtype=np.float32)
+            if mask is None and got.shape[1]:  # the common case, kept lean
+                labels[:, :k_eff] = got[:, :k_eff]
+                scores[:, :k_eff] = to_scores(metric, dist[:, :k_eff])
+                todo = todo[:0]
+            else:
+                keep = mask[got] if mask is not None else np.ones(got.shape, dtype=np.bool_)
+                order = np.argsort(~keep, axis=1, kind="stable")[:, :k_eff]
+                sel, w = np.take_along_axis(keep, order, axis=1), order.shape[1]
+                labels[:, :w] = np.where(sel, np.take_along_axis(got, order, axis=1), -1)
+                best = to_scores(metric, np.take_along_axis(dist, order, axis=1))
+                scores[:, :w] = np.where(sel, best, np.nan)
+                todo = np.flatnonzero(keep.sum(axis=1) < k_eff)
+        if len(todo) and mask is not None:
+            allowed = mask.tolist().__getitem__
+            short = []
+            for row in todo.tolist():
+                try:
+                    got, dist = index.knn(q[row : row + 1], k_eff, min(ef, m), 1, allowed)
+                except RuntimeError:
+                    short.append(row)
+                    continue
+                labels[row, :k_eff] = got[0, :k_eff]
+                scores[row, :k_eff] = to_scores(metric, dist[0, :k_eff])
+            todo = np.asarray(short, dtype=np.int64)
+        if len(todo):
+            labels[todo], scores[todo] = self._exact(q[todo], k, np.flatnonzero(subset))
+        return labels, scores
+
+    def _exact(self, q: Floats, k: int, slots: Labels) -> tuple[Labels, Floats]:
+        chunk = self.settings.exact_chunk_rows
+        return exact_topk(self._vectors_at, self._metric, q, slots, k, chunk)
+
+
+def check_threshold(metric: str, min_score: float | None, max_distance: float | None) -> None:
+    """Raise InvalidArgument unless the threshold suits `metric` (max_distance for euclidean,
+    min_score otherwise) and is a number."""
+    euclid = metric == "euclidean"
+    wrong, value = (min_score, max_distance) if euclid else (max_distance, min_score)
+    if wrong is not None:
+        use = "max_distance" if euclid else "min_score"
+        raise InvalidArgument(f"metric {metric} takes {use} as its threshold")
+    if value is not None and (not isinstance(value, (int, float)) or math.isnan(value)):
+        raise InvalidArgument(f"score threshold must be a number, got {value!r}")
+
+
+def drop_past_threshold(
+    labels: Labels,
+    scores: Floats,
+    metric: str,
+    min_score: float | None,
+    max_distance: float | None,
+) -> None:
+    """Blank (label -1, score NaN), in place, the hits scoring below min_score or, under
+    euclidean, farther than max_distance; the threshold is assumed checked."""
+    if metric == "euclidean":
+        if max_distance is None:
+            return
+        passing = scores <= float(max_distance)
+    else:
+        if min_score is None:
+            return
+        passing = scores >= float(min_score)
+    labels[~passing] = -1
+    scores[~passing] = np.nan

@@ -1,0 +1,128 @@
+"""Opening a replica's index: from its checkpoint, brought up to the store, or rebuilt.
+
+The SQLite store is the source of truth. Its live rows fill the slot table and the filter
+columns first; then the checkpoint is loaded, its stale labels hidden and the rows newer than
+it replayed. A checkpoint ahead of the store means the store lost acknowledged writes
+(DataLoss); one missing live rows, or unusable, is dropped and the index rebuilt.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from shardvec.contract.errors import DataLoss
+from shardvec.contract.settings import IndexSettings
+
+from shard.checkpoint import load_checkpoint
+from shard.columns import MetadataColumns
+from shard.index import HnswIndex
+from shard.slots import SlotTable
+from shard.store import Store, decode_metadata
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """The index a replica opens with, and how it was obtained."""
+
+    index: HnswIndex
+    rebuilt: bool
+    dirty: int  # rows changed since the loaded checkpoint (every row when rebuilt)
+    checkpoint_seq: int  # 0 when no checkpoint was used
+    checkpoint_unix: float | None
+
+
+@dataclass(frozen=True)
+class _Replica:
+    """What recovery reads and fills: the replica's store, tables and settings."""
+
+    directory: Path
+    settings: IndexSettings
+    store: Store
+    slots: SlotTable
+    build_threads: int
+
+
+def recover(
+    directory: Path,
+    settings: IndexSettings,
+    store: Store,
+    slots: SlotTable,
+    columns: MetadataColumns,
+    applied_seq: int,
+    build_threads: int,
+) -> Recovered:
+    """Fill `slots` and `columns` from the store, then load the checkpoint (replaying newer
+    rows) or, when it is unusable, rebuild the index from the store."""
+    for rows in store.live_index():
+        labels = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+        slots.load([r[0] for r in rows], labels)
+        columns.set(labels, [decode_metadata(r[3]) for r in rows])
+    rep = _Replica(directory, settings, store, slots, build_threads)
+    loaded = load_checkpoint(directory, settings)
+    out: Recovered | None = None
+    if loaded is not None:
+        index, manifest = loaded
+        if manifest.seq > applied_seq:
+            raise DataLoss(
+                f"store {store.path} is at seq {applied_seq} but the index "
+                f"checkpoint is at seq {manifest.seq}: the store lost acknowledged writes"
+            )
+        slots.reserve(manifest.n_slots)
+        dirty = _reconcile(rep, index, manifest.seq)
+        if dirty is not None:
+            out = Recovered(index, False, dirty, manifest.seq, manifest.created_unix)
+    if out is None:
+        index, added = _rebuild(rep)
+        out = Recovered(index, True, added, 0, None)
+    slots.rebuild_free()
+    return out
+
+
+def _reconcile(rep: _Replica, index: HnswIndex, seq: int) -> int | None:
+    """Bring a loaded checkpoint up to the store; the rows it changed, or None if it cannot
+    be trusted."""
+    with index.lock.write():
+        labels = index.labels()
+        if len(labels):
+            rep.slots.reserve(int(labels.max()) + 1)
+        alive = rep.slots.alive
+        hidden = index.mark_deleted(labels[~alive[labels]])
+        replayed = _add_from_store(rep, index, after_seq=seq)
+        present = np.zeros(len(alive), dtype=np.bool_)
+        present[index.labels()] = True
+        missing = int((alive & ~present).sum())
+    if missing:
+        log.warning("%s: checkpoint lacks %d live rows; rebuilding", rep.directory, missing)
+        return None
+    log.info(
+        "%s: loaded checkpoint at seq %d, replayed %d rows, hid %d stale labels",
+        rep.directory,
+        seq,
+        replayed,
+        hidden,
+    )
+    return replayed + hidden
+
+
+def _rebuild(rep: _Replica) -> tuple[HnswIndex, int]:
+    """A new index of every live row in the store, and how many rows it holds."""
+    index = HnswIndex(rep.settings)
+    with index.lock.write():
+        index.ensure_capacity(rep.slots.n_slots)
+        added = _add_from_store(rep, index, after_seq=-1)
+    if added:
+        log.warning("%s: rebuilt the index from the store (%d rows)", rep.directory, added)
+    return index, added
+
+
+def _add_from_store(rep: _Replica, index: HnswIndex, after_seq: int) -> int:
+    added = 0
+    for labels, vecs in rep.store.live_vectors(rep.settings.dim, after_seq):
+        index.add(vecs, labels, num_threads=rep.build_threads)
+        added += len(labels)
+    return added

@@ -1,0 +1,100 @@
+"""Ids to the dense integer slots that label the index, planned per batch before any write."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from shard.index import Labels
+
+
+@dataclass
+class SlotPlan:
+    """Slot changes of one batch, computed before anything is written."""
+
+    up_slots: list[int]
+    del_slots: list[int]
+    free: list[int]
+    n_slots: int
+
+
+class SlotTable:
+    """Ids to dense integer slots (the hnswlib labels) and back, with a free list.
+
+    `id_to_slot` holds live ids; `slot_to_id` ("" when free) and `alive` are arrays over slots
+    [0, n_slots) (with spare capacity). Changes are planned first (`plan`, no mutation), then
+    applied (`apply`) once the batch is durable. The engine guards it with the index lock.
+    """
+
+    def __init__(self) -> None:
+        self.id_to_slot: dict[str, int] = {}
+        self.slot_to_id: npt.NDArray[np.object_] = np.full(0, "", dtype=object)
+        self._alive: npt.NDArray[np.bool_] = np.zeros(0, dtype=np.bool_)
+        self.free: list[int] = []
+        self.n_slots = 0
+
+    def __len__(self) -> int:
+        return len(self.id_to_slot)
+
+    @property
+    def alive(self) -> npt.NDArray[np.bool_]:
+        """Bool over slots [0, n_slots): True where a live row sits (a view)."""
+        return self._alive[: self.n_slots]
+
+    def reserve(self, n: int) -> None:
+        """Grow the arrays geometrically so slots below `n` exist; n_slots rises to n."""
+        cap = len(self._alive)
+        if n > cap:
+            new = max(n, 2 * cap, 1024)
+            ids = np.full(new, "", dtype=object)
+            ids[:cap] = self.slot_to_id
+            alive = np.zeros(new, dtype=np.bool_)
+            alive[:cap] = self._alive
+            self.slot_to_id, self._alive = ids, alive
+        self.n_slots = max(self.n_slots, n)
+
+    def load(self, ids: list[str], slots: Labels) -> None:
+        """Recovery: mark `ids` live at `slots`; call `rebuild_free` when done."""
+        if len(slots):
+            self.reserve(int(slots.max()) + 1)
+        self.slot_to_id[slots] = np.array(ids, dtype=object)
+        self._alive[slots] = True
+        self.id_to_slot.update(zip(ids, slots.tolist(), strict=True))
+
+    def rebuild_free(self) -> None:
+        self.free = np.flatnonzero(~self.alive)[::-1].tolist()
+
+    def plan(self, up_ids: Sequence[str], del_ids: Sequence[str]) -> SlotPlan:
+        """Deletions free their slots first, kept ids keep theirs, new ids take free slots
+        (most recently freed first) and then fresh ones past n_slots."""
+        del_slots = [self.id_to_slot[i] for i in del_ids if i in self.id_to_slot]
+        free = self.free + del_slots[::-1]
+        n_slots = self.n_slots
+        up_slots: list[int] = []
+        for rid in up_ids:
+            slot = self.id_to_slot.get(rid)
+            if slot is None:
+                if free:
+                    slot = free.pop()
+                else:
+                    slot, n_slots = n_slots, n_slots + 1
+            up_slots.append(slot)
+        return SlotPlan(up_slots, del_slots, free, n_slots)
+
+    def apply(self, plan: SlotPlan, up_ids: Sequence[str]) -> None:
+        if plan.del_slots:
+            dels = np.asarray(plan.del_slots, dtype=np.int64)
+            for rid in self.slot_to_id[dels].tolist():
+                del self.id_to_slot[rid]
+            self.slot_to_id[dels] = ""
+            self._alive[dels] = False
+        self.reserve(plan.n_slots)
+        if up_ids:
+            ups = np.asarray(plan.up_slots, dtype=np.int64)
+            self.slot_to_id[ups] = np.array(up_ids, dtype=object)
+            self._alive[ups] = True
+            self.id_to_slot.update(zip(up_ids, plan.up_slots, strict=True))
+        self.free = plan.free

@@ -42,9 +42,10 @@ from shardvec.contract.validation import validate_ids, validate_metadatas, valid
 
 from shard.checkpoint import remove_manifest, write_checkpoint
 from shard.columns import MetadataColumns
-from shard.index import HnswIndex, Labels
+from shard.index import HnswIndex
 from shard.planner import PlannerSettings, SearchPlanner, check_threshold, drop_past_threshold
 from shard.recovery import recover
+from shard.rowdata import RowData
 from shard.slots import SlotPlan, SlotTable
 from shard.store import Store, decode_metadata, decode_vector, encode_metadata, encode_vectors
 
@@ -74,8 +75,9 @@ class ShardEngine:
         self.settings = settings
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._rows = RowData(settings.dim, settings.metric)
         self._planner = SearchPlanner(
-            planner or PlannerSettings(), settings.metric, search_threads, self._vectors_at
+            planner or PlannerSettings(), settings.metric, search_threads, self._rows
         )
         self._build_threads = build_threads
         self._checkpoint_rows = checkpoint_rows
@@ -105,6 +107,7 @@ class ShardEngine:
             self._store,
             self._slots,
             self._columns,
+            self._rows,
             self._applied_seq,
             self._build_threads,
         )
@@ -137,19 +140,23 @@ class ShardEngine:
         up_ids: Sequence[str],
         vectors: npt.NDArray[np.float32] | None,
         metadatas: Sequence[Mapping[str, Any]],
+        texts: Sequence[str | None],
         seq: int,
     ) -> None:
-        """Apply a committed batch to the index, slot tables and columns."""
+        """Apply a committed batch to the index, slot tables, columns and row data; `texts` are
+        the metadata JSON texts as stored."""
         try:
             with self._index.lock.write():
                 if plan.del_slots:
                     dels = np.asarray(plan.del_slots, dtype=np.int64)
                     self._index.mark_deleted(dels)
                     self._columns.clear(dels)
+                    self._rows.clear(dels)
                 if up_ids and vectors is not None:
                     ups = np.asarray(plan.up_slots, dtype=np.int64)
                     self._index.add(vectors, ups, num_threads=self._build_threads)
                     self._columns.set(ups, metadatas)
+                    self._rows.set(ups, vectors, texts)
                 self._slots.apply(plan, up_ids)
                 self._applied_seq = max(self._applied_seq, seq)
                 self._dirty += len(up_ids) + len(plan.del_slots)
@@ -204,7 +211,7 @@ class ShardEngine:
             plan = self._slots.plan(ids, ())
             rows = zip(ids, plan.up_slots, [seq] * len(ids), blobs, texts, strict=True)
             self._store.write(seq, upserts=rows)
-            self._apply(plan, ids, vecs, metadatas, seq)
+            self._apply(plan, ids, vecs, metadatas, texts, seq)
         return True
 
     def delete(
@@ -237,7 +244,7 @@ class ShardEngine:
                 targets = [i for i in ids or () if i in self._slots.id_to_slot]
             plan = self._slots.plan((), targets)
             self._store.write(seq, tombstones=[(rid, seq) for rid in targets])
-            self._apply(plan, (), None, (), seq)
+            self._apply(plan, (), None, (), (), seq)
         return len(targets)
 
     def apply_changes(self, changes: Sequence[Change], up_to_seq: int) -> None:
@@ -284,16 +291,17 @@ class ShardEngine:
             if any(latest[r].seq <= self._checkpoint_seq for r in up_ids):
                 remove_manifest(self.directory)  # replay by seq would miss these rows
             plan = self._slots.plan(up_ids, [c.id for c in dels])
+            up_texts = encode_metadata(up_mds)
             upserts = zip(
                 up_ids,
                 plan.up_slots,
                 [live[i].seq for i in up_idx],
                 encode_vectors(up_vecs) if up_vecs is not None else [],
-                encode_metadata(up_mds),
+                up_texts,
                 strict=True,
             )
             self._store.write(new_seq, upserts=upserts, tombstones=[(c.id, c.seq) for c in dels])
-            self._apply(plan, up_ids, up_vecs, up_mds, new_seq or 0)
+            self._apply(plan, up_ids, up_vecs, up_mds, up_texts, new_seq or 0)
 
     # ---------------------------------------------------------------------------- reads
 
@@ -368,8 +376,12 @@ class ShardEngine:
         exact: bool = False,
         min_score: float | None = None,
         max_distance: float | None = None,
+        include_metadata: bool = False,
+        include_vectors: bool = False,
     ) -> SearchResult:
-        """Best `k` live rows per query, best first; shard/planner.py says how."""
+        """Best `k` live rows per query, best first; shard/planner.py says how. With
+        `include_metadata` / `include_vectors`, each hit's stored metadata JSON text and vector
+        come with it, read under the same lock as the hits (so they are the hit's own)."""
         self._check_usable()
         q = validate_vectors(queries, self.settings.dim, self.settings.metric, field="queries")
         k = _check_int("k", k, 1, MAX_K)
@@ -378,7 +390,15 @@ class ShardEngine:
         if where is not None:
             validate_filter(where)
         return self.search_trusted(
-            q, k, where=where, ef=ef, exact=exact, min_score=min_score, max_distance=max_distance
+            q,
+            k,
+            where=where,
+            ef=ef,
+            exact=exact,
+            min_score=min_score,
+            max_distance=max_distance,
+            include_metadata=bool(include_metadata),
+            include_vectors=bool(include_vectors),
         )
 
     def search_trusted(
@@ -391,6 +411,8 @@ class ShardEngine:
         exact: bool = False,
         min_score: float | None = None,
         max_distance: float | None = None,
+        include_metadata: bool = False,
+        include_vectors: bool = False,
     ) -> SearchResult:
         """`search` without its argument checks: (n, dim) float32 finite queries (non-zero
         under cosine), k and ef in range, a valid filter and the metric's threshold."""
@@ -413,17 +435,12 @@ class ShardEngine:
             valid = labels >= 0
             ids = np.full(labels.shape, "", dtype=object)
             ids[valid] = self._slots.slot_to_id[labels[valid]]
-        return SearchResult(ids, scores, valid.sum(axis=1).astype(np.int32))
-
-    def _vectors_at(self, slots: Labels) -> npt.NDArray[np.float32]:
-        """Vectors at live `slots` for exact scoring, from SQLite (several times faster than
-        hnswlib's get_items); rows whose stored id differs from this in-memory view (a batch
-        committed but not yet applied) come from the index instead. Read side."""
-        expected = self._slots.slot_to_id[slots]
-        vecs, ok = self._store.vectors_at(slots, expected, self.settings.dim)
-        if not ok.all():
-            vecs[~ok] = self._index.get_vectors(slots[~ok])
-        return vecs
+            texts = self._rows.texts(labels) if include_metadata else None
+            vectors = None
+            if include_vectors:
+                flat = self._rows.vectors(labels.ravel())
+                vectors = flat.reshape(*labels.shape, self.settings.dim)
+        return SearchResult(ids, scores, valid.sum(axis=1).astype(np.int32), texts, vectors)
 
     # ----------------------------------------------------------------------- lifecycle
 

@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import numpy.typing as npt
 
 from shard.index import Floats, Labels
+from shard.rowdata import RowData
 
 
 def exact_topk(
-    fetch: Callable[[Labels], Floats],
+    rows: RowData,
     metric: str,
     queries: Floats,
     slots: Labels,
     k: int,
     chunk_rows: int = 16_384,
+    *,
+    n_slots: int | None = None,
 ) -> tuple[Labels, Floats]:
     """Exact best `k` of `slots` per query, as (labels, user scores), padded with -1 / NaN.
 
-    `fetch(chunk)` returns the vectors at a chunk of slots; chunks of `chunk_rows` keep memory
-    bounded, and no copy of the data outlives the call. Cosine normalises queries and vectors.
-    Scores: cosine similarity, dot product, or euclidean distance; best first, ties by lower
-    slot.
+    Vectors come from `rows` (shard/rowdata.py). When `slots` cover at least half of the
+    slots below `n_slots`, every chunk of that range is scored in place (views of the
+    contiguous array) and the others are masked out; a smaller subset is gathered first.
+    Cosine normalises the queries and scales by each row's stored inverse norm. Scores:
+    cosine similarity, dot product, or euclidean distance; best first, ties by lower slot.
     """
     nq = len(queries)
     labels = np.full((nq, k), -1, dtype=np.int64)
@@ -33,24 +35,43 @@ def exact_topk(
     q = np.ascontiguousarray(queries, dtype=np.float32)
     if metric == "cosine":
         q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    dense = n_slots is not None and 2 * len(slots) >= n_slots
+    member: npt.NDArray[np.bool_] | None = None
+    if dense:
+        assert n_slots is not None
+        member = np.zeros(n_slots, dtype=np.bool_)
+        member[slots] = True
+        spans = [
+            np.arange(start, min(start + chunk_rows, n_slots))
+            for start in range(0, n_slots, chunk_rows)
+        ]
+    else:
+        spans = [slots[start : start + chunk_rows] for start in range(0, len(slots), chunk_rows)]
     best_key = np.zeros((nq, 0), dtype=np.float32)  # lower is better
     best_slot = np.zeros((nq, 0), dtype=np.int64)
-    for start in range(0, len(slots), chunk_rows):
-        chunk = slots[start : start + chunk_rows]
-        vecs = fetch(chunk)
-        if metric == "cosine":
-            vecs = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    for chunk in spans:
+        if dense:
+            vecs, norm = rows.scoring_view(int(chunk[0]), int(chunk[-1]) + 1)
+        else:
+            vecs, norm = rows.scoring_rows(chunk)
         prod = q @ vecs.T
         if metric == "euclidean":
-            key = np.einsum("ij,ij->i", vecs, vecs)[None, :] - 2.0 * prod
+            key = norm[None, :] - 2.0 * prod
+        elif metric == "cosine":
+            key = -(prod * norm[None, :])
         else:
             key = -prod
+        out = ~member[chunk] if member is not None else None
+        if out is not None:
+            key[:, out] = np.inf
         kc = min(k, len(chunk))
         part = np.argpartition(key, kc - 1, axis=1)[:, :kc] if kc < len(chunk) else None
         if part is None:
             part = np.broadcast_to(np.arange(len(chunk)), (nq, len(chunk)))
         if metric == "euclidean":
             cand = _sq_dist(q, vecs, part)
+            if out is not None:
+                cand[out[part]] = np.inf
         else:
             cand = np.take_along_axis(key, part, axis=1)
         best_key = np.concatenate([best_key, cand.astype(np.float32)], axis=1)
@@ -63,11 +84,12 @@ def exact_topk(
     best_key = np.take_along_axis(best_key, order, axis=1)
     best_slot = np.take_along_axis(best_slot, order, axis=1)
     width = best_key.shape[1]
-    labels[:, :width] = best_slot
+    real = np.isfinite(best_key)
+    labels[:, :width] = np.where(real, best_slot, -1)
     if metric == "euclidean":
-        scores[:, :width] = np.sqrt(np.maximum(best_key, 0.0))
+        scores[:, :width] = np.where(real, np.sqrt(np.maximum(best_key, 0.0)), np.nan)
     else:
-        scores[:, :width] = -best_key
+        scores[:, :width] = np.where(real, -best_key, np.nan)
     return labels, scores
 
 

@@ -7,7 +7,7 @@ when labels are reused.
 
 Thread safety: hnswlib's `add_items`/`mark_deleted` are not safe alongside `knn_query`, and
 `resize_index` is safe with nothing. Callers hold `index.lock`: the read side for `knn`,
-`get_vectors`, `labels` and `save`; the write side for `add`, `mark_deleted` and
+`labels` and `save`; the write side for `add`, `mark_deleted` and
 `ensure_capacity`. The lock is held by the caller (not taken inside) so one critical section
 can cover the index and the engine's own slot tables together.
 
@@ -110,14 +110,6 @@ class HnswIndex:
         """Every label the index holds, deleted ones included. Read side."""
         assert self.lock.read_held()
         return np.asarray(self._raw.get_ids_list(), dtype=np.int64)
-
-    def get_vectors(self, slots: Labels) -> Floats:
-        """Stored vectors of live `slots` (normalised for cosine), float32 (n, dim). Read side."""
-        assert self.lock.read_held()
-        if not len(slots):
-            return np.zeros((0, self.settings.dim), dtype=np.float32)
-        out = self._raw.get_items(slots, return_type="numpy")
-        return np.asarray(out, dtype=np.float32)
 
     def knn(
         self,

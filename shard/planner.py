@@ -15,7 +15,6 @@ max_distance drop some).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +23,7 @@ from shardvec.contract.errors import InvalidArgument
 
 from shard.exact import exact_topk, to_scores
 from shard.index import Floats, HnswIndex, Labels
+from shard.rowdata import RowData
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,8 @@ class PlannerSettings:
 class SearchPlanner:
     """Plans and runs one batch over a consistent view of a replica's index and slots.
 
-    The caller holds the index's read side for the whole call; `vectors_at(slots)` gives the
-    vectors of live slots for exact scoring.
+    The caller holds the index's read side for the whole call; `rows` holds the vectors that
+    exact scoring reads.
     """
 
     def __init__(
@@ -48,12 +48,12 @@ class SearchPlanner:
         settings: PlannerSettings,
         metric: str,
         search_threads: int,
-        vectors_at: Callable[[Labels], Floats],
+        rows: RowData,
     ) -> None:
         self.settings = settings
         self._metric = metric
         self._search_threads = search_threads
-        self._vectors_at = vectors_at
+        self._rows = rows
 
     def threads_for(self, nq: int) -> int:
         """hnswlib threads for a batch of `nq` queries: one per 32 queries, at most
@@ -86,7 +86,7 @@ class SearchPlanner:
             return labels, scores
         subset = mask if mask is not None else alive
         if exact or (mask is not None and m <= self.settings.exact_threshold):
-            return self._exact(q, k, np.flatnonzero(subset))
+            return self._exact(q, k, np.flatnonzero(subset), len(alive))
         k_eff = min(k, m)
         metric = self._metric
         todo = np.arange(nq)
@@ -127,12 +127,12 @@ class SearchPlanner:
                 scores[row, :k_eff] = to_scores(metric, dist[0, :k_eff])
             todo = np.asarray(short, dtype=np.int64)
         if len(todo):
-            labels[todo], scores[todo] = self._exact(q[todo], k, np.flatnonzero(subset))
+            labels[todo], scores[todo] = self._exact(q[todo], k, np.flatnonzero(subset), len(alive))
         return labels, scores
 
-    def _exact(self, q: Floats, k: int, slots: Labels) -> tuple[Labels, Floats]:
+    def _exact(self, q: Floats, k: int, slots: Labels, n_slots: int) -> tuple[Labels, Floats]:
         chunk = self.settings.exact_chunk_rows
-        return exact_topk(self._vectors_at, self._metric, q, slots, k, chunk)
+        return exact_topk(self._rows, self._metric, q, slots, k, chunk, n_slots=n_slots)
 
 
 def check_threshold(metric: str, min_score: float | None, max_distance: float | None) -> None:

@@ -19,6 +19,7 @@ from shardvec.contract.settings import IndexSettings
 from shard.checkpoint import load_checkpoint
 from shard.columns import MetadataColumns
 from shard.index import HnswIndex
+from shard.rowdata import RowData
 from shard.slots import SlotTable
 from shard.store import Store, decode_metadata
 
@@ -53,15 +54,20 @@ def recover(
     store: Store,
     slots: SlotTable,
     columns: MetadataColumns,
+    rows_data: RowData,
     applied_seq: int,
     build_threads: int,
 ) -> Recovered:
-    """Fill `slots` and `columns` from the store, then load the checkpoint (replaying newer
-    rows) or, when it is unusable, rebuild the index from the store."""
+    """Fill `slots`, `columns` and `rows_data` from the store, then load the checkpoint
+    (replaying newer rows) or, when it is unusable, rebuild the index from the store."""
     for rows in store.live_index():
         labels = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
         slots.load([r[0] for r in rows], labels)
-        columns.set(labels, [decode_metadata(r[3]) for r in rows])
+        texts = [r[3] for r in rows]
+        columns.set(labels, [decode_metadata(t) for t in texts])
+        rows_data.set_texts(labels, texts)
+    for labels, vecs in store.live_vectors(settings.dim):
+        rows_data.set(labels, vecs, rows_data.texts(labels).tolist())
     rep = _Replica(directory, settings, store, slots, build_threads)
     loaded = load_checkpoint(directory, settings)
     out: Recovered | None = None

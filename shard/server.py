@@ -198,14 +198,12 @@ class ShardService(shard_pb2_grpc.ShardServicer):
                         max_distance=(
                             request.max_distance if request.HasField("max_distance") else None
                         ),
+                        include_metadata=request.include_metadata,
+                        include_vectors=request.include_vectors,
                     )
                 )
-        result = parts[0] if len(parts) == 1 else SearchResult(
-            np.concatenate([p.ids for p in parts]),
-            np.concatenate([p.scores for p in parts]),
-            np.concatenate([p.counts for p in parts]),
-        )
-        return search_result_to_proto(result.ids, result.scores)
+        result = parts[0] if len(parts) == 1 else _concat(parts)
+        return search_result_to_proto(result.ids, result.scores, result.metadata, result.vectors)
 
     def Info(self, request: Any, context: grpc.ServicerContext) -> Any:
         info = self.engine.info()
@@ -269,6 +267,22 @@ def _metadata_from_json(texts: Sequence[str], n: int) -> list[dict[str, Any]]:
         except (ValueError, RecursionError) as exc:
             raise InvalidArgument(f"metadata_json[{i}]: invalid JSON: {exc}") from None
     return out
+
+
+def _concat(parts: list[SearchResult]) -> SearchResult:
+    """One result of the chunks of a large search, in order."""
+    first = parts[0]
+    return SearchResult(
+        np.concatenate([p.ids for p in parts]),
+        np.concatenate([p.scores for p in parts]),
+        np.concatenate([p.counts for p in parts]),
+        np.concatenate([p.metadata for p in parts if p.metadata is not None])
+        if first.metadata is not None
+        else None,
+        np.concatenate([p.vectors for p in parts if p.vectors is not None])
+        if first.vectors is not None
+        else None,
+    )
 
 
 class ShardServer:

@@ -89,7 +89,7 @@ class StoredRow:
 
 class Store:
     """SQLite-backed rows of one replica. Thread-safe: writes go through one connection
-    behind a lock; `get_rows` and `vectors_at` read through a connection per thread."""
+    behind a lock; `get_rows` reads through a connection per thread."""
 
     def __init__(self, directory: Path, settings: IndexSettings, owner: str = "") -> None:
         self.path = Path(directory) / STORE_FILE
@@ -215,33 +215,6 @@ class Store:
                 for rid, slot, seq, vec, md in db.execute(sql, chunk):
                     out[rid] = StoredRow(rid, slot, seq, vec, md, False)
         return out
-
-    def vectors_at(
-        self, slots: np.ndarray, ids: np.ndarray, dim: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Vectors of the live rows at `slots` (float32 (n, dim), in the order given) and a
-        bool mask of the rows found holding the expected `ids`; other rows are left unset.
-
-        Exact search reads vectors here: SQLite returns a row in a few microseconds, several
-        times faster than hnswlib's get_items, and nothing stays in memory.
-        """
-        sql = (
-            "SELECT r.slot, r.id, r.vector FROM json_each(?) AS j "
-            "JOIN rows AS r ON r.slot = j.value"
-        )
-        with self._reader() as db:
-            rows = db.execute(sql, (json.dumps(slots.tolist()),)).fetchall()
-        out = np.empty((len(slots), dim), dtype=np.float32)
-        ok = np.zeros(len(slots), dtype=np.bool_)
-        if rows:
-            found = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            order = np.argsort(slots, kind="stable")
-            pos = order[np.searchsorted(slots, found, sorter=order)]
-            same = ids[pos] == np.array([r[1] for r in rows], dtype=object)
-            data = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4")
-            out[pos[same]] = data.reshape(len(rows), dim)[same]
-            ok[pos[same]] = True
-        return out, ok
 
     def seqs_of(self, ids: Sequence[str]) -> dict[str, int]:
         """The stored seq of each of `ids` that has a row (live or tombstone)."""

@@ -149,13 +149,37 @@ def changes_from_proto(resp: shard_pb2.ShardChangesResponse, dim: int) -> list[C
     return out
 
 
-def search_result_to_proto(ids: np.ndarray, scores: np.ndarray) -> shard_pb2.ShardSearchResponse:
+def search_result_to_proto(
+    ids: np.ndarray,
+    scores: np.ndarray,
+    metadata: np.ndarray | None = None,
+    vectors: np.ndarray | None = None,
+) -> shard_pb2.ShardSearchResponse:
     """A shard's (nq, k) ids and scores as one response: k, the ids row after row, and the
-    scores packed as little-endian float32 (no Python loop per hit)."""
+    scores packed as little-endian float32 (no Python loop per hit); with them, when given,
+    each hit's metadata text and packed vector in the same layout."""
     resp = shard_pb2.ShardSearchResponse(k=int(ids.shape[1]))
     resp.ids.extend(ids.ravel().tolist())
     resp.scores = np.ascontiguousarray(scores, dtype="<f4").tobytes()
+    if metadata is not None:
+        resp.metadata_json.extend(metadata.ravel().tolist())
+    if vectors is not None:
+        resp.vectors = np.ascontiguousarray(vectors, dtype="<f4").tobytes()
     return resp
+
+
+def search_payload_from_proto(
+    resp: shard_pb2.ShardSearchResponse, nq: int, dim: int
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The (nq, k) metadata texts and (nq, k, dim) vectors of a shard's search response,
+    each None when the response does not carry it."""
+    width = int(resp.k)
+    metadata = vectors = None
+    if len(resp.metadata_json) == nq * width and (nq * width):
+        metadata = np.array(resp.metadata_json, dtype=object).reshape(nq, width)
+    if resp.vectors:
+        vectors = decode_packed(resp.vectors, dim).reshape(nq, width, dim)
+    return metadata, vectors
 
 
 def search_result_from_proto(

@@ -34,11 +34,15 @@ class Hit:
 
 @dataclass(frozen=True)
 class SearchResult:
-    """Per query row: ids (object, "" padding), scores (float32, NaN padding), hit counts."""
+    """Per query row: ids (object, "" padding), scores (float32, NaN padding), hit counts;
+    when asked for, each hit's stored metadata JSON text ((nq, k) object, "" for none or
+    padding) and vector ((nq, k, dim) float32, zeros for padding)."""
 
     ids: np.ndarray
     scores: np.ndarray
     counts: np.ndarray
+    metadata: np.ndarray | None = None
+    vectors: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

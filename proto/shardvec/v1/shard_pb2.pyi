@@ -82,7 +82,7 @@ class ShardCountResponse(_message.Message):
     def __init__(self, count: _Optional[int] = ...) -> None: ...
 
 class ShardSearchRequest(_message.Message):
-    __slots__ = ("queries", "k", "filter", "ef", "exact", "min_score", "max_distance")
+    __slots__ = ("queries", "k", "filter", "ef", "exact", "min_score", "max_distance", "include_metadata", "include_vectors")
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +90,8 @@ class ShardSearchRequest(_message.Message):
     EXACT_FIELD_NUMBER: _ClassVar[int]
     MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
     MAX_DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_METADATA_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_VECTORS_FIELD_NUMBER: _ClassVar[int]
     queries: _common_pb2.Vectors
     k: int
     filter: _common_pb2.Filter
@@ -97,17 +99,23 @@ class ShardSearchRequest(_message.Message):
     exact: bool
     min_score: float
     max_distance: float
-    def __init__(self, queries: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., ef: _Optional[int] = ..., exact: _Optional[bool] = ..., min_score: _Optional[float] = ..., max_distance: _Optional[float] = ...) -> None: ...
+    include_metadata: bool
+    include_vectors: bool
+    def __init__(self, queries: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., ef: _Optional[int] = ..., exact: _Optional[bool] = ..., min_score: _Optional[float] = ..., max_distance: _Optional[float] = ..., include_metadata: _Optional[bool] = ..., include_vectors: _Optional[bool] = ...) -> None: ...
 
 class ShardSearchResponse(_message.Message):
-    __slots__ = ("k", "ids", "scores")
+    __slots__ = ("k", "ids", "scores", "metadata_json", "vectors")
     K_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
     k: int
     ids: _containers.RepeatedScalarFieldContainer[str]
     scores: bytes
-    def __init__(self, k: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., scores: _Optional[bytes] = ...) -> None: ...
+    metadata_json: _containers.RepeatedScalarFieldContainer[str]
+    vectors: bytes
+    def __init__(self, k: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., scores: _Optional[bytes] = ..., metadata_json: _Optional[_Iterable[str]] = ..., vectors: _Optional[bytes] = ...) -> None: ...
 
 class ShardInfoRequest(_message.Message):
     __slots__ = ()

@@ -1,0 +1,103 @@
+"""Each slot's vector and stored metadata text in memory, beside the index.
+
+Exact scoring (exact=True and the small-subset filter plan) and search responses read rows
+here: the vectors sit in one contiguous float32 array by slot, so an exact pass over every
+row is a matrix product over views, with no copy out of hnswlib (13 us a row) or SQLite, and a
+hit's metadata is the JSON text the store holds, returned as is (never parsed and re-dumped).
+
+Memory: 4 * dim bytes a row for the vectors plus 4 for a norm term, plus the metadata texts
+(BENCHMARKS.md gives the figure against the raw index). The engine guards it with the index
+lock: written under the write side with the index, read under the read side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from shard.index import Floats, Labels
+
+GROWTH_MIN = 1024
+
+
+class RowData:
+    """Vectors (as upserted), norm terms and metadata JSON texts by slot."""
+
+    def __init__(self, dim: int, metric: str) -> None:
+        self.dim = dim
+        self.metric = metric
+        self._vectors: Floats = np.zeros((0, dim), dtype=np.float32)
+        # cosine: 1 / |v| (scores are q_n . v / |v|); euclidean: |v|^2; dot: unused
+        self._norm: Floats = np.zeros(0, dtype=np.float32)
+        self._texts: npt.NDArray[np.object_] = np.full(0, "", dtype=object)
+
+    @property
+    def capacity(self) -> int:
+        return len(self._norm)
+
+    def reserve(self, n: int) -> None:
+        """Grow geometrically so that slots below `n` exist."""
+        cap = self.capacity
+        if n <= cap:
+            return
+        new = max(n, 2 * cap, GROWTH_MIN)
+        vectors = np.zeros((new, self.dim), dtype=np.float32)
+        vectors[:cap] = self._vectors
+        norm = np.zeros(new, dtype=np.float32)
+        norm[:cap] = self._norm
+        texts = np.full(new, "", dtype=object)
+        texts[:cap] = self._texts
+        self._vectors, self._norm, self._texts = vectors, norm, texts
+
+    def set(self, slots: Labels, vectors: Floats, texts: Sequence[str | None]) -> None:
+        """Rows at `slots` now hold `vectors` and metadata `texts` (None or "": no metadata)."""
+        if not len(slots):
+            return
+        self.reserve(int(slots.max()) + 1)
+        self._vectors[slots] = vectors
+        self._norm[slots] = self._norm_terms(self._vectors[slots])
+        self._texts[slots] = [t or "" for t in texts]
+
+    def set_texts(self, slots: Labels, texts: Sequence[str | None]) -> None:
+        if len(slots):
+            self.reserve(int(slots.max()) + 1)
+            self._texts[slots] = [t or "" for t in texts]
+
+    def clear(self, slots: Labels) -> None:
+        """Forget the metadata of deleted slots (their vectors are never read again)."""
+        self._texts[slots] = ""
+
+    def _norm_terms(self, vecs: Floats) -> Floats:
+        with np.errstate(over="ignore", divide="ignore"):
+            sq: Floats = np.einsum("ij,ij->i", vecs, vecs).astype(np.float32)
+            if self.metric == "cosine":
+                inv: Floats = (1.0 / np.sqrt(sq)).astype(np.float32)
+                return inv
+        return sq
+
+    def vectors(self, slots: Labels) -> Floats:
+        """A copy of the vectors at `slots` (rows of -1 come back as zeros)."""
+        out = self._vectors[np.maximum(slots, 0)]
+        out[slots < 0] = 0.0
+        return out
+
+    def texts(self, labels: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
+        """Metadata texts at `labels` (any shape; "" where the label is -1)."""
+        out = self._texts[np.maximum(labels, 0)]
+        out[labels < 0] = ""
+        return out
+
+    def scoring_view(self, start: int, stop: int) -> tuple[Floats, Floats]:
+        """Vectors and norm terms of slots [start, stop): views, no copy."""
+        return self._vectors[start:stop], self._norm[start:stop]
+
+    def scoring_rows(self, slots: Labels) -> tuple[Floats, Floats]:
+        """Vectors and norm terms of `slots`, gathered (one contiguous copy)."""
+        return self._vectors[slots], self._norm[slots]
+
+    def nbytes(self, n_slots: int) -> int:
+        """Bytes held for the first `n_slots` slots (vectors, norms, metadata texts)."""
+        texts = sum(len(t) for t in self._texts[:n_slots].tolist())
+        return n_slots * (self.dim * 4 + 4 + 8) + texts

@@ -8,8 +8,10 @@
       and an ef sweep (a request's ef is each shard's ef);
   (d) 1, 8, 32 concurrent single-query clients for --seconds each: QPS, p50, p99, errors,
       with the CPU each process spent per query;
-  (e) with --peers: Chroma (embedded), Milvus Lite, Qdrant local mode, run by
-      bench/query_peers.py under --peers-python (their own environment).
+  (e) with --peers: Chroma (embedded and as a server), Milvus Lite, Qdrant local mode, and
+      with --pg-dsn pgvector in that PostgreSQL (batches, single queries, 32 clients,
+      filtered queries), run by bench/query_peers.py under --peers-python (their own
+      environment).
 Prints a table, writes JSON and a recall-against-QPS PNG, and checks the targets.
 
 Usage: shardvec bench query [options]   or   python bench/bench_query.py [options]
@@ -48,12 +50,14 @@ from bench.query_cluster import (  # noqa: E402
 )
 from bench.query_data import Dataset, default_data, load_dataset, recall_at_k  # noqa: E402
 from bench.query_local import InProcessShards, SingleIndex, best_qps, min_ef, sweep  # noqa: E402
+from bench.query_peers import redact  # noqa: E402
 from bench.query_report import check_targets, format_table, plot  # noqa: E402
 from cluster.client import Client  # noqa: E402
 from coordinator.collection import per_shard_ef, per_shard_k  # noqa: E402
 
 EFS_SINGLE = [10, 16, 24, 32, 40, 48, 56, 64, 80, 100, 128]
 EFS_SHARD = [10, 12, 16, 20, 24, 28, 32, 40, 48, 64]
+PEERS_DEFAULT = ["chroma", "chroma_server", "milvus", "qdrant"]  # pgvector too with --pg-dsn
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -87,10 +91,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a("--setting", action="append", default=[], metavar="KEY=JSON",
       help="coordinator setting of the embedded cluster, e.g. batch_window_s=0.0005 (repeat)")
     a("--upsert-batch", type=int, default=2000)
-    a("--peers", action="store_true", help="also measure Chroma, Milvus Lite, Qdrant local")
+    a("--peers", action="store_true", help="also measure Chroma (embedded, server), Milvus "
+      "Lite, Qdrant local, and pgvector with --pg-dsn")
     a("--peers-python", default=os.environ.get("SHARDVEC_PEERS_PYTHON", sys.executable),
       help="interpreter that has the peers installed (env SHARDVEC_PEERS_PYTHON)")
-    a("--peers-only", default="chroma,milvus,qdrant")
+    a("--peers-only", default=None, help="comma-separated (default: chroma,chroma_server,"
+      "milvus,qdrant, and pgvector with --pg-dsn)")
+    a("--pg-dsn", default=os.environ.get("SHARDVEC_PG_DSN"),
+      help="PostgreSQL with the pgvector extension for --peers, e.g. "
+      "postgresql://user:pw@127.0.0.1:5432/db (env SHARDVEC_PG_DSN); a table is created and "
+      "dropped")
     a("--out", type=Path, default=REPO / "bench" / "results" / "query.json")
     a("--plot", type=Path, default=REPO / "bench" / "results" / "query_recall_qps.png")
     a("--no-sweep", action="store_true", help="skip the ef sweeps (targets only)")
@@ -156,15 +166,22 @@ def run_peers(ds: Dataset, args: argparse.Namespace) -> dict[str, Any]:
         d = Path(tmp)
         for name, arr in (("base", ds.base), ("queries", ds.queries), ("gt", ds.gt)):
             np.save(d / f"{name}.npy", arr)
+        only = args.peers_only or ",".join(PEERS_DEFAULT + (["pgvector"] if args.pg_dsn else []))
         cmd = [
             args.peers_python, str(REPO / "bench" / "query_peers.py"),
             "--base", str(d / "base.npy"), "--queries", str(d / "queries.npy"),
             "--gt", str(d / "gt.npy"), "--out", str(d / "peers.json"), "--k", str(args.k),
             "--target", str(args.target), "--seconds", str(min(args.seconds, 10.0)),
-            "--only", args.peers_only,
+            "--only", only,
         ]  # fmt: skip
+        meta = (args.data or default_data()) / "base_texts.jsonl"
+        if meta.exists():  # metadata of the base rows: pgvector's filtered queries
+            cmd += ["--meta", str(meta)]
+        env = dict(os.environ)
+        if args.pg_dsn:  # through the environment: a password stays out of the process list
+            env["SHARDVEC_PG_DSN"] = args.pg_dsn
         try:
-            proc = subprocess.run(cmd, timeout=3600, capture_output=True, text=True)
+            proc = subprocess.run(cmd, timeout=3600, capture_output=True, text=True, env=env)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return {"error": f"{type(exc).__name__}: {exc}"}
         result: dict[str, Any] = (
@@ -294,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "config": {
             **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "pg_dsn": args.pg_dsn and redact(args.pg_dsn),
             "data": str(data), "rows": len(ds.base), "dim": ds.dim, "gt": ds.gt_source,
         },
         "machine": {

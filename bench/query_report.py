@@ -92,10 +92,23 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
             rows.append((f"(e) {key}", str(p.get("status", "?"))[:40], "", "", "", ""))
             continue
         single = p.get("single", {})
-        rows.append((f"(e) {p['name']} {p.get('version', '')}", f"ef {at['ef']}",
+        batch = f", {p['batch']}" if p.get("batch") else ""
+        rows.append((f"(e) {p['name']} {p.get('version', '')}", f"ef {at['ef']}{batch}",
                      f"{at['recall']:.4f}", f"{at['qps']:,.0f}",
                      f"{single.get('p50_ms', float('nan')):.2f}",
                      f"{single.get('p99_ms', float('nan')):.2f}"))  # fmt: skip
+        for r in p.get("concurrency", []):
+            rows.append((f"(e) {p['name']}, {r['clients']} clients",
+                         f"ef {at['ef']}, errors {r['errors']}", f"{r['recall']:.4f}",
+                         f"{r['qps']:,.0f}", f"{r['p50_ms']:.2f}",
+                         f"{r['p99_ms']:.2f}"))  # fmt: skip
+        for f in p.get("filtered", {}).values():
+            if not isinstance(f, dict):
+                continue
+            rows.append((f"(e) {p['name']}, WHERE {f['where']}",
+                         f"ef {f['ef']}, iterative_scan {f['iterative_scan']}",
+                         f"{f['recall']:.4f}", f"{f['qps']:,.0f}", f"{f['p50_ms']:.2f}",
+                         f"{f['p99_ms']:.2f}"))  # fmt: skip
     return rows
 
 

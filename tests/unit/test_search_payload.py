@@ -38,10 +38,8 @@ def _brute(metric: str, base: np.ndarray, rows: np.ndarray, q: np.ndarray, k: in
     if metric == "cosine":
         b = b / np.linalg.norm(b, axis=1, keepdims=True)
         qq = q / np.linalg.norm(q, axis=1, keepdims=True)
-    if metric == "euclidean":
-        key = ((qq[:, None, :] - b[None]) ** 2).sum(-1)
-    else:
-        key = -(qq @ b.T)
+    euclid = metric == "euclidean"
+    key = ((qq[:, None, :] - b[None]) ** 2).sum(-1) if euclid else -(qq @ b.T)
     return rows[np.argsort(key, axis=1, kind="stable")[:, :k]]
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from coordinator.collection import per_shard_ef, per_shard_k
-from coordinator.merge import merge_topk
+from coordinator.merge import merge_topk, merge_with_payloads
 
 
 def _shard(ids: list[list[str]], scores: list[list[float]]) -> tuple[np.ndarray, np.ndarray]:
@@ -104,3 +104,32 @@ def test_per_shard_ef() -> None:
     assert per_shard_ef(None, 64, 10, 1, exact=False, filtered=False) == 0
     assert per_shard_ef(None, 64, 10, 4, exact=False, filtered=True) == 0
     assert per_shard_ef(None, 64, 10, 4, exact=True, filtered=False) == 0
+
+
+def test_payloads_follow_their_hits() -> None:
+    """Metadata texts and vectors returned with each shard's hits end up beside the same hits."""
+    rng = np.random.default_rng(7)
+    nq, shards, width, dim = 5, 3, 4, 3
+    id_parts, score_parts, meta_parts, vec_parts = [], [], [], []
+    for s in range(shards):
+        ids = np.array([[f"s{s}q{q}h{h}" for h in range(width)] for q in range(nq)], dtype=object)
+        id_parts.append(ids)
+        score_parts.append(rng.random((nq, width)).astype(np.float32))
+        meta_parts.append(np.array([[f"meta of {i}" for i in row] for row in ids], dtype=object))
+        vec_parts.append(rng.random((nq, width, dim)).astype(np.float32))
+    vec_of = {
+        i: vec_parts[s][q, h]
+        for s in range(shards)
+        for q in range(nq)
+        for h, i in enumerate(id_parts[s][q])
+    }
+    for k in (5, 20):
+        ids, _scores, counts, (metas, vecs) = merge_with_payloads(
+            id_parts, score_parts, k, higher_is_better=True, payloads=[meta_parts, vec_parts]
+        )
+        assert metas.shape == (nq, k) and vecs.shape == (nq, k, dim)
+        for q in range(nq):
+            for j in range(int(counts[q])):
+                assert metas[q, j] == f"meta of {ids[q, j]}"
+                np.testing.assert_array_equal(vecs[q, j], vec_of[ids[q, j]])
+            assert all(m == "" for m in metas[q, int(counts[q]) :])

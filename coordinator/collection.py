@@ -1,4 +1,8 @@
-"""One collection at run time: routes writes to shards and fans searches out over them."""
+"""One collection at run time: routes writes to shards and fans searches out over them.
+
+It speaks to replicas only through the shard interface (shardvec.contract.shard_api), in
+domain types: it knows neither the wire nor the engine.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +11,17 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-from shardvec.contract.codec import decode_packed, encode_packed
-from shardvec.contract.convert import filter_to_proto, search_result_from_proto
 from shardvec.contract.filters import Filter
 from shardvec.contract.settings import CollectionSpec
-from shardvec.contract.types import Hits
-from shardvec.v1 import shard_pb2
+from shardvec.contract.shard_api import ShardLike
+from shardvec.contract.types import GetResult, Hits, ShardSearch, WriteAck
 
 from coordinator.group_commit import Sender, UpsertCombiner
 from coordinator.merge import merge_topk
 from coordinator.replicas import ReplicaSet
 from coordinator.routing import partition
-from coordinator.shard_client import RemoteShard
 
 ShardTimer = Callable[[str, int, float], None]
 
@@ -117,16 +117,9 @@ class CollectionRuntime:
     def _upsert_sender(self, shard: int) -> Sender:
         async def send(
             ids: list[str], vectors: np.ndarray, metas: list[str], deadline: float
-        ) -> Any:
-            req = shard_pb2.ShardUpsertRequest(ids=ids)
-            req.vectors.dim = self.dim
-            req.vectors.packed = encode_packed(vectors)
-            if metas:
-                req.metadata_json.extend(metas)
-
-            async def call(remote: RemoteShard, seq: int, timeout: float) -> Any:
-                req.seq = seq
-                return await remote.upsert(req, timeout)
+        ) -> WriteAck:
+            async def call(shard_: ShardLike, seq: int, timeout: float) -> WriteAck:
+                return await shard_.upsert(seq, ids, vectors, metas, timeout)
 
             return await self.shard_sets[shard].write(call, deadline)
 
@@ -134,18 +127,11 @@ class CollectionRuntime:
 
     async def delete(self, ids: Sequence[str] | None, where: Filter | None, deadline: float) -> int:
         async def one(shard: int, shard_ids: list[str] | None) -> int:
-            req = shard_pb2.ShardDeleteRequest()
-            if where is not None:
-                req.filter.CopyFrom(filter_to_proto(where))
-            else:
-                req.ids.extend(shard_ids or [])
+            async def call(shard_: ShardLike, seq: int, timeout: float) -> WriteAck:
+                return await shard_.delete(seq, shard_ids, where, timeout)
 
-            async def call(remote: RemoteShard, seq: int, timeout: float) -> Any:
-                req.seq = seq
-                return await remote.delete(req, timeout)
-
-            resp = await self.shard_sets[shard].write(call, deadline)
-            return int(resp.affected)
+            ack = await self.shard_sets[shard].write(call, deadline)
+            return ack.affected
 
         if where is not None:
             jobs = [one(s, None) for s in range(self.spec.shards)]
@@ -165,29 +151,26 @@ class CollectionRuntime:
         """Found ids in request order, their metadata JSON and vectors."""
         id_list = list(ids)
         parts = partition(id_list, self.spec.shards)
-        req_include = {"metadata": include_metadata, "vectors": include_vectors}
 
-        async def one(shard: int, rows: np.ndarray) -> Any:
-            req = shard_pb2.ShardGetRequest(ids=[id_list[i] for i in rows.tolist()])
-            req.include.metadata = req_include["metadata"]
-            req.include.vectors = req_include["vectors"]
+        async def one(shard: int, rows: np.ndarray) -> GetResult:
+            shard_ids = [id_list[i] for i in rows.tolist()]
 
-            async def call(remote: RemoteShard, timeout: float) -> Any:
-                return await remote.get(req, timeout)
+            async def call(shard_: ShardLike, timeout: float) -> GetResult:
+                return await shard_.get(shard_ids, include_metadata, include_vectors, timeout)
 
             return await self.shard_sets[shard].read(call, deadline)
 
         shards = [s for s, rows in enumerate(parts) if len(rows)]
-        responses = await asyncio.gather(*(one(s, parts[s]) for s in shards))
+        results = await asyncio.gather(*(one(s, parts[s]) for s in shards))
         found_meta: dict[str, str] = {}
         found_vec: dict[str, np.ndarray] = {}
         found: set[str] = set()
-        for resp in responses:
-            vecs = decode_packed(resp.vectors.packed, self.dim) if resp.vectors.packed else None
-            for j, id_ in enumerate(resp.ids):
+        for res in results:
+            vecs = res.vectors if include_vectors else None
+            for j, id_ in enumerate(res.ids):
                 found.add(id_)
                 if include_metadata:
-                    found_meta[id_] = resp.metadata_json[j]
+                    found_meta[id_] = res.metadata_json[j]
                 if vecs is not None:
                     found_vec[id_] = vecs[j]
         order = [i for i in id_list if i in found]
@@ -200,15 +183,11 @@ class CollectionRuntime:
         return order, metas, vectors
 
     async def count(self, where: Filter | None, deadline: float) -> int:
-        req = shard_pb2.ShardCountRequest()
-        if where is not None:
-            req.filter.CopyFrom(filter_to_proto(where))
+        async def call(shard_: ShardLike, timeout: float) -> int:
+            return await shard_.count(where, timeout)
 
-        async def call(remote: RemoteShard, timeout: float) -> Any:
-            return await remote.count(req, timeout)
-
-        resps = await asyncio.gather(*(s.read(call, deadline) for s in self.shard_sets))
-        return sum(int(r.count) for r in resps)
+        counts = await asyncio.gather(*(s.read(call, deadline) for s in self.shard_sets))
+        return sum(counts)
 
     async def search(self, queries: np.ndarray, params: SearchParams, deadline: float) -> Hits:
         """Search every shard in parallel with one RPC each, merge, then fetch extras."""
@@ -218,32 +197,28 @@ class CollectionRuntime:
         ef = per_shard_ef(
             params.ef, self.spec.index.ef, k_shard, shards, params.exact, filtered
         )
-        req = shard_pb2.ShardSearchRequest(k=k_shard, exact=params.exact, ef=ef)
-        req.queries.dim = self.dim
-        req.queries.packed = encode_packed(queries)
-        if params.where is not None:
-            req.filter.CopyFrom(filter_to_proto(params.where))
-        if params.min_score is not None:
-            req.min_score = params.min_score
-        if params.max_distance is not None:
-            req.max_distance = params.max_distance
+        # One request object for every shard: a remote shard serializes it once for all.
+        request = ShardSearch(
+            queries=queries,
+            k=k_shard,
+            exact=params.exact,
+            ef=ef or None,
+            where=params.where,
+            min_score=params.min_score,
+            max_distance=params.max_distance,
+        )
 
-        payload = req.SerializeToString()
+        async def call(shard_: ShardLike, timeout: float) -> tuple[np.ndarray, np.ndarray]:
+            return await shard_.search(request, timeout)
 
-        async def call(remote: RemoteShard, timeout: float) -> Any:
-            return await remote.search(payload, timeout)
-
-        nq = queries.shape[0]
 
         async def timed(rs: ReplicaSet) -> tuple[np.ndarray, np.ndarray]:
             start = time.perf_counter()
             try:
-                resp = await rs.read(call, deadline)
+                return await rs.read(call, deadline)
             finally:
                 if self.on_shard_search is not None:
                     self.on_shard_search(self.spec.name, rs.shard, time.perf_counter() - start)
-            # Decoded as each shard answers: the early ones overlap the last one's search.
-            return search_result_from_proto(resp, nq)
 
         parts = await asyncio.gather(*(timed(s) for s in self.shard_sets))
         id_parts, score_parts = zip(*parts, strict=True)

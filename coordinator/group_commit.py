@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from coordinator.shard_client import is_bad_request
+from shardvec.contract.errors import is_bad_request
 
 # send(ids, vectors, metadata_json, deadline): one replicated write of the shard
 Sender = Callable[[list[str], np.ndarray, list[str], float], Awaitable[Any]]

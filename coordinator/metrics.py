@@ -20,7 +20,6 @@ thread asks the coordinator's event loop for every replica's figures (at most on
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -209,8 +208,8 @@ async def gather_figures(runtime: CoordinatorRuntime) -> list[ReplicaFigures]:
         if replica.state is ReplicaState.LIVE and replica.client is not None:
             try:
                 resp = await replica.client.info(INFO_TIMEOUT_S)
-                count, applied = int(resp.count), int(resp.applied_seq)
-                info = json.loads(resp.info_json or "{}")
+                count, applied = resp.count, resp.applied_seq
+                info = resp.figures
                 ckpt, dirty = info.get("last_checkpoint_unix"), info.get("dirty_rows")
             except Exception as exc:  # down or slow: its state says so
                 log.debug("metrics: info of %s failed: %s", replica.name, exc)

@@ -6,16 +6,20 @@ import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 from ray.exceptions import ActorUnschedulableError, RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from shardvec.contract.limits import DEFAULT_BUILD_THREADS
 from shardvec.contract.settings import CollectionSpec
+from shardvec.contract.shard_api import ShardLike
 
 from coordinator.paths import replica_dir
-from shard.actor import replica_actor_class
+from coordinator.shard_client import RemoteShard
+
+if TYPE_CHECKING:
+    from coordinator.runtime import ControlFactory
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,9 @@ class RayReplicaControl:
         # search_threads 0: a batch search may use every CPU of the node; the replicas of a
         # node take turns on large batches (shard/node_lock.py)
         threads = int(self.opts.get("search_threads", 0)) or cpus[node]
+        # Imported here, where an actor is made: the coordinator itself never loads the engine.
+        from shard.actor import replica_actor_class
+
         cls = replica_actor_class()
         return cls.options(
             name=self.name,
@@ -158,11 +165,12 @@ class RayReplicaControl:
         self.node_id = str(d.get("node_id", ""))
         return d
 
-    async def catch_up(self, peer_address: str) -> int:
-        return int(await self._call("catch_up", peer_address))
+    def client(self, name: str, address: str) -> RemoteShard:
+        return RemoteShard(name, address, self.opts["token"])
 
-    async def checkpoint(self) -> None:
-        await self._call("checkpoint")
+    async def catch_up(self, peer: ShardLike) -> int:
+        """The actor copies from the peer's gRPC address itself (replica to replica)."""
+        return int(await self._call("catch_up", peer.address))
 
     async def close(self) -> None:
         """Checkpoint and stop the replica, then end its process."""
@@ -177,3 +185,14 @@ class RayReplicaControl:
             log.warning("replica %s did not close cleanly: %s", self.name, exc)
         ray.kill(self.handle, no_restart=True)
         self.handle = None
+
+
+def ray_controls(data_dir: Path, opts: dict[str, Any]) -> ControlFactory:
+    """The control factory of a coordinator on Ray: one RayReplicaControl per replica."""
+
+    def make(
+        spec: CollectionSpec, shard: int, replica: int, siblings: Callable[[], set[str]]
+    ) -> RayReplicaControl:
+        return RayReplicaControl(data_dir, spec, shard, replica, opts, siblings)
+
+    return make

@@ -3,8 +3,20 @@
 Writes go to every in-sync (LIVE) replica of the shard with the shard's next sequence number
 and are acknowledged when every one of them has committed durably; a replica that fails a
 write is marked DEAD and leaves the in-sync set, and the write still succeeds while at least
-one replica holds it. Reads go to one LIVE replica, round-robin, and move to the next replica
-when one fails or times out, within the caller's deadline.
+one replica holds it. A write rejected as a bad request (`is_bad_request`: every replica
+would say the same) fails the caller and marks nobody DEAD; with no LIVE replica a write fails
+with Unavailable. Reads go to one LIVE replica, round-robin, and move to the next replica when
+one fails or times out, within the caller's deadline; a replica that used up the caller's whole
+remaining deadline is slow for that query, not dead, and stays LIVE.
+
+A DEAD replica is reconnected when its process is back, copies what it missed from a LIVE peer
+(`ReplicaControl.catch_up`) while writes carry on, and rejoins LIVE only when level: its last
+catch-up, within CATCH_UP_LAG batches of the peer, runs under the write lock. With no LIVE peer
+it rejoins only if it already holds every acknowledged write.
+
+Replicas are reached through the shard interface (`ShardLike`) and controlled through a
+`ReplicaControl` handed in (Ray actors in production, in-process engines in tests); nothing
+here knows which.
 
 Replica states::
 
@@ -23,10 +35,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from shardvec.contract.errors import DeadlineExceeded, Unavailable
+from shardvec.contract.errors import DeadlineExceeded, ReplicaDown, Unavailable, is_bad_request
+from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.types import ReplicaStatus
-
-from coordinator.shard_client import RemoteShard, ReplicaDown, is_bad_request
 
 log = logging.getLogger(__name__)
 
@@ -45,28 +56,41 @@ class ReplicaState(enum.Enum):
 class ReplicaControl(Protocol):
     """Control-plane operations on a replica's process (Ray in production)."""
 
-    async def address(self) -> str: ...
-    async def describe(self) -> dict[str, Any]: ...
-    async def catch_up(self, peer_address: str) -> int: ...
-    async def close(self) -> None: ...
+    async def address(self) -> str:
+        """Where the replica serves now; waits or raises while its process is restarting."""
+        ...
+
+    def client(self, name: str, address: str) -> ShardLike:
+        """A data-plane handle on the replica serving at `address`."""
+        ...
+
+    async def describe(self) -> dict[str, Any]:
+        """applied_seq, count, pid and node_id of the replica."""
+        ...
+
+    async def catch_up(self, peer: ShardLike) -> int:
+        """Copy what `peer` applied after this replica's seq; returns the replica's new seq."""
+        ...
+
+    async def close(self) -> None:
+        """Checkpoint and stop the replica."""
+        ...
 
 
 class Replica:
     """One replica of one shard as the coordinator sees it."""
 
-    def __init__(self, shard: int, index: int, control: ReplicaControl, token: str, label: str):
+    def __init__(self, shard: int, index: int, control: ReplicaControl, label: str):
         self.shard = shard
         self.index = index
         self.control = control
-        self.token = token
         self.name = f"{label}/shard-{shard}/replica-{index}"
         self.state = ReplicaState.STARTING
-        self.client: RemoteShard | None = None
+        self.client: ShardLike | None = None
         self.applied_seq = 0
         self.count = 0
         self.pid = 0
         self.node_id = ""
-        self.since = time.time()
 
     def set_state(self, state: ReplicaState) -> None:
         if state is not self.state:
@@ -75,14 +99,13 @@ class Replica:
                 extra={"replica": self.name, "from": self.state.value, "to": state.value},
             )
             self.state = state
-            self.since = time.time()
 
     async def connect(self) -> None:
         address = await self.control.address()
         if self.client is None or self.client.address != address:
             if self.client is not None:
                 await self.client.close()
-            self.client = RemoteShard(self.name, address, self.token)
+            self.client = self.control.client(self.name, address)
         desc = await self.control.describe()
         self.applied_seq = int(desc["applied_seq"])
         self.count = int(desc["count"])
@@ -101,7 +124,7 @@ class Replica:
             applied_seq=self.applied_seq,
         )
 
-    def remote(self) -> RemoteShard:
+    def remote(self) -> ShardLike:
         if self.client is None:
             raise ReplicaDown(f"{self.name} has no connection yet")
         return self.client
@@ -133,7 +156,7 @@ class ReplicaSet:
         return [r for r in self.replicas if r.state is ReplicaState.LIVE]
 
     async def write(
-        self, call: Callable[[RemoteShard, int, float], Awaitable[T]], deadline: float
+        self, call: Callable[[ShardLike, int, float], Awaitable[T]], deadline: float
     ) -> T:
         """Send one write to every LIVE replica with the next seq; ack when all hold it."""
         async with self.write_lock:
@@ -167,7 +190,7 @@ class ReplicaSet:
                 raise Unavailable(f"shard {self.shard}: every replica failed the write")
             return ok[0]
 
-    async def read(self, call: Callable[[RemoteShard, float], Awaitable[T]], deadline: float) -> T:
+    async def read(self, call: Callable[[ShardLike, float], Awaitable[T]], deadline: float) -> T:
         """Run `call` on one LIVE replica; on failure try the next, within the deadline."""
         candidates = self.live()
         if not candidates:
@@ -234,10 +257,10 @@ class ReplicaSet:
             lag = self.acked_seq - replica.applied_seq
             if lag <= CATCH_UP_LAG:
                 async with self.write_lock:
-                    replica.applied_seq = await replica.control.catch_up(peer.remote().address)
+                    replica.applied_seq = await replica.control.catch_up(peer.remote())
                     replica.set_state(ReplicaState.LIVE)
                 return
-            replica.applied_seq = await replica.control.catch_up(peer.remote().address)
+            replica.applied_seq = await replica.control.catch_up(peer.remote())
 
     async def probe(self, timeout: float = 2.0) -> None:
         """Ask every LIVE replica for its figures; one that does not answer is marked DEAD.

@@ -1,10 +1,16 @@
-"""The coordinator's state: the registry and every collection's replica sets."""
+"""The coordinator's state: the registry and every collection's replica sets.
+
+How a replica's process is created, found and stopped is handed in as a `ControlFactory`
+(Ray actors in production, built by coordinator/server.py; in-process engines in tests), so
+this module knows neither Ray nor the engine.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import shutil
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -15,19 +21,23 @@ from shardvec.contract.validation import validate_collection_name
 
 from coordinator.collection import CollectionRuntime, ShardTimer
 from coordinator.paths import collection_dir
-from coordinator.ray_control import RayReplicaControl
 from coordinator.registry import Registry
-from coordinator.replicas import Replica, ReplicaSet, ReplicaState
+from coordinator.replicas import Replica, ReplicaControl, ReplicaSet, ReplicaState
 
 log = logging.getLogger(__name__)
+
+# (spec, shard, replica, siblings) -> the control of that replica; `siblings()` gives the node
+# ids the shard's other replicas run on, so a placement can keep them apart.
+ControlFactory = Callable[[CollectionSpec, int, int, Callable[[], set[str]]], ReplicaControl]
 
 
 class CoordinatorRuntime:
     """Collections by name; creates, restores and drops their replicas."""
 
-    def __init__(self, data_dir: Path, opts: dict[str, Any]) -> None:
+    def __init__(self, data_dir: Path, opts: dict[str, Any], controls: ControlFactory) -> None:
         self.data_dir = Path(data_dir)
         self.opts = opts
+        self.controls = controls
         self.registry = Registry(self.data_dir)
         self.collections: dict[str, CollectionRuntime] = {}
         self._lock = asyncio.Lock()
@@ -59,7 +69,6 @@ class CoordinatorRuntime:
                 raise
 
     async def _open(self, spec: CollectionSpec, *, new: bool) -> CollectionRuntime:
-        token = self.opts["token"]
         sets: list[ReplicaSet] = []
         for s in range(spec.shards):
             replicas: list[Replica] = []
@@ -68,10 +77,8 @@ class CoordinatorRuntime:
                 return {r.node_id for r in group if r.index != me and r.node_id}
 
             for index in range(spec.replicas):
-                control = RayReplicaControl(
-                    self.data_dir, spec, s, index, self.opts, partial(siblings, index)
-                )
-                replicas.append(Replica(s, index, control, token, spec.name))
+                control = self.controls(spec, s, index, partial(siblings, index))
+                replicas.append(Replica(s, index, control, spec.name))
             reserved = self.registry.reserved(spec.name, s)
 
             def reserve(upto: int, _s: int = s) -> int:
@@ -140,7 +147,7 @@ class CoordinatorRuntime:
 
     async def _destroy(self, spec: CollectionSpec) -> None:
         controls = [
-            RayReplicaControl(self.data_dir, spec, s, r, self.opts)
+            self.controls(spec, s, r, set)
             for s in range(spec.shards)
             for r in range(spec.replicas)
         ]

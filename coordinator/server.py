@@ -24,6 +24,7 @@ from coordinator.batching import MicroBatcher
 from coordinator.config import CoordinatorSettings
 from coordinator.interceptors import GuardInterceptor
 from coordinator.metrics import CoordinatorMetrics
+from coordinator.ray_control import ray_controls
 from coordinator.runtime import CoordinatorRuntime
 from coordinator.service import WRITE_METHODS, VectorSearchService
 
@@ -56,7 +57,10 @@ class Coordinator:
     async def _start(self) -> None:
         s = self.settings
         self.metrics = CoordinatorMetrics()
-        self.runtime = CoordinatorRuntime(Path(s.data_dir), s.to_dict())
+        opts = s.to_dict()
+        self.runtime = CoordinatorRuntime(
+            Path(s.data_dir), opts, ray_controls(Path(s.data_dir), opts)
+        )
         self.runtime.on_shard_search = self.metrics.observe_shard_search
         await self.runtime.restore()
         self.runtime.start_health_checks()

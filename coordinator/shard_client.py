@@ -1,19 +1,48 @@
 """The coordinator's handle on one remote shard replica: an async gRPC stub with deadlines.
 
-`ShardLike` is the shard interface the coordinator codes against; `RemoteShard` implements
-it over the internal `shardvec.v1.Shard` service. gRPC failures are translated here, at the
-boundary, into shardvec errors that name the replica.
+`RemoteShard` implements the shard interface (shardvec.contract.shard_api.ShardLike) over the
+internal `shardvec.v1.Shard` service, converting domain values to wire messages and back with
+shardvec.contract.convert. gRPC failures are translated here, at the boundary, into shardvec
+errors that name the replica.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, overload
 
 import grpc
-from shardvec.contract.errors import DeadlineExceeded, ShardvecError, Unavailable, error_for_status
+import numpy as np
+from shardvec.contract.convert import (
+    changes_from_proto,
+    count_request,
+    delete_request,
+    get_request,
+    get_result_from_proto,
+    search_result_from_proto,
+    shard_info_from_proto,
+    shard_search_payload,
+    snapshot_chunk_from_proto,
+    upsert_request,
+    write_ack_from_proto,
+)
+from shardvec.contract.errors import (
+    DeadlineExceeded,
+    ReplicaDown,
+    ShardvecError,
+    error_for_status,
+)
+from shardvec.contract.filters import Filter
 from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
 from shardvec.contract.limits import TOKEN_HEADER
+from shardvec.contract.types import (
+    Change,
+    GetResult,
+    ShardInfo,
+    ShardSearch,
+    SnapshotChunk,
+    WriteAck,
+)
 from shardvec.v1 import shard_pb2, shard_pb2_grpc
 
 # Status codes that mean "this replica is not serving", as opposed to "the request is bad".
@@ -26,25 +55,8 @@ REPLICA_DOWN = {
 }
 
 
-class ReplicaDown(Unavailable):
-    """A replica did not answer (process dead, restarting, unreachable)."""
-
-
-class ShardLike(Protocol):
-    """What the coordinator needs from one shard replica; every call takes a timeout."""
-
-    name: str
-
-    async def upsert(self, req: shard_pb2.ShardUpsertRequest, timeout: float) -> Any: ...
-    async def delete(self, req: shard_pb2.ShardDeleteRequest, timeout: float) -> Any: ...
-    async def get(self, req: shard_pb2.ShardGetRequest, timeout: float) -> Any: ...
-    async def count(self, req: shard_pb2.ShardCountRequest, timeout: float) -> Any: ...
-    async def search(self, req: bytes, timeout: float) -> Any: ...
-    async def info(self, timeout: float) -> Any: ...
-
-
 class RemoteShard:
-    """A persistent channel to one replica's gRPC server."""
+    """A persistent channel to one replica's gRPC server (a ShardLike)."""
 
     def __init__(self, name: str, address: str, token: str) -> None:
         self.name = name
@@ -61,7 +73,7 @@ class RemoteShard:
             ],
         )
         self._stub = shard_pb2_grpc.ShardStub(self._channel)
-        # Search takes the request already serialized: one batch goes to every shard, and
+        # Search sends the request already serialized: one batch goes to every shard, and
         # serializing 1.5 MB of queries once instead of S times keeps it off the fan-out.
         self._search = self._channel.unary_unary(
             "/shardvec.v1.Shard/Search",
@@ -85,30 +97,68 @@ class RemoteShard:
             return ReplicaDown(f"{self.name} ({self.address}) is down: {details}")
         return error_for_status(code, f"{self.name}: {details}")
 
-    async def upsert(self, req: shard_pb2.ShardUpsertRequest, timeout: float) -> Any:
-        return await self._call(self._stub.Upsert, req, timeout)
+    async def upsert(
+        self,
+        seq: int,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        metadata_json: Sequence[str],
+        timeout: float,
+    ) -> WriteAck:
+        req = upsert_request(seq, ids, vectors, metadata_json)
+        return write_ack_from_proto(await self._call(self._stub.Upsert, req, timeout))
 
-    async def delete(self, req: shard_pb2.ShardDeleteRequest, timeout: float) -> Any:
-        return await self._call(self._stub.Delete, req, timeout)
+    async def delete(
+        self, seq: int, ids: Sequence[str] | None, where: Filter | None, timeout: float
+    ) -> WriteAck:
+        req = delete_request(seq, ids, where)
+        return write_ack_from_proto(await self._call(self._stub.Delete, req, timeout))
 
-    async def get(self, req: shard_pb2.ShardGetRequest, timeout: float) -> Any:
-        return await self._call(self._stub.Get, req, timeout)
+    async def get(
+        self, ids: Sequence[str], include_metadata: bool, include_vectors: bool, timeout: float
+    ) -> GetResult:
+        req = get_request(ids, include_metadata, include_vectors)
+        return get_result_from_proto(await self._call(self._stub.Get, req, timeout))
 
-    async def count(self, req: shard_pb2.ShardCountRequest, timeout: float) -> Any:
-        return await self._call(self._stub.Count, req, timeout)
+    async def count(self, where: Filter | None, timeout: float) -> int:
+        resp = await self._call(self._stub.Count, count_request(where), timeout)
+        return int(resp.count)
 
-    async def search(self, req: bytes, timeout: float) -> Any:
-        """A ShardSearchRequest, serialized (`SerializeToString`)."""
-        return await self._call(self._search, req, timeout)
+    @overload
+    async def search(
+        self, request: ShardSearch, timeout: float
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+    @overload
+    async def search(self, request: bytes, timeout: float) -> shard_pb2.ShardSearchResponse: ...
+    async def search(
+        self, request: ShardSearch | bytes, timeout: float
+    ) -> tuple[np.ndarray, np.ndarray] | shard_pb2.ShardSearchResponse:
+        """Per query the best k rows of the shard: (nq, k) ids and float32 scores.
 
-    async def info(self, timeout: float) -> Any:
-        return await self._call(self._stub.Info, shard_pb2.ShardInfoRequest(), timeout)
+        The batch is serialized once for every shard it goes to (shard_search_payload). Given
+        bytes (a serialized ShardSearchRequest) it returns the raw response: the wire alone,
+        for the benchmarks that measure it.
+        """
+        if isinstance(request, bytes):
+            resp: shard_pb2.ShardSearchResponse = await self._call(self._search, request, timeout)
+            return resp
+        resp = await self._call(self._search, shard_search_payload(request), timeout)
+        # Decoded as each shard answers: the early ones overlap the last one's search.
+        return search_result_from_proto(resp, request.nq)
 
-    async def changes(self, after_seq: int, limit: int, timeout: float) -> Any:
+    async def info(self, timeout: float) -> ShardInfo:
+        resp = await self._call(self._stub.Info, shard_pb2.ShardInfoRequest(), timeout)
+        return shard_info_from_proto(resp)
+
+    async def changes(
+        self, after_seq: int, limit: int, timeout: float
+    ) -> tuple[list[Change], int]:
         req = shard_pb2.ShardChangesRequest(after_seq=after_seq, limit=limit)
-        return await self._call(self._stub.Changes, req, timeout)
+        resp = await self._call(self._stub.Changes, req, timeout)
+        # The server sets vectors.dim whenever it sends vectors.
+        return changes_from_proto(resp, int(resp.vectors.dim) or 1), int(resp.applied_seq)
 
-    async def snapshot(self, timeout: float) -> AsyncIterator[Any]:
+    async def snapshot(self, timeout: float) -> AsyncIterator[SnapshotChunk]:
         """The replica's snapshot stream: a manifest chunk, then the files' bytes."""
         if timeout <= 0:
             raise DeadlineExceeded(f"deadline exceeded before calling {self.name}")
@@ -117,7 +167,7 @@ class RemoteShard:
         )
         try:
             async for chunk in call:
-                yield chunk
+                yield snapshot_chunk_from_proto(chunk)
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc) from None
         finally:
@@ -125,8 +175,3 @@ class RemoteShard:
 
     async def close(self) -> None:
         await self._channel.close()
-
-
-def is_bad_request(exc: BaseException) -> bool:
-    """True for errors caused by the request itself (every replica would say the same)."""
-    return isinstance(exc, ShardvecError) and not isinstance(exc, (ReplicaDown, DeadlineExceeded))

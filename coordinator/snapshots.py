@@ -28,13 +28,14 @@ import numpy as np
 from shardvec.contract.archive import Archive, open_archive, shard_prefix, write_archive
 from shardvec.contract.errors import DataLoss, InvalidArgument
 from shardvec.contract.settings import CollectionSpec
+from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.store_copy import iter_live_rows, parse_shard_manifest
+from shardvec.contract.types import SnapshotChunk
 
 from coordinator.collection import CollectionRuntime
 from coordinator.paths import snapshot_dir
 from coordinator.replicas import ReplicaSet
 from coordinator.runtime import CoordinatorRuntime
-from coordinator.shard_client import RemoteShard
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ async def create_archive(
 async def _pull_shard(rs: ReplicaSet, dest: Path, deadline: float) -> dict[str, Any]:
     """One LIVE replica's snapshot of shard `rs` into `dest`; returns its manifest."""
 
-    async def call(remote: RemoteShard, timeout: float) -> dict[str, Any]:
+    async def call(remote: ShardLike, timeout: float) -> dict[str, Any]:
         shutil.rmtree(dest, ignore_errors=True)
         dest.mkdir(parents=True)
         receiver = _ShardReceiver(dest, remote.name)
@@ -110,7 +111,7 @@ class _ShardReceiver:
         self._left = 0
         self._hash = hashlib.sha256()
 
-    def feed(self, chunk: Any) -> None:
+    def feed(self, chunk: SnapshotChunk) -> None:
         if self.manifest is None:
             if not chunk.manifest_json:
                 raise DataLoss(f"{self.name}: the snapshot stream has no manifest")

@@ -10,10 +10,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from shardvec.contract.errors import InvalidArgument
+from shardvec.contract.errors import InvalidArgument, ReplicaDown
 
 from coordinator.group_commit import UpsertCombiner
-from coordinator.shard_client import ReplicaDown
 
 
 class Shard:

@@ -55,6 +55,13 @@ class Unavailable(ShardvecError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class ReplicaDown(Unavailable):
+    """A replica did not answer (process dead, restarting, unreachable, or closed in-process).
+
+    Remote and in-process shards both raise it, so the replica rules treat them alike.
+    """
+
+
 class DeadlineExceeded(ShardvecError):
     """The caller's deadline ran out before the work finished."""
 
@@ -94,6 +101,11 @@ _BY_CODE: dict[grpc.StatusCode, type[ShardvecError]] = {
         PermissionDenied,
     )
 }
+
+
+def is_bad_request(exc: BaseException) -> bool:
+    """True for errors caused by the request itself (every replica would say the same)."""
+    return isinstance(exc, ShardvecError) and not isinstance(exc, (ReplicaDown, DeadlineExceeded))
 
 
 def error_for_status(code: grpc.StatusCode, message: str) -> ShardvecError:

@@ -1,16 +1,21 @@
 """The plain domain values that cross a boundary: rows, search results, changes, replica states.
 
 The engine hands out `Record`, `SearchResult` and `Change`; the coordinator merges into `Hits`
-and reports `ReplicaStatus`; `shardvec.contract.convert` turns each into its wire form and back.
+and reports `ReplicaStatus`; the shard interface (shard_api.ShardLike) takes and returns
+`WriteAck`, `GetResult`, `ShardSearch`, `ShardInfo` and `SnapshotChunk`;
+`shardvec.contract.convert` turns each into its wire form and back.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from shardvec.contract.filters import Filter
 
 
 @dataclass(frozen=True)
@@ -88,3 +93,68 @@ class ReplicaStatus:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# The shard interface's values (shardvec.contract.shard_api.ShardLike).
+
+
+@dataclass(frozen=True)
+class WriteAck:
+    """A replica's answer to one write: whether batch `seq` was new to it, rows it changed,
+    and its applied_seq afterwards."""
+
+    applied: bool
+    affected: int
+    applied_seq: int
+
+
+@dataclass(frozen=True)
+class GetResult:
+    """Rows found by a shard get, in request order: ids, their metadata JSON texts (empty when
+    not asked for) and their vectors ((n, dim) float32; None when not asked for or none found)."""
+
+    ids: list[str]
+    metadata_json: list[str]
+    vectors: np.ndarray | None
+
+
+@dataclass(frozen=True, eq=False)
+class ShardSearch:
+    """One search batch as every shard of a collection receives it.
+
+    eq=False: compared and hashed by identity, so the remote client can serialize one batch
+    once and reuse the bytes for every shard it is sent to (see convert.shard_search_payload).
+    `ef` None: the shard's own default.
+    """
+
+    queries: np.ndarray
+    k: int
+    exact: bool = False
+    ef: int | None = None
+    where: Filter | None = None
+    min_score: float | None = None
+    max_distance: float | None = None
+
+    @property
+    def nq(self) -> int:
+        return int(self.queries.shape[0])
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """A replica's figures: rows, seqs, process and node, and the engine's full info dict."""
+
+    count: int
+    applied_seq: int
+    checkpoint_seq: int
+    pid: int
+    node_id: str
+    figures: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SnapshotChunk:
+    """One piece of a replica's snapshot stream: the manifest JSON first, then file bytes."""
+
+    manifest_json: str = ""
+    data: bytes = b""

@@ -1,0 +1,84 @@
+"""One shard interface for the coordinator, in domain types (after Qdrant's shard_trait.rs).
+
+`ShardLike` is what the coordinator needs from one replica of one shard. The remote handle
+(coordinator.shard_client.RemoteShard, over the internal gRPC service) and the in-process
+adapter (shard.local.LocalShard, over a ShardEngine) both implement it, so the replica rules,
+the group commit and the fan-out run, and are tested, the same over either.
+
+Every call takes a timeout in seconds. Errors are shardvec errors: `ReplicaDown` when the
+replica did not answer, `DeadlineExceeded` when the timeout ran out, and otherwise the error
+the request itself caused (`is_bad_request`: every replica would say the same).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from shardvec.contract.filters import Filter
+from shardvec.contract.types import (
+    Change,
+    GetResult,
+    ShardInfo,
+    ShardSearch,
+    SnapshotChunk,
+    WriteAck,
+)
+
+
+class ShardLike(Protocol):
+    """One replica of one shard; every call takes a timeout (seconds)."""
+
+    name: str  # for messages and logs: collection/shard-s/replica-r
+    address: str  # where it serves; a peer's address is what a remote replica catches up from
+
+    async def upsert(
+        self,
+        seq: int,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        metadata_json: Sequence[str],
+        timeout: float,
+    ) -> WriteAck:
+        """Insert or replace rows as batch `seq` (metadata_json empty: {} for every row)."""
+        ...
+
+    async def delete(
+        self, seq: int, ids: Sequence[str] | None, where: Filter | None, timeout: float
+    ) -> WriteAck:
+        """Delete rows by id or by filter (exactly one) as batch `seq`."""
+        ...
+
+    async def get(
+        self, ids: Sequence[str], include_metadata: bool, include_vectors: bool, timeout: float
+    ) -> GetResult:
+        """The rows of `ids` this shard holds, in request order."""
+        ...
+
+    async def count(self, where: Filter | None, timeout: float) -> int:
+        """Live rows, or live rows passing `where`."""
+        ...
+
+    async def search(self, request: ShardSearch, timeout: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per query the best `request.k` rows: ids ((nq, k) object, "" padding) and scores
+        ((nq, k) float32, NaN padding)."""
+        ...
+
+    async def info(self, timeout: float) -> ShardInfo:
+        ...
+
+    async def changes(
+        self, after_seq: int, limit: int, timeout: float
+    ) -> tuple[list[Change], int]:
+        """Rows and tombstones with seq > after_seq (whole seqs, at most about `limit`), and the
+        replica's applied_seq: what a replica that missed writes copies to catch up."""
+        ...
+
+    def snapshot(self, timeout: float) -> AsyncIterator[SnapshotChunk]:
+        """A point-in-time copy: a chunk with the manifest JSON, then the files' bytes."""
+        ...
+
+    async def close(self) -> None:
+        ...

@@ -1,0 +1,184 @@
+"""One shard replica in process: the shard interface (ShardLike) over a ShardEngine.
+
+`LocalShard` gives the coordinator's replica rules, group commit and fan-out a replica that
+needs no Ray, no process and no network, so they run and are tested in one process. It does
+what the shard's gRPC service (shard/server.py) does with the engine's public methods, and no
+more: engine calls run in a worker thread (hnswlib and SQLite release the GIL), a call past its
+timeout raises DeadlineExceeded, and a closed LocalShard (a "killed" replica) raises
+ReplicaDown, as a remote replica whose process is gone does.
+
+`catch_up` copies what a peer (any ShardLike) applied after an engine's seq, page by page, the
+in-process counterpart of ShardReplica.catch_up in shard/actor.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+from shardvec.contract.codec import dumps_json, metadata_to_json
+from shardvec.contract.errors import DeadlineExceeded, ReplicaDown, ShardvecError
+from shardvec.contract.filters import Filter
+from shardvec.contract.shard_api import ShardLike
+from shardvec.contract.types import (
+    Change,
+    GetResult,
+    ShardInfo,
+    ShardSearch,
+    SnapshotChunk,
+    WriteAck,
+)
+from shardvec.contract.validation import parse_metadata_json
+
+from shard.engine import ShardEngine
+from shard.snapshot import take_snapshot
+
+T = TypeVar("T")
+
+
+class LocalShard:
+    """A ShardLike over an engine in this process; `close()` makes it answer ReplicaDown."""
+
+    def __init__(
+        self, name: str, engine: ShardEngine, address: str = "", node_id: str = "local"
+    ) -> None:
+        self.name = name
+        self.engine = engine
+        self.address = address or f"local:{engine.directory}"
+        self.node_id = node_id
+        self.closed = False
+
+    async def _run(self, timeout: float, fn: Callable[[], T]) -> T:
+        if self.closed:
+            raise ReplicaDown(f"{self.name} ({self.address}) is down: closed")
+        if timeout <= 0:
+            raise DeadlineExceeded(f"deadline exceeded before calling {self.name}")
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(fn), timeout)
+        except TimeoutError:
+            raise DeadlineExceeded(f"{self.name} ({self.address}) timed out") from None
+        except ShardvecError as exc:
+            if self.closed:  # the engine went away under the call: not the request's fault
+                raise ReplicaDown(f"{self.name} ({self.address}) is down: {exc}") from None
+            raise
+
+    async def upsert(
+        self,
+        seq: int,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        metadata_json: Sequence[str],
+        timeout: float,
+    ) -> WriteAck:
+        def work() -> WriteAck:
+            metadatas = parse_metadata_json(list(metadata_json), len(ids))
+            applied = self.engine.upsert(seq, list(ids), vectors, metadatas)
+            return WriteAck(applied, len(ids) if applied else 0, self.engine.applied_seq)
+
+        return await self._run(timeout, work)
+
+    async def delete(
+        self, seq: int, ids: Sequence[str] | None, where: Filter | None, timeout: float
+    ) -> WriteAck:
+        def work() -> WriteAck:
+            before = self.engine.applied_seq
+            id_list = list(ids or []) if where is None else None
+            deleted = self.engine.delete(seq, ids=id_list, where=where)
+            return WriteAck(seq > before, deleted, self.engine.applied_seq)
+
+        return await self._run(timeout, work)
+
+    async def get(
+        self, ids: Sequence[str], include_metadata: bool, include_vectors: bool, timeout: float
+    ) -> GetResult:
+        def work() -> GetResult:
+            found = self.engine.get(
+                list(ids), include_vectors=include_vectors, include_metadata=include_metadata
+            )
+            records = [r for r in found if r is not None]
+            metas = metadata_to_json([r.metadata for r in records]) if include_metadata else []
+            vectors = None
+            if include_vectors and records:
+                vectors = np.stack([r.vector for r in records if r.vector is not None])
+            return GetResult([r.id for r in records], metas, vectors)
+
+        return await self._run(timeout, work)
+
+    async def count(self, where: Filter | None, timeout: float) -> int:
+        return await self._run(timeout, lambda: self.engine.count(where))
+
+    async def search(self, request: ShardSearch, timeout: float) -> tuple[np.ndarray, np.ndarray]:
+        def work() -> tuple[np.ndarray, np.ndarray]:
+            res = self.engine.search(
+                request.queries,
+                request.k,
+                where=request.where,
+                ef=request.ef,
+                exact=request.exact,
+                min_score=request.min_score,
+                max_distance=request.max_distance,
+            )
+            return res.ids, np.asarray(res.scores, dtype=np.float32)
+
+        return await self._run(timeout, work)
+
+    async def info(self, timeout: float) -> ShardInfo:
+        def work() -> ShardInfo:
+            info = self.engine.info()
+            return ShardInfo(
+                count=int(info["count"]),
+                applied_seq=int(info["applied_seq"]),
+                checkpoint_seq=int(info.get("checkpoint_seq", 0)),
+                pid=os.getpid(),
+                node_id=self.node_id,
+                figures=info,
+            )
+
+        return await self._run(timeout, work)
+
+    async def changes(
+        self, after_seq: int, limit: int, timeout: float
+    ) -> tuple[list[Change], int]:
+        return await self._run(timeout, lambda: self.engine.changes_since(after_seq, limit))
+
+    async def snapshot(self, timeout: float) -> AsyncIterator[SnapshotChunk]:
+        """A point-in-time copy of the engine's directory: the manifest, then the bytes."""
+        with tempfile.TemporaryDirectory(prefix="shardvec-snapshot-") as tmp:
+            snap = await self._run(timeout, lambda: take_snapshot(self.engine.directory, Path(tmp)))
+            yield SnapshotChunk(manifest_json=dumps_json(snap.manifest()))
+            chunks = snap.chunks()
+            while (data := await asyncio.to_thread(next, chunks, None)) is not None:
+                if self.closed:
+                    raise ReplicaDown(f"{self.name} ({self.address}) is down: closed")
+                yield SnapshotChunk(data=data)
+
+    async def close(self) -> None:
+        """Stop answering (the engine stays open: its owner closes it)."""
+        self.closed = True
+
+
+async def catch_up(
+    engine: ShardEngine, peer: ShardLike, page: int = 5000, timeout: float = 60.0
+) -> int:
+    """Copy every row and tombstone `peer` applied after the engine's seq; returns its new seq.
+
+    Pages end on whole sequence numbers, so a batch is never half-applied.
+    """
+    while True:
+        after = engine.applied_seq
+        changes, applied_seq = await peer.changes(after, page, timeout)
+        if len(changes) < page:
+            if applied_seq > after or changes:
+                await asyncio.to_thread(engine.apply_changes, changes, applied_seq)
+            return engine.applied_seq
+        cut = changes[-1].seq
+        whole = [c for c in changes if c.seq < cut]
+        if not whole:  # one batch larger than a page: ask for more at once
+            page *= 2
+            continue
+        await asyncio.to_thread(engine.apply_changes, whole, cut - 1)

@@ -1,0 +1,175 @@
+"""CoordinatorRuntime and CollectionRuntime over in-process replicas (no Ray): ids land on the
+shard coordinator.routing names, an exact search merges into exactly the brute-force top k,
+concurrent upserts share group writes and every caller's rows land, and the registry's seq
+reservations survive a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from shardvec.contract.errors import AlreadyExists, NotFound
+from shardvec.contract.filters import Cond
+from shardvec.contract.settings import CollectionSpec, IndexSettings
+
+from coordinator.collection import SearchParams
+from coordinator.registry import Registry
+from coordinator.replicas import ReplicaState
+from coordinator.routing import shard_of
+from coordinator.runtime import CoordinatorRuntime
+from tests.inproc import LocalControls
+
+DIM = 12
+
+
+def runtime(tmp_path: Path) -> tuple[CoordinatorRuntime, LocalControls]:
+    controls = LocalControls(tmp_path)
+    return CoordinatorRuntime(tmp_path, {"token": "t"}, controls), controls
+
+
+def data(n: int, seed: int = 0) -> tuple[list[str], np.ndarray, list[str]]:
+    rng = np.random.default_rng(seed)
+    ids = [f"id-{i}" for i in range(n)]
+    metas = [f'{{"i": {i}}}' for i in range(n)]
+    return ids, rng.standard_normal((n, DIM)).astype(np.float32), metas
+
+
+def deadline() -> float:
+    return time.monotonic() + 30
+
+
+def test_each_id_lands_on_the_shard_routing_names(tmp_path: Path) -> None:
+    async def main() -> None:
+        rt, controls = runtime(tmp_path)
+        col = await rt.create(CollectionSpec("c", IndexSettings(dim=DIM), shards=3))
+        ids, vecs, metas = data(300)
+        await col.upsert(ids, vecs, metas, deadline())
+        for s in range(3):
+            engine = controls.controls[("c", s, 0)].engine
+            assert engine is not None
+            held = {r.id for r in engine.get(ids) if r is not None}
+            assert held == {i for i in ids if shard_of(i, 3) == s}
+        assert await col.count(None, deadline()) == 300
+        assert await col.count(Cond("i", "lt", 100), deadline()) == 100
+        found, got_metas, got_vecs = await col.get(["id-7", "nope", "id-3"], True, True, deadline())
+        assert found == ["id-7", "id-3"] and got_metas == ['{"i":7}', '{"i":3}']
+        np.testing.assert_array_equal(got_vecs, vecs[[7, 3]])
+        assert await col.delete(["id-7", "id-8", "nope"], None, deadline()) == 2
+        assert await col.delete(None, Cond("i", "gte", 290), deadline()) == 10
+        assert await col.count(None, deadline()) == 288
+        await rt.shutdown()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_exact_search_merges_into_the_brute_force_top_k(tmp_path: Path, metric: str) -> None:
+    async def main() -> None:
+        rt, _ = runtime(tmp_path)
+        col = await rt.create(
+            CollectionSpec("c", IndexSettings(dim=DIM, metric=metric), shards=4, replicas=2)
+        )
+        ids, vecs, metas = data(400, seed=1)
+        await col.upsert(ids, vecs, metas, deadline())
+        queries = np.random.default_rng(2).standard_normal((16, DIM)).astype(np.float32)
+        k = 10
+        hits = await col.search(
+            queries, SearchParams(k=k, exact=True, include_metadata=True), deadline()
+        )
+        if metric == "cosine":
+            unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+            q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+            order = np.argsort(-(q @ unit.T), axis=1)[:, :k]
+        else:
+            d = ((queries[:, None, :] - vecs[None, :, :]) ** 2).sum(-1)
+            order = np.argsort(d, axis=1)[:, :k]
+        expected = np.array(ids, dtype=object)[order]
+        assert hits.ids.shape == (16, k)
+        assert (hits.ids == expected).all()
+        assert (hits.counts == k).all()
+        assert hits.metadata[str(hits.ids[0, 0])] == f'{{"i":{ids.index(hits.ids[0, 0])}}}'
+        await rt.shutdown()
+
+    asyncio.run(main())
+
+
+def test_concurrent_upserts_share_group_writes_and_all_rows_land(tmp_path: Path) -> None:
+    async def main() -> None:
+        rt, _ = runtime(tmp_path)
+        col = await rt.create(CollectionSpec("c", IndexSettings(dim=DIM), replicas=2))
+        ids, vecs, _ = data(400, seed=3)
+        callers = 40
+        await asyncio.gather(
+            *(
+                col.upsert(ids[j::callers], vecs[j::callers], [], deadline())
+                for j in range(callers)
+            )
+        )
+        assert 1 <= col.upserts[0].groups < callers
+        assert await col.count(None, deadline()) == 400
+        found, _, got = await col.get(ids, False, True, deadline())
+        assert found == ids
+        np.testing.assert_array_equal(got, vecs)
+        rs = col.shard_sets[0]
+        assert rs.acked_seq == col.upserts[0].groups
+        assert [r.state for r in rs.replicas] == [ReplicaState.LIVE] * 2
+        await rt.shutdown()
+
+    asyncio.run(main())
+
+
+def test_runtime_create_drop_and_restore(tmp_path: Path) -> None:
+    async def main() -> None:
+        rt, _ = runtime(tmp_path)
+        spec = CollectionSpec("c", IndexSettings(dim=DIM), shards=2)
+        col = await rt.create(spec)
+        with pytest.raises(AlreadyExists):
+            await rt.create(spec)
+        ids, vecs, metas = data(50)
+        await col.upsert(ids, vecs, metas, deadline())
+        seqs = [rs.next_seq for rs in col.shard_sets]
+        await rt.shutdown()
+
+        rt2, _ = runtime(tmp_path)
+        await rt2.restore()
+        col2 = rt2.get("c")
+        assert await col2.count(None, deadline()) == 50
+        for rs, before in zip(col2.shard_sets, seqs, strict=True):
+            # a restarted coordinator starts past the reservation, never at a used number
+            assert rs.next_seq > before
+            assert rs.next_seq == Registry.SEQ_BLOCK + 2
+        await rt2.drop("c")
+        with pytest.raises(NotFound):
+            rt2.get("c")
+        assert not (tmp_path / "collections" / "c").exists()
+        await rt2.shutdown()
+
+    asyncio.run(main())
+
+
+def test_registry_add_remove_all_and_reservations_survive_reopen(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    a = CollectionSpec("a", IndexSettings(dim=4), shards=2)
+    b = CollectionSpec("b", IndexSettings(dim=8, metric="dot"), replicas=3)
+    reg.add(b)
+    reg.add(a)
+    with pytest.raises(AlreadyExists):
+        reg.add(a)
+    assert reg.all() == [a, b]
+    assert reg.reserved("a", 0) == 0
+    got = reg.reserve("a", 1, 5)
+    assert got >= 5
+    reg.close()
+
+    reg = Registry(tmp_path)
+    assert reg.all() == [a, b]
+    assert reg.reserved("a", 1) == got and reg.reserved("a", 0) == 0
+    reg.remove("a")
+    with pytest.raises(NotFound):
+        reg.remove("a")
+    assert reg.all() == [b]
+    assert reg.reserved("a", 1) == 0  # its reservations went with it
+    reg.close()

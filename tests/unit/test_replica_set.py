@@ -1,0 +1,212 @@
+"""The replica rules of ReplicaSet over in-process replicas (LocalShard over real engines, no
+Ray): reads fail over, a failed write marks DEAD but a bad request or a caller's short deadline
+does not, a write is acknowledged once every LIVE replica holds it (none live: Unavailable),
+and a dead replica catches up from a live peer while writes go on, rejoining only when level."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from shardvec.contract.errors import DeadlineExceeded, InvalidArgument, Unavailable
+from shardvec.contract.settings import CollectionSpec, IndexSettings
+from shardvec.contract.shard_api import ShardLike
+from shardvec.contract.types import WriteAck
+
+from coordinator.replicas import Replica, ReplicaSet, ReplicaState
+from tests.inproc import LocalControl, wait_for
+
+DIM = 8
+SPEC = CollectionSpec("t", IndexSettings(dim=DIM, metric="euclidean"))
+
+
+async def make_set(tmp_path: Path, n: int = 2) -> tuple[ReplicaSet, list[LocalControl]]:
+    controls = [LocalControl(tmp_path, SPEC, 0, r) for r in range(n)]
+    replicas = [Replica(0, r, c, SPEC.name) for r, c in enumerate(controls)]
+    for r in replicas:
+        await r.connect()
+        r.set_state(ReplicaState.LIVE)
+    return ReplicaSet(0, replicas, 1, lambda upto: upto + 100, 0), controls
+
+
+def rows(rng: np.random.Generator, start: int, n: int) -> tuple[list[str], np.ndarray]:
+    return [f"r{i}" for i in range(start, start + n)], rng.standard_normal((n, DIM)).astype(
+        np.float32
+    )
+
+
+async def write(rs: ReplicaSet, ids: list[str], vectors: np.ndarray, timeout: float = 10) -> Any:
+    async def call(shard: ShardLike, seq: int, t: float) -> WriteAck:
+        return await shard.upsert(seq, ids, vectors, [], t)
+
+    return await rs.write(call, time.monotonic() + timeout)
+
+
+async def count(rs: ReplicaSet, timeout: float = 10) -> int:
+    async def call(shard: ShardLike, t: float) -> int:
+        return await shard.count(None, t)
+
+    return await rs.read(call, time.monotonic() + timeout)
+
+
+def engine_count(c: LocalControl) -> int:
+    assert c.engine is not None
+    return c.engine.count()
+
+
+def test_reads_fail_over_from_a_killed_replica(tmp_path: Path) -> None:
+    async def main() -> None:
+        rs, controls = await make_set(tmp_path)
+        await write(rs, *rows(np.random.default_rng(0), 0, 50))
+        controls[0].kill()
+        assert [await count(rs) for _ in range(4)] == [50] * 4
+        assert rs.replicas[0].state is not ReplicaState.LIVE
+        assert rs.replicas[1].state is ReplicaState.LIVE
+        await rs.close()
+
+    asyncio.run(main())
+
+
+def test_write_is_acked_when_every_live_replica_holds_it(tmp_path: Path) -> None:
+    async def main() -> None:
+        rs, controls = await make_set(tmp_path, 3)
+        ack = await write(rs, *rows(np.random.default_rng(1), 0, 40))
+        assert ack.applied and ack.affected == 40
+        assert [engine_count(c) for c in controls] == [40, 40, 40]
+        assert rs.acked_seq == 1 and all(r.applied_seq == 1 for r in rs.replicas)
+        await rs.close()
+
+    asyncio.run(main())
+
+
+def test_a_failed_write_marks_the_replica_dead_and_none_live_is_unavailable(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        rng = np.random.default_rng(2)
+        rs, controls = await make_set(tmp_path)
+        controls[1].kill()
+        await write(rs, *rows(rng, 0, 10))  # still succeeds: one replica holds it
+        assert rs.replicas[1].state is ReplicaState.DEAD
+        assert rs.live() == [rs.replicas[0]] and rs.acked_seq == 1
+        controls[0].kill()
+        with pytest.raises(Unavailable):
+            await write(rs, *rows(rng, 10, 10))  # the last live replica fails it
+        assert rs.live() == []
+        with pytest.raises(Unavailable, match="no live replica"):
+            await write(rs, *rows(rng, 20, 10))
+        assert rs.acked_seq == 1
+        await rs.close()
+
+    asyncio.run(main())
+
+
+def test_a_bad_request_marks_nobody_dead(tmp_path: Path) -> None:
+    async def main() -> None:
+        rs, _ = await make_set(tmp_path)
+        with pytest.raises(InvalidArgument):
+            await write(rs, ["a"], np.ones((1, DIM + 1), dtype=np.float32))
+        with pytest.raises(InvalidArgument):
+            await write(rs, ["a"], np.full((1, DIM), np.nan, dtype=np.float32))
+        assert [r.state for r in rs.replicas] == [ReplicaState.LIVE] * 2
+        await write(rs, *rows(np.random.default_rng(3), 0, 5))
+        assert await count(rs) == 5
+        await rs.close()
+
+    asyncio.run(main())
+
+
+class SlowShard:
+    """A replica that answers nothing within any deadline."""
+
+    def __init__(self, inner: ShardLike) -> None:
+        self.name, self.address = inner.name, inner.address
+
+    async def count(self, where: Any, timeout: float) -> int:
+        await asyncio.sleep(timeout)
+        raise DeadlineExceeded(f"{self.name} timed out")
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_a_caller_deadline_timeout_marks_nobody_dead(tmp_path: Path, n: int) -> None:
+    async def main() -> None:
+        rs, _ = await make_set(tmp_path, n)
+        for r in rs.replicas:
+            r.client = SlowShard(r.remote())  # type: ignore[assignment]
+        with pytest.raises(DeadlineExceeded):
+            await count(rs, timeout=0.2)  # under 0.5 s: every try gets the whole deadline
+        assert [r.state for r in rs.replicas] == [ReplicaState.LIVE] * n
+        await rs.close()
+
+    asyncio.run(main())
+
+
+def test_a_dead_replica_catches_up_while_writes_go_on_and_rejoins_level(tmp_path: Path) -> None:
+    async def main() -> None:
+        rng = np.random.default_rng(4)
+        rs, controls = await make_set(tmp_path)
+        back = rs.replicas[1]
+        seen: list[tuple[ReplicaState, int, int]] = []
+        original = back.set_state
+
+        def record(state: ReplicaState) -> None:
+            original(state)
+            seen.append((state, back.applied_seq, rs.acked_seq))
+
+        back.set_state = record  # type: ignore[method-assign]
+        n = 0
+        for _ in range(3):
+            await write(rs, *rows(rng, n, 20))
+            n += 20
+        controls[1].kill()
+        for _ in range(6):  # missed by replica 1; the first marks it DEAD
+            await write(rs, *rows(rng, n, 20))
+            n += 20
+        assert back.state is ReplicaState.DEAD
+        controls[1].restart()
+        while back.state is not ReplicaState.LIVE:  # writes go on during the catch-up
+            await write(rs, *rows(rng, n, 20))
+            n += 20
+            await asyncio.sleep(0.01)
+            assert n < 20_000, "the replica never rejoined"
+        for _ in range(3):
+            await write(rs, *rows(rng, n, 20))
+            n += 20
+        assert ReplicaState.CATCHING_UP in [s for s, _, _ in seen]
+        live = [(applied, acked) for s, applied, acked in seen if s is ReplicaState.LIVE]
+        assert live and all(applied >= acked for applied, acked in live)  # rejoined level
+        assert controls[1].catch_ups >= 1
+        assert engine_count(controls[0]) == engine_count(controls[1]) == n
+        e0, e1 = controls[0].engine, controls[1].engine
+        assert e0 is not None and e1 is not None
+        assert e0.applied_seq == e1.applied_seq == rs.acked_seq
+        ids = [f"r{i}" for i in range(n)]
+        v0 = np.stack([r.vector for r in e0.get(ids) if r is not None and r.vector is not None])
+        v1 = np.stack([r.vector for r in e1.get(ids) if r is not None and r.vector is not None])
+        np.testing.assert_array_equal(v0, v1)
+        await rs.close()
+
+    asyncio.run(main())
+
+
+def test_recovery_waits_while_the_process_is_down(tmp_path: Path) -> None:
+    async def main() -> None:
+        rs, controls = await make_set(tmp_path)
+        await write(rs, *rows(np.random.default_rng(5), 0, 10))
+        controls[0].kill()
+        rs.mark_dead(rs.replicas[0])
+        await asyncio.sleep(0.5)
+        assert rs.replicas[0].state is ReplicaState.DEAD
+        controls[0].restart()
+        await wait_for(lambda: rs.replicas[0].state is ReplicaState.LIVE)
+        assert rs.replicas[0].applied_seq == rs.acked_seq == 1
+        await rs.close()
+
+    asyncio.run(main())

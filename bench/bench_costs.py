@@ -318,7 +318,7 @@ def _coordinator_row(rng: np.random.Generator, nq: int, shards: int, dim: int) -
     def merge() -> None:
         id_parts, score_parts = state["parts"]
         ids, scores, counts = merge_topk(id_parts, score_parts, K, higher_is_better=True)
-        state["hits"] = Hits(ids, scores, counts, {}, {})
+        state["hits"] = Hits(ids, scores, counts)
 
     def encode_response() -> None:
         search_response(state["hits"]).SerializeToString()

@@ -183,7 +183,7 @@ def serve_front(args: argparse.Namespace) -> None:
             ids, scores = zip(*(search_result_from_proto(r, len(batch)) for r in resps),
                               strict=True)  # fmt: skip
             top_ids, top_scores, counts = merge_topk(ids, scores, K, higher_is_better=True)
-            return Hits(top_ids, top_scores, counts, {}, {})
+            return Hits(top_ids, top_scores, counts)
 
         async def search(request: Any, context: Any) -> Any:
             queries = vectors_from_proto(request.queries, args.dim, field="queries")

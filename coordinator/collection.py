@@ -13,13 +13,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from shardvec.contract.errors import Unavailable
 from shardvec.contract.filters import Filter
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.shard_api import ShardLike
-from shardvec.contract.types import GetResult, Hits, ShardSearch, WriteAck
+from shardvec.contract.types import GetResult, Hits, SearchResult, ShardSearch, WriteAck
 
 from coordinator.group_commit import Sender, UpsertCombiner
-from coordinator.merge import merge_topk
+from coordinator.merge import merge_with_payloads
 from coordinator.replicas import ReplicaSet
 from coordinator.routing import partition
 
@@ -189,8 +190,17 @@ class CollectionRuntime:
         counts = await asyncio.gather(*(s.read(call, deadline) for s in self.shard_sets))
         return sum(counts)
 
-    async def search(self, queries: np.ndarray, params: SearchParams, deadline: float) -> Hits:
-        """Search every shard in parallel with one RPC each, merge, then fetch extras."""
+    async def search(
+        self,
+        queries: np.ndarray,
+        params: SearchParams,
+        deadline: float,
+        packed: bytes | None = None,
+    ) -> Hits:
+        """Search every shard in parallel with one RPC each and merge. Each shard returns its
+        candidates' stored metadata and vectors when they are asked for, so the merged hits
+        carry theirs without a second fan-out. `packed`: the queries' bytes as received,
+        forwarded unchanged."""
         shards = self.spec.shards
         filtered = params.where is not None
         k_shard = per_shard_k(params.k, shards, params.exact, filtered)
@@ -206,13 +216,16 @@ class CollectionRuntime:
             where=params.where,
             min_score=params.min_score,
             max_distance=params.max_distance,
+            include_metadata=params.include_metadata,
+            include_vectors=params.include_vectors,
+            packed=packed,
         )
 
-        async def call(shard_: ShardLike, timeout: float) -> tuple[np.ndarray, np.ndarray]:
+        async def call(shard_: ShardLike, timeout: float) -> SearchResult:
             return await shard_.search(request, timeout)
 
 
-        async def timed(rs: ReplicaSet) -> tuple[np.ndarray, np.ndarray]:
+        async def timed(rs: ReplicaSet) -> SearchResult:
             start = time.perf_counter()
             try:
                 return await rs.read(call, deadline)
@@ -221,23 +234,27 @@ class CollectionRuntime:
                     self.on_shard_search(self.spec.name, rs.shard, time.perf_counter() - start)
 
         parts = await asyncio.gather(*(timed(s) for s in self.shard_sets))
-        id_parts, score_parts = zip(*parts, strict=True)
-        ids, scores, counts = merge_topk(
-            id_parts, score_parts, params.k, higher_is_better=self.higher_is_better
+        payloads: list[list[np.ndarray]] = []
+        if params.include_metadata:
+            payloads.append([_payload(p.metadata, "metadata") for p in parts])
+        if params.include_vectors:
+            payloads.append([_payload(p.vectors, "vectors") for p in parts])
+        ids, scores, counts, merged = merge_with_payloads(
+            [p.ids for p in parts],
+            [p.scores for p in parts],
+            params.k,
+            higher_is_better=self.higher_is_better,
+            payloads=payloads,
         )
-        metadata: dict[str, str] = {}
-        vectors: dict[str, np.ndarray] = {}
-        if params.include_metadata or params.include_vectors:
-            hit_ids = list(dict.fromkeys(i for i in ids.ravel().tolist() if i))
-            if hit_ids:
-                found, metas, vecs = await self.get(
-                    hit_ids, params.include_metadata, params.include_vectors, deadline
-                )
-                if params.include_metadata:
-                    metadata = dict(zip(found, metas, strict=True))
-                if params.include_vectors:
-                    vectors = {f: vecs[j] for j, f in enumerate(found)}
+        metadata = merged.pop(0) if params.include_metadata else None
+        vectors = merged.pop(0) if params.include_vectors else None
         return Hits(ids, scores, counts, metadata, vectors)
+
+
+def _payload(value: np.ndarray | None, what: str) -> np.ndarray:
+    if value is None:
+        raise Unavailable(f"a shard answered a search without the {what} it was asked for")
+    return value
 
 
 def deadline_from(time_remaining: float | None, default: float = 30.0) -> float:

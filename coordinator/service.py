@@ -216,8 +216,13 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
             self._bytes_limit(nq * params.k * col.dim * 4, "search")
         queries = validate_vectors(queries, col.dim, col.spec.index.metric, field="queries")
 
+        # A call the batcher sends on its own goes to the shards with its query bytes as
+        # received (the validated array is a view of them); a merged batch is packed anew.
+        received = request.queries.packed or None
+
         async def run(batch: np.ndarray, deadline: float) -> Hits:
-            return await col.search(batch, params, deadline)
+            packed = received if batch is queries else None
+            return await col.search(batch, params, deadline, packed)
 
         hits = await self.batcher.submit(
             (col.spec.name, params), queries, self._deadline(context), run, Hits.rows

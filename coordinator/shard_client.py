@@ -19,7 +19,7 @@ from shardvec.contract.convert import (
     delete_request,
     get_request,
     get_result_from_proto,
-    search_result_from_proto,
+    shard_hits_from_proto,
     shard_info_from_proto,
     shard_search_payload,
     snapshot_chunk_from_proto,
@@ -38,6 +38,7 @@ from shardvec.contract.limits import TOKEN_HEADER
 from shardvec.contract.types import (
     Change,
     GetResult,
+    SearchResult,
     ShardInfo,
     ShardSearch,
     SnapshotChunk,
@@ -125,15 +126,13 @@ class RemoteShard:
         return int(resp.count)
 
     @overload
-    async def search(
-        self, request: ShardSearch, timeout: float
-    ) -> tuple[np.ndarray, np.ndarray]: ...
+    async def search(self, request: ShardSearch, timeout: float) -> SearchResult: ...
     @overload
     async def search(self, request: bytes, timeout: float) -> shard_pb2.ShardSearchResponse: ...
     async def search(
         self, request: ShardSearch | bytes, timeout: float
-    ) -> tuple[np.ndarray, np.ndarray] | shard_pb2.ShardSearchResponse:
-        """Per query the best k rows of the shard: (nq, k) ids and float32 scores.
+    ) -> SearchResult | shard_pb2.ShardSearchResponse:
+        """Per query the best k rows of the shard (and their metadata and vectors if asked).
 
         The batch is serialized once for every shard it goes to (shard_search_payload). Given
         bytes (a serialized ShardSearchRequest) it returns the raw response: the wire alone,
@@ -144,7 +143,7 @@ class RemoteShard:
             return resp
         resp = await self._call(self._search, shard_search_payload(request), timeout)
         # Decoded as each shard answers: the early ones overlap the last one's search.
-        return search_result_from_proto(resp, request.nq)
+        return shard_hits_from_proto(resp, request.nq, int(request.queries.shape[1]))
 
     async def info(self, timeout: float) -> ShardInfo:
         resp = await self._call(self._stub.Info, shard_pb2.ShardInfoRequest(), timeout)

@@ -80,6 +80,11 @@ def exact_topk(
             keep = np.argpartition(best_key, k - 1, axis=1)[:, :k]
             best_key = np.take_along_axis(best_key, keep, axis=1)
             best_slot = np.take_along_axis(best_slot, keep, axis=1)
+    real = np.isfinite(best_key)
+    if metric != "euclidean" and best_key.size:
+        # The winners' scores again in float64, so near-ties order as the true scores do
+        # (float32 products differ from each other in the last bits).
+        best_key = np.where(real, -_scores64(rows, metric, q, best_slot), np.inf)
     order = np.lexsort((best_slot, best_key), axis=1)
     best_key = np.take_along_axis(best_key, order, axis=1)
     best_slot = np.take_along_axis(best_slot, order, axis=1)
@@ -91,6 +96,16 @@ def exact_topk(
     else:
         scores[:, :width] = np.where(real, -best_key, np.nan)
     return labels, scores
+
+
+def _scores64(rows: RowData, metric: str, q: Floats, slots: Labels) -> npt.NDArray[np.float64]:
+    """Cosine or dot scores of each query with its candidate `slots`, in float64."""
+    vecs = rows.vectors(slots.ravel()).astype(np.float64).reshape(*slots.shape, -1)
+    if metric == "cosine":
+        norms = np.linalg.norm(vecs, axis=2, keepdims=True)
+        vecs = vecs / np.where(norms > 0, norms, 1.0)
+    out: npt.NDArray[np.float64] = np.einsum("ijk,ik->ij", vecs, q.astype(np.float64))
+    return out
 
 
 def _sq_dist(q: Floats, vecs: Floats, part: npt.NDArray[np.intp]) -> Floats:

@@ -28,6 +28,7 @@ from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.types import (
     Change,
     GetResult,
+    SearchResult,
     ShardInfo,
     ShardSearch,
     SnapshotChunk,
@@ -112,9 +113,9 @@ class LocalShard:
     async def count(self, where: Filter | None, timeout: float) -> int:
         return await self._run(timeout, lambda: self.engine.count(where))
 
-    async def search(self, request: ShardSearch, timeout: float) -> tuple[np.ndarray, np.ndarray]:
-        def work() -> tuple[np.ndarray, np.ndarray]:
-            res = self.engine.search(
+    async def search(self, request: ShardSearch, timeout: float) -> SearchResult:
+        def work() -> SearchResult:
+            return self.engine.search(
                 request.queries,
                 request.k,
                 where=request.where,
@@ -122,8 +123,9 @@ class LocalShard:
                 exact=request.exact,
                 min_score=request.min_score,
                 max_distance=request.max_distance,
+                include_metadata=request.include_metadata,
+                include_vectors=request.include_vectors,
             )
-            return res.ids, np.asarray(res.scores, dtype=np.float32)
 
         return await self._run(timeout, work)
 

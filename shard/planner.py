@@ -1,20 +1,31 @@
 """The search planner of one replica: which path serves a batch, and the score threshold.
 
-With m the number of live rows passing the filter and L all live rows:
-  m == 0                              -> empty rows
-  exact=True or m <= exact_threshold  -> exact NumPy scoring of the m rows
-  m / L >= postfilter_fraction        -> one unfiltered batch knn_query for
-                                         k' = ceil(k * overfetch / (m / L)) results at breadth
-                                         ef / (m / L) (so ~ef candidates pass), then the mask
-  otherwise                           -> per-query knn_query with hnswlib's filter callback
-Any query left with fewer than min(k, m) hits falls back to the next path down and finally to
+With m the number of live rows passing the filter, L all live rows and s = m / L:
+  m == 0                          -> empty rows
+  exact=True, or exact is cheaper -> exact NumPy scoring of the m rows (shard/exact.py)
+  otherwise                       -> one unfiltered batch knn_query for k' = ceil(k * overfetch
+                                     / s) results at breadth ef / s (so ~ef candidates pass),
+                                     then the mask
+Any query left with fewer than min(k, m) hits falls back to hnswlib's filtered search, then to
 exact scoring, so a filtered search never returns fewer than min(k, m) hits (before min_score /
 max_distance drop some).
+
+Which is cheaper comes from measured costs (`python bench/bench_planner.py`, BENCHMARKS.md):
+exact scoring costs about `exact_row_cost` seconds per row and dimension for a single query
+(5.2e-10: 2.0 ms for 10k x 384 rows) and `exact_batch_row_cost` per query of a batch (2.9e-11,
+one matrix product); the widened HNSW search costs the replica's own unfiltered search time
+per query, measured as it serves (a moving average), over s^0.75 (fit at 25k and 100k rows,
+1 to 60 % selectivity). Post-filtering beat hnswlib's filter callback at every selectivity
+measured, so the callback serves only the queries post-filtering left short.
+Setting `exact_threshold` or `postfilter_fraction` forces the fixed rules of earlier versions
+(m <= exact_threshold: exact; s >= postfilter_fraction: post-filter, else the callback), as the
+benchmark does to time each path alone.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,10 +41,14 @@ from shard.rowdata import RowData
 class PlannerSettings:
     """Thresholds of the filtered-search planner (see the module docstring)."""
 
-    exact_threshold: int = 4096
-    postfilter_fraction: float = 0.3
+    exact_threshold: int | None = None  # None: by measured cost
+    postfilter_fraction: float | None = None  # None: post-filter, the callback as a fallback
     overfetch: float = 1.5
     exact_chunk_rows: int = 16_384
+    exact_row_cost: float = 5.2e-10  # s per row x dimension, one query
+    exact_batch_row_cost: float = 2.9e-11  # s per row x dimension per query of a batch
+    hnsw_query_cost: float = 3e-4  # s per unfiltered query until the replica has measured its own
+    selectivity_exponent: float = 0.75
 
 
 class SearchPlanner:
@@ -54,6 +69,7 @@ class SearchPlanner:
         self._metric = metric
         self._search_threads = search_threads
         self._rows = rows
+        self.hnsw_query_cost: float = settings.hnsw_query_cost  # moving average of unfiltered searches
 
     def threads_for(self, nq: int) -> int:
         """hnswlib threads for a batch of `nq` queries: one per 32 queries, at most
@@ -85,23 +101,28 @@ class SearchPlanner:
         if m == 0:
             return labels, scores
         subset = mask if mask is not None else alive
-        if exact or (mask is not None and m <= self.settings.exact_threshold):
+        if exact or (mask is not None and self._exact_is_cheaper(nq, m, n_live, len(q[0]))):
             return self._exact(q, k, np.flatnonzero(subset), len(alive))
         k_eff = min(k, m)
         metric = self._metric
         todo = np.arange(nq)
-        if mask is None or m / n_live >= self.settings.postfilter_fraction:
+        fraction = self.settings.postfilter_fraction
+        if mask is None or fraction is None or m / n_live >= fraction:
             # One batch search. With a filter, over-fetch k by the passing fraction, and widen
             # ef by it too so ~ef candidates pass, as in hnswlib's own filtered search.
             kq, breadth = k_eff, ef
             if mask is not None:
                 kq = math.ceil(k_eff * self.settings.overfetch * n_live / m)
                 breadth = math.ceil(ef * n_live / m)
+            started = time.perf_counter()
             try:
                 threads = self.threads_for(nq)
                 got, dist = index.knn(q, min(kq, n_live), min(breadth, n_live), threads)
             except RuntimeError:  # a query found too few points: every row falls back
                 got, dist = np.zeros((nq, 0), dtype=np.int64), np.zeros((nq, 0), dtype=np.float32)
+            if mask is None:
+                per_query = (time.perf_counter() - started) / nq
+                self.hnsw_query_cost = 0.9 * self.hnsw_query_cost + 0.1 * per_query
             if mask is None and got.shape[1]:  # the common case, kept lean
                 labels[:, :k_eff] = got[:, :k_eff]
                 scores[:, :k_eff] = to_scores(metric, dist[:, :k_eff])
@@ -129,6 +150,16 @@ class SearchPlanner:
         if len(todo):
             labels[todo], scores[todo] = self._exact(q[todo], k, np.flatnonzero(subset), len(alive))
         return labels, scores
+
+    def _exact_is_cheaper(self, nq: int, m: int, n_live: int, dim: int) -> bool:
+        """Exact scoring of `m` of `n_live` rows against the widened HNSW search, per query."""
+        s = self.settings
+        if s.exact_threshold is not None:
+            return m <= s.exact_threshold
+        row_cost = s.exact_row_cost if nq == 1 else s.exact_batch_row_cost
+        exact = m * dim * row_cost
+        hnsw = self.hnsw_query_cost / (m / n_live) ** s.selectivity_exponent
+        return bool(exact <= hnsw)
 
     def _exact(self, q: Floats, k: int, slots: Labels, n_slots: int) -> tuple[Labels, Floats]:
         chunk = self.settings.exact_chunk_rows

@@ -240,9 +240,9 @@ def upsert_st(draw: st.DrawFn) -> Req:
             req.ids[row] = draw(junk_ids)
         elif what == "dup" and n > 1:
             req.ids[row] = req.ids[(row + 1) % n]
-        elif what == "float":
+        elif what == "float" and row < len(vecs):  # an earlier "rows" may have cut it
             vecs[row, draw(st.integers(0, DIM - 1))] = draw(st.sampled_from(SPECIAL))
-        elif what == "zero":
+        elif what == "zero" and row < len(vecs):
             vecs[row] = 0.0
         elif what == "dim":
             req.vectors.dim = draw(st.sampled_from([1, 3, 5, 2**32 - 1]))

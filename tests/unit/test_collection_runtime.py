@@ -90,7 +90,9 @@ def test_exact_search_merges_into_the_brute_force_top_k(tmp_path: Path, metric: 
         assert hits.ids.shape == (16, k)
         assert (hits.ids == expected).all()
         assert (hits.counts == k).all()
-        assert hits.metadata[str(hits.ids[0, 0])] == f'{{"i":{ids.index(hits.ids[0, 0])}}}'
+        assert hits.metadata is not None
+        for row_ids, row_meta in zip(hits.ids.tolist(), hits.metadata.tolist(), strict=True):
+            assert row_meta == [f'{{"i":{ids.index(i)}}}' for i in row_ids]
         await rt.shutdown()
 
     asyncio.run(main())

@@ -24,6 +24,7 @@ from shardvec.contract.types import (
     Hits,
     Record,
     ReplicaStatus,
+    SearchResult,
     ShardInfo,
     ShardSearch,
     SnapshotChunk,
@@ -203,6 +204,16 @@ def search_result_from_proto(
     return ids, np.frombuffer(resp.scores, dtype="<f4").reshape(nq, width)
 
 
+def shard_hits_from_proto(
+    resp: shard_pb2.ShardSearchResponse, nq: int, dim: int
+) -> SearchResult:
+    """A shard's search response as the engine's SearchResult, with its payloads."""
+    ids, scores = search_result_from_proto(resp, nq)
+    metadata, vectors = search_payload_from_proto(resp, nq, dim)
+    counts = (~np.isnan(scores)).sum(axis=1).astype(np.int32)
+    return SearchResult(ids, scores, counts, metadata, vectors)
+
+
 # The public API (shardvec.v1.VectorSearch).
 
 DEFAULT_INDEX = IndexSettings(dim=1)
@@ -286,10 +297,14 @@ def search_response(hits: Hits) -> pb.SearchResponse:
         if c < width:
             row_ids, row_scores = row_ids[:c], row_scores[:c]
         res = add(ids=row_ids, scores=row_scores)
-        if hits.metadata:
-            res.metadata_json.extend(hits.metadata.get(i, "") for i in row_ids)
-        if hits.vectors and row_ids:
-            res.vectors = np.stack([hits.vectors[i] for i in row_ids]).astype("<f4").tobytes()
+    if hits.metadata is not None:
+        for res, texts, c in zip(resp.results, hits.metadata.tolist(), hits.counts.tolist(),
+                                 strict=True):  # fmt: skip
+            res.metadata_json.extend(texts[:c])
+    if hits.vectors is not None:
+        for res, vecs, c in zip(resp.results, hits.vectors, hits.counts.tolist(), strict=True):
+            if c:
+                res.vectors = np.ascontiguousarray(vecs[:c], dtype="<f4").tobytes()
     return resp
 
 
@@ -385,9 +400,15 @@ def count_request(where: Filter | None) -> shard_pb2.ShardCountRequest:
 
 
 def shard_search_to_proto(s: ShardSearch) -> shard_pb2.ShardSearchRequest:
-    req = shard_pb2.ShardSearchRequest(k=s.k, exact=s.exact, ef=s.ef or 0)
+    req = shard_pb2.ShardSearchRequest(
+        k=s.k,
+        exact=s.exact,
+        ef=s.ef or 0,
+        include_metadata=s.include_metadata,
+        include_vectors=s.include_vectors,
+    )
     req.queries.dim = int(s.queries.shape[1])
-    req.queries.packed = encode_packed(s.queries)
+    req.queries.packed = s.packed if s.packed is not None else encode_packed(s.queries)
     if s.where is not None:
         req.filter.CopyFrom(filter_to_proto(s.where))
     if s.min_score is not None:

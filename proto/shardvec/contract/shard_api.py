@@ -21,6 +21,7 @@ from shardvec.contract.filters import Filter
 from shardvec.contract.types import (
     Change,
     GetResult,
+    SearchResult,
     ShardInfo,
     ShardSearch,
     SnapshotChunk,
@@ -61,9 +62,10 @@ class ShardLike(Protocol):
         """Live rows, or live rows passing `where`."""
         ...
 
-    async def search(self, request: ShardSearch, timeout: float) -> tuple[np.ndarray, np.ndarray]:
-        """Per query the best `request.k` rows: ids ((nq, k) object, "" padding) and scores
-        ((nq, k) float32, NaN padding)."""
+    async def search(self, request: ShardSearch, timeout: float) -> SearchResult:
+        """Per query the best `request.k` rows: ids ((nq, k) object, "" padding), scores
+        ((nq, k) float32, NaN padding) and counts; with `include_metadata` /
+        `include_vectors`, each hit's stored metadata text and vector beside it."""
         ...
 
     async def info(self, timeout: float) -> ShardInfo:

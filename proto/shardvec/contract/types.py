@@ -64,18 +64,25 @@ class Change:
 @dataclass
 class Hits:
     """Merged results of a query batch: (nq, k) ids ("" padding) and scores, hit counts per
-    row, and the hits' stored metadata JSON and vectors by id when they were asked for."""
+    row, and, when they were asked for, the hits' stored metadata JSON texts ((nq, k)) and
+    vectors ((nq, k, dim)), each beside its hit."""
 
     ids: np.ndarray
     scores: np.ndarray
     counts: np.ndarray
-    metadata: dict[str, str]
-    vectors: dict[str, np.ndarray]
+    metadata: np.ndarray | None = None
+    vectors: np.ndarray | None = None
 
     def rows(self, start: int, n: int) -> Hits:
         """Rows [start, start + n): one caller's part of a micro-batch."""
         sl = slice(start, start + n)
-        return Hits(self.ids[sl], self.scores[sl], self.counts[sl], self.metadata, self.vectors)
+        return Hits(
+            self.ids[sl],
+            self.scores[sl],
+            self.counts[sl],
+            self.metadata[sl] if self.metadata is not None else None,
+            self.vectors[sl] if self.vectors is not None else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,9 @@ class ShardSearch:
     where: Filter | None = None
     min_score: float | None = None
     max_distance: float | None = None
+    include_metadata: bool = False  # each hit's stored metadata JSON comes back with it
+    include_vectors: bool = False  # and its vector
+    packed: bytes | None = None  # the queries exactly as received, when nothing was merged
 
     @property
     def nq(self) -> int:

@@ -69,7 +69,8 @@ class SearchPlanner:
         self._metric = metric
         self._search_threads = search_threads
         self._rows = rows
-        self.hnsw_query_cost: float = settings.hnsw_query_cost  # moving average of unfiltered searches
+        # a moving average of the unfiltered searches this replica has served
+        self.hnsw_query_cost: float = settings.hnsw_query_cost
 
     def threads_for(self, nq: int) -> int:
         """hnswlib threads for a batch of `nq` queries: one per 32 queries, at most

@@ -175,3 +175,43 @@ def test_registry_add_remove_all_and_reservations_survive_reopen(tmp_path: Path)
     assert reg.all() == [b]
     assert reg.reserved("a", 1) == 0  # its reservations went with it
     reg.close()
+
+
+@pytest.mark.parametrize("shards", [1, 2, 4])
+@pytest.mark.parametrize("metric", ["cosine", "dot", "euclidean"])
+def test_search_with_metadata_equals_hits_then_get(
+    tmp_path: Path, shards: int, metric: str
+) -> None:
+    """One round trip returns the hits a search without extras returns, each with the metadata
+    and vector that Get returns for it (the old second fan-out), with filters and thresholds."""
+
+    async def main() -> None:
+        rt, _ = runtime(tmp_path)
+        spec = CollectionSpec("c", IndexSettings(dim=DIM, metric=metric), shards=shards)
+        col = await rt.create(spec)
+        ids, vecs, metas = data(300, seed=4)
+        await col.upsert(ids, vecs, metas, deadline())
+        queries = np.random.default_rng(5).standard_normal((6, DIM)).astype(np.float32)
+        threshold = (
+            {"max_distance": 4.5} if metric == "euclidean" else {"min_score": 0.1}
+        )
+        for extra in ({}, {"where": Cond("i", "lt", 150)}, threshold, {"exact": True}):
+            plain = await col.search(queries, SearchParams(k=8, **extra), deadline())  # type: ignore[arg-type]
+            full = await col.search(
+                queries,
+                SearchParams(k=8, include_metadata=True, include_vectors=True, **extra),  # type: ignore[arg-type]
+                deadline(),
+            )
+            assert (full.ids == plain.ids).all() and (full.counts == plain.counts).all()
+            np.testing.assert_array_equal(full.scores, plain.scores)
+            assert full.metadata is not None and full.vectors is not None
+            for row in range(len(queries)):
+                c = int(full.counts[row])
+                hit_ids = full.ids[row, :c].tolist()
+                found, got_metas, got_vecs = await col.get(hit_ids, True, True, deadline())
+                assert found == hit_ids
+                assert full.metadata[row, :c].tolist() == got_metas
+                np.testing.assert_array_equal(full.vectors[row, :c], got_vecs)
+        await rt.shutdown()
+
+    asyncio.run(main())

@@ -33,6 +33,7 @@ from coordinator.batching import MicroBatcher
 from coordinator.collection import CollectionRuntime, SearchParams, deadline_from
 from coordinator.config import CoordinatorSettings
 from coordinator.runtime import CoordinatorRuntime
+from coordinator.sizing import check_get_response, check_search_response
 from coordinator.snapshots import (
     RESTORE_BATCH_ROWS,
     SNAPSHOT_DEADLINE_S,
@@ -159,6 +160,10 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
         found, metas, vectors = await col.get(
             ids, request.include.metadata, request.include.vectors, self._deadline(context)
         )
+        # Sized from what it will hold (metadata included) before the message is built.
+        check_get_response(
+            found, metas, col.dim, request.include.vectors, self.settings.max_message_bytes
+        )
         resp = pb.GetResponse(ids=found, metadata_json=metas)
         if request.include.vectors:
             resp.vectors.dim = col.dim
@@ -222,6 +227,9 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
         hits = await self.batcher.submit(
             (col.spec.name, params), queries, self._deadline(context), run, Hits.rows
         )
+        # Sized from what it will hold (each hit slot repeats its row's metadata) before the
+        # message is built, stopping at the first row past the limit.
+        check_search_response(hits, col.dim, self.settings.max_message_bytes)
         return search_response(hits)
 
     async def CreateSnapshot(self, request: Any, context: Any) -> AsyncIterator[Any]:

@@ -37,6 +37,7 @@ class CoordinatorSettings:
     batch_in_flight: int = 1  # micro-batches per search kind running before calls wait
     node_turn_rows: int = 256  # replicas of a node search this many queries in turn; 0: never
     metrics_port: int = 0  # 0: no metrics endpoint
+    max_snapshot_streams: int = 2  # CreateSnapshot and RestoreSnapshot calls running at once
 
     def __post_init__(self) -> None:
         if not self.data_dir:
@@ -55,6 +56,7 @@ class CoordinatorSettings:
             "batch_max",
             "batch_in_flight",
             "max_message_bytes",
+            "max_snapshot_streams",
         ):
             if getattr(self, name) < 1:
                 raise InvalidArgument(f"{name} must be >= 1")

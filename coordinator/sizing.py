@@ -42,20 +42,13 @@ def _refuse(what: str, size: int, limit: int) -> ResourceExhausted:
 
 def check_search_response(hits: Hits, dim: int, limit: int, what: str = "search") -> int:
     """The SearchResponse's size for `hits` (bytes); ResourceExhausted once it passes `limit`."""
-    per_id: dict[str, int] = {}
-    metadata = hits.metadata
-    vector_bytes = 4 * dim if hits.vectors else 0
+    vector_bytes = 4 * dim if hits.vectors is not None else 0
+    texts = hits.metadata.tolist() if hits.metadata is not None else None
     total = 0
-    for row_ids, c in zip(hits.ids.tolist(), hits.counts.tolist(), strict=True):
-        row = 0
-        for id_ in row_ids[:c]:
-            size = per_id.get(id_)
-            if size is None:
-                size = field_bytes(text_bytes(id_))
-                if metadata:
-                    size += field_bytes(text_bytes(metadata.get(id_, "")))
-                per_id[id_] = size
-            row += size
+    for r, (row_ids, c) in enumerate(zip(hits.ids.tolist(), hits.counts.tolist(), strict=True)):
+        row = sum(field_bytes(text_bytes(id_)) for id_ in row_ids[:c])
+        if texts is not None:
+            row += sum(field_bytes(text_bytes(m)) for m in texts[r][:c])
         if c:
             row += field_bytes(4 * c)  # scores, packed float
             if vector_bytes:

@@ -37,18 +37,20 @@ class _Collection:
         self.dim = DIM
         self.meta_bytes = meta_bytes
 
-    async def search(self, queries: np.ndarray, params: Any, deadline: float) -> Hits:
+    async def search(
+        self, queries: np.ndarray, params: Any, deadline: float, packed: bytes | None = None
+    ) -> Hits:
         nq, k = queries.shape[0], params.k
         ids = np.array([[f"row-{j}" for j in range(k)]] * nq, dtype=object)
         scores = np.ones((nq, k), dtype=np.float32)
-        meta = {f"row-{j}": _meta(j, self.meta_bytes) for j in range(k)}
-        vecs = {f"row-{j}": np.ones(DIM, np.float32) for j in range(k)}
+        meta = np.array([[_meta(j, self.meta_bytes) for j in range(k)]] * nq, dtype=object)
+        vecs = np.ones((nq, k, DIM), np.float32)
         return Hits(
             ids,
             scores,
             np.full(nq, k),
-            meta if params.include_metadata else {},
-            vecs if params.include_vectors else {},
+            meta if params.include_metadata else None,
+            vecs if params.include_vectors else None,
         )
 
     async def get(

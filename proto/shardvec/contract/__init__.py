@@ -14,4 +14,5 @@ imports none of them, only the generated `shardvec.v1` code, NumPy and the stand
     convert     every protobuf <-> domain conversion
     store_copy  the shard snapshot format; reading a copied store
     archive     the collection snapshot archive format
+    private_files  the file modes every service writes with (0600 files, 0700 directories)
 """

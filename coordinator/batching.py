@@ -6,6 +6,13 @@ otherwise it joins the pending batch, which goes out as soon as a running batch 
 when it holds `max_batch` queries, or after `window_s` at the latest; results are split back
 per caller. Calls that already carry a batch of queries pass straight through.
 
+Deadlines stay per caller: a merged batch runs under the latest deadline of the callers still
+waiting for it, and a caller whose own deadline passes first gets DEADLINE_EXCEEDED alone and
+leaves the batch, which carries on for the others. A batch every caller has left is not sent
+(or, once running, is cancelled); the rows of callers who left before it went out are not
+searched. (It used to run under the shortest deadline of its callers: a client searching with
+a 5 ms deadline made 945 searches of another client, each with a 10 s deadline, fail.)
+
 Why completion, not a short timer: a batch costs one RPC per shard plus a merge whatever its
 size, and under load a batch takes longer than any sub-millisecond window. With a 0.5 ms
 window the pending batch left after 0.5 ms holding one query, the number of batches in flight
@@ -24,26 +31,40 @@ well above a batch's service time.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from shardvec.contract.errors import DeadlineExceeded
 
 Runner = Callable[[np.ndarray, float], Awaitable[Any]]
 Splitter = Callable[[Any, int, int], Any]
 
 
 @dataclass
+class _Member:
+    queries: np.ndarray
+    deadline: float
+    future: asyncio.Future[Any]
+
+
+@dataclass
 class _Pending:
-    queries: list[np.ndarray] = field(default_factory=list)
-    futures: list[asyncio.Future[Any]] = field(default_factory=list)
-    deadline: float = float("inf")
+    members: list[_Member] = field(default_factory=list)
     timer: asyncio.TimerHandle | None = None
     size: int = 0
+    task: asyncio.Task[None] | None = None
+
+    def waiting(self) -> list[_Member]:
+        """The members still waiting for their rows (not timed out, not cancelled)."""
+        return [m for m in self.members if not m.future.done()]
 
 
 class MicroBatcher:
+    """Merges concurrent single-query searches of one kind (see the module docstring)."""
+
     def __init__(
         self,
         *,
@@ -65,21 +86,33 @@ class MicroBatcher:
     async def submit(
         self, key: Hashable, queries: np.ndarray, deadline: float, run: Runner, split: Splitter
     ) -> Any:
-        """Search `queries` (nq, dim) under `key`; `run` searches a batch, `split` slices."""
+        """Search `queries` (nq, dim) under `key`; `run` searches a batch, `split` slices.
+
+        Raises DeadlineExceeded when `deadline` passes first, whatever the batch does."""
         if queries.shape[0] >= self.passthrough_rows:
             return await run(queries, deadline)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         p = self._pending.setdefault(key, _Pending())
-        p.queries.append(queries)
-        p.futures.append(fut)
+        p.members.append(_Member(queries, deadline, fut))
         p.size += queries.shape[0]
-        p.deadline = min(p.deadline, deadline)
         if self._in_flight.get(key, 0) < self.max_in_flight or p.size >= self.max_batch:
             self._flush(key, run, split)
         elif p.timer is None:
             p.timer = loop.call_later(self.window_s, self._flush, key, run, split)
-        return await fut
+        try:
+            # On timeout or cancellation wait_for cancels `fut`: this caller has left the batch.
+            return await asyncio.wait_for(fut, deadline - time.monotonic())
+        except TimeoutError:
+            raise DeadlineExceeded("search: deadline exceeded waiting for its batch") from None
+        finally:
+            if fut.cancelled():
+                self._left(p)
+
+    def _left(self, p: _Pending) -> None:
+        """A caller gave up: a running batch nobody waits for any more is cancelled."""
+        if p.task is not None and not p.waiting():
+            p.task.cancel()
 
     def _flush(self, key: Hashable, run: Runner, split: Splitter) -> None:
         p = self._pending.pop(key, None)
@@ -87,27 +120,38 @@ class MicroBatcher:
             return
         if p.timer is not None:
             p.timer.cancel()
+        if not p.waiting():
+            return  # every caller left while it waited: nothing to run
         self._in_flight[key] = self._in_flight.get(key, 0) + 1
         if self._on_batch is not None:
             self._on_batch(p.size)
         task = asyncio.ensure_future(self._run(key, p, run, split))
+        p.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, key: Hashable, p: _Pending, run: Runner, split: Splitter) -> None:
         try:
-            batch = p.queries[0] if len(p.queries) == 1 else np.concatenate(p.queries)
-            result = await run(batch, p.deadline)
-            start = 0
-            for q, fut in zip(p.queries, p.futures, strict=True):
-                n = q.shape[0]
-                if not fut.done():
-                    fut.set_result(result if len(p.queries) == 1 else split(result, start, n))
-                start += n
+            members = p.waiting()  # the rows of callers who already left are not searched
+            if members:
+                queries = [m.queries for m in members]
+                batch = queries[0] if len(queries) == 1 else np.concatenate(queries)
+                # The batch serves its most patient caller; the others stop at their own.
+                result = await run(batch, max(m.deadline for m in members))
+                start = 0
+                for m in members:
+                    n = m.queries.shape[0]
+                    if not m.future.done():
+                        m.future.set_result(
+                            result if len(members) == 1 else split(result, start, n)
+                        )
+                    start += n
         except BaseException as exc:
-            for fut in p.futures:
-                if not fut.done():
-                    fut.set_exception(exc)
+            for m in p.members:
+                if not m.future.done():
+                    m.future.set_exception(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
         finally:
             left = self._in_flight[key] - 1
             if left:

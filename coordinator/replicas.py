@@ -6,8 +6,13 @@ write is marked DEAD and leaves the in-sync set, and the write still succeeds wh
 one replica holds it. A write rejected as a bad request (`is_bad_request`: every replica
 would say the same) fails the caller and marks nobody DEAD; with no LIVE replica a write fails
 with Unavailable. Reads go to one LIVE replica, round-robin, and move to the next replica when
-one fails or times out, within the caller's deadline; a replica that used up the caller's whole
-remaining deadline is slow for that query, not dead, and stays LIVE.
+one fails or times out, within the caller's deadline (with more than 0.5 s left and another
+replica to try, a try gets half of what is left). A read marks a replica DEAD only when the call
+says the replica is down (ReplicaDown: broken connection, process gone), never for a timeout: a
+heavy query or a client's short deadline running out, on the whole deadline or on the first
+replica's share of it, says the query is slow, not that the replica is, and every replica stays
+LIVE. A replica that stops answering altogether is taken out by the health probe (`probe`),
+whose fixed timeout on a cheap call does not depend on any client's deadline.
 
 A DEAD replica is reconnected when its process is back, copies what it missed from a LIVE peer
 (`ReplicaControl.catch_up`) while writes carry on, and rejoins LIVE only when level: its last
@@ -22,7 +27,8 @@ Replica states::
 
     STARTING --ready--> CATCHING_UP --level with a live peer--> LIVE
                              ^                                    |
-                             |                         call failed / timed out
+                             |            replica down (ReplicaDown), write failed,
+                             |                        or health probe unanswered
                              +------ process is back ------- DEAD <+
 """
 
@@ -191,7 +197,10 @@ class ReplicaSet:
             return ok[0]
 
     async def read(self, call: Callable[[ShardLike, float], Awaitable[T]], deadline: float) -> T:
-        """Run `call` on one LIVE replica; on failure try the next, within the deadline."""
+        """Run `call` on one LIVE replica; on failure try the next, within the deadline.
+
+        Only ReplicaDown marks the replica DEAD; a timeout moves on to the next replica with
+        what is left of the deadline and marks nobody."""
         candidates = self.live()
         if not candidates:
             raise Unavailable(f"shard {self.shard}: no live replica")
@@ -207,13 +216,15 @@ class ReplicaSet:
             timeout = remaining if left == 1 else max(remaining / 2, min(remaining, 0.5))
             try:
                 return await call(replica.remote(), timeout)
-            except (ReplicaDown, DeadlineExceeded) as exc:
+            except ReplicaDown as exc:
                 last = exc
-                # A replica that used up the caller's whole deadline is slow for this query,
-                # not dead: a client's short deadline must not take healthy replicas out.
-                if isinstance(exc, ReplicaDown) or (left > 1 and timeout < remaining):
-                    self.mark_dead(replica)
-                log.warning("read from %s failed: %s", replica.name, exc)
+                log.warning("read from %s failed, marking it dead: %s", replica.name, exc)
+                self.mark_dead(replica)
+            except DeadlineExceeded as exc:
+                # Slow for this query (or this caller's deadline), not dead: a timeout must
+                # not take a healthy replica out; the next one gets what is left.
+                last = exc
+                log.warning("read from %s timed out: %s", replica.name, exc)
         if isinstance(last, DeadlineExceeded) or deadline - time.monotonic() <= 0:
             raise DeadlineExceeded(f"shard {self.shard}: deadline exceeded")
         raise Unavailable(f"shard {self.shard}: every replica failed ({last})")
@@ -265,7 +276,10 @@ class ReplicaSet:
     async def probe(self, timeout: float = 2.0) -> None:
         """Ask every LIVE replica for its figures; one that does not answer is marked DEAD.
 
-        Run periodically, so a dead process is noticed without waiting for a request.
+        Run periodically, so a dead process is noticed without waiting for a request. Unlike
+        a read, a probe timeout marks the replica DEAD: `info` is a cheap call under a fixed
+        `timeout` that no client's deadline shortens, so a replica that cannot answer it is not
+        answering (hung or wedged), and reads no longer take such a replica out themselves.
         """
         for r in self.live():
             try:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from shardvec.contract.errors import DeadlineExceeded
 
 from coordinator.batching import MicroBatcher
 
@@ -126,5 +127,75 @@ def test_batches_pass_through_and_errors_reach_every_caller() -> None:
         for fut in bad:  # one bad query fails its whole batch, and every caller hears it
             with pytest.raises(ValueError, match="bad query"):
                 await fut
+
+    asyncio.run(main())
+
+
+class SlowRunner:
+    """Takes `seconds` per batch and honours the deadline it is given, as a fan-out does."""
+
+    def __init__(self, seconds: float, honour_deadline: bool = True) -> None:
+        self.seconds = seconds
+        self.honour_deadline = honour_deadline
+        self.batches: list[np.ndarray] = []
+        self.deadlines: list[float] = []
+        self.cancelled = 0
+
+    async def __call__(self, batch: np.ndarray, deadline: float) -> np.ndarray:
+        self.batches.append(batch)
+        self.deadlines.append(deadline)
+        try:
+            limit = deadline - time.monotonic() if self.honour_deadline else None
+            await asyncio.wait_for(asyncio.sleep(self.seconds), limit)
+        except TimeoutError:
+            raise DeadlineExceeded("batch deadline exceeded") from None
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        return batch * 2
+
+
+def test_a_short_deadline_fails_only_its_own_caller_in_a_merged_batch() -> None:
+    async def main() -> None:
+        sizes: list[int] = []
+        b = MicroBatcher(window_s=5.0, max_batch=2, max_in_flight=1, on_batch=sizes.append)
+        run = SlowRunner(0.05)
+
+        async def call(i: float, timeout: float) -> np.ndarray:
+            out: np.ndarray = await b.submit("k", q(i), time.monotonic() + timeout, run, split)
+            return out
+
+        calls: list[tuple[float, asyncio.Future[np.ndarray]]] = []
+        for i in range(20):  # a 5 ms client and a 10 s client, interleaved
+            timeout = 0.005 if i % 2 == 0 else 10.0
+            calls.append((timeout, asyncio.ensure_future(call(float(i), timeout))))
+            await asyncio.sleep(0)
+        results = await asyncio.gather(*(f for _, f in calls), return_exceptions=True)
+        assert max(sizes) == 2  # the two clients did share batches
+        for i, ((timeout, _), res) in enumerate(zip(calls, results, strict=True)):
+            if timeout > 1:
+                assert isinstance(res, np.ndarray) and res[0, 0] == 2.0 * i, res
+            else:
+                assert isinstance(res, DeadlineExceeded), res
+        for batch, deadline in zip(run.batches, run.deadlines, strict=True):
+            if (batch[:, 0] % 2 == 1).any():  # a batch holding a 10 s call runs to its deadline
+                assert deadline - time.monotonic() > 5
+
+    asyncio.run(main())
+
+
+def test_a_batch_whose_callers_all_left_is_dropped_or_cancelled() -> None:
+    async def main() -> None:
+        b = MicroBatcher(window_s=5.0, max_batch=2, max_in_flight=1)
+        run = SlowRunner(1.0, honour_deadline=False)  # only a cancel stops it early
+
+        async def call(i: float) -> None:
+            await b.submit("k", q(i), time.monotonic() + 0.02, run, split)
+
+        results = await asyncio.gather(*(call(float(i)) for i in range(5)), return_exceptions=True)
+        assert all(isinstance(r, DeadlineExceeded) for r in results), results
+        await asyncio.sleep(0.05)
+        assert run.cancelled == len(run.batches) >= 1  # no batch ran on for nobody
+        assert b._tasks == set() and b._in_flight == {}
 
     asyncio.run(main())

@@ -1,7 +1,8 @@
 """The replica rules of ReplicaSet over in-process replicas (LocalShard over real engines, no
-Ray): reads fail over, a failed write marks DEAD but a bad request or a caller's short deadline
-does not, a write is acknowledged once every LIVE replica holds it (none live: Unavailable),
-and a dead replica catches up from a live peer while writes go on, rejoining only when level."""
+Ray): reads fail over, a failed write marks DEAD but a bad request or a timeout (the caller's
+deadline, or the first replica's share of it) does not, a write is acknowledged once every LIVE
+replica holds it (none live: Unavailable), and a dead replica catches up from a live peer while
+writes go on, rejoining only when level."""
 
 from __future__ import annotations
 
@@ -135,14 +136,76 @@ class SlowShard:
 
 
 @pytest.mark.parametrize("n", [1, 2])
-def test_a_caller_deadline_timeout_marks_nobody_dead(tmp_path: Path, n: int) -> None:
+@pytest.mark.parametrize(
+    "timeout",
+    [
+        0.2,  # under 0.5 s: every try gets the whole deadline
+        1.2,  # the first of two replicas gets half of it, the second what is left
+    ],
+)
+def test_a_caller_deadline_timeout_marks_nobody_dead(
+    tmp_path: Path, n: int, timeout: float
+) -> None:
     async def main() -> None:
         rs, _ = await make_set(tmp_path, n)
         for r in rs.replicas:
             r.client = SlowShard(r.remote())  # type: ignore[assignment]
         with pytest.raises(DeadlineExceeded):
-            await count(rs, timeout=0.2)  # under 0.5 s: every try gets the whole deadline
+            await count(rs, timeout=timeout)
         assert [r.state for r in rs.replicas] == [ReplicaState.LIVE] * n
+        await rs.close()
+
+    asyncio.run(main())
+
+
+class HeavyOnce:
+    """A healthy replica that runs `slow` calls past their timeout (a heavy search), then
+    answers as usual."""
+
+    def __init__(self, inner: ShardLike, slow: int = 1) -> None:
+        self.inner, self.slow, self.calls = inner, slow, 0
+        self.name, self.address = inner.name, inner.address
+
+    async def count(self, where: Any, timeout: float) -> int:
+        self.calls += 1
+        if self.calls <= self.slow:
+            await asyncio.sleep(timeout)
+            raise DeadlineExceeded(f"{self.name}: count timed out after {timeout:.2f} s")
+        return await self.inner.count(where, timeout)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def test_a_heavy_read_that_times_out_leaves_every_replica_live(tmp_path: Path) -> None:
+    async def main() -> None:
+        rs, _ = await make_set(tmp_path)
+        await write(rs, *rows(np.random.default_rng(6), 0, 20))
+        heavy = [HeavyOnce(r.remote()) for r in rs.replicas]
+        for r, h in zip(rs.replicas, heavy, strict=True):
+            r.client = h  # type: ignore[assignment]
+        with pytest.raises(DeadlineExceeded):
+            await count(rs, timeout=1.2)  # replica 0 gets 0.6 s, replica 1 the rest
+        assert [h.calls for h in heavy] == [1, 1]
+        assert [r.state for r in rs.replicas] == [ReplicaState.LIVE] * 2
+        assert [await count(rs) for _ in range(4)] == [20] * 4  # both serve again
+        assert [h.calls for h in heavy] == [3, 3]
+        await rs.close()
+
+    asyncio.run(main())
+
+
+def test_a_first_replica_timeout_fails_over_within_the_deadline_and_stays_live(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        rs, _ = await make_set(tmp_path)
+        await write(rs, *rows(np.random.default_rng(7), 0, 20))
+        rs.replicas[0].client = HeavyOnce(rs.replicas[0].remote())  # type: ignore[assignment]
+        start = time.monotonic()
+        assert await count(rs, timeout=1.2) == 20  # replica 1 answers in what is left
+        assert 0.5 < time.monotonic() - start < 1.2
+        assert [r.state for r in rs.replicas] == [ReplicaState.LIVE] * 2
         await rs.close()
 
     asyncio.run(main())

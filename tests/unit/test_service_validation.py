@@ -1,7 +1,8 @@
 """Validation at the public service's edge, without Ray: VectorSearchService over a
 CoordinatorRuntime of in-process replicas. Each bad request raises the precise shardvec error
 (the interceptor maps it to its status; tests/ray/test_bad_input.py checks that end to end)
-and changes nothing. These are the Ray tier's validation cases that need no real cluster."""
+and changes nothing. A quick sweep under lowered row limits; every bad-input case of the Ray
+tier that needs no real cluster, with its full message, is in tests/unit/test_bad_input_unit.py."""
 
 from __future__ import annotations
 

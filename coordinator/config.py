@@ -36,6 +36,7 @@ class CoordinatorSettings:
     batch_max: int = 256
     batch_in_flight: int = 1  # micro-batches per search kind running before calls wait
     node_turn_rows: int = 256  # replicas of a node search this many queries in turn; 0: never
+    shard_stream: bool = True  # small searches over one persistent stream per replica
     metrics_port: int = 0  # 0: no metrics endpoint
 
     def __post_init__(self) -> None:

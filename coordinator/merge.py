@@ -34,10 +34,15 @@ def merge_with_payloads(
     query, and each payload (a per-shard array of shape (nq, k_s, ...), such as the hits'
     metadata texts or vectors) reordered the same way, its padding taken from shard 0's
     padding (zeros or "" past every shard's width). Ties keep shard order (stable sort),
-    so the merge is deterministic.
+    so the merge is deterministic. Each shard's rows are best first with padding last (the
+    engine's contract), so one shard's result with k columns is already the answer.
     """
     if not ids:
         raise ValueError("a merge needs at least one shard result")
+    if len(ids) == 1 and ids[0].shape[1] == k:
+        one = np.asarray(scores[0], dtype=np.float32)
+        counts = (~np.isnan(one)).sum(axis=1).astype(np.int32)
+        return ids[0], one, counts, [parts[0] for parts in payloads]
     all_ids = np.concatenate(ids, axis=1) if len(ids) > 1 else ids[0]
     all_scores = np.concatenate(scores, axis=1) if len(scores) > 1 else scores[0]
     nq, total = all_scores.shape

@@ -166,7 +166,8 @@ class RayReplicaControl:
         return d
 
     def client(self, name: str, address: str) -> RemoteShard:
-        return RemoteShard(name, address, self.opts["token"])
+        stream = bool(self.opts.get("shard_stream", True))
+        return RemoteShard(name, address, self.opts["token"], stream=stream)
 
     async def catch_up(self, peer: ShardLike) -> int:
         """The actor copies from the peer's gRPC address itself (replica to replica)."""

@@ -8,6 +8,8 @@ errors that name the replica.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, overload
 
@@ -56,10 +58,90 @@ REPLICA_DOWN = {
 }
 
 
-class RemoteShard:
-    """A persistent channel to one replica's gRPC server (a ShardLike)."""
+STREAM_MAX_QUERIES = 64  # larger batches go unary: throughput-bound, and no copy into a wrapper
 
-    def __init__(self, name: str, address: str, token: str) -> None:
+
+class _SearchStream:
+    """One long-lived SearchStream to a replica: requests carry ids, a reader task resolves
+    each caller's future as its answer arrives. A broken stream fails its callers with
+    ReplicaDown and is opened afresh by the next search."""
+
+    def __init__(self, shard: RemoteShard) -> None:
+        self._shard = shard
+        self._call: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._pending: dict[int, asyncio.Future[shard_pb2.ShardStreamResponse]] = {}
+        self._ids = itertools.count(1)
+        self._write_lock = asyncio.Lock()
+
+    def _open(self) -> Any:
+        if self._call is None:
+            self._call = self._shard._search_stream(metadata=self._shard._metadata)
+            self._reader = asyncio.ensure_future(self._read(self._call))
+        return self._call
+
+    async def _read(self, call: Any) -> None:
+        error: ShardvecError | None = None
+        try:
+            async for answer in call:
+                fut = self._pending.pop(answer.id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(answer)
+        except grpc.aio.AioRpcError as exc:
+            error = self._shard._error(exc)
+        except asyncio.CancelledError:
+            error = ReplicaDown(f"{self._shard.name}: search stream closed")
+        finally:
+            if self._call is call:
+                self._call = None
+            message = error.message if error else f"{self._shard.name}: search stream ended"
+            for fut in self._pending.values():
+                if not fut.done():
+                    fut.set_exception(ReplicaDown(message))
+            self._pending.clear()
+
+    async def search(self, payload: bytes, timeout: float) -> shard_pb2.ShardSearchResponse:
+        request_id = next(self._ids)
+        fut: asyncio.Future[shard_pb2.ShardStreamResponse] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._pending[request_id] = fut
+        try:
+            req = shard_pb2.ShardStreamRequest(id=request_id, search=payload, timeout_s=timeout)
+            async with self._write_lock:
+                call = self._open()
+                try:
+                    await call.write(req)
+                except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
+                    raise ReplicaDown(f"{self._shard.name}: search stream is closed") from None
+            answer = await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"{self._shard.name} ({self._shard.address}) timed out"
+            ) from None
+        finally:
+            self._pending.pop(request_id, None)
+        if answer.code:
+            code = _STATUS_BY_VALUE.get(answer.code, grpc.StatusCode.UNKNOWN)
+            raise self._shard._status_error(code, answer.message)
+        return answer.result
+
+    async def close(self) -> None:
+        call, self._call = self._call, None
+        if call is not None:
+            call.cancel()
+        if self._reader is not None:
+            self._reader.cancel()
+
+
+_STATUS_BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
+
+
+class RemoteShard:
+    """A persistent channel to one replica's gRPC server (a ShardLike). Small searches (single
+    queries, micro-batches) go over one persistent SearchStream, large ones as unary calls."""
+
+    def __init__(self, name: str, address: str, token: str, *, stream: bool = True) -> None:
         self.name = name
         self.address = address
         self._metadata = ((TOKEN_HEADER, token),)
@@ -81,6 +163,12 @@ class RemoteShard:
             request_serializer=None,
             response_deserializer=shard_pb2.ShardSearchResponse.FromString,
         )
+        self._search_stream = self._channel.stream_stream(
+            "/shardvec.v1.Shard/SearchStream",
+            request_serializer=shard_pb2.ShardStreamRequest.SerializeToString,
+            response_deserializer=shard_pb2.ShardStreamResponse.FromString,
+        )
+        self._stream = _SearchStream(self) if stream else None
 
     async def _call(self, method: Any, req: Any, timeout: float) -> Any:
         if timeout <= 0:
@@ -91,7 +179,9 @@ class RemoteShard:
             raise self._error(exc) from None
 
     def _error(self, exc: grpc.aio.AioRpcError) -> ShardvecError:
-        code, details = exc.code(), exc.details() or ""
+        return self._status_error(exc.code(), exc.details() or "")
+
+    def _status_error(self, code: grpc.StatusCode, details: str) -> ShardvecError:
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return DeadlineExceeded(f"{self.name} ({self.address}) timed out")
         if code in REPLICA_DOWN:
@@ -141,7 +231,13 @@ class RemoteShard:
         if isinstance(request, bytes):
             resp: shard_pb2.ShardSearchResponse = await self._call(self._search, request, timeout)
             return resp
-        resp = await self._call(self._search, shard_search_payload(request), timeout)
+        payload = shard_search_payload(request)
+        if self._stream is not None and request.nq <= STREAM_MAX_QUERIES:
+            if timeout <= 0:
+                raise DeadlineExceeded(f"deadline exceeded before calling {self.name}")
+            resp = await self._stream.search(payload, timeout)
+        else:
+            resp = await self._call(self._search, payload, timeout)
         # Decoded as each shard answers: the early ones overlap the last one's search.
         return shard_hits_from_proto(resp, request.nq, int(request.queries.shape[1]))
 
@@ -173,4 +269,6 @@ class RemoteShard:
             call.cancel()
 
     async def close(self) -> None:
+        if self._stream is not None:
+            await self._stream.close()
         await self._channel.close()

@@ -17,8 +17,10 @@ import contextlib
 import hmac
 import logging
 import os
+import queue
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from pathlib import Path
@@ -61,7 +63,7 @@ class _Guard(grpc.ServerInterceptor):  # type: ignore[misc]
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = continuation(details)
-        if handler is None or (handler.unary_unary is None and handler.unary_stream is None):
+        if handler is None:
             return handler
         supplied = dict(details.invocation_metadata or ()).get(TOKEN_HEADER, "")
         authorized = hmac.compare_digest(self._token, str(supplied).encode())
@@ -77,6 +79,23 @@ class _Guard(grpc.ServerInterceptor):  # type: ignore[misc]
             log.exception("shard rpc %s failed", details.method)
             context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
 
+        if handler.stream_stream is not None:
+            inner_bidi = handler.stream_stream
+
+            def guarded_bidi(
+                requests: Iterator[Any], context: grpc.ServicerContext
+            ) -> Iterator[Any]:
+                try:
+                    check()
+                    yield from inner_bidi(requests, context)
+                except Exception as exc:
+                    abort(context, exc)
+
+            return grpc.stream_stream_rpc_method_handler(
+                guarded_bidi,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
         if handler.unary_stream is not None:
             inner_stream = handler.unary_stream
 
@@ -93,6 +112,8 @@ class _Guard(grpc.ServerInterceptor):  # type: ignore[misc]
                 response_serializer=handler.response_serializer,
             )
         inner = handler.unary_unary
+        if inner is None:  # stream-unary: shardvec has none; refuse rather than pass unchecked
+            raise RuntimeError(f"shard rpc {details.method}: unsupported handler kind")
 
         def guarded(request: Any, context: grpc.ServicerContext) -> Any:
             try:
@@ -124,10 +145,14 @@ class ShardService(shard_pb2_grpc.ShardServicer):
         self.lock_rows = lock_rows
         self.abandoned = 0  # calls stopped because their caller had gone
         self._lock = threading.Lock()
+        # searches that arrive over streams (SearchStream) run here, beside the unary calls
+        self.stream_pool = futures.ThreadPoolExecutor(8, thread_name_prefix="shard-stream")
 
-    def _caller_waits(self, context: grpc.ServicerContext, what: str) -> None:
-        """Raise DeadlineExceeded (and count it) when the caller no longer waits for `what`."""
-        if not context.is_active():
+    def _caller_waits(self, context: grpc.ServicerContext | Callable[[], bool], what: str) -> None:
+        """Raise DeadlineExceeded (and count it) when the caller no longer waits for `what`
+        (`context`: the call's, or a predicate true while the caller waits)."""
+        active = context() if callable(context) else context.is_active()
+        if not active:
             with self._lock:
                 self.abandoned += 1
             raise DeadlineExceeded(f"shard {what}: the caller's deadline passed or it cancelled")
@@ -179,7 +204,7 @@ class ShardService(shard_pb2_grpc.ShardServicer):
         self._caller_waits(context, "count")
         return shard_pb2.ShardCountResponse(count=self.engine.count_trusted(_filter(request)))
 
-    def Search(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def Search(self, request: Any, context: grpc.ServicerContext | Callable[[], bool]) -> Any:
         queries = vectors_from_proto(request.queries, self.dim, field="queries")
         where = _filter(request)
         parts: list[SearchResult] = []
@@ -204,6 +229,57 @@ class ShardService(shard_pb2_grpc.ShardServicer):
                 )
         result = parts[0] if len(parts) == 1 else _concat(parts)
         return search_result_to_proto(result.ids, result.scores, result.metadata, result.vectors)
+
+    def SearchStream(
+        self, requests: Iterator[Any], context: grpc.ServicerContext
+    ) -> Iterator[shard_pb2.ShardStreamResponse]:
+        """Searches over one long-lived stream. A reader hands each request to the stream pool,
+        so one stream carries concurrent searches, and each is answered when it finishes,
+        with its id; a request whose caller's time ran out before it started is answered
+        DEADLINE_EXCEEDED without searching. Ends when the caller stops writing and every
+        answer is out."""
+        answers: queue.Queue[shard_pb2.ShardStreamResponse | None] = queue.Queue()
+
+        def one(req: Any, deadline: float) -> None:
+            def waits() -> bool:
+                return time.monotonic() < deadline and context.is_active()
+
+            try:
+                search = shard_pb2.ShardSearchRequest.FromString(req.search)
+                result = self.Search(search, waits)
+                answers.put(shard_pb2.ShardStreamResponse(id=req.id, result=result))
+            except ShardvecError as exc:
+                answers.put(
+                    shard_pb2.ShardStreamResponse(
+                        id=req.id, code=exc.code.value[0], message=exc.message
+                    )
+                )
+            except Exception as exc:  # a bug, not bad input: report it, keep serving
+                log.exception("shard stream search failed")
+                answers.put(
+                    shard_pb2.ShardStreamResponse(
+                        id=req.id,
+                        code=grpc.StatusCode.INTERNAL.value[0],
+                        message=f"{type(exc).__name__}: {exc}",
+                    )
+                )
+
+        def read() -> None:
+            running: list[futures.Future[None]] = []
+            try:
+                for req in requests:
+                    deadline = time.monotonic() + max(0.0, req.timeout_s)
+                    running = [f for f in running if not f.done()]
+                    running.append(self.stream_pool.submit(one, req, deadline))
+            except Exception as exc:  # the caller went away mid-stream
+                log.debug("shard search stream closed: %s", exc)
+            finally:
+                futures.wait(running)
+                answers.put(None)
+
+        threading.Thread(target=read, name="shard-stream-reader", daemon=True).start()
+        while (answer := answers.get()) is not None:
+            yield answer
 
     def Info(self, request: Any, context: grpc.ServicerContext) -> Any:
         info = self.engine.info()
@@ -311,7 +387,7 @@ class ShardServer:
             options=options,
         )
         lock = NodeSearchLock(search_lock_path) if node_turn_rows > 0 else None
-        service = ShardService(engine, node_id, lock, node_turn_rows)
+        service = self._service = ShardService(engine, node_id, lock, node_turn_rows)
         shard_pb2_grpc.add_ShardServicer_to_server(service, self._server)
         bound = self._server.add_insecure_port(f"{host}:{port}")
         if bound == 0:
@@ -322,3 +398,4 @@ class ShardServer:
 
     def stop(self, grace: float = 1.0) -> None:
         self._server.stop(grace).wait()
+        self._service.stream_pool.shutdown(wait=False, cancel_futures=True)

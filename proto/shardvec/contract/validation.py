@@ -254,11 +254,16 @@ def validate_vectors(
         raise InvalidArgument(f"{field}: batch is empty")
     if arr.shape[1] != dim:
         raise InvalidArgument(f"{field}: expected dimension {dim}, got {arr.shape[1]}")
-    if arr.dtype.kind == "f":
-        _first_bad(np.isfinite(arr).all(axis=1), f"{field}[{{}}]: contains NaN or infinity")
-    with np.errstate(over="ignore"):
-        out = np.ascontiguousarray(arr, dtype=np.float32)
-    _first_bad(np.isfinite(out).all(axis=1), f"{field}[{{}}]: value out of float32 range")
+    if arr.dtype == np.float32:  # the wire's form: one finiteness pass, no cast
+        out = np.ascontiguousarray(arr)
+        if not np.isfinite(out).all():
+            _first_bad(np.isfinite(out).all(axis=1), f"{field}[{{}}]: contains NaN or infinity")
+    else:
+        if arr.dtype.kind == "f":
+            _first_bad(np.isfinite(arr).all(axis=1), f"{field}[{{}}]: contains NaN or infinity")
+        with np.errstate(over="ignore"):
+            out = np.ascontiguousarray(arr, dtype=np.float32)
+        _first_bad(np.isfinite(out).all(axis=1), f"{field}[{{}}]: value out of float32 range")
     if metric == "cosine":
         with np.errstate(over="ignore", under="ignore"):
             sumsq = np.einsum("ij,ij->i", out, out)

@@ -117,6 +117,28 @@ class ShardSearchResponse(_message.Message):
     vectors: bytes
     def __init__(self, k: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., scores: _Optional[bytes] = ..., metadata_json: _Optional[_Iterable[str]] = ..., vectors: _Optional[bytes] = ...) -> None: ...
 
+class ShardStreamRequest(_message.Message):
+    __slots__ = ("id", "search", "timeout_s")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    search: bytes
+    timeout_s: float
+    def __init__(self, id: _Optional[int] = ..., search: _Optional[bytes] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+
+class ShardStreamResponse(_message.Message):
+    __slots__ = ("id", "result", "code", "message")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    result: ShardSearchResponse
+    code: int
+    message: str
+    def __init__(self, id: _Optional[int] = ..., result: _Optional[_Union[ShardSearchResponse, _Mapping]] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
 class ShardInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

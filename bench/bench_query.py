@@ -243,7 +243,8 @@ def run_cluster_at(
     nq, k, bq, secs = len(ds.queries), args.k, min(args.batch_query, len(ds.queries)), args.seconds
     name = f"bench_query_{os.getpid()}_{shards_n}"
     k_shard, ef = shard_plan(k, shards_n, ds.dim)
-    out: dict[str, Any] = {"shards": shards_n, "k_shard": k_shard, "ef": ef}
+    out: dict[str, Any] = {"shards": shards_n, "k_shard": k_shard, "ef": ef,
+                           "load_avg_start": os.getloadavg()}  # fmt: skip
     col, out["load_s"] = load_collection(client, name, ds.base, shards=shards_n, m=args.m,
                                          ef_construction=args.ef_construction,
                                          batch=args.upsert_batch, metadatas=meta)
@@ -398,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     results.update(local)
     if args.peers:
         log("(d) peers ...")
+        results["machine"]["load_avg_before_peers"] = os.getloadavg()
         results["peers"] = run_peers(ds, args)
     results["cluster"] = run_clusters(ds, meta, args, counts, runners)
     results["machine"]["load_avg_after"] = os.getloadavg()

@@ -166,6 +166,10 @@ def run_local(
         "sweep": [] if args.no_sweep else sweep(s_search, ds.gt, k, EFS_SINGLE, args.reps, nq),
     }
     log(f"(a) one index: ef {ef_a} recall {rec_a:.4f} qps {out['single']['qps']:.0f}")
+    out["exact_reference"] = exact_reference(ds, k)
+    log(f"(a) NumPy exact scan of one query over {len(ds.base)} rows: "
+        f"{out['exact_reference']['best_ms']:.2f} ms best, {out['exact_reference']['p50_ms']:.2f} "
+        "ms p50")
     runners: Runners = {"raw_at_target": partial(s_search, ef_a or 512)}
     out["inprocess"] = {}
     for shards_n in counts:
@@ -184,6 +188,20 @@ def run_local(
         log(f"(b) in-process {shards_n} shards: k' {k_shard} ef {ef} recall {d['recall']:.4f} "
             f"qps {d['qps']:.0f}")
     return out, runners
+
+
+def exact_reference(ds: Dataset, k: int, calls: int = 50) -> dict[str, float]:
+    """The floor of an exact single query here: one NumPy matrix-vector product over every
+    row and a top-k selection, in this process (memory-bandwidth bound at 100k x 384)."""
+    lat = []
+    for j in range(calls):
+        q = ds.queries[j % len(ds.queries)]
+        t0 = time.perf_counter()
+        scores = ds.base @ q
+        np.argpartition(-scores, min(k, len(scores) - 1))[:k]
+        lat.append(time.perf_counter() - t0)
+    return {"best_ms": min(lat) * 1e3, "p50_ms": float(np.percentile(lat, 50)) * 1e3,
+            "rows": float(len(ds.base))}  # fmt: skip
 
 
 def run_peers(ds: Dataset, args: argparse.Namespace) -> dict[str, Any]:

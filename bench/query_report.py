@@ -90,6 +90,10 @@ def _rows(results: dict[str, Any]) -> list[Row]:
         ("(a) hnswlib, one index", f"ef {a['min_ef']}", f"{a['recall']:.4f}",
          f"{a['qps']:,.0f}", "", ""),
     ]  # fmt: skip
+    if "exact_reference" in results:
+        e = results["exact_reference"]
+        rows.append(("(a) NumPy exact scan, 1 query", f"{e['rows']:,.0f} rows, best "
+                     f"{e['best_ms']:.2f} ms", "1.0000", "", f"{e['p50_ms']:.2f}", ""))
     for key, b in results["inprocess"].items():
         rows.append((f"(b) in-process, {key} shard(s)", f"k' {b['k_shard']}, ef {b['ef']}",
                      f"{b['recall']:.4f}", f"{b['qps']:,.0f}", "", ""))  # fmt: skip

@@ -12,6 +12,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from shardvec.contract.errors import FailedPrecondition
+from shardvec.contract.private_files import private_dir
 
 from coordinator.ray_control import NAMESPACE
 from coordinator.server import COORDINATOR_NAME, coordinator_actor_class
@@ -81,7 +82,7 @@ class ShardvecCluster:
         for key in ("tls_cert", "tls_key"):  # the coordinator actor may run in another cwd
             if self.settings.get(key):
                 self.settings[key] = str(Path(self.settings[key]).resolve())
-        Path(self.settings["data_dir"]).mkdir(parents=True, exist_ok=True)
+        private_dir(Path(self.settings["data_dir"]))
         self.owns_ray = connect_ray(ray_address, num_cpus=num_cpus, log_level=log_level)
         try:
             ray.get_actor(COORDINATOR_NAME, namespace=NAMESPACE)

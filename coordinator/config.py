@@ -38,6 +38,7 @@ class CoordinatorSettings:
     node_turn_rows: int = 256  # replicas of a node search this many queries in turn; 0: never
     shard_stream: bool = True  # small searches over one persistent stream per replica
     metrics_port: int = 0  # 0: no metrics endpoint
+    max_snapshot_streams: int = 2  # CreateSnapshot and RestoreSnapshot calls running at once
 
     def __post_init__(self) -> None:
         if not self.data_dir:
@@ -56,6 +57,7 @@ class CoordinatorSettings:
             "batch_max",
             "batch_in_flight",
             "max_message_bytes",
+            "max_snapshot_streams",
         ):
             if getattr(self, name) < 1:
                 raise InvalidArgument(f"{name} must be >= 1")

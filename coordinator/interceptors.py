@@ -1,7 +1,10 @@
 """The public server's interceptor: authentication, error mapping, and per-RPC accounting.
 
-Every RPC of the guarded service, unary or streaming, passes the key check first. Requests are
-decoded here, so a message protobuf cannot parse is INVALID_ARGUMENT naming the field. Every
+Every RPC of the guarded service, unary or streaming, passes the key check first, on the call's
+metadata alone: a call without the right key is refused before gRPC reads its message (the
+handler it gets is request-streaming and never pulls the request), so unauthenticated callers
+cannot make the server buffer or decode large messages. Requests are decoded here, so a
+message protobuf cannot parse is INVALID_ARGUMENT naming the field. Every
 ShardvecError becomes its status code with its message; anything else is a bug, logged with
 its traceback and reported as INTERNAL, and the server keeps serving.
 """
@@ -108,6 +111,10 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         kind = next((k for k in _KINDS if getattr(handler, k) is not None), None)
         if kind is None:
             return handler
+        try:
+            self._check_key(method, supplied)
+        except ShardvecError as exc:
+            return self._refusal(kind, method, exc, handler)
         inner = getattr(handler, kind)
         deserialize = handler.request_deserializer
         descriptor = self._inputs.get(method)
@@ -126,7 +133,6 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 start = time.perf_counter()
                 code = "OK"
                 try:
-                    self._check_key(method, supplied)
                     return await inner(request_of(raw), context)
                 except grpc.aio.AbortError:
                     code = "ABORTED"
@@ -146,7 +152,6 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 start = time.perf_counter()
                 code = "OK"
                 try:
-                    self._check_key(method, supplied)
                     result = inner(request_of(raw), context)
                     if inspect.isasyncgen(result):
                         async for item in result:
@@ -166,6 +171,34 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return _KINDS[kind](
             wrapped,
             request_deserializer=None,  # raw bytes: decoded in the guard, errors mapped
+            response_serializer=handler.response_serializer,
+        )
+
+    def _refusal(
+        self, kind: str, method: str, exc: ShardvecError, handler: grpc.RpcMethodHandler
+    ) -> grpc.RpcMethodHandler:
+        """A handler that ends the call with `exc` without reading its request: gRPC reads a
+        unary request before calling its handler, a request stream only when it is pulled."""
+
+        async def refuse(_requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            start = time.perf_counter()
+            try:
+                await self._abort(method, exc, context)
+            finally:
+                self._account(method, str(exc.code.name), start)
+
+        if kind.endswith("_unary"):
+            return grpc.stream_unary_rpc_method_handler(
+                refuse, request_deserializer=None, response_serializer=handler.response_serializer
+            )
+
+        async def refuse_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            await refuse(requests, context)
+            yield  # never reached: abort raises; makes this an async generator
+
+        return grpc.stream_stream_rpc_method_handler(
+            refuse_stream,
+            request_deserializer=None,
             response_serializer=handler.response_serializer,
         )
 

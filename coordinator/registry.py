@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from shardvec.contract.errors import AlreadyExists, NotFound
+from shardvec.contract.private_files import private_dir, private_file
 from shardvec.contract.settings import CollectionSpec
 
 from coordinator.paths import registry_path
@@ -24,7 +25,8 @@ class Registry:
 
     def __init__(self, data_dir: Path) -> None:
         path = registry_path(data_dir)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
+        private_file(path)  # 0600 before SQLite opens it: -wal/-shm take its mode
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from shardvec.contract.private_files import restrict_umask
 from shardvec.v1 import vector_search_pb2, vector_search_pb2_grpc
 
 from coordinator.batching import MicroBatcher
@@ -39,6 +40,7 @@ class Coordinator:
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = CoordinatorSettings.from_dict(settings)
+        restrict_umask()  # registry, snapshot work files: private (contract/private_files.py)
         self._loop = asyncio.new_event_loop()
         self._ready: concurrent.futures.Future[str] = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._main, name="coordinator", daemon=True)

@@ -9,10 +9,11 @@ deadline never leaves a batch applied on some shards and not on others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypeVar
 
 import numpy as np
@@ -33,6 +34,7 @@ from coordinator.batching import MicroBatcher
 from coordinator.collection import CollectionRuntime, SearchParams, deadline_from
 from coordinator.config import CoordinatorSettings
 from coordinator.runtime import CoordinatorRuntime
+from coordinator.sizing import check_get_response, check_search_response
 from coordinator.snapshots import (
     RESTORE_BATCH_ROWS,
     SNAPSHOT_DEADLINE_S,
@@ -43,8 +45,8 @@ from coordinator.snapshots import (
 log = logging.getLogger(__name__)
 
 WRITE_METHODS = frozenset(
-    {"CreateCollection", "DropCollection", "Upsert", "Delete", "RestoreSnapshot"}
-)
+    {"CreateCollection", "DropCollection", "Upsert", "Delete", "CreateSnapshot", "RestoreSnapshot"}
+)  # CreateSnapshot too: it copies every row out, and holds disk and a stream slot
 WRITE_GRACE_S = 10.0  # the least time shards get to finish a write that has started
 T = TypeVar("T")
 
@@ -57,6 +59,22 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
         self.settings = settings
         self.batcher = batcher
         self._writes: set[asyncio.Future[Any]] = set()
+        self._snapshot_streams = 0
+
+    @contextlib.contextmanager
+    def _snapshot_stream(self, what: str) -> Iterator[None]:
+        """Hold one of max_snapshot_streams slots; none free is RESOURCE_EXHAUSTED."""
+        limit = self.settings.max_snapshot_streams
+        if self._snapshot_streams >= limit:
+            raise ResourceExhausted(
+                f"{what}: {self._snapshot_streams} snapshot streams are running, the limit is "
+                f"{limit} (max_snapshot_streams); retry when one has finished"
+            )
+        self._snapshot_streams += 1
+        try:
+            yield
+        finally:
+            self._snapshot_streams -= 1
 
     def _deadline(self, context: Any) -> float:
         return deadline_from(context.time_remaining(), self.settings.default_deadline_s)
@@ -159,6 +177,10 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
         found, metas, vectors = await col.get(
             ids, request.include.metadata, request.include.vectors, self._deadline(context)
         )
+        # Sized from what it will hold (metadata included) before the message is built.
+        check_get_response(
+            found, metas, col.dim, request.include.vectors, self.settings.max_message_bytes
+        )
         resp = pb.GetResponse(ids=found, metadata_json=metas)
         if request.include.vectors:
             resp.vectors.dim = col.dim
@@ -227,17 +249,22 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
         hits = await self.batcher.submit(
             (col.spec.name, params), queries, self._deadline(context), run, Hits.rows
         )
+        # Sized from what it will hold (each hit slot repeats its row's metadata) before the
+        # message is built, stopping at the first row past the limit.
+        check_search_response(hits, col.dim, self.settings.max_message_bytes)
         return search_response(hits)
 
     async def CreateSnapshot(self, request: Any, context: Any) -> AsyncIterator[Any]:
         deadline = deadline_from(context.time_remaining(), SNAPSHOT_DEADLINE_S)
-        async for data in create_archive(self.runtime, request.collection, deadline):
-            yield pb.SnapshotChunk(data=data)
+        with self._snapshot_stream("create snapshot"):
+            async for data in create_archive(self.runtime, request.collection, deadline):
+                yield pb.SnapshotChunk(data=data)
 
     async def RestoreSnapshot(self, request_iterator: Any, context: Any) -> Any:
         deadline = deadline_from(context.time_remaining(), SNAPSHOT_DEADLINE_S)
         batch = min(self.settings.max_upsert_rows, RESTORE_BATCH_ROWS)
-        col = await restore_archive(self.runtime, request_iterator, deadline, batch)
+        with self._snapshot_stream("restore snapshot"):
+            col = await restore_archive(self.runtime, request_iterator, deadline, batch)
         return collection_info(col.spec, _states(col), await col.count(None, deadline))
 
 

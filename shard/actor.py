@@ -21,6 +21,7 @@ from shardvec.contract.limits import (
     TOKEN_HEADER,
 )
 from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
+from shardvec.contract.private_files import restrict_umask
 from shardvec.contract.settings import IndexSettings
 from shardvec.v1 import shard_pb2, shard_pb2_grpc
 
@@ -47,6 +48,7 @@ class ShardReplica:
         owner: str = "",
         node_turn_rows: int = 0,
     ) -> None:
+        restrict_umask()  # everything this replica's process writes is private (0600/0700)
         self.node_id = _node_id()
         self.token = token
         self.engine = ShardEngine(

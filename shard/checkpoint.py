@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shardvec.contract.private_files import FILE_MODE
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.store_copy import INDEX_FILE, MANIFEST_FILE
 
@@ -112,6 +113,7 @@ def write_checkpoint(directory: Path, index: HnswIndex, seq: int, n_slots: int) 
     mtmp = directory / f"{MANIFEST_FILE}.tmp-{os.getpid()}-{threading.get_ident()}"
     try:
         index.save(tmp)
+        os.chmod(tmp, FILE_MODE)  # hnswlib creates it with the process umask
         size = tmp.stat().st_size
         digest = sha256_file(tmp)
         _replace_durably(tmp, directory / INDEX_FILE)
@@ -125,6 +127,7 @@ def write_checkpoint(directory: Path, index: HnswIndex, seq: int, n_slots: int) 
             created_unix=time.time(),
         )
         mtmp.write_text(json.dumps(manifest.to_json(), indent=1, sort_keys=True), encoding="utf-8")
+        os.chmod(mtmp, FILE_MODE)
         _replace_durably(mtmp, directory / MANIFEST_FILE)
     finally:
         for leftover in (tmp, mtmp):

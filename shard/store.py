@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 from shardvec.contract.errors import DataLoss, FailedPrecondition, InvalidArgument, ShardvecError
+from shardvec.contract.private_files import private_dir, private_file
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.store_copy import STORE_FILE
 
@@ -101,7 +102,11 @@ class Store:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         try:
+            private_dir(self.path.parent)  # the replica's directory: store, index, manifest
+            private_file(self.path)  # 0600 before SQLite opens it: -wal/-shm take its mode
             conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        except OSError as exc:
+            raise DataLoss(f"cannot create store {self.path}: {exc}") from exc
         except sqlite3.Error as exc:
             raise DataLoss(f"cannot open store {self.path}: {exc}") from exc
         try:

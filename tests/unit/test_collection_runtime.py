@@ -215,3 +215,47 @@ def test_search_with_metadata_equals_hits_then_get(
         await rt.shutdown()
 
     asyncio.run(main())
+
+
+def test_search_with_vectors_while_rows_are_deleted_and_reinserted(tmp_path: Path) -> None:
+    """The race of issue #13 (finding 6): a search with include_vectors, while other callers
+    delete and re-insert its hits, answered INTERNAL KeyError when the vectors came from a
+    second fan-out after the merge. Each hit now carries its own vector and metadata from the
+    shard that found it, so every answer is whole."""
+
+    async def main() -> None:
+        rt, _ = runtime(tmp_path)
+        col = await rt.create(CollectionSpec("c", IndexSettings(dim=DIM), shards=2))
+        ids, vecs, metas = data(200, seed=9)
+        await col.upsert(ids, vecs, metas, deadline())
+        stop = asyncio.Event()
+
+        async def churn() -> None:
+            rng = np.random.default_rng(10)
+            while not stop.is_set():
+                pick = sorted({int(i) for i in rng.integers(0, 200, 20)})
+                await col.delete([ids[i] for i in pick], None, deadline())
+                await col.upsert([ids[i] for i in pick], vecs[pick], [metas[i] for i in pick],
+                                 deadline())  # fmt: skip
+
+        writer = asyncio.ensure_future(churn())
+        answers = 0
+        try:
+            for round_ in range(60):
+                q = vecs[[round_ % 200, (round_ * 7) % 200]]
+                params = SearchParams(k=5, include_vectors=True, include_metadata=True)
+                hits = await col.search(q, params, deadline())
+                assert hits.vectors is not None and hits.metadata is not None
+                for row in range(2):
+                    for j in range(int(hits.counts[row])):
+                        i = ids.index(hits.ids[row, j])
+                        np.testing.assert_array_equal(hits.vectors[row, j], vecs[i])
+                        assert hits.metadata[row, j] == metas[i].replace(" ", "")
+                answers += 1
+        finally:
+            stop.set()
+            await writer
+        assert answers == 60
+        await rt.shutdown()
+
+    asyncio.run(main())

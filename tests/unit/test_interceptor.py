@@ -76,7 +76,7 @@ async def _scenario() -> tuple[list[tuple[str, str]], dict[str, Any]]:
                     yield pb.SnapshotChunk(data=b"cde")
                 return gen()
 
-            snap = stub.CreateSnapshot(pb.CreateSnapshotRequest(collection="c"), metadata=ro)
+            snap = stub.CreateSnapshot(pb.CreateSnapshotRequest(collection="c"), metadata=full)
             out["stream"] = [c.data for c in await drain(snap)]
             out["stream_nokey"] = await code_of(
                 drain(stub.CreateSnapshot(pb.CreateSnapshotRequest(collection="c")))

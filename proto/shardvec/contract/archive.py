@@ -45,7 +45,17 @@ ARCHIVE_VERSION = 1
 MANIFEST = "manifest.json"
 MANIFEST_SUM = "manifest.json.sha256"
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+MAX_MANIFEST_SUM_BYTES = 256  # a hex sha256 and a newline, with room to spare
 CHUNK_BYTES = 1 << 20
+_PLAIN = (tarfile.REGTYPE, tarfile.AREGTYPE)  # what write_archive writes
+_KIND_NAMES = {
+    tarfile.SYMTYPE: "symbolic link",
+    tarfile.LNKTYPE: "hard link",
+    tarfile.CHRTYPE: "character device",
+    tarfile.BLKTYPE: "block device",
+    tarfile.FIFOTYPE: "FIFO",
+    tarfile.CONTTYPE: "contiguous file",
+}
 
 
 def shard_prefix(shard: int) -> str:
@@ -219,14 +229,34 @@ def _open_tar(path: Path) -> tarfile.TarFile:
 
 
 def _members(tar: tarfile.TarFile, path: Path) -> dict[str, tarfile.TarInfo]:
+    """The archive's regular files by name. Directory entries are skipped; anything else
+    (links, devices, FIFOs, sparse or contiguous files) is refused, and so is a member whose
+    header claims more data than the archive holds: a member is never read past its real
+    bytes, so a small crafted archive cannot expand into gigabytes of memory or disk."""
     try:
         members = tar.getmembers()
+        real = path.stat().st_size
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise DataLoss(f"snapshot {path}: the archive is damaged ({exc})") from None
     out: dict[str, tarfile.TarInfo] = {}
     for m in members:
-        if not m.isfile():
-            raise DataLoss(f"snapshot {path}: unexpected entry {m.name!r} (not a plain file)")
+        if m.type == tarfile.DIRTYPE:
+            continue
+        if m.type not in _PLAIN or m.sparse is not None:
+            kind = (
+                "sparse file"
+                if m.sparse is not None or m.type == tarfile.GNUTYPE_SPARSE
+                else (_KIND_NAMES.get(m.type, f"type {m.type!r}"))
+            )
+            raise DataLoss(
+                f"snapshot {path}: unexpected entry {m.name!r} ({kind}, not a plain file)"
+            )
+        if m.size < 0 or m.offset_data + m.size > real:
+            raise DataLoss(
+                f"snapshot {path}: {m.name!r} claims {m.size} bytes, more than the archive "
+                f"holds after its header ({max(0, real - m.offset_data)}): the archive is "
+                "damaged or crafted"
+            )
         if m.name in out:
             raise DataLoss(f"snapshot {path}: {m.name!r} appears twice")
         out[m.name] = m
@@ -242,6 +272,8 @@ def _read_manifest(
         raise DataLoss(f"snapshot {path}: {MANIFEST_SUM} is missing")
     if members[MANIFEST].size > MAX_MANIFEST_BYTES:
         raise DataLoss(f"snapshot {path}: {MANIFEST} is implausibly large")
+    if members[MANIFEST_SUM].size > MAX_MANIFEST_SUM_BYTES:
+        raise DataLoss(f"snapshot {path}: {MANIFEST_SUM} is implausibly large")
     text = _read_member(tar, members[MANIFEST], path)
     want = _read_member(tar, members[MANIFEST_SUM], path).decode(errors="replace").strip()
     if hashlib.sha256(text).hexdigest() != want:

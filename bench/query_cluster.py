@@ -59,14 +59,16 @@ def load_collection(
     m: int,
     ef_construction: int,
     batch: int,
+    metadatas: list[dict[str, Any]] | None = None,
 ) -> tuple[Collection, float]:
-    """Create `name` (S shards, 1 replica) and upsert every base row as id str(row)."""
+    """Create `name` (S shards, 1 replica) and upsert every base row as id str(row), with
+    `metadatas[row]` as its metadata when given."""
     col = client.create_collection(
         name, int(base.shape[1]), "cosine", shards=shards, replicas=1, m=m,
         ef_construction=ef_construction,
     )
     start = time.perf_counter()
-    col.upsert([str(i) for i in range(len(base))], base, batch_size=batch)
+    col.upsert([str(i) for i in range(len(base))], base, metadatas, batch_size=batch)
     return col, time.perf_counter() - start
 
 

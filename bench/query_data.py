@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -82,4 +84,56 @@ def ids_to_rows(ids: list[list[str]], k: int) -> npt.NDArray[np.int64]:
     for j, row in enumerate(ids):
         vals = [int(i) for i in row[:k]]
         out[j, : len(vals)] = vals
+    return out
+
+
+META_FIELDS = ("name", "month", "year", "popular", "rank")
+FILTER_WHERE = {"month": "2026-10"}  # 9.6 % of the shared set's rows
+
+
+def load_metadata(
+    data: Path, n: int, fields: tuple[str, ...] = META_FIELDS
+) -> tuple[list[dict[str, Any]], str]:
+    """Metadata of the first `n` base rows: the given fields of base_texts.jsonl (line i
+    describes row i), or, when the set has no such file (the CI's synthetic set), seeded
+    stand-ins with the same fields (month cycles over 10 values, so the filter keeps 10 %)."""
+    path = data / "base_texts.jsonl"
+    if path.exists():
+        rows: list[dict[str, Any]] = []
+        with path.open(encoding="utf-8") as f:
+            for line in f:
+                if len(rows) == n:
+                    break
+                rec = json.loads(line)
+                rows.append({key: rec[key] for key in fields if key in rec})
+        if len(rows) < n:
+            raise ValueError(f"{path} has {len(rows)} rows, the base {n}")
+        return rows, "base_texts.jsonl"
+    months = [f"2026-{m:02d}" for m in range(1, 11)]
+    synthetic = [
+        {"name": f"pkg-{i}", "month": months[i % 10], "year": 2026, "popular": i % 50 == 0,
+         "rank": -1}
+        for i in range(n)
+    ]  # fmt: skip
+    return [{key: r[key] for key in fields if key in r} for r in synthetic], "synthetic"
+
+
+def matching_rows(meta: list[dict[str, Any]], where: dict[str, Any]) -> npt.NDArray[np.int64]:
+    """Rows whose metadata equals every (field, value) of a flat equality filter."""
+    keep = [i for i, m in enumerate(meta) if all(m.get(f) == v for f, v in where.items())]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def filtered_topk(
+    base: npt.NDArray[np.float32],
+    queries: npt.NDArray[np.float32],
+    rows: npt.NDArray[np.int64],
+    k: int,
+) -> npt.NDArray[np.int64]:
+    """Exact top-k row ids among `rows` (NumPy brute force; -1 where fewer than k rows)."""
+    out = np.full((len(queries), k), -1, dtype=np.int64)
+    if len(rows) == 0:
+        return out
+    top = brute_force_topk(base[rows], queries, min(k, len(rows)))
+    out[:, : top.shape[1]] = rows[top]
     return out

@@ -80,6 +80,14 @@ class InProcessShards:
         self.build_s = time.perf_counter() - start
         self.threads = threads
 
+    @classmethod
+    def over(cls, single: SingleIndex, n: int) -> InProcessShards:
+        """One shard: the single index itself (1-shard partition = every row, in order)."""
+        self = cls.__new__(cls)
+        self.sizes, self.indexes = [n], [single.index]
+        self.build_s, self.threads = 0.0, single.threads
+        return self
+
     def search(
         self, queries: npt.NDArray[np.float32], k: int, k_shard: int, ef: int
     ) -> npt.NDArray[np.int64]:

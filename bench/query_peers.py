@@ -12,9 +12,9 @@ search breadth for batch QPS (1000-query requests; pgvector: 500 queries pipelin
 connection) and recall@k; then one client sending single queries for --seconds at the smallest
 breadth reaching --target. Peers behind a network protocol (Chroma server, pgvector) are also
 driven by --clients concurrent clients (threads, one connection each) for --seconds. pgvector
-also runs filtered queries on the data set's metadata (--meta: `popular`, `year >= 2024`), with
-and without `hnsw.iterative_scan = relaxed_order`, scored against exact filtered ground truth
-computed here in NumPy.
+also runs filtered queries on the data set's metadata (--meta: `popular`, `year >= 2024`,
+`month = '2026-10'`), with and without `hnsw.iterative_scan = relaxed_order`, scored against
+exact filtered ground truth computed here in NumPy.
 
 Chroma server: `chroma run` from this interpreter's bin/ on a free loopback port, started and
 stopped here. pgvector: --pg-dsn (or $SHARDVEC_PG_DSN) names a PostgreSQL with the `vector`
@@ -52,6 +52,7 @@ SingleSearch = Callable[[np.ndarray], list[int]]  # one query -> ids, on one cli
 FILTERS: dict[str, tuple[str, Callable[[dict[str, Any]], bool]]] = {
     "popular": ("popular", lambda row: bool(row["popular"])),
     "year_ge_2024": ("year >= 2024", lambda row: int(row["year"]) >= 2024),
+    "month_2026_10": ("month = '2026-10'", lambda row: row.get("month") == "2026-10"),
 }
 
 
@@ -329,14 +330,15 @@ class PgVector(Peer):
         meta = self.args.meta_rows
         c.execute(f"DROP TABLE IF EXISTS {self.table}")
         c.execute(f"CREATE TABLE {self.table} (id bigint PRIMARY KEY, year int, popular boolean, "
-                  f"embedding vector({self.dim}))")  # fmt: skip
+                  f"month text, embedding vector({self.dim}))")  # fmt: skip
         t0 = time.perf_counter()
         with c.cursor() as cur, cur.copy(f"COPY {self.table} FROM STDIN") as copy:
             for i, v in enumerate(base):
                 m = meta[i] if meta else None
                 year = str(int(m["year"])) if m else "\\N"
                 pop = ("t" if m["popular"] else "f") if m else "\\N"
-                copy.write(f"{i}\t{year}\t{pop}\t{_vec(v)}\n")
+                month = str(m["month"]) if m and m.get("month") else "\\N"
+                copy.write(f"{i}\t{year}\t{pop}\t{month}\t{_vec(v)}\n")
         self.load_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         c.execute("SET maintenance_work_mem = '1GB'")

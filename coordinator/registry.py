@@ -3,6 +3,11 @@
 Sequence numbers are reserved in blocks: before a shard uses seq N the registry holds a
 reservation >= N, so a restarted coordinator never hands out a number a replica already
 applied, even when that replica is down at the time of the restart.
+
+Each collection has a state: 'ready', or 'restoring' while RestoreSnapshot copies rows into
+it. The row is written 'restoring' before any row is copied and flipped to 'ready' only when
+every row is in, both committed with synchronous=FULL, so a coordinator that dies part way
+finds the collection 'restoring' at its next start and drops it (CoordinatorRuntime.restore).
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ from shardvec.contract.private_files import private_dir, private_file
 from shardvec.contract.settings import CollectionSpec
 
 from coordinator.paths import registry_path
+
+READY = "ready"
+RESTORING = "restoring"
+STATES = (READY, RESTORING)
 
 
 class Registry:
@@ -32,20 +41,28 @@ class Registry:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(
-            "CREATE TABLE IF NOT EXISTS collections (name TEXT PRIMARY KEY, spec TEXT NOT NULL)"
+            "CREATE TABLE IF NOT EXISTS collections (name TEXT PRIMARY KEY, spec TEXT NOT NULL,"
+            " state TEXT NOT NULL DEFAULT 'ready')"
         )
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(collections)")}
+        if "state" not in columns:  # a registry written before collections had a state
+            self._db.execute(
+                "ALTER TABLE collections ADD COLUMN state TEXT NOT NULL DEFAULT 'ready'"
+            )
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS seq_reserved ("
             " name TEXT NOT NULL, shard INTEGER NOT NULL, reserved INTEGER NOT NULL,"
             " PRIMARY KEY (name, shard))"
         )
 
-    def add(self, spec: CollectionSpec) -> None:
+    def add(self, spec: CollectionSpec, state: str = READY) -> None:
+        if state not in STATES:
+            raise ValueError(f"collection state must be one of {STATES}, got {state!r}")
         with self._lock:
             try:
                 self._db.execute(
-                    "INSERT INTO collections (name, spec) VALUES (?, ?)",
-                    (spec.name, spec.to_json()),
+                    "INSERT INTO collections (name, spec, state) VALUES (?, ?, ?)",
+                    (spec.name, spec.to_json(), state),
                 )
             except sqlite3.IntegrityError:
                 raise AlreadyExists(f"collection {spec.name!r} already exists") from None
@@ -57,10 +74,25 @@ class Registry:
             if cur.rowcount == 0:
                 raise NotFound(f"collection {name!r} does not exist")
 
-    def all(self) -> list[CollectionSpec]:
+    def set_state(self, name: str, state: str) -> None:
+        if state not in STATES:
+            raise ValueError(f"collection state must be one of {STATES}, got {state!r}")
         with self._lock:
-            rows = self._db.execute("SELECT name, spec FROM collections ORDER BY name").fetchall()
-        return [CollectionSpec.from_json(name, spec) for name, spec in rows]
+            cur = self._db.execute(
+                "UPDATE collections SET state = ? WHERE name = ?", (state, name)
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"collection {name!r} does not exist")
+
+    def all(self) -> list[CollectionSpec]:
+        return [spec for spec, _ in self.all_with_state()]
+
+    def all_with_state(self) -> list[tuple[CollectionSpec, str]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name, spec, state FROM collections ORDER BY name"
+            ).fetchall()
+        return [(CollectionSpec.from_json(name, spec), state) for name, spec, state in rows]
 
     def reserved(self, name: str, shard: int) -> int:
         with self._lock:

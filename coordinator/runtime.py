@@ -3,6 +3,13 @@
 How a replica's process is created, found and stopped is handed in as a `ControlFactory`
 (Ray actors in production, built by coordinator/server.py; in-process engines in tests), so
 this module knows neither Ray nor the engine.
+
+A collection RestoreSnapshot is filling is registered 'restoring' (coordinator/registry.py)
+and is not served until every row is in: `get` answers FAILED_PRECONDITION ("collection X is
+being restored") for it, so no data call (Upsert, Delete, Get, Count, Search, Describe,
+Drop, CreateSnapshot) sees it half filled, and ListCollections leaves it out. At start-up a
+collection still 'restoring' (its coordinator died during the restore, so the client's call
+failed) is dropped, and the snapshot work directories a crash left are removed.
 """
 
 from __future__ import annotations
@@ -20,8 +27,8 @@ from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.validation import validate_collection_name
 
 from coordinator.collection import CollectionRuntime, ShardTimer
-from coordinator.paths import collection_dir
-from coordinator.registry import Registry
+from coordinator.paths import collection_dir, snapshot_dir
+from coordinator.registry import READY, RESTORING, Registry
 from coordinator.replicas import Replica, ReplicaControl, ReplicaSet, ReplicaState
 
 log = logging.getLogger(__name__)
@@ -40,6 +47,7 @@ class CoordinatorRuntime:
         self.controls = controls
         self.registry = Registry(self.data_dir)
         self.collections: dict[str, CollectionRuntime] = {}
+        self.restoring: set[str] = set()  # in `collections`, but not served (see `get`)
         self._lock = asyncio.Lock()
         self._health: asyncio.Task[None] | None = None
         self.on_shard_search: ShardTimer | None = None  # given to every collection
@@ -60,13 +68,41 @@ class CoordinatorRuntime:
         self._health = asyncio.ensure_future(loop())
 
     async def restore(self) -> None:
-        """Bring back every registered collection, attaching to replicas that still run."""
-        for spec in self.registry.all():
+        """Bring back every registered collection, attaching to replicas that still run.
+
+        A collection left 'restoring' by a crash is dropped (replicas, directory, registry
+        row), and snapshot work directories left by a crash are removed."""
+        self._remove_snapshot_workdirs()
+        for spec, state in self.registry.all_with_state():
+            if state == RESTORING:
+                log.warning(
+                    "dropping collection %s: a snapshot restore into it was interrupted "
+                    "(the coordinator stopped before every row was copied)",
+                    spec.name,
+                    extra={"collection": spec.name},
+                )
+                await self._destroy(spec)
+                self.registry.remove(spec.name)
+                continue
             try:
                 self.collections[spec.name] = await self._open(spec, new=False)
             except Exception:
                 log.exception("could not restore collection %s", spec.name)
                 raise
+
+    def _remove_snapshot_workdirs(self) -> None:
+        """Remove the create-* / restore-* work directories coordinator/snapshots.py makes;
+        at start-up no snapshot call is running, so any there were left by a crash."""
+        root = snapshot_dir(self.data_dir)
+        if not root.is_dir():
+            return
+        for entry in root.iterdir():
+            if entry.name.startswith(("create-", "restore-")) and not entry.is_symlink():
+                log.warning("removing snapshot work directory %s left by a crash", entry)
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
 
     async def _open(self, spec: CollectionSpec, *, new: bool) -> CollectionRuntime:
         sets: list[ReplicaSet] = []
@@ -108,7 +144,9 @@ class CoordinatorRuntime:
                     raise res
         return CollectionRuntime(spec, sets, self.on_shard_search)
 
-    async def create(self, spec: CollectionSpec) -> CollectionRuntime:
+    async def create(self, spec: CollectionSpec, *, restoring: bool = False) -> CollectionRuntime:
+        """Create collection `spec`; with `restoring` it is registered 'restoring' (durably,
+        before it gets any row) and not served until `mark_ready`."""
         async with self._lock:
             if spec.name in self.collections:
                 raise AlreadyExists(f"collection {spec.name!r} already exists")
@@ -119,7 +157,7 @@ class CoordinatorRuntime:
                     f"collection {spec.name!r}: {leftover} holds data the registry does not "
                     "know (left by an earlier collection of that name); move it away first"
                 )
-            self.registry.add(spec)
+            self.registry.add(spec, RESTORING if restoring else READY)
             try:
                 runtime = await self._open(spec, new=True)
             except BaseException:
@@ -127,18 +165,41 @@ class CoordinatorRuntime:
                 await self._destroy(spec)
                 raise
             self.collections[spec.name] = runtime
+            if restoring:
+                self.restoring.add(spec.name)
             return runtime
+
+    def mark_ready(self, name: str) -> None:
+        """A restored collection has every row: persist 'ready', then serve it."""
+        if name not in self.restoring:
+            raise FailedPrecondition(f"collection {name!r} is not being restored")
+        self.registry.set_state(name, READY)
+        self.restoring.discard(name)
 
     def get(self, name: str) -> CollectionRuntime:
         validate_collection_name(name)
         runtime = self.collections.get(name)
         if runtime is None:
             raise NotFound(f"collection {name!r} does not exist")
+        if name in self.restoring:
+            raise FailedPrecondition(
+                f"collection {name!r} is being restored; it is served once every row is in"
+            )
         return runtime
 
-    async def drop(self, name: str) -> None:
+    def served(self) -> list[str]:
+        """The names of the collections that are served (not being restored), sorted."""
+        return sorted(n for n in self.collections if n not in self.restoring)
+
+    async def drop(self, name: str, *, restoring: bool = False) -> None:
+        """Drop collection `name`; one being restored only with `restoring` (the restore
+        itself giving up), otherwise that is FAILED_PRECONDITION like every data call."""
         async with self._lock:
-            runtime = self.get(name)
+            if restoring and name in self.restoring:
+                runtime = self.collections[name]
+            else:
+                runtime = self.get(name)
+            self.restoring.discard(name)
             del self.collections[name]
             self.registry.remove(name)
             for rs in runtime.shard_sets:

@@ -117,7 +117,7 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
 
     async def ListCollections(self, request: Any, context: Any) -> Any:
         resp = pb.ListCollectionsResponse()
-        for name in sorted(self.runtime.collections):
+        for name in self.runtime.served():  # a collection being restored is left out
             resp.collections.append(collection_info(self.runtime.collections[name].spec))
         return resp
 

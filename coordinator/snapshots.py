@@ -9,7 +9,11 @@ acknowledged before the snapshot started is in it.
 
 Restore: the streamed archive is verified, a new collection is created (any shard count) and
 the live rows of every shard's store copy are upserted through the normal write path, so they
-are routed by id for the new layout. A restore that fails part way drops what it created.
+are routed by id for the new layout. The new collection is registered 'restoring' before any
+row is copied and is not served (FAILED_PRECONDITION, left out of ListCollections) until every
+row is in and 'ready' is committed. A restore that fails part way drops what it created; one
+cut short by a crash is dropped at the coordinator's next start (CoordinatorRuntime.restore),
+which also removes the work directories left under snapshot_dir.
 """
 
 from __future__ import annotations
@@ -191,16 +195,17 @@ async def restore_archive(
             int(first.shards) or archive.spec.shards,
             int(first.replicas) or archive.spec.replicas,
         )
-        col = await runtime.create(spec)
+        col = await runtime.create(spec, restoring=True)
         try:
             rows = await _load_rows(col, archive, deadline, batch_rows)
+            runtime.mark_ready(spec.name)
         except BaseException as exc:
             log.warning(
                 "snapshot restore failed; dropping the partial collection",
                 extra={"collection": spec.name, "reason": repr(exc)},
             )
             with contextlib.suppress(Exception):
-                await runtime.drop(spec.name)
+                await runtime.drop(spec.name, restoring=True)
             raise
         log.info(
             "snapshot restored",

@@ -91,9 +91,29 @@ class IndexParams(_message.Message):
     def __init__(self, m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., ef: _Optional[int] = ...) -> None: ...
 
 class Include(_message.Message):
-    __slots__ = ("metadata", "vectors")
+    __slots__ = ("metadata", "vectors", "documents")
     METADATA_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     metadata: bool
     vectors: bool
-    def __init__(self, metadata: _Optional[bool] = ..., vectors: _Optional[bool] = ...) -> None: ...
+    documents: bool
+    def __init__(self, metadata: _Optional[bool] = ..., vectors: _Optional[bool] = ..., documents: _Optional[bool] = ...) -> None: ...
+
+class DocumentFilter(_message.Message):
+    __slots__ = ("contains", "not_contains", "all", "any")
+    CONTAINS_FIELD_NUMBER: _ClassVar[int]
+    NOT_CONTAINS_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    ANY_FIELD_NUMBER: _ClassVar[int]
+    contains: str
+    not_contains: str
+    all: DocumentFilterList
+    any: DocumentFilterList
+    def __init__(self, contains: _Optional[str] = ..., not_contains: _Optional[str] = ..., all: _Optional[_Union[DocumentFilterList, _Mapping]] = ..., any: _Optional[_Union[DocumentFilterList, _Mapping]] = ...) -> None: ...
+
+class DocumentFilterList(_message.Message):
+    __slots__ = ("children",)
+    CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    children: _containers.RepeatedCompositeFieldContainer[DocumentFilter]
+    def __init__(self, children: _Optional[_Iterable[_Union[DocumentFilter, _Mapping]]] = ...) -> None: ...

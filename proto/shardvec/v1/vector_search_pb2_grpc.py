@@ -83,6 +83,16 @@ class VectorSearchStub:
                 request_serializer=shardvec_dot_v1_dot_vector__search__pb2.SearchRequest.SerializeToString,
                 response_deserializer=shardvec_dot_v1_dot_vector__search__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.Scroll = channel.unary_unary(
+                '/shardvec.v1.VectorSearch/Scroll',
+                request_serializer=shardvec_dot_v1_dot_vector__search__pb2.ScrollRequest.SerializeToString,
+                response_deserializer=shardvec_dot_v1_dot_vector__search__pb2.ScrollResponse.FromString,
+                _registered_method=True)
+        self.Update = channel.unary_unary(
+                '/shardvec.v1.VectorSearch/Update',
+                request_serializer=shardvec_dot_v1_dot_vector__search__pb2.UpdateRequest.SerializeToString,
+                response_deserializer=shardvec_dot_v1_dot_vector__search__pb2.UpdateResponse.FromString,
+                _registered_method=True)
         self.CreateSnapshot = channel.unary_stream(
                 '/shardvec.v1.VectorSearch/CreateSnapshot',
                 request_serializer=shardvec_dot_v1_dot_vector__search__pb2.CreateSnapshotRequest.SerializeToString,
@@ -156,6 +166,20 @@ class VectorSearchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Scroll(self, request, context):
+        """Pages through a collection (or the rows matching a filter) in a stable order across shards.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Update(self, request, context):
+        """Changes the metadata and/or the document of existing rows without sending their vectors.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateSnapshot(self, request, context):
         """A consistent, point-in-time snapshot of a collection, streamed as one archive.
         """
@@ -217,6 +241,16 @@ def add_VectorSearchServicer_to_server(servicer, server):
                     servicer.Search,
                     request_deserializer=shardvec_dot_v1_dot_vector__search__pb2.SearchRequest.FromString,
                     response_serializer=shardvec_dot_v1_dot_vector__search__pb2.SearchResponse.SerializeToString,
+            ),
+            'Scroll': grpc.unary_unary_rpc_method_handler(
+                    servicer.Scroll,
+                    request_deserializer=shardvec_dot_v1_dot_vector__search__pb2.ScrollRequest.FromString,
+                    response_serializer=shardvec_dot_v1_dot_vector__search__pb2.ScrollResponse.SerializeToString,
+            ),
+            'Update': grpc.unary_unary_rpc_method_handler(
+                    servicer.Update,
+                    request_deserializer=shardvec_dot_v1_dot_vector__search__pb2.UpdateRequest.FromString,
+                    response_serializer=shardvec_dot_v1_dot_vector__search__pb2.UpdateResponse.SerializeToString,
             ),
             'CreateSnapshot': grpc.unary_stream_rpc_method_handler(
                     servicer.CreateSnapshot,
@@ -476,6 +510,60 @@ class VectorSearch:
             '/shardvec.v1.VectorSearch/Search',
             shardvec_dot_v1_dot_vector__search__pb2.SearchRequest.SerializeToString,
             shardvec_dot_v1_dot_vector__search__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Scroll(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shardvec.v1.VectorSearch/Scroll',
+            shardvec_dot_v1_dot_vector__search__pb2.ScrollRequest.SerializeToString,
+            shardvec_dot_v1_dot_vector__search__pb2.ScrollResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Update(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shardvec.v1.VectorSearch/Update',
+            shardvec_dot_v1_dot_vector__search__pb2.UpdateRequest.SerializeToString,
+            shardvec_dot_v1_dot_vector__search__pb2.UpdateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,7 +7,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from shardvec.contract.errors import InvalidArgument
-from shardvec.contract.limits import DEFAULT_BUILD_THREADS, MAX_EF, MAX_K, PUBLIC_MAX_MESSAGE_BYTES
+from shardvec.contract.limits import (
+    DEFAULT_BUILD_THREADS,
+    MAX_EF,
+    MAX_K,
+    MAX_SCROLL_ROWS,
+    PUBLIC_MAX_MESSAGE_BYTES,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +34,7 @@ class CoordinatorSettings:
     max_k: int = MAX_K  # may be lowered, not raised
     max_search_hits: int = 1_000_000  # queries x k of one Search
     max_ef: int = MAX_EF  # likewise
+    max_scroll_rows: int = MAX_SCROLL_ROWS  # rows of one Scroll page
     default_deadline_s: float = 30.0
     search_threads: int = 0  # hnswlib threads of a replica's batch search; 0: its node's CPUs
     build_threads: int = DEFAULT_BUILD_THREADS
@@ -58,6 +65,7 @@ class CoordinatorSettings:
             "batch_in_flight",
             "max_message_bytes",
             "max_snapshot_streams",
+            "max_scroll_rows",
         ):
             if getattr(self, name) < 1:
                 raise InvalidArgument(f"{name} must be >= 1")

@@ -26,3 +26,8 @@ def replica_dir(data_dir: Path, collection: str, shard: int, replica: int) -> Pa
 
 def snapshot_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "snapshots"
+
+
+def cursor_secret_path(data_dir: Path) -> Path:
+    """The secret that seals scroll cursors (coordinator/cursor.py)."""
+    return Path(data_dir) / "cursor.key"

@@ -5,13 +5,16 @@ reservation >= N, so a restarted coordinator never hands out a number a replica 
 applied, even when that replica is down at the time of the restart.
 
 Each collection has a state: 'ready', or 'restoring' while RestoreSnapshot copies rows into
-it. The row is written 'restoring' before any row is copied and flipped to 'ready' only when
+it. Each collection also gets a random uid when it is created, so a name dropped and created
+again is a different collection to whoever kept its uid (scroll cursors). The row is written
+'restoring' before any row is copied and flipped to 'ready' only when
 every row is in, both committed with synchronous=FULL, so a coordinator that dies part way
 finds the collection 'restoring' at its next start and drops it (CoordinatorRuntime.restore).
 """
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import threading
 from pathlib import Path
@@ -49,6 +52,13 @@ class Registry:
             self._db.execute(
                 "ALTER TABLE collections ADD COLUMN state TEXT NOT NULL DEFAULT 'ready'"
             )
+        if "uid" not in columns:  # a registry written before collections had a uid
+            self._db.execute("ALTER TABLE collections ADD COLUMN uid TEXT")
+        # Every collection has a uid, the identity of this incarnation of its name (scroll
+        # cursors carry it); idempotent, and only rows of an older registry lack one.
+        self._db.execute(
+            "UPDATE collections SET uid = lower(hex(randomblob(16))) WHERE uid IS NULL"
+        )
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS seq_reserved ("
             " name TEXT NOT NULL, shard INTEGER NOT NULL, reserved INTEGER NOT NULL,"
@@ -61,8 +71,8 @@ class Registry:
         with self._lock:
             try:
                 self._db.execute(
-                    "INSERT INTO collections (name, spec, state) VALUES (?, ?, ?)",
-                    (spec.name, spec.to_json(), state),
+                    "INSERT INTO collections (name, spec, state, uid) VALUES (?, ?, ?, ?)",
+                    (spec.name, spec.to_json(), state, secrets.token_hex(16)),
                 )
             except sqlite3.IntegrityError:
                 raise AlreadyExists(f"collection {spec.name!r} already exists") from None
@@ -93,6 +103,14 @@ class Registry:
                 "SELECT name, spec, state FROM collections ORDER BY name"
             ).fetchall()
         return [(CollectionSpec.from_json(name, spec), state) for name, spec, state in rows]
+
+    def uid(self, name: str) -> bytes:
+        """The 16-byte identity of collection `name` as created (a new one on every create)."""
+        with self._lock:
+            row = self._db.execute("SELECT uid FROM collections WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"collection {name!r} does not exist")
+        return bytes.fromhex(str(row[0]))
 
     def reserved(self, name: str, shard: int) -> int:
         with self._lock:

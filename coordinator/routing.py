@@ -1,27 +1,28 @@
 """Stable hash partitioning: id -> virtual bucket -> shard.
 
-blake2b of the UTF-8 id picks one of NUM_BUCKETS buckets, and buckets map to shards in
-contiguous ranges. The hash is stable across processes and versions (never Python's salted
+blake2b of the UTF-8 id picks one of NUM_BUCKETS buckets (shardvec.contract.buckets, shared
+with the shards, which store each row's bucket for the scroll order), and buckets map to shards
+in contiguous ranges. The hash is stable across processes and versions (never Python's salted
 `hash()`), and a later resharding can move whole buckets instead of rehashing every id.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import numpy as np
+from shardvec.contract.buckets import NUM_BUCKETS, bucket_of, slice_buckets, slice_of_bucket
 
-NUM_BUCKETS = 1024
-
-
-def bucket_of(id_: str) -> int:
-    digest = hashlib.blake2b(id_.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "little") % NUM_BUCKETS
+__all__ = ["NUM_BUCKETS", "bucket_of", "partition", "shard_buckets", "shard_of", "shard_of_bucket"]
 
 
 def shard_of_bucket(bucket: int, shards: int) -> int:
-    return bucket * shards // NUM_BUCKETS
+    return slice_of_bucket(bucket, shards)
+
+
+def shard_buckets(shard: int, shards: int) -> tuple[int, int]:
+    """The bucket range [start, end) shard `shard` of `shards` owns."""
+    return slice_buckets(shard, shards)
 
 
 def shard_of(id_: str, shards: int) -> int:

@@ -48,6 +48,7 @@ class CoordinatorRuntime:
         self.registry = Registry(self.data_dir)
         self.collections: dict[str, CollectionRuntime] = {}
         self.restoring: set[str] = set()  # in `collections`, but not served (see `get`)
+        self._uids: dict[str, bytes] = {}  # registry uids, cached
         self._lock = asyncio.Lock()
         self._health: asyncio.Task[None] | None = None
         self.on_shard_search: ShardTimer | None = None  # given to every collection
@@ -187,6 +188,13 @@ class CoordinatorRuntime:
             )
         return runtime
 
+    def uid(self, name: str) -> bytes:
+        """The identity of this incarnation of collection `name` (Registry.uid)."""
+        uid = self._uids.get(name)
+        if uid is None:
+            uid = self._uids[name] = self.registry.uid(name)
+        return uid
+
     def served(self) -> list[str]:
         """The names of the collections that are served (not being restored), sorted."""
         return sorted(n for n in self.collections if n not in self.restoring)
@@ -201,6 +209,7 @@ class CoordinatorRuntime:
                 runtime = self.get(name)
             self.restoring.discard(name)
             del self.collections[name]
+            self._uids.pop(name, None)
             self.registry.remove(name)
             for rs in runtime.shard_sets:
                 await rs.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -33,7 +34,11 @@ from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
 from coordinator.batching import MicroBatcher
 from coordinator.collection import CollectionRuntime, SearchParams, deadline_from
 from coordinator.config import CoordinatorSettings
+from coordinator.cursor import load_or_create_secret
+from coordinator.paths import cursor_secret_path
+from coordinator.query_ids import exclude_ids, vectors_of_ids
 from coordinator.runtime import CoordinatorRuntime
+from coordinator.scroll import scroll_rpc
 from coordinator.sizing import check_get_response, check_search_response
 from coordinator.snapshots import (
     RESTORE_BATCH_ROWS,
@@ -60,6 +65,7 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
         self.batcher = batcher
         self._writes: set[asyncio.Future[Any]] = set()
         self._snapshot_streams = 0
+        self._cursor_secret = load_or_create_secret(cursor_secret_path(runtime.data_dir))
 
     @contextlib.contextmanager
     def _snapshot_stream(self, what: str) -> Iterator[None]:
@@ -225,6 +231,8 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
 
     async def Search(self, request: Any, context: Any) -> Any:
         col = self.runtime.get(request.collection)
+        if request.query_ids:
+            return await self._search_by_ids(col, request, context)
         params = self._search_params(col, request)
         queries = vectors_from_proto(request.queries, col.dim, field="queries")
         nq = queries.shape[0]
@@ -253,6 +261,43 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
         # message is built, stopping at the first row past the limit.
         check_search_response(hits, col.dim, self.settings.max_message_bytes)
         return search_response(hits)
+
+    async def _search_by_ids(self, col: CollectionRuntime, request: Any, context: Any) -> Any:
+        """Search with the stored vectors of request.query_ids (coordinator/query_ids.py)."""
+        if request.queries.packed or len(request.queries.values) or len(request.query_texts):
+            raise InvalidArgument("search: give exactly one of queries, query_texts and query_ids")
+        params = self._search_params(col, request)
+        self._rows_limit(len(request.query_ids), self.settings.max_query_rows, "search query_ids")
+        ids = validate_ids(list(request.query_ids), field="query_ids")
+        k_asked = params.k + len(ids)
+        if k_asked > self.settings.max_k:
+            raise InvalidArgument(
+                f"query_ids: k + len(query_ids) = {k_asked} is over max_k {self.settings.max_k}"
+                " (every result leaves the asked ids out, so each query asks for that many)"
+            )
+        if len(ids) * k_asked > self.settings.max_search_hits:
+            raise ResourceExhausted(
+                f"search: {len(ids)} query_ids x (k + {len(ids)}) is {len(ids) * k_asked} hits,"
+                f" the limit is {self.settings.max_search_hits} (max_search_hits)"
+            )
+        if params.include_vectors:
+            self._bytes_limit(len(ids) * params.k * col.dim * 4, "search")
+        deadline = self._deadline(context)
+        queries = await vectors_of_ids(col, ids, deadline)
+        wide = dataclasses.replace(params, k=k_asked)
+
+        async def run(batch: np.ndarray, deadline: float) -> Hits:
+            return await col.search(batch, wide, deadline)
+
+        hits = await self.batcher.submit((col.spec.name, wide), queries, deadline, run, Hits.rows)
+        hits = exclude_ids(hits, set(ids), params.k)
+        check_search_response(hits, col.dim, self.settings.max_message_bytes)
+        return search_response(hits)
+
+    async def Scroll(self, request: Any, context: Any) -> Any:
+        return await scroll_rpc(
+            self.runtime, self.settings, self._cursor_secret, request, self._deadline(context)
+        )
 
     async def CreateSnapshot(self, request: Any, context: Any) -> AsyncIterator[Any]:
         deadline = deadline_from(context.time_remaining(), SNAPSHOT_DEADLINE_S)

@@ -21,8 +21,10 @@ from shardvec.contract.convert import (
     delete_request,
     get_request,
     get_result_from_proto,
+    scroll_page_from_proto,
     shard_hits_from_proto,
     shard_info_from_proto,
+    shard_scroll_to_proto,
     shard_search_payload,
     snapshot_chunk_from_proto,
     upsert_request,
@@ -40,8 +42,10 @@ from shardvec.contract.limits import TOKEN_HEADER
 from shardvec.contract.types import (
     Change,
     GetResult,
+    ScrollPage,
     SearchResult,
     ShardInfo,
+    ShardScroll,
     ShardSearch,
     SnapshotChunk,
     WriteAck,
@@ -240,6 +244,11 @@ class RemoteShard:
             resp = await self._call(self._search, payload, timeout)
         # Decoded as each shard answers: the early ones overlap the last one's search.
         return shard_hits_from_proto(resp, request.nq, int(request.queries.shape[1]))
+
+    async def scroll(self, request: ShardScroll, timeout: float) -> ScrollPage:
+        resp = await self._call(self._stub.Scroll, shard_scroll_to_proto(request), timeout)
+        dim = int(resp.vectors.dim) or 1
+        return scroll_page_from_proto(resp, dim, request.include_vectors)
 
     async def info(self, timeout: float) -> ShardInfo:
         resp = await self._call(self._stub.Info, shard_pb2.ShardInfoRequest(), timeout)

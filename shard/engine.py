@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from shardvec.contract.buckets import NUM_BUCKETS
 from shardvec.contract.errors import FailedPrecondition, InvalidArgument, ShardvecError
 from shardvec.contract.filters import Filter, validate_filter
 from shardvec.contract.limits import (
@@ -37,7 +38,7 @@ from shardvec.contract.limits import (
 )
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.store_copy import INDEX_FILE, MANIFEST_FILE
-from shardvec.contract.types import Change, Record, SearchResult
+from shardvec.contract.types import Change, Record, ScrollPage, SearchResult, ShardScroll
 from shardvec.contract.validation import validate_ids, validate_metadatas, validate_vectors
 
 from shard.checkpoint import remove_manifest, write_checkpoint
@@ -46,6 +47,7 @@ from shard.index import HnswIndex
 from shard.planner import PlannerSettings, SearchPlanner, check_threshold, drop_past_threshold
 from shard.recovery import recover
 from shard.rowdata import RowData
+from shard.scroll import scroll_page
 from shard.slots import SlotPlan, SlotTable
 from shard.store import Store, decode_metadata, decode_vector, encode_metadata, encode_vectors
 
@@ -365,6 +367,32 @@ class ShardEngine:
             for r in rows
         ]
         return out, applied
+
+    def scroll(self, request: ShardScroll) -> ScrollPage:
+        """The next page of live rows in (bucket, id) order after request's position
+        (shard/scroll.py), checked first: the shard service calls `scroll_trusted`."""
+        self._check_usable()
+        if not isinstance(request, ShardScroll):
+            raise InvalidArgument(f"scroll: expected ShardScroll, got {type(request).__name__}")
+        _check_int("after_bucket", request.after_bucket, 0, NUM_BUCKETS)
+        _check_int("end_bucket", request.end_bucket, 0, NUM_BUCKETS)
+        _check_int("limit", request.limit, 1, 1_000_000)
+        _check_int("max_bytes", request.max_bytes, 0, 1 << 40)
+        if not isinstance(request.after_id, str):
+            raise InvalidArgument("after_id: expected a string")
+        if request.where is not None:
+            validate_filter(request.where)
+        return self.scroll_trusted(request)
+
+    def scroll_trusted(self, request: ShardScroll) -> ScrollPage:
+        """`scroll` without its checks. With a filter, its mask over the slots is taken under
+        the index lock and only prefilters: each row is judged on the metadata read with it."""
+        self._check_usable()
+        mask = None
+        if request.where is not None:
+            with self._index.lock.read():
+                mask = self._mask(request.where)
+        return scroll_page(self._store, request, self.settings.dim, mask)
 
     def search(
         self,

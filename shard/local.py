@@ -28,8 +28,10 @@ from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.types import (
     Change,
     GetResult,
+    ScrollPage,
     SearchResult,
     ShardInfo,
+    ShardScroll,
     ShardSearch,
     SnapshotChunk,
     WriteAck,
@@ -128,6 +130,9 @@ class LocalShard:
             )
 
         return await self._run(timeout, work)
+
+    async def scroll(self, request: ShardScroll, timeout: float) -> ScrollPage:
+        return await self._run(timeout, lambda: self.engine.scroll(request))
 
     async def info(self, timeout: float) -> ShardInfo:
         def work() -> ShardInfo:

@@ -29,7 +29,13 @@ from typing import Any
 import grpc
 import numpy as np
 from shardvec.contract.codec import dumps_json, encode_packed, loads_json, metadata_to_json
-from shardvec.contract.convert import filter_from_proto, search_result_to_proto, vectors_from_proto
+from shardvec.contract.convert import (
+    filter_from_proto,
+    scroll_page_to_proto,
+    search_result_to_proto,
+    shard_scroll_from_proto,
+    vectors_from_proto,
+)
 from shardvec.contract.errors import (
     DeadlineExceeded,
     InvalidArgument,
@@ -311,6 +317,11 @@ class ShardService(shard_pb2_grpc.ShardServicer):
             resp.vectors.dim = self.dim
             resp.vectors.packed = encode_packed(np.stack(live))
         return resp
+
+    def Scroll(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._caller_waits(context, "scroll")
+        page = self.engine.scroll_trusted(shard_scroll_from_proto(request, trusted=True))
+        return scroll_page_to_proto(page, self.dim)
 
     def Snapshot(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         """A point-in-time copy of this replica: the manifest first, then the files' bytes."""

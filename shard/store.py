@@ -11,6 +11,10 @@ One table holds every row a replica has seen, live or deleted:
 - `vector` holds the row's float32 values as upserted ('<f4' bytes), `metadata` compact JSON.
 - A delete keeps the row as a tombstone (deleted=1, vector and metadata NULL, seq set), so a
   replica catching up from a peer learns about the delete and never resurrects the row.
+- `bucket` is the row's routing bucket (shardvec.contract.buckets, computed in SQL by the
+  `sv_bucket` function on write); the partial index `rows_scroll(bucket, id) WHERE deleted = 0`
+  serves `scroll`, which pages live rows in (bucket, id) order, the collection-wide scroll
+  order. A store written before the column existed gets it, filled, on open (one transaction).
 
 A small `kv` table holds `applied_seq`, the format version, the IndexSettings JSON and the
 owner (collection/shard/replica), so a directory of another collection is refused. Every
@@ -31,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from shardvec.contract.buckets import bucket_of
 from shardvec.contract.errors import DataLoss, FailedPrecondition, InvalidArgument, ShardvecError
 from shardvec.contract.private_files import private_dir, private_file
 from shardvec.contract.settings import IndexSettings
@@ -49,7 +54,8 @@ CREATE TABLE IF NOT EXISTS rows (
     seq INTEGER NOT NULL,
     vector BLOB,
     metadata TEXT,
-    deleted INTEGER NOT NULL DEFAULT 0
+    deleted INTEGER NOT NULL DEFAULT 0,
+    bucket INTEGER
 );
 CREATE INDEX IF NOT EXISTS rows_seq ON rows(seq);
 CREATE UNIQUE INDEX IF NOT EXISTS rows_slot ON rows(slot) WHERE slot IS NOT NULL;
@@ -57,16 +63,20 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _UPSERT = (
-    "INSERT INTO rows (id, slot, seq, vector, metadata, deleted) VALUES (?, ?, ?, ?, ?, 0) "
+    "INSERT INTO rows (id, slot, seq, vector, metadata, deleted, bucket) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, 0, sv_bucket(?1)) "
     "ON CONFLICT(id) DO UPDATE SET slot = excluded.slot, seq = excluded.seq, "
-    "vector = excluded.vector, metadata = excluded.metadata, deleted = 0"
+    "vector = excluded.vector, metadata = excluded.metadata, deleted = 0, "
+    "bucket = excluded.bucket"
 )
 _TOMBSTONE = (
-    "INSERT INTO rows (id, slot, seq, vector, metadata, deleted) "
-    "VALUES (?, NULL, ?, NULL, NULL, 1) "
+    "INSERT INTO rows (id, slot, seq, vector, metadata, deleted, bucket) "
+    "VALUES (?1, NULL, ?2, NULL, NULL, 1, sv_bucket(?1)) "
     "ON CONFLICT(id) DO UPDATE SET slot = NULL, seq = excluded.seq, vector = NULL, "
-    "metadata = NULL, deleted = 1"
+    "metadata = NULL, deleted = 1, bucket = excluded.bucket"
 )
+# The scroll order's index (see the module docstring); created after the bucket migration.
+_SCROLL_INDEX = "CREATE INDEX IF NOT EXISTS rows_scroll ON rows(bucket, id) WHERE deleted = 0"
 _SET_KV = (
     "INSERT INTO kv (key, value) VALUES (?, ?) "
     "ON CONFLICT(key) DO UPDATE SET value = excluded.value"
@@ -86,6 +96,17 @@ class StoredRow:
     vector: bytes | None
     metadata: str | None
     deleted: bool
+
+
+@dataclass(frozen=True)
+class ScrollRow:
+    """One live row as `scroll_rows` reads it; vector/metadata None when not asked for."""
+
+    bucket: int
+    id: str
+    slot: int | None
+    vector: bytes | None
+    metadata: str | None
 
 
 class Store:
@@ -125,14 +146,33 @@ class Store:
         if check != ["ok"]:
             raise DataLoss(f"store {self.path} failed its integrity check: {'; '.join(check[:5])}")
         with self._errors():
+            self._db.create_function("sv_bucket", 1, bucket_of, deterministic=True)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            self._migrate_buckets()
             stored = self._get_kv("settings")
             if stored is None:
                 self._init_new(settings)
             else:
                 self._check_existing(settings, stored)
+
+    def _migrate_buckets(self) -> None:
+        """Give a store of the previous version its bucket column, filled, and the scroll
+        index. The column and its values come in one transaction, so a store that has the
+        column has every value; running it again changes nothing."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(rows)")}
+        if "bucket" not in columns:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("ALTER TABLE rows ADD COLUMN bucket INTEGER")
+                self._db.execute("UPDATE rows SET bucket = sv_bucket(id)")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            log.info("store %s: added the bucket column for scrolling", self.path)
+        self._db.execute(_SCROLL_INDEX)
 
     def _init_new(self, settings: IndexSettings) -> None:
         if self._db.execute("SELECT 1 FROM rows LIMIT 1").fetchone() is not None:
@@ -220,6 +260,28 @@ class Store:
                 for rid, slot, seq, vec, md in db.execute(sql, chunk):
                     out[rid] = StoredRow(rid, slot, seq, vec, md, False)
         return out
+
+    def scroll_rows(
+        self,
+        after: tuple[int, str],
+        end_bucket: int,
+        limit: int,
+        *,
+        vectors: bool,
+        metadata: bool,
+    ) -> list[ScrollRow]:
+        """Up to `limit` live rows with (bucket, id) > `after` and bucket < `end_bucket`, in
+        (bucket, id) order, read in one statement (each row is one committed version).
+        `after` = (b, "") starts at bucket b: every id is non-empty."""
+        data = ["vector" if vectors else "NULL", "metadata" if metadata else "NULL"]
+        cols = ", ".join(["bucket", "id", "slot", *data])
+        sql = (
+            f"SELECT {cols} FROM rows WHERE deleted = 0 AND (bucket, id) > (?, ?) "
+            "AND bucket < ? ORDER BY bucket, id LIMIT ?"
+        )
+        with self._reader() as db:
+            rows = db.execute(sql, (after[0], after[1], end_bucket, limit)).fetchall()
+        return [ScrollRow(int(b), rid, slot, vec, md) for b, rid, slot, vec, md in rows]
 
     def seqs_of(self, ids: Sequence[str]) -> dict[str, int]:
         """The stored seq of each of `ids` that has a row (live or tombstone)."""

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from shardvec.contract.codec import decode_packed, dumps_json, encode_packed, loads_json
-from shardvec.contract.errors import InvalidArgument
+from shardvec.contract.errors import InvalidArgument, Unavailable
 from shardvec.contract.filters import And, Cond, Filter, Not, Or, validate_filter
 from shardvec.contract.limits import MAX_DIM, MAX_FILTER_DEPTH
 from shardvec.contract.settings import CollectionSpec, IndexSettings
@@ -24,8 +24,10 @@ from shardvec.contract.types import (
     Hits,
     Record,
     ReplicaStatus,
+    ScrollPage,
     SearchResult,
     ShardInfo,
+    ShardScroll,
     ShardSearch,
     SnapshotChunk,
     WriteAck,
@@ -444,3 +446,74 @@ def shard_info_from_proto(resp: shard_pb2.ShardInfoResponse) -> ShardInfo:
 
 def snapshot_chunk_from_proto(chunk: shard_pb2.ShardSnapshotChunk) -> SnapshotChunk:
     return SnapshotChunk(chunk.manifest_json, chunk.data)
+
+
+# Paging (Scroll) on the internal shard service.
+
+
+def shard_scroll_to_proto(s: ShardScroll) -> shard_pb2.ShardScrollRequest:
+    req = shard_pb2.ShardScrollRequest(
+        after_bucket=s.after_bucket,
+        after_id=s.after_id,
+        end_bucket=s.end_bucket,
+        limit=s.limit,
+        max_bytes=s.max_bytes,
+    )
+    req.include.metadata = s.include_metadata
+    req.include.vectors = s.include_vectors
+    if s.where is not None:
+        req.filter.CopyFrom(filter_to_proto(s.where))
+    return req
+
+
+def shard_scroll_from_proto(
+    req: shard_pb2.ShardScrollRequest, *, trusted: bool = False
+) -> ShardScroll:
+    where = filter_from_proto(req.filter, trusted=trusted) if req.HasField("filter") else None
+    return ShardScroll(
+        after_bucket=int(req.after_bucket),
+        after_id=req.after_id,
+        end_bucket=int(req.end_bucket),
+        limit=int(req.limit),
+        where=where,
+        include_metadata=req.include.metadata,
+        include_vectors=req.include.vectors,
+        max_bytes=int(req.max_bytes),
+    )
+
+
+def scroll_page_to_proto(page: ScrollPage, dim: int) -> shard_pb2.ShardScrollResponse:
+    resp = shard_pb2.ShardScrollResponse(
+        ids=page.ids,
+        metadata_json=page.metadata_json,
+        last_bucket=page.last_bucket,
+        last_id=page.last_id,
+        done=page.done,
+    )
+    if page.vectors is not None:
+        resp.vectors.dim = dim
+        resp.vectors.packed = encode_packed(page.vectors) if len(page.vectors) else b""
+    return resp
+
+
+def scroll_page_from_proto(
+    resp: shard_pb2.ShardScrollResponse, dim: int, include_vectors: bool
+) -> ScrollPage:
+    vectors = None
+    if include_vectors:
+        vectors = (
+            decode_packed(resp.vectors.packed, dim)
+            if resp.vectors.packed
+            else np.empty((0, dim), dtype=np.float32)
+        )
+        if len(vectors) != len(resp.ids):
+            raise Unavailable(f"a shard answered a scroll with {len(vectors)} vectors for "
+                              f"{len(resp.ids)} rows")
+    return ScrollPage(
+        list(resp.ids),
+        list(resp.metadata_json),
+        vectors,
+        int(resp.last_bucket),
+        resp.last_id,
+        bool(resp.done),
+    )

@@ -31,6 +31,11 @@ MAX_FIELD_CHARS = 256
 MAX_K = 1024
 MAX_EF = 4096
 
+# Scroll: rows per page when a request asks for none, and the most one page may hold (the
+# coordinator's max_scroll_rows may lower it).
+DEFAULT_SCROLL_ROWS = 256
+MAX_SCROLL_ROWS = 10_000
+
 # Messages and headers.
 PUBLIC_MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # public API, both directions (configurable)
 INTERNAL_MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # coordinator <-> shard replicas

@@ -21,8 +21,10 @@ from shardvec.contract.filters import Filter
 from shardvec.contract.types import (
     Change,
     GetResult,
+    ScrollPage,
     SearchResult,
     ShardInfo,
+    ShardScroll,
     ShardSearch,
     SnapshotChunk,
     WriteAck,
@@ -66,6 +68,10 @@ class ShardLike(Protocol):
         """Per query the best `request.k` rows: ids ((nq, k) object, "" padding), scores
         ((nq, k) float32, NaN padding) and counts; with `include_metadata` /
         `include_vectors`, each hit's stored metadata text and vector beside it."""
+        ...
+
+    async def scroll(self, request: ShardScroll, timeout: float) -> ScrollPage:
+        """The next page of live rows in (bucket, id) order after request's position."""
         ...
 
     async def info(self, timeout: float) -> ShardInfo:

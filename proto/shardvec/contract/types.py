@@ -168,3 +168,38 @@ class SnapshotChunk:
 
     manifest_json: str = ""
     data: bytes = b""
+
+
+# Paging (Scroll): one shard's part of a collection-wide walk in (bucket, id) order.
+
+
+@dataclass(frozen=True)
+class ShardScroll:
+    """Live rows of one shard after the position (after_bucket, after_id), exclusive, and
+    below end_bucket, in (bucket, id) order: at most `limit` rows and (when max_bytes > 0)
+    about max_bytes of ids, metadata and vectors, at least one row. after_id "" starts at the
+    beginning of after_bucket (ids are never empty)."""
+
+    after_bucket: int
+    after_id: str
+    end_bucket: int
+    limit: int
+    where: Filter | None = None
+    include_metadata: bool = False
+    include_vectors: bool = False
+    max_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class ScrollPage:
+    """One shard's answer to a ShardScroll: the rows in order (metadata JSON "" for none,
+    vectors (n, dim) when asked), the position read up to (last_bucket, last_id: at least the
+    last row's, further when a filter skipped rows after it), and `done` when no live row
+    follows that position below end_bucket."""
+
+    ids: list[str]
+    metadata_json: list[str]
+    vectors: np.ndarray | None
+    last_bucket: int
+    last_id: str
+    done: bool

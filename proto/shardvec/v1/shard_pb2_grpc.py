@@ -76,6 +76,11 @@ class ShardStub:
                 request_serializer=shardvec_dot_v1_dot_shard__pb2.ShardChangesRequest.SerializeToString,
                 response_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardChangesResponse.FromString,
                 _registered_method=True)
+        self.Scroll = channel.unary_unary(
+                '/shardvec.v1.Shard/Scroll',
+                request_serializer=shardvec_dot_v1_dot_shard__pb2.ShardScrollRequest.SerializeToString,
+                response_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardScrollResponse.FromString,
+                _registered_method=True)
         self.Snapshot = channel.unary_stream(
                 '/shardvec.v1.Shard/Snapshot',
                 request_serializer=shardvec_dot_v1_dot_shard__pb2.ShardSnapshotRequest.SerializeToString,
@@ -139,6 +144,13 @@ class ShardServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Scroll(self, request, context):
+        """One page of this replica's live rows in scroll order, (bucket, id), after a position.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Snapshot(self, request, context):
         """A consistent copy of this replica's durable state (SQLite online backup + checkpoint files).
         """
@@ -188,6 +200,11 @@ def add_ShardServicer_to_server(servicer, server):
                     servicer.Changes,
                     request_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardChangesRequest.FromString,
                     response_serializer=shardvec_dot_v1_dot_shard__pb2.ShardChangesResponse.SerializeToString,
+            ),
+            'Scroll': grpc.unary_unary_rpc_method_handler(
+                    servicer.Scroll,
+                    request_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardScrollRequest.FromString,
+                    response_serializer=shardvec_dot_v1_dot_shard__pb2.ShardScrollResponse.SerializeToString,
             ),
             'Snapshot': grpc.unary_stream_rpc_method_handler(
                     servicer.Snapshot,
@@ -413,6 +430,33 @@ class Shard:
             '/shardvec.v1.Shard/Changes',
             shardvec_dot_v1_dot_shard__pb2.ShardChangesRequest.SerializeToString,
             shardvec_dot_v1_dot_shard__pb2.ShardChangesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Scroll(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shardvec.v1.Shard/Scroll',
+            shardvec_dot_v1_dot_shard__pb2.ShardScrollRequest.SerializeToString,
+            shardvec_dot_v1_dot_shard__pb2.ShardScrollResponse.FromString,
             options,
             channel_credentials,
             insecure,

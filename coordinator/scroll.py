@@ -1,0 +1,161 @@
+"""Scroll: paging through a collection, or the rows matching a filter, with an opaque cursor.
+
+Order. Rows are walked in (bucket, id) order, bucket being the routing bucket of the id
+(shardvec.contract.buckets). Buckets map to shards in contiguous ranges, so the walk reads
+shard 0's rows, then shard 1's, and a page usually costs one shard call; each shard pages its
+own rows in that order from the SQLite index rows_scroll(bucket, id) (shard/scroll.py).
+
+Why every row alive for the whole scroll appears exactly once, whatever writes arrive: a row's
+key (bucket, id) never changes, the position only moves forward, and a page returns every live
+row with a key in (previous position, new position] as the shard's store held it when read
+(one SQL statement per shard call, ordered, with a limit). Consecutive pages cover disjoint
+key ranges, so no row comes twice; a row alive throughout is live when its range is read, so
+it comes once. A row written or deleted during the scroll may or may not appear. Reads go to
+one LIVE replica (ReplicaSet.read), and a LIVE replica holds every acknowledged write, so a
+page read from another replica than the last one keeps the rule.
+
+The cursor (coordinator/cursor.py) carries the position, the collection's name and uid and
+the slice, sealed with an HMAC. Slices split the order into near-equal bucket ranges for
+parallel readers (Ray Data's datasource reads one slice per shard).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from shardvec.contract.buckets import NUM_BUCKETS, slice_buckets
+from shardvec.contract.convert import filter_from_proto
+from shardvec.contract.errors import InvalidArgument
+from shardvec.contract.filters import Filter
+from shardvec.contract.limits import DEFAULT_SCROLL_ROWS
+from shardvec.contract.shard_api import ShardLike
+from shardvec.contract.types import ScrollPage, ShardScroll
+from shardvec.v1 import vector_search_pb2 as pb
+
+from coordinator.collection import CollectionRuntime
+from coordinator.config import CoordinatorSettings
+from coordinator.cursor import Cursor, check_cursor, decode_cursor, encode_cursor
+from coordinator.routing import shard_buckets, shard_of_bucket
+from coordinator.runtime import CoordinatorRuntime
+
+Position = tuple[int, str]
+
+
+async def scroll_collection(
+    col: CollectionRuntime,
+    start: Position,
+    end_bucket: int,
+    limit: int,
+    where: Filter | None,
+    include_metadata: bool,
+    include_vectors: bool,
+    max_bytes: int,
+    deadline: float,
+) -> tuple[list[ScrollPage], Position | None]:
+    """Pages of the shards holding the rows after `start` (exclusive) below `end_bucket`, in
+    order, with at most `limit` rows and about `max_bytes` in all; and the position to go on
+    from (None: the range is done)."""
+    shards = col.spec.shards
+    pos = start
+    pages: list[ScrollPage] = []
+    rows = size = 0
+    while pos[0] < end_bucket and rows < limit and size < max_bytes:
+        shard = shard_of_bucket(pos[0], shards)
+        stop = min(end_bucket, shard_buckets(shard, shards)[1])
+        request = ShardScroll(
+            after_bucket=pos[0],
+            after_id=pos[1],
+            end_bucket=stop,
+            limit=limit - rows,
+            where=where,
+            include_metadata=include_metadata,
+            include_vectors=include_vectors,
+            max_bytes=max_bytes - size,
+        )
+
+        async def call(shard_: ShardLike, timeout: float, req: ShardScroll = request) -> ScrollPage:
+            return await shard_.scroll(req, timeout)
+
+        page = await col.shard_sets[shard].read(call, deadline)
+        pages.append(page)
+        rows += len(page.ids)
+        size += _page_bytes(page)
+        if not page.done:
+            pos = (page.last_bucket, page.last_id)
+            break
+        pos = (stop, "")
+    return pages, (pos if pos[0] < end_bucket else None)
+
+
+def _page_bytes(page: ScrollPage) -> int:
+    vec = 0 if page.vectors is None else int(page.vectors.nbytes)
+    return sum(len(i) for i in page.ids) + sum(len(m) for m in page.metadata_json) + vec
+
+
+def slice_range(slice_: int, slices: int) -> tuple[int, int]:
+    """The bucket range of slice `slice_` of `slices` (0 of 0: every bucket)."""
+    if slices == 0:
+        if slice_ != 0:
+            raise InvalidArgument(f"slice: {slice_} needs slices > {slice_}")
+        return 0, NUM_BUCKETS
+    if not 1 <= slices <= NUM_BUCKETS:
+        raise InvalidArgument(f"slices: must be 0 (the whole collection) or in [1, {NUM_BUCKETS}]"
+                              f", got {slices}")
+    if slice_ >= slices:
+        raise InvalidArgument(f"slice: must be in [0, {slices}) for slices {slices}, got {slice_}")
+    return slice_buckets(slice_, slices)
+
+
+async def scroll_rpc(
+    runtime: CoordinatorRuntime,
+    settings: CoordinatorSettings,
+    secret: bytes,
+    request: pb.ScrollRequest,
+    deadline: float,
+) -> pb.ScrollResponse:
+    """One Scroll call, checked whole first: limit, slice, filter, cursor."""
+    col = runtime.get(request.collection)
+    limit = int(request.limit) or min(DEFAULT_SCROLL_ROWS, settings.max_scroll_rows)
+    if limit > settings.max_scroll_rows:
+        raise InvalidArgument(
+            f"limit: {limit} rows per page is over the cap {settings.max_scroll_rows} "
+            "(max_scroll_rows)"
+        )
+    if request.HasField("where_document"):
+        raise InvalidArgument("where_document: not supported on Scroll by this server")
+    first, end = slice_range(int(request.slice), int(request.slices))
+    where = filter_from_proto(request.filter) if request.HasField("filter") else None
+    uid = runtime.uid(col.spec.name)
+    start: Position = (first, "")
+    if request.cursor:
+        cursor = decode_cursor(request.cursor, secret)
+        check_cursor(cursor, col.spec.name, uid, int(request.slice), int(request.slices))
+        if not first <= cursor.bucket <= end:
+            raise InvalidArgument("cursor: its position is outside its slice")
+        start = (cursor.bucket, cursor.id)
+    inc_meta, inc_vec = request.include.metadata, request.include.vectors
+    pages, nxt = await scroll_collection(
+        col,
+        start,
+        end,
+        limit,
+        where,
+        inc_meta,
+        inc_vec,
+        settings.max_message_bytes // 2,
+        deadline,
+    )
+    resp = pb.ScrollResponse()
+    for page in pages:
+        resp.ids.extend(page.ids)
+        if inc_meta:
+            resp.metadata_json.extend(page.metadata_json)
+    if inc_vec:
+        resp.vectors.dim = col.dim
+        parts = [p.vectors for p in pages if p.vectors is not None and len(p.vectors)]
+        if parts:
+            resp.vectors.packed = np.concatenate(parts).astype("<f4").tobytes()
+    if nxt is not None:
+        resp.next_cursor = encode_cursor(
+            Cursor(col.spec.name, uid, int(request.slice), int(request.slices), *nxt), secret
+        )
+    return resp

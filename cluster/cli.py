@@ -15,6 +15,7 @@ import numpy as np
 from shardvec.contract.errors import ShardvecError
 
 from cluster.client import DEFAULT_ADDRESS, Client
+from cluster.data_commands import export
 from cluster.ops_commands import recall, snapshot
 from coordinator.config import CoordinatorSettings
 
@@ -40,6 +41,7 @@ LIMITS = {
         "max_k",
         "max_ef",
         "max_search_hits",
+        "max_scroll_rows",
     )
 }
 
@@ -347,9 +349,16 @@ def load(
 @click.option(
     "--vectors",
     "vectors_path",
-    required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A .npy file of query vectors.",
+)
+@click.option(
+    "--like",
+    "like",
+    multiple=True,
+    metavar="ID",
+    help="Instead of --vectors: search with the stored vector of this id (repeatable, one "
+    "query each); the ids given are left out of the hits.",
 )
 @click.option("-k", "k", default=10, show_default=True, type=int, help="Hits per query.")
 @click.option(
@@ -362,24 +371,31 @@ def load(
 def query(
     obj: _Context,
     name: str,
-    vectors_path: Path,
+    vectors_path: Path | None,
+    like: tuple[str, ...],
     k: int,
     where: str | None,
     ef: int,
     exact: bool,
     as_json: bool,
 ) -> None:
-    """Search a collection with query vectors from a .npy file."""
-    queries = np.asarray(np.load(vectors_path), dtype=np.float32)
+    """Search a collection with query vectors from a .npy file, or "more like" stored ids."""
+    if (vectors_path is None) == (not like):
+        raise click.UsageError("give exactly one of --vectors and --like")
     try:
         where_obj = json.loads(where) if where else None
     except json.JSONDecodeError as exc:
         raise click.UsageError(f"--where is not JSON: {exc}") from None
     try:
         with obj.client() as client:
-            hits = client.get_collection(name).search(
-                queries, k=k, where=where_obj, ef=ef or None, exact=exact
-            )
+            col = client.get_collection(name)
+            if vectors_path is None:
+                hits = col.search_by_ids(
+                    list(like), k=k, where=where_obj, ef=ef or None, exact=exact
+                )
+            else:
+                queries = np.asarray(np.load(vectors_path), dtype=np.float32)
+                hits = col.search(queries, k=k, where=where_obj, ef=ef or None, exact=exact)
     except ShardvecError as exc:
         _fail(exc)
         return
@@ -391,7 +407,7 @@ def query(
                 )
             )
             continue
-        click.echo(f"query {row}:")
+        click.echo(f"like {like[row]}:" if like else f"query {row}:")
         for h in row_hits:
             text = (h.metadata or {}).get("text", "")
             click.echo(f"  {h.score:8.4f}  {h.id:<12} {str(text)[:80]}")
@@ -442,6 +458,7 @@ def crasher(mode: str, seconds: float, interval: float, shards: int, replicas: i
 
 cli.add_command(snapshot)
 cli.add_command(recall)
+cli.add_command(export)
 
 
 def _add_plugin_commands() -> None:

@@ -35,12 +35,15 @@ from shardvec.contract.types import Hit, Record
 from shardvec.v1 import vector_search_pb2 as pb
 from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
 
+from cluster import paging
+from cluster.paging import Page
+
 T = TypeVar("T")
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 SNAPSHOT_TIMEOUT_S = 3600.0
 SNAPSHOT_CHUNK_BYTES = 1 << 20
 
-__all__ = ["Client", "Collection", "Hit", "Record", "verify_snapshot"]
+__all__ = ["Client", "Collection", "Hit", "Page", "Record", "verify_snapshot"]
 
 
 def _as_matrix(vectors: Any) -> np.ndarray:
@@ -376,3 +379,39 @@ class Collection:
         if where:
             req.filter.CopyFrom(filter_to_proto(parse_where(where)))
         return int(self.client.call("Count", req).count)
+
+    # Paging and search by id (cluster/paging.py).
+
+    def scroll(
+        self,
+        where: Mapping[str, Any] | None = None,
+        *,
+        page_size: int = 0,
+        include_metadata: bool = True,
+        include_vectors: bool = False,
+        cursor: bytes = b"",
+        part: tuple[int, int] | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[Record]:
+        """Every row (or every row matching `where`) exactly once, in a stable order, fetched
+        `page_size` rows at a time (0: the server's default, 256). Rows written while it runs
+        may or may not come; rows alive throughout all come, once."""
+        return paging.scroll(
+            self,
+            where,
+            page_size=page_size,
+            include_metadata=include_metadata,
+            include_vectors=include_vectors,
+            cursor=cursor,
+            part=part,
+            timeout=timeout,
+        )
+
+    def scroll_pages(self, where: Mapping[str, Any] | None = None, **kwargs: Any) -> Iterator[Page]:
+        """`scroll` page by page, each with the cursor that resumes after it."""
+        return paging.scroll_pages(self, where, **kwargs)
+
+    def search_by_ids(self, ids: Sequence[str], k: int = 10, **kwargs: Any) -> list[list[Hit]]:
+        """"More like these": per id, the hits nearest its stored vector, leaving out every
+        id asked for; `where`, `ef`, `exact`, thresholds and includes as in `search`."""
+        return paging.search_by_ids(self, ids, k, **kwargs)

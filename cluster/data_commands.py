@@ -1,0 +1,76 @@
+"""Data commands of the `shardvec` CLI: `export` (cluster/export.py).
+
+Registered on the main group in cluster/cli.py; `obj` is its context (with `.client()`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn, Protocol
+
+import click
+from shardvec.contract.errors import ShardvecError
+
+from cluster.client import Client
+from cluster.export import export_collection
+
+
+class _HasClient(Protocol):
+    def client(self) -> Client: ...
+
+
+def _fail(exc: ShardvecError) -> NoReturn:
+    click.echo(f"error: {exc.code.name}: {exc.message}", err=True)
+    sys.exit(1)
+
+
+@click.command()
+@click.argument("name")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help='JSON Lines to write, one {"id": ..., "metadata": {...}} per row.',
+)
+@click.option(
+    "--vectors",
+    "vectors_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the vectors as a .npy file, row i for line i of --out.",
+)
+@click.option("--where", default=None, help="Export only the rows matching this filter (JSON).")
+@click.option("--page-size", default=1000, show_default=True, type=int, help="Rows per page.")
+@click.pass_obj
+def export(
+    obj: _HasClient,
+    name: str,
+    out: Path,
+    vectors_out: Path | None,
+    where: str | None,
+    page_size: int,
+) -> None:
+    """Export a collection's rows (ids, metadata, optionally vectors) with a progress bar.
+
+    One scroll: every row alive for the whole export is written exactly once, even while
+    writes arrive."""
+    from tqdm import tqdm
+
+    try:
+        where_obj: Any = json.loads(where) if where else None
+    except json.JSONDecodeError as exc:
+        raise click.UsageError(f"--where is not JSON: {exc}") from None
+    try:
+        with obj.client() as client:
+            col = client.get_collection(name)
+            total = col.count(where_obj)
+            with tqdm(total=total, unit="row", desc=f"export {name}") as bar:
+                rows = export_collection(
+                    col, out, vectors_out, where_obj, page_size=page_size, progress=bar.update
+                )
+    except ShardvecError as exc:
+        _fail(exc)
+    extra = f" and {vectors_out}" if vectors_out else ""
+    click.echo(f"exported {rows} rows of {name} to {out}{extra}")

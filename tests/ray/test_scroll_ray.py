@@ -176,12 +176,12 @@ def _ray_data_round_trip(
     metas: list[dict[str, object]],
     shards: int,
 ) -> None:
-    import ray.data
+    ray_data = pytest.importorskip("ray.data", reason="Ray Data needs the data extra")
 
     from cluster.ray_data import ShardvecDatasource, write_dataset
 
     client.create_collection(name, dim=vecs.shape[1], shards=shards, m=8, ef_construction=40)
-    ds = ray.data.from_items(
+    ds = ray_data.from_items(
         [{"id": i, "vector": v, "metadata_json": json.dumps(m)}
          for i, v, m in zip(ids, vecs, metas, strict=True)],
         override_num_blocks=8,
@@ -192,7 +192,7 @@ def _ray_data_round_trip(
     assert col.count() == len(ids)
     source = ShardvecDatasource(cluster.address, name)
     assert source.slices == shards
-    back = ray.data.read_datasource(source).to_pandas()
+    back = ray_data.read_datasource(source).to_pandas()
     assert len(back) == len(ids) and back["id"].is_unique
     index = {rid: i for i, rid in enumerate(ids)}
     order = [index[rid] for rid in back["id"]]

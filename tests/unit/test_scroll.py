@@ -315,3 +315,29 @@ def test_cursors_are_sealed_and_bound_to_their_collection(tmp_path: Path) -> Non
 def test_cursor_round_trip() -> None:
     c = Cursor("col", b"u" * 16, 3, 8, 700, "é-id")
     assert decode_cursor(encode_cursor(c, b"s" * 32), b"s" * 32) == c
+
+
+def test_a_registry_of_the_previous_version_gets_uids_once(tmp_path: Path) -> None:
+    from shardvec.contract.settings import CollectionSpec
+
+    from coordinator.paths import registry_path
+    from coordinator.registry import Registry
+
+    spec = CollectionSpec("old", IndexSettings(dim=4))
+    db = sqlite3.connect(registry_path(tmp_path), isolation_level=None)
+    db.execute("CREATE TABLE collections (name TEXT PRIMARY KEY, spec TEXT NOT NULL,"
+               " state TEXT NOT NULL DEFAULT 'ready')")
+    db.execute("INSERT INTO collections (name, spec) VALUES (?, ?)", ("old", spec.to_json()))
+    db.close()
+    reg = Registry(tmp_path)
+    uid = reg.uid("old")
+    assert len(uid) == 16
+    reg.add(CollectionSpec("new", IndexSettings(dim=4)))
+    assert reg.uid("new") != uid
+    reg.close()
+    reg = Registry(tmp_path)
+    assert reg.uid("old") == uid  # kept: opening again changes nothing
+    reg.remove("new")
+    reg.add(CollectionSpec("new", IndexSettings(dim=4)))
+    assert reg.uid("new") != uid
+    reg.close()

@@ -10,15 +10,29 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from shardvec.contract.convert import filter_to_proto, hits_from_response, records_from_response
 from shardvec.contract.filters import parse_where
 from shardvec.contract.types import Hit, Record
 from shardvec.v1 import vector_search_pb2 as pb
 
-if TYPE_CHECKING:
-    from cluster.client import Collection
+
+class _Caller(Protocol):
+    def call(self, method: str, request: Any, timeout: float | None = None) -> Any: ...
+
+
+class Collection(Protocol):
+    """What these calls need of cluster.client.Collection (no import of it: no cycle)."""
+
+    @property
+    def client(self) -> _Caller: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
 
 
 @dataclass(frozen=True)

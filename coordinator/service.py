@@ -65,7 +65,7 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
         self.batcher = batcher
         self._writes: set[asyncio.Future[Any]] = set()
         self._snapshot_streams = 0
-        self._cursor_secret = load_or_create_secret(cursor_secret_path(runtime.data_dir))
+        self._cursor_secret: bytes | None = None  # read (or made) by the first Scroll
 
     @contextlib.contextmanager
     def _snapshot_stream(self, what: str) -> Iterator[None]:
@@ -294,9 +294,17 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
         check_search_response(hits, col.dim, self.settings.max_message_bytes)
         return search_response(hits)
 
+    @property
+    def cursor_secret(self) -> bytes:
+        """The key that seals scroll cursors, kept in the data directory (coordinator/cursor.py)."""
+        if self._cursor_secret is None:
+            path = cursor_secret_path(self.runtime.data_dir)
+            self._cursor_secret = load_or_create_secret(path)
+        return self._cursor_secret
+
     async def Scroll(self, request: Any, context: Any) -> Any:
         return await scroll_rpc(
-            self.runtime, self.settings, self._cursor_secret, request, self._deadline(context)
+            self.runtime, self.settings, self.cursor_secret, request, self._deadline(context)
         )
 
     async def CreateSnapshot(self, request: Any, context: Any) -> AsyncIterator[Any]:

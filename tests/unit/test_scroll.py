@@ -281,7 +281,7 @@ def test_cursors_are_sealed_and_bound_to_their_collection(tmp_path: Path) -> Non
         with pytest.raises(InvalidArgument, match="not a scroll cursor"):
             await scroll("a", b"junk")
         # a cursor sealed with another secret (another cluster) is refused too
-        other = encode_cursor(decode_cursor(cursor, svc._cursor_secret), b"x" * 32)
+        other = encode_cursor(decode_cursor(cursor, svc.cursor_secret), b"x" * 32)
         with pytest.raises(InvalidArgument, match="not a cursor this server issued"):
             await scroll("a", other)
         with pytest.raises(InvalidArgument, match="collection 'a', not 'b'"):
@@ -305,7 +305,7 @@ def test_cursors_are_sealed_and_bound_to_their_collection(tmp_path: Path) -> Non
         svc2 = service(tmp_path)
         await svc2.runtime.restore()
         fresh = (await svc2.Scroll(pb.ScrollRequest(collection="b", limit=10), ctx)).next_cursor
-        assert svc2._cursor_secret == svc._cursor_secret
+        assert svc2.cursor_secret == svc.cursor_secret
         assert len((await svc2.Scroll(pb.ScrollRequest(collection="b", cursor=fresh), ctx)).ids)
         await svc2.runtime.shutdown()
 

@@ -87,3 +87,13 @@ def test_search_by_ids_matches_brute_force_over_the_other_rows(tmp_path: Path) -
         await svc.runtime.shutdown()
 
     asyncio.run(main())
+
+
+def test_query_ids_of_invalid_utf8_are_named() -> None:
+    from coordinator.decoding import describe_problem
+
+    good = pb.SearchRequest(collection="c", k=3, query_ids=["a", "bb"]).SerializeToString()
+    bad = good.replace(b"bb", b"\xff\xfe")
+    assert describe_problem(pb.SearchRequest.DESCRIPTOR, bad) == (
+        "query_ids[1]: not valid UTF-8 (byte 0)"
+    )

@@ -34,7 +34,7 @@ class CoordinatorSettings:
     max_k: int = MAX_K  # may be lowered, not raised
     max_search_hits: int = 1_000_000  # queries x k of one Search
     max_ef: int = MAX_EF  # likewise
-    max_scroll_rows: int = MAX_SCROLL_ROWS  # rows of one Scroll page
+    max_scroll_rows: int = MAX_SCROLL_ROWS  # rows of one Scroll page; may be lowered
     default_deadline_s: float = 30.0
     search_threads: int = 0  # hnswlib threads of a replica's batch search; 0: its node's CPUs
     build_threads: int = DEFAULT_BUILD_THREADS
@@ -69,7 +69,11 @@ class CoordinatorSettings:
         ):
             if getattr(self, name) < 1:
                 raise InvalidArgument(f"{name} must be >= 1")
-        for name, cap in (("max_k", MAX_K), ("max_ef", MAX_EF)):
+        for name, cap in (
+            ("max_k", MAX_K),
+            ("max_ef", MAX_EF),
+            ("max_scroll_rows", MAX_SCROLL_ROWS),
+        ):
             if getattr(self, name) > cap:
                 raise InvalidArgument(f"{name} must be <= {cap}")
         for name in ("search_threads", "node_turn_rows"):

@@ -216,3 +216,29 @@ def test_ray_data_sink_and_source_round_trip_the_shared_set(
     assert isinstance(shared_data, SharedData)
     ids = [str(i) for i in range(len(shared_data.base))]
     _ray_data_round_trip(cluster, client, name, ids, shared_data.base, shared_data.meta, shards=4)
+
+
+def test_scroll_goes_on_across_a_replica_killed_with_kill_9(client: Client, name: str) -> None:
+    """Mid-scroll, one replica of each shard is killed with kill -9: the pages after it are
+    read from the other replica (the read rule) and the scroll still returns every row once."""
+    import os
+    import signal
+
+    col = client.create_collection(name, dim=DIM, shards=2, replicas=2)
+    ids, vecs, metas = _rows(0, 2000, seed=6)
+    col.upsert(ids, vecs, metas, batch_size=1000)
+    reps = client.wait_live(name, level=True)
+    got: list[str] = []
+    pids: list[int] = []
+    for n_page, page in enumerate(col.scroll_pages(page_size=100, include_metadata=False)):
+        got.extend(r.id for r in page.records)
+        if n_page == 3:
+            for shard in (0, 1):
+                victim = next(r for r in reps if r["shard"] == shard)
+                pids.append(int(victim["pid"]))  # type: ignore[call-overload]
+                os.kill(pids[-1], signal.SIGKILL)
+    assert len(pids) == 2 and len(got) == len(set(got)) == 2000
+    assert set(got) == set(ids)
+    after = client.wait_live(name, level=True)
+    assert not {int(r["pid"]) for r in after} & set(pids)  # type: ignore[call-overload]
+    client.drop_collection(name)

@@ -15,7 +15,7 @@ import numpy as np
 from shardvec.contract.errors import ShardvecError
 
 from cluster.client import DEFAULT_ADDRESS, Client
-from cluster.data_commands import export
+from cluster.data_commands import export, import_
 from cluster.ops_commands import recall, snapshot
 from coordinator.config import CoordinatorSettings
 
@@ -459,6 +459,7 @@ def crasher(mode: str, seconds: float, interval: float, shards: int, replicas: i
 cli.add_command(snapshot)
 cli.add_command(recall)
 cli.add_command(export)
+cli.add_command(import_)
 
 
 def _add_plugin_commands() -> None:

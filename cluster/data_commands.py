@@ -1,4 +1,5 @@
-"""Data commands of the `shardvec` CLI: `export` (cluster/export.py).
+"""Data commands of the `shardvec` CLI: `export` (cluster/export.py) and `import`, which
+loads what `export` wrote.
 
 Registered on the main group in cluster/cli.py; `obj` is its context (with `.client()`).
 """
@@ -74,3 +75,50 @@ def export(
         _fail(exc)
     extra = f" and {vectors_out}" if vectors_out else ""
     click.echo(f"exported {rows} rows of {name} to {out}{extra}")
+
+
+@click.command("import")
+@click.argument("name")
+@click.option(
+    "--in",
+    "in_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='JSON Lines as `shardvec export` writes them: {"id": ..., "metadata": {...}} per row.',
+)
+@click.option(
+    "--vectors",
+    "vectors_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The .npy file of the export, row i for line i.",
+)
+@click.option("--batch", default=1000, show_default=True, type=int, help="Rows per request.")
+@click.pass_obj
+def import_(obj: _HasClient, name: str, in_path: Path, vectors_path: Path, batch: int) -> None:
+    """Upsert the rows of an export (`shardvec export --out F.jsonl --vectors F.npy`) into a
+    collection, with a progress bar."""
+    import numpy as np
+    from tqdm import tqdm
+
+    vectors = np.load(vectors_path, mmap_mode="r")
+    with in_path.open(encoding="utf-8") as f:
+        lines = [json.loads(line) for line in f if line.strip()]
+    if len(lines) != len(vectors):
+        raise click.UsageError(f"{len(lines)} rows in {in_path} for {len(vectors)} vectors")
+    try:
+        with obj.client() as client:
+            col = client.get_collection(name)
+            with tqdm(total=len(lines), unit="row", desc=f"import {name}") as bar:
+                for start in range(0, len(lines), batch):
+                    part = lines[start : start + batch]
+                    col.upsert(
+                        [str(x["id"]) for x in part],
+                        np.asarray(vectors[start : start + len(part)], dtype=np.float32),
+                        [x.get("metadata") or {} for x in part],
+                        batch_size=batch,
+                    )
+                    bar.update(len(part))
+    except ShardvecError as exc:
+        _fail(exc)
+    click.echo(f"imported {len(lines)} rows into {name}")

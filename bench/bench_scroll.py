@@ -6,6 +6,8 @@ so 4 writer tasks can be scheduled at once), takes the first --n rows of the sha
 seeded Gaussian rows when it is absent) with their metadata, then:
 - `shardvec load` (the CLI in a subprocess, one client, --batch rows a request) into a new
   collection, timed from the process start to its exit;
+- the Ray Data sink's `write` called in this process on the Dataset's blocks (its own code
+  without Ray Data around it);
 - Ray Data `write_dataset` of the same rows (a materialized Dataset of --blocks blocks) into
   a new collection with concurrency 1, 2 and 4, after a warm-up write of 64 rows that starts
   the worker processes (its time is reported apart);
@@ -83,9 +85,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "scroll.json")
     args = ap.parse_args()
 
+    import ray
     import ray.data
 
-    from cluster.ray_data import ShardvecDatasource, write_dataset
+    from cluster.ray_data import ShardvecDatasink, ShardvecDatasource, write_dataset
 
     vecs, metas, source = load_rows(args.n, args.seed)
     n = len(vecs)
@@ -114,6 +117,8 @@ def main() -> None:
                  for i, v, m in zip(ids, vecs, metas, strict=True)],
                 override_num_blocks=args.blocks,
             ).materialize()
+            blocks = [ray.get(ref) for bundle in ds.iter_internal_ref_bundles()
+                      for ref in bundle.block_refs]  # fmt: skip
             env = {**os.environ, "SHARDVEC_SERVER": cluster.address}
             # Warm-up: the first Ray Data write starts its worker processes and imports
             # pyarrow, gRPC and the client there; a fixed cost, reported apart.
@@ -145,6 +150,17 @@ def main() -> None:
                     raise SystemExit(f"shardvec load failed: {done.stderr[-2000:]}")
                 results[f"load_cli_{key}"] = {"seconds": secs, "rows_per_s": n / secs}
                 print(f"  shardvec load (1 client)      {n / secs:10,.0f} rows/s  ({secs:.1f} s)")
+                # The sink's own code, called in this process on the same blocks: what the
+                # writer tasks would do without Ray Data's scheduling around them.
+                client.create_collection(
+                    "direct", vecs.shape[1], shards=args.shards, m=hnsw_m, ef_construction=efc
+                )
+                sink = ShardvecDatasink(cluster.address, "direct", batch_size=args.batch)
+                written, secs = timed(lambda sink=sink: sink.write(blocks, None))
+                assert written == n
+                results[f"sink_in_driver_{key}"] = {"seconds": secs, "rows_per_s": n / secs}
+                print(f"  sink.write in this process    {n / secs:10,.0f} rows/s  ({secs:.1f} s)")
+                client.drop_collection("direct")
                 results[f"ray_data_ingest_{key}"] = {}
                 for tasks in (1, 2, 4):
                     name = f"ray{tasks}"

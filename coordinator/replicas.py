@@ -187,6 +187,14 @@ class ReplicaSet:
     def live(self) -> list[Replica]:
         return [r for r in self.replicas if r.state is ReplicaState.LIVE]
 
+    def _none_live(self, what: str) -> Exception:
+        """Unavailable, or DataLoss naming the damaged replicas when that is why."""
+        damaged = [r for r in self.replicas if r.state is ReplicaState.DAMAGED]
+        if damaged and len(damaged) == len(self.replicas):
+            names = "; ".join(f"{r.name}: {r.fault}" for r in damaged)
+            return DataLoss(f"shard {self.shard}: no live replica {what}; damaged: {names}")
+        return Unavailable(f"shard {self.shard}: no live replica {what}")
+
     async def write(
         self, call: Callable[[ShardLike, int, float], Awaitable[T]], deadline: float
     ) -> T:
@@ -194,7 +202,7 @@ class ReplicaSet:
         async with self.write_lock:
             targets = self.live()
             if not targets:
-                raise Unavailable(f"shard {self.shard}: no live replica to write to")
+                raise self._none_live("to write to")
             seq = self.next_seq
             if seq > self._reserved:
                 self._reserved = self._reserve(seq)
@@ -229,7 +237,7 @@ class ReplicaSet:
         what is left of the deadline and marks nobody."""
         candidates = self.live()
         if not candidates:
-            raise Unavailable(f"shard {self.shard}: no live replica")
+            raise self._none_live("to read from")
         start = self._rr % len(candidates)
         self._rr += 1
         ordered = candidates[start:] + candidates[:start]

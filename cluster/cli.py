@@ -13,6 +13,7 @@ from typing import Any
 import click
 import numpy as np
 from shardvec.contract.errors import ShardvecError
+from shardvec.contract.limits import DEFAULT_SCRUB_ROWS_PER_S
 
 from cluster.client import DEFAULT_ADDRESS, Client
 from cluster.data_commands import export, import_
@@ -124,6 +125,14 @@ def cli(ctx: click.Context, server: str, api_key: str | None) -> None:
 )
 @click.option("--num-cpus", default=None, type=int, help="CPUs of an embedded Ray.")
 @click.option(
+    "--scrub-rows-per-s",
+    default=DEFAULT_SCRUB_ROWS_PER_S,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Rows a second each replica's background scrub checks against their checksums "
+    "(0: no scrub; the store is still checked when it opens and when rows are read).",
+)
+@click.option(
     "--limit",
     "limits",
     multiple=True,
@@ -160,6 +169,7 @@ def up(
     tls_key: str,
     search_threads: int,
     num_cpus: int | None,
+    scrub_rows_per_s: int,
     limits: tuple[str, ...],
     metrics_port: int,
     log_level: str,
@@ -179,6 +189,7 @@ def up(
         "tls_key": tls_key,
         "search_threads": search_threads,
         "metrics_port": metrics_port,
+        "scrub_rows_per_s": scrub_rows_per_s,
         **_parse_limits(limits),
     }
     try:
@@ -230,6 +241,11 @@ def status(obj: _Context, as_json: bool) -> None:
                 f"rows={r['count']:<9} seq={r['applied_seq']:<7} pid={r['pid']:<7} "
                 f"node={r['node_id'][:12]} addr={r['address']}"
             )
+            if r.get("reason"):
+                click.echo(
+                    f"    DATA_LOSS {c['name']} shard {r['shard']} replica {r['replica']}: "
+                    f"{r['reason']}"
+                )
 
 
 @cli.command()

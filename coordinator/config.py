@@ -9,6 +9,7 @@ from typing import Any
 from shardvec.contract.errors import InvalidArgument
 from shardvec.contract.limits import (
     DEFAULT_BUILD_THREADS,
+    DEFAULT_SCRUB_ROWS_PER_S,
     MAX_EF,
     MAX_K,
     MAX_SCROLL_ROWS,
@@ -46,6 +47,7 @@ class CoordinatorSettings:
     shard_stream: bool = True  # small searches over one persistent stream per replica
     metrics_port: int = 0  # 0: no metrics endpoint
     max_snapshot_streams: int = 2  # CreateSnapshot and RestoreSnapshot calls running at once
+    scrub_rows_per_s: int = DEFAULT_SCRUB_ROWS_PER_S  # each replica's row-checksum scrub; 0: off
 
     def __post_init__(self) -> None:
         if not self.data_dir:
@@ -76,7 +78,7 @@ class CoordinatorSettings:
         ):
             if getattr(self, name) > cap:
                 raise InvalidArgument(f"{name} must be <= {cap}")
-        for name in ("search_threads", "node_turn_rows"):
+        for name in ("search_threads", "node_turn_rows", "scrub_rows_per_s"):
             if getattr(self, name) < 0:
                 raise InvalidArgument(f"{name} must be >= 0")
         if self.read_only_key and not self.api_key:

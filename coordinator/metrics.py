@@ -11,6 +11,8 @@ Series (all prefixed `shardvec_`):
     replica_applied_seq{collection,shard,replica} gauge    the replica's applied seq
     replica_dirty_rows{collection,shard,replica} gauge     rows changed since its checkpoint
     checkpoint_age_seconds{collection,shard,replica} gauge seconds since its index checkpoint
+    replica_repairs_total{collection,shard,replica} counter damaged replica quarantined and
+                                                           rebuilt from a live peer
 
 Counters and histograms are fed by hooks (the guard interceptor's `observe`, the batcher's
 `on_batch`, the collection's per-shard timer). Gauges are read at scrape time: the scrape
@@ -34,7 +36,7 @@ from prometheus_client import (
     disable_created_metrics,
     start_http_server,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from coordinator.replicas import ReplicaState
@@ -62,6 +64,7 @@ class ReplicaFigures:
     applied_seq: int | None
     checkpoint_unix: float | None
     dirty_rows: int | None = None
+    repairs: int = 0
 
 
 class CoordinatorMetrics:
@@ -180,9 +183,15 @@ class _ClusterCollector(Collector):
             "Seconds since the replica last wrote its index checkpoint.",
             labels=["collection", "shard", "replica"],
         )
+        repairs = CounterMetricFamily(
+            "shardvec_replica_repairs",
+            "Times a damaged replica was quarantined and rebuilt from a live peer.",
+            labels=["collection", "shard", "replica"],
+        )
         per_shard: dict[tuple[str, int], int] = {}
         for f in figures:
             labels = [f.collection, str(f.shard), str(f.replica)]
+            repairs.add_metric(labels, f.repairs)
             for s in ReplicaState:
                 state.add_metric([*labels, s.value], 1.0 if s.value == f.state else 0.0)
             if f.applied_seq is not None:
@@ -196,7 +205,7 @@ class _ClusterCollector(Collector):
                 per_shard[key] = max(per_shard.get(key, 0), f.count)
         for (collection, shard), count in sorted(per_shard.items()):
             rows.add_metric([collection, str(shard)], count)
-        yield from (rows, state, seq, dirty, age)
+        yield from (rows, state, seq, dirty, age, repairs)
 
 
 async def gather_figures(runtime: CoordinatorRuntime) -> list[ReplicaFigures]:
@@ -217,6 +226,7 @@ async def gather_figures(runtime: CoordinatorRuntime) -> list[ReplicaFigures]:
             collection, replica.shard, replica.index, replica.state.value, count, applied,
             float(ckpt) if isinstance(ckpt, (int, float)) else None,
             int(dirty) if isinstance(dirty, int) else None,
+            replica.repairs,
         )
 
     jobs = [

@@ -31,3 +31,10 @@ def snapshot_dir(data_dir: Path) -> Path:
 def cursor_secret_path(data_dir: Path) -> Path:
     """The secret that seals scroll cursors (coordinator/cursor.py)."""
     return Path(data_dir) / "cursor.key"
+
+
+def quarantine_dir(data_dir: Path, collection: str, shard: int, replica: int, stamp: str) -> Path:
+    """Where a damaged replica's directory is moved aside (kept for inspection, never read)."""
+    replica_dir(data_dir, collection, shard, replica)  # validates the name and numbers
+    name = f"{collection}-shard-{shard:04d}-replica-{replica:02d}-{stamp}"
+    return Path(data_dir) / "quarantine" / name

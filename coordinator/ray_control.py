@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ray
-from ray.exceptions import ActorUnschedulableError, RayActorError
+from ray.exceptions import ActorUnschedulableError, RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-from shardvec.contract.limits import DEFAULT_BUILD_THREADS
+from shardvec.contract.errors import ShardvecError
+from shardvec.contract.limits import DEFAULT_BUILD_THREADS, DEFAULT_SCRUB_ROWS_PER_S
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.shard_api import ShardLike
 
-from coordinator.paths import replica_dir
+from coordinator.paths import quarantine_dir, replica_dir
 from coordinator.shard_client import RemoteShard
 
 if TYPE_CHECKING:
@@ -99,6 +101,7 @@ class RayReplicaControl:
             search_threads=threads,
             build_threads=self.opts.get("build_threads", DEFAULT_BUILD_THREADS),
             node_turn_rows=self.opts.get("node_turn_rows", 0),
+            scrub_rows_per_s=self.opts.get("scrub_rows_per_s", DEFAULT_SCRUB_ROWS_PER_S),
             owner=f"{self.spec.name}/shard-{self.shard}/replica-{self.replica}",
         )
 
@@ -115,6 +118,8 @@ class RayReplicaControl:
         self.ensure()
         try:
             return await getattr(self.handle, method).remote(*args)
+        except RayTaskError as exc:
+            raise _cause(exc) from None
         except (RayActorError, ActorUnschedulableError):
             # Restarting: the name still resolves to it and later calls wait for it.
             # Gone for good (node lost, restarts exhausted): the name is free and the next
@@ -136,6 +141,8 @@ class RayReplicaControl:
                     return str(await asyncio.wait_for(asyncio.shield(fut), timeout=2.0))
                 except TimeoutError:
                     await self._replace_if_node_gone()
+        except RayTaskError as exc:  # the actor is up but cannot serve (a damaged store)
+            raise _cause(exc) from None
         except ActorUnschedulableError:
             # Pinned to a node that no longer exists: it can never start there.
             await self._replace_if_node_gone(force=True)
@@ -173,6 +180,13 @@ class RayReplicaControl:
         """The actor copies from the peer's gRPC address itself (replica to replica)."""
         return int(await self._call("catch_up", peer.address))
 
+    async def repair(self) -> None:
+        """Quarantine the replica's directory (moved under data_dir/quarantine) and restart it
+        empty, in the same process; the caller then catches it up from a live peer."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{time.time_ns() % 10**9:09d}"
+        target = quarantine_dir(self.data_dir, self.spec.name, self.shard, self.replica, stamp)
+        await self._call("repair", str(target))
+
     async def close(self) -> None:
         """Checkpoint and stop the replica, then end its process."""
         if self.handle is None:
@@ -186,6 +200,12 @@ class RayReplicaControl:
             log.warning("replica %s did not close cleanly: %s", self.name, exc)
         ray.kill(self.handle, no_restart=True)
         self.handle = None
+
+
+def _cause(exc: RayTaskError) -> BaseException:
+    """The shardvec error an actor method raised, or the Ray error itself."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, ShardvecError) else exc
 
 
 def ray_controls(data_dir: Path, opts: dict[str, Any]) -> ControlFactory:

@@ -23,13 +23,23 @@ Replicas are reached through the shard interface (`ShardLike`) and controlled th
 `ReplicaControl` handed in (Ray actors in production, in-process engines in tests); nothing
 here knows which.
 
+Self-repair: a replica whose store fails its checks (SQLite's quick_check or a row checksum,
+at open, in its background scrub, or when a row is read) answers DataLoss. It is DAMAGED and
+out of service: reads and writes skip it. With a LIVE peer it is quarantined
+(`ReplicaControl.repair`: its directory moved aside, the replica restarted empty), counted in
+`Replica.repairs`, and then caught up like any DEAD replica, copying every row from the peer.
+With no LIVE peer it stays DAMAGED, its reason in `shardvec status`, until one is LIVE: a
+damaged store is never served and never replaced by an empty one that would lose its rows.
+
 Replica states::
 
     STARTING --ready--> CATCHING_UP --level with a live peer--> LIVE
-                             ^                                    |
-                             |            replica down (ReplicaDown), write failed,
-                             |                        or health probe unanswered
-                             +------ process is back ------- DEAD <+
+                             ^    ^                               |
+                             |    |       replica down (ReplicaDown), write failed,
+                             |    |       DataLoss, or health probe unanswered
+                             |    +------ process is back ------- DEAD <+
+                             |                                     |
+                             +-- repaired (live peer) -- DAMAGED <-+ store failed a check
 """
 
 from __future__ import annotations
@@ -41,7 +51,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from shardvec.contract.errors import DeadlineExceeded, ReplicaDown, Unavailable, is_bad_request
+from shardvec.contract.errors import (
+    DataLoss,
+    DeadlineExceeded,
+    ReplicaDown,
+    Unavailable,
+    is_bad_request,
+)
 from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.types import ReplicaStatus
 
@@ -49,6 +65,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+DAMAGED_RECHECK_S = 2.0  # how often a DAMAGED replica without a live peer looks for one
 CATCH_UP_LAG = 2  # batches a replica may trail before the final, write-blocking catch-up
 
 
@@ -57,6 +74,7 @@ class ReplicaState(enum.Enum):
     CATCHING_UP = "catching_up"
     LIVE = "live"
     DEAD = "dead"
+    DAMAGED = "damaged"
 
 
 class ReplicaControl(Protocol):
@@ -78,6 +96,10 @@ class ReplicaControl(Protocol):
         """Copy what `peer` applied after this replica's seq; returns the replica's new seq."""
         ...
 
+    async def repair(self) -> None:
+        """Quarantine the replica's damaged directory and restart it empty."""
+        ...
+
     async def close(self) -> None:
         """Checkpoint and stop the replica."""
         ...
@@ -97,6 +119,9 @@ class Replica:
         self.count = 0
         self.pid = 0
         self.node_id = ""
+        self.fault = ""  # why it is DAMAGED
+        self.repairs = 0  # times it was quarantined and rebuilt from a peer
+        self.reported_no_peer = False  # "no live peer to rebuild it" logged for this damage
 
     def set_state(self, state: ReplicaState) -> None:
         if state is not self.state:
@@ -128,6 +153,7 @@ class Replica:
             pid=self.pid,
             count=self.count,
             applied_seq=self.applied_seq,
+            reason=self.fault if self.state is ReplicaState.DAMAGED else "",
         )
 
     def remote(self) -> ShardLike:
@@ -161,6 +187,14 @@ class ReplicaSet:
     def live(self) -> list[Replica]:
         return [r for r in self.replicas if r.state is ReplicaState.LIVE]
 
+    def _none_live(self, what: str) -> Exception:
+        """Unavailable, or DataLoss naming the damaged replicas when that is why."""
+        damaged = [r for r in self.replicas if r.state is ReplicaState.DAMAGED]
+        if damaged and len(damaged) == len(self.replicas):
+            names = "; ".join(f"{r.name}: {r.fault}" for r in damaged)
+            return DataLoss(f"shard {self.shard}: no live replica {what}; damaged: {names}")
+        return Unavailable(f"shard {self.shard}: no live replica {what}")
+
     async def write(
         self, call: Callable[[ShardLike, int, float], Awaitable[T]], deadline: float
     ) -> T:
@@ -168,7 +202,7 @@ class ReplicaSet:
         async with self.write_lock:
             targets = self.live()
             if not targets:
-                raise Unavailable(f"shard {self.shard}: no live replica to write to")
+                raise self._none_live("to write to")
             seq = self.next_seq
             if seq > self._reserved:
                 self._reserved = self._reserve(seq)
@@ -203,7 +237,7 @@ class ReplicaSet:
         what is left of the deadline and marks nobody."""
         candidates = self.live()
         if not candidates:
-            raise Unavailable(f"shard {self.shard}: no live replica")
+            raise self._none_live("to read from")
         start = self._rr % len(candidates)
         self._rr += 1
         ordered = candidates[start:] + candidates[:start]
@@ -216,7 +250,7 @@ class ReplicaSet:
             timeout = remaining if left == 1 else max(remaining / 2, min(remaining, 0.5))
             try:
                 return await call(replica.remote(), timeout)
-            except ReplicaDown as exc:
+            except (ReplicaDown, DataLoss) as exc:
                 last = exc
                 log.warning("read from %s failed, marking it dead: %s", replica.name, exc)
                 self.mark_dead(replica)
@@ -230,7 +264,7 @@ class ReplicaSet:
         raise Unavailable(f"shard {self.shard}: every replica failed ({last})")
 
     def mark_dead(self, replica: Replica) -> None:
-        if replica.state is ReplicaState.DEAD or self._closed:
+        if replica.state in (ReplicaState.DEAD, ReplicaState.DAMAGED) or self._closed:
             return
         replica.set_state(ReplicaState.DEAD)
         self.start_recovery(replica)
@@ -249,11 +283,41 @@ class ReplicaSet:
                 replica.set_state(ReplicaState.CATCHING_UP)
                 await self._catch_up(replica)
                 return
+            except DataLoss as exc:
+                if await self._repair(replica, exc):
+                    delay = 0.2
+                    continue
+                await asyncio.sleep(DAMAGED_RECHECK_S)
             except Exception as exc:  # the process is still restarting; try again
                 log.info("recovery of %s waiting: %s", replica.name, exc)
                 replica.set_state(ReplicaState.DEAD)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    async def _repair(self, replica: Replica, exc: DataLoss) -> bool:
+        """A replica answered DataLoss: DAMAGED; quarantined and restarted empty when a LIVE
+        peer holds the rows (True), else left out of service (False)."""
+        if replica.state is not ReplicaState.DAMAGED or replica.fault != exc.message:
+            replica.fault = exc.message
+            replica.set_state(ReplicaState.DAMAGED)
+        peers = [r for r in self.live() if r is not replica]
+        if not peers:
+            if not replica.reported_no_peer:
+                log.error(
+                    "%s is damaged and no live replica can rebuild it; out of service: %s",
+                    replica.name, exc.message, extra={"replica": replica.name},
+                )
+                replica.reported_no_peer = True
+            return False
+        log.warning(
+            "%s is damaged; quarantining it and rebuilding it from %s: %s",
+            replica.name, peers[0].name, exc.message, extra={"replica": replica.name},
+        )
+        await replica.control.repair()
+        replica.repairs += 1
+        replica.fault = ""
+        replica.reported_no_peer = False
+        return True
 
     async def _catch_up(self, replica: Replica) -> None:
         while True:
@@ -284,7 +348,7 @@ class ReplicaSet:
         for r in self.live():
             try:
                 info = await r.remote().info(timeout)
-            except (ReplicaDown, DeadlineExceeded) as exc:
+            except (ReplicaDown, DeadlineExceeded, DataLoss) as exc:
                 log.warning("health probe of %s failed: %s", r.name, exc)
                 self.mark_dead(r)
                 continue

@@ -25,7 +25,13 @@ from shardvec.contract.convert import (
     spec_from_request,
     vectors_from_proto,
 )
-from shardvec.contract.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
+from shardvec.contract.errors import (
+    DataLoss,
+    DeadlineExceeded,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+)
 from shardvec.contract.types import Hits, ReplicaStatus
 from shardvec.contract.validation import parse_metadata_json, validate_ids, validate_vectors
 from shardvec.v1 import vector_search_pb2 as pb
@@ -129,7 +135,13 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
 
     async def DescribeCollection(self, request: Any, context: Any) -> Any:
         col = self.runtime.get(request.name)
-        count = await col.count(None, self._deadline(context))
+        count: int | None = None
+        try:
+            count = await col.count(None, self._deadline(context))
+        except (Unavailable, DataLoss) as exc:
+            # A shard with no live replica: still describe it, so `shardvec status` can name
+            # the replicas that are down or damaged (count left unset).
+            log.info("describe %s: no count: %s", request.name, exc)
         live = [r for rs in col.shard_sets for r in rs.live()]
         # Refresh pid/node/rows concurrently and briefly: this is status, not the data path.
         results = await asyncio.gather(

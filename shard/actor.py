@@ -14,26 +14,36 @@ from typing import Any
 
 import grpc
 from shardvec.contract.convert import changes_from_proto
+from shardvec.contract.errors import DataLoss, ShardvecError
 from shardvec.contract.limits import (
     DEFAULT_BUILD_THREADS,
     DEFAULT_CHECKPOINT_ROWS,
+    DEFAULT_SCRUB_ROWS_PER_S,
     DEFAULT_SEARCH_THREADS,
     TOKEN_HEADER,
 )
 from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
-from shardvec.contract.private_files import restrict_umask
+from shardvec.contract.private_files import private_dir, restrict_umask
 from shardvec.contract.settings import IndexSettings
 from shardvec.v1 import shard_pb2, shard_pb2_grpc
 
 from shard.engine import ShardEngine
 from shard.node_lock import default_lock_path
+from shard.scrub import Scrubber
 from shard.server import ShardServer
 
 log = logging.getLogger(__name__)
 
 
 class ShardReplica:
-    """Owns one replica's directory, engine and internal gRPC server."""
+    """Owns one replica's directory, engine and internal gRPC server.
+
+    A store that fails its checks at open (ShardvecError, DataLoss for damage) does not fail
+    the actor: Ray would re-create it from the same directory every few seconds. The actor
+    stays up without an engine, `address()` raises that error, and the coordinator decides:
+    `repair()` (quarantine the directory, start empty, then catch up from a live peer) when
+    a peer holds the rows, or out of service with DATA_LOSS when none does.
+    """
 
     def __init__(
         self,
@@ -47,26 +57,91 @@ class ShardReplica:
         checkpoint_rows: int = DEFAULT_CHECKPOINT_ROWS,
         owner: str = "",
         node_turn_rows: int = 0,
+        scrub_rows_per_s: int = DEFAULT_SCRUB_ROWS_PER_S,
     ) -> None:
         restrict_umask()  # everything this replica's process writes is private (0600/0700)
         self.node_id = _node_id()
         self.token = token
-        self.engine = ShardEngine(
-            Path(directory),
-            IndexSettings.from_dict(settings),
-            search_threads=search_threads,
-            build_threads=build_threads,
-            checkpoint_rows=checkpoint_rows,
-            owner=owner,
-        )
-        self.server = ShardServer(
-            self.engine,
-            token=token,
-            host=host or _node_ip(),
+        self.directory = Path(directory)
+        self._settings = IndexSettings.from_dict(settings)
+        self._host = host or _node_ip()
+        self._threads = (search_threads, build_threads, checkpoint_rows)
+        self._owner = owner
+        self._node_turn_rows = node_turn_rows
+        self._scrub_rows_per_s = scrub_rows_per_s
+        self.fault: ShardvecError | None = None  # why it could not open, if it could not
+        self._engine: ShardEngine | None = None
+        self._server: ShardServer | None = None
+        self.scrubber: Scrubber | None = None
+        self._open()
+
+    def _open(self) -> None:
+        try:
+            search, build, ckpt = self._threads
+            engine = ShardEngine(
+                self.directory,
+                self._settings,
+                search_threads=search,
+                build_threads=build,
+                checkpoint_rows=ckpt,
+                owner=self._owner,
+            )
+        except ShardvecError as exc:
+            log.error("replica %s cannot open: %s", self.directory, exc.message)
+            self.fault = exc
+            return
+        self.fault = None
+        self._engine = engine
+        self._server = ShardServer(
+            engine,
+            token=self.token,
+            host=self._host,
             node_id=self.node_id,
-            node_turn_rows=node_turn_rows,
+            node_turn_rows=self._node_turn_rows,
             search_lock_path=default_lock_path(self.node_id),
         )
+        self.scrubber = Scrubber(engine, self._scrub_rows_per_s)
+        self.scrubber.start()
+
+    @property
+    def engine(self) -> ShardEngine:
+        """The open engine; raises why there is none (or why it stopped serving)."""
+        if self._engine is None:
+            raise self.fault or DataLoss(f"replica {self.directory} has no engine")
+        if self._engine.damage is not None:
+            raise DataLoss(f"replica {self.directory} is damaged: {self._engine.damage}")
+        return self._engine
+
+    @property
+    def server(self) -> ShardServer:
+        self.engine  # noqa: B018 - raises when the replica is not serving
+        assert self._server is not None
+        return self._server
+
+    def repair(self, quarantine_to: str) -> str:
+        """Move this replica's directory to `quarantine_to` (kept, 0700, for inspection) and
+        start afresh with an empty store; returns the new address. The caller then copies
+        every row from a live peer (`catch_up`)."""
+        self._stop()
+        target = Path(quarantine_to)
+        private_dir(target.parent)
+        if self.directory.exists():
+            os.replace(self.directory, target)
+            os.chmod(target, 0o700)
+        log.warning("replica %s quarantined to %s; starting empty", self.directory, target)
+        self._open()
+        return self.address()
+
+    def _stop(self) -> None:
+        if self.scrubber is not None:
+            self.scrubber.stop()
+            self.scrubber = None
+        if self._server is not None:
+            self._server.stop(grace=0.5)
+            self._server = None
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
 
     def address(self) -> str:
         return self.server.address
@@ -115,8 +190,7 @@ class ShardReplica:
 
     def close(self) -> None:
         """Stop serving and checkpoint; the process may then be killed."""
-        self.server.stop(grace=0.5)
-        self.engine.close()
+        self._stop()
 
 
 def _node_ip() -> str:

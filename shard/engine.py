@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from shardvec.contract.buckets import NUM_BUCKETS
-from shardvec.contract.errors import FailedPrecondition, InvalidArgument, ShardvecError
+from shardvec.contract.errors import DataLoss, FailedPrecondition, InvalidArgument, ShardvecError
 from shardvec.contract.filters import Filter, validate_filter
 from shardvec.contract.limits import (
     DEFAULT_BUILD_THREADS,
@@ -37,7 +37,7 @@ from shardvec.contract.limits import (
     MAX_K,
 )
 from shardvec.contract.settings import IndexSettings
-from shardvec.contract.store_copy import INDEX_FILE, MANIFEST_FILE
+from shardvec.contract.store_copy import INDEX_FILE, MANIFEST_FILE, STORE_FILE
 from shardvec.contract.types import Change, Record, ScrollPage, SearchResult, ShardScroll
 from shardvec.contract.validation import validate_ids, validate_metadatas, validate_vectors
 
@@ -91,6 +91,13 @@ class ShardEngine:
         self._last_checkpoint_unix: float | None = None
         self._closed = False
         self._broken: str | None = None
+        self._damage: str | None = None  # why the store failed a check (DataLoss), if it did
+        stale = [f for f in (INDEX_FILE, MANIFEST_FILE) if (self.directory / f).exists()]
+        if stale and not (self.directory / STORE_FILE).exists():
+            raise DataLoss(
+                f"store {self.directory / STORE_FILE} is gone but {stale[0]} is there: "
+                "the replica's rows were lost"
+            )
         self._store = Store(self.directory, settings, owner)
         try:
             self._applied_seq = self._store.applied_seq()
@@ -130,9 +137,31 @@ class ShardEngine:
         """Highest batch sequence number applied (0 for a new replica)."""
         return self._applied_seq
 
+    @property
+    def damage(self) -> str | None:
+        """Why this replica's store is damaged (every call then raises DataLoss), or None."""
+        return self._damage
+
+    def mark_damaged(self, reason: str) -> None:
+        """The store failed a check while serving (scrub, get, changes): stop serving."""
+        if self._damage is None:
+            self._damage = reason
+            log.error("%s: store damaged, out of service: %s", self.directory, reason)
+
+    def verify_rows(self, after_id: str, limit: int) -> tuple[int, str | None]:
+        """Check up to `limit` row checksums after `after_id` (the scrub's step)."""
+        self._check_usable()
+        try:
+            return self._store.verify_rows(after_id, limit)
+        except DataLoss as exc:
+            self.mark_damaged(exc.message)
+            raise
+
     def _check_usable(self) -> None:
         if self._closed:
             raise FailedPrecondition(f"engine at {self.directory} is closed")
+        if self._damage is not None:
+            raise DataLoss(f"replica at {self.directory} is damaged: {self._damage}")
         if self._broken is not None:
             raise ShardvecError(f"engine at {self.directory} must be reopened: {self._broken}")
 
@@ -323,7 +352,11 @@ class ShardEngine:
     ) -> list[Record | None]:
         """`get` without its check that `ids` is a list of strings."""
         self._check_usable()
-        rows = self._store.get_rows(ids, vectors=include_vectors, metadata=include_metadata)
+        try:
+            rows = self._store.get_rows(ids, vectors=include_vectors, metadata=include_metadata)
+        except DataLoss as exc:
+            self.mark_damaged(exc.message)
+            raise
         out: list[Record | None] = []
         for rid in ids:
             row = rows.get(rid)
@@ -359,7 +392,11 @@ class ShardEngine:
         self._check_usable()
         seq = _check_int("seq", seq, 0, 2**63 - 1)
         limit = _check_int("limit", limit, 1, 1_000_000)
-        rows, applied = self._store.changes_since(seq, limit)
+        try:
+            rows, applied = self._store.changes_since(seq, limit)
+        except DataLoss as exc:
+            self.mark_damaged(exc.message)
+            raise
         out = [
             Change(r.id, r.seq, None, None, True)
             if r.deleted
@@ -517,7 +554,7 @@ class ShardEngine:
             if self._closed:
                 return
             try:
-                if self._dirty and self._broken is None:
+                if self._dirty and self._broken is None and self._damage is None:
                     self._checkpoint_locked()
             except OSError as exc:
                 log.warning("%s: checkpoint on close failed: %s", self.directory, exc)

@@ -9,6 +9,9 @@ One table holds every row a replica has seen, live or deleted:
   gives its slot back; a unique partial index keeps live slots distinct).
 - `seq` is the batch sequence number that last wrote the row, so `changes_since` pages by it.
 - `vector` holds the row's float32 values as upserted ('<f4' bytes), `metadata` compact JSON.
+- `crc` is `row_checksum` of the row's vector and metadata (NULL for a tombstone), written with
+  the row and checked when the store opens, by the scrub (shard/scrub.py), by `get_rows` and
+  by `changes_since`: a row whose bytes changed on disk raises DataLoss naming it.
 - A delete keeps the row as a tombstone (deleted=1, vector and metadata NULL, seq set), so a
   replica catching up from a peer learns about the delete and never resurrects the row.
 - `bucket` is the row's routing bucket (shardvec.contract.buckets, computed in SQL by the
@@ -28,7 +31,9 @@ import contextlib
 import json
 import logging
 import sqlite3
+import struct
 import threading
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +60,8 @@ CREATE TABLE IF NOT EXISTS rows (
     vector BLOB,
     metadata TEXT,
     deleted INTEGER NOT NULL DEFAULT 0,
-    bucket INTEGER
+    bucket INTEGER,
+    crc INTEGER
 );
 CREATE INDEX IF NOT EXISTS rows_seq ON rows(seq);
 CREATE UNIQUE INDEX IF NOT EXISTS rows_slot ON rows(slot) WHERE slot IS NOT NULL;
@@ -63,17 +69,17 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _UPSERT = (
-    "INSERT INTO rows (id, slot, seq, vector, metadata, deleted, bucket) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, 0, sv_bucket(?1)) "
+    "INSERT INTO rows (id, slot, seq, vector, metadata, deleted, bucket, crc) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, 0, sv_bucket(?1), ?6) "
     "ON CONFLICT(id) DO UPDATE SET slot = excluded.slot, seq = excluded.seq, "
     "vector = excluded.vector, metadata = excluded.metadata, deleted = 0, "
-    "bucket = excluded.bucket"
+    "bucket = excluded.bucket, crc = excluded.crc"
 )
 _TOMBSTONE = (
-    "INSERT INTO rows (id, slot, seq, vector, metadata, deleted, bucket) "
-    "VALUES (?1, NULL, ?2, NULL, NULL, 1, sv_bucket(?1)) "
+    "INSERT INTO rows (id, slot, seq, vector, metadata, deleted, bucket, crc) "
+    "VALUES (?1, NULL, ?2, NULL, NULL, 1, sv_bucket(?1), NULL) "
     "ON CONFLICT(id) DO UPDATE SET slot = NULL, seq = excluded.seq, vector = NULL, "
-    "metadata = NULL, deleted = 1, bucket = excluded.bucket"
+    "metadata = NULL, deleted = 1, bucket = excluded.bucket, crc = NULL"
 )
 # The scroll order's index (see the module docstring); created after the bucket migration.
 _SCROLL_INDEX = "CREATE INDEX IF NOT EXISTS rows_scroll ON rows(bucket, id) WHERE deleted = 0"
@@ -82,6 +88,7 @@ _SET_KV = (
     "ON CONFLICT(key) DO UPDATE SET value = excluded.value"
 )
 _CORRUPT = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+_LEN = struct.Struct("<Q")
 # SQLite allows 32766 host parameters per statement; stay well below.
 _IN_CHUNK = 900
 
@@ -151,6 +158,7 @@ class Store:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
             self._migrate_buckets()
+            self._migrate_checksums()
             stored = self._get_kv("settings")
             if stored is None:
                 self._init_new(settings)
@@ -173,6 +181,32 @@ class Store:
                 raise
             log.info("store %s: added the bucket column for scrolling", self.path)
         self._db.execute(_SCROLL_INDEX)
+
+    def _migrate_checksums(self) -> None:
+        """Give a store of the previous version its `crc` column and fill it for live rows
+        (idempotent: `kv.checksums` is set once every live row has one)."""
+        cols = {r[1] for r in self._db.execute("PRAGMA table_info(rows)")}
+        if "crc" not in cols:
+            self._db.execute("ALTER TABLE rows ADD COLUMN crc INTEGER")
+        if self._get_kv("checksums") == "1":
+            return
+        filled = 0
+        while True:
+            rows = self._db.execute(
+                "SELECT id, vector, metadata FROM rows WHERE deleted = 0 AND crc IS NULL LIMIT 5000"
+            ).fetchall()
+            if not rows:
+                break
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                "UPDATE rows SET crc = ? WHERE id = ?",
+                [(row_checksum(v, m), rid) for rid, v, m in rows],
+            )
+            self._db.execute("COMMIT")
+            filled += len(rows)
+        self._db.execute(_SET_KV, ("checksums", "1"))
+        if filled:
+            log.warning("%s: computed row checksums for %d existing rows", self.path, filled)
 
     def _init_new(self, settings: IndexSettings) -> None:
         if self._db.execute("SELECT 1 FROM rows LIMIT 1").fetchone() is not None:
@@ -247,9 +281,9 @@ class Store:
         self, ids: Sequence[str], *, vectors: bool = True, metadata: bool = True
     ) -> dict[str, StoredRow]:
         """Live rows among `ids`, keyed by id (missing and deleted ids are absent)."""
-        vec_col = "vector" if vectors else "NULL"
-        md_col = "metadata" if metadata else "NULL"
-        cols = f"id, slot, seq, {vec_col}, {md_col}"
+        # A row read with its vector or metadata is read whole and checked against its crc.
+        check = vectors or metadata
+        cols = "id, slot, seq, vector, metadata, crc" if check else "id, slot, seq, NULL, NULL, 0"
         out: dict[str, StoredRow] = {}
         unique = list(dict.fromkeys(ids))
         with self._reader() as db:
@@ -257,8 +291,12 @@ class Store:
                 chunk = unique[start : start + _IN_CHUNK]
                 marks = ",".join("?" * len(chunk))
                 sql = f"SELECT {cols} FROM rows WHERE deleted = 0 AND id IN ({marks})"
-                for rid, slot, seq, vec, md in db.execute(sql, chunk):
-                    out[rid] = StoredRow(rid, slot, seq, vec, md, False)
+                for rid, slot, seq, vec, md, crc in db.execute(sql, chunk):
+                    if check:
+                        self.check_row(rid, vec, md, crc)
+                    out[rid] = StoredRow(
+                        rid, slot, seq, vec if vectors else None, md if metadata else None, False
+                    )
         return out
 
     def scroll_rows(
@@ -282,6 +320,27 @@ class Store:
         with self._reader() as db:
             rows = db.execute(sql, (after[0], after[1], end_bucket, limit)).fetchall()
         return [ScrollRow(int(b), rid, slot, vec, md) for b, rid, slot, vec, md in rows]
+
+    def check_row(self, rid: str, vector: bytes | None, metadata: str | None, crc: object) -> None:
+        """DataLoss naming the row when its stored checksum does not match its bytes."""
+        if crc is None or row_checksum(vector, metadata) != crc:
+            raise DataLoss(
+                f"store {self.path}: row {rid!r} fails its checksum (its stored bytes changed)"
+            )
+
+    def verify_rows(self, after_id: str, limit: int) -> tuple[int, str | None]:
+        """Check the checksums of up to `limit` live rows with id > `after_id`, in id order,
+        through this thread's reader (writers are not held up); returns (rows checked, last
+        id, None at the end). A mismatch raises DataLoss naming the row."""
+        with self._reader() as db:
+            rows = db.execute(
+                "SELECT id, vector, metadata, crc FROM rows WHERE deleted = 0 AND id > ? "
+                "ORDER BY id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
+        for rid, vec, md, crc in rows:
+            self.check_row(rid, vec, md, crc)
+        return len(rows), (rows[-1][0] if len(rows) == limit else None)
 
     def seqs_of(self, ids: Sequence[str]) -> dict[str, int]:
         """The stored seq of each of `ids` that has a row (live or tombstone)."""
@@ -315,17 +374,20 @@ class Store:
     def live_vectors(
         self, dim: int, after_seq: int = -1, chunk_rows: int = 10_000
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(slots, float32 vectors) of live rows with seq > after_seq, in slot order, chunked."""
+        """(slots, float32 vectors) of live rows with seq > after_seq, in slot order, chunked.
+        Every row's checksum is checked (recovery reads every live row this way at open)."""
         last = -1
         while True:
             with self._lock, self._errors():
                 rows = self._db.execute(
-                    "SELECT slot, vector FROM rows WHERE deleted = 0 AND seq > ? AND slot > ? "
-                    "ORDER BY slot LIMIT ?",
+                    "SELECT slot, vector, id, metadata, crc FROM rows "
+                    "WHERE deleted = 0 AND seq > ? AND slot > ? ORDER BY slot LIMIT ?",
                     (after_seq, last, chunk_rows),
                 ).fetchall()
             if not rows:
                 return
+            for _, vec, rid, md, crc in rows:
+                self.check_row(rid, vec, md, crc)
             data = b"".join(r[1] for r in rows)
             if len(data) != 4 * dim * len(rows):
                 raise DataLoss(f"store {self.path} holds vectors of the wrong size")
@@ -340,7 +402,7 @@ class Store:
         ends at a seq boundary, and a single seq with more than `limit` rows comes whole.
         Both reads run in one transaction, so the pair is a consistent snapshot.
         """
-        cols = "id, slot, seq, vector, metadata, deleted"
+        cols = "id, slot, seq, vector, metadata, deleted, crc"
         with self._lock, self._errors():
             self._db.execute("BEGIN")
             try:
@@ -358,6 +420,9 @@ class Store:
                 applied = int(self._get_kv("applied_seq") or 0)
             finally:
                 self._db.execute("COMMIT")
+        for r in rows:  # a peer copying from us must not copy a damaged row
+            if not r[5]:
+                self.check_row(r[0], r[3], r[4], r[6])
         return [StoredRow(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows], applied
 
     def stats(self) -> dict[str, int]:
@@ -381,7 +446,9 @@ class Store:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(_TOMBSTONE, tombstones)
-                self._db.executemany(_UPSERT, upserts)
+                self._db.executemany(
+                    _UPSERT, ((*row, row_checksum(row[3], row[4])) for row in upserts)
+                )
                 if seq is not None:
                     self._db.execute(_SET_KV, ("applied_seq", str(int(seq))))
                 self._db.execute("COMMIT")
@@ -409,6 +476,19 @@ def _db_errors(path: Path) -> Iterator[None]:
         if name in _CORRUPT or "malformed" in str(exc) or "not a database" in str(exc):
             raise DataLoss(f"store {path} is corrupt: {exc}") from exc
         raise
+
+
+def row_checksum(vector: bytes | None, metadata: str | None, document: str | None = None) -> int:
+    """CRC-32 of a row's stored bytes: its vector blob and metadata JSON, each length-prefixed
+    (a document, when the row has one, is covered the same way; None leaves the value as it
+    was before documents existed). The one place a row's checksum is defined."""
+    crc = 0
+    parts = [vector or b"", (metadata or "").encode()]
+    if document is not None:
+        parts.append(document.encode())
+    for part in parts:
+        crc = zlib.crc32(part, zlib.crc32(_LEN.pack(len(part)), crc))
+    return crc
 
 
 def _settings_json(settings: IndexSettings) -> str:

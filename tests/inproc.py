@@ -36,6 +36,8 @@ class LocalControl:
         self.down = False
         self.closed = False  # stopped for good (collection dropped or coordinator shut down)
         self.catch_ups = 0
+        self.repairs = 0
+        self.quarantined: list[Path] = []
 
     def _engine(self) -> ShardEngine:
         if self.down:
@@ -67,6 +69,15 @@ class LocalControl:
     async def catch_up(self, peer: ShardLike) -> int:
         self.catch_ups += 1
         return await catch_up(self._engine(), peer)
+
+    async def repair(self) -> None:
+        """Quarantine the directory (moved aside, kept) and start empty, as the actor does."""
+        self.kill()
+        self.repairs += 1
+        target = self.directory.parent / f"quarantine-{self.directory.name}-{self.repairs}"
+        os.replace(self.directory, target)
+        self.quarantined.append(target)
+        self.down = False
 
     def kill(self) -> None:
         """The process dies: its handles answer ReplicaDown, its engine is gone."""

@@ -268,6 +268,7 @@ def replica_status_from_proto(msg: pb.ReplicaInfo) -> ReplicaStatus:
         pid=int(msg.pid),
         count=int(msg.count),
         applied_seq=int(msg.applied_seq),
+        reason=msg.reason,
     )
 
 

@@ -104,8 +104,11 @@ _BY_CODE: dict[grpc.StatusCode, type[ShardvecError]] = {
 
 
 def is_bad_request(exc: BaseException) -> bool:
-    """True for errors caused by the request itself (every replica would say the same)."""
-    return isinstance(exc, ShardvecError) and not isinstance(exc, (ReplicaDown, DeadlineExceeded))
+    """True for errors caused by the request itself (every replica would say the same);
+    DataLoss is one replica's damaged store, not the request's fault."""
+    return isinstance(exc, ShardvecError) and not isinstance(
+        exc, (ReplicaDown, DeadlineExceeded, DataLoss)
+    )
 
 
 def error_for_status(code: grpc.StatusCode, message: str) -> ShardvecError:

@@ -45,4 +45,5 @@ TOKEN_HEADER = "x-shardvec-internal"
 # Replica defaults (engine, actor and coordinator settings all start from these).
 DEFAULT_BUILD_THREADS = 1  # hnswlib threads adding a write batch to the index
 DEFAULT_CHECKPOINT_ROWS = 20_000  # changed rows between index checkpoints
+DEFAULT_SCRUB_ROWS_PER_S = 2000  # rows a replica's background scrub checks per second (0: off)
 DEFAULT_SEARCH_THREADS = 1  # engine used directly; the cluster resolves 0 to the node's CPUs

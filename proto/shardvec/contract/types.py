@@ -97,6 +97,7 @@ class ReplicaStatus:
     pid: int
     count: int
     applied_seq: int
+    reason: str = ""  # why it is out of service, when DAMAGED
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

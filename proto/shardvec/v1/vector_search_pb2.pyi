@@ -54,7 +54,7 @@ class DescribeCollectionRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class ReplicaInfo(_message.Message):
-    __slots__ = ("shard", "replica", "state", "address", "node_id", "pid", "count", "applied_seq")
+    __slots__ = ("shard", "replica", "state", "address", "node_id", "pid", "count", "applied_seq", "reason")
     SHARD_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +63,7 @@ class ReplicaInfo(_message.Message):
     PID_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     shard: int
     replica: int
     state: str
@@ -71,7 +72,8 @@ class ReplicaInfo(_message.Message):
     pid: int
     count: int
     applied_seq: int
-    def __init__(self, shard: _Optional[int] = ..., replica: _Optional[int] = ..., state: _Optional[str] = ..., address: _Optional[str] = ..., node_id: _Optional[str] = ..., pid: _Optional[int] = ..., count: _Optional[int] = ..., applied_seq: _Optional[int] = ...) -> None: ...
+    reason: str
+    def __init__(self, shard: _Optional[int] = ..., replica: _Optional[int] = ..., state: _Optional[str] = ..., address: _Optional[str] = ..., node_id: _Optional[str] = ..., pid: _Optional[int] = ..., count: _Optional[int] = ..., applied_seq: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
     __slots__ = ("name", "dimension", "metric", "shards", "replicas", "index", "count", "replica_states", "embedding")

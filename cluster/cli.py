@@ -221,6 +221,7 @@ def status(obj: _Context, as_json: bool) -> None:
         click.echo(
             f"{c['name']}: dim={c['dim']} metric={c['metric']} shards={c['shards']} "
             f"replicas={c['replicas']} count={c['count']}"
+            + (f" embedding={c['embedding']}" if c.get("embedding") else "")
         )
         for r in c["replica_states"]:
             click.echo(
@@ -232,7 +233,9 @@ def status(obj: _Context, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("name")
-@click.option("--dim", required=True, type=int, help="Vector dimension.")
+@click.option(
+    "--dim", default=0, type=int, help="Vector dimension (with --embedding: the model's)."
+)
 @click.option(
     "--metric",
     type=click.Choice(["cosine", "dot", "euclidean"]),
@@ -244,6 +247,12 @@ def status(obj: _Context, as_json: bool) -> None:
 @click.option("--m", default=0, type=int, help="HNSW M (0: default 16).")
 @click.option("--ef-construction", default=0, type=int, help="HNSW ef_construction (0: 200).")
 @click.option("--ef", default=0, type=int, help="Default search ef (0: the default).")
+@click.option(
+    "--embedding",
+    type=click.Choice(["minilm"]),
+    default=None,
+    help="Embed documents and query texts in the cluster (minilm: all-MiniLM-L6-v2, 384-d).",
+)
 @click.pass_obj
 def create(
     obj: _Context,
@@ -255,12 +264,23 @@ def create(
     m: int,
     ef_construction: int,
     ef: int,
+    embedding: str | None,
 ) -> None:
     """Create a collection."""
+    if not dim and not embedding:
+        raise click.UsageError("give --dim, or --embedding for the model's dimension")
     try:
         with obj.client() as client:
             client.create_collection(
-                name, dim, metric, shards, replicas, m=m, ef_construction=ef_construction, ef=ef
+                name,
+                dim,
+                metric,
+                shards,
+                replicas,
+                m=m,
+                ef_construction=ef_construction,
+                ef=ef,
+                embedding=embedding or "",
             )
     except ShardvecError as exc:
         _fail(exc)
@@ -347,9 +367,15 @@ def load(
 @click.option(
     "--vectors",
     "vectors_path",
-    required=True,
+    default=None,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A .npy file of query vectors.",
+)
+@click.option(
+    "--text",
+    "texts",
+    multiple=True,
+    help="A query text, embedded in the cluster (the collection needs --embedding); repeatable.",
 )
 @click.option("-k", "k", default=10, show_default=True, type=int, help="Hits per query.")
 @click.option(
@@ -362,24 +388,31 @@ def load(
 def query(
     obj: _Context,
     name: str,
-    vectors_path: Path,
+    vectors_path: Path | None,
+    texts: tuple[str, ...],
     k: int,
     where: str | None,
     ef: int,
     exact: bool,
     as_json: bool,
 ) -> None:
-    """Search a collection with query vectors from a .npy file."""
-    queries = np.asarray(np.load(vectors_path), dtype=np.float32)
+    """Search a collection with query vectors from a .npy file, or with query texts."""
+    if (vectors_path is None) == (not texts):
+        raise click.UsageError("give exactly one of --vectors and --text")
     try:
         where_obj = json.loads(where) if where else None
     except json.JSONDecodeError as exc:
         raise click.UsageError(f"--where is not JSON: {exc}") from None
     try:
         with obj.client() as client:
-            hits = client.get_collection(name).search(
-                queries, k=k, where=where_obj, ef=ef or None, exact=exact
-            )
+            col = client.get_collection(name)
+            if texts:
+                hits = col.search_texts(
+                    list(texts), k=k, where=where_obj, ef=ef or None, exact=exact
+                )
+            else:
+                queries = np.asarray(np.load(str(vectors_path)), dtype=np.float32)
+                hits = col.search(queries, k=k, where=where_obj, ef=ef or None, exact=exact)
     except ShardvecError as exc:
         _fail(exc)
         return
@@ -391,7 +424,7 @@ def query(
                 )
             )
             continue
-        click.echo(f"query {row}:")
+        click.echo(f"query {row}:" + (f" {texts[row]!r}" if texts else ""))
         for h in row_hits:
             text = (h.metadata or {}).get("text", "")
             click.echo(f"  {h.score:8.4f}  {h.id:<12} {str(text)[:80]}")

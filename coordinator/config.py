@@ -39,6 +39,9 @@ class CoordinatorSettings:
     shard_stream: bool = True  # small searches over one persistent stream per replica
     metrics_port: int = 0  # 0: no metrics endpoint
     max_snapshot_streams: int = 2  # CreateSnapshot and RestoreSnapshot calls running at once
+    max_embedders: int = 8  # embedder actors: one per live node, at most this many
+    embedder_cpus: float = 0.0  # CPUs Ray reserves for each embedder actor
+    embedder_threads: int = 1  # BLAS threads of each embedder
 
     def __post_init__(self) -> None:
         if not self.data_dir:
@@ -58,6 +61,8 @@ class CoordinatorSettings:
             "batch_in_flight",
             "max_message_bytes",
             "max_snapshot_streams",
+            "max_embedders",
+            "embedder_threads",
         ):
             if getattr(self, name) < 1:
                 raise InvalidArgument(f"{name} must be >= 1")

@@ -40,6 +40,7 @@ class CoordinatorSettings:
     metrics_port: int = 0  # 0: no metrics endpoint
     max_snapshot_streams: int = 2  # CreateSnapshot and RestoreSnapshot calls running at once
     max_embedders: int = 8  # embedder actors: one per live node, at most this many
+    embedders_per_node: int = 1
     embedder_cpus: float = 0.0  # CPUs Ray reserves for each embedder actor
     embedder_threads: int = 1  # BLAS threads of each embedder
 
@@ -62,6 +63,7 @@ class CoordinatorSettings:
             "max_message_bytes",
             "max_snapshot_streams",
             "max_embedders",
+            "embedders_per_node",
             "embedder_threads",
         ):
             if getattr(self, name) < 1:

@@ -149,6 +149,7 @@ class EmbedderPool:
         nodes: Callable[[], list[str]],
         *,
         max_embedders: int = 8,
+        per_node: int = 1,
         chunk_texts: int = 64,
         refresh_s: float = 10.0,
         window_s: float = 0.05,
@@ -156,6 +157,7 @@ class EmbedderPool:
         self.spawn = spawn
         self.nodes = nodes
         self.max_embedders = max_embedders
+        self.per_node = per_node
         self.chunk_texts = chunk_texts
         self.refresh_s = refresh_s
         self.members: dict[str, _Member] = {}
@@ -165,21 +167,24 @@ class EmbedderPool:
         self._turn = itertools.count()
 
     async def refresh(self, *, force: bool = False) -> None:
-        """One embedder per live node (up to max_embedders); members of gone nodes leave."""
+        """`per_node` embedders per live node (up to max_embedders in all); the members of
+        nodes that left are dropped. Members are keyed "node" (or "node/i" past the first)."""
         async with self._lock:
             now = time.monotonic()
             if not force and self.members and now - self._refreshed < self.refresh_s:
                 return
             live = await asyncio.to_thread(self.nodes)
-            for node in [n for n in self.members if n not in live]:
-                log.info("embedder pool: node %s left", node[:12])
-                self.members.pop(node).handle.close()
-            for node in live:
-                if len(self.members) >= self.max_embedders:
-                    break
-                if node not in self.members:
-                    self.members[node] = _Member(self.spawn(node))
-                    log.info("embedder pool: embedder on node %s", node[:12])
+            for key in [k for k in self.members if k.partition("/")[0] not in live]:
+                log.info("embedder pool: node %s left", key[:12])
+                self.members.pop(key).handle.close()
+            for i in range(self.per_node):
+                for node in live:
+                    key = node if i == 0 else f"{node}/{i}"
+                    if len(self.members) >= self.max_embedders:
+                        break
+                    if key not in self.members:
+                        self.members[key] = _Member(self.spawn(node))
+                        log.info("embedder pool: embedder %d on node %s", i, node[:12])
             self._refreshed = now
             self.batcher.max_in_flight = max(1, len(self.members))
         if not self.members:
@@ -263,5 +268,9 @@ def ray_pool(settings: Any) -> EmbedderPool:
         return RayEmbedder(node, cpus=settings.embedder_cpus, threads=settings.embedder_threads)
 
     return EmbedderPool(
-        spawn, alive_nodes, max_embedders=settings.max_embedders, window_s=settings.batch_window_s
+        spawn,
+        alive_nodes,
+        max_embedders=settings.max_embedders,
+        per_node=settings.embedders_per_node,
+        window_s=settings.batch_window_s,
     )

@@ -61,6 +61,11 @@ def test_texts_are_cut_at_256_word_pieces(model: minilm.MiniLM) -> None:
     assert model.count_tokens([long]) == [MAX_EMBED_TOKENS]
     tails = model.embed([long, long + " and a completely different ending about cooking"])
     np.testing.assert_allclose(tails[0], tails[1], atol=1e-6)
+    # Only the head of a long text is tokenized, and it gives the same pieces as the whole.
+    text = "Parsers, lexers & CO2-neutral  schedulers; naïve 東京 tokens! " * 400
+    whole = model.tokenizer.encode(text).ids
+    assert model.tokenizer.encode(model._head(text)).ids == whole
+    assert len(model._head(text)) < len(text) // 10
     short = model.embed(["word0 word1", "word0 word1 word2"])
     assert float(short[0] @ short[1]) < 0.999  # below the cut, every piece counts
 

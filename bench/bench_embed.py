@@ -135,7 +135,11 @@ def main() -> None:
     args = ap.parse_args()
     texts, stored = sample()
     result: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_at_start": os.getloadavg(),
+        },
         "blas_threads_per_process": 1,
     }
     result["plain_process"] = plain = plain_process(texts, stored)

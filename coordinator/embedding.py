@@ -76,6 +76,8 @@ class EmbedderHandle(Protocol):
 
     async def embed(self, name: str, texts: list[str]) -> np.ndarray: ...
 
+    async def describe(self) -> dict[str, Any]: ...
+
     def close(self) -> None: ...
 
 
@@ -88,6 +90,9 @@ class LocalEmbedder:
 
     async def embed(self, name: str, texts: list[str]) -> np.ndarray:
         return await asyncio.to_thread(self._embedder.embed, name, texts)
+
+    async def describe(self) -> dict[str, Any]:
+        return self._embedder.describe()
 
     def close(self) -> None:
         pass
@@ -117,6 +122,9 @@ class RayEmbedder:
             return np.asarray(await self.handle.embed.remote(name, texts), dtype=np.float32)
         except (ActorDiedError, ActorUnavailableError, RayActorError) as exc:
             raise _EmbedderLost(f"embedder on node {self.node[:12]}: {exc}") from None
+
+    async def describe(self) -> dict[str, Any]:
+        return dict(await self.handle.describe.remote())
 
     def close(self) -> None:
         import ray
@@ -245,8 +253,11 @@ class EmbedderPool:
             items, key=lambda kv: (kv[1].busy, (items.index(kv) - turn) % len(items))
         )
 
-    def describe(self) -> list[dict[str, Any]]:
-        return [{"node": n, "busy": m.busy} for n, m in self.members.items()]
+    async def describe(self) -> list[dict[str, Any]]:
+        """Each embedder: its key, calls in flight, pid and what it has embedded."""
+        items = list(self.members.items())
+        found = await asyncio.gather(*(m.handle.describe() for _, m in items))
+        return [{"key": k, "busy": m.busy, **d} for (k, m), d in zip(items, found, strict=True)]
 
     def close(self) -> None:
         for member in self.members.values():

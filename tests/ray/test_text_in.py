@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -121,3 +122,23 @@ def test_the_cli_creates_with_an_embedding_and_queries_by_text(
     out = cli("query", name, "--text", "baking bread", "-k", "1")
     assert "'baking bread'" in out and " y " in out and "sourdough" in out
     assert "embedding=minilm" in cli("status")
+
+
+def test_an_embedder_killed_with_sigkill_is_replaced_and_no_call_fails(
+    cluster: ShardvecCluster, client: Client, name: str
+) -> None:
+    """kill -9 of the embedder actor's process: Ray restarts it (and retries the call cut
+    short), so text searches during and after the kill all succeed."""
+    import ray
+
+    col = client.create_collection(name, dim=0, embedding="minilm")
+    col.upsert_documents(["a", "b"], ["weather forecast api", "chess engine in rust"])
+    before = ray.get(cluster.coordinator.embedders.remote())
+    assert len(before) == 1 and before[0]["texts"] > 0  # one node: one embedder
+    pid = int(before[0]["pid"])
+    assert pid != os.getpid()
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(5):
+        assert col.search_texts("play chess", k=1)[0][0].id == "b"
+    after = ray.get(cluster.coordinator.embedders.remote())
+    assert len(after) == 1 and int(after[0]["pid"]) != pid

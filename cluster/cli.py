@@ -121,6 +121,10 @@ def cli(ctx: click.Context, server: str, api_key: str | None) -> None:
     "a node take turns on large batches).",
 )
 @click.option("--num-cpus", default=None, type=int, help="CPUs of an embedded Ray.")
+@click.option("--embedders-per-node", default=1, show_default=True, type=int,
+              help="Embedder actors per Ray node (collections with an embedding).")
+@click.option("--max-embedders", default=8, show_default=True, type=int,
+              help="Embedder actors in all, however many nodes.")
 @click.option(
     "--limit",
     "limits",
@@ -158,6 +162,8 @@ def up(
     tls_key: str,
     search_threads: int,
     num_cpus: int | None,
+    embedders_per_node: int,
+    max_embedders: int,
     limits: tuple[str, ...],
     metrics_port: int,
     log_level: str,
@@ -177,6 +183,8 @@ def up(
         "tls_key": tls_key,
         "search_threads": search_threads,
         "metrics_port": metrics_port,
+        "embedders_per_node": embedders_per_node,
+        "max_embedders": max_embedders,
         **_parse_limits(limits),
     }
     try:

@@ -27,7 +27,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from shardvec.contract.errors import DeadlineExceeded, FailedPrecondition, Unavailable
+from shardvec.contract.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    ShardvecError,
+    Unavailable,
+)
 from shardvec.contract.limits import EMBEDDINGS
 
 from coordinator.batching import MicroBatcher
@@ -116,12 +121,23 @@ class RayEmbedder:
         ).remote()  # fmt: skip
 
     async def embed(self, name: str, texts: list[str]) -> np.ndarray:
-        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+        from ray.exceptions import (
+            ActorDiedError,
+            ActorUnavailableError,
+            RayActorError,
+            RayTaskError,
+        )
 
         try:
             return np.asarray(await self.handle.embed.remote(name, texts), dtype=np.float32)
         except (ActorDiedError, ActorUnavailableError, RayActorError) as exc:
             raise _EmbedderLost(f"embedder on node {self.node[:12]}: {exc}") from None
+        except RayTaskError as exc:
+            # The model's own error (a node without the text extra: FAILED_PRECONDITION with
+            # the install command) reaches the caller as itself, not as Ray's wrapper.
+            if isinstance(exc.cause, ShardvecError):
+                raise exc.cause from None
+            raise
 
     async def describe(self) -> dict[str, Any]:
         return dict(await self.handle.describe.remote())

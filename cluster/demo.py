@@ -14,6 +14,11 @@ from cluster.bringup import ShardvecCluster
 from cluster.client import Client
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
+DEMO_DOCUMENTS = [
+    "A tiny library to read and write GPX tracks from hiking and cycling trips",
+    "Command-line tool that renames photos by the date they were taken",
+]
+DEMO_QUERIES = ["parse gps tracks of my bike rides", "fast json parsing"]
 
 
 def load_sample() -> tuple[np.ndarray, list[dict[str, object]], np.ndarray, list[str]]:
@@ -39,9 +44,12 @@ def run_demo(data_dir: str | None, shards: int, k: int = 10) -> float:
             with Client(cluster.address) as client:
                 if "pypi" in [c["name"] for c in client.list_collections()]:
                     client.drop_collection("pypi")
+                # embedding "minilm": the cluster embeds documents and query texts with
+                # all-MiniLM-L6-v2, the model the sample's vectors were made with.
                 col = client.create_collection(
-                    "pypi", dim=vectors.shape[1], metric="cosine", shards=shards
-                )
+                    "pypi", dim=vectors.shape[1], metric="cosine", shards=shards,
+                    embedding="minilm",
+                )  # fmt: skip
                 t0 = time.perf_counter()
                 col.upsert(
                     [str(m["id"]) for m in metas],
@@ -52,14 +60,30 @@ def run_demo(data_dir: str | None, shards: int, k: int = 10) -> float:
                     f"loaded {col.count()} PyPI package summaries into {shards} shards "
                     f"in {time.perf_counter() - t0:.1f} s"
                 )
-                for qi in range(3):
-                    click.echo(f"\nquery: {texts[qi]!r}")
-                    for h in col.search(queries[qi], k=5)[0]:
+                # New rows as text only: the embedder actors make their vectors.
+                t0 = time.perf_counter()
+                col.upsert_documents(
+                    [f"doc-{i}" for i in range(len(DEMO_DOCUMENTS))],
+                    DEMO_DOCUMENTS,
+                    [{"name": "(typed in the demo)", "text": d} for d in DEMO_DOCUMENTS],
+                )
+                click.echo(
+                    f"embedded and upserted {len(DEMO_DOCUMENTS)} documents sent as text "
+                    f"in {time.perf_counter() - t0:.2f} s"
+                )
+                for text in [*DEMO_QUERIES, *texts[:2]]:
+                    click.echo(f"\nquery text: {text!r}")
+                    t0 = time.perf_counter()
+                    hits = col.search_texts(text, k=5)[0]
+                    ms = (time.perf_counter() - t0) * 1000
+                    for h in hits:
                         md = h.metadata or {}
-                        name, text = str(md.get("name", "")), str(md.get("text", ""))
-                        click.echo(f"  {h.score:.3f}  {name:<28} {text:.70}")
+                        name, doc = str(md.get("name", "")), str(md.get("text", ""))
+                        click.echo(f"  {h.score:.3f}  {name:<28} {doc:.70}")
+                    click.echo(f"  ({ms:.0f} ms, embedding included)")
                 click.echo(f"\nfiltered (year >= 2024): {texts[0]!r}")
-                for h in col.search(queries[0], k=3, where={"year": {"$gte": 2024}})[0]:
+                filtered = col.search_texts(texts[0], k=3, where={"year": {"$gte": 2024}})
+                for h in filtered[0]:
                     md = h.metadata or {}
                     click.echo(f"  {h.score:.3f}  {md.get('year')}  {md.get('name', '')!s:<28}")
                 approx, _ = col.search_ids(queries, k=k)

@@ -48,6 +48,10 @@ class CoordinatorSettings:
     metrics_port: int = 0  # 0: no metrics endpoint
     max_snapshot_streams: int = 2  # CreateSnapshot and RestoreSnapshot calls running at once
     scrub_rows_per_s: int = DEFAULT_SCRUB_ROWS_PER_S  # each replica's row-checksum scrub; 0: off
+    max_embedders: int = 8  # embedder actors: one per live node, at most this many
+    embedders_per_node: int = 1
+    embedder_cpus: float = 0.0  # CPUs Ray reserves for each embedder actor
+    embedder_threads: int = 1  # BLAS threads of each embedder
 
     def __post_init__(self) -> None:
         if not self.data_dir:
@@ -68,6 +72,9 @@ class CoordinatorSettings:
             "max_message_bytes",
             "max_snapshot_streams",
             "max_scroll_rows",
+            "max_embedders",
+            "embedders_per_node",
+            "embedder_threads",
         ):
             if getattr(self, name) < 1:
                 raise InvalidArgument(f"{name} must be >= 1")

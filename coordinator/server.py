@@ -23,6 +23,7 @@ from shardvec.v1 import vector_search_pb2, vector_search_pb2_grpc
 
 from coordinator.batching import MicroBatcher
 from coordinator.config import CoordinatorSettings
+from coordinator.embedding import ray_pool
 from coordinator.interceptors import GuardInterceptor
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.ray_control import ray_controls
@@ -72,6 +73,7 @@ class Coordinator:
             max_in_flight=s.batch_in_flight,
             on_batch=self.metrics.observe_batch,
         )
+        self.embedder_pool = ray_pool(s)  # embedder actors start at the first text to embed
         guard = GuardInterceptor(
             service_prefix=f"/{SERVICE_NAME}/",
             write_methods=WRITE_METHODS,
@@ -92,7 +94,8 @@ class Coordinator:
             ],
         )
         vector_search_pb2_grpc.add_VectorSearchServicer_to_server(
-            VectorSearchService(self.runtime, s, self.batcher), self.server
+            VectorSearchService(self.runtime, s, self.batcher, embedders=self.embedder_pool),
+            self.server,
         )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -167,11 +170,16 @@ class Coordinator:
             )
         return out
 
+    def embedders(self) -> list[dict[str, Any]]:
+        """The embedder actors of the pool (started at the first text): key, pid, texts."""
+        return list(self._run(self.embedder_pool.describe(), timeout=60))
+
     def shutdown(self) -> None:
         """Stop serving, checkpoint and stop every replica."""
 
         async def stop() -> None:
             await self.server.stop(grace=1.0)
+            self.embedder_pool.close()
             await self.runtime.shutdown()
 
         try:

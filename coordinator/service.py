@@ -32,6 +32,12 @@ from shardvec.contract.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from shardvec.contract.limits import MAX_QUERY_TEXT_BYTES
+from shardvec.contract.texts import (
+    require_embedding,
+    validate_documents_to_embed,
+    validate_query_texts,
+)
 from shardvec.contract.types import Hits, ReplicaStatus
 from shardvec.contract.validation import parse_metadata_json, validate_ids, validate_vectors
 from shardvec.v1 import vector_search_pb2 as pb
@@ -41,6 +47,7 @@ from coordinator.batching import MicroBatcher
 from coordinator.collection import CollectionRuntime, SearchParams, deadline_from
 from coordinator.config import CoordinatorSettings
 from coordinator.cursor import load_or_create_secret
+from coordinator.embedding import EmbedderPool, local_pool
 from coordinator.paths import cursor_secret_path
 from coordinator.query_ids import exclude_ids, vectors_of_ids
 from coordinator.runtime import CoordinatorRuntime
@@ -64,11 +71,17 @@ T = TypeVar("T")
 
 class VectorSearchService(pb_grpc.VectorSearchServicer):
     def __init__(
-        self, runtime: CoordinatorRuntime, settings: CoordinatorSettings, batcher: MicroBatcher
+        self,
+        runtime: CoordinatorRuntime,
+        settings: CoordinatorSettings,
+        batcher: MicroBatcher,
+        *,
+        embedders: EmbedderPool | None = None,
     ) -> None:
         self.runtime = runtime
         self.settings = settings
         self.batcher = batcher
+        self._embedders = embedders  # None: an in-process pool, made at the first text
         self._writes: set[asyncio.Future[Any]] = set()
         self._snapshot_streams = 0
         self._cursor_secret: bytes | None = None  # read (or made) by the first Scroll
@@ -157,9 +170,7 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
         n = len(request.ids)
         self._rows_limit(n, self.settings.max_upsert_rows, "upsert")
         ids = validate_ids(list(request.ids))
-        vectors = validate_vectors(
-            vectors_from_proto(request.vectors, col.dim), col.dim, col.spec.index.metric
-        )
+        vectors = await self._upsert_vectors(col, request, context)
         if vectors.shape[0] != n:
             raise InvalidArgument(f"vectors: {vectors.shape[0]} rows for {n} ids")
         metas = list(request.metadata_json)
@@ -246,7 +257,11 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
         if request.query_ids:
             return await self._search_by_ids(col, request, context)
         params = self._search_params(col, request)
-        queries = vectors_from_proto(request.queries, col.dim, field="queries")
+        text_queries = await self._embed_query_texts(col, request, context)
+        if text_queries is not None:
+            queries = text_queries
+        else:
+            queries = vectors_from_proto(request.queries, col.dim, field="queries")
         nq = queries.shape[0]
         self._rows_limit(nq, self.settings.max_query_rows, "search queries")
         if nq * params.k > self.settings.max_search_hits:
@@ -260,7 +275,7 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
 
         # A call the batcher sends on its own goes to the shards with its query bytes as
         # received (the validated array is a view of them); a merged batch is packed anew.
-        received = request.queries.packed or None
+        received = (request.queries.packed or None) if text_queries is None else None
 
         async def run(batch: np.ndarray, deadline: float) -> Hits:
             packed = received if batch is queries else None
@@ -318,6 +333,52 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
         return await scroll_rpc(
             self.runtime, self.settings, self.cursor_secret, request, self._deadline(context)
         )
+    # Text in: query texts and documents become vectors through the embedder pool.
+
+    @property
+    def embedders(self) -> EmbedderPool:
+        if self._embedders is None:
+            self._embedders = local_pool()
+        return self._embedders
+
+    async def _embed(self, col: CollectionRuntime, texts: list[str], context: Any) -> np.ndarray:
+        vectors = await self.embedders.embed(col.spec.embedding, texts, self._deadline(context))
+        return validate_vectors(vectors, col.dim, col.spec.index.metric)
+
+    async def _embed_query_texts(
+        self, col: CollectionRuntime, request: Any, context: Any
+    ) -> np.ndarray | None:
+        """The vectors of Search.query_texts, or None when the queries are vectors."""
+        texts = list(request.query_texts)
+        has_vectors = bool(request.queries.packed or len(request.queries.values))
+        sources = [has_vectors, bool(texts), bool(len(request.query_ids))]
+        if sum(sources) > 1:
+            raise InvalidArgument(
+                "search: give exactly one of queries, query_texts and query_ids"
+            )
+        if not texts:
+            return None
+        require_embedding(col.spec.embedding, col.spec.name, "query_texts")
+        self._rows_limit(len(texts), self.settings.max_query_rows, "search query_texts")
+        validate_query_texts(texts, MAX_QUERY_TEXT_BYTES)
+        return await self._embed(col, texts, context)
+
+    async def _upsert_vectors(
+        self, col: CollectionRuntime, request: Any, context: Any
+    ) -> np.ndarray:
+        """The rows' vectors: as sent, or, when none are sent, the embeddings of the
+        documents (the collection needs an embedding function)."""
+        has_vectors = bool(request.vectors.packed or len(request.vectors.values))
+        documents = list(request.documents)
+        if has_vectors or not documents:
+            return validate_vectors(
+                vectors_from_proto(request.vectors, col.dim), col.dim, col.spec.index.metric
+            )
+        require_embedding(col.spec.embedding, col.spec.name, "upsert without vectors")
+        # The documents' own size limit is checked with the documents; this bounds only
+        # what the tokenizer is asked to read (the model uses the first 256 word pieces).
+        validate_documents_to_embed(documents, len(request.ids), self.settings.max_message_bytes)
+        return await self._embed(col, documents, context)
 
     async def CreateSnapshot(self, request: Any, context: Any) -> AsyncIterator[Any]:
         deadline = deadline_from(context.time_remaining(), SNAPSHOT_DEADLINE_S)

@@ -194,6 +194,7 @@ async def restore_archive(
             archive.spec.index,
             int(first.shards) or archive.spec.shards,
             int(first.replicas) or archive.spec.replicas,
+            archive.spec.embedding,
         )
         col = await runtime.create(spec, restoring=True)
         try:

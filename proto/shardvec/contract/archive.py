@@ -139,6 +139,7 @@ def write_archive(
             "shards": spec.shards,
             "replicas": spec.replicas,
             "index": spec.index.to_dict(),
+            **({"embedding": spec.embedding} if spec.embedding else {}),
         },
         "rows": sum(e["rows"] for e in entries),
         "shards": [{k: v for k, v in e.items() if k != "dir"} for e in entries],
@@ -310,7 +311,11 @@ def _parse_manifest(
     try:
         col = raw["collection"]
         spec = CollectionSpec(
-            col["name"], IndexSettings.from_dict(col["index"]), col["shards"], col["replicas"]
+            col["name"],
+            IndexSettings.from_dict(col["index"]),
+            col["shards"],
+            col["replicas"],
+            str(col.get("embedding", "")),
         )
         created = float(raw["created_unix"])
         shards = []

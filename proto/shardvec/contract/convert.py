@@ -15,7 +15,7 @@ import numpy as np
 from shardvec.contract.codec import decode_packed, dumps_json, encode_packed, loads_json
 from shardvec.contract.errors import InvalidArgument, Unavailable
 from shardvec.contract.filters import And, Cond, Filter, Not, Or, validate_filter
-from shardvec.contract.limits import MAX_DIM, MAX_FILTER_DEPTH
+from shardvec.contract.limits import EMBEDDINGS, MAX_DIM, MAX_FILTER_DEPTH
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.types import (
     Change,
@@ -226,16 +226,25 @@ def spec_from_request(req: pb.CreateCollectionRequest) -> CollectionSpec:
     metric = PROTO_TO_METRIC.get(req.metric) if req.metric else "cosine"
     if metric is None:
         raise InvalidArgument(f"metric: unknown metric {req.metric}")
-    if not 1 <= req.dimension <= MAX_DIM:
+    if req.embedding and req.embedding not in EMBEDDINGS:
+        known = ", ".join(sorted(EMBEDDINGS))
+        raise InvalidArgument(
+            f"embedding: unknown embedding function {req.embedding!r}; known: {known}"
+        )
+    # With an embedding function, dimension 0 means the model's own.
+    dim = int(req.dimension) or EMBEDDINGS.get(req.embedding, 0)
+    if not 1 <= dim <= MAX_DIM:
         raise InvalidArgument(f"dimension: must be in [1, {MAX_DIM}], got {req.dimension}")
     index = IndexSettings(
-        dim=int(req.dimension),
+        dim=dim,
         metric=metric,
         m=int(req.index.m) or DEFAULT_INDEX.m,
         ef_construction=int(req.index.ef_construction) or DEFAULT_INDEX.ef_construction,
         ef=int(req.index.ef) or DEFAULT_INDEX.ef,
     )
-    return CollectionSpec(req.name, index, int(req.shards) or 1, int(req.replicas) or 1)
+    return CollectionSpec(
+        req.name, index, int(req.shards) or 1, int(req.replicas) or 1, req.embedding
+    )
 
 
 def collection_info(
@@ -250,6 +259,7 @@ def collection_info(
         index=common_pb2.IndexParams(
             m=spec.index.m, ef_construction=spec.index.ef_construction, ef=spec.index.ef
         ),
+        embedding=spec.embedding,
     )
     if count is not None:
         info.count = count
@@ -284,6 +294,7 @@ def collection_info_to_dict(info: pb.CollectionInfo) -> dict[str, Any]:
         "ef_construction": int(info.index.ef_construction),
         "ef": int(info.index.ef),
         "count": int(info.count),
+        "embedding": info.embedding,
         "replica_states": [replica_status_from_proto(r).to_dict() for r in info.replica_states],
     }
 

@@ -47,3 +47,11 @@ DEFAULT_BUILD_THREADS = 1  # hnswlib threads adding a write batch to the index
 DEFAULT_CHECKPOINT_ROWS = 20_000  # changed rows between index checkpoints
 DEFAULT_SCRUB_ROWS_PER_S = 2000  # rows a replica's background scrub checks per second (0: off)
 DEFAULT_SEARCH_THREADS = 1  # engine used directly; the cluster resolves 0 to the node's CPUs
+
+# Text in (embedding functions). A collection's `embedding` names one of EMBEDDINGS (with the
+# dimension its vectors have) or is "" (vectors only). The model reads at most
+# MAX_EMBED_TOKENS word pieces of a text (the rest is cut, as sentence-transformers does);
+# MAX_QUERY_TEXT_BYTES bounds the work one query text can ask of the tokenizer.
+EMBEDDINGS = {"minilm": 384}  # all-MiniLM-L6-v2
+MAX_EMBED_TOKENS = 256
+MAX_QUERY_TEXT_BYTES = 65_536

@@ -9,7 +9,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from shardvec.contract.errors import InvalidArgument
-from shardvec.contract.limits import MAX_DIM, MAX_EF, MAX_REPLICAS, MAX_SHARDS, METRICS
+from shardvec.contract.limits import (
+    EMBEDDINGS,
+    MAX_DIM,
+    MAX_EF,
+    MAX_REPLICAS,
+    MAX_SHARDS,
+    METRICS,
+)
 from shardvec.contract.validation import validate_collection_name
 
 
@@ -56,12 +63,15 @@ class IndexSettings:
 
 @dataclasses.dataclass(frozen=True)
 class CollectionSpec:
-    """What a collection is: its name, index settings, and layout over shards and replicas."""
+    """What a collection is: its name, index settings, layout over shards and replicas, and
+    the embedding function (one of EMBEDDINGS, or "") that turns its documents and query
+    texts into vectors in the cluster."""
 
     name: str
     index: IndexSettings
     shards: int = 1
     replicas: int = 1
+    embedding: str = ""
 
     def __post_init__(self) -> None:
         validate_collection_name(self.name)
@@ -69,16 +79,40 @@ class CollectionSpec:
             raise InvalidArgument(f"shards must be in [1, {MAX_SHARDS}], got {self.shards}")
         if not 1 <= self.replicas <= MAX_REPLICAS:
             raise InvalidArgument(f"replicas must be in [1, {MAX_REPLICAS}], got {self.replicas}")
+        if self.embedding:
+            dim = EMBEDDINGS.get(self.embedding)
+            if dim is None:
+                known = ", ".join(sorted(EMBEDDINGS))
+                raise InvalidArgument(
+                    f"embedding: unknown embedding function {self.embedding!r}; known: {known}"
+                    ' (or "" for vectors only)'
+                )
+            if self.index.dim != dim:
+                raise InvalidArgument(
+                    f"dimension: embedding {self.embedding!r} makes {dim}-d vectors, got "
+                    f"dimension {self.index.dim}"
+                )
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"index": self.index.to_dict(), "shards": self.shards, "replicas": self.replicas}
-        )
+        raw: dict[str, Any] = {
+            "index": self.index.to_dict(),
+            "shards": self.shards,
+            "replicas": self.replicas,
+        }
+        if self.embedding:  # left out when "": registries of earlier versions read the same
+            raw["embedding"] = self.embedding
+        return json.dumps(raw)
 
     @classmethod
     def from_json(cls, name: str, text: str) -> CollectionSpec:
         raw = json.loads(text)
-        return cls(name, IndexSettings.from_dict(raw["index"]), raw["shards"], raw["replicas"])
+        return cls(
+            name,
+            IndexSettings.from_dict(raw["index"]),
+            raw["shards"],
+            raw["replicas"],
+            str(raw.get("embedding", "")),
+        )
 
 
 def _check_int(name: str, value: object, lo: int, hi: int) -> None:

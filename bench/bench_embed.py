@@ -1,0 +1,177 @@
+"""Text in: embedding throughput and text-query latency.
+
+Measured in one run, on the bundled sample's 4000 texts (PyPI summaries, 16 word pieces on
+average):
+1. the reference: all-MiniLM-L6-v2 (coordinator/minilm.py) in this one plain process, one
+   BLAS thread, all 4000 texts; also their cosine to the sample's stored vectors (made by
+   sentence-transformers), mean and minimum;
+2. one embedder actor on Ray, and the pool of --actors embedder actors (EmbedderPool over
+   RayEmbedder, the code the coordinator runs), fed --texts texts as one large call (cut
+   into chunks sent to the actors in parallel) and as concurrent single-text calls
+   (micro-batched);
+3. end to end through a cluster: a collection with embedding "minilm", Search by one query
+   text, --queries sequential calls: latency p50 / p99, against the same searches by vector.
+
+Usage: python bench/bench_embed.py [--texts 1000] [--actors 2] [--queries 100]
+       [--out bench/results/embed.json]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # before NumPy loads its BLAS: one thread per process
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "proto")]
+
+from cluster.bringup import ShardvecCluster, connect_ray  # noqa: E402
+from cluster.client import Client  # noqa: E402
+from coordinator.embedding import EmbedderPool, RayEmbedder  # noqa: E402
+from coordinator.minilm import MiniLM  # noqa: E402
+
+SAMPLE = REPO / "cluster" / "sample"
+
+
+def sample() -> tuple[list[str], np.ndarray]:
+    with (SAMPLE / "metadata.jsonl").open(encoding="utf-8") as f:
+        texts = [json.loads(line)["text"] for line in f]
+    vectors = np.load(SAMPLE / "vectors.npy").astype(np.float32)
+    return texts, vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def plain_process(texts: list[str], stored: np.ndarray) -> dict[str, Any]:
+    model = MiniLM()
+    model.embed(texts[:64])  # warm: first touches of the weights
+    t0 = time.perf_counter()
+    out = model.embed(texts)
+    dt = time.perf_counter() - t0
+    cos = (out * stored).sum(axis=1)
+    single = []
+    for text in texts[:100]:
+        t1 = time.perf_counter()
+        model.embed([text])
+        single.append(time.perf_counter() - t1)
+    return {
+        "texts": len(texts),
+        "texts_per_s": len(texts) / dt,
+        "cosine_mean": float(cos.mean()),
+        "cosine_min": float(cos.min()),
+        "one_text_p50_ms": float(np.percentile(single, 50) * 1000),
+        "tokens_mean": float(np.mean(model.count_tokens(texts))),
+    }
+
+
+async def pool_run(actors: int, texts: list[str]) -> dict[str, Any]:
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    pool = EmbedderPool(
+        lambda n: RayEmbedder(n, cpus=0, threads=1),
+        lambda: [node],
+        max_embedders=actors,
+        per_node=actors,
+    )
+    try:
+        await pool.embed("minilm", texts[:128], time.monotonic() + 300)  # start and warm
+        t0 = time.perf_counter()
+        await pool.embed("minilm", texts, time.monotonic() + 600)
+        bulk = len(texts) / (time.perf_counter() - t0)
+        few = texts[:400]
+        t0 = time.perf_counter()
+        await asyncio.gather(*(pool.embed("minilm", [t], time.monotonic() + 600) for t in few))
+        concurrent = len(few) / (time.perf_counter() - t0)
+    finally:
+        pool.close()
+    return {"actors": actors, "bulk_texts_per_s": bulk, "concurrent_single_texts_per_s": concurrent}
+
+
+def cluster_latency(texts: list[str], vectors: np.ndarray, queries: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="shardvec-bench-embed-") as tmp:
+        cluster = ShardvecCluster({"data_dir": tmp, "port": 0})
+        with cluster, Client(cluster.address) as client:
+            col = client.create_collection("bench_text", dim=0, shards=2, embedding="minilm")
+            col.upsert([str(i) for i in range(len(texts))], vectors, batch_size=1000)
+            probes = texts[:queries]
+            col.search_texts(probes[:5], k=10)  # embedder actor started
+            by_text, by_vector = [], []
+            for i, text in enumerate(probes):
+                t0 = time.perf_counter()
+                col.search_texts(text, k=10, include_metadata=False)
+                by_text.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                col.search(vectors[i], k=10, include_metadata=False)
+                by_vector.append(time.perf_counter() - t0)
+            hits = col.search_texts(probes, k=1, include_metadata=False)
+            self_found = float(np.mean([h[0].id == str(i) for i, h in enumerate(hits)]))
+    return {
+        "queries": queries,
+        "text_query_p50_ms": float(np.percentile(by_text, 50) * 1000),
+        "text_query_p99_ms": float(np.percentile(by_text, 99) * 1000),
+        "vector_query_p50_ms": float(np.percentile(by_vector, 50) * 1000),
+        "own_text_top1": self_found,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--texts", type=int, default=1000, help="Texts per pool measurement.")
+    ap.add_argument("--actors", type=int, default=2, help="Embedder actors of the pool.")
+    ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "embed.json")
+    args = ap.parse_args()
+    texts, stored = sample()
+    result: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_at_start": os.getloadavg(),
+        },
+        "blas_threads_per_process": 1,
+    }
+    result["plain_process"] = plain = plain_process(texts, stored)
+    print(f"plain process: {plain['texts_per_s']:.0f} texts/s over {plain['texts']} texts; "
+          f"cosine to stored mean {plain['cosine_mean']:.6f} min {plain['cosine_min']:.6f}")
+    connect_ray(num_cpus=os.cpu_count())
+    some = texts[: args.texts]
+    result["pool"] = []
+    for actors in sorted({1, args.actors}):
+        row = asyncio.run(pool_run(actors, some))
+        result["pool"].append(row)
+        print(f"{actors} embedder actor(s): {row['bulk_texts_per_s']:.0f} texts/s bulk, "
+              f"{row['concurrent_single_texts_per_s']:.0f} texts/s as concurrent single texts")
+    import ray
+
+    ray.shutdown()
+    result["cluster"] = lat = cluster_latency(texts, stored, args.queries)
+    print(f"text query p50 {lat['text_query_p50_ms']:.1f} ms (p99 "
+          f"{lat['text_query_p99_ms']:.1f}); vector query p50 {lat['vector_query_p50_ms']:.1f} ms;"
+          f" own text top-1 {lat['own_text_top1']:.3f}")
+    print()
+    print(f"{'what':<44} {'texts/s':>9}")
+    print(f"{'model in one plain process (1 thread)':<44} {plain['texts_per_s']:>9.0f}")
+    for row in result["pool"]:
+        label = f"pool of {row['actors']} actor(s), one large call"
+        print(f"{label:<44} {row['bulk_texts_per_s']:>9.0f}")
+        label = f"pool of {row['actors']} actor(s), concurrent single texts"
+        print(f"{label:<44} {row['concurrent_single_texts_per_s']:>9.0f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,303 @@
+"""Text in: the pool of embedder actors that turns query texts and documents into vectors.
+
+The rule: the coordinator embeds nothing itself. Texts go to a pool of embedders, one per
+live Ray node (up to `max_embedders`), found again every `refresh_s` so the pool grows as
+nodes join and drops the members of nodes that left. Work is batched twice:
+- concurrent small calls (a Search of one query text) are merged by a MicroBatcher (see
+  coordinator/batching.py), with one batch in flight per embedder, so under load a batch
+  holds as many texts as arrived while the embedders were busy;
+- a large call (an Upsert of 1000 documents) is cut into chunks of `chunk_texts`, sent to
+  the least busy embedders in parallel.
+A chunk whose embedder died is sent again to another one (embedding has no side effects).
+
+`Embedder` is the plain class an actor runs (unit-testable without Ray); `embedder_actor_class`
+makes it remote in one place; `LocalEmbedder` runs the same model in this process's threads
+(tests, and a coordinator without Ray).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from shardvec.contract.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    ShardvecError,
+    Unavailable,
+)
+from shardvec.contract.limits import EMBEDDINGS
+
+from coordinator.batching import MicroBatcher
+
+log = logging.getLogger(__name__)
+
+
+def load_model(name: str) -> Any:
+    """The model behind embedding function `name` (loaded once per process)."""
+    if name not in EMBEDDINGS:
+        raise FailedPrecondition(f"embedding: unknown embedding function {name!r}")
+    from coordinator.minilm import shared_model  # tokenizers, safetensors: the text extra
+
+    return shared_model()
+
+
+class Embedder:
+    """One embedder: the models it has loaded, and what it has done."""
+
+    def __init__(self) -> None:
+        self.texts = 0
+        self.calls = 0
+
+    def embed(self, name: str, texts: list[str]) -> np.ndarray:
+        out: np.ndarray = load_model(name).embed(texts)
+        self.texts += len(texts)
+        self.calls += 1
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "texts": self.texts, "calls": self.calls}
+
+
+def embedder_actor_class() -> Any:
+    """The Ray actor class of an embedder: one call at a time (its BLAS threads are its
+    parallelism), restarted when its process dies, and a call cut short by that retried."""
+    import ray
+
+    return ray.remote(  # type: ignore[call-overload]
+        max_restarts=-1, max_task_retries=2, max_concurrency=1
+    )(Embedder)
+
+
+class EmbedderHandle(Protocol):
+    node: str
+
+    async def embed(self, name: str, texts: list[str]) -> np.ndarray: ...
+
+    async def describe(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+class LocalEmbedder:
+    """The model in this process, on a worker thread."""
+
+    def __init__(self, node: str = "local") -> None:
+        self.node = node
+        self._embedder = Embedder()
+
+    async def embed(self, name: str, texts: list[str]) -> np.ndarray:
+        return await asyncio.to_thread(self._embedder.embed, name, texts)
+
+    async def describe(self) -> dict[str, Any]:
+        return self._embedder.describe()
+
+    def close(self) -> None:
+        pass
+
+
+class RayEmbedder:
+    """An embedder actor placed on `node` (soft affinity: a node short of CPU may refuse it)."""
+
+    def __init__(self, node: str, *, cpus: float, threads: int) -> None:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        self.node = node
+        blas = str(threads)
+        self.handle = embedder_actor_class().options(
+            num_cpus=cpus,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=True),
+            runtime_env={
+                "env_vars": {"OMP_NUM_THREADS": blas, "OPENBLAS_NUM_THREADS": blas,
+                             "MKL_NUM_THREADS": blas, "RAYON_NUM_THREADS": blas}
+            },
+        ).remote()  # fmt: skip
+
+    async def embed(self, name: str, texts: list[str]) -> np.ndarray:
+        from ray.exceptions import (
+            ActorDiedError,
+            ActorUnavailableError,
+            RayActorError,
+            RayTaskError,
+        )
+
+        try:
+            return np.asarray(await self.handle.embed.remote(name, texts), dtype=np.float32)
+        except (ActorDiedError, ActorUnavailableError, RayActorError) as exc:
+            raise _EmbedderLost(f"embedder on node {self.node[:12]}: {exc}") from None
+        except RayTaskError as exc:
+            # The model's own error (a node without the text extra: FAILED_PRECONDITION with
+            # the install command) reaches the caller as itself, not as Ray's wrapper.
+            if isinstance(exc.cause, ShardvecError):
+                raise exc.cause from None
+            raise
+
+    async def describe(self) -> dict[str, Any]:
+        return dict(await self.handle.describe.remote())
+
+    def close(self) -> None:
+        import ray
+
+        try:
+            ray.kill(self.handle, no_restart=True)
+        except Exception as exc:
+            log.info("kill embedder on %s: %s", self.node[:12], exc)
+
+
+class _EmbedderLost(Exception):
+    """An embedder's process or node went away during a call: try another one."""
+
+
+@dataclass
+class _Member:
+    handle: EmbedderHandle
+    busy: int = 0
+
+
+Spawn = Callable[[str], EmbedderHandle]
+
+
+class EmbedderPool:
+    """Embedders by node; `embed` sends texts to them (see the module docstring)."""
+
+    def __init__(
+        self,
+        spawn: Spawn,
+        nodes: Callable[[], list[str]],
+        *,
+        max_embedders: int = 8,
+        per_node: int = 1,
+        chunk_texts: int = 64,
+        refresh_s: float = 10.0,
+        window_s: float = 0.05,
+    ) -> None:
+        self.spawn = spawn
+        self.nodes = nodes
+        self.max_embedders = max_embedders
+        self.per_node = per_node
+        self.chunk_texts = chunk_texts
+        self.refresh_s = refresh_s
+        self.members: dict[str, _Member] = {}
+        self.batcher = MicroBatcher(window_s=window_s, max_batch=chunk_texts, max_in_flight=1)
+        self._refreshed = -float("inf")
+        self._lock = asyncio.Lock()
+        self._turn = itertools.count()
+
+    async def refresh(self, *, force: bool = False) -> None:
+        """`per_node` embedders per live node (up to max_embedders in all); the members of
+        nodes that left are dropped. Members are keyed "node" (or "node/i" past the first)."""
+        async with self._lock:
+            now = time.monotonic()
+            if not force and self.members and now - self._refreshed < self.refresh_s:
+                return
+            live = await asyncio.to_thread(self.nodes)
+            for key in [k for k in self.members if k.partition("/")[0] not in live]:
+                log.info("embedder pool: node %s left", key[:12])
+                self.members.pop(key).handle.close()
+            for i in range(self.per_node):
+                for node in live:
+                    key = node if i == 0 else f"{node}/{i}"
+                    if len(self.members) >= self.max_embedders:
+                        break
+                    if key not in self.members:
+                        self.members[key] = _Member(self.spawn(node))
+                        log.info("embedder pool: embedder %d on node %s", i, node[:12])
+            self._refreshed = now
+            self.batcher.max_in_flight = max(1, len(self.members))
+        if not self.members:
+            raise Unavailable("embedding: no live node to run an embedder on")
+
+    async def embed(self, name: str, texts: Sequence[str], deadline: float) -> np.ndarray:
+        """(len(texts), dim) float32 unit vectors of `texts` under embedding `name`."""
+        await self.refresh()
+        batch = np.empty(len(texts), dtype=object)
+        batch[:] = list(texts)
+
+        async def run(rows: np.ndarray, until: float) -> np.ndarray:
+            return await self._run(name, rows.tolist(), until)
+
+        out: np.ndarray = await self.batcher.submit(
+            ("embed", name), batch, deadline, run, lambda r, start, n: r[start : start + n]
+        )
+        return out
+
+    async def _run(self, name: str, texts: list[str], deadline: float) -> np.ndarray:
+        step = self.chunk_texts
+        chunks = [texts[i : i + step] for i in range(0, len(texts), step)]
+        parts = await asyncio.gather(*(self._chunk(name, c, deadline) for c in chunks))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    async def _chunk(self, name: str, texts: list[str], deadline: float) -> np.ndarray:
+        last = ""
+        for _ in range(3):
+            node, member = self._pick()
+            member.busy += 1
+            try:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                return await asyncio.wait_for(member.handle.embed(name, texts), left)
+            except TimeoutError:
+                raise DeadlineExceeded(
+                    f"embedding: deadline exceeded embedding {len(texts)} texts"
+                ) from None
+            except _EmbedderLost as exc:
+                last = str(exc)
+                log.warning("embedding: %s; trying another embedder", exc)
+                if self.members.get(node) is member:
+                    del self.members[node]
+                    member.handle.close()
+                await self.refresh(force=True)
+            finally:
+                member.busy -= 1
+        raise Unavailable(f"embedding: three embedders failed; last: {last}")
+
+    def _pick(self) -> tuple[str, _Member]:
+        if not self.members:
+            raise Unavailable("embedding: the embedder pool is empty")
+        turn = next(self._turn)
+        items = list(self.members.items())
+        # Least busy first; ties go round the pool.
+        return min(
+            items, key=lambda kv: (kv[1].busy, (items.index(kv) - turn) % len(items))
+        )
+
+    async def describe(self) -> list[dict[str, Any]]:
+        """Each embedder: its key, calls in flight, pid and what it has embedded."""
+        items = list(self.members.items())
+        found = await asyncio.gather(*(m.handle.describe() for _, m in items))
+        return [{"key": k, "busy": m.busy, **d} for (k, m), d in zip(items, found, strict=True)]
+
+    def close(self) -> None:
+        for member in self.members.values():
+            member.handle.close()
+        self.members.clear()
+
+
+def local_pool(embedders: int = 1) -> EmbedderPool:
+    """A pool of in-process embedders (tests, and the engine used without Ray)."""
+    names = [f"local-{i}" for i in range(embedders)]
+    return EmbedderPool(LocalEmbedder, lambda: names, max_embedders=embedders)
+
+
+def ray_pool(settings: Any) -> EmbedderPool:
+    """The pool of a coordinator on Ray: one embedder actor per live node."""
+    from coordinator.ray_control import alive_nodes
+
+    def spawn(node: str) -> EmbedderHandle:
+        return RayEmbedder(node, cpus=settings.embedder_cpus, threads=settings.embedder_threads)
+
+    return EmbedderPool(
+        spawn,
+        alive_nodes,
+        max_embedders=settings.max_embedders,
+        per_node=settings.embedders_per_node,
+        window_s=settings.batch_window_s,
+    )

@@ -7,7 +7,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from shardvec.contract.errors import InvalidArgument
-from shardvec.contract.limits import DEFAULT_BUILD_THREADS, MAX_EF, MAX_K, PUBLIC_MAX_MESSAGE_BYTES
+from shardvec.contract.limits import (
+    DEFAULT_BUILD_THREADS,
+    MAX_DOCUMENT_BYTES,
+    MAX_EF,
+    MAX_K,
+    MAX_METADATA_BYTES,
+    PUBLIC_MAX_MESSAGE_BYTES,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +30,8 @@ class CoordinatorSettings:
     tls_cert: str = ""  # PEM paths; both set: TLS on the public port
     tls_key: str = ""
     max_message_bytes: int = PUBLIC_MAX_MESSAGE_BYTES
+    max_metadata_bytes: int = MAX_METADATA_BYTES  # one row's metadata as compact JSON
+    max_document_bytes: int = MAX_DOCUMENT_BYTES  # one row's document, UTF-8
     max_upsert_rows: int = 10_000
     max_query_rows: int = 10_000
     max_k: int = MAX_K  # may be lowered, not raised
@@ -57,6 +66,8 @@ class CoordinatorSettings:
             "batch_max",
             "batch_in_flight",
             "max_message_bytes",
+            "max_metadata_bytes",
+            "max_document_bytes",
             "max_snapshot_streams",
         ):
             if getattr(self, name) < 1:

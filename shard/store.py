@@ -3,12 +3,16 @@
 One table holds every row a replica has seen, live or deleted:
 
     rows(id TEXT PRIMARY KEY, slot INTEGER, seq INTEGER NOT NULL, vector BLOB,
-         metadata TEXT, deleted INTEGER NOT NULL)
+         metadata TEXT, deleted INTEGER NOT NULL, document TEXT)
 
 - `slot` is the row's hnswlib label while it is live, and NULL for a tombstone (a deleted row
   gives its slot back; a unique partial index keeps live slots distinct).
 - `seq` is the batch sequence number that last wrote the row, so `changes_since` pages by it.
-- `vector` holds the row's float32 values as upserted ('<f4' bytes), `metadata` compact JSON.
+- `vector` holds the row's float32 values as upserted ('<f4' bytes), `metadata` compact JSON,
+  `document` the row's text (NULL for none). Stores of the version before documents lack the
+  column; opening one adds it (ALTER TABLE ... ADD COLUMN, idempotent).
+- An update (metadata or document changed, vector kept) rewrites the row under its own seq, so
+  `changes_since` carries the row's whole new state to a replica catching up.
 - A delete keeps the row as a tombstone (deleted=1, vector and metadata NULL, seq set), so a
   replica catching up from a peer learns about the delete and never resurrects the row.
 
@@ -49,7 +53,8 @@ CREATE TABLE IF NOT EXISTS rows (
     seq INTEGER NOT NULL,
     vector BLOB,
     metadata TEXT,
-    deleted INTEGER NOT NULL DEFAULT 0
+    deleted INTEGER NOT NULL DEFAULT 0,
+    document TEXT
 );
 CREATE INDEX IF NOT EXISTS rows_seq ON rows(seq);
 CREATE UNIQUE INDEX IF NOT EXISTS rows_slot ON rows(slot) WHERE slot IS NOT NULL;
@@ -57,16 +62,20 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _UPSERT = (
-    "INSERT INTO rows (id, slot, seq, vector, metadata, deleted) VALUES (?, ?, ?, ?, ?, 0) "
+    "INSERT INTO rows (id, slot, seq, vector, metadata, deleted, document) "
+    "VALUES (?, ?, ?, ?, ?, 0, ?) "
     "ON CONFLICT(id) DO UPDATE SET slot = excluded.slot, seq = excluded.seq, "
-    "vector = excluded.vector, metadata = excluded.metadata, deleted = 0"
+    "vector = excluded.vector, metadata = excluded.metadata, deleted = 0, "
+    "document = excluded.document"
 )
 _TOMBSTONE = (
-    "INSERT INTO rows (id, slot, seq, vector, metadata, deleted) "
-    "VALUES (?, NULL, ?, NULL, NULL, 1) "
+    "INSERT INTO rows (id, slot, seq, vector, metadata, deleted, document) "
+    "VALUES (?, NULL, ?, NULL, NULL, 1, NULL) "
     "ON CONFLICT(id) DO UPDATE SET slot = NULL, seq = excluded.seq, vector = NULL, "
-    "metadata = NULL, deleted = 1"
+    "metadata = NULL, deleted = 1, document = NULL"
 )
+# An update keeps the row's slot and vector: new seq, metadata and document.
+_UPDATE = "UPDATE rows SET seq = ?, metadata = ?, document = ? WHERE id = ? AND deleted = 0"
 _SET_KV = (
     "INSERT INTO kv (key, value) VALUES (?, ?) "
     "ON CONFLICT(key) DO UPDATE SET value = excluded.value"
@@ -78,7 +87,8 @@ _IN_CHUNK = 900
 
 @dataclass(frozen=True)
 class StoredRow:
-    """One row as stored; `vector` is '<f4' bytes and `metadata` JSON text (None when absent)."""
+    """One row as stored; `vector` is '<f4' bytes, `metadata` JSON text and `document` the
+    row's text (each None when absent or not read)."""
 
     id: str
     slot: int | None
@@ -86,6 +96,7 @@ class StoredRow:
     vector: bytes | None
     metadata: str | None
     deleted: bool
+    document: str | None = None
 
 
 class Store:
@@ -128,11 +139,19 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            self._migrate()
             stored = self._get_kv("settings")
             if stored is None:
                 self._init_new(settings)
             else:
                 self._check_existing(settings, stored)
+
+    def _migrate(self) -> None:
+        """Add the columns later versions introduced to a store that lacks them."""
+        cols = {r[1] for r in self._db.execute("PRAGMA table_info(rows)").fetchall()}
+        if "document" not in cols:
+            self._db.execute("ALTER TABLE rows ADD COLUMN document TEXT")
+            log.info("store %s: added the document column", self.path)
 
     def _init_new(self, settings: IndexSettings) -> None:
         if self._db.execute("SELECT 1 FROM rows LIMIT 1").fetchone() is not None:
@@ -204,12 +223,18 @@ class Store:
             yield conn
 
     def get_rows(
-        self, ids: Sequence[str], *, vectors: bool = True, metadata: bool = True
+        self,
+        ids: Sequence[str],
+        *,
+        vectors: bool = True,
+        metadata: bool = True,
+        documents: bool = False,
     ) -> dict[str, StoredRow]:
         """Live rows among `ids`, keyed by id (missing and deleted ids are absent)."""
         vec_col = "vector" if vectors else "NULL"
         md_col = "metadata" if metadata else "NULL"
-        cols = f"id, slot, seq, {vec_col}, {md_col}"
+        doc_col = "document" if documents else "NULL"
+        cols = f"id, slot, seq, {vec_col}, {md_col}, {doc_col}"
         out: dict[str, StoredRow] = {}
         unique = list(dict.fromkeys(ids))
         with self._reader() as db:
@@ -217,8 +242,8 @@ class Store:
                 chunk = unique[start : start + _IN_CHUNK]
                 marks = ",".join("?" * len(chunk))
                 sql = f"SELECT {cols} FROM rows WHERE deleted = 0 AND id IN ({marks})"
-                for rid, slot, seq, vec, md in db.execute(sql, chunk):
-                    out[rid] = StoredRow(rid, slot, seq, vec, md, False)
+                for rid, slot, seq, vec, md, doc in db.execute(sql, chunk):
+                    out[rid] = StoredRow(rid, slot, seq, vec, md, False, doc)
         return out
 
     def seqs_of(self, ids: Sequence[str]) -> dict[str, int]:
@@ -235,13 +260,14 @@ class Store:
 
     def live_index(
         self, chunk_rows: int = 20_000
-    ) -> Iterator[list[tuple[str, int, int, str | None]]]:
-        """All live rows as (id, slot, seq, metadata JSON), in slot order, in chunks."""
+    ) -> Iterator[list[tuple[str, int, int, str | None, str | None]]]:
+        """All live rows as (id, slot, seq, metadata JSON, document), in slot order, chunked."""
         last = -1
         while True:
             with self._lock, self._errors():
                 rows = self._db.execute(
-                    "SELECT id, slot, seq, metadata FROM rows WHERE deleted = 0 AND slot > ? "
+                    "SELECT id, slot, seq, metadata, document FROM rows "
+                    "WHERE deleted = 0 AND slot > ? "
                     "ORDER BY slot LIMIT ?",
                     (last, chunk_rows),
                 ).fetchall()
@@ -278,7 +304,7 @@ class Store:
         ends at a seq boundary, and a single seq with more than `limit` rows comes whole.
         Both reads run in one transaction, so the pair is a consistent snapshot.
         """
-        cols = "id, slot, seq, vector, metadata, deleted"
+        cols = "id, slot, seq, vector, metadata, deleted, document"
         with self._lock, self._errors():
             self._db.execute("BEGIN")
             try:
@@ -296,7 +322,9 @@ class Store:
                 applied = int(self._get_kv("applied_seq") or 0)
             finally:
                 self._db.execute("COMMIT")
-        return [StoredRow(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows], applied
+        return [
+            StoredRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows
+        ], applied
 
     def stats(self) -> dict[str, int]:
         with self._lock, self._errors():
@@ -310,16 +338,19 @@ class Store:
     def write(
         self,
         seq: int | None,
-        upserts: Iterable[tuple[str, int, int, bytes, str | None]] = (),
+        upserts: Iterable[tuple[Any, ...]] = (),
         tombstones: Iterable[tuple[str, int]] = (),
+        updates: Iterable[tuple[int, str | None, str | None, str]] = (),
     ) -> None:
         """One atomic batch: tombstones (id, seq) first, then upserts (id, slot, seq, vector,
-        metadata JSON); `applied_seq` set to `seq` unless it is None. All or nothing."""
+        metadata JSON[, document]), then updates of live rows (seq, metadata JSON, document, id);
+        `applied_seq` set to `seq` unless it is None. All or nothing."""
         with self._lock, self._errors():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(_TOMBSTONE, tombstones)
-                self._db.executemany(_UPSERT, upserts)
+                self._db.executemany(_UPSERT, (u if len(u) == 6 else (*u, None) for u in upserts))
+                self._db.executemany(_UPDATE, updates)
                 if seq is not None:
                     self._db.execute(_SET_KV, ("applied_seq", str(int(seq))))
                 self._db.execute("COMMIT")

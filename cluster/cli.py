@@ -324,8 +324,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     "--document-field",
     default="document,text",
     show_default=True,
-    help="Metadata fields read as the row's document, first present wins; it is taken out "
-    "of the metadata. '' : no documents.",
+    help="Metadata fields read as the row's document, first present wins; `document` moves "
+    "out of the metadata, another field stays in it too. '' : no documents.",
 )
 @click.option(
     "--skip-invalid",

@@ -23,14 +23,15 @@ _ROW = re.compile(r"\b(?:ids|metadata_json|documents|vectors)\[(\d+)\]")
 
 
 def split_documents(metas: list[dict[str, Any]], fields: Sequence[str]) -> list[str | None] | None:
-    """Take each row's document out of its metadata (the first of `fields` present, when a
-    string); None when no row has one."""
+    """Each row's document: the first of `fields` present (a string) in its metadata. A
+    `document` field moves out of the metadata; any other (`text`) stays in it too, as loads
+    of earlier versions kept it there for filters and display. None when no row has one."""
     docs: list[str | None] = []
     for m in metas:
         doc = None
         for name in fields:
             if isinstance(m, dict) and isinstance(m.get(name), str):
-                doc = m.pop(name)
+                doc = m.pop(name) if name == "document" else m[name]
                 break
         docs.append(doc)
     return docs if any(d is not None for d in docs) else None

@@ -55,7 +55,7 @@ from shardvec.contract.validation import (
 
 from shard.checkpoint import remove_manifest, write_checkpoint
 from shard.columns import MetadataColumns
-from shard.documents import document_mask
+from shard.documents import Documents, document_mask
 from shard.index import HnswIndex
 from shard.planner import PlannerSettings, SearchPlanner, check_threshold, drop_past_threshold
 from shard.recovery import recover
@@ -529,7 +529,7 @@ class ShardEngine:
         if where is not None:
             mask &= self._columns.mask(where, n)
         if where_document is not None:
-            docs = self._rows.document_list(n)
+            docs = Documents(self._rows, n)
             mask = document_mask(where_document, docs, np.flatnonzero(mask), len(mask))
         return mask
 

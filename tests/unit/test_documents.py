@@ -371,3 +371,22 @@ def test_engine_update_of_missing_id_with_upsert_missing_needs_vectors(tmp_path:
         engine.update(2, ["a", "b"], None, ["x", "y"], upsert_missing=True)
     assert engine.applied_seq == 1 and engine.get(["a"], include_documents=True)[0].document is None  # type: ignore[union-attr]
     engine.close()
+
+
+def test_both_scan_paths_agree_with_python_substring_tests() -> None:
+    from shard.documents import Documents, document_mask
+    from shard.rowdata import RowData
+
+    rng = np.random.default_rng(3)
+    alphabet = list("ab \x00c")
+    docs = ["".join(rng.choice(alphabet, size=int(rng.integers(0, 12)))) for _ in range(500)]
+    rows = RowData(2, "dot")
+    rows.set_documents(np.arange(500), docs)
+    for needle in ["a", "ab", "b a", "\x00c", "cc", "zz"]:
+        for f in (DocCond("contains", needle), DocCond("not_contains", needle)):
+            want = np.array([_expect(f, d) for d in docs])
+            for cand in (np.arange(500), np.arange(0, 500, 25)):  # joined pass, per row
+                got = document_mask(f, Documents(rows, 500), cand, 500)
+                expect = np.zeros(500, dtype=bool)
+                expect[cand] = want[cand]
+                np.testing.assert_array_equal(got, expect, err_msg=repr((needle, f.op)))

@@ -2,9 +2,9 @@
 uses (shard/documents.py) against SQL instr() over the same rows in the store, alone, after a
 metadata filter, and inside a search (exact and HNSW).
 
-One ShardEngine of N random 64-d rows, each with a ~300-character document of random words
-(one word in 10 of them is "kafka", so `$contains: kafka` passes about 1 % of... see the table)
-and metadata `bucket = i % 100`. Timings are medians of repeated calls. Prints a table, writes
+One ShardEngine of N random 64-d rows, each with a ~300-character document of 45 random words
+out of 2,000 (every 97th row also holds "kafka", so `$contains: kafka` passes about 1 %) and
+metadata `bucket = i % 100`. Timings are medians of repeated calls. Prints a table, writes
 bench/results/where_document.json.
 
     python bench/bench_where_document.py [--rows 100000] [--repeat 20]

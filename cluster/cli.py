@@ -43,6 +43,8 @@ LIMITS = {
         "max_ef",
         "max_search_hits",
         "max_scroll_rows",
+        "max_metadata_bytes",
+        "max_document_bytes",
     )
 }
 
@@ -141,9 +143,23 @@ def cli(ctx: click.Context, server: str, api_key: str | None) -> None:
     "limits",
     multiple=True,
     metavar="NAME=N",
-    help="Set a request limit (repeatable): " + ", ".join(
-        f"{name} (default {default})" for name, default in LIMITS.items()
-    ) + ". Past a limit: RESOURCE_EXHAUSTED (k, ef: INVALID_ARGUMENT).",
+    help="Set a request limit (repeatable): "
+    + ", ".join(f"{name} (default {default})" for name, default in LIMITS.items())
+    + ". Past a limit: RESOURCE_EXHAUSTED (k, ef: INVALID_ARGUMENT).",
+)
+@click.option(
+    "--max-metadata-bytes",
+    default=LIMITS["max_metadata_bytes"],
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Largest metadata of one row, as compact JSON; a row past it: INVALID_ARGUMENT.",
+)
+@click.option(
+    "--max-document-bytes",
+    default=LIMITS["max_document_bytes"],
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Largest document of one row, UTF-8 bytes; a row past it: INVALID_ARGUMENT.",
 )
 @click.option(
     "--metrics-port",
@@ -177,6 +193,8 @@ def up(
     embedders_per_node: int,
     max_embedders: int,
     limits: tuple[str, ...],
+    max_metadata_bytes: int,
+    max_document_bytes: int,
     metrics_port: int,
     log_level: str,
     verbose: bool,
@@ -198,12 +216,12 @@ def up(
         "scrub_rows_per_s": scrub_rows_per_s,
         "embedders_per_node": embedders_per_node,
         "max_embedders": max_embedders,
+        "max_metadata_bytes": max_metadata_bytes,
+        "max_document_bytes": max_document_bytes,
         **_parse_limits(limits),
     }
     try:
-        cluster = ShardvecCluster(
-            settings, ray_address=address, num_cpus=num_cpus, log_level=level
-        )
+        cluster = ShardvecCluster(settings, ray_address=address, num_cpus=num_cpus, log_level=level)
     except ShardvecError as exc:
         _fail(exc)
         return
@@ -344,9 +362,23 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     "--metadata",
     "metadata_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="JSON Lines, one object per vector row.",
+    help="JSON Lines, one object per vector row; its `document` (else `text`) field is the "
+    "row's document, stored beside the metadata (see --document-field).",
 )
 @click.option("--id-field", default=None, help="Metadata field holding the id (default: row).")
+@click.option(
+    "--document-field",
+    default="document,text",
+    show_default=True,
+    help="Metadata fields read as the row's document, first present wins; `document` moves "
+    "out of the metadata, another field stays in it too. '' : no documents.",
+)
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Load the valid rows and skip the ones the server rejects (each reported on stderr, "
+    "with a count at the end); without it load stops at the first rejected row.",
+)
 @click.option("--batch", default=1000, show_default=True, type=int, help="Rows per request.")
 @click.pass_obj
 def load(
@@ -355,10 +387,14 @@ def load(
     vectors_path: Path,
     metadata_path: Path | None,
     id_field: str | None,
+    document_field: str,
+    skip_invalid: bool,
     batch: int,
 ) -> None:
-    """Upsert vectors (and metadata) from files, with a progress bar."""
+    """Upsert vectors (and metadata, documents) from files, with a progress bar."""
     from tqdm import tqdm
+
+    from cluster.loading import BatchLoader, split_documents
 
     vectors = np.load(vectors_path, mmap_mode="r")
     metas = read_jsonl(metadata_path) if metadata_path else None
@@ -370,22 +406,37 @@ def load(
         ids = [str(m[id_field]) for m in metas]
     else:
         ids = [str(i) for i in range(len(vectors))]
+    fields = [f for f in document_field.split(",") if f]
+    docs = split_documents(metas, fields) if metas is not None and fields else None
+    loader: BatchLoader | None = None
     try:
         with obj.client() as client:
-            col = client.get_collection(name)
+            loader = BatchLoader(client.get_collection(name), skip_invalid)
             with tqdm(total=len(ids), unit="vec", desc=f"load {name}") as bar:
                 for start in range(0, len(ids), batch):
                     stop = min(start + batch, len(ids))
-                    col.upsert(
+                    loader.load(
+                        start,
                         ids[start:stop],
                         np.asarray(vectors[start:stop], np.float32),
                         metas[start:stop] if metas else None,
-                        batch_size=batch,
+                        docs[start:stop] if docs else None,
                     )
                     bar.update(stop - start)
     except ShardvecError as exc:
+        for line in loader.report() if loader is not None else []:
+            click.echo(line, err=True)
         _fail(exc)
-    click.echo(f"loaded {len(ids)} vectors into {name}")
+        return
+    for line in loader.report():
+        click.echo(line, err=True)
+    if loader.rejected:
+        click.echo(
+            f"loaded {loader.loaded} vectors into {name}, skipped {len(loader.rejected)} "
+            f"invalid rows"
+        )
+    else:
+        click.echo(f"loaded {loader.loaded} vectors into {name}")
 
 
 @cli.command()
@@ -449,11 +500,15 @@ def query(
                 )
             elif texts:
                 hits = col.search_texts(
-                    list(texts), k=k, where=where_obj, ef=ef or None, exact=exact
+                    list(texts), k=k, where=where_obj, ef=ef or None, exact=exact,
+                    include_documents=True,
                 )
             else:
                 queries = np.asarray(np.load(str(vectors_path)), dtype=np.float32)
-                hits = col.search(queries, k=k, where=where_obj, ef=ef or None, exact=exact)
+                hits = col.search(
+                    queries, k=k, where=where_obj, ef=ef or None, exact=exact,
+                    include_documents=True,
+                )
     except ShardvecError as exc:
         _fail(exc)
         return
@@ -461,7 +516,15 @@ def query(
         if as_json:
             click.echo(
                 json.dumps(
-                    [{"id": h.id, "score": h.score, "metadata": h.metadata} for h in row_hits]
+                    [
+                        {
+                            "id": h.id,
+                            "score": h.score,
+                            "metadata": h.metadata,
+                            "document": h.document,
+                        }
+                        for h in row_hits
+                    ]
                 )
             )
             continue
@@ -470,7 +533,7 @@ def query(
         else:
             click.echo(f"query {row}:" + (f" {texts[row]!r}" if texts else ""))
         for h in row_hits:
-            text = (h.metadata or {}).get("text", "")
+            text = h.document or (h.metadata or {}).get("text", "")
             click.echo(f"  {h.score:8.4f}  {h.id:<12} {str(text)[:80]}")
 
 
@@ -485,27 +548,51 @@ def demo(data_dir: str | None, shards: int) -> None:
 
 
 @cli.command()
-@click.option("--mode", type=click.Choice(["replica", "coordinator", "cluster", "all"]),
-              default="replica", show_default=True,
-              help="What to kill -9: a random replica, the coordinator, or the whole cluster.")
+@click.option(
+    "--mode",
+    type=click.Choice(["replica", "coordinator", "cluster", "all"]),
+    default="replica",
+    show_default=True,
+    help="What to kill -9: a random replica, the coordinator, or the whole cluster.",
+)
 @click.option("--seconds", default=60.0, show_default=True, help="How long to keep killing.")
 @click.option("--interval", default=3.0, show_default=True, help="Mean seconds between kills.")
 @click.option("--shards", default=2, show_default=True)
 @click.option("--replicas", default=2, show_default=True)
 @click.option("--batch", default=20, show_default=True, help="Rows per upsert batch.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the figures as JSON here.")
-def crasher(mode: str, seconds: float, interval: float, shards: int, replicas: int, batch: int,
-            seed: int, json_out: Path | None) -> None:
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the figures as JSON here.",
+)
+def crasher(
+    mode: str,
+    seconds: float,
+    interval: float,
+    shards: int,
+    replicas: int,
+    batch: int,
+    seed: int,
+    json_out: Path | None,
+) -> None:
     """Kill -9 parts of a live cluster under writes and reads; verify nothing was lost."""
     from cluster.crasher import MODES, Crasher, format_report
 
     reports = []
     for m in MODES if mode == "all" else (mode,):
         click.echo(f"== crasher mode {m}: {seconds:.0f} s, a kill every ~{interval:.1f} s")
-        rep = Crasher(m, seconds=seconds, interval=interval, shards=shards, replicas=replicas,
-                      batch=batch, seed=seed, log=click.echo).run()
+        rep = Crasher(
+            m,
+            seconds=seconds,
+            interval=interval,
+            shards=shards,
+            replicas=replicas,
+            batch=batch,
+            seed=seed,
+            log=click.echo,
+        ).run()
         click.echo(format_report(rep))
         reports.append(rep)
     if json_out is not None:

@@ -26,9 +26,10 @@ from shardvec.contract.convert import (
     hits_from_response,
     pack_vectors,
     records_from_response,
+    where_document_to_proto,
 )
 from shardvec.contract.errors import InvalidArgument, ShardvecError, Unavailable, error_for_status
-from shardvec.contract.filters import parse_where
+from shardvec.contract.filters import parse_where, parse_where_document
 from shardvec.contract.limits import API_KEY_HEADER
 from shardvec.contract.limits import PUBLIC_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
 from shardvec.contract.types import Hit, Record
@@ -265,15 +266,19 @@ class Collection:
         vectors: Any,
         metadatas: Sequence[Mapping[str, Any] | None] | None = None,
         *,
+        documents: Sequence[str | None] | None = None,
         batch_size: int = 1000,
         progress: Callable[[int], None] | None = None,
     ) -> int:
-        """Insert or replace rows, `batch_size` per request; returns the number upserted."""
+        """Insert or replace rows, `batch_size` per request; returns the number upserted.
+        `documents`: one text per row (None: none), stored beside its vector and metadata."""
         arr = _as_matrix(vectors)
         if len(ids) != arr.shape[0]:
             raise InvalidArgument(f"{len(ids)} ids for {arr.shape[0]} vectors")
         if metadatas is not None and len(metadatas) != len(ids):
             raise InvalidArgument(f"{len(metadatas)} metadatas for {len(ids)} ids")
+        if documents is not None and len(documents) != len(ids):
+            raise InvalidArgument(f"{len(documents)} documents for {len(ids)} ids")
         done = 0
         for start in range(0, len(ids), batch_size):
             stop = min(start + batch_size, len(ids))
@@ -283,6 +288,8 @@ class Collection:
                 req.metadata_json.extend(
                     dumps_json(dict(m)) if m else "" for m in metadatas[start:stop]
                 )
+            if documents is not None:
+                req.documents.extend(d or "" for d in documents[start:stop])
             done += int(self.client.call("Upsert", req).upserted)
             if progress is not None:
                 progress(stop - start)
@@ -300,24 +307,25 @@ class Collection:
         max_distance: float | None = None,
         include_metadata: bool = True,
         include_vectors: bool = False,
+        include_documents: bool = False,
+        where_document: Mapping[str, Any] | None = None,
         timeout: float | None = None,
     ) -> list[list[Hit]]:
-        """Top-k hits per query row, best first (cosine/dot: highest; euclidean: nearest)."""
-        resp = self.client.call(
-            "Search",
-            self._search_request(
-                queries,
-                k,
-                where,
-                ef,
-                exact,
-                min_score,
-                max_distance,
-                include_metadata,
-                include_vectors,
-            ),
-            timeout,
+        """Top-k hits per query row, best first (cosine/dot: highest; euclidean: nearest).
+        `where_document`: Chroma's form, e.g. {"$contains": "kafka"}."""
+        req = self._search_request(
+            queries,
+            k,
+            where,
+            ef,
+            exact,
+            min_score,
+            max_distance,
+            include_metadata,
+            include_vectors,
         )
+        _document_options(req, include_documents, where_document)
+        resp = self.client.call("Search", req, timeout)
         return hits_from_response(resp, self.dim)
 
     def search_ids(
@@ -429,6 +437,8 @@ class Collection:
         min_score: float | None = None,
         include_metadata: bool = True,
         include_vectors: bool = False,
+        include_documents: bool = False,
+        where_document: Mapping[str, Any] | None = None,
         timeout: float | None = None,
     ) -> list[list[Hit]]:
         """Top-k hits per query text, best first (Chroma's `query(query_texts=...)`)."""
@@ -440,16 +450,24 @@ class Collection:
         req = self._search_request(
             queries, k, where, ef, exact, min_score, None, include_metadata, include_vectors
         )
+        _document_options(req, include_documents, where_document)
         if self.embedding_function is None:
             req.ClearField("queries")
             req.query_texts.extend(texts)
         return hits_from_response(self.client.call("Search", req, timeout), self.dim)
 
-    def get(self, ids: Sequence[str], *, include_vectors: bool = True) -> list[Record]:
+    def get(
+        self,
+        ids: Sequence[str],
+        *,
+        include_vectors: bool = True,
+        include_documents: bool = False,
+    ) -> list[Record]:
         """The rows found, in request order; missing ids are left out."""
         req = pb.GetRequest(collection=self.name, ids=list(ids))
         req.include.metadata = True
         req.include.vectors = include_vectors
+        req.include.documents = include_documents
         return records_from_response(self.client.call("Get", req), self.dim)
 
     def delete(
@@ -465,10 +483,15 @@ class Collection:
             req.ids.extend(ids or [])
         return int(self.client.call("Delete", req).deleted)
 
-    def count(self, where: Mapping[str, Any] | None = None) -> int:
+    def count(
+        self,
+        where: Mapping[str, Any] | None = None,
+        where_document: Mapping[str, Any] | None = None,
+    ) -> int:
         req = pb.CountRequest(collection=self.name)
         if where:
             req.filter.CopyFrom(filter_to_proto(parse_where(where)))
+        _document_options(req, False, where_document)
         return int(self.client.call("Count", req).count)
 
     # Paging and search by id (cluster/paging.py).
@@ -506,3 +529,51 @@ class Collection:
         """"More like these": per id, the hits nearest its stored vector, leaving out every
         id asked for; `where`, `ef`, `exact`, thresholds and includes as in `search`."""
         return paging.search_by_ids(self, ids, k, **kwargs)
+    def update(
+        self,
+        ids: Sequence[str],
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        documents: Sequence[str | None] | None = None,
+        *,
+        replace_metadata: bool = False,
+        upsert_missing: bool = False,
+        vectors: Any = None,
+    ) -> dict[str, Any]:
+        """Change the metadata (merged into the stored object, or replaced) and/or documents
+        of existing rows without sending their vectors; a None entry leaves that row's part
+        unchanged. Returns {"updated", "missing_ids", "inserted"}: ids not in the collection
+        are reported missing, or inserted with upsert_missing (then `vectors` holds one row
+        per id)."""
+        req = pb.UpdateRequest(
+            collection=self.name,
+            ids=[str(i) for i in ids],
+            replace_metadata=replace_metadata,
+            upsert_missing=upsert_missing,
+        )
+        for what, given in (("metadatas", metadatas), ("documents", documents)):
+            if given is not None and len(given) != len(ids):
+                raise InvalidArgument(f"{len(given)} {what} for {len(ids)} ids")
+        if metadatas is not None:
+            req.metadata_json.extend(
+                dumps_json(dict(m)) if m is not None else "" for m in metadatas
+            )
+        if documents is not None:
+            req.documents.extend(d or "" for d in documents)
+        if vectors is not None:
+            pack_vectors(req.vectors, _as_matrix(vectors))
+        resp = self.client.call("Update", req)
+        return {
+            "updated": int(resp.updated),
+            "missing_ids": list(resp.missing_ids),
+            "inserted": int(resp.inserted),
+        }
+
+
+def _document_options(
+    req: Any, include_documents: bool, where_document: Mapping[str, Any] | None
+) -> None:
+    """Set a Search/Count/Get request's include.documents and where_document (Chroma form)."""
+    if include_documents:
+        req.include.documents = True
+    if where_document is not None:
+        req.where_document.CopyFrom(where_document_to_proto(parse_where_document(where_document)))

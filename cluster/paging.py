@@ -92,6 +92,7 @@ def search_by_ids(
     max_distance: float | None = None,
     include_metadata: bool = True,
     include_vectors: bool = False,
+    include_documents: bool = False,
     timeout: float | None = None,
 ) -> list[list[Hit]]:
     """"More like these": one result per id, its stored vector the query; the ids asked for
@@ -105,4 +106,5 @@ def search_by_ids(
         req.max_distance = max_distance
     req.include.metadata = include_metadata
     req.include.vectors = include_vectors
+    req.include.documents = include_documents
     return hits_from_response(col.client.call("Search", req, timeout), col.dim)

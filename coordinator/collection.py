@@ -14,10 +14,17 @@ from dataclasses import dataclass
 
 import numpy as np
 from shardvec.contract.errors import Unavailable
-from shardvec.contract.filters import Filter
+from shardvec.contract.filters import DocFilter, Filter
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.shard_api import ShardLike
-from shardvec.contract.types import GetResult, Hits, SearchResult, ShardSearch, WriteAck
+from shardvec.contract.types import (
+    GetResult,
+    Hits,
+    SearchResult,
+    ShardSearch,
+    ShardUpdate,
+    WriteAck,
+)
 
 from coordinator.group_commit import Sender, UpsertCombiner
 from coordinator.merge import merge_with_payloads
@@ -39,6 +46,18 @@ class SearchParams:
     max_distance: float | None = None
     include_metadata: bool = False
     include_vectors: bool = False
+    include_documents: bool = False
+    where_document: DocFilter | None = None
+
+
+@dataclass(frozen=True)
+class UpdateOutcome:
+    """An Update's result across shards: rows changed, ids not found (request order) and
+    rows inserted (upsert_missing)."""
+
+    updated: int
+    missing_ids: list[str]
+    inserted: int
 
 
 def per_shard_k(k: int, shards: int, exact: bool, filtered: bool = False) -> int:
@@ -97,11 +116,17 @@ class CollectionRuntime:
         return self.spec.index.dim
 
     async def upsert(
-        self, ids: Sequence[str], vectors: np.ndarray, metadata_json: Sequence[str], deadline: float
+        self,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        metadata_json: Sequence[str],
+        deadline: float,
+        documents: Sequence[str] = (),
     ) -> int:
         """Route rows to their shards; each shard's part joins that shard's group commit."""
         parts = partition(ids, self.spec.shards)
         meta = list(metadata_json)
+        docs = list(documents)
 
         async def one(shard: int, rows: np.ndarray) -> None:
             rows_l = rows.tolist()
@@ -110,6 +135,7 @@ class CollectionRuntime:
                 vectors[rows],
                 [meta[i] for i in rows_l] if meta else [],
                 deadline,
+                [docs[i] for i in rows_l] if docs else [],
             )
 
         await asyncio.gather(*(one(s, rows) for s, rows in enumerate(parts) if len(rows)))
@@ -117,14 +143,49 @@ class CollectionRuntime:
 
     def _upsert_sender(self, shard: int) -> Sender:
         async def send(
-            ids: list[str], vectors: np.ndarray, metas: list[str], deadline: float
+            ids: list[str], vectors: np.ndarray, metas: list[str], docs: list[str], deadline: float
         ) -> WriteAck:
             async def call(shard_: ShardLike, seq: int, timeout: float) -> WriteAck:
-                return await shard_.upsert(seq, ids, vectors, metas, timeout)
+                return await shard_.upsert(seq, ids, vectors, metas, timeout, docs)
 
             return await self.shard_sets[shard].write(call, deadline)
 
         return send
+
+    async def update(self, request: ShardUpdate, deadline: float) -> UpdateOutcome:
+        """Route an Update's rows to their shards; each shard's part is one replicated,
+        sequence-numbered write (as an upsert's is), applied by the shard as a change in its
+        log, so catch-up copies it."""
+        id_list = request.ids
+        parts = partition(id_list, self.spec.shards)
+
+        async def one(shard: int, rows: np.ndarray) -> WriteAck:
+            r = rows.tolist()
+            part = ShardUpdate(
+                ids=[id_list[i] for i in r],
+                metadata_json=[request.metadata_json[i] for i in r]
+                if request.metadata_json
+                else [],
+                documents=[request.documents[i] for i in r] if request.documents else [],
+                replace_metadata=request.replace_metadata,
+                upsert_missing=request.upsert_missing,
+                vectors=request.vectors[rows] if request.vectors is not None else None,
+                max_metadata_bytes=request.max_metadata_bytes,
+            )
+
+            async def call(shard_: ShardLike, seq: int, timeout: float) -> WriteAck:
+                return await shard_.update(seq, part, timeout)
+
+            return await self.shard_sets[shard].write(call, deadline)
+
+        acks = await asyncio.gather(*(one(s, rows) for s, rows in enumerate(parts) if len(rows)))
+        missing = {i for a in acks for i in a.missing_ids}
+        inserted = sum(a.inserted for a in acks)
+        return UpdateOutcome(
+            updated=sum(a.affected for a in acks) - inserted,
+            missing_ids=[i for i in id_list if i in missing],
+            inserted=inserted,
+        )
 
     async def delete(self, ids: Sequence[str] | None, where: Filter | None, deadline: float) -> int:
         async def one(shard: int, shard_ids: list[str] | None) -> int:
@@ -150,6 +211,20 @@ class CollectionRuntime:
         self, ids: Sequence[str], include_metadata: bool, include_vectors: bool, deadline: float
     ) -> tuple[list[str], list[str], np.ndarray]:
         """Found ids in request order, their metadata JSON and vectors."""
+        found, metas, vectors, _ = await self.get_documents(
+            ids, include_metadata, include_vectors, deadline, False
+        )
+        return found, metas, vectors
+
+    async def get_documents(
+        self,
+        ids: Sequence[str],
+        include_metadata: bool,
+        include_vectors: bool,
+        deadline: float,
+        include_documents: bool,
+    ) -> tuple[list[str], list[str], np.ndarray, list[str]]:
+        """Found ids in request order, their metadata JSON, vectors and documents."""
         id_list = list(ids)
         parts = partition(id_list, self.spec.shards)
 
@@ -157,7 +232,9 @@ class CollectionRuntime:
             shard_ids = [id_list[i] for i in rows.tolist()]
 
             async def call(shard_: ShardLike, timeout: float) -> GetResult:
-                return await shard_.get(shard_ids, include_metadata, include_vectors, timeout)
+                return await shard_.get(
+                    shard_ids, include_metadata, include_vectors, timeout, include_documents
+                )
 
             return await self.shard_sets[shard].read(call, deadline)
 
@@ -165,6 +242,7 @@ class CollectionRuntime:
         results = await asyncio.gather(*(one(s, parts[s]) for s in shards))
         found_meta: dict[str, str] = {}
         found_vec: dict[str, np.ndarray] = {}
+        found_doc: dict[str, str] = {}
         found: set[str] = set()
         for res in results:
             vecs = res.vectors if include_vectors else None
@@ -174,6 +252,8 @@ class CollectionRuntime:
                     found_meta[id_] = res.metadata_json[j]
                 if vecs is not None:
                     found_vec[id_] = vecs[j]
+                if include_documents and res.documents:
+                    found_doc[id_] = res.documents[j]
         order = [i for i in id_list if i in found]
         metas = [found_meta.get(i, "") for i in order] if include_metadata else []
         vectors = (
@@ -181,11 +261,14 @@ class CollectionRuntime:
             if include_vectors and order
             else np.empty((0, self.dim), dtype=np.float32)
         )
-        return order, metas, vectors
+        docs = [found_doc.get(i, "") for i in order] if include_documents else []
+        return order, metas, vectors, docs
 
-    async def count(self, where: Filter | None, deadline: float) -> int:
+    async def count(
+        self, where: Filter | None, deadline: float, where_document: DocFilter | None = None
+    ) -> int:
         async def call(shard_: ShardLike, timeout: float) -> int:
-            return await shard_.count(where, timeout)
+            return await shard_.count(where, timeout, where_document)
 
         counts = await asyncio.gather(*(s.read(call, deadline) for s in self.shard_sets))
         return sum(counts)
@@ -202,11 +285,9 @@ class CollectionRuntime:
         carry theirs without a second fan-out. `packed`: the queries' bytes as received,
         forwarded unchanged."""
         shards = self.spec.shards
-        filtered = params.where is not None
+        filtered = params.where is not None or params.where_document is not None
         k_shard = per_shard_k(params.k, shards, params.exact, filtered)
-        ef = per_shard_ef(
-            params.ef, self.spec.index.ef, k_shard, shards, params.exact, filtered
-        )
+        ef = per_shard_ef(params.ef, self.spec.index.ef, k_shard, shards, params.exact, filtered)
         # One request object for every shard: a remote shard serializes it once for all.
         request = ShardSearch(
             queries=queries,
@@ -218,12 +299,13 @@ class CollectionRuntime:
             max_distance=params.max_distance,
             include_metadata=params.include_metadata,
             include_vectors=params.include_vectors,
+            include_documents=params.include_documents,
+            where_document=params.where_document,
             packed=packed,
         )
 
         async def call(shard_: ShardLike, timeout: float) -> SearchResult:
             return await shard_.search(request, timeout)
-
 
         async def timed(rs: ReplicaSet) -> SearchResult:
             start = time.perf_counter()
@@ -239,6 +321,8 @@ class CollectionRuntime:
             payloads.append([_payload(p.metadata, "metadata") for p in parts])
         if params.include_vectors:
             payloads.append([_payload(p.vectors, "vectors") for p in parts])
+        if params.include_documents:
+            payloads.append([_payload(p.documents, "documents") for p in parts])
         ids, scores, counts, merged = merge_with_payloads(
             [p.ids for p in parts],
             [p.scores for p in parts],
@@ -248,7 +332,8 @@ class CollectionRuntime:
         )
         metadata = merged.pop(0) if params.include_metadata else None
         vectors = merged.pop(0) if params.include_vectors else None
-        return Hits(ids, scores, counts, metadata, vectors)
+        documents = merged.pop(0) if params.include_documents else None
+        return Hits(ids, scores, counts, metadata, vectors, documents)
 
 
 def _payload(value: np.ndarray | None, what: str) -> np.ndarray:

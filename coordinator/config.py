@@ -10,8 +10,10 @@ from shardvec.contract.errors import InvalidArgument
 from shardvec.contract.limits import (
     DEFAULT_BUILD_THREADS,
     DEFAULT_SCRUB_ROWS_PER_S,
+    MAX_DOCUMENT_BYTES,
     MAX_EF,
     MAX_K,
+    MAX_METADATA_BYTES,
     MAX_SCROLL_ROWS,
     PUBLIC_MAX_MESSAGE_BYTES,
 )
@@ -30,6 +32,8 @@ class CoordinatorSettings:
     tls_cert: str = ""  # PEM paths; both set: TLS on the public port
     tls_key: str = ""
     max_message_bytes: int = PUBLIC_MAX_MESSAGE_BYTES
+    max_metadata_bytes: int = MAX_METADATA_BYTES  # one row's metadata as compact JSON
+    max_document_bytes: int = MAX_DOCUMENT_BYTES  # one row's document, UTF-8
     max_upsert_rows: int = 10_000
     max_query_rows: int = 10_000
     max_k: int = MAX_K  # may be lowered, not raised
@@ -70,6 +74,8 @@ class CoordinatorSettings:
             "batch_max",
             "batch_in_flight",
             "max_message_bytes",
+            "max_metadata_bytes",
+            "max_document_bytes",
             "max_snapshot_streams",
             "max_scroll_rows",
             "max_embedders",

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 from shardvec.contract.errors import is_bad_request
 
-# send(ids, vectors, metadata_json, deadline): one replicated write of the shard
-Sender = Callable[[list[str], np.ndarray, list[str], float], Awaitable[Any]]
+# send(ids, vectors, metadata_json, documents, deadline): one replicated write of the shard
+Sender = Callable[[list[str], np.ndarray, list[str], list[str], float], Awaitable[Any]]
 
 
 @dataclass
@@ -34,11 +34,13 @@ class _Upsert:
     ids: list[str]
     vectors: np.ndarray
     metas: list[str]  # one JSON text per row, or empty: {} for every row
+    docs: list[str]  # one document per row ("" none), or empty: no documents
     deadline: float
     future: asyncio.Future[None] = field(repr=False)
 
     def nbytes(self) -> int:
-        return int(self.vectors.nbytes) + sum(len(m) for m in self.metas) + 16 * len(self.ids)
+        texts = sum(len(m) for m in self.metas) + sum(len(d) for d in self.docs)
+        return int(self.vectors.nbytes) + texts + 16 * len(self.ids)
 
 
 class UpsertCombiner:
@@ -55,11 +57,16 @@ class UpsertCombiner:
         self.groups = 0  # writes sent
 
     async def upsert(
-        self, ids: list[str], vectors: np.ndarray, metas: list[str], deadline: float
+        self,
+        ids: list[str],
+        vectors: np.ndarray,
+        metas: list[str],
+        deadline: float,
+        docs: list[str] | None = None,
     ) -> None:
         """Upsert the rows; returns once they are durable, as part of some group."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Upsert(ids, vectors, metas, deadline, fut))
+        self._pending.append(_Upsert(ids, vectors, metas, docs or [], deadline, fut))
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._drain())
         await fut
@@ -103,7 +110,7 @@ class UpsertCombiner:
         deadline = max(u.deadline for u in group)  # one caller's short deadline fails nobody
         if len(group) == 1:
             u = group[0]
-            await self._send(u.ids, u.vectors, u.metas, deadline)
+            await self._send(u.ids, u.vectors, u.metas, u.docs, deadline)
             return
         ids = [i for u in group for i in u.ids]
         vectors = np.concatenate([u.vectors for u in group])
@@ -111,10 +118,14 @@ class UpsertCombiner:
             metas = [m for u in group for m in (u.metas or [""] * len(u.ids))]
         else:
             metas = []
+        docs: list[str] = []
+        if any(u.docs for u in group):
+            docs = [d for u in group for d in (u.docs or [""] * len(u.ids))]
         last = {id_: row for row, id_ in enumerate(ids)}  # a later row of an id wins
         if len(last) < len(ids):
             keep = sorted(last.values())
             ids = [ids[r] for r in keep]
             vectors = vectors[keep]
             metas = [metas[r] for r in keep] if metas else []
-        await self._send(ids, vectors, metas, deadline)
+            docs = [docs[r] for r in keep] if docs else []
+        await self._send(ids, vectors, metas, docs, deadline)

@@ -24,6 +24,7 @@ from shardvec.contract.convert import (
     search_response,
     spec_from_request,
     vectors_from_proto,
+    where_document_from_proto,
 )
 from shardvec.contract.errors import (
     DataLoss,
@@ -32,6 +33,7 @@ from shardvec.contract.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from shardvec.contract.filters import DocFilter
 from shardvec.contract.limits import MAX_QUERY_TEXT_BYTES
 from shardvec.contract.texts import (
     require_embedding,
@@ -39,12 +41,22 @@ from shardvec.contract.texts import (
     validate_query_texts,
 )
 from shardvec.contract.types import Hits, ReplicaStatus
-from shardvec.contract.validation import parse_metadata_json, validate_ids, validate_vectors
+from shardvec.contract.validation import (
+    parse_metadata_json,
+    validate_documents,
+    validate_ids,
+    validate_vectors,
+)
 from shardvec.v1 import vector_search_pb2 as pb
 from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
 
 from coordinator.batching import MicroBatcher
-from coordinator.collection import CollectionRuntime, SearchParams, deadline_from
+from coordinator.collection import (
+    CollectionRuntime,
+    SearchParams,
+    UpdateOutcome,
+    deadline_from,
+)
 from coordinator.config import CoordinatorSettings
 from coordinator.cursor import load_or_create_secret
 from coordinator.embedding import EmbedderPool, local_pool
@@ -59,11 +71,20 @@ from coordinator.snapshots import (
     create_archive,
     restore_archive,
 )
+from coordinator.updates import check_update
 
 log = logging.getLogger(__name__)
 
 WRITE_METHODS = frozenset(
-    {"CreateCollection", "DropCollection", "Upsert", "Delete", "CreateSnapshot", "RestoreSnapshot"}
+    {
+        "CreateCollection",
+        "DropCollection",
+        "Upsert",
+        "Update",
+        "Delete",
+        "CreateSnapshot",
+        "RestoreSnapshot",
+    }
 )  # CreateSnapshot too: it copies every row out, and holds disk and a stream slot
 WRITE_GRACE_S = 10.0  # the least time shards get to finish a write that has started
 T = TypeVar("T")
@@ -174,12 +195,33 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
         if vectors.shape[0] != n:
             raise InvalidArgument(f"vectors: {vectors.shape[0]} rows for {n} ids")
         metas = list(request.metadata_json)
-        if metas:
-            parse_metadata_json(metas, n)  # reject the whole batch before any shard sees it
+        if metas:  # reject the whole batch before any shard sees it
+            parse_metadata_json(metas, n, max_bytes=self.settings.max_metadata_bytes)
+        docs = self._documents(request.documents, n)
         await self._write(
-            context, "upsert", lambda deadline: col.upsert(ids, vectors, metas, deadline)
+            context, "upsert", lambda deadline: col.upsert(ids, vectors, metas, deadline, docs)
         )
         return pb.UpsertResponse(upserted=n)
+
+    def _documents(self, documents: Any, n: int) -> list[str]:
+        """The request's documents checked against max_document_bytes ([] when none)."""
+        docs = list(documents)
+        if docs:
+            validate_documents(docs, n, max_bytes=self.settings.max_document_bytes)
+            if not any(docs):
+                docs = []
+        return docs
+
+    async def Update(self, request: Any, context: Any) -> Any:
+        col = self.runtime.get(request.collection)
+        self._rows_limit(len(request.ids), self.settings.max_upsert_rows, "update")
+        plan = await check_update(request, col, self.settings, self._deadline(context))
+        got: UpdateOutcome = await self._write(
+            context, "update", lambda deadline: col.update(plan, deadline)
+        )
+        return pb.UpdateResponse(
+            updated=got.updated, missing_ids=got.missing_ids, inserted=got.inserted
+        )
 
     async def Delete(self, request: Any, context: Any) -> Any:
         col = self.runtime.get(request.collection)
@@ -203,14 +245,20 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
         ids = validate_ids(list(request.ids))
         if request.include.vectors:
             self._bytes_limit(len(ids) * col.dim * 4, "get")
-        found, metas, vectors = await col.get(
-            ids, request.include.metadata, request.include.vectors, self._deadline(context)
-        )
-        # Sized from what it will hold (metadata included) before the message is built.
+        inc = request.include
+        deadline = self._deadline(context)
+        docs: list[str] = []
+        if inc.documents:
+            found, metas, vectors, docs = await col.get_documents(
+                ids, inc.metadata, inc.vectors, deadline, True
+            )
+        else:
+            found, metas, vectors = await col.get(ids, inc.metadata, inc.vectors, deadline)
+        # Sized from what it will hold (metadata, documents) before the message is built.
         check_get_response(
-            found, metas, col.dim, request.include.vectors, self.settings.max_message_bytes
+            found, metas, col.dim, request.include.vectors, self.settings.max_message_bytes, docs
         )
-        resp = pb.GetResponse(ids=found, metadata_json=metas)
+        resp = pb.GetResponse(ids=found, metadata_json=metas, documents=docs)
         if request.include.vectors:
             resp.vectors.dim = col.dim
             resp.vectors.packed = vectors.astype("<f4").tobytes()
@@ -219,7 +267,8 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
     async def Count(self, request: Any, context: Any) -> Any:
         col = self.runtime.get(request.collection)
         where = filter_from_proto(request.filter) if request.HasField("filter") else None
-        return pb.CountResponse(count=await col.count(where, self._deadline(context)))
+        wd = _where_document(request)
+        return pb.CountResponse(count=await col.count(where, self._deadline(context), wd))
 
     def _search_params(self, col: CollectionRuntime, request: Any) -> SearchParams:
         k = int(request.k)
@@ -250,6 +299,8 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
             max_distance=max_distance,
             include_metadata=request.include.metadata,
             include_vectors=request.include.vectors,
+            include_documents=request.include.documents,
+            where_document=_where_document(request),
         )
 
     async def Search(self, request: Any, context: Any) -> Any:
@@ -392,6 +443,16 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
         with self._snapshot_stream("restore snapshot"):
             col = await restore_archive(self.runtime, request_iterator, deadline, batch)
         return collection_info(col.spec, _states(col), await col.count(None, deadline))
+
+
+def _where_document(request: Any) -> DocFilter | None:
+    """The request's where_document, validated; None when unset."""
+    if not request.HasField("where_document"):
+        return None
+    f = where_document_from_proto(request.where_document)
+    if f is None:
+        raise InvalidArgument("where_document: empty filter (leave it unset for none)")
+    return f
 
 
 def _states(col: CollectionRuntime) -> list[ReplicaStatus]:

@@ -27,6 +27,7 @@ from shardvec.contract.convert import (
     shard_scroll_to_proto,
     shard_search_payload,
     snapshot_chunk_from_proto,
+    update_request,
     upsert_request,
     write_ack_from_proto,
 )
@@ -36,7 +37,7 @@ from shardvec.contract.errors import (
     ShardvecError,
     error_for_status,
 )
-from shardvec.contract.filters import Filter
+from shardvec.contract.filters import DocFilter, Filter
 from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
 from shardvec.contract.limits import TOKEN_HEADER
 from shardvec.contract.types import (
@@ -47,6 +48,7 @@ from shardvec.contract.types import (
     ShardInfo,
     ShardScroll,
     ShardSearch,
+    ShardUpdate,
     SnapshotChunk,
     WriteAck,
 )
@@ -199,9 +201,14 @@ class RemoteShard:
         vectors: np.ndarray,
         metadata_json: Sequence[str],
         timeout: float,
+        documents: Sequence[str] = (),
     ) -> WriteAck:
-        req = upsert_request(seq, ids, vectors, metadata_json)
+        req = upsert_request(seq, ids, vectors, metadata_json, documents)
         return write_ack_from_proto(await self._call(self._stub.Upsert, req, timeout))
+
+    async def update(self, seq: int, update: ShardUpdate, timeout: float) -> WriteAck:
+        req = update_request(seq, update)
+        return write_ack_from_proto(await self._call(self._stub.Update, req, timeout))
 
     async def delete(
         self, seq: int, ids: Sequence[str] | None, where: Filter | None, timeout: float
@@ -210,13 +217,20 @@ class RemoteShard:
         return write_ack_from_proto(await self._call(self._stub.Delete, req, timeout))
 
     async def get(
-        self, ids: Sequence[str], include_metadata: bool, include_vectors: bool, timeout: float
+        self,
+        ids: Sequence[str],
+        include_metadata: bool,
+        include_vectors: bool,
+        timeout: float,
+        include_documents: bool = False,
     ) -> GetResult:
-        req = get_request(ids, include_metadata, include_vectors)
+        req = get_request(ids, include_metadata, include_vectors, include_documents)
         return get_result_from_proto(await self._call(self._stub.Get, req, timeout))
 
-    async def count(self, where: Filter | None, timeout: float) -> int:
-        resp = await self._call(self._stub.Count, count_request(where), timeout)
+    async def count(
+        self, where: Filter | None, timeout: float, where_document: DocFilter | None = None
+    ) -> int:
+        resp = await self._call(self._stub.Count, count_request(where, where_document), timeout)
         return int(resp.count)
 
     @overload

@@ -239,7 +239,10 @@ async def _load_rows(
                     raise DataLoss(f"snapshot shard {shard.shard}: vectors of the wrong size")
                 vectors = np.frombuffer(blob, dtype="<f4").reshape(len(batch), dim)
                 metadata = [r[2] or "" for r in batch]
-                await col.upsert([r[0] for r in batch], vectors, metadata, deadline)
+                docs = [r[3] or "" for r in batch]
+                if not any(docs):
+                    docs = []
+                await col.upsert([r[0] for r in batch], vectors, metadata, deadline, docs)
                 done += len(batch)
         finally:
             rows.close()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +29,34 @@ import numpy as np
 import numpy.typing as npt
 from shardvec.contract.buckets import NUM_BUCKETS
 from shardvec.contract.errors import DataLoss, FailedPrecondition, InvalidArgument, ShardvecError
-from shardvec.contract.filters import Filter, validate_filter
+from shardvec.contract.filters import (
+    DocFilter,
+    Filter,
+    validate_filter,
+    validate_where_document,
+)
 from shardvec.contract.limits import (
     DEFAULT_BUILD_THREADS,
     DEFAULT_CHECKPOINT_ROWS,
     DEFAULT_SEARCH_THREADS,
     MAX_EF,
     MAX_K,
+    MAX_METADATA_BYTES,
 )
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.store_copy import INDEX_FILE, MANIFEST_FILE, STORE_FILE
 from shardvec.contract.types import Change, Record, ScrollPage, SearchResult, ShardScroll
-from shardvec.contract.validation import validate_ids, validate_metadatas, validate_vectors
+from shardvec.contract.validation import (
+    check_metadata_size,
+    validate_documents,
+    validate_ids,
+    validate_metadatas,
+    validate_vectors,
+)
 
 from shard.checkpoint import remove_manifest, write_checkpoint
 from shard.columns import MetadataColumns
+from shard.documents import Documents, document_mask
 from shard.index import HnswIndex
 from shard.planner import PlannerSettings, SearchPlanner, check_threshold, drop_past_threshold
 from shard.recovery import recover
@@ -173,9 +187,12 @@ class ShardEngine:
         metadatas: Sequence[Mapping[str, Any]],
         texts: Sequence[str | None],
         seq: int,
+        documents: Sequence[str | None] = (),
+        updated: _Updated | None = None,
     ) -> None:
         """Apply a committed batch to the index, slot tables, columns and row data; `texts` are
-        the metadata JSON texts as stored."""
+        the metadata JSON texts as stored, `documents` the upserted rows' documents (empty:
+        none), `updated` the rows whose metadata/document changed in place."""
         try:
             with self._index.lock.write():
                 if plan.del_slots:
@@ -188,9 +205,15 @@ class ShardEngine:
                     self._index.add(vectors, ups, num_threads=self._build_threads)
                     self._columns.set(ups, metadatas)
                     self._rows.set(ups, vectors, texts)
+                    self._rows.set_documents(ups, documents or [None] * len(up_ids))
+                if updated is not None and len(updated.slots):
+                    self._columns.set(updated.slots, updated.metadatas)
+                    self._rows.set_texts(updated.slots, updated.texts)
+                    self._rows.set_documents(updated.slots, updated.documents)
                 self._slots.apply(plan, up_ids)
                 self._applied_seq = max(self._applied_seq, seq)
-                self._dirty += len(up_ids) + len(plan.del_slots)
+                n_updated = len(updated.slots) if updated is not None else 0
+                self._dirty += len(up_ids) + len(plan.del_slots) + n_updated
         except BaseException as exc:
             self._broken = f"a committed batch failed to apply in memory: {exc!r}"
             log.error("%s: %s", self.directory, self._broken)
@@ -209,8 +232,10 @@ class ShardEngine:
         ids: Sequence[str],
         vectors: np.ndarray,
         metadatas: Sequence[Mapping[str, Any]] | None = None,
+        documents: Sequence[str | None] | None = None,
     ) -> bool:
-        """Insert or replace rows atomically as batch `seq`; False when `seq` was applied."""
+        """Insert or replace rows atomically as batch `seq`; False when `seq` was applied.
+        `documents`: one text per row (None or "": none), or None for no documents."""
         self._check_usable()
         seq = _check_int("seq", seq, 1, 2**63 - 1)
         ids = validate_ids(ids)
@@ -220,7 +245,8 @@ class ShardEngine:
                 f"vectors: expected {len(ids)} rows (one per id), got {len(vecs)}"
             )
         mds = validate_metadatas(metadatas if metadatas is not None else [], len(ids))
-        return self.upsert_trusted(seq, ids, vecs, mds)
+        docs = validate_documents(documents if documents is not None else [], len(ids))
+        return self.upsert_trusted(seq, ids, vecs, mds, docs)
 
     def upsert_trusted(
         self,
@@ -228,22 +254,148 @@ class ShardEngine:
         ids: Sequence[str],
         vectors: npt.NDArray[np.float32],
         metadatas: Sequence[Mapping[str, Any]],
+        documents: Sequence[str | None] = (),
     ) -> bool:
-        """`upsert` without its argument checks: distinct valid ids, (n, dim) float32 vectors
-        and one plain metadata object per id are the caller's guarantee."""
+        """`upsert` without its argument checks: distinct valid ids, (n, dim) float32 vectors,
+        one plain metadata object per id and one document per id (or none) are the caller's
+        guarantee."""
         self._check_usable()
         vecs = np.ascontiguousarray(vectors, dtype=np.float32)
         blobs = encode_vectors(vecs)
         texts = encode_metadata(metadatas)
+        docs = [d or None for d in documents] if documents else [None] * len(ids)
         with self._write_mutex:
             self._check_usable()
             if seq <= self._applied_seq:
                 return False
             plan = self._slots.plan(ids, ())
-            rows = zip(ids, plan.up_slots, [seq] * len(ids), blobs, texts, strict=True)
+            rows = zip(ids, plan.up_slots, [seq] * len(ids), blobs, texts, docs, strict=True)
             self._store.write(seq, upserts=rows)
-            self._apply(plan, ids, vecs, metadatas, texts, seq)
+            self._apply(plan, ids, vecs, metadatas, texts, seq, docs)
         return True
+
+    def update(
+        self,
+        seq: int,
+        ids: Sequence[str],
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        documents: Sequence[str | None] | None = None,
+        *,
+        replace_metadata: bool = False,
+        upsert_missing: bool = False,
+        vectors: np.ndarray | None = None,
+        max_metadata_bytes: int = MAX_METADATA_BYTES,
+    ) -> UpdateOutcome:
+        """Change the metadata (merged, or replaced) and/or documents of existing rows,
+        vectors kept, atomically as batch `seq`; per row None leaves that part unchanged.
+        Ids not held are reported missing, or with `upsert_missing` inserted from `vectors`."""
+        self._check_usable()
+        seq = _check_int("seq", seq, 1, 2**63 - 1)
+        ids = validate_ids(ids)
+        n = len(ids)
+        mds: list[dict[str, Any] | None] = [None] * n
+        if metadatas:
+            if len(metadatas) != n:
+                raise InvalidArgument(
+                    f"metadatas: expected {n} rows (one per id), got {len(metadatas)}"
+                )
+            for i, md in enumerate(metadatas):
+                if md is not None:
+                    mds[i] = validate_metadatas(
+                        [md], 1, field=f"metadatas[{i}]", max_bytes=max_metadata_bytes
+                    )[0]
+        docs = validate_documents(documents or [], n)
+        vecs = None
+        if vectors is not None:
+            vecs = validate_vectors(vectors, self.settings.dim, self.settings.metric)
+            if len(vecs) != n:
+                raise InvalidArgument(f"vectors: expected {n} rows (one per id), got {len(vecs)}")
+        return self.update_trusted(
+            seq,
+            ids,
+            mds,
+            docs,
+            replace_metadata=replace_metadata,
+            upsert_missing=upsert_missing,
+            vectors=vecs,
+            max_metadata_bytes=max_metadata_bytes,
+        )
+
+    def update_trusted(
+        self,
+        seq: int,
+        ids: Sequence[str],
+        metadatas: Sequence[Mapping[str, Any] | None],
+        documents: Sequence[str | None],
+        *,
+        replace_metadata: bool,
+        upsert_missing: bool,
+        vectors: npt.NDArray[np.float32] | None,
+        max_metadata_bytes: int = MAX_METADATA_BYTES,
+    ) -> UpdateOutcome:
+        """`update` without its argument checks (valid distinct ids, checked metadata objects
+        or None per id, documents or None per id, (n, dim) vectors or None). The merged
+        metadata is checked here against `max_metadata_bytes`: only the replica knows it."""
+        self._check_usable()
+        n = len(ids)
+        mds = list(metadatas) if metadatas else [None] * n
+        docs = list(documents) if documents else [None] * n
+        with self._write_mutex:
+            self._check_usable()
+            if seq <= self._applied_seq:
+                return UpdateOutcome(False, 0, [], 0)
+            stored = self._store.get_rows(ids, vectors=False, metadata=True, documents=True)
+            missing = [i for i, rid in enumerate(ids) if rid not in stored]
+            if missing and upsert_missing and vectors is None:
+                rid = ids[missing[0]]
+                raise InvalidArgument(
+                    f"ids[{missing[0]}]: {rid!r} is not in the collection; upsert_missing "
+                    f"inserts it, and needs its vector (vectors, one row per id)"
+                )
+            upd_ids: list[str] = []
+            upd_slots: list[int] = []
+            upd_mds: list[dict[str, Any]] = []
+            upd_docs: list[str | None] = []
+            for i, rid in enumerate(ids):
+                row = stored.get(rid)
+                if row is None:
+                    continue
+                old = decode_metadata(row.metadata)
+                md = mds[i]
+                new = old if md is None else dict(md) if replace_metadata else {**old, **md}
+                if md is not None and not replace_metadata:
+                    check_metadata_size(
+                        new, f"metadata_json[{i}] ({rid!r} merged)", max_metadata_bytes
+                    )
+                upd_ids.append(rid)
+                upd_slots.append(int(row.slot))  # type: ignore[arg-type]
+                upd_mds.append(new)
+                upd_docs.append(docs[i] if docs[i] is not None else row.document)
+            ins = missing if upsert_missing else []
+            ins_ids = [ids[i] for i in ins]
+            ins_mds = [dict(mds[i] or {}) for i in ins]
+            ins_docs = [docs[i] for i in ins]
+            ins_vecs = vectors[ins] if ins and vectors is not None else None
+            plan = self._slots.plan(ins_ids, ())
+            ins_texts = encode_metadata(ins_mds)
+            upd_texts = encode_metadata(upd_mds)
+            upserts = zip(
+                ins_ids,
+                plan.up_slots,
+                [seq] * len(ins_ids),
+                encode_vectors(ins_vecs) if ins_vecs is not None else [],
+                ins_texts,
+                ins_docs,
+                strict=True,
+            )
+            updates = [
+                (seq, t, d, rid) for rid, t, d in zip(upd_ids, upd_texts, upd_docs, strict=True)
+            ]
+            self._store.write(seq, upserts=upserts, updates=updates)
+            changed = _Updated(np.asarray(upd_slots, dtype=np.int64), upd_mds, upd_texts, upd_docs)
+            self._apply(plan, ins_ids, ins_vecs, ins_mds, ins_texts, seq, ins_docs, changed)
+        not_found = [] if upsert_missing else [ids[i] for i in missing]
+        return UpdateOutcome(True, len(upd_ids), not_found, len(ins_ids))
 
     def delete(
         self, seq: int, ids: Sequence[str] | None = None, where: Filter | None = None
@@ -319,6 +471,7 @@ class ShardEngine:
                 return
             up_vecs = vecs[up_idx] if vecs is not None else None
             up_mds = [mds[i] for i in up_idx]
+            up_docs = [live[i].document or None for i in up_idx]
             if any(latest[r].seq <= self._checkpoint_seq for r in up_ids):
                 remove_manifest(self.directory)  # replay by seq would miss these rows
             plan = self._slots.plan(up_ids, [c.id for c in dels])
@@ -329,31 +482,50 @@ class ShardEngine:
                 [live[i].seq for i in up_idx],
                 encode_vectors(up_vecs) if up_vecs is not None else [],
                 up_texts,
+                up_docs,
                 strict=True,
             )
             self._store.write(new_seq, upserts=upserts, tombstones=[(c.id, c.seq) for c in dels])
-            self._apply(plan, up_ids, up_vecs, up_mds, up_texts, new_seq or 0)
+            self._apply(plan, up_ids, up_vecs, up_mds, up_texts, new_seq or 0, up_docs)
 
     # ---------------------------------------------------------------------------- reads
 
     def get(
-        self, ids: Sequence[str], *, include_vectors: bool = True, include_metadata: bool = True
+        self,
+        ids: Sequence[str],
+        *,
+        include_vectors: bool = True,
+        include_metadata: bool = True,
+        include_documents: bool = False,
     ) -> list[Record | None]:
         """Rows by id from the store (vectors as upserted); None for missing or deleted ids."""
         self._check_usable()
         if isinstance(ids, (str, bytes)) or not all(isinstance(i, str) for i in ids):
             raise InvalidArgument("ids: expected a list of strings")
         return self.get_trusted(
-            ids, include_vectors=include_vectors, include_metadata=include_metadata
+            ids,
+            include_vectors=include_vectors,
+            include_metadata=include_metadata,
+            include_documents=include_documents,
         )
 
     def get_trusted(
-        self, ids: Sequence[str], *, include_vectors: bool, include_metadata: bool
+        self,
+        ids: Sequence[str],
+        *,
+        include_vectors: bool,
+        include_metadata: bool,
+        include_documents: bool = False,
     ) -> list[Record | None]:
         """`get` without its check that `ids` is a list of strings."""
         self._check_usable()
         try:
-            rows = self._store.get_rows(ids, vectors=include_vectors, metadata=include_metadata)
+            rows = self._store.get_rows(
+                ids,
+                vectors=include_vectors,
+                metadata=include_metadata,
+                documents=include_documents,
+            )
         except DataLoss as exc:
             self.mark_damaged(exc.message)
             raise
@@ -365,26 +537,39 @@ class ShardEngine:
                 continue
             vec = decode_vector(row.vector) if include_vectors else None
             md = decode_metadata(row.metadata) if include_metadata else None
-            out.append(Record(rid, vec, md))
+            out.append(Record(rid, vec, md, row.document if include_documents else None))
         return out
 
-    def count(self, where: Filter | None = None) -> int:
-        """Live rows, or live rows passing `where`."""
+    def count(self, where: Filter | None = None, where_document: DocFilter | None = None) -> int:
+        """Live rows, or live rows passing `where` and `where_document`."""
         self._check_usable()
         if where is not None:
             validate_filter(where)
-        return self.count_trusted(where)
+        if where_document is not None:
+            validate_where_document(where_document)
+        return self.count_trusted(where, where_document)
 
-    def count_trusted(self, where: Filter | None) -> int:
-        """`count` without validating `where`."""
+    def count_trusted(self, where: Filter | None, where_document: DocFilter | None = None) -> int:
+        """`count` without validating its filters."""
         self._check_usable()
-        if where is None:
+        if where is None and where_document is None:
             return len(self._slots)
         with self._index.lock.read():
-            return int(self._mask(where).sum())
+            return int(self._mask(where, where_document).sum())
 
-    def _mask(self, where: Filter) -> npt.NDArray[np.bool_]:
-        return self._columns.mask(where, self._slots.n_slots) & self._slots.alive
+    def _mask(
+        self, where: Filter | None, where_document: DocFilter | None = None
+    ) -> npt.NDArray[np.bool_]:
+        """Live slots passing both filters (None: no test); the metadata mask first, then
+        the substring tests over only the slots it left (shard/documents.py)."""
+        n = self._slots.n_slots
+        mask = self._slots.alive.copy()
+        if where is not None:
+            mask &= self._columns.mask(where, n)
+        if where_document is not None:
+            docs = Documents(self._rows, n)
+            mask = document_mask(where_document, docs, np.flatnonzero(mask), len(mask))
+        return mask
 
     def changes_since(self, seq: int, limit: int = 10_000) -> tuple[list[Change], int]:
         """Rows and tombstones with seq > `seq`, ascending, at most `limit` (one seq's rows are
@@ -400,7 +585,14 @@ class ShardEngine:
         out = [
             Change(r.id, r.seq, None, None, True)
             if r.deleted
-            else Change(r.id, r.seq, decode_vector(r.vector), decode_metadata(r.metadata), False)
+            else Change(
+                r.id,
+                r.seq,
+                decode_vector(r.vector),
+                decode_metadata(r.metadata),
+                False,
+                r.document,
+            )
             for r in rows
         ]
         return out, applied
@@ -443,6 +635,8 @@ class ShardEngine:
         max_distance: float | None = None,
         include_metadata: bool = False,
         include_vectors: bool = False,
+        include_documents: bool = False,
+        where_document: DocFilter | None = None,
     ) -> SearchResult:
         """Best `k` live rows per query, best first; shard/planner.py says how. With
         `include_metadata` / `include_vectors`, each hit's stored metadata JSON text and vector
@@ -454,6 +648,8 @@ class ShardEngine:
         check_threshold(self.settings.metric, min_score, max_distance)
         if where is not None:
             validate_filter(where)
+        if where_document is not None:
+            validate_where_document(where_document)
         return self.search_trusted(
             q,
             k,
@@ -464,6 +660,8 @@ class ShardEngine:
             max_distance=max_distance,
             include_metadata=bool(include_metadata),
             include_vectors=bool(include_vectors),
+            include_documents=bool(include_documents),
+            where_document=where_document,
         )
 
     def search_trusted(
@@ -478,6 +676,8 @@ class ShardEngine:
         max_distance: float | None = None,
         include_metadata: bool = False,
         include_vectors: bool = False,
+        include_documents: bool = False,
+        where_document: DocFilter | None = None,
     ) -> SearchResult:
         """`search` without its argument checks: (n, dim) float32 finite queries (non-zero
         under cosine), k and ef in range, a valid filter and the metric's threshold."""
@@ -485,7 +685,8 @@ class ShardEngine:
         q = np.ascontiguousarray(queries, dtype=np.float32)
         ef = self.settings.ef if ef is None else ef
         with self._index.lock.read():
-            mask = self._mask(where) if where is not None else None
+            filtered = where is not None or where_document is not None
+            mask = self._mask(where, where_document) if filtered else None
             labels, scores = self._planner.search(
                 self._index,
                 q,
@@ -505,7 +706,9 @@ class ShardEngine:
             if include_vectors:
                 flat = self._rows.vectors(labels.ravel())
                 vectors = flat.reshape(*labels.shape, self.settings.dim)
-        return SearchResult(ids, scores, valid.sum(axis=1).astype(np.int32), texts, vectors)
+            docs = self._rows.documents(labels) if include_documents else None
+        counts = valid.sum(axis=1).astype(np.int32)
+        return SearchResult(ids, scores, counts, texts, vectors, docs)
 
     # ----------------------------------------------------------------------- lifecycle
 
@@ -561,6 +764,27 @@ class ShardEngine:
             finally:
                 self._closed = True
                 self._store.close()
+
+
+@dataclass(frozen=True)
+class UpdateOutcome:
+    """What an update did: whether `seq` was new, rows changed in place, ids not found (none
+    when upsert_missing) and rows inserted."""
+
+    applied: bool
+    updated: int
+    missing_ids: list[str]
+    inserted: int
+
+
+@dataclass(frozen=True)
+class _Updated:
+    """Rows an update changed in place: their slots, new metadata, its JSON, documents."""
+
+    slots: npt.NDArray[np.int64]
+    metadatas: list[dict[str, Any]]
+    texts: list[str | None]
+    documents: list[str | None]
 
 
 def _check_int(name: str, value: object, lo: int, hi: int) -> int:

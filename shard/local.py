@@ -18,12 +18,13 @@ import os
 import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
-from shardvec.contract.codec import dumps_json, metadata_to_json
+from shardvec.contract.codec import dumps_json, loads_json, metadata_to_json
 from shardvec.contract.errors import DeadlineExceeded, ReplicaDown, ShardvecError
-from shardvec.contract.filters import Filter
+from shardvec.contract.filters import DocFilter, Filter
+from shardvec.contract.limits import MAX_METADATA_BYTES
 from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.types import (
     Change,
@@ -33,10 +34,16 @@ from shardvec.contract.types import (
     ShardInfo,
     ShardScroll,
     ShardSearch,
+    ShardUpdate,
     SnapshotChunk,
     WriteAck,
 )
-from shardvec.contract.validation import parse_metadata_json
+from shardvec.contract.validation import (
+    parse_metadata_json,
+    validate_documents,
+    validate_ids,
+    validate_vectors,
+)
 
 from shard.engine import ShardEngine
 from shard.snapshot import take_snapshot
@@ -77,11 +84,24 @@ class LocalShard:
         vectors: np.ndarray,
         metadata_json: Sequence[str],
         timeout: float,
+        documents: Sequence[str] = (),
     ) -> WriteAck:
         def work() -> WriteAck:
-            metadatas = parse_metadata_json(list(metadata_json), len(ids))
-            applied = self.engine.upsert(seq, list(ids), vectors, metadatas)
+            # limits are the edge's (it may raise them): parsed, not size-checked, here
+            n = len(ids)
+            metadatas = parse_metadata_json(list(metadata_json), n, max_bytes=1 << 62)
+            docs = validate_documents(list(documents), n, max_bytes=1 << 62)
+            id_list = validate_ids(list(ids))
+            settings = self.engine.settings
+            vecs = validate_vectors(vectors, settings.dim, settings.metric)
+            applied = self.engine.upsert_trusted(seq, id_list, vecs, metadatas, docs)
             return WriteAck(applied, len(ids) if applied else 0, self.engine.applied_seq)
+
+        return await self._run(timeout, work)
+
+    async def update(self, seq: int, update: ShardUpdate, timeout: float) -> WriteAck:
+        def work() -> WriteAck:
+            return apply_update(self.engine, seq, update)
 
         return await self._run(timeout, work)
 
@@ -97,23 +117,34 @@ class LocalShard:
         return await self._run(timeout, work)
 
     async def get(
-        self, ids: Sequence[str], include_metadata: bool, include_vectors: bool, timeout: float
+        self,
+        ids: Sequence[str],
+        include_metadata: bool,
+        include_vectors: bool,
+        timeout: float,
+        include_documents: bool = False,
     ) -> GetResult:
         def work() -> GetResult:
             found = self.engine.get(
-                list(ids), include_vectors=include_vectors, include_metadata=include_metadata
+                list(ids),
+                include_vectors=include_vectors,
+                include_metadata=include_metadata,
+                include_documents=include_documents,
             )
             records = [r for r in found if r is not None]
             metas = metadata_to_json([r.metadata for r in records]) if include_metadata else []
             vectors = None
             if include_vectors and records:
                 vectors = np.stack([r.vector for r in records if r.vector is not None])
-            return GetResult([r.id for r in records], metas, vectors)
+            docs = [r.document or "" for r in records] if include_documents else []
+            return GetResult([r.id for r in records], metas, vectors, docs)
 
         return await self._run(timeout, work)
 
-    async def count(self, where: Filter | None, timeout: float) -> int:
-        return await self._run(timeout, lambda: self.engine.count(where))
+    async def count(
+        self, where: Filter | None, timeout: float, where_document: DocFilter | None = None
+    ) -> int:
+        return await self._run(timeout, lambda: self.engine.count(where, where_document))
 
     async def search(self, request: ShardSearch, timeout: float) -> SearchResult:
         def work() -> SearchResult:
@@ -127,6 +158,8 @@ class LocalShard:
                 max_distance=request.max_distance,
                 include_metadata=request.include_metadata,
                 include_vectors=request.include_vectors,
+                include_documents=request.include_documents,
+                where_document=request.where_document,
             )
 
         return await self._run(timeout, work)
@@ -167,6 +200,39 @@ class LocalShard:
     async def close(self) -> None:
         """Stop answering (the engine stays open: its owner closes it)."""
         self.closed = True
+
+
+def apply_update(engine: ShardEngine, seq: int, u: ShardUpdate) -> WriteAck:
+    """Run one shard's part of an Update on `engine` (the wire form decoded: "" per row
+    leaves that part unchanged); what the shard service and LocalShard both do."""
+    n = len(u.ids)
+    metadatas: list[dict[str, Any] | None] = [None] * n
+    if u.metadata_json:
+        for i, text in enumerate(u.metadata_json):
+            if text:
+                metadatas[i] = loads_json(text)
+    docs = [d or None for d in u.documents] if u.documents else [None] * n
+    limit = u.max_metadata_bytes or MAX_METADATA_BYTES
+    vectors = None
+    if u.vectors is not None:
+        vectors = np.ascontiguousarray(u.vectors, dtype=np.float32)
+    got = engine.update_trusted(
+        seq,
+        u.ids,
+        metadatas,
+        docs,
+        replace_metadata=u.replace_metadata,
+        upsert_missing=u.upsert_missing,
+        vectors=vectors,
+        max_metadata_bytes=limit,
+    )
+    return WriteAck(
+        got.applied,
+        got.updated + got.inserted,
+        engine.applied_seq,
+        tuple(got.missing_ids),
+        got.inserted,
+    )
 
 
 async def catch_up(

@@ -66,6 +66,7 @@ def recover(
         texts = [r[3] for r in rows]
         columns.set(labels, [decode_metadata(t) for t in texts])
         rows_data.set_texts(labels, texts)
+        rows_data.set_documents(labels, [r[4] for r in rows])
     for labels, vecs in store.live_vectors(settings.dim):
         rows_data.set(labels, vecs, rows_data.texts(labels).tolist())
     rep = _Replica(directory, settings, store, slots, build_threads)

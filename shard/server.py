@@ -34,21 +34,25 @@ from shardvec.contract.convert import (
     scroll_page_to_proto,
     search_result_to_proto,
     shard_scroll_from_proto,
+    shard_update_from_proto,
     vectors_from_proto,
+    where_document_from_proto,
 )
 from shardvec.contract.errors import (
     DeadlineExceeded,
     InvalidArgument,
+    ResourceExhausted,
     ShardvecError,
     Unauthenticated,
 )
-from shardvec.contract.filters import Filter
+from shardvec.contract.filters import DocFilter, Filter
 from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
 from shardvec.contract.limits import TOKEN_HEADER
 from shardvec.contract.types import SearchResult
 from shardvec.v1 import shard_pb2, shard_pb2_grpc
 
 from shard.engine import ShardEngine
+from shard.local import apply_update
 from shard.node_lock import NodeSearchLock
 from shard.snapshot import take_snapshot
 
@@ -172,9 +176,25 @@ class ShardService(shard_pb2_grpc.ShardServicer):
         n = len(request.ids)
         vectors = vectors_from_proto(request.vectors, self.dim)
         metadatas = _metadata_from_json(request.metadata_json, n)
-        applied = self.engine.upsert_trusted(request.seq, list(request.ids), vectors, metadatas)
+        docs = [d or None for d in request.documents] if request.documents else []
+        applied = self.engine.upsert_trusted(
+            request.seq, list(request.ids), vectors, metadatas, docs
+        )
         return shard_pb2.ShardWriteResponse(
             applied=applied, affected=n if applied else 0, applied_seq=self.engine.applied_seq
+        )
+
+    def Update(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._caller_waits(context, "update")
+        ack = apply_update(
+            self.engine, int(request.seq), shard_update_from_proto(request, self.dim)
+        )
+        return shard_pb2.ShardWriteResponse(
+            applied=ack.applied,
+            affected=ack.affected,
+            applied_seq=ack.applied_seq,
+            missing_ids=ack.missing_ids,
+            inserted=ack.inserted,
         )
 
     def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -190,14 +210,22 @@ class ShardService(shard_pb2_grpc.ShardServicer):
     def Get(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._caller_waits(context, "get")
         inc_meta, inc_vec = request.include.metadata, request.include.vectors
+        inc_doc = request.include.documents
         records = [
             r
             for r in self.engine.get_trusted(
-                list(request.ids), include_vectors=inc_vec, include_metadata=inc_meta
+                list(request.ids),
+                include_vectors=inc_vec,
+                include_metadata=inc_meta,
+                include_documents=inc_doc,
             )
             if r is not None
         ]
         resp = shard_pb2.ShardGetResponse(ids=[r.id for r in records])
+        if inc_doc:
+            docs = [r.document or "" for r in records]
+            _check_size(sum(len(d) for d in docs), "get")
+            resp.documents.extend(docs)
         if inc_meta:
             resp.metadata_json.extend(metadata_to_json([r.metadata for r in records]))
         if inc_vec and records:
@@ -208,11 +236,13 @@ class ShardService(shard_pb2_grpc.ShardServicer):
 
     def Count(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._caller_waits(context, "count")
-        return shard_pb2.ShardCountResponse(count=self.engine.count_trusted(_filter(request)))
+        count = self.engine.count_trusted(_filter(request), _where_document(request))
+        return shard_pb2.ShardCountResponse(count=count)
 
     def Search(self, request: Any, context: grpc.ServicerContext | Callable[[], bool]) -> Any:
         queries = vectors_from_proto(request.queries, self.dim, field="queries")
         where = _filter(request)
+        where_document = _where_document(request)
         parts: list[SearchResult] = []
         lock = self.search_lock if len(queries) >= self.lock_rows else None
         for start in range(0, len(queries), SEARCH_CHUNK_ROWS):
@@ -231,10 +261,16 @@ class ShardService(shard_pb2_grpc.ShardServicer):
                         ),
                         include_metadata=request.include_metadata,
                         include_vectors=request.include_vectors,
+                        include_documents=request.include_documents,
+                        where_document=where_document,
                     )
                 )
         result = parts[0] if len(parts) == 1 else _concat(parts)
-        return search_result_to_proto(result.ids, result.scores, result.metadata, result.vectors)
+        if result.documents is not None:
+            _check_size(sum(len(d) for d in result.documents.ravel().tolist()), "search")
+        return search_result_to_proto(
+            result.ids, result.scores, result.metadata, result.vectors, result.documents
+        )
 
     def SearchStream(
         self, requests: Iterator[Any], context: grpc.ServicerContext
@@ -310,6 +346,7 @@ class ShardService(shard_pb2_grpc.ShardServicer):
                 seq=c.seq,
                 deleted=c.deleted,
                 metadata_json=dumps_json(c.metadata) if c.metadata else "",
+                document=c.document or "",
             )
             if not c.deleted and c.vector is not None:
                 live.append(c.vector)
@@ -329,8 +366,11 @@ class ShardService(shard_pb2_grpc.ShardServicer):
             snap = take_snapshot(self.engine.directory, Path(tmp))
             log.info(
                 "shard snapshot taken",
-                extra={"directory": str(self.engine.directory), "seq": snap.store.seq,
-                       "rows": snap.store.rows},
+                extra={
+                    "directory": str(self.engine.directory),
+                    "seq": snap.store.seq,
+                    "rows": snap.store.rows,
+                },
             )
             yield shard_pb2.ShardSnapshotChunk(manifest_json=dumps_json(snap.manifest()))
             for data in snap.chunks():
@@ -340,6 +380,23 @@ class ShardService(shard_pb2_grpc.ShardServicer):
 def _filter(request: Any) -> Filter | None:
     """The request's filter, decoded without re-checking the tree (the coordinator did)."""
     return filter_from_proto(request.filter, trusted=True) if request.HasField("filter") else None
+
+
+def _where_document(request: Any) -> DocFilter | None:
+    """The request's document filter, decoded without re-checking (the coordinator did)."""
+    if not request.HasField("where_document"):
+        return None
+    return where_document_from_proto(request.where_document, trusted=True)
+
+
+def _check_size(doc_chars: int, what: str) -> None:
+    """Refuse a response whose documents alone would pass the internal message limit (the
+    coordinator sizes the public response; this keeps a shard's own answer sendable)."""
+    if doc_chars > MAX_MESSAGE_BYTES // 2:
+        raise ResourceExhausted(
+            f"shard {what}: the documents of the response hold {doc_chars} characters, more "
+            f"than a shard response may carry ({MAX_MESSAGE_BYTES // 2}); ask for fewer rows"
+        )
 
 
 def _metadata_from_json(texts: Sequence[str], n: int) -> list[dict[str, Any]]:
@@ -368,6 +425,9 @@ def _concat(parts: list[SearchResult]) -> SearchResult:
         else None,
         np.concatenate([p.vectors for p in parts if p.vectors is not None])
         if first.vectors is not None
+        else None,
+        np.concatenate([p.documents for p in parts if p.documents is not None])
+        if first.documents is not None
         else None,
     )
 

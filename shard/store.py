@@ -3,21 +3,28 @@
 One table holds every row a replica has seen, live or deleted:
 
     rows(id TEXT PRIMARY KEY, slot INTEGER, seq INTEGER NOT NULL, vector BLOB,
-         metadata TEXT, deleted INTEGER NOT NULL)
+         metadata TEXT, deleted INTEGER NOT NULL, bucket INTEGER, crc INTEGER, document TEXT)
 
 - `slot` is the row's hnswlib label while it is live, and NULL for a tombstone (a deleted row
   gives its slot back; a unique partial index keeps live slots distinct).
 - `seq` is the batch sequence number that last wrote the row, so `changes_since` pages by it.
-- `vector` holds the row's float32 values as upserted ('<f4' bytes), `metadata` compact JSON.
-- `crc` is `row_checksum` of the row's vector and metadata (NULL for a tombstone), written with
-  the row and checked when the store opens, by the scrub (shard/scrub.py), by `get_rows` and
-  by `changes_since`: a row whose bytes changed on disk raises DataLoss naming it.
+- `vector` holds the row's float32 values as upserted ('<f4' bytes), `metadata` compact JSON,
+  `document` the row's text (NULL for none).
+- `crc` is `row_checksum` of the row's vector, metadata and document (NULL for a tombstone),
+  computed in SQL on every write (`sv_crc`) and checked when the store opens, by the scrub
+  (shard/scrub.py), by `get_rows` and by `changes_since`: a row whose bytes changed on disk
+  raises DataLoss naming it.
+- An update (metadata or document changed, vector kept) rewrites the row under its own seq
+  (and checksum), so `changes_since` carries the row's whole new state to a replica catching up.
 - A delete keeps the row as a tombstone (deleted=1, vector and metadata NULL, seq set), so a
   replica catching up from a peer learns about the delete and never resurrects the row.
 - `bucket` is the row's routing bucket (shardvec.contract.buckets, computed in SQL by the
   `sv_bucket` function on write); the partial index `rows_scroll(bucket, id) WHERE deleted = 0`
   serves `scroll`, which pages live rows in (bucket, id) order, the collection-wide scroll
-  order. A store written before the column existed gets it, filled, on open (one transaction).
+  order.
+
+Stores of earlier versions gain the document, bucket and crc columns when opened (ALTER TABLE
+... ADD COLUMN, each idempotent; buckets and checksums are filled for existing rows).
 
 A small `kv` table holds `applied_seq`, the format version, the IndexSettings JSON and the
 owner (collection/shard/replica), so a directory of another collection is refused. Every
@@ -61,7 +68,8 @@ CREATE TABLE IF NOT EXISTS rows (
     metadata TEXT,
     deleted INTEGER NOT NULL DEFAULT 0,
     bucket INTEGER,
-    crc INTEGER
+    crc INTEGER,
+    document TEXT
 );
 CREATE INDEX IF NOT EXISTS rows_seq ON rows(seq);
 CREATE UNIQUE INDEX IF NOT EXISTS rows_slot ON rows(slot) WHERE slot IS NOT NULL;
@@ -69,20 +77,25 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _UPSERT = (
-    "INSERT INTO rows (id, slot, seq, vector, metadata, deleted, bucket, crc) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, 0, sv_bucket(?1), ?6) "
+    "INSERT INTO rows (id, slot, seq, vector, metadata, deleted, bucket, crc, document) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, 0, sv_bucket(?1), sv_crc(?4, ?5, ?6), ?6) "
     "ON CONFLICT(id) DO UPDATE SET slot = excluded.slot, seq = excluded.seq, "
     "vector = excluded.vector, metadata = excluded.metadata, deleted = 0, "
-    "bucket = excluded.bucket, crc = excluded.crc"
+    "bucket = excluded.bucket, crc = excluded.crc, document = excluded.document"
 )
 _TOMBSTONE = (
-    "INSERT INTO rows (id, slot, seq, vector, metadata, deleted, bucket, crc) "
-    "VALUES (?1, NULL, ?2, NULL, NULL, 1, sv_bucket(?1), NULL) "
+    "INSERT INTO rows (id, slot, seq, vector, metadata, deleted, bucket, crc, document) "
+    "VALUES (?1, NULL, ?2, NULL, NULL, 1, sv_bucket(?1), NULL, NULL) "
     "ON CONFLICT(id) DO UPDATE SET slot = NULL, seq = excluded.seq, vector = NULL, "
-    "metadata = NULL, deleted = 1, bucket = excluded.bucket, crc = NULL"
+    "metadata = NULL, deleted = 1, bucket = excluded.bucket, crc = NULL, document = NULL"
 )
 # The scroll order's index (see the module docstring); created after the bucket migration.
 _SCROLL_INDEX = "CREATE INDEX IF NOT EXISTS rows_scroll ON rows(bucket, id) WHERE deleted = 0"
+# An update keeps the row's slot and vector: new seq, metadata and document (and checksum).
+_UPDATE = (
+    "UPDATE rows SET seq = ?1, metadata = ?2, document = ?3, crc = sv_crc(vector, ?2, ?3) "
+    "WHERE id = ?4 AND deleted = 0"
+)
 _SET_KV = (
     "INSERT INTO kv (key, value) VALUES (?, ?) "
     "ON CONFLICT(key) DO UPDATE SET value = excluded.value"
@@ -95,7 +108,8 @@ _IN_CHUNK = 900
 
 @dataclass(frozen=True)
 class StoredRow:
-    """One row as stored; `vector` is '<f4' bytes and `metadata` JSON text (None when absent)."""
+    """One row as stored; `vector` is '<f4' bytes, `metadata` JSON text and `document` the
+    row's text (each None when absent or not read)."""
 
     id: str
     slot: int | None
@@ -103,6 +117,7 @@ class StoredRow:
     vector: bytes | None
     metadata: str | None
     deleted: bool
+    document: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,9 +169,11 @@ class Store:
             raise DataLoss(f"store {self.path} failed its integrity check: {'; '.join(check[:5])}")
         with self._errors():
             self._db.create_function("sv_bucket", 1, bucket_of, deterministic=True)
+            self._db.create_function("sv_crc", 3, row_checksum, deterministic=True)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            self._migrate()
             self._migrate_buckets()
             self._migrate_checksums()
             stored = self._get_kv("settings")
@@ -193,20 +210,28 @@ class Store:
         filled = 0
         while True:
             rows = self._db.execute(
-                "SELECT id, vector, metadata FROM rows WHERE deleted = 0 AND crc IS NULL LIMIT 5000"
+                "SELECT id, vector, metadata, document FROM rows "
+                "WHERE deleted = 0 AND crc IS NULL LIMIT 5000"
             ).fetchall()
             if not rows:
                 break
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany(
                 "UPDATE rows SET crc = ? WHERE id = ?",
-                [(row_checksum(v, m), rid) for rid, v, m in rows],
+                [(row_checksum(v, m, d), rid) for rid, v, m, d in rows],
             )
             self._db.execute("COMMIT")
             filled += len(rows)
         self._db.execute(_SET_KV, ("checksums", "1"))
         if filled:
             log.warning("%s: computed row checksums for %d existing rows", self.path, filled)
+
+    def _migrate(self) -> None:
+        """Add the columns later versions introduced to a store that lacks them."""
+        cols = {r[1] for r in self._db.execute("PRAGMA table_info(rows)").fetchall()}
+        if "document" not in cols:
+            self._db.execute("ALTER TABLE rows ADD COLUMN document TEXT")
+            log.info("store %s: added the document column", self.path)
 
     def _init_new(self, settings: IndexSettings) -> None:
         if self._db.execute("SELECT 1 FROM rows LIMIT 1").fetchone() is not None:
@@ -278,12 +303,20 @@ class Store:
             yield conn
 
     def get_rows(
-        self, ids: Sequence[str], *, vectors: bool = True, metadata: bool = True
+        self,
+        ids: Sequence[str],
+        *,
+        vectors: bool = True,
+        metadata: bool = True,
+        documents: bool = False,
     ) -> dict[str, StoredRow]:
         """Live rows among `ids`, keyed by id (missing and deleted ids are absent)."""
         # A row read with its vector or metadata is read whole and checked against its crc.
-        check = vectors or metadata
-        cols = "id, slot, seq, vector, metadata, crc" if check else "id, slot, seq, NULL, NULL, 0"
+        check = vectors or metadata or documents
+        if check:
+            cols = "id, slot, seq, vector, metadata, document, crc"
+        else:
+            cols = "id, slot, seq, NULL, NULL, NULL, 0"
         out: dict[str, StoredRow] = {}
         unique = list(dict.fromkeys(ids))
         with self._reader() as db:
@@ -291,11 +324,17 @@ class Store:
                 chunk = unique[start : start + _IN_CHUNK]
                 marks = ",".join("?" * len(chunk))
                 sql = f"SELECT {cols} FROM rows WHERE deleted = 0 AND id IN ({marks})"
-                for rid, slot, seq, vec, md, crc in db.execute(sql, chunk):
+                for rid, slot, seq, vec, md, doc, crc in db.execute(sql, chunk):
                     if check:
-                        self.check_row(rid, vec, md, crc)
+                        self.check_row(rid, vec, md, crc, doc)
                     out[rid] = StoredRow(
-                        rid, slot, seq, vec if vectors else None, md if metadata else None, False
+                        rid,
+                        slot,
+                        seq,
+                        vec if vectors else None,
+                        md if metadata else None,
+                        False,
+                        doc if documents else None,
                     )
         return out
 
@@ -321,9 +360,16 @@ class Store:
             rows = db.execute(sql, (after[0], after[1], end_bucket, limit)).fetchall()
         return [ScrollRow(int(b), rid, slot, vec, md) for b, rid, slot, vec, md in rows]
 
-    def check_row(self, rid: str, vector: bytes | None, metadata: str | None, crc: object) -> None:
+    def check_row(
+        self,
+        rid: str,
+        vector: bytes | None,
+        metadata: str | None,
+        crc: object,
+        document: str | None = None,
+    ) -> None:
         """DataLoss naming the row when its stored checksum does not match its bytes."""
-        if crc is None or row_checksum(vector, metadata) != crc:
+        if crc is None or row_checksum(vector, metadata, document) != crc:
             raise DataLoss(
                 f"store {self.path}: row {rid!r} fails its checksum (its stored bytes changed)"
             )
@@ -334,12 +380,12 @@ class Store:
         id, None at the end). A mismatch raises DataLoss naming the row."""
         with self._reader() as db:
             rows = db.execute(
-                "SELECT id, vector, metadata, crc FROM rows WHERE deleted = 0 AND id > ? "
+                "SELECT id, vector, metadata, crc, document FROM rows WHERE deleted = 0 AND id > ? "
                 "ORDER BY id LIMIT ?",
                 (after_id, limit),
             ).fetchall()
-        for rid, vec, md, crc in rows:
-            self.check_row(rid, vec, md, crc)
+        for rid, vec, md, crc, doc in rows:
+            self.check_row(rid, vec, md, crc, doc)
         return len(rows), (rows[-1][0] if len(rows) == limit else None)
 
     def seqs_of(self, ids: Sequence[str]) -> dict[str, int]:
@@ -356,13 +402,14 @@ class Store:
 
     def live_index(
         self, chunk_rows: int = 20_000
-    ) -> Iterator[list[tuple[str, int, int, str | None]]]:
-        """All live rows as (id, slot, seq, metadata JSON), in slot order, in chunks."""
+    ) -> Iterator[list[tuple[str, int, int, str | None, str | None]]]:
+        """All live rows as (id, slot, seq, metadata JSON, document), in slot order, chunked."""
         last = -1
         while True:
             with self._lock, self._errors():
                 rows = self._db.execute(
-                    "SELECT id, slot, seq, metadata FROM rows WHERE deleted = 0 AND slot > ? "
+                    "SELECT id, slot, seq, metadata, document FROM rows "
+                    "WHERE deleted = 0 AND slot > ? "
                     "ORDER BY slot LIMIT ?",
                     (last, chunk_rows),
                 ).fetchall()
@@ -402,7 +449,7 @@ class Store:
         ends at a seq boundary, and a single seq with more than `limit` rows comes whole.
         Both reads run in one transaction, so the pair is a consistent snapshot.
         """
-        cols = "id, slot, seq, vector, metadata, deleted, crc"
+        cols = "id, slot, seq, vector, metadata, deleted, document, crc"
         with self._lock, self._errors():
             self._db.execute("BEGIN")
             try:
@@ -422,8 +469,10 @@ class Store:
                 self._db.execute("COMMIT")
         for r in rows:  # a peer copying from us must not copy a damaged row
             if not r[5]:
-                self.check_row(r[0], r[3], r[4], r[6])
-        return [StoredRow(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows], applied
+                self.check_row(r[0], r[3], r[4], r[7], r[6])
+        return [
+            StoredRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows
+        ], applied
 
     def stats(self) -> dict[str, int]:
         with self._lock, self._errors():
@@ -437,18 +486,19 @@ class Store:
     def write(
         self,
         seq: int | None,
-        upserts: Iterable[tuple[str, int, int, bytes, str | None]] = (),
+        upserts: Iterable[tuple[Any, ...]] = (),
         tombstones: Iterable[tuple[str, int]] = (),
+        updates: Iterable[tuple[int, str | None, str | None, str]] = (),
     ) -> None:
         """One atomic batch: tombstones (id, seq) first, then upserts (id, slot, seq, vector,
-        metadata JSON); `applied_seq` set to `seq` unless it is None. All or nothing."""
+        metadata JSON[, document]), then updates of live rows (seq, metadata JSON, document, id);
+        `applied_seq` set to `seq` unless it is None. All or nothing."""
         with self._lock, self._errors():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(_TOMBSTONE, tombstones)
-                self._db.executemany(
-                    _UPSERT, ((*row, row_checksum(row[3], row[4])) for row in upserts)
-                )
+                self._db.executemany(_UPSERT, (u if len(u) == 6 else (*u, None) for u in upserts))
+                self._db.executemany(_UPDATE, updates)
                 if seq is not None:
                     self._db.execute(_SET_KV, ("applied_seq", str(int(seq))))
                 self._db.execute("COMMIT")

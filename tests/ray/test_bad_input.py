@@ -343,3 +343,24 @@ def test_a_leftover_directory_is_never_adopted(
     s.stub.CreateCollection(req, timeout=60)
     assert s.stub.Count(pb.CountRequest(collection=name), timeout=30).count == 0
     s.stub.DropCollection(pb.DropCollectionRequest(name=name), timeout=60)
+
+
+def test_documents_and_update_fields_that_are_not_utf8(seeded: Seeded) -> None:
+    """The new string fields (Upsert/Update documents, where_document substrings) holding
+    bytes that are not UTF-8: INVALID_ARGUMENT naming the field, as protobuf cannot parse them
+    (gRPC's own deserializer would answer INTERNAL/UNKNOWN "Exception deserializing")."""
+    s, name = seeded, seeded.name
+    upsert = _upsert(name, ["a", "b"], np.ones((2, DIM))).SerializeToString()
+    upsert = _with_field(_with_field(upsert, 5, b"fine"), 5, b"\xc3\x28")
+    s.reject(lambda: s.raw("Upsert")(upsert, timeout=30),
+             Code.INVALID_ARGUMENT, "documents[1]", "not valid UTF-8")
+    update = pb.UpdateRequest(collection=name, ids=["row-1"]).SerializeToString()
+    s.reject(lambda: s.raw("Update")(_with_field(update, 5, b"\xff"), timeout=30),
+             Code.INVALID_ARGUMENT, "documents[0]", "not valid UTF-8")
+    count = pb.CountRequest(collection=name).SerializeToString()
+    wd = len_field(2, "\ud800".encode("utf-8", "surrogatepass"))  # not_contains
+    s.reject(lambda: s.raw("Count")(_with_field(count, 3, wd), timeout=30),
+             Code.INVALID_ARGUMENT, "where_document.not_contains", "not valid UTF-8")
+    s.reject(lambda: s.stub.Update(pb.UpdateRequest(collection=name, ids=["row-1", "nope"],
+                                                    documents=["x", "y"], upsert_missing=True)),
+             Code.INVALID_ARGUMENT, "ids[1]: 'nope' is not in the collection")

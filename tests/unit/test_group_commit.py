@@ -25,7 +25,12 @@ class Shard:
         self.fail: BaseException | None = None
 
     async def send(
-        self, ids: list[str], vectors: np.ndarray, metas: list[str], deadline: float
+        self,
+        ids: list[str],
+        vectors: np.ndarray,
+        metas: list[str],
+        docs: list[str],
+        deadline: float,
     ) -> Any:
         assert deadline > time.monotonic()
         assert len(set(ids)) == len(ids), "a batch never carries an id twice"

@@ -14,7 +14,19 @@ import numpy as np
 
 from shardvec.contract.codec import decode_packed, dumps_json, encode_packed, loads_json
 from shardvec.contract.errors import InvalidArgument, Unavailable
-from shardvec.contract.filters import And, Cond, Filter, Not, Or, validate_filter
+from shardvec.contract.filters import (
+    And,
+    Cond,
+    DocAnd,
+    DocCond,
+    DocFilter,
+    DocOr,
+    Filter,
+    Not,
+    Or,
+    validate_filter,
+    validate_where_document,
+)
 from shardvec.contract.limits import EMBEDDINGS, MAX_DIM, MAX_FILTER_DEPTH
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.types import (
@@ -29,6 +41,7 @@ from shardvec.contract.types import (
     ShardInfo,
     ShardScroll,
     ShardSearch,
+    ShardUpdate,
     SnapshotChunk,
     WriteAck,
 )
@@ -125,6 +138,47 @@ def _filter_node(msg: common_pb2.Filter, path: str, depth: int) -> Filter:
     raise InvalidArgument(f"filter: empty filter node at {path}")
 
 
+def where_document_to_proto(f: DocFilter) -> common_pb2.DocumentFilter:
+    msg = common_pb2.DocumentFilter()
+    if isinstance(f, DocCond):
+        setattr(msg, f.op, f.text)
+    elif isinstance(f, DocAnd):
+        msg.all.children.extend(where_document_to_proto(c) for c in f.children)
+    else:
+        msg.any.children.extend(where_document_to_proto(c) for c in f.children)
+    return msg
+
+
+def where_document_from_proto(
+    msg: common_pb2.DocumentFilter, *, trusted: bool = False
+) -> DocFilter | None:
+    """The domain document filter of a wire one; None when the message is empty. Validated
+    (non-empty substrings, shape, depth, size) unless `trusted`."""
+    if msg.WhichOneof("node") is None:
+        return None
+    f = _doc_node(msg, "where_document", 0)
+    if not trusted:
+        validate_where_document(f)
+    return f
+
+
+def _doc_node(msg: common_pb2.DocumentFilter, path: str, depth: int) -> DocFilter:
+    if depth > MAX_FILTER_DEPTH:
+        raise InvalidArgument(f"where_document: nested deeper than {MAX_FILTER_DEPTH} at {path}")
+    kind = msg.WhichOneof("node")
+    if kind in ("contains", "not_contains"):
+        return DocCond(kind, getattr(msg, kind))
+    if kind in ("all", "any"):
+        children = getattr(msg, kind).children
+        if not children:
+            raise InvalidArgument(f"where_document: {kind} needs at least one child at {path}")
+        nodes = tuple(
+            _doc_node(c, f"{path}.{kind}[{i}]", depth + 1) for i, c in enumerate(children)
+        )
+        return DocAnd(nodes) if kind == "all" else DocOr(nodes)
+    raise InvalidArgument(f"where_document: empty filter node at {path}")
+
+
 def pack_vectors(msg: common_pb2.Vectors, vectors: np.ndarray) -> common_pb2.Vectors:
     """Fill `msg` with a (n, dim) array as little-endian float32 bytes (the fast wire form)."""
     arr = np.ascontiguousarray(vectors, dtype="<f4")
@@ -159,7 +213,8 @@ def changes_from_proto(resp: shard_pb2.ShardChangesResponse, dim: int) -> list[C
             out.append(Change(c.id, int(c.seq), None, None, True))
         else:
             meta = loads_json(c.metadata_json) if c.metadata_json else {}
-            out.append(Change(c.id, int(c.seq), vectors[v], meta, False))
+            doc = c.document or None
+            out.append(Change(c.id, int(c.seq), vectors[v], meta, False, doc))
             v += 1
     return out
 
@@ -169,6 +224,7 @@ def search_result_to_proto(
     scores: np.ndarray,
     metadata: np.ndarray | None = None,
     vectors: np.ndarray | None = None,
+    documents: np.ndarray | None = None,
 ) -> shard_pb2.ShardSearchResponse:
     """A shard's (nq, k) ids and scores as one response: k, the ids row after row, and the
     scores packed as little-endian float32 (no Python loop per hit); with them, when given,
@@ -180,6 +236,8 @@ def search_result_to_proto(
         resp.metadata_json.extend(metadata.ravel().tolist())
     if vectors is not None:
         resp.vectors = np.ascontiguousarray(vectors, dtype="<f4").tobytes()
+    if documents is not None:
+        resp.documents.extend(documents.ravel().tolist())
     return resp
 
 
@@ -213,7 +271,11 @@ def shard_hits_from_proto(
     ids, scores = search_result_from_proto(resp, nq)
     metadata, vectors = search_payload_from_proto(resp, nq, dim)
     counts = (~np.isnan(scores)).sum(axis=1).astype(np.int32)
-    return SearchResult(ids, scores, counts, metadata, vectors)
+    width = int(resp.k)
+    docs = None
+    if len(resp.documents) == nq * width and (nq * width):
+        docs = np.array(resp.documents, dtype=object).reshape(nq, width)
+    return SearchResult(ids, scores, counts, metadata, vectors, docs)
 
 
 # The public API (shardvec.v1.VectorSearch).
@@ -319,6 +381,10 @@ def search_response(hits: Hits) -> pb.SearchResponse:
         for res, vecs, c in zip(resp.results, hits.vectors, hits.counts.tolist(), strict=True):
             if c:
                 res.vectors = np.ascontiguousarray(vecs[:c], dtype="<f4").tobytes()
+    if hits.documents is not None:
+        for res, docs, c in zip(resp.results, hits.documents.tolist(), hits.counts.tolist(),
+                                strict=True):  # fmt: skip
+            res.documents.extend(docs[:c])
     return resp
 
 
@@ -333,6 +399,7 @@ def hits_from_response(resp: pb.SearchResponse, dim: int) -> list[list[Hit]]:
     for res in resp.results:
         vecs = decode_packed(res.vectors, dim) if res.vectors else None
         metas = [_metadata(m) for m in res.metadata_json]
+        docs = list(res.documents)
         out.append(
             [
                 Hit(
@@ -340,6 +407,7 @@ def hits_from_response(resp: pb.SearchResponse, dim: int) -> list[list[Hit]]:
                     float(score),
                     metas[j] if metas else None,
                     vecs[j] if vecs is not None else None,
+                    (docs[j] or None) if docs else None,
                 )
                 for j, (id_, score) in enumerate(zip(res.ids, res.scores, strict=True))
             ]
@@ -351,11 +419,13 @@ def records_from_response(resp: pb.GetResponse, dim: int) -> list[Record]:
     """The rows of a GetResponse, in its order (the vectors copied out of the message)."""
     vecs = decode_packed(resp.vectors.packed, dim) if resp.vectors.packed else None
     metas = list(resp.metadata_json)
+    docs = list(resp.documents)
     return [
         Record(
             id_,
             vecs[j].copy() if vecs is not None else None,
             _metadata(metas[j]) if metas else None,
+            (docs[j] or None) if docs else None,
         )
         for j, id_ in enumerate(resp.ids)
     ]
@@ -365,13 +435,49 @@ def records_from_response(resp: pb.GetResponse, dim: int) -> list[Record]:
 
 
 def upsert_request(
-    seq: int, ids: Sequence[str], vectors: np.ndarray, metadata_json: Sequence[str]
+    seq: int,
+    ids: Sequence[str],
+    vectors: np.ndarray,
+    metadata_json: Sequence[str],
+    documents: Sequence[str] = (),
 ) -> shard_pb2.ShardUpsertRequest:
     req = shard_pb2.ShardUpsertRequest(seq=seq, ids=ids)
     pack_vectors(req.vectors, vectors)
     if metadata_json:
         req.metadata_json.extend(metadata_json)
+    if documents:
+        req.documents.extend(documents)
     return req
+
+
+def update_request(seq: int, u: ShardUpdate) -> shard_pb2.ShardUpdateRequest:
+    req = shard_pb2.ShardUpdateRequest(
+        seq=seq,
+        ids=u.ids,
+        metadata_json=u.metadata_json,
+        replace_metadata=u.replace_metadata,
+        documents=u.documents,
+        upsert_missing=u.upsert_missing,
+        max_metadata_bytes=u.max_metadata_bytes,
+    )
+    if u.vectors is not None:
+        pack_vectors(req.vectors, u.vectors)
+    return req
+
+
+def shard_update_from_proto(req: shard_pb2.ShardUpdateRequest, dim: int) -> ShardUpdate:
+    vectors = None
+    if req.vectors.packed or len(req.vectors.values):
+        vectors = vectors_from_proto(req.vectors, dim)
+    return ShardUpdate(
+        ids=list(req.ids),
+        metadata_json=list(req.metadata_json),
+        documents=list(req.documents),
+        replace_metadata=req.replace_metadata,
+        upsert_missing=req.upsert_missing,
+        vectors=vectors,
+        max_metadata_bytes=int(req.max_metadata_bytes),
+    )
 
 
 def delete_request(
@@ -386,15 +492,22 @@ def delete_request(
 
 
 def write_ack_from_proto(resp: shard_pb2.ShardWriteResponse) -> WriteAck:
-    return WriteAck(bool(resp.applied), int(resp.affected), int(resp.applied_seq))
+    return WriteAck(
+        bool(resp.applied),
+        int(resp.affected),
+        int(resp.applied_seq),
+        tuple(resp.missing_ids),
+        int(resp.inserted),
+    )
 
 
 def get_request(
-    ids: Sequence[str], include_metadata: bool, include_vectors: bool
+    ids: Sequence[str], include_metadata: bool, include_vectors: bool, include_documents: bool
 ) -> shard_pb2.ShardGetRequest:
     req = shard_pb2.ShardGetRequest(ids=ids)
     req.include.metadata = include_metadata
     req.include.vectors = include_vectors
+    req.include.documents = include_documents
     return req
 
 
@@ -403,13 +516,17 @@ def get_result_from_proto(resp: shard_pb2.ShardGetResponse) -> GetResult:
     vectors = (
         decode_packed(resp.vectors.packed, int(resp.vectors.dim)) if resp.vectors.packed else None
     )
-    return GetResult(list(resp.ids), list(resp.metadata_json), vectors)
+    return GetResult(list(resp.ids), list(resp.metadata_json), vectors, list(resp.documents))
 
 
-def count_request(where: Filter | None) -> shard_pb2.ShardCountRequest:
+def count_request(
+    where: Filter | None, where_document: DocFilter | None = None
+) -> shard_pb2.ShardCountRequest:
     req = shard_pb2.ShardCountRequest()
     if where is not None:
         req.filter.CopyFrom(filter_to_proto(where))
+    if where_document is not None:
+        req.where_document.CopyFrom(where_document_to_proto(where_document))
     return req
 
 
@@ -420,7 +537,10 @@ def shard_search_to_proto(s: ShardSearch) -> shard_pb2.ShardSearchRequest:
         ef=s.ef or 0,
         include_metadata=s.include_metadata,
         include_vectors=s.include_vectors,
+        include_documents=s.include_documents,
     )
+    if s.where_document is not None:
+        req.where_document.CopyFrom(where_document_to_proto(s.where_document))
     req.queries.dim = int(s.queries.shape[1])
     req.queries.packed = s.packed if s.packed is not None else encode_packed(s.queries)
     if s.where is not None:

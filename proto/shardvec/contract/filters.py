@@ -33,6 +33,7 @@ from typing import Any, NoReturn, TypeAlias
 
 from shardvec.contract.errors import InvalidArgument
 from shardvec.contract.limits import (
+    MAX_DOCUMENT_FILTER_CHARS,
     MAX_FIELD_CHARS,
     MAX_FILTER_DEPTH,
     MAX_FILTER_NODES,
@@ -290,3 +291,116 @@ def filter_fields(f: Filter) -> set[str]:
     for child in f.children:
         out |= filter_fields(child)
     return out
+
+
+# The document filter (Chroma's where_document): substring tests on a row's document text.
+#
+# `contains` matches rows whose document holds the (case-sensitive, non-empty) substring;
+# `not_contains` is its negation, so a row without a document matches it and never `contains`.
+# `DocAnd` / `DocOr` join them. Limits: substrings of 1..4096 characters, the same depth and
+# node budget as `where`. Errors name the path, e.g. `where_document: ... at
+# where_document.$and[1].$contains`.
+
+DOC_ROOT = "where_document"
+DOC_OPS = ("contains", "not_contains")
+
+
+@dataclass(frozen=True)
+class DocCond:
+    """One substring test: op is "contains" or "not_contains"."""
+
+    op: str
+    text: str
+
+
+@dataclass(frozen=True)
+class DocAnd:
+    children: tuple[DocFilter, ...]
+
+
+@dataclass(frozen=True)
+class DocOr:
+    children: tuple[DocFilter, ...]
+
+
+DocFilter: TypeAlias = DocCond | DocAnd | DocOr
+
+
+def _doc_fail(what: str, path: str) -> NoReturn:
+    raise InvalidArgument(f"where_document: {what} at {path}")
+
+
+def _check_substring(text: object, path: str) -> str:
+    if not isinstance(text, str):
+        _doc_fail(f"expected a string, got {describe_value(text)}", path)
+    if not text:
+        _doc_fail("empty substring (it would match every document)", path)
+    if len(text) > MAX_DOCUMENT_FILTER_CHARS:
+        _doc_fail(
+            f"substring is {len(text)} characters, the limit is {MAX_DOCUMENT_FILTER_CHARS}", path
+        )
+    try:
+        text.encode("utf-8", errors="strict")
+    except UnicodeEncodeError:
+        _doc_fail("substring is not valid UTF-8 (lone surrogate)", path)
+    return text
+
+
+def parse_where_document(where: Mapping[str, Any]) -> DocFilter:
+    """A document filter from Chroma's dict form: {"$contains": "x"}, {"$not_contains": "x"},
+    {"$and": [...]}, {"$or": [...]}."""
+    return _parse_doc(where, DOC_ROOT, 1, _Budget())
+
+
+def _parse_doc(obj: object, path: str, depth: int, budget: _Budget) -> DocFilter:
+    if not isinstance(obj, Mapping):
+        _doc_fail(f"expected an object, got {describe_value(obj)}", path)
+    if len(obj) != 1:
+        _doc_fail(
+            f"expected exactly one of $contains, $not_contains, $and, $or, got {len(obj)} keys",
+            path,
+        )
+    ((key, value),) = obj.items()
+    sub = f"{path}.{key}"
+    budget.enter(depth, sub)
+    if key in ("$contains", "$not_contains"):
+        return DocCond(key[1:], _check_substring(value, sub))
+    if key in ("$and", "$or"):
+        if not isinstance(value, (list, tuple)) or not value:
+            _doc_fail(f"{key} needs a non-empty list", sub)
+        kids = tuple(
+            _parse_doc(child, f"{sub}[{i}]", depth + 1, budget) for i, child in enumerate(value)
+        )
+        return DocAnd(kids) if key == "$and" else DocOr(kids)
+    _doc_fail(f"unknown operator {key!r}", path)
+
+
+def validate_where_document(f: object) -> None:
+    """Type-check a document filter built by hand or decoded from the wire."""
+    _check_doc(f, DOC_ROOT, 1, _Budget())
+
+
+def _check_doc(f: object, path: str, depth: int, budget: _Budget) -> None:
+    if isinstance(f, DocCond):
+        sub = f"{path}.${f.op}"
+        budget.enter(depth, sub)
+        if f.op not in DOC_OPS:
+            _doc_fail(f"unknown operator '${f.op}'", path)
+        _check_substring(f.text, sub)
+    elif isinstance(f, (DocAnd, DocOr)):
+        key = "$and" if isinstance(f, DocAnd) else "$or"
+        sub = f"{path}.{key}"
+        budget.enter(depth, sub)
+        if not isinstance(f.children, (tuple, list)) or not f.children:
+            _doc_fail(f"{key} needs a non-empty list", sub)
+        for i, child in enumerate(f.children):
+            _check_doc(child, f"{sub}[{i}]", depth + 1, budget)
+    else:
+        _doc_fail(f"expected a document filter node, got {describe_value(f)}", path)
+
+
+def where_document_to_dict(f: DocFilter) -> dict[str, Any]:
+    if isinstance(f, DocCond):
+        return {f"${f.op}": f.text}
+    key = "$and" if isinstance(f, DocAnd) else "$or"
+    return {key: [where_document_to_dict(c) for c in f.children]}

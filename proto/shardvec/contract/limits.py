@@ -14,7 +14,9 @@ MAX_REPLICAS = 8
 
 # Rows.
 MAX_ID_BYTES = 512
-MAX_METADATA_BYTES = 65_536
+MAX_METADATA_BYTES = 65_536  # the default; `shardvec up --max-metadata-bytes` sets the edge's
+MAX_DOCUMENT_BYTES = 1_048_576  # a row's document text, UTF-8; `--max-document-bytes` likewise
+MAX_DOCUMENT_FILTER_CHARS = 4096  # a where_document substring
 MAX_METADATA_KEYS = 256
 MAX_KEY_CHARS = 256
 INT64_MIN = -(2**63)

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-from shardvec.contract.filters import Filter
+from shardvec.contract.filters import DocFilter, Filter
 from shardvec.contract.types import (
     Change,
     GetResult,
@@ -26,6 +26,7 @@ from shardvec.contract.types import (
     ShardInfo,
     ShardScroll,
     ShardSearch,
+    ShardUpdate,
     SnapshotChunk,
     WriteAck,
 )
@@ -44,8 +45,15 @@ class ShardLike(Protocol):
         vectors: np.ndarray,
         metadata_json: Sequence[str],
         timeout: float,
+        documents: Sequence[str] = (),
     ) -> WriteAck:
-        """Insert or replace rows as batch `seq` (metadata_json empty: {} for every row)."""
+        """Insert or replace rows as batch `seq` (metadata_json empty: {} for every row;
+        documents empty, or "" for a row: no document)."""
+        ...
+
+    async def update(self, seq: int, update: ShardUpdate, timeout: float) -> WriteAck:
+        """Change metadata and/or documents of held rows as batch `seq`, vectors kept; the
+        ack's affected counts rows changed, missing_ids the ids not held (not inserted)."""
         ...
 
     async def delete(
@@ -55,13 +63,20 @@ class ShardLike(Protocol):
         ...
 
     async def get(
-        self, ids: Sequence[str], include_metadata: bool, include_vectors: bool, timeout: float
+        self,
+        ids: Sequence[str],
+        include_metadata: bool,
+        include_vectors: bool,
+        timeout: float,
+        include_documents: bool = False,
     ) -> GetResult:
         """The rows of `ids` this shard holds, in request order."""
         ...
 
-    async def count(self, where: Filter | None, timeout: float) -> int:
-        """Live rows, or live rows passing `where`."""
+    async def count(
+        self, where: Filter | None, timeout: float, where_document: DocFilter | None = None
+    ) -> int:
+        """Live rows, or live rows passing `where` and `where_document`."""
         ...
 
     async def search(self, request: ShardSearch, timeout: float) -> SearchResult:

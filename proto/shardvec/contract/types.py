@@ -15,16 +15,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from shardvec.contract.filters import Filter
+    from shardvec.contract.filters import DocFilter, Filter
 
 
 @dataclass(frozen=True)
 class Record:
-    """One stored row as `get` returns it; vector/metadata are None when not requested."""
+    """One stored row as `get` returns it; vector/metadata are None when not requested, and
+    document is None when not requested or the row has none."""
 
     id: str
     vector: np.ndarray | None
     metadata: dict[str, Any] | None
+    document: str | None = None
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class Hit:
     score: float
     metadata: dict[str, Any] | None = None
     vector: np.ndarray | None = None
+    document: str | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class SearchResult:
     counts: np.ndarray
     metadata: np.ndarray | None = None
     vectors: np.ndarray | None = None
+    documents: np.ndarray | None = None  # (nq, k) object, "" for none or padding, when asked
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class Change:
     vector: np.ndarray | None
     metadata: dict[str, Any] | None
     deleted: bool
+    document: str | None = None
 
 
 @dataclass
@@ -72,6 +77,7 @@ class Hits:
     counts: np.ndarray
     metadata: np.ndarray | None = None
     vectors: np.ndarray | None = None
+    documents: np.ndarray | None = None
 
     def rows(self, start: int, n: int) -> Hits:
         """Rows [start, start + n): one caller's part of a micro-batch."""
@@ -82,6 +88,7 @@ class Hits:
             self.counts[sl],
             self.metadata[sl] if self.metadata is not None else None,
             self.vectors[sl] if self.vectors is not None else None,
+            self.documents[sl] if self.documents is not None else None,
         )
 
 
@@ -114,6 +121,24 @@ class WriteAck:
     applied: bool
     affected: int
     applied_seq: int
+    missing_ids: tuple[str, ...] = ()  # update: ids the shard does not hold (none inserted)
+    inserted: int = 0  # update with upsert_missing: rows inserted
+
+
+@dataclass(frozen=True)
+class ShardUpdate:
+    """One shard's part of an Update: per id, metadata JSON to merge (or, with
+    replace_metadata, to store) and/or a document; `metadata_json` / `documents` empty leave
+    that part unchanged, and an empty text in them leaves that row's part unchanged. With
+    upsert_missing, ids the shard lacks are inserted from `vectors` (one row per id)."""
+
+    ids: list[str]
+    metadata_json: list[str]
+    documents: list[str]
+    replace_metadata: bool = False
+    upsert_missing: bool = False
+    vectors: np.ndarray | None = None
+    max_metadata_bytes: int = 0  # the merged object's limit (0: the default)
 
 
 @dataclass(frozen=True)
@@ -124,6 +149,7 @@ class GetResult:
     ids: list[str]
     metadata_json: list[str]
     vectors: np.ndarray | None
+    documents: list[str] = dataclasses.field(default_factory=list)  # "" for none
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,6 +170,8 @@ class ShardSearch:
     max_distance: float | None = None
     include_metadata: bool = False  # each hit's stored metadata JSON comes back with it
     include_vectors: bool = False  # and its vector
+    include_documents: bool = False  # and its document
+    where_document: DocFilter | None = None
     packed: bytes | None = None  # the queries exactly as received, when nothing was merged
 
     @property

@@ -20,6 +20,7 @@ from shardvec.contract.errors import InvalidArgument
 from shardvec.contract.limits import (
     INT64_MAX,
     INT64_MIN,
+    MAX_DOCUMENT_BYTES,
     MAX_ID_BYTES,
     MAX_KEY_CHARS,
     MAX_METADATA_BYTES,
@@ -151,7 +152,9 @@ def _check_list(items: Sequence[object], where: str) -> list[Any]:
     return list(items)
 
 
-def _check_metadata(row: object, where: str) -> dict[str, Any]:
+def _check_metadata(
+    row: object, where: str, max_bytes: int = MAX_METADATA_BYTES
+) -> dict[str, Any]:
     if not isinstance(row, Mapping):
         raise InvalidArgument(f"{where}: metadata must be an object, got {type(row).__name__}")
     if len(row) > MAX_METADATA_KEYS:
@@ -161,15 +164,65 @@ def _check_metadata(row: object, where: str) -> dict[str, Any]:
         name = _check_key(key, where)
         out[name] = _check_value(value, f"{where}.{name}")
     size = len(json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
-    if size > MAX_METADATA_BYTES:
+    if size > max_bytes:
         raise InvalidArgument(
-            f"{where}: metadata is {size} bytes as JSON, the limit is {MAX_METADATA_BYTES}"
+            f"{where}: metadata is {size} bytes as JSON, the limit is {max_bytes}"
         )
     return out
 
 
+def check_metadata_size(md: Mapping[str, Any], where: str, max_bytes: int) -> None:
+    """Raise InvalidArgument naming `where` when `md` as compact JSON passes `max_bytes`
+    (an update's merged object is checked with this)."""
+    size = len(json.dumps(md, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    if size > max_bytes:
+        raise InvalidArgument(
+            f"{where}: metadata is {size} bytes as JSON, the limit is {max_bytes}"
+        )
+
+
+def validate_documents(
+    documents: Sequence[object],
+    n: int,
+    *,
+    field: str = "documents",
+    max_bytes: int = MAX_DOCUMENT_BYTES,
+) -> list[str | None]:
+    """Check one document text per row (an empty sequence means none; "" or None: no
+    document for that row); returns them with "" turned into None."""
+    if isinstance(documents, (str, bytes, Mapping)):
+        kind = type(documents).__name__
+        raise InvalidArgument(f"{field}: expected a list of strings, got {kind}")
+    if len(documents) == 0:
+        return [None] * n
+    if len(documents) != n:
+        raise InvalidArgument(f"{field}: expected {n} rows (one per id), got {len(documents)}")
+    out: list[str | None] = []
+    for i, doc in enumerate(documents):
+        where = f"{field}[{i}]"
+        if doc is None or doc == "":
+            out.append(None)
+            continue
+        if not isinstance(doc, str):
+            raise InvalidArgument(f"{where}: document must be a string, got {type(doc).__name__}")
+        try:
+            size = len(doc) if doc.isascii() else len(doc.encode("utf-8", errors="strict"))
+        except UnicodeEncodeError:
+            raise InvalidArgument(
+                f"{where}: document is not valid UTF-8 (lone surrogate)"
+            ) from None
+        if size > max_bytes:
+            raise InvalidArgument(f"{where}: document is {size} bytes, the limit is {max_bytes}")
+        out.append(doc)
+    return out
+
+
 def validate_metadatas(
-    metadatas: Sequence[object], n: int, *, field: str = "metadatas"
+    metadatas: Sequence[object],
+    n: int,
+    *,
+    field: str = "metadatas",
+    max_bytes: int = MAX_METADATA_BYTES,
 ) -> list[dict[str, Any]]:
     """Check one metadata object per row (an empty sequence means n empty ones); return copies."""
     if isinstance(metadatas, (str, bytes, Mapping)):
@@ -179,7 +232,7 @@ def validate_metadatas(
         return [{} for _ in range(n)]
     if len(metadatas) != n:
         raise InvalidArgument(f"{field}: expected {n} rows (one per id), got {len(metadatas)}")
-    return [_check_metadata(row, f"{field}[{i}]") for i, row in enumerate(metadatas)]
+    return [_check_metadata(row, f"{field}[{i}]", max_bytes) for i, row in enumerate(metadatas)]
 
 
 def _reject_constant(name: str) -> Any:
@@ -196,7 +249,11 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def parse_metadata_json(
-    texts: Sequence[str], n: int, *, field: str = "metadata_json"
+    texts: Sequence[str],
+    n: int,
+    *,
+    field: str = "metadata_json",
+    max_bytes: int = MAX_METADATA_BYTES,
 ) -> list[dict[str, Any]]:
     """Decode the wire form (one JSON object text per row, "" meaning {}) and validate it."""
     if isinstance(texts, (str, bytes)):
@@ -227,7 +284,7 @@ def parse_metadata_json(
             kind = "array" if isinstance(row, list) else type(row).__name__
             raise InvalidArgument(f"{where}: expected a JSON object, got {kind}")
         rows.append(row)
-    return validate_metadatas(rows, n, field=field)
+    return validate_metadatas(rows, n, field=field, max_bytes=max_bytes)
 
 
 def validate_vectors(

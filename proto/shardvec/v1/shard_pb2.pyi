@@ -20,16 +20,38 @@ class ShardSnapshotChunk(_message.Message):
     def __init__(self, manifest_json: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class ShardUpsertRequest(_message.Message):
-    __slots__ = ("seq", "ids", "vectors", "metadata_json")
+    __slots__ = ("seq", "ids", "vectors", "metadata_json", "documents")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     seq: int
     ids: _containers.RepeatedScalarFieldContainer[str]
     vectors: _common_pb2.Vectors
     metadata_json: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, seq: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., metadata_json: _Optional[_Iterable[str]] = ...) -> None: ...
+    documents: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, seq: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., documents: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ShardUpdateRequest(_message.Message):
+    __slots__ = ("seq", "ids", "metadata_json", "replace_metadata", "documents", "upsert_missing", "vectors", "max_metadata_bytes")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_METADATA_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    UPSERT_MISSING_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    MAX_METADATA_BYTES_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    metadata_json: _containers.RepeatedScalarFieldContainer[str]
+    replace_metadata: bool
+    documents: _containers.RepeatedScalarFieldContainer[str]
+    upsert_missing: bool
+    vectors: _common_pb2.Vectors
+    max_metadata_bytes: int
+    def __init__(self, seq: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., replace_metadata: _Optional[bool] = ..., documents: _Optional[_Iterable[str]] = ..., upsert_missing: _Optional[bool] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., max_metadata_bytes: _Optional[int] = ...) -> None: ...
 
 class ShardDeleteRequest(_message.Message):
     __slots__ = ("seq", "ids", "filter")
@@ -42,14 +64,18 @@ class ShardDeleteRequest(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ...) -> None: ...
 
 class ShardWriteResponse(_message.Message):
-    __slots__ = ("applied", "affected", "applied_seq")
+    __slots__ = ("applied", "affected", "applied_seq", "missing_ids", "inserted")
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     AFFECTED_FIELD_NUMBER: _ClassVar[int]
     APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    MISSING_IDS_FIELD_NUMBER: _ClassVar[int]
+    INSERTED_FIELD_NUMBER: _ClassVar[int]
     applied: bool
     affected: int
     applied_seq: int
-    def __init__(self, applied: _Optional[bool] = ..., affected: _Optional[int] = ..., applied_seq: _Optional[int] = ...) -> None: ...
+    missing_ids: _containers.RepeatedScalarFieldContainer[str]
+    inserted: int
+    def __init__(self, applied: _Optional[bool] = ..., affected: _Optional[int] = ..., applied_seq: _Optional[int] = ..., missing_ids: _Optional[_Iterable[str]] = ..., inserted: _Optional[int] = ...) -> None: ...
 
 class ShardGetRequest(_message.Message):
     __slots__ = ("ids", "include")
@@ -60,20 +86,24 @@ class ShardGetRequest(_message.Message):
     def __init__(self, ids: _Optional[_Iterable[str]] = ..., include: _Optional[_Union[_common_pb2.Include, _Mapping]] = ...) -> None: ...
 
 class ShardGetResponse(_message.Message):
-    __slots__ = ("ids", "metadata_json", "vectors")
+    __slots__ = ("ids", "metadata_json", "vectors", "documents")
     IDS_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     ids: _containers.RepeatedScalarFieldContainer[str]
     metadata_json: _containers.RepeatedScalarFieldContainer[str]
     vectors: _common_pb2.Vectors
-    def __init__(self, ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ...) -> None: ...
+    documents: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., documents: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ShardCountRequest(_message.Message):
-    __slots__ = ("filter",)
+    __slots__ = ("filter", "where_document")
     FILTER_FIELD_NUMBER: _ClassVar[int]
+    WHERE_DOCUMENT_FIELD_NUMBER: _ClassVar[int]
     filter: _common_pb2.Filter
-    def __init__(self, filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ...) -> None: ...
+    where_document: _common_pb2.DocumentFilter
+    def __init__(self, filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., where_document: _Optional[_Union[_common_pb2.DocumentFilter, _Mapping]] = ...) -> None: ...
 
 class ShardCountResponse(_message.Message):
     __slots__ = ("count",)
@@ -82,7 +112,7 @@ class ShardCountResponse(_message.Message):
     def __init__(self, count: _Optional[int] = ...) -> None: ...
 
 class ShardSearchRequest(_message.Message):
-    __slots__ = ("queries", "k", "filter", "ef", "exact", "min_score", "max_distance", "include_metadata", "include_vectors")
+    __slots__ = ("queries", "k", "filter", "ef", "exact", "min_score", "max_distance", "include_metadata", "include_vectors", "include_documents", "where_document")
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +122,8 @@ class ShardSearchRequest(_message.Message):
     MAX_DISTANCE_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_METADATA_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_VECTORS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    WHERE_DOCUMENT_FIELD_NUMBER: _ClassVar[int]
     queries: _common_pb2.Vectors
     k: int
     filter: _common_pb2.Filter
@@ -101,21 +133,25 @@ class ShardSearchRequest(_message.Message):
     max_distance: float
     include_metadata: bool
     include_vectors: bool
-    def __init__(self, queries: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., ef: _Optional[int] = ..., exact: _Optional[bool] = ..., min_score: _Optional[float] = ..., max_distance: _Optional[float] = ..., include_metadata: _Optional[bool] = ..., include_vectors: _Optional[bool] = ...) -> None: ...
+    include_documents: bool
+    where_document: _common_pb2.DocumentFilter
+    def __init__(self, queries: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., ef: _Optional[int] = ..., exact: _Optional[bool] = ..., min_score: _Optional[float] = ..., max_distance: _Optional[float] = ..., include_metadata: _Optional[bool] = ..., include_vectors: _Optional[bool] = ..., include_documents: _Optional[bool] = ..., where_document: _Optional[_Union[_common_pb2.DocumentFilter, _Mapping]] = ...) -> None: ...
 
 class ShardSearchResponse(_message.Message):
-    __slots__ = ("k", "ids", "scores", "metadata_json", "vectors")
+    __slots__ = ("k", "ids", "scores", "metadata_json", "vectors", "documents")
     K_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     k: int
     ids: _containers.RepeatedScalarFieldContainer[str]
     scores: bytes
     metadata_json: _containers.RepeatedScalarFieldContainer[str]
     vectors: bytes
-    def __init__(self, k: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., scores: _Optional[bytes] = ..., metadata_json: _Optional[_Iterable[str]] = ..., vectors: _Optional[bytes] = ...) -> None: ...
+    documents: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, k: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., scores: _Optional[bytes] = ..., metadata_json: _Optional[_Iterable[str]] = ..., vectors: _Optional[bytes] = ..., documents: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ShardStreamRequest(_message.Message):
     __slots__ = ("id", "search", "timeout_s")
@@ -168,16 +204,18 @@ class ShardChangesRequest(_message.Message):
     def __init__(self, after_seq: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class RowChange(_message.Message):
-    __slots__ = ("id", "seq", "deleted", "metadata_json")
+    __slots__ = ("id", "seq", "deleted", "metadata_json", "document")
     ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     DELETED_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
     id: str
     seq: int
     deleted: bool
     metadata_json: str
-    def __init__(self, id: _Optional[str] = ..., seq: _Optional[int] = ..., deleted: _Optional[bool] = ..., metadata_json: _Optional[str] = ...) -> None: ...
+    document: str
+    def __init__(self, id: _Optional[str] = ..., seq: _Optional[int] = ..., deleted: _Optional[bool] = ..., metadata_json: _Optional[str] = ..., document: _Optional[str] = ...) -> None: ...
 
 class ShardChangesResponse(_message.Message):
     __slots__ = ("changes", "vectors", "applied_seq")

@@ -81,6 +81,11 @@ class ShardStub:
                 request_serializer=shardvec_dot_v1_dot_shard__pb2.ShardScrollRequest.SerializeToString,
                 response_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardScrollResponse.FromString,
                 _registered_method=True)
+        self.Update = channel.unary_unary(
+                '/shardvec.v1.Shard/Update',
+                request_serializer=shardvec_dot_v1_dot_shard__pb2.ShardUpdateRequest.SerializeToString,
+                response_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardWriteResponse.FromString,
+                _registered_method=True)
         self.Snapshot = channel.unary_stream(
                 '/shardvec.v1.Shard/Snapshot',
                 request_serializer=shardvec_dot_v1_dot_shard__pb2.ShardSnapshotRequest.SerializeToString,
@@ -151,6 +156,13 @@ class ShardServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Update(self, request, context):
+        """Changes the metadata and/or documents of existing rows as batch `seq` (vectors kept).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Snapshot(self, request, context):
         """A consistent copy of this replica's durable state (SQLite online backup + checkpoint files).
         """
@@ -205,6 +217,11 @@ def add_ShardServicer_to_server(servicer, server):
                     servicer.Scroll,
                     request_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardScrollRequest.FromString,
                     response_serializer=shardvec_dot_v1_dot_shard__pb2.ShardScrollResponse.SerializeToString,
+            ),
+            'Update': grpc.unary_unary_rpc_method_handler(
+                    servicer.Update,
+                    request_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardUpdateRequest.FromString,
+                    response_serializer=shardvec_dot_v1_dot_shard__pb2.ShardWriteResponse.SerializeToString,
             ),
             'Snapshot': grpc.unary_stream_rpc_method_handler(
                     servicer.Snapshot,
@@ -457,6 +474,33 @@ class Shard:
             '/shardvec.v1.Shard/Scroll',
             shardvec_dot_v1_dot_shard__pb2.ShardScrollRequest.SerializeToString,
             shardvec_dot_v1_dot_shard__pb2.ShardScrollResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Update(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shardvec.v1.Shard/Update',
+            shardvec_dot_v1_dot_shard__pb2.ShardUpdateRequest.SerializeToString,
+            shardvec_dot_v1_dot_shard__pb2.ShardWriteResponse.FromString,
             options,
             channel_credentials,
             insecure,

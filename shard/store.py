@@ -366,7 +366,7 @@ class Store:
         vector: bytes | None,
         metadata: str | None,
         crc: object,
-        document: str | None = None,
+        document: str | None,
     ) -> None:
         """DataLoss naming the row when its stored checksum does not match its bytes."""
         if crc is None or row_checksum(vector, metadata, document) != crc:
@@ -427,14 +427,14 @@ class Store:
         while True:
             with self._lock, self._errors():
                 rows = self._db.execute(
-                    "SELECT slot, vector, id, metadata, crc FROM rows "
+                    "SELECT slot, vector, id, metadata, crc, document FROM rows "
                     "WHERE deleted = 0 AND seq > ? AND slot > ? ORDER BY slot LIMIT ?",
                     (after_seq, last, chunk_rows),
                 ).fetchall()
             if not rows:
                 return
-            for _, vec, rid, md, crc in rows:
-                self.check_row(rid, vec, md, crc)
+            for _, vec, rid, md, crc, doc in rows:
+                self.check_row(rid, vec, md, crc, doc)
             data = b"".join(r[1] for r in rows)
             if len(data) != 4 * dim * len(rows):
                 raise DataLoss(f"store {self.path} holds vectors of the wrong size")

@@ -17,9 +17,10 @@ from shardvec.contract.errors import Unavailable
 from shardvec.contract.filters import Filter
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.shard_api import ShardLike
-from shardvec.contract.types import GetResult, Hits, SearchResult, ShardSearch, WriteAck
+from shardvec.contract.types import GetResult, Hits, SearchResult, ShardSearch, ShardWrite
 
-from coordinator.group_commit import Sender, UpsertCombiner
+from coordinator.atomic import AtomicWriter, Decisions
+from coordinator.group_commit import WriteCombiner
 from coordinator.merge import merge_with_payloads
 from coordinator.replicas import ReplicaSet
 from coordinator.routing import partition
@@ -84,13 +85,15 @@ class CollectionRuntime:
         self,
         spec: CollectionSpec,
         shard_sets: list[ReplicaSet],
+        decisions: Decisions,
         on_shard_search: ShardTimer | None = None,
     ) -> None:
         self.spec = spec
         self.shard_sets = shard_sets
         self.higher_is_better = spec.index.metric != "euclidean"
         self.on_shard_search = on_shard_search  # (collection, shard, seconds) per shard search
-        self.upserts = [UpsertCombiner(self._upsert_sender(s)) for s in range(len(shard_sets))]
+        self.atomic = AtomicWriter(spec.name, shard_sets, decisions)
+        self.writes = WriteCombiner(self.atomic.apply)
 
     @property
     def dim(self) -> int:
@@ -99,52 +102,41 @@ class CollectionRuntime:
     async def upsert(
         self, ids: Sequence[str], vectors: np.ndarray, metadata_json: Sequence[str], deadline: float
     ) -> int:
-        """Route rows to their shards; each shard's part joins that shard's group commit."""
+        """Route rows to their shards and apply them as one atomic batch (joining the
+        collection's group commit): every row lands, or, when the call fails, none does."""
         parts = partition(ids, self.spec.shards)
         meta = list(metadata_json)
-
-        async def one(shard: int, rows: np.ndarray) -> None:
+        writes: dict[int, ShardWrite] = {}
+        for shard, rows in enumerate(parts):
+            if not len(rows):
+                continue
             rows_l = rows.tolist()
-            await self.upserts[shard].upsert(
-                [ids[i] for i in rows_l],
-                vectors[rows],
-                [meta[i] for i in rows_l] if meta else [],
-                deadline,
+            writes[shard] = ShardWrite(
+                ids=[ids[i] for i in rows_l],
+                vectors=vectors[rows],
+                metadata_json=[meta[i] for i in rows_l] if meta else [],
             )
-
-        await asyncio.gather(*(one(s, rows) for s, rows in enumerate(parts) if len(rows)))
+        await self.writes.write(writes, deadline)
         return len(ids)
 
-    def _upsert_sender(self, shard: int) -> Sender:
-        async def send(
-            ids: list[str], vectors: np.ndarray, metas: list[str], deadline: float
-        ) -> WriteAck:
-            async def call(shard_: ShardLike, seq: int, timeout: float) -> WriteAck:
-                return await shard_.upsert(seq, ids, vectors, metas, timeout)
-
-            return await self.shard_sets[shard].write(call, deadline)
-
-        return send
+    async def apply_atomic(self, writes: dict[int, ShardWrite], deadline: float) -> int:
+        """Apply per-shard row changes (upserts and tombstones) as one atomic batch, in their
+        place among the collection's other writes; returns the rows affected."""
+        return sum((await self.writes.write(writes, deadline, combinable=False)).values())
 
     async def delete(self, ids: Sequence[str] | None, where: Filter | None, deadline: float) -> int:
-        async def one(shard: int, shard_ids: list[str] | None) -> int:
-            async def call(shard_: ShardLike, seq: int, timeout: float) -> WriteAck:
-                return await shard_.delete(seq, shard_ids, where, timeout)
-
-            ack = await self.shard_sets[shard].write(call, deadline)
-            return ack.affected
-
+        """Tombstone rows by id or by filter on every shard they live on, atomically."""
         if where is not None:
-            jobs = [one(s, None) for s in range(self.spec.shards)]
+            writes = {s: ShardWrite(delete_where=where) for s in range(self.spec.shards)}
         else:
             id_list = list(ids or [])
             parts = partition(id_list, self.spec.shards)
-            jobs = [
-                one(s, [id_list[i] for i in rows.tolist()])
+            writes = {
+                s: ShardWrite(delete_ids=[id_list[i] for i in rows.tolist()])
                 for s, rows in enumerate(parts)
                 if len(rows)
-            ]
-        return sum(await asyncio.gather(*jobs))
+            }
+        return await self.apply_atomic(writes, deadline)
 
     async def get(
         self, ids: Sequence[str], include_metadata: bool, include_vectors: bool, deadline: float

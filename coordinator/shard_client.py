@@ -25,6 +25,7 @@ from shardvec.contract.convert import (
     shard_info_from_proto,
     shard_search_payload,
     snapshot_chunk_from_proto,
+    stage_request,
     upsert_request,
     write_ack_from_proto,
 )
@@ -43,6 +44,7 @@ from shardvec.contract.types import (
     SearchResult,
     ShardInfo,
     ShardSearch,
+    ShardWrite,
     SnapshotChunk,
     WriteAck,
 )
@@ -204,6 +206,15 @@ class RemoteShard:
     ) -> WriteAck:
         req = delete_request(seq, ids, where)
         return write_ack_from_proto(await self._call(self._stub.Delete, req, timeout))
+
+    async def stage(self, seq: int, write: ShardWrite, timeout: float) -> int:
+        req = stage_request(seq, write)
+        resp = await self._call(self._stub.Stage, req, timeout)
+        return int(resp.staged_bytes)
+
+    async def resolve(self, seq: int, commit: bool, timeout: float) -> WriteAck:
+        req = shard_pb2.ShardResolveRequest(seq=seq, commit=commit)
+        return write_ack_from_proto(await self._call(self._stub.Resolve, req, timeout))
 
     async def get(
         self, ids: Sequence[str], include_metadata: bool, include_vectors: bool, timeout: float

@@ -18,15 +18,23 @@ nothing and is what the shard service calls: its caller, the coordinator, valida
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from shardvec.contract.errors import FailedPrecondition, InvalidArgument, ShardvecError
+from shardvec.contract.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+    ShardvecError,
+)
 from shardvec.contract.filters import Filter, validate_filter
 from shardvec.contract.limits import (
     DEFAULT_BUILD_THREADS,
@@ -36,8 +44,9 @@ from shardvec.contract.limits import (
     MAX_K,
 )
 from shardvec.contract.settings import IndexSettings
+from shardvec.contract.sqlite_errors import map_storage_error
 from shardvec.contract.store_copy import INDEX_FILE, MANIFEST_FILE
-from shardvec.contract.types import Change, Record, SearchResult
+from shardvec.contract.types import Change, Record, SearchResult, WriteAck
 from shardvec.contract.validation import validate_ids, validate_metadatas, validate_vectors
 
 from shard.checkpoint import remove_manifest, write_checkpoint
@@ -47,9 +56,34 @@ from shard.planner import PlannerSettings, SearchPlanner, check_threshold, drop_
 from shard.recovery import recover
 from shard.rowdata import RowData
 from shard.slots import SlotPlan, SlotTable
-from shard.store import Store, decode_metadata, decode_vector, encode_metadata, encode_vectors
+from shard.store import (
+    StagedRows,
+    Store,
+    decode_metadata,
+    decode_vector,
+    encode_metadata,
+    encode_vectors,
+)
 
 log = logging.getLogger(__name__)
+
+# A batch is staged only with this many times its size free on the replica's disk (plus
+# STAGE_SPACE_MIN_BYTES): the staged copy, its move into `rows` and the WAL frames of both,
+# so a batch that could be staged can almost always be committed too.
+STAGE_SPACE_FACTOR = 4
+STAGE_SPACE_MIN_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """A staged batch, decoded: tombstones (`deletes`) first, then the upserts."""
+
+    seq: int
+    ids: list[str]
+    vectors: npt.NDArray[np.float32]
+    metadatas: list[Mapping[str, Any]]
+    texts: list[str | None]
+    deletes: list[str]
 
 
 class ShardEngine:
@@ -90,9 +124,11 @@ class ShardEngine:
         self._closed = False
         self._broken: str | None = None
         self._store = Store(self.directory, settings, owner)
+        self._staged: dict[int, _Staged] = {}
         try:
             self._applied_seq = self._store.applied_seq()
             self._index = self._recover()
+            self._load_staged()
         except BaseException:
             self._store.close()
             raise
@@ -247,6 +283,170 @@ class ShardEngine:
             self._apply(plan, (), None, (), (), seq)
         return len(targets)
 
+    # ----------------------------------------------------------- atomic writes (2 phases)
+
+    def _load_staged(self) -> None:
+        """The batches staged before the last stop, decoded; ones at or below applied_seq are
+        obsolete (caught up from a peer meanwhile) and dropped."""
+        for b in self._store.staged():
+            if b.seq <= self._applied_seq:
+                self._store.unstage(b.seq)
+                continue
+            ids = [str(i) for i in json.loads(b.ids_json)]
+            texts: list[str | None] = json.loads(b.metadata_json)
+            dim = self.settings.dim
+            vecs = np.frombuffer(b.vectors or b"", dtype="<f4").reshape(len(ids), dim)
+            self._staged[b.seq] = _Staged(
+                b.seq,
+                ids,
+                vecs.astype(np.float32),
+                [decode_metadata(t) for t in texts],
+                texts,
+                [str(i) for i in json.loads(b.deletes_json)],
+            )
+        if self._staged:
+            log.info("%s: staged batches awaiting a decision: %s", self.directory,
+                     sorted(self._staged))
+
+    def staged_seqs(self) -> list[int]:
+        """Seqs of the batches staged here and not yet resolved, ascending."""
+        return sorted(self._staged)
+
+    def stage(
+        self,
+        seq: int,
+        ids: Sequence[str] = (),
+        vectors: np.ndarray | None = None,
+        metadatas: Sequence[Mapping[str, Any]] | None = None,
+        delete_ids: Sequence[str] = (),
+        delete_where: Filter | None = None,
+    ) -> int:
+        """`stage_trusted` after checking every argument."""
+        self._check_usable()
+        seq = _check_int("seq", seq, 1, 2**63 - 1)
+        ids = validate_ids(ids) if len(ids) else []
+        if ids:
+            if vectors is None:
+                raise InvalidArgument(f"vectors: expected {len(ids)} rows (one per id), got none")
+            vecs = validate_vectors(vectors, self.settings.dim, self.settings.metric)
+            if len(vecs) != len(ids):
+                raise InvalidArgument(
+                    f"vectors: expected {len(ids)} rows (one per id), got {len(vecs)}"
+                )
+        else:
+            vecs = np.empty((0, self.settings.dim), dtype=np.float32)
+        mds = validate_metadatas(metadatas if metadatas is not None else [], len(ids))
+        dels = validate_ids(delete_ids, field="delete_ids") if len(delete_ids) else []
+        if delete_where is not None:
+            if dels:
+                raise InvalidArgument("stage: give at most one of delete_ids and delete_where")
+            validate_filter(delete_where)
+        return self.stage_trusted(seq, ids, vecs, mds, dels, delete_where)
+
+    def stage_trusted(
+        self,
+        seq: int,
+        ids: Sequence[str],
+        vectors: npt.NDArray[np.float32],
+        metadatas: Sequence[Mapping[str, Any]],
+        delete_ids: Sequence[str],
+        delete_where: Filter | None,
+    ) -> int:
+        """Phase one of an atomic write: keep batch `seq` durably, invisible to reads, until
+        `resolve(seq, commit)`. The rows matching `delete_where` are found now (no other batch
+        can come between this one and its commit). Refused with ResourceExhausted when the
+        disk lacks room to stage and commit it. Returns the bytes staged."""
+        self._check_usable()
+        vecs = np.ascontiguousarray(vectors, dtype="<f4").reshape(len(ids), self.settings.dim)
+        texts = encode_metadata(metadatas)
+        with self._write_mutex:
+            self._check_usable()
+            if seq <= self._applied_seq:
+                raise FailedPrecondition(
+                    f"stage: seq {seq} is not above this replica's applied seq "
+                    f"{self._applied_seq}"
+                )
+            if delete_where is not None:
+                mask = self._mask(delete_where)
+                deletes: list[str] = self._slots.slot_to_id[np.flatnonzero(mask)].tolist()
+            else:
+                deletes = list(delete_ids)
+            blob = vecs.tobytes()
+            rows = StagedRows(
+                seq,
+                json.dumps(list(ids)),
+                blob,
+                json.dumps(texts, ensure_ascii=False),
+                json.dumps(deletes),
+            )
+            size = len(blob) + len(rows.ids_json) + len(rows.metadata_json) + len(
+                rows.deletes_json
+            )
+            self._check_space(size)
+            self._store.stage(rows)
+            self._staged = {s: b for s, b in self._staged.items() if s > seq}
+            self._staged[seq] = _Staged(
+                seq, list(ids), vecs.astype(np.float32), list(metadatas), texts, deletes
+            )
+        return size
+
+    def _check_space(self, size: int) -> None:
+        try:
+            free = shutil.disk_usage(self.directory).free
+        except OSError as exc:
+            raise map_storage_error(exc, f"replica directory {self.directory}") from exc
+        need = STAGE_SPACE_FACTOR * size + STAGE_SPACE_MIN_BYTES
+        if free < need:
+            raise ResourceExhausted(
+                f"replica directory {self.directory}: the disk is full: {free} bytes free, "
+                f"a batch of {size} bytes needs {need} to be staged and committed; free space "
+                "and retry"
+            )
+
+    def resolve(self, seq: int, commit: bool) -> WriteAck:
+        """Phase two: apply staged batch `seq` under its seq (`commit`), or drop it.
+
+        Idempotent: committing a seq this replica already applied answers applied=False; a
+        commit of a seq neither staged nor applied is FailedPrecondition (the replica missed
+        the stage, or dropped it on an earlier abort), so the coordinator catches it up."""
+        self._check_usable()
+        seq = _check_int("seq", seq, 1, 2**63 - 1)
+        with self._write_mutex:
+            self._check_usable()
+            batch = self._staged.get(seq)
+            if not commit or seq <= self._applied_seq:
+                if batch is not None:
+                    self._store.unstage(seq)
+                    del self._staged[seq]
+                if commit:
+                    return WriteAck(False, 0, self._applied_seq)
+                return WriteAck(batch is not None, 0, self._applied_seq)
+            if batch is None:
+                raise FailedPrecondition(
+                    f"commit: seq {seq} is not staged on this replica (applied seq "
+                    f"{self._applied_seq})"
+                )
+            up = set(batch.ids)
+            targets = [
+                i for i in batch.deletes if i in self._slots.id_to_slot and i not in up
+            ]
+            plan = self._slots.plan(batch.ids, targets)
+            rows = zip(
+                batch.ids,
+                plan.up_slots,
+                [seq] * len(batch.ids),
+                encode_vectors(batch.vectors),
+                batch.texts,
+                strict=True,
+            )
+            self._store.write(
+                seq, upserts=rows, tombstones=[(r, seq) for r in targets], unstage_upto=seq
+            )
+            self._staged = {s: b for s, b in self._staged.items() if s > seq}
+            vecs = batch.vectors if batch.ids else None
+            self._apply(plan, batch.ids, vecs, batch.metadatas, batch.texts, seq)
+            return WriteAck(True, len(batch.ids) + len(targets), self._applied_seq)
+
     def apply_changes(self, changes: Sequence[Change], up_to_seq: int) -> None:
         """Catch up from a peer: apply its rows' latest states (each only if newer than this
         replica's state of that id) in one transaction, then raise applied_seq to `up_to_seq`.
@@ -300,7 +500,14 @@ class ShardEngine:
                 up_texts,
                 strict=True,
             )
-            self._store.write(new_seq, upserts=upserts, tombstones=[(c.id, c.seq) for c in dels])
+            self._store.write(
+                new_seq,
+                upserts=upserts,
+                tombstones=[(c.id, c.seq) for c in dels],
+                unstage_upto=new_seq,
+            )
+            if new_seq is not None:  # a staged batch at or below it is applied or obsolete
+                self._staged = {s: b for s, b in self._staged.items() if s > new_seq}
             self._apply(plan, up_ids, up_vecs, up_mds, up_texts, new_seq or 0)
 
     # ---------------------------------------------------------------------------- reads
@@ -480,6 +687,7 @@ class ShardEngine:
                 "settings": self.settings.to_dict(),
                 "last_checkpoint_unix": self._last_checkpoint_unix,
                 "directory": str(self.directory),
+                "staged_seqs": sorted(self._staged),
             }
         return out
 

@@ -31,6 +31,7 @@ from shardvec.contract.types import (
     SearchResult,
     ShardInfo,
     ShardSearch,
+    ShardWrite,
     SnapshotChunk,
     WriteAck,
 )
@@ -94,6 +95,23 @@ class LocalShard:
 
         return await self._run(timeout, work)
 
+    async def stage(self, seq: int, write: ShardWrite, timeout: float) -> int:
+        def work() -> int:
+            metadatas = parse_metadata_json(list(write.metadata_json), len(write.ids))
+            return self.engine.stage(
+                seq,
+                list(write.ids),
+                write.vectors,
+                metadatas,
+                list(write.delete_ids),
+                write.delete_where,
+            )
+
+        return await self._run(timeout, work)
+
+    async def resolve(self, seq: int, commit: bool, timeout: float) -> WriteAck:
+        return await self._run(timeout, lambda: self.engine.resolve(seq, commit))
+
     async def get(
         self, ids: Sequence[str], include_metadata: bool, include_vectors: bool, timeout: float
     ) -> GetResult:
@@ -139,6 +157,7 @@ class LocalShard:
                 pid=os.getpid(),
                 node_id=self.node_id,
                 figures=info,
+                staged=tuple(self.engine.staged_seqs()),
             )
 
         return await self._run(timeout, work)

@@ -181,6 +181,32 @@ class ShardService(shard_pb2_grpc.ShardServicer):
             applied=request.seq > before, affected=deleted, applied_seq=self.engine.applied_seq
         )
 
+    def Stage(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._caller_waits(context, "stage")
+        ids = list(request.ids)
+        vectors = (
+            vectors_from_proto(request.vectors, self.dim)
+            if ids
+            else np.empty((0, self.dim), dtype=np.float32)
+        )
+        metadatas = _metadata_from_json(request.metadata_json, len(ids))
+        where = (
+            filter_from_proto(request.delete_filter, trusted=True)
+            if request.HasField("delete_filter")
+            else None
+        )
+        size = self.engine.stage_trusted(
+            request.seq, ids, vectors, metadatas, list(request.delete_ids), where
+        )
+        return shard_pb2.ShardStageResponse(staged_bytes=size)
+
+    def Resolve(self, request: Any, context: grpc.ServicerContext) -> Any:
+        # No check that the caller still waits: a decision, once sent, is carried out.
+        ack = self.engine.resolve(int(request.seq), bool(request.commit))
+        return shard_pb2.ShardWriteResponse(
+            applied=ack.applied, affected=ack.affected, applied_seq=ack.applied_seq
+        )
+
     def Get(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._caller_waits(context, "get")
         inc_meta, inc_vec = request.include.metadata, request.include.vectors
@@ -290,6 +316,7 @@ class ShardService(shard_pb2_grpc.ShardServicer):
             pid=os.getpid(),
             node_id=self.node_id,
             info_json=dumps_json({**info, "abandoned_calls": self.abandoned}),
+            staged_seqs=self.engine.staged_seqs(),
         )
 
     def Changes(self, request: Any, context: grpc.ServicerContext) -> Any:

@@ -27,6 +27,7 @@ from shardvec.contract.types import (
     SearchResult,
     ShardInfo,
     ShardSearch,
+    ShardWrite,
     SnapshotChunk,
     WriteAck,
 )
@@ -371,6 +372,18 @@ def delete_request(
     return req
 
 
+def stage_request(seq: int, write: ShardWrite) -> shard_pb2.ShardStageRequest:
+    """The wire form of one shard's part of an atomic batch, staged as `seq`."""
+    req = shard_pb2.ShardStageRequest(seq=seq, ids=write.ids, delete_ids=write.delete_ids)
+    if write.vectors is not None and len(write.ids):
+        pack_vectors(req.vectors, write.vectors)
+    if write.metadata_json:
+        req.metadata_json.extend(write.metadata_json)
+    if write.delete_where is not None:
+        req.delete_filter.CopyFrom(filter_to_proto(write.delete_where))
+    return req
+
+
 def write_ack_from_proto(resp: shard_pb2.ShardWriteResponse) -> WriteAck:
     return WriteAck(bool(resp.applied), int(resp.affected), int(resp.applied_seq))
 
@@ -439,6 +452,7 @@ def shard_info_from_proto(resp: shard_pb2.ShardInfoResponse) -> ShardInfo:
         pid=int(resp.pid),
         node_id=resp.node_id,
         figures=figures if isinstance(figures, dict) else {},
+        staged=tuple(int(s) for s in resp.staged_seqs),
     )
 
 

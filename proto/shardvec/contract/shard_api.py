@@ -24,6 +24,7 @@ from shardvec.contract.types import (
     SearchResult,
     ShardInfo,
     ShardSearch,
+    ShardWrite,
     SnapshotChunk,
     WriteAck,
 )
@@ -50,6 +51,17 @@ class ShardLike(Protocol):
         self, seq: int, ids: Sequence[str] | None, where: Filter | None, timeout: float
     ) -> WriteAck:
         """Delete rows by id or by filter (exactly one) as batch `seq`."""
+        ...
+
+    async def stage(self, seq: int, write: ShardWrite, timeout: float) -> int:
+        """Phase one of an atomic write: keep `write` durably as batch `seq`, invisible to
+        reads, until `resolve`; returns the bytes staged. A full disk is ResourceExhausted."""
+        ...
+
+    async def resolve(self, seq: int, commit: bool, timeout: float) -> WriteAck:
+        """Phase two: apply staged batch `seq` (`commit`) or drop it. Committing a seq already
+        applied is acknowledged with applied=False; one neither staged nor applied is
+        FailedPrecondition."""
         ...
 
     async def get(

@@ -9,6 +9,7 @@ and reports `ReplicaStatus`; the shard interface (shard_api.ShardLike) takes and
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -115,6 +116,29 @@ class WriteAck:
     applied_seq: int
 
 
+@dataclass(frozen=True, eq=False)
+class ShardWrite:
+    """One shard's part of an atomic batch: a batch of row changes, applied whole under one
+    seq. Tombstones first (`delete_ids`, or the live rows matching `delete_where`, resolved
+    when staged), then the upserts (`ids`, (n, dim) float32 `vectors`, `metadata_json` one
+    text per row or empty for {} everywhere); an id both deleted and upserted ends upserted."""
+
+    ids: Sequence[str] = ()
+    vectors: np.ndarray | None = None
+    metadata_json: Sequence[str] = ()
+    delete_ids: Sequence[str] = ()
+    delete_where: Filter | None = None
+
+    @property
+    def rows(self) -> int:
+        return len(self.ids) + len(self.delete_ids)
+
+    def nbytes(self) -> int:
+        vec = int(self.vectors.nbytes) if self.vectors is not None else 0
+        texts = sum(len(m) for m in self.metadata_json)
+        return vec + texts + 16 * self.rows
+
+
 @dataclass(frozen=True)
 class GetResult:
     """Rows found by a shard get, in request order: ids, their metadata JSON texts (empty when
@@ -160,6 +184,7 @@ class ShardInfo:
     pid: int
     node_id: str
     figures: dict[str, Any] = dataclasses.field(default_factory=dict)
+    staged: tuple[int, ...] = ()  # seqs of batches staged and not yet resolved, ascending
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,16 @@ class ShardStub:
                 request_serializer=shardvec_dot_v1_dot_shard__pb2.ShardSnapshotRequest.SerializeToString,
                 response_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardSnapshotChunk.FromString,
                 _registered_method=True)
+        self.Stage = channel.unary_unary(
+                '/shardvec.v1.Shard/Stage',
+                request_serializer=shardvec_dot_v1_dot_shard__pb2.ShardStageRequest.SerializeToString,
+                response_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardStageResponse.FromString,
+                _registered_method=True)
+        self.Resolve = channel.unary_unary(
+                '/shardvec.v1.Shard/Resolve',
+                request_serializer=shardvec_dot_v1_dot_shard__pb2.ShardResolveRequest.SerializeToString,
+                response_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardWriteResponse.FromString,
+                _registered_method=True)
 
 
 class ShardServicer:
@@ -146,6 +156,21 @@ class ShardServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Stage(self, request, context):
+        """Atomic writes across shards (two phases): Stage keeps a batch durably beside the rows,
+        invisible to reads; Resolve commits it (applies it under its seq) or drops it, as the
+        coordinator's recorded decision says. A replica lists its staged seqs in Info.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Resolve(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -193,6 +218,16 @@ def add_ShardServicer_to_server(servicer, server):
                     servicer.Snapshot,
                     request_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardSnapshotRequest.FromString,
                     response_serializer=shardvec_dot_v1_dot_shard__pb2.ShardSnapshotChunk.SerializeToString,
+            ),
+            'Stage': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stage,
+                    request_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardStageRequest.FromString,
+                    response_serializer=shardvec_dot_v1_dot_shard__pb2.ShardStageResponse.SerializeToString,
+            ),
+            'Resolve': grpc.unary_unary_rpc_method_handler(
+                    servicer.Resolve,
+                    request_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardResolveRequest.FromString,
+                    response_serializer=shardvec_dot_v1_dot_shard__pb2.ShardWriteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -440,6 +475,60 @@ class Shard:
             '/shardvec.v1.Shard/Snapshot',
             shardvec_dot_v1_dot_shard__pb2.ShardSnapshotRequest.SerializeToString,
             shardvec_dot_v1_dot_shard__pb2.ShardSnapshotChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shardvec.v1.Shard/Stage',
+            shardvec_dot_v1_dot_shard__pb2.ShardStageRequest.SerializeToString,
+            shardvec_dot_v1_dot_shard__pb2.ShardStageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Resolve(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shardvec.v1.Shard/Resolve',
+            shardvec_dot_v1_dot_shard__pb2.ShardResolveRequest.SerializeToString,
+            shardvec_dot_v1_dot_shard__pb2.ShardWriteResponse.FromString,
             options,
             channel_credentials,
             insecure,

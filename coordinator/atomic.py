@@ -32,8 +32,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Protocol
 
 from shardvec.contract.errors import (
@@ -52,6 +54,11 @@ log = logging.getLogger(__name__)
 
 COMMIT_MIN_S = 10.0  # the least time a commit (or an abort) gets, whatever the caller's deadline
 ABORT_S = 5.0
+# Fault injection for the kill -9 tests (tests/cluster/test_atomic_kill.py), off unless set:
+# the path of an "arm" file; when it exists and holds a phase name ("staged": after phase 2,
+# "decided": after phase 3), the next batch renames it to <path>.reached and stops there, so a
+# test can kill the coordinator between the phases.
+PAUSE_ENV = "SHARDVEC_TEST_PAUSE_FILE"
 
 
 class Decisions(Protocol):
@@ -128,6 +135,7 @@ class AtomicWriter:
         for rs, r, exc in down:
             log.warning("stage on %s failed, marking it dead: %s", r.name, exc)
             rs.mark_dead(r)
+        await _test_pause("staged")
         empty = [s for s in shards if not staged[s]]
         error: BaseException | None = None
         if refusals:
@@ -149,6 +157,7 @@ class AtomicWriter:
                 raise error
             raise Unavailable(f"{self.name}: the write was not applied: {error}") from error
         self.batches += 1
+        await _test_pause("decided")
         return await self._commit(sets, staged, seqs, deadline)
 
     async def _abort(self, asked: list[tuple[ReplicaSet, Replica]], seqs: dict[int, int]) -> None:
@@ -194,6 +203,22 @@ class AtomicWriter:
         if all_acked:
             self.decisions.confirm(seqs)
         return affected
+
+
+async def _test_pause(phase: str) -> None:
+    """Stop this batch here for good when the test's arm file names `phase` (PAUSE_ENV)."""
+    path = os.environ.get(PAUSE_ENV)
+    if not path:
+        return
+    arm = Path(path)
+    try:
+        if arm.read_text().strip() != phase:
+            return
+        arm.rename(arm.parent / (arm.name + ".reached"))
+    except OSError:
+        return
+    log.warning("test pause: this batch stops after phase %r (%s)", phase, PAUSE_ENV)
+    await asyncio.Event().wait()
 
 
 async def _call_stage(r: Replica, seq: int, write: ShardWrite, timeout: float) -> int:

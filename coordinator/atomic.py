@@ -86,8 +86,12 @@ class AtomicWriter:
         self.batches = 0  # batches decided committed
         self.aborted = 0
 
-    async def apply(self, writes: Mapping[int, ShardWrite], deadline: float) -> dict[int, int]:
+    async def apply(
+        self, writes: Mapping[int, ShardWrite], deadline: float, decide_by: float | None = None
+    ) -> dict[int, int]:
         """Apply `writes` (shard -> its part) everywhere or nowhere; rows affected per shard.
+        `deadline` bounds the work; a batch not staged everywhere by `decide_by` (the caller's
+        own deadline) is aborted rather than committed after its caller gave up.
 
         Raises, having applied nothing: ResourceExhausted (a full disk on a replica or on the
         registry), Unavailable (a shard with no live replica, or none that staged), a bad
@@ -99,7 +103,12 @@ class AtomicWriter:
         async with contextlib.AsyncExitStack() as stack:
             for rs in sets:  # always in shard order: two batches never wait on each other
                 await stack.enter_async_context(rs.write_lock)
-            return await self._locked(writes, shards, sets, deadline)
+            if decide_by is not None and time.monotonic() >= decide_by:
+                raise DeadlineExceeded(
+                    f"{self.name}: the caller's deadline passed while the write waited its "
+                    "turn; nothing was applied"
+                )
+            return await self._locked(writes, shards, sets, deadline, decide_by)
 
     async def _locked(
         self,
@@ -107,6 +116,7 @@ class AtomicWriter:
         shards: list[int],
         sets: list[ReplicaSet],
         deadline: float,
+        decide_by: float | None,
     ) -> dict[int, int]:
         targets = {rs.shard: rs.live() for rs in sets}
         for s, live in targets.items():
@@ -144,6 +154,11 @@ class AtomicWriter:
             error = Unavailable(
                 f"{self.name} shard {empty[0]}: every replica failed to stage the write "
                 f"({next((e for rs, _, e in down if rs.shard == empty[0]), 'no answer')})"
+            )
+        if error is None and decide_by is not None and time.monotonic() >= decide_by:
+            error = DeadlineExceeded(
+                f"{self.name}: the caller's deadline passed before the write was decided; "
+                "nothing was applied"
             )
         if error is None:
             try:

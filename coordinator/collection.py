@@ -100,10 +100,16 @@ class CollectionRuntime:
         return self.spec.index.dim
 
     async def upsert(
-        self, ids: Sequence[str], vectors: np.ndarray, metadata_json: Sequence[str], deadline: float
+        self,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        metadata_json: Sequence[str],
+        deadline: float,
+        decide_by: float | None = None,
     ) -> int:
         """Route rows to their shards and apply them as one atomic batch (joining the
-        collection's group commit): every row lands, or, when the call fails, none does."""
+        collection's group commit): every row lands, or, when the call fails, none does.
+        `decide_by`: abort unless committed by then (the caller's own deadline)."""
         parts = partition(ids, self.spec.shards)
         meta = list(metadata_json)
         writes: dict[int, ShardWrite] = {}
@@ -116,15 +122,26 @@ class CollectionRuntime:
                 vectors=vectors[rows],
                 metadata_json=[meta[i] for i in rows_l] if meta else [],
             )
-        await self.writes.write(writes, deadline)
+        await self.writes.write(writes, deadline, decide_by=decide_by)
         return len(ids)
 
-    async def apply_atomic(self, writes: dict[int, ShardWrite], deadline: float) -> int:
+    async def apply_atomic(
+        self, writes: dict[int, ShardWrite], deadline: float, decide_by: float | None = None
+    ) -> int:
         """Apply per-shard row changes (upserts and tombstones) as one atomic batch, in their
         place among the collection's other writes; returns the rows affected."""
-        return sum((await self.writes.write(writes, deadline, combinable=False)).values())
+        affected = await self.writes.write(
+            writes, deadline, combinable=False, decide_by=decide_by
+        )
+        return sum(affected.values())
 
-    async def delete(self, ids: Sequence[str] | None, where: Filter | None, deadline: float) -> int:
+    async def delete(
+        self,
+        ids: Sequence[str] | None,
+        where: Filter | None,
+        deadline: float,
+        decide_by: float | None = None,
+    ) -> int:
         """Tombstone rows by id or by filter on every shard they live on, atomically."""
         if where is not None:
             writes = {s: ShardWrite(delete_where=where) for s in range(self.spec.shards)}
@@ -136,7 +153,7 @@ class CollectionRuntime:
                 for s, rows in enumerate(parts)
                 if len(rows)
             }
-        return await self.apply_atomic(writes, deadline)
+        return await self.apply_atomic(writes, deadline, decide_by)
 
     async def get(
         self, ids: Sequence[str], include_metadata: bool, include_vectors: bool, deadline: float

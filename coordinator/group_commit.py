@@ -26,14 +26,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from shardvec.contract.types import ShardWrite
 
-# apply(writes per shard, deadline) -> rows affected per shard: one atomic batch
-Apply = Callable[[Mapping[int, ShardWrite], float], Awaitable[dict[int, int]]]
+# apply(writes per shard, deadline, decide_by) -> rows affected per shard: one atomic batch
+Apply = Callable[[Mapping[int, ShardWrite], float, float | None], Awaitable[dict[int, int]]]
 
 
 @dataclass
 class _Pending:
     writes: dict[int, ShardWrite]
     deadline: float
+    decide_by: float | None  # the caller's own deadline: not decided by then, aborted
     combinable: bool  # upserts only
     future: asyncio.Future[dict[int, int]] = field(repr=False)
 
@@ -52,7 +53,12 @@ class WriteCombiner:
         self.groups = 0  # batches sent
 
     async def write(
-        self, writes: dict[int, ShardWrite], deadline: float, *, combinable: bool = True
+        self,
+        writes: dict[int, ShardWrite],
+        deadline: float,
+        *,
+        combinable: bool = True,
+        decide_by: float | None = None,
     ) -> dict[int, int]:
         """Apply `writes` atomically, as part of some group when `combinable` (upserts only:
         no tombstones); returns rows affected per shard once committed."""
@@ -60,7 +66,7 @@ class WriteCombiner:
         combinable = combinable and all(
             not w.delete_ids and w.delete_where is None for w in writes.values()
         )
-        self._pending.append(_Pending(writes, deadline, combinable, fut))
+        self._pending.append(_Pending(writes, deadline, decide_by, combinable, fut))
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._drain())
         return await fut
@@ -94,8 +100,11 @@ class WriteCombiner:
         try:
             self.groups += 1
             deadline = max(p.deadline for p in group)  # one caller's short deadline fails nobody
+            bys = [p.decide_by for p in group if p.decide_by is not None]
+            # (a group past one caller's own deadline aborts, and is retried caller by caller)
+            decide_by = min(bys) if bys else None
             writes = group[0].writes if len(group) == 1 else merge([p.writes for p in group])
-            result = await self._apply(writes, deadline)
+            result = await self._apply(writes, deadline, decide_by)
         except BaseException as exc:
             if len(group) > 1 and isinstance(exc, Exception):
                 for one in group:  # the group applied nothing anywhere: try each on its own

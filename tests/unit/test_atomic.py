@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from shardvec.contract.errors import FailedPrecondition, ReplicaDown
+from shardvec.contract.errors import DeadlineExceeded, FailedPrecondition, ReplicaDown
 from shardvec.contract.filters import Cond
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.shard_api import ShardLike
@@ -218,6 +218,45 @@ def test_a_replica_that_died_before_its_commit_commits_the_batch_when_it_is_back
         assert control.engine is not None
         assert control.engine.count() == 40 and control.engine.staged_seqs() == []
         assert control.engine.applied_seq == rs.acked_seq
+        await rt.shutdown()
+
+    asyncio.run(main())
+
+
+class SlowStage:
+    """A healthy replica whose stage takes `delay` seconds (a busy disk)."""
+
+    def __init__(self, inner: ShardLike, delay: float) -> None:
+        self.inner, self.delay = inner, delay
+        self.name, self.address = inner.name, inner.address
+
+    async def stage(self, seq: int, write: ShardWrite, timeout: float) -> int:
+        await asyncio.sleep(self.delay)
+        return await self.inner.stage(seq, write, timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_write_not_decided_by_its_callers_deadline_is_aborted_everywhere(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        rt = CoordinatorRuntime(tmp_path, {"token": "t"}, LocalControls(tmp_path))
+        col = await rt.create(SPEC)
+        slow = col.shard_sets[1].replicas[0]
+        assert slow.client is not None
+        slow.client = SlowStage(slow.client, 0.5)  # type: ignore[assignment]
+        ids, vecs = rows(50)
+        with pytest.raises(DeadlineExceeded, match="nothing was applied"):
+            await col.upsert(ids, vecs, [], deadline(), decide_by=time.monotonic() + 0.2)
+        assert await col.count(None, deadline()) == 0
+        for rs in col.shard_sets:
+            assert [r.state for r in rs.replicas] == [ReplicaState.LIVE] * 2
+            for r in rs.replicas:
+                assert (await r.remote().info(10)).staged == ()
+        await col.upsert(ids, vecs, [], deadline(), decide_by=time.monotonic() + 10)
+        assert await col.count(None, deadline()) == 50
         await rt.shutdown()
 
     asyncio.run(main())

@@ -26,7 +26,9 @@ class Shard:
         self.rows: dict[str, tuple[float, str]] = {}
         self.fail: BaseException | None = None
 
-    async def send(self, writes: Mapping[int, ShardWrite], deadline: float) -> dict[int, int]:
+    async def send(
+        self, writes: Mapping[int, ShardWrite], deadline: float, decide_by: float | None
+    ) -> dict[int, int]:
         assert deadline > time.monotonic()
         assert list(writes) == [0]
         w = writes[0]

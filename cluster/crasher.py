@@ -53,6 +53,7 @@ class CrasherReport:
     lost_acked: int = 0
     wrong_content: int = 0
     phantoms: int = 0
+    partial_batches: int = 0  # batches with some but not all rows stored: never (atomic writes)
     count_total: int = 0
     count_expected_min: int = 0
     count_expected_max: int = 0
@@ -68,6 +69,7 @@ class CrasherReport:
             self.lost_acked == 0
             and self.wrong_content == 0
             and self.phantoms == 0
+            and self.partial_batches == 0
             and self.count_expected_min <= self.count_total <= self.count_expected_max
             and self.filtered_count == self.filtered_fetched
             and self.replicas_level
@@ -207,6 +209,8 @@ class Crasher:
                     r.lost_acked += len(ids) - len(got)
                 if got:
                     present_batches += 1
+                if 0 < len(got) < len(ids):
+                    r.partial_batches += 1
                 for j, id_ in enumerate(ids):
                     rec = got.get(id_)
                     if rec is None:

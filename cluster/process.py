@@ -29,7 +29,7 @@ class ServerProcess:
     """A running `shardvec up`; the constructor returns once it prints `serving on`."""
 
     def __init__(self, data_dir: Path, port: int, *extra: str, timeout: float = 180,
-                 log_dir: Path | None = None) -> None:
+                 log_dir: Path | None = None, cwd: Path | None = None) -> None:
         self.port = port
         self.address = f"127.0.0.1:{port}"
         log_dir = log_dir or Path(data_dir).parent
@@ -38,7 +38,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [*SHARDVEC, "up", "--data-dir", str(data_dir), "--port", str(port), *extra],
             stdout=subprocess.PIPE, stderr=self._log_file, text=True, start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1"}, cwd=cwd,
         )
         deadline = time.monotonic() + timeout
         assert self.proc.stdout is not None

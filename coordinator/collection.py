@@ -23,10 +23,11 @@ from shardvec.contract.types import (
     SearchResult,
     ShardSearch,
     ShardUpdate,
-    WriteAck,
+    ShardWrite,
 )
 
-from coordinator.group_commit import Sender, UpsertCombiner
+from coordinator.atomic import AtomicWriter, Decisions
+from coordinator.group_commit import WriteCombiner
 from coordinator.merge import merge_with_payloads
 from coordinator.replicas import ReplicaSet
 from coordinator.routing import partition
@@ -103,13 +104,15 @@ class CollectionRuntime:
         self,
         spec: CollectionSpec,
         shard_sets: list[ReplicaSet],
+        decisions: Decisions,
         on_shard_search: ShardTimer | None = None,
     ) -> None:
         self.spec = spec
         self.shard_sets = shard_sets
         self.higher_is_better = spec.index.metric != "euclidean"
         self.on_shard_search = on_shard_search  # (collection, shard, seconds) per shard search
-        self.upserts = [UpsertCombiner(self._upsert_sender(s)) for s in range(len(shard_sets))]
+        self.atomic = AtomicWriter(spec.name, shard_sets, decisions)
+        self.writes = WriteCombiner(self.atomic.apply)
 
     @property
     def dim(self) -> int:
@@ -122,63 +125,56 @@ class CollectionRuntime:
         metadata_json: Sequence[str],
         deadline: float,
         documents: Sequence[str] = (),
+        decide_by: float | None = None,
     ) -> int:
-        """Route rows to their shards; each shard's part joins that shard's group commit."""
+        """Route rows to their shards and apply them as one atomic batch (joining the
+        collection's group commit): every row lands, or, when the call fails, none does.
+        `decide_by`: abort unless committed by then (the caller's own deadline)."""
         parts = partition(ids, self.spec.shards)
         meta = list(metadata_json)
         docs = list(documents)
-
-        async def one(shard: int, rows: np.ndarray) -> None:
+        writes: dict[int, ShardWrite] = {}
+        for shard, rows in enumerate(parts):
+            if not len(rows):
+                continue
             rows_l = rows.tolist()
-            await self.upserts[shard].upsert(
-                [ids[i] for i in rows_l],
-                vectors[rows],
-                [meta[i] for i in rows_l] if meta else [],
-                deadline,
-                [docs[i] for i in rows_l] if docs else [],
+            writes[shard] = ShardWrite(
+                ids=[ids[i] for i in rows_l],
+                vectors=vectors[rows],
+                metadata_json=[meta[i] for i in rows_l] if meta else [],
+                documents=[docs[i] for i in rows_l] if docs else [],
             )
-
-        await asyncio.gather(*(one(s, rows) for s, rows in enumerate(parts) if len(rows)))
+        await self.writes.write(writes, deadline, decide_by=decide_by)
         return len(ids)
 
-    def _upsert_sender(self, shard: int) -> Sender:
-        async def send(
-            ids: list[str], vectors: np.ndarray, metas: list[str], docs: list[str], deadline: float
-        ) -> WriteAck:
-            async def call(shard_: ShardLike, seq: int, timeout: float) -> WriteAck:
-                return await shard_.upsert(seq, ids, vectors, metas, timeout, docs)
-
-            return await self.shard_sets[shard].write(call, deadline)
-
-        return send
-
-    async def update(self, request: ShardUpdate, deadline: float) -> UpdateOutcome:
-        """Route an Update's rows to their shards; each shard's part is one replicated,
-        sequence-numbered write (as an upsert's is), applied by the shard as a change in its
-        log, so catch-up copies it."""
+    async def update(
+        self, request: ShardUpdate, deadline: float, decide_by: float | None = None
+    ) -> UpdateOutcome:
+        """Route an Update's rows to their shards and apply it as one atomic batch, like an
+        upsert: each shard stages its part (checking it against its rows: a merged metadata
+        object past the limit refuses the stage, so nothing is applied anywhere) and changes
+        the rows in place at commit, under the batch's seq, so catch-up copies it."""
         id_list = request.ids
         parts = partition(id_list, self.spec.shards)
-
-        async def one(shard: int, rows: np.ndarray) -> WriteAck:
+        writes: dict[int, ShardWrite] = {}
+        for shard, rows in enumerate(parts):
+            if not len(rows):
+                continue
             r = rows.tolist()
-            part = ShardUpdate(
-                ids=[id_list[i] for i in r],
-                metadata_json=[request.metadata_json[i] for i in r]
-                if request.metadata_json
-                else [],
-                documents=[request.documents[i] for i in r] if request.documents else [],
-                replace_metadata=request.replace_metadata,
-                upsert_missing=request.upsert_missing,
-                vectors=request.vectors[rows] if request.vectors is not None else None,
-                max_metadata_bytes=request.max_metadata_bytes,
+            writes[shard] = ShardWrite(
+                update=ShardUpdate(
+                    ids=[id_list[i] for i in r],
+                    metadata_json=[request.metadata_json[i] for i in r]
+                    if request.metadata_json
+                    else [],
+                    documents=[request.documents[i] for i in r] if request.documents else [],
+                    replace_metadata=request.replace_metadata,
+                    upsert_missing=request.upsert_missing,
+                    vectors=request.vectors[rows] if request.vectors is not None else None,
+                    max_metadata_bytes=request.max_metadata_bytes,
+                )
             )
-
-            async def call(shard_: ShardLike, seq: int, timeout: float) -> WriteAck:
-                return await shard_.update(seq, part, timeout)
-
-            return await self.shard_sets[shard].write(call, deadline)
-
-        acks = await asyncio.gather(*(one(s, rows) for s, rows in enumerate(parts) if len(rows)))
+        acks = list((await self.atomic.apply_acks(writes, deadline, decide_by)).values())
         missing = {i for a in acks for i in a.missing_ids}
         inserted = sum(a.inserted for a in acks)
         return UpdateOutcome(
@@ -187,25 +183,35 @@ class CollectionRuntime:
             inserted=inserted,
         )
 
-    async def delete(self, ids: Sequence[str] | None, where: Filter | None, deadline: float) -> int:
-        async def one(shard: int, shard_ids: list[str] | None) -> int:
-            async def call(shard_: ShardLike, seq: int, timeout: float) -> WriteAck:
-                return await shard_.delete(seq, shard_ids, where, timeout)
+    async def apply_atomic(
+        self, writes: dict[int, ShardWrite], deadline: float, decide_by: float | None = None
+    ) -> int:
+        """Apply per-shard row changes (upserts and tombstones) as one atomic batch, in their
+        place among the collection's other writes; returns the rows affected."""
+        affected = await self.writes.write(
+            writes, deadline, combinable=False, decide_by=decide_by
+        )
+        return sum(affected.values())
 
-            ack = await self.shard_sets[shard].write(call, deadline)
-            return ack.affected
-
+    async def delete(
+        self,
+        ids: Sequence[str] | None,
+        where: Filter | None,
+        deadline: float,
+        decide_by: float | None = None,
+    ) -> int:
+        """Tombstone rows by id or by filter on every shard they live on, atomically."""
         if where is not None:
-            jobs = [one(s, None) for s in range(self.spec.shards)]
+            writes = {s: ShardWrite(delete_where=where) for s in range(self.spec.shards)}
         else:
             id_list = list(ids or [])
             parts = partition(id_list, self.spec.shards)
-            jobs = [
-                one(s, [id_list[i] for i in rows.tolist()])
+            writes = {
+                s: ShardWrite(delete_ids=[id_list[i] for i in rows.tolist()])
                 for s, rows in enumerate(parts)
                 if len(rows)
-            ]
-        return sum(await asyncio.gather(*jobs))
+            }
+        return await self.apply_atomic(writes, deadline, decide_by)
 
     async def get(
         self, ids: Sequence[str], include_metadata: bool, include_vectors: bool, deadline: float

@@ -10,18 +10,31 @@ again is a different collection to whoever kept its uid (scroll cursors). The ro
 'restoring' before any row is copied and flipped to 'ready' only when
 every row is in, both committed with synchronous=FULL, so a coordinator that dies part way
 finds the collection 'restoring' at its next start and drops it (CoordinatorRuntime.restore).
+
+The `committed` table holds the decisions of atomic writes across shards
+(coordinator/atomic.py): one row (collection, shard, seq) per shard a batch touched, all
+inserted in one synchronous=FULL transaction before any replica is told to commit. A staged
+batch with no row is presumed aborted. Rows go once every replica a batch was staged on has
+committed it (pruned in the next decision's transaction, costing no extra fsync).
+
+Every SQLite or disk failure leaves here as a precise shardvec error
+(shardvec.contract.sqlite_errors: a full disk is ResourceExhausted, corruption DataLoss,
+busy/locked Unavailable), never INTERNAL with SQLite's raw message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import sqlite3
 import threading
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from shardvec.contract.errors import AlreadyExists, NotFound
 from shardvec.contract.private_files import private_dir, private_file
 from shardvec.contract.settings import CollectionSpec
+from shardvec.contract.sqlite_errors import map_storage_error
 
 from coordinator.paths import registry_path
 
@@ -36,11 +49,22 @@ class Registry:
     SEQ_BLOCK = 1024
 
     def __init__(self, data_dir: Path) -> None:
-        path = registry_path(data_dir)
-        private_dir(path.parent)
-        private_file(path)  # 0600 before SQLite opens it: -wal/-shm take its mode
+        path = self.path = registry_path(data_dir)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        with self._errors():
+            private_dir(path.parent)
+            private_file(path)  # 0600 before SQLite opens it: -wal/-shm take its mode
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._init()
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (sqlite3.Error, OSError) as exc:
+            raise map_storage_error(exc, f"registry {self.path}") from exc
+
+    def _init(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(
@@ -64,11 +88,16 @@ class Registry:
             " name TEXT NOT NULL, shard INTEGER NOT NULL, reserved INTEGER NOT NULL,"
             " PRIMARY KEY (name, shard))"
         )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS committed ("
+            " name TEXT NOT NULL, shard INTEGER NOT NULL, seq INTEGER NOT NULL,"
+            " PRIMARY KEY (name, shard, seq))"
+        )
 
     def add(self, spec: CollectionSpec, state: str = READY) -> None:
         if state not in STATES:
             raise ValueError(f"collection state must be one of {STATES}, got {state!r}")
-        with self._lock:
+        with self._lock, self._errors():
             try:
                 self._db.execute(
                     "INSERT INTO collections (name, spec, state, uid) VALUES (?, ?, ?, ?)",
@@ -78,16 +107,17 @@ class Registry:
                 raise AlreadyExists(f"collection {spec.name!r} already exists") from None
 
     def remove(self, name: str) -> None:
-        with self._lock:
+        with self._lock, self._errors():
             cur = self._db.execute("DELETE FROM collections WHERE name = ?", (name,))
             self._db.execute("DELETE FROM seq_reserved WHERE name = ?", (name,))
+            self._db.execute("DELETE FROM committed WHERE name = ?", (name,))
             if cur.rowcount == 0:
                 raise NotFound(f"collection {name!r} does not exist")
 
     def set_state(self, name: str, state: str) -> None:
         if state not in STATES:
             raise ValueError(f"collection state must be one of {STATES}, got {state!r}")
-        with self._lock:
+        with self._lock, self._errors():
             cur = self._db.execute(
                 "UPDATE collections SET state = ? WHERE name = ?", (state, name)
             )
@@ -98,7 +128,7 @@ class Registry:
         return [spec for spec, _ in self.all_with_state()]
 
     def all_with_state(self) -> list[tuple[CollectionSpec, str]]:
-        with self._lock:
+        with self._lock, self._errors():
             rows = self._db.execute(
                 "SELECT name, spec, state FROM collections ORDER BY name"
             ).fetchall()
@@ -106,14 +136,14 @@ class Registry:
 
     def uid(self, name: str) -> bytes:
         """The 16-byte identity of collection `name` as created (a new one on every create)."""
-        with self._lock:
+        with self._lock, self._errors():
             row = self._db.execute("SELECT uid FROM collections WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise NotFound(f"collection {name!r} does not exist")
         return bytes.fromhex(str(row[0]))
 
     def reserved(self, name: str, shard: int) -> int:
-        with self._lock:
+        with self._lock, self._errors():
             row = self._db.execute(
                 "SELECT reserved FROM seq_reserved WHERE name = ? AND shard = ?", (name, shard)
             ).fetchone()
@@ -122,7 +152,7 @@ class Registry:
     def reserve(self, name: str, shard: int, upto: int) -> int:
         """Durably reserve sequence numbers up to at least `upto`; returns the new reservation."""
         new = upto + self.SEQ_BLOCK
-        with self._lock:
+        with self._lock, self._errors():
             self._db.execute(
                 "INSERT INTO seq_reserved (name, shard, reserved) VALUES (?, ?, ?)"
                 " ON CONFLICT(name, shard) DO UPDATE SET reserved = excluded.reserved",
@@ -130,6 +160,76 @@ class Registry:
             )
         return new
 
+    def decide(
+        self, name: str, parts: Mapping[int, int], forget: Sequence[tuple[int, int]] = ()
+    ) -> None:
+        """Durably record that the batch staged as seq `parts[shard]` on each shard commits;
+        in the same transaction forget the (shard, seq) decisions in `forget`."""
+        with self._lock, self._errors():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "DELETE FROM committed WHERE name = ? AND shard = ? AND seq = ?",
+                    [(name, s, q) for s, q in forget],
+                )
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO committed (name, shard, seq) VALUES (?, ?, ?)",
+                    [(name, s, q) for s, q in parts.items()],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                raise
+
+    def committed(self, name: str, shard: int, seq: int) -> bool:
+        """Whether the batch staged as `seq` on `shard` was decided committed (and not yet
+        forgotten); False means it aborted, or never reached a decision."""
+        with self._lock, self._errors():
+            row = self._db.execute(
+                "SELECT 1 FROM committed WHERE name = ? AND shard = ? AND seq = ?",
+                (name, shard, seq),
+            ).fetchone()
+        return row is not None
+
+    def decisions(self, name: str) -> int:
+        """How many commit decisions of `name` are kept (for tests and status)."""
+        with self._lock, self._errors():
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM committed WHERE name = ?", (name,)
+            ).fetchone()
+        return int(row[0])
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class CollectionDecisions:
+    """The commit decisions of one collection (coordinator/atomic.py `Decisions`), kept in
+    the registry. Decisions confirmed (committed on every replica staged) are forgotten in
+    the transaction of the next decision, so forgetting costs no fsync of its own."""
+
+    def __init__(self, registry: Registry, name: str) -> None:
+        self.registry = registry
+        self.name = name
+        self._forget: list[tuple[int, int]] = []
+        self._lock = threading.Lock()
+
+    def decide(self, parts: Mapping[int, int]) -> None:
+        with self._lock:
+            forget, self._forget = self._forget, []
+        try:
+            self.registry.decide(self.name, parts, forget)
+        except BaseException:
+            with self._lock:
+                self._forget.extend(forget)
+            raise
+
+    def confirm(self, parts: Mapping[int, int]) -> None:
+        with self._lock:
+            self._forget.extend(parts.items())
+
+    def committed(self, shard: int, seq: int) -> bool:
+        return self.registry.committed(self.name, shard, seq)

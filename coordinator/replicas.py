@@ -1,10 +1,12 @@
 """Replica sets: the replication rule of one shard, enforced here.
 
 Writes go to every in-sync (LIVE) replica of the shard with the shard's next sequence number
-and are acknowledged when every one of them has committed durably; a replica that fails a
-write is marked DEAD and leaves the in-sync set, and the write still succeeds while at least
-one replica holds it. A write rejected as a bad request (`is_bad_request`: every replica
-would say the same) fails the caller and marks nobody DEAD; with no LIVE replica a write fails
+(`take_seq`, under `write_lock`), in two phases across every shard a batch touches
+(coordinator/atomic.py): staged on each, then committed once the decision is recorded; a
+replica that says it is gone (ReplicaDown) while staging, or fails the commit, is marked DEAD
+and leaves the in-sync set, and the write still succeeds while at least one replica of each
+shard staged it. A refusal every replica could give alike (a full disk, a bad request, a
+timeout) aborts the batch everywhere and marks nobody DEAD; with no LIVE replica a write fails
 with Unavailable. Reads go to one LIVE replica, round-robin, and move to the next replica when
 one fails or times out, within the caller's deadline (with more than 0.5 s left and another
 replica to try, a try gets half of what is left). A read marks a replica DEAD only when the call
@@ -14,10 +16,11 @@ replica's share of it, says the query is slow, not that the replica is, and ever
 LIVE. A replica that stops answering altogether is taken out by the health probe (`probe`),
 whose fixed timeout on a cheap call does not depend on any client's deadline.
 
-A DEAD replica is reconnected when its process is back, copies what it missed from a LIVE peer
-(`ReplicaControl.catch_up`) while writes carry on, and rejoins LIVE only when level: its last
-catch-up, within CATCH_UP_LAG batches of the peer, runs under the write lock. With no LIVE peer
-it rejoins only if it already holds every acknowledged write.
+A DEAD replica is reconnected when its process is back, resolves the batches it holds staged
+(`resolve_staged`: committed if the registry recorded the commit, else dropped), copies what
+it missed from a LIVE peer (`ReplicaControl.catch_up`) while writes carry on, and rejoins
+LIVE only when level: its last catch-up, within CATCH_UP_LAG batches of the peer, runs under
+the write lock. With no LIVE peer it rejoins only if it already holds every acknowledged write.
 
 Replicas are reached through the shard interface (`ShardLike`) and controlled through a
 `ReplicaControl` handed in (Ray actors in production, in-process engines in tests); nothing
@@ -51,13 +54,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from shardvec.contract.errors import (
-    DataLoss,
-    DeadlineExceeded,
-    ReplicaDown,
-    Unavailable,
-    is_bad_request,
-)
+from shardvec.contract.errors import DataLoss, DeadlineExceeded, ReplicaDown, Unavailable
 from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.types import ReplicaStatus
 
@@ -172,6 +169,7 @@ class ReplicaSet:
         next_seq: int,
         reserve: Callable[[int], int],
         reserved: int,
+        committed: Callable[[int], bool],
     ) -> None:
         self.shard = shard
         self.replicas = replicas
@@ -180,6 +178,7 @@ class ReplicaSet:
         self.write_lock = asyncio.Lock()
         self._reserve = reserve
         self._reserved = reserved
+        self._committed = committed  # seq -> whether its staged batch was decided committed
         self._rr = 0
         self._recovering: dict[int, asyncio.Task[None]] = {}
         self._closed = False
@@ -187,7 +186,7 @@ class ReplicaSet:
     def live(self) -> list[Replica]:
         return [r for r in self.replicas if r.state is ReplicaState.LIVE]
 
-    def _none_live(self, what: str) -> Exception:
+    def none_live(self, what: str) -> Exception:
         """Unavailable, or DataLoss naming the damaged replicas when that is why."""
         damaged = [r for r in self.replicas if r.state is ReplicaState.DAMAGED]
         if damaged and len(damaged) == len(self.replicas):
@@ -195,40 +194,28 @@ class ReplicaSet:
             return DataLoss(f"shard {self.shard}: no live replica {what}; damaged: {names}")
         return Unavailable(f"shard {self.shard}: no live replica {what}")
 
-    async def write(
-        self, call: Callable[[ShardLike, int, float], Awaitable[T]], deadline: float
-    ) -> T:
-        """Send one write to every LIVE replica with the next seq; ack when all hold it."""
-        async with self.write_lock:
-            targets = self.live()
-            if not targets:
-                raise self._none_live("to write to")
-            seq = self.next_seq
-            if seq > self._reserved:
-                self._reserved = self._reserve(seq)
-            # The number is spent even if every replica fails: a replica may have applied it.
-            self.next_seq += 1
-            remaining = deadline - time.monotonic()
-            results = await asyncio.gather(
-                *(call(r.remote(), seq, remaining) for r in targets), return_exceptions=True
+    def take_seq(self) -> int:
+        """The shard's next sequence number, reserved durably first (call under write_lock).
+        A number is spent even if its batch aborts: a replica may have staged it."""
+        seq = self.next_seq
+        if seq > self._reserved:
+            self._reserved = self._reserve(seq)
+        self.next_seq += 1
+        return seq
+
+    async def resolve_staged(self, replica: Replica, timeout: float = 30.0) -> None:
+        """Commit or drop every batch `replica` holds staged, as the recorded decision says
+        (none recorded: it aborted). Run under write_lock, or before any write is sent."""
+        info = await replica.remote().info(timeout)
+        for seq in info.staged:
+            commit = self._committed(seq)
+            ack = await replica.remote().resolve(seq, commit, timeout)
+            log.info(
+                "resolved a staged batch",
+                extra={"replica": replica.name, "seq": seq, "commit": commit,
+                       "applied": ack.applied},
             )
-            ok: list[T] = []
-            for replica, res in zip(targets, results, strict=True):
-                if isinstance(res, BaseException):
-                    if is_bad_request(res):
-                        raise res
-                    log.warning("write to %s failed: %s", replica.name, res)
-                    self.mark_dead(replica)
-                else:
-                    replica.applied_seq = seq
-                    ok.append(res)
-            if ok:
-                self.acked_seq = seq
-            if not ok:
-                if any(isinstance(r, DeadlineExceeded) for r in results):
-                    raise DeadlineExceeded(f"shard {self.shard}: write timed out on every replica")
-                raise Unavailable(f"shard {self.shard}: every replica failed the write")
-            return ok[0]
+            replica.applied_seq = max(replica.applied_seq, ack.applied_seq)
 
     async def read(self, call: Callable[[ShardLike, float], Awaitable[T]], deadline: float) -> T:
         """Run `call` on one LIVE replica; on failure try the next, within the deadline.
@@ -237,7 +224,7 @@ class ReplicaSet:
         what is left of the deadline and marks nobody."""
         candidates = self.live()
         if not candidates:
-            raise self._none_live("to read from")
+            raise self.none_live("to read from")
         start = self._rr % len(candidates)
         self._rr += 1
         ordered = candidates[start:] + candidates[:start]
@@ -280,6 +267,8 @@ class ReplicaSet:
         while not self._closed:
             try:
                 await replica.connect()
+                async with self.write_lock:  # no batch of this shard is between its phases
+                    await self.resolve_staged(replica)
                 replica.set_state(ReplicaState.CATCHING_UP)
                 await self._catch_up(replica)
                 return

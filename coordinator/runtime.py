@@ -28,7 +28,7 @@ from shardvec.contract.validation import validate_collection_name
 
 from coordinator.collection import CollectionRuntime, ShardTimer
 from coordinator.paths import collection_dir, snapshot_dir
-from coordinator.registry import READY, RESTORING, Registry
+from coordinator.registry import READY, RESTORING, CollectionDecisions, Registry
 from coordinator.replicas import Replica, ReplicaControl, ReplicaSet, ReplicaState
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,7 @@ class CoordinatorRuntime:
 
     async def _open(self, spec: CollectionSpec, *, new: bool) -> CollectionRuntime:
         sets: list[ReplicaSet] = []
+        decisions = CollectionDecisions(self.registry, spec.name)
         for s in range(spec.shards):
             replicas: list[Replica] = []
 
@@ -121,9 +122,24 @@ class CoordinatorRuntime:
             def reserve(upto: int, _s: int = s) -> int:
                 return self.registry.reserve(spec.name, _s, upto)
 
-            sets.append(ReplicaSet(s, replicas, reserved + 1, reserve, reserved))
+            def committed(seq: int, _s: int = s) -> bool:
+                return decisions.committed(_s, seq)
+
+            sets.append(ReplicaSet(s, replicas, reserved + 1, reserve, reserved, committed))
         all_replicas = [r for rs in sets for r in rs.replicas]
         results = await asyncio.gather(*(r.connect() for r in all_replicas), return_exceptions=True)
+        # Batches a crash left staged: committed where the registry holds the decision, else
+        # dropped, before any replica's seq is compared or any write is sent.
+        connected = [i for i, res in enumerate(results) if not isinstance(res, BaseException)]
+        resolved = await asyncio.gather(
+            *(sets[all_replicas[i].shard].resolve_staged(all_replicas[i]) for i in connected),
+            return_exceptions=True,
+        )
+        for i, res in zip(connected, resolved, strict=True):
+            if isinstance(res, BaseException):  # left DEAD: its recovery resolves them
+                log.warning("%s: could not resolve its staged batches: %s",
+                            all_replicas[i].name, res)
+                results[i] = res
         for rs in sets:
             up = [
                 r
@@ -143,7 +159,7 @@ class CoordinatorRuntime:
             for res in results:
                 if isinstance(res, BaseException):
                     raise res
-        return CollectionRuntime(spec, sets, self.on_shard_search)
+        return CollectionRuntime(spec, sets, decisions, self.on_shard_search)
 
     async def create(self, spec: CollectionSpec, *, restoring: bool = False) -> CollectionRuntime:
         """Create collection `spec`; with `restoring` it is registered 'restoring' (durably,

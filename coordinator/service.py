@@ -137,16 +137,20 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
             )
 
     async def _write(self, context: Any, what: str, start: Any) -> T:
-        """Run the write `start(deadline)` to the end, shielded from the caller going away.
+        """Run the write `start(deadline, decide_by)` to the end, shielded from the caller
+        going away.
 
         Nothing is sent when the caller's deadline has already passed; once sent, every shard
-        gets at least WRITE_GRACE_S, so the batch lands whole or (on a replica failure) fails.
+        gets at least WRITE_GRACE_S, so the batch lands whole or fails whole. `decide_by` is
+        the caller's own deadline: a batch not decided by then is aborted (coordinator/atomic.py),
+        so a DEADLINE_EXCEEDED the caller sees before the decision means the batch is absent.
         """
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             raise DeadlineExceeded(f"{what}: the deadline passed before any shard was written")
-        deadline = max(self._deadline(context), time.monotonic() + WRITE_GRACE_S)
-        task: asyncio.Future[T] = asyncio.ensure_future(start(deadline))
+        decide_by = self._deadline(context)
+        deadline = max(decide_by, time.monotonic() + WRITE_GRACE_S)
+        task: asyncio.Future[T] = asyncio.ensure_future(start(deadline, decide_by))
         self._writes.add(task)
         task.add_done_callback(_finished_write)
         task.add_done_callback(self._writes.discard)
@@ -199,7 +203,11 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
             parse_metadata_json(metas, n, max_bytes=self.settings.max_metadata_bytes)
         docs = self._documents(request.documents, n)
         await self._write(
-            context, "upsert", lambda deadline: col.upsert(ids, vectors, metas, deadline, docs)
+            context,
+            "upsert",
+            lambda deadline, decide_by: col.upsert(
+                ids, vectors, metas, deadline, docs, decide_by
+            ),
         )
         return pb.UpsertResponse(upserted=n)
 
@@ -217,7 +225,9 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
         self._rows_limit(len(request.ids), self.settings.max_upsert_rows, "update")
         plan = await check_update(request, col, self.settings, self._deadline(context))
         got: UpdateOutcome = await self._write(
-            context, "update", lambda deadline: col.update(plan, deadline)
+            context,
+            "update",
+            lambda deadline, decide_by: col.update(plan, deadline, decide_by),
         )
         return pb.UpdateResponse(
             updated=got.updated, missing_ids=got.missing_ids, inserted=got.inserted
@@ -235,7 +245,9 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
         if ids is not None:
             self._rows_limit(len(ids), self.settings.max_upsert_rows, "delete")
         deleted: int = await self._write(
-            context, "delete", lambda deadline: col.delete(ids, where, deadline)
+            context,
+            "delete",
+            lambda deadline, decide_by: col.delete(ids, where, deadline, decide_by),
         )
         return pb.DeleteResponse(deleted=deleted)
 

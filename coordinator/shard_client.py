@@ -27,7 +27,7 @@ from shardvec.contract.convert import (
     shard_scroll_to_proto,
     shard_search_payload,
     snapshot_chunk_from_proto,
-    update_request,
+    stage_request,
     upsert_request,
     write_ack_from_proto,
 )
@@ -48,7 +48,7 @@ from shardvec.contract.types import (
     ShardInfo,
     ShardScroll,
     ShardSearch,
-    ShardUpdate,
+    ShardWrite,
     SnapshotChunk,
     WriteAck,
 )
@@ -206,15 +206,20 @@ class RemoteShard:
         req = upsert_request(seq, ids, vectors, metadata_json, documents)
         return write_ack_from_proto(await self._call(self._stub.Upsert, req, timeout))
 
-    async def update(self, seq: int, update: ShardUpdate, timeout: float) -> WriteAck:
-        req = update_request(seq, update)
-        return write_ack_from_proto(await self._call(self._stub.Update, req, timeout))
-
     async def delete(
         self, seq: int, ids: Sequence[str] | None, where: Filter | None, timeout: float
     ) -> WriteAck:
         req = delete_request(seq, ids, where)
         return write_ack_from_proto(await self._call(self._stub.Delete, req, timeout))
+
+    async def stage(self, seq: int, write: ShardWrite, timeout: float) -> int:
+        req = stage_request(seq, write)
+        resp = await self._call(self._stub.Stage, req, timeout)
+        return int(resp.staged_bytes)
+
+    async def resolve(self, seq: int, commit: bool, timeout: float) -> WriteAck:
+        req = shard_pb2.ShardResolveRequest(seq=seq, commit=commit)
+        return write_ack_from_proto(await self._call(self._stub.Resolve, req, timeout))
 
     async def get(
         self,

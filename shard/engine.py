@@ -18,7 +18,9 @@ nothing and is what the shard service calls: its caller, the coordinator, valida
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +30,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from shardvec.contract.buckets import NUM_BUCKETS
-from shardvec.contract.errors import DataLoss, FailedPrecondition, InvalidArgument, ShardvecError
+from shardvec.contract.errors import (
+    DataLoss,
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+    ShardvecError,
+)
 from shardvec.contract.filters import (
     DocFilter,
     Filter,
@@ -39,13 +47,22 @@ from shardvec.contract.limits import (
     DEFAULT_BUILD_THREADS,
     DEFAULT_CHECKPOINT_ROWS,
     DEFAULT_SEARCH_THREADS,
+    MAX_DOCUMENT_BYTES,
     MAX_EF,
     MAX_K,
     MAX_METADATA_BYTES,
 )
 from shardvec.contract.settings import IndexSettings
+from shardvec.contract.sqlite_errors import map_storage_error
 from shardvec.contract.store_copy import INDEX_FILE, MANIFEST_FILE, STORE_FILE
-from shardvec.contract.types import Change, Record, ScrollPage, SearchResult, ShardScroll
+from shardvec.contract.types import (
+    Change,
+    Record,
+    ScrollPage,
+    SearchResult,
+    ShardScroll,
+    WriteAck,
+)
 from shardvec.contract.validation import (
     check_metadata_size,
     validate_documents,
@@ -63,9 +80,93 @@ from shard.recovery import recover
 from shard.rowdata import RowData
 from shard.scroll import scroll_page
 from shard.slots import SlotPlan, SlotTable
-from shard.store import Store, decode_metadata, decode_vector, encode_metadata, encode_vectors
+from shard.store import (
+    StagedRows,
+    Store,
+    decode_metadata,
+    decode_vector,
+    encode_metadata,
+    encode_vectors,
+)
 
 log = logging.getLogger(__name__)
+
+# A batch is staged only with this many times its size free on the replica's disk (plus
+# STAGE_SPACE_MIN_BYTES): the staged copy, its move into `rows` and the WAL frames of both,
+# so a batch that could be staged can almost always be committed too.
+STAGE_SPACE_FACTOR = 4
+STAGE_SPACE_MIN_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class UpdatePlan:
+    """One shard's part of an Update as the engine takes it (checked by the caller): per id,
+    a metadata object to merge (or, with replace_metadata, to store) or None, a document or
+    None (None: that part unchanged); with upsert_missing, ids not held are inserted from
+    `vectors` ((n, dim) float32, one row per id)."""
+
+    ids: list[str]
+    metadatas: list[dict[str, Any] | None]
+    documents: list[str | None]
+    replace_metadata: bool = False
+    upsert_missing: bool = False
+    vectors: npt.NDArray[np.float32] | None = None
+    max_metadata_bytes: int = MAX_METADATA_BYTES
+
+
+@dataclass(frozen=True)
+class _StagedUpdate:
+    """The in-place part of a staged batch: the ids held when staged, per id the metadata to
+    merge (or store) or None and the document or None; the ids reported missing; how many
+    upsert_missing ids became upserts of the batch."""
+
+    ids: list[str]
+    metadatas: list[dict[str, Any] | None]
+    documents: list[str | None]
+    replace_metadata: bool
+    missing: list[str]
+    inserted: int
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "ids": self.ids,
+                "metadata": self.metadatas,
+                "documents": self.documents,
+                "replace": self.replace_metadata,
+                "missing": self.missing,
+                "inserted": self.inserted,
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+    @staticmethod
+    def from_json(text: str) -> _StagedUpdate:
+        d = json.loads(text)
+        return _StagedUpdate(
+            [str(i) for i in d["ids"]],
+            list(d["metadata"]),
+            list(d["documents"]),
+            bool(d["replace"]),
+            [str(i) for i in d["missing"]],
+            int(d["inserted"]),
+        )
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """A staged batch, decoded: tombstones (`deletes`) first, then the upserts (with their
+    `documents`, None for none), then the update of existing rows in place."""
+
+    seq: int
+    ids: list[str]
+    vectors: npt.NDArray[np.float32]
+    metadatas: list[Mapping[str, Any]]
+    texts: list[str | None]
+    deletes: list[str]
+    documents: list[str | None]
+    update: _StagedUpdate | None = None
 
 
 class ShardEngine:
@@ -113,9 +214,11 @@ class ShardEngine:
                 "the replica's rows were lost"
             )
         self._store = Store(self.directory, settings, owner)
+        self._staged: dict[int, _Staged] = {}
         try:
             self._applied_seq = self._store.applied_seq()
             self._index = self._recover()
+            self._load_staged()
         except BaseException:
             self._store.close()
             raise
@@ -288,7 +391,9 @@ class ShardEngine:
     ) -> UpdateOutcome:
         """Change the metadata (merged, or replaced) and/or documents of existing rows,
         vectors kept, atomically as batch `seq`; per row None leaves that part unchanged.
-        Ids not held are reported missing, or with `upsert_missing` inserted from `vectors`."""
+        Ids not held are reported missing, or with `upsert_missing` inserted from `vectors`.
+        One replica's shorthand for staging the update as batch `seq` and committing it: the
+        same path an atomic write takes (`stage_trusted`, `resolve`)."""
         self._check_usable()
         seq = _check_int("seq", seq, 1, 2**63 - 1)
         ids = validate_ids(ids)
@@ -310,92 +415,23 @@ class ShardEngine:
             vecs = validate_vectors(vectors, self.settings.dim, self.settings.metric)
             if len(vecs) != n:
                 raise InvalidArgument(f"vectors: expected {n} rows (one per id), got {len(vecs)}")
-        return self.update_trusted(
-            seq,
-            ids,
-            mds,
-            docs,
+        if seq <= self._applied_seq:
+            return UpdateOutcome(False, 0, [], 0)
+        plan = UpdatePlan(
+            ids=list(ids),
+            metadatas=mds,
+            documents=list(docs) if docs else [None] * n,
             replace_metadata=replace_metadata,
             upsert_missing=upsert_missing,
             vectors=vecs,
             max_metadata_bytes=max_metadata_bytes,
         )
-
-    def update_trusted(
-        self,
-        seq: int,
-        ids: Sequence[str],
-        metadatas: Sequence[Mapping[str, Any] | None],
-        documents: Sequence[str | None],
-        *,
-        replace_metadata: bool,
-        upsert_missing: bool,
-        vectors: npt.NDArray[np.float32] | None,
-        max_metadata_bytes: int = MAX_METADATA_BYTES,
-    ) -> UpdateOutcome:
-        """`update` without its argument checks (valid distinct ids, checked metadata objects
-        or None per id, documents or None per id, (n, dim) vectors or None). The merged
-        metadata is checked here against `max_metadata_bytes`: only the replica knows it."""
-        self._check_usable()
-        n = len(ids)
-        mds = list(metadatas) if metadatas else [None] * n
-        docs = list(documents) if documents else [None] * n
-        with self._write_mutex:
-            self._check_usable()
-            if seq <= self._applied_seq:
-                return UpdateOutcome(False, 0, [], 0)
-            stored = self._store.get_rows(ids, vectors=False, metadata=True, documents=True)
-            missing = [i for i, rid in enumerate(ids) if rid not in stored]
-            if missing and upsert_missing and vectors is None:
-                rid = ids[missing[0]]
-                raise InvalidArgument(
-                    f"ids[{missing[0]}]: {rid!r} is not in the collection; upsert_missing "
-                    f"inserts it, and needs its vector (vectors, one row per id)"
-                )
-            upd_ids: list[str] = []
-            upd_slots: list[int] = []
-            upd_mds: list[dict[str, Any]] = []
-            upd_docs: list[str | None] = []
-            for i, rid in enumerate(ids):
-                row = stored.get(rid)
-                if row is None:
-                    continue
-                old = decode_metadata(row.metadata)
-                md = mds[i]
-                new = old if md is None else dict(md) if replace_metadata else {**old, **md}
-                if md is not None and not replace_metadata:
-                    check_metadata_size(
-                        new, f"metadata_json[{i}] ({rid!r} merged)", max_metadata_bytes
-                    )
-                upd_ids.append(rid)
-                upd_slots.append(int(row.slot))  # type: ignore[arg-type]
-                upd_mds.append(new)
-                upd_docs.append(docs[i] if docs[i] is not None else row.document)
-            ins = missing if upsert_missing else []
-            ins_ids = [ids[i] for i in ins]
-            ins_mds = [dict(mds[i] or {}) for i in ins]
-            ins_docs = [docs[i] for i in ins]
-            ins_vecs = vectors[ins] if ins and vectors is not None else None
-            plan = self._slots.plan(ins_ids, ())
-            ins_texts = encode_metadata(ins_mds)
-            upd_texts = encode_metadata(upd_mds)
-            upserts = zip(
-                ins_ids,
-                plan.up_slots,
-                [seq] * len(ins_ids),
-                encode_vectors(ins_vecs) if ins_vecs is not None else [],
-                ins_texts,
-                ins_docs,
-                strict=True,
-            )
-            updates = [
-                (seq, t, d, rid) for rid, t, d in zip(upd_ids, upd_texts, upd_docs, strict=True)
-            ]
-            self._store.write(seq, upserts=upserts, updates=updates)
-            changed = _Updated(np.asarray(upd_slots, dtype=np.int64), upd_mds, upd_texts, upd_docs)
-            self._apply(plan, ins_ids, ins_vecs, ins_mds, ins_texts, seq, ins_docs, changed)
-        not_found = [] if upsert_missing else [ids[i] for i in missing]
-        return UpdateOutcome(True, len(upd_ids), not_found, len(ins_ids))
+        empty = np.empty((0, self.settings.dim), dtype=np.float32)
+        self.stage_trusted(seq, [], empty, [], [], None, update=plan)
+        ack = self.resolve(seq, True)
+        return UpdateOutcome(
+            ack.applied, ack.affected - ack.inserted, list(ack.missing_ids), ack.inserted
+        )
 
     def delete(
         self, seq: int, ids: Sequence[str] | None = None, where: Filter | None = None
@@ -429,6 +465,314 @@ class ShardEngine:
             self._store.write(seq, tombstones=[(rid, seq) for rid in targets])
             self._apply(plan, (), None, (), (), seq)
         return len(targets)
+
+    # ----------------------------------------------------------- atomic writes (2 phases)
+
+    def _load_staged(self) -> None:
+        """The batches staged before the last stop, decoded; ones at or below applied_seq are
+        obsolete (caught up from a peer meanwhile) and dropped."""
+        for b in self._store.staged():
+            if b.seq <= self._applied_seq:
+                self._store.unstage(b.seq)
+                continue
+            ids = [str(i) for i in json.loads(b.ids_json)]
+            texts: list[str | None] = json.loads(b.metadata_json)
+            dim = self.settings.dim
+            vecs = np.frombuffer(b.vectors or b"", dtype="<f4").reshape(len(ids), dim)
+            docs: list[str | None] = [None] * len(ids)
+            if b.documents_json:
+                docs = json.loads(b.documents_json)
+            self._staged[b.seq] = _Staged(
+                b.seq,
+                ids,
+                vecs.astype(np.float32),
+                [decode_metadata(t) for t in texts],
+                texts,
+                [str(i) for i in json.loads(b.deletes_json)],
+                docs,
+                _StagedUpdate.from_json(b.updates_json) if b.updates_json else None,
+            )
+        if self._staged:
+            log.info("%s: staged batches awaiting a decision: %s", self.directory,
+                     sorted(self._staged))
+
+    def staged_seqs(self) -> list[int]:
+        """Seqs of the batches staged here and not yet resolved, ascending."""
+        return sorted(self._staged)
+
+    def stage(
+        self,
+        seq: int,
+        ids: Sequence[str] = (),
+        vectors: np.ndarray | None = None,
+        metadatas: Sequence[Mapping[str, Any]] | None = None,
+        delete_ids: Sequence[str] = (),
+        delete_where: Filter | None = None,
+        documents: Sequence[str | None] | None = None,
+        *,
+        max_document_bytes: int = MAX_DOCUMENT_BYTES,
+    ) -> int:
+        """`stage_trusted` after checking every argument (an update is staged through
+        `update`'s checks, or by the shard service from the coordinator's checked request)."""
+        self._check_usable()
+        seq = _check_int("seq", seq, 1, 2**63 - 1)
+        ids = validate_ids(ids) if len(ids) else []
+        if ids:
+            if vectors is None:
+                raise InvalidArgument(f"vectors: expected {len(ids)} rows (one per id), got none")
+            vecs = validate_vectors(vectors, self.settings.dim, self.settings.metric)
+            if len(vecs) != len(ids):
+                raise InvalidArgument(
+                    f"vectors: expected {len(ids)} rows (one per id), got {len(vecs)}"
+                )
+        else:
+            vecs = np.empty((0, self.settings.dim), dtype=np.float32)
+        mds = validate_metadatas(metadatas if metadatas is not None else [], len(ids))
+        docs = validate_documents(
+            documents if documents is not None else [], len(ids), max_bytes=max_document_bytes
+        )
+        dels = validate_ids(delete_ids, field="delete_ids") if len(delete_ids) else []
+        if delete_where is not None:
+            if dels:
+                raise InvalidArgument("stage: give at most one of delete_ids and delete_where")
+            validate_filter(delete_where)
+        return self.stage_trusted(seq, ids, vecs, mds, dels, delete_where, docs)
+
+    def stage_trusted(
+        self,
+        seq: int,
+        ids: Sequence[str],
+        vectors: npt.NDArray[np.float32],
+        metadatas: Sequence[Mapping[str, Any]],
+        delete_ids: Sequence[str],
+        delete_where: Filter | None,
+        documents: Sequence[str | None] = (),
+        update: UpdatePlan | None = None,
+    ) -> int:
+        """Phase one of an atomic write: keep batch `seq` durably, invisible to reads, until
+        `resolve(seq, commit)`. The rows matching `delete_where` are found now (no other batch
+        can come between this one and its commit). An `update` (then no other rows) is
+        checked now against the stored rows: upsert_missing without vectors for an id not held,
+        or a merged metadata object past its limit, refuses the stage (InvalidArgument naming
+        the row); its upsert_missing ids not held become upserts of the batch. Refused with
+        ResourceExhausted when the disk lacks room to stage and commit it. Returns the bytes
+        staged."""
+        self._check_usable()
+        with self._write_mutex:
+            self._check_usable()
+            if seq <= self._applied_seq:
+                raise FailedPrecondition(
+                    f"stage: seq {seq} is not above this replica's applied seq "
+                    f"{self._applied_seq}"
+                )
+            staged_update = None
+            if update is not None:
+                ids, vectors, metadatas, documents, staged_update = self._plan_update(update)
+            vecs = np.ascontiguousarray(vectors, dtype="<f4").reshape(len(ids), self.settings.dim)
+            texts = encode_metadata(metadatas)
+            docs: list[str | None] = [None] * len(ids)
+            if documents:
+                docs = [d or None for d in documents]
+            if delete_where is not None:
+                mask = self._mask(delete_where)
+                deletes: list[str] = self._slots.slot_to_id[np.flatnonzero(mask)].tolist()
+            else:
+                deletes = list(delete_ids)
+            blob = vecs.tobytes()
+            rows = StagedRows(
+                seq,
+                json.dumps(list(ids)),
+                blob,
+                json.dumps(texts, ensure_ascii=False),
+                json.dumps(deletes),
+                json.dumps(docs, ensure_ascii=False) if any(docs) else None,
+                staged_update.to_json() if staged_update is not None else None,
+            )
+            size = len(blob) + sum(
+                len(t or "")
+                for t in (
+                    rows.ids_json,
+                    rows.metadata_json,
+                    rows.deletes_json,
+                    rows.documents_json,
+                    rows.updates_json,
+                )
+            )
+            self._check_space(size)
+            self._store.stage(rows)
+            self._staged = {s: b for s, b in self._staged.items() if s > seq}
+            self._staged[seq] = _Staged(
+                seq,
+                list(ids),
+                vecs.astype(np.float32),
+                list(metadatas),
+                texts,
+                deletes,
+                docs,
+                staged_update,
+            )
+        return size
+
+    def _plan_update(
+        self, u: UpdatePlan
+    ) -> tuple[
+        list[str],
+        npt.NDArray[np.float32],
+        list[dict[str, Any]],
+        list[str | None],
+        _StagedUpdate,
+    ]:
+        """An update checked against the stored rows (under the write mutex): the upserts it
+        makes (upsert_missing ids not held) and what it changes in place at commit."""
+        n = len(u.ids)
+        held = self._slots.id_to_slot
+        missing = [i for i, rid in enumerate(u.ids) if rid not in held]
+        if missing and u.upsert_missing and u.vectors is None:
+            rid = u.ids[missing[0]]
+            raise InvalidArgument(
+                f"ids[{missing[0]}]: {rid!r} is not in the collection; upsert_missing "
+                f"inserts it, and needs its vector (vectors, one row per id)"
+            )
+        mds = list(u.metadatas) if u.metadatas else [None] * n
+        docs = list(u.documents) if u.documents else [None] * n
+        present = [i for i in range(n) if u.ids[i] in held]
+        if not u.replace_metadata:
+            merging = [i for i in present if mds[i] is not None]
+            stored = self._store.get_rows(
+                [u.ids[i] for i in merging], vectors=False, metadata=True, documents=False
+            )
+            for i in merging:
+                row = stored.get(u.ids[i])
+                old = decode_metadata(row.metadata) if row is not None else {}
+                check_metadata_size(
+                    {**old, **(mds[i] or {})},
+                    f"metadata_json[{i}] ({u.ids[i]!r} merged)",
+                    u.max_metadata_bytes,
+                )
+        ins = missing if u.upsert_missing else []
+        ins_vecs = (
+            np.ascontiguousarray(u.vectors[ins], dtype=np.float32)
+            if ins and u.vectors is not None
+            else np.empty((0, self.settings.dim), dtype=np.float32)
+        )
+        staged = _StagedUpdate(
+            ids=[u.ids[i] for i in present],
+            metadatas=[mds[i] for i in present],
+            documents=[docs[i] for i in present],
+            replace_metadata=u.replace_metadata,
+            missing=[] if u.upsert_missing else [u.ids[i] for i in missing],
+            inserted=len(ins),
+        )
+        return (
+            [u.ids[i] for i in ins],
+            ins_vecs,
+            [dict(mds[i] or {}) for i in ins],
+            [docs[i] for i in ins],
+            staged,
+        )
+
+    def _check_space(self, size: int) -> None:
+        try:
+            free = shutil.disk_usage(self.directory).free
+        except OSError as exc:
+            raise map_storage_error(exc, f"replica directory {self.directory}") from exc
+        need = STAGE_SPACE_FACTOR * size + STAGE_SPACE_MIN_BYTES
+        if free < need:
+            raise ResourceExhausted(
+                f"replica directory {self.directory}: the disk is full: {free} bytes free, "
+                f"a batch of {size} bytes needs {need} to be staged and committed; free space "
+                "and retry"
+            )
+
+    def resolve(self, seq: int, commit: bool) -> WriteAck:
+        """Phase two: apply staged batch `seq` under its seq (`commit`), or drop it.
+
+        Idempotent: committing a seq this replica already applied answers applied=False; a
+        commit of a seq neither staged nor applied is FailedPrecondition (the replica missed
+        the stage, or dropped it on an earlier abort), so the coordinator catches it up.
+        A batch's update changes its rows in place here, under the write mutex: metadata
+        merged with (or replacing) the stored object, the document replaced where given, the
+        row rewritten under `seq` with its vector and slot kept."""
+        self._check_usable()
+        seq = _check_int("seq", seq, 1, 2**63 - 1)
+        with self._write_mutex:
+            self._check_usable()
+            batch = self._staged.get(seq)
+            if not commit or seq <= self._applied_seq:
+                if batch is not None:
+                    self._store.unstage(seq)
+                    del self._staged[seq]
+                if commit:
+                    return WriteAck(False, 0, self._applied_seq)
+                return WriteAck(batch is not None, 0, self._applied_seq)
+            if batch is None:
+                raise FailedPrecondition(
+                    f"commit: seq {seq} is not staged on this replica (applied seq "
+                    f"{self._applied_seq})"
+                )
+            up = set(batch.ids)
+            targets = [
+                i for i in batch.deletes if i in self._slots.id_to_slot and i not in up
+            ]
+            plan = self._slots.plan(batch.ids, targets)
+            rows = zip(
+                batch.ids,
+                plan.up_slots,
+                [seq] * len(batch.ids),
+                encode_vectors(batch.vectors),
+                batch.texts,
+                batch.documents,
+                strict=True,
+            )
+            changed, updates, missing = self._updated_rows(seq, batch.update)
+            self._store.write(
+                seq,
+                upserts=rows,
+                tombstones=[(r, seq) for r in targets],
+                updates=updates,
+                unstage_upto=seq,
+            )
+            self._staged = {s: b for s, b in self._staged.items() if s > seq}
+            vecs = batch.vectors if batch.ids else None
+            self._apply(
+                plan, batch.ids, vecs, batch.metadatas, batch.texts, seq, batch.documents, changed
+            )
+            inserted = batch.update.inserted if batch.update is not None else 0
+            return WriteAck(
+                True,
+                len(batch.ids) + len(targets) + len(changed.slots),
+                self._applied_seq,
+                tuple(missing),
+                inserted,
+            )
+
+    def _updated_rows(
+        self, seq: int, u: _StagedUpdate | None
+    ) -> tuple[_Updated, list[tuple[int, str | None, str | None, str]], list[str]]:
+        """The rows a staged update changes in place, from their stored state now: the
+        in-memory change, the store's (seq, metadata, document, id) rows, ids not held."""
+        none = np.empty(0, dtype=np.int64)
+        if u is None or not u.ids:
+            return _Updated(none, [], [], []), [], list(u.missing) if u else []
+        stored = self._store.get_rows(u.ids, vectors=False, metadata=True, documents=True)
+        missing = list(u.missing)
+        ids: list[str] = []
+        slots: list[int] = []
+        mds: list[dict[str, Any]] = []
+        docs: list[str | None] = []
+        for rid, md, doc in zip(u.ids, u.metadatas, u.documents, strict=True):
+            row = stored.get(rid)
+            if row is None or row.slot is None:  # deleted since it was staged
+                missing.append(rid)
+                continue
+            old = decode_metadata(row.metadata)
+            ids.append(rid)
+            slots.append(int(row.slot))
+            mds.append(old if md is None else dict(md) if u.replace_metadata else {**old, **md})
+            docs.append(doc if doc is not None else row.document)
+        texts = encode_metadata(mds)
+        updates = [(seq, t, d, rid) for rid, t, d in zip(ids, texts, docs, strict=True)]
+        return _Updated(np.asarray(slots, dtype=np.int64), mds, texts, docs), updates, missing
 
     def apply_changes(self, changes: Sequence[Change], up_to_seq: int) -> None:
         """Catch up from a peer: apply its rows' latest states (each only if newer than this
@@ -485,7 +829,14 @@ class ShardEngine:
                 up_docs,
                 strict=True,
             )
-            self._store.write(new_seq, upserts=upserts, tombstones=[(c.id, c.seq) for c in dels])
+            self._store.write(
+                new_seq,
+                upserts=upserts,
+                tombstones=[(c.id, c.seq) for c in dels],
+                unstage_upto=new_seq,
+            )
+            if new_seq is not None:  # a staged batch at or below it is applied or obsolete
+                self._staged = {s: b for s, b in self._staged.items() if s > new_seq}
             self._apply(plan, up_ids, up_vecs, up_mds, up_texts, new_seq or 0, up_docs)
 
     # ---------------------------------------------------------------------------- reads
@@ -748,6 +1099,7 @@ class ShardEngine:
                 "settings": self.settings.to_dict(),
                 "last_checkpoint_unix": self._last_checkpoint_unix,
                 "directory": str(self.directory),
+                "staged_seqs": sorted(self._staged),
             }
         return out
 

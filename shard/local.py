@@ -35,6 +35,7 @@ from shardvec.contract.types import (
     ShardScroll,
     ShardSearch,
     ShardUpdate,
+    ShardWrite,
     SnapshotChunk,
     WriteAck,
 )
@@ -45,7 +46,7 @@ from shardvec.contract.validation import (
     validate_vectors,
 )
 
-from shard.engine import ShardEngine
+from shard.engine import ShardEngine, UpdatePlan
 from shard.snapshot import take_snapshot
 
 T = TypeVar("T")
@@ -99,12 +100,6 @@ class LocalShard:
 
         return await self._run(timeout, work)
 
-    async def update(self, seq: int, update: ShardUpdate, timeout: float) -> WriteAck:
-        def work() -> WriteAck:
-            return apply_update(self.engine, seq, update)
-
-        return await self._run(timeout, work)
-
     async def delete(
         self, seq: int, ids: Sequence[str] | None, where: Filter | None, timeout: float
     ) -> WriteAck:
@@ -115,6 +110,34 @@ class LocalShard:
             return WriteAck(seq > before, deleted, self.engine.applied_seq)
 
         return await self._run(timeout, work)
+
+    async def stage(self, seq: int, write: ShardWrite, timeout: float) -> int:
+        def work() -> int:
+            if write.update is not None:  # checked by the coordinator (coordinator/updates.py)
+                dim = self.engine.settings.dim
+                empty = np.empty((0, dim), dtype=np.float32)
+                return self.engine.stage_trusted(
+                    seq, [], empty, [], [], None, update=update_plan(write.update)
+                )
+            n = len(write.ids)
+            metadatas = parse_metadata_json(list(write.metadata_json), n)
+            # document limits are the edge's (it may raise them): checked, not size-limited
+            docs = validate_documents(list(write.documents), n, max_bytes=1 << 62)
+            return self.engine.stage(
+                seq,
+                list(write.ids),
+                write.vectors,
+                metadatas,
+                list(write.delete_ids),
+                write.delete_where,
+                docs,
+                max_document_bytes=1 << 62,
+            )
+
+        return await self._run(timeout, work)
+
+    async def resolve(self, seq: int, commit: bool, timeout: float) -> WriteAck:
+        return await self._run(timeout, lambda: self.engine.resolve(seq, commit))
 
     async def get(
         self,
@@ -177,6 +200,7 @@ class LocalShard:
                 pid=os.getpid(),
                 node_id=self.node_id,
                 figures=info,
+                staged=tuple(self.engine.staged_seqs()),
             )
 
         return await self._run(timeout, work)
@@ -202,36 +226,26 @@ class LocalShard:
         self.closed = True
 
 
-def apply_update(engine: ShardEngine, seq: int, u: ShardUpdate) -> WriteAck:
-    """Run one shard's part of an Update on `engine` (the wire form decoded: "" per row
-    leaves that part unchanged); what the shard service and LocalShard both do."""
+def update_plan(u: ShardUpdate) -> UpdatePlan:
+    """One shard's part of an Update (the wire form decoded: "" per row leaves that part
+    unchanged) as the engine stages it; what the shard service and LocalShard both do."""
     n = len(u.ids)
     metadatas: list[dict[str, Any] | None] = [None] * n
     if u.metadata_json:
         for i, text in enumerate(u.metadata_json):
             if text:
                 metadatas[i] = loads_json(text)
-    docs = [d or None for d in u.documents] if u.documents else [None] * n
-    limit = u.max_metadata_bytes or MAX_METADATA_BYTES
     vectors = None
     if u.vectors is not None:
         vectors = np.ascontiguousarray(u.vectors, dtype=np.float32)
-    got = engine.update_trusted(
-        seq,
-        u.ids,
-        metadatas,
-        docs,
+    return UpdatePlan(
+        ids=list(u.ids),
+        metadatas=metadatas,
+        documents=[d or None for d in u.documents] if u.documents else [None] * n,
         replace_metadata=u.replace_metadata,
         upsert_missing=u.upsert_missing,
         vectors=vectors,
-        max_metadata_bytes=limit,
-    )
-    return WriteAck(
-        got.applied,
-        got.updated + got.inserted,
-        engine.applied_seq,
-        tuple(got.missing_ids),
-        got.inserted,
+        max_metadata_bytes=u.max_metadata_bytes or MAX_METADATA_BYTES,
     )
 
 

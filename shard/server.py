@@ -52,7 +52,7 @@ from shardvec.contract.types import SearchResult
 from shardvec.v1 import shard_pb2, shard_pb2_grpc
 
 from shard.engine import ShardEngine
-from shard.local import apply_update
+from shard.local import update_plan
 from shard.node_lock import NodeSearchLock
 from shard.snapshot import take_snapshot
 
@@ -184,19 +184,6 @@ class ShardService(shard_pb2_grpc.ShardServicer):
             applied=applied, affected=n if applied else 0, applied_seq=self.engine.applied_seq
         )
 
-    def Update(self, request: Any, context: grpc.ServicerContext) -> Any:
-        self._caller_waits(context, "update")
-        ack = apply_update(
-            self.engine, int(request.seq), shard_update_from_proto(request, self.dim)
-        )
-        return shard_pb2.ShardWriteResponse(
-            applied=ack.applied,
-            affected=ack.affected,
-            applied_seq=ack.applied_seq,
-            missing_ids=ack.missing_ids,
-            inserted=ack.inserted,
-        )
-
     def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._caller_waits(context, "delete")
         where = _filter(request)
@@ -205,6 +192,41 @@ class ShardService(shard_pb2_grpc.ShardServicer):
         deleted = self.engine.delete_trusted(request.seq, ids, where)
         return shard_pb2.ShardWriteResponse(
             applied=request.seq > before, affected=deleted, applied_seq=self.engine.applied_seq
+        )
+
+    def Stage(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._caller_waits(context, "stage")
+        ids = list(request.ids)
+        vectors = (
+            vectors_from_proto(request.vectors, self.dim)
+            if ids
+            else np.empty((0, self.dim), dtype=np.float32)
+        )
+        metadatas = _metadata_from_json(request.metadata_json, len(ids))
+        where = (
+            filter_from_proto(request.delete_filter, trusted=True)
+            if request.HasField("delete_filter")
+            else None
+        )
+        if request.HasField("update"):  # checked by the coordinator (coordinator/updates.py)
+            plan = update_plan(shard_update_from_proto(request.update, self.dim))
+            size = self.engine.stage_trusted(request.seq, [], vectors, [], [], None, update=plan)
+            return shard_pb2.ShardStageResponse(staged_bytes=size)
+        docs = [d or None for d in request.documents] if request.documents else []
+        size = self.engine.stage_trusted(
+            request.seq, ids, vectors, metadatas, list(request.delete_ids), where, docs
+        )
+        return shard_pb2.ShardStageResponse(staged_bytes=size)
+
+    def Resolve(self, request: Any, context: grpc.ServicerContext) -> Any:
+        # No check that the caller still waits: a decision, once sent, is carried out.
+        ack = self.engine.resolve(int(request.seq), bool(request.commit))
+        return shard_pb2.ShardWriteResponse(
+            applied=ack.applied,
+            affected=ack.affected,
+            applied_seq=ack.applied_seq,
+            missing_ids=ack.missing_ids,
+            inserted=ack.inserted,
         )
 
     def Get(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -332,6 +354,7 @@ class ShardService(shard_pb2_grpc.ShardServicer):
             pid=os.getpid(),
             node_id=self.node_id,
             info_json=dumps_json({**info, "abandoned_calls": self.abandoned}),
+            staged_seqs=self.engine.staged_seqs(),
         )
 
     def Changes(self, request: Any, context: grpc.ServicerContext) -> Any:

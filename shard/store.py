@@ -26,6 +26,12 @@ One table holds every row a replica has seen, live or deleted:
 Stores of earlier versions gain the document, bucket and crc columns when opened (ALTER TABLE
 ... ADD COLUMN, each idempotent; buckets and checksums are filled for existing rows).
 
+A `staged` table holds the batches of atomic writes across shards that are staged and not
+yet resolved (shard/engine.py `stage`, `resolve`): one row per seq with the ids, the packed
+vectors, the metadata texts, the ids to tombstone, the documents and the updates of existing
+rows (metadata merged or replaced, document replaced), invisible to every read. Committing one
+moves it into `rows` in the same transaction that sets `applied_seq` and deletes it.
+
 A small `kv` table holds `applied_seq`, the format version, the IndexSettings JSON and the
 owner (collection/shard/replica), so a directory of another collection is refused. Every
 write batch is one transaction, committed (synchronous=FULL) before the call returns. Nothing
@@ -51,6 +57,7 @@ from shardvec.contract.buckets import bucket_of
 from shardvec.contract.errors import DataLoss, FailedPrecondition, InvalidArgument, ShardvecError
 from shardvec.contract.private_files import private_dir, private_file
 from shardvec.contract.settings import IndexSettings
+from shardvec.contract.sqlite_errors import map_storage_error
 from shardvec.contract.store_copy import STORE_FILE
 
 log = logging.getLogger(__name__)
@@ -74,6 +81,15 @@ CREATE TABLE IF NOT EXISTS rows (
 CREATE INDEX IF NOT EXISTS rows_seq ON rows(seq);
 CREATE UNIQUE INDEX IF NOT EXISTS rows_slot ON rows(slot) WHERE slot IS NOT NULL;
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS staged (
+    seq INTEGER PRIMARY KEY,
+    ids TEXT NOT NULL,
+    vectors BLOB,
+    metadata TEXT NOT NULL,
+    deletes TEXT NOT NULL,
+    documents TEXT,
+    updates TEXT
+);
 """
 
 _UPSERT = (
@@ -100,10 +116,24 @@ _SET_KV = (
     "INSERT INTO kv (key, value) VALUES (?, ?) "
     "ON CONFLICT(key) DO UPDATE SET value = excluded.value"
 )
-_CORRUPT = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 _LEN = struct.Struct("<Q")
 # SQLite allows 32766 host parameters per statement; stay well below.
 _IN_CHUNK = 900
+
+
+@dataclass(frozen=True)
+class StagedRows:
+    """One staged batch as stored: ids and metadata texts as JSON lists, '<f4' vector bytes,
+    the ids to tombstone as a JSON list, the upserts' documents as a JSON list (None: no
+    documents) and the batch's updates of existing rows as JSON (None: no updates)."""
+
+    seq: int
+    ids_json: str
+    vectors: bytes | None
+    metadata_json: str
+    deletes_json: str
+    documents_json: str | None = None
+    updates_json: str | None = None
 
 
 @dataclass(frozen=True)
@@ -232,6 +262,11 @@ class Store:
         if "document" not in cols:
             self._db.execute("ALTER TABLE rows ADD COLUMN document TEXT")
             log.info("store %s: added the document column", self.path)
+        staged = {r[1] for r in self._db.execute("PRAGMA table_info(staged)").fetchall()}
+        for col in ("documents", "updates"):
+            if col not in staged:
+                self._db.execute(f"ALTER TABLE staged ADD COLUMN {col} TEXT")
+                log.info("store %s: added the staged %s column", self.path, col)
 
     def _init_new(self, settings: IndexSettings) -> None:
         if self._db.execute("SELECT 1 FROM rows LIMIT 1").fetchone() is not None:
@@ -273,6 +308,13 @@ class Store:
         if self._conn is None:
             raise ShardvecError(f"store {self.path} is closed")
         return self._conn
+
+    def _rollback(self) -> None:
+        """Roll back the open transaction, if SQLite has not already (it does after
+        SQLITE_FULL), so the error that caused it is the one raised."""
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
 
     def _errors(self) -> contextlib.AbstractContextManager[None]:
         return _db_errors(self.path)
@@ -489,10 +531,12 @@ class Store:
         upserts: Iterable[tuple[Any, ...]] = (),
         tombstones: Iterable[tuple[str, int]] = (),
         updates: Iterable[tuple[int, str | None, str | None, str]] = (),
+        unstage_upto: int | None = None,
     ) -> None:
         """One atomic batch: tombstones (id, seq) first, then upserts (id, slot, seq, vector,
         metadata JSON[, document]), then updates of live rows (seq, metadata JSON, document, id);
-        `applied_seq` set to `seq` unless it is None. All or nothing."""
+        `applied_seq` set to `seq` unless it is None; staged batches with seq <= `unstage_upto`
+        deleted (they are applied, or obsolete). All or nothing."""
         with self._lock, self._errors():
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -501,10 +545,49 @@ class Store:
                 self._db.executemany(_UPDATE, updates)
                 if seq is not None:
                     self._db.execute(_SET_KV, ("applied_seq", str(int(seq))))
+                if unstage_upto is not None:
+                    self._db.execute("DELETE FROM staged WHERE seq <= ?", (int(unstage_upto),))
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
+
+    # ----------------------------------------------------------------------------- staging
+
+    def stage(self, batch: StagedRows) -> None:
+        """Keep `batch` durably (committed, synchronous=FULL) beside the rows, invisible to
+        reads. Staged batches of lower seqs go in the same transaction: the coordinator stages
+        a shard's next batch only once the last one is resolved, so one still here was
+        aborted (its abort never arrived)."""
+        with self._lock, self._errors():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM staged WHERE seq < ?", (batch.seq,))
+                self._db.execute(
+                    "INSERT OR REPLACE INTO staged "
+                    "(seq, ids, vectors, metadata, deletes, documents, updates) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (batch.seq, batch.ids_json, batch.vectors, batch.metadata_json,
+                     batch.deletes_json, batch.documents_json, batch.updates_json),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+
+    def staged(self) -> list[StagedRows]:
+        """Every staged batch, ascending by seq."""
+        with self._lock, self._errors():
+            rows = self._db.execute(
+                "SELECT seq, ids, vectors, metadata, deletes, documents, updates "
+                "FROM staged ORDER BY seq"
+            ).fetchall()
+        return [StagedRows(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
+
+    def unstage(self, seq: int) -> None:
+        """Drop staged batch `seq` (aborted), durably; nothing when it is not there."""
+        with self._lock, self._errors():
+            self._db.execute("DELETE FROM staged WHERE seq = ?", (int(seq),))
 
     def close(self) -> None:
         with self._lock:
@@ -518,14 +601,14 @@ class Store:
 
 @contextlib.contextmanager
 def _db_errors(path: Path) -> Iterator[None]:
-    """Turns SQLite corruption errors into DataLoss naming the file; others pass through."""
+    """Turns SQLite and disk failures into shardvec errors naming the file
+    (shardvec.contract.sqlite_errors): corruption is DataLoss, a full disk ResourceExhausted."""
     try:
         yield
-    except sqlite3.DatabaseError as exc:
-        name = getattr(exc, "sqlite_errorname", "")
-        if name in _CORRUPT or "malformed" in str(exc) or "not a database" in str(exc):
-            raise DataLoss(f"store {path} is corrupt: {exc}") from exc
-        raise
+    except sqlite3.IntegrityError:
+        raise  # a broken invariant of the engine's (a slot reused), not a storage failure
+    except (sqlite3.Error, OSError) as exc:
+        raise map_storage_error(exc, f"store {path}") from exc
 
 
 def row_checksum(vector: bytes | None, metadata: str | None, document: str | None = None) -> int:

@@ -21,6 +21,7 @@ def test_crasher_loses_no_acknowledged_write(mode: str, seconds: float, interval
     assert rep.lost_acked == 0
     assert rep.wrong_content == 0
     assert rep.phantoms == 0
+    assert rep.partial_batches == 0  # atomic writes: a batch is all there or not at all
     assert rep.count_expected_min <= rep.count_total <= rep.count_expected_max
     assert rep.filtered_count == rep.filtered_fetched
     assert rep.replicas_level

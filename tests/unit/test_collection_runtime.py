@@ -110,13 +110,13 @@ def test_concurrent_upserts_share_group_writes_and_all_rows_land(tmp_path: Path)
                 for j in range(callers)
             )
         )
-        assert 1 <= col.upserts[0].groups < callers
+        assert 1 <= col.writes.groups < callers
         assert await col.count(None, deadline()) == 400
         found, _, got = await col.get(ids, False, True, deadline())
         assert found == ids
         np.testing.assert_array_equal(got, vecs)
         rs = col.shard_sets[0]
-        assert rs.acked_seq == col.upserts[0].groups
+        assert rs.acked_seq == col.writes.groups
         assert [r.state for r in rs.replicas] == [ReplicaState.LIVE] * 2
         await rt.shutdown()
 

@@ -16,8 +16,10 @@ import pytest
 from shardvec.contract.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.shard_api import ShardLike
-from shardvec.contract.types import WriteAck
+from shardvec.contract.types import ShardWrite
 
+from coordinator.atomic import AtomicWriter
+from coordinator.registry import CollectionDecisions, Registry
 from coordinator.replicas import Replica, ReplicaSet, ReplicaState
 from tests.inproc import LocalControl, wait_for
 
@@ -31,7 +33,15 @@ async def make_set(tmp_path: Path, n: int = 2) -> tuple[ReplicaSet, list[LocalCo
     for r in replicas:
         await r.connect()
         r.set_state(ReplicaState.LIVE)
-    return ReplicaSet(0, replicas, 1, lambda upto: upto + 100, 0), controls
+    decisions = CollectionDecisions(Registry(tmp_path), SPEC.name)
+    rs = ReplicaSet(
+        0, replicas, 1, lambda upto: upto + 100, 0, lambda seq: decisions.committed(0, seq)
+    )
+    WRITERS[id(rs)] = AtomicWriter(SPEC.name, [rs], decisions)
+    return rs, controls
+
+
+WRITERS: dict[int, AtomicWriter] = {}
 
 
 def rows(rng: np.random.Generator, start: int, n: int) -> tuple[list[str], np.ndarray]:
@@ -41,10 +51,9 @@ def rows(rng: np.random.Generator, start: int, n: int) -> tuple[list[str], np.nd
 
 
 async def write(rs: ReplicaSet, ids: list[str], vectors: np.ndarray, timeout: float = 10) -> Any:
-    async def call(shard: ShardLike, seq: int, t: float) -> WriteAck:
-        return await shard.upsert(seq, ids, vectors, [], t)
-
-    return await rs.write(call, time.monotonic() + timeout)
+    """One atomic write of the rows to the set's shard (coordinator/atomic.py)."""
+    writes = {0: ShardWrite(ids=ids, vectors=vectors)}
+    return (await WRITERS[id(rs)].apply(writes, time.monotonic() + timeout))[0]
 
 
 async def count(rs: ReplicaSet, timeout: float = 10) -> int:
@@ -76,7 +85,7 @@ def test_write_is_acked_when_every_live_replica_holds_it(tmp_path: Path) -> None
     async def main() -> None:
         rs, controls = await make_set(tmp_path, 3)
         ack = await write(rs, *rows(np.random.default_rng(1), 0, 40))
-        assert ack.applied and ack.affected == 40
+        assert ack == 40  # rows affected on the shard
         assert [engine_count(c) for c in controls] == [40, 40, 40]
         assert rs.acked_seq == 1 and all(r.applied_seq == 1 for r in rs.replicas)
         await rs.close()

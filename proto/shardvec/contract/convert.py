@@ -42,6 +42,7 @@ from shardvec.contract.types import (
     ShardScroll,
     ShardSearch,
     ShardUpdate,
+    ShardWrite,
     SnapshotChunk,
     WriteAck,
 )
@@ -450,9 +451,9 @@ def upsert_request(
     return req
 
 
-def update_request(seq: int, u: ShardUpdate) -> shard_pb2.ShardUpdateRequest:
+def update_request(u: ShardUpdate) -> shard_pb2.ShardUpdateRequest:
+    """The wire form of the update part of a staged batch (ShardStageRequest.update)."""
     req = shard_pb2.ShardUpdateRequest(
-        seq=seq,
         ids=u.ids,
         metadata_json=u.metadata_json,
         replace_metadata=u.replace_metadata,
@@ -488,6 +489,22 @@ def delete_request(
         req.filter.CopyFrom(filter_to_proto(where))
     else:
         req.ids.extend(ids or [])
+    return req
+
+
+def stage_request(seq: int, write: ShardWrite) -> shard_pb2.ShardStageRequest:
+    """The wire form of one shard's part of an atomic batch, staged as `seq`."""
+    req = shard_pb2.ShardStageRequest(seq=seq, ids=write.ids, delete_ids=write.delete_ids)
+    if write.vectors is not None and len(write.ids):
+        pack_vectors(req.vectors, write.vectors)
+    if write.metadata_json:
+        req.metadata_json.extend(write.metadata_json)
+    if write.delete_where is not None:
+        req.delete_filter.CopyFrom(filter_to_proto(write.delete_where))
+    if write.documents:
+        req.documents.extend(write.documents)
+    if write.update is not None:
+        req.update.CopyFrom(update_request(write.update))
     return req
 
 
@@ -573,6 +590,7 @@ def shard_info_from_proto(resp: shard_pb2.ShardInfoResponse) -> ShardInfo:
         pid=int(resp.pid),
         node_id=resp.node_id,
         figures=figures if isinstance(figures, dict) else {},
+        staged=tuple(int(s) for s in resp.staged_seqs),
     )
 
 

@@ -26,7 +26,7 @@ from shardvec.contract.types import (
     ShardInfo,
     ShardScroll,
     ShardSearch,
-    ShardUpdate,
+    ShardWrite,
     SnapshotChunk,
     WriteAck,
 )
@@ -51,15 +51,23 @@ class ShardLike(Protocol):
         documents empty, or "" for a row: no document)."""
         ...
 
-    async def update(self, seq: int, update: ShardUpdate, timeout: float) -> WriteAck:
-        """Change metadata and/or documents of held rows as batch `seq`, vectors kept; the
-        ack's affected counts rows changed, missing_ids the ids not held (not inserted)."""
-        ...
-
     async def delete(
         self, seq: int, ids: Sequence[str] | None, where: Filter | None, timeout: float
     ) -> WriteAck:
         """Delete rows by id or by filter (exactly one) as batch `seq`."""
+        ...
+
+    async def stage(self, seq: int, write: ShardWrite, timeout: float) -> int:
+        """Phase one of an atomic write: keep `write` durably as batch `seq`, invisible to
+        reads, until `resolve`; returns the bytes staged. A full disk is ResourceExhausted."""
+        ...
+
+    async def resolve(self, seq: int, commit: bool, timeout: float) -> WriteAck:
+        """Phase two: apply staged batch `seq` (`commit`) or drop it. Committing a seq already
+        applied is acknowledged with applied=False; one neither staged nor applied is
+        FailedPrecondition. The ack of a batch with an update lists the ids not held in
+        missing_ids and the rows inserted (upsert_missing) in inserted; affected counts
+        every row changed, inserted ones included."""
         ...
 
     async def get(

@@ -9,6 +9,7 @@ and reports `ReplicaStatus`; the shard interface (shard_api.ShardLike) takes and
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -141,6 +142,39 @@ class ShardUpdate:
     max_metadata_bytes: int = 0  # the merged object's limit (0: the default)
 
 
+@dataclass(frozen=True, eq=False)
+class ShardWrite:
+    """One shard's part of an atomic batch: a batch of row changes, applied whole under one
+    seq. Tombstones first (`delete_ids`, or the live rows matching `delete_where`, resolved
+    when staged), then the upserts (`ids`, (n, dim) float32 `vectors`, `metadata_json` one
+    text per row or empty for {} everywhere, `documents` one per row or empty for none); an id
+    both deleted and upserted ends upserted. `update` changes existing rows in place (vectors
+    kept) in the same batch, after the upserts; its upsert_missing ids the shard lacks become
+    upserts of the batch when it is staged. A write with an update has no other rows."""
+
+    ids: Sequence[str] = ()
+    vectors: np.ndarray | None = None
+    metadata_json: Sequence[str] = ()
+    delete_ids: Sequence[str] = ()
+    delete_where: Filter | None = None
+    documents: Sequence[str] = ()
+    update: ShardUpdate | None = None
+
+    @property
+    def rows(self) -> int:
+        updated = len(self.update.ids) if self.update is not None else 0
+        return len(self.ids) + len(self.delete_ids) + updated
+
+    def nbytes(self) -> int:
+        vec = int(self.vectors.nbytes) if self.vectors is not None else 0
+        texts = sum(len(m) for m in self.metadata_json) + sum(len(d) for d in self.documents)
+        if self.update is not None:
+            u = self.update
+            texts += sum(len(m) for m in u.metadata_json) + sum(len(d) for d in u.documents)
+            vec += int(u.vectors.nbytes) if u.vectors is not None else 0
+        return vec + texts + 16 * self.rows
+
+
 @dataclass(frozen=True)
 class GetResult:
     """Rows found by a shard get, in request order: ids, their metadata JSON texts (empty when
@@ -189,6 +223,7 @@ class ShardInfo:
     pid: int
     node_id: str
     figures: dict[str, Any] = dataclasses.field(default_factory=dict)
+    staged: tuple[int, ...] = ()  # seqs of batches staged and not yet resolved, ascending
 
 
 @dataclass(frozen=True)

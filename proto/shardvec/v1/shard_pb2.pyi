@@ -7,6 +7,40 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ShardStageRequest(_message.Message):
+    __slots__ = ("seq", "ids", "vectors", "metadata_json", "delete_ids", "delete_filter", "documents", "update")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    DELETE_IDS_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FILTER_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    vectors: _common_pb2.Vectors
+    metadata_json: _containers.RepeatedScalarFieldContainer[str]
+    delete_ids: _containers.RepeatedScalarFieldContainer[str]
+    delete_filter: _common_pb2.Filter
+    documents: _containers.RepeatedScalarFieldContainer[str]
+    update: ShardUpdateRequest
+    def __init__(self, seq: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., delete_ids: _Optional[_Iterable[str]] = ..., delete_filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., documents: _Optional[_Iterable[str]] = ..., update: _Optional[_Union[ShardUpdateRequest, _Mapping]] = ...) -> None: ...
+
+class ShardStageResponse(_message.Message):
+    __slots__ = ("staged_bytes",)
+    STAGED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    staged_bytes: int
+    def __init__(self, staged_bytes: _Optional[int] = ...) -> None: ...
+
+class ShardResolveRequest(_message.Message):
+    __slots__ = ("seq", "commit")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    commit: bool
+    def __init__(self, seq: _Optional[int] = ..., commit: _Optional[bool] = ...) -> None: ...
+
 class ShardSnapshotRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -34,8 +68,7 @@ class ShardUpsertRequest(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., documents: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ShardUpdateRequest(_message.Message):
-    __slots__ = ("seq", "ids", "metadata_json", "replace_metadata", "documents", "upsert_missing", "vectors", "max_metadata_bytes")
-    SEQ_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("ids", "metadata_json", "replace_metadata", "documents", "upsert_missing", "vectors", "max_metadata_bytes")
     IDS_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     REPLACE_METADATA_FIELD_NUMBER: _ClassVar[int]
@@ -43,7 +76,6 @@ class ShardUpdateRequest(_message.Message):
     UPSERT_MISSING_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     MAX_METADATA_BYTES_FIELD_NUMBER: _ClassVar[int]
-    seq: int
     ids: _containers.RepeatedScalarFieldContainer[str]
     metadata_json: _containers.RepeatedScalarFieldContainer[str]
     replace_metadata: bool
@@ -51,7 +83,7 @@ class ShardUpdateRequest(_message.Message):
     upsert_missing: bool
     vectors: _common_pb2.Vectors
     max_metadata_bytes: int
-    def __init__(self, seq: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., replace_metadata: _Optional[bool] = ..., documents: _Optional[_Iterable[str]] = ..., upsert_missing: _Optional[bool] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., max_metadata_bytes: _Optional[int] = ...) -> None: ...
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., replace_metadata: _Optional[bool] = ..., documents: _Optional[_Iterable[str]] = ..., upsert_missing: _Optional[bool] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., max_metadata_bytes: _Optional[int] = ...) -> None: ...
 
 class ShardDeleteRequest(_message.Message):
     __slots__ = ("seq", "ids", "filter")
@@ -180,20 +212,22 @@ class ShardInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ShardInfoResponse(_message.Message):
-    __slots__ = ("count", "applied_seq", "checkpoint_seq", "pid", "node_id", "info_json")
+    __slots__ = ("count", "applied_seq", "checkpoint_seq", "pid", "node_id", "info_json", "staged_seqs")
     COUNT_FIELD_NUMBER: _ClassVar[int]
     APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_SEQ_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     INFO_JSON_FIELD_NUMBER: _ClassVar[int]
+    STAGED_SEQS_FIELD_NUMBER: _ClassVar[int]
     count: int
     applied_seq: int
     checkpoint_seq: int
     pid: int
     node_id: str
     info_json: str
-    def __init__(self, count: _Optional[int] = ..., applied_seq: _Optional[int] = ..., checkpoint_seq: _Optional[int] = ..., pid: _Optional[int] = ..., node_id: _Optional[str] = ..., info_json: _Optional[str] = ...) -> None: ...
+    staged_seqs: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, count: _Optional[int] = ..., applied_seq: _Optional[int] = ..., checkpoint_seq: _Optional[int] = ..., pid: _Optional[int] = ..., node_id: _Optional[str] = ..., info_json: _Optional[str] = ..., staged_seqs: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ShardChangesRequest(_message.Message):
     __slots__ = ("after_seq", "limit")

@@ -81,15 +81,20 @@ class ShardStub:
                 request_serializer=shardvec_dot_v1_dot_shard__pb2.ShardScrollRequest.SerializeToString,
                 response_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardScrollResponse.FromString,
                 _registered_method=True)
-        self.Update = channel.unary_unary(
-                '/shardvec.v1.Shard/Update',
-                request_serializer=shardvec_dot_v1_dot_shard__pb2.ShardUpdateRequest.SerializeToString,
-                response_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardWriteResponse.FromString,
-                _registered_method=True)
         self.Snapshot = channel.unary_stream(
                 '/shardvec.v1.Shard/Snapshot',
                 request_serializer=shardvec_dot_v1_dot_shard__pb2.ShardSnapshotRequest.SerializeToString,
                 response_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardSnapshotChunk.FromString,
+                _registered_method=True)
+        self.Stage = channel.unary_unary(
+                '/shardvec.v1.Shard/Stage',
+                request_serializer=shardvec_dot_v1_dot_shard__pb2.ShardStageRequest.SerializeToString,
+                response_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardStageResponse.FromString,
+                _registered_method=True)
+        self.Resolve = channel.unary_unary(
+                '/shardvec.v1.Shard/Resolve',
+                request_serializer=shardvec_dot_v1_dot_shard__pb2.ShardResolveRequest.SerializeToString,
+                response_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardWriteResponse.FromString,
                 _registered_method=True)
 
 
@@ -156,16 +161,24 @@ class ShardServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Update(self, request, context):
-        """Changes the metadata and/or documents of existing rows as batch `seq` (vectors kept).
+    def Snapshot(self, request, context):
+        """A consistent copy of this replica's durable state (SQLite online backup + checkpoint files).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Snapshot(self, request, context):
-        """A consistent copy of this replica's durable state (SQLite online backup + checkpoint files).
+    def Stage(self, request, context):
+        """Atomic writes across shards (two phases): Stage keeps a batch durably beside the rows,
+        invisible to reads; Resolve commits it (applies it under its seq) or drops it, as the
+        coordinator's recorded decision says. A replica lists its staged seqs in Info.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Resolve(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -218,15 +231,20 @@ def add_ShardServicer_to_server(servicer, server):
                     request_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardScrollRequest.FromString,
                     response_serializer=shardvec_dot_v1_dot_shard__pb2.ShardScrollResponse.SerializeToString,
             ),
-            'Update': grpc.unary_unary_rpc_method_handler(
-                    servicer.Update,
-                    request_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardUpdateRequest.FromString,
-                    response_serializer=shardvec_dot_v1_dot_shard__pb2.ShardWriteResponse.SerializeToString,
-            ),
             'Snapshot': grpc.unary_stream_rpc_method_handler(
                     servicer.Snapshot,
                     request_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardSnapshotRequest.FromString,
                     response_serializer=shardvec_dot_v1_dot_shard__pb2.ShardSnapshotChunk.SerializeToString,
+            ),
+            'Stage': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stage,
+                    request_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardStageRequest.FromString,
+                    response_serializer=shardvec_dot_v1_dot_shard__pb2.ShardStageResponse.SerializeToString,
+            ),
+            'Resolve': grpc.unary_unary_rpc_method_handler(
+                    servicer.Resolve,
+                    request_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardResolveRequest.FromString,
+                    response_serializer=shardvec_dot_v1_dot_shard__pb2.ShardWriteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -485,33 +503,6 @@ class Shard:
             _registered_method=True)
 
     @staticmethod
-    def Update(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/shardvec.v1.Shard/Update',
-            shardvec_dot_v1_dot_shard__pb2.ShardUpdateRequest.SerializeToString,
-            shardvec_dot_v1_dot_shard__pb2.ShardWriteResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
     def Snapshot(request,
             target,
             options=(),
@@ -528,6 +519,60 @@ class Shard:
             '/shardvec.v1.Shard/Snapshot',
             shardvec_dot_v1_dot_shard__pb2.ShardSnapshotRequest.SerializeToString,
             shardvec_dot_v1_dot_shard__pb2.ShardSnapshotChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shardvec.v1.Shard/Stage',
+            shardvec_dot_v1_dot_shard__pb2.ShardStageRequest.SerializeToString,
+            shardvec_dot_v1_dot_shard__pb2.ShardStageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Resolve(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shardvec.v1.Shard/Resolve',
+            shardvec_dot_v1_dot_shard__pb2.ShardResolveRequest.SerializeToString,
+            shardvec_dot_v1_dot_shard__pb2.ShardWriteResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,262 @@
+"""Atomic writes across shards without Ray: staging on one replica's engine (durable,
+invisible, resumable after a restart), and the resolution of batches a crash left staged, by a
+restarted coordinator and by a restarted replica (coordinator/atomic.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from shardvec.contract.errors import DeadlineExceeded, FailedPrecondition, ReplicaDown
+from shardvec.contract.filters import Cond
+from shardvec.contract.settings import CollectionSpec, IndexSettings
+from shardvec.contract.shard_api import ShardLike
+from shardvec.contract.types import Change, ShardWrite, WriteAck
+
+from coordinator.replicas import ReplicaState
+from coordinator.routing import partition
+from coordinator.runtime import CoordinatorRuntime
+from shard.engine import ShardEngine
+from tests.inproc import LocalControls, wait_for
+
+DIM = 8
+SETTINGS = IndexSettings(dim=DIM, metric="euclidean")
+
+
+def rows(n: int, seed: int = 0, prefix: str = "r") -> tuple[list[str], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [f"{prefix}{i}" for i in range(n)], rng.standard_normal((n, DIM)).astype(np.float32)
+
+
+def deadline() -> float:
+    return time.monotonic() + 30
+
+
+# --------------------------------------------------------------------------- one engine
+
+
+def test_a_staged_batch_is_invisible_until_committed_and_survives_a_restart(
+    tmp_path: Path,
+) -> None:
+    eng = ShardEngine(tmp_path, SETTINGS)
+    ids, vecs = rows(20)
+    eng.upsert(1, ids[:5], vecs[:5])
+    eng.stage(2, ids, vecs, [{"n": i} for i in range(20)], delete_ids=["r0"])
+    assert eng.count() == 5 and eng.applied_seq == 1
+    assert eng.get(ids[5:6])[0] is None
+    assert eng.changes_since(1)[0] == []
+    assert eng.staged_seqs() == [2]
+    eng.close()  # the process stops (or is killed) between the phases
+
+    eng = ShardEngine(tmp_path, SETTINGS)
+    assert eng.staged_seqs() == [2] and eng.count() == 5
+    ack = eng.resolve(2, True)
+    assert ack == WriteAck(True, 20, 2)
+    assert eng.count() == 20 and eng.staged_seqs() == []
+    rec = eng.get(["r7"])[0]
+    assert rec is not None and rec.metadata == {"n": 7}
+    np.testing.assert_array_equal(rec.vector, vecs[7])
+    assert eng.get(["r0"])[0] is not None  # deleted then upserted: the upsert wins
+    assert [c.seq for c in eng.changes_since(1)[0]] == [2] * 20
+    # Committing it again (a retried commit) is acknowledged and changes nothing.
+    assert eng.resolve(2, True) == WriteAck(False, 0, 2)
+    eng.close()
+    eng = ShardEngine(tmp_path, SETTINGS)
+    assert eng.count() == 20 and eng.staged_seqs() == [] and eng.applied_seq == 2
+    eng.close()
+
+
+def test_an_aborted_batch_is_dropped_durably_and_a_commit_of_it_is_refused(
+    tmp_path: Path,
+) -> None:
+    eng = ShardEngine(tmp_path, SETTINGS)
+    ids, vecs = rows(10)
+    eng.stage(1, ids, vecs)
+    assert eng.resolve(1, False).applied  # dropped
+    assert eng.resolve(1, False) == WriteAck(False, 0, 0)  # dropping twice is harmless
+    with pytest.raises(FailedPrecondition, match="not staged"):
+        eng.resolve(1, True)
+    eng.close()
+    eng = ShardEngine(tmp_path, SETTINGS)
+    assert eng.staged_seqs() == [] and eng.count() == 0 and eng.applied_seq == 0
+    eng.upsert(5, ids[:1], vecs[:1])
+    with pytest.raises(FailedPrecondition, match="not above"):
+        eng.stage(3, ids, vecs)  # a seq at or below the applied one is never staged
+    eng.close()
+
+
+def test_a_delete_by_filter_is_resolved_when_staged_and_applied_at_commit(
+    tmp_path: Path,
+) -> None:
+    eng = ShardEngine(tmp_path, SETTINGS)
+    ids, vecs = rows(30)
+    eng.upsert(1, ids, vecs, [{"even": i % 2 == 0} for i in range(30)])
+    eng.stage(2, delete_where=Cond("even", "eq", True))
+    assert eng.count() == 30
+    assert eng.resolve(2, True).affected == 15
+    assert eng.count() == 15 and eng.count(Cond("even", "eq", True)) == 0
+    eng.close()
+
+
+def test_a_lower_staged_batch_goes_with_the_next_stage_and_catch_up_drops_what_it_covers(
+    tmp_path: Path,
+) -> None:
+    eng = ShardEngine(tmp_path, SETTINGS)
+    ids, vecs = rows(6)
+    eng.stage(1, ids[:2], vecs[:2])  # its abort never arrived
+    eng.stage(2, ids[2:4], vecs[2:4])
+    assert eng.staged_seqs() == [2]
+    # A peer's rows up to seq 3 arrive by catch-up: what was staged at or below is obsolete.
+    eng.apply_changes([Change("p", 3, vecs[5], {}, False)], 3)
+    assert eng.staged_seqs() == [] and eng.applied_seq == 3
+    eng.close()
+    eng = ShardEngine(tmp_path, SETTINGS)
+    assert eng.staged_seqs() == [] and eng.count() == 1
+    eng.close()
+
+
+# ------------------------------------------------------------- resolution by the cluster
+
+SPEC = CollectionSpec("c", SETTINGS, shards=2, replicas=2)
+
+
+async def _stage_everywhere(rt: CoordinatorRuntime, ids: list[str], vecs: np.ndarray) -> dict[
+    int, int
+]:
+    """Phase one of a batch as the coordinator runs it, then nothing: the coordinator dies."""
+    col = rt.get("c")
+    seqs: dict[int, int] = {}
+    for s, part in enumerate(partition(ids, 2)):
+        rs = col.shard_sets[s]
+        seqs[s] = rs.take_seq()
+        write = ShardWrite(ids=[ids[i] for i in part.tolist()], vectors=vecs[part])
+        for r in rs.replicas:
+            await r.remote().stage(seqs[s], write, 10)
+    return seqs
+
+
+@pytest.mark.parametrize("decided", [False, True])
+def test_a_restarted_coordinator_commits_a_staged_batch_iff_it_was_decided(
+    tmp_path: Path, decided: bool
+) -> None:
+    async def main() -> None:
+        controls = LocalControls(tmp_path)
+        rt = CoordinatorRuntime(tmp_path, {"token": "t"}, controls)
+        col = await rt.create(SPEC)
+        ids, vecs = rows(100)
+        await col.upsert(ids[:50], vecs[:50], [], deadline())  # acknowledged before
+        seqs = await _stage_everywhere(rt, ids[50:], vecs[50:])
+        if decided:  # killed between the decision and the commits
+            rt.registry.decide("c", seqs)
+        # kill -9 of the coordinator: nothing more is sent; the replicas keep running.
+        rt.registry.close()
+
+        rt2 = CoordinatorRuntime(tmp_path, {"token": "t"}, controls)
+        await rt2.restore()
+        col2 = rt2.get("c")
+        want = 100 if decided else 50
+        assert await col2.count(None, deadline()) == want
+        for rs in col2.shard_sets:
+            assert [r.state for r in rs.replicas] == [ReplicaState.LIVE] * 2
+            for r in rs.replicas:
+                info = await r.remote().info(10)
+                assert info.staged == ()
+                assert info.applied_seq == (seqs[rs.shard] if decided else seqs[rs.shard] - 1)
+        found, _, _ = await col2.get(ids, False, False, deadline())
+        assert found == (ids if decided else ids[:50])
+        # Writes go on above the batch's seqs, and both replicas stay level.
+        more, mvecs = rows(10, seed=5, prefix="m")
+        await col2.upsert(more, mvecs, [], deadline())
+        assert await col2.count(None, deadline()) == want + 10
+        await rt2.shutdown()
+
+    asyncio.run(main())
+
+
+class DiesBeforeCommit:
+    """A replica whose process dies after it staged a batch: stage goes through, the commit
+    never arrives (ReplicaDown)."""
+
+    def __init__(self, inner: ShardLike, on_die: Any) -> None:
+        self.inner, self.on_die = inner, on_die
+        self.name, self.address = inner.name, inner.address
+
+    async def stage(self, seq: int, write: ShardWrite, timeout: float) -> int:
+        return await self.inner.stage(seq, write, timeout)
+
+    async def resolve(self, seq: int, commit: bool, timeout: float) -> WriteAck:
+        self.on_die()
+        raise ReplicaDown(f"{self.name}: process gone")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_replica_that_died_before_its_commit_commits_the_batch_when_it_is_back(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        controls = LocalControls(tmp_path)
+        rt = CoordinatorRuntime(tmp_path, {"token": "t"}, controls)
+        col = await rt.create(CollectionSpec("c", SETTINGS, shards=1, replicas=2))
+        rs = col.shard_sets[0]
+        ids, vecs = rows(40)
+        await col.upsert(ids[:20], vecs[:20], [], deadline())
+        victim = rs.replicas[1]
+        control = controls.controls[("c", 0, 1)]
+        assert victim.client is not None
+        victim.client = DiesBeforeCommit(victim.client, control.kill)  # type: ignore[assignment]
+        await col.upsert(ids[20:], vecs[20:], [], deadline())  # acknowledged: one committed
+        assert victim.state is not ReplicaState.LIVE
+        assert control.engine is None  # its process is gone, the batch staged on its disk
+        control.restart()
+        await wait_for(lambda: victim.state is ReplicaState.LIVE, timeout=20)
+        assert control.engine is not None
+        assert control.engine.count() == 40 and control.engine.staged_seqs() == []
+        assert control.engine.applied_seq == rs.acked_seq
+        await rt.shutdown()
+
+    asyncio.run(main())
+
+
+class SlowStage:
+    """A healthy replica whose stage takes `delay` seconds (a busy disk)."""
+
+    def __init__(self, inner: ShardLike, delay: float) -> None:
+        self.inner, self.delay = inner, delay
+        self.name, self.address = inner.name, inner.address
+
+    async def stage(self, seq: int, write: ShardWrite, timeout: float) -> int:
+        await asyncio.sleep(self.delay)
+        return await self.inner.stage(seq, write, timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_write_not_decided_by_its_callers_deadline_is_aborted_everywhere(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        rt = CoordinatorRuntime(tmp_path, {"token": "t"}, LocalControls(tmp_path))
+        col = await rt.create(SPEC)
+        slow = col.shard_sets[1].replicas[0]
+        assert slow.client is not None
+        slow.client = SlowStage(slow.client, 0.5)  # type: ignore[assignment]
+        ids, vecs = rows(50)
+        with pytest.raises(DeadlineExceeded, match="nothing was applied"):
+            await col.upsert(ids, vecs, [], deadline(), decide_by=time.monotonic() + 0.2)
+        assert await col.count(None, deadline()) == 0
+        for rs in col.shard_sets:
+            assert [r.state for r in rs.replicas] == [ReplicaState.LIVE] * 2
+            for r in rs.replicas:
+                assert (await r.remote().info(10)).staged == ()
+        await col.upsert(ids, vecs, [], deadline(), decide_by=time.monotonic() + 10)
+        assert await col.count(None, deadline()) == 50
+        await rt.shutdown()
+
+    asyncio.run(main())

@@ -6,8 +6,9 @@ metadata JSON and its limit, documents and theirs, vectors only with upsert_miss
 the answer depends on what is stored, one read of the rows: with upsert_missing and no vectors
 an id that is missing is INVALID_ARGUMENT naming it, and a merge whose result would pass
 max_metadata_bytes is INVALID_ARGUMENT naming the row, so such a request writes nothing on any
-shard. Each shard checks the same again on its write (a row written in between), see
-shard/engine.py `update_trusted`.
+shard. Each shard checks the same again when it stages its part of the atomic batch (a row
+written in between), refusing the stage and so aborting the Update everywhere, see
+shard/engine.py `stage_trusted`.
 """
 
 from __future__ import annotations

@@ -5,22 +5,30 @@ restarted coordinator and by a restarted replica (coordinator/atomic.py)."""
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from shardvec.contract.errors import DeadlineExceeded, FailedPrecondition, ReplicaDown
+from shardvec.contract.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    ReplicaDown,
+)
 from shardvec.contract.filters import Cond
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.shard_api import ShardLike
-from shardvec.contract.types import Change, ShardWrite, WriteAck
+from shardvec.contract.store_copy import STORE_FILE
+from shardvec.contract.types import Change, ShardUpdate, ShardWrite, WriteAck
 
 from coordinator.replicas import ReplicaState
 from coordinator.routing import partition
 from coordinator.runtime import CoordinatorRuntime
-from shard.engine import ShardEngine
+from shard.engine import ShardEngine, UpdatePlan
 from tests.inproc import LocalControls, wait_for
 
 DIM = 8
@@ -34,6 +42,11 @@ def rows(n: int, seed: int = 0, prefix: str = "r") -> tuple[list[str], np.ndarra
 
 def deadline() -> float:
     return time.monotonic() + 30
+
+
+def full(eng: ShardEngine, ids: list[str]) -> list[Any]:
+    """The rows with vector, metadata and document."""
+    return eng.get_trusted(ids, include_vectors=True, include_metadata=True, include_documents=True)
 
 
 # --------------------------------------------------------------------------- one engine
@@ -116,6 +129,87 @@ def test_a_lower_staged_batch_goes_with_the_next_stage_and_catch_up_drops_what_i
     eng.close()
     eng = ShardEngine(tmp_path, SETTINGS)
     assert eng.staged_seqs() == [] and eng.count() == 1
+    eng.close()
+
+
+def test_documents_and_an_update_are_staged_durably_and_applied_at_commit(
+    tmp_path: Path,
+) -> None:
+    eng = ShardEngine(tmp_path, SETTINGS)
+    ids, vecs = rows(4)
+    eng.stage(1, ids, vecs, [{"n": i} for i in range(4)], documents=["d0", "", "d2", "d3"])
+    eng.close()
+    eng = ShardEngine(tmp_path, SETTINGS)  # staged documents survive a restart
+    assert eng.resolve(1, True).affected == 4
+    got = full(eng, ["r0", "r1"])
+    assert [r.document if r else "?" for r in got] == ["d0", None]
+    plan = UpdatePlan(
+        ids=["r0", "r1", "nope"],
+        metadatas=[{"tag": "u"}, None, {"x": 1}],
+        documents=[None, "new d1", None],
+    )
+    empty = np.empty((0, DIM), dtype=np.float32)
+    eng.stage_trusted(2, [], empty, [], [], None, update=plan)
+    assert eng.get(["r0"])[0].metadata == {"n": 0}  # type: ignore[union-attr]
+    eng.close()
+    eng = ShardEngine(tmp_path, SETTINGS)  # a staged update survives a restart
+    assert eng.staged_seqs() == [2]
+    ack = eng.resolve(2, True)
+    assert ack.missing_ids == ("nope",) and ack.inserted == 0 and ack.affected == 2
+    r0, r1 = full(eng, ["r0", "r1"])
+    assert r0 is not None and r0.metadata == {"n": 0, "tag": "u"} and r0.document == "d0"
+    assert r1 is not None and r1.metadata == {"n": 1} and r1.document == "new d1"
+    np.testing.assert_array_equal(r0.vector, vecs[0])  # vector kept
+    assert {c.id: c.seq for c in eng.changes_since(1)[0]} == {"r0": 2, "r1": 2}
+    assert eng.verify_rows("", 100)[0] == 4  # the checksums cover the new state
+    eng.close()
+
+
+def test_an_update_past_the_metadata_limit_refuses_its_stage_and_upsert_missing_inserts(
+    tmp_path: Path,
+) -> None:
+    eng = ShardEngine(tmp_path, SETTINGS)
+    ids, vecs = rows(3)
+    eng.upsert(1, ids, vecs, [{"big": "x" * 60}] * 3)
+    empty = np.empty((0, DIM), dtype=np.float32)
+    too_big = UpdatePlan(
+        ids=["r0", "r2"],
+        metadatas=[{"a": 1}, {"more": "y" * 60}],
+        documents=[None, None],
+        max_metadata_bytes=100,
+    )
+    with pytest.raises(InvalidArgument, match=r"metadata_json\[1\] \('r2' merged\)"):
+        eng.stage_trusted(2, [], empty, [], [], None, update=too_big)
+    assert eng.staged_seqs() == []  # nothing staged: the batch aborts everywhere
+    ins = UpdatePlan(
+        ids=["r0", "new"],
+        metadatas=[{"a": 1}, {"b": 2}],
+        documents=[None, "doc"],
+        upsert_missing=True,
+        vectors=vecs[:2],
+    )
+    eng.stage_trusted(2, [], empty, [], [], None, update=ins)
+    ack = eng.resolve(2, True)
+    assert ack.inserted == 1 and ack.missing_ids == () and ack.affected == 2
+    new = full(eng, ["new"])[0]
+    assert new is not None and new.metadata == {"b": 2} and new.document == "doc"
+    eng.close()
+
+
+def test_a_staged_table_of_the_previous_version_gains_its_columns(tmp_path: Path) -> None:
+    eng = ShardEngine(tmp_path, SETTINGS)
+    ids, vecs = rows(2)
+    eng.stage(1, ids, vecs)
+    eng.close()
+    with sqlite3.connect(tmp_path / STORE_FILE) as db:  # as the atomic branch's stores were
+        db.execute("ALTER TABLE staged DROP COLUMN documents")
+        db.execute("ALTER TABLE staged DROP COLUMN updates")
+    for _ in range(2):  # idempotent
+        eng = ShardEngine(tmp_path, SETTINGS)
+        assert eng.staged_seqs() == [1]
+        eng.close()
+    eng = ShardEngine(tmp_path, SETTINGS)
+    assert eng.resolve(1, True).affected == 2 and eng.count() == 2
     eng.close()
 
 
@@ -257,6 +351,48 @@ def test_a_write_not_decided_by_its_callers_deadline_is_aborted_everywhere(
                 assert (await r.remote().info(10)).staged == ()
         await col.upsert(ids, vecs, [], deadline(), decide_by=time.monotonic() + 10)
         assert await col.count(None, deadline()) == 50
+        await rt.shutdown()
+
+    asyncio.run(main())
+
+
+def test_an_update_is_one_atomic_batch_across_shards(tmp_path: Path) -> None:
+    """A shard refusing its part of an Update (a merge past the limit, found at stage) aborts
+    it on every shard; a good one lands on every shard and reports the missing ids."""
+
+    async def main() -> None:
+        rt = CoordinatorRuntime(tmp_path, {"token": "t"}, LocalControls(tmp_path))
+        col = await rt.create(SPEC)
+        ids, vecs = rows(40)
+        await col.upsert(ids, vecs, ['{"big": "' + "x" * 60 + '"}'] * 40, deadline())
+        parts = partition(ids, 2)
+        on0, on1 = ids[int(parts[0][0])], ids[int(parts[1][0])]
+        bad = ShardUpdate(
+            ids=[on0, on1],
+            metadata_json=['{"a": 1}', '{"more": "' + "y" * 60 + '"}'],
+            documents=["doc0", ""],
+            max_metadata_bytes=100,
+        )
+        with pytest.raises(InvalidArgument, match=f"{on1!r} merged"):
+            await col.update(bad, deadline())
+        found, metas, _ = await col.get([on0, on1], True, False, deadline())
+        # nothing applied on either shard
+        assert found == [on0, on1] and all('"a"' not in m for m in metas)
+        for rs in col.shard_sets:
+            for r in rs.replicas:
+                assert (await r.remote().info(10)).staged == ()
+        good = ShardUpdate(
+            ids=[on0, on1, "gone"], metadata_json=['{"a": 1}', "", ""],
+            documents=["doc0", "doc1", "doc2"],
+        )
+        got = await col.update(good, deadline())
+        assert got.updated == 2 and got.missing_ids == ["gone"] and got.inserted == 0
+        _, metas, _, docs = await col.get_documents([on0, on1], True, False, deadline(), True)
+        assert json.loads(metas[0])["a"] == 1 and "a" not in json.loads(metas[1])
+        assert docs == ["doc0", "doc1"]
+        for rs in col.shard_sets:  # every replica of both shards holds it
+            for r in rs.replicas:
+                assert r.applied_seq == rs.acked_seq and r.state is ReplicaState.LIVE
         await rt.shutdown()
 
     asyncio.run(main())

@@ -15,7 +15,10 @@ import pytest
 from shardvec.contract.errors import DataLoss
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.store_copy import STORE_FILE
+from shardvec.contract.types import ShardWrite
 
+from coordinator.atomic import AtomicWriter
+from coordinator.registry import CollectionDecisions, Registry
 from coordinator.replicas import Replica, ReplicaSet, ReplicaState
 from shard.engine import ShardEngine
 from shard.scrub import Scrubber
@@ -141,16 +144,23 @@ async def _set(tmp_path: Path, n: int) -> tuple[ReplicaSet, list[LocalControl]]:
     for r in replicas:
         await r.connect()
         r.set_state(ReplicaState.LIVE)
-    return ReplicaSet(0, replicas, 1, lambda upto: upto + 100, 0), controls
+    decisions = CollectionDecisions(Registry(tmp_path), SPEC.name)
+    rs = ReplicaSet(
+        0, replicas, 1, lambda upto: upto + 100, 0, lambda seq: decisions.committed(0, seq)
+    )
+    WRITERS[id(rs)] = AtomicWriter(SPEC.name, [rs], decisions)
+    return rs, controls
 
 
-async def _upsert(rs: ReplicaSet, n: int) -> None:
-    vecs = np.random.default_rng(1).standard_normal((n, DIM)).astype(np.float32)
+WRITERS: dict[int, AtomicWriter] = {}
 
-    async def call(shard, seq, t):  # type: ignore[no-untyped-def]
-        return await shard.upsert(seq, [f"r{i}" for i in range(n)], vecs, [], t)
 
-    await rs.write(call, time.monotonic() + 10)
+async def _upsert(rs: ReplicaSet, n: int, start: int = 0) -> int:
+    """One atomic write of rows r<start>..r<start+n-1> (coordinator/atomic.py)."""
+    vecs = np.random.default_rng(start + 1).standard_normal((n, DIM)).astype(np.float32)
+    ids = [f"r{i}" for i in range(start, start + n)]
+    writes = {0: ShardWrite(ids=ids, vectors=vecs)}
+    return (await WRITERS[id(rs)].apply(writes, time.monotonic() + 10))[0]
 
 
 def test_damaged_replica_is_quarantined_and_rebuilt_from_its_peer(tmp_path: Path) -> None:
@@ -189,5 +199,58 @@ def test_damaged_replica_without_a_peer_stays_out_with_its_reason(tmp_path: Path
         assert controls[0].repairs == 0 and controls[0].quarantined == []
         assert (controls[0].directory / STORE_FILE).exists()  # left as it was, for a person
         await rs.close()
+
+    asyncio.run(main())
+
+
+def test_a_replica_damaged_while_serving_leaves_the_live_set_and_writes_go_on(
+    tmp_path: Path,
+) -> None:
+    """A replica whose store fails a check while serving answers DataLoss to the next stage:
+    it is taken out (not a refusal that aborts the batch), the write lands on its healthy
+    peer, and the damaged one is quarantined and rebuilt with nothing staged, level."""
+
+    async def main() -> None:
+        rs, controls = await _set(tmp_path, 2)
+        assert await _upsert(rs, 100) == 100
+        engine = controls[1].engine
+        assert engine is not None
+        # a batch staged there and never resolved (its abort lost): gone with the quarantine
+        engine.stage(50, ["stale"], np.zeros((1, DIM), dtype=np.float32))
+        engine.mark_damaged("row 'r3' fails its checksum")
+        assert await _upsert(rs, 50, start=100) == 50  # acknowledged by the healthy replica
+        assert rs.replicas[0].state is ReplicaState.LIVE
+        await wait_for(lambda: rs.replicas[1].state is ReplicaState.LIVE, timeout=20)
+        assert rs.replicas[1].repairs == 1 and controls[1].repairs == 1
+        rebuilt = controls[1].engine
+        assert rebuilt is not None and rebuilt is not engine
+        assert rebuilt.count() == 150 and rebuilt.staged_seqs() == []
+        assert rebuilt.get(["stale"])[0] is None
+        assert rebuilt.applied_seq == rs.acked_seq
+        assert await _upsert(rs, 10, start=150) == 10  # both replicas take writes again
+        assert [c.engine.count() for c in controls if c.engine is not None] == [160, 160]
+        await rs.close()
+        for c in controls:
+            await c.close()
+
+    asyncio.run(main())
+
+
+def test_a_shard_whose_every_replica_is_damaged_refuses_writes_with_data_loss(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        rs, controls = await _set(tmp_path, 1)
+        await _upsert(rs, 20)
+        assert controls[0].engine is not None
+        controls[0].engine.mark_damaged("row 'r3' fails its checksum")
+        with pytest.raises(DataLoss, match="fails its checksum"):
+            await _upsert(rs, 5, start=20)
+        await wait_for(lambda: rs.replicas[0].state is ReplicaState.DAMAGED)
+        with pytest.raises(DataLoss, match="damaged"):  # out of the set: named as damaged
+            await _upsert(rs, 5, start=20)
+        await rs.close()
+        for c in controls:
+            await c.close()
 
     asyncio.run(main())

@@ -37,8 +37,17 @@ def batch(b: int) -> tuple[list[str], np.ndarray]:
     )
 
 
+def put(c: Client, b: int) -> None:
+    """Upsert batch `b`, each row with its document (staged and committed with the rows)."""
+    ids, vecs = batch(b)
+    c.get_collection("c").upsert(ids, vecs, documents=[f"doc of {i}" for i in ids])
+
+
 def present(c: Client, b: int) -> int:
-    return len(c.get_collection("c").get(batch(b)[0], include_vectors=False))
+    """Rows of batch `b` held, each with its own document."""
+    got = c.get_collection("c").get(batch(b)[0], include_vectors=False, include_documents=True)
+    assert all(r.document == f"doc of {r.id}" for r in got), "a row without its document"
+    return len(got)
 
 
 def test_kill_9_between_stage_and_commit_leaves_the_batch_whole_or_absent(
@@ -53,7 +62,7 @@ def test_kill_9_between_stage_and_commit_leaves_the_batch_whole_or_absent(
         with Client(f"127.0.0.1:{port}", timeout=60) as c:
             c.create_collection("c", DIM, "euclidean", shards=2, replicas=2)
             for b in range(3):
-                c.get_collection("c").upsert(*batch(b))
+                put(c, b)
                 acked.append(b)
 
         # (The whole server killed after staging resolves like the coordinator alone: no
@@ -82,7 +91,7 @@ def test_kill_9_between_stage_and_commit_leaves_the_batch_whole_or_absent(
                     acked.append(b)
                 assert c.get_collection("c").count() == ROWS * len(acked)
                 # Writes go on after each kill, and every replica of a shard stays level.
-                c.get_collection("c").upsert(*batch(100 + b))
+                put(c, 100 + b)
                 acked.append(100 + b)
                 reps = c.wait_live("c", 60, level=True, poll=0.2)
                 assert len(reps) == 4
@@ -101,7 +110,7 @@ def _write_until_paused(port: int, arm: Path, phase: str, b: int) -> dict[str, A
     def write() -> None:
         try:
             with Client(f"127.0.0.1:{port}", timeout=120) as c:
-                c.get_collection("c").upsert(*batch(b))
+                put(c, b)
             outcome["ok"] = True
         except Exception as exc:
             outcome["error"] = exc

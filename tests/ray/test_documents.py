@@ -39,8 +39,15 @@ def test_update_survives_kill_9_and_reaches_a_replica_that_was_down(
     assert col.count(where_document={"$contains": "updated kafka"}) == 50
     client.wait_live(name, level=True)  # replica 1 back and caught up
     os.kill(int(other["pid"]), signal.SIGKILL)  # now the one that took the update directly
-    after = client.wait_live(name, level=True)
-    assert {r["pid"] for r in after}.isdisjoint({down["pid"], other["pid"]})
+    # Until the health probe (or a read) notices the kill, the killed replica still shows
+    # LIVE and level: wait for it to be replaced, not just for "all live".
+    deadline = time.monotonic() + 120
+    while True:
+        after = client.wait_live(name, level=True)
+        if {r["pid"] for r in after}.isdisjoint({down["pid"], other["pid"]}):
+            break
+        assert time.monotonic() < deadline, f"the killed replica was never replaced: {after}"
+        time.sleep(0.25)
     for _ in range(4):  # reads alternate between the replicas
         recs = col.get(ids[:60], include_vectors=True, include_documents=True)
         assert [r.metadata for r in recs] == [

@@ -661,18 +661,17 @@ def test_memory_stress_shapes_keep_a_probe_fast_and_memory_bounded(
         assert codes.get("Get:OK", 0) >= 600
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13, bounded work: a Search whose answer is "
-                   "larger than the internal message limit takes a healthy replica out")
 def test_a_search_too_large_to_answer_leaves_every_replica_live(
     cluster: ShardvecCluster,
 ) -> None:
     """4,096 queries x k=200 with about 2 KB of metadata per hit (about 1.6 GB of answer):
-    the shard refuses to send it, and today its sibling shard's replica is marked dead, so
-    the next search answers UNAVAILABLE ("no live replica")."""
+    each shard refuses it with RESOURCE_EXHAUSTED before building its answer (it used to fail
+    to send it, and the broken call marked a healthy replica dead, so the next search answered
+    UNAVAILABLE, "no live replica"); every replica stays live."""
     rng = np.random.default_rng(12)
     with grpc.insecure_channel(cluster.address) as channel:
         env = Env(channel, Model())
         first = env.call("Search", _search(rng, 4096, 200, True))[0]
-        assert first in CLEAN
+        assert first == grpc.StatusCode.RESOURCE_EXHAUSTED, first
         small = env.call("Search", _search(rng, 1, 3, False))[0]
         assert small == grpc.StatusCode.OK, small

@@ -39,7 +39,11 @@ def test_update_survives_kill_9_and_reaches_a_replica_that_was_down(
     assert col.count(where_document={"$contains": "updated kafka"}) == 50
     client.wait_live(name, level=True)  # replica 1 back and caught up
     os.kill(int(other["pid"]), signal.SIGKILL)  # now the one that took the update directly
+    deadline = time.monotonic() + 90
     after = client.wait_live(name, level=True)
+    while other["pid"] in {r["pid"] for r in after} and time.monotonic() < deadline:
+        time.sleep(0.5)  # the kill not yet noticed: the old process is still listed live
+        after = client.wait_live(name, level=True)
     assert {r["pid"] for r in after}.isdisjoint({down["pid"], other["pid"]})
     for _ in range(4):  # reads alternate between the replicas
         recs = col.get(ids[:60], include_vectors=True, include_documents=True)

@@ -37,6 +37,13 @@ def test_update_survives_kill_9_and_reaches_a_replica_that_was_down(
     assert got == {"updated": 50, "missing_ids": [], "inserted": 0}
     assert col.count({"tag": "u"}) == 50  # visible as soon as acknowledged
     assert col.count(where_document={"$contains": "updated kafka"}) == 50
+    got_rows = col.get(where={"tag": "u"}, where_document={"$contains": "kafka"}, limit=100,
+                       include_documents=True)  # Get by filter, through the client
+    assert sorted(r.id for r in got_rows) == sorted(ids[:50])
+    assert all(r.document == f"updated kafka {r.id}" for r in got_rows)
+    paged = list(col.scroll(where_document={"$contains": "updated"}, page_size=7,
+                            include_documents=True))
+    assert sorted(r.id for r in paged) == sorted(ids[:50])
     client.wait_live(name, level=True)  # replica 1 back and caught up
     os.kill(int(other["pid"]), signal.SIGKILL)  # now the one that took the update directly
     deadline = time.monotonic() + 90

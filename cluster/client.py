@@ -458,13 +458,24 @@ class Collection:
 
     def get(
         self,
-        ids: Sequence[str],
+        ids: Sequence[str] | None = None,
         *,
+        where: Mapping[str, Any] | None = None,
+        where_document: Mapping[str, Any] | None = None,
+        limit: int = 0,
         include_vectors: bool = True,
         include_documents: bool = False,
     ) -> list[Record]:
-        """The rows found, in request order; missing ids are left out."""
-        req = pb.GetRequest(collection=self.name, ids=list(ids))
+        """The rows of `ids` found, in request order (missing ids are left out); or, with no
+        ids, the first `limit` rows (0: the server's cap) matching `where` / `where_document`
+        (every row with neither), in the scroll order. To walk more rows, use `scroll`."""
+        req = pb.GetRequest(collection=self.name, ids=list(ids or []), limit=limit)
+        if where:
+            req.filter.CopyFrom(filter_to_proto(parse_where(where)))
+        if where_document is not None:
+            req.where_document.CopyFrom(
+                where_document_to_proto(parse_where_document(where_document))
+            )
         req.include.metadata = True
         req.include.vectors = include_vectors
         req.include.documents = include_documents
@@ -503,6 +514,8 @@ class Collection:
         page_size: int = 0,
         include_metadata: bool = True,
         include_vectors: bool = False,
+        include_documents: bool = False,
+        where_document: Mapping[str, Any] | None = None,
         cursor: bytes = b"",
         part: tuple[int, int] | None = None,
         timeout: float | None = None,
@@ -516,6 +529,8 @@ class Collection:
             page_size=page_size,
             include_metadata=include_metadata,
             include_vectors=include_vectors,
+            include_documents=include_documents,
+            where_document=where_document,
             cursor=cursor,
             part=part,
             timeout=timeout,

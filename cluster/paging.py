@@ -12,8 +12,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from shardvec.contract.convert import filter_to_proto, hits_from_response, records_from_response
-from shardvec.contract.filters import parse_where
+from shardvec.contract.convert import (
+    filter_to_proto,
+    hits_from_response,
+    records_from_response,
+    where_document_to_proto,
+)
+from shardvec.contract.filters import parse_where, parse_where_document
 from shardvec.contract.types import Hit, Record
 from shardvec.v1 import vector_search_pb2 as pb
 
@@ -50,6 +55,8 @@ def scroll_pages(
     page_size: int = 0,
     include_metadata: bool = True,
     include_vectors: bool = False,
+    include_documents: bool = False,
+    where_document: Mapping[str, Any] | None = None,
     cursor: bytes = b"",
     part: tuple[int, int] | None = None,
     timeout: float | None = None,
@@ -59,8 +66,11 @@ def scroll_pages(
     req = pb.ScrollRequest(collection=col.name, limit=page_size)
     if where:
         req.filter.CopyFrom(filter_to_proto(parse_where(where)))
+    if where_document is not None:
+        req.where_document.CopyFrom(where_document_to_proto(parse_where_document(where_document)))
     req.include.metadata = include_metadata
     req.include.vectors = include_vectors
+    req.include.documents = include_documents
     if part is not None:
         req.slice, req.slices = part
     while True:

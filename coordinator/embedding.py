@@ -270,10 +270,22 @@ class EmbedderPool:
         )
 
     async def describe(self) -> list[dict[str, Any]]:
-        """Each embedder: its key, calls in flight, pid and what it has embedded."""
+        """Each embedder that answers: its key, calls in flight, pid and what it has embedded.
+        One that cannot be reached (its node just left) is left out; the next refresh drops it
+        from the pool."""
         items = list(self.members.items())
-        found = await asyncio.gather(*(m.handle.describe() for _, m in items))
-        return [{"key": k, "busy": m.busy, **d} for (k, m), d in zip(items, found, strict=True)]
+        found = await asyncio.gather(
+            *(m.handle.describe() for _, m in items), return_exceptions=True
+        )
+        out: list[dict[str, Any]] = []
+        for (k, m), d in zip(items, found, strict=True):
+            if isinstance(d, BaseException):
+                if not isinstance(d, Exception):
+                    raise d
+                log.warning("embedder %s did not answer describe: %s", k, d)
+                continue
+            out.append({"key": k, "busy": m.busy, **d})
+        return out
 
     def close(self) -> None:
         for member in self.members.values():

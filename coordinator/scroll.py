@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 from shardvec.contract.buckets import NUM_BUCKETS, slice_buckets
-from shardvec.contract.convert import filter_from_proto
+from shardvec.contract.convert import filter_from_proto, where_document_from_proto
 from shardvec.contract.errors import InvalidArgument
-from shardvec.contract.filters import Filter
+from shardvec.contract.filters import DocFilter, Filter
 from shardvec.contract.limits import DEFAULT_SCROLL_ROWS
 from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.types import ScrollPage, ShardScroll
@@ -50,6 +50,8 @@ async def scroll_collection(
     include_vectors: bool,
     max_bytes: int,
     deadline: float,
+    where_document: DocFilter | None = None,
+    include_documents: bool = False,
 ) -> tuple[list[ScrollPage], Position | None]:
     """Pages of the shards holding the rows after `start` (exclusive) below `end_bucket`, in
     order, with at most `limit` rows and about `max_bytes` in all; and the position to go on
@@ -70,6 +72,8 @@ async def scroll_collection(
             include_metadata=include_metadata,
             include_vectors=include_vectors,
             max_bytes=max_bytes - size,
+            where_document=where_document,
+            include_documents=include_documents,
         )
 
         async def call(shard_: ShardLike, timeout: float, req: ShardScroll = request) -> ScrollPage:
@@ -88,7 +92,8 @@ async def scroll_collection(
 
 def _page_bytes(page: ScrollPage) -> int:
     vec = 0 if page.vectors is None else int(page.vectors.nbytes)
-    return sum(len(i) for i in page.ids) + sum(len(m) for m in page.metadata_json) + vec
+    docs = sum(map(len, page.documents)) if page.documents is not None else 0
+    return sum(len(i) for i in page.ids) + sum(len(m) for m in page.metadata_json) + vec + docs
 
 
 def slice_range(slice_: int, slices: int) -> tuple[int, int]:
@@ -120,8 +125,11 @@ async def scroll_rpc(
             f"limit: {limit} rows per page is over the cap {settings.max_scroll_rows} "
             "(max_scroll_rows)"
         )
+    wd = None
     if request.HasField("where_document"):
-        raise InvalidArgument("where_document: not supported on Scroll by this server")
+        wd = where_document_from_proto(request.where_document)
+        if wd is None:
+            raise InvalidArgument("where_document: empty filter (leave it unset for none)")
     first, end = slice_range(int(request.slice), int(request.slices))
     where = filter_from_proto(request.filter) if request.HasField("filter") else None
     uid = runtime.uid(col.spec.name)
@@ -133,6 +141,7 @@ async def scroll_rpc(
             raise InvalidArgument("cursor: its position is outside its slice")
         start = (cursor.bucket, cursor.id)
     inc_meta, inc_vec = request.include.metadata, request.include.vectors
+    inc_doc = request.include.documents
     pages, nxt = await scroll_collection(
         col,
         start,
@@ -143,12 +152,16 @@ async def scroll_rpc(
         inc_vec,
         settings.max_message_bytes // 2,
         deadline,
+        wd,
+        inc_doc,
     )
     resp = pb.ScrollResponse()
     for page in pages:
         resp.ids.extend(page.ids)
         if inc_meta:
             resp.metadata_json.extend(page.metadata_json)
+        if inc_doc:
+            resp.documents.extend(page.documents or [])
     if inc_vec:
         resp.vectors.dim = col.dim
         parts = [p.vectors for p in pages if p.vectors is not None and len(p.vectors)]
@@ -159,3 +172,41 @@ async def scroll_rpc(
             Cursor(col.spec.name, uid, int(request.slice), int(request.slices), *nxt), secret
         )
     return resp
+
+
+async def get_matching(
+    col: CollectionRuntime,
+    where: Filter | None,
+    where_document: DocFilter | None,
+    limit: int,
+    include_metadata: bool,
+    include_vectors: bool,
+    include_documents: bool,
+    max_bytes: int,
+    deadline: float,
+) -> list[ScrollPage]:
+    """Get by filter: the first `limit` rows (in scroll order) matching `where` and
+    `where_document` (either may be None: every row), as scroll pages walked to the end or the
+    limit. Each page is consistent as a scroll page is; for a stable walk of more rows than one
+    answer holds, use Scroll."""
+    pos: Position | None = (0, "")
+    pages: list[ScrollPage] = []
+    rows = size = 0
+    while pos is not None and rows < limit and size < max_bytes:
+        got, pos = await scroll_collection(
+            col,
+            pos,
+            NUM_BUCKETS,
+            limit - rows,
+            where,
+            include_metadata,
+            include_vectors,
+            max_bytes - size,
+            deadline,
+            where_document,
+            include_documents,
+        )
+        pages.extend(got)
+        rows += sum(len(p.ids) for p in got)
+        size += sum(_page_bytes(p) for p in got)
+    return pages

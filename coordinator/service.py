@@ -63,7 +63,7 @@ from coordinator.embedding import EmbedderPool, local_pool
 from coordinator.paths import cursor_secret_path
 from coordinator.query_ids import exclude_ids, vectors_of_ids
 from coordinator.runtime import CoordinatorRuntime
-from coordinator.scroll import scroll_rpc
+from coordinator.scroll import get_matching, scroll_rpc
 from coordinator.sizing import check_get_response, check_search_response
 from coordinator.snapshots import (
     RESTORE_BATCH_ROWS,
@@ -253,6 +253,11 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
 
     async def Get(self, request: Any, context: Any) -> Any:
         col = self.runtime.get(request.collection)
+        by_filter = request.HasField("filter") or request.HasField("where_document")
+        if by_filter or not request.ids:
+            return await self._get_matching(col, request, context)
+        if request.limit:
+            raise InvalidArgument("limit: applies to a Get by filter (no ids); got ids")
         self._rows_limit(len(request.ids), self.settings.max_query_rows, "get")
         ids = validate_ids(list(request.ids))
         if request.include.vectors:
@@ -274,6 +279,46 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
         if request.include.vectors:
             resp.vectors.dim = col.dim
             resp.vectors.packed = vectors.astype("<f4").tobytes()
+        return resp
+
+    async def _get_matching(self, col: CollectionRuntime, request: Any, context: Any) -> Any:
+        """Get without ids: the first `limit` rows matching filter / where_document (every
+        row with neither), in scroll order (coordinator/scroll.py)."""
+        if request.ids:
+            raise InvalidArgument(
+                "get: give ids, or a filter / where_document with a limit, not both"
+            )
+        cap = self.settings.max_scroll_rows
+        limit = int(request.limit) or cap
+        if limit > cap:
+            raise InvalidArgument(
+                f"limit: {limit} rows is over the cap {cap} (max_scroll_rows); page with Scroll"
+            )
+        where = filter_from_proto(request.filter) if request.HasField("filter") else None
+        inc = request.include
+        pages = await get_matching(
+            col,
+            where,
+            _where_document(request),
+            limit,
+            inc.metadata,
+            inc.vectors,
+            inc.documents,
+            self.settings.max_message_bytes // 2,
+            self._deadline(context),
+        )
+        found = [i for p in pages for i in p.ids]
+        metas = [m for p in pages for m in p.metadata_json] if inc.metadata else []
+        docs = [d for p in pages for d in (p.documents or [])] if inc.documents else []
+        check_get_response(
+            found, metas, col.dim, inc.vectors, self.settings.max_message_bytes, docs
+        )
+        resp = pb.GetResponse(ids=found, metadata_json=metas, documents=docs)
+        if inc.vectors:
+            resp.vectors.dim = col.dim
+            parts = [p.vectors for p in pages if p.vectors is not None and len(p.vectors)]
+            if parts:
+                resp.vectors.packed = np.concatenate(parts).astype("<f4").tobytes()
         return resp
 
     async def Count(self, request: Any, context: Any) -> Any:

@@ -267,7 +267,9 @@ class RemoteShard:
     async def scroll(self, request: ShardScroll, timeout: float) -> ScrollPage:
         resp = await self._call(self._stub.Scroll, shard_scroll_to_proto(request), timeout)
         dim = int(resp.vectors.dim) or 1
-        return scroll_page_from_proto(resp, dim, request.include_vectors)
+        return scroll_page_from_proto(
+            resp, dim, request.include_vectors, request.include_documents
+        )
 
     async def info(self, timeout: float) -> ShardInfo:
         resp = await self._call(self._stub.Info, shard_pb2.ShardInfoRequest(), timeout)

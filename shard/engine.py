@@ -962,6 +962,8 @@ class ShardEngine:
             raise InvalidArgument("after_id: expected a string")
         if request.where is not None:
             validate_filter(request.where)
+        if request.where_document is not None:
+            validate_where_document(request.where_document)
         return self.scroll_trusted(request)
 
     def scroll_trusted(self, request: ShardScroll) -> ScrollPage:

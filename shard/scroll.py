@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+from shardvec.contract.filters import document_matches
 from shardvec.contract.types import ScrollPage, ShardScroll
 
 from shard.columns import MetadataColumns
@@ -29,10 +30,11 @@ def scroll_page(
     mask: npt.NDArray[np.bool_] | None = None,
 ) -> ScrollPage:
     """The next page after request's position; `mask` (by slot) given with request.where."""
-    filtered = request.where is not None
+    filtered = request.where is not None or request.where_document is not None
     pos = (request.after_bucket, request.after_id)
     ids: list[str] = []
     texts: list[str] = []
+    docs: list[str] = []
     blobs: list[bytes] = []
     size = scanned = 0
     while True:
@@ -43,7 +45,8 @@ def scroll_page(
             request.end_bucket,
             fetch,
             vectors=request.include_vectors,
-            metadata=request.include_metadata or filtered,
+            metadata=request.include_metadata or request.where is not None,
+            documents=request.include_documents or request.where_document is not None,
         )
         keep = _matching(rows, request, mask) if filtered else None
         for j, row in enumerate(rows):
@@ -51,39 +54,50 @@ def scroll_page(
                 pos = (row.bucket, row.id)
                 scanned += 1
                 continue
-            row_bytes = len(row.id) + len(row.metadata or "") + 4 * dim * request.include_vectors
+            row_bytes = (
+                len(row.id)
+                + len(row.metadata or "")
+                + len(row.document or "")
+                + 4 * dim * request.include_vectors
+            )
             full = len(ids) >= request.limit or (
                 request.max_bytes > 0 and bool(ids) and size + row_bytes > request.max_bytes
             )
             if full:  # a live row follows the position: not done
-                return _page(ids, texts, blobs, request, dim, pos, done=False)
+                return _page(ids, texts, docs, blobs, request, dim, pos, done=False)
             ids.append(row.id)
             if request.include_metadata:
                 texts.append(row.metadata or "")
+            if request.include_documents:
+                docs.append(row.document or "")
             if request.include_vectors and row.vector is not None:
                 blobs.append(row.vector)
             size += row_bytes
             pos = (row.bucket, row.id)
             scanned += 1
         if len(rows) < fetch:
-            return _page(ids, texts, blobs, request, dim, pos, done=True)
+            return _page(ids, texts, docs, blobs, request, dim, pos, done=True)
         if filtered and scanned >= SCAN_ROWS:
-            return _page(ids, texts, blobs, request, dim, pos, done=False)
+            return _page(ids, texts, docs, blobs, request, dim, pos, done=False)
 
 
 def _matching(
     rows: list[ScrollRow], request: ShardScroll, mask: npt.NDArray[np.bool_] | None
 ) -> list[bool]:
-    """Which rows pass request.where: the mask's verdict by slot first (a slot past the mask
-    is a row newer than it: checked), then the filter on the metadata read with the row."""
-    assert request.where is not None
+    """Which rows pass request.where and request.where_document: the mask's verdict by slot
+    first (a slot past the mask is a row newer than it: checked), then the filters on the
+    metadata and document read with the row."""
+    wd = request.where_document
     cand = [
         j
         for j, r in enumerate(rows)
-        if mask is None or r.slot is None or r.slot >= len(mask) or mask[r.slot]
+        if (mask is None or r.slot is None or r.slot >= len(mask) or mask[r.slot])
+        and (wd is None or document_matches(wd, r.document))
     ]
     out = [False] * len(rows)
-    if not cand:
+    if not cand or request.where is None:
+        for j in cand:
+            out[j] = True
         return out
     cols = MetadataColumns()
     cols.set(np.arange(len(cand)), [decode_metadata(rows[j].metadata) for j in cand])
@@ -96,6 +110,7 @@ def _matching(
 def _page(
     ids: list[str],
     texts: list[str],
+    docs: list[str],
     blobs: list[bytes],
     request: ShardScroll,
     dim: int,
@@ -107,4 +122,5 @@ def _page(
     if request.include_vectors:
         data = b"".join(blobs)
         vectors = np.frombuffer(data, dtype="<f4").reshape(len(blobs), dim).astype(np.float32)
-    return ScrollPage(ids, texts, vectors, pos[0], pos[1], done)
+    documents = docs if request.include_documents else None
+    return ScrollPage(ids, texts, vectors, pos[0], pos[1], done, documents)

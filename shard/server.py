@@ -244,12 +244,15 @@ class ShardService(shard_pb2_grpc.ShardServicer):
             if r is not None
         ]
         resp = shard_pb2.ShardGetResponse(ids=[r.id for r in records])
-        if inc_doc:
-            docs = [r.document or "" for r in records]
-            _check_size(sum(len(d) for d in docs), "get")
-            resp.documents.extend(docs)
-        if inc_meta:
-            resp.metadata_json.extend(metadata_to_json([r.metadata for r in records]))
+        docs = [r.document or "" for r in records] if inc_doc else []
+        texts = metadata_to_json([r.metadata for r in records]) if inc_meta else []
+        _check_size(
+            sum(len(r.id) for r in records) + sum(map(len, docs)) + sum(map(len, texts)),
+            4 * self.dim * len(records) if inc_vec else 0,
+            "get",
+        )
+        resp.documents.extend(docs)
+        resp.metadata_json.extend(texts)
         if inc_vec and records:
             resp.vectors.dim = self.dim
             vectors = [r.vector for r in records if r.vector is not None]
@@ -288,8 +291,11 @@ class ShardService(shard_pb2_grpc.ShardServicer):
                     )
                 )
         result = parts[0] if len(parts) == 1 else _concat(parts)
-        if result.documents is not None:
-            _check_size(sum(len(d) for d in result.documents.ravel().tolist()), "search")
+        _check_size(
+            _text_chars(result.ids) + _text_chars(result.metadata) + _text_chars(result.documents),
+            int(result.vectors.nbytes) if result.vectors is not None else 0,
+            "search",
+        )
         return search_result_to_proto(
             result.ids, result.scores, result.metadata, result.vectors, result.documents
         )
@@ -412,13 +418,28 @@ def _where_document(request: Any) -> DocFilter | None:
     return where_document_from_proto(request.where_document, trusted=True)
 
 
-def _check_size(doc_chars: int, what: str) -> None:
-    """Refuse a response whose documents alone would pass the internal message limit (the
-    coordinator sizes the public response; this keeps a shard's own answer sendable)."""
-    if doc_chars > MAX_MESSAGE_BYTES // 2:
+# What a shard answer's payload may hold: the internal message limit less an eighth for the
+# protobuf framing (tags and lengths, a few bytes a field).
+_RESPONSE_BUDGET = MAX_MESSAGE_BYTES * 7 // 8
+
+
+def _text_chars(texts: np.ndarray | None) -> int:
+    return sum(map(len, texts.ravel().tolist())) if texts is not None else 0
+
+
+def _check_size(text_chars: int, vector_bytes: int, what: str) -> None:
+    """Refuse (RESOURCE_EXHAUSTED, which marks no replica) a response that could not be sent
+    within the internal message limit, before it is built: its ids, metadata and documents
+    (characters, at least one byte each) and its vectors. The coordinator sizes the public
+    response; this keeps a shard's own answer sendable, so an oversized answer is a clear
+    refusal and never a broken call that reads as a replica gone."""
+    total = text_chars + vector_bytes
+    if total > _RESPONSE_BUDGET:
         raise ResourceExhausted(
-            f"shard {what}: the documents of the response hold {doc_chars} characters, more "
-            f"than a shard response may carry ({MAX_MESSAGE_BYTES // 2}); ask for fewer rows"
+            f"shard {what}: the response would hold at least {total} bytes ({text_chars} of "
+            f"ids, metadata and documents, {vector_bytes} of vectors), more than a shard "
+            f"response may carry ({_RESPONSE_BUDGET}); ask for fewer queries, a smaller k "
+            "or fewer included fields"
         )
 
 

@@ -159,6 +159,7 @@ class ScrollRow:
     slot: int | None
     vector: bytes | None
     metadata: str | None
+    document: str | None = None
 
 
 class Store:
@@ -388,11 +389,16 @@ class Store:
         *,
         vectors: bool,
         metadata: bool,
+        documents: bool = False,
     ) -> list[ScrollRow]:
         """Up to `limit` live rows with (bucket, id) > `after` and bucket < `end_bucket`, in
         (bucket, id) order, read in one statement (each row is one committed version).
         `after` = (b, "") starts at bucket b: every id is non-empty."""
-        data = ["vector" if vectors else "NULL", "metadata" if metadata else "NULL"]
+        data = [
+            "vector" if vectors else "NULL",
+            "metadata" if metadata else "NULL",
+            "document" if documents else "NULL",
+        ]
         cols = ", ".join(["bucket", "id", "slot", *data])
         sql = (
             f"SELECT {cols} FROM rows WHERE deleted = 0 AND (bucket, id) > (?, ?) "
@@ -400,7 +406,7 @@ class Store:
         )
         with self._reader() as db:
             rows = db.execute(sql, (after[0], after[1], end_bucket, limit)).fetchall()
-        return [ScrollRow(int(b), rid, slot, vec, md) for b, rid, slot, vec, md in rows]
+        return [ScrollRow(int(b), rid, slot, vec, md, doc) for b, rid, slot, vec, md, doc in rows]
 
     def check_row(
         self,

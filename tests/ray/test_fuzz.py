@@ -567,6 +567,29 @@ def _stress_requests(rng: np.random.Generator) -> Iterator[tuple[str, bytes]]:
         yield "Get", small.SerializeToString()
 
 
+def _stress_collection(channel: grpc.Channel, env: Env, rng: np.random.Generator) -> None:
+    """The stress collection, made once per cluster: STRESS_ROWS rows with 2 KB metadata each."""
+    create = pb.CreateCollectionRequest(name=STRESS, dimension=DIM, shards=2)
+    create_rpc = channel.unary_unary(
+        "/shardvec.v1.VectorSearch/CreateCollection",
+        request_serializer=lambda b: b, response_deserializer=lambda b: b,
+    )
+    try:
+        create_rpc(create.SerializeToString(), timeout=120)
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
+            raise
+        return
+    up = pb.UpsertRequest(
+        collection=STRESS, ids=[f"m{i}" for i in range(STRESS_ROWS)],
+        metadata_json=[json.dumps({"i": i, "blob": "z" * 2000}) for i in range(STRESS_ROWS)],
+    )
+    up.vectors.dim = DIM
+    up.vectors.packed = rng.standard_normal((STRESS_ROWS, DIM)).astype("<f4").tobytes()
+    code, resp = env.call("Upsert", up.SerializeToString())
+    assert code == grpc.StatusCode.OK, resp
+
+
 def test_memory_stress_shapes_keep_a_probe_fast_and_memory_bounded(
     cluster: ShardvecCluster,
 ) -> None:
@@ -591,19 +614,7 @@ def test_memory_stress_shapes_keep_a_probe_fast_and_memory_bounded(
                 details.append(f"{method}: {code.name}: {str(resp)[:300]}")
             return code
 
-        create = pb.CreateCollectionRequest(name=STRESS, dimension=DIM, shards=2)
-        create_rpc = channel.unary_unary(
-            "/shardvec.v1.VectorSearch/CreateCollection",
-            request_serializer=lambda b: b, response_deserializer=lambda b: b,
-        )
-        create_rpc(create.SerializeToString(), timeout=120)
-        up = pb.UpsertRequest(
-            collection=STRESS, ids=[f"m{i}" for i in range(STRESS_ROWS)],
-            metadata_json=[json.dumps({"i": i, "blob": "z" * 2000}) for i in range(STRESS_ROWS)],
-        )
-        up.vectors.dim = DIM
-        up.vectors.packed = rng.standard_normal((STRESS_ROWS, DIM)).astype("<f4").tobytes()
-        assert call("Upsert", up.SerializeToString()) == grpc.StatusCode.OK
+        _stress_collection(channel, env, rng)
 
         base = coordinator.memory_info().rss
         peak = base
@@ -661,18 +672,18 @@ def test_memory_stress_shapes_keep_a_probe_fast_and_memory_bounded(
         assert codes.get("Get:OK", 0) >= 600
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13, bounded work: a Search whose answer is "
-                   "larger than the internal message limit takes a healthy replica out")
 def test_a_search_too_large_to_answer_leaves_every_replica_live(
     cluster: ShardvecCluster,
 ) -> None:
     """4,096 queries x k=200 with about 2 KB of metadata per hit (about 1.6 GB of answer):
-    the shard refuses to send it, and today its sibling shard's replica is marked dead, so
-    the next search answers UNAVAILABLE ("no live replica")."""
+    each shard refuses it with RESOURCE_EXHAUSTED before building its answer (it used to fail
+    to send it, and the broken call marked a healthy replica dead, so the next search answered
+    UNAVAILABLE, "no live replica"); every replica stays live."""
     rng = np.random.default_rng(12)
     with grpc.insecure_channel(cluster.address) as channel:
         env = Env(channel, Model())
+        _stress_collection(channel, env, rng)
         first = env.call("Search", _search(rng, 4096, 200, True))[0]
-        assert first in CLEAN
+        assert first == grpc.StatusCode.RESOURCE_EXHAUSTED, first
         small = env.call("Search", _search(rng, 1, 3, False))[0]
         assert small == grpc.StatusCode.OK, small

@@ -276,7 +276,8 @@ def test_empty_batches(seeded: Seeded) -> None:
              InvalidArgument, "ids", "batch is empty")
     s.reject("Search", _search(name, np.zeros((0, DIM))),
              InvalidArgument, "queries", "batch is empty")
-    s.reject("Get", pb.GetRequest(collection=name), InvalidArgument, "ids", "batch is empty")
+    by_ids_with_limit = pb.GetRequest(collection=name, ids=["row-1"], limit=3)
+    s.reject("Get", by_ids_with_limit, InvalidArgument, "limit", "Get by filter")
     s.reject("Delete", pb.DeleteRequest(collection=name),
              InvalidArgument, "exactly one of ids and filter")
     empty_filter = pb.DeleteRequest(collection=name)

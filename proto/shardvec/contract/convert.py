@@ -611,8 +611,11 @@ def shard_scroll_to_proto(s: ShardScroll) -> shard_pb2.ShardScrollRequest:
     )
     req.include.metadata = s.include_metadata
     req.include.vectors = s.include_vectors
+    req.include.documents = s.include_documents
     if s.where is not None:
         req.filter.CopyFrom(filter_to_proto(s.where))
+    if s.where_document is not None:
+        req.where_document.CopyFrom(where_document_to_proto(s.where_document))
     return req
 
 
@@ -620,6 +623,11 @@ def shard_scroll_from_proto(
     req: shard_pb2.ShardScrollRequest, *, trusted: bool = False
 ) -> ShardScroll:
     where = filter_from_proto(req.filter, trusted=trusted) if req.HasField("filter") else None
+    where_document = (
+        where_document_from_proto(req.where_document, trusted=trusted)
+        if req.HasField("where_document")
+        else None
+    )
     return ShardScroll(
         after_bucket=int(req.after_bucket),
         after_id=req.after_id,
@@ -629,6 +637,8 @@ def shard_scroll_from_proto(
         include_metadata=req.include.metadata,
         include_vectors=req.include.vectors,
         max_bytes=int(req.max_bytes),
+        where_document=where_document,
+        include_documents=req.include.documents,
     )
 
 
@@ -640,6 +650,8 @@ def scroll_page_to_proto(page: ScrollPage, dim: int) -> shard_pb2.ShardScrollRes
         last_id=page.last_id,
         done=page.done,
     )
+    if page.documents is not None:
+        resp.documents.extend(page.documents)
     if page.vectors is not None:
         resp.vectors.dim = dim
         resp.vectors.packed = encode_packed(page.vectors) if len(page.vectors) else b""
@@ -647,7 +659,10 @@ def scroll_page_to_proto(page: ScrollPage, dim: int) -> shard_pb2.ShardScrollRes
 
 
 def scroll_page_from_proto(
-    resp: shard_pb2.ShardScrollResponse, dim: int, include_vectors: bool
+    resp: shard_pb2.ShardScrollResponse,
+    dim: int,
+    include_vectors: bool,
+    include_documents: bool = False,
 ) -> ScrollPage:
     vectors = None
     if include_vectors:
@@ -666,4 +681,14 @@ def scroll_page_from_proto(
         int(resp.last_bucket),
         resp.last_id,
         bool(resp.done),
+        _scroll_documents(resp, include_documents),
     )
+
+
+def _scroll_documents(resp: shard_pb2.ShardScrollResponse, asked: bool) -> list[str] | None:
+    if not asked:
+        return None
+    if len(resp.documents) != len(resp.ids):
+        raise Unavailable(f"a shard answered a scroll with {len(resp.documents)} documents for "
+                          f"{len(resp.ids)} rows")
+    return list(resp.documents)

@@ -404,3 +404,14 @@ def where_document_to_dict(f: DocFilter) -> dict[str, Any]:
         return {f"${f.op}": f.text}
     key = "$and" if isinstance(f, DocAnd) else "$or"
     return {key: [where_document_to_dict(c) for c in f.children]}
+
+
+def document_matches(f: DocFilter, document: str | None) -> bool:
+    """Whether one row's document passes `f` (a row without a document holds no substring:
+    it passes not_contains and never contains)."""
+    if isinstance(f, DocCond):
+        held = document is not None and f.text in document
+        return held if f.op == "contains" else not held
+    if isinstance(f, DocAnd):
+        return all(document_matches(c, document) for c in f.children)
+    return any(document_matches(c, document) for c in f.children)

@@ -252,6 +252,8 @@ class ShardScroll:
     include_metadata: bool = False
     include_vectors: bool = False
     max_bytes: int = 0
+    where_document: DocFilter | None = None
+    include_documents: bool = False
 
 
 @dataclass(frozen=True)
@@ -267,3 +269,4 @@ class ScrollPage:
     last_bucket: int
     last_id: str
     done: bool
+    documents: list[str] | None = None  # when asked: one per row, "" for none

@@ -262,7 +262,7 @@ class ShardChangesResponse(_message.Message):
     def __init__(self, changes: _Optional[_Iterable[_Union[RowChange, _Mapping]]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., applied_seq: _Optional[int] = ...) -> None: ...
 
 class ShardScrollRequest(_message.Message):
-    __slots__ = ("after_bucket", "after_id", "end_bucket", "limit", "filter", "include", "max_bytes")
+    __slots__ = ("after_bucket", "after_id", "end_bucket", "limit", "filter", "include", "max_bytes", "where_document")
     AFTER_BUCKET_FIELD_NUMBER: _ClassVar[int]
     AFTER_ID_FIELD_NUMBER: _ClassVar[int]
     END_BUCKET_FIELD_NUMBER: _ClassVar[int]
@@ -270,6 +270,7 @@ class ShardScrollRequest(_message.Message):
     FILTER_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_FIELD_NUMBER: _ClassVar[int]
     MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    WHERE_DOCUMENT_FIELD_NUMBER: _ClassVar[int]
     after_bucket: int
     after_id: str
     end_bucket: int
@@ -277,20 +278,23 @@ class ShardScrollRequest(_message.Message):
     filter: _common_pb2.Filter
     include: _common_pb2.Include
     max_bytes: int
-    def __init__(self, after_bucket: _Optional[int] = ..., after_id: _Optional[str] = ..., end_bucket: _Optional[int] = ..., limit: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., include: _Optional[_Union[_common_pb2.Include, _Mapping]] = ..., max_bytes: _Optional[int] = ...) -> None: ...
+    where_document: _common_pb2.DocumentFilter
+    def __init__(self, after_bucket: _Optional[int] = ..., after_id: _Optional[str] = ..., end_bucket: _Optional[int] = ..., limit: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., include: _Optional[_Union[_common_pb2.Include, _Mapping]] = ..., max_bytes: _Optional[int] = ..., where_document: _Optional[_Union[_common_pb2.DocumentFilter, _Mapping]] = ...) -> None: ...
 
 class ShardScrollResponse(_message.Message):
-    __slots__ = ("ids", "metadata_json", "vectors", "last_bucket", "last_id", "done")
+    __slots__ = ("ids", "metadata_json", "vectors", "last_bucket", "last_id", "done", "documents")
     IDS_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     LAST_BUCKET_FIELD_NUMBER: _ClassVar[int]
     LAST_ID_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     ids: _containers.RepeatedScalarFieldContainer[str]
     metadata_json: _containers.RepeatedScalarFieldContainer[str]
     vectors: _common_pb2.Vectors
     last_bucket: int
     last_id: str
     done: bool
-    def __init__(self, ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., last_bucket: _Optional[int] = ..., last_id: _Optional[str] = ..., done: _Optional[bool] = ...) -> None: ...
+    documents: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., last_bucket: _Optional[int] = ..., last_id: _Optional[str] = ..., done: _Optional[bool] = ..., documents: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -21,7 +21,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from shardvec.contract.buckets import bucket_of
 from shardvec.contract.convert import filter_from_proto
+from shardvec.contract.limits import MAX_SCROLL_ROWS
 from shardvec.v1 import common_pb2
 from shardvec.v1 import vector_search_pb2 as pb
 
@@ -433,7 +435,14 @@ def _check_success(model: Model, req: Req, resp: Any) -> None:
             expected = len(model.rows)
         assert resp.count == expected, (resp.count, expected)
     elif req.method == "Get":
-        expected_ids = [i for i in msg.ids if i in model.rows]
+        if msg.ids:
+            expected_ids = [i for i in msg.ids if i in model.rows]
+        else:  # Get by filter: the first `limit` matching rows, in scroll order (bucket, id)
+            pool = model.rows
+            if msg.HasField("filter") and msg.filter.WhichOneof("node"):
+                pool = {i: model.rows[i] for i in model.matching(filter_from_proto(msg.filter))}
+            order = sorted(pool, key=lambda i: (bucket_of(i), i))
+            expected_ids = order[: msg.limit or MAX_SCROLL_ROWS]
         assert list(resp.ids) == expected_ids
         if msg.include.vectors and expected_ids:
             got = np.frombuffer(resp.vectors.packed, dtype="<f4").reshape(-1, DIM)

@@ -28,9 +28,9 @@ from shardvec.contract.types import (
 
 from coordinator.atomic import AtomicWriter, Decisions
 from coordinator.group_commit import WriteCombiner
+from coordinator.layout import Layout
 from coordinator.merge import merge_with_payloads
 from coordinator.replicas import ReplicaSet
-from coordinator.routing import partition
 
 ShardTimer = Callable[[str, int, float], None]
 
@@ -106,9 +106,12 @@ class CollectionRuntime:
         shard_sets: list[ReplicaSet],
         decisions: Decisions,
         on_shard_search: ShardTimer | None = None,
+        layout: Layout | None = None,
     ) -> None:
         self.spec = spec
         self.shard_sets = shard_sets
+        # Which shard owns each routing bucket (coordinator/layout.py); every route reads it.
+        self.layout = layout or Layout.initial(len(shard_sets))
         self.higher_is_better = spec.index.metric != "euclidean"
         self.on_shard_search = on_shard_search  # (collection, shard, seconds) per shard search
         self.atomic = AtomicWriter(spec.name, shard_sets, decisions)
@@ -130,7 +133,7 @@ class CollectionRuntime:
         """Route rows to their shards and apply them as one atomic batch (joining the
         collection's group commit): every row lands, or, when the call fails, none does.
         `decide_by`: abort unless committed by then (the caller's own deadline)."""
-        parts = partition(ids, self.spec.shards)
+        parts = self.layout.partition(ids)
         meta = list(metadata_json)
         docs = list(documents)
         writes: dict[int, ShardWrite] = {}
@@ -155,7 +158,7 @@ class CollectionRuntime:
         object past the limit refuses the stage, so nothing is applied anywhere) and changes
         the rows in place at commit, under the batch's seq, so catch-up copies it."""
         id_list = request.ids
-        parts = partition(id_list, self.spec.shards)
+        parts = self.layout.partition(id_list)
         writes: dict[int, ShardWrite] = {}
         for shard, rows in enumerate(parts):
             if not len(rows):
@@ -202,10 +205,10 @@ class CollectionRuntime:
     ) -> int:
         """Tombstone rows by id or by filter on every shard they live on, atomically."""
         if where is not None:
-            writes = {s: ShardWrite(delete_where=where) for s in range(self.spec.shards)}
+            writes = {s: ShardWrite(delete_where=where) for s in range(self.layout.shards)}
         else:
             id_list = list(ids or [])
-            parts = partition(id_list, self.spec.shards)
+            parts = self.layout.partition(id_list)
             writes = {
                 s: ShardWrite(delete_ids=[id_list[i] for i in rows.tolist()])
                 for s, rows in enumerate(parts)
@@ -232,7 +235,7 @@ class CollectionRuntime:
     ) -> tuple[list[str], list[str], np.ndarray, list[str]]:
         """Found ids in request order, their metadata JSON, vectors and documents."""
         id_list = list(ids)
-        parts = partition(id_list, self.spec.shards)
+        parts = self.layout.partition(id_list)
 
         async def one(shard: int, rows: np.ndarray) -> GetResult:
             shard_ids = [id_list[i] for i in rows.tolist()]
@@ -290,7 +293,7 @@ class CollectionRuntime:
         candidates' stored metadata and vectors when they are asked for, so the merged hits
         carry theirs without a second fan-out. `packed`: the queries' bytes as received,
         forwarded unchanged."""
-        shards = self.spec.shards
+        shards = self.layout.shards
         filtered = params.where is not None or params.where_document is not None
         k_shard = per_shard_k(params.k, shards, params.exact, filtered)
         ef = per_shard_ef(params.ef, self.spec.index.ef, k_shard, shards, params.exact, filtered)

@@ -1,8 +1,9 @@
 """Scroll: paging through a collection, or the rows matching a filter, with an opaque cursor.
 
 Order. Rows are walked in (bucket, id) order, bucket being the routing bucket of the id
-(shardvec.contract.buckets). Buckets map to shards in contiguous ranges, so the walk reads
-shard 0's rows, then shard 1's, and a page usually costs one shard call; each shard pages its
+(shardvec.contract.buckets). Buckets map to shards in runs of contiguous buckets (one range
+per shard until a resharding moves buckets; coordinator/layout.py), so the walk reads one
+run's rows, then the next's, and a page usually costs one shard call; each shard pages its
 own rows in that order from the SQLite index rows_scroll(bucket, id) (shard/scroll.py).
 
 Why every row alive for the whole scroll appears exactly once, whatever writes arrive: a row's
@@ -34,7 +35,6 @@ from shardvec.v1 import vector_search_pb2 as pb
 from coordinator.collection import CollectionRuntime
 from coordinator.config import CoordinatorSettings
 from coordinator.cursor import Cursor, check_cursor, decode_cursor, encode_cursor
-from coordinator.routing import shard_buckets, shard_of_bucket
 from coordinator.runtime import CoordinatorRuntime
 
 Position = tuple[int, str]
@@ -56,13 +56,13 @@ async def scroll_collection(
     """Pages of the shards holding the rows after `start` (exclusive) below `end_bucket`, in
     order, with at most `limit` rows and about `max_bytes` in all; and the position to go on
     from (None: the range is done)."""
-    shards = col.spec.shards
+    layout = col.layout
     pos = start
     pages: list[ScrollPage] = []
     rows = size = 0
     while pos[0] < end_bucket and rows < limit and size < max_bytes:
-        shard = shard_of_bucket(pos[0], shards)
-        stop = min(end_bucket, shard_buckets(shard, shards)[1])
+        shard = layout.shard_of_bucket(pos[0])
+        stop = min(end_bucket, layout.run_end(pos[0]))
         request = ShardScroll(
             after_bucket=pos[0],
             after_id=pos[1],

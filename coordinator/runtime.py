@@ -105,27 +105,34 @@ class CoordinatorRuntime:
                 else:
                     entry.unlink(missing_ok=True)
 
+    def replica_set(
+        self, spec: CollectionSpec, shard: int, decisions: CollectionDecisions,
+        indices: list[int] | None = None,
+    ) -> ReplicaSet:
+        """The replica set of shard `shard` of `spec` (replicas `indices`, by default
+        0..spec.replicas-1), its seq continuing from the registry's reservation; nothing is
+        connected yet."""
+        replicas: list[Replica] = []
+
+        def siblings(me: int, group: list[Replica] = replicas) -> set[str]:
+            return {r.node_id for r in group if r.index != me and r.node_id}
+
+        for index in indices if indices is not None else range(spec.replicas):
+            control = self.controls(spec, shard, index, partial(siblings, index))
+            replicas.append(Replica(shard, index, control, spec.name))
+        reserved = self.registry.reserved(spec.name, shard)
+
+        def reserve(upto: int) -> int:
+            return self.registry.reserve(spec.name, shard, upto)
+
+        def committed(seq: int) -> bool:
+            return decisions.committed(shard, seq)
+
+        return ReplicaSet(shard, replicas, reserved + 1, reserve, reserved, committed)
+
     async def _open(self, spec: CollectionSpec, *, new: bool) -> CollectionRuntime:
-        sets: list[ReplicaSet] = []
         decisions = CollectionDecisions(self.registry, spec.name)
-        for s in range(spec.shards):
-            replicas: list[Replica] = []
-
-            def siblings(me: int, group: list[Replica] = replicas) -> set[str]:
-                return {r.node_id for r in group if r.index != me and r.node_id}
-
-            for index in range(spec.replicas):
-                control = self.controls(spec, s, index, partial(siblings, index))
-                replicas.append(Replica(s, index, control, spec.name))
-            reserved = self.registry.reserved(spec.name, s)
-
-            def reserve(upto: int, _s: int = s) -> int:
-                return self.registry.reserve(spec.name, _s, upto)
-
-            def committed(seq: int, _s: int = s) -> bool:
-                return decisions.committed(_s, seq)
-
-            sets.append(ReplicaSet(s, replicas, reserved + 1, reserve, reserved, committed))
+        sets = [self.replica_set(spec, s, decisions) for s in range(spec.shards)]
         all_replicas = [r for rs in sets for r in rs.replicas]
         results = await asyncio.gather(*(r.connect() for r in all_replicas), return_exceptions=True)
         # Batches a crash left staged: committed where the registry holds the decision, else

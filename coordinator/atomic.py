@@ -35,7 +35,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -58,7 +58,8 @@ COMMIT_MIN_S = 10.0  # the least time a commit (or an abort) gets, whatever the 
 ABORT_S = 5.0
 # Fault injection for the kill -9 tests (tests/cluster/test_atomic_kill.py), off unless set:
 # the path of an "arm" file; when it exists and holds a phase name ("staged": after phase 2,
-# "decided": after phase 3), the next batch renames it to <path>.reached and stops there, so a
+# "decided": after phase 3; coordinator/resharding.py: "copied-step", "switched"), the next
+# batch (or layout change) reaching that phase renames it to <path>.reached and stops there, so a
 # test can kill the coordinator between the phases.
 PAUSE_ENV = "SHARDVEC_TEST_PAUSE_FILE"
 
@@ -78,25 +79,48 @@ class Decisions(Protocol):
         ...
 
 
+class Rerouted(Exception):
+    """The collection's routes changed (a resharding step) between routing a write and taking
+    its shards' locks: nothing was applied; route it again."""
+
+
 class AtomicWriter:
     """Applies batches of per-shard writes atomically across one collection's shards."""
 
-    def __init__(self, name: str, shard_sets: list[ReplicaSet], decisions: Decisions) -> None:
+    def __init__(
+        self,
+        name: str,
+        shard_sets: list[ReplicaSet],
+        decisions: Decisions,
+        route_epoch: Callable[[], int] = lambda: 0,
+    ) -> None:
         self.name = name
         self.shard_sets = shard_sets
         self.decisions = decisions
+        # Grows whenever a resharding changes where a bucket's writes go; a route changes
+        # only under the write lock of the bucket's owner, so a write whose epoch still holds
+        # once it has its shards' locks goes where it must.
+        self.route_epoch = route_epoch
         self.batches = 0  # batches decided committed
         self.aborted = 0
 
     async def apply(
-        self, writes: Mapping[int, ShardWrite], deadline: float, decide_by: float | None = None
+        self,
+        writes: Mapping[int, ShardWrite],
+        deadline: float,
+        decide_by: float | None = None,
+        epoch: int | None = None,
     ) -> dict[int, int]:
         """`apply_acks`, answering the rows affected per shard."""
-        acks = await self.apply_acks(writes, deadline, decide_by)
+        acks = await self.apply_acks(writes, deadline, decide_by, epoch)
         return {s: a.affected for s, a in acks.items()}
 
     async def apply_acks(
-        self, writes: Mapping[int, ShardWrite], deadline: float, decide_by: float | None = None
+        self,
+        writes: Mapping[int, ShardWrite],
+        deadline: float,
+        decide_by: float | None = None,
+        epoch: int | None = None,
     ) -> dict[int, WriteAck]:
         """Apply `writes` (shard -> its part) everywhere or nowhere; per shard the first
         replica's commit ack (rows affected; for an update, the ids missing and rows inserted).
@@ -105,20 +129,39 @@ class AtomicWriter:
 
         Raises, having applied nothing: ResourceExhausted (a full disk on a replica or on the
         registry), Unavailable (a shard with no live replica, or none that staged), a bad
-        request, DeadlineExceeded."""
+        request, DeadlineExceeded; Rerouted (`epoch`, the route epoch the writes were routed
+        under, is past)."""
         shards = sorted(s for s, w in writes.items() if w.rows or w.delete_where is not None)
         if not shards:
             return {}
+        if epoch is not None and epoch != self.route_epoch():
+            raise Rerouted()
         sets = [self.shard_sets[s] for s in shards]
         async with contextlib.AsyncExitStack() as stack:
             for rs in sets:  # always in shard order: two batches never wait on each other
                 await stack.enter_async_context(rs.write_lock)
+            if epoch is not None and epoch != self.route_epoch():
+                raise Rerouted()
             if decide_by is not None and time.monotonic() >= decide_by:
                 raise DeadlineExceeded(
                     f"{self.name}: the caller's deadline passed while the write waited its "
                     "turn; nothing was applied"
                 )
             return await self._locked(writes, shards, sets, deadline, decide_by)
+
+    async def apply_locked(
+        self, writes: Mapping[int, ShardWrite], deadline: float
+    ) -> dict[int, WriteAck]:
+        """`apply_acks` for a caller that already holds the write lock of every shard in
+        `writes` (a resharding copying rows between two shards it has locked)."""
+        shards = sorted(s for s, w in writes.items() if w.rows or w.delete_where is not None)
+        if not shards:
+            return {}
+        sets = [self.shard_sets[s] for s in shards]
+        for rs in sets:
+            if not rs.write_lock.locked():
+                raise RuntimeError(f"{self.name}: shard {rs.shard}'s write lock is not held")
+        return await self._locked(writes, shards, sets, deadline, None)
 
     async def _locked(
         self,
@@ -155,7 +198,7 @@ class AtomicWriter:
         for rs, r, exc in down:
             log.warning("stage on %s failed, marking it dead: %s", r.name, exc)
             rs.mark_dead(r)
-        await _test_pause("staged")
+        await pause_point("staged")
         empty = [s for s in shards if not staged[s]]
         error: BaseException | None = None
         if refusals:
@@ -187,7 +230,7 @@ class AtomicWriter:
                 raise error
             raise Unavailable(f"{self.name}: the write was not applied: {error}") from error
         self.batches += 1
-        await _test_pause("decided")
+        await pause_point("decided")
         return await self._commit(sets, staged, seqs, deadline)
 
     async def _abort(self, asked: list[tuple[ReplicaSet, Replica]], seqs: dict[int, int]) -> None:
@@ -235,7 +278,7 @@ class AtomicWriter:
         return acks
 
 
-async def _test_pause(phase: str) -> None:
+async def pause_point(phase: str) -> None:
     """Stop this batch here for good when the test's arm file names `phase` (PAUSE_ENV)."""
     path = os.environ.get(PAUSE_ENV)
     if not path:

@@ -7,12 +7,14 @@ domain types: it knows neither the wire nor the engine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from shardvec.contract.buckets import NUM_BUCKETS, bucket_of
 from shardvec.contract.errors import Unavailable
 from shardvec.contract.filters import DocFilter, Filter
 from shardvec.contract.settings import CollectionSpec
@@ -20,16 +22,18 @@ from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.types import (
     GetResult,
     Hits,
+    ScrollPage,
     SearchResult,
+    ShardScroll,
     ShardSearch,
     ShardUpdate,
     ShardWrite,
 )
 
-from coordinator.atomic import AtomicWriter, Decisions
+from coordinator.atomic import AtomicWriter, Decisions, Rerouted
 from coordinator.group_commit import WriteCombiner
-from coordinator.layout import Layout
-from coordinator.merge import merge_with_payloads
+from coordinator.layout import ChangeProgress, Layout, ReadGate
+from coordinator.merge import drop_duplicate_ids, merge_with_payloads
 from coordinator.replicas import ReplicaSet
 
 ShardTimer = Callable[[str, int, float], None]
@@ -112,14 +116,43 @@ class CollectionRuntime:
         self.shard_sets = shard_sets
         # Which shard owns each routing bucket (coordinator/layout.py); every route reads it.
         self.layout = layout or Layout.initial(len(shard_sets))
+        # During a resharding (coordinator/resharding.py): bucket -> the new owner its writes
+        # also go to once its rows are copied (-1: none), and the change's progress. Reads
+        # use only the layout's shards (shard_sets may also hold the new shards being filled).
+        self.dual: np.ndarray | None = None
+        # The shards of the layout that receive copies of buckets they do not own yet (a
+        # shrink): reads drop the second copy of a row (search) or count it out (count).
+        self.receivers: frozenset[int] = frozenset()
+        self.change: ChangeProgress | None = None
+        self.gate = ReadGate()
         self.higher_is_better = spec.index.metric != "euclidean"
         self.on_shard_search = on_shard_search  # (collection, shard, seconds) per shard search
-        self.atomic = AtomicWriter(spec.name, shard_sets, decisions)
+        self.route_epoch = 0  # grows at every change of where writes go (AtomicWriter)
+        self.atomic = AtomicWriter(spec.name, shard_sets, decisions, lambda: self.route_epoch)
         self.writes = WriteCombiner(self.atomic.apply)
 
     @property
     def dim(self) -> int:
         return self.spec.index.dim
+
+    def read_sets(self) -> list[ReplicaSet]:
+        """The shards reads fan out over: those of the layout."""
+        return self.shard_sets[: self.layout.shards]
+
+    def route(self, ids: Sequence[str]) -> dict[int, np.ndarray]:
+        """Row indices of `ids` for each shard a write of them goes to: the layout's owner and,
+        for a bucket being moved whose rows are already copied, its new owner too."""
+        parts = {s: rows for s, rows in enumerate(self.layout.partition(ids)) if len(rows)}
+        dual = self.dual
+        if dual is None or not len(ids):
+            return parts
+        buckets = np.fromiter((bucket_of(i) for i in ids), dtype=np.int64, count=len(ids))
+        extra = dual[buckets]
+        for target in np.unique(extra[extra >= 0]).tolist():
+            rows = np.flatnonzero(extra == target)
+            mine = parts.get(target)
+            parts[target] = rows if mine is None else np.union1d(mine, rows)
+        return parts
 
     async def upsert(
         self,
@@ -133,13 +166,29 @@ class CollectionRuntime:
         """Route rows to their shards and apply them as one atomic batch (joining the
         collection's group commit): every row lands, or, when the call fails, none does.
         `decide_by`: abort unless committed by then (the caller's own deadline)."""
-        parts = self.layout.partition(ids)
+        while True:
+            epoch = self.route_epoch
+            try:
+                await self.writes.write(
+                    self._upserts(ids, vectors, metadata_json, documents), deadline,
+                    decide_by=decide_by, epoch=epoch,
+                )
+                return len(ids)
+            except Rerouted:
+                continue  # a resharding step moved buckets meanwhile: route again
+
+    def _upserts(
+        self,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        metadata_json: Sequence[str],
+        documents: Sequence[str],
+    ) -> dict[int, ShardWrite]:
+        parts = self.route(ids)
         meta = list(metadata_json)
         docs = list(documents)
         writes: dict[int, ShardWrite] = {}
-        for shard, rows in enumerate(parts):
-            if not len(rows):
-                continue
+        for shard, rows in parts.items():
             rows_l = rows.tolist()
             writes[shard] = ShardWrite(
                 ids=[ids[i] for i in rows_l],
@@ -147,8 +196,7 @@ class CollectionRuntime:
                 metadata_json=[meta[i] for i in rows_l] if meta else [],
                 documents=[docs[i] for i in rows_l] if docs else [],
             )
-        await self.writes.write(writes, deadline, decide_by=decide_by)
-        return len(ids)
+        return writes
 
     async def update(
         self, request: ShardUpdate, deadline: float, decide_by: float | None = None
@@ -157,12 +205,20 @@ class CollectionRuntime:
         upsert: each shard stages its part (checking it against its rows: a merged metadata
         object past the limit refuses the stage, so nothing is applied anywhere) and changes
         the rows in place at commit, under the batch's seq, so catch-up copies it."""
-        id_list = request.ids
-        parts = self.layout.partition(id_list)
-        writes: dict[int, ShardWrite] = {}
-        for shard, rows in enumerate(parts):
-            if not len(rows):
+        while True:
+            epoch = self.route_epoch
+            try:
+                return await self._update(request, deadline, decide_by, epoch)
+            except Rerouted:
                 continue
+
+    async def _update(
+        self, request: ShardUpdate, deadline: float, decide_by: float | None, epoch: int
+    ) -> UpdateOutcome:
+        id_list = request.ids
+        parts = self.route(id_list)
+        writes: dict[int, ShardWrite] = {}
+        for shard, rows in parts.items():
             r = rows.tolist()
             writes[shard] = ShardWrite(
                 update=ShardUpdate(
@@ -177,7 +233,9 @@ class CollectionRuntime:
                     max_metadata_bytes=request.max_metadata_bytes,
                 )
             )
-        acks = list((await self.atomic.apply_acks(writes, deadline, decide_by)).values())
+        owners = set(range(self.layout.shards))  # a moving row's copy is not counted twice
+        acked = await self.atomic.apply_acks(writes, deadline, decide_by, epoch)
+        acks = [a for s, a in acked.items() if s in owners]
         missing = {i for a in acks for i in a.missing_ids}
         inserted = sum(a.inserted for a in acks)
         return UpdateOutcome(
@@ -190,7 +248,9 @@ class CollectionRuntime:
         self, writes: dict[int, ShardWrite], deadline: float, decide_by: float | None = None
     ) -> int:
         """Apply per-shard row changes (upserts and tombstones) as one atomic batch, in their
-        place among the collection's other writes; returns the rows affected."""
+        place among the collection's other writes; returns the rows affected. (Routed by the
+        caller: not for use during a resharding, which RestoreSnapshot, its one caller, never
+        runs beside.)"""
         affected = await self.writes.write(
             writes, deadline, combinable=False, decide_by=decide_by
         )
@@ -204,17 +264,36 @@ class CollectionRuntime:
         decide_by: float | None = None,
     ) -> int:
         """Tombstone rows by id or by filter on every shard they live on, atomically."""
+        while True:
+            epoch = self.route_epoch
+            try:
+                return await self._delete(ids, where, deadline, decide_by, epoch)
+            except Rerouted:
+                continue
+
+    async def _delete(
+        self,
+        ids: Sequence[str] | None,
+        where: Filter | None,
+        deadline: float,
+        decide_by: float | None,
+        epoch: int,
+    ) -> int:
         if where is not None:
-            writes = {s: ShardWrite(delete_where=where) for s in range(self.layout.shards)}
+            writes = {
+                s: ShardWrite(delete_where=where) for s in range(len(self.shard_sets))
+            }
         else:
             id_list = list(ids or [])
-            parts = self.layout.partition(id_list)
             writes = {
                 s: ShardWrite(delete_ids=[id_list[i] for i in rows.tolist()])
-                for s, rows in enumerate(parts)
-                if len(rows)
+                for s, rows in self.route(id_list).items()
             }
-        return await self.apply_atomic(writes, deadline, decide_by)
+        affected = await self.writes.write(
+            writes, deadline, combinable=False, decide_by=decide_by, epoch=epoch
+        )
+        # Rows deleted on the layout's owners (a moving row's copy is not counted twice).
+        return sum(n for s, n in affected.items() if s < self.layout.shards)
 
     async def get(
         self, ids: Sequence[str], include_metadata: bool, include_vectors: bool, deadline: float
@@ -235,7 +314,6 @@ class CollectionRuntime:
     ) -> tuple[list[str], list[str], np.ndarray, list[str]]:
         """Found ids in request order, their metadata JSON, vectors and documents."""
         id_list = list(ids)
-        parts = self.layout.partition(id_list)
 
         async def one(shard: int, rows: np.ndarray) -> GetResult:
             shard_ids = [id_list[i] for i in rows.tolist()]
@@ -247,8 +325,10 @@ class CollectionRuntime:
 
             return await self.shard_sets[shard].read(call, deadline)
 
-        shards = [s for s, rows in enumerate(parts) if len(rows)]
-        results = await asyncio.gather(*(one(s, parts[s]) for s in shards))
+        async with self.gate.read():  # the layout read inside: a switch waits for this read
+            parts = self.layout.partition(id_list)
+            shards = [s for s, rows in enumerate(parts) if len(rows)]
+            results = await asyncio.gather(*(one(s, parts[s]) for s in shards))
         found_meta: dict[str, str] = {}
         found_vec: dict[str, np.ndarray] = {}
         found_doc: dict[str, str] = {}
@@ -279,8 +359,51 @@ class CollectionRuntime:
         async def call(shard_: ShardLike, timeout: float) -> int:
             return await shard_.count(where, timeout, where_document)
 
-        counts = await asyncio.gather(*(s.read(call, deadline) for s in self.shard_sets))
+        async with self.gate.read():
+            if self.receivers:
+                return await self._count_during_copy(where, where_document, deadline)
+            counts = await asyncio.gather(*(s.read(call, deadline) for s in self.read_sets()))
         return sum(counts)
+
+    async def _count_during_copy(
+        self, where: Filter | None, where_document: DocFilter | None, deadline: float
+    ) -> int:
+        """Count while shards of the layout hold copies of rows they do not own yet: under
+        every read shard's write lock (no copy step or write between the counts), each
+        receiving shard's rows in buckets it does not own are counted out."""
+        async def call(shard_: ShardLike, timeout: float) -> int:
+            return await shard_.count(where, timeout, where_document)
+
+        sets = sorted(self.read_sets(), key=lambda r: r.shard)
+        async with contextlib.AsyncExitStack() as stack:
+            for rs in sets:
+                await stack.enter_async_context(rs.write_lock)
+            counts = await asyncio.gather(*(s.read(call, deadline) for s in sets))
+            foreign = 0
+            for shard in sorted(self.receivers):
+                rs = self.shard_sets[shard]
+                pos, end = (0, ""), NUM_BUCKETS
+                while pos[0] < end:
+                    if self.layout.shard_of_bucket(pos[0]) == shard:
+                        pos = (self.layout.run_end(pos[0]), "")
+                        continue
+                    request = ShardScroll(
+                        after_bucket=pos[0],
+                        after_id=pos[1],
+                        end_bucket=self.layout.run_end(pos[0]),
+                        limit=10_000,
+                        where=where,
+                        where_document=where_document,
+                    )
+
+                    async def page(shard_: ShardLike, timeout: float,
+                                   req: ShardScroll = request) -> ScrollPage:
+                        return await shard_.scroll(req, timeout)
+
+                    got = await rs.read(page, deadline)
+                    foreign += len(got.ids)
+                    pos = (request.end_bucket, "") if got.done else (got.last_bucket, got.last_id)
+        return sum(counts) - foreign
 
     async def search(
         self,
@@ -293,6 +416,7 @@ class CollectionRuntime:
         candidates' stored metadata and vectors when they are asked for, so the merged hits
         carry theirs without a second fan-out. `packed`: the queries' bytes as received,
         forwarded unchanged."""
+        await self.gate.wait_open()
         shards = self.layout.shards
         filtered = params.where is not None or params.where_document is not None
         k_shard = per_shard_k(params.k, shards, params.exact, filtered)
@@ -324,7 +448,8 @@ class CollectionRuntime:
                 if self.on_shard_search is not None:
                     self.on_shard_search(self.spec.name, rs.shard, time.perf_counter() - start)
 
-        parts = await asyncio.gather(*(timed(s) for s in self.shard_sets))
+        async with self.gate.read():
+            parts = await asyncio.gather(*(timed(s) for s in self.read_sets()))
         payloads: list[list[np.ndarray]] = []
         if params.include_metadata:
             payloads.append([_payload(p.metadata, "metadata") for p in parts])
@@ -332,9 +457,12 @@ class CollectionRuntime:
             payloads.append([_payload(p.vectors, "vectors") for p in parts])
         if params.include_documents:
             payloads.append([_payload(p.documents, "documents") for p in parts])
+        hit_ids, hit_scores = [p.ids for p in parts], [p.scores for p in parts]
+        if self.receivers:  # a row being moved may be on two shards: keep one copy
+            hit_ids, hit_scores = drop_duplicate_ids(hit_ids, hit_scores)
         ids, scores, counts, merged = merge_with_payloads(
-            [p.ids for p in parts],
-            [p.scores for p in parts],
+            hit_ids,
+            hit_scores,
             params.k,
             higher_is_better=self.higher_is_better,
             payloads=payloads,

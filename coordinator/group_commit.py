@@ -29,7 +29,9 @@ import numpy as np
 from shardvec.contract.types import ShardWrite
 
 # apply(writes per shard, deadline, decide_by) -> rows affected per shard: one atomic batch
-Apply = Callable[[Mapping[int, ShardWrite], float, float | None], Awaitable[dict[int, int]]]
+Apply = Callable[
+    [Mapping[int, ShardWrite], float, float | None, int | None], Awaitable[dict[int, int]]
+]
 
 
 @dataclass
@@ -38,6 +40,7 @@ class _Pending:
     deadline: float
     decide_by: float | None  # the caller's own deadline: not decided by then, aborted
     combinable: bool  # upserts only
+    epoch: int | None  # the route epoch it was routed under (coordinator/atomic.py Rerouted)
     future: asyncio.Future[dict[int, int]] = field(repr=False)
 
 
@@ -61,6 +64,7 @@ class WriteCombiner:
         *,
         combinable: bool = True,
         decide_by: float | None = None,
+        epoch: int | None = None,
     ) -> dict[int, int]:
         """Apply `writes` atomically, as part of some group when `combinable` (upserts only:
         no tombstones); returns rows affected per shard once committed."""
@@ -69,7 +73,7 @@ class WriteCombiner:
             not w.delete_ids and w.delete_where is None and w.update is None
             for w in writes.values()
         )
-        self._pending.append(_Pending(writes, deadline, decide_by, combinable, fut))
+        self._pending.append(_Pending(writes, deadline, decide_by, combinable, epoch, fut))
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._drain())
         return await fut
@@ -89,7 +93,8 @@ class WriteCombiner:
             if first.combinable:
                 rows = {s: w.rows for s, w in first.writes.items()}
                 size = {s: w.nbytes() for s, w in first.writes.items()}
-                while self._pending and self._pending[0].combinable:
+                while (self._pending and self._pending[0].combinable
+                       and self._pending[0].epoch == first.epoch):
                     nxt = self._pending[0]
                     if not self._fits(rows, size, nxt):
                         break
@@ -107,7 +112,7 @@ class WriteCombiner:
             # (a group past one caller's own deadline aborts, and is retried caller by caller)
             decide_by = min(bys) if bys else None
             writes = group[0].writes if len(group) == 1 else merge([p.writes for p in group])
-            result = await self._apply(writes, deadline, decide_by)
+            result = await self._apply(writes, deadline, decide_by, group[0].epoch)
         except BaseException as exc:
             if len(group) > 1 and isinstance(exc, Exception):
                 for one in group:  # the group applied nothing anywhere: try each on its own

@@ -17,6 +17,12 @@ inserted in one synchronous=FULL transaction before any replica is told to commi
 batch with no row is presumed aborted. Rows go once every replica a batch was staged on has
 committed it (pruned in the next decision's transaction, costing no extra fsync).
 
+The `layouts` table holds each collection's bucket -> shard layout (coordinator/layout.py)
+once a resharding has changed it (absent: the contiguous slices of spec.shards), and
+`changes` the one layout change in progress per collection (coordinator/resharding.py), a
+JSON state machine: every phase is written here before it takes effect. A switch writes the
+new spec, the new layout and the change's next phase in one transaction.
+
 Every SQLite or disk failure leaves here as a precise shardvec error
 (shardvec.contract.sqlite_errors: a full disk is ResourceExhausted, corruption DataLoss,
 busy/locked Unavailable), never INTERNAL with SQLite's raw message.
@@ -89,6 +95,12 @@ class Registry:
             " PRIMARY KEY (name, shard))"
         )
         self._db.execute(
+            "CREATE TABLE IF NOT EXISTS layouts (name TEXT PRIMARY KEY, layout TEXT NOT NULL)"
+        )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS changes (name TEXT PRIMARY KEY, state TEXT NOT NULL)"
+        )
+        self._db.execute(
             "CREATE TABLE IF NOT EXISTS committed ("
             " name TEXT NOT NULL, shard INTEGER NOT NULL, seq INTEGER NOT NULL,"
             " PRIMARY KEY (name, shard, seq))"
@@ -111,6 +123,8 @@ class Registry:
             cur = self._db.execute("DELETE FROM collections WHERE name = ?", (name,))
             self._db.execute("DELETE FROM seq_reserved WHERE name = ?", (name,))
             self._db.execute("DELETE FROM committed WHERE name = ?", (name,))
+            self._db.execute("DELETE FROM layouts WHERE name = ?", (name,))
+            self._db.execute("DELETE FROM changes WHERE name = ?", (name,))
             if cur.rowcount == 0:
                 raise NotFound(f"collection {name!r} does not exist")
 
@@ -141,6 +155,75 @@ class Registry:
         if row is None:
             raise NotFound(f"collection {name!r} does not exist")
         return bytes.fromhex(str(row[0]))
+
+    def layout(self, name: str) -> str | None:
+        """The layout JSON of `name` (None: never resharded, the slices of spec.shards)."""
+        with self._lock, self._errors():
+            row = self._db.execute("SELECT layout FROM layouts WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def change(self, name: str) -> str | None:
+        """The JSON state of the layout change of `name` in progress, if any."""
+        with self._lock, self._errors():
+            row = self._db.execute("SELECT state FROM changes WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_change(self, name: str, state: str | None) -> None:
+        """Record the change's new state (None: the change is over)."""
+        with self._lock, self._errors():
+            if state is None:
+                self._db.execute("DELETE FROM changes WHERE name = ?", (name,))
+            else:
+                self._db.execute(
+                    "INSERT INTO changes (name, state) VALUES (?, ?)"
+                    " ON CONFLICT(name) DO UPDATE SET state = excluded.state",
+                    (name, state),
+                )
+
+    def switch_layout(
+        self, spec: CollectionSpec, layout: str, change: str | None,
+        forget_shards: Sequence[int] = (),
+    ) -> None:
+        """In one transaction: the collection's new spec and layout, the change's next state,
+        and the seq reservations and decisions of shards that no longer exist forgotten."""
+        name = spec.name
+        with self._lock, self._errors():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "UPDATE collections SET spec = ? WHERE name = ?", (spec.to_json(), name)
+                )
+                self._db.execute(
+                    "INSERT INTO layouts (name, layout) VALUES (?, ?)"
+                    " ON CONFLICT(name) DO UPDATE SET layout = excluded.layout",
+                    (name, layout),
+                )
+                if change is None:
+                    self._db.execute("DELETE FROM changes WHERE name = ?", (name,))
+                else:
+                    self._db.execute(
+                        "INSERT INTO changes (name, state) VALUES (?, ?)"
+                        " ON CONFLICT(name) DO UPDATE SET state = excluded.state",
+                        (name, change),
+                    )
+                for shard in forget_shards:
+                    self._forget_shard(name, shard)
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                raise
+
+    def forget_shard(self, name: str, shard: int) -> None:
+        """Forget the seq reservation and decisions of shard `shard` of `name` (a shard about
+        to be created afresh, or one removed)."""
+        with self._lock, self._errors():
+            self._forget_shard(name, shard)
+
+    def _forget_shard(self, name: str, shard: int) -> None:
+        self._db.execute("DELETE FROM seq_reserved WHERE name = ? AND shard = ?", (name, shard))
+        self._db.execute("DELETE FROM committed WHERE name = ? AND shard = ?", (name, shard))
 
     def reserved(self, name: str, shard: int) -> int:
         with self._lock, self._errors():

@@ -23,13 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from shardvec.contract.errors import AlreadyExists, FailedPrecondition, NotFound
+from shardvec.contract.limits import MAX_REPLICAS
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.validation import validate_collection_name
 
+from coordinator import resharding
 from coordinator.collection import CollectionRuntime, ShardTimer
+from coordinator.layout import Layout
 from coordinator.paths import collection_dir, snapshot_dir
 from coordinator.registry import READY, RESTORING, CollectionDecisions, Registry
 from coordinator.replicas import Replica, ReplicaControl, ReplicaSet, ReplicaState
+from coordinator.resharding import ReplicaJob, Resharder
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,7 @@ class CoordinatorRuntime:
         self._lock = asyncio.Lock()
         self._health: asyncio.Task[None] | None = None
         self.on_shard_search: ShardTimer | None = None  # given to every collection
+        self.changes: dict[str, Resharder | ReplicaJob] = {}  # layout changes, by collection
 
     def start_health_checks(self, interval: float = 1.0) -> None:
         """Probe every live replica each `interval` seconds (see ReplicaSet.probe)."""
@@ -130,16 +135,18 @@ class CoordinatorRuntime:
 
         return ReplicaSet(shard, replicas, reserved + 1, reserve, reserved, committed)
 
-    async def _open(self, spec: CollectionSpec, *, new: bool) -> CollectionRuntime:
-        decisions = CollectionDecisions(self.registry, spec.name)
-        sets = [self.replica_set(spec, s, decisions) for s in range(spec.shards)]
+    async def bring_up(self, sets: list[ReplicaSet], *, new: bool) -> None:
+        """Connect every replica of `sets`, resolve the batches a crash left staged, and set
+        each LIVE (level with its shard's newest) or DEAD and recovering. `new`: the first
+        replica that cannot start fails the call."""
         all_replicas = [r for rs in sets for r in rs.replicas]
+        by_shard = {rs.shard: rs for rs in sets}
         results = await asyncio.gather(*(r.connect() for r in all_replicas), return_exceptions=True)
         # Batches a crash left staged: committed where the registry holds the decision, else
         # dropped, before any replica's seq is compared or any write is sent.
         connected = [i for i, res in enumerate(results) if not isinstance(res, BaseException)]
         resolved = await asyncio.gather(
-            *(sets[all_replicas[i].shard].resolve_staged(all_replicas[i]) for i in connected),
+            *(by_shard[all_replicas[i].shard].resolve_staged(all_replicas[i]) for i in connected),
             return_exceptions=True,
         )
         for i, res in zip(connected, resolved, strict=True):
@@ -166,7 +173,62 @@ class CoordinatorRuntime:
             for res in results:
                 if isinstance(res, BaseException):
                     raise res
-        return CollectionRuntime(spec, sets, decisions, self.on_shard_search)
+
+    async def _open(self, spec: CollectionSpec, *, new: bool) -> CollectionRuntime:
+        decisions = CollectionDecisions(self.registry, spec.name)
+        raw = None if new else self.registry.layout(spec.name)
+        layout = Layout.from_json(raw) if raw else Layout.initial(spec.shards)
+        sets = [self.replica_set(spec, s, decisions) for s in range(layout.shards)]
+        await self.bring_up(sets, new=new)
+        col = CollectionRuntime(spec, sets, decisions, self.on_shard_search, layout)
+        change = None if new else self.registry.change(spec.name)
+        if change is not None:  # a layout change a kill interrupted: finished before serving
+            self.changes[spec.name] = await resharding.resume(self, col, change)
+        return col
+
+    async def scale(self, name: str, shards: int | None, replicas: int | None) -> None:
+        """Start changing collection `name` to `shards` shards and `replicas` replicas (None:
+        as now); returns once the change is persisted and running (DescribeCollection shows
+        its progress). FAILED_PRECONDITION while another change of it runs."""
+        resharding.check_counts(shards, replicas)
+        async with self._lock:
+            col = self.get(name)
+            running = self.changes.get(name)
+            if (running is not None and not running.done.is_set()) or col.change is not None:
+                phase = col.change.phase if col.change is not None else "running"
+                raise FailedPrecondition(
+                    f"collection {name!r}: a layout change is already in progress "
+                    f"(phase {phase}); wait for it or abort it first"
+                )
+            shards = shards or col.layout.shards
+            replicas = replicas or col.spec.replicas
+            if shards != col.layout.shards:
+                self.changes[name] = await resharding.begin(self, col, shards, replicas)
+            elif replicas != col.spec.replicas:
+                self.changes[name] = resharding.replica_job(self, col, replicas)
+
+    async def abort_change(self, name: str) -> None:
+        """Roll back the layout change of `name` that has not switched yet."""
+        self.get(name)
+        job = self.changes.get(name)
+        if job is None or job.done.is_set():
+            raise FailedPrecondition(f"collection {name!r}: no layout change is in progress")
+        await job.abort()
+
+    async def scale_replicas(self, name: str, replicas: int) -> None:
+        # Replaced by the replica-change work (branch `replicas`) at merge.
+        raise FailedPrecondition(f"collection {name!r}: changing the replica count to "
+                                 f"{replicas} is not built on this branch")
+
+    async def remove_shards(self, spec: CollectionSpec, shards: range) -> None:
+        """Stop the replicas of `shards` of `spec`, remove their directories and forget their
+        seqs (shards a shrink or a rolled-back growth left); idempotent."""
+        for s in shards:
+            controls = [self.controls(spec, s, r, set) for r in range(MAX_REPLICAS)]
+            await asyncio.gather(*(c.close() for c in controls), return_exceptions=True)
+            shutil.rmtree(collection_dir(self.data_dir, spec.name) / f"shard-{s:04d}",
+                          ignore_errors=True)
+            self.registry.forget_shard(spec.name, s)
 
     async def create(self, spec: CollectionSpec, *, restoring: bool = False) -> CollectionRuntime:
         """Create collection `spec`; with `restoring` it is registered 'restoring' (durably,
@@ -231,17 +293,20 @@ class CoordinatorRuntime:
             else:
                 runtime = self.get(name)
             self.restoring.discard(name)
+            job = self.changes.pop(name, None)
+            if job is not None and job.task is not None:
+                job.task.cancel()
             del self.collections[name]
             self._uids.pop(name, None)
             self.registry.remove(name)
             for rs in runtime.shard_sets:
                 await rs.close()
-            await self._destroy(runtime.spec)
+            await self._destroy(runtime.spec, len(runtime.shard_sets))
 
-    async def _destroy(self, spec: CollectionSpec) -> None:
+    async def _destroy(self, spec: CollectionSpec, shards: int = 0) -> None:
         controls = [
             self.controls(spec, s, r, set)
-            for s in range(spec.shards)
+            for s in range(max(spec.shards, shards))
             for r in range(spec.replicas)
         ]
         await asyncio.gather(*(c.close() for c in controls), return_exceptions=True)
@@ -251,6 +316,9 @@ class CoordinatorRuntime:
         """Checkpoint and stop every replica; the data directory stays for the next start."""
         if self._health is not None:
             self._health.cancel()
+        for job in self.changes.values():  # persisted: the next start resumes them
+            if job.task is not None:
+                job.task.cancel()
         for runtime in self.collections.values():
             for rs in runtime.shard_sets:
                 await rs.close()

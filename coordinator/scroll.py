@@ -79,7 +79,11 @@ async def scroll_collection(
         async def call(shard_: ShardLike, timeout: float, req: ShardScroll = request) -> ScrollPage:
             return await shard_.scroll(req, timeout)
 
-        page = await col.shard_sets[shard].read(call, deadline)
+        async with col.gate.read():
+            if col.layout is not layout:  # switched since: route this page by the new one
+                layout = col.layout
+                continue
+            page = await col.shard_sets[shard].read(call, deadline)
         pages.append(page)
         rows += len(page.ids)
         size += _page_bytes(page)

@@ -27,7 +27,8 @@ class Shard:
         self.fail: BaseException | None = None
 
     async def send(
-        self, writes: Mapping[int, ShardWrite], deadline: float, decide_by: float | None
+        self, writes: Mapping[int, ShardWrite], deadline: float, decide_by: float | None,
+        epoch: int | None = None,
     ) -> dict[int, int]:
         assert deadline > time.monotonic()
         assert list(writes) == [0]

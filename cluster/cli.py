@@ -6,6 +6,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from shardvec.contract.limits import DEFAULT_SCRUB_ROWS_PER_S
 
 from cluster.client import DEFAULT_ADDRESS, Client
 from cluster.data_commands import export, import_
-from cluster.ops_commands import recall, snapshot
+from cluster.ops_commands import recall, scale, snapshot
 from coordinator.config import CoordinatorSettings
 
 PLUGIN_GROUP = "shardvec.cli"
@@ -259,9 +260,18 @@ def status(obj: _Context, as_json: bool) -> None:
     for c in cols:
         click.echo(
             f"{c['name']}: dim={c['dim']} metric={c['metric']} shards={c['shards']} "
-            f"replicas={c['replicas']} count={c['count']}"
+            f"replicas={c['replicas']} count={c['count']} layout={c['layout_version']}"
             + (f" embedding={c['embedding']}" if c.get("embedding") else "")
         )
+        ch = c.get("change")
+        if ch:
+            started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ch["started_unix"]))
+            click.echo(
+                f"  change in progress: {ch['kind']} -> shards={ch['target_shards']} "
+                f"replicas={ch['target_replicas']} phase={ch['phase']} "
+                f"rows copied {ch['rows_copied']} of about {ch['rows_total']} since {started}"
+                + (f" (retrying: {ch['error']})" if ch["error"] else "")
+            )
         for r in c["replica_states"]:
             click.echo(
                 f"  shard {r['shard']} replica {r['replica']}: {r['state']:<11} "
@@ -606,6 +616,7 @@ def crasher(
 
 cli.add_command(snapshot)
 cli.add_command(recall)
+cli.add_command(scale)
 cli.add_command(export)
 cli.add_command(import_)
 

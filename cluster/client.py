@@ -28,7 +28,13 @@ from shardvec.contract.convert import (
     records_from_response,
     where_document_to_proto,
 )
-from shardvec.contract.errors import InvalidArgument, ShardvecError, Unavailable, error_for_status
+from shardvec.contract.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    ShardvecError,
+    Unavailable,
+    error_for_status,
+)
 from shardvec.contract.filters import parse_where, parse_where_document
 from shardvec.contract.limits import API_KEY_HEADER
 from shardvec.contract.limits import PUBLIC_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
@@ -131,6 +137,31 @@ class Client:
     def describe(self, name: str) -> dict[str, Any]:
         info = self.call("DescribeCollection", pb.DescribeCollectionRequest(name=name))
         return collection_info_to_dict(info)
+
+    def wait_layout(
+        self,
+        name: str,
+        *,
+        timeout: float = 3600.0,
+        poll: float = 0.5,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Wait until collection `name` has no layout change in progress and every replica is
+        live; returns its description. A change that stopped on an error it keeps retrying is
+        reported through `progress`; past `timeout`, DeadlineExceeded."""
+        end = time.monotonic() + timeout
+        while True:
+            info = self.describe(name)
+            change = info["change"]
+            if change is None and all(
+                r["state"] == "live" for r in info["replica_states"]
+            ):
+                return info
+            if change is not None and progress is not None:
+                progress(change)
+            if time.monotonic() > end:
+                raise DeadlineExceeded(f"{name}: the layout change did not finish in {timeout} s")
+            time.sleep(poll)
 
     def wait_live(
         self, name: str, timeout: float = 120.0, *, level: bool = False, poll: float = 0.25
@@ -259,6 +290,31 @@ class Collection:
 
     def __repr__(self) -> str:
         return f"Collection({self.name!r}, dim={self.dim}, metric={self.metric!r})"
+
+    def scale(
+        self,
+        shards: int | None = None,
+        replicas: int | None = None,
+        wait: bool = True,
+        *,
+        timeout: float = 3600.0,
+        poll: float = 0.5,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Change the shard and/or replica count online. With `wait`, return once the new
+        layout serves (`progress` gets each DescribeCollection change record while waiting);
+        returns the collection's description."""
+        req = pb.ScaleCollectionRequest(name=self.name, shards=shards or 0,
+                                        replicas=replicas or 0)
+        info = collection_info_to_dict(self.client.call("ScaleCollection", req))
+        if not wait:
+            return info
+        return self.client.wait_layout(self.name, timeout=timeout, poll=poll, progress=progress)
+
+    def abort_scale(self) -> dict[str, Any]:
+        """Roll back the layout change in progress (FAILED_PRECONDITION once it switched)."""
+        req = pb.ScaleCollectionRequest(name=self.name, abort=True)
+        return collection_info_to_dict(self.client.call("ScaleCollection", req))
 
     def upsert(
         self,

@@ -162,3 +162,50 @@ def recall(
     if min_recall is not None and report.recall < min_recall:
         click.echo(f"error: recall@{k} {report.recall:.4f} is below --min {min_recall}", err=True)
         sys.exit(1)
+
+
+@click.command()
+@click.argument("name")
+@click.option("--shards", type=click.IntRange(1, 1024), default=None,
+              help="The new shard count (1 to 1024, the bucket count).")
+@click.option("--replicas", type=click.IntRange(1), default=None, help="The new replica count.")
+@click.option("--abort", is_flag=True,
+              help="Roll back the change in progress (before it switched).")
+@click.option("--no-wait", is_flag=True, help="Return once the change is running.")
+@click.pass_obj
+def scale(
+    obj: _HasClient, name: str, shards: int | None, replicas: int | None, abort: bool,
+    no_wait: bool,
+) -> None:
+    """Change a collection's shard and/or replica count online, with a progress bar of the
+    rows copied; returns when the new layout serves."""
+    from tqdm import tqdm
+
+    if abort == (shards is not None or replicas is not None):
+        raise click.UsageError("give --shards and/or --replicas, or --abort alone")
+    try:
+        with obj.client() as client:
+            col = client.get_collection(name)
+            if abort:
+                col.abort_scale()
+                info = client.wait_layout(name)
+                click.echo(f"{name}: change rolled back; shards={info['shards']} "
+                           f"replicas={info['replicas']} layout={info['layout_version']}")
+                return
+            started = col.scale(shards, replicas, wait=False)
+            if no_wait:
+                click.echo(f"{name}: change running ({json.dumps(started['change'])})")
+                return
+            with tqdm(total=0, unit="row", desc=f"scale {name}") as bar:
+                def show(change: dict[str, Any]) -> None:
+                    bar.total = max(int(change["rows_total"]), int(change["rows_copied"]))
+                    bar.n = int(change["rows_copied"])
+                    bar.set_postfix_str(change["phase"] + (f" ({change['error']})"
+                                                           if change["error"] else ""))
+                    bar.refresh()
+
+                info = client.wait_layout(name, progress=show)
+    except ShardvecError as exc:
+        _fail(exc)
+    click.echo(f"{name}: shards={info['shards']} replicas={info['replicas']} "
+               f"layout={info['layout_version']} count={info['count']}")

@@ -84,6 +84,7 @@ WRITE_METHODS = frozenset(
         "Delete",
         "CreateSnapshot",
         "RestoreSnapshot",
+        "ScaleCollection",
     }
 )  # CreateSnapshot too: it copies every row out, and holds disk and a stream slot
 WRITE_GRACE_S = 10.0  # the least time shards get to finish a write that has started
@@ -188,7 +189,21 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
         for r, res in zip(live, results, strict=True):
             if isinstance(res, BaseException):
                 log.debug("describe: %s: %s", r.name, res)
-        return collection_info(col.spec, _states(col), count)
+        return _info(col, count)
+
+    async def ScaleCollection(self, request: Any, context: Any) -> Any:
+        col = self.runtime.get(request.name)
+        if request.abort:
+            if request.shards or request.replicas:
+                raise InvalidArgument("abort: give no shards or replicas with it")
+            await self.runtime.abort_change(request.name)
+        else:
+            if not request.shards and not request.replicas:
+                raise InvalidArgument("ScaleCollection: give shards, replicas or abort")
+            await self.runtime.scale(
+                request.name, int(request.shards) or None, int(request.replicas) or None
+            )
+        return _info(col, None)
 
     async def Upsert(self, request: Any, context: Any) -> Any:
         col = self.runtime.get(request.collection)
@@ -499,7 +514,20 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
         batch = min(self.settings.max_upsert_rows, RESTORE_BATCH_ROWS)
         with self._snapshot_stream("restore snapshot"):
             col = await restore_archive(self.runtime, request_iterator, deadline, batch)
-        return collection_info(col.spec, _states(col), await col.count(None, deadline))
+        return _info(col, await col.count(None, deadline))
+
+
+def _info(col: CollectionRuntime, count: int | None) -> pb.CollectionInfo:
+    """DescribeCollection's answer: spec, replicas, count, layout version, change running."""
+    change = None
+    if col.change is not None:
+        c = col.change
+        change = {
+            "kind": c.kind, "phase": c.phase, "target_shards": c.target_shards,
+            "target_replicas": c.target_replicas, "rows_copied": c.rows_copied,
+            "rows_total": c.rows_total, "started_unix": c.started, "error": c.error,
+        }
+    return collection_info(col.spec, _states(col), count, col.layout.version, change)
 
 
 def _where_document(request: Any) -> DocFilter | None:

@@ -311,7 +311,11 @@ def spec_from_request(req: pb.CreateCollectionRequest) -> CollectionSpec:
 
 
 def collection_info(
-    spec: CollectionSpec, states: Sequence[ReplicaStatus] = (), count: int | None = None
+    spec: CollectionSpec,
+    states: Sequence[ReplicaStatus] = (),
+    count: int | None = None,
+    layout_version: int = 1,
+    change: dict[str, Any] | None = None,
 ) -> pb.CollectionInfo:
     info = pb.CollectionInfo(
         name=spec.name,
@@ -326,6 +330,9 @@ def collection_info(
     )
     if count is not None:
         info.count = count
+    info.layout_version = layout_version
+    if change is not None:
+        info.change.CopyFrom(pb.LayoutChange(**change))
     for st in states:
         info.replica_states.add(**st.to_dict())
     return info
@@ -358,6 +365,19 @@ def collection_info_to_dict(info: pb.CollectionInfo) -> dict[str, Any]:
         "ef": int(info.index.ef),
         "count": int(info.count),
         "embedding": info.embedding,
+        "layout_version": int(info.layout_version),
+        "change": {
+            "kind": info.change.kind,
+            "phase": info.change.phase,
+            "target_shards": int(info.change.target_shards),
+            "target_replicas": int(info.change.target_replicas),
+            "rows_copied": int(info.change.rows_copied),
+            "rows_total": int(info.change.rows_total),
+            "started_unix": float(info.change.started_unix),
+            "error": info.change.error,
+        }
+        if info.HasField("change")
+        else None,
         "replica_states": [replica_status_from_proto(r).to_dict() for r in info.replica_states],
     }
 

@@ -7,6 +7,38 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ScaleCollectionRequest(_message.Message):
+    __slots__ = ("name", "shards", "replicas", "abort")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    ABORT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    shards: int
+    replicas: int
+    abort: bool
+    def __init__(self, name: _Optional[str] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., abort: _Optional[bool] = ...) -> None: ...
+
+class LayoutChange(_message.Message):
+    __slots__ = ("kind", "phase", "target_shards", "target_replicas", "rows_copied", "rows_total", "started_unix", "error")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_SHARDS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_COPIED_FIELD_NUMBER: _ClassVar[int]
+    ROWS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    STARTED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    phase: str
+    target_shards: int
+    target_replicas: int
+    rows_copied: int
+    rows_total: int
+    started_unix: float
+    error: str
+    def __init__(self, kind: _Optional[str] = ..., phase: _Optional[str] = ..., target_shards: _Optional[int] = ..., target_replicas: _Optional[int] = ..., rows_copied: _Optional[int] = ..., rows_total: _Optional[int] = ..., started_unix: _Optional[float] = ..., error: _Optional[str] = ...) -> None: ...
+
 class CreateCollectionRequest(_message.Message):
     __slots__ = ("name", "dimension", "metric", "shards", "replicas", "index", "embedding")
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -76,7 +108,7 @@ class ReplicaInfo(_message.Message):
     def __init__(self, shard: _Optional[int] = ..., replica: _Optional[int] = ..., state: _Optional[str] = ..., address: _Optional[str] = ..., node_id: _Optional[str] = ..., pid: _Optional[int] = ..., count: _Optional[int] = ..., applied_seq: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "dimension", "metric", "shards", "replicas", "index", "count", "replica_states", "embedding")
+    __slots__ = ("name", "dimension", "metric", "shards", "replicas", "index", "count", "replica_states", "embedding", "layout_version", "change")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +118,8 @@ class CollectionInfo(_message.Message):
     COUNT_FIELD_NUMBER: _ClassVar[int]
     REPLICA_STATES_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
     name: str
     dimension: int
     metric: _common_pb2.Metric
@@ -95,7 +129,9 @@ class CollectionInfo(_message.Message):
     count: int
     replica_states: _containers.RepeatedCompositeFieldContainer[ReplicaInfo]
     embedding: str
-    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., index: _Optional[_Union[_common_pb2.IndexParams, _Mapping]] = ..., count: _Optional[int] = ..., replica_states: _Optional[_Iterable[_Union[ReplicaInfo, _Mapping]]] = ..., embedding: _Optional[str] = ...) -> None: ...
+    layout_version: int
+    change: LayoutChange
+    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., index: _Optional[_Union[_common_pb2.IndexParams, _Mapping]] = ..., count: _Optional[int] = ..., replica_states: _Optional[_Iterable[_Union[ReplicaInfo, _Mapping]]] = ..., embedding: _Optional[str] = ..., layout_version: _Optional[int] = ..., change: _Optional[_Union[LayoutChange, _Mapping]] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
     __slots__ = ("collection", "ids", "vectors", "metadata_json", "documents")

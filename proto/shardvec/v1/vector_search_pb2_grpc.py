@@ -103,6 +103,11 @@ class VectorSearchStub:
                 request_serializer=shardvec_dot_v1_dot_vector__search__pb2.SnapshotChunk.SerializeToString,
                 response_deserializer=shardvec_dot_v1_dot_vector__search__pb2.CollectionInfo.FromString,
                 _registered_method=True)
+        self.ScaleCollection = channel.unary_unary(
+                '/shardvec.v1.VectorSearch/ScaleCollection',
+                request_serializer=shardvec_dot_v1_dot_vector__search__pb2.ScaleCollectionRequest.SerializeToString,
+                response_deserializer=shardvec_dot_v1_dot_vector__search__pb2.CollectionInfo.FromString,
+                _registered_method=True)
 
 
 class VectorSearchServicer:
@@ -194,6 +199,15 @@ class VectorSearchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ScaleCollection(self, request, context):
+        """Changes a collection's shard and/or replica count online; returns once the change is
+        persisted and running (DescribeCollection shows its progress; `change` is unset when done).
+        FAILED_PRECONDITION while another change of the collection runs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VectorSearchServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -260,6 +274,11 @@ def add_VectorSearchServicer_to_server(servicer, server):
             'RestoreSnapshot': grpc.stream_unary_rpc_method_handler(
                     servicer.RestoreSnapshot,
                     request_deserializer=shardvec_dot_v1_dot_vector__search__pb2.SnapshotChunk.FromString,
+                    response_serializer=shardvec_dot_v1_dot_vector__search__pb2.CollectionInfo.SerializeToString,
+            ),
+            'ScaleCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScaleCollection,
+                    request_deserializer=shardvec_dot_v1_dot_vector__search__pb2.ScaleCollectionRequest.FromString,
                     response_serializer=shardvec_dot_v1_dot_vector__search__pb2.CollectionInfo.SerializeToString,
             ),
     }
@@ -617,6 +636,33 @@ class VectorSearch:
             target,
             '/shardvec.v1.VectorSearch/RestoreSnapshot',
             shardvec_dot_v1_dot_vector__search__pb2.SnapshotChunk.SerializeToString,
+            shardvec_dot_v1_dot_vector__search__pb2.CollectionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScaleCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shardvec.v1.VectorSearch/ScaleCollection',
+            shardvec_dot_v1_dot_vector__search__pb2.ScaleCollectionRequest.SerializeToString,
             shardvec_dot_v1_dot_vector__search__pb2.CollectionInfo.FromString,
             options,
             channel_credentials,

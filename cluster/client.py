@@ -148,10 +148,17 @@ class Client:
     ) -> dict[str, Any]:
         """Wait until collection `name` has no layout change in progress and every replica is
         live; returns its description. A change that stopped on an error it keeps retrying is
-        reported through `progress`; past `timeout`, DeadlineExceeded."""
+        reported through `progress`; past `timeout`, DeadlineExceeded. Unavailable while
+        waiting (a coordinator coming back) is retried until `timeout`."""
         end = time.monotonic() + timeout
         while True:
-            info = self.describe(name)
+            try:
+                info = self.describe(name)
+            except Unavailable:
+                if time.monotonic() > end:
+                    raise
+                time.sleep(poll)
+                continue
             change = info["change"]
             if change is None and all(
                 r["state"] == "live" for r in info["replica_states"]

@@ -560,10 +560,11 @@ def demo(data_dir: str | None, shards: int) -> None:
 @cli.command()
 @click.option(
     "--mode",
-    type=click.Choice(["replica", "coordinator", "cluster", "all"]),
+    type=click.Choice(["replica", "coordinator", "cluster", "scale", "all"]),
     default="replica",
     show_default=True,
-    help="What to kill -9: a random replica, the coordinator, or the whole cluster.",
+    help="What to kill -9: a random replica, the coordinator, or the whole cluster; scale: "
+    "change the shard count up and down and kill a replica or the coordinator meanwhile.",
 )
 @click.option("--seconds", default=60.0, show_default=True, help="How long to keep killing.")
 @click.option("--interval", default=3.0, show_default=True, help="Mean seconds between kills.")

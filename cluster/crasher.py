@@ -4,9 +4,12 @@ After Qdrant's crasher. A writer upserts numbered batches and records which were
 acknowledged; a reader searches; a killer sends SIGKILL every few seconds to a random
 replica process (mode `replica`), to the coordinator (`coordinator`), or to every process of
 the cluster, which is then brought back with `shardvec up` on the same data directory
-(`cluster`). Afterwards: every acknowledged id is present with its exact vector and metadata,
-no id that was never sent exists, no duplicates, filtered counts equal the matching rows
-fetched, and all replicas of each shard hold the same rows.
+(`cluster`). Mode `scale` changes the shard count up and down over and over (online
+resharding, coordinator/resharding.py) and kills a random replica or the coordinator while
+the changes run. Afterwards: every acknowledged id is present with its exact vector and
+metadata, no id that was never sent exists, no duplicates (in the store, and within any one
+search result the reader got), filtered counts equal the matching rows fetched, and all
+replicas of each shard hold the same rows.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from shardvec.contract.errors import ShardvecError
 from cluster.client import Client, Collection
 from cluster.process import ServerProcess, free_port
 
-MODES = ("replica", "coordinator", "cluster")
+MODES = ("replica", "coordinator", "cluster", "scale")
+MAX_SCALE_SHARDS = 4
 DIM = 32
 COLLECTION = "crasher"
 
@@ -59,6 +63,9 @@ class CrasherReport:
     count_expected_max: int = 0
     filtered_count: int = 0
     filtered_fetched: int = 0
+    duplicate_results: int = 0  # search results that held an id twice
+    scales: int = 0  # layout changes started (mode scale)
+    layout_version: int = 0
     replicas_level: bool = False
     recovery_seconds: float = 0.0
     errors: list[str] = dataclasses.field(default_factory=list)
@@ -70,6 +77,7 @@ class CrasherReport:
             and self.wrong_content == 0
             and self.phantoms == 0
             and self.partial_batches == 0
+            and self.duplicate_results == 0
             and self.count_expected_min <= self.count_total <= self.count_expected_max
             and self.filtered_count == self.filtered_fetched
             and self.replicas_level
@@ -152,7 +160,8 @@ class Crasher:
             while not self._stop.is_set():
                 try:
                     col = col or c.get_collection(COLLECTION)
-                    col.search_ids(q, k=10)
+                    rows, _ = col.search_ids(q, k=10)
+                    self.report.duplicate_results += sum(len(r) != len(set(r)) for r in rows)
                     self.report.reads_ok += 1
                 except ShardvecError as exc:
                     self.report.reads_failed += 1
@@ -170,6 +179,9 @@ class Crasher:
                 self.report.kills += 1
                 self.log(f"killed the whole cluster; restarting (kill {self.report.kills})")
                 self.server = ServerProcess(self.data_dir, self.port, log_dir=self.data_dir.parent)
+            elif self.mode == "scale":
+                self._scale_and_kill(end)
+                continue
             else:
                 if self.mode == "replica":
                     # One failure at a time: R replicas tolerate R - 1 dead ones per shard.
@@ -184,6 +196,38 @@ class Crasher:
                     self.log(f"kill -9 {title} pid {victim.pid} (kill {self.report.kills})")
             time.sleep(self.interval * (0.5 + self.rng.random()))
 
+    def _scale_and_kill(self, end: float) -> None:
+        """Start a change of the shard count (when none runs), then, part way through it,
+        kill -9 a replica (one at a time) or the coordinator."""
+        assert self.server is not None
+        try:
+            with self._client() as c:
+                info = c.describe(COLLECTION)
+                if info["change"] is None:
+                    target = self.rng.choice(
+                        [s for s in range(1, MAX_SCALE_SHARDS + 1) if s != info["shards"]]
+                    )
+                    c.get_collection(COLLECTION).scale(shards=target, wait=False)
+                    self.report.scales += 1
+                    self.log(f"scale {info['shards']} -> {target} shards")
+        except ShardvecError as exc:  # the coordinator is coming back, or a change runs
+            if len(self.report.errors) < 20:
+                self.report.errors.append(f"scale: {exc.code.name}: {exc.message}")
+        time.sleep(self.interval * self.rng.random())
+        if self.rng.random() < 0.5:
+            with self._client() as c:
+                self._wait_level(c, timeout=max(5.0, end - time.monotonic()))
+            title = "ray::ShardReplica"
+        else:
+            title = "ray::Coordinator"
+        victims = self.server.processes(title)
+        if victims:
+            victim = self.rng.choice(victims)
+            victim.send_signal(signal.SIGKILL)
+            self.report.kills += 1
+            self.log(f"kill -9 {title} pid {victim.pid} (kill {self.report.kills})")
+        time.sleep(self.interval * (0.5 + self.rng.random()))
+
     def _wait_level(self, c: Client, timeout: float = 300) -> bool:
         try:
             c.wait_live(COLLECTION, timeout, level=True, poll=0.5)
@@ -195,6 +239,11 @@ class Crasher:
         r = self.report
         start = time.monotonic()
         with self._client() as c:
+            if self.mode == "scale":  # the last change runs to its end first
+                try:
+                    r.layout_version = int(c.wait_layout(COLLECTION, timeout=300)["layout_version"])
+                except ShardvecError as exc:
+                    r.errors.append(f"layout change did not finish: {exc.message}")
             r.replicas_level = self._wait_level(c)
             r.recovery_seconds = round(time.monotonic() - start, 2)
             col = c.get_collection(COLLECTION)

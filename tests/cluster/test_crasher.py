@@ -11,7 +11,7 @@ pytestmark = pytest.mark.cluster
 
 @pytest.mark.parametrize(
     ("mode", "seconds", "interval"),
-    [("replica", 12, 2.5), ("coordinator", 10, 3.0), ("cluster", 8, 4.0)],
+    [("replica", 10, 2.5), ("coordinator", 8, 3.0), ("cluster", 8, 4.0), ("scale", 14, 2.0)],
 )
 def test_crasher_loses_no_acknowledged_write(mode: str, seconds: float, interval: float) -> None:
     rep = Crasher(mode, seconds=seconds, interval=interval, shards=2, replicas=2, batch=10,
@@ -25,6 +25,9 @@ def test_crasher_loses_no_acknowledged_write(mode: str, seconds: float, interval
     assert rep.count_expected_min <= rep.count_total <= rep.count_expected_max
     assert rep.filtered_count == rep.filtered_fetched
     assert rep.replicas_level
+    assert rep.duplicate_results == 0
+    if mode == "scale":
+        assert rep.scales >= 2 and rep.layout_version >= 2, rep.errors
     if mode == "replica":
         assert rep.reads_failed == 0, rep.errors  # R=2 tolerates one dead replica per shard
     assert rep.ok

@@ -87,3 +87,20 @@ def bench_query(args: tuple[str, ...]) -> None:
     from bench.bench_query import main as query_main
 
     sys.exit(query_main(list(args)))
+
+
+@bench.command()
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
+              envvar="SHARDVEC_SHARED_DATA",
+              help="Shared data set directory (default: ../shared/data/pypi-minilm-100k; the "
+                   "bundled sample when absent).")
+@click.option("--n", default=100_000, show_default=True, help="Rows to load.")
+@click.option("--settle", default=5.0, show_default=True,
+              help="Seconds of load measured before and after the changes.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("bench/results/reshard.json"), show_default=True)
+def reshard(data: Path | None, n: int, settle: float, out: Path) -> None:
+    """Online layout changes under a writer and a reader: 2 -> 4 shards, 1 -> 2 replicas."""
+    from bench.bench_reshard import run, table
+
+    click.echo(table(run(data, n, settle, out)))

@@ -124,6 +124,7 @@ class CollectionRuntime:
         # shrink): reads drop the second copy of a row (search) or count it out (count).
         self.receivers: frozenset[int] = frozenset()
         self.change: ChangeProgress | None = None
+        self.snapshots = 0  # CreateSnapshot calls running (no layout change starts meanwhile)
         self.gate = ReadGate()
         self.higher_is_better = spec.index.metric != "euclidean"
         self.on_shard_search = on_shard_search  # (collection, shard, seconds) per shard search

@@ -200,6 +200,10 @@ class CoordinatorRuntime:
                     f"collection {name!r}: a layout change is already in progress "
                     f"(phase {phase}); wait for it or abort it first"
                 )
+            if col.snapshots:
+                raise FailedPrecondition(
+                    f"collection {name!r}: a snapshot of it is being taken; scale it after"
+                )
             shards = shards or col.layout.shards
             replicas = replicas or col.spec.replicas
             if shards != col.layout.shards:

@@ -30,7 +30,7 @@ from typing import IO, Any
 
 import numpy as np
 from shardvec.contract.archive import Archive, open_archive, shard_prefix, write_archive
-from shardvec.contract.errors import DataLoss, InvalidArgument
+from shardvec.contract.errors import DataLoss, FailedPrecondition, InvalidArgument
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.store_copy import iter_live_rows, parse_shard_manifest
@@ -59,11 +59,17 @@ async def create_archive(
 ) -> AsyncIterator[bytes]:
     """Snapshot collection `name` and yield the archive's bytes in chunks."""
     col = runtime.get(name)
+    if col.change is not None:
+        raise FailedPrecondition(
+            f"collection {name!r}: a layout change is in progress; snapshot it once it is done"
+        )
+    col.snapshots += 1  # a layout change waits for none (CoordinatorRuntime.scale refuses)
     work = _workdir(runtime, "create")
     try:
-        dirs = [work / shard_prefix(rs.shard) for rs in col.shard_sets]
+        sets = col.read_sets()
+        dirs = [work / shard_prefix(rs.shard) for rs in sets]
         manifests = await asyncio.gather(
-            *(_pull_shard(rs, d, deadline) for rs, d in zip(col.shard_sets, dirs, strict=True))
+            *(_pull_shard(rs, d, deadline) for rs, d in zip(sets, dirs, strict=True))
         )
         path = work / "snapshot.tar"
         manifest = await asyncio.to_thread(
@@ -82,6 +88,7 @@ async def create_archive(
             while data := await asyncio.to_thread(f.read, CHUNK_BYTES):
                 yield data
     finally:
+        col.snapshots -= 1
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -1,0 +1,187 @@
+"""Online layout changes under load: 2 -> 4 shards, then 1 -> 2 replicas, with a writer and a
+reader running all the while (issue 15).
+
+Loads the shared 100k x 384 set (or `--n` rows of it; the bundled sample when it is absent)
+into a 2-shard collection, then runs a writer (20-row upserts of new ids, each retried by the
+client until acknowledged) and a reader (single queries, k=10) and changes the layout. It
+reports the time of each change, reads failed, acknowledged writes lost (every acknowledged id
+is fetched at the end), write attempts that failed and were retried, read QPS before, during
+and after, and the copy rate against the ingest rate of the same rows (the reference, measured
+in the same run by the initial load). Prints a table and writes JSON.
+
+    shardvec bench reshard [--n 100000] [--out bench/results/reshard.json]
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from shardvec.contract.errors import ShardvecError
+
+from bench.query_data import default_data
+from cluster.bringup import ShardvecCluster
+from cluster.client import Client
+from cluster.demo import load_sample
+
+NAME = "reshard"
+
+
+def _load(data: Path | None, n: int) -> tuple[np.ndarray, np.ndarray, str]:
+    path = data or default_data()
+    if (path / "base.npy").exists():
+        base = np.load(path / "base.npy", mmap_mode="r")[:n].astype(np.float32)
+        queries = np.load(path / "queries.npy")[:200].astype(np.float32)
+        return base, queries, str(path)
+    vectors, _, queries, _ = load_sample()
+    return vectors[:n], queries, "bundled sample"
+
+
+class Load:
+    """The writer and the reader, with their counters and a timeline of reads."""
+
+    def __init__(self, address: str, dim: int, queries: np.ndarray) -> None:
+        self.address, self.dim, self.queries = address, dim, queries
+        self.stop = threading.Event()
+        self.acked: list[str] = []
+        self.write_retries = 0
+        self.reads_failed = 0
+        self.read_times: list[float] = []
+        self.errors: list[str] = []
+        self.threads = [threading.Thread(target=self._writer),
+                        threading.Thread(target=self._reader)]
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def finish(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(120)
+
+    def _writer(self) -> None:
+        rng = np.random.default_rng(7)
+        i = 0
+        with Client(self.address, timeout=60) as c:
+            col = c.get_collection(NAME)
+            while not self.stop.is_set():
+                ids = [f"w{i + j}" for j in range(20)]
+                vecs = rng.standard_normal((20, self.dim)).astype(np.float32)
+                while not self.stop.is_set():
+                    try:
+                        col.upsert(ids, vecs)
+                        self.acked.extend(ids)
+                        break
+                    except ShardvecError as exc:
+                        self.write_retries += 1
+                        self.errors.append(f"write: {exc.code.name}: {exc.message}")
+                        time.sleep(0.1)
+                i += 20
+                time.sleep(0.02)
+
+    def _reader(self) -> None:
+        with Client(self.address, timeout=60) as c:
+            col = c.get_collection(NAME)
+            q = 0
+            while not self.stop.is_set():
+                try:
+                    col.search_ids(self.queries[q % len(self.queries)][None, :], k=10)
+                    self.read_times.append(time.monotonic())
+                except ShardvecError as exc:
+                    self.reads_failed += 1
+                    self.errors.append(f"read: {exc.code.name}: {exc.message}")
+                q += 1
+
+    def qps(self, start: float, end: float) -> float:
+        n = sum(1 for t in self.read_times if start <= t < end)
+        return round(n / max(end - start, 1e-9), 1)
+
+
+def _change(client: Client, shards: int | None = None,
+            replicas: int | None = None) -> dict[str, Any]:
+    col = client.get_collection(NAME)
+    copied: list[int] = [0]
+    t0 = time.monotonic()
+    scale = {"shards": shards, "replicas": replicas}
+    info = col.scale(shards, replicas, poll=0.2,
+                     progress=lambda ch: copied.__setitem__(0, ch["rows_copied"]))
+    t1 = time.monotonic()
+    return {"change": scale, "seconds": round(t1 - t0, 2), "start": t0, "end": t1,
+            "rows_copied": copied[0], "layout_version": info["layout_version"],
+            "shards": info["shards"], "replicas": info["replicas"]}
+
+
+def run(data: Path | None, n: int, settle: float, out: Path) -> dict[str, Any]:
+    base, queries, source = _load(data, n)
+    result: dict[str, Any] = {"data": source, "n": len(base), "dim": int(base.shape[1])}
+    with tempfile.TemporaryDirectory() as tmp, ShardvecCluster(
+        {"data_dir": tmp, "port": 0}
+    ) as cluster, Client(cluster.address, timeout=300) as client:
+        col = client.create_collection(NAME, dim=base.shape[1], shards=2, replicas=1)
+        t0 = time.monotonic()
+        col.upsert([f"b{i}" for i in range(len(base))], base, batch_size=2000)
+        load_s = time.monotonic() - t0
+        result["ingest_rows_per_s"] = round(len(base) / load_s, 1)
+        load = Load(cluster.address, base.shape[1], queries)
+        load.start()
+        try:
+            time.sleep(settle)
+            before_end = time.monotonic()
+            shards = _change(client, shards=4)
+            replicas = _change(client, replicas=2)
+            time.sleep(settle)
+            after_end = time.monotonic()
+        finally:
+            load.finish()
+        result["read_qps_before"] = load.qps(before_end - settle, before_end)
+        result["read_qps_during_shards"] = load.qps(shards["start"], shards["end"])
+        result["read_qps_during_replicas"] = load.qps(replicas["start"], replicas["end"])
+        result["read_qps_after"] = load.qps(after_end - settle, after_end)
+        moved = shards["rows_copied"]
+        result["shards_2_to_4"] = {k: v for k, v in shards.items() if k not in ("start", "end")}
+        result["replicas_1_to_2"] = {k: v for k, v in replicas.items()
+                                     if k not in ("start", "end", "rows_copied")}
+        result["copy_rows_per_s"] = round(moved / max(shards["seconds"], 1e-9), 1)
+        result["copy_vs_ingest"] = round(
+            result["copy_rows_per_s"] / result["ingest_rows_per_s"], 2
+        )
+        result["reads_ok"] = len(load.read_times)
+        result["reads_failed"] = load.reads_failed
+        result["write_attempts_retried"] = load.write_retries
+        result["writes_acked"] = len(load.acked)
+        got = col.get(load.acked, include_vectors=False) if load.acked else []
+        result["acked_writes_lost"] = len(load.acked) - len(got)
+        result["count"] = col.count()
+        result["count_expected"] = len(base) + len(load.acked)
+        result["errors"] = load.errors[:5]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def table(r: dict[str, Any]) -> str:
+    rows = [
+        ("rows loaded", r["n"]),
+        ("ingest rows/s (reference)", r["ingest_rows_per_s"]),
+        ("2 -> 4 shards, s", r["shards_2_to_4"]["seconds"]),
+        ("rows copied", r["shards_2_to_4"]["rows_copied"]),
+        ("copy rows/s", r["copy_rows_per_s"]),
+        ("copy / ingest", r["copy_vs_ingest"]),
+        ("1 -> 2 replicas, s", r["replicas_1_to_2"]["seconds"]),
+        ("read QPS before", r["read_qps_before"]),
+        ("read QPS during 2 -> 4 shards", r["read_qps_during_shards"]),
+        ("read QPS during 1 -> 2 replicas", r["read_qps_during_replicas"]),
+        ("read QPS after", r["read_qps_after"]),
+        ("reads ok / failed (target 0)", f"{r['reads_ok']} / {r['reads_failed']}"),
+        ("writes acked / lost (target 0)", f"{r['writes_acked']} / {r['acked_writes_lost']}"),
+        ("write attempts retried (target 0)", r["write_attempts_retried"]),
+        ("count / expected", f"{r['count']} / {r['count_expected']}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

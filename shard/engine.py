@@ -1083,7 +1083,10 @@ class ShardEngine:
         with self._store.snapshot() as db:
             got = local_stats(db, tokenizer, texts)
         return KeywordStats(
-            [KeywordTerms(tuple(t), tuple(f)) for t, f in zip(got.terms, got.doc_freqs)],
+            [
+                KeywordTerms(tuple(t), tuple(f))
+                for t, f in zip(got.terms, got.doc_freqs, strict=True)
+            ],
             got.doc_count,
             got.total_tokens,
         )

@@ -126,7 +126,8 @@ class QueryTokenizer:
 
     def __init__(self, tokenizer: str) -> None:
         self._db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-        self._db.execute(f"CREATE VIRTUAL TABLE q USING fts5(x, tokenize='{tokenize_clause(tokenizer)}')")
+        clause = tokenize_clause(tokenizer)
+        self._db.execute(f"CREATE VIRTUAL TABLE q USING fts5(x, tokenize='{clause}')")
         self._db.execute("CREATE VIRTUAL TABLE q_inst USING fts5vocab(q, 'instance')")
         self._lock = threading.Lock()
 
@@ -166,7 +167,9 @@ def doc_freqs(db: sqlite3.Connection, terms: Sequence[str]) -> dict[str, int]:
     return out
 
 
-def local_stats(db: sqlite3.Connection, tokenizer: QueryTokenizer, texts: Sequence[str]) -> LocalStats:
+def local_stats(
+    db: sqlite3.Connection, tokenizer: QueryTokenizer, texts: Sequence[str]
+) -> LocalStats:
     """Terms and local document frequencies of each text, with the local totals."""
     terms = [tokenizer.terms(t) for t in texts]
     n, total = corpus_totals(db)

@@ -78,7 +78,7 @@ from shard.checkpoint import remove_manifest, write_checkpoint
 from shard.columns import MetadataColumns
 from shard.documents import Documents, document_mask
 from shard.index import HnswIndex
-from shard.keyword import QueryTokenizer, local_stats, match
+from shard.keyword import PostingCache, QueryTokenizer, local_stats, match
 from shard.planner import PlannerSettings, SearchPlanner, check_threshold, drop_past_threshold
 from shard.recovery import recover
 from shard.rowdata import RowData
@@ -219,6 +219,7 @@ class ShardEngine:
             )
         self._store = Store(self.directory, settings, owner)
         self._tokenizer: QueryTokenizer | None = None  # made by the first keyword search
+        self._postings = PostingCache()
         self._staged: dict[int, _Staged] = {}
         try:
             self._applied_seq = self._store.applied_seq()
@@ -1105,12 +1106,22 @@ class ShardEngine:
         scores = np.full((nq, k), np.nan, dtype=np.float32)
         labels = np.full((nq, k), -1, dtype=np.int64)
         filtered = request.where is not None or request.where_document is not None
+        gen: int | None = self._store.generation
         with self._index.lock.read(), self._store.snapshot() as db:
+            db.execute("SELECT 1 FROM kv LIMIT 1").fetchone()  # the snapshot starts here
+            if gen != self._store.generation or gen % 2:  # a write under way: cache nothing
+                gen = None
             mask = self._mask(request.where, request.where_document) if filtered else None
             alive = self._slots.alive
             for qi, q in enumerate(request.queries):
                 slots, got = match(
-                    db, q.terms, q.doc_freqs, request.doc_count, request.total_tokens
+                    db,
+                    q.terms,
+                    q.doc_freqs,
+                    request.doc_count,
+                    request.total_tokens,
+                    self._postings,
+                    gen,
                 )
                 keep = slots < len(alive)
                 slots, got = slots[keep], got[keep]

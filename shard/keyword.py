@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -59,7 +60,7 @@ END""",
 )
 _TRIGGER_NAMES = ("rows_fts_insert", "rows_fts_delete", "rows_fts_update")
 _IN_CHUNK = 900
-_RANGE_SCAN = 8000  # candidate documents above which lengths are read as one range
+_RANGE_SCAN = 1000  # candidate documents above which lengths are read as one range
 
 
 def tokenize_clause(tokenizer: str) -> str:
@@ -196,25 +197,91 @@ def bm25(
     return np.asarray(part @ idfs, dtype=np.float64)
 
 
+class PostingCache:
+    """Postings (slots, term frequencies) of recently searched terms and every document's
+    length, as read at one store generation (Store.generation, even while no write is under
+    way): a write moves the generation on and the next search starts afresh. Common terms
+    (in a large share of the documents) cost most to read and recur in most queries. Holds
+    at most `max_postings` postings; the oldest terms go first. Thread-safe."""
+
+    def __init__(self, max_postings: int = 4_000_000) -> None:
+        self.max_postings = max_postings
+        self._lock = threading.Lock()
+        self._gen = -1
+        self._terms: OrderedDict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]]
+        self._terms = OrderedDict()
+        self._size = 0
+        self._lengths: npt.NDArray[np.float64] | None = None
+
+    def _at(self, gen: int) -> bool:
+        """Move to `gen` when it is newer (dropping what was read before); False for an
+        older one (a search that read before the last write: its reads are not kept)."""
+        if gen < self._gen:
+            return False
+        if gen > self._gen:
+            self._gen, self._terms, self._size, self._lengths = gen, OrderedDict(), 0, None
+        return True
+
+    def postings(
+        self, gen: int, term: str
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]] | None:
+        with self._lock:
+            if not self._at(gen) or term not in self._terms:
+                return None
+            self._terms.move_to_end(term)
+            return self._terms[term]
+
+    def put_postings(
+        self, gen: int, term: str, value: tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]
+    ) -> None:
+        with self._lock:
+            if not self._at(gen) or term in self._terms or len(value[0]) > self.max_postings:
+                return
+            self._terms[term] = value
+            self._size += len(value[0])
+            while self._size > self.max_postings:
+                _, old = self._terms.popitem(last=False)
+                self._size -= len(old[0])
+
+    def lengths(self, gen: int) -> npt.NDArray[np.float64] | None:
+        with self._lock:
+            return self._lengths if self._at(gen) else None
+
+    def put_lengths(self, gen: int, lengths: npt.NDArray[np.float64]) -> None:
+        with self._lock:
+            if self._at(gen):
+                self._lengths = lengths
+
+
 def match(
     db: sqlite3.Connection,
     terms: Sequence[str],
     global_freqs: Sequence[int],
     doc_count: int,
     total_tokens: int,
+    cache: PostingCache | None = None,
+    gen: int | None = None,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """(slots, scores) of every indexed document holding one of `terms`, scored with the
-    given corpus statistics (the sums over every shard)."""
+    given corpus statistics (the sums over every shard). With a cache and the generation
+    the snapshot `db` reads (None: unknown), postings and lengths come from the cache when
+    it holds them at that generation, and what is read goes into it."""
     if not terms or doc_count <= 0 or total_tokens <= 0:
         return np.empty(0, np.int64), np.empty(0, np.float64)
+    use = cache if gen is not None else None
     distinct = list(dict.fromkeys(terms))
     postings: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = []
     for term in distinct:
-        rows = db.execute(
-            f"SELECT doc, count(*) FROM {FTS}_inst WHERE term = ? GROUP BY doc", (term,)
-        ).fetchall()
-        arr = np.array(rows, dtype=np.int64).reshape(-1, 2)
-        postings.append((arr[:, 0], arr[:, 1].astype(np.float64)))
+        got = use.postings(gen, term) if use is not None and gen is not None else None
+        if got is None:
+            rows = db.execute(
+                f"SELECT doc, count(*) FROM {FTS}_inst WHERE term = ? GROUP BY doc", (term,)
+            ).fetchall()
+            arr = np.array(rows, dtype=np.int64).reshape(-1, 2)
+            got = (arr[:, 0], arr[:, 1].astype(np.float64))
+            if use is not None and gen is not None:
+                use.put_postings(gen, term, got)
+        postings.append(got)
     slots = np.unique(np.concatenate([p[0] for p in postings]))
     if not len(slots):
         return slots, np.empty(0, np.float64)
@@ -224,9 +291,30 @@ def match(
     for j, term in enumerate(terms):
         i = column[term]
         tf[per_term[i], j] = postings[i][1]
-    lengths = _doc_lengths(db, slots)
+    lengths = _cached_lengths(db, slots, use, gen)
     idfs = idf(doc_count, global_freqs)
     return slots, bm25(tf, lengths, idfs, total_tokens / doc_count)
+
+
+def _cached_lengths(
+    db: sqlite3.Connection,
+    slots: npt.NDArray[np.int64],
+    cache: PostingCache | None,
+    gen: int | None,
+) -> npt.NDArray[np.float64]:
+    """Lengths of `slots`: from the cache's array of every document's length, built here
+    when many are asked, else read by key."""
+    if cache is None or gen is None:
+        return _doc_lengths(db, slots)
+    every = cache.lengths(gen)
+    if every is None and len(slots) > _RANGE_SCAN:
+        top = db.execute(f"SELECT max(id) FROM {FTS}_docsize").fetchone()[0]
+        all_slots = np.arange(int(top or 0) + 1, dtype=np.int64)
+        every = _doc_lengths(db, all_slots)
+        cache.put_lengths(gen, every)
+    if every is None or int(slots[-1]) >= len(every):
+        return _doc_lengths(db, slots)
+    return every[slots]
 
 
 def _doc_lengths(db: sqlite3.Connection, slots: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:

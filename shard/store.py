@@ -179,6 +179,9 @@ class Store:
         # beside a commit); writes and recovery scans use `_conn` behind `_lock`.
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
+        # Bumped before and after every write of `rows`: even when none is under way; what
+        # was read at one even value holds until it changes (keyword search caches by it).
+        self.generation = 0
         try:
             private_dir(self.path.parent)  # the replica's directory: store, index, manifest
             private_file(self.path)  # 0600 before SQLite opens it: -wal/-shm take its mode
@@ -577,6 +580,7 @@ class Store:
         `applied_seq` set to `seq` unless it is None; staged batches with seq <= `unstage_upto`
         deleted (they are applied, or obsolete). All or nothing."""
         with self._lock, self._errors():
+            self.generation += 1  # odd while rows may change (shard/keyword.py caches by it)
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(_TOMBSTONE, tombstones)
@@ -590,6 +594,8 @@ class Store:
             except BaseException:
                 self._rollback()
                 raise
+            finally:
+                self.generation += 1
 
     # ----------------------------------------------------------------------------- staging
 

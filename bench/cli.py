@@ -87,3 +87,17 @@ def bench_query(args: tuple[str, ...]) -> None:
     from bench.bench_query import main as query_main
 
     sys.exit(query_main(list(args)))
+
+
+@bench.command(
+    "keyword",
+    add_help_option=False,
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench_keyword(args: tuple[str, ...]) -> None:
+    """Keyword and hybrid search: QPS single and batch at 1 and 4 shards against one FTS5
+    table, overlap@10, rare-token recall@10. Options: shardvec bench keyword --help."""
+    from bench.keyword import main as keyword_main
+
+    sys.exit(keyword_main(list(args)))

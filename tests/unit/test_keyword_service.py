@@ -194,3 +194,28 @@ def test_bad_tokenizer_is_refused(svc: tuple[Service, np.ndarray]) -> None:
             name="bad", dimension=DIM, text_tokenizer="snowball"
         ))
     _answers(s)
+
+
+def test_a_restored_snapshot_searches_by_keyword(svc: tuple[Service, np.ndarray]) -> None:
+    s, _ = svc
+
+    async def roundtrip() -> Any:
+        chunks = [c async for c in s.service.CreateSnapshot(
+            pb.CreateSnapshotRequest(collection="stem"), Context()
+        )]  # fmt: skip
+        chunks[0].restore_as, chunks[0].shards = "stem_copy", 3
+
+        async def feed() -> Any:
+            for c in chunks:
+                yield c
+
+        return await s.service.RestoreSnapshot(feed(), Context())
+
+    info = s.loop.run_until_complete(roundtrip())
+    assert info.text_tokenizer == "porter" and info.shards == 3
+    for name in ("stem", "stem_copy"):
+        r = s.call("Search", _kw(["zyzzyva runs"], name=name, k=5)).results[0]
+        assert r.ids[0] == "r17", name
+    a = s.call("Search", _kw(["kafka running"], name="stem", k=10)).results[0]
+    b = s.call("Search", _kw(["kafka running"], name="stem_copy", k=10)).results[0]
+    assert list(a.scores) == pytest.approx(list(b.scores))  # global statistics: same ranking

@@ -36,6 +36,9 @@ def test_keyword_and_hybrid_over_the_cluster(
     hits = col.search_keywords(["zyzzyva", "runs kafka"], k=5, include_documents=True)
     assert [h.id for h in hits[0]] == ["r17"] and "zyzzyva" in (hits[0][0].document or "")
     assert len(hits[1]) == 5 and all("kafka" in (h.document or "") for h in hits[1])
+    full = col.search_keywords("zyzzyva", k=1, include_vectors=True)[0][0]
+    assert full.metadata == {"i": 17} and full.vector is not None
+    np.testing.assert_allclose(full.vector, vectors[17])
     fused = col.search_keywords(["zyzzyva"], k=5, queries=vectors[3:4], fusion="weighted",
                                 alpha=0.5)  # fmt: skip
     assert {"r3", "r17"} <= {h.id for h in fused[0]}

@@ -104,3 +104,15 @@ def reshard(data: Path | None, n: int, settle: float, out: Path) -> None:
     from bench.bench_reshard import run, table
 
     click.echo(table(run(data, n, settle, out)))
+@bench.command(
+    "keyword",
+    add_help_option=False,
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench_keyword(args: tuple[str, ...]) -> None:
+    """Keyword and hybrid search: QPS single and batch at 1 and 4 shards against one FTS5
+    table, overlap@10, rare-token recall@10. Options: shardvec bench keyword --help."""
+    from bench.keyword import main as keyword_main
+
+    sys.exit(keyword_main(list(args)))

@@ -262,6 +262,7 @@ def status(obj: _Context, as_json: bool) -> None:
             f"{c['name']}: dim={c['dim']} metric={c['metric']} shards={c['shards']} "
             f"replicas={c['replicas']} count={c['count']} layout={c['layout_version']}"
             + (f" embedding={c['embedding']}" if c.get("embedding") else "")
+            + f" text_tokenizer={c.get('text_tokenizer') or 'unicode61'}"
         )
         ch = c.get("change")
         if ch:
@@ -307,6 +308,13 @@ def status(obj: _Context, as_json: bool) -> None:
     default=None,
     help="Embed documents and query texts in the cluster (minilm: all-MiniLM-L6-v2, 384-d).",
 )
+@click.option(
+    "--text-tokenizer",
+    type=click.Choice(["unicode61", "porter"]),
+    default="unicode61",
+    show_default=True,
+    help="How keyword search cuts documents into terms (porter: with stemming).",
+)
 @click.pass_obj
 def create(
     obj: _Context,
@@ -319,6 +327,7 @@ def create(
     ef_construction: int,
     ef: int,
     embedding: str | None,
+    text_tokenizer: str,
 ) -> None:
     """Create a collection."""
     if not dim and not embedding:
@@ -335,6 +344,7 @@ def create(
                 ef_construction=ef_construction,
                 ef=ef,
                 embedding=embedding or "",
+                text_tokenizer=text_tokenizer,
             )
     except ShardvecError as exc:
         _fail(exc)
@@ -479,6 +489,23 @@ def load(
 )
 @click.option("--ef", default=0, type=int, help="Search breadth (0: collection default).")
 @click.option("--exact", is_flag=True, help="Brute force instead of HNSW.")
+@click.option(
+    "--keywords",
+    "keywords",
+    multiple=True,
+    help="A keyword query (BM25 over the documents; words, not query syntax), repeatable. "
+    "Alone: keyword search; with --text or --vectors (one each): hybrid search.",
+)
+@click.option(
+    "--fusion",
+    type=click.Choice(["rrf", "weighted"]),
+    default=None,
+    help="Hybrid: reciprocal rank fusion (default) or weighted normalised scores.",
+)
+@click.option(
+    "--alpha", default=None, type=float, help="--fusion weighted: the vector side's weight (0.5)."
+)
+@click.option("--rrf-k", default=0, type=int, help="--fusion rrf: the rank constant (0: 60).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON list of hits per query row.")
 @click.pass_obj
 def query(
@@ -491,12 +518,21 @@ def query(
     where: str | None,
     ef: int,
     exact: bool,
+    keywords: tuple[str, ...],
+    fusion: str | None,
+    alpha: float | None,
+    rrf_k: int,
     as_json: bool,
 ) -> None:
-    """Search a collection with query vectors from a .npy file, query texts, or "more like"
-    stored ids."""
-    if sum((vectors_path is not None, bool(like), bool(texts))) != 1:
-        raise click.UsageError("give exactly one of --vectors, --text and --like")
+    """Search a collection with query vectors from a .npy file, query texts, "more like"
+    stored ids, keywords (BM25), or keywords fused with vectors or texts (hybrid)."""
+    sources = sum((vectors_path is not None, bool(like), bool(texts)))
+    if keywords and not like and sources <= 1:
+        _query_keywords(obj, name, keywords, vectors_path, texts, k, where, fusion, alpha,
+                        rrf_k, as_json)
+        return
+    if sources != 1:
+        raise click.UsageError("give exactly one of --vectors, --text and --like (or --keywords)")
     try:
         where_obj = json.loads(where) if where else None
     except json.JSONDecodeError as exc:
@@ -542,6 +578,54 @@ def query(
             click.echo(f"like {like[row]}:")
         else:
             click.echo(f"query {row}:" + (f" {texts[row]!r}" if texts else ""))
+        for h in row_hits:
+            text = h.document or (h.metadata or {}).get("text", "")
+            click.echo(f"  {h.score:8.4f}  {h.id:<12} {str(text)[:80]}")
+
+
+def _query_keywords(
+    obj: _Context,
+    name: str,
+    keywords: tuple[str, ...],
+    vectors_path: Path | None,
+    texts: tuple[str, ...],
+    k: int,
+    where: str | None,
+    fusion: str | None,
+    alpha: float | None,
+    rrf_k: int,
+    as_json: bool,
+) -> None:
+    """`query --keywords`: keyword search, or hybrid with --text / --vectors."""
+    try:
+        where_obj = json.loads(where) if where else None
+    except json.JSONDecodeError as exc:
+        raise click.UsageError(f"--where is not JSON: {exc}") from None
+    try:
+        with obj.client() as client:
+            col = client.get_collection(name)
+            queries = (
+                np.asarray(np.load(str(vectors_path)), dtype=np.float32)
+                if vectors_path is not None
+                else None
+            )
+            hits = col.search_keywords(
+                list(keywords), k=k, queries=queries, texts=list(texts) if texts else None,
+                fusion=fusion or "", alpha=alpha, rrf_k=rrf_k, where=where_obj,
+                include_documents=True,
+            )
+    except ShardvecError as exc:
+        _fail(exc)
+        return
+    for row, row_hits in enumerate(hits):
+        if as_json:
+            click.echo(json.dumps([
+                {"id": h.id, "score": h.score, "metadata": h.metadata, "document": h.document}
+                for h in row_hits
+            ]))
+            continue
+        click.echo(f"query {row}: keywords {keywords[row]!r}"
+                   + (f" text {texts[row]!r}" if texts else ""))
         for h in row_hits:
             text = h.document or (h.metadata or {}).get("text", "")
             click.echo(f"  {h.score:8.4f}  {h.id:<12} {str(text)[:80]}")

@@ -110,10 +110,12 @@ class Client:
         ef: int = 0,
         embedding: str = "",
         embedding_function: EmbeddingFunction | None = None,
+        text_tokenizer: str = "",
     ) -> Collection:
         """Create a collection. `embedding="minilm"` embeds documents and query texts in the
         cluster (dim may then be 0: the model's 384); `embedding_function` embeds them here,
-        in the client, before they are sent."""
+        in the client, before they are sent. `text_tokenizer` ("unicode61", the default, or
+        "porter") cuts documents and keyword queries into terms."""
         if metric not in METRIC_TO_PROTO:
             raise InvalidArgument(f"metric must be one of cosine, dot, euclidean, got {metric!r}")
         req = pb.CreateCollectionRequest(
@@ -123,6 +125,7 @@ class Client:
             shards=shards,
             replicas=replicas,
             embedding=embedding,
+            text_tokenizer=text_tokenizer,
         )
         req.index.m, req.index.ef_construction, req.index.ef = m, ef_construction, ef
         info = self.call("CreateCollection", req)
@@ -488,6 +491,51 @@ class Collection:
             if progress is not None:
                 progress(stop - start)
         return done
+
+    def search_keywords(
+        self,
+        keywords: Sequence[str] | str,
+        k: int = 10,
+        *,
+        queries: Any = None,
+        texts: Sequence[str] | str | None = None,
+        fusion: str = "",
+        alpha: float | None = None,
+        rrf_k: int = 0,
+        where: Mapping[str, Any] | None = None,
+        where_document: Mapping[str, Any] | None = None,
+        include_metadata: bool = True,
+        include_vectors: bool = False,
+        include_documents: bool = False,
+        timeout: float | None = None,
+    ) -> list[list[Hit]]:
+        """Keyword search: the BM25 top-k of each keyword text over the documents (scored
+        with the whole collection's statistics; the text is words, never query syntax).
+        With `queries` (vectors) or `texts` (query texts, embedded), one per keyword text:
+        hybrid search, the two rankings fused by `fusion` "rrf" (default; `rrf_k`, 60) or
+        "weighted" (`alpha`: the vector side's weight, 0.5)."""
+        keywords = [keywords] if isinstance(keywords, str) else list(keywords)
+        req = pb.SearchRequest(collection=self.name, k=k)
+        req.text_query.extend(keywords)
+        if texts is not None:
+            texts = [texts] if isinstance(texts, str) else list(texts)
+            if self.embedding_function is not None:
+                pack_vectors(req.queries, self._embed_here(texts))
+            else:
+                req.query_texts.extend(texts)
+        elif queries is not None:
+            pack_vectors(req.queries, _as_matrix(queries))
+        if fusion:
+            req.fusion = fusion
+        if alpha is not None:
+            req.alpha = alpha
+        req.rrf_k = rrf_k
+        if where:
+            req.filter.CopyFrom(filter_to_proto(parse_where(where)))
+        req.include.metadata = include_metadata
+        req.include.vectors = include_vectors
+        _document_options(req, include_documents, where_document)
+        return hits_from_response(self.client.call("Search", req, timeout), self.dim)
 
     def search_texts(
         self,

@@ -34,6 +34,7 @@ from shardvec.contract.errors import (
     Unavailable,
 )
 from shardvec.contract.filters import DocFilter
+from shardvec.contract.keyword import fusion_from_request, leg_depth, validate_text_queries
 from shardvec.contract.limits import MAX_QUERY_TEXT_BYTES
 from shardvec.contract.texts import (
     require_embedding,
@@ -60,6 +61,7 @@ from coordinator.collection import (
 from coordinator.config import CoordinatorSettings
 from coordinator.cursor import load_or_create_secret
 from coordinator.embedding import EmbedderPool, local_pool
+from coordinator.keyword import hybrid_search, keyword_search
 from coordinator.paths import cursor_secret_path
 from coordinator.query_ids import exclude_ids, vectors_of_ids
 from coordinator.runtime import CoordinatorRuntime
@@ -377,6 +379,9 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
 
     async def Search(self, request: Any, context: Any) -> Any:
         col = self.runtime.get(request.collection)
+        if request.text_query:
+            return await self._search_keywords(col, request, context)
+        fusion_from_request(request, hybrid=False)  # fusion parameters need a text_query
         if request.query_ids:
             return await self._search_by_ids(col, request, context)
         params = self._search_params(col, request)
@@ -409,6 +414,39 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
         )
         # Sized from what it will hold (each hit slot repeats its row's metadata) before the
         # message is built, stopping at the first row past the limit.
+        check_search_response(hits, col.dim, self.settings.max_message_bytes)
+        return search_response(hits)
+
+    async def _search_keywords(self, col: CollectionRuntime, request: Any, context: Any) -> Any:
+        """Keyword search (text_query alone) or hybrid search (with queries or query_texts):
+        coordinator/keyword.py."""
+        if request.query_ids:
+            raise InvalidArgument("text_query: not with query_ids (give queries or query_texts)")
+        params = self._search_params(col, request)
+        texts = validate_text_queries(list(request.text_query))
+        self._rows_limit(len(texts), self.settings.max_query_rows, "search text_query")
+        vectors = await self._embed_query_texts(col, request, context)
+        if vectors is None and (request.queries.packed or len(request.queries.values)):
+            vectors = vectors_from_proto(request.queries, col.dim, field="queries")
+        fusion = fusion_from_request(request, hybrid=vectors is not None)
+        if vectors is not None and len(vectors) != len(texts):
+            raise InvalidArgument(
+                f"text_query: {len(texts)} texts for {len(vectors)} queries (one per query)"
+            )
+        if len(texts) * params.k > self.settings.max_search_hits:
+            raise ResourceExhausted(
+                f"search: {len(texts)} queries x k={params.k} is {len(texts) * params.k} hits,"
+                f" the limit is {self.settings.max_search_hits} (max_search_hits)"
+            )
+        if params.include_vectors:
+            self._bytes_limit(len(texts) * params.k * col.dim * 4, "search")
+        deadline = self._deadline(context)
+        if vectors is None or fusion is None:
+            hits = await keyword_search(col, texts, params, deadline)
+        else:
+            vectors = validate_vectors(vectors, col.dim, col.spec.index.metric, field="queries")
+            depth = leg_depth(params.k, self.settings.max_k)
+            hits = await hybrid_search(col, vectors, texts, params, fusion, depth, deadline)
         check_search_response(hits, col.dim, self.settings.max_message_bytes)
         return search_response(hits)
 

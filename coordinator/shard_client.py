@@ -38,11 +38,17 @@ from shardvec.contract.errors import (
     error_for_status,
 )
 from shardvec.contract.filters import DocFilter, Filter
+from shardvec.contract.keyword import (
+    keyword_search_to_proto,
+    keyword_stats_from_proto,
+)
 from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
 from shardvec.contract.limits import TOKEN_HEADER
 from shardvec.contract.types import (
     Change,
     GetResult,
+    KeywordSearch,
+    KeywordStats,
     ScrollPage,
     SearchResult,
     ShardInfo,
@@ -263,6 +269,17 @@ class RemoteShard:
             resp = await self._call(self._search, payload, timeout)
         # Decoded as each shard answers: the early ones overlap the last one's search.
         return shard_hits_from_proto(resp, request.nq, int(request.queries.shape[1]))
+
+    async def keyword_stats(self, texts: Sequence[str], timeout: float) -> KeywordStats:
+        req = shard_pb2.KeywordStatsRequest(texts=list(texts))
+        return keyword_stats_from_proto(await self._call(self._stub.KeywordStats, req, timeout))
+
+    async def keyword_search(self, request: KeywordSearch, timeout: float) -> SearchResult:
+        req = keyword_search_to_proto(request)
+        resp = await self._call(self._stub.KeywordSearch, req, timeout)
+        slots = request.nq * int(resp.k)
+        dim = len(resp.vectors) // (4 * slots) if resp.vectors and slots else 1
+        return shard_hits_from_proto(resp, request.nq, dim)
 
     async def scroll(self, request: ShardScroll, timeout: float) -> ScrollPage:
         resp = await self._call(self._stub.Scroll, shard_scroll_to_proto(request), timeout)

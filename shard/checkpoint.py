@@ -170,8 +170,10 @@ def load_checkpoint(directory: Path, settings: IndexSettings) -> tuple[HnswIndex
                 log.warning("%s: index without manifest (interrupted checkpoint?)", directory)
             return None
         if manifest.settings != settings.to_dict():
-            raw_settings = {k: v for k, v in manifest.settings.items() if k != "ef"}
-            want = {k: v for k, v in settings.to_dict().items() if k != "ef"}
+            # ef is a search-time default; the tokenizer shapes the FTS index, not the graph.
+            loose = ("ef", "text_tokenizer")
+            raw_settings = {k: v for k, v in manifest.settings.items() if k not in loose}
+            want = {k: v for k, v in settings.to_dict().items() if k not in loose}
             if raw_settings != want:
                 raise ValueError(f"settings {manifest.settings} differ from {settings.to_dict()}")
         size = index_path.stat().st_size

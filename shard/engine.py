@@ -57,6 +57,9 @@ from shardvec.contract.sqlite_errors import map_storage_error
 from shardvec.contract.store_copy import INDEX_FILE, MANIFEST_FILE, STORE_FILE
 from shardvec.contract.types import (
     Change,
+    KeywordSearch,
+    KeywordStats,
+    KeywordTerms,
     Record,
     ScrollPage,
     SearchResult,
@@ -75,6 +78,7 @@ from shard.checkpoint import remove_manifest, write_checkpoint
 from shard.columns import MetadataColumns
 from shard.documents import Documents, document_mask
 from shard.index import HnswIndex
+from shard.keyword import PostingCache, QueryTokenizer, local_stats, match
 from shard.planner import PlannerSettings, SearchPlanner, check_threshold, drop_past_threshold
 from shard.recovery import recover
 from shard.rowdata import RowData
@@ -214,6 +218,8 @@ class ShardEngine:
                 "the replica's rows were lost"
             )
         self._store = Store(self.directory, settings, owner)
+        self._tokenizer: QueryTokenizer | None = None  # made by the first keyword search
+        self._postings = PostingCache()
         self._staged: dict[int, _Staged] = {}
         try:
             self._applied_seq = self._store.applied_seq()
@@ -1063,6 +1069,89 @@ class ShardEngine:
         counts = valid.sum(axis=1).astype(np.int32)
         return SearchResult(ids, scores, counts, texts, vectors, docs)
 
+    # ------------------------------------------------------------------ keyword search
+
+    def _query_tokenizer(self) -> QueryTokenizer:
+        if self._tokenizer is None:
+            self._tokenizer = QueryTokenizer(self.settings.text_tokenizer)
+        return self._tokenizer
+
+    def keyword_stats(self, texts: Sequence[str]) -> KeywordStats:
+        """Each text's terms (the collection's tokenizer) with their document frequencies
+        here, and this replica's document count and token total (shard/keyword.py)."""
+        self._check_usable()
+        tokenizer = self._query_tokenizer()
+        with self._store.snapshot() as db:
+            got = local_stats(db, tokenizer, texts)
+        return KeywordStats(
+            [
+                KeywordTerms(tuple(t), tuple(f))
+                for t, f in zip(got.terms, got.doc_freqs, strict=True)
+            ],
+            got.doc_count,
+            got.total_tokens,
+        )
+
+    def keyword_search(self, request: KeywordSearch) -> SearchResult:
+        """Per query the best `request.k` live rows by BM25 under the request's (global)
+        statistics, best first, filters and payloads as in `search`.
+
+        Postings, lengths and the slots' ids are read in one store snapshot, the filter
+        mask and payloads under the index's read lock; a hit whose slot holds another id in
+        memory than in that snapshot (a write committed and not yet applied) is left out,
+        as a vector search would not see it yet either."""
+        self._check_usable()
+        k, nq = request.k, request.nq
+        ids = np.full((nq, k), "", dtype=object)
+        scores = np.full((nq, k), np.nan, dtype=np.float32)
+        labels = np.full((nq, k), -1, dtype=np.int64)
+        filtered = request.where is not None or request.where_document is not None
+        gen: int | None = self._store.generation
+        with self._index.lock.read(), self._store.snapshot() as db:
+            db.execute("SELECT 1 FROM kv LIMIT 1").fetchone()  # the snapshot starts here
+            if gen != self._store.generation or gen % 2:  # a write under way: cache nothing
+                gen = None
+            mask = self._mask(request.where, request.where_document) if filtered else None
+            alive = self._slots.alive
+            for qi, q in enumerate(request.queries):
+                slots, got = match(
+                    db,
+                    q.terms,
+                    q.doc_freqs,
+                    request.doc_count,
+                    request.total_tokens,
+                    self._postings,
+                    gen,
+                )
+                keep = slots < len(alive)
+                slots, got = slots[keep], got[keep]
+                ok = (mask if mask is not None else alive)[slots]
+                slots, got = slots[ok], got[ok]
+                order = np.lexsort((slots, -got))  # best first, ties by slot
+                row = 0
+                for start in range(0, len(order), 4 * k):
+                    part = order[start : start + 4 * k]
+                    stored = _slot_ids(db, slots[part])
+                    for j in part:
+                        slot = int(slots[j])
+                        rid = self._slots.slot_to_id[slot]
+                        if stored.get(slot) != rid:
+                            continue
+                        ids[qi, row], scores[qi, row], labels[qi, row] = rid, got[j], slot
+                        row += 1
+                        if row == k:
+                            break
+                    if row == k:
+                        break
+            texts = self._rows.texts(labels) if request.include_metadata else None
+            vectors = None
+            if request.include_vectors:
+                flat = self._rows.vectors(labels.ravel())
+                vectors = flat.reshape(nq, k, self.settings.dim)
+            docs = self._rows.documents(labels) if request.include_documents else None
+        counts = (labels >= 0).sum(axis=1).astype(np.int32)
+        return SearchResult(ids, scores, counts, texts, vectors, docs)
+
     # ----------------------------------------------------------------------- lifecycle
 
     def checkpoint(self) -> None:
@@ -1118,6 +1207,8 @@ class ShardEngine:
             finally:
                 self._closed = True
                 self._store.close()
+                if self._tokenizer is not None:
+                    self._tokenizer.close()
 
 
 @dataclass(frozen=True)
@@ -1139,6 +1230,16 @@ class _Updated:
     metadatas: list[dict[str, Any]]
     texts: list[str | None]
     documents: list[str | None]
+
+
+def _slot_ids(db: Any, slots: npt.NDArray[np.int64]) -> dict[int, str]:
+    """The id each of `slots` holds in the store snapshot `db` (live rows only)."""
+    keys = [int(s) for s in slots]
+    if not keys:
+        return {}
+    marks = ",".join("?" * len(keys))
+    sql = f"SELECT slot, id FROM rows WHERE deleted = 0 AND slot IN ({marks})"
+    return {int(slot): str(rid) for slot, rid in db.execute(sql, keys)}
 
 
 def _check_int(name: str, value: object, lo: int, hi: int) -> int:

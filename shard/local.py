@@ -29,6 +29,8 @@ from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.types import (
     Change,
     GetResult,
+    KeywordSearch,
+    KeywordStats,
     ScrollPage,
     SearchResult,
     ShardInfo,
@@ -186,6 +188,12 @@ class LocalShard:
             )
 
         return await self._run(timeout, work)
+
+    async def keyword_stats(self, texts: Sequence[str], timeout: float) -> KeywordStats:
+        return await self._run(timeout, lambda: self.engine.keyword_stats(list(texts)))
+
+    async def keyword_search(self, request: KeywordSearch, timeout: float) -> SearchResult:
+        return await self._run(timeout, lambda: self.engine.keyword_search(request))
 
     async def scroll(self, request: ShardScroll, timeout: float) -> ScrollPage:
         return await self._run(timeout, lambda: self.engine.scroll(request))

@@ -46,6 +46,7 @@ from shardvec.contract.errors import (
     Unauthenticated,
 )
 from shardvec.contract.filters import DocFilter, Filter
+from shardvec.contract.keyword import keyword_search_from_proto, keyword_stats_to_proto
 from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
 from shardvec.contract.limits import TOKEN_HEADER
 from shardvec.contract.types import SearchResult
@@ -295,6 +296,22 @@ class ShardService(shard_pb2_grpc.ShardServicer):
             _text_chars(result.ids) + _text_chars(result.metadata) + _text_chars(result.documents),
             int(result.vectors.nbytes) if result.vectors is not None else 0,
             "search",
+        )
+        return search_result_to_proto(
+            result.ids, result.scores, result.metadata, result.vectors, result.documents
+        )
+
+    def KeywordStats(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._caller_waits(context, "keyword stats")
+        return keyword_stats_to_proto(self.engine.keyword_stats(list(request.texts)))
+
+    def KeywordSearch(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._caller_waits(context, "keyword search")
+        result = self.engine.keyword_search(keyword_search_from_proto(request))
+        _check_size(
+            _text_chars(result.ids) + _text_chars(result.metadata) + _text_chars(result.documents),
+            int(result.vectors.nbytes) if result.vectors is not None else 0,
+            "keyword search",
         )
         return search_result_to_proto(
             result.ids, result.scores, result.metadata, result.vectors, result.documents

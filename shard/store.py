@@ -24,7 +24,9 @@ One table holds every row a replica has seen, live or deleted:
   order.
 
 Stores of earlier versions gain the document, bucket and crc columns when opened (ALTER TABLE
-... ADD COLUMN, each idempotent; buckets and checksums are filled for existing rows).
+... ADD COLUMN, each idempotent; buckets and checksums are filled for existing rows), and the
+full-text index over the documents (shard/keyword.py: an FTS5 table kept by triggers on
+`rows`, so every write below updates it in its own transaction; `kv.fts` names its tokenizer).
 
 A `staged` table holds the batches of atomic writes across shards that are staged and not
 yet resolved (shard/engine.py `stage`, `resolve`): one row per seq with the ids, the packed
@@ -59,6 +61,8 @@ from shardvec.contract.private_files import private_dir, private_file
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.sqlite_errors import map_storage_error
 from shardvec.contract.store_copy import STORE_FILE
+
+from shard.keyword import ensure_fts
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +179,9 @@ class Store:
         # beside a commit); writes and recovery scans use `_conn` behind `_lock`.
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
+        # Bumped before and after every write of `rows`: even when none is under way; what
+        # was read at one even value holds until it changes (keyword search caches by it).
+        self.generation = 0
         try:
             private_dir(self.path.parent)  # the replica's directory: store, index, manifest
             private_file(self.path)  # 0600 before SQLite opens it: -wal/-shm take its mode
@@ -207,6 +214,7 @@ class Store:
             self._migrate()
             self._migrate_buckets()
             self._migrate_checksums()
+            self._migrate_fts(settings.text_tokenizer)
             stored = self._get_kv("settings")
             if stored is None:
                 self._init_new(settings)
@@ -256,6 +264,34 @@ class Store:
         self._db.execute(_SET_KV, ("checksums", "1"))
         if filled:
             log.warning("%s: computed row checksums for %d existing rows", self.path, filled)
+
+    def _migrate_fts(self, tokenizer: str) -> None:
+        """Build the full-text index (shard/keyword.py) over the live rows' documents when
+        the store has none, or one of another tokenizer; recorded in kv.fts with it, in one
+        transaction, so opening again changes nothing."""
+        stored = self._get_kv("fts")
+        if stored == tokenizer:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            ensure_fts(self._db, tokenizer, stored)
+            self._db.execute(_SET_KV, ("fts", tokenizer))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        log.info("store %s: built the full-text index (%s)", self.path, tokenizer)
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """This thread's reader inside one read transaction: every statement sees the same
+        committed state (keyword search reads statistics, postings and ids this way)."""
+        with self._reader() as db:
+            db.execute("BEGIN")
+            try:
+                yield db
+            finally:
+                db.execute("COMMIT")
 
     def _migrate(self) -> None:
         """Add the columns later versions introduced to a store that lacks them."""
@@ -544,6 +580,7 @@ class Store:
         `applied_seq` set to `seq` unless it is None; staged batches with seq <= `unstage_upto`
         deleted (they are applied, or obsolete). All or nothing."""
         with self._lock, self._errors():
+            self.generation += 1  # odd while rows may change (shard/keyword.py caches by it)
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(_TOMBSTONE, tombstones)
@@ -557,6 +594,8 @@ class Store:
             except BaseException:
                 self._rollback()
                 raise
+            finally:
+                self.generation += 1
 
     # ----------------------------------------------------------------------------- staging
 

@@ -322,7 +322,13 @@ def test_old_store_gains_the_document_column(tmp_path: Path) -> None:
     engine.upsert(1, ["a"], np.ones((1, 4), np.float32), [{"x": 1}])
     engine.close()
     conn = sqlite3.connect(tmp_path / "store.sqlite")
-    conn.execute("ALTER TABLE rows DROP COLUMN document")  # the previous version's schema
+    # the previous version's schema: no full-text index (shard/keyword.py), no document column
+    for trigger in ("rows_fts_insert", "rows_fts_delete", "rows_fts_update"):
+        conn.execute(f"DROP TRIGGER {trigger}")
+    for table in ("docs_fts_inst", "docs_fts_row", "docs_fts"):
+        conn.execute(f"DROP TABLE {table}")
+    conn.execute("DELETE FROM kv WHERE key = 'fts'")
+    conn.execute("ALTER TABLE rows DROP COLUMN document")
     conn.commit()
     conn.close()
     for _ in range(2):  # migrating twice is harmless

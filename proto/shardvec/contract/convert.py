@@ -304,6 +304,7 @@ def spec_from_request(req: pb.CreateCollectionRequest) -> CollectionSpec:
         m=int(req.index.m) or DEFAULT_INDEX.m,
         ef_construction=int(req.index.ef_construction) or DEFAULT_INDEX.ef_construction,
         ef=int(req.index.ef) or DEFAULT_INDEX.ef,
+        text_tokenizer=req.text_tokenizer or DEFAULT_INDEX.text_tokenizer,
     )
     return CollectionSpec(
         req.name, index, int(req.shards) or 1, int(req.replicas) or 1, req.embedding
@@ -327,6 +328,7 @@ def collection_info(
             m=spec.index.m, ef_construction=spec.index.ef_construction, ef=spec.index.ef
         ),
         embedding=spec.embedding,
+        text_tokenizer=spec.index.text_tokenizer,
     )
     if count is not None:
         info.count = count
@@ -378,6 +380,7 @@ def collection_info_to_dict(info: pb.CollectionInfo) -> dict[str, Any]:
         }
         if info.HasField("change")
         else None,
+        "text_tokenizer": info.text_tokenizer or "unicode61",
         "replica_states": [replica_status_from_proto(r).to_dict() for r in info.replica_states],
     }
 

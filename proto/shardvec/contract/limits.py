@@ -57,3 +57,19 @@ DEFAULT_SEARCH_THREADS = 1  # engine used directly; the cluster resolves 0 to th
 EMBEDDINGS = {"minilm": 384}  # all-MiniLM-L6-v2
 MAX_EMBED_TOKENS = 256
 MAX_QUERY_TEXT_BYTES = 65_536
+
+# Keyword and hybrid search (issue 18). A collection's documents are indexed with one of
+# TEXT_TOKENIZERS (SQLite FTS5 tokenizers: "unicode61", or "porter" = unicode61 then Porter
+# stemming). A text query is at most MAX_TEXT_QUERY_BYTES UTF-8 bytes and MAX_TEXT_QUERY_TERMS
+# terms. Hybrid: each leg is searched HYBRID_DEPTH_FACTOR * k deep (at most max_k, at least k)
+# and fused by reciprocal rank (rank constant DEFAULT_RRF_K, at most MAX_RRF_K) or by a
+# weighted sum of min-max normalised scores (the vector leg weighs DEFAULT_ALPHA).
+TEXT_TOKENIZERS = ("unicode61", "porter")
+DEFAULT_TEXT_TOKENIZER = "unicode61"
+MAX_TEXT_QUERY_BYTES = 4096
+MAX_TEXT_QUERY_TERMS = 64
+FUSIONS = ("rrf", "weighted")
+DEFAULT_RRF_K = 60
+MAX_RRF_K = 10_000
+DEFAULT_ALPHA = 0.5
+HYBRID_DEPTH_FACTOR = 4

@@ -10,12 +10,14 @@ from typing import Any
 
 from shardvec.contract.errors import InvalidArgument
 from shardvec.contract.limits import (
+    DEFAULT_TEXT_TOKENIZER,
     EMBEDDINGS,
     MAX_DIM,
     MAX_EF,
     MAX_REPLICAS,
     MAX_SHARDS,
     METRICS,
+    TEXT_TOKENIZERS,
 )
 from shardvec.contract.validation import validate_collection_name
 
@@ -25,6 +27,8 @@ class IndexSettings:
     """How one shard replica indexes its vectors.
 
     `ef` is the default search breadth; `ef_construction` and `m` shape the HNSW graph.
+    `text_tokenizer` cuts documents and text queries into terms for keyword search (one of
+    TEXT_TOKENIZERS; settings stored before it existed read as "unicode61").
     """
 
     dim: int
@@ -32,6 +36,7 @@ class IndexSettings:
     m: int = 16
     ef_construction: int = 200
     ef: int = 64
+    text_tokenizer: str = DEFAULT_TEXT_TOKENIZER
 
     def __post_init__(self) -> None:
         if (
@@ -47,6 +52,11 @@ class IndexSettings:
         _check_int("m", self.m, 2, 128)
         _check_int("ef_construction", self.ef_construction, 1, 4096)
         _check_int("ef", self.ef, 1, MAX_EF)
+        if self.text_tokenizer not in TEXT_TOKENIZERS:
+            raise InvalidArgument(
+                f"text_tokenizer: must be one of {', '.join(TEXT_TOKENIZERS)}, "
+                f"got {self.text_tokenizer!r}"
+            )
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> IndexSettings:

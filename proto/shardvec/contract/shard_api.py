@@ -21,6 +21,8 @@ from shardvec.contract.filters import DocFilter, Filter
 from shardvec.contract.types import (
     Change,
     GetResult,
+    KeywordSearch,
+    KeywordStats,
     ScrollPage,
     SearchResult,
     ShardInfo,
@@ -91,6 +93,16 @@ class ShardLike(Protocol):
         """Per query the best `request.k` rows: ids ((nq, k) object, "" padding), scores
         ((nq, k) float32, NaN padding) and counts; with `include_metadata` /
         `include_vectors`, each hit's stored metadata text and vector beside it."""
+        ...
+
+    async def keyword_stats(self, texts: Sequence[str], timeout: float) -> KeywordStats:
+        """Keyword search, phase one: each text's terms (the collection's tokenizer) and their
+        document frequencies here, with this replica's document count and token total."""
+        ...
+
+    async def keyword_search(self, request: KeywordSearch, timeout: float) -> SearchResult:
+        """Phase two: per query the best `request.k` rows by BM25 under the request's global
+        statistics (SearchResult as `search` gives it)."""
         ...
 
     async def scroll(self, request: ShardScroll, timeout: float) -> ScrollPage:

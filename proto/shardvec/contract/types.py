@@ -270,3 +270,43 @@ class ScrollPage:
     last_id: str
     done: bool
     documents: list[str] | None = None  # when asked: one per row, "" for none
+
+
+@dataclass(frozen=True)
+class KeywordTerms:
+    """One text query's terms, in query order (a repeated word repeated), and the documents
+    holding each: on one shard (KeywordStats) or summed over every shard (KeywordSearch)."""
+
+    terms: tuple[str, ...]
+    doc_freqs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class KeywordStats:
+    """A shard's statistics for a batch of text queries: terms and their document
+    frequencies per query, the documents it indexes and their tokens."""
+
+    queries: list[KeywordTerms]
+    doc_count: int
+    total_tokens: int
+
+
+@dataclass(frozen=True, eq=False)
+class KeywordSearch:
+    """A keyword search batch as every shard receives it: the queries' terms with the global
+    document frequencies, the global document count and token total, and what a vector
+    search takes besides (k, filters, payloads)."""
+
+    queries: list[KeywordTerms]
+    doc_count: int
+    total_tokens: int
+    k: int
+    where: Filter | None = None
+    where_document: DocFilter | None = None
+    include_metadata: bool = False
+    include_vectors: bool = False
+    include_documents: bool = False
+
+    @property
+    def nq(self) -> int:
+        return len(self.queries)

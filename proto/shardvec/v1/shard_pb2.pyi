@@ -7,6 +7,52 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class KeywordStatsRequest(_message.Message):
+    __slots__ = ("texts",)
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    texts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, texts: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class KeywordTerms(_message.Message):
+    __slots__ = ("terms", "doc_freqs")
+    TERMS_FIELD_NUMBER: _ClassVar[int]
+    DOC_FREQS_FIELD_NUMBER: _ClassVar[int]
+    terms: _containers.RepeatedScalarFieldContainer[str]
+    doc_freqs: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, terms: _Optional[_Iterable[str]] = ..., doc_freqs: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class KeywordStatsResponse(_message.Message):
+    __slots__ = ("queries", "doc_count", "total_tokens")
+    QUERIES_FIELD_NUMBER: _ClassVar[int]
+    DOC_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    queries: _containers.RepeatedCompositeFieldContainer[KeywordTerms]
+    doc_count: int
+    total_tokens: int
+    def __init__(self, queries: _Optional[_Iterable[_Union[KeywordTerms, _Mapping]]] = ..., doc_count: _Optional[int] = ..., total_tokens: _Optional[int] = ...) -> None: ...
+
+class KeywordSearchRequest(_message.Message):
+    __slots__ = ("queries", "doc_count", "total_tokens", "k", "filter", "where_document", "include_metadata", "include_vectors", "include_documents")
+    QUERIES_FIELD_NUMBER: _ClassVar[int]
+    DOC_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    WHERE_DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_METADATA_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_VECTORS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    queries: _containers.RepeatedCompositeFieldContainer[KeywordTerms]
+    doc_count: int
+    total_tokens: int
+    k: int
+    filter: _common_pb2.Filter
+    where_document: _common_pb2.DocumentFilter
+    include_metadata: bool
+    include_vectors: bool
+    include_documents: bool
+    def __init__(self, queries: _Optional[_Iterable[_Union[KeywordTerms, _Mapping]]] = ..., doc_count: _Optional[int] = ..., total_tokens: _Optional[int] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., where_document: _Optional[_Union[_common_pb2.DocumentFilter, _Mapping]] = ..., include_metadata: _Optional[bool] = ..., include_vectors: _Optional[bool] = ..., include_documents: _Optional[bool] = ...) -> None: ...
+
 class ShardStageRequest(_message.Message):
     __slots__ = ("seq", "ids", "vectors", "metadata_json", "delete_ids", "delete_filter", "documents", "update")
     SEQ_FIELD_NUMBER: _ClassVar[int]

@@ -96,6 +96,16 @@ class ShardStub:
                 request_serializer=shardvec_dot_v1_dot_shard__pb2.ShardResolveRequest.SerializeToString,
                 response_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardWriteResponse.FromString,
                 _registered_method=True)
+        self.KeywordStats = channel.unary_unary(
+                '/shardvec.v1.Shard/KeywordStats',
+                request_serializer=shardvec_dot_v1_dot_shard__pb2.KeywordStatsRequest.SerializeToString,
+                response_deserializer=shardvec_dot_v1_dot_shard__pb2.KeywordStatsResponse.FromString,
+                _registered_method=True)
+        self.KeywordSearch = channel.unary_unary(
+                '/shardvec.v1.Shard/KeywordSearch',
+                request_serializer=shardvec_dot_v1_dot_shard__pb2.KeywordSearchRequest.SerializeToString,
+                response_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardSearchResponse.FromString,
+                _registered_method=True)
 
 
 class ShardServicer:
@@ -183,6 +193,22 @@ class ShardServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def KeywordStats(self, request, context):
+        """Keyword search in two phases (DFS then query): KeywordStats tokenizes the query texts with
+        the collection's tokenizer and gives each term's document frequency here, with this
+        replica's document count and token total; KeywordSearch scores BM25 with the sums over
+        every shard, so the cluster ranks as one full-text index over all documents would.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def KeywordSearch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -245,6 +271,16 @@ def add_ShardServicer_to_server(servicer, server):
                     servicer.Resolve,
                     request_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardResolveRequest.FromString,
                     response_serializer=shardvec_dot_v1_dot_shard__pb2.ShardWriteResponse.SerializeToString,
+            ),
+            'KeywordStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.KeywordStats,
+                    request_deserializer=shardvec_dot_v1_dot_shard__pb2.KeywordStatsRequest.FromString,
+                    response_serializer=shardvec_dot_v1_dot_shard__pb2.KeywordStatsResponse.SerializeToString,
+            ),
+            'KeywordSearch': grpc.unary_unary_rpc_method_handler(
+                    servicer.KeywordSearch,
+                    request_deserializer=shardvec_dot_v1_dot_shard__pb2.KeywordSearchRequest.FromString,
+                    response_serializer=shardvec_dot_v1_dot_shard__pb2.ShardSearchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -573,6 +609,60 @@ class Shard:
             '/shardvec.v1.Shard/Resolve',
             shardvec_dot_v1_dot_shard__pb2.ShardResolveRequest.SerializeToString,
             shardvec_dot_v1_dot_shard__pb2.ShardWriteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KeywordStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shardvec.v1.Shard/KeywordStats',
+            shardvec_dot_v1_dot_shard__pb2.KeywordStatsRequest.SerializeToString,
+            shardvec_dot_v1_dot_shard__pb2.KeywordStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KeywordSearch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shardvec.v1.Shard/KeywordSearch',
+            shardvec_dot_v1_dot_shard__pb2.KeywordSearchRequest.SerializeToString,
+            shardvec_dot_v1_dot_shard__pb2.ShardSearchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,7 +40,7 @@ class LayoutChange(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., phase: _Optional[str] = ..., target_shards: _Optional[int] = ..., target_replicas: _Optional[int] = ..., rows_copied: _Optional[int] = ..., rows_total: _Optional[int] = ..., started_unix: _Optional[float] = ..., error: _Optional[str] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "dimension", "metric", "shards", "replicas", "index", "embedding")
+    __slots__ = ("name", "dimension", "metric", "shards", "replicas", "index", "embedding", "text_tokenizer")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,7 @@ class CreateCollectionRequest(_message.Message):
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    TEXT_TOKENIZER_FIELD_NUMBER: _ClassVar[int]
     name: str
     dimension: int
     metric: _common_pb2.Metric
@@ -55,7 +56,8 @@ class CreateCollectionRequest(_message.Message):
     replicas: int
     index: _common_pb2.IndexParams
     embedding: str
-    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., index: _Optional[_Union[_common_pb2.IndexParams, _Mapping]] = ..., embedding: _Optional[str] = ...) -> None: ...
+    text_tokenizer: str
+    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., index: _Optional[_Union[_common_pb2.IndexParams, _Mapping]] = ..., embedding: _Optional[str] = ..., text_tokenizer: _Optional[str] = ...) -> None: ...
 
 class DropCollectionRequest(_message.Message):
     __slots__ = ("name",)
@@ -108,7 +110,7 @@ class ReplicaInfo(_message.Message):
     def __init__(self, shard: _Optional[int] = ..., replica: _Optional[int] = ..., state: _Optional[str] = ..., address: _Optional[str] = ..., node_id: _Optional[str] = ..., pid: _Optional[int] = ..., count: _Optional[int] = ..., applied_seq: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "dimension", "metric", "shards", "replicas", "index", "count", "replica_states", "embedding", "layout_version", "change")
+    __slots__ = ("name", "dimension", "metric", "shards", "replicas", "index", "count", "replica_states", "embedding", "layout_version", "change", "text_tokenizer")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +122,7 @@ class CollectionInfo(_message.Message):
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     LAYOUT_VERSION_FIELD_NUMBER: _ClassVar[int]
     CHANGE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_TOKENIZER_FIELD_NUMBER: _ClassVar[int]
     name: str
     dimension: int
     metric: _common_pb2.Metric
@@ -131,7 +134,8 @@ class CollectionInfo(_message.Message):
     embedding: str
     layout_version: int
     change: LayoutChange
-    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., index: _Optional[_Union[_common_pb2.IndexParams, _Mapping]] = ..., count: _Optional[int] = ..., replica_states: _Optional[_Iterable[_Union[ReplicaInfo, _Mapping]]] = ..., embedding: _Optional[str] = ..., layout_version: _Optional[int] = ..., change: _Optional[_Union[LayoutChange, _Mapping]] = ...) -> None: ...
+    text_tokenizer: str
+    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., index: _Optional[_Union[_common_pb2.IndexParams, _Mapping]] = ..., count: _Optional[int] = ..., replica_states: _Optional[_Iterable[_Union[ReplicaInfo, _Mapping]]] = ..., embedding: _Optional[str] = ..., layout_version: _Optional[int] = ..., change: _Optional[_Union[LayoutChange, _Mapping]] = ..., text_tokenizer: _Optional[str] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
     __slots__ = ("collection", "ids", "vectors", "metadata_json", "documents")
@@ -214,7 +218,7 @@ class CountResponse(_message.Message):
     def __init__(self, count: _Optional[int] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "queries", "k", "filter", "ef", "exact", "min_score", "max_distance", "include", "query_texts", "query_ids", "where_document")
+    __slots__ = ("collection", "queries", "k", "filter", "ef", "exact", "min_score", "max_distance", "include", "query_texts", "query_ids", "where_document", "text_query", "fusion", "alpha", "rrf_k")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -227,6 +231,10 @@ class SearchRequest(_message.Message):
     QUERY_TEXTS_FIELD_NUMBER: _ClassVar[int]
     QUERY_IDS_FIELD_NUMBER: _ClassVar[int]
     WHERE_DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    TEXT_QUERY_FIELD_NUMBER: _ClassVar[int]
+    FUSION_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    RRF_K_FIELD_NUMBER: _ClassVar[int]
     collection: str
     queries: _common_pb2.Vectors
     k: int
@@ -239,7 +247,11 @@ class SearchRequest(_message.Message):
     query_texts: _containers.RepeatedScalarFieldContainer[str]
     query_ids: _containers.RepeatedScalarFieldContainer[str]
     where_document: _common_pb2.DocumentFilter
-    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., ef: _Optional[int] = ..., exact: _Optional[bool] = ..., min_score: _Optional[float] = ..., max_distance: _Optional[float] = ..., include: _Optional[_Union[_common_pb2.Include, _Mapping]] = ..., query_texts: _Optional[_Iterable[str]] = ..., query_ids: _Optional[_Iterable[str]] = ..., where_document: _Optional[_Union[_common_pb2.DocumentFilter, _Mapping]] = ...) -> None: ...
+    text_query: _containers.RepeatedScalarFieldContainer[str]
+    fusion: str
+    alpha: float
+    rrf_k: int
+    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., ef: _Optional[int] = ..., exact: _Optional[bool] = ..., min_score: _Optional[float] = ..., max_distance: _Optional[float] = ..., include: _Optional[_Union[_common_pb2.Include, _Mapping]] = ..., query_texts: _Optional[_Iterable[str]] = ..., query_ids: _Optional[_Iterable[str]] = ..., where_document: _Optional[_Union[_common_pb2.DocumentFilter, _Mapping]] = ..., text_query: _Optional[_Iterable[str]] = ..., fusion: _Optional[str] = ..., alpha: _Optional[float] = ..., rrf_k: _Optional[int] = ...) -> None: ...
 
 class QueryResult(_message.Message):
     __slots__ = ("ids", "scores", "metadata_json", "vectors", "documents")

@@ -171,6 +171,24 @@ def cli(ctx: click.Context, server: str, api_key: str | None) -> None:
     "9464). Env: SHARDVEC_METRICS_PORT.",
 )
 @click.option(
+    "--front-port",
+    envvar="SHARDVEC_FRONT_PORT",
+    default=-1,
+    show_default=True,
+    type=click.IntRange(min=-1, max=65535),
+    help="A query front on every Ray node serving the whole API on this port (0: a free port "
+    "each, for simulated nodes on one machine; -1: none, the coordinator alone; the deploy "
+    "files use 50052). Env: SHARDVEC_FRONT_PORT.",
+)
+@click.option(
+    "--front-metrics-port",
+    envvar="SHARDVEC_FRONT_METRICS_PORT",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Each front's Prometheus /metrics port (0: off; the deploy files use 9465).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     default="INFO",
@@ -196,6 +214,8 @@ def up(
     max_metadata_bytes: int,
     max_document_bytes: int,
     metrics_port: int,
+    front_port: int,
+    front_metrics_port: int,
     log_level: str,
     verbose: bool,
 ) -> None:
@@ -213,6 +233,8 @@ def up(
         "tls_key": tls_key,
         "search_threads": search_threads,
         "metrics_port": metrics_port,
+        "front_port": front_port,
+        "front_metrics_port": front_metrics_port,
         "scrub_rows_per_s": scrub_rows_per_s,
         "embedders_per_node": embedders_per_node,
         "max_embedders": max_embedders,

@@ -96,6 +96,11 @@ class ShardStub:
                 request_serializer=shardvec_dot_v1_dot_shard__pb2.ShardResolveRequest.SerializeToString,
                 response_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardWriteResponse.FromString,
                 _registered_method=True)
+        self.SetEpoch = channel.unary_unary(
+                '/shardvec.v1.Shard/SetEpoch',
+                request_serializer=shardvec_dot_v1_dot_shard__pb2.EpochSetRequest.SerializeToString,
+                response_deserializer=shardvec_dot_v1_dot_shard__pb2.EpochSetResponse.FromString,
+                _registered_method=True)
 
 
 class ShardServicer:
@@ -183,6 +188,17 @@ class ShardServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetEpoch(self, request, context):
+        """Query fronts (coordinator/layout_push.py): the coordinator sets the collection's layout
+        epoch on every LIVE replica before it pushes a layout to the fronts. A read that carries
+        an epoch (`x-shardvec-epoch` metadata, or ShardStreamRequest.epoch) is answered only when
+        it equals this replica's; else FAILED_PRECONDITION "stale layout". 0 clears it (a
+        replica that left LIVE), and a restarted replica has none until it is set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -245,6 +261,11 @@ def add_ShardServicer_to_server(servicer, server):
                     servicer.Resolve,
                     request_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardResolveRequest.FromString,
                     response_serializer=shardvec_dot_v1_dot_shard__pb2.ShardWriteResponse.SerializeToString,
+            ),
+            'SetEpoch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetEpoch,
+                    request_deserializer=shardvec_dot_v1_dot_shard__pb2.EpochSetRequest.FromString,
+                    response_serializer=shardvec_dot_v1_dot_shard__pb2.EpochSetResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -573,6 +594,33 @@ class Shard:
             '/shardvec.v1.Shard/Resolve',
             shardvec_dot_v1_dot_shard__pb2.ShardResolveRequest.SerializeToString,
             shardvec_dot_v1_dot_shard__pb2.ShardWriteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetEpoch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shardvec.v1.Shard/SetEpoch',
+            shardvec_dot_v1_dot_shard__pb2.EpochSetRequest.SerializeToString,
+            shardvec_dot_v1_dot_shard__pb2.EpochSetResponse.FromString,
             options,
             channel_credentials,
             insecure,

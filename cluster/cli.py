@@ -572,7 +572,7 @@ def demo(data_dir: str | None, shards: int) -> None:
 @cli.command()
 @click.option(
     "--mode",
-    type=click.Choice(["replica", "coordinator", "cluster", "all"]),
+    type=click.Choice(["replica", "coordinator", "cluster", "front", "all"]),
     default="replica",
     show_default=True,
     help="What to kill -9: a random replica, the coordinator, or the whole cluster.",

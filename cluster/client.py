@@ -89,6 +89,7 @@ class Client:
         self._discover = discover
         self._refresh_s = refresh_s
         self._discovered = -float("inf")
+        self._next_discovery = refresh_s
         self.served_by: dict[str, int] = {}  # calls answered, by address
 
     def _stub_for(self, address: str) -> pb_grpc.VectorSearchStub:
@@ -125,8 +126,11 @@ class Client:
     def call(self, method: str, request: Any, timeout: float | None = None) -> Any:
         """Invoke one RPC on the next front; gRPC errors become shardvec errors. A retryable
         call a front fails with UNAVAILABLE goes to the next front while time is left."""
-        if self._discover and time.monotonic() - self._discovered > self._refresh_s:
-            self.discover()
+        if self._discover and time.monotonic() - self._discovered > self._next_discovery:
+            # none found yet (the fronts are starting): look again soon
+            self._next_discovery = self._refresh_s if self.discover() else min(
+                self._refresh_s, 2.0
+            )
         deadline = time.monotonic() + (timeout or self.timeout)
         tried: set[str] = set()
         while True:

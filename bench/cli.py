@@ -87,3 +87,19 @@ def bench_query(args: tuple[str, ...]) -> None:
     from bench.bench_query import main as query_main
 
     sys.exit(query_main(list(args)))
+
+
+@bench.command(
+    "fronts",
+    add_help_option=False,
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench_fronts(args: tuple[str, ...]) -> None:
+    """Query fronts (issue 16): CPU per query of each front at 1, 2 and 4 simulated nodes
+    under a fixed offered load, and the cap of one front against the coordinator. Options:
+    shardvec bench fronts --help."""
+    from bench.fronts import main as fronts_main
+
+    sys.exit(fronts_main(list(args)))
+

@@ -265,6 +265,30 @@ def up(
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_obj
+def fronts(obj: _Context, as_json: bool) -> None:
+    """The query fronts (one per node; `shardvec up --front-port`) and the coordinator."""
+    from shardvec.v1 import vector_search_pb2 as pb
+
+    try:
+        with obj.client() as client:
+            info = client.call("ClusterInfo", pb.ClusterInfoRequest())
+    except ShardvecError as exc:
+        _fail(exc)
+        return
+    listed = [{"address": f.address, "node_id": f.node_id} for f in info.fronts]
+    if as_json:
+        click.echo(json.dumps({"coordinator": info.coordinator, "fronts": listed}, indent=2))
+        return
+    click.echo(f"coordinator {info.coordinator}")
+    for f in listed:
+        click.echo(f"front {f['address']} node {f['node_id'][:12]}")
+    if not listed:
+        click.echo("no query fronts (shardvec up --front-port)")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
 def status(obj: _Context, as_json: bool) -> None:
     """Collections, shards and replicas with state, node, process id and row count."""
     try:

@@ -6,6 +6,7 @@ clients of a lost node's front carry on. The node loss runs last: it ends the cl
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import threading
@@ -17,10 +18,12 @@ import grpc
 import numpy as np
 import pytest
 import ray
+from click.testing import CliRunner
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from shardvec.v1 import vector_search_pb2 as pb
 
 from cluster.bringup import ShardvecCluster, loopback_only
+from cluster.cli import cli
 from cluster.client import Client
 from coordinator.front import FRONT_PREFIX
 from coordinator.ray_control import NAMESPACE
@@ -107,6 +110,15 @@ def test_every_front_answers_every_rpc(env: dict[str, Any]) -> None:
             assert fc.describe(name)["count"] == 2
             if i == 0:  # snapshots through a front: out of one, into another
                 fc.create_snapshot(name, tmp / "w0.tar")
+                # the CLI through a front
+                run = CliRunner().invoke(cli, ["--server", f["address"], "status", "--json"])
+                assert run.exit_code == 0, run.output
+                described = {c["name"]: c for c in json.loads(run.output)}
+                assert described["fr"]["count"] == N
+                assert len(described["fr"]["replica_states"]) == 6
+                run = CliRunner().invoke(cli, ["--server", f["address"], "fronts", "--json"])
+                assert run.exit_code == 0, run.output
+                assert len(json.loads(run.output)["fronts"]) == 3
             fc.drop_collection(name)
             assert name not in [c["name"] for c in fc.list_collections()]
     with Client(fronts[1]["address"], timeout=60, discover=False) as fc:

@@ -34,6 +34,7 @@ import psutil
 DIM = 32
 ROWS = 2000
 RESULTS = Path(__file__).parent / "results" / "fronts.json"
+IDLE_S = 2.0
 
 
 def _cpu(pid: int) -> float:
@@ -64,8 +65,9 @@ def _cluster(nodes: int, data_dir: Path) -> Iterator[tuple[Any, list[dict[str, A
     try:
         fronts: list[dict[str, Any]] = [dict(f) for f in sv.wait_fronts(nodes, 180)]
         for f in fronts:
-            handle = ray.get_actor(FRONT_PREFIX + f["node_id"], namespace=NAMESPACE)
-            f["pid"] = int(ray.get(handle.stats.remote())["pid"])
+            handle: Any = ray.get_actor(FRONT_PREFIX + f["node_id"], namespace=NAMESPACE)
+            stats: dict[str, Any] = ray.get(handle.stats.remote())
+            f["pid"] = int(stats["pid"])
         yield sv, fronts
     finally:
         sv.stop()
@@ -141,6 +143,13 @@ def measure_point(nodes: int, qps: float, seconds: float, cap_clients: int,
         # warm every front's channels and stream
         for f in fronts:
             _paced(f["address"], 20, 0.5, queries, {})
+        # Idle baseline: what each process spends with no query (gRPC polling, Ray's own
+        # threads, the coordinator's health probes and front refresh), subtracted below.
+        idle0 = [_cpu(f["pid"]) for f in fronts]
+        ci0 = _cpu(coord_pid)
+        time.sleep(IDLE_S)
+        idle = [(_cpu(f["pid"]) - a) / IDLE_S for f, a in zip(fronts, idle0, strict=True)]
+        coord_idle = (_cpu(coord_pid) - ci0) / IDLE_S
         outs: list[dict[str, Any]] = [{} for _ in fronts]
         cpu0 = [_cpu(f["pid"]) for f in fronts]
         c0 = _cpu(coord_pid)
@@ -157,11 +166,14 @@ def measure_point(nodes: int, qps: float, seconds: float, cap_clients: int,
         cpu1 = [_cpu(f["pid"]) for f in fronts]
         coord_cpu = _cpu(coord_pid) - c0
         per_front = []
-        for f, o, a, b in zip(fronts, outs, cpu0, cpu1, strict=True):
+        for f, o, a, b, base in zip(fronts, outs, cpu0, cpu1, idle, strict=True):
             n = int(o.get("queries", 0))
+            marginal = max(0.0, (b - a) - base * wall)
             per_front.append({
                 "address": f["address"], "queries": n, "cpu_s": round(b - a, 3),
+                "idle_core_share": round(base, 3),
                 "cpu_us_per_query": round((b - a) / n * 1e6) if n else None,
+                "marginal_cpu_us_per_query": round(marginal / n * 1e6) if n else None,
                 "core_share": round((b - a) / wall, 3),
             })  # fmt: skip
         total = sum(p["queries"] for p in per_front)
@@ -173,10 +185,20 @@ def measure_point(nodes: int, qps: float, seconds: float, cap_clients: int,
             "front_cpu_us_per_query": round(
                 sum(p["cpu_s"] for p in per_front) / max(total, 1) * 1e6
             ),
+            "front_marginal_cpu_us_per_query": round(
+                sum(max(0.0, b - a - base * wall) for a, b, base in zip(cpu0, cpu1, idle,
+                                                                      strict=True))
+                / max(total, 1) * 1e6
+            ),
             "coordinator_cpu_us_per_query": round(coord_cpu / max(total, 1) * 1e6),
+            "coordinator_marginal_cpu_us_per_query": round(
+                max(0.0, coord_cpu - coord_idle * wall) / max(total, 1) * 1e6
+            ),
+            "coordinator_idle_core_share": round(coord_idle, 3),
         }
         log(f"nodes={nodes}: {point['achieved_qps']} QPS of {qps} offered, "
-            f"{point['front_cpu_us_per_query']} µs front CPU / query")  # fmt: skip
+            f"{point['front_cpu_us_per_query']} µs front CPU / query, "
+            f"{point['front_marginal_cpu_us_per_query']} above idle")  # fmt: skip
         if nodes == 1 and cap_clients:
             front = fronts[0]
             for label, address, pid in (
@@ -201,16 +223,16 @@ def measure_point(nodes: int, qps: float, seconds: float, cap_clients: int,
 def table(points: list[dict[str, Any]]) -> str:
     lines = [
         "| nodes (fronts) | offered QPS | achieved QPS | front CPU µs / query (each front) "
-        "| front core share (each) | coordinator CPU µs / query |",
-        "|---|---|---|---|---|---|",
+        "| same, above idle | front core share (each) | coordinator CPU µs / query, above idle |",
+        "|---|---|---|---|---|---|---|",
     ]
     for p in points:
         each = ", ".join(str(f["cpu_us_per_query"]) for f in p["fronts"])
         share = ", ".join(f"{f['core_share']:.2f}" for f in p["fronts"])
         lines.append(
             f"| {p['nodes']} | {p['offered_qps']:.0f} | {p['achieved_qps']} | "
-            f"{p['front_cpu_us_per_query']} ({each}) | {share} | "
-            f"{p['coordinator_cpu_us_per_query']} |"
+            f"{p['front_cpu_us_per_query']} ({each}) | {p['front_marginal_cpu_us_per_query']} | "
+            f"{share} | {p['coordinator_marginal_cpu_us_per_query']} |"
         )
     for p in points:
         for label in ("front", "coordinator"):

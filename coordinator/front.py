@@ -443,7 +443,7 @@ class Front:
         self.server, self.health, bound = await serve_public(s, port, self.service, self.metrics)
         if s.front_metrics_port:
             self.metrics.serve(s.host, s.front_metrics_port)
-        address = f"{s.host}:{bound}"
+        address = f"{_advertised_host(s.host)}:{bound}"
         self.address = address
         log.info("query front serving on %s (node %s, pid %d)", address, node[:12], os.getpid())
         self._ready.set_result(address)
@@ -559,6 +559,15 @@ class Front:
 
     async def cluster_info(self) -> Any:
         return cluster_info_response(self._fronts, self._coordinator, self.address)
+
+
+def _advertised_host(host: str) -> str:
+    """The host clients reach this front at: the node's IP when it binds every interface."""
+    if host in ("0.0.0.0", "::", ""):
+        import ray
+
+        return str(ray.util.get_node_ip_address())
+    return host
 
 
 def front_actor_class() -> Any:

@@ -24,10 +24,8 @@ coordinator's own.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import os
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -52,7 +50,7 @@ from coordinator.embedding import EmbedderPool, RayEmbedder
 from coordinator.layout import Layout
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.per_node import node_of, sync_per_node
-from coordinator.public_server import cluster_info_response, serve_public
+from coordinator.public_server import LoopServer, cluster_info_response, serve_public
 from coordinator.replicas import Replica, ReplicaSet, ReplicaState
 from coordinator.service import WRITE_METHODS, ReadService
 from coordinator.shard_client import RemoteShard
@@ -384,7 +382,7 @@ assert {
 } == WRITE_METHODS  # fmt: skip  # every write is forwarded (FrontService above)
 
 
-class Front:
+class Front(LoopServer):
     """One query front: its own asyncio loop and public server (like the coordinator)."""
 
     def __init__(self, settings: dict[str, Any], node_id: str) -> None:
@@ -400,20 +398,7 @@ class Front:
         self._stub: Any = None
         self._channel: Any = None
         self._pull_lock: asyncio.Lock | None = None
-        self._loop = asyncio.new_event_loop()
-        self._ready: concurrent.futures.Future[str] = concurrent.futures.Future()
-        self._thread = threading.Thread(target=self._main, name="front", daemon=True)
-        self._thread.start()
-        self.address = self._ready.result()
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._start())
-        except BaseException as exc:
-            self._ready.set_exception(exc)
-            return
-        self._loop.run_forever()
+        self.address = self._begin("front")
 
     async def _start(self) -> None:
         s = self.settings
@@ -447,9 +432,6 @@ class Front:
         self.address = address
         log.info("query front serving on %s (node %s, pid %d)", address, node[:12], os.getpid())
         self._ready.set_result(address)
-
-    def _run(self, coro: Any, timeout: float | None = 60) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     # Called by the coordinator's FrontPool (Ray actor methods).
 

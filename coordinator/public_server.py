@@ -7,6 +7,9 @@ with health, reflection and TLS, so a front answers exactly as the coordinator d
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,36 @@ from coordinator.metrics import CoordinatorMetrics
 from coordinator.service import WRITE_METHODS
 
 SERVICE_NAME = "shardvec.v1.VectorSearch"
+
+
+class LoopServer:
+    """A server on its own thread running an asyncio loop (the coordinator, each front):
+    `_begin` runs the subclass's `_start()` there and returns the address it serves on (or
+    re-raises its failure); `_run` runs a coroutine there from a Ray actor method's thread."""
+
+    _loop: asyncio.AbstractEventLoop
+
+    async def _start(self) -> None:
+        raise NotImplementedError
+
+    def _begin(self, name: str) -> str:
+        self._loop = asyncio.new_event_loop()
+        self._ready: concurrent.futures.Future[str] = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._thread.start()
+        return self._ready.result()  # re-raises a startup failure
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._start())
+        except BaseException as exc:
+            self._ready.set_exception(exc)
+            return
+        self._loop.run_forever()
+
+    def _run(self, coro: Any, timeout: float | None = None) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
 
 def cluster_info_response(

@@ -8,10 +8,8 @@ the actor by running `__init__` again, which is also the recovery path.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ from coordinator.embedding import ray_pool
 from coordinator.front import FrontPool
 from coordinator.layout_push import LayoutPublisher
 from coordinator.metrics import CoordinatorMetrics
-from coordinator.public_server import cluster_info_response, serve_public
+from coordinator.public_server import LoopServer, cluster_info_response, serve_public
 from coordinator.ray_control import ray_controls
 from coordinator.runtime import CoordinatorRuntime
 from coordinator.service import VectorSearchService
@@ -32,26 +30,13 @@ log = logging.getLogger(__name__)
 
 
 
-class Coordinator:
+class Coordinator(LoopServer):
     """Serves the public API until `shutdown()`."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = CoordinatorSettings.from_dict(settings)
         restrict_umask()  # registry, snapshot work files: private (contract/private_files.py)
-        self._loop = asyncio.new_event_loop()
-        self._ready: concurrent.futures.Future[str] = concurrent.futures.Future()
-        self._thread = threading.Thread(target=self._main, name="coordinator", daemon=True)
-        self._thread.start()
-        self.address = self._ready.result()  # re-raises a startup failure
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._start())
-        except BaseException as exc:
-            self._ready.set_exception(exc)
-            return
-        self._loop.run_forever()
+        self.address = self._begin("coordinator")
 
     async def _start(self) -> None:
         s = self.settings
@@ -122,9 +107,6 @@ class Coordinator:
     def front_addresses(self) -> list[dict[str, str]]:
         """Every live front's address and node id."""
         return self.fronts.listing() if self.fronts is not None else []
-
-    def _run(self, coro: Any, timeout: float | None = None) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def ping(self) -> str:
         return self.address

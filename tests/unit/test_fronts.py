@@ -1,5 +1,5 @@
 """Query fronts without Ray: the client's choice of front and its failover, a front's local-
-first read order, and the epoch fence on a real shard server over loopback gRPC (a read under
+first read order, the layout hook's order (fence, then push), and the epoch fence on a real shard server over loopback gRPC (a read under
 another epoch is refused as a stale layout, over unary calls and the search stream alike)."""
 
 from __future__ import annotations
@@ -130,3 +130,64 @@ def test_a_replica_answers_only_reads_under_its_epoch(shard_server) -> None:  # 
             await base.close()
 
     asyncio.run(main())
+
+
+def test_layout_changed_fences_the_live_replicas_before_the_push(tmp_path: Path) -> None:
+    """The hook's order: the new epoch is on every LIVE replica when the view is pushed, a
+    replica that left LIVE is cleared, and a LIVE one that cannot take the epoch is shown
+    DEAD to the fronts (real shard servers on loopback, no Ray)."""
+    from shardvec.contract.settings import CollectionSpec
+
+    from coordinator.collection import CollectionRuntime
+    from coordinator.front import _ReadOnly
+    from coordinator.layout_push import LayoutPublisher
+    from coordinator.replicas import ReplicaSet, ReplicaState
+
+    engines = [ShardEngine(tmp_path / f"e{i}", IndexSettings(dim=DIM)) for i in range(3)]
+    servers = [ShardServer(e, token="t") for e in engines]
+    spec = CollectionSpec("pub", IndexSettings(dim=DIM), shards=1, replicas=3)
+
+    async def main() -> None:
+        replicas = []
+        for i, server in enumerate(servers):
+            r = Replica(0, i, None, "pub")  # type: ignore[arg-type]
+            r.client = RemoteShard(f"pub/r{i}", server.address, "t", stream=False)
+            r.node_id = f"n{i}"
+            replicas.append(r)
+        replicas[0].state = ReplicaState.LIVE
+        replicas[1].state = ReplicaState.DEAD
+        replicas[2].state = ReplicaState.LIVE
+        await replicas[1].remote().set_epoch(5, 5)  # it held an epoch while it was LIVE
+        servers[2].stop(0)  # LIVE in the coordinator's eyes, but it cannot take the epoch
+        rs = ReplicaSet(0, replicas, 1, lambda upto: upto, 0, lambda seq: False)
+        col = CollectionRuntime(spec, [rs], _ReadOnly())
+        pushed: list[tuple[str, dict | None, dict[str, int]]] = []  # type: ignore[type-arg]
+
+        class Sink:
+            async def push(self, name: str, view: dict | None) -> None:  # type: ignore[type-arg]
+                live = {
+                    r.name: int((await r.remote().info(5)).figures["epoch"])
+                    for r in replicas[:2]
+                }
+                pushed.append((name, view, live))
+
+        pub = LayoutPublisher(lambda: {"pub": col}, lambda n: True, lambda n: b"uid", Sink())
+        await pub.layout_changed("pub")
+        name, view, seen = pushed[0]
+        assert view is not None and name == "pub"
+        epoch = view["epoch"]
+        assert seen == {"pub/shard-0/replica-0": epoch, "pub/shard-0/replica-1": 0}  # both before
+        states = [d["state"] for d in view["shards"][0]]
+        assert states == ["live", "dead", "dead"]  # r2 is kept from the fronts
+        await pub.layout_changed("pub")
+        assert pushed[1][1]["epoch"] > epoch  # type: ignore[index]
+        assert pub.views()["pub"]["epoch"] == pushed[1][1]["epoch"]  # type: ignore[index]
+        for r in replicas:
+            await r.remote().close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        for server, engine in zip(servers, engines, strict=True):
+            server.stop(0)
+            engine.close()

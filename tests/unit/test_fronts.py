@@ -1,6 +1,7 @@
 """Query fronts without Ray: the client's choice of front and its failover, a front's local-
-first read order, the layout hook's order (fence, then push), and the epoch fence on a real shard server over loopback gRPC (a read under
-another epoch is refused as a stale layout, over unary calls and the search stream alike)."""
+first read order, the layout hook's order (fence, then push), and the epoch fence on a real
+shard server over loopback gRPC (a read under another epoch is refused as a stale layout,
+over unary calls and the search stream alike)."""
 
 from __future__ import annotations
 

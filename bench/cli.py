@@ -116,3 +116,24 @@ def bench_keyword(args: tuple[str, ...]) -> None:
     from bench.keyword import main as keyword_main
 
     sys.exit(keyword_main(list(args)))
+
+
+@bench.command("fronts")
+@click.option("--nodes", default="1,2,4", show_default=True, help="Simulated node counts.")
+@click.option("--qps", default=120.0, show_default=True, help="Offered load, over the fronts.")
+@click.option("--seconds", default=8.0, show_default=True, help="Measured window per point.")
+@click.option("--cap-clients", default=8, show_default=True,
+              help="Closed-loop clients for the cap of one front (0: not measured).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Where to write the JSON (default bench/results/fronts.json).")
+def bench_fronts(nodes: str, qps: float, seconds: float, cap_clients: int,
+                 json_path: Path | None) -> None:
+    """Query fronts (issue 16): CPU per query of each front at 1, 2 and 4 simulated nodes
+    under a fixed offered load, and the cap of one front against the coordinator."""
+    from bench.fronts import main as fronts_main
+
+    argv = ["--nodes", nodes, "--qps", str(qps), "--seconds", str(seconds),
+            "--cap-clients", str(cap_clients)]
+    if json_path is not None:
+        argv += ["--json", str(json_path)]
+    sys.exit(fronts_main(argv))

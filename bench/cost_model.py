@@ -155,6 +155,38 @@ def tables(inp: Inputs, layouts: list[Layout], coalesce: int) -> str:
     return "\n".join(out)
 
 
+def fronts_table(inp: Inputs, coalesce: int, vectors: float = 10e6, shards: int = 4,
+                 cores: int = 16, front_ratio: float = 1.0) -> str:  # fmt: skip
+    """Single-query QPS with one query front per node (issue 16) against one coordinator, for
+    4, 8 and 32 nodes, with R = 2 and with a replica of every shard on every node (R = N).
+    A front runs the coordinator's read code in one process (one core: its GIL), so its CPU
+    per query is the coordinator's times `front_ratio` (bench/fronts.py measures the two in
+    one run)."""
+    out = ["| nodes x cores | shards x replicas | replica-bound QPS | 1 coordinator QPS "
+           "| N fronts QPS | predicted QPS: fronts / coordinator | the limit |",
+           "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for nodes in (4, 8, 32):
+        for replicas in (2, nodes):
+            lay = Layout(vectors, nodes, cores, shards, replicas)
+            replica_qps, coord_qps = single_qps(inp, lay, coalesce)
+            fronts_qps = nodes * coord_qps / front_ratio
+            got = min(replica_qps, fronts_qps)
+            t = search_us(inp, vectors / shards)
+            cores_bound = nodes * cores * 1e6 / (shards * (t + inp.rpc_server_us / coalesce))
+            if got == fronts_qps:
+                limit = "the fronts (one process, one core each)"
+            elif replica_qps < cores_bound:
+                limit = "replica processes' per-RPC work (R x B x 1/h_s)"
+            else:
+                limit = "replica cores (search)"
+            out.append(
+                f"| {nodes} x {cores} | {shards} x {replicas} | {replica_qps:,.0f} | "
+                f"{coord_qps:,.0f} | {fronts_qps:,.0f} | {got:,.0f} / "
+                f"{min(replica_qps, coord_qps):,.0f} | {limit} |"
+            )
+    return "\n".join(out)
+
+
 DEFAULT_LAYOUTS = [
     Layout(10e6, 4, 16, 4, 2), Layout(10e6, 4, 16, 16, 2), Layout(10e6, 16, 16, 16, 2),
     Layout(10e6, 16, 16, 64, 2), Layout(100e6, 16, 16, 16, 2), Layout(100e6, 16, 16, 64, 2),
@@ -178,6 +210,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {k} = {v:,.2f}" if isinstance(v, float) else f"  {k} = {v}")
     print()
     print(tables(inp, DEFAULT_LAYOUTS, args.coalesce))
+    ratio = 1.0
+    fronts = REPO / "bench" / "results" / "fronts.json"
+    if fronts.exists():
+        caps = [p for p in json.loads(fronts.read_text())["points"] if "cap_front" in p]
+        if caps:
+            c = caps[0]
+            ratio = c["cap_front"]["cpu_us_per_query"] / c["cap_coordinator"]["cpu_us_per_query"]
+    print()
+    print(f"query fronts, 10M vectors, {args.coalesce} queries per shard RPC "
+          f"(front / coordinator CPU per query measured: {ratio:.2f}):")  # fmt: skip
+    print(fronts_table(inp, args.coalesce, front_ratio=ratio))
     return 0
 
 

@@ -14,8 +14,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from shardvec.contract.errors import FailedPrecondition
 from shardvec.contract.private_files import private_dir
 
-from coordinator.ray_control import NAMESPACE
-from coordinator.server import COORDINATOR_NAME, coordinator_actor_class
+from coordinator.ray_control import COORDINATOR_NAME, NAMESPACE
+from coordinator.server import coordinator_actor_class
 from shard.node_lock import default_lock_path
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,19 @@ class ShardvecCluster:
 
     def coordinator_pid(self) -> int:
         return int(ray.get(self.coordinator.pid.remote()))
+
+    def fronts(self) -> list[dict[str, str]]:
+        """The query fronts that answer: address and node id of each (front_port >= 0)."""
+        return list(ray.get(self.coordinator.front_addresses.remote()))
+
+    def wait_fronts(self, n: int, timeout: float = 120.0) -> list[dict[str, str]]:
+        """Wait until `n` fronts answer; returns them."""
+        end = time.monotonic() + timeout
+        while True:
+            got = self.fronts()
+            if len(got) >= n or time.monotonic() > end:
+                return got
+            time.sleep(0.25)
 
     def coordinator_node_id(self) -> str:
         return str(ray.get(self.coordinator.node_id.remote()))

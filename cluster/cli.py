@@ -172,6 +172,24 @@ def cli(ctx: click.Context, server: str, api_key: str | None) -> None:
     "9464). Env: SHARDVEC_METRICS_PORT.",
 )
 @click.option(
+    "--front-port",
+    envvar="SHARDVEC_FRONT_PORT",
+    default=-1,
+    show_default=True,
+    type=click.IntRange(min=-1, max=65535),
+    help="A query front on every Ray node serving the whole API on this port (0: a free port "
+    "each, for simulated nodes on one machine; -1: none, the coordinator alone; the deploy "
+    "files use 50052). Env: SHARDVEC_FRONT_PORT.",
+)
+@click.option(
+    "--front-metrics-port",
+    envvar="SHARDVEC_FRONT_METRICS_PORT",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Each front's Prometheus /metrics port (0: off; the deploy files use 9465).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     default="INFO",
@@ -197,6 +215,8 @@ def up(
     max_metadata_bytes: int,
     max_document_bytes: int,
     metrics_port: int,
+    front_port: int,
+    front_metrics_port: int,
     log_level: str,
     verbose: bool,
 ) -> None:
@@ -214,6 +234,8 @@ def up(
         "tls_key": tls_key,
         "search_threads": search_threads,
         "metrics_port": metrics_port,
+        "front_port": front_port,
+        "front_metrics_port": front_metrics_port,
         "scrub_rows_per_s": scrub_rows_per_s,
         "embedders_per_node": embedders_per_node,
         "max_embedders": max_embedders,
@@ -239,6 +261,30 @@ def up(
         click.echo("shardvec shutting down", err=True)
         cluster.stop()
         click.echo("shardvec stopped", err=True)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def fronts(obj: _Context, as_json: bool) -> None:
+    """The query fronts (one per node; `shardvec up --front-port`) and the coordinator."""
+    from shardvec.v1 import vector_search_pb2 as pb
+
+    try:
+        with obj.client() as client:
+            info = client.call("ClusterInfo", pb.ClusterInfoRequest())
+    except ShardvecError as exc:
+        _fail(exc)
+        return
+    listed = [{"address": f.address, "node_id": f.node_id} for f in info.fronts]
+    if as_json:
+        click.echo(json.dumps({"coordinator": info.coordinator, "fronts": listed}, indent=2))
+        return
+    click.echo(f"coordinator {info.coordinator}")
+    for f in listed:
+        click.echo(f"front {f['address']} node {f['node_id'][:12]}")
+    if not listed:
+        click.echo("no query fronts (shardvec up --front-port)")
 
 
 @cli.command()
@@ -644,7 +690,7 @@ def demo(data_dir: str | None, shards: int) -> None:
 @cli.command()
 @click.option(
     "--mode",
-    type=click.Choice(["replica", "coordinator", "cluster", "scale", "all"]),
+    type=click.Choice(["replica", "coordinator", "cluster", "front", "scale", "all"]),
     default="replica",
     show_default=True,
     help="What to kill -9: a random replica, the coordinator, or the whole cluster; scale: "

@@ -43,6 +43,7 @@ from shardvec.v1 import vector_search_pb2 as pb
 from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
 
 from cluster import paging
+from cluster.fronts import RETRYABLE, FrontSelector
 from cluster.paging import Page
 
 T = TypeVar("T")
@@ -61,7 +62,12 @@ def _as_matrix(vectors: Any) -> np.ndarray:
 
 
 class Client:
-    """A connection to a shardvec cluster's public gRPC API."""
+    """A connection to a shardvec cluster's public gRPC API.
+
+    Given any one address (the coordinator's or a query front's), it asks for the cluster's
+    fronts (ClusterInfo) and spreads its calls over them; a front that fails is passed over,
+    and a read (or an Upsert) it failed goes to another front within the call's deadline
+    (cluster/fronts.py). `discover=False`: every call to `address` alone."""
 
     def __init__(
         self,
@@ -70,29 +76,90 @@ class Client:
         api_key: str | None = None,
         timeout: float = 60.0,
         tls_ca: bytes | None = None,
+        discover: bool = True,
+        refresh_s: float = 30.0,
     ) -> None:
-        options = [
+        self._options = [
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ]
-        if tls_ca is not None:
-            creds = grpc.ssl_channel_credentials(root_certificates=tls_ca)
-            self._channel = grpc.secure_channel(address, creds, options=options)
-        else:
-            self._channel = grpc.insecure_channel(address, options=options)
-        self._stub = pb_grpc.VectorSearchStub(self._channel)
+        self._tls_ca = tls_ca
+        self._channels: dict[str, grpc.Channel] = {}
+        self._stubs: dict[str, pb_grpc.VectorSearchStub] = {}
+        self._stub = self._stub_for(address)
+        self._channel = self._channels[address]
         self._metadata = ((API_KEY_HEADER, api_key),) if api_key else ()
         self.timeout = timeout
         self.address = address
+        self.fronts = FrontSelector(address)
+        self._discover = discover
+        self._refresh_s = refresh_s
+        self._discovered = -float("inf")
+        self._next_discovery = refresh_s
+        self.served_by: dict[str, int] = {}  # calls answered, by address
+
+    def _stub_for(self, address: str) -> pb_grpc.VectorSearchStub:
+        stub = self._stubs.get(address)
+        if stub is None:
+            if self._tls_ca is not None:
+                creds = grpc.ssl_channel_credentials(root_certificates=self._tls_ca)
+                channel = grpc.secure_channel(address, creds, options=self._options)
+            else:
+                channel = grpc.insecure_channel(address, options=self._options)
+            self._channels[address] = channel
+            stub = self._stubs[address] = pb_grpc.VectorSearchStub(channel)
+        return stub
+
+    def discover(self) -> list[str]:
+        """Ask for the cluster's fronts (from any address that answers); returns them."""
+        self._discovered = time.monotonic()
+        for address in [*self.fronts.healthy(), self.address]:
+            try:
+                info = self._stub_for(address).ClusterInfo(
+                    pb.ClusterInfoRequest(), timeout=min(self.timeout, 5.0),
+                    metadata=self._metadata,
+                )  # fmt: skip
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # a server without fronts
+                    self._discover = False
+                    return []
+                continue
+            fronts = [f.address for f in info.fronts]
+            self.fronts.update(fronts)
+            return fronts
+        return []
 
     def call(self, method: str, request: Any, timeout: float | None = None) -> Any:
-        """Invoke one RPC; gRPC errors become shardvec errors."""
-        try:
-            return getattr(self._stub, method)(
-                request, timeout=timeout or self.timeout, metadata=self._metadata
+        """Invoke one RPC on the next front; gRPC errors become shardvec errors. A retryable
+        call a front fails with UNAVAILABLE goes to the next front while time is left."""
+        if self._discover and time.monotonic() - self._discovered > self._next_discovery:
+            # none found yet (the fronts are starting): look again soon
+            self._next_discovery = self._refresh_s if self.discover() else min(
+                self._refresh_s, 2.0
             )
-        except grpc.RpcError as exc:
-            raise error_for_status(exc.code(), exc.details() or "") from None
+        deadline = time.monotonic() + (timeout or self.timeout)
+        tried: set[str] = set()
+        while True:
+            address = self.fronts.pick(tried)
+            if address is None:
+                address = self.address
+            tried.add(address)
+            left = deadline - time.monotonic()
+            try:
+                resp = getattr(self._stub_for(address), method)(
+                    request, timeout=max(left, 0.001), metadata=self._metadata
+                )
+            except grpc.RpcError as exc:
+                code = exc.code()
+                if code == grpc.StatusCode.UNAVAILABLE:
+                    self.fronts.failed(address)
+                    more = self.fronts.pick(tried) is not None
+                    if method in RETRYABLE and more and deadline - time.monotonic() > 0:
+                        continue
+                raise error_for_status(code, exc.details() or "") from None
+            self.fronts.ok(address)
+            self.served_by[address] = self.served_by.get(address, 0) + 1
+            return resp
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         grpc.channel_ready_future(self._channel).result(timeout=timeout)
@@ -271,7 +338,8 @@ class Client:
         return Collection(self, info.name, int(info.dimension), PROTO_TO_METRIC[info.metric])
 
     def close(self) -> None:
-        self._channel.close()
+        for channel in self._channels.values():
+            channel.close()
 
     def __enter__(self) -> Client:
         return self

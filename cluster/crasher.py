@@ -2,14 +2,16 @@
 
 After Qdrant's crasher. A writer upserts numbered batches and records which were
 acknowledged; a reader searches; a killer sends SIGKILL every few seconds to a random
-replica process (mode `replica`), to the coordinator (`coordinator`), or to every process of
-the cluster, which is then brought back with `shardvec up` on the same data directory
-(`cluster`). Mode `scale` changes the shard count up and down over and over (online
-resharding, coordinator/resharding.py) and kills a random replica or the coordinator while
-the changes run. Afterwards: every acknowledged id is present with its exact vector and
-metadata, no id that was never sent exists, no duplicates (in the store, and within any one
-search result the reader got), filtered counts equal the matching rows fetched, and all
-replicas of each shard hold the same rows.
+replica process (mode `replica`), to the coordinator (`coordinator`), to a query front
+(`front`: the cluster runs with `--front-port 0`, the clients spread their calls over the
+fronts and must fail no read), or to every process of the cluster, which is then brought
+back with `shardvec up` on the same data directory (`cluster`). Mode `scale` changes the
+shard count up and down over and over (online resharding, coordinator/resharding.py) and
+kills a random replica or the coordinator while the changes run. Afterwards: every
+acknowledged id is present with its exact vector and metadata, no id that was never sent
+exists, no duplicates (in the store, and within any one search result the reader got),
+filtered counts equal the matching rows fetched, and all replicas of each shard hold the
+same rows.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from shardvec.contract.errors import ShardvecError
 from cluster.client import Client, Collection
 from cluster.process import ServerProcess, free_port
 
-MODES = ("replica", "coordinator", "cluster", "scale")
+MODES = ("replica", "coordinator", "cluster", "front", "scale")
 MAX_SCALE_SHARDS = 4
 DIM = 32
 COLLECTION = "crasher"
@@ -54,6 +56,7 @@ class CrasherReport:
     rows_acked: int = 0
     reads_ok: int = 0
     reads_failed: int = 0
+    reads_via_fronts: int = 0  # reads a query front answered (mode front), not the coordinator
     lost_acked: int = 0
     wrong_content: int = 0
     phantoms: int = 0
@@ -110,8 +113,12 @@ class Crasher:
     def _client(self) -> Client:
         return Client(f"127.0.0.1:{self.port}", timeout=10)
 
+    def _start(self) -> ServerProcess:
+        extra = ("--front-port", "0") if self.mode == "front" else ()
+        return ServerProcess(self.data_dir, self.port, *extra, log_dir=self.data_dir.parent)
+
     def run(self) -> CrasherReport:
-        self.server = ServerProcess(self.data_dir, self.port, log_dir=self.data_dir.parent)
+        self.server = self._start()
         try:
             with self._client() as c:
                 c.create_collection(COLLECTION, DIM, "cosine", self.shards, self.replicas)
@@ -163,6 +170,9 @@ class Crasher:
                     rows, _ = col.search_ids(q, k=10)
                     self.report.duplicate_results += sum(len(r) != len(set(r)) for r in rows)
                     self.report.reads_ok += 1
+                    self.report.reads_via_fronts = sum(
+                        n for a, n in c.served_by.items() if a != c.address
+                    )
                 except ShardvecError as exc:
                     self.report.reads_failed += 1
                     if len(self.report.errors) < 20:
@@ -178,7 +188,7 @@ class Crasher:
                 self.server.kill()
                 self.report.kills += 1
                 self.log(f"killed the whole cluster; restarting (kill {self.report.kills})")
-                self.server = ServerProcess(self.data_dir, self.port, log_dir=self.data_dir.parent)
+                self.server = self._start()
             elif self.mode == "scale":
                 self._scale_and_kill(end)
                 continue
@@ -187,7 +197,9 @@ class Crasher:
                     # One failure at a time: R replicas tolerate R - 1 dead ones per shard.
                     with self._client() as c:
                         self._wait_level(c, timeout=max(5.0, end - time.monotonic()))
-                title = "ray::ShardReplica" if self.mode == "replica" else "ray::Coordinator"
+                title = {"replica": "ray::ShardReplica", "front": "ray::Front"}.get(
+                    self.mode, "ray::Coordinator"
+                )
                 victims = self.server.processes(title)
                 if victims:
                     victim = self.rng.choice(victims)

@@ -56,12 +56,19 @@ class CoordinatorSettings:
     embedders_per_node: int = 1
     embedder_cpus: float = 0.0  # CPUs Ray reserves for each embedder actor
     embedder_threads: int = 1  # BLAS threads of each embedder
+    # Query fronts (coordinator/front.py): -1: none; 0: one per node on a free port (simulated
+    # nodes on one machine); > 0: one per node on this port (a real cluster).
+    front_port: int = -1
+    front_metrics_port: int = 0  # each front's /metrics port; 0: none
+    front_refresh_s: float = 3.0  # how often the coordinator looks for joined and left nodes
 
     def __post_init__(self) -> None:
         if not self.data_dir:
             raise InvalidArgument("data_dir must be set")
         if not 0 <= self.port <= 65535:
             raise InvalidArgument(f"port must be in [0, 65535], got {self.port}")
+        if not -1 <= self.front_port <= 65535:
+            raise InvalidArgument(f"front_port must be -1 or in [0, 65535], got {self.front_port}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise InvalidArgument("tls_cert and tls_key must be given together")
         for name in (

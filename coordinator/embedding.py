@@ -36,6 +36,7 @@ from shardvec.contract.errors import (
 from shardvec.contract.limits import EMBEDDINGS
 
 from coordinator.batching import MicroBatcher
+from coordinator.per_node import sync_per_node
 
 log = logging.getLogger(__name__)
 
@@ -198,17 +199,15 @@ class EmbedderPool:
             if not force and self.members and now - self._refreshed < self.refresh_s:
                 return
             live = await asyncio.to_thread(self.nodes)
-            for key in [k for k in self.members if k.partition("/")[0] not in live]:
-                log.info("embedder pool: node %s left", key[:12])
-                self.members.pop(key).handle.close()
-            for i in range(self.per_node):
-                for node in live:
-                    key = node if i == 0 else f"{node}/{i}"
-                    if len(self.members) >= self.max_embedders:
-                        break
-                    if key not in self.members:
-                        self.members[key] = _Member(self.spawn(node))
-                        log.info("embedder pool: embedder %d on node %s", i, node[:12])
+            sync_per_node(
+                self.members,
+                live,
+                lambda node: _Member(self.spawn(node)),
+                lambda member: member.handle.close(),
+                per_node=self.per_node,
+                limit=self.max_embedders,
+                what="embedder",
+            )
             self._refreshed = now
             self.batcher.max_in_flight = max(1, len(self.members))
         if not self.members:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NAMESPACE = "shardvec"
+COORDINATOR_NAME = "shardvec-coordinator"  # the coordinator's named actor
 
 
 def actor_name(collection: str, shard: int, replica: int) -> str:

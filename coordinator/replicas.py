@@ -119,6 +119,9 @@ class Replica:
         self.fault = ""  # why it is DAMAGED
         self.repairs = 0  # times it was quarantined and rebuilt from a peer
         self.reported_no_peer = False  # "no live peer to rebuild it" logged for this damage
+        # Told of every state change (CoordinatorRuntime: the layout_changed hook that fences
+        # and re-pushes the layout to the query fronts, coordinator/layout_push.py).
+        self.on_state: Callable[[Replica], None] | None = None
 
     def set_state(self, state: ReplicaState) -> None:
         if state is not self.state:
@@ -127,6 +130,8 @@ class Replica:
                 extra={"replica": self.name, "from": self.state.value, "to": state.value},
             )
             self.state = state
+            if self.on_state is not None:
+                self.on_state(self)
 
     async def connect(self) -> None:
         address = await self.control.address()
@@ -225,9 +230,7 @@ class ReplicaSet:
         candidates = self.live()
         if not candidates:
             raise self.none_live("to read from")
-        start = self._rr % len(candidates)
-        self._rr += 1
-        ordered = candidates[start:] + candidates[:start]
+        ordered = self.read_order(candidates)
         last: BaseException | None = None
         for attempt, replica in enumerate(ordered):
             remaining = deadline - time.monotonic()
@@ -249,6 +252,13 @@ class ReplicaSet:
         if isinstance(last, DeadlineExceeded) or deadline - time.monotonic() <= 0:
             raise DeadlineExceeded(f"shard {self.shard}: deadline exceeded")
         raise Unavailable(f"shard {self.shard}: every replica failed ({last})")
+
+    def read_order(self, candidates: list[Replica]) -> list[Replica]:
+        """The order a read tries the LIVE replicas in: round-robin (a query front puts the
+        ones on its own node first, coordinator/front.py)."""
+        start = self._rr % len(candidates)
+        self._rr += 1
+        return candidates[start:] + candidates[:start]
 
     def mark_dead(self, replica: Replica) -> None:
         if replica.state in (ReplicaState.DEAD, ReplicaState.DAMAGED) or self._closed:

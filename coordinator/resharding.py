@@ -79,6 +79,8 @@ class CoordinatorRuntime(Protocol):
 
     async def scale_replicas(self, name: str, replicas: int) -> None: ...
 
+    async def layout_changed(self, name: str) -> None: ...
+
 log = logging.getLogger(__name__)
 
 COPY_ROWS = 2000  # about the rows one copy step moves (the buckets of a step, whole)
@@ -348,6 +350,8 @@ class Resharder:
             if col.change is not None:
                 col.change.phase = CLEANUP
             await pause_point("switched")
+            # The query fronts read by the new layout before the old owners lose a row.
+            await self.runtime.layout_changed(new_spec.name)
             log.info("%s switched to layout version %d (%d shards)", new_spec.name,
                      new_layout.version, new_layout.shards)
             # The moved rows leave their old owners before any read sees the new layout.
@@ -376,6 +380,7 @@ class Resharder:
         removed = col.shard_sets[change.target_shards:]
         del col.shard_sets[change.target_shards:]
         col.route_epoch += 1
+        await self.runtime.layout_changed(col.spec.name)
         for rs in removed:
             await rs.close()
         await self.runtime.remove_shards(col.spec, range(change.target_shards,
@@ -407,6 +412,7 @@ class Resharder:
 
                 await self._retrying("rollback", undo)
             col.receivers = frozenset()
+        await self.runtime.layout_changed(col.spec.name)
         for rs in removed:
             await rs.close()
         await self.runtime.remove_shards(col.spec, range(change.from_shards,
@@ -507,6 +513,8 @@ async def begin(
         await resharder.rollback()
         raise
     resharder.arm()
+    # The query fronts know of the copies (a shrink's) before the first one is written.
+    await runtime.layout_changed(name)
     resharder.start()
     return resharder
 

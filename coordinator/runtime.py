@@ -30,6 +30,7 @@ from shardvec.contract.validation import validate_collection_name
 from coordinator import resharding
 from coordinator.collection import CollectionRuntime, ShardTimer
 from coordinator.layout import Layout
+from coordinator.layout_push import LayoutPublisher
 from coordinator.paths import collection_dir, snapshot_dir
 from coordinator.registry import READY, RESTORING, CollectionDecisions, Registry
 from coordinator.replicas import Replica, ReplicaControl, ReplicaSet, ReplicaState
@@ -57,6 +58,26 @@ class CoordinatorRuntime:
         self._health: asyncio.Task[None] | None = None
         self.on_shard_search: ShardTimer | None = None  # given to every collection
         self.changes: dict[str, Resharder | ReplicaJob] = {}  # layout changes, by collection
+        # The query fronts' layout pushes (coordinator/layout_push.py); None: no fronts.
+        self.publisher: LayoutPublisher | None = None
+
+    async def layout_changed(self, name: str) -> None:
+        """THE hook for every change of what a reader of collection `name` must see (created,
+        dropped, restored, a replica's state, a layout switch): sets a new layout epoch on
+        the collection's LIVE replicas, then pushes the layout to the query fronts. Returns
+        once both are done; without fronts it does nothing."""
+        if self.publisher is not None:
+            await self.publisher.layout_changed(name)
+
+    def layout_changed_soon(self, name: str) -> None:
+        """`layout_changed(name)` from synchronous code (a replica's state change)."""
+        if self.publisher is not None:
+            self.publisher.schedule(name)
+
+    async def layouts_settled(self) -> None:
+        """Wait until every layout change scheduled so far is fenced and pushed."""
+        if self.publisher is not None:
+            await self.publisher.settled()
 
     def start_health_checks(self, interval: float = 1.0) -> None:
         """Probe every live replica each `interval` seconds (see ReplicaSet.probe)."""
@@ -95,6 +116,7 @@ class CoordinatorRuntime:
             except Exception:
                 log.exception("could not restore collection %s", spec.name)
                 raise
+            await self.layout_changed(spec.name)
 
     def _remove_snapshot_workdirs(self) -> None:
         """Remove the create-* / restore-* work directories coordinator/snapshots.py makes;
@@ -124,7 +146,9 @@ class CoordinatorRuntime:
 
         for index in indices if indices is not None else range(spec.replicas):
             control = self.controls(spec, shard, index, partial(siblings, index))
-            replicas.append(Replica(shard, index, control, spec.name))
+            replica = Replica(shard, index, control, spec.name)
+            replica.on_state = lambda _r, n=spec.name: self.layout_changed_soon(n)
+            replicas.append(replica)
         reserved = self.registry.reserved(spec.name, shard)
 
         def reserve(upto: int) -> int:
@@ -257,7 +281,8 @@ class CoordinatorRuntime:
             self.collections[spec.name] = runtime
             if restoring:
                 self.restoring.add(spec.name)
-            return runtime
+        await self.layout_changed(spec.name)
+        return runtime
 
     def mark_ready(self, name: str) -> None:
         """A restored collection has every row: persist 'ready', then serve it."""
@@ -265,6 +290,7 @@ class CoordinatorRuntime:
             raise FailedPrecondition(f"collection {name!r} is not being restored")
         self.registry.set_state(name, READY)
         self.restoring.discard(name)
+        self.layout_changed_soon(name)
 
     def get(self, name: str) -> CollectionRuntime:
         validate_collection_name(name)
@@ -306,6 +332,7 @@ class CoordinatorRuntime:
             for rs in runtime.shard_sets:
                 await rs.close()
             await self._destroy(runtime.spec, len(runtime.shard_sets))
+        await self.layout_changed(name)
 
     async def _destroy(self, spec: CollectionSpec, shards: int = 0) -> None:
         controls = [

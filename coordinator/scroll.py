@@ -35,7 +35,7 @@ from shardvec.v1 import vector_search_pb2 as pb
 from coordinator.collection import CollectionRuntime
 from coordinator.config import CoordinatorSettings
 from coordinator.cursor import Cursor, check_cursor, decode_cursor, encode_cursor
-from coordinator.runtime import CoordinatorRuntime
+from coordinator.views import ReadRuntime
 
 Position = tuple[int, str]
 
@@ -115,7 +115,7 @@ def slice_range(slice_: int, slices: int) -> tuple[int, int]:
 
 
 async def scroll_rpc(
-    runtime: CoordinatorRuntime,
+    runtime: ReadRuntime,
     settings: CoordinatorSettings,
     secret: bytes,
     request: pb.ScrollRequest,

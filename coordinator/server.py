@@ -8,54 +8,35 @@ the actor by running `__init__` again, which is also the recovery path.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
-import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from shardvec.contract.private_files import restrict_umask
-from shardvec.v1 import vector_search_pb2, vector_search_pb2_grpc
 
 from coordinator.batching import MicroBatcher
 from coordinator.config import CoordinatorSettings
 from coordinator.embedding import ray_pool
-from coordinator.interceptors import GuardInterceptor
+from coordinator.front import FrontPool
+from coordinator.layout_push import LayoutPublisher
 from coordinator.metrics import CoordinatorMetrics
+from coordinator.public_server import LoopServer, cluster_info_response, serve_public
 from coordinator.ray_control import ray_controls
 from coordinator.runtime import CoordinatorRuntime
-from coordinator.service import WRITE_METHODS, VectorSearchService
+from coordinator.service import VectorSearchService
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = "shardvec.v1.VectorSearch"
-COORDINATOR_NAME = "shardvec-coordinator"
 
 
-class Coordinator:
+class Coordinator(LoopServer):
     """Serves the public API until `shutdown()`."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = CoordinatorSettings.from_dict(settings)
         restrict_umask()  # registry, snapshot work files: private (contract/private_files.py)
-        self._loop = asyncio.new_event_loop()
-        self._ready: concurrent.futures.Future[str] = concurrent.futures.Future()
-        self._thread = threading.Thread(target=self._main, name="coordinator", daemon=True)
-        self._thread.start()
-        self.address = self._ready.result()  # re-raises a startup failure
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._start())
-        except BaseException as exc:
-            self._ready.set_exception(exc)
-            return
-        self._loop.run_forever()
+        self.address = self._begin("coordinator")
 
     async def _start(self) -> None:
         s = self.settings
@@ -74,57 +55,58 @@ class Coordinator:
             on_batch=self.metrics.observe_batch,
         )
         self.embedder_pool = ray_pool(s)  # embedder actors start at the first text to embed
-        guard = GuardInterceptor(
-            service_prefix=f"/{SERVICE_NAME}/",
-            write_methods=WRITE_METHODS,
-            api_key=s.api_key,
-            read_only_key=s.read_only_key,
-            observe=self.metrics.observe,
-            request_types={
-                m.name: m.input_type
-                for m in vector_search_pb2.DESCRIPTOR.services_by_name["VectorSearch"].methods
-            },
-        )
-        self.server = grpc.aio.server(
-            interceptors=[guard],
-            options=[
-                ("grpc.max_receive_message_length", s.max_message_bytes),
-                ("grpc.max_send_message_length", s.max_message_bytes),
-                ("grpc.so_reuseport", 0),
-            ],
-        )
-        vector_search_pb2_grpc.add_VectorSearchServicer_to_server(
-            VectorSearchService(self.runtime, s, self.batcher, embedders=self.embedder_pool),
-            self.server,
-        )
-        self.health = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        names = (
-            vector_search_pb2.DESCRIPTOR.services_by_name["VectorSearch"].full_name,
-            health.SERVICE_NAME,
-            reflection.SERVICE_NAME,
-        )
-        reflection.enable_server_reflection(names, self.server)
-        target = f"{s.host}:{s.port}"
-        if s.tls_cert:
-            creds = grpc.ssl_server_credentials(
-                [(Path(s.tls_key).read_bytes(), Path(s.tls_cert).read_bytes())]
+        self.fronts: FrontPool | None = None
+        if s.front_port >= 0:
+            self.fronts = FrontPool(s.to_dict(), self._front_state)
+            self.runtime.publisher = LayoutPublisher(
+                lambda: self.runtime.collections,
+                lambda n: n in self.runtime.collections and n not in self.runtime.restoring,
+                self.runtime.uid,
+                self.fronts,
             )
-            port = self.server.add_secure_port(target, creds)
-        else:
-            port = self.server.add_insecure_port(target)
-        await self.server.start()
+        self.service = VectorSearchService(
+            self.runtime,
+            s,
+            self.batcher,
+            embedders=self.embedder_pool,
+            cluster_info=self._cluster_info,
+        )
+        self.server, self.health, port = await serve_public(s, s.port, self.service, self.metrics)
         if s.metrics_port:
             self.metrics.attach(self.runtime, self._loop)
             self.metrics.serve(s.host, s.metrics_port)
-        for name in ("", SERVICE_NAME):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         address = f"{s.host}:{port}"
+        self.address = address
+        if self.runtime.publisher is not None and self.fronts is not None:
+            for name in self.runtime.served():  # restored before the fronts existed
+                await self.runtime.layout_changed(name)
+            self.fronts.start()
         log.info("coordinator serving on %s (pid %d)", address, os.getpid())
         self._ready.set_result(address)
 
-    def _run(self, coro: Any, timeout: float | None = None) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+    def _front_state(self) -> dict[str, Any]:
+        """Everything a front needs: every published view, the fronts, the coordinator's
+        address and the scroll cursors' key (what a front's pull answers)."""
+        views = self.runtime.publisher.views() if self.runtime.publisher is not None else {}
+        return {
+            "views": views,
+            "fronts": self.fronts.listing() if self.fronts is not None else [],
+            "coordinator": self.address,
+            "cursor_secret": self.service.cursor_secret,
+        }
+
+    async def _cluster_info(self) -> Any:
+        return cluster_info_response(
+            self.fronts.listing() if self.fronts is not None else [], self.address, self.address
+        )
+
+    def front_state(self) -> dict[str, Any]:
+        """A front's pull (coordinator/front.py): the state as published now."""
+        return dict(self._run(_state_of(self._front_state), timeout=30))
+
+    def front_addresses(self) -> list[dict[str, str]]:
+        """Every live front's address and node id."""
+        return self.fronts.listing() if self.fronts is not None else []
 
     def ping(self) -> str:
         return self.address
@@ -178,6 +160,8 @@ class Coordinator:
         """Stop serving, checkpoint and stop every replica."""
 
         async def stop() -> None:
+            if self.fronts is not None:
+                await self.fronts.close()
             await self.server.stop(grace=1.0)
             self.embedder_pool.close()
             await self.runtime.shutdown()
@@ -187,6 +171,10 @@ class Coordinator:
             self._run(stop(), timeout=300)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+async def _state_of(fn: Any) -> Any:
+    return fn()
 
 
 def coordinator_actor_class() -> Any:

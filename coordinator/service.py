@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import numpy as np
@@ -74,6 +74,7 @@ from coordinator.snapshots import (
     restore_archive,
 )
 from coordinator.updates import check_update
+from coordinator.views import ReadRuntime
 
 log = logging.getLogger(__name__)
 
@@ -93,37 +94,28 @@ WRITE_GRACE_S = 10.0  # the least time shards get to finish a write that has sta
 T = TypeVar("T")
 
 
-class VectorSearchService(pb_grpc.VectorSearchServicer):
+class ReadService(pb_grpc.VectorSearchServicer):
+    """The read calls of the public API (List, Describe, Get, Count, Search, Scroll,
+    ClusterInfo) over a `ReadRuntime`: the coordinator's own runtime, or a query front's
+    pushed copy of the layout (coordinator/front.py). The same code answers on both."""
+
     def __init__(
         self,
-        runtime: CoordinatorRuntime,
+        runtime: ReadRuntime,
         settings: CoordinatorSettings,
         batcher: MicroBatcher,
         *,
         embedders: EmbedderPool | None = None,
+        cursor_secret: Callable[[], bytes],
+        cluster_info: Callable[[], Awaitable[Any]],
     ) -> None:
         self.runtime = runtime
         self.settings = settings
         self.batcher = batcher
         self._embedders = embedders  # None: an in-process pool, made at the first text
-        self._writes: set[asyncio.Future[Any]] = set()
-        self._snapshot_streams = 0
         self._cursor_secret: bytes | None = None  # read (or made) by the first Scroll
-
-    @contextlib.contextmanager
-    def _snapshot_stream(self, what: str) -> Iterator[None]:
-        """Hold one of max_snapshot_streams slots; none free is RESOURCE_EXHAUSTED."""
-        limit = self.settings.max_snapshot_streams
-        if self._snapshot_streams >= limit:
-            raise ResourceExhausted(
-                f"{what}: {self._snapshot_streams} snapshot streams are running, the limit is "
-                f"{limit} (max_snapshot_streams); retry when one has finished"
-            )
-        self._snapshot_streams += 1
-        try:
-            yield
-        finally:
-            self._snapshot_streams -= 1
+        self._load_cursor_secret = cursor_secret
+        self._cluster_info = cluster_info
 
     def _deadline(self, context: Any) -> float:
         return deadline_from(context.time_remaining(), self.settings.default_deadline_s)
@@ -138,35 +130,6 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
                 f"{what}: the response would hold {size} bytes of vectors, the limit is "
                 f"{self.settings.max_message_bytes} (max_message_bytes)"
             )
-
-    async def _write(self, context: Any, what: str, start: Any) -> T:
-        """Run the write `start(deadline, decide_by)` to the end, shielded from the caller
-        going away.
-
-        Nothing is sent when the caller's deadline has already passed; once sent, every shard
-        gets at least WRITE_GRACE_S, so the batch lands whole or fails whole. `decide_by` is
-        the caller's own deadline: a batch not decided by then is aborted (coordinator/atomic.py),
-        so a DEADLINE_EXCEEDED the caller sees before the decision means the batch is absent.
-        """
-        remaining = context.time_remaining()
-        if remaining is not None and remaining <= 0:
-            raise DeadlineExceeded(f"{what}: the deadline passed before any shard was written")
-        decide_by = self._deadline(context)
-        deadline = max(decide_by, time.monotonic() + WRITE_GRACE_S)
-        task: asyncio.Future[T] = asyncio.ensure_future(start(deadline, decide_by))
-        self._writes.add(task)
-        task.add_done_callback(_finished_write)
-        task.add_done_callback(self._writes.discard)
-        return await asyncio.shield(task)
-
-    async def CreateCollection(self, request: Any, context: Any) -> Any:
-        spec = spec_from_request(request)
-        await self.runtime.create(spec)
-        return collection_info(spec)
-
-    async def DropCollection(self, request: Any, context: Any) -> Any:
-        await self.runtime.drop(request.name)
-        return pb.DropCollectionResponse(dropped=True)
 
     async def ListCollections(self, request: Any, context: Any) -> Any:
         resp = pb.ListCollectionsResponse()
@@ -183,90 +146,23 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
             # A shard with no live replica: still describe it, so `shardvec status` can name
             # the replicas that are down or damaged (count left unset).
             log.info("describe %s: no count: %s", request.name, exc)
+        await self._refresh_replicas(col)
+        return _info(col, count)
+
+    async def _refresh_replicas(self, col: CollectionRuntime) -> None:
+        """Refresh the live replicas' pid/node/rows for a Describe (a front's come pushed)."""
         live = [r for rs in col.shard_sets for r in rs.live()]
-        # Refresh pid/node/rows concurrently and briefly: this is status, not the data path.
+        # Concurrently and briefly: this is status, not the data path.
         results = await asyncio.gather(
             *(asyncio.wait_for(r.connect(), timeout=5.0) for r in live), return_exceptions=True
         )
         for r, res in zip(live, results, strict=True):
             if isinstance(res, BaseException):
                 log.debug("describe: %s: %s", r.name, res)
-        return _info(col, count)
 
-    async def ScaleCollection(self, request: Any, context: Any) -> Any:
-        col = self.runtime.get(request.name)
-        if request.abort:
-            if request.shards or request.replicas:
-                raise InvalidArgument("abort: give no shards or replicas with it")
-            await self.runtime.abort_change(request.name)
-        else:
-            if not request.shards and not request.replicas:
-                raise InvalidArgument("ScaleCollection: give shards, replicas or abort")
-            await self.runtime.scale(
-                request.name, int(request.shards) or None, int(request.replicas) or None
-            )
-        return _info(col, None)
-
-    async def Upsert(self, request: Any, context: Any) -> Any:
-        col = self.runtime.get(request.collection)
-        n = len(request.ids)
-        self._rows_limit(n, self.settings.max_upsert_rows, "upsert")
-        ids = validate_ids(list(request.ids))
-        vectors = await self._upsert_vectors(col, request, context)
-        if vectors.shape[0] != n:
-            raise InvalidArgument(f"vectors: {vectors.shape[0]} rows for {n} ids")
-        metas = list(request.metadata_json)
-        if metas:  # reject the whole batch before any shard sees it
-            parse_metadata_json(metas, n, max_bytes=self.settings.max_metadata_bytes)
-        docs = self._documents(request.documents, n)
-        await self._write(
-            context,
-            "upsert",
-            lambda deadline, decide_by: col.upsert(
-                ids, vectors, metas, deadline, docs, decide_by
-            ),
-        )
-        return pb.UpsertResponse(upserted=n)
-
-    def _documents(self, documents: Any, n: int) -> list[str]:
-        """The request's documents checked against max_document_bytes ([] when none)."""
-        docs = list(documents)
-        if docs:
-            validate_documents(docs, n, max_bytes=self.settings.max_document_bytes)
-            if not any(docs):
-                docs = []
-        return docs
-
-    async def Update(self, request: Any, context: Any) -> Any:
-        col = self.runtime.get(request.collection)
-        self._rows_limit(len(request.ids), self.settings.max_upsert_rows, "update")
-        plan = await check_update(request, col, self.settings, self._deadline(context))
-        got: UpdateOutcome = await self._write(
-            context,
-            "update",
-            lambda deadline, decide_by: col.update(plan, deadline, decide_by),
-        )
-        return pb.UpdateResponse(
-            updated=got.updated, missing_ids=got.missing_ids, inserted=got.inserted
-        )
-
-    async def Delete(self, request: Any, context: Any) -> Any:
-        col = self.runtime.get(request.collection)
-        has_filter = request.HasField("filter")
-        if has_filter == bool(request.ids):
-            raise InvalidArgument("delete: give exactly one of ids and filter")
-        where = filter_from_proto(request.filter) if has_filter else None
-        if where is None and has_filter:
-            raise InvalidArgument("filter: empty filter")
-        ids = None if has_filter else validate_ids(list(request.ids))
-        if ids is not None:
-            self._rows_limit(len(ids), self.settings.max_upsert_rows, "delete")
-        deleted: int = await self._write(
-            context,
-            "delete",
-            lambda deadline, decide_by: col.delete(ids, where, deadline, decide_by),
-        )
-        return pb.DeleteResponse(deleted=deleted)
+    async def ClusterInfo(self, request: Any, context: Any) -> Any:
+        """The fronts of the cluster and the coordinator (coordinator/layout_push.py)."""
+        return await self._cluster_info()
 
     async def Get(self, request: Any, context: Any) -> Any:
         col = self.runtime.get(request.collection)
@@ -484,10 +380,11 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
 
     @property
     def cursor_secret(self) -> bytes:
-        """The key that seals scroll cursors, kept in the data directory (coordinator/cursor.py)."""
+        """The key that seals scroll cursors (coordinator/cursor.py): the coordinator's, kept
+        in its data directory; a front has it from the coordinator, so a cursor any server
+        made is good on every other."""
         if self._cursor_secret is None:
-            path = cursor_secret_path(self.runtime.data_dir)
-            self._cursor_secret = load_or_create_secret(path)
+            self._cursor_secret = self._load_cursor_secret()
         return self._cursor_secret
 
     async def Scroll(self, request: Any, context: Any) -> Any:
@@ -523,6 +420,155 @@ class VectorSearchService(pb_grpc.VectorSearchServicer):
         self._rows_limit(len(texts), self.settings.max_query_rows, "search query_texts")
         validate_query_texts(texts, MAX_QUERY_TEXT_BYTES)
         return await self._embed(col, texts, context)
+
+
+class VectorSearchService(ReadService):
+    """The whole public API on the coordinator: the reads, and the writes and collection
+    changes, which only the coordinator runs (a front forwards them here)."""
+
+    def __init__(
+        self,
+        runtime: CoordinatorRuntime,
+        settings: CoordinatorSettings,
+        batcher: MicroBatcher,
+        *,
+        embedders: EmbedderPool | None = None,
+        cluster_info: Callable[[], Awaitable[Any]] | None = None,
+    ) -> None:
+        super().__init__(
+            runtime,
+            settings,
+            batcher,
+            embedders=embedders,
+            cursor_secret=lambda: load_or_create_secret(cursor_secret_path(runtime.data_dir)),
+            cluster_info=cluster_info or _no_fronts,
+        )
+        self.runtime: CoordinatorRuntime = runtime
+        self._writes: set[asyncio.Future[Any]] = set()
+        self._snapshot_streams = 0
+
+    @contextlib.contextmanager
+    def _snapshot_stream(self, what: str) -> Iterator[None]:
+        """Hold one of max_snapshot_streams slots; none free is RESOURCE_EXHAUSTED."""
+        limit = self.settings.max_snapshot_streams
+        if self._snapshot_streams >= limit:
+            raise ResourceExhausted(
+                f"{what}: {self._snapshot_streams} snapshot streams are running, the limit is "
+                f"{limit} (max_snapshot_streams); retry when one has finished"
+            )
+        self._snapshot_streams += 1
+        try:
+            yield
+        finally:
+            self._snapshot_streams -= 1
+
+    async def _write(self, context: Any, what: str, start: Any) -> T:
+        """Run the write `start(deadline, decide_by)` to the end, shielded from the caller
+        going away.
+
+        Nothing is sent when the caller's deadline has already passed; once sent, every shard
+        gets at least WRITE_GRACE_S, so the batch lands whole or fails whole. `decide_by` is
+        the caller's own deadline: a batch not decided by then is aborted (coordinator/atomic.py),
+        so a DEADLINE_EXCEEDED the caller sees before the decision means the batch is absent.
+        """
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            raise DeadlineExceeded(f"{what}: the deadline passed before any shard was written")
+        decide_by = self._deadline(context)
+        deadline = max(decide_by, time.monotonic() + WRITE_GRACE_S)
+        task: asyncio.Future[T] = asyncio.ensure_future(start(deadline, decide_by))
+        self._writes.add(task)
+        task.add_done_callback(_finished_write)
+        task.add_done_callback(self._writes.discard)
+        result = await asyncio.shield(task)
+        # A replica this write left behind (marked DEAD) is fenced off the query fronts
+        # before the write is acknowledged, so no front can read the row's absence there.
+        await self.runtime.layouts_settled()
+        return result
+
+    async def CreateCollection(self, request: Any, context: Any) -> Any:
+        spec = spec_from_request(request)
+        await self.runtime.create(spec)
+        return collection_info(spec)
+
+    async def ScaleCollection(self, request: Any, context: Any) -> Any:
+        col = self.runtime.get(request.name)
+        if request.abort:
+            if request.shards or request.replicas:
+                raise InvalidArgument("abort: give no shards or replicas with it")
+            await self.runtime.abort_change(request.name)
+        else:
+            if not request.shards and not request.replicas:
+                raise InvalidArgument("ScaleCollection: give shards, replicas or abort")
+            await self.runtime.scale(
+                request.name, int(request.shards) or None, int(request.replicas) or None
+            )
+        return _info(col, None)
+
+    async def DropCollection(self, request: Any, context: Any) -> Any:
+        await self.runtime.drop(request.name)
+        return pb.DropCollectionResponse(dropped=True)
+
+    async def Upsert(self, request: Any, context: Any) -> Any:
+        col = self.runtime.get(request.collection)
+        n = len(request.ids)
+        self._rows_limit(n, self.settings.max_upsert_rows, "upsert")
+        ids = validate_ids(list(request.ids))
+        vectors = await self._upsert_vectors(col, request, context)
+        if vectors.shape[0] != n:
+            raise InvalidArgument(f"vectors: {vectors.shape[0]} rows for {n} ids")
+        metas = list(request.metadata_json)
+        if metas:  # reject the whole batch before any shard sees it
+            parse_metadata_json(metas, n, max_bytes=self.settings.max_metadata_bytes)
+        docs = self._documents(request.documents, n)
+        await self._write(
+            context,
+            "upsert",
+            lambda deadline, decide_by: col.upsert(
+                ids, vectors, metas, deadline, docs, decide_by
+            ),
+        )
+        return pb.UpsertResponse(upserted=n)
+
+    def _documents(self, documents: Any, n: int) -> list[str]:
+        """The request's documents checked against max_document_bytes ([] when none)."""
+        docs = list(documents)
+        if docs:
+            validate_documents(docs, n, max_bytes=self.settings.max_document_bytes)
+            if not any(docs):
+                docs = []
+        return docs
+
+    async def Update(self, request: Any, context: Any) -> Any:
+        col = self.runtime.get(request.collection)
+        self._rows_limit(len(request.ids), self.settings.max_upsert_rows, "update")
+        plan = await check_update(request, col, self.settings, self._deadline(context))
+        got: UpdateOutcome = await self._write(
+            context,
+            "update",
+            lambda deadline, decide_by: col.update(plan, deadline, decide_by),
+        )
+        return pb.UpdateResponse(
+            updated=got.updated, missing_ids=got.missing_ids, inserted=got.inserted
+        )
+
+    async def Delete(self, request: Any, context: Any) -> Any:
+        col = self.runtime.get(request.collection)
+        has_filter = request.HasField("filter")
+        if has_filter == bool(request.ids):
+            raise InvalidArgument("delete: give exactly one of ids and filter")
+        where = filter_from_proto(request.filter) if has_filter else None
+        if where is None and has_filter:
+            raise InvalidArgument("filter: empty filter")
+        ids = None if has_filter else validate_ids(list(request.ids))
+        if ids is not None:
+            self._rows_limit(len(ids), self.settings.max_upsert_rows, "delete")
+        deleted: int = await self._write(
+            context,
+            "delete",
+            lambda deadline, decide_by: col.delete(ids, where, deadline, decide_by),
+        )
+        return pb.DeleteResponse(deleted=deleted)
 
     async def _upsert_vectors(
         self, col: CollectionRuntime, request: Any, context: Any
@@ -576,6 +622,10 @@ def _where_document(request: Any) -> DocFilter | None:
     if f is None:
         raise InvalidArgument("where_document: empty filter (leave it unset for none)")
     return f
+
+
+async def _no_fronts() -> Any:
+    return pb.ClusterInfoResponse()
 
 
 def _states(col: CollectionRuntime) -> list[ReplicaStatus]:

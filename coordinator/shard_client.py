@@ -9,6 +9,7 @@ errors that name the replica.
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, overload
@@ -35,15 +36,17 @@ from shardvec.contract.errors import (
     DeadlineExceeded,
     ReplicaDown,
     ShardvecError,
+    StaleLayout,
     error_for_status,
+    is_stale_layout,
 )
 from shardvec.contract.filters import DocFilter, Filter
 from shardvec.contract.keyword import (
     keyword_search_to_proto,
     keyword_stats_from_proto,
 )
+from shardvec.contract.limits import EPOCH_HEADER, TOKEN_HEADER
 from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
-from shardvec.contract.limits import TOKEN_HEADER
 from shardvec.contract.types import (
     Change,
     GetResult,
@@ -112,14 +115,18 @@ class _SearchStream:
                     fut.set_exception(ReplicaDown(message))
             self._pending.clear()
 
-    async def search(self, payload: bytes, timeout: float) -> shard_pb2.ShardSearchResponse:
+    async def search(
+        self, payload: bytes, timeout: float, epoch: int = 0
+    ) -> shard_pb2.ShardSearchResponse:
         request_id = next(self._ids)
         fut: asyncio.Future[shard_pb2.ShardStreamResponse] = (
             asyncio.get_running_loop().create_future()
         )
         self._pending[request_id] = fut
         try:
-            req = shard_pb2.ShardStreamRequest(id=request_id, search=payload, timeout_s=timeout)
+            req = shard_pb2.ShardStreamRequest(
+                id=request_id, search=payload, timeout_s=timeout, epoch=epoch
+            )
             async with self._write_lock:
                 call = self._open()
                 try:
@@ -156,7 +163,9 @@ class RemoteShard:
     def __init__(self, name: str, address: str, token: str, *, stream: bool = True) -> None:
         self.name = name
         self.address = address
-        self._metadata = ((TOKEN_HEADER, token),)
+        self.epoch = 0  # a query front's layout epoch, sent on every read (with_epoch)
+        self._view = False  # a with_epoch view: shares the channel, does not close it
+        self._metadata: tuple[tuple[str, str], ...] = ((TOKEN_HEADER, token),)
         self._channel = grpc.aio.insecure_channel(
             address,
             options=[
@@ -182,6 +191,21 @@ class RemoteShard:
         )
         self._stream = _SearchStream(self) if stream else None
 
+    def with_epoch(self, epoch: int) -> RemoteShard:
+        """This replica's handle for reads fenced by layout `epoch` (a query front's, see
+        coordinator/front.py): the same channel and stream, every read carrying the epoch."""
+        view = copy.copy(self)
+        view.epoch = epoch
+        view._view = True
+        view._metadata = ((TOKEN_HEADER, dict(self._metadata)[TOKEN_HEADER]),
+                          (EPOCH_HEADER, str(epoch)))  # fmt: skip
+        return view
+
+    async def set_epoch(self, epoch: int, timeout: float) -> int:
+        """Set this replica's layout epoch (0: none); returns the one it held."""
+        req = shard_pb2.EpochSetRequest(epoch=epoch)
+        return int((await self._call(self._stub.SetEpoch, req, timeout)).previous)
+
     async def _call(self, method: Any, req: Any, timeout: float) -> Any:
         if timeout <= 0:
             raise DeadlineExceeded(f"deadline exceeded before calling {self.name}")
@@ -196,6 +220,8 @@ class RemoteShard:
     def _status_error(self, code: grpc.StatusCode, details: str) -> ShardvecError:
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return DeadlineExceeded(f"{self.name} ({self.address}) timed out")
+        if code == grpc.StatusCode.FAILED_PRECONDITION and is_stale_layout(details):
+            return StaleLayout(f"{self.name}: {details}")
         if code in REPLICA_DOWN:
             return ReplicaDown(f"{self.name} ({self.address}) is down: {details}")
         return error_for_status(code, f"{self.name}: {details}")
@@ -264,7 +290,7 @@ class RemoteShard:
         if self._stream is not None and request.nq <= STREAM_MAX_QUERIES:
             if timeout <= 0:
                 raise DeadlineExceeded(f"deadline exceeded before calling {self.name}")
-            resp = await self._stream.search(payload, timeout)
+            resp = await self._stream.search(payload, timeout, self.epoch)
         else:
             resp = await self._call(self._search, payload, timeout)
         # Decoded as each shard answers: the early ones overlap the last one's search.
@@ -316,6 +342,8 @@ class RemoteShard:
             call.cancel()
 
     async def close(self) -> None:
+        if self._view:
+            return
         if self._stream is not None:
             await self._stream.close()
         await self._channel.close()

@@ -29,7 +29,7 @@ mkdir -p "${data_dir}"
 
 ray start --head --port=6379 --dashboard-host=0.0.0.0 --dashboard-port=8265 --disable-usage-stats
 
-shardvec up --address auto --data-dir "${data_dir}" --host 0.0.0.0 --port 50051 --metrics-port 9464 "$@" &
+shardvec up --address auto --data-dir "${data_dir}" --host 0.0.0.0 --port 50051 --metrics-port 9464 --front-port 50052 --front-metrics-port 9465 "$@" &
 child=$!
 trap 'kill -TERM "${child}" 2>/dev/null || true' TERM INT
 

@@ -39,16 +39,18 @@ from shardvec.contract.convert import (
     where_document_from_proto,
 )
 from shardvec.contract.errors import (
+    STALE_LAYOUT,
     DeadlineExceeded,
     InvalidArgument,
     ResourceExhausted,
     ShardvecError,
+    StaleLayout,
     Unauthenticated,
 )
 from shardvec.contract.filters import DocFilter, Filter
 from shardvec.contract.keyword import keyword_search_from_proto, keyword_stats_to_proto
+from shardvec.contract.limits import EPOCH_HEADER, TOKEN_HEADER
 from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
-from shardvec.contract.limits import TOKEN_HEADER
 from shardvec.contract.types import SearchResult
 from shardvec.v1 import shard_pb2, shard_pb2_grpc
 
@@ -156,6 +158,10 @@ class ShardService(shard_pb2_grpc.ShardServicer):
         self.lock_rows = lock_rows
         self.abandoned = 0  # calls stopped because their caller had gone
         self._lock = threading.Lock()
+        # Query fronts' fence (SetEpoch): none (0) until the coordinator sets it at LIVE.
+        self.epoch = 0
+        self.epoch_reads = 0  # reads that carried this replica's epoch (a front's reads)
+        self.stale_reads = 0  # reads refused for a stale epoch
         # searches that arrive over streams (SearchStream) run here, beside the unary calls
         self.stream_pool = futures.ThreadPoolExecutor(8, thread_name_prefix="shard-stream")
 
@@ -167,6 +173,33 @@ class ShardService(shard_pb2_grpc.ShardServicer):
             with self._lock:
                 self.abandoned += 1
             raise DeadlineExceeded(f"shard {what}: the caller's deadline passed or it cancelled")
+
+    def _fence(self, context: grpc.ServicerContext | int, what: str) -> None:
+        """Refuse a front's read whose layout epoch is not this replica's (StaleLayout); a
+        read without one (the coordinator's) is not fenced. `context`: the call's (epoch in
+        its metadata), or the epoch a stream message carried."""
+        if isinstance(context, int):
+            given = context
+        else:
+            raw = dict(context.invocation_metadata() or ()).get(EPOCH_HEADER, "")
+            given = int(raw) if str(raw).isdigit() else 0
+        if not given:
+            return
+        with self._lock:
+            if given == self.epoch:
+                self.epoch_reads += 1
+                return
+            self.stale_reads += 1
+            mine = self.epoch
+        raise StaleLayout(
+            f"{STALE_LAYOUT}: shard {what} under layout epoch {given}, this replica holds "
+            f"{mine or 'none'}; pull the layout again"
+        )
+
+    def SetEpoch(self, request: Any, context: grpc.ServicerContext) -> Any:
+        with self._lock:
+            previous, self.epoch = self.epoch, int(request.epoch)
+        return shard_pb2.EpochSetResponse(previous=previous)
 
     @property
     def dim(self) -> int:
@@ -232,6 +265,7 @@ class ShardService(shard_pb2_grpc.ShardServicer):
 
     def Get(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._caller_waits(context, "get")
+        self._fence(context, "get")
         inc_meta, inc_vec = request.include.metadata, request.include.vectors
         inc_doc = request.include.documents
         records = [
@@ -262,10 +296,13 @@ class ShardService(shard_pb2_grpc.ShardServicer):
 
     def Count(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._caller_waits(context, "count")
+        self._fence(context, "count")
         count = self.engine.count_trusted(_filter(request), _where_document(request))
         return shard_pb2.ShardCountResponse(count=count)
 
     def Search(self, request: Any, context: grpc.ServicerContext | Callable[[], bool]) -> Any:
+        if not callable(context):  # a stream's message was fenced by its epoch field
+            self._fence(context, "search")
         queries = vectors_from_proto(request.queries, self.dim, field="queries")
         where = _filter(request)
         where_document = _where_document(request)
@@ -332,6 +369,7 @@ class ShardService(shard_pb2_grpc.ShardServicer):
                 return time.monotonic() < deadline and context.is_active()
 
             try:
+                self._fence(int(req.epoch), "search")
                 search = shard_pb2.ShardSearchRequest.FromString(req.search)
                 result = self.Search(search, waits)
                 answers.put(shard_pb2.ShardStreamResponse(id=req.id, result=result))
@@ -376,7 +414,15 @@ class ShardService(shard_pb2_grpc.ShardServicer):
             checkpoint_seq=int(info.get("checkpoint_seq", 0)),
             pid=os.getpid(),
             node_id=self.node_id,
-            info_json=dumps_json({**info, "abandoned_calls": self.abandoned}),
+            info_json=dumps_json(
+                {
+                    **info,
+                    "abandoned_calls": self.abandoned,
+                    "epoch": self.epoch,
+                    "epoch_reads": self.epoch_reads,
+                    "stale_reads": self.stale_reads,
+                }
+            ),
             staged_seqs=self.engine.staged_seqs(),
         )
 
@@ -403,6 +449,7 @@ class ShardService(shard_pb2_grpc.ShardServicer):
 
     def Scroll(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._caller_waits(context, "scroll")
+        self._fence(context, "scroll")
         page = self.engine.scroll_trusted(shard_scroll_from_proto(request, trusted=True))
         return scroll_page_to_proto(page, self.dim)
 

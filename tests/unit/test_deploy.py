@@ -44,6 +44,7 @@ SHARDVEC_SUBCOMMANDS = frozenset(
         "crasher",
         "snapshot",
         "recall",
+        "fronts",
     }
 )
 

@@ -43,6 +43,19 @@ class FailedPrecondition(ShardvecError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class StaleLayout(FailedPrecondition):
+    """A front read a replica under a layout epoch the replica no longer holds (query fronts:
+    coordinator/front.py): the front pulls a fresh layout and retries within the deadline."""
+
+
+STALE_LAYOUT = "stale layout"  # how a StaleLayout's message starts on the wire
+
+
+def is_stale_layout(message: str) -> bool:
+    """Whether a FAILED_PRECONDITION's message is a replica's epoch refusal."""
+    return STALE_LAYOUT in message
+
+
 class ResourceExhausted(ShardvecError):
     """A configured limit was exceeded (message size, batch size, query batch size)."""
 

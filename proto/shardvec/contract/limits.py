@@ -43,6 +43,8 @@ PUBLIC_MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # public API, both directions (conf
 INTERNAL_MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # coordinator <-> shard replicas
 API_KEY_HEADER = "x-api-key"
 TOKEN_HEADER = "x-shardvec-internal"
+# A query front's layout epoch on a shard read (0 or absent: the coordinator's, not fenced).
+EPOCH_HEADER = "x-shardvec-epoch"
 
 # Replica defaults (engine, actor and coordinator settings all start from these).
 DEFAULT_BUILD_THREADS = 1  # hnswlib threads adding a write batch to the index

@@ -53,6 +53,18 @@ class KeywordSearchRequest(_message.Message):
     include_documents: bool
     def __init__(self, queries: _Optional[_Iterable[_Union[KeywordTerms, _Mapping]]] = ..., doc_count: _Optional[int] = ..., total_tokens: _Optional[int] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., where_document: _Optional[_Union[_common_pb2.DocumentFilter, _Mapping]] = ..., include_metadata: _Optional[bool] = ..., include_vectors: _Optional[bool] = ..., include_documents: _Optional[bool] = ...) -> None: ...
 
+class EpochSetRequest(_message.Message):
+    __slots__ = ("epoch",)
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    def __init__(self, epoch: _Optional[int] = ...) -> None: ...
+
+class EpochSetResponse(_message.Message):
+    __slots__ = ("previous",)
+    PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    previous: int
+    def __init__(self, previous: _Optional[int] = ...) -> None: ...
+
 class ShardStageRequest(_message.Message):
     __slots__ = ("seq", "ids", "vectors", "metadata_json", "delete_ids", "delete_filter", "documents", "update")
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -232,14 +244,16 @@ class ShardSearchResponse(_message.Message):
     def __init__(self, k: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., scores: _Optional[bytes] = ..., metadata_json: _Optional[_Iterable[str]] = ..., vectors: _Optional[bytes] = ..., documents: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ShardStreamRequest(_message.Message):
-    __slots__ = ("id", "search", "timeout_s")
+    __slots__ = ("id", "search", "timeout_s", "epoch")
     ID_FIELD_NUMBER: _ClassVar[int]
     SEARCH_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     id: int
     search: bytes
     timeout_s: float
-    def __init__(self, id: _Optional[int] = ..., search: _Optional[bytes] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+    epoch: int
+    def __init__(self, id: _Optional[int] = ..., search: _Optional[bytes] = ..., timeout_s: _Optional[float] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class ShardStreamResponse(_message.Message):
     __slots__ = ("id", "result", "code", "message")

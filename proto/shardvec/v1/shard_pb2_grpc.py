@@ -106,6 +106,11 @@ class ShardStub:
                 request_serializer=shardvec_dot_v1_dot_shard__pb2.KeywordSearchRequest.SerializeToString,
                 response_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardSearchResponse.FromString,
                 _registered_method=True)
+        self.SetEpoch = channel.unary_unary(
+                '/shardvec.v1.Shard/SetEpoch',
+                request_serializer=shardvec_dot_v1_dot_shard__pb2.EpochSetRequest.SerializeToString,
+                response_deserializer=shardvec_dot_v1_dot_shard__pb2.EpochSetResponse.FromString,
+                _registered_method=True)
 
 
 class ShardServicer:
@@ -209,6 +214,17 @@ class ShardServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetEpoch(self, request, context):
+        """Query fronts (coordinator/layout_push.py): the coordinator sets the collection's layout
+        epoch on every LIVE replica before it pushes a layout to the fronts. A read that carries
+        an epoch (`x-shardvec-epoch` metadata, or ShardStreamRequest.epoch) is answered only when
+        it equals this replica's; else FAILED_PRECONDITION "stale layout". 0 clears it (a
+        replica that left LIVE), and a restarted replica has none until it is set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -281,6 +297,11 @@ def add_ShardServicer_to_server(servicer, server):
                     servicer.KeywordSearch,
                     request_deserializer=shardvec_dot_v1_dot_shard__pb2.KeywordSearchRequest.FromString,
                     response_serializer=shardvec_dot_v1_dot_shard__pb2.ShardSearchResponse.SerializeToString,
+            ),
+            'SetEpoch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetEpoch,
+                    request_deserializer=shardvec_dot_v1_dot_shard__pb2.EpochSetRequest.FromString,
+                    response_serializer=shardvec_dot_v1_dot_shard__pb2.EpochSetResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -663,6 +684,33 @@ class Shard:
             '/shardvec.v1.Shard/KeywordSearch',
             shardvec_dot_v1_dot_shard__pb2.KeywordSearchRequest.SerializeToString,
             shardvec_dot_v1_dot_shard__pb2.ShardSearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetEpoch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shardvec.v1.Shard/SetEpoch',
+            shardvec_dot_v1_dot_shard__pb2.EpochSetRequest.SerializeToString,
+            shardvec_dot_v1_dot_shard__pb2.EpochSetResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,28 @@ class LayoutChange(_message.Message):
     error: str
     def __init__(self, kind: _Optional[str] = ..., phase: _Optional[str] = ..., target_shards: _Optional[int] = ..., target_replicas: _Optional[int] = ..., rows_copied: _Optional[int] = ..., rows_total: _Optional[int] = ..., started_unix: _Optional[float] = ..., error: _Optional[str] = ...) -> None: ...
 
+class ClusterInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ClusterFront(_message.Message):
+    __slots__ = ("address", "node_id")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    node_id: str
+    def __init__(self, address: _Optional[str] = ..., node_id: _Optional[str] = ...) -> None: ...
+
+class ClusterInfoResponse(_message.Message):
+    __slots__ = ("fronts", "coordinator", "served_by")
+    FRONTS_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_FIELD_NUMBER: _ClassVar[int]
+    SERVED_BY_FIELD_NUMBER: _ClassVar[int]
+    fronts: _containers.RepeatedCompositeFieldContainer[ClusterFront]
+    coordinator: str
+    served_by: str
+    def __init__(self, fronts: _Optional[_Iterable[_Union[ClusterFront, _Mapping]]] = ..., coordinator: _Optional[str] = ..., served_by: _Optional[str] = ...) -> None: ...
+
 class CreateCollectionRequest(_message.Message):
     __slots__ = ("name", "dimension", "metric", "shards", "replicas", "index", "embedding", "text_tokenizer")
     NAME_FIELD_NUMBER: _ClassVar[int]

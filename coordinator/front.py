@@ -322,12 +322,16 @@ class FrontService(ReadService):
         return await self._fenced(super().Get, request, context)
 
     async def Count(self, request: Any, context: Any) -> Any:
+        return await self._fenced(self._count, request, context)
+
+    async def _count(self, request: Any, context: Any) -> Any:
+        """One try of a Count, under the view held now (a retry may hold a newer one)."""
         col = self.front_runtime.collections.get(request.collection)
         if col is not None and col.receivers:
             # A shrink is copying into shards that are read: counting the copies out needs
             # the shards' write locks, which only the coordinator holds.
             return await self._forward("Count", request, context)
-        return await self._fenced(super().Count, request, context)
+        return await super().Count(request, context)
 
     async def Search(self, request: Any, context: Any) -> Any:
         return await self._fenced(super().Search, request, context)
@@ -484,6 +488,11 @@ class Front(LoopServer):
             "pulls": self.pulls,
             "dropped": self.dropped,
             "epochs": {n: self.runtime.epoch(n) for n in list(self.runtime.views)},
+            "layouts": {
+                n: {"version": c.layout.version, "shards": len(c.shard_sets),
+                    "receivers": sorted(c.receivers)}
+                for n, c in list(self.runtime.collections.items())
+            },
         }
 
     def shutdown(self) -> None:

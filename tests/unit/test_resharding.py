@@ -105,6 +105,9 @@ def test_shards_change_while_a_writer_and_a_reader_run(tmp_path: Path) -> None:
                     wanted = set(sorted(acked)[:200])
                     got, _, _ = await col.get(sorted(wanted), False, False, _deadline())
                     assert wanted - deleted <= set(got) <= wanted  # no acked row missing
+                    low, high = len(acked - deleted), len(acked) + 20
+                    n = await col.count(None, _deadline())
+                    assert low <= n <= high, (n, low, high, col.layout.shards, col.receivers)
                 except BaseException as exc:
                     failures.append(exc)
                     raise

@@ -14,6 +14,7 @@ from shardvec.contract.buckets import NUM_BUCKETS
 from shardvec.contract.errors import FailedPrecondition, InvalidArgument
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 
+from coordinator import resharding
 from coordinator.atomic import PAUSE_ENV
 from coordinator.collection import CollectionRuntime, SearchParams
 from coordinator.layout import Layout
@@ -140,35 +141,37 @@ def test_shards_change_while_a_writer_and_a_reader_run(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_a_second_scale_is_refused_and_abort_rolls_back(tmp_path: Path) -> None:
-    arm = tmp_path / "arm"
+def test_a_second_scale_is_refused_and_abort_rolls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(resharding, "COPY_ROWS", 1)  # a bucket a step  # many small steps: the abort lands mid-copy
 
     async def main() -> None:
         rt = _runtime(tmp_path / "d")
-        col = await rt.create(CollectionSpec("c", IndexSettings(dim=DIM), shards=2))
-        ids, vecs, metas = _rows(0, 2000)
-        await col.upsert(ids, vecs, metas, _deadline())
-        arm.write_text("copied-step")
-        await rt.scale("c", 4, None)
-        await wait_for(lambda: (tmp_path / "arm.reached").exists())
-        with pytest.raises(FailedPrecondition, match="already in progress"):
-            await rt.scale("c", 3, None)
-        # The task waits at the pause; abort marks the change, cancel the pause by hand.
-        job = rt.changes["c"]
-        assert job.task is not None
-        job.change.abort = True  # type: ignore[union-attr]
-        job.task.cancel()
-        await job.rollback()  # type: ignore[union-attr]
-        assert col.layout.shards == 2 and len(col.shard_sets) == 2 and col.dual is None
-        assert rt.registry.change("c") is None
-        assert await col.count(None, _deadline()) == 2000
-        assert sorted(p.name for p in (tmp_path / "d" / "collections" / "c").iterdir()) == [
-            "shard-0000", "shard-0001"]
+        for shards, target in ((2, 4), (3, 2)):  # a growth, then a shrink (copies into shards read)
+            name = f"c{shards}"
+            col = await rt.create(CollectionSpec(name, IndexSettings(dim=DIM), shards=shards))
+            ids, vecs, metas = _rows(0, 2000)
+            await col.upsert(ids, vecs, metas, _deadline())
+            await rt.scale(name, target, None)
+            await wait_for(lambda c=col: c.change is not None and c.change.rows_copied > 0)
+            with pytest.raises(FailedPrecondition, match="already in progress"):
+                await rt.scale(name, 1, None)
+            await rt.abort_change(name)
+            more, v, m = _rows(9000, 50)
+            await col.upsert(more, v, m, _deadline())
+            assert col.layout.shards == shards and len(col.shard_sets) == shards
+            assert col.layout.version == 1 and col.dual is None and col.change is None
+            assert rt.registry.change(name) is None
+            assert await col.count(None, _deadline()) == 2050
+            assert await _rows_held(col) == 2050  # no copy left on a shard that stays
+            dirs = sorted(p.name for p in (tmp_path / "d" / "collections" / name).iterdir())
+            assert dirs == [f"shard-{s:04d}" for s in range(shards)]
+            with pytest.raises(FailedPrecondition, match="no layout change"):
+                await rt.abort_change(name)
         await rt.shutdown()
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(PAUSE_ENV, str(arm))
-        asyncio.run(main())
+    asyncio.run(main())
 
 
 @pytest.mark.parametrize("phase", ["copied-step", "switched"])

@@ -177,6 +177,12 @@ def cli(ctx: click.Context, server: str, api_key: str | None) -> None:
     show_default=True,
     help="JSON log lines at this level and above (INFO: events only, not requests).",
 )
+@click.option(
+    "--auto-rebalance/--no-auto-rebalance",
+    default=True,
+    show_default=True,
+    help="Move replicas so every node holds about the same rows when a node joins or leaves.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Same as --log-level DEBUG.")
 def up(
     address: str | None,
@@ -197,6 +203,7 @@ def up(
     max_document_bytes: int,
     metrics_port: int,
     log_level: str,
+    auto_rebalance: bool,
     verbose: bool,
 ) -> None:
     """Bring a cluster up and serve until SIGINT or SIGTERM."""
@@ -218,6 +225,7 @@ def up(
         "max_embedders": max_embedders,
         "max_metadata_bytes": max_metadata_bytes,
         "max_document_bytes": max_document_bytes,
+        "auto_rebalance": auto_rebalance,
         **_parse_limits(limits),
     }
     try:

@@ -56,6 +56,7 @@ class CoordinatorSettings:
     embedders_per_node: int = 1
     embedder_cpus: float = 0.0  # CPUs Ray reserves for each embedder actor
     embedder_threads: int = 1  # BLAS threads of each embedder
+    auto_rebalance: bool = True  # move replicas when a node joins or leaves (replica_changes)
 
     def __post_init__(self) -> None:
         if not self.data_dir:

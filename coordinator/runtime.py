@@ -26,6 +26,7 @@ from shardvec.contract.errors import AlreadyExists, FailedPrecondition, NotFound
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.validation import validate_collection_name
 
+from coordinator import replica_changes
 from coordinator.collection import CollectionRuntime, ShardTimer
 from coordinator.paths import collection_dir, snapshot_dir
 from coordinator.registry import READY, RESTORING, CollectionDecisions, Registry
@@ -52,6 +53,12 @@ class CoordinatorRuntime:
         self._lock = asyncio.Lock()
         self._health: asyncio.Task[None] | None = None
         self.on_shard_search: ShardTimer | None = None  # given to every collection
+        # Replica changes and rebalancing (coordinator/replica_changes.py): the live nodes
+        # (None: the nodes replicas run on), a lock per collection, background resumptions.
+        self.node_list: Callable[[], list[str]] | None = None
+        self.replica_locks: dict[str, asyncio.Lock] = {}
+        self.replica_tasks: set[asyncio.Future[None]] = set()
+        self._rebalancer: asyncio.Task[None] | None = None
 
     def start_health_checks(self, interval: float = 1.0) -> None:
         """Probe every live replica each `interval` seconds (see ReplicaSet.probe)."""
@@ -90,6 +97,7 @@ class CoordinatorRuntime:
             except Exception:
                 log.exception("could not restore collection %s", spec.name)
                 raise
+        replica_changes.resume(self)
 
     def _remove_snapshot_workdirs(self) -> None:
         """Remove the create-* / restore-* work directories coordinator/snapshots.py makes;
@@ -132,7 +140,17 @@ class CoordinatorRuntime:
 
     async def _open(self, spec: CollectionSpec, *, new: bool) -> CollectionRuntime:
         decisions = CollectionDecisions(self.registry, spec.name)
-        sets = [self.replica_set(spec, s, decisions) for s in range(spec.shards)]
+        lists = {} if new else self.registry.replica_sets(spec.name)
+        if lists:  # a replica change ran: what it left outside the lists goes
+            await replica_changes.remove_strays(self, spec, lists)
+        sets = [
+            self.replica_set(spec, s, decisions, lists[s].replicas if s in lists else None)
+            for s in range(spec.shards)
+        ]
+        for rs in sets:
+            if rs.shard in lists:
+                for r in rs.replicas:
+                    replica_changes.prefer(r.control, lists[rs.shard].nodes.get(r.index, ""))
         all_replicas = [r for rs in sets for r in rs.replicas]
         results = await asyncio.gather(*(r.connect() for r in all_replicas), return_exceptions=True)
         # Batches a crash left staged: committed where the registry holds the decision, else
@@ -238,11 +256,36 @@ class CoordinatorRuntime:
                 await rs.close()
             await self._destroy(runtime.spec)
 
+    async def scale_replicas(
+        self, name: str, replicas: int, progress: replica_changes.Progress | None = None
+    ) -> None:
+        """Give every shard of `name` `replicas` replicas, online; returns once the new set
+        serves (coordinator/replica_changes.py)."""
+        await replica_changes.scale_replicas(self, name, replicas, progress)
+
+    async def rebalance(self, name: str | None = None) -> list[dict[str, object]]:
+        """Move replicas (of `name`, or of every collection) until every node holds about the
+        same rows; returns the moves made (collection, shard, replica, source, target, rows)."""
+        return await replica_changes.rebalance(self, name)
+
+    def start_auto_rebalance(
+        self, node_list: Callable[[], list[str]], interval: float = 2.0
+    ) -> replica_changes.AutoRebalancer:
+        """Rebalance whenever the set of live nodes (`node_list()`) changes."""
+        self.node_list = node_list
+        rebalancer = replica_changes.AutoRebalancer(self, interval)
+        self._rebalancer = asyncio.ensure_future(rebalancer.run())
+        return rebalancer
+
     async def _destroy(self, spec: CollectionSpec) -> None:
+        indices = {
+            s: set(range(spec.replicas)) | replica_changes.indices_on_disk(self, spec, s)
+            for s in range(spec.shards)
+        }
         controls = [
             self.controls(spec, s, r, set)
             for s in range(spec.shards)
-            for r in range(spec.replicas)
+            for r in sorted(indices[s])
         ]
         await asyncio.gather(*(c.close() for c in controls), return_exceptions=True)
         shutil.rmtree(collection_dir(self.data_dir, spec.name), ignore_errors=True)
@@ -251,6 +294,10 @@ class CoordinatorRuntime:
         """Checkpoint and stop every replica; the data directory stays for the next start."""
         if self._health is not None:
             self._health.cancel()
+        if self._rebalancer is not None:
+            self._rebalancer.cancel()
+        for task in list(self.replica_tasks):
+            task.cancel()
         for runtime in self.collections.values():
             for rs in runtime.shard_sets:
                 await rs.close()

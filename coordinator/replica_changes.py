@@ -29,7 +29,8 @@ import re
 import shutil
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shardvec.contract.errors import FailedPrecondition, InvalidArgument
 from shardvec.contract.settings import CollectionSpec
@@ -41,9 +42,27 @@ from coordinator.replicas import Replica, ReplicaSet, ReplicaState
 
 if TYPE_CHECKING:
     from coordinator.collection import CollectionRuntime
-    from coordinator.runtime import CoordinatorRuntime
+    from coordinator.registry import Registry
 
 log = logging.getLogger(__name__)
+
+
+class CoordinatorRuntime(Protocol):
+    """What a replica change uses of coordinator/runtime.py's CoordinatorRuntime (which
+    imports this module, so it is named here by its shape)."""
+
+    data_dir: Path
+    registry: Registry
+    collections: dict[str, CollectionRuntime]
+    restoring: set[str]
+    node_list: Callable[[], list[str]] | None
+    replica_locks: dict[str, asyncio.Lock]
+    replica_tasks: set[asyncio.Future[None]]
+
+    def controls(self, spec: CollectionSpec, shard: int, replica: int,
+                 siblings: Callable[[], set[str]]) -> Any: ...
+
+    def get(self, name: str) -> CollectionRuntime: ...
 
 MAX_REPLICA_INDEX = 99  # replica directories are replica-NN
 Progress = Callable[[dict[str, Any]], None]

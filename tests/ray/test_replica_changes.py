@@ -16,6 +16,7 @@ from cluster.client import Client
 pytestmark = pytest.mark.ray
 
 DIM = 16
+ROWS = 12_000
 
 
 def recall(col: object, queries: np.ndarray, truth: list[list[str]]) -> float:
@@ -28,8 +29,10 @@ def test_one_to_two_to_one_replicas_under_load(
 ) -> None:
     rng = np.random.default_rng(15)
     col = client.create_collection(name, dim=DIM, shards=2, replicas=1)
-    base = rng.standard_normal((3000, DIM)).astype(np.float32)
-    col.upsert([str(i) for i in range(3000)], base)
+    # batches of 1500 rows (~750 per shard): a new replica copies more than one page of
+    # changes, and the pages end part way (a page holds whole seqs only)
+    base = rng.standard_normal((ROWS, DIM)).astype(np.float32)
+    col.upsert([str(i) for i in range(ROWS)], base, batch_size=1500)
     queries = rng.standard_normal((50, DIM)).astype(np.float32)
     truth, _ = col.search_ids(queries, k=10, exact=True)
     recall_before = recall(col, queries, truth)
@@ -73,9 +76,10 @@ def test_one_to_two_to_one_replicas_under_load(
         start = time.monotonic()
         cluster.scale_replicas(name, 2, timeout=120)
         up_s = time.monotonic() - start
-        during = client.wait_live(name)
+        during = client.wait_live(name)  # counts are fresh: status asks each replica
         assert sorted((r["shard"], r["replica"]) for r in during) == [(0, 0), (0, 1), (1, 0),
                                                                        (1, 1)]
+        assert sum(int(r["count"]) for r in during if r["replica"] == 1) >= ROWS
         writes_at_two = len(acked)
         time.sleep(0.5)
         cluster.scale_replicas(name, 1, timeout=120)
@@ -89,7 +93,7 @@ def test_one_to_two_to_one_replicas_under_load(
     assert up_s < 60
     final = client.wait_live(name, level=True)
     assert sorted(r["shard"] for r in final) == [0, 1]
-    assert col.count() == 3000 + len(acked)
+    assert col.count() == ROWS + len(acked)
     got = col.get(acked, include_vectors=False)
     assert {r.id for r in got} == set(acked)
     # the written rows sit far from the queries: the top 10 are those of before

@@ -181,3 +181,23 @@ def test_rebalance_without_nodes_moves_nothing(tmp_path: Path) -> None:
         await rt.shutdown()
 
     asyncio.run(main())
+
+
+def test_a_new_replica_copies_every_row_over_many_pages(tmp_path: Path) -> None:
+    """A peer's page ends on a whole seq and so may hold fewer rows than asked without being
+    the last: a new replica must keep asking until it has the peer's applied_seq."""
+
+    async def main() -> None:
+        rt = runtime(tmp_path)
+        col = await rt.create(CollectionSpec("c", IndexSettings(dim=DIM), shards=1))
+        for b in range(8):  # 8 seqs of 1500 rows: a page of 5000 holds 3 whole seqs
+            ids, vecs, metas = rows(1500, f"b{b}-", b)
+            await col.upsert(ids, vecs, metas, deadline())
+        await rt.scale_replicas("c", 2)
+        counts = await level(rt, "c")
+        assert counts == {0: {12000}}, counts
+        seqs = {r.applied_seq for r in col.shard_sets[0].replicas}
+        assert len(seqs) == 1
+        await rt.shutdown()
+
+    asyncio.run(main())

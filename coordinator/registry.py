@@ -17,6 +17,10 @@ inserted in one synchronous=FULL transaction before any replica is told to commi
 batch with no row is presumed aborted. Rows go once every replica a batch was staged on has
 committed it (pruned in the next decision's transaction, costing no extra fsync).
 
+The `replica_sets` table holds each shard's replica list after a replica change or a move
+(coordinator/replica_changes.py): the replica indices and the node each was placed on. A
+shard without a row has replicas 0..spec.replicas-1, as every shard had before the table.
+
 Every SQLite or disk failure leaves here as a precise shardvec error
 (shardvec.contract.sqlite_errors: a full disk is ResourceExhausted, corruption DataLoss,
 busy/locked Unavailable), never INTERNAL with SQLite's raw message.

@@ -243,6 +243,10 @@ class Registry:
                     )
                     if cur.rowcount == 0:
                         raise NotFound(f"collection {name!r} does not exist")
+                elif self._db.execute(
+                    "SELECT 1 FROM collections WHERE name = ?", (name,)
+                ).fetchone() is None:  # dropped while a change ran: record nothing for it
+                    raise NotFound(f"collection {name!r} does not exist")
                 self._db.executemany(
                     "INSERT INTO replica_sets (name, shard, replicas, nodes) VALUES (?, ?, ?, ?)"
                     " ON CONFLICT(name, shard) DO UPDATE SET replicas = excluded.replicas,"

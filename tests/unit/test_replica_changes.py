@@ -201,3 +201,33 @@ def test_a_new_replica_copies_every_row_over_many_pages(tmp_path: Path) -> None:
         await rt.shutdown()
 
     asyncio.run(main())
+
+
+def test_registry_replica_lists_round_trip_and_migrate(tmp_path: Path) -> None:
+    import sqlite3
+
+    from shardvec.contract.errors import NotFound
+
+    # a registry of the previous version: no replica_sets table
+    reg = Registry(tmp_path)
+    spec = CollectionSpec("c", IndexSettings(dim=DIM), shards=2, replicas=2)
+    reg.add(spec)
+    reg.close()
+    db = sqlite3.connect(tmp_path / "registry.sqlite")
+    db.execute("DROP TABLE replica_sets")
+    db.commit()
+    db.close()
+    for _ in range(2):  # opening twice migrates once
+        reg = Registry(tmp_path)
+        assert reg.replica_sets("c") == {}  # absent: 0..spec.replicas-1, as before
+        reg.close()
+    reg = Registry(tmp_path)
+    reg.set_replica_sets("c", {1: ReplicaList([0, 2], {2: "node-b"})},
+                         dataclasses.replace(spec, replicas=3))
+    assert reg.replica_sets("c") == {1: ReplicaList([0, 2], {2: "node-b"})}
+    assert reg.all()[0].replicas == 3
+    with pytest.raises(NotFound):
+        reg.set_replica_sets("gone", {0: ReplicaList([0])})
+    reg.remove("c")
+    assert reg.replica_sets("c") == {}
+    reg.close()

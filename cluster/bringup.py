@@ -113,6 +113,14 @@ class ShardvecCluster:
     def status(self) -> list[dict[str, Any]]:
         return list(ray.get(self.coordinator.status.remote()))
 
+    def scale_replicas(self, name: str, replicas: int, timeout: float | None = None) -> None:
+        """Change collection `name` to `replicas` replicas per shard; returns when they serve."""
+        ray.get(self.coordinator.scale_replicas.remote(name, replicas), timeout=timeout)
+
+    def rebalance(self, name: str | None = None) -> list[dict[str, object]]:
+        """Move replicas until the nodes hold about the same rows; returns the moves made."""
+        return list(ray.get(self.coordinator.rebalance.remote(name)))
+
     def coordinator_pid(self) -> int:
         return int(ray.get(self.coordinator.pid.remote()))
 

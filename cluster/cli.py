@@ -18,7 +18,7 @@ from shardvec.contract.limits import DEFAULT_SCRUB_ROWS_PER_S
 
 from cluster.client import DEFAULT_ADDRESS, Client
 from cluster.data_commands import export, import_
-from cluster.ops_commands import recall, scale, snapshot
+from cluster.ops_commands import rebalance, recall, scale, snapshot
 from coordinator.config import CoordinatorSettings
 
 PLUGIN_GROUP = "shardvec.cli"
@@ -196,6 +196,12 @@ def cli(ctx: click.Context, server: str, api_key: str | None) -> None:
     show_default=True,
     help="JSON log lines at this level and above (INFO: events only, not requests).",
 )
+@click.option(
+    "--auto-rebalance/--no-auto-rebalance",
+    default=True,
+    show_default=True,
+    help="Move replicas so every node holds about the same rows when a node joins or leaves.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Same as --log-level DEBUG.")
 def up(
     address: str | None,
@@ -218,6 +224,7 @@ def up(
     front_port: int,
     front_metrics_port: int,
     log_level: str,
+    auto_rebalance: bool,
     verbose: bool,
 ) -> None:
     """Bring a cluster up and serve until SIGINT or SIGTERM."""
@@ -241,6 +248,7 @@ def up(
         "max_embedders": max_embedders,
         "max_metadata_bytes": max_metadata_bytes,
         "max_document_bytes": max_document_bytes,
+        "auto_rebalance": auto_rebalance,
         **_parse_limits(limits),
     }
     try:
@@ -748,6 +756,7 @@ def crasher(
 cli.add_command(snapshot)
 cli.add_command(recall)
 cli.add_command(scale)
+cli.add_command(rebalance)
 cli.add_command(export)
 cli.add_command(import_)
 

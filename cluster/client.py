@@ -208,6 +208,16 @@ class Client:
         info = self.call("DescribeCollection", pb.DescribeCollectionRequest(name=name))
         return collection_info_to_dict(info)
 
+    def rebalance(self, name: str = "", timeout: float | None = 3600.0) -> list[dict[str, Any]]:
+        """Move replicas (of `name`, or of every collection) until every node holds about the
+        same rows; returns the moves made."""
+        resp = self.call("Rebalance", pb.RebalanceRequest(name=name), timeout=timeout)
+        return [
+            {"collection": m.collection, "shard": m.shard, "replica": m.replica,
+             "source": m.source, "target": m.target, "rows": m.rows}
+            for m in resp.moves
+        ]
+
     def wait_layout(
         self,
         name: str,

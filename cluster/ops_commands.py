@@ -209,3 +209,20 @@ def scale(
         _fail(exc)
     click.echo(f"{name}: shards={info['shards']} replicas={info['replicas']} "
                f"layout={info['layout_version']} count={info['count']}")
+
+
+@click.command()
+@click.argument("name", required=False, default="")
+@click.pass_obj
+def rebalance(obj: _HasClient, name: str) -> None:
+    """Move replicas (of NAME, or of every collection) until every node holds about the same
+    rows; prints each move."""
+    try:
+        with obj.client() as client:
+            moves = client.rebalance(name)
+    except ShardvecError as exc:
+        _fail(exc)
+    for m in moves:
+        click.echo(f"{m['collection']} shard {m['shard']} replica {m['replica']}: "
+                   f"{m['source'][:12]} -> {m['target'][:12]} ({m['rows']} rows)")
+    click.echo(f"{len(moves)} moves")

@@ -61,6 +61,7 @@ class CoordinatorSettings:
     front_port: int = -1
     front_metrics_port: int = 0  # each front's /metrics port; 0: none
     front_refresh_s: float = 3.0  # how often the coordinator looks for joined and left nodes
+    auto_rebalance: bool = True  # move replicas when a node joins or leaves (replica_changes)
 
     def __post_init__(self) -> None:
         if not self.data_dir:

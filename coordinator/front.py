@@ -375,6 +375,9 @@ class FrontService(ReadService):
     async def ScaleCollection(self, request: Any, context: Any) -> Any:
         return await self._forward("ScaleCollection", request, context)
 
+    async def Rebalance(self, request: Any, context: Any) -> Any:
+        return await self._forward("Rebalance", request, context)
+
     async def CreateSnapshot(self, request: Any, context: Any) -> AsyncIterator[Any]:
         stub = await self.front.coordinator_stub()
         call = stub.CreateSnapshot(request, **self._forward_args(context))
@@ -394,7 +397,7 @@ class FrontService(ReadService):
 
 assert {
     "CreateCollection", "DropCollection", "Upsert", "Update", "Delete",
-    "CreateSnapshot", "RestoreSnapshot", "ScaleCollection",
+    "CreateSnapshot", "RestoreSnapshot", "ScaleCollection", "Rebalance",
 } == WRITE_METHODS  # fmt: skip  # every write is forwarded (FrontService above)
 
 

@@ -72,6 +72,12 @@ class RayReplicaControl:
         self.handle: Any = None
         self.node_id = ""  # where it last ran
         self._siblings = siblings or set
+        self.preferred = ""  # the node a replica change or move placed it on (`prefer`)
+
+    def prefer(self, node: str) -> None:
+        """Create the process on `node` while that node is alive (a move's target, kept in
+        the registry so a restart re-creates it there); otherwise placed as usual."""
+        self.preferred = node
 
     def _create(self) -> Any:
         cpus = alive_node_cpus()
@@ -79,6 +85,8 @@ class RayReplicaControl:
         taken = self._siblings()
         free = [n for n in nodes if n not in taken] or nodes
         node = free[(self.shard + self.replica) % len(free)]
+        if self.preferred in cpus:
+            node = self.preferred
         directory = replica_dir(self.data_dir, self.spec.name, self.shard, self.replica)
         # search_threads 0: a batch search may use every CPU of the node; the replicas of a
         # node take turns on large batches (shard/node_lock.py)

@@ -22,6 +22,9 @@ once a resharding has changed it (absent: the contiguous slices of spec.shards),
 `changes` the one layout change in progress per collection (coordinator/resharding.py), a
 JSON state machine: every phase is written here before it takes effect. A switch writes the
 new spec, the new layout and the change's next phase in one transaction.
+The `replica_sets` table holds each shard's replica list after a replica change or a move
+(coordinator/replica_changes.py): the replica indices and the node each was placed on. A
+shard without a row has replicas 0..spec.replicas-1, as every shard had before the table.
 
 Every SQLite or disk failure leaves here as a precise shardvec error
 (shardvec.contract.sqlite_errors: a full disk is ResourceExhausted, corruption DataLoss,
@@ -31,10 +34,12 @@ busy/locked Unavailable), never INTERNAL with SQLite's raw message.
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shardvec.contract.errors import AlreadyExists, NotFound
@@ -105,6 +110,13 @@ class Registry:
             " name TEXT NOT NULL, shard INTEGER NOT NULL, seq INTEGER NOT NULL,"
             " PRIMARY KEY (name, shard, seq))"
         )
+        # A shard's replica indices and preferred nodes (coordinator/replica_changes.py);
+        # no row: replicas 0..spec.replicas-1 placed anywhere, as before the table existed.
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS replica_sets ("
+            " name TEXT NOT NULL, shard INTEGER NOT NULL, replicas TEXT NOT NULL,"
+            " nodes TEXT NOT NULL DEFAULT '{}', PRIMARY KEY (name, shard))"
+        )
 
     def add(self, spec: CollectionSpec, state: str = READY) -> None:
         if state not in STATES:
@@ -125,6 +137,7 @@ class Registry:
             self._db.execute("DELETE FROM committed WHERE name = ?", (name,))
             self._db.execute("DELETE FROM layouts WHERE name = ?", (name,))
             self._db.execute("DELETE FROM changes WHERE name = ?", (name,))
+            self._db.execute("DELETE FROM replica_sets WHERE name = ?", (name,))
             if cur.rowcount == 0:
                 raise NotFound(f"collection {name!r} does not exist")
 
@@ -224,6 +237,7 @@ class Registry:
     def _forget_shard(self, name: str, shard: int) -> None:
         self._db.execute("DELETE FROM seq_reserved WHERE name = ? AND shard = ?", (name, shard))
         self._db.execute("DELETE FROM committed WHERE name = ? AND shard = ?", (name, shard))
+        self._db.execute("DELETE FROM replica_sets WHERE name = ? AND shard = ?", (name, shard))
 
     def reserved(self, name: str, shard: int) -> int:
         with self._lock, self._errors():
@@ -284,9 +298,67 @@ class Registry:
             ).fetchone()
         return int(row[0])
 
+    def replica_sets(self, name: str) -> dict[int, ReplicaList]:
+        """The recorded replica list of each shard of `name` (shards with none are absent)."""
+        with self._lock, self._errors():
+            rows = self._db.execute(
+                "SELECT shard, replicas, nodes FROM replica_sets WHERE name = ?", (name,)
+            ).fetchall()
+        return {
+            int(shard): ReplicaList(
+                [int(i) for i in json.loads(replicas)],
+                {int(k): str(v) for k, v in json.loads(nodes).items()},
+            )
+            for shard, replicas, nodes in rows
+        }
+
+    def set_replica_sets(
+        self, name: str, lists: Mapping[int, ReplicaList], spec: CollectionSpec | None = None
+    ) -> None:
+        """Durably record the replica lists of the shards in `lists` (and with `spec`, the
+        collection's spec: its replica count), in one synchronous=FULL transaction."""
+        with self._lock, self._errors():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if spec is not None:
+                    cur = self._db.execute(
+                        "UPDATE collections SET spec = ? WHERE name = ?", (spec.to_json(), name)
+                    )
+                    if cur.rowcount == 0:
+                        raise NotFound(f"collection {name!r} does not exist")
+                elif self._db.execute(
+                    "SELECT 1 FROM collections WHERE name = ?", (name,)
+                ).fetchone() is None:  # dropped while a change ran: record nothing for it
+                    raise NotFound(f"collection {name!r} does not exist")
+                self._db.executemany(
+                    "INSERT INTO replica_sets (name, shard, replicas, nodes) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT(name, shard) DO UPDATE SET replicas = excluded.replicas,"
+                    " nodes = excluded.nodes",
+                    [
+                        (name, shard, json.dumps(rl.replicas),
+                         json.dumps({str(k): v for k, v in rl.nodes.items()}))
+                        for shard, rl in lists.items()
+                    ],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                raise
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+@dataclass(frozen=True)
+class ReplicaList:
+    """A shard's replicas: their indices, and the node each was placed on by a move or a
+    replica change ("" or absent: any node), so a restart re-creates it there."""
+
+    replicas: list[int]
+    nodes: dict[int, str] = field(default_factory=dict)
 
 
 class CollectionDecisions:

@@ -263,6 +263,8 @@ class ReplicaSet:
     def mark_dead(self, replica: Replica) -> None:
         if replica.state in (ReplicaState.DEAD, ReplicaState.DAMAGED) or self._closed:
             return
+        if replica not in self.replicas:  # removed (coordinator/replica_changes.py)
+            return
         replica.set_state(ReplicaState.DEAD)
         self.start_recovery(replica)
 
@@ -354,6 +356,30 @@ class ReplicaSet:
             r.count = int(info.count)
             r.applied_seq = max(r.applied_seq, int(info.applied_seq))
             r.pid = int(info.pid)
+
+    def add(self, replica: Replica) -> None:
+        """A new replica joins: DEAD until it has recovered (connected, caught up from a LIVE
+        peer, level), so it serves reads and takes writes only once LIVE."""
+        self.replicas.append(replica)
+        replica.set_state(ReplicaState.DEAD)
+        self.start_recovery(replica)
+
+    async def remove(self, replica: Replica, drain_s: float = 1.0) -> None:
+        """Take `replica` out of the set under the write lock (no batch of this shard is
+        between its phases, so it is on none half way), then close its connection once the
+        reads already sent to it had `drain_s` to finish. Its process is the caller's."""
+        async with self.write_lock:
+            if replica in self.replicas:
+                self.replicas.remove(replica)
+            replica.state = ReplicaState.DEAD
+            task = self._recovering.pop(replica.index, None)
+            if task is not None:
+                task.cancel()
+        log.info("replica removed", extra={"replica": replica.name})
+        await asyncio.sleep(drain_s)
+        if replica.client is not None:
+            await replica.client.close()
+            replica.client = None
 
     async def close(self) -> None:
         self._closed = True

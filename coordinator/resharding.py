@@ -67,6 +67,7 @@ class CoordinatorRuntime(Protocol):
 
     registry: Registry
     data_dir: Path
+    replica_locks: dict[str, asyncio.Lock]
 
     def replica_set(
         self, spec: CollectionSpec, shard: int, decisions: CollectionDecisions,
@@ -229,18 +230,22 @@ class Resharder:
         self.task = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
+        # Replica changes and moves (coordinator/replica_changes.py) wait for the shards'.
+        lock = self.runtime.replica_locks.setdefault(self.col.spec.name, asyncio.Lock())
         try:
-            if self.change.phase == COPYING:
-                await self._copy_all()
-                if self.change.abort:
-                    self.change.phase = ABORTING
-                    await self._persist()
-                else:
-                    await self._switch()
-            if self.change.phase == ABORTING:
-                await self.rollback()
-            elif self.change.phase == CLEANUP:
-                await self._finish_cleanup()
+            async with lock:
+                if self.change.phase == COPYING:
+                    await self._copy_all()
+                    if self.change.abort:
+                        self.change.phase = ABORTING
+                        await self._persist()
+                    else:
+                        await self._switch()
+                if self.change.phase == ABORTING:
+                    await self.rollback()
+                elif self.change.phase == CLEANUP:
+                    await self._finish_cleanup()
+            if self.change.phase == CLEANUP:
                 await self._replicas()
         except asyncio.CancelledError:
             raise
@@ -356,7 +361,6 @@ class Resharder:
                      new_layout.version, new_layout.shards)
             # The moved rows leave their old owners before any read sees the new layout.
             await self._retrying("cleanup", self._delete_moved)
-        await self._finish_cleanup()
 
     async def _delete_moved(self) -> None:
         """Delete, on every old owner that stays, the rows of the buckets it gave away (call

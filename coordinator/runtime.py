@@ -27,7 +27,7 @@ from shardvec.contract.limits import MAX_REPLICAS
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.validation import validate_collection_name
 
-from coordinator import resharding
+from coordinator import replica_changes, resharding
 from coordinator.collection import CollectionRuntime, ShardTimer
 from coordinator.layout import Layout
 from coordinator.layout_push import LayoutPublisher
@@ -78,6 +78,12 @@ class CoordinatorRuntime:
         """Wait until every layout change scheduled so far is fenced and pushed."""
         if self.publisher is not None:
             await self.publisher.settled()
+        # Replica changes and rebalancing (coordinator/replica_changes.py): the live nodes
+        # (None: the nodes replicas run on), a lock per collection, background resumptions.
+        self.node_list: Callable[[], list[str]] | None = None
+        self.replica_locks: dict[str, asyncio.Lock] = {}
+        self.replica_tasks: set[asyncio.Future[None]] = set()
+        self._rebalancer: asyncio.Task[None] | None = None
 
     def start_health_checks(self, interval: float = 1.0) -> None:
         """Probe every live replica each `interval` seconds (see ReplicaSet.probe)."""
@@ -117,6 +123,7 @@ class CoordinatorRuntime:
                 log.exception("could not restore collection %s", spec.name)
                 raise
             await self.layout_changed(spec.name)
+        replica_changes.resume(self)
 
     def _remove_snapshot_workdirs(self) -> None:
         """Remove the create-* / restore-* work directories coordinator/snapshots.py makes;
@@ -202,7 +209,17 @@ class CoordinatorRuntime:
         decisions = CollectionDecisions(self.registry, spec.name)
         raw = None if new else self.registry.layout(spec.name)
         layout = Layout.from_json(raw) if raw else Layout.initial(spec.shards)
-        sets = [self.replica_set(spec, s, decisions) for s in range(layout.shards)]
+        lists = {} if new else self.registry.replica_sets(spec.name)
+        if lists:  # a replica change ran: what it left outside the lists goes
+            await replica_changes.remove_strays(self, spec, lists)
+        sets = [
+            self.replica_set(spec, s, decisions, lists[s].replicas if s in lists else None)
+            for s in range(layout.shards)
+        ]
+        for rs in sets:
+            if rs.shard in lists:
+                for r in rs.replicas:
+                    replica_changes.prefer(r.control, lists[rs.shard].nodes.get(r.index, ""))
         await self.bring_up(sets, new=new)
         col = CollectionRuntime(spec, sets, decisions, self.on_shard_search, layout)
         change = None if new else self.registry.change(spec.name)
@@ -243,16 +260,12 @@ class CoordinatorRuntime:
             raise FailedPrecondition(f"collection {name!r}: no layout change is in progress")
         await job.abort()
 
-    async def scale_replicas(self, name: str, replicas: int) -> None:
-        # Replaced by the replica-change work (branch `replicas`) at merge.
-        raise FailedPrecondition(f"collection {name!r}: changing the replica count to "
-                                 f"{replicas} is not built on this branch")
-
     async def remove_shards(self, spec: CollectionSpec, shards: range) -> None:
         """Stop the replicas of `shards` of `spec`, remove their directories and forget their
         seqs (shards a shrink or a rolled-back growth left); idempotent."""
         for s in shards:
-            controls = [self.controls(spec, s, r, set) for r in range(MAX_REPLICAS)]
+            indices = set(range(MAX_REPLICAS)) | replica_changes.indices_on_disk(self, spec, s)
+            controls = [self.controls(spec, s, r, set) for r in sorted(indices)]
             await asyncio.gather(*(c.close() for c in controls), return_exceptions=True)
             shutil.rmtree(collection_dir(self.data_dir, spec.name) / f"shard-{s:04d}",
                           ignore_errors=True)
@@ -334,11 +347,36 @@ class CoordinatorRuntime:
             await self._destroy(runtime.spec, len(runtime.shard_sets))
         await self.layout_changed(name)
 
+    async def scale_replicas(
+        self, name: str, replicas: int, progress: replica_changes.Progress | None = None
+    ) -> None:
+        """Give every shard of `name` `replicas` replicas, online; returns once the new set
+        serves (coordinator/replica_changes.py)."""
+        await replica_changes.scale_replicas(self, name, replicas, progress)
+
+    async def rebalance(self, name: str | None = None) -> list[dict[str, object]]:
+        """Move replicas (of `name`, or of every collection) until every node holds about the
+        same rows; returns the moves made (collection, shard, replica, source, target, rows)."""
+        return await replica_changes.rebalance(self, name)
+
+    def start_auto_rebalance(
+        self, node_list: Callable[[], list[str]], interval: float = 2.0
+    ) -> replica_changes.AutoRebalancer:
+        """Rebalance whenever the set of live nodes (`node_list()`) changes."""
+        self.node_list = node_list
+        rebalancer = replica_changes.AutoRebalancer(self, interval)
+        self._rebalancer = asyncio.ensure_future(rebalancer.run())
+        return rebalancer
+
     async def _destroy(self, spec: CollectionSpec, shards: int = 0) -> None:
+        indices = {
+            s: set(range(spec.replicas)) | replica_changes.indices_on_disk(self, spec, s)
+            for s in range(max(spec.shards, shards))
+        }
         controls = [
             self.controls(spec, s, r, set)
-            for s in range(max(spec.shards, shards))
-            for r in range(spec.replicas)
+            for s in indices
+            for r in sorted(indices[s])
         ]
         await asyncio.gather(*(c.close() for c in controls), return_exceptions=True)
         shutil.rmtree(collection_dir(self.data_dir, spec.name), ignore_errors=True)
@@ -350,6 +388,10 @@ class CoordinatorRuntime:
         for job in self.changes.values():  # persisted: the next start resumes them
             if job.task is not None:
                 job.task.cancel()
+        if self._rebalancer is not None:
+            self._rebalancer.cancel()
+        for task in list(self.replica_tasks):
+            task.cancel()
         for runtime in self.collections.values():
             for rs in runtime.shard_sets:
                 await rs.close()

@@ -22,7 +22,7 @@ from coordinator.front import FrontPool
 from coordinator.layout_push import LayoutPublisher
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.public_server import LoopServer, cluster_info_response, serve_public
-from coordinator.ray_control import ray_controls
+from coordinator.ray_control import alive_nodes, ray_controls
 from coordinator.runtime import CoordinatorRuntime
 from coordinator.service import VectorSearchService
 
@@ -46,8 +46,11 @@ class Coordinator(LoopServer):
             Path(s.data_dir), opts, ray_controls(Path(s.data_dir), opts)
         )
         self.runtime.on_shard_search = self.metrics.observe_shard_search
+        self.runtime.node_list = alive_nodes
         await self.runtime.restore()
         self.runtime.start_health_checks()
+        if s.auto_rebalance:
+            self.runtime.start_auto_rebalance(alive_nodes)
         self.batcher = MicroBatcher(
             window_s=s.batch_window_s,
             max_batch=s.batch_max,
@@ -151,6 +154,14 @@ class Coordinator(LoopServer):
                 }
             )
         return out
+
+    def scale_replicas(self, name: str, replicas: int) -> None:
+        """Change collection `name`'s replica count online (CoordinatorRuntime.scale_replicas)."""
+        self._run(self.runtime.scale_replicas(name, replicas))
+
+    def rebalance(self, name: str | None = None) -> list[dict[str, object]]:
+        """Level rows over the nodes now (CoordinatorRuntime.rebalance); the moves made."""
+        return list(self._run(self.runtime.rebalance(name)))
 
     def embedders(self) -> list[dict[str, Any]]:
         """The embedder actors of the pool (started at the first text): key, pid, texts."""

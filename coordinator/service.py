@@ -88,6 +88,7 @@ WRITE_METHODS = frozenset(
         "CreateSnapshot",
         "RestoreSnapshot",
         "ScaleCollection",
+        "Rebalance",
     }
 )  # CreateSnapshot too: it copies every row out, and holds disk and a stream slot
 WRITE_GRACE_S = 10.0  # the least time shards get to finish a write that has started
@@ -504,6 +505,19 @@ class VectorSearchService(ReadService):
                 request.name, int(request.shards) or None, int(request.replicas) or None
             )
         return _info(col, None)
+
+    async def Rebalance(self, request: Any, context: Any) -> Any:
+        if request.name:
+            self.runtime.get(request.name)
+        moves = await self.runtime.rebalance(request.name or None)
+        resp = pb.RebalanceResponse()
+        for m in moves:
+            resp.moves.add(
+                collection=str(m["collection"]), shard=int(str(m["shard"])),
+                replica=int(str(m["replica"])), source=str(m["source"]),
+                target=str(m["target"]), rows=int(str(m["rows"])),
+            )
+        return resp
 
     async def DropCollection(self, request: Any, context: Any) -> Any:
         await self.runtime.drop(request.name)

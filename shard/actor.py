@@ -28,6 +28,7 @@ from shardvec.contract.settings import IndexSettings
 from shardvec.v1 import shard_pb2, shard_pb2_grpc
 
 from shard.engine import ShardEngine
+from shard.local import catch_up_step
 from shard.node_lock import default_lock_path
 from shard.scrub import Scrubber
 from shard.server import ShardServer
@@ -164,7 +165,8 @@ class ShardReplica:
     def catch_up(self, peer_address: str, page: int = 5000, timeout: float = 60.0) -> int:
         """Copy every row and tombstone the peer applied after our seq; returns our new seq.
 
-        Pages end on whole sequence numbers, so a batch is never half-applied.
+        Pages end on whole sequence numbers, so a batch is never half-applied; a page may hold
+        fewer than `page` rows without being the last (shard/local.py `catch_up_step`).
         """
         with grpc.insecure_channel(
             peer_address,
@@ -177,16 +179,12 @@ class ShardReplica:
                 req = shard_pb2.ShardChangesRequest(after_seq=after, limit=page)
                 resp = stub.Changes(req, timeout=timeout, metadata=meta)
                 changes = changes_from_proto(resp, self.engine.settings.dim)
-                if len(changes) < page:
-                    if resp.applied_seq > after or changes:
-                        self.engine.apply_changes(changes, int(resp.applied_seq))
+                applied = int(resp.applied_seq)
+                upto = catch_up_step(changes, applied)
+                if upto > after or changes:
+                    self.engine.apply_changes(changes, upto)
+                if upto >= applied:
                     return self.engine.applied_seq
-                cut = changes[-1].seq
-                whole = [c for c in changes if c.seq < cut]
-                if not whole:  # one batch larger than a page: ask for more at once
-                    page *= 2
-                    continue
-                self.engine.apply_changes(whole, cut - 1)
 
     def close(self) -> None:
         """Stop serving and checkpoint; the process may then be killed."""

@@ -262,18 +262,23 @@ async def catch_up(
 ) -> int:
     """Copy every row and tombstone `peer` applied after the engine's seq; returns its new seq.
 
-    Pages end on whole sequence numbers, so a batch is never half-applied.
+    The peer's pages end on whole sequence numbers (ShardStore.changes_since), so a batch is
+    never half-applied; a page holding every seq up to the peer's applied_seq is the last.
+    (A page may hold fewer than `page` rows and not be the last: the peer cuts it at a seq.)
     """
     while True:
         after = engine.applied_seq
         changes, applied_seq = await peer.changes(after, page, timeout)
-        if len(changes) < page:
-            if applied_seq > after or changes:
-                await asyncio.to_thread(engine.apply_changes, changes, applied_seq)
+        upto = catch_up_step(changes, applied_seq)
+        if upto > after or changes:
+            await asyncio.to_thread(engine.apply_changes, changes, upto)
+        if upto >= applied_seq:
             return engine.applied_seq
-        cut = changes[-1].seq
-        whole = [c for c in changes if c.seq < cut]
-        if not whole:  # one batch larger than a page: ask for more at once
-            page *= 2
-            continue
-        await asyncio.to_thread(engine.apply_changes, whole, cut - 1)
+
+
+def catch_up_step(changes: Sequence[Any], applied_seq: int) -> int:
+    """The seq a replica holds after applying one page of a peer's changes: the peer's
+    applied_seq with the last page (or none), else the page's last, whole, seq."""
+    if not changes or changes[-1].seq >= applied_seq:
+        return applied_seq
+    return int(changes[-1].seq)

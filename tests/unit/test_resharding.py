@@ -144,7 +144,7 @@ def test_shards_change_while_a_writer_and_a_reader_run(tmp_path: Path) -> None:
 def test_a_second_scale_is_refused_and_abort_rolls_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(resharding, "COPY_ROWS", 1)  # a bucket a step  # many small steps: the abort lands mid-copy
+    monkeypatch.setattr(resharding, "COPY_ROWS", 1)  # a bucket a step: the abort lands mid-copy
 
     async def main() -> None:
         rt = _runtime(tmp_path / "d")

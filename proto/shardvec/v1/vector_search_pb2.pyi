@@ -7,6 +7,34 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class RebalanceRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class RebalanceMove(_message.Message):
+    __slots__ = ("collection", "shard", "replica", "source", "target", "rows")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    shard: int
+    replica: int
+    source: str
+    target: str
+    rows: int
+    def __init__(self, collection: _Optional[str] = ..., shard: _Optional[int] = ..., replica: _Optional[int] = ..., source: _Optional[str] = ..., target: _Optional[str] = ..., rows: _Optional[int] = ...) -> None: ...
+
+class RebalanceResponse(_message.Message):
+    __slots__ = ("moves",)
+    MOVES_FIELD_NUMBER: _ClassVar[int]
+    moves: _containers.RepeatedCompositeFieldContainer[RebalanceMove]
+    def __init__(self, moves: _Optional[_Iterable[_Union[RebalanceMove, _Mapping]]] = ...) -> None: ...
+
 class ScaleCollectionRequest(_message.Message):
     __slots__ = ("name", "shards", "replicas", "abort")
     NAME_FIELD_NUMBER: _ClassVar[int]

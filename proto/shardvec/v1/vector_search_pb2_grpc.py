@@ -108,6 +108,11 @@ class VectorSearchStub:
                 request_serializer=shardvec_dot_v1_dot_vector__search__pb2.ScaleCollectionRequest.SerializeToString,
                 response_deserializer=shardvec_dot_v1_dot_vector__search__pb2.CollectionInfo.FromString,
                 _registered_method=True)
+        self.Rebalance = channel.unary_unary(
+                '/shardvec.v1.VectorSearch/Rebalance',
+                request_serializer=shardvec_dot_v1_dot_vector__search__pb2.RebalanceRequest.SerializeToString,
+                response_deserializer=shardvec_dot_v1_dot_vector__search__pb2.RebalanceResponse.FromString,
+                _registered_method=True)
         self.ClusterInfo = channel.unary_unary(
                 '/shardvec.v1.VectorSearch/ClusterInfo',
                 request_serializer=shardvec_dot_v1_dot_vector__search__pb2.ClusterInfoRequest.SerializeToString,
@@ -213,6 +218,14 @@ class VectorSearchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Rebalance(self, request, context):
+        """Moves replicas until every node holds about the same rows (a move adds the new replica and
+        catches it up before it removes the old one); returns the moves made.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ClusterInfo(self, request, context):
         """Discovery: the query fronts of the cluster (one per Ray node) and the coordinator. Any
         front serves this whole service; a client spreads its calls over `fronts`.
@@ -293,6 +306,11 @@ def add_VectorSearchServicer_to_server(servicer, server):
                     servicer.ScaleCollection,
                     request_deserializer=shardvec_dot_v1_dot_vector__search__pb2.ScaleCollectionRequest.FromString,
                     response_serializer=shardvec_dot_v1_dot_vector__search__pb2.CollectionInfo.SerializeToString,
+            ),
+            'Rebalance': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rebalance,
+                    request_deserializer=shardvec_dot_v1_dot_vector__search__pb2.RebalanceRequest.FromString,
+                    response_serializer=shardvec_dot_v1_dot_vector__search__pb2.RebalanceResponse.SerializeToString,
             ),
             'ClusterInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.ClusterInfo,
@@ -682,6 +700,33 @@ class VectorSearch:
             '/shardvec.v1.VectorSearch/ScaleCollection',
             shardvec_dot_v1_dot_vector__search__pb2.ScaleCollectionRequest.SerializeToString,
             shardvec_dot_v1_dot_vector__search__pb2.CollectionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rebalance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shardvec.v1.VectorSearch/Rebalance',
+            shardvec_dot_v1_dot_vector__search__pb2.RebalanceRequest.SerializeToString,
+            shardvec_dot_v1_dot_vector__search__pb2.RebalanceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -60,6 +60,12 @@ class CoordinatorRuntime:
         self.changes: dict[str, Resharder | ReplicaJob] = {}  # layout changes, by collection
         # The query fronts' layout pushes (coordinator/layout_push.py); None: no fronts.
         self.publisher: LayoutPublisher | None = None
+        # Replica changes and rebalancing (coordinator/replica_changes.py): the live nodes
+        # (None: the nodes replicas run on), a lock per collection, background resumptions.
+        self.node_list: Callable[[], list[str]] | None = None
+        self.replica_locks: dict[str, asyncio.Lock] = {}
+        self.replica_tasks: set[asyncio.Future[None]] = set()
+        self._rebalancer: asyncio.Task[None] | None = None
 
     async def layout_changed(self, name: str) -> None:
         """THE hook for every change of what a reader of collection `name` must see (created,
@@ -78,12 +84,6 @@ class CoordinatorRuntime:
         """Wait until every layout change scheduled so far is fenced and pushed."""
         if self.publisher is not None:
             await self.publisher.settled()
-        # Replica changes and rebalancing (coordinator/replica_changes.py): the live nodes
-        # (None: the nodes replicas run on), a lock per collection, background resumptions.
-        self.node_list: Callable[[], list[str]] | None = None
-        self.replica_locks: dict[str, asyncio.Lock] = {}
-        self.replica_tasks: set[asyncio.Future[None]] = set()
-        self._rebalancer: asyncio.Task[None] | None = None
 
     def start_health_checks(self, interval: float = 1.0) -> None:
         """Probe every live replica each `interval` seconds (see ReplicaSet.probe)."""

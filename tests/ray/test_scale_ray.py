@@ -1,4 +1,5 @@
-"""Online resharding on Ray: 2 -> 4 -> 3 -> 1 shards while a writer and a reader run. Every
+"""Online layout changes on Ray through the public API: 2 -> 4 -> 3 -> 1 shards, then
+1 -> 2 -> 1 replicas, while a writer and a reader run. Every
 acknowledged row stays, no result holds an id twice, no read fails, and recall at the
 defaults stays >= 0.95 after each step."""
 
@@ -28,7 +29,9 @@ def _recall(col: object, base: dict[str, np.ndarray], queries: np.ndarray) -> fl
     return hits / (10 * len(queries))
 
 
-def test_shards_2_4_3_1_under_a_writer_and_a_reader(client: Client, name: str) -> None:
+def test_shards_2_4_3_1_and_replicas_1_2_1_under_a_writer_and_a_reader(
+    client: Client, name: str
+) -> None:
     rng = np.random.default_rng(15)
     col = client.create_collection(name, dim=DIM, shards=2)
     n0 = 3000
@@ -76,9 +79,12 @@ def test_shards_2_4_3_1_under_a_writer_and_a_reader(client: Client, name: str) -
     for t in threads:
         t.start()
     try:
-        for shards in (4, 3, 1):
-            info = col.scale(shards=shards, timeout=120)
-            assert info["shards"] == shards and info["change"] is None
+        steps = [{"shards": 4}, {"shards": 3}, {"shards": 1}, {"replicas": 2}, {"replicas": 1}]
+        for step in steps:
+            info = col.scale(**step, timeout=120)
+            for key, want in step.items():
+                assert info[key] == want and info["change"] is None
+            assert len(info["replica_states"]) == info["shards"] * info["replicas"]
             with lock:
                 snapshot = dict(base)
             got = col.get(list(snapshot), include_vectors=False)

@@ -197,15 +197,9 @@ class Crasher:
                     # One failure at a time: R replicas tolerate R - 1 dead ones per shard.
                     with self._client() as c:
                         self._wait_level(c, timeout=max(5.0, end - time.monotonic()))
-                title = {"replica": "ray::ShardReplica", "front": "ray::Front"}.get(
+                self._kill_one({"replica": "ray::ShardReplica", "front": "ray::Front"}.get(
                     self.mode, "ray::Coordinator"
-                )
-                victims = self.server.processes(title)
-                if victims:
-                    victim = self.rng.choice(victims)
-                    victim.send_signal(signal.SIGKILL)
-                    self.report.kills += 1
-                    self.log(f"kill -9 {title} pid {victim.pid} (kill {self.report.kills})")
+                ))
             time.sleep(self.interval * (0.5 + self.rng.random()))
 
     def _scale_and_kill(self, end: float) -> None:
@@ -229,16 +223,20 @@ class Crasher:
         if self.rng.random() < 0.5:
             with self._client() as c:
                 self._wait_level(c, timeout=max(5.0, end - time.monotonic()))
-            title = "ray::ShardReplica"
+            self._kill_one("ray::ShardReplica")
         else:
-            title = "ray::Coordinator"
+            self._kill_one("ray::Coordinator")
+        time.sleep(self.interval * (0.5 + self.rng.random()))
+
+    def _kill_one(self, title: str) -> None:
+        """SIGKILL one random process of the server whose title holds `title`."""
+        assert self.server is not None
         victims = self.server.processes(title)
         if victims:
             victim = self.rng.choice(victims)
             victim.send_signal(signal.SIGKILL)
             self.report.kills += 1
             self.log(f"kill -9 {title} pid {victim.pid} (kill {self.report.kills})")
-        time.sleep(self.interval * (0.5 + self.rng.random()))
 
     def _wait_level(self, c: Client, timeout: float = 300) -> bool:
         try:

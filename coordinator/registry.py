@@ -184,14 +184,17 @@ class Registry:
     def set_change(self, name: str, state: str | None) -> None:
         """Record the change's new state (None: the change is over)."""
         with self._lock, self._errors():
-            if state is None:
-                self._db.execute("DELETE FROM changes WHERE name = ?", (name,))
-            else:
-                self._db.execute(
-                    "INSERT INTO changes (name, state) VALUES (?, ?)"
-                    " ON CONFLICT(name) DO UPDATE SET state = excluded.state",
-                    (name, state),
-                )
+            self._set_change(name, state)
+
+    def _set_change(self, name: str, state: str | None) -> None:
+        if state is None:
+            self._db.execute("DELETE FROM changes WHERE name = ?", (name,))
+        else:
+            self._db.execute(
+                "INSERT INTO changes (name, state) VALUES (?, ?)"
+                " ON CONFLICT(name) DO UPDATE SET state = excluded.state",
+                (name, state),
+            )
 
     def switch_layout(
         self, spec: CollectionSpec, layout: str, change: str | None,
@@ -211,14 +214,7 @@ class Registry:
                     " ON CONFLICT(name) DO UPDATE SET layout = excluded.layout",
                     (name, layout),
                 )
-                if change is None:
-                    self._db.execute("DELETE FROM changes WHERE name = ?", (name,))
-                else:
-                    self._db.execute(
-                        "INSERT INTO changes (name, state) VALUES (?, ?)"
-                        " ON CONFLICT(name) DO UPDATE SET state = excluded.state",
-                        (name, change),
-                    )
+                self._set_change(name, change)
                 for shard in forget_shards:
                     self._forget_shard(name, shard)
                 self._db.execute("COMMIT")

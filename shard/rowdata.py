@@ -88,6 +88,8 @@ class RowData:
 
     def documents(self, labels: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
         """Documents at `labels` (any shape; "" where the label is -1 or the row has none)."""
+        if not self.capacity:  # never written: every label is -1
+            return np.full(labels.shape, "", dtype=object)
         out = self._docs[np.maximum(labels, 0)]
         out[labels < 0] = ""
         return out
@@ -120,12 +122,16 @@ class RowData:
 
     def vectors(self, slots: Labels) -> Floats:
         """A copy of the vectors at `slots` (rows of -1 come back as zeros)."""
+        if not self.capacity:  # never written: every slot is -1
+            return np.zeros((*slots.shape, self.dim), dtype=np.float32)
         out = self._vectors[np.maximum(slots, 0)]
         out[slots < 0] = 0.0
         return out
 
     def texts(self, labels: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
         """Metadata texts at `labels` (any shape; "" where the label is -1)."""
+        if not self.capacity:  # never written: every label is -1
+            return np.full(labels.shape, "", dtype=object)
         out = self._texts[np.maximum(labels, 0)]
         out[labels < 0] = ""
         return out

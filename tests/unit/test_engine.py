@@ -660,3 +660,17 @@ def test_rwlock_prefers_writers() -> None:
     w.join(5)
     r.join(5)
     assert order == ["writer", "reader"]
+
+
+def test_a_replica_never_written_answers_a_search_with_every_payload(tmp_path: Path) -> None:
+    """A shard that never got a row (its row data has no slots yet) answers a search asking
+    for metadata, vectors and documents with padding, not an IndexError."""
+    e = ShardEngine(tmp_path, IndexSettings(dim=4, metric="cosine"), search_threads=1)
+    try:
+        q = np.ones((2, 4), dtype=np.float32)
+        for where in (None, parse_where({"i": {"$gte": 3}})):
+            res = e.search(q, 5, where=where, include_metadata=True, include_vectors=True,
+                           include_documents=True)
+            assert (res.ids == "").all() and (res.counts == 0).all()
+    finally:
+        e.close()

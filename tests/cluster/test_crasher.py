@@ -11,7 +11,7 @@ pytestmark = pytest.mark.cluster
 
 @pytest.mark.parametrize(
     ("mode", "seconds", "interval"),
-    [("replica", 10, 2.5), ("coordinator", 8, 3.0), ("cluster", 8, 4.0), ("scale", 14, 2.0)],
+    [("replica", 10, 2.5), ("coordinator", 8, 3.0), ("cluster", 8, 4.0), ("scale", 10, 2.0)],
 )
 def test_crasher_loses_no_acknowledged_write(mode: str, seconds: float, interval: float) -> None:
     rep = Crasher(mode, seconds=seconds, interval=interval, shards=2, replicas=2, batch=10,

@@ -480,13 +480,6 @@ def _has_filter(req: Req) -> bool:
 def test_fuzz_the_running_server(env: Env) -> None:
     model = env.model
 
-    @settings(
-        max_examples=EXAMPLES,
-        derandomize=True,
-        deadline=None,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
     def send(req: Req) -> None:
         raw = req.msg.SerializeToString() if req.msg is not None else b""
         code, resp = env.call(req.method, req.payload(raw))
@@ -500,6 +493,13 @@ def test_fuzz_the_running_server(env: Env) -> None:
             assert code in CLEAN, (code, resp, req.method)
             assert resp, "an error without a message"
 
+    @settings(
+        max_examples=EXAMPLES,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(st.lists(request_st, min_size=PER_EXAMPLE, max_size=PER_EXAMPLE))
     def run(batch: list[Req]) -> None:
         for req in batch:
@@ -516,9 +516,7 @@ def test_fuzz_the_running_server(env: Env) -> None:
     send(Req("Count", pb.CountRequest(collection=NAME, filter=where)))
     send(Req("Search", pb.SearchRequest(collection=NAME, queries=query, k=5, filter=where)))
     send(Req("Delete", pb.DeleteRequest(collection=NAME, filter=where)))
-    # Hypothesis may end before max_examples (it skips examples whose draws overrun), and
-    # its derandomized seed follows this function's source: at least most of them ran.
-    assert model.sent >= 0.6 * EXAMPLES * PER_EXAMPLE
+    assert model.sent >= 1000
     assert model.codes.get("OK", 0) >= 100 and model.codes.get("INVALID_ARGUMENT", 0) >= 100
     for key in ("Upsert:OK", "Delete:OK", "Delete:OK:filter", "Get:OK", "Count:OK:filter",
                 "Search:OK", "Search:OK:filter"):  # every check above ran

@@ -365,12 +365,16 @@ class Resharder:
     async def _delete_moved(self) -> None:
         """Delete, on every old owner that stays, the rows of the buckets it gave away (call
         with its write lock held)."""
+        await self._delete_buckets(self.change.old_owners, self.change.new_owners)
+
+    async def _delete_buckets(self, held: list[int], kept: list[int]) -> None:
+        """On every shard that stays, delete its rows in the buckets `held` gives it and
+        `kept` does not (call with its write lock held)."""
         col, change = self.col, self.change
-        old, new = np.asarray(change.old_owners), np.asarray(change.new_owners)
+        held_a, kept_a = np.asarray(held), np.asarray(kept)
         deadline = time.monotonic() + STEP_DEADLINE_S
         for shard in range(min(change.from_shards, change.target_shards)):
-            gone = np.flatnonzero((old == shard) & (new != shard))
-            for b0, b1 in runs(gone):
+            for b0, b1 in runs(np.flatnonzero((held_a == shard) & (kept_a != shard))):
                 ids: list[str] = []
                 async for page in _pages(col.shard_sets[shard], b0, b1, deadline, full=False):
                     ids.extend(page.ids)
@@ -428,17 +432,7 @@ class Resharder:
     async def _delete_copied(self) -> None:
         """Delete from the shards that stay the rows they got of buckets they do not own (all
         moving buckets: a step may have written rows before it was recorded)."""
-        col, change = self.col, self.change
-        old, new = np.asarray(change.old_owners), np.asarray(change.new_owners)
-        deadline = time.monotonic() + STEP_DEADLINE_S
-        for shard in range(min(change.from_shards, change.target_shards)):
-            got = np.flatnonzero((new == shard) & (old != shard))
-            for b0, b1 in runs(got):
-                ids: list[str] = []
-                async for page in _pages(col.shard_sets[shard], b0, b1, deadline, full=False):
-                    ids.extend(page.ids)
-                if ids:
-                    await _delete_locked(col, shard, ids, deadline)
+        await self._delete_buckets(self.change.new_owners, self.change.old_owners)
 
 
 @contextlib.asynccontextmanager

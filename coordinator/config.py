@@ -59,7 +59,8 @@ class CoordinatorSettings:
     # Query fronts (coordinator/front.py): -1: none; 0: one per node on a free port (simulated
     # nodes on one machine); > 0: one per node on this port (a real cluster).
     front_port: int = -1
-    front_metrics_port: int = 0  # each front's /metrics port; 0: none
+    # Each front's Prometheus /metrics: -1: none; 0: a free port each; > 0: this port.
+    front_metrics_port: int = -1
     front_refresh_s: float = 3.0  # how often the coordinator looks for joined and left nodes
     auto_rebalance: bool = True  # move replicas when a node joins or leaves (replica_changes)
 
@@ -70,6 +71,10 @@ class CoordinatorSettings:
             raise InvalidArgument(f"port must be in [0, 65535], got {self.port}")
         if not -1 <= self.front_port <= 65535:
             raise InvalidArgument(f"front_port must be -1 or in [0, 65535], got {self.front_port}")
+        if not -1 <= self.front_metrics_port <= 65535:
+            raise InvalidArgument(
+                f"front_metrics_port must be -1 or in [0, 65535], got {self.front_metrics_port}"
+            )
         if bool(self.tls_cert) != bool(self.tls_key):
             raise InvalidArgument("tls_cert and tls_key must be given together")
         for name in (

@@ -417,6 +417,7 @@ class Front(LoopServer):
         self._stub: Any = None
         self._channel: Any = None
         self._pull_lock: asyncio.Lock | None = None
+        self.metrics_address = ""  # host:port of this front's /metrics ("" when off)
         self.address = self._begin("front")
 
     async def _start(self) -> None:
@@ -445,9 +446,10 @@ class Front(LoopServer):
         self.service = FrontService(self, self.runtime, s, self.batcher, embedders=self.embedders)
         port = s.front_port if s.front_port > 0 else 0
         self.server, self.health, bound = await serve_public(s, port, self.service, self.metrics)
-        if s.front_metrics_port:
-            self.metrics.serve(s.host, s.front_metrics_port)
-        address = f"{_advertised_host(s.host)}:{bound}"
+        host = _advertised_host(s.host)
+        if s.front_metrics_port >= 0:
+            self.metrics_address = f"{host}:{self.metrics.serve(s.host, s.front_metrics_port)}"
+        address = f"{host}:{bound}"
         self.address = address
         log.info("query front serving on %s (node %s, pid %d)", address, node[:12], os.getpid())
         self._ready.set_result(address)
@@ -456,6 +458,9 @@ class Front(LoopServer):
 
     def ping(self) -> str:
         return self.address
+
+    def metrics_at(self) -> str:
+        return self.metrics_address
 
     def pid(self) -> int:
         return os.getpid()
@@ -590,6 +595,7 @@ class _FrontMember:
         self.node = node
         self.handle = handle
         self.address = ""
+        self.metrics_address = ""
         self.loaded = False
 
 
@@ -657,6 +663,9 @@ class FrontPool:
                         await asyncio.wait_for(_ref(m.handle.ping.remote()), timeout=5.0)
                     )
                     if address != m.address:  # new, or restarted (port 0: a new port)
+                        m.metrics_address = str(
+                            await asyncio.wait_for(_ref(m.handle.metrics_at.remote()), 5.0)
+                        )
                         m.address, m.loaded = address, False
                         log.info("query front on %s at %s", node_of(key)[:12], address)
                     if not m.loaded:
@@ -669,8 +678,8 @@ class FrontPool:
     def listing(self) -> list[dict[str, str]]:
         """The fronts that answer, by address."""
         return sorted(
-            ({"address": m.address, "node_id": m.node} for m in self.members.values()
-             if m.address and m.loaded),
+            ({"address": m.address, "node_id": m.node, "metrics_address": m.metrics_address}
+             for m in self.members.values() if m.address and m.loaded),
             key=lambda f: f["address"],
         )  # fmt: skip
 

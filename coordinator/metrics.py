@@ -115,11 +115,14 @@ class CoordinatorMetrics:
         self._cluster.runtime = runtime
         self._cluster.loop = loop
 
-    def serve(self, host: str, port: int) -> None:
-        """Serve /metrics over HTTP on host:port (a daemon thread)."""
+    def serve(self, host: str, port: int) -> int:
+        """Serve /metrics over HTTP on host:port (a daemon thread; port 0: a free one).
+        Returns the port bound."""
         disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
         self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
-        log.info("metrics endpoint listening", extra={"address": f"{host}:{port}"})
+        bound = int(self._server.server_port)
+        log.info("metrics endpoint listening", extra={"address": f"{host}:{bound}"})
+        return bound
 
     def stop(self) -> None:
         if self._server is not None:

@@ -61,7 +61,9 @@ def cluster_info_response(
 ) -> vector_search_pb2.ClusterInfoResponse:
     resp = vector_search_pb2.ClusterInfoResponse(coordinator=coordinator, served_by=served_by)
     for f in sorted(fronts, key=lambda f: f["address"]):
-        resp.fronts.add(address=f["address"], node_id=f["node_id"])
+        resp.fronts.add(
+            address=f["address"], node_id=f["node_id"], metrics_address=f.get("metrics_address", "")
+        )
     return resp
 
 

@@ -28,6 +28,7 @@ from cluster.client import Client
 from coordinator.front import FRONT_PREFIX
 from coordinator.ray_control import NAMESPACE
 from coordinator.shard_client import RemoteShard
+from tests.ray.test_metrics import scrape, value
 
 pytestmark = pytest.mark.cluster
 
@@ -45,7 +46,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     c.wait_for_nodes()
     data = tmp_path_factory.mktemp("fronts")
     sv = ShardvecCluster(
-        {"data_dir": str(data / "data"), "port": 0, "front_port": 0, "front_refresh_s": 1.0},
+        {
+            "data_dir": str(data / "data"), "port": 0, "front_port": 0, "front_metrics_port": 0,
+            "front_refresh_s": 1.0,
+        },
         ray_address=c.address,
     )
     try:
@@ -125,6 +129,39 @@ def test_every_front_answers_every_rpc(env: dict[str, Any]) -> None:
         restored = fc.restore_snapshot(tmp / "w0.tar", "w0r")
         assert restored.count() == 2
         fc.drop_collection("w0r")
+
+
+def test_every_front_serves_its_own_metrics(env: dict[str, Any]) -> None:
+    """Each front's /metrics (listed by ClusterInfo) counts the calls that front served, and
+    only those: the searches through one front move its counters, not the others'."""
+    vecs = env["vecs"]
+    info = env["client"].call("ClusterInfo", pb.ClusterInfoRequest())
+    at = {f.address: f.metrics_address for f in info.fronts}
+    assert len(at) == 3 and all(at.values()) and len(set(at.values())) == 3, at
+    ports = {a: int(m.rsplit(":", 1)[1]) for a, m in at.items()}
+
+    def searches(address: str) -> tuple[float, float]:
+        _, samples = scrape(ports[address])
+        return (
+            value(samples, "shardvec_requests_total", method="Search", code="OK"),
+            sum(value(samples, "shardvec_shard_search_seconds_count", collection="fr",
+                      shard=s) for s in "01"),
+        )  # fmt: skip
+
+    before = {a: searches(a) for a in at}
+    busy = env["fronts"][0]["address"]
+    with Client(busy, timeout=60, discover=False) as fc:
+        col = fc.get_collection("fr")
+        for q in range(5):
+            col.search_ids(vecs[q : q + 1], k=3)
+    for a in at:
+        (calls0, shard0), (calls1, shard1) = before[a], searches(a)
+        if a == busy:
+            assert calls1 - calls0 == 5 and shard1 - shard0 >= 10, (calls0, calls1, shard1)
+        else:
+            assert (calls1, shard1) == (calls0, shard0), a
+    run = CliRunner().invoke(cli, ["--server", busy, "fronts"])
+    assert run.exit_code == 0 and run.output.count(" metrics ") == 3, run.output
 
 
 def _replica_reads(env: dict[str, Any]) -> dict[tuple[int, str], int]:

@@ -576,3 +576,15 @@ def test_one_bad_row_rejects_the_whole_batch(
         assert [json.loads(m) for m in got.metadata_json] == [{"old": i} for i in range(500)]
     finally:
         s.close()
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [("port", -1), ("port", 65536), ("front_port", -2), ("front_metrics_port", -2),
+     ("front_metrics_port", 70000)],
+)
+def test_settings_refuse_ports_out_of_range(tmp_path: Path, field: str, bad: int) -> None:
+    with pytest.raises(InvalidArgument, match=field):
+        CoordinatorSettings(data_dir=str(tmp_path), **{field: bad})
+    # -1 (off) and 0 (a free port) are both valid for the fronts' ports
+    assert CoordinatorSettings(data_dir=str(tmp_path), front_metrics_port=0).front_metrics_port == 0

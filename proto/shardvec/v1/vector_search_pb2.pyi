@@ -72,12 +72,14 @@ class ClusterInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ClusterFront(_message.Message):
-    __slots__ = ("address", "node_id")
+    __slots__ = ("address", "node_id", "metrics_address")
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    METRICS_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     address: str
     node_id: str
-    def __init__(self, address: _Optional[str] = ..., node_id: _Optional[str] = ...) -> None: ...
+    metrics_address: str
+    def __init__(self, address: _Optional[str] = ..., node_id: _Optional[str] = ..., metrics_address: _Optional[str] = ...) -> None: ...
 
 class ClusterInfoResponse(_message.Message):
     __slots__ = ("fronts", "coordinator", "served_by")

@@ -231,7 +231,7 @@ class AtomicWriter:
             raise Unavailable(f"{self.name}: the write was not applied: {error}") from error
         self.batches += 1
         await pause_point("decided")
-        return await self._commit(sets, staged, seqs, deadline)
+        return await self._commit(writes, sets, staged, seqs, deadline)
 
     async def _abort(self, asked: list[tuple[ReplicaSet, Replica]], seqs: dict[int, int]) -> None:
         """Tell every replica asked to stage to drop it; one that cannot hear it keeps the
@@ -246,6 +246,7 @@ class AtomicWriter:
 
     async def _commit(
         self,
+        writes: Mapping[int, ShardWrite],
         sets: list[ReplicaSet],
         staged: dict[int, list[Replica]],
         seqs: dict[int, int],
@@ -254,7 +255,10 @@ class AtomicWriter:
         timeout = max(deadline - time.monotonic(), COMMIT_MIN_S)
         pairs = [(rs, r) for rs in sets for r in staged[rs.shard]]
         results = await asyncio.gather(
-            *(r.remote().resolve(seqs[rs.shard], True, timeout) for rs, r in pairs),
+            *(
+                r.remote().resolve(seqs[rs.shard], True, timeout, writes[rs.shard].owned)
+                for rs, r in pairs
+            ),
             return_exceptions=True,
         )
         acks: dict[int, WriteAck] = {}

@@ -7,14 +7,14 @@ domain types: it knows neither the wire nor the engine.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from shardvec.contract.buckets import NUM_BUCKETS, bucket_of
+from shardvec.contract.buckets import bucket_of
 from shardvec.contract.errors import Unavailable
 from shardvec.contract.filters import DocFilter, Filter
 from shardvec.contract.settings import CollectionSpec
@@ -22,9 +22,7 @@ from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.types import (
     GetResult,
     Hits,
-    ScrollPage,
     SearchResult,
-    ShardScroll,
     ShardSearch,
     ShardUpdate,
     ShardWrite,
@@ -32,8 +30,9 @@ from shardvec.contract.types import (
 
 from coordinator.atomic import AtomicWriter, Decisions, Rerouted
 from coordinator.group_commit import WriteCombiner
-from coordinator.layout import ChangeProgress, Layout, ReadGate
-from coordinator.merge import drop_duplicate_ids, merge_with_payloads
+from coordinator.layout import ChangeProgress, Layout
+from coordinator.merge import merge_with_payloads
+from coordinator.read_view import ReadView, ReadViews
 from coordinator.replicas import ReplicaSet
 
 ShardTimer = Callable[[str, int, float], None]
@@ -114,18 +113,17 @@ class CollectionRuntime:
     ) -> None:
         self.spec = spec
         self.shard_sets = shard_sets
-        # Which shard owns each routing bucket (coordinator/layout.py); every route reads it.
-        self.layout = layout or Layout.initial(len(shard_sets))
+        # Every read goes through a view (coordinator/read_view.py): the layout (which shard
+        # owns each routing bucket, coordinator/layout.py; every route reads it too), its
+        # shards, and those that may hold rows they do not own (shard_sets may also hold the
+        # new shards a growth is filling, which no view reads).
+        layout = layout or Layout.initial(len(shard_sets))
+        self.views = ReadViews(ReadView(layout, tuple(shard_sets[: layout.shards])))
         # During a resharding (coordinator/resharding.py): bucket -> the new owner its writes
-        # also go to once its rows are copied (-1: none), and the change's progress. Reads
-        # use only the layout's shards (shard_sets may also hold the new shards being filled).
+        # also go to once its rows are copied (-1: none), and the change's progress.
         self.dual: np.ndarray | None = None
-        # The shards of the layout that receive copies of buckets they do not own yet (a
-        # shrink): reads drop the second copy of a row (search) or count it out (count).
-        self.receivers: frozenset[int] = frozenset()
         self.change: ChangeProgress | None = None
         self.snapshots = 0  # CreateSnapshot calls running (no layout change starts meanwhile)
-        self.gate = ReadGate()
         self.higher_is_better = spec.index.metric != "euclidean"
         self.on_shard_search = on_shard_search  # (collection, shard, seconds) per shard search
         self.route_epoch = 0  # grows at every change of where writes go (AtomicWriter)
@@ -136,9 +134,31 @@ class CollectionRuntime:
     def dim(self) -> int:
         return self.spec.index.dim
 
-    def read_sets(self) -> list[ReplicaSet]:
-        """The shards reads fan out over: those of the layout."""
-        return self.shard_sets[: self.layout.shards]
+    @property
+    def layout(self) -> Layout:
+        """The layout writes are routed by: the current view's."""
+        return self.views.current.layout
+
+    @property
+    def foreign(self) -> frozenset[int]:
+        """Shards of the current view that may hold rows they do not own."""
+        return self.views.current.foreign
+
+    def publish_view(self, layout: Layout | None = None, foreign: frozenset[int] = frozenset()
+                     ) -> ReadView:  # fmt: skip
+        """Make `layout` (None: the current one) and `foreign` the view reads take from now."""
+        layout = layout or self.layout
+        view = ReadView(layout, tuple(self.shard_sets[: layout.shards]), frozenset(foreign))
+        self.views.publish(view)
+        return view
+
+    def owned_masks(self, shards: Sequence[int]) -> dict[int, np.ndarray] | None:
+        """Per shard the buckets whose rows a write's acks count (the layout's owner's): None
+        unless a layout change may have put rows on shards that do not own them."""
+        if self.dual is None and not self.foreign:
+            return None
+        owners = self.layout.owners
+        return {s: owners == s for s in shards}
 
     def route(self, ids: Sequence[str]) -> dict[int, np.ndarray]:
         """Row indices of `ids` for each shard a write of them goes to: the layout's owner and,
@@ -234,9 +254,9 @@ class CollectionRuntime:
                     max_metadata_bytes=request.max_metadata_bytes,
                 )
             )
-        owners = set(range(self.layout.shards))  # a moving row's copy is not counted twice
+        writes = _counting(writes, self.owned_masks(list(writes)))
         acked = await self.atomic.apply_acks(writes, deadline, decide_by, epoch)
-        acks = [a for s, a in acked.items() if s in owners]
+        acks = list(acked.values())  # each counts only its own rows (owned_masks)
         missing = {i for a in acks for i in a.missing_ids}
         inserted = sum(a.inserted for a in acks)
         return UpdateOutcome(
@@ -290,11 +310,11 @@ class CollectionRuntime:
                 s: ShardWrite(delete_ids=[id_list[i] for i in rows.tolist()])
                 for s, rows in self.route(id_list).items()
             }
+        writes = _counting(writes, self.owned_masks(list(writes)))
         affected = await self.writes.write(
             writes, deadline, combinable=False, decide_by=decide_by, epoch=epoch
         )
-        # Rows deleted on the layout's owners (a moving row's copy is not counted twice).
-        return sum(n for s, n in affected.items() if s < self.layout.shards)
+        return sum(affected.values())  # each shard counts only its own rows (owned_masks)
 
     async def get(
         self, ids: Sequence[str], include_metadata: bool, include_vectors: bool, deadline: float
@@ -324,12 +344,10 @@ class CollectionRuntime:
                     shard_ids, include_metadata, include_vectors, timeout, include_documents
                 )
 
-            return await self.shard_sets[shard].read(call, deadline)
+            return await view.sets[shard].read(call, deadline)
 
-        async with self.gate.read():  # the layout read inside: a switch waits for this read
-            parts = self.layout.partition(id_list)
-            shards = [s for s, rows in enumerate(parts) if len(rows)]
-            results = await asyncio.gather(*(one(s, parts[s]) for s in shards))
+        async with self.views.read() as view:  # each id read from its owner alone
+            results = await asyncio.gather(*(one(s, rows) for s, rows in view.owner_parts(id_list)))
         found_meta: dict[str, str] = {}
         found_vec: dict[str, np.ndarray] = {}
         found_doc: dict[str, str] = {}
@@ -357,54 +375,18 @@ class CollectionRuntime:
     async def count(
         self, where: Filter | None, deadline: float, where_document: DocFilter | None = None
     ) -> int:
-        async def call(shard_: ShardLike, timeout: float) -> int:
-            return await shard_.count(where, timeout, where_document)
+        async with self.views.read() as view:
 
-        async with self.gate.read():
-            if self.receivers:
-                return await self._count_during_copy(where, where_document, deadline)
-            counts = await asyncio.gather(*(s.read(call, deadline) for s in self.read_sets()))
+            async def one(shard: int) -> int:
+                buckets = view.buckets(shard)
+
+                async def call(shard_: ShardLike, timeout: float) -> int:
+                    return await shard_.count(where, timeout, where_document, buckets)
+
+                return await view.sets[shard].read(call, deadline)
+
+            counts = await asyncio.gather(*(one(s) for s in range(view.shards)))
         return sum(counts)
-
-    async def _count_during_copy(
-        self, where: Filter | None, where_document: DocFilter | None, deadline: float
-    ) -> int:
-        """Count while shards of the layout hold copies of rows they do not own yet: under
-        every read shard's write lock (no copy step or write between the counts), each
-        receiving shard's rows in buckets it does not own are counted out."""
-        async def call(shard_: ShardLike, timeout: float) -> int:
-            return await shard_.count(where, timeout, where_document)
-
-        sets = sorted(self.read_sets(), key=lambda r: r.shard)
-        async with contextlib.AsyncExitStack() as stack:
-            for rs in sets:
-                await stack.enter_async_context(rs.write_lock)
-            counts = await asyncio.gather(*(s.read(call, deadline) for s in sets))
-            foreign = 0
-            for shard in sorted(self.receivers):
-                rs = self.shard_sets[shard]
-                pos, end = (0, ""), NUM_BUCKETS
-                while pos[0] < end:
-                    if self.layout.shard_of_bucket(pos[0]) == shard:
-                        pos = (self.layout.run_end(pos[0]), "")
-                        continue
-                    request = ShardScroll(
-                        after_bucket=pos[0],
-                        after_id=pos[1],
-                        end_bucket=self.layout.run_end(pos[0]),
-                        limit=10_000,
-                        where=where,
-                        where_document=where_document,
-                    )
-
-                    async def page(shard_: ShardLike, timeout: float,
-                                   req: ShardScroll = request) -> ScrollPage:
-                        return await shard_.scroll(req, timeout)
-
-                    got = await rs.read(page, deadline)
-                    foreign += len(got.ids)
-                    pos = (request.end_bucket, "") if got.done else (got.last_bucket, got.last_id)
-        return sum(counts) - foreign
 
     async def search(
         self,
@@ -417,44 +399,55 @@ class CollectionRuntime:
         candidates' stored metadata and vectors when they are asked for, so the merged hits
         carry theirs without a second fan-out. `packed`: the queries' bytes as received,
         forwarded unchanged."""
-        # The layout is read inside the gate: a switch waits for this search, and none runs
-        # on a layout while another replaces it.
-        async with self.gate.read():
-            shards = self.layout.shards
-            filtered = params.where is not None or params.where_document is not None
-            k_shard = per_shard_k(params.k, shards, params.exact, filtered)
-            ef = per_shard_ef(
-                params.ef, self.spec.index.ef, k_shard, shards, params.exact, filtered
-            )
-            # One request object for every shard: a remote shard serializes it once for all.
-            request = ShardSearch(
-                queries=queries,
-                k=k_shard,
-                exact=params.exact,
-                ef=ef or None,
-                where=params.where,
-                min_score=params.min_score,
-                max_distance=params.max_distance,
-                include_metadata=params.include_metadata,
-                include_vectors=params.include_vectors,
-                include_documents=params.include_documents,
-                where_document=params.where_document,
-                packed=packed,
-            )
+        async with self.views.read() as view:
+            return await self.search_in(view, queries, params, deadline, packed)
+
+    async def search_in(
+        self,
+        view: ReadView,
+        queries: np.ndarray,
+        params: SearchParams,
+        deadline: float,
+        packed: bytes | None = None,
+    ) -> Hits:
+        """`search` under a view the caller holds (a hybrid search's two legs share one)."""
+        shards = view.shards
+        filtered = params.where is not None or params.where_document is not None
+        k_shard = per_shard_k(params.k, shards, params.exact, filtered)
+        ef = per_shard_ef(
+            params.ef, self.spec.index.ef, k_shard, shards, params.exact, filtered
+        )
+        # One request object for every shard: a remote shard serializes it once for all.
+        request = ShardSearch(
+            queries=queries,
+            k=k_shard,
+            exact=params.exact,
+            ef=ef or None,
+            where=params.where,
+            min_score=params.min_score,
+            max_distance=params.max_distance,
+            include_metadata=params.include_metadata,
+            include_vectors=params.include_vectors,
+            include_documents=params.include_documents,
+            where_document=params.where_document,
+            packed=packed,
+        )
+
+        async def timed(rs: ReplicaSet) -> SearchResult:
+            buckets = view.buckets(rs.shard)
+            mine = request if buckets is None else dataclasses.replace(request, buckets=buckets)
 
             async def call(shard_: ShardLike, timeout: float) -> SearchResult:
-                return await shard_.search(request, timeout)
+                return await shard_.search(mine, timeout)
 
-            async def timed(rs: ReplicaSet) -> SearchResult:
-                start = time.perf_counter()
-                try:
-                    return await rs.read(call, deadline)
-                finally:
-                    if self.on_shard_search is not None:
-                        self.on_shard_search(self.spec.name, rs.shard, time.perf_counter() - start)
+            start = time.perf_counter()
+            try:
+                return await rs.read(call, deadline)
+            finally:
+                if self.on_shard_search is not None:
+                    self.on_shard_search(self.spec.name, rs.shard, time.perf_counter() - start)
 
-            parts = await asyncio.gather(*(timed(s) for s in self.read_sets()))
-            dedupe = bool(self.receivers)  # of the layout these shards were read under
+        parts = await asyncio.gather(*(timed(rs) for rs in view.sets))
         payloads: list[list[np.ndarray]] = []
         if params.include_metadata:
             payloads.append([_payload(p.metadata, "metadata") for p in parts])
@@ -463,8 +456,6 @@ class CollectionRuntime:
         if params.include_documents:
             payloads.append([_payload(p.documents, "documents") for p in parts])
         hit_ids, hit_scores = [p.ids for p in parts], [p.scores for p in parts]
-        if dedupe:  # a row being moved may be on two shards: keep one copy
-            hit_ids, hit_scores = drop_duplicate_ids(hit_ids, hit_scores)
         ids, scores, counts, merged = merge_with_payloads(
             hit_ids,
             hit_scores,
@@ -476,6 +467,14 @@ class CollectionRuntime:
         vectors = merged.pop(0) if params.include_vectors else None
         documents = merged.pop(0) if params.include_documents else None
         return Hits(ids, scores, counts, metadata, vectors, documents)
+
+
+def _counting(
+    writes: dict[int, ShardWrite], owned: dict[int, np.ndarray] | None
+) -> dict[int, ShardWrite]:
+    if owned is None:
+        return writes
+    return {s: dataclasses.replace(w, owned=owned[s]) for s, w in writes.items()}
 
 
 def _payload(value: np.ndarray | None, what: str) -> np.ndarray:

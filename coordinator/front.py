@@ -206,7 +206,9 @@ class FrontRuntime:
         col = CollectionRuntime(
             spec, sets, _ReadOnly(), self.on_shard_search, Layout.from_json(view["layout"])
         )
-        col.receivers = frozenset(view.get("receivers", ()))  # a shrink copying: dedupe hits
+        # The coordinator's read rule (coordinator/read_view.py): shards that may hold rows
+        # they do not own answer only for their own buckets.
+        col.publish_view(foreign=frozenset(view.get("foreign", ())))
         return col
 
     def _client(self, name: str, address: str) -> RemoteShard | None:
@@ -322,16 +324,7 @@ class FrontService(ReadService):
         return await self._fenced(super().Get, request, context)
 
     async def Count(self, request: Any, context: Any) -> Any:
-        return await self._fenced(self._count, request, context)
-
-    async def _count(self, request: Any, context: Any) -> Any:
-        """One try of a Count, under the view held now (a retry may hold a newer one)."""
-        col = self.front_runtime.collections.get(request.collection)
-        if col is not None and col.receivers:
-            # A shrink is copying into shards that are read: counting the copies out needs
-            # the shards' write locks, which only the coordinator holds.
-            return await self._forward("Count", request, context)
-        return await super().Count(request, context)
+        return await self._fenced(super().Count, request, context)
 
     async def Search(self, request: Any, context: Any) -> Any:
         return await self._fenced(super().Search, request, context)
@@ -498,7 +491,7 @@ class Front(LoopServer):
             "epochs": {n: self.runtime.epoch(n) for n in list(self.runtime.views)},
             "layouts": {
                 n: {"version": c.layout.version, "shards": len(c.shard_sets),
-                    "receivers": sorted(c.receivers)}
+                    "foreign": sorted(c.foreign)}
                 for n, c in list(self.runtime.collections.items())
             },
         }

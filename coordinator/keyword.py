@@ -13,7 +13,10 @@ Elasticsearch's "DFS query then fetch":
    one index over all the documents (every shard scored on the same scale).
 
 Phase one reads only the term dictionary and two small records per shard. A write landing
-between the phases shifts the statistics by that write, no more. A hybrid search runs the
+between the phases shifts the statistics by that write, no more. Both phases run under one
+read view (coordinator/read_view.py): while a layout change has rows on two shards, each
+shard counts and scores only the rows of the buckets it owns, so statistics and hits are
+those of one index over the rows, each once. A hybrid search runs the
 vector leg and the keyword leg in parallel, each `leg_depth(k)` deep, and fuses them
 (coordinator/fusion.py). This module knows nothing of SQLite or FTS5: the shards do.
 """
@@ -33,6 +36,7 @@ from shardvec.contract.types import Hits, KeywordSearch, KeywordStats, KeywordTe
 from coordinator.collection import CollectionRuntime, SearchParams, _payload
 from coordinator.fusion import fuse_hits
 from coordinator.merge import merge_with_payloads
+from coordinator.read_view import ReadView
 
 
 def merge_stats(parts: Sequence[KeywordStats]) -> KeywordStats:
@@ -59,16 +63,18 @@ def merge_stats(parts: Sequence[KeywordStats]) -> KeywordStats:
     )
 
 
-async def gather_stats(
-    col: CollectionRuntime, texts: Sequence[str], deadline: float
-) -> KeywordStats:
+async def gather_stats(view: ReadView, texts: Sequence[str], deadline: float) -> KeywordStats:
     """Phase one: every shard's statistics for `texts`, summed (one replica per shard)."""
 
-    async def call(shard_: ShardLike, timeout: float) -> KeywordStats:
-        return await shard_.keyword_stats(texts, timeout)
+    async def one(shard: int) -> KeywordStats:
+        buckets = view.buckets(shard)
 
-    parts = await asyncio.gather(*(rs.read(call, deadline) for rs in col.shard_sets))
-    return merge_stats(parts)
+        async def call(shard_: ShardLike, timeout: float) -> KeywordStats:
+            return await shard_.keyword_stats(texts, timeout, buckets)
+
+        return await view.sets[shard].read(call, deadline)
+
+    return merge_stats(await asyncio.gather(*(one(s) for s in range(view.shards))))
 
 
 async def keyword_search(
@@ -77,7 +83,15 @@ async def keyword_search(
     """The BM25 top `params.k` of each text over every shard, scored with global statistics;
     `where` / `where_document` filter, payloads as asked. A collection without documents
     answers empty rows."""
-    stats = await gather_stats(col, texts, deadline)
+    async with col.views.read() as view:
+        return await keyword_search_in(view, texts, params, deadline)
+
+
+async def keyword_search_in(
+    view: ReadView, texts: Sequence[str], params: SearchParams, deadline: float
+) -> Hits:
+    """`keyword_search` under a view the caller holds."""
+    stats = await gather_stats(view, texts, deadline)
     check_terms(stats.queries)
     request = KeywordSearch(
         stats.queries,
@@ -91,10 +105,16 @@ async def keyword_search(
         params.include_documents,
     )
 
-    async def call(shard_: ShardLike, timeout: float) -> SearchResult:
-        return await shard_.keyword_search(request, timeout)
+    async def one(shard: int) -> SearchResult:
+        buckets = view.buckets(shard)
+        mine = request if buckets is None else dataclasses.replace(request, buckets=buckets)
 
-    parts = await asyncio.gather(*(rs.read(call, deadline) for rs in col.shard_sets))
+        async def call(shard_: ShardLike, timeout: float) -> SearchResult:
+            return await shard_.keyword_search(mine, timeout)
+
+        return await view.sets[shard].read(call, deadline)
+
+    parts = await asyncio.gather(*(one(s) for s in range(view.shards)))
     payloads: list[list[np.ndarray]] = []
     if params.include_metadata:
         payloads.append([_payload(p.metadata, "metadata") for p in parts])
@@ -127,9 +147,11 @@ async def hybrid_search(
     """Per query the fused top `params.k` of the vector leg (`queries`) and the keyword leg
     (`texts`), each `depth` deep, searched in parallel with the same filters."""
     wide = dataclasses.replace(params, k=depth)
-    vector, keyword = await asyncio.gather(
-        col.search(queries, wide, deadline), keyword_search(col, texts, wide, deadline)
-    )
+    async with col.views.read() as view:  # both legs read the same rows
+        vector, keyword = await asyncio.gather(
+            col.search_in(view, queries, wide, deadline),
+            keyword_search_in(view, texts, wide, deadline),
+        )
     return fuse_hits(
         vector, keyword, params.k, fusion, vector_higher_is_better=col.higher_is_better
     )

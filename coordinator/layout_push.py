@@ -76,7 +76,7 @@ def collection_view(
         "name": col.spec.name,
         "spec": col.spec,
         "layout": col.layout.to_json(),
-        "receivers": sorted(col.receivers),
+        "foreign": sorted(col.foreign),  # answer only for their own buckets (read_view.py)
         "epoch": epoch,
         "uid": uid,
         "shards": shards,

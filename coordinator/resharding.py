@@ -10,15 +10,27 @@ each phase written before it takes effect:
                shards: it reads the old owner's rows of those buckets, makes the new owner's
                rows of them the same (upserts, and deletes of rows a resumed copy left), then
                turns on the dual write of those buckets: from then on every write to them goes
-               to both owners, in the same atomic batch. Reads see only the old layout, whose
-               owners hold every row.
-    cleanup    switch, under every shard's write lock and with reads held at the gate
-               (layout.ReadGate): the new spec, layout (version + 1) and this phase are
-               written in one registry transaction; then the moved rows are deleted from the
-               old owners that stay, before any read runs on the new layout. Shards removed by
-               a shrink are closed and their directories removed once reads have moved on.
-    aborting   `shardvec scale --abort` before the switch: the dual writes stop, the new
-               shards are removed, and rows copied to existing shards are deleted.
+               to both owners, in the same atomic batch. Reads use the old layout's view,
+               whose owners hold every row; a shard of it receiving copies answers only for
+               the buckets it owns (coordinator/read_view.py), published (and pushed to the
+               fronts) before the first copy is written.
+    cleanup    switch, under every shard's write lock (writes pause; reads never do): the new
+               spec, layout (version + 1) and this phase are written in one registry
+               transaction, the new view is published with the old owners marked foreign (so
+               they answer only for the buckets they keep) and pushed to the fronts. Once the
+               reads of older views have drained, the moved rows are deleted from the old
+               owners that stay, step by step under each one's write lock; shards removed by a
+               shrink are closed and their directories removed; the view drops its foreign
+               mark.
+    aborting   `shardvec scale --abort` before the switch (or after the change failed): the
+               dual writes stop, the new shards are removed, and the rows copied to shards
+               that stay (a shrink's, and a growth's that moves buckets between existing
+               shards) are deleted, the view masking them until they are gone.
+
+Lock order: a step takes the write locks of its shards in shard order, as every atomic write
+does; the switch takes every shard's. No read takes any of them (coordinator/read_view.py),
+and the change waits for reads (`ReadViews.drained`) holding none, so a read and a layout
+change never wait on each other in a cycle.
 
 What a kill -9 leaves (the coordinator, or the whole cluster) and what the restart does,
 before the collection is served:
@@ -29,7 +41,9 @@ before the collection is served:
                shards are deleted first (idempotent).
     aborting   the rollback is finished (idempotent).
 A replica killed during a step fails the step, which is retried once the replica is back
-(Ray restarts it); nothing a failed step wrote is counted as copied.
+(Ray restarts it); nothing a failed step wrote is counted as copied. A change that stops on
+an error it cannot retry is shown failed (DescribeCollection, `shardvec status`) and can be
+aborted; a restart tries it again.
 """
 
 from __future__ import annotations
@@ -49,7 +63,7 @@ from typing import Protocol
 import numpy as np
 from shardvec.contract.buckets import NUM_BUCKETS
 from shardvec.contract.errors import FailedPrecondition, InvalidArgument, ShardvecError
-from shardvec.contract.limits import MAX_REPLICAS
+from shardvec.contract.limits import MAX_REPLICAS, MAX_SHARDS
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.types import ScrollPage, ShardScroll, ShardWrite
@@ -211,8 +225,20 @@ class Resharder:
             progress.rows_total = self.change.rows_total
 
     # ---- the run ----------------------------------------------------------------------
+    @property
+    def failed(self) -> bool:
+        """The run stopped on an error before the switch: abort rolls it back."""
+        return self.done.is_set() and self.error is not None and self.change.phase == COPYING
+
     async def abort(self) -> None:
         """Roll the change back; FAILED_PRECONDITION once it has switched."""
+        if self.failed:
+            self.change.abort = True
+            self.change.phase = ABORTING
+            await self._persist()
+            await self.rollback()
+            self.error = None
+            return
         if self.change.phase != COPYING or self.done.is_set():
             raise FailedPrecondition(
                 f"collection {self.col.spec.name!r}: the layout change has switched to the new "
@@ -254,6 +280,8 @@ class Resharder:
             log.exception("layout change of %s stopped", self.col.spec.name)
             if self.col.change is not None:
                 self.col.change.error = str(exc)
+                if self.change.phase == COPYING:
+                    self.col.change.phase = "failed"  # abort rolls it back
         finally:
             self.done.set()
 
@@ -285,19 +313,23 @@ class Resharder:
         return rows / owned
 
     def arm(self) -> None:
-        """Dual writes of the buckets recorded as copied, and reads aware of the copies on
-        shards of the old layout, before any write or read of the change runs."""
+        """Dual writes of the buckets recorded as copied, and a view in which the shards of
+        the old layout that receive copies answer only for their own buckets, before any
+        write or read of the change runs."""
         col, change = self.col, self.change
         if col.dual is None:
             col.dual = np.full(NUM_BUCKETS, -1, dtype=np.int32)
             for b in change.copied:
                 col.dual[b] = change.new_owners[b]
             col.route_epoch += 1
-        col.receivers = change.receivers()
+        receivers = change.receivers()
+        if col.foreign != receivers:
+            col.publish_view(foreign=receivers)
 
     async def _copy_all(self) -> None:
         change = self.change
         self.arm()
+        await self.col.views.drained()  # no read of a view without the receivers' masks
         if not change.rows_total:
             change.rows_total = int(sum(self._rows_per_bucket(int(change.old_owners[b]))
                                         for b in change.moving()))
@@ -338,56 +370,65 @@ class Resharder:
             await self._persist()
         await pause_point("copied-step")
 
+    def _givers(self) -> frozenset[int]:
+        """Shards of the new layout that still hold rows of buckets they gave away."""
+        old, new = np.asarray(self.change.old_owners), np.asarray(self.change.new_owners)
+        keep = min(self.change.from_shards, self.change.target_shards)
+        return frozenset(int(s) for s in np.unique(old[old != new]) if s < keep)
+
     async def _switch(self) -> None:
         col, change = self.col, self.change
-        old_layout = col.layout
-        new_layout = Layout(old_layout.version + 1, np.asarray(change.new_owners, dtype=np.int32))
+        new_layout = Layout(col.layout.version + 1, np.asarray(change.new_owners, dtype=np.int32))
         new_spec = dataclasses.replace(col.spec, shards=change.target_shards)
-        async with _locks(col.shard_sets), col.gate.closed():
+        async with _locks(col.shard_sets):  # writes wait; no read waits
             change.phase = CLEANUP
             await asyncio.to_thread(
                 self.runtime.registry.switch_layout, new_spec, new_layout.to_json(),
                 change.to_json(),
             )
-            col.layout, col.spec, col.dual = new_layout, new_spec, None
+            col.spec, col.dual = new_spec, None
             col.route_epoch += 1
-            col.receivers = frozenset()
+            col.publish_view(new_layout, self._givers())
             if col.change is not None:
                 col.change.phase = CLEANUP
             await pause_point("switched")
-            # The query fronts read by the new layout before the old owners lose a row.
+            # The fronts read by the new view before a write lands on the new owners alone.
             await self.runtime.layout_changed(new_spec.name)
-            log.info("%s switched to layout version %d (%d shards)", new_spec.name,
-                     new_layout.version, new_layout.shards)
-            # The moved rows leave their old owners before any read sees the new layout.
-            await self._retrying("cleanup", self._delete_moved)
+        log.info("%s switched to layout version %d (%d shards)", new_spec.name,
+                 new_layout.version, new_layout.shards)
+        # The moved rows leave their old owners once no read of an older view can need them.
+        await col.views.drained()
+        await self._retrying("cleanup", self._delete_moved)
 
     async def _delete_moved(self) -> None:
-        """Delete, on every old owner that stays, the rows of the buckets it gave away (call
-        with its write lock held)."""
+        """Delete, on every old owner that stays, the rows of the buckets it gave away."""
         await self._delete_buckets(self.change.old_owners, self.change.new_owners)
 
     async def _delete_buckets(self, held: list[int], kept: list[int]) -> None:
         """On every shard that stays, delete its rows in the buckets `held` gives it and
-        `kept` does not (call with its write lock held)."""
+        `kept` does not, a run of buckets at a time under the shard's write lock."""
         col, change = self.col, self.change
         held_a, kept_a = np.asarray(held), np.asarray(kept)
         deadline = time.monotonic() + STEP_DEADLINE_S
         for shard in range(min(change.from_shards, change.target_shards)):
             for b0, b1 in runs(np.flatnonzero((held_a == shard) & (kept_a != shard))):
-                ids: list[str] = []
-                async for page in _pages(col.shard_sets[shard], b0, b1, deadline, full=False):
-                    ids.extend(page.ids)
-                if ids:
-                    await _delete_locked(col, shard, ids, deadline)
+                async with _locks([col.shard_sets[shard]]):
+                    ids: list[str] = []
+                    async for page in _pages(col.shard_sets[shard], b0, b1, deadline,
+                                             full=False):  # fmt: skip
+                        ids.extend(page.ids)
+                    if ids:
+                        await _delete_locked(col, shard, ids, deadline)
 
     async def _finish_cleanup(self) -> None:
         """After the switch: remove the shards a shrink left behind, then end the change
         (or hand on to the replica change asked for with it)."""
         col, change = self.col, self.change
-        removed = col.shard_sets[change.target_shards:]
-        del col.shard_sets[change.target_shards:]
-        col.route_epoch += 1
+        async with _locks(col.shard_sets):
+            removed = col.shard_sets[change.target_shards:]
+            del col.shard_sets[change.target_shards:]
+            col.route_epoch += 1
+        col.publish_view(foreign=frozenset())  # every moved row has left its old owner
         await self.runtime.layout_changed(col.spec.name)
         for rs in removed:
             await rs.close()
@@ -402,24 +443,25 @@ class Resharder:
             await self.runtime.scale_replicas(self.col.spec.name, change.target_replicas)
 
     async def rollback(self) -> None:
-        """Undo a change that has not switched: dual writes off, new shards removed, rows
-        copied to shards that stay deleted; then the change is over."""
+        """Undo a change that has not switched: dual writes off, new shards removed, the rows
+        copied to shards that stay (a shrink's, or a growth's between existing shards)
+        deleted while the view masks them; then the change is over."""
         col, change = self.col, self.change
         async with _locks(col.shard_sets):
             col.dual = None
             col.route_epoch += 1
-            col.receivers = change.receivers()  # until the copies are deleted
-            if change.target_shards > change.from_shards:
-                removed = col.shard_sets[change.from_shards:]
-                del col.shard_sets[change.from_shards:]
-            else:
-                removed = []
+            removed = col.shard_sets[change.from_shards:]
+            del col.shard_sets[change.from_shards:]
+        if col.foreign != change.receivers():  # a resumed rollback: copies may be there
+            col.publish_view(foreign=change.receivers())
+            await self.runtime.layout_changed(col.spec.name)
+            await col.views.drained()
 
-                async def undo() -> None:
-                    await self._delete_copied()
+        async def undo() -> None:
+            await self._delete_copied()
 
-                await self._retrying("rollback", undo)
-            col.receivers = frozenset()
+        await self._retrying("rollback", undo)
+        col.publish_view(foreign=frozenset())  # the copies are gone
         await self.runtime.layout_changed(col.spec.name)
         for rs in removed:
             await rs.close()
@@ -479,9 +521,10 @@ async def _delete_locked(
 
 
 def check_counts(shards: int | None, replicas: int | None) -> None:
-    if shards is not None and not 1 <= shards <= NUM_BUCKETS:
-        raise InvalidArgument(f"shards: must be in [1, {NUM_BUCKETS}] (the bucket count), "
-                              f"got {shards}")
+    """The counts a scale may ask for: the limits a collection is created under."""
+    if shards is not None and not 1 <= shards <= MAX_SHARDS:
+        raise InvalidArgument(f"shards: must be in [1, {MAX_SHARDS}] (MAX_SHARDS, as at "
+                              f"creation), got {shards}")
     if replicas is not None and not 1 <= replicas <= MAX_REPLICAS:
         raise InvalidArgument(f"replicas: must be in [1, {MAX_REPLICAS}], got {replicas}")
 
@@ -549,8 +592,8 @@ async def resume(runtime: CoordinatorRuntime, col: CollectionRuntime, text: str)
         await resharder.rollback()
         resharder.done.set()
     else:  # CLEANUP: the new layout; moved rows leave the old owners before serving
-        async with _locks(col.shard_sets):
-            await resharder._retrying("cleanup", resharder._delete_moved)
+        col.publish_view(foreign=resharder._givers())
+        await resharder._retrying("cleanup", resharder._delete_moved)
         resharder.start()
     return resharder
 

@@ -235,6 +235,11 @@ class CoordinatorRuntime:
         async with self._lock:
             col = self.get(name)
             running = self.changes.get(name)
+            if isinstance(running, Resharder) and running.failed:
+                raise FailedPrecondition(
+                    f"collection {name!r}: its layout change failed ({running.error}); abort "
+                    "it first (shardvec scale --abort)"
+                )
             if (running is not None and not running.done.is_set()) or col.change is not None:
                 phase = col.change.phase if col.change is not None else "running"
                 raise FailedPrecondition(
@@ -256,7 +261,8 @@ class CoordinatorRuntime:
         """Roll back the layout change of `name` that has not switched yet."""
         self.get(name)
         job = self.changes.get(name)
-        if job is None or job.done.is_set():
+        failed = isinstance(job, Resharder) and job.failed
+        if job is None or (job.done.is_set() and not failed):
             raise FailedPrecondition(f"collection {name!r}: no layout change is in progress")
         await job.abort()
 

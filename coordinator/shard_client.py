@@ -16,6 +16,7 @@ from typing import Any, overload
 
 import grpc
 import numpy as np
+from shardvec.contract.buckets import encode_buckets
 from shardvec.contract.convert import (
     changes_from_proto,
     count_request,
@@ -249,8 +250,10 @@ class RemoteShard:
         resp = await self._call(self._stub.Stage, req, timeout)
         return int(resp.staged_bytes)
 
-    async def resolve(self, seq: int, commit: bool, timeout: float) -> WriteAck:
-        req = shard_pb2.ShardResolveRequest(seq=seq, commit=commit)
+    async def resolve(
+        self, seq: int, commit: bool, timeout: float, owned: np.ndarray | None = None
+    ) -> WriteAck:
+        req = shard_pb2.ShardResolveRequest(seq=seq, commit=commit, owned=encode_buckets(owned))
         return write_ack_from_proto(await self._call(self._stub.Resolve, req, timeout))
 
     async def get(
@@ -265,9 +268,14 @@ class RemoteShard:
         return get_result_from_proto(await self._call(self._stub.Get, req, timeout))
 
     async def count(
-        self, where: Filter | None, timeout: float, where_document: DocFilter | None = None
+        self,
+        where: Filter | None,
+        timeout: float,
+        where_document: DocFilter | None = None,
+        buckets: np.ndarray | None = None,
     ) -> int:
-        resp = await self._call(self._stub.Count, count_request(where, where_document), timeout)
+        req = count_request(where, where_document, buckets)
+        resp = await self._call(self._stub.Count, req, timeout)
         return int(resp.count)
 
     @overload
@@ -296,8 +304,10 @@ class RemoteShard:
         # Decoded as each shard answers: the early ones overlap the last one's search.
         return shard_hits_from_proto(resp, request.nq, int(request.queries.shape[1]))
 
-    async def keyword_stats(self, texts: Sequence[str], timeout: float) -> KeywordStats:
-        req = shard_pb2.KeywordStatsRequest(texts=list(texts))
+    async def keyword_stats(
+        self, texts: Sequence[str], timeout: float, buckets: np.ndarray | None = None
+    ) -> KeywordStats:
+        req = shard_pb2.KeywordStatsRequest(texts=list(texts), buckets=encode_buckets(buckets))
         return keyword_stats_from_proto(await self._call(self._stub.KeywordStats, req, timeout))
 
     async def keyword_search(self, request: KeywordSearch, timeout: float) -> SearchResult:

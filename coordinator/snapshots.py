@@ -66,11 +66,17 @@ async def create_archive(
     col.snapshots += 1  # a layout change waits for none (CoordinatorRuntime.scale refuses)
     work = _workdir(runtime, "create")
     try:
-        sets = col.read_sets()
-        dirs = [work / shard_prefix(rs.shard) for rs in sets]
-        manifests = await asyncio.gather(
-            *(_pull_shard(rs, d, deadline) for rs, d in zip(sets, dirs, strict=True))
-        )
+        async with col.views.read() as view:  # whole stores: a view with no foreign rows
+            if view.foreign:
+                raise FailedPrecondition(
+                    f"collection {name!r}: a layout change is finishing; snapshot it once it "
+                    "is done"
+                )
+            sets = list(view.sets)
+            dirs = [work / shard_prefix(rs.shard) for rs in sets]
+            manifests = await asyncio.gather(
+                *(_pull_shard(rs, d, deadline) for rs, d in zip(sets, dirs, strict=True))
+            )
         path = work / "snapshot.tar"
         manifest = await asyncio.to_thread(
             write_archive, path, col.spec, list(zip(manifests, dirs, strict=True))

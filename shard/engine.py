@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from shardvec.contract.buckets import NUM_BUCKETS
+from shardvec.contract.buckets import NUM_BUCKETS, bucket_of, buckets_of
 from shardvec.contract.errors import (
     DataLoss,
     FailedPrecondition,
@@ -690,8 +690,12 @@ class ShardEngine:
                 "and retry"
             )
 
-    def resolve(self, seq: int, commit: bool) -> WriteAck:
+    def resolve(
+        self, seq: int, commit: bool, owned: npt.NDArray[np.bool_] | None = None
+    ) -> WriteAck:
         """Phase two: apply staged batch `seq` under its seq (`commit`), or drop it.
+        `owned`: the routing buckets whose rows the ack counts (None: every row), so a shard
+        that also receives copies of rows it does not own yet counts only its own.
 
         Idempotent: committing a seq this replica already applied answers applied=False; a
         commit of a seq neither staged nor applied is FailedPrecondition (the replica missed
@@ -744,13 +748,20 @@ class ShardEngine:
                 plan, batch.ids, vecs, batch.metadatas, batch.texts, seq, batch.documents, changed
             )
             inserted = batch.update.inserted if batch.update is not None else 0
-            return WriteAck(
-                True,
-                len(batch.ids) + len(targets) + len(changed.slots),
-                self._applied_seq,
-                tuple(missing),
-                inserted,
-            )
+            affected = len(batch.ids) + len(targets) + len(changed.slots)
+            if owned is not None:
+
+                def mine(ids: Sequence[str]) -> int:
+                    return int(owned[buckets_of(ids)].sum()) if len(ids) else 0
+
+                if batch.update is not None:
+                    inserted = mine(batch.ids)  # an update's upserts are its inserted rows
+                affected = (
+                    mine(batch.ids) + mine(targets)
+                    + mine(self._slots.slot_to_id[changed.slots].tolist())
+                )
+                missing = [i for i in missing if owned[bucket_of(i)]]
+            return WriteAck(True, affected, self._applied_seq, tuple(missing), inserted)
 
     def _updated_rows(
         self, seq: int, u: _StagedUpdate | None
@@ -897,30 +908,45 @@ class ShardEngine:
             out.append(Record(rid, vec, md, row.document if include_documents else None))
         return out
 
-    def count(self, where: Filter | None = None, where_document: DocFilter | None = None) -> int:
-        """Live rows, or live rows passing `where` and `where_document`."""
+    def count(
+        self,
+        where: Filter | None = None,
+        where_document: DocFilter | None = None,
+        buckets: npt.NDArray[np.bool_] | None = None,
+    ) -> int:
+        """Live rows (of `buckets`), or live rows passing `where` and `where_document`."""
         self._check_usable()
         if where is not None:
             validate_filter(where)
         if where_document is not None:
             validate_where_document(where_document)
-        return self.count_trusted(where, where_document)
+        return self.count_trusted(where, where_document, _check_buckets(buckets))
 
-    def count_trusted(self, where: Filter | None, where_document: DocFilter | None = None) -> int:
-        """`count` without validating its filters."""
+    def count_trusted(
+        self,
+        where: Filter | None,
+        where_document: DocFilter | None = None,
+        buckets: npt.NDArray[np.bool_] | None = None,
+    ) -> int:
+        """`count` without validating its filters; `buckets`: count only rows of those
+        routing buckets (None: every row)."""
         self._check_usable()
-        if where is None and where_document is None:
+        if where is None and where_document is None and buckets is None:
             return len(self._slots)
         with self._index.lock.read():
-            return int(self._mask(where, where_document).sum())
+            return int(self._mask(where, where_document, buckets).sum())
 
     def _mask(
-        self, where: Filter | None, where_document: DocFilter | None = None
+        self,
+        where: Filter | None,
+        where_document: DocFilter | None = None,
+        buckets: npt.NDArray[np.bool_] | None = None,
     ) -> npt.NDArray[np.bool_]:
-        """Live slots passing both filters (None: no test); the metadata mask first, then
-        the substring tests over only the slots it left (shard/documents.py)."""
+        """Live slots of `buckets` passing both filters (None: no test); the bucket and
+        metadata masks first, then the substring tests over only the slots they left
+        (shard/documents.py)."""
         n = self._slots.n_slots
-        mask = self._slots.alive.copy()
+        mask = self._slots.alive.copy() if buckets is None else self._slots.in_buckets(buckets)
         if where is not None:
             mask &= self._columns.mask(where, n)
         if where_document is not None:
@@ -996,6 +1022,7 @@ class ShardEngine:
         include_vectors: bool = False,
         include_documents: bool = False,
         where_document: DocFilter | None = None,
+        buckets: npt.NDArray[np.bool_] | None = None,
     ) -> SearchResult:
         """Best `k` live rows per query, best first; shard/planner.py says how. With
         `include_metadata` / `include_vectors`, each hit's stored metadata JSON text and vector
@@ -1021,6 +1048,7 @@ class ShardEngine:
             include_vectors=bool(include_vectors),
             include_documents=bool(include_documents),
             where_document=where_document,
+            buckets=_check_buckets(buckets),
         )
 
     def search_trusted(
@@ -1037,6 +1065,7 @@ class ShardEngine:
         include_vectors: bool = False,
         include_documents: bool = False,
         where_document: DocFilter | None = None,
+        buckets: npt.NDArray[np.bool_] | None = None,
     ) -> SearchResult:
         """`search` without its argument checks: (n, dim) float32 finite queries (non-zero
         under cosine), k and ef in range, a valid filter and the metric's threshold."""
@@ -1044,8 +1073,8 @@ class ShardEngine:
         q = np.ascontiguousarray(queries, dtype=np.float32)
         ef = self.settings.ef if ef is None else ef
         with self._index.lock.read():
-            filtered = where is not None or where_document is not None
-            mask = self._mask(where, where_document) if filtered else None
+            filtered = where is not None or where_document is not None or buckets is not None
+            mask = self._mask(where, where_document, buckets) if filtered else None
             labels, scores = self._planner.search(
                 self._index,
                 q,
@@ -1076,13 +1105,20 @@ class ShardEngine:
             self._tokenizer = QueryTokenizer(self.settings.text_tokenizer)
         return self._tokenizer
 
-    def keyword_stats(self, texts: Sequence[str]) -> KeywordStats:
+    def keyword_stats(
+        self, texts: Sequence[str], buckets: npt.NDArray[np.bool_] | None = None
+    ) -> KeywordStats:
         """Each text's terms (the collection's tokenizer) with their document frequencies
-        here, and this replica's document count and token total (shard/keyword.py)."""
+        here, and this replica's document count and token total (shard/keyword.py);
+        `buckets`: of the rows of those routing buckets only (None: every row)."""
         self._check_usable()
         tokenizer = self._query_tokenizer()
-        with self._store.snapshot() as db:
-            got = local_stats(db, tokenizer, texts)
+        if buckets is None:
+            with self._store.snapshot() as db:
+                got = local_stats(db, tokenizer, texts)
+        else:
+            with self._index.lock.read(), self._store.snapshot() as db:
+                got = local_stats(db, tokenizer, texts, self._slots.in_buckets(buckets))
         return KeywordStats(
             [
                 KeywordTerms(tuple(t), tuple(f))
@@ -1105,13 +1141,21 @@ class ShardEngine:
         ids = np.full((nq, k), "", dtype=object)
         scores = np.full((nq, k), np.nan, dtype=np.float32)
         labels = np.full((nq, k), -1, dtype=np.int64)
-        filtered = request.where is not None or request.where_document is not None
+        filtered = (
+            request.where is not None
+            or request.where_document is not None
+            or request.buckets is not None
+        )
         gen: int | None = self._store.generation
         with self._index.lock.read(), self._store.snapshot() as db:
             db.execute("SELECT 1 FROM kv LIMIT 1").fetchone()  # the snapshot starts here
             if gen != self._store.generation or gen % 2:  # a write under way: cache nothing
                 gen = None
-            mask = self._mask(request.where, request.where_document) if filtered else None
+            mask = (
+                self._mask(request.where, request.where_document, request.buckets)
+                if filtered
+                else None
+            )
             alive = self._slots.alive
             for qi, q in enumerate(request.queries):
                 slots, got = match(
@@ -1240,6 +1284,15 @@ def _slot_ids(db: Any, slots: npt.NDArray[np.int64]) -> dict[int, str]:
     marks = ",".join("?" * len(keys))
     sql = f"SELECT slot, id FROM rows WHERE deleted = 0 AND slot IN ({marks})"
     return {int(slot): str(rid) for slot, rid in db.execute(sql, keys)}
+
+
+def _check_buckets(buckets: object) -> npt.NDArray[np.bool_] | None:
+    if buckets is None:
+        return None
+    arr = np.asarray(buckets)
+    if arr.dtype != np.bool_ or arr.shape != (NUM_BUCKETS,):
+        raise InvalidArgument(f"buckets: expected a bool mask of {NUM_BUCKETS} buckets")
+    return arr
 
 
 def _check_int(name: str, value: object, lo: int, hi: int) -> int:

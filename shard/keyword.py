@@ -169,13 +169,51 @@ def doc_freqs(db: sqlite3.Connection, terms: Sequence[str]) -> dict[str, int]:
 
 
 def local_stats(
-    db: sqlite3.Connection, tokenizer: QueryTokenizer, texts: Sequence[str]
+    db: sqlite3.Connection,
+    tokenizer: QueryTokenizer,
+    texts: Sequence[str],
+    slots: npt.NDArray[np.bool_] | None = None,
 ) -> LocalStats:
-    """Terms and local document frequencies of each text, with the local totals."""
+    """Terms and local document frequencies of each text, with the local totals; `slots`:
+    of the documents of the slots it marks only (None: every document, from FTS5's own
+    totals and vocabulary; a mask reads the postings and lengths instead)."""
     terms = [tokenizer.terms(t) for t in texts]
-    n, total = corpus_totals(db)
-    freqs = doc_freqs(db, sorted({t for ts in terms for t in ts}))
+    distinct = sorted({t for ts in terms for t in ts})
+    if slots is None:
+        n, total = corpus_totals(db)
+        freqs = doc_freqs(db, distinct)
+    else:
+        n, total = _masked_totals(db, slots)
+        freqs = {t: _masked_doc_freq(db, t, slots) for t in distinct}
     return LocalStats(terms, [[freqs[t] for t in ts] for ts in terms], n, total)
+
+
+def _in(slots: npt.NDArray[np.int64], mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    inside = slots < len(mask)
+    inside[inside] = mask[slots[inside]]
+    return inside
+
+
+def _masked_totals(db: sqlite3.Connection, mask: npt.NDArray[np.bool_]) -> tuple[int, int]:
+    """(documents, tokens) over the indexed slots `mask` marks."""
+    top = db.execute(f"SELECT max(id) FROM {FTS}_docsize").fetchone()[0]
+    if top is None:
+        return 0, 0
+    every = np.arange(int(top) + 1, dtype=np.int64)
+    present = np.zeros(len(every), dtype=np.bool_)
+    ids = np.array([r[0] for r in db.execute(f"SELECT id FROM {FTS}_docsize")], dtype=np.int64)
+    present[ids] = True
+    keep = present & _in(every, mask)
+    lengths = _doc_lengths(db, every)
+    return int(keep.sum()), int(lengths[keep].sum())
+
+
+def _masked_doc_freq(db: sqlite3.Connection, term: str, mask: npt.NDArray[np.bool_]) -> int:
+    rows = db.execute(
+        f"SELECT DISTINCT doc FROM {FTS}_inst WHERE term = ?", (term,)
+    ).fetchall()
+    docs = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    return int(_in(docs, mask).sum())
 
 
 def idf(doc_count: int, doc_freq: npt.ArrayLike) -> npt.NDArray[np.float64]:

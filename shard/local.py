@@ -138,8 +138,10 @@ class LocalShard:
 
         return await self._run(timeout, work)
 
-    async def resolve(self, seq: int, commit: bool, timeout: float) -> WriteAck:
-        return await self._run(timeout, lambda: self.engine.resolve(seq, commit))
+    async def resolve(
+        self, seq: int, commit: bool, timeout: float, owned: np.ndarray | None = None
+    ) -> WriteAck:
+        return await self._run(timeout, lambda: self.engine.resolve(seq, commit, owned))
 
     async def get(
         self,
@@ -167,9 +169,13 @@ class LocalShard:
         return await self._run(timeout, work)
 
     async def count(
-        self, where: Filter | None, timeout: float, where_document: DocFilter | None = None
+        self,
+        where: Filter | None,
+        timeout: float,
+        where_document: DocFilter | None = None,
+        buckets: np.ndarray | None = None,
     ) -> int:
-        return await self._run(timeout, lambda: self.engine.count(where, where_document))
+        return await self._run(timeout, lambda: self.engine.count(where, where_document, buckets))
 
     async def search(self, request: ShardSearch, timeout: float) -> SearchResult:
         def work() -> SearchResult:
@@ -185,12 +191,15 @@ class LocalShard:
                 include_vectors=request.include_vectors,
                 include_documents=request.include_documents,
                 where_document=request.where_document,
+                buckets=request.buckets,
             )
 
         return await self._run(timeout, work)
 
-    async def keyword_stats(self, texts: Sequence[str], timeout: float) -> KeywordStats:
-        return await self._run(timeout, lambda: self.engine.keyword_stats(list(texts)))
+    async def keyword_stats(
+        self, texts: Sequence[str], timeout: float, buckets: np.ndarray | None = None
+    ) -> KeywordStats:
+        return await self._run(timeout, lambda: self.engine.keyword_stats(list(texts), buckets))
 
     async def keyword_search(self, request: KeywordSearch, timeout: float) -> SearchResult:
         return await self._run(timeout, lambda: self.engine.keyword_search(request))

@@ -28,6 +28,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+from shardvec.contract.buckets import decode_buckets
 from shardvec.contract.codec import dumps_json, encode_packed, loads_json, metadata_to_json
 from shardvec.contract.convert import (
     filter_from_proto,
@@ -159,6 +160,11 @@ class ShardService(shard_pb2_grpc.ShardServicer):
         self.abandoned = 0  # calls stopped because their caller had gone
         self._lock = threading.Lock()
         # Query fronts' fence (SetEpoch): none (0) until the coordinator sets it at LIVE.
+        # `_reading[e]`: a front's reads under epoch e in flight; SetEpoch returns once none
+        # under another epoch is left, so what the coordinator does after a push (delete the
+        # rows a layout change moved away) never runs under a read of the older view.
+        self._epoch_changed = threading.Condition(self._lock)
+        self._reading: dict[int, int] = {}
         self.epoch = 0
         self.epoch_reads = 0  # reads that carried this replica's epoch (a front's reads)
         self.stale_reads = 0  # reads refused for a stale epoch
@@ -174,31 +180,52 @@ class ShardService(shard_pb2_grpc.ShardServicer):
                 self.abandoned += 1
             raise DeadlineExceeded(f"shard {what}: the caller's deadline passed or it cancelled")
 
-    def _fence(self, context: grpc.ServicerContext | int, what: str) -> None:
-        """Refuse a front's read whose layout epoch is not this replica's (StaleLayout); a
-        read without one (the coordinator's) is not fenced. `context`: the call's (epoch in
-        its metadata), or the epoch a stream message carried."""
+    @contextlib.contextmanager
+    def _fenced(self, context: grpc.ServicerContext | int, what: str) -> Iterator[None]:
+        """Run a read, refusing a front's whose layout epoch is not this replica's
+        (StaleLayout); a read without one (the coordinator's) is not fenced. `context`: the
+        call's (epoch in its metadata), or the epoch a stream message carried."""
         if isinstance(context, int):
             given = context
         else:
             raw = dict(context.invocation_metadata() or ()).get(EPOCH_HEADER, "")
             given = int(raw) if str(raw).isdigit() else 0
         if not given:
+            yield
             return
         with self._lock:
-            if given == self.epoch:
-                self.epoch_reads += 1
-                return
-            self.stale_reads += 1
-            mine = self.epoch
-        raise StaleLayout(
-            f"{STALE_LAYOUT}: shard {what} under layout epoch {given}, this replica holds "
-            f"{mine or 'none'}; pull the layout again"
-        )
+            if given != self.epoch:
+                self.stale_reads += 1
+                mine = self.epoch
+                raise StaleLayout(
+                    f"{STALE_LAYOUT}: shard {what} under layout epoch {given}, this replica "
+                    f"holds {mine or 'none'}; pull the layout again"
+                )
+            self.epoch_reads += 1
+            self._reading[given] = self._reading.get(given, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._reading[given] -= 1
+                if not self._reading[given]:
+                    del self._reading[given]
+                self._epoch_changed.notify_all()
 
     def SetEpoch(self, request: Any, context: grpc.ServicerContext) -> Any:
+        """Take the new epoch (reads under another are refused from now), then wait for the
+        reads admitted under another epoch to end, within the call's deadline."""
+        remaining = context.time_remaining()
+        limit = time.monotonic() + (remaining if remaining is not None else 5.0)
         with self._lock:
             previous, self.epoch = self.epoch, int(request.epoch)
+            while any(e != self.epoch for e in self._reading):
+                left = limit - time.monotonic()
+                if left <= 0:
+                    raise DeadlineExceeded(
+                        "set epoch: reads under an older layout epoch are still running"
+                    )
+                self._epoch_changed.wait(left)
         return shard_pb2.EpochSetResponse(previous=previous)
 
     @property
@@ -254,7 +281,9 @@ class ShardService(shard_pb2_grpc.ShardServicer):
 
     def Resolve(self, request: Any, context: grpc.ServicerContext) -> Any:
         # No check that the caller still waits: a decision, once sent, is carried out.
-        ack = self.engine.resolve(int(request.seq), bool(request.commit))
+        ack = self.engine.resolve(
+            int(request.seq), bool(request.commit), decode_buckets(request.owned, "owned")
+        )
         return shard_pb2.ShardWriteResponse(
             applied=ack.applied,
             affected=ack.affected,
@@ -265,19 +294,16 @@ class ShardService(shard_pb2_grpc.ShardServicer):
 
     def Get(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._caller_waits(context, "get")
-        self._fence(context, "get")
         inc_meta, inc_vec = request.include.metadata, request.include.vectors
         inc_doc = request.include.documents
-        records = [
-            r
-            for r in self.engine.get_trusted(
+        with self._fenced(context, "get"):
+            got = self.engine.get_trusted(
                 list(request.ids),
                 include_vectors=inc_vec,
                 include_metadata=inc_meta,
                 include_documents=inc_doc,
             )
-            if r is not None
-        ]
+        records = [r for r in got if r is not None]
         resp = shard_pb2.ShardGetResponse(ids=[r.id for r in records])
         docs = [r.document or "" for r in records] if inc_doc else []
         texts = metadata_to_json([r.metadata for r in records]) if inc_meta else []
@@ -296,13 +322,20 @@ class ShardService(shard_pb2_grpc.ShardServicer):
 
     def Count(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._caller_waits(context, "count")
-        self._fence(context, "count")
-        count = self.engine.count_trusted(_filter(request), _where_document(request))
+        with self._fenced(context, "count"):
+            count = self.engine.count_trusted(
+                _filter(request), _where_document(request), decode_buckets(request.buckets)
+            )
         return shard_pb2.ShardCountResponse(count=count)
 
     def Search(self, request: Any, context: grpc.ServicerContext | Callable[[], bool]) -> Any:
-        if not callable(context):  # a stream's message was fenced by its epoch field
-            self._fence(context, "search")
+        if callable(context):  # a stream's message, fenced by its epoch field
+            return self._search(request, context)
+        with self._fenced(context, "search"):
+            return self._search(request, context)
+
+    def _search(self, request: Any, context: grpc.ServicerContext | Callable[[], bool]) -> Any:
+        buckets = decode_buckets(request.buckets)
         queries = vectors_from_proto(request.queries, self.dim, field="queries")
         where = _filter(request)
         where_document = _where_document(request)
@@ -326,6 +359,7 @@ class ShardService(shard_pb2_grpc.ShardServicer):
                         include_vectors=request.include_vectors,
                         include_documents=request.include_documents,
                         where_document=where_document,
+                        buckets=buckets,
                     )
                 )
         result = parts[0] if len(parts) == 1 else _concat(parts)
@@ -340,11 +374,14 @@ class ShardService(shard_pb2_grpc.ShardServicer):
 
     def KeywordStats(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._caller_waits(context, "keyword stats")
-        return keyword_stats_to_proto(self.engine.keyword_stats(list(request.texts)))
+        with self._fenced(context, "keyword stats"):
+            stats = self.engine.keyword_stats(list(request.texts), decode_buckets(request.buckets))
+        return keyword_stats_to_proto(stats)
 
     def KeywordSearch(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._caller_waits(context, "keyword search")
-        result = self.engine.keyword_search(keyword_search_from_proto(request))
+        with self._fenced(context, "keyword search"):
+            result = self.engine.keyword_search(keyword_search_from_proto(request))
         _check_size(
             _text_chars(result.ids) + _text_chars(result.metadata) + _text_chars(result.documents),
             int(result.vectors.nbytes) if result.vectors is not None else 0,
@@ -369,9 +406,9 @@ class ShardService(shard_pb2_grpc.ShardServicer):
                 return time.monotonic() < deadline and context.is_active()
 
             try:
-                self._fence(int(req.epoch), "search")
-                search = shard_pb2.ShardSearchRequest.FromString(req.search)
-                result = self.Search(search, waits)
+                with self._fenced(int(req.epoch), "search"):
+                    search = shard_pb2.ShardSearchRequest.FromString(req.search)
+                    result = self.Search(search, waits)
                 answers.put(shard_pb2.ShardStreamResponse(id=req.id, result=result))
             except ShardvecError as exc:
                 answers.put(
@@ -449,8 +486,8 @@ class ShardService(shard_pb2_grpc.ShardServicer):
 
     def Scroll(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._caller_waits(context, "scroll")
-        self._fence(context, "scroll")
-        page = self.engine.scroll_trusted(shard_scroll_from_proto(request, trusted=True))
+        with self._fenced(context, "scroll"):
+            page = self.engine.scroll_trusted(shard_scroll_from_proto(request, trusted=True))
         return scroll_page_to_proto(page, self.dim)
 
     def Snapshot(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:

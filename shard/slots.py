@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from shardvec.contract.buckets import buckets_of
 
 from shard.index import Labels
 
@@ -24,8 +25,9 @@ class SlotPlan:
 class SlotTable:
     """Ids to dense integer slots (the hnswlib labels) and back, with a free list.
 
-    `id_to_slot` holds live ids; `slot_to_id` ("" when free) and `alive` are arrays over slots
-    [0, n_slots) (with spare capacity). Changes are planned first (`plan`, no mutation), then
+    `id_to_slot` holds live ids; `slot_to_id` ("" when free), `alive` and `bucket` (each live
+    row's routing bucket, so a read can answer for the buckets its shard owns) are arrays over
+    slots [0, n_slots) (with spare capacity). Changes are planned first (`plan`, no mutation), then
     applied (`apply`) once the batch is durable. The engine guards it with the index lock.
     """
 
@@ -33,6 +35,7 @@ class SlotTable:
         self.id_to_slot: dict[str, int] = {}
         self.slot_to_id: npt.NDArray[np.object_] = np.full(0, "", dtype=object)
         self._alive: npt.NDArray[np.bool_] = np.zeros(0, dtype=np.bool_)
+        self._bucket: npt.NDArray[np.int16] = np.zeros(0, dtype=np.int16)
         self.free: list[int] = []
         self.n_slots = 0
 
@@ -44,6 +47,15 @@ class SlotTable:
         """Bool over slots [0, n_slots): True where a live row sits (a view)."""
         return self._alive[: self.n_slots]
 
+    @property
+    def bucket(self) -> npt.NDArray[np.int16]:
+        """int16 over slots [0, n_slots): each live row's routing bucket (a view)."""
+        return self._bucket[: self.n_slots]
+
+    def in_buckets(self, buckets: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+        """Bool over slots: live rows whose bucket `buckets` marks."""
+        return self.alive & buckets[self.bucket]
+
     def reserve(self, n: int) -> None:
         """Grow the arrays geometrically so slots below `n` exist; n_slots rises to n."""
         cap = len(self._alive)
@@ -53,7 +65,9 @@ class SlotTable:
             ids[:cap] = self.slot_to_id
             alive = np.zeros(new, dtype=np.bool_)
             alive[:cap] = self._alive
-            self.slot_to_id, self._alive = ids, alive
+            bucket = np.zeros(new, dtype=np.int16)
+            bucket[:cap] = self._bucket
+            self.slot_to_id, self._alive, self._bucket = ids, alive, bucket
         self.n_slots = max(self.n_slots, n)
 
     def load(self, ids: list[str], slots: Labels) -> None:
@@ -62,6 +76,7 @@ class SlotTable:
             self.reserve(int(slots.max()) + 1)
         self.slot_to_id[slots] = np.array(ids, dtype=object)
         self._alive[slots] = True
+        self._bucket[slots] = buckets_of(ids)
         self.id_to_slot.update(zip(ids, slots.tolist(), strict=True))
 
     def rebuild_free(self) -> None:
@@ -96,5 +111,6 @@ class SlotTable:
             ups = np.asarray(plan.up_slots, dtype=np.int64)
             self.slot_to_id[ups] = np.array(up_ids, dtype=object)
             self._alive[ups] = True
+            self._bucket[ups] = buckets_of(up_ids)
             self.id_to_slot.update(zip(up_ids, plan.up_slots, strict=True))
         self.free = plan.free

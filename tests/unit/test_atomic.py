@@ -282,7 +282,7 @@ class DiesBeforeCommit:
     async def stage(self, seq: int, write: ShardWrite, timeout: float) -> int:
         return await self.inner.stage(seq, write, timeout)
 
-    async def resolve(self, seq: int, commit: bool, timeout: float) -> WriteAck:
+    async def resolve(self, seq: int, commit: bool, timeout: float, owned: Any = None) -> WriteAck:
         self.on_die()
         raise ReplicaDown(f"{self.name}: process gone")
 

@@ -10,6 +10,12 @@ later resharding moves whole buckets between shards. Stable across processes and
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from shardvec.contract.errors import InvalidArgument
 
 NUM_BUCKETS = 1024
 
@@ -30,3 +36,32 @@ def slice_buckets(index: int, slices: int) -> tuple[int, int]:
     start = -(-index * NUM_BUCKETS // slices)
     end = -(-(index + 1) * NUM_BUCKETS // slices)
     return start, end
+
+
+BITMAP_BYTES = NUM_BUCKETS // 8
+
+
+def encode_buckets(mask: npt.NDArray[np.bool_] | None) -> bytes:
+    """A bool mask over the buckets as the wire's bitmap (bit b of byte b // 8, least
+    significant first); None (every bucket) is empty bytes."""
+    if mask is None:
+        return b""
+    if mask.shape != (NUM_BUCKETS,):
+        raise ValueError(f"a bucket mask has {NUM_BUCKETS} entries, got {mask.shape}")
+    return np.packbits(mask.astype(np.bool_), bitorder="little").tobytes()
+
+
+def decode_buckets(data: bytes, field: str = "buckets") -> npt.NDArray[np.bool_] | None:
+    """The bool mask of a wire bitmap (empty: None, every bucket); InvalidArgument for a
+    bitmap of another size."""
+    if not data:
+        return None
+    if len(data) != BITMAP_BYTES:
+        raise InvalidArgument(f"{field}: a bucket bitmap has {BITMAP_BYTES} bytes, got {len(data)}")
+    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")
+    return bits.astype(np.bool_)
+
+
+def buckets_of(ids: Sequence[str]) -> npt.NDArray[np.int16]:
+    """The bucket of each id, as an int16 array."""
+    return np.fromiter((bucket_of(i) for i in ids), dtype=np.int16, count=len(ids))

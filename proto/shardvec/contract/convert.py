@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from shardvec.contract.buckets import encode_buckets
 from shardvec.contract.codec import decode_packed, dumps_json, encode_packed, loads_json
 from shardvec.contract.errors import InvalidArgument, Unavailable
 from shardvec.contract.filters import (
@@ -560,9 +561,11 @@ def get_result_from_proto(resp: shard_pb2.ShardGetResponse) -> GetResult:
 
 
 def count_request(
-    where: Filter | None, where_document: DocFilter | None = None
+    where: Filter | None,
+    where_document: DocFilter | None = None,
+    buckets: np.ndarray | None = None,
 ) -> shard_pb2.ShardCountRequest:
-    req = shard_pb2.ShardCountRequest()
+    req = shard_pb2.ShardCountRequest(buckets=encode_buckets(buckets))
     if where is not None:
         req.filter.CopyFrom(filter_to_proto(where))
     if where_document is not None:
@@ -578,6 +581,7 @@ def shard_search_to_proto(s: ShardSearch) -> shard_pb2.ShardSearchRequest:
         include_metadata=s.include_metadata,
         include_vectors=s.include_vectors,
         include_documents=s.include_documents,
+        buckets=encode_buckets(s.buckets),
     )
     if s.where_document is not None:
         req.where_document.CopyFrom(where_document_to_proto(s.where_document))

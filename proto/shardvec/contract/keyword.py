@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from shardvec.contract.buckets import decode_buckets, encode_buckets
 from shardvec.contract.convert import (
     filter_from_proto,
     filter_to_proto,
@@ -146,6 +147,7 @@ def keyword_search_to_proto(s: KeywordSearch) -> shard_pb2.KeywordSearchRequest:
         include_metadata=s.include_metadata,
         include_vectors=s.include_vectors,
         include_documents=s.include_documents,
+        buckets=encode_buckets(s.buckets),
     )
     _terms_to_proto(req.queries, s.queries)
     if s.where is not None:
@@ -173,4 +175,5 @@ def keyword_search_from_proto(req: shard_pb2.KeywordSearchRequest) -> KeywordSea
         req.include_metadata,
         req.include_vectors,
         req.include_documents,
+        decode_buckets(req.buckets),
     )

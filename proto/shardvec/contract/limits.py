@@ -9,7 +9,7 @@ from __future__ import annotations
 # Vectors and collections.
 METRICS = ("cosine", "dot", "euclidean")
 MAX_DIM = 65_536
-MAX_SHARDS = 256
+MAX_SHARDS = 256  # at creation and at every scale: one limit, checked in CollectionSpec
 MAX_REPLICAS = 8
 
 # Rows.

@@ -64,12 +64,15 @@ class ShardLike(Protocol):
         reads, until `resolve`; returns the bytes staged. A full disk is ResourceExhausted."""
         ...
 
-    async def resolve(self, seq: int, commit: bool, timeout: float) -> WriteAck:
+    async def resolve(
+        self, seq: int, commit: bool, timeout: float, owned: np.ndarray | None = None
+    ) -> WriteAck:
         """Phase two: apply staged batch `seq` (`commit`) or drop it. Committing a seq already
         applied is acknowledged with applied=False; one neither staged nor applied is
         FailedPrecondition. The ack of a batch with an update lists the ids not held in
         missing_ids and the rows inserted (upsert_missing) in inserted; affected counts
-        every row changed, inserted ones included."""
+        every row changed, inserted ones included; with `owned` (a bool mask over the routing
+        buckets) every count counts only the rows of those buckets."""
         ...
 
     async def get(
@@ -84,9 +87,14 @@ class ShardLike(Protocol):
         ...
 
     async def count(
-        self, where: Filter | None, timeout: float, where_document: DocFilter | None = None
+        self,
+        where: Filter | None,
+        timeout: float,
+        where_document: DocFilter | None = None,
+        buckets: np.ndarray | None = None,
     ) -> int:
-        """Live rows, or live rows passing `where` and `where_document`."""
+        """Live rows, or live rows passing `where` and `where_document`; `buckets` (a bool
+        mask over the routing buckets): only the rows of those buckets."""
         ...
 
     async def search(self, request: ShardSearch, timeout: float) -> SearchResult:
@@ -95,9 +103,12 @@ class ShardLike(Protocol):
         `include_vectors`, each hit's stored metadata text and vector beside it."""
         ...
 
-    async def keyword_stats(self, texts: Sequence[str], timeout: float) -> KeywordStats:
+    async def keyword_stats(
+        self, texts: Sequence[str], timeout: float, buckets: np.ndarray | None = None
+    ) -> KeywordStats:
         """Keyword search, phase one: each text's terms (the collection's tokenizer) and their
-        document frequencies here, with this replica's document count and token total."""
+        document frequencies here, with this replica's document count and token total (of
+        the rows of `buckets` only, when given)."""
         ...
 
     async def keyword_search(self, request: KeywordSearch, timeout: float) -> SearchResult:

@@ -159,6 +159,9 @@ class ShardWrite:
     delete_where: Filter | None = None
     documents: Sequence[str] = ()
     update: ShardUpdate | None = None
+    # The routing buckets whose rows its ack counts (None: every row): set while a layout
+    # change may put a row on two shards, so an affected count counts rows, not copies.
+    owned: np.ndarray | None = None
 
     @property
     def rows(self) -> int:
@@ -207,6 +210,9 @@ class ShardSearch:
     include_documents: bool = False  # and its document
     where_document: DocFilter | None = None
     packed: bytes | None = None  # the queries exactly as received, when nothing was merged
+    # The buckets this shard answers for (bool over NUM_BUCKETS; None: every row it holds):
+    # set by a read view on a shard that may hold rows it does not own (coordinator/read_view.py).
+    buckets: np.ndarray | None = None
 
     @property
     def nq(self) -> int:
@@ -306,6 +312,7 @@ class KeywordSearch:
     include_metadata: bool = False
     include_vectors: bool = False
     include_documents: bool = False
+    buckets: np.ndarray | None = None  # as ShardSearch.buckets
 
     @property
     def nq(self) -> int:

@@ -8,10 +8,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class KeywordStatsRequest(_message.Message):
-    __slots__ = ("texts",)
+    __slots__ = ("texts", "buckets")
     TEXTS_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
     texts: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, texts: _Optional[_Iterable[str]] = ...) -> None: ...
+    buckets: bytes
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., buckets: _Optional[bytes] = ...) -> None: ...
 
 class KeywordTerms(_message.Message):
     __slots__ = ("terms", "doc_freqs")
@@ -32,7 +34,7 @@ class KeywordStatsResponse(_message.Message):
     def __init__(self, queries: _Optional[_Iterable[_Union[KeywordTerms, _Mapping]]] = ..., doc_count: _Optional[int] = ..., total_tokens: _Optional[int] = ...) -> None: ...
 
 class KeywordSearchRequest(_message.Message):
-    __slots__ = ("queries", "doc_count", "total_tokens", "k", "filter", "where_document", "include_metadata", "include_vectors", "include_documents")
+    __slots__ = ("queries", "doc_count", "total_tokens", "k", "filter", "where_document", "include_metadata", "include_vectors", "include_documents", "buckets")
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     DOC_COUNT_FIELD_NUMBER: _ClassVar[int]
     TOTAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +44,7 @@ class KeywordSearchRequest(_message.Message):
     INCLUDE_METADATA_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_VECTORS_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
     queries: _containers.RepeatedCompositeFieldContainer[KeywordTerms]
     doc_count: int
     total_tokens: int
@@ -51,7 +54,8 @@ class KeywordSearchRequest(_message.Message):
     include_metadata: bool
     include_vectors: bool
     include_documents: bool
-    def __init__(self, queries: _Optional[_Iterable[_Union[KeywordTerms, _Mapping]]] = ..., doc_count: _Optional[int] = ..., total_tokens: _Optional[int] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., where_document: _Optional[_Union[_common_pb2.DocumentFilter, _Mapping]] = ..., include_metadata: _Optional[bool] = ..., include_vectors: _Optional[bool] = ..., include_documents: _Optional[bool] = ...) -> None: ...
+    buckets: bytes
+    def __init__(self, queries: _Optional[_Iterable[_Union[KeywordTerms, _Mapping]]] = ..., doc_count: _Optional[int] = ..., total_tokens: _Optional[int] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., where_document: _Optional[_Union[_common_pb2.DocumentFilter, _Mapping]] = ..., include_metadata: _Optional[bool] = ..., include_vectors: _Optional[bool] = ..., include_documents: _Optional[bool] = ..., buckets: _Optional[bytes] = ...) -> None: ...
 
 class EpochSetRequest(_message.Message):
     __slots__ = ("epoch",)
@@ -92,12 +96,14 @@ class ShardStageResponse(_message.Message):
     def __init__(self, staged_bytes: _Optional[int] = ...) -> None: ...
 
 class ShardResolveRequest(_message.Message):
-    __slots__ = ("seq", "commit")
+    __slots__ = ("seq", "commit", "owned")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     COMMIT_FIELD_NUMBER: _ClassVar[int]
+    OWNED_FIELD_NUMBER: _ClassVar[int]
     seq: int
     commit: bool
-    def __init__(self, seq: _Optional[int] = ..., commit: _Optional[bool] = ...) -> None: ...
+    owned: bytes
+    def __init__(self, seq: _Optional[int] = ..., commit: _Optional[bool] = ..., owned: _Optional[bytes] = ...) -> None: ...
 
 class ShardSnapshotRequest(_message.Message):
     __slots__ = ()
@@ -188,12 +194,14 @@ class ShardGetResponse(_message.Message):
     def __init__(self, ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., documents: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ShardCountRequest(_message.Message):
-    __slots__ = ("filter", "where_document")
+    __slots__ = ("filter", "where_document", "buckets")
     FILTER_FIELD_NUMBER: _ClassVar[int]
     WHERE_DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
     filter: _common_pb2.Filter
     where_document: _common_pb2.DocumentFilter
-    def __init__(self, filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., where_document: _Optional[_Union[_common_pb2.DocumentFilter, _Mapping]] = ...) -> None: ...
+    buckets: bytes
+    def __init__(self, filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., where_document: _Optional[_Union[_common_pb2.DocumentFilter, _Mapping]] = ..., buckets: _Optional[bytes] = ...) -> None: ...
 
 class ShardCountResponse(_message.Message):
     __slots__ = ("count",)
@@ -202,7 +210,7 @@ class ShardCountResponse(_message.Message):
     def __init__(self, count: _Optional[int] = ...) -> None: ...
 
 class ShardSearchRequest(_message.Message):
-    __slots__ = ("queries", "k", "filter", "ef", "exact", "min_score", "max_distance", "include_metadata", "include_vectors", "include_documents", "where_document")
+    __slots__ = ("queries", "k", "filter", "ef", "exact", "min_score", "max_distance", "include_metadata", "include_vectors", "include_documents", "where_document", "buckets")
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
@@ -214,6 +222,7 @@ class ShardSearchRequest(_message.Message):
     INCLUDE_VECTORS_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     WHERE_DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
     queries: _common_pb2.Vectors
     k: int
     filter: _common_pb2.Filter
@@ -225,7 +234,8 @@ class ShardSearchRequest(_message.Message):
     include_vectors: bool
     include_documents: bool
     where_document: _common_pb2.DocumentFilter
-    def __init__(self, queries: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., ef: _Optional[int] = ..., exact: _Optional[bool] = ..., min_score: _Optional[float] = ..., max_distance: _Optional[float] = ..., include_metadata: _Optional[bool] = ..., include_vectors: _Optional[bool] = ..., include_documents: _Optional[bool] = ..., where_document: _Optional[_Union[_common_pb2.DocumentFilter, _Mapping]] = ...) -> None: ...
+    buckets: bytes
+    def __init__(self, queries: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., ef: _Optional[int] = ..., exact: _Optional[bool] = ..., min_score: _Optional[float] = ..., max_distance: _Optional[float] = ..., include_metadata: _Optional[bool] = ..., include_vectors: _Optional[bool] = ..., include_documents: _Optional[bool] = ..., where_document: _Optional[_Union[_common_pb2.DocumentFilter, _Mapping]] = ..., buckets: _Optional[bytes] = ...) -> None: ...
 
 class ShardSearchResponse(_message.Message):
     __slots__ = ("k", "ids", "scores", "metadata_json", "vectors", "documents")

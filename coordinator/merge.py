@@ -85,27 +85,3 @@ def _pad(payload: np.ndarray, pad: int) -> np.ndarray:
         shape, dtype=payload.dtype
     )
     return np.concatenate([payload, fill], axis=1)
-
-
-def drop_duplicate_ids(
-    ids: Sequence[np.ndarray], scores: Sequence[np.ndarray]
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per-shard results with every id's later appearances in a query's row turned into
-    padding (id "", score NaN). During a resharding a row being moved can be on its old and
-    its new owner at once, with the same vector and so the same score: one copy is kept."""
-    out_ids = [a.copy() for a in ids]
-    out_scores = [np.array(s, dtype=np.float32, copy=True) for s in scores]
-    nq = out_ids[0].shape[0] if out_ids else 0
-    for q in range(nq):
-        seen: set[str] = set()
-        for a, s in zip(out_ids, out_scores, strict=True):
-            row = a[q]
-            for j, id_ in enumerate(row):
-                if not id_:
-                    continue
-                if id_ in seen:
-                    row[j] = ""
-                    s[q, j] = np.nan
-                else:
-                    seen.add(id_)
-    return out_ids, out_scores

@@ -1,0 +1,440 @@
+"""Every read kind and every write kind against a model of the rows while a collection grows,
+shrinks and aborts at random points, through the coordinator and through a query front.
+
+The front here is a real `FrontRuntime` fed by the coordinator's real `LayoutPublisher` (its
+pushes applied in process; epochs are set on real replicas in the cluster tier), so it reads
+by the pushed view, as a front on another node does. Operations run one at a time against a
+layout change running in the background, so the model is exact at every read: counts,
+exact search, Get, Scroll, keyword statistics (against a one-shard collection receiving the
+same writes: "one index over the same rows") and affected-row counts must all be exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from shardvec.contract.errors import STALE_LAYOUT, FailedPrecondition, StaleLayout
+from shardvec.contract.filters import parse_where
+from shardvec.contract.keyword import Fusion
+from shardvec.contract.settings import CollectionSpec, IndexSettings
+from shardvec.contract.types import ShardUpdate
+
+from coordinator import layout_push, resharding
+from coordinator.collection import CollectionRuntime, SearchParams
+from coordinator.front import FrontRuntime
+from coordinator.keyword import hybrid_search, keyword_search
+from coordinator.layout import Layout
+from coordinator.runtime import CoordinatorRuntime
+from coordinator.scroll import get_matching
+from tests.inproc import LocalControls
+
+DIM = 8
+WORDS = [f"w{i}" for i in range(24)]
+CALL_S = 10.0  # every call's deadline; none may take longer
+
+
+class _Fence:
+    """One replica's layout epoch as its shard service keeps it (shard/server.py): a read
+    under another epoch is refused, and setting an epoch waits for the reads under others."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+        self.reading: dict[int, int] = {}
+        self.changed = asyncio.Condition()
+
+    async def set(self, epoch: int, timeout: float) -> None:
+        async with self.changed:
+            self.epoch = epoch
+            await asyncio.wait_for(
+                self.changed.wait_for(lambda: all(e == epoch for e in self.reading)), timeout
+            )
+
+
+class _FencedShard:
+    """A replica handle whose reads carry a front's layout epoch."""
+
+    def __init__(self, shard: Any, fence: _Fence, epoch: int) -> None:
+        self.shard, self.fence, self.epoch = shard, fence, epoch
+        self.name, self.address = shard.name, shard.address
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.shard, name)
+
+        async def fenced(*args: Any, **kwargs: Any) -> Any:
+            fence = self.fence
+            if fence.epoch != self.epoch:
+                raise StaleLayout(f"{STALE_LAYOUT}: {self.name} holds {fence.epoch}")
+            fence.reading[self.epoch] = fence.reading.get(self.epoch, 0) + 1
+            try:
+                return await method(*args, **kwargs)
+            finally:
+                async with fence.changed:
+                    fence.reading[self.epoch] -= 1
+                    if not fence.reading[self.epoch]:
+                        del fence.reading[self.epoch]
+                    fence.changed.notify_all()
+
+        return fenced
+
+
+FENCES: dict[str, _Fence] = {}
+
+
+class _Front(FrontRuntime):
+    """A front whose replica handles are the coordinator's in-process ones, by address."""
+
+    def __init__(self, rt: CoordinatorRuntime) -> None:
+        super().__init__("node", "token")
+        self.rt = rt
+
+    def _client(self, name: str, address: str) -> Any:
+        for col in self.rt.collections.values():
+            for rs in col.shard_sets:
+                for r in rs.replicas:
+                    if r.client is not None and r.client.address == address:
+                        return _Epochs(r.client)
+        return None
+
+
+class _Epochs:
+    def __init__(self, shard: Any) -> None:
+        self.shard = shard
+
+    def with_epoch(self, epoch: int) -> Any:
+        return _FencedShard(self.shard, FENCES.setdefault(self.shard.address, _Fence()), epoch)
+
+
+class _Sink:
+    def __init__(self, front: _Front) -> None:
+        self.front = front
+
+    async def push(self, name: str, view: dict[str, Any] | None) -> None:
+        self.front.apply(name, view)
+
+
+async def _set_epoch(replica: Any, epoch: int, timeout: float) -> None:
+    await FENCES.setdefault(replica.client.address, _Fence()).set(epoch, timeout)
+
+
+async def _front_reads(*args: Any) -> None:
+    """The reads through the front, retried on a stale layout as its service does
+    (coordinator/front.py FrontService._fenced)."""
+    rng, model, front, ref = args
+    while True:
+        try:
+            return await _reads(rng, model, front.get("c"), ref, "front")
+        except StaleLayout:
+            await asyncio.sleep(0.005)
+
+
+class Model:
+    """The rows as the writes acknowledged them."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.vectors: dict[str, np.ndarray] = {}
+        self.meta: dict[str, dict[str, Any]] = {}
+        self.docs: dict[str, str] = {}
+        self.next = 0
+
+    def new_rows(self, n: int) -> tuple[list[str], np.ndarray, list[str], list[str]]:
+        ids = [f"r{self.next + i}" for i in range(n)]
+        self.next += n
+        vecs = self.rng.standard_normal((n, DIM)).astype(np.float32)
+        metas = [{"g": int(self.rng.integers(0, 4))} for _ in ids]
+        docs = [" ".join(self.rng.choice(WORDS, size=int(self.rng.integers(2, 7)))) for _ in ids]
+        return ids, vecs, [json.dumps(m) for m in metas], docs
+
+    def matching(self, g: int) -> set[str]:
+        return {i for i, m in self.meta.items() if m["g"] == g}
+
+
+async def _timed(what: str, coro: Any) -> Any:
+    start = time.monotonic()
+    out = await coro
+    took = time.monotonic() - start
+    assert took < CALL_S, f"{what} took {took:.1f} s"
+    return out
+
+
+def _deadline() -> float:
+    return time.monotonic() + CALL_S
+
+
+async def _write(rng: np.random.Generator, model: Model, cols: list[CollectionRuntime]) -> None:
+    """One random write kind, applied to every collection in `cols`, affected counts checked
+    against the model."""
+    kind = rng.integers(0, 4)
+    live = sorted(model.vectors)
+    if kind == 0 or len(live) < 20:
+        ids, vecs, metas, docs = model.new_rows(int(rng.integers(5, 40)))
+        for col in cols:
+            n = await _timed("upsert", col.upsert(ids, vecs, metas, _deadline(), docs))
+            assert n == len(ids)
+        for i, v, m, d in zip(ids, vecs, metas, docs, strict=True):
+            model.vectors[i], model.meta[i], model.docs[i] = v, json.loads(m), d
+    elif kind == 1:
+        gone = list(rng.choice(live, size=min(len(live), int(rng.integers(1, 8))), replace=False))
+        gone += ["never-written"]
+        for col in cols:
+            n = await _timed("delete", col.delete(gone, None, _deadline()))
+            assert n == len(gone) - 1, (n, len(gone) - 1)
+        for i in gone[:-1]:
+            del model.vectors[i], model.meta[i], model.docs[i]
+    elif kind == 2:
+        g = int(rng.integers(0, 4))
+        # A filter that removes a few rows: g == x and the row's number ends in 7.
+        doomed = {i for i in model.matching(g) if i.endswith("7")}
+        where = parse_where({"$and": [{"g": g}, {"sevens": True}]})
+        for i in doomed:  # mark them first, by an update, so the filter can name them
+            model.meta[i]["sevens"] = True
+        if doomed:
+            marks = sorted(doomed)
+            for col in cols:
+                out = await _timed("update", col.update(ShardUpdate(
+                    ids=marks, metadata_json=['{"sevens": true}'] * len(marks), documents=[],
+                ), _deadline()))  # fmt: skip
+                assert out.updated == len(marks) and not out.missing_ids and not out.inserted
+        for col in cols:
+            n = await _timed("delete where", col.delete(None, where, _deadline()))
+            assert n == len(doomed), (n, len(doomed))
+        for i in doomed:
+            del model.vectors[i], model.meta[i], model.docs[i]
+    else:
+        some = sorted(rng.choice(live, size=min(len(live), 6), replace=False).tolist())
+        docs = [" ".join(rng.choice(WORDS, size=4)) for _ in some]
+        asked = [*some, "absent-1"]
+        for col in cols:
+            out = await _timed("update", col.update(ShardUpdate(
+                ids=asked, metadata_json=['{"u": 1}'] * len(asked), documents=[*docs, "x"],
+            ), _deadline()))  # fmt: skip
+            assert out.updated == len(some), (out, len(some))
+            assert out.missing_ids == ["absent-1"] and out.inserted == 0
+        for i, d in zip(some, docs, strict=True):
+            model.meta[i]["u"] = 1
+            model.docs[i] = d
+
+
+def _no_duplicates(ids: np.ndarray, what: str) -> None:
+    for row in ids:
+        got = [i for i in row if i]
+        assert len(got) == len(set(got)), f"{what}: an id came twice: {got}"
+
+
+async def _reads(
+    rng: np.random.Generator, model: Model, col: CollectionRuntime, ref: CollectionRuntime,
+    where: str,
+) -> None:  # fmt: skip
+    """Every read kind on `col`, checked against the model (and `ref`, one shard)."""
+    what = f"{where} at layout {col.layout.version} ({col.layout.shards} shards)"
+    n = await _timed("count", col.count(None, _deadline()))
+    assert n == len(model.vectors), (what, n, len(model.vectors))
+    g = int(rng.integers(0, 4))
+    n = await _timed("count where", col.count(parse_where({"g": g}), _deadline()))
+    assert n == len(model.matching(g)), (what, "count where", n)
+
+    ids = sorted(model.vectors)
+    q = rng.standard_normal((2, DIM)).astype(np.float32)
+    hits = await _timed("exact search", col.search(q, SearchParams(k=10, exact=True),
+                                                   _deadline()))  # fmt: skip
+    _no_duplicates(hits.ids, what)
+    mat = np.stack([model.vectors[i] for i in ids])
+    norms = np.linalg.norm(mat, axis=1) * np.linalg.norm(q, axis=1)[:, None]
+    sims = (q @ mat.T) / norms
+    for row, s in zip(hits.ids, sims, strict=True):
+        want = [ids[j] for j in np.argsort(-s)[:10]]
+        assert list(row) == want, (what, "exact search", list(row), want)
+    hits = await _timed("hnsw search", col.search(q, SearchParams(k=10), _deadline()))
+    _no_duplicates(hits.ids, what)
+    assert {i for row in hits.ids for i in row if i} <= set(ids)
+    hits = await _timed("filtered search", col.search(
+        q, SearchParams(k=10, where=parse_where({"g": g})), _deadline()))  # fmt: skip
+    _no_duplicates(hits.ids, what)
+    assert {i for row in hits.ids for i in row if i} <= model.matching(g)
+
+    asked = [*rng.choice(ids, size=min(len(ids), 30), replace=False).tolist(), "absent"]
+    found, metas, _ = await _timed("get", col.get(asked, True, False, _deadline()))
+    assert found == asked[:-1], (what, "get")
+    assert [json.loads(m) for m in metas] == [model.meta[i] for i in found]
+
+    pages = await _timed("scroll", get_matching(col, None, None, 100_000, False, False, False,
+                                                1 << 30, _deadline()))  # fmt: skip
+    walked = [i for p in pages for i in p.ids]
+    assert len(walked) == len(set(walked)) and set(walked) == set(ids), (what, "scroll")
+    pages = await _timed("get where", get_matching(col, parse_where({"g": g}), None, 100_000,
+                                                   False, False, False, 1 << 30, _deadline()))
+    assert {i for p in pages for i in p.ids} == model.matching(g), (what, "get where")
+
+    texts = [" ".join(rng.choice(WORDS, size=2)) for _ in range(2)]
+    params = SearchParams(k=10)
+    kw = await _timed("keyword", keyword_search(col, texts, params, _deadline()))
+    one = await _timed("keyword ref", keyword_search(ref, texts, params, _deadline()))
+    _no_duplicates(kw.ids, what)
+    for qi in range(len(texts)):
+        got, want = kw.scores[qi][: kw.counts[qi]], one.scores[qi][: one.counts[qi]]
+        assert np.allclose(got, want, rtol=1e-5), (what, "bm25 scores", got, want)
+        top = [i for i, s in zip(kw.ids[qi], kw.scores[qi], strict=False) if s > want[-1] + 1e-6] \
+            if len(want) else []
+        ref_top = [i for i, s in zip(one.ids[qi], one.scores[qi], strict=False)
+                   if s > want[-1] + 1e-6] if len(want) else []  # fmt: skip
+        assert set(top) == set(ref_top), (what, "bm25 ranking")
+    hy = await _timed("hybrid", hybrid_search(col, q, texts, params, Fusion(), 20, _deadline()))
+    _no_duplicates(hy.ids, what)
+    assert {i for row in hy.ids for i in row if i} <= set(ids)
+
+
+async def _slow_step(phase: str) -> None:
+    """Each copy step lets a few operations run (resharding.pause_point's place)."""
+    if phase == "copied-step":
+        await asyncio.sleep(0.05)
+
+
+async def _run(tmp: Path, seed: int, plan: list[tuple[int, int | None]]) -> None:
+    rng = np.random.default_rng(seed)
+    rt = CoordinatorRuntime(tmp, {"token": "t"}, LocalControls(tmp))
+    front = _Front(rt)
+    rt.publisher = layout_push.LayoutPublisher(
+        lambda: rt.collections, lambda n: n in rt.collections, lambda n: rt.uid(n), _Sink(front)
+    )
+    index = IndexSettings(dim=DIM)
+    col = await rt.create(CollectionSpec("c", index, shards=2))
+    ref = await rt.create(CollectionSpec("ref", index, shards=1))
+    await rt.layout_changed("c")
+    model = Model(rng)
+    ids, vecs, metas, docs = model.new_rows(800)
+    for c in (col, ref):
+        await c.upsert(ids, vecs, metas, _deadline(), docs)
+    for i, v, m, d in zip(ids, vecs, metas, docs, strict=True):
+        model.vectors[i], model.meta[i], model.docs[i] = v, json.loads(m), d
+    during = 0
+    for target, abort_after in plan:
+        await rt.scale("c", target, None)
+        job = rt.changes["c"]
+        ops = 0
+        while not job.done.is_set():
+            during += 1
+            await _write(rng, model, [col, ref])
+            await _reads(rng, model, col, ref, "coordinator")
+            await _front_reads(rng, model, front, ref)
+            ops += 1
+            if abort_after is not None and ops == abort_after:
+                with contextlib.suppress(FailedPrecondition):  # it may have switched first
+                    await rt.abort_change("c")
+            await asyncio.sleep(0)
+        assert job.error is None, job.error
+        # Between changes: every row on exactly its owner, nothing left behind.
+        held = sum([int((await rs.replicas[0].control.describe())["count"])
+                    for rs in col.shard_sets])  # fmt: skip
+        assert held == len(model.vectors) == await col.count(None, _deadline())
+        assert not col.foreign and col.dual is None
+        await _reads(rng, model, col, ref, "coordinator after")
+        await _front_reads(rng, model, front, ref)
+    assert during >= len(plan), "the operations did not run while the layout changed"
+    await rt.shutdown()
+
+
+@settings(
+    max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    seed=st.integers(0, 2**16),
+    plan=st.lists(
+        st.tuples(st.sampled_from([1, 3, 4, 5]), st.one_of(st.none(), st.integers(1, 6))),
+        min_size=2, max_size=3,
+    ).filter(lambda p: all(a[0] != b[0] for a, b in itertools.pairwise(p)) and p[0][0] != 2),
+)
+def test_every_read_and_write_is_exact_while_the_layout_changes(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, seed: int,
+    plan: list[tuple[int, int | None]],
+) -> None:  # fmt: skip
+    monkeypatch.setattr(resharding, "COPY_ROWS", 40)  # many steps: ops land between them
+    monkeypatch.setattr(layout_push, "_set_epoch", _set_epoch)
+    monkeypatch.setattr(resharding, "pause_point", _slow_step)
+    FENCES.clear()
+    tmp = tmp_path_factory.mktemp("layout")
+    asyncio.run(_run(tmp, seed, plan))
+
+
+def test_an_abort_at_every_point_of_a_growth_into_existing_shards_leaves_no_row_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """43 -> 44 moves buckets between existing shards (a new collection's smallest such
+    growth); an abort after each copy step deletes exactly the copies, and no read in
+    between sees a row twice or counts it twice."""
+    monkeypatch.setattr(resharding, "COPY_ROWS", 1)  # one bucket a step
+    old = Layout.initial(43).owners
+    change = resharding.Change("copying", old.tolist(),
+                               resharding.plan_owners(old, 44).tolist(), 43, 44, 1)
+    assert change.receivers(), "43 -> 44 no longer copies into an existing shard"
+    steps = len(resharding.copy_steps(change, lambda s: 1.0))
+    points = sorted({0, 1, steps // 2, steps - 1})
+    state: dict[str, Any] = {}
+
+    async def abort_at(phase: str) -> None:
+        job = state.get("job")
+        if (phase == "copied-step" and job is not None
+                and len(job.change.copied) >= state["at"] and not job.change.abort):
+            n = await state["col"].count(None, _deadline())
+            assert n == state["rows"], ("count mid-copy", n)
+            job.change.abort = True
+
+    monkeypatch.setattr(resharding, "pause_point", abort_at)
+
+    async def main() -> None:
+        rt = CoordinatorRuntime(tmp_path, {"token": "t"}, LocalControls(tmp_path))
+        col = await rt.create(CollectionSpec("g", IndexSettings(dim=DIM), shards=43))
+        rng = np.random.default_rng(7)
+        model = Model(rng)
+        ids, vecs, metas, docs = model.new_rows(3000)
+        await col.upsert(ids, vecs, metas, _deadline(), docs)
+        state.update(col=col, rows=3000)
+        for at in points:
+            state["at"] = at
+            await rt.scale("g", 44, None)
+            job = state["job"] = rt.changes["g"]
+            if at == 0:
+                job.change.abort = True
+            await asyncio.wait_for(job.done.wait(), 120)
+            assert job.error is None and col.change is None
+            assert col.layout.shards == 43 and len(col.shard_sets) == 43
+            held = sum([int((await rs.replicas[0].control.describe())["count"])
+                        for rs in col.shard_sets])  # fmt: skip
+            assert held == 3000, (at, held)  # no stray copy on a shard that stays
+            assert await col.count(None, _deadline()) == 3000
+            q = vecs[:3]
+            hits = await col.search(q, SearchParams(k=5, exact=True), _deadline())
+            _no_duplicates(hits.ids, f"abort at {at}")
+            assert [row[0] for row in hits.ids] == ids[:3]
+        await col.delete(ids[:1], None, _deadline())
+        hits = await col.search(vecs[:1], SearchParams(k=3, exact=True), _deadline())
+        assert ids[0] not in hits.ids[0]  # a deleted row is not served from a stray copy
+        await rt.shutdown()
+
+    asyncio.run(main())
+
+
+def test_scale_refuses_above_the_creation_cap_at_once(tmp_path: Path) -> None:
+    from shardvec.contract.errors import InvalidArgument
+    from shardvec.contract.limits import MAX_SHARDS
+
+    async def main() -> None:
+        rt = CoordinatorRuntime(tmp_path, {"token": "t"}, LocalControls(tmp_path))
+        await rt.create(CollectionSpec("c", IndexSettings(dim=DIM), shards=1))
+        with pytest.raises(InvalidArgument, match=f"MAX_SHARDS.*{MAX_SHARDS + 1}"):
+            await rt.scale("c", MAX_SHARDS + 1, None)
+        with pytest.raises(InvalidArgument):
+            CollectionSpec("d", IndexSettings(dim=DIM), shards=MAX_SHARDS + 1)
+        assert rt.get("c").change is None and "c" not in rt.changes
+        await rt.shutdown()
+
+    asyncio.run(main())

@@ -327,11 +327,14 @@ def status(obj: _Context, as_json: bool) -> None:
         ch = c.get("change")
         if ch:
             started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ch["started_unix"]))
+            failed = ch["phase"] == "failed"
             click.echo(
-                f"  change in progress: {ch['kind']} -> shards={ch['target_shards']} "
-                f"replicas={ch['target_replicas']} phase={ch['phase']} "
-                f"rows copied {ch['rows_copied']} of about {ch['rows_total']} since {started}"
-                + (f" (retrying: {ch['error']})" if ch["error"] else "")
+                f"  change {'FAILED' if failed else 'in progress'}: {ch['kind']} -> "
+                f"shards={ch['target_shards']} replicas={ch['target_replicas']} "
+                f"phase={ch['phase']} rows copied {ch['rows_copied']} of about "
+                f"{ch['rows_total']} since {started}"
+                + (f" ({'error' if failed else 'retrying'}: {ch['error']})" if ch["error"] else "")
+                + (f"; roll it back with `shardvec scale {c['name']} --abort`" if failed else "")
             )
         for r in c["replica_states"]:
             click.echo(

@@ -67,6 +67,8 @@ class CrasherReport:
     filtered_count: int = 0
     filtered_fetched: int = 0
     duplicate_results: int = 0  # search results that held an id twice
+    reads_checked: int = 0  # reads during the drill compared with the writer's model
+    read_mismatches: int = 0  # of them, answers the model rules out
     scales: int = 0  # layout changes started (mode scale)
     layout_version: int = 0
     replicas_level: bool = False
@@ -81,6 +83,7 @@ class CrasherReport:
             and self.phantoms == 0
             and self.partial_batches == 0
             and self.duplicate_results == 0
+            and self.read_mismatches == 0
             and self.count_expected_min <= self.count_total <= self.count_expected_max
             and self.filtered_count == self.filtered_fetched
             and self.replicas_level
@@ -108,6 +111,8 @@ class Crasher:
         self._server_lock = threading.Lock()
         self.acked: list[int] = []
         self.attempted: set[int] = set()
+        self.tried = 0  # batches attempted so far
+        self.read_rng = random.Random(seed + 1)
         self._stop = threading.Event()
 
     def _client(self) -> Client:
@@ -147,6 +152,7 @@ class Crasher:
             while not self._stop.is_set():
                 ids, vecs, metas = batch_rows(batch, self.batch)
                 self.attempted.add(batch)
+                self.tried = batch + 1
                 while not self._stop.is_set():
                     try:
                         col.upsert(ids, vecs, metas)
@@ -161,6 +167,10 @@ class Crasher:
                 batch += 1
 
     def _reader(self) -> None:
+        """Reads during the drill, each compared with what the writer had acknowledged before
+        it and attempted after it: counts (all and filtered) within those bounds, an exact
+        search for an acknowledged row's own vector finding it first, Get of an acknowledged
+        batch whole, and never an id twice or an id never written."""
         q = np.random.default_rng(99).standard_normal((4, DIM)).astype(np.float32)
         with self._client() as c:
             col: Collection | None = None
@@ -169,6 +179,7 @@ class Crasher:
                     col = col or c.get_collection(COLLECTION)
                     rows, _ = col.search_ids(q, k=10)
                     self.report.duplicate_results += sum(len(r) != len(set(r)) for r in rows)
+                    self._check_reads(col)
                     self.report.reads_ok += 1
                     self.report.reads_via_fronts = sum(
                         n for a, n in c.served_by.items() if a != c.address
@@ -178,6 +189,43 @@ class Crasher:
                     if len(self.report.errors) < 20:
                         self.report.errors.append(f"read: {exc.code.name}: {exc.message}")
                     time.sleep(0.1)
+
+    def _check_reads(self, col: Collection) -> None:
+        r = self.report
+        acked = list(self.acked)
+        low_even = sum(1 for b in acked if b % 2 == 0) * self.batch
+        n = col.count()
+        even = col.count(where={"even": True})
+        tried = self.tried  # batches are attempted in order, from 0
+        high_even = (tried + 1) // 2 * self.batch
+        if not len(acked) * self.batch <= n <= tried * self.batch:
+            self._mismatch(f"count {n} outside [{len(acked) * self.batch}, {tried * self.batch}]")
+        if not low_even <= even <= high_even:
+            self._mismatch(f"filtered count {even} outside [{low_even}, {high_even}]")
+        if not acked:
+            return
+        b = acked[self.read_rng.randrange(len(acked))]
+        ids, vecs, _ = batch_rows(b, self.batch)
+        j = self.read_rng.randrange(self.batch)
+        rows, _ = col.search_ids(vecs[j : j + 1], k=10, exact=True)
+        top = rows[0]
+        if len(top) != len(set(top)):
+            r.duplicate_results += 1
+        if not top or top[0] != ids[j]:
+            self._mismatch(f"exact search for {ids[j]}'s vector answered {top[:3]}")
+        for id_ in top:
+            batch = int(id_[1:].split("-")[0]) if id_.startswith("b") else -1
+            if not 0 <= batch < tried:
+                self._mismatch(f"exact search answered {id_}, never written")
+        got = [rec.id for rec in col.get(ids, include_vectors=False)]
+        if got != ids:
+            self._mismatch(f"get of acknowledged batch {b}: {len(got)} of {len(ids)} rows")
+        r.reads_checked += 1
+
+    def _mismatch(self, what: str) -> None:
+        self.report.read_mismatches += 1
+        if len(self.report.errors) < 20:
+            self.report.errors.append(f"read mismatch: {what}")
 
     def _killer(self) -> None:
         assert self.server is not None

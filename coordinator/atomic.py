@@ -139,7 +139,8 @@ class AtomicWriter:
         sets = [self.shard_sets[s] for s in shards]
         async with contextlib.AsyncExitStack() as stack:
             for rs in sets:  # always in shard order: two batches never wait on each other
-                await stack.enter_async_context(rs.write_lock)
+                await _acquire(rs.write_lock, decide_by, self.name)
+                stack.callback(rs.write_lock.release)
             if epoch is not None and epoch != self.route_epoch():
                 raise Rerouted()
             if decide_by is not None and time.monotonic() >= decide_by:
@@ -296,6 +297,21 @@ async def pause_point(phase: str) -> None:
         return
     log.warning("test pause: this batch stops after phase %r (%s)", phase, PAUSE_ENV)
     await asyncio.Event().wait()
+
+
+async def _acquire(lock: asyncio.Lock, until: float | None, name: str) -> None:
+    """Take `lock`, waiting no later than `until` (the caller's own deadline; None: as long
+    as it takes): a write queued behind a layout switch or a long batch gives up in time."""
+    if until is None:
+        await lock.acquire()
+        return
+    try:
+        await asyncio.wait_for(lock.acquire(), max(0.0, until - time.monotonic()))
+    except TimeoutError:
+        raise DeadlineExceeded(
+            f"{name}: the caller's deadline passed while the write waited its turn; nothing "
+            "was applied"
+        ) from None
 
 
 async def _call_stage(r: Replica, seq: int, write: ShardWrite, timeout: float) -> int:

@@ -10,11 +10,9 @@ in the registry and is what a reader holding an older copy is fenced by.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -106,39 +104,3 @@ class ChangeProgress:
     rows_copied: int = 0
     started: float = field(default_factory=time.time)  # unix seconds
     error: str = ""  # the last error the change is retrying after
-
-
-class ReadGate:
-    """Lets reads run together and a layout switch run alone.
-
-    A read holds the gate open for as long as it fans out; `closed()` waits for the reads in
-    flight, keeps new ones waiting, and opens again on exit. A read takes its layout after
-    entering the gate, so no read runs on one layout while another replaces it."""
-
-    def __init__(self) -> None:
-        self._readers = 0
-        self._open = asyncio.Event()
-        self._open.set()
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[None]:
-        await self._open.wait()
-        self._readers += 1
-        self._idle.clear()
-        try:
-            yield
-        finally:
-            self._readers -= 1
-            if self._readers == 0:
-                self._idle.set()
-
-    @contextlib.asynccontextmanager
-    async def closed(self) -> AsyncIterator[None]:
-        self._open.clear()
-        try:
-            await self._idle.wait()
-            yield
-        finally:
-            self._open.set()

@@ -26,6 +26,9 @@ def test_crasher_loses_no_acknowledged_write(mode: str, seconds: float, interval
     assert rep.filtered_count == rep.filtered_fetched
     assert rep.replicas_level
     assert rep.duplicate_results == 0
+    # Reads during the drill agree with the writer's model (counts, exact search, Get).
+    assert rep.read_mismatches == 0, rep.errors
+    assert rep.reads_checked >= 1, rep.errors
     if mode == "scale":
         # A change was started and ended under the kills. A second one starts only once the
         # first has ended, which 10 s on a loaded 2-core machine does not always allow (the

@@ -221,7 +221,7 @@ def test_a_lost_layout_push_loses_no_row_and_adds_no_duplicate(env: dict[str, An
                 assert fcol.count() == total
                 got = [r.id for r in fcol.get([*extra[:50], "0", "1"], include_vectors=False)]
                 assert got == [*extra[:50], "0", "1"]
-                ids = _ids(fcol.search_ids(vecs[:2], k=10, exact=True))
+                ids = _ids(fcol.search_ids(vecs[:2], k=10, exact=True)[0])
                 assert all(len(set(row)) == len(row) for row in ids)
                 rounds += 1
                 states = {
@@ -255,18 +255,24 @@ def test_a_front_that_lost_its_pushes_follows_a_resharding(env: dict[str, Any]) 
         col = client.get_collection("fr")
         total = col.count()
         some = [str(i) for i in range(0, N, 7)]
-        with Client(stale["address"], timeout=60, discover=False) as fc:
+        want = _ids(col.search_ids(env["vecs"][:2], k=10, exact=True)[0])
+        pushed = next(f for f in env["fronts"] if f["node_id"] != stale["node_id"])
+        with Client(stale["address"], timeout=60, discover=False) as fc, \
+                Client(pushed["address"], timeout=60, discover=False) as pc:  # fmt: skip
             fcol = fc.get_collection("fr")
+            pcol = pc.get_collection("fr")
             for shards in (3, 2):
                 col.scale(shards=shards, wait=False)
                 end = time.monotonic() + 120
                 while True:
-                    n = fcol.count()
-                    assert n == total, (n, ray.get(handle.stats.remote()))
-                    got = [r.id for r in fcol.get(some, include_vectors=False)]
-                    assert got == some
-                    ids = _ids(fcol.search_ids(env["vecs"][:2], k=10, exact=True))
-                    assert all(len(set(row)) == len(row) for row in ids)
+                    for front_col in (fcol, pcol):  # one that lost its pushes, one that gets them
+                        n = front_col.count()
+                        assert n == total, (n, ray.get(handle.stats.remote()))
+                        assert front_col.count(where={"i": {"$lt": 100}}) == 100
+                        got = [r.id for r in front_col.get(some, include_vectors=False)]
+                        assert got == some
+                        ids = _ids(front_col.search_ids(env["vecs"][:2], k=10, exact=True)[0])
+                        assert ids == want  # exact, and so no duplicate
                     info = client.describe("fr")
                     if info["change"] is None and info["shards"] == shards:
                         break

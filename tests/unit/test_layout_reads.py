@@ -438,3 +438,38 @@ def test_scale_refuses_above_the_creation_cap_at_once(tmp_path: Path) -> None:
         await rt.shutdown()
 
     asyncio.run(main())
+
+
+def test_a_change_that_cannot_finish_is_shown_failed_and_can_be_aborted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refuse(self: Any) -> None:
+        raise FailedPrecondition("the switch cannot be made (a test's refusal)")
+
+    monkeypatch.setattr(resharding.Resharder, "_switch", refuse)
+
+    async def main() -> None:
+        rt = CoordinatorRuntime(tmp_path, {"token": "t"}, LocalControls(tmp_path))
+        col = await rt.create(CollectionSpec("c", IndexSettings(dim=DIM), shards=3))
+        model = Model(np.random.default_rng(3))
+        ids, vecs, metas, docs = model.new_rows(500)
+        await col.upsert(ids, vecs, metas, _deadline(), docs)
+        await rt.scale("c", 2, None)  # a shrink: copies land on shards that are read
+        job = rt.changes["c"]
+        await asyncio.wait_for(job.done.wait(), 60)
+        assert col.change is not None and col.change.phase == "failed"
+        assert "cannot be made" in col.change.error
+        with pytest.raises(FailedPrecondition, match="failed.*abort"):
+            await rt.scale("c", 1, None)
+        assert await col.count(None, _deadline()) == 500  # reads stay exact meanwhile
+        await rt.abort_change("c")
+        assert col.change is None and col.dual is None and not col.foreign
+        assert rt.registry.change("c") is None
+        held = sum([int((await rs.replicas[0].control.describe())["count"])
+                    for rs in col.shard_sets])  # fmt: skip
+        assert held == 500 and col.layout.shards == 3
+        with pytest.raises(FailedPrecondition, match="no layout change"):
+            await rt.abort_change("c")
+        await rt.shutdown()
+
+    asyncio.run(main())

@@ -459,7 +459,7 @@ def test_a_change_that_cannot_finish_is_shown_failed_and_can_be_aborted(
         await asyncio.wait_for(job.done.wait(), 60)
         assert col.change is not None and col.change.phase == "failed"
         assert "cannot be made" in col.change.error
-        with pytest.raises(FailedPrecondition, match="failed.*abort"):
+        with pytest.raises(FailedPrecondition, match=r"failed.*abort"):
             await rt.scale("c", 1, None)
         assert await col.count(None, _deadline()) == 500  # reads stay exact meanwhile
         await rt.abort_change("c")

@@ -1,13 +1,17 @@
-"""Online layout changes under load: 2 -> 4 shards, then 1 -> 2 replicas, with a writer and a
-reader running all the while (issue 15).
+"""Online layout changes under load: 2 -> 4 shards, 1 -> 2 replicas, then 4 -> 2 shards, with
+a writer, a reader and a counter running all the while.
 
 Loads the shared 100k x 384 set (or `--n` rows of it; the bundled sample when it is absent)
 into a 2-shard collection, then runs a writer (20-row upserts of new ids, each retried by the
-client until acknowledged) and a reader (single queries, k=10) and changes the layout. It
-reports the time of each change, reads failed, acknowledged writes lost (every acknowledged id
-is fetched at the end), write attempts that failed and were retried, read QPS before, during
-and after, and the copy rate against the ingest rate of the same rows (the reference, measured
-in the same run by the initial load). Prints a table and writes JSON.
+client until acknowledged), a reader (single queries, k=10) and a counter (Count) and changes
+the layout. It reports the time of each change, reads failed, acknowledged writes lost (every
+acknowledged id is fetched at the end), write attempts that failed and were retried, read QPS
+before, during and after, the copy rate against the ingest rate of the same rows (the
+reference, measured in the same run by the initial load), the slowest call of each client,
+and the read pause at each switch: the latency of the searches in flight within
+SWITCH_WINDOW_S of the moment the change left its copy phase (as DescribeCollection, polled
+every 0.1 s, first showed it), against the searches' p50 before. Prints a table and writes
+JSON.
 
     shardvec bench reshard [--n 100000] [--out bench/results/reshard.json]
 """
@@ -30,6 +34,7 @@ from cluster.client import Client
 from cluster.demo import load_sample
 
 NAME = "reshard"
+SWITCH_WINDOW_S = 0.5
 
 
 def _load(data: Path | None, n: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -52,9 +57,14 @@ class Load:
         self.write_retries = 0
         self.reads_failed = 0
         self.read_times: list[float] = []
+        self.read_spans: list[tuple[float, float]] = []  # (start, end) of every search
+        self.count_spans: list[tuple[float, float]] = []
+        self.write_spans: list[tuple[float, float]] = []
+        self.counts_failed = 0
         self.errors: list[str] = []
         self.threads = [threading.Thread(target=self._writer),
-                        threading.Thread(target=self._reader)]
+                        threading.Thread(target=self._reader),
+                        threading.Thread(target=self._counter)]
 
     def start(self) -> None:
         for t in self.threads:
@@ -75,7 +85,9 @@ class Load:
                 vecs = rng.standard_normal((20, self.dim)).astype(np.float32)
                 while not self.stop.is_set():
                     try:
+                        t0 = time.monotonic()
                         col.upsert(ids, vecs)
+                        self.write_spans.append((t0, time.monotonic()))
                         self.acked.extend(ids)
                         break
                     except ShardvecError as exc:
@@ -91,12 +103,41 @@ class Load:
             q = 0
             while not self.stop.is_set():
                 try:
+                    t0 = time.monotonic()
                     col.search_ids(self.queries[q % len(self.queries)][None, :], k=10)
-                    self.read_times.append(time.monotonic())
+                    t1 = time.monotonic()
+                    self.read_times.append(t1)
+                    self.read_spans.append((t0, t1))
                 except ShardvecError as exc:
                     self.reads_failed += 1
                     self.errors.append(f"read: {exc.code.name}: {exc.message}")
                 q += 1
+
+    def _counter(self) -> None:
+        with Client(self.address, timeout=60) as c:
+            col = c.get_collection(NAME)
+            while not self.stop.is_set():
+                try:
+                    t0 = time.monotonic()
+                    col.count()
+                    self.count_spans.append((t0, time.monotonic()))
+                except ShardvecError as exc:
+                    self.counts_failed += 1
+                    self.errors.append(f"count: {exc.code.name}: {exc.message}")
+                time.sleep(0.05)
+
+    def pause(self, at: float) -> dict[str, float]:
+        """p50 and max latency (ms) of the searches in flight within SWITCH_WINDOW_S of `at`."""
+        lat = [e - s for s, e in self.read_spans
+               if s <= at + SWITCH_WINDOW_S and e >= at - SWITCH_WINDOW_S]
+        if not lat:
+            return {"p50_ms": float("nan"), "max_ms": float("nan"), "reads": 0}
+        return {"p50_ms": round(float(np.median(lat)) * 1e3, 2),
+                "max_ms": round(max(lat) * 1e3, 2), "reads": len(lat)}
+
+    def p50_ms(self, start: float, end: float) -> float:
+        lat = [e - s for s, e in self.read_spans if start <= s and e < end]
+        return round(float(np.median(lat)) * 1e3, 2) if lat else float("nan")
 
     def qps(self, start: float, end: float) -> float:
         n = sum(1 for t in self.read_times if start <= t < end)
@@ -107,12 +148,19 @@ def _change(client: Client, shards: int | None = None,
             replicas: int | None = None) -> dict[str, Any]:
     col = client.get_collection(NAME)
     copied: list[int] = [0]
+    switched: list[float] = []  # when the poll first saw the change past its copy phase
+
+    def progress(ch: dict[str, Any]) -> None:
+        copied[0] = max(copied[0], int(ch["rows_copied"]))
+        if ch["phase"] != "copying" and not switched:
+            switched.append(time.monotonic())
+
     t0 = time.monotonic()
     scale = {"shards": shards, "replicas": replicas}
-    info = col.scale(shards, replicas, poll=0.2,
-                     progress=lambda ch: copied.__setitem__(0, ch["rows_copied"]))
+    info = col.scale(shards, replicas, poll=0.1, progress=progress)
     t1 = time.monotonic()
     return {"change": scale, "seconds": round(t1 - t0, 2), "start": t0, "end": t1,
+            "switch": switched[0] if switched else t1,
             "rows_copied": copied[0], "layout_version": info["layout_version"],
             "shards": info["shards"], "replicas": info["replicas"]}
 
@@ -135,6 +183,7 @@ def run(data: Path | None, n: int, settle: float, out: Path) -> dict[str, Any]:
             before_end = time.monotonic()
             shards = _change(client, shards=4)
             replicas = _change(client, replicas=2)
+            shrink = _change(client, shards=2)
             time.sleep(settle)
             after_end = time.monotonic()
         finally:
@@ -143,10 +192,22 @@ def run(data: Path | None, n: int, settle: float, out: Path) -> dict[str, Any]:
         result["read_qps_during_shards"] = load.qps(shards["start"], shards["end"])
         result["read_qps_during_replicas"] = load.qps(replicas["start"], replicas["end"])
         result["read_qps_after"] = load.qps(after_end - settle, after_end)
+        result["read_p50_ms_before"] = load.p50_ms(before_end - settle, before_end)
+        result["switch_pause_grow"] = load.pause(shards["switch"])
+        result["switch_pause_shrink"] = load.pause(shrink["switch"])
+        result["slowest_ms"] = {
+            what: round(max((e - s for s, e in spans), default=0.0) * 1e3, 1)
+            for what, spans in (("search", load.read_spans), ("count", load.count_spans),
+                                ("upsert", load.write_spans))
+        }  # fmt: skip
+        result["counts_ok"] = len(load.count_spans)
+        result["counts_failed"] = load.counts_failed
         moved = shards["rows_copied"]
-        result["shards_2_to_4"] = {k: v for k, v in shards.items() if k not in ("start", "end")}
+        drop = ("start", "end", "switch")
+        result["shards_2_to_4"] = {k: v for k, v in shards.items() if k not in drop}
+        result["shards_4_to_2"] = {k: v for k, v in shrink.items() if k not in drop}
         result["replicas_1_to_2"] = {k: v for k, v in replicas.items()
-                                     if k not in ("start", "end", "rows_copied")}
+                                     if k not in (*drop, "rows_copied")}
         result["copy_rows_per_s"] = round(moved / max(shards["seconds"], 1e-9), 1)
         result["copy_vs_ingest"] = round(
             result["copy_rows_per_s"] / result["ingest_rows_per_s"], 2
@@ -174,6 +235,15 @@ def table(r: dict[str, Any]) -> str:
         ("copy rows/s", r["copy_rows_per_s"]),
         ("copy / ingest", r["copy_vs_ingest"]),
         ("1 -> 2 replicas, s", r["replicas_1_to_2"]["seconds"]),
+        ("4 -> 2 shards, s (target < 120)", r["shards_4_to_2"]["seconds"]),
+        ("search p50 before, ms", r["read_p50_ms_before"]),
+        ("read pause at the 2 -> 4 switch, p50 / max ms",
+         f"{r['switch_pause_grow']['p50_ms']} / {r['switch_pause_grow']['max_ms']}"),
+        ("read pause at the 4 -> 2 switch, p50 / max ms (target max < 1000)",
+         f"{r['switch_pause_shrink']['p50_ms']} / {r['switch_pause_shrink']['max_ms']}"),
+        ("slowest search / count / upsert, ms (target < 5000)",
+         " / ".join(str(r["slowest_ms"][k]) for k in ("search", "count", "upsert"))),
+        ("counts ok / failed (target 0)", f"{r['counts_ok']} / {r['counts_failed']}"),
         ("read QPS before", r["read_qps_before"]),
         ("read QPS during 2 -> 4 shards", r["read_qps_during_shards"]),
         ("read QPS during 1 -> 2 replicas", r["read_qps_during_replicas"]),

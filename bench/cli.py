@@ -100,7 +100,8 @@ def bench_query(args: tuple[str, ...]) -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("bench/results/reshard.json"), show_default=True)
 def reshard(data: Path | None, n: int, settle: float, out: Path) -> None:
-    """Online layout changes under a writer and a reader: 2 -> 4 shards, 1 -> 2 replicas."""
+    """Online layout changes under a writer, a reader and a counter: 2 -> 4 shards, 1 -> 2
+    replicas, 4 -> 2 shards; the read pause at each switch."""
     from bench.bench_reshard import run, table
 
     click.echo(table(run(data, n, settle, out)))

@@ -98,6 +98,7 @@ class CoordinatorSettings:
             if getattr(self, name) < 1:
                 raise InvalidArgument(f"{name} must be >= 1")
         for name, cap in (
+            ("max_message_bytes", PUBLIC_MAX_MESSAGE_BYTES),  # replicas' requests are sized to it
             ("max_k", MAX_K),
             ("max_ef", MAX_EF),
             ("max_scroll_rows", MAX_SCROLL_ROWS),

@@ -54,7 +54,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from shardvec.contract.errors import DataLoss, DeadlineExceeded, ReplicaDown, Unavailable
+from shardvec.contract.errors import (
+    DataLoss,
+    DeadlineExceeded,
+    ReplicaDown,
+    ReplicaFault,
+    Unavailable,
+)
 from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.types import ReplicaStatus
 
@@ -225,8 +231,9 @@ class ReplicaSet:
     async def read(self, call: Callable[[ShardLike, float], Awaitable[T]], deadline: float) -> T:
         """Run `call` on one LIVE replica; on failure try the next, within the deadline.
 
-        Only ReplicaDown marks the replica DEAD; a timeout moves on to the next replica with
-        what is left of the deadline and marks nobody."""
+        Only ReplicaDown (a transport failure) and DataLoss mark the replica DEAD; a timeout
+        or a replica's own error (ReplicaFault) moves on to the next replica with what is
+        left of the deadline and marks nobody."""
         candidates = self.live()
         if not candidates:
             raise self.none_live("to read from")
@@ -244,6 +251,11 @@ class ReplicaSet:
                 last = exc
                 log.warning("read from %s failed, marking it dead: %s", replica.name, exc)
                 self.mark_dead(replica)
+            except ReplicaFault as exc:
+                # It answered with an error of its own (a bug): serving, so not marked dead;
+                # the next replica may answer.
+                last = exc
+                log.warning("read from %s failed (not marked dead): %s", replica.name, exc)
             except DeadlineExceeded as exc:
                 # Slow for this query (or this caller's deadline), not dead: a timeout must
                 # not take a healthy replica out; the next one gets what is left.

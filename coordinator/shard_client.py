@@ -36,6 +36,7 @@ from shardvec.contract.convert import (
 from shardvec.contract.errors import (
     DeadlineExceeded,
     ReplicaDown,
+    ReplicaFault,
     ShardvecError,
     StaleLayout,
     error_for_status,
@@ -64,37 +65,52 @@ from shardvec.contract.types import (
 )
 from shardvec.v1 import shard_pb2, shard_pb2_grpc
 
-# Status codes that mean "this replica is not serving", as opposed to "the request is bad".
-REPLICA_DOWN = {
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.CANCELLED,
-    grpc.StatusCode.UNKNOWN,
-    grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.UNAUTHENTICATED,
-}
+# Status codes that mean "this replica is not serving": transport failures alone (the
+# connection broke, the process is gone or shutting down). A replica that answers INTERNAL or
+# UNKNOWN (a bug on its side), RESOURCE_EXHAUSTED or UNAUTHENTICATED is serving: the read moves
+# to another replica (ReplicaFault) but nobody is marked dead, and a caller's deadline never
+# marks anyone (DeadlineExceeded).
+REPLICA_DOWN = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
+REPLICA_FAULT = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN,
+                 grpc.StatusCode.UNAUTHENTICATED}
 
 
 STREAM_MAX_QUERIES = 64  # larger batches go unary: throughput-bound, and no copy into a wrapper
 
 
 class _SearchStream:
-    """One long-lived SearchStream to a replica: requests carry ids, a reader task resolves
-    each caller's future as its answer arrives. A broken stream fails its callers with
+    """One long-lived SearchStream to a replica, shared by every caller: requests carry ids, a
+    writer task sends them in order and a reader task resolves each caller's future as its
+    answer arrives. Callers only queue a request and wait for its future, so a caller that
+    leaves (its deadline, a cancellation) never cancels a write on the shared call, which
+    would end the stream for every other caller. A broken stream fails its callers with
     ReplicaDown and is opened afresh by the next search."""
 
     def __init__(self, shard: RemoteShard) -> None:
         self._shard = shard
         self._call: Any = None
-        self._reader: asyncio.Task[None] | None = None
+        self._outbox: asyncio.Queue[shard_pb2.ShardStreamRequest] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._pending: dict[int, asyncio.Future[shard_pb2.ShardStreamResponse]] = {}
         self._ids = itertools.count(1)
-        self._write_lock = asyncio.Lock()
 
-    def _open(self) -> Any:
-        if self._call is None:
-            self._call = self._shard._search_stream(metadata=self._shard._metadata)
-            self._reader = asyncio.ensure_future(self._read(self._call))
-        return self._call
+    def _open(self) -> asyncio.Queue[shard_pb2.ShardStreamRequest]:
+        if self._call is None or self._outbox is None:
+            call = self._call = self._shard._search_stream(metadata=self._shard._metadata)
+            outbox = self._outbox = asyncio.Queue()
+            self._tasks = [asyncio.ensure_future(self._read(call)),
+                           asyncio.ensure_future(self._write(call, outbox))]
+        return self._outbox
+
+    async def _write(self, call: Any, outbox: asyncio.Queue[shard_pb2.ShardStreamRequest]) -> None:
+        try:
+            while True:
+                req = await outbox.get()
+                if req.id not in self._pending:  # its caller left before it went out
+                    continue
+                await call.write(req)
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
+            call.cancel()  # the stream broke: the reader fails its callers
 
     async def _read(self, call: Any) -> None:
         error: ShardvecError | None = None
@@ -109,7 +125,9 @@ class _SearchStream:
             error = ReplicaDown(f"{self._shard.name}: search stream closed")
         finally:
             if self._call is call:
-                self._call = None
+                self._call, self._outbox = None, None
+                for task in self._tasks[1:]:
+                    task.cancel()
             message = error.message if error else f"{self._shard.name}: search stream ended"
             for fut in self._pending.values():
                 if not fut.done():
@@ -128,12 +146,7 @@ class _SearchStream:
             req = shard_pb2.ShardStreamRequest(
                 id=request_id, search=payload, timeout_s=timeout, epoch=epoch
             )
-            async with self._write_lock:
-                call = self._open()
-                try:
-                    await call.write(req)
-                except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
-                    raise ReplicaDown(f"{self._shard.name}: search stream is closed") from None
+            self._open().put_nowait(req)
             answer = await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             raise DeadlineExceeded(
@@ -147,11 +160,11 @@ class _SearchStream:
         return answer.result
 
     async def close(self) -> None:
-        call, self._call = self._call, None
+        call, self._call, self._outbox = self._call, None, None
         if call is not None:
             call.cancel()
-        if self._reader is not None:
-            self._reader.cancel()
+        for task in self._tasks:
+            task.cancel()
 
 
 _STATUS_BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
@@ -225,6 +238,8 @@ class RemoteShard:
             return StaleLayout(f"{self.name}: {details}")
         if code in REPLICA_DOWN:
             return ReplicaDown(f"{self.name} ({self.address}) is down: {details}")
+        if code in REPLICA_FAULT:
+            return ReplicaFault(f"{self.name} ({self.address}) failed: {code.name}: {details}")
         return error_for_status(code, f"{self.name}: {details}")
 
     async def upsert(

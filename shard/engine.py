@@ -22,6 +22,7 @@ import json
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,8 @@ from shard.store import (
     encode_metadata,
     encode_vectors,
 )
+
+INFO_LOCK_S = 0.05  # info() waits this long for the index lock, then gives older sizes
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +207,8 @@ class ShardEngine:
         self._checkpoint_rows = checkpoint_rows
         self._write_mutex = threading.Lock()
         self._slots = SlotTable()
+        self._sizes: dict[str, int] = {}  # info()'s last sizes, and when they were taken
+        self._sizes_at = 0.0
         self._columns = MetadataColumns()
         self._dirty = 0
         self._checkpoint_seq = 0
@@ -228,6 +233,7 @@ class ShardEngine:
         except BaseException:
             self._store.close()
             raise
+        self.info()  # the sizes, taken once with nothing holding the lock
 
     # ------------------------------------------------------------------------- recovery
 
@@ -1217,26 +1223,34 @@ class ShardEngine:
         )
 
     def info(self) -> dict[str, Any]:
-        """Figures of this replica, JSON-serialisable."""
+        """Figures of this replica, JSON-serialisable. The health probe asks for them, so
+        they never wait long for the index lock (a long search with a write queued holds it
+        off): the counters are read as they stand, and the sizes, which walk the index and
+        the columns, are taken under the read lock when it comes within INFO_LOCK_S, else
+        the last ones taken are given (`sizes_age_s` says how old)."""
         self._check_usable()
-        with self._index.lock.read():
-            index_bytes = self._index.nbytes()
-            out = {
-                "count": len(self._slots),
-                "applied_seq": self._applied_seq,
-                "checkpoint_seq": self._checkpoint_seq,
-                "slots": self._slots.n_slots,
-                "deleted_slots": len(self._slots.free),
-                "capacity": self._index.capacity,
-                "index_bytes": index_bytes,
-                "metadata_bytes": self._columns.nbytes(),
-                "dirty_rows": self._dirty,
-                "settings": self.settings.to_dict(),
-                "last_checkpoint_unix": self._last_checkpoint_unix,
-                "directory": str(self.directory),
-                "staged_seqs": sorted(self._staged),
-            }
-        return out
+        with self._index.lock.try_read(INFO_LOCK_S) as held:
+            if held:
+                self._sizes = {
+                    "slots": self._slots.n_slots,
+                    "deleted_slots": len(self._slots.free),
+                    "capacity": self._index.capacity,
+                    "index_bytes": self._index.nbytes(),
+                    "metadata_bytes": self._columns.nbytes(),
+                }
+                self._sizes_at = time.monotonic()
+        return {
+            "count": len(self._slots),
+            "applied_seq": self._applied_seq,
+            "checkpoint_seq": self._checkpoint_seq,
+            **self._sizes,
+            "sizes_age_s": round(time.monotonic() - self._sizes_at, 3),
+            "dirty_rows": self._dirty,
+            "settings": self.settings.to_dict(),
+            "last_checkpoint_unix": self._last_checkpoint_unix,
+            "directory": str(self.directory),
+            "staged_seqs": sorted(list(self._staged)),
+        }
 
     def close(self) -> None:
         """Checkpoint if anything changed since the last one, then close the store."""

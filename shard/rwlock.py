@@ -23,11 +23,16 @@ class RWLock:
         self._writer: int | None = None
         self._writers_waiting = 0
 
-    def acquire_read(self) -> None:
+    def acquire_read(self, timeout: float | None = None) -> bool:
+        """Take the read side; with `timeout`, give up after that many seconds (False)."""
         with self._cond:
-            while self._writer is not None or self._writers_waiting:
-                self._cond.wait()
+            ok = self._cond.wait_for(
+                lambda: self._writer is None and not self._writers_waiting, timeout
+            )
+            if not ok:
+                return False
             self._readers += 1
+            return True
 
     def release_read(self) -> None:
         with self._cond:
@@ -65,6 +70,16 @@ class RWLock:
             yield
         finally:
             self.release_write()
+
+    @contextlib.contextmanager
+    def try_read(self, timeout: float) -> Iterator[bool]:
+        """The read side if it can be had within `timeout` seconds: yields whether it was."""
+        held = self.acquire_read(timeout)
+        try:
+            yield held
+        finally:
+            if held:
+                self.release_read()
 
     def write_held(self) -> bool:
         """True when the calling thread holds the write side."""

@@ -50,7 +50,7 @@ from shardvec.contract.errors import (
 )
 from shardvec.contract.filters import DocFilter, Filter
 from shardvec.contract.keyword import keyword_search_from_proto, keyword_stats_to_proto
-from shardvec.contract.limits import EPOCH_HEADER, TOKEN_HEADER
+from shardvec.contract.limits import EPOCH_HEADER, INTERNAL_MAX_REQUEST_BYTES, TOKEN_HEADER
 from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
 from shardvec.contract.types import SearchResult
 from shardvec.v1 import shard_pb2, shard_pb2_grpc
@@ -81,6 +81,8 @@ class _Guard(grpc.ServerInterceptor):  # type: ignore[misc]
             return handler
         supplied = dict(details.invocation_metadata or ()).get(TOKEN_HEADER, "")
         authorized = hmac.compare_digest(self._token, str(supplied).encode())
+        if not authorized:
+            return _refusal(handler)
 
         def check() -> None:
             if not authorized:
@@ -141,6 +143,29 @@ class _Guard(grpc.ServerInterceptor):  # type: ignore[misc]
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+def _refusal(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """A handler that ends a call without the internal token UNAUTHENTICATED, decided on its
+    metadata alone: as a request-streaming handler that never pulls the request, so gRPC
+    neither assembles nor decodes the message (a unary handler gets its request read first)."""
+    message = "shard service: missing or wrong internal token"
+
+    def refuse(_requests: Iterator[bytes], context: grpc.ServicerContext) -> Any:
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    def refuse_stream(_requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[Any]:
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        yield  # never reached: abort raises; makes this a generator
+
+    if handler.unary_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(
+            refuse, request_deserializer=None, response_serializer=handler.response_serializer
+        )
+    return grpc.stream_stream_rpc_method_handler(
+        refuse_stream, request_deserializer=None,
+        response_serializer=handler.response_serializer,
+    )
 
 
 class ShardService(shard_pb2_grpc.ShardServicer):
@@ -593,7 +618,7 @@ class ShardServer:
         search_lock_path: Path | None = None,
     ) -> None:
         options = [
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", INTERNAL_MAX_REQUEST_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
         ]

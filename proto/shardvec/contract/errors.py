@@ -75,6 +75,12 @@ class ReplicaDown(Unavailable):
     """
 
 
+class ReplicaFault(Unavailable):
+    """A replica answered with an error of its own (INTERNAL, UNKNOWN: a bug on its side; or
+    a refused internal token): it is serving, so nobody marks it dead, but this call may go
+    to another replica."""
+
+
 class DeadlineExceeded(ShardvecError):
     """The caller's deadline ran out before the work finished."""
 

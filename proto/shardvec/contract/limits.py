@@ -39,8 +39,13 @@ DEFAULT_SCROLL_ROWS = 256
 MAX_SCROLL_ROWS = 10_000
 
 # Messages and headers.
-PUBLIC_MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # public API, both directions (configurable)
-INTERNAL_MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # coordinator <-> shard replicas
+# public API, both directions: the default and the most `max_message_bytes` may be set to
+PUBLIC_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# A request to a shard replica: what the coordinator sends one is a public request re-encoded
+# (one shard's part of it), or a group-commit batch of at most 32 MiB, so a replica refuses
+# anything larger without reading it whole.
+INTERNAL_MAX_REQUEST_BYTES = PUBLIC_MAX_MESSAGE_BYTES + 8 * 1024 * 1024
+INTERNAL_MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # replica answers (catch-up pages, searches)
 API_KEY_HEADER = "x-api-key"
 TOKEN_HEADER = "x-shardvec-internal"
 # A query front's layout epoch on a shard read (0 or absent: the coordinator's, not fenced).

@@ -46,6 +46,8 @@ LIMITS = {
         "max_scroll_rows",
         "max_metadata_bytes",
         "max_document_bytes",
+        "read_only_max_texts",
+        "read_only_texts_per_s",
     )
 }
 

@@ -29,6 +29,8 @@ class CoordinatorSettings:
     token: str = ""  # internal token for the shard service
     api_key: str = ""  # full access; empty: no authentication
     read_only_key: str = ""  # may search, get and count, not write
+    read_only_max_texts: int = 256  # query texts one Search of the read-only key may embed
+    read_only_texts_per_s: int = 200  # query texts the read-only key may embed per second
     tls_cert: str = ""  # PEM paths; both set: TLS on the public port
     tls_key: str = ""
     max_message_bytes: int = PUBLIC_MAX_MESSAGE_BYTES
@@ -105,6 +107,8 @@ class CoordinatorSettings:
         ):
             if getattr(self, name) > cap:
                 raise InvalidArgument(f"{name} must be <= {cap}")
+        if self.read_only_max_texts < 1 or self.read_only_texts_per_s <= 0:
+            raise InvalidArgument("read_only_max_texts and read_only_texts_per_s must be > 0")
         for name in ("search_threads", "node_turn_rows", "scrub_rows_per_s"):
             if getattr(self, name) < 0:
                 raise InvalidArgument(f"{name} must be >= 0")

@@ -6,9 +6,14 @@ nodes join and drops the members of nodes that left. Work is batched twice:
 - concurrent small calls (a Search of one query text) are merged by a MicroBatcher (see
   coordinator/batching.py), with one batch in flight per embedder, so under load a batch
   holds as many texts as arrived while the embedders were busy;
-- a large call (an Upsert of 1000 documents) is cut into chunks of `chunk_texts`, sent to
-  the least busy embedders in parallel.
-A chunk whose embedder died is sent again to another one (embedding has no side effects).
+- a large call (an Upsert of 1000 documents) is cut into chunks of `chunk_texts`.
+Chunks go out fairly and only while their caller waits: each embedder runs one chunk at a
+time, and a free embedder takes the next chunk of the next caller in turn (round-robin over
+the callers with chunks waiting), so one caller's 10,000 texts queue behind nobody's one text
+and wait their turn beside it. A caller that leaves (its deadline, a cancellation, a client
+gone) takes its chunks not yet sent with it; the one running is one chunk, bounded by
+`chunk_texts`. A chunk whose embedder died is sent again to another one (embedding has no
+side effects).
 
 `Embedder` is the plain class an actor runs (unit-testable without Ray); `embedder_actor_class`
 makes it remote in one place; `LocalEmbedder` runs the same model in this process's threads
@@ -22,6 +27,7 @@ import itertools
 import logging
 import os
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -162,6 +168,17 @@ class _Member:
     busy: int = 0
 
 
+@dataclass
+class _Chunk:
+    """One chunk of a caller's texts, waiting for an embedder or running on one."""
+
+    name: str
+    texts: list[str]
+    deadline: float
+    future: asyncio.Future[np.ndarray]
+    tries: int = 0
+
+
 Spawn = Callable[[str], EmbedderHandle]
 
 
@@ -190,6 +207,11 @@ class EmbedderPool:
         self._refreshed = -float("inf")
         self._lock = asyncio.Lock()
         self._turn = itertools.count()
+        self._callers = itertools.count()
+        # Chunks waiting for an embedder, by caller, in the order callers take turns.
+        self._waiting: OrderedDict[int, deque[_Chunk]] = OrderedDict()
+        self._running: set[asyncio.Future[None]] = set()
+        self.dropped = 0  # chunks never sent because their caller had left
 
     async def refresh(self, *, force: bool = False) -> None:
         """`per_node` embedders per live node (up to max_embedders in all); the members of
@@ -212,6 +234,7 @@ class EmbedderPool:
             self.batcher.max_in_flight = max(1, len(self.members))
         if not self.members:
             raise Unavailable("embedding: no live node to run an embedder on")
+        self._dispatch()
 
     async def embed(self, name: str, texts: Sequence[str], deadline: float) -> np.ndarray:
         """(len(texts), dim) float32 unit vectors of `texts` under embedding `name`."""
@@ -228,42 +251,95 @@ class EmbedderPool:
         return out
 
     async def _run(self, name: str, texts: list[str], deadline: float) -> np.ndarray:
+        """One caller's texts, in chunks that take their turn; when the caller leaves, its
+        chunks not yet sent are dropped."""
         step = self.chunk_texts
-        chunks = [texts[i : i + step] for i in range(0, len(texts), step)]
-        parts = await asyncio.gather(*(self._chunk(name, c, deadline) for c in chunks))
+        loop = asyncio.get_running_loop()
+        chunks = [
+            _Chunk(name, texts[i : i + step], deadline, loop.create_future())
+            for i in range(0, len(texts), step)
+        ]
+        caller = next(self._callers)
+        self._waiting[caller] = deque(chunks)
+        self._dispatch()
+        try:
+            left = deadline - time.monotonic()
+            parts = await asyncio.wait_for(
+                asyncio.gather(*(c.future for c in chunks)), max(left, 0.0)
+            )
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"embedding: deadline exceeded embedding {len(texts)} texts"
+            ) from None
+        finally:
+            queued = self._waiting.pop(caller, None)
+            if queued:
+                self.dropped += len(queued)
+            for c in chunks:
+                if not c.future.done():
+                    c.future.cancel()
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    async def _chunk(self, name: str, texts: list[str], deadline: float) -> np.ndarray:
-        last = ""
-        for _ in range(3):
-            node, member = self._pick()
+    def _dispatch(self) -> None:
+        """Give every free embedder the next waiting chunk, callers in turn."""
+        while self._waiting:
+            free = [(k, m) for k, m in self.members.items() if m.busy == 0]
+            if not free:
+                return
+            caller, queue = next(iter(self._waiting.items()))
+            chunk = queue.popleft()
+            if queue:
+                self._waiting.move_to_end(caller)  # the next chunk is the next caller's
+            else:
+                del self._waiting[caller]
+            if chunk.future.done():
+                continue
+            key, member = self._pick(free)
             member.busy += 1
-            try:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError
-                return await asyncio.wait_for(member.handle.embed(name, texts), left)
-            except TimeoutError:
-                raise DeadlineExceeded(
-                    f"embedding: deadline exceeded embedding {len(texts)} texts"
-                ) from None
-            except _EmbedderLost as exc:
-                last = str(exc)
-                log.warning("embedding: %s; trying another embedder", exc)
-                if self.members.get(node) is member:
-                    del self.members[node]
-                    member.handle.close()
-                await self.refresh(force=True)
-            finally:
-                member.busy -= 1
-        raise Unavailable(f"embedding: three embedders failed; last: {last}")
+            task = asyncio.ensure_future(self._send(key, member, chunk, caller))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
 
-    def _pick(self) -> tuple[str, _Member]:
-        if not self.members:
-            raise Unavailable("embedding: the embedder pool is empty")
+    async def _send(self, key: str, member: _Member, chunk: _Chunk, caller: int) -> None:
+        retry = False
+        try:
+            left = chunk.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            got = await asyncio.wait_for(member.handle.embed(chunk.name, chunk.texts), left)
+            if not chunk.future.done():
+                chunk.future.set_result(got)
+        except TimeoutError:
+            if not chunk.future.done():
+                chunk.future.set_exception(DeadlineExceeded(
+                    f"embedding: deadline exceeded embedding {len(chunk.texts)} texts"))
+        except _EmbedderLost as exc:
+            log.warning("embedding: %s; trying another embedder", exc)
+            if self.members.get(key) is member:
+                del self.members[key]
+                member.handle.close()
+            chunk.tries += 1
+            retry = chunk.tries < 3 and not chunk.future.done()
+            if not retry and not chunk.future.done():
+                chunk.future.set_exception(
+                    Unavailable(f"embedding: three embedders failed; last: {exc}"))
+        except Exception as exc:
+            if not chunk.future.done():
+                chunk.future.set_exception(exc)
+        finally:
+            member.busy -= 1
+        if retry:
+            self._waiting.setdefault(caller, deque()).appendleft(chunk)
+            try:
+                await self.refresh(force=True)
+            except Unavailable as exc:
+                if not chunk.future.done():
+                    chunk.future.set_exception(exc)
+        self._dispatch()
+
+    def _pick(self, items: list[tuple[str, _Member]]) -> tuple[str, _Member]:
+        """One of `items`, least busy first; ties go round the pool."""
         turn = next(self._turn)
-        items = list(self.members.items())
-        # Least busy first; ties go round the pool.
         return min(
             items, key=lambda kv: (kv[1].busy, (items.index(kv) - turn) % len(items))
         )

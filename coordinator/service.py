@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hmac
 import logging
 import math
 import time
@@ -35,7 +36,7 @@ from shardvec.contract.errors import (
 )
 from shardvec.contract.filters import DocFilter
 from shardvec.contract.keyword import fusion_from_request, leg_depth, validate_text_queries
-from shardvec.contract.limits import MAX_QUERY_TEXT_BYTES
+from shardvec.contract.limits import API_KEY_HEADER, MAX_QUERY_TEXT_BYTES
 from shardvec.contract.texts import (
     require_embedding,
     validate_documents_to_embed,
@@ -114,6 +115,12 @@ class ReadService(pb_grpc.VectorSearchServicer):
         self.settings = settings
         self.batcher = batcher
         self._embedders = embedders  # None: an in-process pool, made at the first text
+        # The read-only key's query texts: a bucket refilled at read_only_texts_per_s, holding
+        # up to one second's worth (or one request's most, if that is more).
+        self._ro_budget = TextBudget(
+            float(settings.read_only_texts_per_s),
+            float(max(settings.read_only_texts_per_s, settings.read_only_max_texts)),
+        )
         self._cursor_secret: bytes | None = None  # read (or made) by the first Scroll
         self._load_cursor_secret = cursor_secret
         self._cluster_info = cluster_info
@@ -420,7 +427,42 @@ class ReadService(pb_grpc.VectorSearchServicer):
         require_embedding(col.spec.embedding, col.spec.name, "query_texts")
         self._rows_limit(len(texts), self.settings.max_query_rows, "search query_texts")
         validate_query_texts(texts, MAX_QUERY_TEXT_BYTES)
+        if self._read_only(context):
+            self._rows_limit(len(texts), self.settings.read_only_max_texts,
+                             "search query_texts with the read-only key (read_only_max_texts)")
+            self._ro_budget.take(len(texts))
         return await self._embed(col, texts, context)
+
+    def _read_only(self, context: Any) -> bool:
+        """Whether the call came with the read-only key (the guard let it in already)."""
+        ro = self.settings.read_only_key
+        if not ro or ro == self.settings.api_key:
+            return False
+        for key, value in context.invocation_metadata() or ():
+            if key == API_KEY_HEADER:
+                return hmac.compare_digest(str(value).encode(), ro.encode())
+        return False
+
+
+class TextBudget:
+    """A token bucket of texts: `rate` per second, at most `burst` saved up."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self._tokens = burst
+        self._at = time.monotonic()
+
+    def take(self, n: int) -> None:
+        """Spend `n` texts, or RESOURCE_EXHAUSTED (nothing spent) when they are not there."""
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if n > self._tokens:
+            raise ResourceExhausted(
+                f"search query_texts: the read-only key may embed {self.rate:g} texts per second "
+                f"(read_only_texts_per_s); {n} asked, {int(self._tokens)} left now: retry later"
+            )
+        self._tokens -= n
 
 
 class VectorSearchService(ReadService):
@@ -528,13 +570,18 @@ class VectorSearchService(ReadService):
         n = len(request.ids)
         self._rows_limit(n, self.settings.max_upsert_rows, "upsert")
         ids = validate_ids(list(request.ids))
-        vectors = await self._upsert_vectors(col, request, context)
-        if vectors.shape[0] != n:
-            raise InvalidArgument(f"vectors: {vectors.shape[0]} rows for {n} ids")
         metas = list(request.metadata_json)
         if metas:  # reject the whole batch before any shard sees it
             parse_metadata_json(metas, n, max_bytes=self.settings.max_metadata_bytes)
-        docs = self._documents(request.documents, n)
+        if request.documents and not (request.vectors.packed or len(request.vectors.values)):
+            # Documents that stand in for the vectors: counted and sized before any embedding.
+            validate_documents_to_embed(
+                list(request.documents), n, self.settings.max_document_bytes
+            )
+        docs = self._documents(request.documents, n)  # sizes checked before any embedding
+        vectors = await self._upsert_vectors(col, request, context)
+        if vectors.shape[0] != n:
+            raise InvalidArgument(f"vectors: {vectors.shape[0]} rows for {n} ids")
         await self._write(
             context,
             "upsert",

@@ -66,7 +66,7 @@ def _pool() -> tuple[EmbedderPool, list[SlowEmbedder]]:
 
 def test_one_text_waits_behind_no_other_callers_ten_thousand() -> None:
     async def main() -> None:
-        pool, made = _pool()
+        pool, _made = _pool()
         big = asyncio.ensure_future(pool.embed("minilm", ["t"] * 10_000, time.monotonic() + 60))
         await asyncio.sleep(5 * CHUNK_S)  # the big call is running
         start = time.monotonic()

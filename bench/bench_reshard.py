@@ -195,10 +195,20 @@ def run(data: Path | None, n: int, settle: float, out: Path) -> dict[str, Any]:
         result["read_p50_ms_before"] = load.p50_ms(before_end - settle, before_end)
         result["switch_pause_grow"] = load.pause(shards["switch"])
         result["switch_pause_shrink"] = load.pause(shrink["switch"])
+        windows = {"2 -> 4 shards": shards, "1 -> 2 replicas": replicas, "4 -> 2 shards": shrink}
         result["slowest_ms"] = {
             what: round(max((e - s for s, e in spans), default=0.0) * 1e3, 1)
             for what, spans in (("search", load.read_spans), ("count", load.count_spans),
                                 ("upsert", load.write_spans))
+        }  # fmt: skip
+        result["slowest_ms_by_change"] = {
+            change: {
+                what: round(max((e - s for s, e in spans if w["start"] <= s < w["end"]),
+                                default=0.0) * 1e3, 1)
+                for what, spans in (("search", load.read_spans), ("count", load.count_spans),
+                                    ("upsert", load.write_spans))
+            }
+            for change, w in windows.items()
         }  # fmt: skip
         result["counts_ok"] = len(load.count_spans)
         result["counts_failed"] = load.counts_failed
@@ -216,8 +226,9 @@ def run(data: Path | None, n: int, settle: float, out: Path) -> dict[str, Any]:
         result["reads_failed"] = load.reads_failed
         result["write_attempts_retried"] = load.write_retries
         result["writes_acked"] = len(load.acked)
-        got = col.get(load.acked, include_vectors=False) if load.acked else []
-        result["acked_writes_lost"] = len(load.acked) - len(got)
+        found = sum(len(col.get(load.acked[i : i + 5000], include_vectors=False))
+                    for i in range(0, len(load.acked), 5000))  # Gets of 5,000 ids (the cap)
+        result["acked_writes_lost"] = len(load.acked) - found
         result["count"] = col.count()
         result["count_expected"] = len(base) + len(load.acked)
         result["errors"] = load.errors[:5]
@@ -243,6 +254,9 @@ def table(r: dict[str, Any]) -> str:
          f"{r['switch_pause_shrink']['p50_ms']} / {r['switch_pause_shrink']['max_ms']}"),
         ("slowest search / count / upsert, ms (target < 5000)",
          " / ".join(str(r["slowest_ms"][k]) for k in ("search", "count", "upsert"))),
+        *((f"  slowest during {change}, ms", " / ".join(str(v[k]) for k in
+                                                       ("search", "count", "upsert")))
+          for change, v in r["slowest_ms_by_change"].items()),
         ("counts ok / failed (target 0)", f"{r['counts_ok']} / {r['counts_failed']}"),
         ("read QPS before", r["read_qps_before"]),
         ("read QPS during 2 -> 4 shards", r["read_qps_during_shards"]),

@@ -406,19 +406,21 @@ class Resharder:
 
     async def _delete_buckets(self, held: list[int], kept: list[int]) -> None:
         """On every shard that stays, delete its rows in the buckets `held` gives it and
-        `kept` does not, a run of buckets at a time under the shard's write lock."""
+        `kept` does not: no write reaches those rows any more (the routes left them), so their
+        ids are read without a lock and deleted a page at a time under the shard's write
+        lock, which a write waits for no longer than one page's delete."""
         col, change = self.col, self.change
         held_a, kept_a = np.asarray(held), np.asarray(kept)
-        deadline = time.monotonic() + STEP_DEADLINE_S
         for shard in range(min(change.from_shards, change.target_shards)):
             for b0, b1 in runs(np.flatnonzero((held_a == shard) & (kept_a != shard))):
-                async with _locks([col.shard_sets[shard]]):
-                    ids: list[str] = []
-                    async for page in _pages(col.shard_sets[shard], b0, b1, deadline,
-                                             full=False):  # fmt: skip
-                        ids.extend(page.ids)
-                    if ids:
-                        await _delete_locked(col, shard, ids, deadline)
+                ids: list[str] = []
+                deadline = time.monotonic() + STEP_DEADLINE_S
+                async for page in _pages(col.shard_sets[shard], b0, b1, deadline, full=False):
+                    ids.extend(page.ids)
+                for i in range(0, len(ids), PAGE_ROWS):
+                    async with _locks([col.shard_sets[shard]]):
+                        await _delete_locked(col, shard, ids[i : i + PAGE_ROWS],
+                                             time.monotonic() + STEP_DEADLINE_S)  # fmt: skip
 
     async def _finish_cleanup(self) -> None:
         """After the switch: remove the shards a shrink left behind, then end the change

@@ -92,15 +92,15 @@ class AtomicWriter:
         name: str,
         shard_sets: list[ReplicaSet],
         decisions: Decisions,
-        route_epoch: Callable[[], int] = lambda: 0,
+        routed: Callable[[Mapping[int, ShardWrite], int], bool] = lambda writes, epoch: True,
     ) -> None:
         self.name = name
         self.shard_sets = shard_sets
         self.decisions = decisions
-        # Grows whenever a resharding changes where a bucket's writes go; a route changes
-        # only under the write lock of the bucket's owner, so a write whose epoch still holds
-        # once it has its shards' locks goes where it must.
-        self.route_epoch = route_epoch
+        # Whether writes routed under a route epoch still go where they must (a resharding
+        # changes a bucket's route only under the write lock of the bucket's owner, so a write
+        # still routed once it has its shards' locks goes where it must).
+        self.routed = routed
         self.batches = 0  # batches decided committed
         self.aborted = 0
 
@@ -134,14 +134,14 @@ class AtomicWriter:
         shards = sorted(s for s, w in writes.items() if w.rows or w.delete_where is not None)
         if not shards:
             return {}
-        if epoch is not None and epoch != self.route_epoch():
+        if epoch is not None and not self.routed(writes, epoch):
             raise Rerouted()
         sets = [self.shard_sets[s] for s in shards]
         async with contextlib.AsyncExitStack() as stack:
             for rs in sets:  # always in shard order: two batches never wait on each other
                 await _acquire(rs.write_lock, decide_by, self.name)
                 stack.callback(rs.write_lock.release)
-            if epoch is not None and epoch != self.route_epoch():
+            if epoch is not None and not self.routed(writes, epoch):
                 raise Rerouted()
             if decide_by is not None and time.monotonic() >= decide_by:
                 raise DeadlineExceeded(

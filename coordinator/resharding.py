@@ -321,7 +321,7 @@ class Resharder:
             col.dual = np.full(NUM_BUCKETS, -1, dtype=np.int32)
             for b in change.copied:
                 col.dual[b] = change.new_owners[b]
-            col.route_epoch += 1
+            col.reroute()
         receivers = change.receivers()
         if col.foreign != receivers:
             col.publish_view(foreign=receivers)
@@ -364,7 +364,7 @@ class Resharder:
                 await _delete_locked(col, dst, sorted(have), deadline)
             assert col.dual is not None
             col.dual[b0:b1] = dst
-            col.route_epoch += 1
+            col.reroute(b0, b1)
             self.change.copied.extend(range(b0, b1))
             self.change.rows_copied += copied
             await self._persist()
@@ -387,7 +387,7 @@ class Resharder:
                 change.to_json(),
             )
             col.spec, col.dual = new_spec, None
-            col.route_epoch += 1
+            col.reroute()
             col.publish_view(new_layout, self._givers())
             if col.change is not None:
                 col.change.phase = CLEANUP
@@ -429,7 +429,7 @@ class Resharder:
         async with _locks(col.shard_sets):
             removed = col.shard_sets[change.target_shards:]
             del col.shard_sets[change.target_shards:]
-            col.route_epoch += 1
+            col.reroute()
         col.publish_view(foreign=frozenset())  # every moved row has left its old owner
         await self.runtime.layout_changed(col.spec.name)
         for rs in removed:
@@ -451,7 +451,7 @@ class Resharder:
         col, change = self.col, self.change
         async with _locks(col.shard_sets):
             col.dual = None
-            col.route_epoch += 1
+            col.reroute()
             removed = col.shard_sets[change.from_shards:]
             del col.shard_sets[change.from_shards:]
         if col.foreign != change.receivers():  # a resumed rollback: copies may be there
@@ -577,7 +577,7 @@ async def open_targets(
     ]
     await runtime.bring_up(sets, new=new)
     col.shard_sets.extend(sets)
-    col.route_epoch += 1
+    col.reroute()
 
 
 async def resume(runtime: CoordinatorRuntime, col: CollectionRuntime, text: str) -> Resharder:

@@ -176,3 +176,66 @@ def test_the_health_figures_answer_while_the_index_lock_is_busy(server: Any) -> 
     finally:
         release.set()
         t.join()
+
+
+_SERVE = """
+import sys, time
+from pathlib import Path
+from shardvec.contract.settings import IndexSettings
+from shard.engine import ShardEngine
+from shard.server import ShardServer
+engine = ShardEngine(Path(sys.argv[1]), IndexSettings(dim=8))
+server = ShardServer(engine, token="t")
+print(server.address, flush=True)
+time.sleep(600)
+"""
+
+
+def test_six_tokenless_250_mib_calls_are_refused_and_barely_grow_the_replica(
+    tmp_path: Path,
+) -> None:
+    """The issue's check: a replica in its own process, six concurrent 250 MiB calls without
+    the token to its address; all refused, its memory grows by at most 200 MiB."""
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    import psutil
+
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVE, str(tmp_path / "e")], stdout=subprocess.PIPE,
+        cwd=repo, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        address = proc.stdout.readline().strip()
+        replica = psutil.Process(proc.pid)
+        before = replica.memory_info().rss
+        payload = b"\x01" * (250 * 1024 * 1024)
+
+        def send(_: int) -> grpc.StatusCode:
+            with grpc.insecure_channel(address, options=[
+                ("grpc.max_send_message_length", 300 << 20)]) as ch:  # fmt: skip
+                stage = ch.unary_unary("/shardvec.v1.Shard/Stage",
+                                       request_serializer=lambda b: b,
+                                       response_deserializer=lambda b: b)  # fmt: skip
+                try:
+                    stage(payload, timeout=60)
+                except grpc.RpcError as exc:
+                    return exc.code()  # type: ignore[no-any-return]
+                return grpc.StatusCode.OK
+
+        peak = before
+        with ThreadPoolExecutor(6) as pool:
+            futures = [pool.submit(send, i) for i in range(6)]
+            while not all(f.done() for f in futures):
+                peak = max(peak, replica.memory_info().rss)
+                time.sleep(0.05)
+            codes = [f.result() for f in futures]
+        assert all(c in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.RESOURCE_EXHAUSTED)
+                   for c in codes), codes  # fmt: skip
+        assert peak - before <= 200 * 1024 * 1024, (before >> 20, peak >> 20)
+    finally:
+        proc.kill()
+        proc.wait()

@@ -101,6 +101,7 @@ class AtomicWriter:
         # changes a bucket's route only under the write lock of the bucket's owner, so a write
         # still routed once it has its shards' locks goes where it must).
         self.routed = routed
+        self.rerouted = 0  # writes sent round again (their routes changed while they waited)
         self.batches = 0  # batches decided committed
         self.aborted = 0
 
@@ -135,6 +136,7 @@ class AtomicWriter:
         if not shards:
             return {}
         if epoch is not None and not self.routed(writes, epoch):
+            self.rerouted += 1
             raise Rerouted()
         sets = [self.shard_sets[s] for s in shards]
         async with contextlib.AsyncExitStack() as stack:
@@ -142,6 +144,7 @@ class AtomicWriter:
                 await _acquire(rs.write_lock, decide_by, self.name)
                 stack.callback(rs.write_lock.release)
             if epoch is not None and not self.routed(writes, epoch):
+                self.rerouted += 1
                 raise Rerouted()
             if decide_by is not None and time.monotonic() >= decide_by:
                 raise DeadlineExceeded(

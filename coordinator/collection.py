@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from shardvec.contract.buckets import NUM_BUCKETS, bucket_of, buckets_of
+from shardvec.contract.buckets import bucket_of
 from shardvec.contract.errors import Unavailable
 from shardvec.contract.filters import DocFilter, Filter
 from shardvec.contract.settings import CollectionSpec
@@ -126,12 +126,9 @@ class CollectionRuntime:
         self.snapshots = 0  # CreateSnapshot calls running (no layout change starts meanwhile)
         self.higher_is_better = spec.index.metric != "euclidean"
         self.on_shard_search = on_shard_search  # (collection, shard, seconds) per shard search
-        # Grows at every change of where writes go (AtomicWriter's Rerouted); per bucket, the
-        # epoch its route last changed at, so a copy step reroutes only the writes of its own
-        # buckets and a write to other buckets is never sent round again.
+        # Grows at every change of where writes go (AtomicWriter's Rerouted): a layout
+        # change's start, switch and end, and changes of the shard list.
         self.route_epoch = 0
-        self._bucket_epoch = np.zeros(NUM_BUCKETS, dtype=np.int64)
-        self._all_epoch = 0  # the last change of every route (a switch, the shard list)
         self.atomic = AtomicWriter(spec.name, shard_sets, decisions, self.still_routed)
         self.writes = WriteCombiner(self.atomic.apply)
 
@@ -139,22 +136,13 @@ class CollectionRuntime:
     def dim(self) -> int:
         return self.spec.index.dim
 
-    def reroute(self, b0: int | None = None, b1: int | None = None) -> None:
-        """Record a change of the routes of buckets [b0, b1) (None: of every bucket)."""
+    def reroute(self) -> None:
+        """Record a change of where writes go (call under the write locks it concerns)."""
         self.route_epoch += 1
-        if b0 is None:
-            self._all_epoch = self.route_epoch
-        else:
-            self._bucket_epoch[b0:b1] = self.route_epoch
 
     def still_routed(self, writes: Mapping[int, ShardWrite], epoch: int) -> bool:
         """Whether `writes`, routed under route epoch `epoch`, still go where they must."""
-        if epoch == self.route_epoch:
-            return True
-        if epoch < self._all_epoch or any(w.delete_where is not None for w in writes.values()):
-            return False
-        ids = [i for w in writes.values() for i in w.row_ids()]
-        return not ids or int(self._bucket_epoch[buckets_of(ids)].max()) <= epoch
+        return epoch == self.route_epoch
 
     @property
     def layout(self) -> Layout:

@@ -70,6 +70,7 @@ class RayReplicaControl:
         self.opts = opts
         self.name = actor_name(spec.name, shard, replica)
         self.handle: Any = None
+        self._ensuring: asyncio.Lock | None = None
         self.node_id = ""  # where it last ran
         self._siblings = siblings or set
         self.preferred = ""  # the node a replica change or move placed it on (`prefer`)
@@ -114,17 +115,25 @@ class RayReplicaControl:
             owner=f"{self.spec.name}/shard-{self.shard}/replica-{self.replica}",
         )
 
-    def ensure(self) -> None:
-        """Attach to the running actor of this name, or create it."""
+    async def ensure(self) -> None:
+        """Attach to the running actor of this name, or create it (lookups in Ray's control
+        store, off the event loop that serves every collection)."""
         if self.handle is not None:
             return
-        try:
-            self.handle = ray.get_actor(self.name, namespace=NAMESPACE)
-        except ValueError:
-            self.handle = self._create()
+        if self._ensuring is None:
+            self._ensuring = asyncio.Lock()
+        async with self._ensuring:  # one lookup (or creation) at a time
+            if self.handle is not None:
+                return
+            try:
+                self.handle = await asyncio.to_thread(
+                    ray.get_actor, self.name, namespace=NAMESPACE
+                )
+            except ValueError:
+                self.handle = await asyncio.to_thread(self._create)
 
     async def _call(self, method: str, *args: Any) -> Any:
-        self.ensure()
+        await self.ensure()
         try:
             return await getattr(self.handle, method).remote(*args)
         except RayTaskError as exc:
@@ -142,7 +151,7 @@ class RayReplicaControl:
         A replica pinned to a node that has died can never restart there: it is killed and
         the next attempt creates it afresh on a live node.
         """
-        self.ensure()
+        await self.ensure()
         try:
             fut = asyncio.wrap_future(self.handle.address.remote().future())
             while True:
@@ -170,7 +179,7 @@ class RayReplicaControl:
             "replica %s lost its node %s; re-creating it elsewhere", self.name, self.node_id[:12]
         )
         try:
-            ray.kill(self.handle, no_restart=True)
+            await asyncio.to_thread(ray.kill, self.handle, no_restart=True)
         except Exception as exc:
             log.info("kill %s: %s", self.name, exc)
         self.handle, self.node_id = None, ""
@@ -199,15 +208,16 @@ class RayReplicaControl:
     async def close(self) -> None:
         """Checkpoint and stop the replica, then end its process."""
         if self.handle is None:
-            try:
-                self.handle = ray.get_actor(self.name, namespace=NAMESPACE)
+            try:  # a lookup in Ray's control store: off the event loop
+                self.handle = await asyncio.to_thread(ray.get_actor, self.name,
+                                                      namespace=NAMESPACE)  # fmt: skip
             except ValueError:
                 return
         try:
             await asyncio.wait_for(self.handle.close.remote(), timeout=60)
         except Exception as exc:
             log.warning("replica %s did not close cleanly: %s", self.name, exc)
-        ray.kill(self.handle, no_restart=True)
+        await asyncio.to_thread(ray.kill, self.handle, no_restart=True)
         self.handle = None
 
 

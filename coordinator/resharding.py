@@ -8,9 +8,10 @@ each phase written before it takes effect:
                rows are copied from a live replica of their old owner, a step of buckets at a
                time, in (bucket, id) order. A step runs under the write locks of its two
                shards: it reads the old owner's rows of those buckets, makes the new owner's
-               rows of them the same (upserts, and deletes of rows a resumed copy left), then
-               turns on the dual write of those buckets: from then on every write to them goes
-               to both owners, in the same atomic batch. Reads use the old layout's view,
+               rows of them the same (upserts, and deletes of rows a resumed copy left). Every
+               write to a moving bucket goes to both owners, in the same atomic batch, from
+               before the first step (routes change once, not at every step: a write waiting
+               for a step's locks is never sent round again). Reads use the old layout's view,
                whose owners hold every row; a shard of it receiving copies answers only for
                the buckets it owns (coordinator/read_view.py), published (and pushed to the
                fronts) before the first copy is written.
@@ -34,9 +35,9 @@ change never wait on each other in a cycle.
 
 What a kill -9 leaves (the coordinator, or the whole cluster) and what the restart does,
 before the collection is served:
-    copying    resumed: the new shards reopen, the dual writes of the buckets recorded as
-               copied resume, and the copy goes on (a step not recorded is copied again; it
-               replaces the new owner's rows of its buckets, so it is idempotent).
+    copying    resumed: the new shards reopen, the dual writes resume, and the copy goes on
+               (a step not recorded is copied again; it replaces the new owner's rows of its
+               buckets, so it is idempotent).
     cleanup    the new layout serves; the moved rows still on old owners and the removed
                shards are deleted first (idempotent).
     aborting   the rollback is finished (idempotent).
@@ -98,7 +99,7 @@ class CoordinatorRuntime(Protocol):
 
 log = logging.getLogger(__name__)
 
-COPY_ROWS = 2000  # about the rows one copy step moves (the buckets of a step, whole)
+COPY_ROWS = 1000  # about the rows one copy step moves (the buckets of a step, whole)
 PAGE_ROWS = 1000  # rows per read and per write within a step
 PAGE_BYTES = 16 * 1024 * 1024
 STEP_DEADLINE_S = 120.0
@@ -117,7 +118,7 @@ class Change:
     from_shards: int
     target_shards: int
     target_replicas: int
-    copied: list[int] = field(default_factory=list)  # buckets copied (dual-written)
+    copied: list[int] = field(default_factory=list)  # buckets copied
     rows_copied: int = 0
     rows_total: int = 0
     started: float = field(default_factory=time.time)
@@ -313,23 +314,31 @@ class Resharder:
         return rows / owned
 
     def arm(self) -> None:
-        """Dual writes of the buckets recorded as copied, and a view in which the shards of
-        the old layout that receive copies answer only for their own buckets, before any
-        write or read of the change runs."""
+        """A view in which the shards of the old layout that receive copies answer only for
+        their own buckets, before any copy or dual write reaches them."""
+        receivers = self.change.receivers()
+        if self.col.foreign != receivers:
+            self.col.publish_view(foreign=receivers)
+
+    async def _dual_on(self) -> None:
+        """From now on every write to a moving bucket goes to its old and its new owner, in
+        one atomic batch, whether or not the bucket is copied yet: so the routes change once
+        for the whole copy (under every shard's write lock), and no write waiting for a
+        step's locks is ever sent round again. A step makes the new owner's rows of its
+        buckets equal to the old owner's (dual writes before it included) under both locks."""
         col, change = self.col, self.change
-        if col.dual is None:
-            col.dual = np.full(NUM_BUCKETS, -1, dtype=np.int32)
-            for b in change.copied:
-                col.dual[b] = change.new_owners[b]
+        if col.dual is not None:
+            return
+        async with _locks(col.shard_sets):
+            old, new = np.asarray(change.old_owners), np.asarray(change.new_owners)
+            col.dual = np.where(old != new, new, -1).astype(np.int32)
             col.reroute()
-        receivers = change.receivers()
-        if col.foreign != receivers:
-            col.publish_view(foreign=receivers)
 
     async def _copy_all(self) -> None:
         change = self.change
         self.arm()
         await self.col.views.drained()  # no read of a view without the receivers' masks
+        await self._dual_on()
         if not change.rows_total:
             change.rows_total = int(sum(self._rows_per_bucket(int(change.old_owners[b]))
                                         for b in change.moving()))
@@ -362,9 +371,6 @@ class Resharder:
                 copied += len(page.ids)
             if have:  # rows a resumed copy left that the old owner no longer holds
                 await _delete_locked(col, dst, sorted(have), deadline)
-            assert col.dual is not None
-            col.dual[b0:b1] = dst
-            col.reroute(b0, b1)
             self.change.copied.extend(range(b0, b1))
             self.change.rows_copied += copied
             await self._persist()

@@ -273,9 +273,12 @@ class CoordinatorRuntime:
             indices = set(range(MAX_REPLICAS)) | replica_changes.indices_on_disk(self, spec, s)
             controls = [self.controls(spec, s, r, set) for r in sorted(indices)]
             await asyncio.gather(*(c.close() for c in controls), return_exceptions=True)
-            shutil.rmtree(collection_dir(self.data_dir, spec.name) / f"shard-{s:04d}",
-                          ignore_errors=True)
-            self.registry.forget_shard(spec.name, s)
+            # Off the event loop, which serves every other collection's reads meanwhile.
+            await asyncio.to_thread(
+                shutil.rmtree, collection_dir(self.data_dir, spec.name) / f"shard-{s:04d}",
+                ignore_errors=True,
+            )
+            await asyncio.to_thread(self.registry.forget_shard, spec.name, s)
 
     async def create(self, spec: CollectionSpec, *, restoring: bool = False) -> CollectionRuntime:
         """Create collection `spec`; with `restoring` it is registered 'restoring' (durably,

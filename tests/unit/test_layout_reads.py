@@ -475,27 +475,33 @@ def test_a_change_that_cannot_finish_is_shown_failed_and_can_be_aborted(
     asyncio.run(main())
 
 
-def test_a_copy_step_reroutes_only_the_writes_of_its_buckets(tmp_path: Path) -> None:
-    """A write waiting for its shards' locks while a copy step moves other buckets goes on
-    as routed (before, every step sent every waiting write round again: upserts waited 30 s
-    behind a 100k-row copy)."""
-    from shardvec.contract.buckets import bucket_of
-    from shardvec.contract.types import ShardWrite
+def test_writes_are_not_sent_round_again_while_buckets_are_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Routes change at a change's start and switch, not at its copy steps: a writer
+    running through a copy of many steps is rerouted a handful of times at most (before,
+    every step sent every waiting write round again: upserts waited 30 s behind a 100k-row
+    copy)."""
+    monkeypatch.setattr(resharding, "COPY_ROWS", 10)  # many steps
 
     async def main() -> None:
         rt = CoordinatorRuntime(tmp_path, {"token": "t"}, LocalControls(tmp_path))
         col = await rt.create(CollectionSpec("c", IndexSettings(dim=DIM), shards=2))
-        epoch = col.route_epoch
-        ids = [f"x{i}" for i in range(200)]
-        inside = [i for i in ids if bucket_of(i) < 100]
-        outside = [i for i in ids if bucket_of(i) >= 100]
-        col.reroute(0, 100)  # a copy step of buckets [0, 100)
-        assert col.still_routed({0: ShardWrite(ids=outside)}, epoch)
-        assert not col.still_routed({0: ShardWrite(ids=inside[:1] + outside)}, epoch)
-        assert not col.still_routed({0: ShardWrite(delete_where=parse_where({"g": 1}))}, epoch)
-        col.reroute()  # a change of every route
-        assert not col.still_routed({0: ShardWrite(ids=outside)}, epoch)
-        assert col.still_routed({0: ShardWrite(ids=outside)}, col.route_epoch)
+        model = Model(np.random.default_rng(5))
+        ids, vecs, metas, docs = model.new_rows(2000)
+        await col.upsert(ids, vecs, metas, _deadline(), docs)
+        await rt.scale("c", 4, None)
+        job = rt.changes["c"]
+        writes = 0
+        while not job.done.is_set():
+            more, v, m, d = model.new_rows(20)
+            await asyncio.gather(*(col.upsert(more[i::4], v[i::4], m[i::4], _deadline(),
+                                              d[i::4]) for i in range(4)))  # fmt: skip
+            writes += 4
+        assert job.error is None and len(job.change.copied) > 20
+        assert writes > 20
+        assert col.atomic.rerouted <= 8, col.atomic.rerouted
+        assert await col.count(None, _deadline()) == model.next
         await rt.shutdown()
 
     asyncio.run(main())

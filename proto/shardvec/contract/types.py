@@ -163,11 +163,6 @@ class ShardWrite:
     # change may put a row on two shards, so an affected count counts rows, not copies.
     owned: np.ndarray | None = None
 
-    def row_ids(self) -> list[str]:
-        """Every id the write names (upserts, deletes, updates)."""
-        updated = list(self.update.ids) if self.update is not None else []
-        return [*self.ids, *self.delete_ids, *updated]
-
     @property
     def rows(self) -> int:
         updated = len(self.update.ids) if self.update is not None else 0

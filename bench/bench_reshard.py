@@ -8,9 +8,9 @@ the layout. It reports the time of each change, reads failed, acknowledged write
 acknowledged id is fetched at the end), write attempts that failed and were retried, read QPS
 before, during and after, the copy rate against the ingest rate of the same rows (the
 reference, measured in the same run by the initial load), the slowest call of each client,
-and the read pause at each switch: the latency of the searches in flight within
-SWITCH_WINDOW_S of the moment the change left its copy phase (as DescribeCollection, polled
-every 0.1 s, first showed it), against the searches' p50 before. Prints a table and writes
+and the read pause at each switch: the latency of the searches in flight at it (those that
+overlap the 0.1 s poll interval in which DescribeCollection first showed the change past its
+copy phase), against the searches' p50 before. Prints a table and writes
 JSON.
 
     shardvec bench reshard [--n 100000] [--out bench/results/reshard.json]
@@ -34,7 +34,7 @@ from cluster.client import Client
 from cluster.demo import load_sample
 
 NAME = "reshard"
-SWITCH_WINDOW_S = 0.5
+POLL_S = 0.1  # how often the change's progress is polled (the switch is known to this)
 
 
 def _load(data: Path | None, n: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -126,14 +126,19 @@ class Load:
                     self.errors.append(f"count: {exc.code.name}: {exc.message}")
                 time.sleep(0.05)
 
-    def pause(self, at: float) -> dict[str, float]:
-        """p50 and max latency (ms) of the searches in flight within SWITCH_WINDOW_S of `at`."""
-        lat = [e - s for s, e in self.read_spans
-               if s <= at + SWITCH_WINDOW_S and e >= at - SWITCH_WINDOW_S]
+    def pause(self, at: float) -> dict[str, Any]:
+        """p50 and max latency (ms) of the searches in flight at the switch: those that
+        overlap the poll interval in which it happened (POLL_S before `at`, the first poll
+        that saw it)."""
+        lat = [e - s for s, e in self.read_spans if s <= at and e >= at - POLL_S]
         if not lat:
             return {"p50_ms": float("nan"), "max_ms": float("nan"), "reads": 0}
+        slow = sorted(((e - s, s - at) for s, e in self.read_spans
+                       if s <= at and e >= at - POLL_S), reverse=True)[:3]  # fmt: skip
         return {"p50_ms": round(float(np.median(lat)) * 1e3, 2),
-                "max_ms": round(max(lat) * 1e3, 2), "reads": len(lat)}
+                "max_ms": round(max(lat) * 1e3, 2), "reads": len(lat),
+                "slowest": [{"ms": round(d * 1e3, 1), "started_s_from_switch": round(t, 2)}
+                            for d, t in slow]}  # fmt: skip
 
     def p50_ms(self, start: float, end: float) -> float:
         lat = [e - s for s, e in self.read_spans if start <= s and e < end]
@@ -157,7 +162,7 @@ def _change(client: Client, shards: int | None = None,
 
     t0 = time.monotonic()
     scale = {"shards": shards, "replicas": replicas}
-    info = col.scale(shards, replicas, poll=0.1, progress=progress)
+    info = col.scale(shards, replicas, poll=POLL_S, progress=progress)
     t1 = time.monotonic()
     return {"change": scale, "seconds": round(t1 - t0, 2), "start": t0, "end": t1,
             "switch": switched[0] if switched else t1,

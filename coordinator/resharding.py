@@ -100,7 +100,7 @@ class CoordinatorRuntime(Protocol):
 log = logging.getLogger(__name__)
 
 COPY_ROWS = 1000  # about the rows one copy step moves (the buckets of a step, whole)
-PAGE_ROWS = 1000  # rows per read and per write within a step
+PAGE_ROWS = 250  # rows per read and per write within a step: one index add a search may wait for
 PAGE_BYTES = 16 * 1024 * 1024
 STEP_DEADLINE_S = 120.0
 RETRY_S = 0.5

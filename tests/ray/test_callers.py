@@ -56,7 +56,7 @@ def test_misbehaving_callers_never_fail_a_patient_one(
     vecs = rng.standard_normal((400, DIM)).astype(np.float32)
     col.upsert([f"r{i}" for i in range(400)], vecs)
     live_before = {(r["shard"], r["replica"]) for r in client.describe(name)["replica_states"]
-                   if r["state"] == "LIVE"}  # fmt: skip
+                   if r["state"] == "live"}  # fmt: skip
     assert len(live_before) == 4
     replica_addresses = [r["address"] for r in client.describe(name)["replica_states"]]
 
@@ -140,7 +140,7 @@ def test_misbehaving_callers_never_fail_a_patient_one(
                 patient.append(time.monotonic() - start)
                 if i % 10 == 0:
                     states = c.describe(name)["replica_states"]
-                    gone = [r for r in states if r["state"] != "LIVE"]
+                    gone = [r for r in states if r["state"] != "live"]
                     if gone:
                         left_live.append(gone)
                 i += 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import time
@@ -365,56 +366,68 @@ def test_every_read_and_write_is_exact_while_the_layout_changes(
     asyncio.run(_run(tmp, seed, plan))
 
 
-def test_an_abort_at_every_point_of_a_growth_into_existing_shards_leaves_no_row_behind(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("before", "after", "copy_rows"), [(43, 44, 1), (3, 2, 100)])
+def test_an_abort_at_every_point_of_a_change_leaves_no_row_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, before: int, after: int, copy_rows: int
 ) -> None:
-    """43 -> 44 moves buckets between existing shards (a new collection's smallest such
-    growth); an abort after each copy step deletes exactly the copies, and no read in
-    between sees a row twice or counts it twice."""
-    monkeypatch.setattr(resharding, "COPY_ROWS", 1)  # one bucket a step
-    old = Layout.initial(43).owners
+    """An abort after each copy step (and before the first) of a growth that moves buckets
+    between existing shards (43 -> 44, a new collection's smallest) and of a shrink (3 -> 2)
+    deletes exactly the copies; no read in between sees a row twice or counts it twice."""
+    monkeypatch.setattr(resharding, "COPY_ROWS", copy_rows)
+    old = Layout.initial(before).owners
     change = resharding.Change("copying", old.tolist(),
-                               resharding.plan_owners(old, 44).tolist(), 43, 44, 1)
-    assert change.receivers(), "43 -> 44 no longer copies into an existing shard"
-    steps = len(resharding.copy_steps(change, lambda s: 1.0))
-    points = sorted({0, 1, steps // 2, steps - 1})
+                               resharding.plan_owners(old, after).tolist(), before, after, 1)
+    assert change.receivers(), f"{before} -> {after} no longer copies into a shard that is read"
     state: dict[str, Any] = {}
 
     async def abort_at(phase: str) -> None:
         job = state.get("job")
-        if (phase == "copied-step" and job is not None
-                and len(job.change.copied) >= state["at"] and not job.change.abort):
+        if (phase == "copied-step" and job is not None and not job.change.abort
+                and job.change.copied and len(state["steps"]) >= state["at"]):
             n = await state["col"].count(None, _deadline())
             assert n == state["rows"], ("count mid-copy", n)
+            hits = await state["col"].search(state["q"], SearchParams(k=5, exact=True),
+                                             _deadline())  # fmt: skip
+            _no_duplicates(hits.ids, "mid-copy")
             job.change.abort = True
 
-    monkeypatch.setattr(resharding, "pause_point", abort_at)
+    async def step_seen(phase: str) -> None:
+        if phase == "copied-step":
+            state["steps"].append(1)
+        await abort_at(phase)
+
+    monkeypatch.setattr(resharding, "pause_point", step_seen)
 
     async def main() -> None:
         rt = CoordinatorRuntime(tmp_path, {"token": "t"}, LocalControls(tmp_path))
-        col = await rt.create(CollectionSpec("g", IndexSettings(dim=DIM), shards=43))
+        col = await rt.create(CollectionSpec("g", IndexSettings(dim=DIM), shards=before))
         rng = np.random.default_rng(7)
         model = Model(rng)
         ids, vecs, metas, docs = model.new_rows(3000)
         await col.upsert(ids, vecs, metas, _deadline(), docs)
-        state.update(col=col, rows=3000)
-        for at in points:
-            state["at"] = at
-            await rt.scale("g", 44, None)
+        state.update(col=col, rows=3000, q=vecs[:3])
+        at, steps_in_all = 0, None
+        while steps_in_all is None or at <= steps_in_all:
+            state.update(at=at, steps=[])
+            await rt.scale("g", after, None)
             job = state["job"] = rt.changes["g"]
             if at == 0:
                 job.change.abort = True
             await asyncio.wait_for(job.done.wait(), 120)
-            assert job.error is None and col.change is None
-            assert col.layout.shards == 43 and len(col.shard_sets) == 43
+            if steps_in_all is None:
+                steps_in_all = len(resharding.copy_steps(
+                    dataclasses.replace(job.change, copied=[]), job._rows_per_bucket))
+            assert job.error is None and col.change is None, (at, job.error)
+            assert col.layout.shards == before and len(col.shard_sets) == before, at
             held = sum([int((await rs.replicas[0].control.describe())["count"])
                         for rs in col.shard_sets])  # fmt: skip
             assert held == 3000, (at, held)  # no stray copy on a shard that stays
             assert await col.count(None, _deadline()) == 3000
-            q = vecs[:3]
-            hits = await col.search(q, SearchParams(k=5, exact=True), _deadline())
+            hits = await col.search(vecs[:3], SearchParams(k=5, exact=True), _deadline())
             _no_duplicates(hits.ids, f"abort at {at}")
             assert [row[0] for row in hits.ids] == ids[:3]
+            at += 1
+        assert steps_in_all >= 4, steps_in_all
         await col.delete(ids[:1], None, _deadline())
         hits = await col.search(vecs[:1], SearchParams(k=3, exact=True), _deadline())
         assert ids[0] not in hits.ids[0]  # a deleted row is not served from a stray copy

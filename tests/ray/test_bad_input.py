@@ -266,9 +266,11 @@ def test_deadline_on_a_big_exact_search(
     rng = np.random.default_rng(11)
     dim = 256
     col = client.create_collection(name, dim=dim, metric="euclidean", m=4, ef_construction=8)
-    base = rng.standard_normal((8000, dim)).astype(np.float32)
-    col.upsert([str(i) for i in range(8000)], base, batch_size=2000)
-    queries = rng.standard_normal((4000, dim)).astype(np.float32)  # 8 chunks of 512 queries
+    base = rng.standard_normal((16000, dim)).astype(np.float32)
+    col.upsert([str(i) for i in range(16000)], base, batch_size=4000)
+    # 16 chunks of 512 queries: about 1.5 s of work here, well past the 0.3 s deadline (at
+    # 8,000 x 4,000 a quiet machine could finish before the shard noticed its caller gone)
+    queries = rng.standard_normal((8000, dim)).astype(np.float32)
     address = client.describe(name)["replica_states"][0]["address"]
     before = _abandoned(cluster, address)
     start = time.perf_counter()
@@ -284,7 +286,7 @@ def test_deadline_on_a_big_exact_search(
         assert time.monotonic() < until, "the shard kept working for a caller that had gone"
         time.sleep(0.1)
     # and the server keeps answering, with the right results
-    assert col.count() == 8000
+    assert col.count() == 16000
     ids, _ = col.search_ids(base[:3], k=1, exact=True)
     assert [row[0] for row in ids] == ["0", "1", "2"]
     client.drop_collection(name)

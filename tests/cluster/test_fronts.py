@@ -274,7 +274,9 @@ def test_a_front_that_lost_its_pushes_follows_a_resharding(env: dict[str, Any]) 
                         got = [r.id for r in front_col.get(some, include_vectors=False)]
                         assert got == some
                         ids = _ids(front_col.search_ids(env["vecs"][:2], k=10, exact=True)[0])
-                        assert ids == want  # exact, and so no duplicate
+                        assert all(len(set(row)) == len(row) for row in ids)  # no duplicate
+                        # exact: the same rows (the extra rows share vectors, so tie in order)
+                        assert [set(r) for r in ids] == [set(r) for r in want]
                     info = client.describe("fr")
                     if info["change"] is None and info["shards"] == shards:
                         break

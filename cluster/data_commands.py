@@ -112,10 +112,12 @@ def import_(obj: _HasClient, name: str, in_path: Path, vectors_path: Path, batch
             with tqdm(total=len(lines), unit="row", desc=f"import {name}") as bar:
                 for start in range(0, len(lines), batch):
                     part = lines[start : start + batch]
+                    docs = [x.get("document") or None for x in part]
                     col.upsert(
                         [str(x["id"]) for x in part],
                         np.asarray(vectors[start : start + len(part)], dtype=np.float32),
                         [x.get("metadata") or {} for x in part],
+                        documents=docs if any(docs) else None,
                         batch_size=batch,
                     )
                     bar.update(len(part))

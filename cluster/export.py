@@ -1,10 +1,11 @@
 """`shardvec export`: a collection (or the rows matching a filter) to JSON Lines and .npy.
 
 Rows come from one scroll, so each live row comes exactly once even while writes arrive. Line
-i of the JSON Lines file is {"id": ..., "metadata": {...}} and row i of the .npy file is its
-vector. The .npy file is written as rows arrive, behind a fixed 128-byte header that gets the
-final row count at the end, so an export never holds the vectors in memory; both files are
-written under a .part name and renamed into place when complete.
+i of the JSON Lines file is {"id": ..., "metadata": {...}} (with "document": "..." for a row
+that has one) and row i of the .npy file is its vector. The .npy file is written as rows
+arrive, behind a fixed 128-byte header that gets the final row count at the end, so an export
+never holds the vectors in memory; both files are written under a .part name and renamed into
+place when complete; `shardvec import` reads both back, documents included.
 """
 
 from __future__ import annotations
@@ -59,9 +60,12 @@ def export_collection(
                     page_size=page_size,
                     include_metadata=True,
                     include_vectors=vectors_out is not None,
+                    include_documents=True,
                 ):
                     for r in page.records:
-                        line = {"id": r.id, "metadata": r.metadata or {}}
+                        line: dict[str, Any] = {"id": r.id, "metadata": r.metadata or {}}
+                        if r.document:
+                            line["document"] = r.document
                         text.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")))
                         text.write("\n")
                         if npy is not None and r.vector is not None:

@@ -30,6 +30,7 @@ from shardvec.contract.convert import (
 from shardvec.contract.errors import (
     DataLoss,
     DeadlineExceeded,
+    FailedPrecondition,
     InvalidArgument,
     ResourceExhausted,
     Unavailable,
@@ -140,10 +141,22 @@ class ReadService(pb_grpc.VectorSearchServicer):
             )
 
     async def ListCollections(self, request: Any, context: Any) -> Any:
+        """Every served collection (one being restored is left out) as Describe shows it:
+        its rows counted (in parallel; unset for one that cannot be counted now) and its
+        replicas' states."""
         resp = pb.ListCollectionsResponse()
-        for name in self.runtime.served():  # a collection being restored is left out
-            resp.collections.append(collection_info(self.runtime.collections[name].spec))
+        cols = [self.runtime.collections[name] for name in self.runtime.served()]
+        counts = await asyncio.gather(*(self._count_or_none(col, context) for col in cols))
+        for col, count in zip(cols, counts, strict=True):
+            resp.collections.append(_info(col, count))
         return resp
+
+    async def _count_or_none(self, col: CollectionRuntime, context: Any) -> int | None:
+        try:
+            return await col.count(None, self._deadline(context))
+        except (Unavailable, DataLoss, DeadlineExceeded, FailedPrecondition) as exc:
+            log.info("list %s: no count: %s", col.spec.name, exc)
+            return None
 
     async def DescribeCollection(self, request: Any, context: Any) -> Any:
         col = self.runtime.get(request.name)

@@ -125,7 +125,8 @@ def test_export_round_trip_and_query_like(
 ) -> None:
     ids, vecs, metas = _sample()
     col = client.create_collection(name, dim=vecs.shape[1], shards=3)
-    col.upsert(ids, vecs, metas, batch_size=1000)
+    docs = [f"document of row {i}" if i % 3 else None for i in range(len(ids))]
+    col.upsert(ids, vecs, metas, documents=docs, batch_size=1000)
     out, npy = tmp_path / "rows.jsonl", tmp_path / "rows.npy"
     r = run(cluster, "export", name, "--out", str(out), "--vectors", str(npy))
     assert r.returncode == 0, r.stderr
@@ -138,17 +139,19 @@ def test_export_round_trip_and_query_like(
     for j, line in enumerate(lines):
         i, meta = by_id[line["id"]]
         assert line["metadata"] == meta
+        assert line.get("document") == docs[i]  # documents are exported (none: no field)
         np.testing.assert_array_equal(got[j], vecs[i])
     # imported into a new collection, it holds the same rows
     back = client.create_collection(name + "b", dim=vecs.shape[1], shards=2)
     r = run(cluster, "import", name + "b", "--in", str(out), "--vectors", str(npy))
     assert r.returncode == 0, r.stderr
     assert f"imported {len(ids)} rows" in r.stdout
-    again = {r.id: r for r in back.scroll(include_vectors=True)}
+    again = {r.id: r for r in back.scroll(include_vectors=True, include_documents=True)}
     assert set(again) == set(ids)
-    for i in range(0, len(ids), 97):
+    for i in range(len(ids)):  # field by field: vector, metadata, document
         np.testing.assert_array_equal(again[ids[i]].vector, vecs[i])
         assert again[ids[i]].metadata == metas[i]
+        assert (again[ids[i]].document or None) == docs[i]
     filtered = tmp_path / "popular.jsonl"
     r = run(cluster, "export", name, "--out", str(filtered), "--where", '{"popular": true}')
     assert r.returncode == 0, r.stderr

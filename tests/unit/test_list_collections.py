@@ -1,0 +1,50 @@
+"""ListCollections shows each collection as Describe does: its true row count and its
+replicas' states (it used to answer count 0 and no replica states for a collection holding
+thousands of rows)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import numpy as np
+from shardvec.contract.settings import CollectionSpec, IndexSettings
+from shardvec.v1 import vector_search_pb2 as pb
+
+from coordinator.batching import MicroBatcher
+from coordinator.config import CoordinatorSettings
+from coordinator.service import VectorSearchService
+from tests.inproc import LocalControls
+
+
+class _Context:
+    def time_remaining(self) -> float:
+        return 30.0
+
+    def invocation_metadata(self) -> tuple[()]:
+        return ()
+
+
+def test_listed_collections_carry_their_counts_and_replica_states(tmp_path: Path) -> None:
+    from coordinator.runtime import CoordinatorRuntime
+
+    async def main() -> None:
+        runtime = CoordinatorRuntime(tmp_path, {"token": "t"}, LocalControls(tmp_path))
+        await runtime.restore()
+        svc = VectorSearchService(
+            runtime, CoordinatorSettings(data_dir=str(tmp_path)), MicroBatcher(window_s=0.0)
+        )
+        a = await runtime.create(CollectionSpec("a", IndexSettings(dim=4), shards=2, replicas=2))
+        await runtime.create(CollectionSpec("b", IndexSettings(dim=4)))
+        vecs = np.random.default_rng(1).standard_normal((300, 4)).astype(np.float32)
+        await a.upsert([f"r{i}" for i in range(300)], vecs, [], time.monotonic() + 30)
+        listed = await svc.ListCollections(pb.ListCollectionsRequest(), _Context())
+        by_name = {c.name: c for c in listed.collections}
+        assert by_name["a"].count == 300 and by_name["b"].count == 0
+        assert len(by_name["a"].replica_states) == 4
+        assert {r.state for r in by_name["a"].replica_states} == {"live"}
+        assert by_name["a"].layout_version == 1
+        await runtime.shutdown()
+
+    asyncio.run(main())

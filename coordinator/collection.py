@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,7 +129,7 @@ class CollectionRuntime:
         # Grows at every change of where writes go (AtomicWriter's Rerouted): a layout
         # change's start, switch and end, and changes of the shard list.
         self.route_epoch = 0
-        self.atomic = AtomicWriter(spec.name, shard_sets, decisions, self.still_routed)
+        self.atomic = AtomicWriter(spec.name, shard_sets, decisions, lambda: self.route_epoch)
         self.writes = WriteCombiner(self.atomic.apply)
 
     @property
@@ -139,10 +139,6 @@ class CollectionRuntime:
     def reroute(self) -> None:
         """Record a change of where writes go (call under the write locks it concerns)."""
         self.route_epoch += 1
-
-    def still_routed(self, writes: Mapping[int, ShardWrite], epoch: int) -> bool:
-        """Whether `writes`, routed under route epoch `epoch`, still go where they must."""
-        return epoch == self.route_epoch
 
     @property
     def layout(self) -> Layout:
@@ -385,18 +381,11 @@ class CollectionRuntime:
     async def count(
         self, where: Filter | None, deadline: float, where_document: DocFilter | None = None
     ) -> int:
+        async def call(shard_: ShardLike, timeout: float, buckets: np.ndarray | None) -> int:
+            return await shard_.count(where, timeout, where_document, buckets)
+
         async with self.views.read() as view:
-
-            async def one(shard: int) -> int:
-                buckets = view.buckets(shard)
-
-                async def call(shard_: ShardLike, timeout: float) -> int:
-                    return await shard_.count(where, timeout, where_document, buckets)
-
-                return await view.sets[shard].read(call, deadline)
-
-            counts = await asyncio.gather(*(one(s) for s in range(view.shards)))
-        return sum(counts)
+            return sum(await view.fan_out(call, deadline))
 
     async def search(
         self,
@@ -443,21 +432,17 @@ class CollectionRuntime:
             packed=packed,
         )
 
-        async def timed(rs: ReplicaSet) -> SearchResult:
-            buckets = view.buckets(rs.shard)
+        async def call(
+            shard_: ShardLike, timeout: float, buckets: np.ndarray | None
+        ) -> SearchResult:
             mine = request if buckets is None else dataclasses.replace(request, buckets=buckets)
+            return await shard_.search(mine, timeout)
 
-            async def call(shard_: ShardLike, timeout: float) -> SearchResult:
-                return await shard_.search(mine, timeout)
+        def timer(shard: int, seconds: float) -> None:
+            if self.on_shard_search is not None:
+                self.on_shard_search(self.spec.name, shard, seconds)
 
-            start = time.perf_counter()
-            try:
-                return await rs.read(call, deadline)
-            finally:
-                if self.on_shard_search is not None:
-                    self.on_shard_search(self.spec.name, rs.shard, time.perf_counter() - start)
-
-        parts = await asyncio.gather(*(timed(rs) for rs in view.sets))
+        parts = await view.fan_out(call, deadline, timer)
         payloads: list[list[np.ndarray]] = []
         if params.include_metadata:
             payloads.append([_payload(p.metadata, "metadata") for p in parts])

@@ -66,15 +66,12 @@ def merge_stats(parts: Sequence[KeywordStats]) -> KeywordStats:
 async def gather_stats(view: ReadView, texts: Sequence[str], deadline: float) -> KeywordStats:
     """Phase one: every shard's statistics for `texts`, summed (one replica per shard)."""
 
-    async def one(shard: int) -> KeywordStats:
-        buckets = view.buckets(shard)
+    async def call(
+        shard_: ShardLike, timeout: float, buckets: np.ndarray | None
+    ) -> KeywordStats:
+        return await shard_.keyword_stats(texts, timeout, buckets)
 
-        async def call(shard_: ShardLike, timeout: float) -> KeywordStats:
-            return await shard_.keyword_stats(texts, timeout, buckets)
-
-        return await view.sets[shard].read(call, deadline)
-
-    return merge_stats(await asyncio.gather(*(one(s) for s in range(view.shards))))
+    return merge_stats(await view.fan_out(call, deadline))
 
 
 async def keyword_search(
@@ -105,16 +102,13 @@ async def keyword_search_in(
         params.include_documents,
     )
 
-    async def one(shard: int) -> SearchResult:
-        buckets = view.buckets(shard)
+    async def call(
+        shard_: ShardLike, timeout: float, buckets: np.ndarray | None
+    ) -> SearchResult:
         mine = request if buckets is None else dataclasses.replace(request, buckets=buckets)
+        return await shard_.keyword_search(mine, timeout)
 
-        async def call(shard_: ShardLike, timeout: float) -> SearchResult:
-            return await shard_.keyword_search(mine, timeout)
-
-        return await view.sets[shard].read(call, deadline)
-
-    parts = await asyncio.gather(*(one(s) for s in range(view.shards)))
+    parts = await view.fan_out(call, deadline)
     payloads: list[list[np.ndarray]] = []
     if params.include_metadata:
         payloads.append([_payload(p.metadata, "metadata") for p in parts])

@@ -11,9 +11,10 @@ A view is what one read sees: the layout (its version and bucket owners), the sh
 - after an abort, until the rollback has deleted them, the receivers still hold their copies.
 
 The rule: **a shard answers only for the buckets the view's layout gives it.** A read sends a
-foreign shard the bitmap of its buckets (`ReadView.buckets`); the shard masks every other row
-out of searches, counts, keyword statistics and keyword searches, so each row is seen once,
-at its owner, in every phase, with no lock and no dedupe. Get by id and Scroll read each
+foreign shard the bitmap of its buckets (`ReadView.buckets`, sent by `ReadView.fan_out`, the
+one fan-out of searches, counts and keyword reads); the shard masks every other row out of
+searches, counts, keyword statistics and keyword searches, so each row is seen once, at its
+owner, in every phase, with no lock and no dedupe. Get by id and Scroll read each
 bucket from its owner alone, so they need no mask. A query front builds its views from the
 pushed layout with the same `foreign` set (coordinator/layout_push.py), so it reads by the
 same rule.
@@ -28,13 +29,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
+from shardvec.contract.shard_api import ShardLike
 
 from coordinator.layout import Layout
 from coordinator.replicas import ReplicaSet
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,6 +70,31 @@ class ReadView:
             mask = self._masks[shard] = self.layout.owners == shard
             mask.setflags(write=False)
         return mask
+
+    async def fan_out(
+        self,
+        call: Callable[[ShardLike, float, np.ndarray | None], Awaitable[T]],
+        deadline: float,
+        timer: Callable[[int, float], None] | None = None,
+    ) -> list[T]:
+        """`call(replica, timeout, buckets)` on one replica of every shard of the view, in
+        parallel, each shard given the bucket mask it answers for (`buckets`); results in
+        shard order. `timer(shard, seconds)`: each shard's read time, failovers included."""
+
+        async def one(shard: int) -> T:
+            buckets = self.buckets(shard)
+
+            async def bound(replica: ShardLike, timeout: float) -> T:
+                return await call(replica, timeout, buckets)
+
+            start = time.perf_counter()
+            try:
+                return await self.sets[shard].read(bound, deadline)
+            finally:
+                if timer is not None:
+                    timer(shard, time.perf_counter() - start)
+
+        return list(await asyncio.gather(*(one(s) for s in range(self.shards))))
 
     def owner_parts(self, ids: Sequence[str]) -> list[tuple[int, np.ndarray]]:
         """(shard, row indices of `ids`) for each shard owning some of them."""

@@ -35,7 +35,6 @@ from shardvec.v1 import vector_search_pb2 as pb
 from coordinator.collection import CollectionRuntime
 from coordinator.config import CoordinatorSettings
 from coordinator.cursor import Cursor, check_cursor, decode_cursor, encode_cursor
-from coordinator.read_view import ReadView
 from coordinator.views import ReadRuntime
 
 Position = tuple[int, str]
@@ -62,10 +61,26 @@ async def scroll_collection(
     rows = size = 0
     while pos[0] < end_bucket and rows < limit and size < max_bytes:
         async with col.views.read() as view:  # a page reads its buckets from their owner
-            page, stop = await _page(
-                view, pos, end_bucket, limit - rows, where, include_metadata, include_vectors,
-                max_bytes - size, deadline, where_document, include_documents,
-            )  # fmt: skip
+            shard = view.layout.shard_of_bucket(pos[0])
+            stop = min(end_bucket, view.layout.run_end(pos[0]))
+            request = ShardScroll(
+                after_bucket=pos[0],
+                after_id=pos[1],
+                end_bucket=stop,
+                limit=limit - rows,
+                where=where,
+                include_metadata=include_metadata,
+                include_vectors=include_vectors,
+                max_bytes=max_bytes - size,
+                where_document=where_document,
+                include_documents=include_documents,
+            )
+
+            async def call(shard_: ShardLike, timeout: float,
+                           req: ShardScroll = request) -> ScrollPage:  # fmt: skip
+                return await shard_.scroll(req, timeout)
+
+            page = await view.sets[shard].read(call, deadline)
         pages.append(page)
         rows += len(page.ids)
         size += _page_bytes(page)
@@ -74,43 +89,6 @@ async def scroll_collection(
             break
         pos = (stop, "")
     return pages, (pos if pos[0] < end_bucket else None)
-
-
-async def _page(
-    view: ReadView,
-    pos: Position,
-    end_bucket: int,
-    limit: int,
-    where: Filter | None,
-    include_metadata: bool,
-    include_vectors: bool,
-    max_bytes: int,
-    deadline: float,
-    where_document: DocFilter | None,
-    include_documents: bool,
-) -> tuple[ScrollPage, int]:
-    """One shard's page from `pos` to the end of the run of buckets it owns there, and
-    that run's end."""
-    layout = view.layout
-    shard = layout.shard_of_bucket(pos[0])
-    stop = min(end_bucket, layout.run_end(pos[0]))
-    request = ShardScroll(
-        after_bucket=pos[0],
-        after_id=pos[1],
-        end_bucket=stop,
-        limit=limit,
-        where=where,
-        include_metadata=include_metadata,
-        include_vectors=include_vectors,
-        max_bytes=max_bytes,
-        where_document=where_document,
-        include_documents=include_documents,
-    )
-
-    async def call(shard_: ShardLike, timeout: float) -> ScrollPage:
-        return await shard_.scroll(request, timeout)
-
-    return await view.sets[shard].read(call, deadline), stop
 
 
 def _page_bytes(page: ScrollPage) -> int:

@@ -92,15 +92,15 @@ class AtomicWriter:
         name: str,
         shard_sets: list[ReplicaSet],
         decisions: Decisions,
-        routed: Callable[[Mapping[int, ShardWrite], int], bool] = lambda writes, epoch: True,
+        route_epoch: Callable[[], int] = lambda: 0,
     ) -> None:
         self.name = name
         self.shard_sets = shard_sets
         self.decisions = decisions
-        # Whether writes routed under a route epoch still go where they must (a resharding
-        # changes a bucket's route only under the write lock of the bucket's owner, so a write
-        # still routed once it has its shards' locks goes where it must).
-        self.routed = routed
+        # Grows whenever a resharding changes where a bucket's writes go; a route changes
+        # only under the write lock of the bucket's owner, so a write whose epoch still holds
+        # once it has its shards' locks goes where it must.
+        self.route_epoch = route_epoch
         self.rerouted = 0  # writes sent round again (their routes changed while they waited)
         self.batches = 0  # batches decided committed
         self.aborted = 0
@@ -135,7 +135,7 @@ class AtomicWriter:
         shards = sorted(s for s, w in writes.items() if w.rows or w.delete_where is not None)
         if not shards:
             return {}
-        if epoch is not None and not self.routed(writes, epoch):
+        if epoch is not None and epoch != self.route_epoch():
             self.rerouted += 1
             raise Rerouted()
         sets = [self.shard_sets[s] for s in shards]
@@ -143,7 +143,7 @@ class AtomicWriter:
             for rs in sets:  # always in shard order: two batches never wait on each other
                 await _acquire(rs.write_lock, decide_by, self.name)
                 stack.callback(rs.write_lock.release)
-            if epoch is not None and not self.routed(writes, epoch):
+            if epoch is not None and epoch != self.route_epoch():
                 self.rerouted += 1
                 raise Rerouted()
             if decide_by is not None and time.monotonic() >= decide_by:

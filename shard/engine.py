@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from shardvec.contract.buckets import NUM_BUCKETS, bucket_of, buckets_of
+from shardvec.contract.buckets import NUM_BUCKETS, bucket_of
 from shardvec.contract.errors import (
     DataLoss,
     FailedPrecondition,
@@ -749,25 +749,29 @@ class ShardEngine:
                 unstage_upto=seq,
             )
             self._staged = {s: b for s, b in self._staged.items() if s > seq}
+            # `owned`: count by the slots' buckets; the deleted rows' before the batch can
+            # hand their slots to new rows, the upserted and updated rows' after it.
+            deleted = len(targets) if owned is None else self._owned(owned, plan.del_slots)
             vecs = batch.vectors if batch.ids else None
             self._apply(
                 plan, batch.ids, vecs, batch.metadatas, batch.texts, seq, batch.documents, changed
             )
             inserted = batch.update.inserted if batch.update is not None else 0
-            affected = len(batch.ids) + len(targets) + len(changed.slots)
-            if owned is not None:
-
-                def mine(ids: Sequence[str]) -> int:
-                    return int(owned[buckets_of(ids)].sum()) if len(ids) else 0
-
+            if owned is None:
+                affected = len(batch.ids) + deleted + len(changed.slots)
+            else:
+                upserted = self._owned(owned, plan.up_slots)
                 if batch.update is not None:
-                    inserted = mine(batch.ids)  # an update's upserts are its inserted rows
-                affected = (
-                    mine(batch.ids) + mine(targets)
-                    + mine(self._slots.slot_to_id[changed.slots].tolist())
-                )
+                    inserted = upserted  # an update's upserts are its inserted rows
+                affected = upserted + deleted + self._owned(owned, changed.slots)
                 missing = [i for i in missing if owned[bucket_of(i)]]
             return WriteAck(True, affected, self._applied_seq, tuple(missing), inserted)
+
+    def _owned(
+        self, owned: npt.NDArray[np.bool_], slots: Sequence[int] | npt.NDArray[np.int64]
+    ) -> int:
+        """How many of `slots` hold rows of the buckets `owned` marks."""
+        return int(owned[self._slots.bucket[np.asarray(slots, dtype=np.int64)]].sum())
 
     def _updated_rows(
         self, seq: int, u: _StagedUpdate | None

@@ -195,17 +195,14 @@ def _in(slots: npt.NDArray[np.int64], mask: npt.NDArray[np.bool_]) -> npt.NDArra
 
 
 def _masked_totals(db: sqlite3.Connection, mask: npt.NDArray[np.bool_]) -> tuple[int, int]:
-    """(documents, tokens) over the indexed slots `mask` marks."""
-    top = db.execute(f"SELECT max(id) FROM {FTS}_docsize").fetchone()[0]
-    if top is None:
+    """(documents, tokens) over the indexed slots `mask` marks, from one scan of FTS5's
+    docsize rows."""
+    rows = db.execute(f"SELECT id, sz FROM {FTS}_docsize").fetchall()
+    if not rows:
         return 0, 0
-    every = np.arange(int(top) + 1, dtype=np.int64)
-    present = np.zeros(len(every), dtype=np.bool_)
-    ids = np.array([r[0] for r in db.execute(f"SELECT id FROM {FTS}_docsize")], dtype=np.int64)
-    present[ids] = True
-    keep = present & _in(every, mask)
-    lengths = _doc_lengths(db, every)
-    return int(keep.sum()), int(lengths[keep].sum())
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    keep = _in(ids, mask)
+    return int(keep.sum()), int(_sizes([r[1] for r in rows])[keep].sum())
 
 
 def _masked_doc_freq(db: sqlite3.Connection, term: str, mask: npt.NDArray[np.bool_]) -> int:
@@ -376,13 +373,16 @@ def _doc_lengths(db: sqlite3.Connection, slots: npt.NDArray[np.int64]) -> npt.ND
     if not rows:
         return out
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    blobs = [r[1] for r in rows]
-    joined = b"".join(blobs)
-    if len(joined) == len(blobs) and max(joined) < 0x80:  # every length < 128: one byte
-        sizes = np.frombuffer(joined, dtype=np.uint8).astype(np.float64)
-    else:
-        sizes = np.array([varint(b)[0] for b in blobs], dtype=np.float64)
+    sizes = _sizes([r[1] for r in rows])
     pos = np.searchsorted(slots, ids)
     hit = (pos < len(slots)) & (slots[np.minimum(pos, len(slots) - 1)] == ids)
     out[pos[hit]] = sizes[hit]
     return out
+
+
+def _sizes(blobs: list[bytes]) -> npt.NDArray[np.float64]:
+    """The token counts of docsize blobs (one varint each: the one column)."""
+    joined = b"".join(blobs)
+    if len(joined) == len(blobs) and max(joined) < 0x80:  # every length < 128: one byte
+        return np.frombuffer(joined, dtype=np.uint8).astype(np.float64)
+    return np.array([varint(b)[0] for b in blobs], dtype=np.float64)

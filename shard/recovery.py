@@ -62,7 +62,8 @@ def recover(
     (replaying newer rows) or, when it is unusable, rebuild the index from the store."""
     for rows in store.live_index():
         labels = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
-        slots.load([r[0] for r in rows], labels)
+        buckets = np.fromiter((r[5] for r in rows), dtype=np.int16, count=len(rows))
+        slots.load([r[0] for r in rows], labels, buckets)  # buckets as stored: no rehash
         texts = [r[3] for r in rows]
         columns.set(labels, [decode_metadata(t) for t in texts])
         rows_data.set_texts(labels, texts)

@@ -70,13 +70,14 @@ class SlotTable:
             self.slot_to_id, self._alive, self._bucket = ids, alive, bucket
         self.n_slots = max(self.n_slots, n)
 
-    def load(self, ids: list[str], slots: Labels) -> None:
-        """Recovery: mark `ids` live at `slots`; call `rebuild_free` when done."""
+    def load(self, ids: list[str], slots: Labels, buckets: npt.NDArray[np.int16]) -> None:
+        """Recovery: mark `ids` live at `slots`, in routing `buckets` (as the store holds
+        them); call `rebuild_free` when done."""
         if len(slots):
             self.reserve(int(slots.max()) + 1)
         self.slot_to_id[slots] = np.array(ids, dtype=object)
         self._alive[slots] = True
-        self._bucket[slots] = buckets_of(ids)
+        self._bucket[slots] = buckets
         self.id_to_slot.update(zip(ids, slots.tolist(), strict=True))
 
     def rebuild_free(self) -> None:

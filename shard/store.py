@@ -486,13 +486,14 @@ class Store:
 
     def live_index(
         self, chunk_rows: int = 20_000
-    ) -> Iterator[list[tuple[str, int, int, str | None, str | None]]]:
-        """All live rows as (id, slot, seq, metadata JSON, document), in slot order, chunked."""
+    ) -> Iterator[list[tuple[str, int, int, str | None, str | None, int]]]:
+        """All live rows as (id, slot, seq, metadata JSON, document, bucket), in slot order,
+        chunked."""
         last = -1
         while True:
             with self._lock, self._errors():
                 rows = self._db.execute(
-                    "SELECT id, slot, seq, metadata, document FROM rows "
+                    "SELECT id, slot, seq, metadata, document, bucket FROM rows "
                     "WHERE deleted = 0 AND slot > ? "
                     "ORDER BY slot LIMIT ?",
                     (last, chunk_rows),

@@ -140,6 +140,13 @@ class Change:
         new = np.asarray(self.new_owners)[moving]
         return frozenset(int(s) for s in np.unique(new) if s < self.from_shards)
 
+    def givers(self) -> frozenset[int]:
+        """The shards of the new layout that hold rows of buckets they gave away, until the
+        cleanup deletes them."""
+        old = np.asarray(self.old_owners)[self.moving()]
+        keep = min(self.from_shards, self.target_shards)
+        return frozenset(int(s) for s in np.unique(old) if s < keep)
+
 
 def plan_owners(owners: np.ndarray, shards: int) -> np.ndarray:
     """The bucket owners after changing to `shards` shards, moving as few buckets as the
@@ -376,12 +383,6 @@ class Resharder:
             await self._persist()
         await pause_point("copied-step")
 
-    def _givers(self) -> frozenset[int]:
-        """Shards of the new layout that still hold rows of buckets they gave away."""
-        old, new = np.asarray(self.change.old_owners), np.asarray(self.change.new_owners)
-        keep = min(self.change.from_shards, self.change.target_shards)
-        return frozenset(int(s) for s in np.unique(old[old != new]) if s < keep)
-
     async def _switch(self) -> None:
         col, change = self.col, self.change
         new_layout = Layout(col.layout.version + 1, np.asarray(change.new_owners, dtype=np.int32))
@@ -394,7 +395,7 @@ class Resharder:
             )
             col.spec, col.dual = new_spec, None
             col.reroute()
-            col.publish_view(new_layout, self._givers())
+            col.publish_view(new_layout, self.change.givers())
             if col.change is not None:
                 col.change.phase = CLEANUP
             await pause_point("switched")
@@ -465,10 +466,7 @@ class Resharder:
             await self.runtime.layout_changed(col.spec.name)
             await col.views.drained()
 
-        async def undo() -> None:
-            await self._delete_copied()
-
-        await self._retrying("rollback", undo)
+        await self._retrying("rollback", self._delete_copied)
         col.publish_view(foreign=frozenset())  # the copies are gone
         await self.runtime.layout_changed(col.spec.name)
         for rs in removed:
@@ -600,7 +598,7 @@ async def resume(runtime: CoordinatorRuntime, col: CollectionRuntime, text: str)
         await resharder.rollback()
         resharder.done.set()
     else:  # CLEANUP: the new layout; moved rows leave the old owners before serving
-        col.publish_view(foreign=resharder._givers())
+        col.publish_view(foreign=resharder.change.givers())
         await resharder._retrying("cleanup", resharder._delete_moved)
         resharder.start()
     return resharder

@@ -121,3 +121,9 @@ async def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
         if asyncio.get_running_loop().time() > end:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.02)
+
+
+async def rows_held(col: Any) -> int:
+    """The rows a collection's shards hold in all (replica 0 of each, its store's count):
+    with no layout change running, every row once (no copy left behind)."""
+    return sum([int((await rs.replicas[0].control.describe())["count"]) for rs in col.shard_sets])

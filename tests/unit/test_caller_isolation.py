@@ -26,6 +26,7 @@ from coordinator.replicas import Replica, ReplicaSet, ReplicaState
 from coordinator.shard_client import RemoteShard
 from shard.engine import INFO_LOCK_S, ShardEngine
 from shard.server import ShardServer
+from tests.wire_bytes import tokenless_stage
 
 DIM = 8
 
@@ -215,16 +216,7 @@ def test_six_tokenless_250_mib_calls_are_refused_and_barely_grow_the_replica(
         payload = b"\x01" * (250 * 1024 * 1024)
 
         def send(_: int) -> grpc.StatusCode:
-            with grpc.insecure_channel(address, options=[
-                ("grpc.max_send_message_length", 300 << 20)]) as ch:  # fmt: skip
-                stage = ch.unary_unary("/shardvec.v1.Shard/Stage",
-                                       request_serializer=lambda b: b,
-                                       response_deserializer=lambda b: b)  # fmt: skip
-                try:
-                    stage(payload, timeout=60)
-                except grpc.RpcError as exc:
-                    return exc.code()  # type: ignore[no-any-return]
-                return grpc.StatusCode.OK
+            return tokenless_stage(address, payload, timeout=60)
 
         peak = before
         with ThreadPoolExecutor(6) as pool:

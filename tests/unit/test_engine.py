@@ -674,3 +674,24 @@ def test_a_replica_never_written_answers_a_search_with_every_payload(tmp_path: P
             assert (res.ids == "").all() and (res.counts == 0).all()
     finally:
         e.close()
+
+
+def test_bucket_masks_answer_for_the_right_rows_before_and_after_a_reopen(tmp_path: Path) -> None:
+    """A read's bucket mask (a layout change's read view) counts and searches only the rows
+    of those buckets; after a reopen the buckets come from the store, not rehashed."""
+    from shardvec.contract.buckets import NUM_BUCKETS, bucket_of
+
+    ids = [f"m{i}" for i in range(300)]
+    vecs = np.random.default_rng(4).standard_normal((300, 8)).astype(np.float32)
+    owned = np.zeros(NUM_BUCKETS, dtype=bool)
+    owned[: NUM_BUCKETS // 3] = True
+    mine = {i for i in ids if owned[bucket_of(i)]}
+    e = ShardEngine(tmp_path / "b", IndexSettings(dim=8))
+    e.upsert(1, ids, vecs, [{} for _ in ids])
+    for _ in range(2):
+        assert e.count(buckets=owned) == len(mine) and e.count() == 300
+        got = e.search(vecs[:20], 300, exact=True, buckets=owned)
+        assert {i for row in got.ids for i in row if i} == mine
+        e.close()
+        e = ShardEngine(tmp_path / "b", IndexSettings(dim=8))
+    e.close()

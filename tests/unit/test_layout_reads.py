@@ -37,7 +37,7 @@ from coordinator.keyword import hybrid_search, keyword_search
 from coordinator.layout import Layout
 from coordinator.runtime import CoordinatorRuntime
 from coordinator.scroll import get_matching
-from tests.inproc import LocalControls
+from tests.inproc import LocalControls, rows_held
 
 DIM = 8
 WORDS = [f"w{i}" for i in range(24)]
@@ -334,8 +334,7 @@ async def _run(tmp: Path, seed: int, plan: list[tuple[int, int | None]]) -> None
             await asyncio.sleep(0)
         assert job.error is None, job.error
         # Between changes: every row on exactly its owner, nothing left behind.
-        held = sum([int((await rs.replicas[0].control.describe())["count"])
-                    for rs in col.shard_sets])  # fmt: skip
+        held = await rows_held(col)
         assert held == len(model.vectors) == await col.count(None, _deadline())
         assert not col.foreign and col.dual is None
         await _reads(rng, model, col, ref, "coordinator after")
@@ -419,8 +418,7 @@ def test_an_abort_at_every_point_of_a_change_leaves_no_row_behind(
                     dataclasses.replace(job.change, copied=[]), job._rows_per_bucket))
             assert job.error is None and col.change is None, (at, job.error)
             assert col.layout.shards == before and len(col.shard_sets) == before, at
-            held = sum([int((await rs.replicas[0].control.describe())["count"])
-                        for rs in col.shard_sets])  # fmt: skip
+            held = await rows_held(col)
             assert held == 3000, (at, held)  # no stray copy on a shard that stays
             assert await col.count(None, _deadline()) == 3000
             hits = await col.search(vecs[:3], SearchParams(k=5, exact=True), _deadline())
@@ -478,8 +476,7 @@ def test_a_change_that_cannot_finish_is_shown_failed_and_can_be_aborted(
         await rt.abort_change("c")
         assert col.change is None and col.dual is None and not col.foreign
         assert rt.registry.change("c") is None
-        held = sum([int((await rs.replicas[0].control.describe())["count"])
-                    for rs in col.shard_sets])  # fmt: skip
+        held = await rows_held(col)
         assert held == 500 and col.layout.shards == 3
         with pytest.raises(FailedPrecondition, match="no layout change"):
             await rt.abort_change("c")

@@ -16,11 +16,11 @@ from shardvec.contract.settings import CollectionSpec, IndexSettings
 
 from coordinator import resharding
 from coordinator.atomic import PAUSE_ENV
-from coordinator.collection import CollectionRuntime, SearchParams
+from coordinator.collection import SearchParams
 from coordinator.layout import Layout
 from coordinator.resharding import plan_owners
 from coordinator.runtime import CoordinatorRuntime
-from tests.inproc import LocalControls, wait_for
+from tests.inproc import LocalControls, rows_held, wait_for
 
 DIM = 8
 
@@ -57,11 +57,6 @@ def _rows(start: int, n: int) -> tuple[list[str], np.ndarray, list[str]]:
 
 def _deadline() -> float:
     return time.monotonic() + 30
-
-
-async def _rows_held(col: CollectionRuntime) -> int:
-    """The rows the shards hold in all (replica 0 of each): no copy left behind."""
-    return sum([int((await rs.replicas[0].control.describe())["count"]) for rs in col.shard_sets])
 
 
 async def _scale_and_wait(rt: CoordinatorRuntime, name: str, shards: int) -> None:
@@ -118,7 +113,7 @@ def test_shards_change_while_a_writer_and_a_reader_run(tmp_path: Path) -> None:
         for shards in (4, 3, 1):
             await _scale_and_wait(rt, "c", shards)
             assert col.layout.shards == shards and len(col.shard_sets) == shards
-            assert await _rows_held(col) == await col.count(None, _deadline())
+            assert await rows_held(col) == await col.count(None, _deadline())
         stop.set()
         await asyncio.gather(*tasks)
         assert not failures
@@ -164,7 +159,7 @@ def test_a_second_scale_is_refused_and_abort_rolls_back(
             assert col.layout.version == 1 and col.dual is None and col.change is None
             assert rt.registry.change(name) is None
             assert await col.count(None, _deadline()) == 2050
-            assert await _rows_held(col) == 2050  # no copy left on a shard that stays
+            assert await rows_held(col) == 2050  # no copy left on a shard that stays
             dirs = sorted(p.name for p in (tmp_path / "d" / "collections" / name).iterdir())
             assert dirs == [f"shard-{s:04d}" for s in range(shards)]
             with pytest.raises(FailedPrecondition, match="no layout change"):

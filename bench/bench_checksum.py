@@ -1,7 +1,7 @@
 """What row checksums cost: durable store writes with and without them, the checksum alone
 (CRC-32 against BLAKE2b-64), Get with its check, and the scrub's top speed.
 
-Run: .venv/bin/python -m bench.bench_checksum [--rows 50000] [--dim 384]
+Run: .venv/bin/python -m shardvec.bench.bench_checksum [--rows 50000] [--dim 384]
 Prints a table and writes bench/results/checksum.json. The reference (writes with the
 checksum replaced by a constant) is measured in the same run, on the same machine.
 """
@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from shardvec.contract.settings import IndexSettings
 
-import shard.store as store_mod
-from shard.store import Store, encode_metadata, encode_vectors, row_checksum
+import shardvec.shard.store as store_mod
+from shardvec.contract.settings import IndexSettings
+from shardvec.shard.store import Store, encode_metadata, encode_vectors, row_checksum
 
 OUT = Path(__file__).parent / "results" / "checksum.json"
 

@@ -38,6 +38,12 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "proto")]
 
+from shardvec.bench.query_data import (  # noqa: E402
+    brute_force_topk,
+    default_data,
+    normalised,
+    recall_at_k,
+)
 from shardvec.contract.codec import encode_packed  # noqa: E402
 from shardvec.contract.convert import (  # noqa: E402
     search_response,
@@ -47,17 +53,10 @@ from shardvec.contract.convert import (  # noqa: E402
 from shardvec.contract.settings import IndexSettings  # noqa: E402
 from shardvec.contract.types import Hits  # noqa: E402
 from shardvec.contract.validation import validate_vectors  # noqa: E402
+from shardvec.coordinator.collection import per_shard_ef, per_shard_k  # noqa: E402
+from shardvec.coordinator.queries.merge import merge_topk  # noqa: E402
 from shardvec.v1 import shard_pb2, shard_pb2_grpc  # noqa: E402
 from shardvec.v1 import vector_search_pb2 as pb  # noqa: E402
-
-from bench.query_data import (  # noqa: E402
-    brute_force_topk,
-    default_data,
-    normalised,
-    recall_at_k,
-)
-from coordinator.collection import per_shard_ef, per_shard_k  # noqa: E402
-from coordinator.merge import merge_topk  # noqa: E402
 
 K = 10
 DEFAULT_EF = IndexSettings(dim=1).ef
@@ -160,8 +159,8 @@ def _index_bytes(index: hnswlib.Index, dim: int) -> float:
 def serve(args: argparse.Namespace) -> None:
     """Child: an engine of `args.serve_rows` shared rows behind a ShardServer; prints one JSON
     line (address, in-process search times) and serves until killed."""
-    from shard.engine import ShardEngine
-    from shard.server import ShardServer
+    from shardvec.shard.engine import ShardEngine
+    from shardvec.shard.server import ShardServer
 
     base = normalised(np.load(args.data / "base.npy", mmap_mode="r")[: args.serve_rows])
     queries = normalised(np.load(args.data / "queries.npy")[:1000])
@@ -181,9 +180,9 @@ def serve(args: argparse.Namespace) -> None:
 
 def rpc_costs(args: argparse.Namespace) -> dict[str, Any]:
     import grpc
-    from shardvec.contract.limits import TOKEN_HEADER
 
-    from coordinator.shard_client import RemoteShard
+    from shardvec.contract.limits import TOKEN_HEADER
+    from shardvec.coordinator.replicas.shard_client import RemoteShard
 
     token = secrets.token_hex(8)
     cmd = [sys.executable, __file__, "--serve", "--token", token, "--data", str(args.data),

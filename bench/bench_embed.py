@@ -2,7 +2,7 @@
 
 Measured in one run, on the bundled sample's 4000 texts (PyPI summaries, 16 word pieces on
 average):
-1. the reference: all-MiniLM-L6-v2 (coordinator/minilm.py) in this one plain process, one
+1. the reference: all-MiniLM-L6-v2 (coordinator/embedding/minilm.py) in this one plain process, one
    BLAS thread, all 4000 texts; also their cosine to the sample's stored vectors (made by
    sentence-transformers), mean and minimum;
 2. one embedder actor on Ray, and the pool of --actors embedder actors (EmbedderPool over
@@ -38,10 +38,10 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "proto")]
 
-from cluster.bringup import ShardvecCluster, connect_ray  # noqa: E402
-from cluster.client import Client  # noqa: E402
-from coordinator.embedding import EmbedderPool, RayEmbedder  # noqa: E402
-from coordinator.minilm import MiniLM  # noqa: E402
+from shardvec.cluster.bringup import ShardvecCluster, connect_ray  # noqa: E402
+from shardvec.cluster.client import Client  # noqa: E402
+from shardvec.coordinator.embedding.minilm import MiniLM  # noqa: E402
+from shardvec.coordinator.embedding.pool import EmbedderPool, RayEmbedder  # noqa: E402
 
 SAMPLE = REPO / "cluster" / "sample"
 

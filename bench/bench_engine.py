@@ -35,11 +35,10 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "proto")]
 
+from shardvec.bench.query_data import default_data  # noqa: E402
 from shardvec.contract.filters import Filter, parse_where  # noqa: E402
 from shardvec.contract.settings import IndexSettings  # noqa: E402
-
-from bench.query_data import default_data  # noqa: E402
-from shard.engine import ShardEngine  # noqa: E402
+from shardvec.shard.engine import ShardEngine  # noqa: E402
 
 K = 10
 CPU_SECONDS: dict[str, float] = {}

@@ -13,7 +13,7 @@ and measures rows/s of two loads through the public API:
 
 Prints a table (best of the rounds per tree, and the ratio) and writes JSON.
 
-    python -m bench.bench_ingest --reference-tree /tmp/base [--rows 20000] [--out ...]
+    python -m shardvec.bench.bench_ingest --reference-tree /tmp/base [--rows 20000] [--out ...]
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from cluster.client import Client
-from cluster.process import ServerProcess, free_port
+from shardvec.cluster.client import Client
+from shardvec.cluster.process import ServerProcess, free_port
 
 HERE = Path(__file__).resolve().parents[1]
 

@@ -33,10 +33,9 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "proto")]
 
+from shardvec.cluster.bringup import ShardvecCluster  # noqa: E402
+from shardvec.cluster.client import Client  # noqa: E402
 from shardvec.contract.errors import ShardvecError  # noqa: E402
-
-from cluster.bringup import ShardvecCluster  # noqa: E402
-from cluster.client import Client  # noqa: E402
 
 NAME = "load"
 

@@ -25,12 +25,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from shardvec.bench.query_data import default_data, normalised
 from shardvec.contract.filters import parse_where
 from shardvec.contract.settings import IndexSettings
-
-from bench.query_data import default_data, normalised
-from shard.engine import ShardEngine
-from shard.planner import PlannerSettings
+from shardvec.shard.engine import ShardEngine
+from shardvec.shard.planner import PlannerSettings
 
 K = 10
 PLANS = {

@@ -43,15 +43,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "proto")]
 
+from shardvec.bench.query_cluster import CpuMeter, concurrent_singles  # noqa: E402
+from shardvec.bench.query_data import Dataset, default_data, load_dataset, recall_at_k  # noqa: E402
 from shardvec.contract.convert import search_response  # noqa: E402
 from shardvec.contract.settings import IndexSettings  # noqa: E402
 from shardvec.contract.types import Hits  # noqa: E402
-
-from bench.query_cluster import CpuMeter, concurrent_singles  # noqa: E402
-from bench.query_data import Dataset, default_data, load_dataset, recall_at_k  # noqa: E402
-from coordinator.collection import per_shard_ef, per_shard_k  # noqa: E402
-from coordinator.merge import merge_topk  # noqa: E402
-from coordinator.routing import partition  # noqa: E402
+from shardvec.coordinator.collection import per_shard_ef, per_shard_k  # noqa: E402
+from shardvec.coordinator.queries.merge import merge_topk  # noqa: E402
+from shardvec.coordinator.routing import partition  # noqa: E402
 
 K = 10
 COLLECTION = "bench"
@@ -65,7 +64,7 @@ def shard_params(shards: int) -> tuple[int, int]:
 
 def build_shards(args: argparse.Namespace, data: Dataset, work: Path) -> list[Path]:
     """Hash-partition the data set's rows over S engines on disk, checkpointed."""
-    from shard.engine import ShardEngine
+    from shardvec.shard.engine import ShardEngine
 
     ids = [str(i) for i in range(len(data.base))]
     dirs = []
@@ -84,7 +83,7 @@ def build_shards(args: argparse.Namespace, data: Dataset, work: Path) -> list[Pa
 
 def in_process(data: Dataset, dirs: list[Path]) -> dict[str, Any]:
     """Every shard searched one after another in this process and merged, query by query."""
-    from shard.engine import ShardEngine
+    from shardvec.shard.engine import ShardEngine
 
     k_shard, ef = shard_params(len(dirs))
     engines = [ShardEngine(d, IndexSettings(dim=data.dim)) for d in dirs]
@@ -111,8 +110,8 @@ def in_process(data: Dataset, dirs: list[Path]) -> dict[str, Any]:
 
 def serve_shard(args: argparse.Namespace) -> None:
     """Child: one engine behind the real ShardServer."""
-    from shard.engine import ShardEngine
-    from shard.server import ShardServer
+    from shardvec.shard.engine import ShardEngine
+    from shardvec.shard.server import ShardServer
 
     engine = ShardEngine(Path(args.dirs[0]), IndexSettings(dim=args.dim))
     server = ShardServer(engine, token=args.token)
@@ -127,12 +126,12 @@ def serve_node(args: argparse.Namespace) -> None:
     from concurrent import futures
 
     import grpc
+
     from shardvec.contract.convert import search_result_to_proto, vectors_from_proto
     from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
+    from shardvec.shard.engine import ShardEngine
+    from shardvec.shard.server import _Guard
     from shardvec.v1 import shard_pb2_grpc
-
-    from shard.engine import ShardEngine
-    from shard.server import _Guard
 
     engines = [ShardEngine(Path(d), IndexSettings(dim=args.dim)) for d in args.dirs]
 
@@ -161,12 +160,12 @@ def serve_front(args: argparse.Namespace) -> None:
     """Child: the public Search RPC in front of the shard addresses, with the coordinator's
     micro-batcher, fan-out client and merge (no registry, replica sets or interceptors)."""
     import grpc
+
     from shardvec.contract.convert import search_result_from_proto, vectors_from_proto
+    from shardvec.coordinator.queries.batching import MicroBatcher
+    from shardvec.coordinator.replicas.shard_client import RemoteShard
     from shardvec.v1 import shard_pb2
     from shardvec.v1 import vector_search_pb2 as pb
-
-    from coordinator.batching import MicroBatcher
-    from coordinator.shard_client import RemoteShard
 
     k_shard, ef = shard_params(args.shards)
 

@@ -50,9 +50,8 @@ if __package__ in (None, ""):  # run as a script
 
 import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
-from shardvec.contract.settings import IndexSettings  # noqa: E402
 
-from bench.query_clients import (  # noqa: E402
+from shardvec.bench.query_clients import (  # noqa: E402
     MODES,
     ClientPool,
     batches,
@@ -60,8 +59,8 @@ from bench.query_clients import (  # noqa: E402
     metadata_agrees,
     single_queries,
 )
-from bench.query_cluster import CpuMeter, cluster_address, cluster_pids, load_collection  # noqa: E402
-from bench.query_data import (  # noqa: E402
+from shardvec.bench.query_cluster import CpuMeter, cluster_address, cluster_pids, load_collection  # noqa: E402
+from shardvec.bench.query_data import (  # noqa: E402
     FILTER_WHERE,
     META_FIELDS,
     Dataset,
@@ -72,11 +71,12 @@ from bench.query_data import (  # noqa: E402
     matching_rows,
     recall_at_k,
 )
-from bench.query_local import InProcessShards, SingleIndex, best_qps, min_ef, sweep  # noqa: E402
-from bench.query_peers import redact  # noqa: E402
-from bench.query_report import check_targets, format_table, plot  # noqa: E402
-from cluster.client import Client  # noqa: E402
-from coordinator.collection import per_shard_ef, per_shard_k  # noqa: E402
+from shardvec.bench.query_local import InProcessShards, SingleIndex, best_qps, min_ef, sweep  # noqa: E402
+from shardvec.bench.query_peers import redact  # noqa: E402
+from shardvec.bench.query_report import check_targets, format_table, plot  # noqa: E402
+from shardvec.cluster.client import Client  # noqa: E402
+from shardvec.contract.settings import IndexSettings  # noqa: E402
+from shardvec.coordinator.collection import per_shard_ef, per_shard_k  # noqa: E402
 
 EFS_SINGLE = [10, 16, 24, 32, 40, 48, 56, 64, 80, 100, 128]
 PEERS_DEFAULT = ["chroma", "chroma_server", "milvus", "qdrant"]  # pgvector too with --pg-dsn

@@ -7,7 +7,7 @@ back to 1 (CoordinatorRuntime.scale_replicas) while a reader searches and a writ
 all the while. The reference, measured in the same run, is loading the same rows through the
 API. Prints a table and writes JSON.
 
-    python -m bench.bench_replica_changes [--n 20000] [--shards 2] \
+    python -m shardvec.bench.bench_replica_changes [--n 20000] [--shards 2] \
         [--out bench/results/replica_changes.json]
 """
 
@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from shardvec.contract.errors import ShardvecError
 
-from bench.bench_replicas import DEFAULT_DATA
-from cluster.bringup import ShardvecCluster
-from cluster.client import Client
+from shardvec.bench.bench_replicas import DEFAULT_DATA
+from shardvec.cluster.bringup import ShardvecCluster
+from shardvec.cluster.client import Client
+from shardvec.contract.errors import ShardvecError
 
 
 def recall(col: Any, queries: np.ndarray, truth: list[list[str]]) -> float:

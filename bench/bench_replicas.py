@@ -5,7 +5,8 @@ replica process twice: once before any checkpoint (it rebuilds its index from SQ
 once after a checkpoint (it loads the index and replays the rest). A reader thread searches
 all the while and counts failures. Prints a table and writes JSON.
 
-    python -m bench.bench_replicas [--n 100000] [--shards 2] [--out bench/results/replicas.json]
+    python -m shardvec.bench.bench_replicas [--n 100000] [--shards 2] \
+        [--out bench/results/replicas.json]
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from typing import Any
 
 import numpy as np
 import ray
-from shardvec.contract.errors import ShardvecError
 
-from cluster.bringup import ShardvecCluster
-from cluster.client import Client
-from coordinator.ray_control import NAMESPACE, actor_name
+from shardvec.cluster.bringup import ShardvecCluster
+from shardvec.cluster.client import Client
+from shardvec.contract.errors import ShardvecError
+from shardvec.coordinator.replicas.ray_control import NAMESPACE, actor_name
 
 DEFAULT_DATA = Path(
     os.environ.get("SHARDVEC_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from shardvec.contract.errors import ShardvecError
 
-from bench.query_data import default_data
-from cluster.bringup import ShardvecCluster
-from cluster.client import Client
-from cluster.demo import load_sample
+from shardvec.bench.query_data import default_data
+from shardvec.cluster.bringup import ShardvecCluster
+from shardvec.cluster.client import Client
+from shardvec.cluster.demo import load_sample
+from shardvec.contract.errors import ShardvecError
 
 NAME = "reshard"
 POLL_S = 0.1  # how often the change's progress is polled (the switch is known to this)

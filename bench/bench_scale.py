@@ -29,7 +29,13 @@ from typing import Any, cast
 import numpy as np
 import psutil
 
-from bench.query_data import Dataset, brute_force_topk, ids_to_rows, load_dataset, recall_at_k
+from shardvec.bench.query_data import (
+    Dataset,
+    brute_force_topk,
+    ids_to_rows,
+    load_dataset,
+    recall_at_k,
+)
 
 K = 10
 MIB = 1 << 20
@@ -184,7 +190,7 @@ def shardvec_cluster(cfg: ScaleConfig, nodes: int, data_dir: Path) -> Iterator[A
     everything it started is stopped on exit."""
     import ray
 
-    from cluster.bringup import ShardvecCluster, loopback_only
+    from shardvec.cluster.bringup import ShardvecCluster, loopback_only
 
     settings: dict[str, Any] = {
         "data_dir": str(data_dir),
@@ -303,9 +309,8 @@ def measure_concurrency(
 ) -> Level:
     """`clients` threads, each with its own Client, searching one query at a time for
     `seconds`; QPS over the wall time, latency percentiles over every call."""
+    from shardvec.cluster.client import Client
     from shardvec.contract.errors import ShardvecError
-
-    from cluster.client import Client
 
     nq = len(data.queries)
     latencies: list[list[float]] = [[] for _ in range(clients)]
@@ -367,7 +372,7 @@ def run_point(
     cfg: ScaleConfig, data: Dataset, point: Point, sv: Any, log: Log
 ) -> PointResult:
     """Create, load and measure one collection on a running cluster, then drop it."""
-    from cluster.client import Client
+    from shardvec.cluster.client import Client
 
     res = PointResult(point.shards, point.replicas, point.nodes, n=len(data.base),
                       dim=data.dim, queries=len(data.queries))  # fmt: skip
@@ -411,7 +416,7 @@ def run_point(
 
 def run_scale(cfg: ScaleConfig, log: Log = print) -> dict[str, Any]:
     """Run the sweep, write CSV, JSON and plots under `cfg.out`; returns what was written."""
-    from bench.scale_report import format_table, write_outputs
+    from shardvec.bench.scale_report import format_table, write_outputs
 
     data = load_data(cfg)
     points = sweep_points(cfg)

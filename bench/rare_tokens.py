@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.query_data import default_data
+from shardvec.bench.query_data import default_data
 
 OUT = Path(__file__).resolve().parent / "data" / "rare_token_queries.jsonl"
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)

@@ -11,12 +11,12 @@ from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
 from shardvec.contract.errors import FailedPrecondition
 from shardvec.contract.private_files import private_dir
-
-from coordinator.ray_control import COORDINATOR_NAME, NAMESPACE
-from coordinator.server import coordinator_actor_class
-from shard.node_lock import default_lock_path
+from shardvec.coordinator.replicas.ray_control import COORDINATOR_NAME, NAMESPACE
+from shardvec.coordinator.server import coordinator_actor_class
+from shardvec.shard.node_lock import default_lock_path
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,13 @@ from typing import Any
 
 import click
 import numpy as np
+
+from shardvec.cluster.client import DEFAULT_ADDRESS, Client
+from shardvec.cluster.data_commands import export, import_
+from shardvec.cluster.ops_commands import rebalance, recall, scale, snapshot
 from shardvec.contract.errors import ShardvecError
 from shardvec.contract.limits import DEFAULT_SCRUB_ROWS_PER_S
-
-from cluster.client import DEFAULT_ADDRESS, Client
-from cluster.data_commands import export, import_
-from cluster.ops_commands import rebalance, recall, scale, snapshot
-from coordinator.config import CoordinatorSettings
+from shardvec.coordinator.config import CoordinatorSettings
 
 PLUGIN_GROUP = "shardvec.cli"
 SERVER_HELP = "Address of the shardvec server (host:port)."
@@ -232,7 +232,7 @@ def up(
     verbose: bool,
 ) -> None:
     """Bring a cluster up and serve until SIGINT or SIGTERM."""
-    from cluster.bringup import ShardvecCluster
+    from shardvec.cluster.bringup import ShardvecCluster
 
     level = "DEBUG" if verbose else log_level.upper()
     settings: dict[str, Any] = {
@@ -479,7 +479,7 @@ def load(
     """Upsert vectors (and metadata, documents) from files, with a progress bar."""
     from tqdm import tqdm
 
-    from cluster.loading import BatchLoader, split_documents
+    from shardvec.cluster.loading import BatchLoader, split_documents
 
     vectors = np.load(vectors_path, mmap_mode="r")
     metas = read_jsonl(metadata_path) if metadata_path else None
@@ -701,7 +701,7 @@ def _query_keywords(
 @click.option("--shards", default=2, show_default=True, type=int)
 def demo(data_dir: str | None, shards: int) -> None:
     """Local cluster on embedded Ray: load the bundled sample, query it, measure recall."""
-    from cluster.demo import run_demo
+    from shardvec.cluster.demo import run_demo
 
     run_demo(data_dir, shards)
 
@@ -738,7 +738,7 @@ def crasher(
     json_out: Path | None,
 ) -> None:
     """Kill -9 parts of a live cluster under writes and reads; verify nothing was lost."""
-    from cluster.crasher import MODES, Crasher, format_report
+    from shardvec.cluster.crasher import MODES, Crasher, format_report
 
     reports = []
     for m in MODES if mode == "all" else (mode,):

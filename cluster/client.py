@@ -15,6 +15,10 @@ from typing import Any, TypeVar
 
 import grpc
 import numpy as np
+
+from shardvec.cluster import paging
+from shardvec.cluster.fronts import RETRYABLE, FrontSelector
+from shardvec.cluster.paging import Page
 from shardvec.contract.archive import read_manifest as read_archive_manifest
 from shardvec.contract.archive import verify_snapshot
 from shardvec.contract.codec import dumps_json
@@ -41,10 +45,6 @@ from shardvec.contract.limits import PUBLIC_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYT
 from shardvec.contract.types import Hit, Record
 from shardvec.v1 import vector_search_pb2 as pb
 from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
-
-from cluster import paging
-from cluster.fronts import RETRYABLE, FrontSelector
-from cluster.paging import Page
 
 T = TypeVar("T")
 # A custom embedding function, as in Chroma: texts -> one vector per text.
@@ -526,7 +526,7 @@ class Collection:
         return req
 
     # Text in: documents and query texts, embedded by the client's embedding_function when it
-    # has one, else in the cluster by the collection's embedding (see coordinator/embedding.py).
+    # has one, else in the cluster by the collection's embedding (coordinator/embedding/pool.py).
 
     def _embed_here(self, texts: Sequence[str]) -> np.ndarray:
         assert self.embedding_function is not None

@@ -6,7 +6,7 @@ replica process (mode `replica`), to the coordinator (`coordinator`), to a query
 (`front`: the cluster runs with `--front-port 0`, the clients spread their calls over the
 fronts and must fail no read), or to every process of the cluster, which is then brought
 back with `shardvec up` on the same data directory (`cluster`). Mode `scale` changes the
-shard count up and down over and over (online resharding, coordinator/resharding.py) and
+shard count up and down over and over (online resharding, coordinator/layout/resharding.py) and
 kills a random replica or the coordinator while the changes run. Afterwards: every
 acknowledged id is present with its exact vector and metadata, no id that was never sent
 exists, no duplicates (in the store, and within any one search result the reader got),
@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from shardvec.contract.errors import ShardvecError
 
-from cluster.client import Client, Collection
-from cluster.process import ServerProcess, free_port
+from shardvec.cluster.client import Client, Collection
+from shardvec.cluster.process import ServerProcess, free_port
+from shardvec.contract.errors import ShardvecError
 
 MODES = ("replica", "coordinator", "cluster", "front", "scale")
 MAX_SCALE_SHARDS = 4

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
 import click
-from shardvec.contract.errors import ShardvecError
 
-from cluster.client import Client
-from cluster.export import export_collection
+from shardvec.cluster.client import Client
+from shardvec.cluster.export import export_collection
+from shardvec.contract.errors import ShardvecError
 
 
 class _HasClient(Protocol):

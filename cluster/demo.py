@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from cluster.bringup import ShardvecCluster
-from cluster.client import Client
+from shardvec.cluster.bringup import ShardvecCluster
+from shardvec.cluster.client import Client
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
 DEMO_DOCUMENTS = [

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from cluster.client import Collection
+from shardvec.cluster.client import Collection
 
 NPY_HEADER_BYTES = 128
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from shardvec.contract.errors import InvalidArgument
 
-from cluster.client import Collection
+from shardvec.cluster.client import Collection
+from shardvec.contract.errors import InvalidArgument
 
 _ROW = re.compile(r"\b(?:ids|metadata_json|documents|vectors)\[(\d+)\]")
 

@@ -13,9 +13,9 @@ from typing import Any, NoReturn, Protocol
 
 import click
 import numpy as np
-from shardvec.contract.errors import ShardvecError
 
-from cluster.client import Client, verify_snapshot
+from shardvec.cluster.client import Client, verify_snapshot
+from shardvec.contract.errors import ShardvecError
 
 
 class _HasClient(Protocol):
@@ -134,7 +134,7 @@ def recall(
 ) -> None:
     """Recall@k of the collection's approximate search against its exact search (or labels),
     with the worst queries and latency percentiles."""
-    from cluster.recall import measure_recall, read_expected
+    from shardvec.cluster.recall import measure_recall, read_expected
 
     queries = np.asarray(np.load(queries_path), dtype=np.float32)
     if queries.ndim == 1:

@@ -28,7 +28,7 @@ class _Caller(Protocol):
 
 
 class Collection(Protocol):
-    """What these calls need of cluster.client.Collection (no import of it: no cycle)."""
+    """What these calls need of shardvec.cluster.client.Collection (no import of it: no cycle)."""
 
     @property
     def client(self) -> _Caller: ...

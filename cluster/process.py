@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 
-SHARDVEC = [sys.executable, "-m", "cluster"]
+SHARDVEC = [sys.executable, "-m", "shardvec.cluster"]
 
 
 def free_port() -> int:

@@ -30,10 +30,10 @@ import numpy as np
 from ray.data import Datasink, Datasource, ReadTask
 from ray.data.block import Block, BlockAccessor, BlockMetadata
 from ray.data.datasource.datasink import WriteResult
+
+from shardvec.cluster.client import Client, Collection, Page
 from shardvec.contract.codec import loads_json
 from shardvec.contract.errors import DeadlineExceeded, InvalidArgument, Unavailable
-
-from cluster.client import Client, Collection, Page
 
 RETRYABLE = (Unavailable, DeadlineExceeded)
 ROWS_PER_BLOCK = 10_000

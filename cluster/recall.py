@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from shardvec.contract.errors import InvalidArgument
 
-from cluster.client import Collection
+from shardvec.cluster.client import Collection
+from shardvec.contract.errors import InvalidArgument
 
 EXACT_BATCH = 256
 WORST = 5

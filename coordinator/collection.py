@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from shardvec.contract.buckets import bucket_of
 from shardvec.contract.errors import Unavailable
 from shardvec.contract.filters import DocFilter, Filter
@@ -27,13 +28,12 @@ from shardvec.contract.types import (
     ShardUpdate,
     ShardWrite,
 )
-
-from coordinator.atomic import AtomicWriter, Decisions, Rerouted
-from coordinator.group_commit import WriteCombiner
-from coordinator.layout import ChangeProgress, Layout
-from coordinator.merge import merge_with_payloads
-from coordinator.read_view import ReadView, ReadViews
-from coordinator.replicas import ReplicaSet
+from shardvec.coordinator.layout.table import ChangeProgress, Layout
+from shardvec.coordinator.queries.merge import merge_with_payloads
+from shardvec.coordinator.queries.read_view import ReadView, ReadViews
+from shardvec.coordinator.replicas.replica_set import ReplicaSet
+from shardvec.coordinator.writes.atomic import AtomicWriter, Decisions, Rerouted
+from shardvec.coordinator.writes.group_commit import WriteCombiner
 
 ShardTimer = Callable[[str, int, float], None]
 
@@ -113,13 +113,13 @@ class CollectionRuntime:
     ) -> None:
         self.spec = spec
         self.shard_sets = shard_sets
-        # Every read goes through a view (coordinator/read_view.py): the layout (which shard
-        # owns each routing bucket, coordinator/layout.py; every route reads it too), its
+        # Every read goes through a view (coordinator/queries/read_view.py): the layout (which shard
+        # owns each routing bucket, coordinator/layout/table.py; every route reads it too), its
         # shards, and those that may hold rows they do not own (shard_sets may also hold the
         # new shards a growth is filling, which no view reads).
         layout = layout or Layout.initial(len(shard_sets))
         self.views = ReadViews(ReadView(layout, tuple(shard_sets[: layout.shards])))
-        # During a resharding (coordinator/resharding.py): bucket -> the new owner its writes
+        # During a resharding (coordinator/layout/resharding.py): bucket -> the new owner its writes
         # also go to once its rows are copied (-1: none), and the change's progress.
         self.dual: np.ndarray | None = None
         self.change: ChangeProgress | None = None

@@ -39,8 +39,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from coordinator.replicas import ReplicaState
-from coordinator.runtime import CoordinatorRuntime
+from shardvec.coordinator.replicas.replica_set import ReplicaState
+from shardvec.coordinator.runtime import CoordinatorRuntime
 
 log = logging.getLogger(__name__)
 

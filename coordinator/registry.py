@@ -12,18 +12,18 @@ every row is in, both committed with synchronous=FULL, so a coordinator that die
 finds the collection 'restoring' at its next start and drops it (CoordinatorRuntime.restore).
 
 The `committed` table holds the decisions of atomic writes across shards
-(coordinator/atomic.py): one row (collection, shard, seq) per shard a batch touched, all
+(coordinator/writes/atomic.py): one row (collection, shard, seq) per shard a batch touched, all
 inserted in one synchronous=FULL transaction before any replica is told to commit. A staged
 batch with no row is presumed aborted. Rows go once every replica a batch was staged on has
 committed it (pruned in the next decision's transaction, costing no extra fsync).
 
-The `layouts` table holds each collection's bucket -> shard layout (coordinator/layout.py)
+The `layouts` table holds each collection's bucket -> shard layout (coordinator/layout/table.py)
 once a resharding has changed it (absent: the contiguous slices of spec.shards), and
-`changes` the one layout change in progress per collection (coordinator/resharding.py), a
+`changes` the one layout change in progress per collection (coordinator/layout/resharding.py), a
 JSON state machine: every phase is written here before it takes effect. A switch writes the
 new spec, the new layout and the change's next phase in one transaction.
 The `replica_sets` table holds each shard's replica list after a replica change or a move
-(coordinator/replica_changes.py): the replica indices and the node each was placed on. A
+(coordinator/replicas/changes.py): the replica indices and the node each was placed on. A
 shard without a row has replicas 0..spec.replicas-1, as every shard had before the table.
 
 Every SQLite or disk failure leaves here as a precise shardvec error
@@ -46,8 +46,7 @@ from shardvec.contract.errors import AlreadyExists, NotFound
 from shardvec.contract.private_files import private_dir, private_file
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.sqlite_errors import map_storage_error
-
-from coordinator.paths import registry_path
+from shardvec.coordinator.paths import registry_path
 
 READY = "ready"
 RESTORING = "restoring"
@@ -110,7 +109,7 @@ class Registry:
             " name TEXT NOT NULL, shard INTEGER NOT NULL, seq INTEGER NOT NULL,"
             " PRIMARY KEY (name, shard, seq))"
         )
-        # A shard's replica indices and preferred nodes (coordinator/replica_changes.py);
+        # A shard's replica indices and preferred nodes (coordinator/replicas/changes.py);
         # no row: replicas 0..spec.replicas-1 placed anywhere, as before the table existed.
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS replica_sets ("
@@ -358,7 +357,7 @@ class ReplicaList:
 
 
 class CollectionDecisions:
-    """The commit decisions of one collection (coordinator/atomic.py `Decisions`), kept in
+    """The commit decisions of one collection (coordinator/writes/atomic.py `Decisions`), kept in
     the registry. Decisions confirmed (committed on every replica staged) are forgotten in
     the transaction of the next decision, so forgetting costs no fsync of its own."""
 

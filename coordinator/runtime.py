@@ -26,15 +26,20 @@ from shardvec.contract.errors import AlreadyExists, FailedPrecondition, NotFound
 from shardvec.contract.limits import MAX_REPLICAS
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.validation import validate_collection_name
-
-from coordinator import replica_changes, resharding
-from coordinator.collection import CollectionRuntime, ShardTimer
-from coordinator.layout import Layout
-from coordinator.layout_push import LayoutPublisher
-from coordinator.paths import collection_dir, snapshot_dir
-from coordinator.registry import READY, RESTORING, CollectionDecisions, Registry
-from coordinator.replicas import Replica, ReplicaControl, ReplicaSet, ReplicaState
-from coordinator.resharding import ReplicaJob, Resharder
+from shardvec.coordinator.collection import CollectionRuntime, ShardTimer
+from shardvec.coordinator.layout import resharding
+from shardvec.coordinator.layout.push import LayoutPublisher
+from shardvec.coordinator.layout.resharding import ReplicaJob, Resharder
+from shardvec.coordinator.layout.table import Layout
+from shardvec.coordinator.paths import collection_dir, snapshot_dir
+from shardvec.coordinator.registry import READY, RESTORING, CollectionDecisions, Registry
+from shardvec.coordinator.replicas import changes as replica_changes
+from shardvec.coordinator.replicas.replica_set import (
+    Replica,
+    ReplicaControl,
+    ReplicaSet,
+    ReplicaState,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +63,9 @@ class CoordinatorRuntime:
         self._health: asyncio.Task[None] | None = None
         self.on_shard_search: ShardTimer | None = None  # given to every collection
         self.changes: dict[str, Resharder | ReplicaJob] = {}  # layout changes, by collection
-        # The query fronts' layout pushes (coordinator/layout_push.py); None: no fronts.
+        # The query fronts' layout pushes (coordinator/layout/push.py); None: no fronts.
         self.publisher: LayoutPublisher | None = None
-        # Replica changes and rebalancing (coordinator/replica_changes.py): the live nodes
+        # Replica changes and rebalancing (coordinator/replicas/changes.py): the live nodes
         # (None: the nodes replicas run on), a lock per collection, background resumptions.
         self.node_list: Callable[[], list[str]] | None = None
         self.replica_locks: dict[str, asyncio.Lock] = {}
@@ -360,7 +365,7 @@ class CoordinatorRuntime:
         self, name: str, replicas: int, progress: replica_changes.Progress | None = None
     ) -> None:
         """Give every shard of `name` `replicas` replicas, online; returns once the new set
-        serves (coordinator/replica_changes.py)."""
+        serves (coordinator/replicas/changes.py)."""
         await replica_changes.scale_replicas(self, name, replicas, progress)
 
     async def rebalance(self, name: str | None = None) -> list[dict[str, object]]:

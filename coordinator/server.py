@@ -14,17 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from shardvec.contract.private_files import restrict_umask
-
-from coordinator.batching import MicroBatcher
-from coordinator.config import CoordinatorSettings
-from coordinator.embedding import ray_pool
-from coordinator.front import FrontPool
-from coordinator.layout_push import LayoutPublisher
-from coordinator.metrics import CoordinatorMetrics
-from coordinator.public_server import LoopServer, cluster_info_response, serve_public
-from coordinator.ray_control import alive_nodes, ray_controls
-from coordinator.runtime import CoordinatorRuntime
-from coordinator.service import VectorSearchService
+from shardvec.coordinator.api.server import LoopServer, cluster_info_response, serve_public
+from shardvec.coordinator.api.service import VectorSearchService
+from shardvec.coordinator.config import CoordinatorSettings
+from shardvec.coordinator.embedding.pool import ray_pool
+from shardvec.coordinator.fronts.front import FrontPool
+from shardvec.coordinator.layout.push import LayoutPublisher
+from shardvec.coordinator.metrics import CoordinatorMetrics
+from shardvec.coordinator.queries.batching import MicroBatcher
+from shardvec.coordinator.replicas.ray_control import alive_nodes, ray_controls
+from shardvec.coordinator.runtime import CoordinatorRuntime
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +103,7 @@ class Coordinator(LoopServer):
         )
 
     def front_state(self) -> dict[str, Any]:
-        """A front's pull (coordinator/front.py): the state as published now."""
+        """A front's pull (coordinator/fronts/front.py): the state as published now."""
         return dict(self._run(_state_of(self._front_state), timeout=30))
 
     def front_addresses(self) -> list[dict[str, str]]:

@@ -29,17 +29,17 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
 from shardvec.contract.archive import Archive, open_archive, shard_prefix, write_archive
 from shardvec.contract.errors import DataLoss, FailedPrecondition, InvalidArgument
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.store_copy import iter_live_rows, parse_shard_manifest
 from shardvec.contract.types import SnapshotChunk
-
-from coordinator.collection import CollectionRuntime
-from coordinator.paths import snapshot_dir
-from coordinator.replicas import ReplicaSet
-from coordinator.runtime import CoordinatorRuntime
+from shardvec.coordinator.collection import CollectionRuntime
+from shardvec.coordinator.paths import snapshot_dir
+from shardvec.coordinator.replicas.replica_set import ReplicaSet
+from shardvec.coordinator.runtime import CoordinatorRuntime
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+
 from shardvec.contract.convert import changes_from_proto
 from shardvec.contract.errors import DataLoss, ShardvecError
 from shardvec.contract.limits import (
@@ -25,13 +26,12 @@ from shardvec.contract.limits import (
 from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
 from shardvec.contract.private_files import private_dir, restrict_umask
 from shardvec.contract.settings import IndexSettings
+from shardvec.shard.engine import ShardEngine
+from shardvec.shard.local import catch_up_step
+from shardvec.shard.node_lock import default_lock_path
+from shardvec.shard.scrub import Scrubber
+from shardvec.shard.server import ShardServer
 from shardvec.v1 import shard_pb2, shard_pb2_grpc
-
-from shard.engine import ShardEngine
-from shard.local import catch_up_step
-from shard.node_lock import default_lock_path
-from shard.scrub import Scrubber
-from shard.server import ShardServer
 
 log = logging.getLogger(__name__)
 

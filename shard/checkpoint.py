@@ -21,8 +21,7 @@ from typing import Any
 from shardvec.contract.private_files import FILE_MODE
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.store_copy import INDEX_FILE, MANIFEST_FILE
-
-from shard.index import HnswIndex
+from shardvec.shard.index import HnswIndex
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
+
 from shardvec.contract.errors import InvalidArgument
 from shardvec.contract.filters import (
     OPS,

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from shardvec.contract.filters import DocAnd, DocCond, DocFilter
 
-from shard.rowdata import RowData
+from shardvec.contract.filters import DocAnd, DocCond, DocFilter
+from shardvec.shard.rowdata import RowData
 
 Slots = npt.NDArray[np.int64]
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
 from shardvec.contract.buckets import NUM_BUCKETS, bucket_of
 from shardvec.contract.errors import (
     DataLoss,
@@ -74,18 +75,22 @@ from shardvec.contract.validation import (
     validate_metadatas,
     validate_vectors,
 )
-
-from shard.checkpoint import remove_manifest, write_checkpoint
-from shard.columns import MetadataColumns
-from shard.documents import Documents, document_mask
-from shard.index import HnswIndex
-from shard.keyword import PostingCache, QueryTokenizer, local_stats, match
-from shard.planner import PlannerSettings, SearchPlanner, check_threshold, drop_past_threshold
-from shard.recovery import recover
-from shard.rowdata import RowData
-from shard.scroll import scroll_page
-from shard.slots import SlotPlan, SlotTable
-from shard.store import (
+from shardvec.shard.bm25 import PostingCache, QueryTokenizer, local_stats, match
+from shardvec.shard.checkpoint import remove_manifest, write_checkpoint
+from shardvec.shard.columns import MetadataColumns
+from shardvec.shard.documents import Documents, document_mask
+from shardvec.shard.index import HnswIndex
+from shardvec.shard.planner import (
+    PlannerSettings,
+    SearchPlanner,
+    check_threshold,
+    drop_past_threshold,
+)
+from shardvec.shard.recovery import recover
+from shardvec.shard.rowdata import RowData
+from shardvec.shard.scroll_pages import scroll_page
+from shardvec.shard.slots import SlotPlan, SlotTable
+from shardvec.shard.store import (
     StagedRows,
     Store,
     decode_metadata,
@@ -992,7 +997,7 @@ class ShardEngine:
 
     def scroll(self, request: ShardScroll) -> ScrollPage:
         """The next page of live rows in (bucket, id) order after request's position
-        (shard/scroll.py), checked first: the shard service calls `scroll_trusted`."""
+        (shard/scroll_pages.py), checked first: the shard service calls `scroll_trusted`."""
         self._check_usable()
         if not isinstance(request, ShardScroll):
             raise InvalidArgument(f"scroll: expected ShardScroll, got {type(request).__name__}")
@@ -1119,7 +1124,7 @@ class ShardEngine:
         self, texts: Sequence[str], buckets: npt.NDArray[np.bool_] | None = None
     ) -> KeywordStats:
         """Each text's terms (the collection's tokenizer) with their document frequencies
-        here, and this replica's document count and token total (shard/keyword.py);
+        here, and this replica's document count and token total (shard/bm25.py);
         `buckets`: of the rows of those routing buckets only (None: every row)."""
         self._check_usable()
         tokenizer = self._query_tokenizer()

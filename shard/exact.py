@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from shard.index import Floats, Labels
-from shard.rowdata import RowData
+from shardvec.shard.index import Floats, Labels
+from shardvec.shard.rowdata import RowData
 
 
 def exact_topk(

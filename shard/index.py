@@ -25,9 +25,9 @@ from pathlib import Path
 import hnswlib
 import numpy as np
 import numpy.typing as npt
-from shardvec.contract.settings import IndexSettings
 
-from shard.rwlock import RWLock
+from shardvec.contract.settings import IndexSettings
+from shardvec.shard.rwlock import RWLock
 
 log = logging.getLogger(__name__)
 

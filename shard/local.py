@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+
 from shardvec.contract.codec import dumps_json, loads_json, metadata_to_json
 from shardvec.contract.errors import DeadlineExceeded, ReplicaDown, ShardvecError
 from shardvec.contract.filters import DocFilter, Filter
@@ -47,9 +48,8 @@ from shardvec.contract.validation import (
     validate_ids,
     validate_vectors,
 )
-
-from shard.engine import ShardEngine, UpdatePlan
-from shard.snapshot import take_snapshot
+from shardvec.shard.engine import ShardEngine, UpdatePlan
+from shardvec.shard.snapshot_copy import take_snapshot
 
 T = TypeVar("T")
 
@@ -115,7 +115,8 @@ class LocalShard:
 
     async def stage(self, seq: int, write: ShardWrite, timeout: float) -> int:
         def work() -> int:
-            if write.update is not None:  # checked by the coordinator (coordinator/updates.py)
+            # an update was checked by the coordinator (coordinator/api/update_checks.py)
+            if write.update is not None:
                 dim = self.engine.settings.dim
                 empty = np.empty((0, dim), dtype=np.float32)
                 return self.engine.stage_trusted(

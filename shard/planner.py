@@ -30,11 +30,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from shardvec.contract.errors import InvalidArgument
 
-from shard.exact import exact_topk, to_scores
-from shard.index import Floats, HnswIndex, Labels
-from shard.rowdata import RowData
+from shardvec.contract.errors import InvalidArgument
+from shardvec.shard.exact import exact_topk, to_scores
+from shardvec.shard.index import Floats, HnswIndex, Labels
+from shardvec.shard.rowdata import RowData
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from shardvec.contract.errors import DataLoss
 from shardvec.contract.settings import IndexSettings
-
-from shard.checkpoint import load_checkpoint
-from shard.columns import MetadataColumns
-from shard.index import HnswIndex
-from shard.rowdata import RowData
-from shard.slots import SlotTable
-from shard.store import Store, decode_metadata
+from shardvec.shard.checkpoint import load_checkpoint
+from shardvec.shard.columns import MetadataColumns
+from shardvec.shard.index import HnswIndex
+from shardvec.shard.rowdata import RowData
+from shardvec.shard.slots import SlotTable
+from shardvec.shard.store import Store, decode_metadata
 
 log = logging.getLogger(__name__)
 

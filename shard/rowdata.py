@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from shard.index import Floats, Labels
+from shardvec.shard.index import Floats, Labels
 
 GROWTH_MIN = 1024
 

@@ -5,7 +5,7 @@ reader (WAL: a step never holds up a write or a search), sleeping between steps 
 at most `rows_per_s` rows a second, and starts over when it reaches the end. A row whose bytes
 no longer match its checksum marks the engine damaged (ShardEngine.mark_damaged): every call
 then answers DATA_LOSS, and the coordinator quarantines the replica and rebuilds it from a
-live peer (coordinator/replicas.py).
+live peer (coordinator/replicas/replica_set.py).
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import time
 
 from shardvec.contract.errors import DataLoss, ShardvecError
 from shardvec.contract.limits import DEFAULT_SCRUB_ROWS_PER_S
-
-from shard.engine import ShardEngine
+from shardvec.shard.engine import ShardEngine
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+
 from shardvec.contract.buckets import decode_buckets
 from shardvec.contract.codec import dumps_json, encode_packed, loads_json, metadata_to_json
 from shardvec.contract.convert import (
@@ -53,12 +54,11 @@ from shardvec.contract.keyword import keyword_search_from_proto, keyword_stats_t
 from shardvec.contract.limits import EPOCH_HEADER, INTERNAL_MAX_REQUEST_BYTES, TOKEN_HEADER
 from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
 from shardvec.contract.types import SearchResult
+from shardvec.shard.engine import ShardEngine
+from shardvec.shard.local import update_plan
+from shardvec.shard.node_lock import NodeSearchLock
+from shardvec.shard.snapshot_copy import take_snapshot
 from shardvec.v1 import shard_pb2, shard_pb2_grpc
-
-from shard.engine import ShardEngine
-from shard.local import update_plan
-from shard.node_lock import NodeSearchLock
-from shard.snapshot import take_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +294,8 @@ class ShardService(shard_pb2_grpc.ShardServicer):
             if request.HasField("delete_filter")
             else None
         )
-        if request.HasField("update"):  # checked by the coordinator (coordinator/updates.py)
+        # an update was checked by the coordinator (coordinator/api/update_checks.py)
+        if request.HasField("update"):
             plan = update_plan(shard_update_from_proto(request.update, self.dim))
             size = self.engine.stage_trusted(request.seq, [], vectors, [], [], None, update=plan)
             return shard_pb2.ShardStageResponse(staged_bytes=size)

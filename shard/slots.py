@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from shardvec.contract.buckets import buckets_of
 
-from shard.index import Labels
+from shardvec.contract.buckets import buckets_of
+from shardvec.shard.index import Labels
 
 
 @dataclass

@@ -25,7 +25,7 @@ One table holds every row a replica has seen, live or deleted:
 
 Stores of earlier versions gain the document, bucket and crc columns when opened (ALTER TABLE
 ... ADD COLUMN, each idempotent; buckets and checksums are filled for existing rows), and the
-full-text index over the documents (shard/keyword.py: an FTS5 table kept by triggers on
+full-text index over the documents (shard/bm25.py: an FTS5 table kept by triggers on
 `rows`, so every write below updates it in its own transaction; `kv.fts` names its tokenizer).
 
 A `staged` table holds the batches of atomic writes across shards that are staged and not
@@ -55,14 +55,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from shardvec.contract.buckets import bucket_of
 from shardvec.contract.errors import DataLoss, FailedPrecondition, InvalidArgument, ShardvecError
 from shardvec.contract.private_files import private_dir, private_file
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.sqlite_errors import map_storage_error
 from shardvec.contract.store_copy import STORE_FILE
-
-from shard.keyword import ensure_fts
+from shardvec.shard.bm25 import ensure_fts
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +266,7 @@ class Store:
             log.warning("%s: computed row checksums for %d existing rows", self.path, filled)
 
     def _migrate_fts(self, tokenizer: str) -> None:
-        """Build the full-text index (shard/keyword.py) over the live rows' documents when
+        """Build the full-text index (shard/bm25.py) over the live rows' documents when
         the store has none, or one of another tokenizer; recorded in kv.fts with it, in one
         transaction, so opening again changes nothing."""
         stored = self._get_kv("fts")
@@ -581,7 +581,7 @@ class Store:
         `applied_seq` set to `seq` unless it is None; staged batches with seq <= `unstage_upto`
         deleted (they are applied, or obsolete). All or nothing."""
         with self._lock, self._errors():
-            self.generation += 1  # odd while rows may change (shard/keyword.py caches by it)
+            self.generation += 1  # odd while rows may change (shard/bm25.py caches by it)
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(_TOMBSTONE, tombstones)

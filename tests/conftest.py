@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.query_data import default_data
+from shardvec.bench.query_data import default_data
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -18,10 +18,9 @@ from typing import Any
 from shardvec.contract.errors import ReplicaDown
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.shard_api import ShardLike
-
-from coordinator.paths import replica_dir
-from shard.engine import ShardEngine
-from shard.local import LocalShard, catch_up
+from shardvec.coordinator.paths import replica_dir
+from shardvec.shard.engine import ShardEngine
+from shardvec.shard.local import LocalShard, catch_up
 
 
 class LocalControl:

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from cluster.process import ServerProcess, free_port
+from shardvec.cluster.process import ServerProcess, free_port
 
 __all__ = ["ServerProcess", "free_port"]

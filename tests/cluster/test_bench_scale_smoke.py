@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.scale_report import PLOTS
+from shardvec.bench.scale_report import PLOTS
 
 pytestmark = pytest.mark.cluster
 
@@ -24,7 +24,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def test_bench_scale_smoke(tmp_path: Path) -> None:
     out = tmp_path / "scale"
     cmd = [
-        sys.executable, "-m", "cluster", "bench", "scale",
+        sys.executable, "-m", "shardvec.cluster", "bench", "scale",
         "--synthetic", "2000", "--dim", "32", "--queries", "100",
         "--shards", "1,2", "--replicas", "1", "--nodes", "1,2",
         "--seconds", "1", "--concurrency", "1,4", "--batch-repeats", "1",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.crasher import Crasher
+from shardvec.cluster.crasher import Crasher
 
 pytestmark = pytest.mark.cluster
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 import ray
-from shardvec.contract.errors import FailedPrecondition
 
-from cluster.bringup import ShardvecCluster, loopback_only
-from cluster.client import Client
-from coordinator import minilm
+from shardvec.cluster.bringup import ShardvecCluster, loopback_only
+from shardvec.cluster.client import Client
+from shardvec.contract.errors import FailedPrecondition
+from shardvec.coordinator.embedding import minilm
 
 pytestmark = pytest.mark.cluster
 

@@ -20,14 +20,14 @@ import pytest
 import ray
 from click.testing import CliRunner
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from shardvec.v1 import vector_search_pb2 as pb
 
-from cluster.bringup import ShardvecCluster, loopback_only
-from cluster.cli import cli
-from cluster.client import Client
-from coordinator.front import FRONT_PREFIX
-from coordinator.ray_control import NAMESPACE
-from coordinator.shard_client import RemoteShard
+from shardvec.cluster.bringup import ShardvecCluster, loopback_only
+from shardvec.cluster.cli import cli
+from shardvec.cluster.client import Client
+from shardvec.coordinator.fronts.front import FRONT_PREFIX
+from shardvec.coordinator.replicas.ray_control import NAMESPACE
+from shardvec.coordinator.replicas.shard_client import RemoteShard
+from shardvec.v1 import vector_search_pb2 as pb
 from tests.ray.test_metrics import scrape, value
 
 pytestmark = pytest.mark.cluster

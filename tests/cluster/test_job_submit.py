@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from shardvec.contract.errors import ShardvecError
 
-from cluster.client import Client
-from cluster.process import free_port
+from shardvec.cluster.client import Client
+from shardvec.cluster.process import free_port
+from shardvec.contract.errors import ShardvecError
 
 pytestmark = pytest.mark.cluster
 

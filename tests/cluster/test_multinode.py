@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import ray
 
-from cluster.bringup import ShardvecCluster, loopback_only
-from cluster.client import Client
+from shardvec.cluster.bringup import ShardvecCluster, loopback_only
+from shardvec.cluster.client import Client
 
 pytestmark = pytest.mark.cluster
 

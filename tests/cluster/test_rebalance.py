@@ -1,7 +1,7 @@
 """Replica changes and rebalancing on several Ray nodes (ray.cluster_utils.Cluster): a node
 joins and replicas are moved onto it while reads run; the coordinator is killed with kill -9
 in the middle of a replica change (raising, then lowering) and comes back with the old or the
-new replica set, nothing lost, nothing left over (coordinator/replica_changes.py)."""
+new replica set, nothing lost, nothing left over (coordinator/replicas/changes.py)."""
 
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 import ray
 
-from cluster.bringup import ShardvecCluster, loopback_only
-from cluster.client import Client
-from cluster.process import free_port
-from coordinator.paths import registry_path
-from coordinator.ray_control import NAMESPACE, actor_name
+from shardvec.cluster.bringup import ShardvecCluster, loopback_only
+from shardvec.cluster.client import Client
+from shardvec.cluster.process import free_port
+from shardvec.coordinator.paths import registry_path
+from shardvec.coordinator.replicas.ray_control import NAMESPACE, actor_name
 
 pytestmark = pytest.mark.cluster
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from shardvec.contract.errors import FailedPrecondition, NotFound
 
-from cluster.client import Client
-from cluster.process import ServerProcess, free_port
+from shardvec.cluster.client import Client
+from shardvec.cluster.process import ServerProcess, free_port
+from shardvec.contract.errors import FailedPrecondition, NotFound
 
 pytestmark = pytest.mark.cluster
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster.bringup import ShardvecCluster
-from cluster.client import Client
+from shardvec.cluster.bringup import ShardvecCluster
+from shardvec.cluster.client import Client
 
 _names = itertools.count()
 

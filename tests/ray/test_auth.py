@@ -22,6 +22,9 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from shardvec.cluster.bringup import ShardvecCluster
+from shardvec.cluster.client import Client
 from shardvec.contract.errors import (
     InvalidArgument,
     PermissionDenied,
@@ -32,9 +35,6 @@ from shardvec.contract.limits import TOKEN_HEADER
 from shardvec.v1 import common_pb2, shard_pb2, shard_pb2_grpc
 from shardvec.v1 import vector_search_pb2 as pb
 from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
-
-from cluster.bringup import ShardvecCluster
-from cluster.client import Client
 from tests.procs import ServerProcess, free_port
 
 pytestmark = pytest.mark.ray

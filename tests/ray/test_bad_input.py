@@ -26,16 +26,16 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+
+from shardvec.cluster.bringup import ShardvecCluster
+from shardvec.cluster.client import Client
 from shardvec.contract.limits import TOKEN_HEADER
 from shardvec.contract.settings import IndexSettings
+from shardvec.coordinator.paths import collection_dir, replica_dir
+from shardvec.shard.engine import ShardEngine
 from shardvec.v1 import common_pb2, shard_pb2, shard_pb2_grpc
 from shardvec.v1 import vector_search_pb2 as pb
 from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
-
-from cluster.bringup import ShardvecCluster
-from cluster.client import Client
-from coordinator.paths import collection_dir, replica_dir
-from shard.engine import ShardEngine
 from tests.wire_bytes import len_field
 
 pytestmark = pytest.mark.ray

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from click.testing import CliRunner
 
-from cluster.bringup import ShardvecCluster
-from cluster.cli import cli
+from shardvec.cluster.bringup import ShardvecCluster
+from shardvec.cluster.cli import cli
 from tests.conftest import shared_data_dir
 
 

@@ -14,12 +14,12 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+
+from shardvec.cluster.bringup import ShardvecCluster
+from shardvec.cluster.client import Client
+from shardvec.coordinator.embedding import minilm
 from shardvec.v1 import vector_search_pb2 as pb
 from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
-
-from cluster.bringup import ShardvecCluster
-from cluster.client import Client
-from coordinator import minilm
 from tests.wire_bytes import tokenless_stage
 
 DIM = 384  # minilm's, so one collection takes both vectors and texts

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cluster.bringup import ShardvecCluster
+from shardvec.cluster.bringup import ShardvecCluster
 
 pytestmark = pytest.mark.ray
 
-SHARDVEC = [sys.executable, "-m", "cluster"]
+SHARDVEC = [sys.executable, "-m", "shardvec.cluster"]
 
 
 def run(cluster: ShardvecCluster, *args: str) -> subprocess.CompletedProcess[str]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from shardvec.contract.errors import AlreadyExists, InvalidArgument, NotFound
 
-from cluster.client import Client
+from shardvec.cluster.client import Client
+from shardvec.contract.errors import AlreadyExists, InvalidArgument, NotFound
 
 pytestmark = pytest.mark.ray
 

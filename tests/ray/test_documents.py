@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cluster.bringup import ShardvecCluster
-from cluster.client import Client
+from shardvec.cluster.bringup import ShardvecCluster
+from shardvec.cluster.client import Client
 from tests.ray.test_cli import run
 
 pytestmark = pytest.mark.ray

@@ -21,14 +21,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from shardvec.cluster.bringup import ShardvecCluster
 from shardvec.contract.buckets import bucket_of
 from shardvec.contract.convert import filter_from_proto
 from shardvec.contract.limits import MAX_SCROLL_ROWS
+from shardvec.shard.columns import MetadataColumns
 from shardvec.v1 import common_pb2
 from shardvec.v1 import vector_search_pb2 as pb
-
-from cluster.bringup import ShardvecCluster
-from shard.columns import MetadataColumns
 from tests.wire_bytes import len_field
 
 pytestmark = pytest.mark.ray

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from shardvec.contract.errors import InvalidArgument
 
-from cluster.bringup import ShardvecCluster
-from cluster.client import Client
+from shardvec.cluster.bringup import ShardvecCluster
+from shardvec.cluster.client import Client
+from shardvec.contract.errors import InvalidArgument
 from tests.ray.test_cli import run
 
 pytestmark = pytest.mark.ray

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from shardvec.contract.errors import NotFound
 
-from cluster.client import Client
+from shardvec.cluster.client import Client
+from shardvec.contract.errors import NotFound
 from tests.procs import ServerProcess, free_port
 
 pytestmark = pytest.mark.ray

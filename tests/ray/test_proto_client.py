@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.bringup import ShardvecCluster
+from shardvec.cluster.bringup import ShardvecCluster
 
 pytestmark = pytest.mark.ray
 

@@ -1,6 +1,6 @@
 """Replica counts change online on local Ray: 1 -> 2 -> 1 replicas while a writer and a
 reader run; every acknowledged row is there, no read failed, the replicas end level and
-recall is unchanged (coordinator/replica_changes.py)."""
+recall is unchanged (coordinator/replicas/changes.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from cluster.bringup import ShardvecCluster
-from cluster.client import Client
+from shardvec.cluster.bringup import ShardvecCluster
+from shardvec.cluster.client import Client
 
 pytestmark = pytest.mark.ray
 

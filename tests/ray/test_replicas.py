@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from cluster.client import Client
+from shardvec.cluster.client import Client
 
 pytestmark = pytest.mark.ray
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cluster.client import Client
-from shard.node_lock import default_lock_path
+from shardvec.cluster.client import Client
+from shardvec.shard.node_lock import default_lock_path
 from tests.procs import ServerProcess, free_port
 
 pytestmark = pytest.mark.ray

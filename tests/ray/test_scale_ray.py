@@ -9,9 +9,9 @@ import threading
 
 import numpy as np
 import pytest
-from shardvec.contract.errors import FailedPrecondition
 
-from cluster.client import Client
+from shardvec.cluster.client import Client
+from shardvec.contract.errors import FailedPrecondition
 
 pytestmark = pytest.mark.ray
 

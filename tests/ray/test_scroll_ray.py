@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from shardvec.contract.errors import FailedPrecondition, InvalidArgument, NotFound
 
-from cluster.bringup import ShardvecCluster
-from cluster.client import Client, Collection
+from shardvec.cluster.bringup import ShardvecCluster
+from shardvec.cluster.client import Client, Collection
+from shardvec.contract.errors import FailedPrecondition, InvalidArgument, NotFound
 from tests.ray.test_cli import run
 
 pytestmark = pytest.mark.ray
@@ -185,7 +185,7 @@ def _ray_data_round_trip(
 ) -> None:
     ray_data = pytest.importorskip("ray.data", reason="Ray Data needs the data extra")
 
-    from cluster.ray_data import ShardvecDatasource, write_dataset
+    from shardvec.cluster.ray_data import ShardvecDatasource, write_dataset
 
     client.create_collection(name, dim=vecs.shape[1], shards=shards, m=8, ef_construction=40)
     ds = ray_data.from_items(

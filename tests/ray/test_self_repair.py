@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from shardvec.cluster.client import Client
+from shardvec.cluster.process import SHARDVEC
 from shardvec.contract.errors import DataLoss
 from shardvec.contract.store_copy import STORE_FILE
-
-from cluster.client import Client
-from cluster.process import SHARDVEC
-from coordinator.paths import replica_dir
+from shardvec.coordinator.paths import replica_dir
 from tests.procs import ServerProcess, free_port
 from tests.ray.test_metrics import scrape, value
 

@@ -12,16 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from shardvec.contract.errors import AlreadyExists, DataLoss
 
-from cluster.bringup import ShardvecCluster
-from cluster.client import Client, verify_snapshot
-from coordinator.routing import partition
+from shardvec.cluster.bringup import ShardvecCluster
+from shardvec.cluster.client import Client, verify_snapshot
+from shardvec.contract.errors import AlreadyExists, DataLoss
+from shardvec.coordinator.routing import partition
 
 pytestmark = pytest.mark.ray
 
 DIM = 16
-SHARDVEC = [sys.executable, "-m", "cluster"]
+SHARDVEC = [sys.executable, "-m", "shardvec.cluster"]
 
 
 class Writer(threading.Thread):

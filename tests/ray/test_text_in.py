@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from shardvec.contract.errors import FailedPrecondition, InvalidArgument, ShardvecError
-from shardvec.v1 import vector_search_pb2 as pb
 
-from cluster.bringup import ShardvecCluster
-from cluster.client import Client
-from coordinator import minilm
+from shardvec.cluster.bringup import ShardvecCluster
+from shardvec.cluster.client import Client
+from shardvec.contract.errors import FailedPrecondition, InvalidArgument, ShardvecError
+from shardvec.coordinator.embedding import minilm
+from shardvec.v1 import vector_search_pb2 as pb
 
 pytestmark = pytest.mark.ray
 SAMPLE = Path(__file__).resolve().parents[2] / "cluster" / "sample"
@@ -107,7 +107,7 @@ def test_the_cli_creates_with_an_embedding_and_queries_by_text(
 ) -> None:
     def cli(*args: str) -> str:
         out = subprocess.run(
-            [sys.executable, "-m", "cluster", *args],
+            [sys.executable, "-m", "shardvec.cluster", *args],
             env={**os.environ, "SHARDVEC_SERVER": cluster.address},
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from shardvec.contract.archive import MANIFEST, MANIFEST_SUM, open_archive, read_manifest
 from shardvec.contract.errors import DataLoss
-
 from tests.unit.test_snapshot_archive import _archive
 
 STORE0 = "shard-0000/store.sqlite"

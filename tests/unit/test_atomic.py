@@ -1,6 +1,6 @@
 """Atomic writes across shards without Ray: staging on one replica's engine (durable,
 invisible, resumable after a restart), and the resolution of batches a crash left staged, by a
-restarted coordinator and by a restarted replica (coordinator/atomic.py)."""
+restarted coordinator and by a restarted replica (coordinator/writes/atomic.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from shardvec.contract.errors import (
     DeadlineExceeded,
     FailedPrecondition,
@@ -24,11 +25,10 @@ from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.store_copy import STORE_FILE
 from shardvec.contract.types import Change, ShardUpdate, ShardWrite, WriteAck
-
-from coordinator.replicas import ReplicaState
-from coordinator.routing import partition
-from coordinator.runtime import CoordinatorRuntime
-from shard.engine import ShardEngine, UpdatePlan
+from shardvec.coordinator.layout.table import Layout
+from shardvec.coordinator.replicas.replica_set import ReplicaState
+from shardvec.coordinator.runtime import CoordinatorRuntime
+from shardvec.shard.engine import ShardEngine, UpdatePlan
 from tests.inproc import LocalControls, wait_for
 
 DIM = 8
@@ -224,7 +224,7 @@ async def _stage_everywhere(rt: CoordinatorRuntime, ids: list[str], vecs: np.nda
     """Phase one of a batch as the coordinator runs it, then nothing: the coordinator dies."""
     col = rt.get("c")
     seqs: dict[int, int] = {}
-    for s, part in enumerate(partition(ids, 2)):
+    for s, part in enumerate(Layout.initial(2).partition(ids)):
         rs = col.shard_sets[s]
         seqs[s] = rs.take_seq()
         write = ShardWrite(ids=[ids[i] for i in part.tolist()], vectors=vecs[part])
@@ -365,7 +365,7 @@ def test_an_update_is_one_atomic_batch_across_shards(tmp_path: Path) -> None:
         col = await rt.create(SPEC)
         ids, vecs = rows(40)
         await col.upsert(ids, vecs, ['{"big": "' + "x" * 60 + '"}'] * 40, deadline())
-        parts = partition(ids, 2)
+        parts = Layout.initial(2).partition(ids)
         on0, on1 = ids[int(parts[0][0])], ids[int(parts[1][0])]
         bad = ShardUpdate(
             ids=[on0, on1],

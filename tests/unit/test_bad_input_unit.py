@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from shardvec.contract.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -35,15 +36,14 @@ from shardvec.contract.errors import (
     ShardvecError,
 )
 from shardvec.contract.settings import IndexSettings
+from shardvec.coordinator.api.service import VectorSearchService
+from shardvec.coordinator.config import CoordinatorSettings
+from shardvec.coordinator.paths import collection_dir, replica_dir
+from shardvec.coordinator.queries.batching import MicroBatcher
+from shardvec.coordinator.runtime import CoordinatorRuntime
+from shardvec.shard.engine import ShardEngine
 from shardvec.v1 import common_pb2
 from shardvec.v1 import vector_search_pb2 as pb
-
-from coordinator.batching import MicroBatcher
-from coordinator.config import CoordinatorSettings
-from coordinator.paths import collection_dir, replica_dir
-from coordinator.runtime import CoordinatorRuntime
-from coordinator.service import VectorSearchService
-from shard.engine import ShardEngine
 from tests.inproc import LocalControls
 
 DIM = 8

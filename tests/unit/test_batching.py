@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from shardvec.contract.errors import DeadlineExceeded
 
-from coordinator.batching import MicroBatcher
+from shardvec.contract.errors import DeadlineExceeded
+from shardvec.coordinator.queries.batching import MicroBatcher
 
 
 class Runner:

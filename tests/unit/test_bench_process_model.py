@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import bench_process_model
+from shardvec.bench import bench_process_model
 
 
 def test_process_model_smoke(tmp_path: Path) -> None:

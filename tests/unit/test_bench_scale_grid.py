@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from bench.bench_scale import Point, ScaleConfig, parse_ints, sweep_points, synthetic_dataset
+from shardvec.bench.bench_scale import (
+    Point,
+    ScaleConfig,
+    parse_ints,
+    sweep_points,
+    synthetic_dataset,
+)
 
 
 def test_default_grid_is_one_factor_at_a_time() -> None:

@@ -16,16 +16,16 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+
 from shardvec.contract.errors import ReplicaFault
 from shardvec.contract.limits import INTERNAL_MAX_REQUEST_BYTES, TOKEN_HEADER
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.types import ShardSearch
+from shardvec.coordinator.replicas.replica_set import Replica, ReplicaSet, ReplicaState
+from shardvec.coordinator.replicas.shard_client import RemoteShard
+from shardvec.shard.engine import INFO_LOCK_S, ShardEngine
+from shardvec.shard.server import ShardServer
 from shardvec.v1 import shard_pb2
-
-from coordinator.replicas import Replica, ReplicaSet, ReplicaState
-from coordinator.shard_client import RemoteShard
-from shard.engine import INFO_LOCK_S, ShardEngine
-from shard.server import ShardServer
 from tests.wire_bytes import tokenless_stage
 
 DIM = 8
@@ -183,8 +183,8 @@ _SERVE = """
 import sys, time
 from pathlib import Path
 from shardvec.contract.settings import IndexSettings
-from shard.engine import ShardEngine
-from shard.server import ShardServer
+from shardvec.shard.engine import ShardEngine
+from shardvec.shard.server import ShardServer
 engine = ShardEngine(Path(sys.argv[1]), IndexSettings(dim=8))
 server = ShardServer(engine, token="t")
 print(server.address, flush=True)

@@ -6,7 +6,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from cluster.cli import cli
+from shardvec.cluster.cli import cli
 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

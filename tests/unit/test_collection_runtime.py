@@ -11,15 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from shardvec.contract.errors import AlreadyExists, NotFound
 from shardvec.contract.filters import Cond
 from shardvec.contract.settings import CollectionSpec, IndexSettings
-
-from coordinator.collection import SearchParams
-from coordinator.registry import Registry
-from coordinator.replicas import ReplicaState
-from coordinator.routing import shard_of
-from coordinator.runtime import CoordinatorRuntime
+from shardvec.coordinator.collection import SearchParams
+from shardvec.coordinator.layout.table import Layout
+from shardvec.coordinator.registry import Registry
+from shardvec.coordinator.replicas.replica_set import ReplicaState
+from shardvec.coordinator.runtime import CoordinatorRuntime
 from tests.inproc import LocalControls
 
 DIM = 12
@@ -51,7 +51,7 @@ def test_each_id_lands_on_the_shard_routing_names(tmp_path: Path) -> None:
             engine = controls.controls[("c", s, 0)].engine
             assert engine is not None
             held = {r.id for r in engine.get(ids) if r is not None}
-            assert held == {i for i in ids if shard_of(i, 3) == s}
+            assert held == {i for i in ids if Layout.initial(3).shard_of(i) == s}
         assert await col.count(None, deadline()) == 300
         assert await col.count(Cond("i", "lt", 100), deadline()) == 100
         found, got_metas, got_vecs = await col.get(["id-7", "nope", "id-3"], True, True, deadline())

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+
 from shardvec.contract.errors import InvalidArgument
+from shardvec.coordinator.api.decoding import decode_request, describe_problem
 from shardvec.v1 import common_pb2
 from shardvec.v1 import vector_search_pb2 as pb
-
-from coordinator.decoding import decode_request, describe_problem
 from tests.wire_bytes import len_field
 
 

@@ -547,7 +547,7 @@ def test_grpc_service_selects_the_head(path: Path) -> None:
 
 
 def test_shardvec_up_flags_exist_in_the_cli() -> None:
-    cli_module = pytest.importorskip("cluster.cli")
+    cli_module = pytest.importorskip("shardvec.cluster.cli")
     up = cli_module.cli.commands["up"]
     known = {opt for param in up.params for opt in (*param.opts, *param.secondary_opts)}
     used: dict[str, set[str]] = {}

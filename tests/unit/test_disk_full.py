@@ -18,15 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from shardvec.contract.errors import ResourceExhausted, ShardvecError
 from shardvec.contract.settings import CollectionSpec, IndexSettings
-
-from coordinator.collection import SearchParams
-from coordinator.registry import Registry
-from coordinator.replicas import ReplicaState
-from coordinator.routing import shard_of
-from coordinator.runtime import CoordinatorRuntime
-from shard.store import Store
+from shardvec.coordinator.collection import SearchParams
+from shardvec.coordinator.layout.table import Layout
+from shardvec.coordinator.registry import Registry
+from shardvec.coordinator.replicas.replica_set import ReplicaState
+from shardvec.coordinator.runtime import CoordinatorRuntime
+from shardvec.shard.store import Store
 from tests.inproc import LocalControl, LocalControls
 from tests.tmpfs import fill, mounted, resize
 
@@ -77,7 +77,7 @@ async def _fill_and_check(data: Path, disk: Path) -> None:
     failure: ShardvecError | None = None
     for b in range(200):
         ids, vecs, metas = batch(b)
-        assert {shard_of(i, 2) for i in ids} == {0, 1}  # every batch spans both shards
+        assert {Layout.initial(2).shard_of(i) for i in ids} == {0, 1}  # each batch spans both
         try:
             await col.upsert(ids, vecs, metas, deadline())
         except ShardvecError as exc:

@@ -14,15 +14,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from shardvec.contract.errors import InvalidArgument, ShardvecError
 from shardvec.contract.filters import DocAnd, DocCond, DocOr, parse_where_document
 from shardvec.contract.settings import IndexSettings
+from shardvec.coordinator.api.decoding import describe_problem
+from shardvec.shard.engine import ShardEngine
+from shardvec.shard.store import Store
 from shardvec.v1 import common_pb2
 from shardvec.v1 import vector_search_pb2 as pb
-
-from coordinator.decoding import describe_problem
-from shard.engine import ShardEngine
-from shard.store import Store
 from tests.unit.test_bad_input_unit import Seeded, _search, _upsert, open_seeded
 from tests.wire_bytes import len_field
 
@@ -182,7 +182,7 @@ def test_update_upsert_missing(seeded: Seeded) -> None:
 
 
 def _limited(seeded: Seeded, **limits: int) -> None:
-    from coordinator.config import CoordinatorSettings
+    from shardvec.coordinator.config import CoordinatorSettings
 
     seeded.service.settings = CoordinatorSettings(data_dir=str(seeded.data_dir), **limits)
 
@@ -322,7 +322,7 @@ def test_old_store_gains_the_document_column(tmp_path: Path) -> None:
     engine.upsert(1, ["a"], np.ones((1, 4), np.float32), [{"x": 1}])
     engine.close()
     conn = sqlite3.connect(tmp_path / "store.sqlite")
-    # the previous version's schema: no full-text index (shard/keyword.py), no document column
+    # the previous version's schema: no full-text index (shard/bm25.py), no document column
     for trigger in ("rows_fts_insert", "rows_fts_delete", "rows_fts_update"):
         conn.execute(f"DROP TRIGGER {trigger}")
     for table in ("docs_fts_inst", "docs_fts_row", "docs_fts"):
@@ -380,8 +380,8 @@ def test_engine_update_of_missing_id_with_upsert_missing_needs_vectors(tmp_path:
 
 
 def test_both_scan_paths_agree_with_python_substring_tests() -> None:
-    from shard.documents import Documents, document_mask
-    from shard.rowdata import RowData
+    from shardvec.shard.documents import Documents, document_mask
+    from shardvec.shard.rowdata import RowData
 
     rng = np.random.default_rng(3)
     alphabet = list("ab \x00c")

@@ -12,16 +12,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from shardvec.contract.errors import ResourceExhausted
 from shardvec.contract.limits import API_KEY_HEADER
 from shardvec.contract.settings import CollectionSpec, IndexSettings
+from shardvec.coordinator.api.service import VectorSearchService
+from shardvec.coordinator.config import CoordinatorSettings
+from shardvec.coordinator.embedding.pool import EmbedderPool
+from shardvec.coordinator.queries.batching import MicroBatcher
+from shardvec.coordinator.runtime import CoordinatorRuntime
 from shardvec.v1 import vector_search_pb2 as pb
-
-from coordinator.batching import MicroBatcher
-from coordinator.config import CoordinatorSettings
-from coordinator.embedding import EmbedderPool
-from coordinator.runtime import CoordinatorRuntime
-from coordinator.service import VectorSearchService
 from tests.inproc import LocalControls
 
 CHUNK_S = 0.02  # one chunk's embedding time

@@ -15,17 +15,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+import shardvec.shard.exact as exact_mod
+import shardvec.shard.planner as planner_mod
 from shardvec.contract.errors import DataLoss, FailedPrecondition, InvalidArgument
 from shardvec.contract.filters import parse_where
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.store_copy import INDEX_FILE, MANIFEST_FILE
 from shardvec.contract.types import Change
-
-import shard.exact
-import shard.planner as planner_mod
-from shard.engine import ShardEngine
-from shard.planner import PlannerSettings
-from shard.rwlock import RWLock
+from shardvec.shard.engine import ShardEngine
+from shardvec.shard.planner import PlannerSettings
+from shardvec.shard.rwlock import RWLock
 
 DIM = 16
 REPO = Path(__file__).resolve().parents[2]
@@ -284,7 +284,7 @@ def test_filtered_paths_are_used(
     filtered_engine: ShardEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[int] = []
-    real = shard.exact.exact_topk
+    real = exact_mod.exact_topk
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         calls.append(len(args[3]))
@@ -400,7 +400,7 @@ def test_killed_process_keeps_acknowledged_rows(tmp_path: Path) -> None:
     script = f"""
 import os, sys, numpy as np
 sys.path[:0] = [{str(REPO)!r}, {str(REPO / "proto")!r}]
-from shard.engine import ShardEngine
+from shardvec.shard.engine import ShardEngine
 from shardvec.contract.settings import IndexSettings
 e = ShardEngine({str(tmp_path)!r}, IndexSettings(dim={DIM}), build_threads=1, checkpoint_rows=400)
 x = np.random.default_rng(24).standard_normal((600, {DIM})).astype(np.float32)

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from shardvec.contract.filters import parse_where
 from shardvec.contract.settings import IndexSettings
-
-from shard.engine import ShardEngine
+from shardvec.shard.engine import ShardEngine
 from tests.conftest import shared_data_dir
 
 K = 10

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from shardvec.contract.errors import InvalidArgument
 from shardvec.contract.filters import (
     MAX_DEPTH,
@@ -28,8 +29,7 @@ from shardvec.contract.filters import (
     validate_filter,
     where_to_dict,
 )
-
-from shard.columns import MetadataColumns
+from shardvec.shard.columns import MetadataColumns
 
 # ---------------------------------------------------------------------------------------------
 # A straightforward pure-Python evaluator: the specification the columns are checked against.

@@ -10,17 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from shardvec.cluster.fronts import RETRYABLE, FrontSelector
 from shardvec.contract.errors import StaleLayout
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.types import ShardSearch
-
-from cluster.fronts import RETRYABLE, FrontSelector
-from coordinator.front import prefer_local
-from coordinator.layout_push import next_epoch
-from coordinator.replicas import Replica
-from coordinator.shard_client import RemoteShard
-from shard.engine import ShardEngine
-from shard.server import ShardServer
+from shardvec.coordinator.fronts.front import prefer_local
+from shardvec.coordinator.layout.push import next_epoch
+from shardvec.coordinator.replicas.replica_set import Replica
+from shardvec.coordinator.replicas.shard_client import RemoteShard
+from shardvec.shard.engine import ShardEngine
+from shardvec.shard.server import ShardServer
 
 DIM = 8
 
@@ -138,11 +138,10 @@ def test_layout_changed_fences_the_live_replicas_before_the_push(tmp_path: Path)
     replica that left LIVE is cleared, and a LIVE one that cannot take the epoch is shown
     DEAD to the fronts (real shard servers on loopback, no Ray)."""
     from shardvec.contract.settings import CollectionSpec
-
-    from coordinator.collection import CollectionRuntime
-    from coordinator.front import _ReadOnly
-    from coordinator.layout_push import LayoutPublisher
-    from coordinator.replicas import ReplicaSet, ReplicaState
+    from shardvec.coordinator.collection import CollectionRuntime
+    from shardvec.coordinator.fronts.front import _ReadOnly
+    from shardvec.coordinator.layout.push import LayoutPublisher
+    from shardvec.coordinator.replicas.replica_set import ReplicaSet, ReplicaState
 
     engines = [ShardEngine(tmp_path / f"e{i}", IndexSettings(dim=DIM)) for i in range(3)]
     servers = [ShardServer(e, token="t") for e in engines]

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from shardvec.contract.errors import InvalidArgument
+from shardvec.coordinator.api.service import VectorSearchService
 from shardvec.v1 import common_pb2
 from shardvec.v1 import vector_search_pb2 as pb
-
-from coordinator.service import VectorSearchService
 from tests.unit.test_scroll import DIM, create, ctx, service
 
 DOCS = {0: "apache kafka client", 1: "redis cache", 2: "kafka streams", 3: None}

@@ -11,10 +11,10 @@ from collections.abc import Mapping
 
 import numpy as np
 import pytest
+
 from shardvec.contract.errors import InvalidArgument, ReplicaDown
 from shardvec.contract.types import ShardWrite
-
-from coordinator.group_commit import WriteCombiner
+from shardvec.coordinator.writes.group_commit import WriteCombiner
 
 
 class Shard:
@@ -189,7 +189,7 @@ def test_a_delete_goes_alone_in_its_place_between_upsert_groups() -> None:
 
 
 def test_merged_group_keeps_each_rows_document_and_a_later_row_wins() -> None:
-    from coordinator.group_commit import merge
+    from shardvec.coordinator.writes.group_commit import merge
 
     def w(ids: list[str], docs: list[str]) -> dict[int, ShardWrite]:
         vecs = np.arange(len(ids) * 2, dtype=np.float32).reshape(len(ids), 2)

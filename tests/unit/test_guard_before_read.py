@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from shardvec.contract.limits import API_KEY_HEADER
-from shardvec.v1 import vector_search_pb2 as pb
 
-from coordinator.interceptors import GuardInterceptor
-from coordinator.service import WRITE_METHODS
+from shardvec.contract.limits import API_KEY_HEADER
+from shardvec.coordinator.api.interceptors import GuardInterceptor
+from shardvec.coordinator.api.service import WRITE_METHODS
+from shardvec.v1 import vector_search_pb2 as pb
 
 UPSERT = "/shardvec.v1.VectorSearch/Upsert"
 SNAPSHOT = "/shardvec.v1.VectorSearch/CreateSnapshot"

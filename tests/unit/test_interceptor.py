@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+
 from shardvec.contract.errors import NotFound
 from shardvec.contract.limits import API_KEY_HEADER
+from shardvec.coordinator.api.interceptors import GuardInterceptor
+from shardvec.coordinator.api.service import WRITE_METHODS
 from shardvec.v1 import vector_search_pb2 as pb
 from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
-
-from coordinator.interceptors import GuardInterceptor
-from coordinator.service import WRITE_METHODS
 
 SERVICE = pb.DESCRIPTOR.services_by_name["VectorSearch"]
 

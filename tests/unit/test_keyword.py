@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from shardvec.contract.errors import InvalidArgument
 from shardvec.contract.filters import DocCond
 from shardvec.contract.keyword import (
@@ -24,12 +25,11 @@ from shardvec.contract.limits import MAX_TEXT_QUERY_BYTES, MAX_TEXT_QUERY_TERMS
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.store_copy import STORE_FILE
 from shardvec.contract.types import Hits, KeywordSearch, KeywordTerms
+from shardvec.coordinator.queries.fusion import fuse_hits, normalise, rrf, weighted
+from shardvec.coordinator.queries.keyword_search import merge_stats
+from shardvec.shard.bm25 import MIN_IDF, idf, varint
+from shardvec.shard.engine import ShardEngine
 from shardvec.v1 import vector_search_pb2 as pb
-
-from coordinator.fusion import fuse_hits, normalise, rrf, weighted
-from coordinator.keyword import merge_stats
-from shard.engine import ShardEngine
-from shard.keyword import MIN_IDF, idf, varint
 
 DOCS = [
     "kafka consumer for python",

@@ -19,14 +19,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from shardvec.contract.types import KeywordSearch
+from shardvec.coordinator.api.service import VectorSearchService
+from shardvec.coordinator.config import CoordinatorSettings
+from shardvec.coordinator.queries.batching import MicroBatcher
+from shardvec.coordinator.runtime import CoordinatorRuntime
 from shardvec.v1 import common_pb2
 from shardvec.v1 import vector_search_pb2 as pb
-
-from coordinator.batching import MicroBatcher
-from coordinator.config import CoordinatorSettings
-from coordinator.runtime import CoordinatorRuntime
-from coordinator.service import VectorSearchService
 from tests.conftest import shared_data_dir
 from tests.inproc import LocalControls
 

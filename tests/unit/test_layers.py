@@ -1,5 +1,8 @@
 """The layers' dependencies run one way: contract <- shard <- coordinator <- cluster <- bench.
 
+Everything is installed under one namespace, `shardvec` (pyproject's package-dir maps
+`shardvec.coordinator` to coordinator/ and so on); no module imports a bare `coordinator`.
+
 Read from the source (every import, lazy ones inside functions too), so a cycle or a wrong-way
 import fails here before it shows up as an ImportError at run time.
 """
@@ -18,20 +21,23 @@ REPO = Path(__file__).resolve().parents[2]
 # generated `shardvec.v1` code.
 ROOTS = {
     "shardvec.contract": REPO / "proto" / "shardvec" / "contract",
-    "shard": REPO / "shard",
-    "coordinator": REPO / "coordinator",
-    "cluster": REPO / "cluster",
-    "bench": REPO / "bench",
+    "shardvec.shard": REPO / "shard",
+    "shardvec.coordinator": REPO / "coordinator",
+    "shardvec.cluster": REPO / "cluster",
+    "shardvec.bench": REPO / "bench",
 }
+SHARD, COORDINATOR, CLUSTER, BENCH = (
+    f"shardvec.{p}" for p in ("shard", "coordinator", "cluster", "bench")
+)
 # What each layer may import of the others (the generated shardvec.v1 code is free to all).
 ALLOWED = {
     "shardvec.contract": set(),
-    "shard": {"shardvec.contract"},
-    "coordinator": {"shardvec.contract", "shard"},  # shard: the actor factory only, see below
-    "cluster": {"shardvec.contract", "shard", "coordinator"},
-    "bench": {"shardvec.contract", "shard", "coordinator", "cluster"},
+    SHARD: {"shardvec.contract"},
+    COORDINATOR: {"shardvec.contract", SHARD},  # shard: the actor factory only, see below
+    CLUSTER: {"shardvec.contract", SHARD, COORDINATOR},
+    BENCH: {"shardvec.contract", SHARD, COORDINATOR, CLUSTER},
 }
-COORDINATOR_MAY_IMPORT_FROM_SHARD = {"shard.actor"}
+COORDINATOR_MAY_IMPORT_FROM_SHARD = {"shardvec.shard.actor"}
 
 
 def _module_name(package: str, root: Path, path: Path) -> str:
@@ -116,9 +122,9 @@ def test_coordinator_imports_shard_only_for_the_actor_factory() -> None:
     used = {
         f"{mod} -> {dep}"
         for mod, deps in graph.items()
-        if _layer(mod) == "coordinator"
+        if _layer(mod) == COORDINATOR
         for dep in deps
-        if _layer(dep) == "shard" and dep not in COORDINATOR_MAY_IMPORT_FROM_SHARD
+        if _layer(dep) == SHARD and dep not in COORDINATOR_MAY_IMPORT_FROM_SHARD
     }
     assert used == set()
 
@@ -131,7 +137,8 @@ def test_the_checker_sees_a_cycle() -> None:
 def _loaded_after(statement: str) -> set[str]:
     code = (
         f"import sys; {statement}; "
-        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+        "print(' '.join(sorted({'.'.join(m.split('.')[:2]) if m.startswith('shardvec.') "
+        "else m.split('.')[0] for m in sys.modules})))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
@@ -142,12 +149,12 @@ def _loaded_after(statement: str) -> set[str]:
 @pytest.mark.parametrize(
     ("statement", "forbidden"),
     [
-        ("import cluster.client", {"hnswlib", "ray", "shard"}),
-        ("from cluster import Client", {"hnswlib", "ray", "shard"}),
-        ("import coordinator.shard_client", {"hnswlib", "ray", "shard"}),
+        ("import shardvec.cluster.client", {"hnswlib", "ray", SHARD}),
+        ("from shardvec import Client", {"hnswlib", "ray", SHARD}),
+        ("import shardvec.coordinator.replicas.shard_client", {"hnswlib", "ray", SHARD}),
         (
             "import shardvec.contract.convert, shardvec.contract.archive",
-            {"hnswlib", "ray", "shard", "coordinator", "cluster", "bench"},
+            {"hnswlib", "ray", SHARD, COORDINATOR, CLUSTER, BENCH},
         ),
     ],
 )

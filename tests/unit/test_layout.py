@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from shardvec.contract.buckets import NUM_BUCKETS, bucket_of, slice_of_bucket
 
-from coordinator.layout import Layout
+from shardvec.contract.buckets import NUM_BUCKETS, bucket_of, slice_of_bucket
+from shardvec.coordinator.layout.table import Layout
 
 
 @pytest.mark.parametrize("shards", [1, 2, 3, 7, 1024])

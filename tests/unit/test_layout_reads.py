@@ -24,19 +24,20 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from shardvec.contract.errors import STALE_LAYOUT, FailedPrecondition, StaleLayout
 from shardvec.contract.filters import parse_where
 from shardvec.contract.keyword import Fusion
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.types import ShardUpdate
-
-from coordinator import layout_push, resharding
-from coordinator.collection import CollectionRuntime, SearchParams
-from coordinator.front import FrontRuntime
-from coordinator.keyword import hybrid_search, keyword_search
-from coordinator.layout import Layout
-from coordinator.runtime import CoordinatorRuntime
-from coordinator.scroll import get_matching
+from shardvec.coordinator.collection import CollectionRuntime, SearchParams
+from shardvec.coordinator.fronts.front import FrontRuntime
+from shardvec.coordinator.layout import push as layout_push
+from shardvec.coordinator.layout import resharding
+from shardvec.coordinator.layout.table import Layout
+from shardvec.coordinator.queries.keyword_search import hybrid_search, keyword_search
+from shardvec.coordinator.queries.scroll import get_matching
+from shardvec.coordinator.runtime import CoordinatorRuntime
 from tests.inproc import LocalControls, rows_held
 
 DIM = 8
@@ -129,7 +130,7 @@ async def _set_epoch(replica: Any, epoch: int, timeout: float) -> None:
 
 async def _front_reads(*args: Any) -> None:
     """The reads through the front, retried on a stale layout as its service does
-    (coordinator/front.py FrontService._fenced)."""
+    (coordinator/fronts/front.py FrontService._fenced)."""
     rng, model, front, ref = args
     while True:
         try:

@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from shardvec.contract.settings import CollectionSpec, IndexSettings
-from shardvec.v1 import vector_search_pb2 as pb
 
-from coordinator.batching import MicroBatcher
-from coordinator.config import CoordinatorSettings
-from coordinator.service import VectorSearchService
+from shardvec.contract.settings import CollectionSpec, IndexSettings
+from shardvec.coordinator.api.service import VectorSearchService
+from shardvec.coordinator.config import CoordinatorSettings
+from shardvec.coordinator.queries.batching import MicroBatcher
+from shardvec.v1 import vector_search_pb2 as pb
 from tests.inproc import LocalControls
 
 
@@ -27,7 +27,7 @@ class _Context:
 
 
 def test_listed_collections_carry_their_counts_and_replica_states(tmp_path: Path) -> None:
-    from coordinator.runtime import CoordinatorRuntime
+    from shardvec.coordinator.runtime import CoordinatorRuntime
 
     async def main() -> None:
         runtime = CoordinatorRuntime(tmp_path, {"token": "t"}, LocalControls(tmp_path))

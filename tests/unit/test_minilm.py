@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from shardvec.contract.errors import FailedPrecondition
 from shardvec.contract.limits import MAX_EMBED_TOKENS
-
-from coordinator import minilm
+from shardvec.coordinator.embedding import minilm
 
 SAMPLE = Path(__file__).resolve().parents[2] / "cluster" / "sample"
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "pypi-minilm-100k"

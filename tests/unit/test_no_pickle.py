@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from shardvec.contract.errors import FailedPrecondition, InvalidArgument
 from shardvec.contract.settings import IndexSettings
-
-from coordinator.paths import collection_dir, registry_path, replica_dir, snapshot_dir
-from shard.engine import ShardEngine
+from shardvec.coordinator.paths import collection_dir, registry_path, replica_dir, snapshot_dir
+from shardvec.shard.engine import ShardEngine
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("proto/shardvec/contract", "shard", "coordinator", "cluster", "bench")

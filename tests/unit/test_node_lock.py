@@ -16,15 +16,15 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+
 from shardvec.contract.errors import InvalidArgument
 from shardvec.contract.limits import TOKEN_HEADER
 from shardvec.contract.settings import IndexSettings
+from shardvec.coordinator.config import CoordinatorSettings
+from shardvec.shard.engine import ShardEngine
+from shardvec.shard.node_lock import NodeSearchLock
+from shardvec.shard.server import ShardServer
 from shardvec.v1 import shard_pb2, shard_pb2_grpc
-
-from coordinator.config import CoordinatorSettings
-from shard.engine import ShardEngine
-from shard.node_lock import NodeSearchLock
-from shard.server import ShardServer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,7 +36,7 @@ def _holder(lock_path: Path, ready: Path) -> subprocess.Popen[bytes]:
         import sys, time
         from pathlib import Path
         sys.path.insert(0, {str(REPO)!r})
-        from shard.node_lock import NodeSearchLock
+        from shardvec.shard.node_lock import NodeSearchLock
         with NodeSearchLock(Path({str(lock_path)!r})).hold():
             Path({str(ready)!r}).write_text("held")
             time.sleep(600)

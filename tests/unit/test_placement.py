@@ -1,5 +1,5 @@
-"""The placement planner (coordinator/placement.py), no Ray: where a new replica goes, which
-replicas a lowering removes, and the moves that level rows over nodes (joins, leaves, R >
+"""The placement planner (coordinator/replicas/placement.py), no Ray: where a new replica goes,
+which replicas a lowering removes, and the moves that level rows over nodes (joins, leaves, R >
 nodes), never two replicas of a shard on one node when avoidable."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 
-from coordinator.placement import (
+from shardvec.coordinator.replicas.placement import (
     Move,
     Placed,
     choose_node,

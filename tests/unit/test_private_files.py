@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from shardvec.contract.private_files import private_dir, restrict_umask
 from shardvec.contract.settings import IndexSettings
-
-from coordinator.paths import replica_dir, snapshot_dir
-from coordinator.registry import Registry
-from shard.engine import ShardEngine
-from shard.snapshot import take_snapshot
+from shardvec.coordinator.paths import replica_dir, snapshot_dir
+from shardvec.coordinator.registry import Registry
+from shardvec.shard.engine import ShardEngine
+from shardvec.shard.snapshot_copy import take_snapshot
 
 SETTINGS = IndexSettings(dim=8)
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from shardvec.contract.errors import InvalidArgument, NotFound
 from shardvec.contract.types import Hits
+from shardvec.coordinator.queries.by_id import exclude_ids
 from shardvec.v1 import common_pb2
 from shardvec.v1 import vector_search_pb2 as pb
-
-from coordinator.query_ids import exclude_ids
 from tests.unit.test_scroll import DIM, create, ctx, lt_filter, service, upsert
 
 
@@ -90,7 +90,7 @@ def test_search_by_ids_matches_brute_force_over_the_other_rows(tmp_path: Path) -
 
 
 def test_query_ids_of_invalid_utf8_are_named() -> None:
-    from coordinator.decoding import describe_problem
+    from shardvec.coordinator.api.decoding import describe_problem
 
     good = pb.SearchRequest(collection="c", k=3, query_ids=["a", "bb"]).SerializeToString()
     bad = good.replace(b"bb", b"\xff\xfe")

@@ -1,4 +1,4 @@
-"""Replica changes over in-process replicas (no Ray; coordinator/replica_changes.py): the
+"""Replica changes over in-process replicas (no Ray; coordinator/replicas/changes.py): the
 count goes 1 -> 2 -> 1 while writes and reads run, lists are persisted before they take
 effect, and a restart after an interrupted change keeps the old or the new set, nothing lost."""
 
@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from shardvec.contract.errors import InvalidArgument
 from shardvec.contract.settings import CollectionSpec, IndexSettings
-
-from coordinator.paths import replica_dir
-from coordinator.registry import Registry, ReplicaList
-from coordinator.replicas import ReplicaState
-from coordinator.runtime import CoordinatorRuntime
+from shardvec.coordinator.paths import replica_dir
+from shardvec.coordinator.registry import Registry, ReplicaList
+from shardvec.coordinator.replicas.replica_set import ReplicaState
+from shardvec.coordinator.runtime import CoordinatorRuntime
 from tests.inproc import LocalControls, wait_for
 
 DIM = 8

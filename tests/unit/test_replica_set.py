@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from shardvec.contract.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.types import ShardWrite
-
-from coordinator.atomic import AtomicWriter
-from coordinator.registry import CollectionDecisions, Registry
-from coordinator.replicas import Replica, ReplicaSet, ReplicaState
+from shardvec.coordinator.registry import CollectionDecisions, Registry
+from shardvec.coordinator.replicas.replica_set import Replica, ReplicaSet, ReplicaState
+from shardvec.coordinator.writes.atomic import AtomicWriter
 from tests.inproc import LocalControl, wait_for
 
 DIM = 8
@@ -51,7 +51,7 @@ def rows(rng: np.random.Generator, start: int, n: int) -> tuple[list[str], np.nd
 
 
 async def write(rs: ReplicaSet, ids: list[str], vectors: np.ndarray, timeout: float = 10) -> Any:
-    """One atomic write of the rows to the set's shard (coordinator/atomic.py)."""
+    """One atomic write of the rows to the set's shard (coordinator/writes/atomic.py)."""
     writes = {0: ShardWrite(ids=ids, vectors=vectors)}
     return (await WRITERS[id(rs)].apply(writes, time.monotonic() + timeout))[0]
 

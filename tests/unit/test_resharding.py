@@ -10,16 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from shardvec.contract.buckets import NUM_BUCKETS
 from shardvec.contract.errors import FailedPrecondition, InvalidArgument
 from shardvec.contract.settings import CollectionSpec, IndexSettings
-
-from coordinator import resharding
-from coordinator.atomic import PAUSE_ENV
-from coordinator.collection import SearchParams
-from coordinator.layout import Layout
-from coordinator.resharding import plan_owners
-from coordinator.runtime import CoordinatorRuntime
+from shardvec.coordinator.collection import SearchParams
+from shardvec.coordinator.layout import resharding
+from shardvec.coordinator.layout.resharding import plan_owners
+from shardvec.coordinator.layout.table import Layout
+from shardvec.coordinator.runtime import CoordinatorRuntime
+from shardvec.coordinator.writes.atomic import PAUSE_ENV
 from tests.inproc import LocalControls, rows_held, wait_for
 
 DIM = 8

@@ -10,15 +10,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from shardvec.contract.errors import ResourceExhausted
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.types import Hits
+from shardvec.coordinator.api.service import VectorSearchService
+from shardvec.coordinator.api.sizing import check_get_response, check_search_response
+from shardvec.coordinator.config import CoordinatorSettings
+from shardvec.coordinator.queries.batching import MicroBatcher
 from shardvec.v1 import vector_search_pb2 as pb
-
-from coordinator.batching import MicroBatcher
-from coordinator.config import CoordinatorSettings
-from coordinator.service import VectorSearchService
-from coordinator.sizing import check_get_response, check_search_response
 
 DIM = 4
 

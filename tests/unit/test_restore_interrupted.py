@@ -22,18 +22,18 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from shardvec.contract.errors import FailedPrecondition, NotFound
 from shardvec.contract.settings import CollectionSpec, IndexSettings
+from shardvec.coordinator.api.service import VectorSearchService
+from shardvec.coordinator.collection import CollectionRuntime
+from shardvec.coordinator.config import CoordinatorSettings
+from shardvec.coordinator.paths import collection_dir, snapshot_dir
+from shardvec.coordinator.queries.batching import MicroBatcher
+from shardvec.coordinator.registry import Registry
+from shardvec.coordinator.runtime import CoordinatorRuntime
+from shardvec.coordinator.snapshots import create_archive, restore_archive
 from shardvec.v1 import vector_search_pb2 as pb
-
-from coordinator.batching import MicroBatcher
-from coordinator.collection import CollectionRuntime
-from coordinator.config import CoordinatorSettings
-from coordinator.paths import collection_dir, snapshot_dir
-from coordinator.registry import Registry
-from coordinator.runtime import CoordinatorRuntime
-from coordinator.service import VectorSearchService
-from coordinator.snapshots import create_archive, restore_archive
 from tests.inproc import LocalControls
 
 DIM = 8
@@ -222,7 +222,7 @@ def test_a_restoring_collection_is_not_served_until_every_row_is_in(
 def test_a_registry_written_before_states_reads_as_ready(tmp_path: Path) -> None:
     import sqlite3
 
-    from coordinator.paths import registry_path
+    from shardvec.coordinator.paths import registry_path
 
     registry_path(tmp_path).parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(registry_path(tmp_path))

@@ -3,7 +3,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from coordinator.routing import NUM_BUCKETS, bucket_of, partition, shard_of, shard_of_bucket
+from shardvec.contract.buckets import NUM_BUCKETS, bucket_of
+from shardvec.coordinator.layout.table import Layout
+
+
+def shard_of_bucket(bucket: int, shards: int) -> int:
+    return Layout.initial(shards).shard_of_bucket(bucket)
+
+
+def shard_of(id_: str, shards: int) -> int:
+    return Layout.initial(shards).shard_of(id_)
+
+
+def partition(ids: list[str], shards: int) -> list[np.ndarray]:
+    return Layout.initial(shards).partition(ids)
 
 
 def test_bucket_is_stable_across_runs() -> None:

@@ -14,21 +14,21 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from shardvec.contract.buckets import NUM_BUCKETS, bucket_of
 from shardvec.contract.errors import FailedPrecondition, InvalidArgument, NotFound
 from shardvec.contract.filters import Cond
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.types import ShardScroll
+from shardvec.coordinator.api.cursor import Cursor, decode_cursor, encode_cursor
+from shardvec.coordinator.api.service import VectorSearchService
+from shardvec.coordinator.config import CoordinatorSettings
+from shardvec.coordinator.queries.batching import MicroBatcher
+from shardvec.coordinator.runtime import CoordinatorRuntime
+from shardvec.shard.engine import ShardEngine
+from shardvec.shard.store import Store
 from shardvec.v1 import common_pb2
 from shardvec.v1 import vector_search_pb2 as pb
-
-from coordinator.batching import MicroBatcher
-from coordinator.config import CoordinatorSettings
-from coordinator.cursor import Cursor, decode_cursor, encode_cursor
-from coordinator.runtime import CoordinatorRuntime
-from coordinator.service import VectorSearchService
-from shard.engine import ShardEngine
-from shard.store import Store
 from tests.inproc import LocalControls
 
 DIM = 8
@@ -130,7 +130,7 @@ def test_engine_pages_in_bucket_id_order_with_filter_and_byte_budget(tmp_path: P
 
 
 def test_engine_filtered_page_stops_after_its_scan_budget(tmp_path: Path) -> None:
-    from shard import scroll
+    from shardvec.shard import scroll_pages as scroll
 
     engine, ids, _ = _engine(tmp_path, 500)
     old = scroll.SCAN_ROWS, scroll.FILTERED_CHUNK
@@ -319,9 +319,8 @@ def test_cursor_round_trip() -> None:
 
 def test_a_registry_of_the_previous_version_gets_uids_once(tmp_path: Path) -> None:
     from shardvec.contract.settings import CollectionSpec
-
-    from coordinator.paths import registry_path
-    from coordinator.registry import Registry
+    from shardvec.coordinator.paths import registry_path
+    from shardvec.coordinator.registry import Registry
 
     spec = CollectionSpec("old", IndexSettings(dim=4))
     db = sqlite3.connect(registry_path(tmp_path), isolation_level=None)

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+import shardvec.shard.exact as exact_mod
 from shardvec.contract.filters import parse_where
 from shardvec.contract.settings import IndexSettings
-
-import shard.exact
-from shard.engine import ShardEngine
+from shardvec.shard.engine import ShardEngine
 
 DIM = 12
 
@@ -93,13 +93,13 @@ def test_exact_dense_and_gathered_equal_brute_force(
     live = np.array([i for i in range(400) if i % 5], dtype=np.int64)
     q = np.random.default_rng(4).standard_normal((9, DIM)).astype(np.float32)
     seen: list[bool] = []
-    real = shard.exact.exact_topk
+    real = exact_mod.exact_topk
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         seen.append(2 * len(args[3]) >= (kwargs.get("n_slots") or 1 << 60))
         return real(*args[:5], chunk, n_slots=kwargs.get("n_slots"))
 
-    monkeypatch.setattr("shard.planner.exact_topk", spy)
+    monkeypatch.setattr("shardvec.shard.planner.exact_topk", spy)
     dense = e.search(q, 10, exact=True)
     odd = np.array([i for i in live if i % 2 == 1])
     subset = e.search(q, 10, exact=True, where=parse_where({"odd": True, "i": {"$lt": 100}}))

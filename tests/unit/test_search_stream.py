@@ -11,16 +11,16 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+
 from shardvec.contract.errors import DeadlineExceeded, InvalidArgument, ReplicaDown
 from shardvec.contract.filters import Cond
 from shardvec.contract.limits import TOKEN_HEADER
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.types import ShardSearch
+from shardvec.coordinator.replicas.shard_client import RemoteShard
+from shardvec.shard.engine import ShardEngine
+from shardvec.shard.server import ShardServer
 from shardvec.v1 import shard_pb2
-
-from coordinator.shard_client import RemoteShard
-from shard.engine import ShardEngine
-from shard.server import ShardServer
 
 DIM = 8
 

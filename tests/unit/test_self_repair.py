@@ -12,17 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from shardvec.contract.errors import DataLoss
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.store_copy import STORE_FILE
 from shardvec.contract.types import ShardWrite
-
-from coordinator.atomic import AtomicWriter
-from coordinator.registry import CollectionDecisions, Registry
-from coordinator.replicas import Replica, ReplicaSet, ReplicaState
-from shard.engine import ShardEngine
-from shard.scrub import Scrubber
-from shard.store import row_checksum
+from shardvec.coordinator.registry import CollectionDecisions, Registry
+from shardvec.coordinator.replicas.replica_set import Replica, ReplicaSet, ReplicaState
+from shardvec.coordinator.writes.atomic import AtomicWriter
+from shardvec.shard.engine import ShardEngine
+from shardvec.shard.scrub import Scrubber
+from shardvec.shard.store import row_checksum
 from tests.inproc import LocalControl, wait_for
 
 DIM = 8
@@ -156,7 +156,7 @@ WRITERS: dict[int, AtomicWriter] = {}
 
 
 async def _upsert(rs: ReplicaSet, n: int, start: int = 0) -> int:
-    """One atomic write of rows r<start>..r<start+n-1> (coordinator/atomic.py)."""
+    """One atomic write of rows r<start>..r<start+n-1> (coordinator/writes/atomic.py)."""
     vecs = np.random.default_rng(start + 1).standard_normal((n, DIM)).astype(np.float32)
     ids = [f"r{i}" for i in range(start, start + n)]
     writes = {0: ShardWrite(ids=ids, vectors=vecs)}

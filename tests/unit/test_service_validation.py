@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from shardvec.contract.errors import (
     AlreadyExists,
     InvalidArgument,
@@ -22,13 +23,12 @@ from shardvec.contract.errors import (
     ResourceExhausted,
     ShardvecError,
 )
+from shardvec.coordinator.api.service import VectorSearchService
+from shardvec.coordinator.config import CoordinatorSettings
+from shardvec.coordinator.queries.batching import MicroBatcher
+from shardvec.coordinator.runtime import CoordinatorRuntime
 from shardvec.v1 import common_pb2
 from shardvec.v1 import vector_search_pb2 as pb
-
-from coordinator.batching import MicroBatcher
-from coordinator.config import CoordinatorSettings
-from coordinator.runtime import CoordinatorRuntime
-from coordinator.service import VectorSearchService
 from tests.inproc import LocalControls
 
 DIM = 8

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from shardvec.contract.archive import open_archive, verify_snapshot, write_archive
 from shardvec.contract.errors import DataLoss, InvalidArgument
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.store_copy import iter_live_rows, parse_shard_manifest
-
-from shard.engine import ShardEngine
-from shard.snapshot import take_snapshot
+from shardvec.shard.engine import ShardEngine
+from shardvec.shard.snapshot_copy import take_snapshot
 
 SETTINGS = IndexSettings(dim=8, metric="euclidean")
 

@@ -11,15 +11,15 @@ from typing import Any
 
 import grpc
 import pytest
+
 from shardvec.contract.limits import API_KEY_HEADER
+from shardvec.coordinator.api import service as service_mod
+from shardvec.coordinator.api.interceptors import GuardInterceptor
+from shardvec.coordinator.api.service import WRITE_METHODS, VectorSearchService
+from shardvec.coordinator.config import CoordinatorSettings
+from shardvec.coordinator.queries.batching import MicroBatcher
 from shardvec.v1 import vector_search_pb2 as pb
 from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
-
-from coordinator import service as service_mod
-from coordinator.batching import MicroBatcher
-from coordinator.config import CoordinatorSettings
-from coordinator.interceptors import GuardInterceptor
-from coordinator.service import WRITE_METHODS, VectorSearchService
 
 SERVICE = pb.DESCRIPTOR.services_by_name["VectorSearch"]
 FULL = ((API_KEY_HEADER, "full"),)

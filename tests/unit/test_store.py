@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from shardvec.contract.errors import DataLoss, FailedPrecondition
 from shardvec.contract.settings import IndexSettings
-
-from shard.store import STORE_FILE, Store
+from shardvec.shard.store import STORE_FILE, Store
 
 SETTINGS = IndexSettings(dim=4, metric="cosine")
 

@@ -14,18 +14,18 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from shardvec.contract.errors import FailedPrecondition, InvalidArgument, ShardvecError
 from shardvec.contract.limits import MAX_QUERY_TEXT_BYTES
 from shardvec.contract.settings import CollectionSpec, IndexSettings
+from shardvec.coordinator.api.service import VectorSearchService
+from shardvec.coordinator.config import CoordinatorSettings
+from shardvec.coordinator.embedding import minilm
+from shardvec.coordinator.embedding.pool import EmbedderPool, LocalEmbedder, local_pool
+from shardvec.coordinator.queries.batching import MicroBatcher
+from shardvec.coordinator.registry import Registry
+from shardvec.coordinator.runtime import CoordinatorRuntime
 from shardvec.v1 import vector_search_pb2 as pb
-
-from coordinator import minilm
-from coordinator.batching import MicroBatcher
-from coordinator.config import CoordinatorSettings
-from coordinator.embedding import EmbedderPool, LocalEmbedder, local_pool
-from coordinator.registry import Registry
-from coordinator.runtime import CoordinatorRuntime
-from coordinator.service import VectorSearchService
 from tests.inproc import LocalControls
 
 DOCS = [

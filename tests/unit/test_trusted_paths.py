@@ -12,7 +12,9 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+
 import shardvec.contract.convert as convert_mod
+import shardvec.shard.engine as engine_mod
 from shardvec.contract.codec import dumps_json
 from shardvec.contract.convert import filter_to_proto, search_result_from_proto
 from shardvec.contract.errors import InvalidArgument
@@ -20,11 +22,9 @@ from shardvec.contract.filters import Cond, Filter, parse_where
 from shardvec.contract.limits import MAX_EF, MAX_K, TOKEN_HEADER
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.types import SearchResult
+from shardvec.shard.engine import ShardEngine
+from shardvec.shard.server import ShardServer
 from shardvec.v1 import shard_pb2, shard_pb2_grpc
-
-import shard.engine as engine_mod
-from shard.engine import ShardEngine
-from shard.server import ShardServer
 
 DIM = 8
 N = 400

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from shardvec.contract.codec import decode_packed, encode_packed
 from shardvec.contract.errors import InvalidArgument
 from shardvec.contract.limits import MAX_ID_BYTES, MAX_METADATA_BYTES, MAX_METADATA_KEYS

@@ -211,7 +211,8 @@ class ShardSearch:
     where_document: DocFilter | None = None
     packed: bytes | None = None  # the queries exactly as received, when nothing was merged
     # The buckets this shard answers for (bool over NUM_BUCKETS; None: every row it holds):
-    # set by a read view on a shard that may hold rows it does not own (coordinator/read_view.py).
+    # set by a read view on a shard that may hold rows it does not own
+    # (coordinator/queries/read_view.py).
     buckets: np.ndarray | None = None
 
     @property

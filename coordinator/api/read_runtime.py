@@ -1,0 +1,28 @@
+"""What the read calls of the public API need of a runtime (coordinator/api/service.py ReadService).
+
+The coordinator's `CoordinatorRuntime` and a query front's `FrontRuntime`
+(coordinator/fronts/front.py, the layout as the coordinator pushed it) both provide it, so one
+read code runs on both.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from shardvec.coordinator.collection import CollectionRuntime
+
+
+class ReadRuntime(Protocol):
+    collections: dict[str, CollectionRuntime]
+
+    def get(self, name: str) -> CollectionRuntime:
+        """The served collection `name` (NOT_FOUND, or FAILED_PRECONDITION while restored)."""
+        ...
+
+    def served(self) -> list[str]:
+        """The names of the served collections, sorted."""
+        ...
+
+    def uid(self, name: str) -> bytes:
+        """The identity of this incarnation of collection `name` (scroll cursors)."""
+        ...

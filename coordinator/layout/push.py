@@ -1,0 +1,170 @@
+"""The coordinator side of the query fronts: layout views, epoch fencing, the push.
+
+A query front (coordinator/fronts/front.py) answers reads from a copy of each collection's layout:
+the spec, the Layout (version and bucket owners), and per shard its replicas' addresses, node
+ids and states. That copy is a *view* (`collection_view`), versioned by the collection's
+layout *epoch*. `LayoutPublisher.layout_changed(name)` is the one hook every change of what a
+reader must see goes through (create, drop, restore, a replica's state change, and a layout
+switch of the resharding work), and it runs in this order:
+
+1. a new epoch, greater than any before (`next_epoch`: it also grows across coordinator
+   restarts, as it is taken from the clock when that is ahead);
+2. the epoch is set on every LIVE replica (Shard.SetEpoch), and cleared (0) on every replica
+   that is not LIVE and can still be reached;
+3. the view is published (what a front's pull answers) and pushed to every front.
+
+A replica answers a front's read only under its own epoch, so a front holding an older view
+(it missed a push) is refused ("stale layout") by every replica the change concerns, pulls the
+published view and retries: it can never read a replica that left LIVE (it may have missed
+writes), a restarted replica catching up (it has no epoch until it is LIVE again), or, after
+a layout switch, a shard under the old bucket owners. A LIVE replica the epoch could not be set
+on is shown to the fronts as not LIVE, so no front is sent to it.
+
+Successive calls for one collection are serialized; each takes the state as it is when it
+runs, so a burst of state changes ends with a view of the last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from shardvec.coordinator.collection import CollectionRuntime
+from shardvec.coordinator.replicas.replica_set import Replica, ReplicaState
+
+log = logging.getLogger(__name__)
+
+EPOCH_TIMEOUT_S = 2.0  # a LIVE replica that cannot take its epoch this fast is kept from fronts
+PUSH_TIMEOUT_S = 5.0
+
+
+def next_epoch(previous: int) -> int:
+    """An epoch greater than `previous`; microseconds of the clock when those are ahead, so a
+    restarted coordinator (which starts from 0) still issues epochs no front has seen."""
+    return max(previous + 1, time.time_ns() // 1000)
+
+
+def collection_view(
+    col: CollectionRuntime, epoch: int, uid: bytes, fenced: set[int]
+) -> dict[str, Any]:
+    """What a front needs of a collection to read it, under `epoch`; the replicas whose ids
+    are in `fenced` (LIVE, but their epoch could not be set) are shown DEAD."""
+    shards = []
+    for rs in col.shard_sets:
+        reps = []
+        for r in rs.replicas:
+            state = r.state
+            if state is ReplicaState.LIVE and id(r) in fenced:
+                state = ReplicaState.DEAD
+            reps.append(
+                {
+                    "index": r.index,
+                    "address": r.client.address if r.client is not None else "",
+                    "node_id": r.node_id,
+                    "state": state.value,
+                    "pid": r.pid,
+                    "count": r.count,
+                    "applied_seq": r.applied_seq,
+                    "fault": r.fault,
+                }
+            )
+        shards.append(reps)
+    return {
+        "name": col.spec.name,
+        "spec": col.spec,
+        "layout": col.layout.to_json(),
+        "foreign": sorted(col.foreign),  # answer only for their own buckets (read_view.py)
+        "epoch": epoch,
+        "uid": uid,
+        "shards": shards,
+    }
+
+
+class FrontSink(Protocol):
+    """Where views go: the fronts (coordinator/fronts/front.py FrontPool)."""
+
+    async def push(self, name: str, view: dict[str, Any] | None) -> None:
+        """Send collection `name`'s new view (None: dropped) to every front."""
+        ...
+
+
+class LayoutPublisher:
+    """Epochs and published views of the coordinator's collections (module docstring)."""
+
+    def __init__(
+        self,
+        collections: Callable[[], dict[str, CollectionRuntime]],
+        served: Callable[[str], bool],
+        uid: Callable[[str], bytes],
+        sink: FrontSink | None = None,
+    ) -> None:
+        self._collections = collections
+        self._served = served
+        self._uid = uid
+        self.sink = sink
+        self.epochs: dict[str, int] = {}
+        self.published: dict[str, dict[str, Any]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._pending: set[asyncio.Future[None]] = set()
+
+    def schedule(self, name: str) -> None:
+        """`layout_changed(name)` soon (from synchronous code: a replica's state change)."""
+        task = asyncio.ensure_future(self.layout_changed(name))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        task.add_done_callback(_log_failure)
+
+    async def settled(self) -> None:
+        """Wait for every scheduled layout change to be fenced and pushed."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    async def layout_changed(self, name: str) -> None:
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            col = self._collections().get(name)
+            if col is None or not self._served(name):
+                if self.published.pop(name, None) is not None and self.sink is not None:
+                    await self.sink.push(name, None)
+                return
+            epoch = next_epoch(self.epochs.get(name, 0))
+            live = [r for rs in col.shard_sets for r in rs.live()]
+            others = [
+                r for rs in col.shard_sets for r in rs.replicas
+                if r.state is not ReplicaState.LIVE and r.client is not None
+            ]  # fmt: skip
+            results = await asyncio.gather(
+                *(_set_epoch(r, epoch, EPOCH_TIMEOUT_S) for r in live),
+                *(_set_epoch(r, 0, EPOCH_TIMEOUT_S / 2) for r in others),
+                return_exceptions=True,
+            )
+            fenced = {
+                id(r) for r, res in zip(live, results, strict=False)
+                if isinstance(res, BaseException)
+            }  # fmt: skip
+            for r in live:
+                if id(r) in fenced:
+                    log.warning("%s: could not set its layout epoch; fronts skip it", r.name)
+            self.epochs[name] = epoch
+            view = collection_view(col, epoch, self._uid(name), fenced)
+            self.published[name] = view
+        if self.sink is not None:
+            await self.sink.push(name, view)
+
+    def views(self) -> dict[str, dict[str, Any]]:
+        return dict(self.published)
+
+
+async def _set_epoch(replica: Replica, epoch: int, timeout: float) -> None:
+    client: Any = replica.client
+    if client is None or not hasattr(client, "set_epoch"):
+        raise RuntimeError(f"{replica.name}: no remote handle to set its epoch on")
+    await client.set_epoch(epoch, timeout)
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("layout change not pushed: %s", task.exception())

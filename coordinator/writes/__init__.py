@@ -1,0 +1,1 @@
+"""The write path: atomic batches across shards (stage, decide, resolve) and group commit."""

@@ -49,8 +49,8 @@ from shardvec.contract.convert import search_response  # noqa: E402
 from shardvec.contract.settings import IndexSettings  # noqa: E402
 from shardvec.contract.types import Hits  # noqa: E402
 from shardvec.coordinator.collection import per_shard_ef, per_shard_k  # noqa: E402
+from shardvec.coordinator.layout.table import Layout  # noqa: E402
 from shardvec.coordinator.queries.merge import merge_topk  # noqa: E402
-from shardvec.coordinator.routing import partition  # noqa: E402
 
 K = 10
 COLLECTION = "bench"
@@ -68,7 +68,7 @@ def build_shards(args: argparse.Namespace, data: Dataset, work: Path) -> list[Pa
 
     ids = [str(i) for i in range(len(data.base))]
     dirs = []
-    for s, rows in enumerate(partition(ids, args.shards)):
+    for s, rows in enumerate(Layout.initial(args.shards).partition(ids)):
         path = work / f"shard-{s}"
         engine = ShardEngine(path, IndexSettings(dim=data.dim), build_threads=2)
         for seq, start in enumerate(range(0, len(rows), 5000), start=1):

@@ -15,8 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 from shardvec.bench.query_data import recall_at_k
+from shardvec.coordinator.layout.table import Layout
 from shardvec.coordinator.queries.merge import merge_topk
-from shardvec.coordinator.routing import partition
 
 Search = Callable[[int], npt.NDArray[np.int64]]
 
@@ -68,7 +68,7 @@ class InProcessShards:
         threads: int,
     ) -> None:
         start = time.perf_counter()
-        parts = partition([str(i) for i in range(len(base))], shards)
+        parts = Layout.initial(shards).partition([str(i) for i in range(len(base))])
         self.sizes = [len(rows) for rows in parts]
         self.indexes = [
             build_index(

@@ -16,7 +16,7 @@ import pytest
 from shardvec.cluster.bringup import ShardvecCluster
 from shardvec.cluster.client import Client, verify_snapshot
 from shardvec.contract.errors import AlreadyExists, DataLoss
-from shardvec.coordinator.routing import partition
+from shardvec.coordinator.layout.table import Layout
 
 pytestmark = pytest.mark.ray
 
@@ -113,13 +113,13 @@ def test_snapshot_under_writes_restores_exactly_the_acknowledged_rows(
     assert restored.count() == len(ids) == manifest["rows"]
     # Per original shard, the restored writes are exactly a prefix of that shard's writes:
     # everything up to the shard's snapshot seq and nothing after it.
-    parts = partition(written, 2)
+    parts = Layout.initial(2).partition(written)
     for shard, rows in enumerate(parts):
         seq_order = [written[i] for i in sorted(rows.tolist())]
         kept = [w in ids for w in seq_order]
         m = sum(kept)
         assert kept == [True] * m + [False] * (len(kept) - m), f"shard {shard}: not a prefix"
-        pre_on_shard = sum(1 for i in partition(pre_ids[10:], 2)[shard])
+        pre_on_shard = sum(1 for i in Layout.initial(2).partition(pre_ids[10:])[shard])
         assert manifest["shards"][shard]["rows"] == pre_on_shard + m
     for rid, rec in got.items():
         if rid.startswith("p"):

@@ -140,6 +140,19 @@ class CollectionRuntime:
         """Record a change of where writes go (call under the write locks it concerns)."""
         self.route_epoch += 1
 
+    def route_dual(self, dual: np.ndarray | None) -> None:
+        """Send writes of moving buckets to their new owners too (`dual`: bucket -> new owner,
+        -1 for none), or stop (None). Call under every shard's write lock."""
+        self.dual = dual
+        self.reroute()
+
+    def switch_layout(self, spec: CollectionSpec, layout: Layout, foreign: frozenset[int]) -> None:
+        """A layout change's switch: the new spec and layout route writes and serve reads,
+        `foreign` (the givers, until the cleanup) masked. Call under every write lock."""
+        self.spec, self.dual = spec, None
+        self.reroute()
+        self.publish_view(layout, foreign)
+
     @property
     def layout(self) -> Layout:
         """The layout writes are routed by: the current view's."""

@@ -33,7 +33,7 @@ from shardvec.coordinator.layout.resharding import ReplicaJob, Resharder
 from shardvec.coordinator.layout.table import Layout
 from shardvec.coordinator.paths import collection_dir, snapshot_dir
 from shardvec.coordinator.registry import READY, RESTORING, CollectionDecisions, Registry
-from shardvec.coordinator.replicas import changes as replica_changes
+from shardvec.coordinator.replicas.changes import AutoRebalancer, Progress, ReplicaChanges, prefer
 from shardvec.coordinator.replicas.replica_set import (
     Replica,
     ReplicaControl,
@@ -65,11 +65,12 @@ class CoordinatorRuntime:
         self.changes: dict[str, Resharder | ReplicaJob] = {}  # layout changes, by collection
         # The query fronts' layout pushes (coordinator/layout/push.py); None: no fronts.
         self.publisher: LayoutPublisher | None = None
-        # Replica changes and rebalancing (coordinator/replicas/changes.py): the live nodes
-        # (None: the nodes replicas run on), a lock per collection, background resumptions.
-        self.node_list: Callable[[], list[str]] | None = None
-        self.replica_locks: dict[str, asyncio.Lock] = {}
-        self.replica_tasks: set[asyncio.Future[None]] = set()
+        # Replica changes and rebalancing (coordinator/replicas/changes.py): their locks,
+        # one per collection (a layout change takes it too), and background resumptions.
+        self.replica_changes = ReplicaChanges(
+            self.data_dir, self.registry, self.collections, self.restoring, self.controls,
+            self.get,
+        )
         self._rebalancer: asyncio.Task[None] | None = None
 
     async def layout_changed(self, name: str) -> None:
@@ -128,7 +129,7 @@ class CoordinatorRuntime:
                 log.exception("could not restore collection %s", spec.name)
                 raise
             await self.layout_changed(spec.name)
-        replica_changes.resume(self)
+        self.replica_changes.resume()
 
     def _remove_snapshot_workdirs(self) -> None:
         """Remove the create-* / restore-* work directories coordinator/snapshots.py makes;
@@ -216,7 +217,7 @@ class CoordinatorRuntime:
         layout = Layout.from_json(raw) if raw else Layout.initial(spec.shards)
         lists = {} if new else self.registry.replica_sets(spec.name)
         if lists:  # a replica change ran: what it left outside the lists goes
-            await replica_changes.remove_strays(self, spec, lists)
+            await self.replica_changes.remove_strays(spec, lists)
         sets = [
             self.replica_set(spec, s, decisions, lists[s].replicas if s in lists else None)
             for s in range(layout.shards)
@@ -224,7 +225,7 @@ class CoordinatorRuntime:
         for rs in sets:
             if rs.shard in lists:
                 for r in rs.replicas:
-                    replica_changes.prefer(r.control, lists[rs.shard].nodes.get(r.index, ""))
+                    prefer(r.control, lists[rs.shard].nodes.get(r.index, ""))
         await self.bring_up(sets, new=new)
         col = CollectionRuntime(spec, sets, decisions, self.on_shard_search, layout)
         change = None if new else self.registry.change(spec.name)
@@ -275,7 +276,7 @@ class CoordinatorRuntime:
         """Stop the replicas of `shards` of `spec`, remove their directories and forget their
         seqs (shards a shrink or a rolled-back growth left); idempotent."""
         for s in shards:
-            indices = set(range(MAX_REPLICAS)) | replica_changes.indices_on_disk(self, spec, s)
+            indices = set(range(MAX_REPLICAS)) | self.replica_changes.indices_on_disk(spec, s)
             controls = [self.controls(spec, s, r, set) for r in sorted(indices)]
             await asyncio.gather(*(c.close() for c in controls), return_exceptions=True)
             # Off the event loop, which serves every other collection's reads meanwhile.
@@ -362,29 +363,29 @@ class CoordinatorRuntime:
         await self.layout_changed(name)
 
     async def scale_replicas(
-        self, name: str, replicas: int, progress: replica_changes.Progress | None = None
+        self, name: str, replicas: int, progress: Progress | None = None
     ) -> None:
         """Give every shard of `name` `replicas` replicas, online; returns once the new set
         serves (coordinator/replicas/changes.py)."""
-        await replica_changes.scale_replicas(self, name, replicas, progress)
+        await self.replica_changes.scale_replicas(name, replicas, progress)
 
     async def rebalance(self, name: str | None = None) -> list[dict[str, object]]:
         """Move replicas (of `name`, or of every collection) until every node holds about the
         same rows; returns the moves made (collection, shard, replica, source, target, rows)."""
-        return await replica_changes.rebalance(self, name)
+        return await self.replica_changes.rebalance(name)
 
     def start_auto_rebalance(
         self, node_list: Callable[[], list[str]], interval: float = 2.0
-    ) -> replica_changes.AutoRebalancer:
+    ) -> AutoRebalancer:
         """Rebalance whenever the set of live nodes (`node_list()`) changes."""
-        self.node_list = node_list
-        rebalancer = replica_changes.AutoRebalancer(self, interval)
+        self.replica_changes.node_list = node_list
+        rebalancer = AutoRebalancer(self.replica_changes, interval)
         self._rebalancer = asyncio.ensure_future(rebalancer.run())
         return rebalancer
 
     async def _destroy(self, spec: CollectionSpec, shards: int = 0) -> None:
         indices = {
-            s: set(range(spec.replicas)) | replica_changes.indices_on_disk(self, spec, s)
+            s: set(range(spec.replicas)) | self.replica_changes.indices_on_disk(spec, s)
             for s in range(max(spec.shards, shards))
         }
         controls = [
@@ -404,8 +405,7 @@ class CoordinatorRuntime:
                 job.task.cancel()
         if self._rebalancer is not None:
             self._rebalancer.cancel()
-        for task in list(self.replica_tasks):
-            task.cancel()
+        self.replica_changes.close()
         for runtime in self.collections.values():
             for rs in runtime.shard_sets:
                 await rs.close()

@@ -45,7 +45,7 @@ class Coordinator(LoopServer):
             Path(s.data_dir), opts, ray_controls(Path(s.data_dir), opts)
         )
         self.runtime.on_shard_search = self.metrics.observe_shard_search
-        self.runtime.node_list = alive_nodes
+        self.runtime.replica_changes.node_list = alive_nodes
         await self.runtime.restore()
         self.runtime.start_health_checks()
         if s.auto_rebalance:

@@ -73,16 +73,18 @@ from shardvec.coordinator.collection import CollectionRuntime
 from shardvec.coordinator.layout.table import ChangeProgress, Layout
 from shardvec.coordinator.paths import collection_dir
 from shardvec.coordinator.registry import CollectionDecisions, Registry
+from shardvec.coordinator.replicas.changes import ReplicaChanges
 from shardvec.coordinator.replicas.replica_set import ReplicaSet
 from shardvec.coordinator.writes.atomic import pause_point
 
 
-class CoordinatorRuntime(Protocol):
-    """What a layout change needs of the coordinator's runtime (coordinator/runtime.py)."""
+class ReshardHost(Protocol):
+    """What a layout change needs of its host, the coordinator's runtime (coordinator/runtime.py,
+    which imports this module, so it is named here by its shape)."""
 
     registry: Registry
     data_dir: Path
-    replica_locks: dict[str, asyncio.Lock]
+    replica_changes: ReplicaChanges
 
     def replica_set(
         self, spec: CollectionSpec, shard: int, decisions: CollectionDecisions,
@@ -209,7 +211,7 @@ def runs(buckets: np.ndarray) -> list[tuple[int, int]]:
 class Resharder:
     """Runs one collection's shard-count change to its end (or its rollback)."""
 
-    def __init__(self, runtime: CoordinatorRuntime, col: CollectionRuntime, change: Change):
+    def __init__(self, runtime: ReshardHost, col: CollectionRuntime, change: Change):
         self.runtime = runtime
         self.col = col
         self.change = change
@@ -265,7 +267,7 @@ class Resharder:
 
     async def _run(self) -> None:
         # Replica changes and moves (coordinator/replicas/changes.py) wait for the shards'.
-        lock = self.runtime.replica_locks.setdefault(self.col.spec.name, asyncio.Lock())
+        lock = self.runtime.replica_changes.lock(self.col.spec.name)
         try:
             async with lock:
                 if self.change.phase == COPYING:
@@ -338,8 +340,7 @@ class Resharder:
             return
         async with _locks(col.shard_sets):
             old, new = np.asarray(change.old_owners), np.asarray(change.new_owners)
-            col.dual = np.where(old != new, new, -1).astype(np.int32)
-            col.reroute()
+            col.route_dual(np.where(old != new, new, -1).astype(np.int32))
 
     async def _copy_all(self) -> None:
         change = self.change
@@ -393,9 +394,7 @@ class Resharder:
                 self.runtime.registry.switch_layout, new_spec, new_layout.to_json(),
                 change.to_json(),
             )
-            col.spec, col.dual = new_spec, None
-            col.reroute()
-            col.publish_view(new_layout, self.change.givers())
+            col.switch_layout(new_spec, new_layout, self.change.givers())
             if col.change is not None:
                 col.change.phase = CLEANUP
             await pause_point("switched")
@@ -457,8 +456,7 @@ class Resharder:
         deleted while the view masks them; then the change is over."""
         col, change = self.col, self.change
         async with _locks(col.shard_sets):
-            col.dual = None
-            col.reroute()
+            col.route_dual(None)
             removed = col.shard_sets[change.from_shards:]
             del col.shard_sets[change.from_shards:]
         if col.foreign != change.receivers():  # a resumed rollback: copies may be there
@@ -523,7 +521,7 @@ async def _delete_locked(
         await col.atomic.apply_locked({shard: ShardWrite(delete_ids=ids[i : i + step])}, deadline)
 
 
-# ---- entry points (CoordinatorRuntime) -------------------------------------------------
+# ---- entry points (ReshardHost) -------------------------------------------------
 
 
 def check_counts(shards: int | None, replicas: int | None) -> None:
@@ -536,7 +534,7 @@ def check_counts(shards: int | None, replicas: int | None) -> None:
 
 
 async def begin(
-    runtime: CoordinatorRuntime, col: CollectionRuntime, shards: int, replicas: int
+    runtime: ReshardHost, col: CollectionRuntime, shards: int, replicas: int
 ) -> Resharder:
     """Start changing `col` to `shards` shards (then `replicas` replicas): persist the change,
     create and place the new shards, and start copying in the background."""
@@ -567,7 +565,7 @@ async def begin(
 
 
 async def open_targets(
-    runtime: CoordinatorRuntime, col: CollectionRuntime, change: Change, *, new: bool
+    runtime: ReshardHost, col: CollectionRuntime, change: Change, *, new: bool
 ) -> None:
     """Create (or reopen, after a restart) the shards a growing change adds."""
     if change.target_shards <= len(col.shard_sets):
@@ -584,7 +582,7 @@ async def open_targets(
     col.reroute()
 
 
-async def resume(runtime: CoordinatorRuntime, col: CollectionRuntime, text: str) -> Resharder:
+async def resume(runtime: ReshardHost, col: CollectionRuntime, text: str) -> Resharder:
     """After a restart: finish what a kill left (see the module docstring) before `col` is
     served; a copy goes on in the background."""
     change = Change.from_json(text)
@@ -605,10 +603,10 @@ async def resume(runtime: CoordinatorRuntime, col: CollectionRuntime, text: str)
 
 
 class ReplicaJob:
-    """A replica-count change running in the background (CoordinatorRuntime.scale_replicas
+    """A replica-count change running in the background (ReshardHost.scale_replicas
     persists its own steps); it cannot be aborted, since no step of it loses a replica."""
 
-    def __init__(self, runtime: CoordinatorRuntime, col: CollectionRuntime, replicas: int):
+    def __init__(self, runtime: ReshardHost, col: CollectionRuntime, replicas: int):
         self.col = col
         self.done = asyncio.Event()
         self.error: BaseException | None = None
@@ -618,7 +616,7 @@ class ReplicaJob:
             self._run(runtime, col.spec.name, replicas)
         )
 
-    async def _run(self, runtime: CoordinatorRuntime, name: str, replicas: int) -> None:
+    async def _run(self, runtime: ReshardHost, name: str, replicas: int) -> None:
         try:
             await runtime.scale_replicas(name, replicas)
             self.col.change = None
@@ -639,5 +637,5 @@ class ReplicaJob:
         )
 
 
-def replica_job(runtime: CoordinatorRuntime, col: CollectionRuntime, replicas: int) -> ReplicaJob:
+def replica_job(runtime: ReshardHost, col: CollectionRuntime, replicas: int) -> ReplicaJob:
     return ReplicaJob(runtime, col, replicas)

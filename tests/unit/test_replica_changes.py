@@ -139,7 +139,7 @@ def test_restart_after_interrupted_changes_keeps_old_or_new_set(tmp_path: Path) 
         assert not replica_dir(tmp_path, "c", 0, 1).exists()  # stray removed
         # shard 1 converges to one replica in the background
         await wait_for(lambda: all(len(rs.replicas) == 1 for rs in col.shard_sets))
-        await wait_for(lambda: not rt.replica_tasks)
+        await wait_for(lambda: not rt.replica_changes.resuming())
         assert await col.count(None, deadline()) == 300
         assert {s: rl.replicas for s, rl in rt.registry.replica_sets("c").items()} == {
             s: [rs.replicas[0].index] for s, rs in enumerate(col.shard_sets)

@@ -20,7 +20,6 @@ import shutil
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from shardvec.contract.errors import AlreadyExists, FailedPrecondition, NotFound
 from shardvec.contract.limits import MAX_REPLICAS
@@ -51,9 +50,8 @@ ControlFactory = Callable[[CollectionSpec, int, int, Callable[[], set[str]]], Re
 class CoordinatorRuntime:
     """Collections by name; creates, restores and drops their replicas."""
 
-    def __init__(self, data_dir: Path, opts: dict[str, Any], controls: ControlFactory) -> None:
+    def __init__(self, data_dir: Path, controls: ControlFactory) -> None:
         self.data_dir = Path(data_dir)
-        self.opts = opts
         self.controls = controls
         self.registry = Registry(self.data_dir)
         self.collections: dict[str, CollectionRuntime] = {}

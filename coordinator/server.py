@@ -40,10 +40,7 @@ class Coordinator(LoopServer):
     async def _start(self) -> None:
         s = self.settings
         self.metrics = CoordinatorMetrics()
-        opts = s.to_dict()
-        self.runtime = CoordinatorRuntime(
-            Path(s.data_dir), opts, ray_controls(Path(s.data_dir), opts)
-        )
+        self.runtime = CoordinatorRuntime(Path(s.data_dir), ray_controls(Path(s.data_dir), s))
         self.runtime.on_shard_search = self.metrics.observe_shard_search
         self.runtime.replica_changes.node_list = alive_nodes
         await self.runtime.restore()
@@ -59,7 +56,7 @@ class Coordinator(LoopServer):
         self.embedder_pool = ray_pool(s)  # embedder actors start at the first text to embed
         self.fronts: FrontPool | None = None
         if s.front_port >= 0:
-            self.fronts = FrontPool(s.to_dict(), self._front_state)
+            self.fronts = FrontPool(s, self._front_state)
             self.runtime.publisher = LayoutPublisher(
                 lambda: self.runtime.collections,
                 lambda n: n in self.runtime.collections and n not in self.runtime.restoring,

@@ -398,8 +398,8 @@ assert {
 class Front(LoopServer):
     """One query front: its own asyncio loop and public server (like the coordinator)."""
 
-    def __init__(self, settings: dict[str, Any], node_id: str) -> None:
-        self.settings = CoordinatorSettings.from_dict(settings)
+    def __init__(self, settings: CoordinatorSettings, node_id: str) -> None:
+        self.settings = settings
         self.node_id = node_id
         self.pushes = 0  # views taken from pushes
         self.pulls = 0  # pulls after a stale read (or at start)
@@ -596,10 +596,12 @@ class _FrontMember:
 class FrontPool:
     """The coordinator's fronts: one per live node (a FrontSink for coordinator/layout_push)."""
 
-    def __init__(self, settings: dict[str, Any], state: Callable[[], dict[str, Any]]) -> None:
-        self.settings = dict(settings)
+    def __init__(
+        self, settings: CoordinatorSettings, state: Callable[[], dict[str, Any]]
+    ) -> None:
+        self.settings = settings
         self.state = state
-        self.refresh_s = float(self.settings.get("front_refresh_s", 3.0))
+        self.refresh_s = settings.front_refresh_s
         self.members: dict[str, _FrontMember] = {}
         self._watch: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()

@@ -14,9 +14,9 @@ from ray.exceptions import ActorUnschedulableError, RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from shardvec.contract.errors import ShardvecError
-from shardvec.contract.limits import DEFAULT_BUILD_THREADS, DEFAULT_SCRUB_ROWS_PER_S
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.shard_api import ShardLike
+from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.paths import quarantine_dir, replica_dir
 from shardvec.coordinator.replicas.shard_client import RemoteShard
 
@@ -60,14 +60,14 @@ class RayReplicaControl:
         spec: CollectionSpec,
         shard: int,
         replica: int,
-        opts: dict[str, Any],
+        settings: CoordinatorSettings,
         siblings: Callable[[], set[str]] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.spec = spec
         self.shard = shard
         self.replica = replica
-        self.opts = opts
+        self.settings = settings
         self.name = actor_name(spec.name, shard, replica)
         self.handle: Any = None
         self._ensuring: asyncio.Lock | None = None
@@ -91,7 +91,7 @@ class RayReplicaControl:
         directory = replica_dir(self.data_dir, self.spec.name, self.shard, self.replica)
         # search_threads 0: a batch search may use every CPU of the node; the replicas of a
         # node take turns on large batches (shard/node_lock.py)
-        threads = int(self.opts.get("search_threads", 0)) or cpus[node]
+        threads = self.settings.search_threads or cpus[node]
         # Imported here, where an actor is made: the coordinator itself never loads the engine.
         from shardvec.shard.actor import replica_actor_class
 
@@ -100,18 +100,18 @@ class RayReplicaControl:
             name=self.name,
             namespace=NAMESPACE,
             lifetime="detached",
-            num_cpus=self.opts.get("replica_cpus", 0),
+            num_cpus=self.settings.replica_cpus,
             # Hard affinity: a busy node must not push a replica onto its sibling's node. When
             # the node dies the actor dies with it and is re-created on a free live node.
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False),
         ).remote(
             str(directory),
             self.spec.index.to_dict(),
-            token=self.opts["token"],
+            token=self.settings.token,
             search_threads=threads,
-            build_threads=self.opts.get("build_threads", DEFAULT_BUILD_THREADS),
-            node_turn_rows=self.opts.get("node_turn_rows", 0),
-            scrub_rows_per_s=self.opts.get("scrub_rows_per_s", DEFAULT_SCRUB_ROWS_PER_S),
+            build_threads=self.settings.build_threads,
+            node_turn_rows=self.settings.node_turn_rows,
+            scrub_rows_per_s=self.settings.scrub_rows_per_s,
             owner=f"{self.spec.name}/shard-{self.shard}/replica-{self.replica}",
         )
 
@@ -191,8 +191,8 @@ class RayReplicaControl:
         return d
 
     def client(self, name: str, address: str) -> RemoteShard:
-        stream = bool(self.opts.get("shard_stream", True))
-        return RemoteShard(name, address, self.opts["token"], stream=stream)
+        stream = self.settings.shard_stream
+        return RemoteShard(name, address, self.settings.token, stream=stream)
 
     async def catch_up(self, peer: ShardLike) -> int:
         """The actor copies from the peer's gRPC address itself (replica to replica)."""
@@ -227,12 +227,12 @@ def _cause(exc: RayTaskError) -> BaseException:
     return cause if isinstance(cause, ShardvecError) else exc
 
 
-def ray_controls(data_dir: Path, opts: dict[str, Any]) -> ControlFactory:
+def ray_controls(data_dir: Path, settings: CoordinatorSettings) -> ControlFactory:
     """The control factory of a coordinator on Ray: one RayReplicaControl per replica."""
 
     def make(
         spec: CollectionSpec, shard: int, replica: int, siblings: Callable[[], set[str]]
     ) -> RayReplicaControl:
-        return RayReplicaControl(data_dir, spec, shard, replica, opts, siblings)
+        return RayReplicaControl(data_dir, spec, shard, replica, settings, siblings)
 
     return make

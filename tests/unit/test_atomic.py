@@ -239,7 +239,7 @@ def test_a_restarted_coordinator_commits_a_staged_batch_iff_it_was_decided(
 ) -> None:
     async def main() -> None:
         controls = LocalControls(tmp_path)
-        rt = CoordinatorRuntime(tmp_path, {"token": "t"}, controls)
+        rt = CoordinatorRuntime(tmp_path, controls)
         col = await rt.create(SPEC)
         ids, vecs = rows(100)
         await col.upsert(ids[:50], vecs[:50], [], deadline())  # acknowledged before
@@ -249,7 +249,7 @@ def test_a_restarted_coordinator_commits_a_staged_batch_iff_it_was_decided(
         # kill -9 of the coordinator: nothing more is sent; the replicas keep running.
         rt.registry.close()
 
-        rt2 = CoordinatorRuntime(tmp_path, {"token": "t"}, controls)
+        rt2 = CoordinatorRuntime(tmp_path, controls)
         await rt2.restore()
         col2 = rt2.get("c")
         want = 100 if decided else 50
@@ -295,7 +295,7 @@ def test_a_replica_that_died_before_its_commit_commits_the_batch_when_it_is_back
 ) -> None:
     async def main() -> None:
         controls = LocalControls(tmp_path)
-        rt = CoordinatorRuntime(tmp_path, {"token": "t"}, controls)
+        rt = CoordinatorRuntime(tmp_path, controls)
         col = await rt.create(CollectionSpec("c", SETTINGS, shards=1, replicas=2))
         rs = col.shard_sets[0]
         ids, vecs = rows(40)
@@ -336,7 +336,7 @@ def test_a_write_not_decided_by_its_callers_deadline_is_aborted_everywhere(
     tmp_path: Path,
 ) -> None:
     async def main() -> None:
-        rt = CoordinatorRuntime(tmp_path, {"token": "t"}, LocalControls(tmp_path))
+        rt = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
         col = await rt.create(SPEC)
         slow = col.shard_sets[1].replicas[0]
         assert slow.client is not None
@@ -361,7 +361,7 @@ def test_an_update_is_one_atomic_batch_across_shards(tmp_path: Path) -> None:
     it on every shard; a good one lands on every shard and reports the missing ids."""
 
     async def main() -> None:
-        rt = CoordinatorRuntime(tmp_path, {"token": "t"}, LocalControls(tmp_path))
+        rt = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
         col = await rt.create(SPEC)
         ids, vecs = rows(40)
         await col.upsert(ids, vecs, ['{"big": "' + "x" * 60 + '"}'] * 40, deadline())

@@ -27,7 +27,7 @@ DIM = 12
 
 def runtime(tmp_path: Path) -> tuple[CoordinatorRuntime, LocalControls]:
     controls = LocalControls(tmp_path)
-    return CoordinatorRuntime(tmp_path, {"token": "t"}, controls), controls
+    return CoordinatorRuntime(tmp_path, controls), controls
 
 
 def data(n: int, seed: int = 0) -> tuple[list[str], np.ndarray, list[str]]:

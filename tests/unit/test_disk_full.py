@@ -71,7 +71,7 @@ def test_a_write_that_fails_on_a_full_disk_is_applied_nowhere_and_reads_go_on(
 
 
 async def _fill_and_check(data: Path, disk: Path) -> None:
-    rt = CoordinatorRuntime(data, {"token": "t"}, SplitDisks(data, 1, disk))
+    rt = CoordinatorRuntime(data, SplitDisks(data, 1, disk))
     col = await rt.create(SPEC)
     acked: list[int] = []
     failure: ShardvecError | None = None

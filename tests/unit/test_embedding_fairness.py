@@ -116,7 +116,7 @@ class Context:
 
 def test_the_read_only_keys_texts_are_bounded(tmp_path: Path) -> None:
     async def main() -> None:
-        runtime = CoordinatorRuntime(tmp_path, {"token": "t"}, LocalControls(tmp_path))
+        runtime = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
         await runtime.restore()
         settings = CoordinatorSettings(
             data_dir=str(tmp_path), api_key="full", read_only_key="ro",

@@ -24,7 +24,7 @@ DIM = 8
 
 
 def runtime(tmp_path: Path) -> CoordinatorRuntime:
-    return CoordinatorRuntime(tmp_path, {"token": "t"}, LocalControls(tmp_path))
+    return CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
 
 
 def rows(n: int, prefix: str, seed: int) -> tuple[list[str], np.ndarray, list[str]]:

@@ -25,12 +25,13 @@ from shardvec.contract.errors import AlreadyExists, FailedPrecondition, NotFound
 from shardvec.contract.limits import MAX_REPLICAS
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.validation import validate_collection_name
-from shardvec.coordinator.collection import CollectionRuntime, ShardTimer
+from shardvec.coordinator.collection import CollectionRuntime
 from shardvec.coordinator.layout import resharding
 from shardvec.coordinator.layout.push import LayoutPublisher
 from shardvec.coordinator.layout.resharding import ReplicaJob, Resharder
 from shardvec.coordinator.layout.table import Layout
 from shardvec.coordinator.paths import collection_dir, snapshot_dir
+from shardvec.coordinator.queries.reads import ShardTimer
 from shardvec.coordinator.registry import READY, RESTORING, CollectionDecisions, Registry
 from shardvec.coordinator.replicas.changes import AutoRebalancer, Progress, ReplicaChanges, prefer
 from shardvec.coordinator.replicas.replica_set import (
@@ -168,7 +169,7 @@ class CoordinatorRuntime:
         def committed(seq: int) -> bool:
             return decisions.committed(shard, seq)
 
-        return ReplicaSet(shard, replicas, reserved + 1, reserve, reserved, committed)
+        return ReplicaSet(shard, replicas, reserved=reserved, reserve=reserve, committed=committed)
 
     async def bring_up(self, sets: list[ReplicaSet], *, new: bool) -> None:
         """Connect every replica of `sets`, resolve the batches a crash left staged, and set

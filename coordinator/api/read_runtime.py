@@ -7,15 +7,17 @@ read code runs on both.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
-from shardvec.coordinator.collection import CollectionRuntime
+from shardvec.coordinator.queries.reads import CollectionReads
 
 
 class ReadRuntime(Protocol):
-    collections: dict[str, CollectionRuntime]
+    @property
+    def collections(self) -> Mapping[str, CollectionReads]: ...
 
-    def get(self, name: str) -> CollectionRuntime:
+    def get(self, name: str) -> CollectionReads:
         """The served collection `name` (NOT_FOUND, or FAILED_PRECONDITION while restored)."""
         ...
 

@@ -55,18 +55,14 @@ from shardvec.coordinator.api.cursor import load_or_create_secret
 from shardvec.coordinator.api.read_runtime import ReadRuntime
 from shardvec.coordinator.api.sizing import check_get_response, check_search_response
 from shardvec.coordinator.api.update_checks import check_update
-from shardvec.coordinator.collection import (
-    CollectionRuntime,
-    SearchParams,
-    UpdateOutcome,
-    deadline_from,
-)
+from shardvec.coordinator.collection import CollectionRuntime, UpdateOutcome
 from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.embedding.pool import EmbedderPool, local_pool
 from shardvec.coordinator.paths import cursor_secret_path
 from shardvec.coordinator.queries.batching import MicroBatcher
 from shardvec.coordinator.queries.by_id import exclude_ids, vectors_of_ids
 from shardvec.coordinator.queries.keyword_search import hybrid_search, keyword_search
+from shardvec.coordinator.queries.reads import CollectionReads, SearchParams, deadline_from
 from shardvec.coordinator.queries.scroll import get_matching, scroll_rpc
 from shardvec.coordinator.runtime import CoordinatorRuntime
 from shardvec.coordinator.snapshots import (
@@ -151,7 +147,7 @@ class ReadService(pb_grpc.VectorSearchServicer):
             resp.collections.append(_info(col, count))
         return resp
 
-    async def _count_or_none(self, col: CollectionRuntime, context: Any) -> int | None:
+    async def _count_or_none(self, col: CollectionReads, context: Any) -> int | None:
         try:
             return await col.count(None, self._deadline(context))
         except (Unavailable, DataLoss, DeadlineExceeded, FailedPrecondition) as exc:
@@ -170,7 +166,7 @@ class ReadService(pb_grpc.VectorSearchServicer):
         await self._refresh_replicas(col)
         return _info(col, count)
 
-    async def _refresh_replicas(self, col: CollectionRuntime) -> None:
+    async def _refresh_replicas(self, col: CollectionReads) -> None:
         """Refresh the live replicas' pid/node/rows for a Describe (a front's come pushed)."""
         live = [r for rs in col.shard_sets for r in rs.live()]
         # Concurrently and briefly: this is status, not the data path.
@@ -215,7 +211,7 @@ class ReadService(pb_grpc.VectorSearchServicer):
             resp.vectors.packed = vectors.astype("<f4").tobytes()
         return resp
 
-    async def _get_matching(self, col: CollectionRuntime, request: Any, context: Any) -> Any:
+    async def _get_matching(self, col: CollectionReads, request: Any, context: Any) -> Any:
         """Get without ids: the first `limit` rows matching filter / where_document (every
         row with neither), in scroll order (coordinator/queries/scroll.py)."""
         if request.ids:
@@ -261,7 +257,7 @@ class ReadService(pb_grpc.VectorSearchServicer):
         wd = _where_document(request)
         return pb.CountResponse(count=await col.count(where, self._deadline(context), wd))
 
-    def _search_params(self, col: CollectionRuntime, request: Any) -> SearchParams:
+    def _search_params(self, col: CollectionReads, request: Any) -> SearchParams:
         k = int(request.k)
         if not 1 <= k <= self.settings.max_k:
             raise InvalidArgument(f"k must be in [1, {self.settings.max_k}], got {k}")
@@ -334,7 +330,7 @@ class ReadService(pb_grpc.VectorSearchServicer):
         check_search_response(hits, col.dim, self.settings.max_message_bytes)
         return search_response(hits)
 
-    async def _search_keywords(self, col: CollectionRuntime, request: Any, context: Any) -> Any:
+    async def _search_keywords(self, col: CollectionReads, request: Any, context: Any) -> Any:
         """Keyword search (text_query alone) or hybrid search (with queries or query_texts):
         coordinator/queries/keyword_search.py."""
         if request.query_ids:
@@ -367,7 +363,7 @@ class ReadService(pb_grpc.VectorSearchServicer):
         check_search_response(hits, col.dim, self.settings.max_message_bytes)
         return search_response(hits)
 
-    async def _search_by_ids(self, col: CollectionRuntime, request: Any, context: Any) -> Any:
+    async def _search_by_ids(self, col: CollectionReads, request: Any, context: Any) -> Any:
         """Search with the stored vectors of request.query_ids (coordinator/queries/by_id.py)."""
         if request.queries.packed or len(request.queries.values) or len(request.query_texts):
             raise InvalidArgument("search: give exactly one of queries, query_texts and query_ids")
@@ -420,12 +416,12 @@ class ReadService(pb_grpc.VectorSearchServicer):
             self._embedders = local_pool()
         return self._embedders
 
-    async def _embed(self, col: CollectionRuntime, texts: list[str], context: Any) -> np.ndarray:
+    async def _embed(self, col: CollectionReads, texts: list[str], context: Any) -> np.ndarray:
         vectors = await self.embedders.embed(col.spec.embedding, texts, self._deadline(context))
         return validate_vectors(vectors, col.dim, col.spec.index.metric)
 
     async def _embed_query_texts(
-        self, col: CollectionRuntime, request: Any, context: Any
+        self, col: CollectionReads, request: Any, context: Any
     ) -> np.ndarray | None:
         """The vectors of Search.query_texts, or None when the queries are vectors."""
         texts = list(request.query_texts)
@@ -676,7 +672,7 @@ class VectorSearchService(ReadService):
         return _info(col, await col.count(None, deadline))
 
 
-def _info(col: CollectionRuntime, count: int | None) -> pb.CollectionInfo:
+def _info(col: CollectionReads, count: int | None) -> pb.CollectionInfo:
     """DescribeCollection's answer: spec, replicas, count, layout version, change running."""
     change = None
     if col.change is not None:
@@ -703,7 +699,7 @@ async def _no_fronts() -> Any:
     return pb.ClusterInfoResponse()
 
 
-def _states(col: CollectionRuntime) -> list[ReplicaStatus]:
+def _states(col: CollectionReads) -> list[ReplicaStatus]:
     return [r.status() for rs in col.shard_sets for r in rs.replicas]
 
 

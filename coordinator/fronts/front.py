@@ -44,13 +44,13 @@ from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES
 from shardvec.contract.validation import validate_collection_name
 from shardvec.coordinator.api.server import LoopServer, cluster_info_response, serve_public
 from shardvec.coordinator.api.service import WRITE_METHODS, ReadService
-from shardvec.coordinator.collection import CollectionRuntime, ShardTimer
 from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.embedding.pool import EmbedderPool, RayEmbedder
 from shardvec.coordinator.layout.table import Layout
 from shardvec.coordinator.metrics import CoordinatorMetrics
 from shardvec.coordinator.per_node import node_of, sync_per_node
 from shardvec.coordinator.queries.batching import MicroBatcher
+from shardvec.coordinator.queries.reads import CollectionReads, ShardTimer
 from shardvec.coordinator.replicas.replica_set import Replica, ReplicaSet, ReplicaState
 from shardvec.coordinator.replicas.shard_client import RemoteShard
 from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
@@ -62,7 +62,7 @@ PULL_BACKOFF_S = 0.05  # between a stale read's pull and its retry, doubling
 CLIENT_LINGER_S = 30.0  # a replica handle no view uses is closed this long after
 
 
-class _Pushed:
+class PushedControl:
     """A front replica's control: the coordinator controls replicas, a front only reads; it
     knows what the last view said of the replica."""
 
@@ -91,30 +91,13 @@ class _Pushed:
         return None
 
 
-class _ReadOnly:
-    """A front's collections take no writes (they are forwarded to the coordinator)."""
-
-    def decide(self, parts: Any) -> None:
-        raise FailedPrecondition("a query front forwards writes to the coordinator")
-
-    def confirm(self, parts: Any) -> None:
-        raise FailedPrecondition("a query front forwards writes to the coordinator")
-
-    def committed(self, shard: int, seq: int) -> bool:
-        raise FailedPrecondition("a query front forwards writes to the coordinator")
-
-
-def _no_seq(upto: int) -> int:
-    raise FailedPrecondition("a query front forwards writes to the coordinator")
-
-
 class FrontReplicaSet(ReplicaSet):
     """A shard's replicas as a front reads them: LIVE ones on the front's node first, then
     the others (each group round-robin); a replica that fails is left out until the next
     view (the coordinator recovers it)."""
 
     def __init__(self, shard: int, replicas: list[Replica], node_id: str) -> None:
-        super().__init__(shard, replicas, 1, _no_seq, 0, lambda seq: False)
+        super().__init__(shard, replicas)  # no sequence numbers: it only reads
         self.node_id = node_id
 
     def read_order(self, candidates: list[Replica]) -> list[Replica]:
@@ -154,7 +137,7 @@ class FrontRuntime:
         self.token = token
         self.stream = stream
         self.on_shard_search = on_shard_search
-        self.collections: dict[str, CollectionRuntime] = {}
+        self.collections: dict[str, CollectionReads] = {}
         self.views: dict[str, dict[str, Any]] = {}
         self._clients: dict[str, RemoteShard] = {}
         self._closing: set[asyncio.Future[None]] = set()
@@ -186,7 +169,7 @@ class FrontRuntime:
         for name, view in views.items():
             self.apply(name, view)
 
-    def _build(self, view: dict[str, Any]) -> CollectionRuntime:
+    def _build(self, view: dict[str, Any]) -> CollectionReads:
         spec = view["spec"]
         epoch = int(view["epoch"])
         sets: list[ReplicaSet] = []
@@ -196,7 +179,7 @@ class FrontRuntime:
                 client = self._client(f"{spec.name}/shard-{shard}/replica-{d['index']}",
                                       d["address"])  # fmt: skip
                 fenced = client.with_epoch(epoch) if client is not None else None
-                r = Replica(shard, int(d["index"]), _Pushed(d, fenced), spec.name)
+                r = Replica(shard, int(d["index"]), PushedControl(d, fenced), spec.name)
                 r.client = fenced
                 r.node_id, r.pid = str(d["node_id"]), int(d["pid"])
                 r.count, r.applied_seq = int(d["count"]), int(d["applied_seq"])
@@ -204,9 +187,7 @@ class FrontRuntime:
                 r.state = ReplicaState(d["state"]) if fenced is not None else ReplicaState.DEAD
                 replicas.append(r)
             sets.append(FrontReplicaSet(shard, replicas, self.node_id))
-        col = CollectionRuntime(
-            spec, sets, _ReadOnly(), self.on_shard_search, Layout.from_json(view["layout"])
-        )
+        col = CollectionReads(spec, sets, self.on_shard_search, Layout.from_json(view["layout"]))
         # The coordinator's read rule (coordinator/queries/read_view.py): shards that may hold rows
         # they do not own answer only for their own buckets.
         col.publish_view(foreign=frozenset(view.get("foreign", ())))
@@ -237,7 +218,7 @@ class FrontRuntime:
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 
-    def get(self, name: str) -> CollectionRuntime:
+    def get(self, name: str) -> CollectionReads:
         validate_collection_name(name)
         col = self.collections.get(name)
         if col is None:
@@ -285,7 +266,7 @@ class FrontService(ReadService):
         self.front = front
         self.front_runtime = runtime
 
-    async def _refresh_replicas(self, col: CollectionRuntime) -> None:
+    async def _refresh_replicas(self, col: CollectionReads) -> None:
         return None  # a front's replica figures are those of the last view
 
     async def _fenced(self, handler: Callable[..., Awaitable[Any]], request: Any,

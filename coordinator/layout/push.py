@@ -29,10 +29,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from shardvec.coordinator.collection import CollectionRuntime
+from shardvec.coordinator.queries.reads import CollectionReads
 from shardvec.coordinator.replicas.replica_set import Replica, ReplicaState
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def next_epoch(previous: int) -> int:
 
 
 def collection_view(
-    col: CollectionRuntime, epoch: int, uid: bytes, fenced: set[int]
+    col: CollectionReads, epoch: int, uid: bytes, fenced: set[int]
 ) -> dict[str, Any]:
     """What a front needs of a collection to read it, under `epoch`; the replicas whose ids
     are in `fenced` (LIVE, but their epoch could not be set) are shown DEAD."""
@@ -96,7 +96,7 @@ class LayoutPublisher:
 
     def __init__(
         self,
-        collections: Callable[[], dict[str, CollectionRuntime]],
+        collections: Callable[[], Mapping[str, CollectionReads]],
         served: Callable[[str], bool],
         uid: Callable[[str], bytes],
         sink: FrontSink | None = None,

@@ -14,10 +14,10 @@ import numpy as np
 
 from shardvec.contract.errors import NotFound
 from shardvec.contract.types import Hits
-from shardvec.coordinator.collection import CollectionRuntime
+from shardvec.coordinator.queries.reads import CollectionReads
 
 
-async def vectors_of_ids(col: CollectionRuntime, ids: list[str], deadline: float) -> np.ndarray:
+async def vectors_of_ids(col: CollectionReads, ids: list[str], deadline: float) -> np.ndarray:
     """The stored vectors of `ids`, in order; NotFound names the first id not stored."""
     found, _, vectors = await col.get(ids, False, True, deadline)
     if len(found) != len(ids):

@@ -33,10 +33,10 @@ from shardvec.contract.errors import Unavailable
 from shardvec.contract.keyword import Fusion, check_terms
 from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.types import Hits, KeywordSearch, KeywordStats, KeywordTerms, SearchResult
-from shardvec.coordinator.collection import CollectionRuntime, SearchParams, _payload
 from shardvec.coordinator.queries.fusion import fuse_hits
 from shardvec.coordinator.queries.merge import merge_with_payloads
 from shardvec.coordinator.queries.read_view import ReadView
+from shardvec.coordinator.queries.reads import CollectionReads, SearchParams, payload_of
 
 
 def merge_stats(parts: Sequence[KeywordStats]) -> KeywordStats:
@@ -75,7 +75,7 @@ async def gather_stats(view: ReadView, texts: Sequence[str], deadline: float) ->
 
 
 async def keyword_search(
-    col: CollectionRuntime, texts: Sequence[str], params: SearchParams, deadline: float
+    col: CollectionReads, texts: Sequence[str], params: SearchParams, deadline: float
 ) -> Hits:
     """The BM25 top `params.k` of each text over every shard, scored with global statistics;
     `where` / `where_document` filter, payloads as asked. A collection without documents
@@ -111,11 +111,11 @@ async def keyword_search_in(
     parts = await view.fan_out(call, deadline)
     payloads: list[list[np.ndarray]] = []
     if params.include_metadata:
-        payloads.append([_payload(p.metadata, "metadata") for p in parts])
+        payloads.append([payload_of(p.metadata, "metadata") for p in parts])
     if params.include_vectors:
-        payloads.append([_payload(p.vectors, "vectors") for p in parts])
+        payloads.append([payload_of(p.vectors, "vectors") for p in parts])
     if params.include_documents:
-        payloads.append([_payload(p.documents, "documents") for p in parts])
+        payloads.append([payload_of(p.documents, "documents") for p in parts])
     ids, scores, counts, merged = merge_with_payloads(
         [p.ids for p in parts],
         [p.scores for p in parts],
@@ -130,7 +130,7 @@ async def keyword_search_in(
 
 
 async def hybrid_search(
-    col: CollectionRuntime,
+    col: CollectionReads,
     queries: np.ndarray,
     texts: Sequence[str],
     params: SearchParams,

@@ -33,15 +33,15 @@ from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.types import ScrollPage, ShardScroll
 from shardvec.coordinator.api.cursor import Cursor, check_cursor, decode_cursor, encode_cursor
 from shardvec.coordinator.api.read_runtime import ReadRuntime
-from shardvec.coordinator.collection import CollectionRuntime
 from shardvec.coordinator.config import CoordinatorSettings
+from shardvec.coordinator.queries.reads import CollectionReads
 from shardvec.v1 import vector_search_pb2 as pb
 
 Position = tuple[int, str]
 
 
 async def scroll_collection(
-    col: CollectionRuntime,
+    col: CollectionReads,
     start: Position,
     end_bucket: int,
     limit: int,
@@ -176,7 +176,7 @@ async def scroll_rpc(
 
 
 async def get_matching(
-    col: CollectionRuntime,
+    col: CollectionReads,
     where: Filter | None,
     where_document: DocFilter | None,
     limit: int,

@@ -57,6 +57,7 @@ from typing import Any, Protocol, TypeVar
 from shardvec.contract.errors import (
     DataLoss,
     DeadlineExceeded,
+    FailedPrecondition,
     ReplicaDown,
     ReplicaFault,
     Unavailable,
@@ -177,11 +178,16 @@ class ReplicaSet:
         self,
         shard: int,
         replicas: list[Replica],
-        next_seq: int,
-        reserve: Callable[[int], int],
-        reserved: int,
-        committed: Callable[[int], bool],
+        *,
+        reserved: int = 0,
+        reserve: Callable[[int], int] | None = None,
+        committed: Callable[[int], bool] | None = None,
     ) -> None:
+        """Shard `shard`'s `replicas`. A set that takes writes is given its durable sequence
+        numbers: `reserved`, the highest reserved so far (the next seq is one above it),
+        `reserve(upto)` to reserve more (returns the new high mark) and `committed(seq)`, the
+        recorded decision of a staged batch. Without them (a query front's) it only reads."""
+        next_seq = reserved + 1
         self.shard = shard
         self.replicas = replicas
         self.next_seq = next_seq
@@ -208,6 +214,8 @@ class ReplicaSet:
     def take_seq(self) -> int:
         """The shard's next sequence number, reserved durably first (call under write_lock).
         A number is spent even if its batch aborts: a replica may have staged it."""
+        if self._reserve is None:
+            raise FailedPrecondition(f"shard {self.shard}: a read-only replica set is not written")
         seq = self.next_seq
         if seq > self._reserved:
             self._reserved = self._reserve(seq)
@@ -217,6 +225,8 @@ class ReplicaSet:
     async def resolve_staged(self, replica: Replica, timeout: float = 30.0) -> None:
         """Commit or drop every batch `replica` holds staged, as the recorded decision says
         (none recorded: it aborted). Run under write_lock, or before any write is sent."""
+        if self._committed is None:
+            raise FailedPrecondition(f"shard {self.shard}: a read-only replica set is not written")
         info = await replica.remote().info(timeout)
         for seq in info.staged:
             commit = self._committed(seq)

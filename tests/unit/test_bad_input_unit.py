@@ -174,7 +174,7 @@ def open_seeded(
 
     async def build() -> tuple[CoordinatorRuntime, LocalControls, VectorSearchService]:
         controls = LocalControls(data_dir)
-        runtime = CoordinatorRuntime(data_dir, {"token": "t"}, controls)
+        runtime = CoordinatorRuntime(data_dir, controls)
         service = VectorSearchService(
             runtime, CoordinatorSettings(data_dir=str(data_dir)), MicroBatcher(window_s=0.0)
         )

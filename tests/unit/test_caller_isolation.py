@@ -149,7 +149,7 @@ def test_a_replica_answering_internal_is_not_taken_out(server: Any) -> None:
     async def main() -> None:
         good = RemoteShard("good", srv.address, "t")
         rs = ReplicaSet(0, [Replica(0, 0, _Control(), "c"), Replica(0, 1, _Control(), "c")],
-                        1, lambda upto: upto + 100, 0, lambda seq: False)  # fmt: skip
+                        reserve=lambda upto: upto + 100, committed=lambda seq: False)  # fmt: skip
         rs.replicas[0].client, rs.replicas[1].client = _Buggy(), good  # type: ignore[assignment]
         for r in rs.replicas:
             r.state = ReplicaState.LIVE

@@ -15,8 +15,8 @@ import pytest
 from shardvec.contract.errors import AlreadyExists, NotFound
 from shardvec.contract.filters import Cond
 from shardvec.contract.settings import CollectionSpec, IndexSettings
-from shardvec.coordinator.collection import SearchParams
 from shardvec.coordinator.layout.table import Layout
+from shardvec.coordinator.queries.reads import SearchParams
 from shardvec.coordinator.registry import Registry
 from shardvec.coordinator.replicas.replica_set import ReplicaState
 from shardvec.coordinator.runtime import CoordinatorRuntime

@@ -138,9 +138,8 @@ def test_layout_changed_fences_the_live_replicas_before_the_push(tmp_path: Path)
     replica that left LIVE is cleared, and a LIVE one that cannot take the epoch is shown
     DEAD to the fronts (real shard servers on loopback, no Ray)."""
     from shardvec.contract.settings import CollectionSpec
-    from shardvec.coordinator.collection import CollectionRuntime
-    from shardvec.coordinator.fronts.front import _ReadOnly
     from shardvec.coordinator.layout.push import LayoutPublisher
+    from shardvec.coordinator.queries.reads import CollectionReads
     from shardvec.coordinator.replicas.replica_set import ReplicaSet, ReplicaState
 
     engines = [ShardEngine(tmp_path / f"e{i}", IndexSettings(dim=DIM)) for i in range(3)]
@@ -159,8 +158,8 @@ def test_layout_changed_fences_the_live_replicas_before_the_push(tmp_path: Path)
         replicas[2].state = ReplicaState.LIVE
         await replicas[1].remote().set_epoch(5, 5)  # it held an epoch while it was LIVE
         servers[2].stop(0)  # LIVE in the coordinator's eyes, but it cannot take the epoch
-        rs = ReplicaSet(0, replicas, 1, lambda upto: upto, 0, lambda seq: False)
-        col = CollectionRuntime(spec, [rs], _ReadOnly())
+        rs = ReplicaSet(0, replicas)
+        col = CollectionReads(spec, [rs])
         pushed: list[tuple[str, dict | None, dict[str, int]]] = []  # type: ignore[type-arg]
 
         class Sink:

@@ -54,7 +54,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("kwglobal")
     loop = asyncio.new_event_loop()
     controls = LocalControls(tmp)
-    runtime = CoordinatorRuntime(tmp, {"token": "t"}, controls)
+    runtime = CoordinatorRuntime(tmp, controls)
     service = VectorSearchService(
         runtime, CoordinatorSettings(data_dir=str(tmp)), MicroBatcher(window_s=0.0)
     )

@@ -36,7 +36,7 @@ class Context:
 class Service:
     def __init__(self, data_dir: Path) -> None:
         self.loop = asyncio.new_event_loop()
-        self.runtime = CoordinatorRuntime(data_dir, {"token": "t"}, LocalControls(data_dir))
+        self.runtime = CoordinatorRuntime(data_dir, LocalControls(data_dir))
         self.service = VectorSearchService(
             self.runtime, CoordinatorSettings(data_dir=str(data_dir)), MicroBatcher(window_s=0.0)
         )

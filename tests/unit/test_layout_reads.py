@@ -30,12 +30,13 @@ from shardvec.contract.filters import parse_where
 from shardvec.contract.keyword import Fusion
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.types import ShardUpdate
-from shardvec.coordinator.collection import CollectionRuntime, SearchParams
+from shardvec.coordinator.collection import CollectionRuntime
 from shardvec.coordinator.fronts.front import FrontRuntime
 from shardvec.coordinator.layout import push as layout_push
 from shardvec.coordinator.layout import resharding
 from shardvec.coordinator.layout.table import Layout
 from shardvec.coordinator.queries.keyword_search import hybrid_search, keyword_search
+from shardvec.coordinator.queries.reads import SearchParams
 from shardvec.coordinator.queries.scroll import get_matching
 from shardvec.coordinator.runtime import CoordinatorRuntime
 from tests.inproc import LocalControls, rows_held
@@ -303,7 +304,7 @@ async def _slow_step(phase: str) -> None:
 
 async def _run(tmp: Path, seed: int, plan: list[tuple[int, int | None]]) -> None:
     rng = np.random.default_rng(seed)
-    rt = CoordinatorRuntime(tmp, {"token": "t"}, LocalControls(tmp))
+    rt = CoordinatorRuntime(tmp, LocalControls(tmp))
     front = _Front(rt)
     rt.publisher = layout_push.LayoutPublisher(
         lambda: rt.collections, lambda n: n in rt.collections, lambda n: rt.uid(n), _Sink(front)
@@ -399,7 +400,7 @@ def test_an_abort_at_every_point_of_a_change_leaves_no_row_behind(
     monkeypatch.setattr(resharding, "pause_point", step_seen)
 
     async def main() -> None:
-        rt = CoordinatorRuntime(tmp_path, {"token": "t"}, LocalControls(tmp_path))
+        rt = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
         col = await rt.create(CollectionSpec("g", IndexSettings(dim=DIM), shards=before))
         rng = np.random.default_rng(7)
         model = Model(rng)
@@ -440,7 +441,7 @@ def test_scale_refuses_above_the_creation_cap_at_once(tmp_path: Path) -> None:
     from shardvec.contract.limits import MAX_SHARDS
 
     async def main() -> None:
-        rt = CoordinatorRuntime(tmp_path, {"token": "t"}, LocalControls(tmp_path))
+        rt = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
         await rt.create(CollectionSpec("c", IndexSettings(dim=DIM), shards=1))
         with pytest.raises(InvalidArgument, match=f"MAX_SHARDS.*{MAX_SHARDS + 1}"):
             await rt.scale("c", MAX_SHARDS + 1, None)
@@ -461,7 +462,7 @@ def test_a_change_that_cannot_finish_is_shown_failed_and_can_be_aborted(
     monkeypatch.setattr(resharding.Resharder, "_switch", refuse)
 
     async def main() -> None:
-        rt = CoordinatorRuntime(tmp_path, {"token": "t"}, LocalControls(tmp_path))
+        rt = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
         col = await rt.create(CollectionSpec("c", IndexSettings(dim=DIM), shards=3))
         model = Model(np.random.default_rng(3))
         ids, vecs, metas, docs = model.new_rows(500)
@@ -496,7 +497,7 @@ def test_writes_are_not_sent_round_again_while_buckets_are_copied(
     monkeypatch.setattr(resharding, "COPY_ROWS", 10)  # many steps
 
     async def main() -> None:
-        rt = CoordinatorRuntime(tmp_path, {"token": "t"}, LocalControls(tmp_path))
+        rt = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
         col = await rt.create(CollectionSpec("c", IndexSettings(dim=DIM), shards=2))
         model = Model(np.random.default_rng(5))
         ids, vecs, metas, docs = model.new_rows(2000)

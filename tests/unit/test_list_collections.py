@@ -30,7 +30,7 @@ def test_listed_collections_carry_their_counts_and_replica_states(tmp_path: Path
     from shardvec.coordinator.runtime import CoordinatorRuntime
 
     async def main() -> None:
-        runtime = CoordinatorRuntime(tmp_path, {"token": "t"}, LocalControls(tmp_path))
+        runtime = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
         await runtime.restore()
         svc = VectorSearchService(
             runtime, CoordinatorSettings(data_dir=str(tmp_path)), MicroBatcher(window_s=0.0)

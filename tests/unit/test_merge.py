@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shardvec.coordinator.collection import per_shard_ef, per_shard_k
 from shardvec.coordinator.queries.merge import merge_topk, merge_with_payloads
+from shardvec.coordinator.queries.reads import per_shard_ef, per_shard_k
 
 
 def _shard(ids: list[list[str]], scores: list[list[float]]) -> tuple[np.ndarray, np.ndarray]:

@@ -14,10 +14,10 @@ import pytest
 from shardvec.contract.buckets import NUM_BUCKETS
 from shardvec.contract.errors import FailedPrecondition, InvalidArgument
 from shardvec.contract.settings import CollectionSpec, IndexSettings
-from shardvec.coordinator.collection import SearchParams
 from shardvec.coordinator.layout import resharding
 from shardvec.coordinator.layout.resharding import plan_owners
 from shardvec.coordinator.layout.table import Layout
+from shardvec.coordinator.queries.reads import SearchParams
 from shardvec.coordinator.runtime import CoordinatorRuntime
 from shardvec.coordinator.writes.atomic import PAUSE_ENV
 from tests.inproc import LocalControls, rows_held, wait_for
@@ -45,7 +45,7 @@ def test_plan_refuses_counts_outside_the_buckets() -> None:
 
 
 def _runtime(tmp_path: Path) -> CoordinatorRuntime:
-    return CoordinatorRuntime(tmp_path, {"token": "t"}, LocalControls(tmp_path))
+    return CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
 
 
 def _rows(start: int, n: int) -> tuple[list[str], np.ndarray, list[str]]:

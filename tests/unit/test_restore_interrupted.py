@@ -114,7 +114,7 @@ def test_a_restore_cut_short_by_a_crash_is_dropped_at_the_next_start(
 
     async def main() -> None:
         controls = LocalControls(data)
-        rt = CoordinatorRuntime(data, {"token": "t"}, controls)
+        rt = CoordinatorRuntime(data, controls)
         archive = await _source(rt)
         held, release = _hold_upserts(monkeypatch)
         restore = _start_restore(rt, archive)
@@ -137,7 +137,7 @@ def test_a_restore_cut_short_by_a_crash_is_dropped_at_the_next_start(
     asyncio.run(main())
 
     async def restart() -> None:
-        rt2 = CoordinatorRuntime(crash, {"token": "t"}, LocalControls(crash))
+        rt2 = CoordinatorRuntime(crash, LocalControls(crash))
         await rt2.restore()
         with pytest.raises(NotFound):
             rt2.get("dst")
@@ -185,7 +185,7 @@ def test_a_restoring_collection_is_not_served_until_every_row_is_in(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def main() -> None:
-        rt = CoordinatorRuntime(tmp_path, {"token": "t"}, LocalControls(tmp_path))
+        rt = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
         archive = await _source(rt)
         svc = VectorSearchService(
             rt, CoordinatorSettings(data_dir=str(tmp_path)), MicroBatcher()
@@ -211,7 +211,7 @@ def test_a_restoring_collection_is_not_served_until_every_row_is_in(
         assert _workdirs(tmp_path) == []
         await rt.shutdown()
 
-        rt2 = CoordinatorRuntime(tmp_path, {"token": "t"}, LocalControls(tmp_path))
+        rt2 = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
         await rt2.restore()
         assert await rt2.get("dst").count(None, _deadline()) == ROWS
         await rt2.shutdown()

@@ -150,7 +150,7 @@ def test_engine_filtered_page_stops_after_its_scan_budget(tmp_path: Path) -> Non
 
 
 def service(tmp_path: Path, **settings: Any) -> VectorSearchService:
-    rt = CoordinatorRuntime(tmp_path, {"token": "t"}, LocalControls(tmp_path))
+    rt = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
     s = CoordinatorSettings(data_dir=str(tmp_path), **settings)
     return VectorSearchService(rt, s, MicroBatcher())
 

@@ -146,7 +146,8 @@ async def _set(tmp_path: Path, n: int) -> tuple[ReplicaSet, list[LocalControl]]:
         r.set_state(ReplicaState.LIVE)
     decisions = CollectionDecisions(Registry(tmp_path), SPEC.name)
     rs = ReplicaSet(
-        0, replicas, 1, lambda upto: upto + 100, 0, lambda seq: decisions.committed(0, seq)
+        0, replicas, reserve=lambda upto: upto + 100,
+        committed=lambda seq: decisions.committed(0, seq),
     )
     WRITERS[id(rs)] = AtomicWriter(SPEC.name, [rs], decisions)
     return rs, controls

@@ -146,7 +146,7 @@ CASES: dict[str, tuple[type[ShardvecError], str, Case]] = {
 
 def test_bad_requests_raise_precise_errors_and_change_nothing(tmp_path: Path) -> None:
     async def main() -> None:
-        runtime = CoordinatorRuntime(tmp_path, {"token": "t"}, LocalControls(tmp_path))
+        runtime = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
         settings = CoordinatorSettings(
             data_dir=str(tmp_path), max_upsert_rows=10, max_query_rows=10
         )
@@ -180,7 +180,7 @@ def test_bad_requests_raise_precise_errors_and_change_nothing(tmp_path: Path) ->
 @pytest.mark.parametrize("bad_row", [0, 5, 9])
 def test_one_bad_row_rejects_the_whole_batch(tmp_path: Path, bad_row: int) -> None:
     async def main() -> None:
-        runtime = CoordinatorRuntime(tmp_path, {"token": "t"}, LocalControls(tmp_path))
+        runtime = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
         service = VectorSearchService(
             runtime, CoordinatorSettings(data_dir=str(tmp_path)), MicroBatcher(window_s=0.0)
         )

@@ -59,7 +59,7 @@ class Service:
         self.data_dir = data_dir
 
         async def build() -> tuple[CoordinatorRuntime, VectorSearchService]:
-            runtime = CoordinatorRuntime(data_dir, {"token": "t"}, LocalControls(data_dir))
+            runtime = CoordinatorRuntime(data_dir, LocalControls(data_dir))
             await runtime.restore()
             settings = CoordinatorSettings(data_dir=str(data_dir))
             svc = VectorSearchService(

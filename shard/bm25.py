@@ -214,6 +214,16 @@ def _masked_doc_freq(db: sqlite3.Connection, term: str, mask: npt.NDArray[np.boo
     return int(_in(docs, mask).sum())
 
 
+def slot_ids(db: sqlite3.Connection, slots: npt.NDArray[np.int64]) -> dict[int, str]:
+    """The id each of `slots` holds in the store snapshot `db` (live rows only)."""
+    keys = [int(s) for s in slots]
+    if not keys:
+        return {}
+    marks = ",".join("?" * len(keys))
+    sql = f"SELECT slot, id FROM rows WHERE deleted = 0 AND slot IN ({marks})"
+    return {int(slot): str(rid) for slot, rid in db.execute(sql, keys)}
+
+
 def idf(doc_count: int, doc_freq: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """FTS5's idf, clamped to MIN_IDF where it would be <= 0 (terms in over half the rows)."""
     n = np.asarray(doc_freq, dtype=np.float64)

@@ -5,11 +5,20 @@ by the slot table of shard/slots.py) and the filter columns (shard/columns.py) a
 rebuilt from it when needed. Every write batch is committed to SQLite before the in-memory
 state changes, so a crash after an acknowledged write loses nothing: the next open
 (shard/recovery.py) loads the checkpoint (shard/checkpoint.py) and replays newer rows, or
-rebuilds from the store. Searches are planned by shard/planner.py.
+rebuilds from the store.
 
-Locks: `_write_mutex` serialises writers (upsert, delete, apply_changes, checkpoint, close);
-`index.lock` (readers-writer, shard/rwlock.py) covers the index together with the slot table
-and columns, so a search sees one consistent state and searches run alongside each other.
+`ShardEngine` is the facade: it holds the state and the locks, checks it is usable, and
+delegates each call to the module of its concern: reads (shard/reads.py, searches planned by
+shard/planner.py), atomic writes in two phases (shard/staging.py, the staged batch's format in
+shard/staged_batch.py), catch-up from a peer (shard/catchup.py) and keyword search
+(shard/keyword_search.py over shard/bm25.py). They see the engine as shard/engine_state.py's
+`EngineState` and change its in-memory state only through `_apply`.
+
+Locks, always taken in this order: `_write_mutex` serialises writers (stage, resolve,
+apply_changes, checkpoint, close); `index.lock` (readers-writer, shard/rwlock.py) covers the
+index together with the slot table and columns, so a search sees one consistent state and
+searches run alongside each other; a writer takes it (for writing in `_apply`, for reading in
+a checkpoint) only while holding `_write_mutex`, and a reader never takes `_write_mutex`.
 
 Validation: the public `upsert`, `delete`, `get`, `count` and `search` check every argument
 (benchmarks and tests call them directly), then call their `*_trusted` twin, which checks
@@ -18,9 +27,7 @@ nothing and is what the shard service calls: its caller, the coordinator, valida
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -31,14 +38,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from shardvec.contract.buckets import NUM_BUCKETS, bucket_of
-from shardvec.contract.errors import (
-    DataLoss,
-    FailedPrecondition,
-    InvalidArgument,
-    ResourceExhausted,
-    ShardvecError,
-)
+from shardvec.contract.buckets import NUM_BUCKETS
+from shardvec.contract.errors import DataLoss, FailedPrecondition, InvalidArgument, ShardvecError
 from shardvec.contract.filters import (
     DocFilter,
     Filter,
@@ -55,13 +56,11 @@ from shardvec.contract.limits import (
     MAX_METADATA_BYTES,
 )
 from shardvec.contract.settings import IndexSettings
-from shardvec.contract.sqlite_errors import map_storage_error
 from shardvec.contract.store_copy import INDEX_FILE, MANIFEST_FILE, STORE_FILE
 from shardvec.contract.types import (
     Change,
     KeywordSearch,
     KeywordStats,
-    KeywordTerms,
     Record,
     ScrollPage,
     SearchResult,
@@ -69,116 +68,28 @@ from shardvec.contract.types import (
     WriteAck,
 )
 from shardvec.contract.validation import (
-    check_metadata_size,
+    check_int,
     validate_documents,
     validate_ids,
     validate_metadatas,
     validate_vectors,
 )
-from shardvec.shard.bm25 import PostingCache, QueryTokenizer, local_stats, match
-from shardvec.shard.checkpoint import remove_manifest, write_checkpoint
+from shardvec.shard import catchup, keyword_search, reads, staging
+from shardvec.shard.bm25 import PostingCache, QueryTokenizer
+from shardvec.shard.checkpoint import write_checkpoint
 from shardvec.shard.columns import MetadataColumns
-from shardvec.shard.documents import Documents, document_mask
 from shardvec.shard.index import HnswIndex
-from shardvec.shard.planner import (
-    PlannerSettings,
-    SearchPlanner,
-    check_threshold,
-    drop_past_threshold,
-)
+from shardvec.shard.planner import PlannerSettings, SearchPlanner, check_threshold
 from shardvec.shard.recovery import recover
 from shardvec.shard.rowdata import RowData
-from shardvec.shard.scroll_pages import scroll_page
 from shardvec.shard.slots import SlotPlan, SlotTable
-from shardvec.shard.store import (
-    StagedRows,
-    Store,
-    decode_metadata,
-    decode_vector,
-    encode_metadata,
-    encode_vectors,
-)
+from shardvec.shard.staged_batch import Staged, Updated, load_staged
+from shardvec.shard.staging import UpdatePlan
+from shardvec.shard.store import Store, encode_metadata, encode_vectors
 
 INFO_LOCK_S = 0.05  # info() waits this long for the index lock, then gives older sizes
 
 log = logging.getLogger(__name__)
-
-# A batch is staged only with this many times its size free on the replica's disk (plus
-# STAGE_SPACE_MIN_BYTES): the staged copy, its move into `rows` and the WAL frames of both,
-# so a batch that could be staged can almost always be committed too.
-STAGE_SPACE_FACTOR = 4
-STAGE_SPACE_MIN_BYTES = 1 << 20
-
-
-@dataclass(frozen=True)
-class UpdatePlan:
-    """One shard's part of an Update as the engine takes it (checked by the caller): per id,
-    a metadata object to merge (or, with replace_metadata, to store) or None, a document or
-    None (None: that part unchanged); with upsert_missing, ids not held are inserted from
-    `vectors` ((n, dim) float32, one row per id)."""
-
-    ids: list[str]
-    metadatas: list[dict[str, Any] | None]
-    documents: list[str | None]
-    replace_metadata: bool = False
-    upsert_missing: bool = False
-    vectors: npt.NDArray[np.float32] | None = None
-    max_metadata_bytes: int = MAX_METADATA_BYTES
-
-
-@dataclass(frozen=True)
-class _StagedUpdate:
-    """The in-place part of a staged batch: the ids held when staged, per id the metadata to
-    merge (or store) or None and the document or None; the ids reported missing; how many
-    upsert_missing ids became upserts of the batch."""
-
-    ids: list[str]
-    metadatas: list[dict[str, Any] | None]
-    documents: list[str | None]
-    replace_metadata: bool
-    missing: list[str]
-    inserted: int
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "ids": self.ids,
-                "metadata": self.metadatas,
-                "documents": self.documents,
-                "replace": self.replace_metadata,
-                "missing": self.missing,
-                "inserted": self.inserted,
-            },
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )
-
-    @staticmethod
-    def from_json(text: str) -> _StagedUpdate:
-        d = json.loads(text)
-        return _StagedUpdate(
-            [str(i) for i in d["ids"]],
-            list(d["metadata"]),
-            list(d["documents"]),
-            bool(d["replace"]),
-            [str(i) for i in d["missing"]],
-            int(d["inserted"]),
-        )
-
-
-@dataclass(frozen=True)
-class _Staged:
-    """A staged batch, decoded: tombstones (`deletes`) first, then the upserts (with their
-    `documents`, None for none), then the update of existing rows in place."""
-
-    seq: int
-    ids: list[str]
-    vectors: npt.NDArray[np.float32]
-    metadatas: list[Mapping[str, Any]]
-    texts: list[str | None]
-    deletes: list[str]
-    documents: list[str | None]
-    update: _StagedUpdate | None = None
 
 
 class ShardEngine:
@@ -200,7 +111,7 @@ class ShardEngine:
             ("build_threads", build_threads),
             ("checkpoint_rows", checkpoint_rows),
         ):
-            _check_int(name, value, 1, 1 << 40)
+            check_int(name, value, 1, 1 << 40)
         self.settings = settings
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -230,7 +141,7 @@ class ShardEngine:
         self._store = Store(self.directory, settings, owner)
         self._tokenizer: QueryTokenizer | None = None  # made by the first keyword search
         self._postings = PostingCache()
-        self._staged: dict[int, _Staged] = {}
+        self._staged: dict[int, Staged] = {}
         try:
             self._applied_seq = self._store.applied_seq()
             self._index = self._recover()
@@ -308,7 +219,7 @@ class ShardEngine:
         texts: Sequence[str | None],
         seq: int,
         documents: Sequence[str | None] = (),
-        updated: _Updated | None = None,
+        updated: Updated | None = None,
     ) -> None:
         """Apply a committed batch to the index, slot tables, columns and row data; `texts` are
         the metadata JSON texts as stored, `documents` the upserted rows' documents (empty:
@@ -357,7 +268,7 @@ class ShardEngine:
         """Insert or replace rows atomically as batch `seq`; False when `seq` was applied.
         `documents`: one text per row (None or "": none), or None for no documents."""
         self._check_usable()
-        seq = _check_int("seq", seq, 1, 2**63 - 1)
+        seq = check_int("seq", seq, 1, 2**63 - 1)
         ids = validate_ids(ids)
         vecs = validate_vectors(vectors, self.settings.dim, self.settings.metric)
         if len(vecs) != len(ids):
@@ -412,7 +323,7 @@ class ShardEngine:
         One replica's shorthand for staging the update as batch `seq` and committing it: the
         same path an atomic write takes (`stage_trusted`, `resolve`)."""
         self._check_usable()
-        seq = _check_int("seq", seq, 1, 2**63 - 1)
+        seq = check_int("seq", seq, 1, 2**63 - 1)
         ids = validate_ids(ids)
         n = len(ids)
         mds: list[dict[str, Any] | None] = [None] * n
@@ -456,7 +367,7 @@ class ShardEngine:
         """Tombstone rows by id or by filter (exactly one) as batch `seq`; returns how many
         live rows were deleted (0 when `seq` was applied already)."""
         self._check_usable()
-        seq = _check_int("seq", seq, 1, 2**63 - 1)
+        seq = check_int("seq", seq, 1, 2**63 - 1)
         if (ids is None) == (where is None):
             raise InvalidArgument("delete needs exactly one of ids or where")
         if ids is not None:
@@ -474,7 +385,7 @@ class ShardEngine:
             if seq <= self._applied_seq:
                 return 0
             if where is not None:
-                mask = self._mask(where)
+                mask = reads.mask_of(self._slots, self._columns, self._rows, where)
                 targets: list[str] = self._slots.slot_to_id[np.flatnonzero(mask)].tolist()
             else:
                 targets = [i for i in ids or () if i in self._slots.id_to_slot]
@@ -486,29 +397,8 @@ class ShardEngine:
     # ----------------------------------------------------------- atomic writes (2 phases)
 
     def _load_staged(self) -> None:
-        """The batches staged before the last stop, decoded; ones at or below applied_seq are
-        obsolete (caught up from a peer meanwhile) and dropped."""
-        for b in self._store.staged():
-            if b.seq <= self._applied_seq:
-                self._store.unstage(b.seq)
-                continue
-            ids = [str(i) for i in json.loads(b.ids_json)]
-            texts: list[str | None] = json.loads(b.metadata_json)
-            dim = self.settings.dim
-            vecs = np.frombuffer(b.vectors or b"", dtype="<f4").reshape(len(ids), dim)
-            docs: list[str | None] = [None] * len(ids)
-            if b.documents_json:
-                docs = json.loads(b.documents_json)
-            self._staged[b.seq] = _Staged(
-                b.seq,
-                ids,
-                vecs.astype(np.float32),
-                [decode_metadata(t) for t in texts],
-                texts,
-                [str(i) for i in json.loads(b.deletes_json)],
-                docs,
-                _StagedUpdate.from_json(b.updates_json) if b.updates_json else None,
-            )
+        """The batches staged before the last stop (shard/staging.py)."""
+        self._staged = load_staged(self._store, self.settings.dim, self._applied_seq)
         if self._staged:
             log.info("%s: staged batches awaiting a decision: %s", self.directory,
                      sorted(self._staged))
@@ -532,7 +422,7 @@ class ShardEngine:
         """`stage_trusted` after checking every argument (an update is staged through
         `update`'s checks, or by the shard service from the coordinator's checked request)."""
         self._check_usable()
-        seq = _check_int("seq", seq, 1, 2**63 - 1)
+        seq = check_int("seq", seq, 1, 2**63 - 1)
         ids = validate_ids(ids) if len(ids) else []
         if ids:
             if vectors is None:
@@ -577,128 +467,8 @@ class ShardEngine:
         self._check_usable()
         with self._write_mutex:
             self._check_usable()
-            if seq <= self._applied_seq:
-                raise FailedPrecondition(
-                    f"stage: seq {seq} is not above this replica's applied seq "
-                    f"{self._applied_seq}"
-                )
-            staged_update = None
-            if update is not None:
-                ids, vectors, metadatas, documents, staged_update = self._plan_update(update)
-            vecs = np.ascontiguousarray(vectors, dtype="<f4").reshape(len(ids), self.settings.dim)
-            texts = encode_metadata(metadatas)
-            docs: list[str | None] = [None] * len(ids)
-            if documents:
-                docs = [d or None for d in documents]
-            if delete_where is not None:
-                mask = self._mask(delete_where)
-                deletes: list[str] = self._slots.slot_to_id[np.flatnonzero(mask)].tolist()
-            else:
-                deletes = list(delete_ids)
-            blob = vecs.tobytes()
-            rows = StagedRows(
-                seq,
-                json.dumps(list(ids)),
-                blob,
-                json.dumps(texts, ensure_ascii=False),
-                json.dumps(deletes),
-                json.dumps(docs, ensure_ascii=False) if any(docs) else None,
-                staged_update.to_json() if staged_update is not None else None,
-            )
-            size = len(blob) + sum(
-                len(t or "")
-                for t in (
-                    rows.ids_json,
-                    rows.metadata_json,
-                    rows.deletes_json,
-                    rows.documents_json,
-                    rows.updates_json,
-                )
-            )
-            self._check_space(size)
-            self._store.stage(rows)
-            self._staged = {s: b for s, b in self._staged.items() if s > seq}
-            self._staged[seq] = _Staged(
-                seq,
-                list(ids),
-                vecs.astype(np.float32),
-                list(metadatas),
-                texts,
-                deletes,
-                docs,
-                staged_update,
-            )
-        return size
-
-    def _plan_update(
-        self, u: UpdatePlan
-    ) -> tuple[
-        list[str],
-        npt.NDArray[np.float32],
-        list[dict[str, Any]],
-        list[str | None],
-        _StagedUpdate,
-    ]:
-        """An update checked against the stored rows (under the write mutex): the upserts it
-        makes (upsert_missing ids not held) and what it changes in place at commit."""
-        n = len(u.ids)
-        held = self._slots.id_to_slot
-        missing = [i for i, rid in enumerate(u.ids) if rid not in held]
-        if missing and u.upsert_missing and u.vectors is None:
-            rid = u.ids[missing[0]]
-            raise InvalidArgument(
-                f"ids[{missing[0]}]: {rid!r} is not in the collection; upsert_missing "
-                f"inserts it, and needs its vector (vectors, one row per id)"
-            )
-        mds = list(u.metadatas) if u.metadatas else [None] * n
-        docs = list(u.documents) if u.documents else [None] * n
-        present = [i for i in range(n) if u.ids[i] in held]
-        if not u.replace_metadata:
-            merging = [i for i in present if mds[i] is not None]
-            stored = self._store.get_rows(
-                [u.ids[i] for i in merging], vectors=False, metadata=True, documents=False
-            )
-            for i in merging:
-                row = stored.get(u.ids[i])
-                old = decode_metadata(row.metadata) if row is not None else {}
-                check_metadata_size(
-                    {**old, **(mds[i] or {})},
-                    f"metadata_json[{i}] ({u.ids[i]!r} merged)",
-                    u.max_metadata_bytes,
-                )
-        ins = missing if u.upsert_missing else []
-        ins_vecs = (
-            np.ascontiguousarray(u.vectors[ins], dtype=np.float32)
-            if ins and u.vectors is not None
-            else np.empty((0, self.settings.dim), dtype=np.float32)
-        )
-        staged = _StagedUpdate(
-            ids=[u.ids[i] for i in present],
-            metadatas=[mds[i] for i in present],
-            documents=[docs[i] for i in present],
-            replace_metadata=u.replace_metadata,
-            missing=[] if u.upsert_missing else [u.ids[i] for i in missing],
-            inserted=len(ins),
-        )
-        return (
-            [u.ids[i] for i in ins],
-            ins_vecs,
-            [dict(mds[i] or {}) for i in ins],
-            [docs[i] for i in ins],
-            staged,
-        )
-
-    def _check_space(self, size: int) -> None:
-        try:
-            free = shutil.disk_usage(self.directory).free
-        except OSError as exc:
-            raise map_storage_error(exc, f"replica directory {self.directory}") from exc
-        need = STAGE_SPACE_FACTOR * size + STAGE_SPACE_MIN_BYTES
-        if free < need:
-            raise ResourceExhausted(
-                f"replica directory {self.directory}: the disk is full: {free} bytes free, "
-                f"a batch of {size} bytes needs {need} to be staged and committed; free space "
-                "and retry"
+            return staging.stage(
+                self, seq, ids, vectors, metadatas, delete_ids, delete_where, documents, update
             )
 
     def resolve(
@@ -715,96 +485,10 @@ class ShardEngine:
         merged with (or replacing) the stored object, the document replaced where given, the
         row rewritten under `seq` with its vector and slot kept."""
         self._check_usable()
-        seq = _check_int("seq", seq, 1, 2**63 - 1)
+        seq = check_int("seq", seq, 1, 2**63 - 1)
         with self._write_mutex:
             self._check_usable()
-            batch = self._staged.get(seq)
-            if not commit or seq <= self._applied_seq:
-                if batch is not None:
-                    self._store.unstage(seq)
-                    del self._staged[seq]
-                if commit:
-                    return WriteAck(False, 0, self._applied_seq)
-                return WriteAck(batch is not None, 0, self._applied_seq)
-            if batch is None:
-                raise FailedPrecondition(
-                    f"commit: seq {seq} is not staged on this replica (applied seq "
-                    f"{self._applied_seq})"
-                )
-            up = set(batch.ids)
-            targets = [
-                i for i in batch.deletes if i in self._slots.id_to_slot and i not in up
-            ]
-            plan = self._slots.plan(batch.ids, targets)
-            rows = zip(
-                batch.ids,
-                plan.up_slots,
-                [seq] * len(batch.ids),
-                encode_vectors(batch.vectors),
-                batch.texts,
-                batch.documents,
-                strict=True,
-            )
-            changed, updates, missing = self._updated_rows(seq, batch.update)
-            self._store.write(
-                seq,
-                upserts=rows,
-                tombstones=[(r, seq) for r in targets],
-                updates=updates,
-                unstage_upto=seq,
-            )
-            self._staged = {s: b for s, b in self._staged.items() if s > seq}
-            # `owned`: count by the slots' buckets; the deleted rows' before the batch can
-            # hand their slots to new rows, the upserted and updated rows' after it.
-            deleted = len(targets) if owned is None else self._owned(owned, plan.del_slots)
-            vecs = batch.vectors if batch.ids else None
-            self._apply(
-                plan, batch.ids, vecs, batch.metadatas, batch.texts, seq, batch.documents, changed
-            )
-            inserted = batch.update.inserted if batch.update is not None else 0
-            if owned is None:
-                affected = len(batch.ids) + deleted + len(changed.slots)
-            else:
-                upserted = self._owned(owned, plan.up_slots)
-                if batch.update is not None:
-                    inserted = upserted  # an update's upserts are its inserted rows
-                affected = upserted + deleted + self._owned(owned, changed.slots)
-                missing = [i for i in missing if owned[bucket_of(i)]]
-            return WriteAck(True, affected, self._applied_seq, tuple(missing), inserted)
-
-    def _owned(
-        self, owned: npt.NDArray[np.bool_], slots: Sequence[int] | npt.NDArray[np.int64]
-    ) -> int:
-        """How many of `slots` hold rows of the buckets `owned` marks."""
-        return int(owned[self._slots.bucket[np.asarray(slots, dtype=np.int64)]].sum())
-
-    def _updated_rows(
-        self, seq: int, u: _StagedUpdate | None
-    ) -> tuple[_Updated, list[tuple[int, str | None, str | None, str]], list[str]]:
-        """The rows a staged update changes in place, from their stored state now: the
-        in-memory change, the store's (seq, metadata, document, id) rows, ids not held."""
-        none = np.empty(0, dtype=np.int64)
-        if u is None or not u.ids:
-            return _Updated(none, [], [], []), [], list(u.missing) if u else []
-        stored = self._store.get_rows(u.ids, vectors=False, metadata=True, documents=True)
-        missing = list(u.missing)
-        ids: list[str] = []
-        slots: list[int] = []
-        mds: list[dict[str, Any]] = []
-        docs: list[str | None] = []
-        for rid, md, doc in zip(u.ids, u.metadatas, u.documents, strict=True):
-            row = stored.get(rid)
-            if row is None or row.slot is None:  # deleted since it was staged
-                missing.append(rid)
-                continue
-            old = decode_metadata(row.metadata)
-            ids.append(rid)
-            slots.append(int(row.slot))
-            mds.append(old if md is None else dict(md) if u.replace_metadata else {**old, **md})
-            docs.append(doc if doc is not None else row.document)
-        texts = encode_metadata(mds)
-        updates = [(seq, t, d, rid) for rid, t, d in zip(ids, texts, docs, strict=True)]
-        return _Updated(np.asarray(slots, dtype=np.int64), mds, texts, docs), updates, missing
+            return staging.resolve(self, seq, commit, owned)
 
     def apply_changes(self, changes: Sequence[Change], up_to_seq: int) -> None:
         """Catch up from a peer: apply its rows' latest states (each only if newer than this
@@ -814,62 +498,11 @@ class ShardEngine:
         with `up_to_seq=changes[-1].seq` and ask again from there; finally apply `([], seq)`.
         """
         self._check_usable()
-        up_to_seq = _check_int("up_to_seq", up_to_seq, 0, 2**63 - 1)
-        latest: dict[str, Change] = {}
-        for c in changes:
-            if not isinstance(c, Change):
-                raise InvalidArgument(f"changes: expected Change, got {type(c).__name__}")
-            _check_int("change seq", c.seq, 1, 2**63 - 1)
-            if c.id not in latest or c.seq >= latest[c.id].seq:
-                latest[c.id] = c
-        if latest:
-            validate_ids(list(latest))
-        live = [c for c in latest.values() if not c.deleted]
-        vecs = None
-        if live:
-            if any(c.vector is None for c in live):
-                raise InvalidArgument("changes: a live change has no vector")
-            stacked = np.stack([np.asarray(c.vector) for c in live])
-            dim, metric = self.settings.dim, self.settings.metric
-            vecs = validate_vectors(stacked, dim, metric, field="changes.vector")
-        mds = validate_metadatas(
-            [c.metadata or {} for c in live], len(live), field="changes.metadata"
-        )
+        up_to_seq = check_int("up_to_seq", up_to_seq, 0, 2**63 - 1)
+        checked = catchup.check_changes(changes, self.settings)
         with self._write_mutex:
             self._check_usable()
-            local = self._store.seqs_of(list(latest))
-            fresh = {rid for rid, c in latest.items() if c.seq > local.get(rid, 0)}
-            up_idx = [i for i, c in enumerate(live) if c.id in fresh]
-            up_ids = [live[i].id for i in up_idx]
-            dels = [c for c in latest.values() if c.deleted and c.id in fresh]
-            new_seq = up_to_seq if up_to_seq > self._applied_seq else None
-            if not up_ids and not dels and new_seq is None:
-                return
-            up_vecs = vecs[up_idx] if vecs is not None else None
-            up_mds = [mds[i] for i in up_idx]
-            up_docs = [live[i].document or None for i in up_idx]
-            if any(latest[r].seq <= self._checkpoint_seq for r in up_ids):
-                remove_manifest(self.directory)  # replay by seq would miss these rows
-            plan = self._slots.plan(up_ids, [c.id for c in dels])
-            up_texts = encode_metadata(up_mds)
-            upserts = zip(
-                up_ids,
-                plan.up_slots,
-                [live[i].seq for i in up_idx],
-                encode_vectors(up_vecs) if up_vecs is not None else [],
-                up_texts,
-                up_docs,
-                strict=True,
-            )
-            self._store.write(
-                new_seq,
-                upserts=upserts,
-                tombstones=[(c.id, c.seq) for c in dels],
-                unstage_upto=new_seq,
-            )
-            if new_seq is not None:  # a staged batch at or below it is applied or obsolete
-                self._staged = {s: b for s, b in self._staged.items() if s > new_seq}
-            self._apply(plan, up_ids, up_vecs, up_mds, up_texts, new_seq or 0, up_docs)
+            catchup.apply_changes(self, checked, up_to_seq)
 
     # ---------------------------------------------------------------------------- reads
 
@@ -902,26 +535,7 @@ class ShardEngine:
     ) -> list[Record | None]:
         """`get` without its check that `ids` is a list of strings."""
         self._check_usable()
-        try:
-            rows = self._store.get_rows(
-                ids,
-                vectors=include_vectors,
-                metadata=include_metadata,
-                documents=include_documents,
-            )
-        except DataLoss as exc:
-            self.mark_damaged(exc.message)
-            raise
-        out: list[Record | None] = []
-        for rid in ids:
-            row = rows.get(rid)
-            if row is None:
-                out.append(None)
-                continue
-            vec = decode_vector(row.vector) if include_vectors else None
-            md = decode_metadata(row.metadata) if include_metadata else None
-            out.append(Record(rid, vec, md, row.document if include_documents else None))
-        return out
+        return reads.get(self, ids, include_vectors, include_metadata, include_documents)
 
     def count(
         self,
@@ -946,54 +560,15 @@ class ShardEngine:
         """`count` without validating its filters; `buckets`: count only rows of those
         routing buckets (None: every row)."""
         self._check_usable()
-        if where is None and where_document is None and buckets is None:
-            return len(self._slots)
-        with self._index.lock.read():
-            return int(self._mask(where, where_document, buckets).sum())
-
-    def _mask(
-        self,
-        where: Filter | None,
-        where_document: DocFilter | None = None,
-        buckets: npt.NDArray[np.bool_] | None = None,
-    ) -> npt.NDArray[np.bool_]:
-        """Live slots of `buckets` passing both filters (None: no test); the bucket and
-        metadata masks first, then the substring tests over only the slots they left
-        (shard/documents.py)."""
-        n = self._slots.n_slots
-        mask = self._slots.alive.copy() if buckets is None else self._slots.in_buckets(buckets)
-        if where is not None:
-            mask &= self._columns.mask(where, n)
-        if where_document is not None:
-            docs = Documents(self._rows, n)
-            mask = document_mask(where_document, docs, np.flatnonzero(mask), len(mask))
-        return mask
+        return reads.count(self, where, where_document, buckets)
 
     def changes_since(self, seq: int, limit: int = 10_000) -> tuple[list[Change], int]:
         """Rows and tombstones with seq > `seq`, ascending, at most `limit` (one seq's rows are
         never split across pages), and this replica's applied_seq at read time."""
         self._check_usable()
-        seq = _check_int("seq", seq, 0, 2**63 - 1)
-        limit = _check_int("limit", limit, 1, 1_000_000)
-        try:
-            rows, applied = self._store.changes_since(seq, limit)
-        except DataLoss as exc:
-            self.mark_damaged(exc.message)
-            raise
-        out = [
-            Change(r.id, r.seq, None, None, True)
-            if r.deleted
-            else Change(
-                r.id,
-                r.seq,
-                decode_vector(r.vector),
-                decode_metadata(r.metadata),
-                False,
-                r.document,
-            )
-            for r in rows
-        ]
-        return out, applied
+        seq = check_int("seq", seq, 0, 2**63 - 1)
+        limit = check_int("limit", limit, 1, 1_000_000)
+        return catchup.changes_since(self, seq, limit)
 
     def scroll(self, request: ShardScroll) -> ScrollPage:
         """The next page of live rows in (bucket, id) order after request's position
@@ -1001,10 +576,10 @@ class ShardEngine:
         self._check_usable()
         if not isinstance(request, ShardScroll):
             raise InvalidArgument(f"scroll: expected ShardScroll, got {type(request).__name__}")
-        _check_int("after_bucket", request.after_bucket, 0, NUM_BUCKETS)
-        _check_int("end_bucket", request.end_bucket, 0, NUM_BUCKETS)
-        _check_int("limit", request.limit, 1, 1_000_000)
-        _check_int("max_bytes", request.max_bytes, 0, 1 << 40)
+        check_int("after_bucket", request.after_bucket, 0, NUM_BUCKETS)
+        check_int("end_bucket", request.end_bucket, 0, NUM_BUCKETS)
+        check_int("limit", request.limit, 1, 1_000_000)
+        check_int("max_bytes", request.max_bytes, 0, 1 << 40)
         if not isinstance(request.after_id, str):
             raise InvalidArgument("after_id: expected a string")
         if request.where is not None:
@@ -1017,11 +592,7 @@ class ShardEngine:
         """`scroll` without its checks. With a filter, its mask over the slots is taken under
         the index lock and only prefilters: each row is judged on the metadata read with it."""
         self._check_usable()
-        mask = None
-        if request.where is not None:
-            with self._index.lock.read():
-                mask = self._mask(request.where)
-        return scroll_page(self._store, request, self.settings.dim, mask)
+        return reads.scroll(self, request)
 
     def search(
         self,
@@ -1044,8 +615,8 @@ class ShardEngine:
         come with it, read under the same lock as the hits (so they are the hit's own)."""
         self._check_usable()
         q = validate_vectors(queries, self.settings.dim, self.settings.metric, field="queries")
-        k = _check_int("k", k, 1, MAX_K)
-        ef = self.settings.ef if ef is None else _check_int("ef", ef, 1, MAX_EF)
+        k = check_int("k", k, 1, MAX_K)
+        ef = self.settings.ef if ef is None else check_int("ef", ef, 1, MAX_EF)
         check_threshold(self.settings.metric, min_score, max_distance)
         if where is not None:
             validate_filter(where)
@@ -1085,33 +656,21 @@ class ShardEngine:
         """`search` without its argument checks: (n, dim) float32 finite queries (non-zero
         under cosine), k and ef in range, a valid filter and the metric's threshold."""
         self._check_usable()
-        q = np.ascontiguousarray(queries, dtype=np.float32)
-        ef = self.settings.ef if ef is None else ef
-        with self._index.lock.read():
-            filtered = where is not None or where_document is not None or buckets is not None
-            mask = self._mask(where, where_document, buckets) if filtered else None
-            labels, scores = self._planner.search(
-                self._index,
-                q,
-                k,
-                ef,
-                alive=self._slots.alive,
-                n_live=len(self._slots),
-                mask=mask,
-                exact=exact,
-            )
-            drop_past_threshold(labels, scores, self.settings.metric, min_score, max_distance)
-            valid = labels >= 0
-            ids = np.full(labels.shape, "", dtype=object)
-            ids[valid] = self._slots.slot_to_id[labels[valid]]
-            texts = self._rows.texts(labels) if include_metadata else None
-            vectors = None
-            if include_vectors:
-                flat = self._rows.vectors(labels.ravel())
-                vectors = flat.reshape(*labels.shape, self.settings.dim)
-            docs = self._rows.documents(labels) if include_documents else None
-        counts = valid.sum(axis=1).astype(np.int32)
-        return SearchResult(ids, scores, counts, texts, vectors, docs)
+        return reads.search(
+            self,
+            queries,
+            k,
+            where=where,
+            ef=ef,
+            exact=exact,
+            min_score=min_score,
+            max_distance=max_distance,
+            include_metadata=include_metadata,
+            include_vectors=include_vectors,
+            include_documents=include_documents,
+            where_document=where_document,
+            buckets=buckets,
+        )
 
     # ------------------------------------------------------------------ keyword search
 
@@ -1127,21 +686,7 @@ class ShardEngine:
         here, and this replica's document count and token total (shard/bm25.py);
         `buckets`: of the rows of those routing buckets only (None: every row)."""
         self._check_usable()
-        tokenizer = self._query_tokenizer()
-        if buckets is None:
-            with self._store.snapshot() as db:
-                got = local_stats(db, tokenizer, texts)
-        else:
-            with self._index.lock.read(), self._store.snapshot() as db:
-                got = local_stats(db, tokenizer, texts, self._slots.in_buckets(buckets))
-        return KeywordStats(
-            [
-                KeywordTerms(tuple(t), tuple(f))
-                for t, f in zip(got.terms, got.doc_freqs, strict=True)
-            ],
-            got.doc_count,
-            got.total_tokens,
-        )
+        return keyword_search.keyword_stats(self, texts, buckets)
 
     def keyword_search(self, request: KeywordSearch) -> SearchResult:
         """Per query the best `request.k` live rows by BM25 under the request's (global)
@@ -1152,64 +697,7 @@ class ShardEngine:
         memory than in that snapshot (a write committed and not yet applied) is left out,
         as a vector search would not see it yet either."""
         self._check_usable()
-        k, nq = request.k, request.nq
-        ids = np.full((nq, k), "", dtype=object)
-        scores = np.full((nq, k), np.nan, dtype=np.float32)
-        labels = np.full((nq, k), -1, dtype=np.int64)
-        filtered = (
-            request.where is not None
-            or request.where_document is not None
-            or request.buckets is not None
-        )
-        gen: int | None = self._store.generation
-        with self._index.lock.read(), self._store.snapshot() as db:
-            db.execute("SELECT 1 FROM kv LIMIT 1").fetchone()  # the snapshot starts here
-            if gen != self._store.generation or gen % 2:  # a write under way: cache nothing
-                gen = None
-            mask = (
-                self._mask(request.where, request.where_document, request.buckets)
-                if filtered
-                else None
-            )
-            alive = self._slots.alive
-            for qi, q in enumerate(request.queries):
-                slots, got = match(
-                    db,
-                    q.terms,
-                    q.doc_freqs,
-                    request.doc_count,
-                    request.total_tokens,
-                    self._postings,
-                    gen,
-                )
-                keep = slots < len(alive)
-                slots, got = slots[keep], got[keep]
-                ok = (mask if mask is not None else alive)[slots]
-                slots, got = slots[ok], got[ok]
-                order = np.lexsort((slots, -got))  # best first, ties by slot
-                row = 0
-                for start in range(0, len(order), 4 * k):
-                    part = order[start : start + 4 * k]
-                    stored = _slot_ids(db, slots[part])
-                    for j in part:
-                        slot = int(slots[j])
-                        rid = self._slots.slot_to_id[slot]
-                        if stored.get(slot) != rid:
-                            continue
-                        ids[qi, row], scores[qi, row], labels[qi, row] = rid, got[j], slot
-                        row += 1
-                        if row == k:
-                            break
-                    if row == k:
-                        break
-            texts = self._rows.texts(labels) if request.include_metadata else None
-            vectors = None
-            if request.include_vectors:
-                flat = self._rows.vectors(labels.ravel())
-                vectors = flat.reshape(nq, k, self.settings.dim)
-            docs = self._rows.documents(labels) if request.include_documents else None
-        counts = (labels >= 0).sum(axis=1).astype(np.int32)
-        return SearchResult(ids, scores, counts, texts, vectors, docs)
+        return keyword_search.keyword_search(self, request)
 
     # ----------------------------------------------------------------------- lifecycle
 
@@ -1278,37 +766,6 @@ class ShardEngine:
                     self._tokenizer.close()
 
 
-@dataclass(frozen=True)
-class UpdateOutcome:
-    """What an update did: whether `seq` was new, rows changed in place, ids not found (none
-    when upsert_missing) and rows inserted."""
-
-    applied: bool
-    updated: int
-    missing_ids: list[str]
-    inserted: int
-
-
-@dataclass(frozen=True)
-class _Updated:
-    """Rows an update changed in place: their slots, new metadata, its JSON, documents."""
-
-    slots: npt.NDArray[np.int64]
-    metadatas: list[dict[str, Any]]
-    texts: list[str | None]
-    documents: list[str | None]
-
-
-def _slot_ids(db: Any, slots: npt.NDArray[np.int64]) -> dict[int, str]:
-    """The id each of `slots` holds in the store snapshot `db` (live rows only)."""
-    keys = [int(s) for s in slots]
-    if not keys:
-        return {}
-    marks = ",".join("?" * len(keys))
-    sql = f"SELECT slot, id FROM rows WHERE deleted = 0 AND slot IN ({marks})"
-    return {int(slot): str(rid) for slot, rid in db.execute(sql, keys)}
-
-
 def _check_buckets(buckets: object) -> npt.NDArray[np.bool_] | None:
     if buckets is None:
         return None
@@ -1318,7 +775,12 @@ def _check_buckets(buckets: object) -> npt.NDArray[np.bool_] | None:
     return arr
 
 
-def _check_int(name: str, value: object, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
-        raise InvalidArgument(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
-    return int(value)
+@dataclass(frozen=True)
+class UpdateOutcome:
+    """What an update did: whether `seq` was new, rows changed in place, ids not found (none
+    when upsert_missing) and rows inserted."""
+
+    applied: bool
+    updated: int
+    missing_ids: list[str]
+    inserted: int

@@ -48,8 +48,9 @@ from shardvec.contract.validation import (
     validate_ids,
     validate_vectors,
 )
-from shardvec.shard.engine import ShardEngine, UpdatePlan
+from shardvec.shard.engine import ShardEngine
 from shardvec.shard.snapshot_copy import take_snapshot
+from shardvec.shard.staging import UpdatePlan
 
 T = TypeVar("T")
 

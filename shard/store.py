@@ -289,6 +289,7 @@ class Store:
         with self._reader() as db:
             db.execute("BEGIN")
             try:
+                db.execute("SELECT 1 FROM kv LIMIT 1").fetchone()  # the snapshot starts here
                 yield db
             finally:
                 db.execute("COMMIT")

@@ -28,7 +28,8 @@ from shardvec.contract.types import Change, ShardUpdate, ShardWrite, WriteAck
 from shardvec.coordinator.layout.table import Layout
 from shardvec.coordinator.replicas.replica_set import ReplicaState
 from shardvec.coordinator.runtime import CoordinatorRuntime
-from shardvec.shard.engine import ShardEngine, UpdatePlan
+from shardvec.shard.engine import ShardEngine
+from shardvec.shard.staging import UpdatePlan
 from tests.inproc import LocalControls, wait_for
 
 DIM = 8

@@ -334,3 +334,10 @@ def _first_bad(ok: npt.ArrayLike, template: str) -> None:
     ok = np.asarray(ok, dtype=np.bool_)
     if not ok.all():
         raise InvalidArgument(template.format(int(np.argmin(ok))))
+
+
+def check_int(name: str, value: object, lo: int, hi: int) -> int:
+    """`value` as an int in [lo, hi] (bools refused), or InvalidArgument naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+        raise InvalidArgument(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+    return int(value)

@@ -1,0 +1,152 @@
+"""The reads of one replica: rows by id, counts, vector search and scroll pages.
+
+Each read is one function of ShardEngine's (shard/engine.py) state, which the engine calls
+after checking it is usable; the caller built the request and checked it (the contract
+layer's conversions). The filters become one mask over the slots (`mask_of`): the routing
+buckets' and the metadata columns' first, then the document substring tests over only the
+slots those left. Searches and filtered counts hold the index's read lock, so they see the
+index, the slot table and the columns of one state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from shardvec.contract.errors import DataLoss
+from shardvec.contract.filters import DocFilter, Filter
+from shardvec.contract.types import Record, ScrollPage, SearchResult, ShardScroll
+from shardvec.shard.columns import MetadataColumns
+from shardvec.shard.documents import Documents, document_mask
+from shardvec.shard.engine_state import EngineState
+from shardvec.shard.planner import drop_past_threshold
+from shardvec.shard.rowdata import RowData
+from shardvec.shard.scroll_pages import scroll_page
+from shardvec.shard.slots import SlotTable
+from shardvec.shard.store import decode_metadata, decode_vector
+
+
+def mask_of(
+    slots: SlotTable,
+    columns: MetadataColumns,
+    rows: RowData,
+    where: Filter | None,
+    where_document: DocFilter | None = None,
+    buckets: npt.NDArray[np.bool_] | None = None,
+) -> npt.NDArray[np.bool_]:
+    """Live slots of `buckets` passing both filters (None: no test); the bucket and
+    metadata masks first, then the substring tests over only the slots they left
+    (shard/documents.py). The caller holds the index lock or the write mutex."""
+    n = slots.n_slots
+    mask = slots.alive.copy() if buckets is None else slots.in_buckets(buckets)
+    if where is not None:
+        mask &= columns.mask(where, n)
+    if where_document is not None:
+        docs = Documents(rows, n)
+        mask = document_mask(where_document, docs, np.flatnonzero(mask), len(mask))
+    return mask
+
+
+def get(
+    eng: EngineState,
+    ids: Sequence[str],
+    include_vectors: bool,
+    include_metadata: bool,
+    include_documents: bool,
+) -> list[Record | None]:
+    """Rows by id from the store (vectors as upserted); None for missing or deleted ids. A
+    row failing its checksum marks the replica damaged."""
+    try:
+        rows = eng._store.get_rows(
+            ids, vectors=include_vectors, metadata=include_metadata, documents=include_documents
+        )
+    except DataLoss as exc:
+        eng.mark_damaged(exc.message)
+        raise
+    out: list[Record | None] = []
+    for rid in ids:
+        row = rows.get(rid)
+        if row is None:
+            out.append(None)
+            continue
+        vec = decode_vector(row.vector) if include_vectors else None
+        md = decode_metadata(row.metadata) if include_metadata else None
+        out.append(Record(rid, vec, md, row.document if include_documents else None))
+    return out
+
+
+def count(
+    eng: EngineState,
+    where: Filter | None,
+    where_document: DocFilter | None,
+    buckets: npt.NDArray[np.bool_] | None,
+) -> int:
+    """Live rows (of `buckets`), or live rows passing `where` and `where_document`."""
+    if where is None and where_document is None and buckets is None:
+        return len(eng._slots)
+    with eng._index.lock.read():
+        mask = mask_of(eng._slots, eng._columns, eng._rows, where, where_document, buckets)
+        return int(mask.sum())
+
+
+def scroll(eng: EngineState, request: ShardScroll) -> ScrollPage:
+    """The next page of live rows in (bucket, id) order (shard/scroll_pages.py). With a
+    filter, its mask over the slots is taken under the index lock and only prefilters: each
+    row is judged on the metadata read with it."""
+    mask = None
+    if request.where is not None:
+        with eng._index.lock.read():
+            mask = mask_of(eng._slots, eng._columns, eng._rows, request.where)
+    return scroll_page(eng._store, request, eng.settings.dim, mask)
+
+
+def search(
+    eng: EngineState,
+    queries: npt.NDArray[np.float32],
+    k: int,
+    *,
+    where: Filter | None,
+    ef: int | None,
+    exact: bool,
+    min_score: float | None,
+    max_distance: float | None,
+    include_metadata: bool,
+    include_vectors: bool,
+    include_documents: bool,
+    where_document: DocFilter | None,
+    buckets: npt.NDArray[np.bool_] | None,
+) -> SearchResult:
+    """Best `k` live rows per query, best first (shard/planner.py says how); each hit's
+    payloads are read under the same lock as the hits, so they are the hit's own."""
+    settings = eng.settings
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    ef = settings.ef if ef is None else ef
+    slots, rows = eng._slots, eng._rows
+    with eng._index.lock.read():
+        filtered = where is not None or where_document is not None or buckets is not None
+        mask = (
+            mask_of(slots, eng._columns, rows, where, where_document, buckets) if filtered else None
+        )
+        labels, scores = eng._planner.search(
+            eng._index,
+            q,
+            k,
+            ef,
+            alive=slots.alive,
+            n_live=len(slots),
+            mask=mask,
+            exact=exact,
+        )
+        drop_past_threshold(labels, scores, settings.metric, min_score, max_distance)
+        valid = labels >= 0
+        ids = np.full(labels.shape, "", dtype=object)
+        ids[valid] = slots.slot_to_id[labels[valid]]
+        texts = rows.texts(labels) if include_metadata else None
+        vectors = None
+        if include_vectors:
+            vectors = rows.vectors(labels.ravel()).reshape(*labels.shape, settings.dim)
+        docs = rows.documents(labels) if include_documents else None
+    counts = valid.sum(axis=1).astype(np.int32)
+    return SearchResult(ids, scores, counts, texts, vectors, docs)

@@ -1,0 +1,301 @@
+"""Atomic writes of one replica, in two phases: a batch is staged (kept durably, invisible to
+reads) and later committed or dropped by the coordinator's decision.
+
+This module holds the disk-space check made before staging, the planning of an Update against
+the stored rows (`UpdatePlan`, `plan_update`) and the two phases themselves (`stage`,
+`resolve`); the staged batch's format is shard/staged_batch.py. They are ShardEngine's
+(shard/engine.py) parts: the engine calls them holding its write mutex, and they change its
+state only through `ShardEngine._apply`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from shardvec.contract.buckets import bucket_of
+from shardvec.contract.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from shardvec.contract.filters import Filter
+from shardvec.contract.limits import MAX_METADATA_BYTES
+from shardvec.contract.sqlite_errors import map_storage_error
+from shardvec.contract.types import WriteAck
+from shardvec.contract.validation import check_metadata_size
+from shardvec.shard.engine_state import EngineState
+from shardvec.shard.reads import mask_of
+from shardvec.shard.slots import SlotTable
+from shardvec.shard.staged_batch import Staged, StagedUpdate, Updated
+from shardvec.shard.store import (
+    StagedRows,
+    Store,
+    decode_metadata,
+    encode_metadata,
+    encode_vectors,
+)
+
+log = logging.getLogger(__name__)
+
+# A batch is staged only with this many times its size free on the replica's disk (plus
+# STAGE_SPACE_MIN_BYTES): the staged copy, its move into `rows` and the WAL frames of both,
+# so a batch that could be staged can almost always be committed too.
+STAGE_SPACE_FACTOR = 4
+STAGE_SPACE_MIN_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class UpdatePlan:
+    """One shard's part of an Update as the engine takes it (checked by the caller): per id,
+    a metadata object to merge (or, with replace_metadata, to store) or None, a document or
+    None (None: that part unchanged); with upsert_missing, ids not held are inserted from
+    `vectors` ((n, dim) float32, one row per id)."""
+
+    ids: list[str]
+    metadatas: list[dict[str, Any] | None]
+    documents: list[str | None]
+    replace_metadata: bool = False
+    upsert_missing: bool = False
+    vectors: npt.NDArray[np.float32] | None = None
+    max_metadata_bytes: int = MAX_METADATA_BYTES
+
+
+def stage(
+    eng: EngineState,
+    seq: int,
+    ids: Sequence[str],
+    vectors: npt.NDArray[np.float32],
+    metadatas: Sequence[Mapping[str, Any]],
+    delete_ids: Sequence[str],
+    delete_where: Filter | None,
+    documents: Sequence[str | None],
+    update: UpdatePlan | None,
+) -> int:
+    """Phase one (ShardEngine.stage, under the write mutex): plan the batch, check the disk
+    has room, keep it in the store and in `eng._staged`; returns the bytes staged."""
+    if seq <= eng.applied_seq:
+        raise FailedPrecondition(
+            f"stage: seq {seq} is not above this replica's applied seq {eng.applied_seq}"
+        )
+    dim = eng.settings.dim
+    staged_update = None
+    if update is not None:
+        ids, vectors, metadatas, documents, staged_update = plan_update(
+            update, eng._slots, eng._store, dim
+        )
+    vecs = np.ascontiguousarray(vectors, dtype="<f4").reshape(len(ids), dim)
+    texts = encode_metadata(metadatas)
+    docs: list[str | None] = [None] * len(ids)
+    if documents:
+        docs = [d or None for d in documents]
+    if delete_where is not None:
+        mask = mask_of(eng._slots, eng._columns, eng._rows, delete_where)
+        deletes: list[str] = eng._slots.slot_to_id[np.flatnonzero(mask)].tolist()
+    else:
+        deletes = list(delete_ids)
+    blob = vecs.tobytes()
+    rows = StagedRows(
+        seq,
+        json.dumps(list(ids)),
+        blob,
+        json.dumps(texts, ensure_ascii=False),
+        json.dumps(deletes),
+        json.dumps(docs, ensure_ascii=False) if any(docs) else None,
+        staged_update.to_json() if staged_update is not None else None,
+    )
+    texts_json = (
+        rows.ids_json,
+        rows.metadata_json,
+        rows.deletes_json,
+        rows.documents_json,
+        rows.updates_json,
+    )
+    size = len(blob) + sum(len(t or "") for t in texts_json)
+    check_space(eng.directory, size)
+    eng._store.stage(rows)
+    eng._staged = {s: b for s, b in eng._staged.items() if s > seq}
+    eng._staged[seq] = Staged(
+        seq,
+        list(ids),
+        vecs.astype(np.float32),
+        list(metadatas),
+        texts,
+        deletes,
+        docs,
+        staged_update,
+    )
+    return size
+
+
+def plan_update(
+    u: UpdatePlan, slots: SlotTable, store: Store, dim: int
+) -> tuple[
+    list[str],
+    npt.NDArray[np.float32],
+    list[dict[str, Any]],
+    list[str | None],
+    StagedUpdate,
+]:
+    """An update checked against the stored rows (under the write mutex): the upserts it
+    makes (upsert_missing ids not held) and what it changes in place at commit. Refused
+    (InvalidArgument naming the row) when an upsert_missing id not held has no vector or a
+    merged metadata object passes its limit."""
+    n = len(u.ids)
+    held = slots.id_to_slot
+    missing = [i for i, rid in enumerate(u.ids) if rid not in held]
+    if missing and u.upsert_missing and u.vectors is None:
+        rid = u.ids[missing[0]]
+        raise InvalidArgument(
+            f"ids[{missing[0]}]: {rid!r} is not in the collection; upsert_missing "
+            f"inserts it, and needs its vector (vectors, one row per id)"
+        )
+    mds = list(u.metadatas) if u.metadatas else [None] * n
+    docs = list(u.documents) if u.documents else [None] * n
+    present = [i for i in range(n) if u.ids[i] in held]
+    if not u.replace_metadata:
+        merging = [i for i in present if mds[i] is not None]
+        stored = store.get_rows(
+            [u.ids[i] for i in merging], vectors=False, metadata=True, documents=False
+        )
+        for i in merging:
+            row = stored.get(u.ids[i])
+            old = decode_metadata(row.metadata) if row is not None else {}
+            check_metadata_size(
+                {**old, **(mds[i] or {})},
+                f"metadata_json[{i}] ({u.ids[i]!r} merged)",
+                u.max_metadata_bytes,
+            )
+    ins = missing if u.upsert_missing else []
+    ins_vecs = (
+        np.ascontiguousarray(u.vectors[ins], dtype=np.float32)
+        if ins and u.vectors is not None
+        else np.empty((0, dim), dtype=np.float32)
+    )
+    staged = StagedUpdate(
+        ids=[u.ids[i] for i in present],
+        metadatas=[mds[i] for i in present],
+        documents=[docs[i] for i in present],
+        replace_metadata=u.replace_metadata,
+        missing=[] if u.upsert_missing else [u.ids[i] for i in missing],
+        inserted=len(ins),
+    )
+    return (
+        [u.ids[i] for i in ins],
+        ins_vecs,
+        [dict(mds[i] or {}) for i in ins],
+        [docs[i] for i in ins],
+        staged,
+    )
+
+
+def check_space(directory: Path, size: int) -> None:
+    """Refuse (ResourceExhausted) a batch of `size` bytes the disk lacks room to stage and
+    commit."""
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError as exc:
+        raise map_storage_error(exc, f"replica directory {directory}") from exc
+    need = STAGE_SPACE_FACTOR * size + STAGE_SPACE_MIN_BYTES
+    if free < need:
+        raise ResourceExhausted(
+            f"replica directory {directory}: the disk is full: {free} bytes free, "
+            f"a batch of {size} bytes needs {need} to be staged and committed; free space "
+            "and retry"
+        )
+
+
+def resolve(
+    eng: EngineState, seq: int, commit: bool, owned: npt.NDArray[np.bool_] | None
+) -> WriteAck:
+    """Phase two (ShardEngine.resolve, under the write mutex): commit staged batch `seq` or
+    drop it."""
+    batch = eng._staged.get(seq)
+    if not commit or seq <= eng.applied_seq:
+        if batch is not None:
+            eng._store.unstage(seq)
+            del eng._staged[seq]
+        if commit:
+            return WriteAck(False, 0, eng.applied_seq)
+        return WriteAck(batch is not None, 0, eng.applied_seq)
+    if batch is None:
+        raise FailedPrecondition(
+            f"commit: seq {seq} is not staged on this replica (applied seq {eng.applied_seq})"
+        )
+    slots = eng._slots
+    up = set(batch.ids)
+    targets = [i for i in batch.deletes if i in slots.id_to_slot and i not in up]
+    plan = slots.plan(batch.ids, targets)
+    rows = zip(
+        batch.ids,
+        plan.up_slots,
+        [seq] * len(batch.ids),
+        encode_vectors(batch.vectors),
+        batch.texts,
+        batch.documents,
+        strict=True,
+    )
+    changed, updates, missing = updated_rows(eng._store, seq, batch.update)
+    eng._store.write(
+        seq,
+        upserts=rows,
+        tombstones=[(r, seq) for r in targets],
+        updates=updates,
+        unstage_upto=seq,
+    )
+    eng._staged = {s: b for s, b in eng._staged.items() if s > seq}
+    # `owned`: count by the slots' buckets; the deleted rows' before the batch can
+    # hand their slots to new rows, the upserted and updated rows' after it.
+    deleted = len(targets) if owned is None else owned_rows(slots, owned, plan.del_slots)
+    vecs = batch.vectors if batch.ids else None
+    eng._apply(plan, batch.ids, vecs, batch.metadatas, batch.texts, seq, batch.documents, changed)
+    inserted = batch.update.inserted if batch.update is not None else 0
+    if owned is None:
+        affected = len(batch.ids) + deleted + len(changed.slots)
+    else:
+        upserted = owned_rows(slots, owned, plan.up_slots)
+        if batch.update is not None:
+            inserted = upserted  # an update's upserts are its inserted rows
+        affected = upserted + deleted + owned_rows(slots, owned, changed.slots)
+        missing = [i for i in missing if owned[bucket_of(i)]]
+    return WriteAck(True, affected, eng.applied_seq, tuple(missing), inserted)
+
+
+def owned_rows(
+    table: SlotTable, owned: npt.NDArray[np.bool_], slots: Sequence[int] | npt.NDArray[np.int64]
+) -> int:
+    """How many of `slots` hold rows of the buckets `owned` marks."""
+    return int(owned[table.bucket[np.asarray(slots, dtype=np.int64)]].sum())
+
+
+def updated_rows(
+    store: Store, seq: int, u: StagedUpdate | None
+) -> tuple[Updated, list[tuple[int, str | None, str | None, str]], list[str]]:
+    """The rows a staged update changes in place, from their stored state now: the
+    in-memory change, the store's (seq, metadata, document, id) rows, ids not held."""
+    none = np.empty(0, dtype=np.int64)
+    if u is None or not u.ids:
+        return Updated(none, [], [], []), [], list(u.missing) if u else []
+    stored = store.get_rows(u.ids, vectors=False, metadata=True, documents=True)
+    missing = list(u.missing)
+    ids: list[str] = []
+    slots: list[int] = []
+    mds: list[dict[str, Any]] = []
+    docs: list[str | None] = []
+    for rid, md, doc in zip(u.ids, u.metadatas, u.documents, strict=True):
+        row = stored.get(rid)
+        if row is None or row.slot is None:  # deleted since it was staged
+            missing.append(rid)
+            continue
+        old = decode_metadata(row.metadata)
+        ids.append(rid)
+        slots.append(int(row.slot))
+        mds.append(old if md is None else dict(md) if u.replace_metadata else {**old, **md})
+        docs.append(doc if doc is not None else row.document)
+    texts = encode_metadata(mds)
+    updates = [(seq, t, d, rid) for rid, t, d in zip(ids, texts, docs, strict=True)]
+    return Updated(np.asarray(slots, dtype=np.int64), mds, texts, docs), updates, missing

@@ -1,7 +1,7 @@
 """What row checksums cost: durable store writes with and without them, the checksum alone
 (CRC-32 against BLAKE2b-64), Get with its check, and the scrub's top speed.
 
-Run: .venv/bin/python -m shardvec.bench.bench_checksum [--rows 50000] [--dim 384]
+Run: shardvec bench checksum [--rows 50000] [--dim 384]
 Prints a table and writes bench/results/checksum.json. The reference (writes with the
 checksum replaced by a constant) is measured in the same run, on the same machine.
 """
@@ -19,10 +19,9 @@ from typing import Any
 import numpy as np
 
 import shardvec.shard.store as store_mod
+from shardvec.bench.results import write_results
 from shardvec.contract.settings import IndexSettings
 from shardvec.shard.store import Store, encode_metadata, encode_vectors, row_checksum
-
-OUT = Path(__file__).parent / "results" / "checksum.json"
 
 
 def _write_rate(rows: int, dim: int, batch: int, checksum: bool) -> float:
@@ -47,12 +46,14 @@ def _write_rate(rows: int, dim: int, batch: int, checksum: bool) -> float:
     return rows / took
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="shardvec bench checksum", description=__doc__)
     ap.add_argument("--rows", type=int, default=50_000)
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--batch", type=int, default=1000)
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=None,
+                    help="JSON path (default bench/results/checksum.json)")
+    args = ap.parse_args(argv)
     blob = np.random.default_rng(1).standard_normal(args.dim).astype("<f4").tobytes()
     md = json.dumps({"i": 1, "title": "row 1 " + "x" * 80})
     n = 100_000
@@ -104,9 +105,6 @@ def main() -> None:
     print(f"{'measure':<36}{'value':>14}")
     for k, v in result.items():
         print(f"{k:<36}{v:>14}")
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    write_results("checksum", result, args.out)
+    return 0
 
-
-if __name__ == "__main__":
-    main()

@@ -1,20 +1,120 @@
-"""`shardvec bench ...`: the benchmarks as CLI commands, registered with the `shardvec` CLI
+"""`shardvec bench NAME`: every benchmark is a command here, registered with the `shardvec` CLI
 through the `shardvec.cli` entry point (pyproject.toml), so bench/ depends on cluster/ and
-never the reverse. Each subcommand imports its module lazily: the CLI does not load
-matplotlib or the data sets.
+never the reverse; `python -m shardvec.bench NAME` runs the same commands.
+
+Command NAME lives in bench/NAME.py (dashes as underscores). `scale` and `reshard` declare
+their options here; the others own an argparse parser behind `main(argv)` and get their
+arguments as given (`shardvec bench NAME --help` prints them). Every module is imported
+only when its command runs: `shardvec bench --help` loads neither Ray nor the data sets.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
+import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
+ONE_BLAS_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One `shardvec bench` command whose module parses its own arguments."""
+
+    summary: str
+    one_blas_thread: bool = False  # NumPy's BLAS held to one thread in this process
+
+    def module(self, name: str) -> str:
+        return "shardvec.bench." + name.replace("-", "_")
+
+
+# By what a user does (BENCHMARKS.md has the same sections): load, search, text, keywords,
+# scale, operate. `scale` and `reshard` are declared below with their options.
+REGISTRY: dict[str, Benchmark] = {
+    # load
+    "ingest": Benchmark("Durable ingest through `shardvec up`: bulk and small concurrent "
+                        "writes, this tree against a reference tree."),
+    "scroll": Benchmark("Paging and bulk data: scroll and export rows/s, Ray Data ingest with "
+                        "1, 2 and 4 writers against `shardvec load`."),
+    # search
+    "engine": Benchmark("One shard replica against raw hnswlib: ingest, memory, batch and "
+                        "filtered search, recall@10."),
+    "planner": Benchmark("What each filtered-search plan costs by shard size and selectivity, "
+                         "and what the planner picks."),
+    "where-document": Benchmark("What a where_document filter costs on one replica: the "
+                                "in-memory scan against SQL instr()."),
+    "query": Benchmark("Query path against raw hnswlib, in-process shards and peers: batch and "
+                       "concurrent QPS, p50/p99, recall@10; table, JSON and PNG."),
+    "process-model": Benchmark("What the process model costs a single query: a process per "
+                               "shard against a process per node."),
+    "costs": Benchmark("Per-part costs for the cost model (docs/cost-model.md): search, shard "
+                       "RPC and coordinator steps."),
+    "cost-model": Benchmark("The cost model's predictions for large collections, from costs.json "
+                            "and scale/scale.json (extrapolated, not measured)."),
+    "load": Benchmark("Load test: concurrent clients doing mixed search and upsert; latency, "
+                      "errors and memory growth."),
+    # text
+    "embed": Benchmark("Text in: embedding throughput (in process, one actor, the pool) and "
+                       "text-query latency.", one_blas_thread=True),
+    # keywords
+    "keyword": Benchmark("Keyword and hybrid search: QPS single and batch at 1 and 4 shards "
+                         "against one FTS5 table, overlap@10, rare-token recall@10."),
+    "rare-tokens": Benchmark("Make the labelled rare-token queries of `keyword` "
+                             "(bench/data/rare_token_queries.jsonl)."),
+    # scale
+    "fronts": Benchmark("Query fronts: CPU per query of each front at 1, 2 and 4 simulated "
+                        "nodes, and the cap of one front."),
+    # operate
+    "replicas": Benchmark("Replica recovery: time for a kill -9'd replica to rejoin, and "
+                          "queries failed meanwhile."),
+    "replica-changes": Benchmark("Replica changes: 1 -> 2 replicas and back under a reader and "
+                                 "a writer; rows copied per second."),
+    "checksum": Benchmark("What row checksums cost: store writes with and without them, the "
+                          "checksum alone, Get, the scrub."),
+}
+
 
 @click.group()
 def bench() -> None:
-    """Benchmarks: scale-out over shards, replicas and nodes, and query performance."""
+    """Benchmarks: load, search, text, keywords, scale and operate (BENCHMARKS.md)."""
+
+
+def _run(name: str, spec: Benchmark, args: list[str], *, help_only: bool = False) -> int:
+    unset = any(os.environ.get(k) != v for k, v in ONE_BLAS_THREAD.items())
+    if spec.one_blas_thread and unset and not help_only:
+        if "numpy" in sys.modules:  # its BLAS already started: run in a fresh process
+            env = {**os.environ, **ONE_BLAS_THREAD}
+            cmd = [sys.executable, "-m", "shardvec.bench", name, *args]
+            return subprocess.run(cmd, env=env, check=False).returncode
+        os.environ.update(ONE_BLAS_THREAD)
+    main = importlib.import_module(spec.module(name)).main
+    return int(main(args))
+
+
+def _add(name: str, spec: Benchmark) -> None:
+    @bench.command(
+        name,
+        help=f"{spec.summary} Options: shardvec bench {name} --help.",
+        short_help=spec.summary,
+        add_help_option=False,
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    @click.pass_context
+    def command(ctx: click.Context, args: tuple[str, ...]) -> None:
+        help_only = bool(set(args) & {"-h", "--help"})
+        if help_only:  # click's usage line, then the module's options
+            click.echo(ctx.get_help() + "\n")
+        sys.exit(_run(name, spec, list(args), help_only=help_only))
+
+
+for _name, _spec in REGISTRY.items():
+    _add(_name, _spec)
 
 
 @bench.command()
@@ -43,21 +143,24 @@ def bench() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Bind host of the benchmark's coordinator.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("bench/results/scale"), show_default=True,
-              help="Where scale.json, scale.csv and the PNG plots go.")
+              default=None,
+              help="Where scale.json, scale.csv and the PNG plots go "
+                   "(default bench/results/scale).")
 @click.option("--search-threads", default=0, show_default=True,
               help="hnswlib threads of a replica's batch search (0: its node's CPUs).")
 @click.option("--batch-repeats", default=3, show_default=True,
               help="Batch search: best of this many passes.")
 @click.option("--seed", default=0, show_default=True, help="Seed of --synthetic data.")
+@click.option("--plan", is_flag=True, help="Print the sweep's points, one a line, and exit.")
 def scale(data: Path | None, synthetic: int, dim: int, n: int | None, queries: int, shards: str,
           replicas: str, nodes: str, cpus_per_node: int, seconds: float, concurrency: str,
-          full: bool, address: str | None, host: str, out: Path, search_threads: int,
-          batch_repeats: int, seed: int) -> None:
+          full: bool, address: str | None, host: str, out: Path | None, search_threads: int,
+          batch_repeats: int, seed: int, plan: bool) -> None:
     """Sweep shards, replicas and nodes: build time, batch and concurrent QPS, p50/p99
     latency, recall@10 and memory; writes CSV, JSON and PNG plots to --out."""
-    from shardvec.bench.bench_scale import ScaleConfig, parse_ints, run_scale
-    from shardvec.bench.query_data import default_data
+    from shardvec.bench.datasets import default_data
+    from shardvec.bench.results import RESULTS
+    from shardvec.bench.scale import ScaleConfig, parse_ints, run_scale, sweep_points
 
     try:
         cfg = ScaleConfig(
@@ -65,28 +168,19 @@ def scale(data: Path | None, synthetic: int, dim: int, n: int | None, queries: i
             n=n, queries=queries, shards=parse_ints(shards), replicas=parse_ints(replicas),
             nodes=parse_ints(nodes), cpus_per_node=cpus_per_node, seconds=seconds,
             concurrency=parse_ints(concurrency), full=full, address=address, host=host,
-            out=out, search_threads=search_threads, batch_repeats=batch_repeats, seed=seed,
+            out=out or RESULTS / "scale", search_threads=search_threads,
+            batch_repeats=batch_repeats, seed=seed,
         )  # fmt: skip
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    if plan:
+        for point in sweep_points(cfg):
+            click.echo(point.label)
+        return
     try:
         run_scale(cfg, log=click.echo)
     except FileNotFoundError as exc:
         raise click.UsageError(str(exc)) from None
-
-
-@bench.command(
-    "query",
-    add_help_option=False,
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def bench_query(args: tuple[str, ...]) -> None:
-    """Query path against raw hnswlib, in-process shards and peers: batch and concurrent QPS,
-    p50/p99, recall@10; table, JSON and PNG. Options: shardvec bench query --help."""
-    from shardvec.bench.bench_query import main as query_main
-
-    sys.exit(query_main(list(args)))
 
 
 @bench.command()
@@ -97,44 +191,11 @@ def bench_query(args: tuple[str, ...]) -> None:
 @click.option("--n", default=100_000, show_default=True, help="Rows to load.")
 @click.option("--settle", default=5.0, show_default=True,
               help="Seconds of load measured before and after the changes.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("bench/results/reshard.json"), show_default=True)
-def reshard(data: Path | None, n: int, settle: float, out: Path) -> None:
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="JSON path (default bench/results/reshard.json).")
+def reshard(data: Path | None, n: int, settle: float, out: Path | None) -> None:
     """Online layout changes under a writer, a reader and a counter: 2 -> 4 shards, 1 -> 2
     replicas, 4 -> 2 shards; the read pause at each switch."""
-    from shardvec.bench.bench_reshard import run, table
+    from shardvec.bench.reshard import run, table
 
     click.echo(table(run(data, n, settle, out)))
-@bench.command(
-    "keyword",
-    add_help_option=False,
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def bench_keyword(args: tuple[str, ...]) -> None:
-    """Keyword and hybrid search: QPS single and batch at 1 and 4 shards against one FTS5
-    table, overlap@10, rare-token recall@10. Options: shardvec bench keyword --help."""
-    from shardvec.bench.keyword import main as keyword_main
-
-    sys.exit(keyword_main(list(args)))
-
-
-@bench.command("fronts")
-@click.option("--nodes", default="1,2,4", show_default=True, help="Simulated node counts.")
-@click.option("--qps", default=120.0, show_default=True, help="Offered load, over the fronts.")
-@click.option("--seconds", default=8.0, show_default=True, help="Measured window per point.")
-@click.option("--cap-clients", default=8, show_default=True,
-              help="Closed-loop clients for the cap of one front (0: not measured).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Where to write the JSON (default bench/results/fronts.json).")
-def bench_fronts(nodes: str, qps: float, seconds: float, cap_clients: int,
-                 json_path: Path | None) -> None:
-    """Query fronts (issue 16): CPU per query of each front at 1, 2 and 4 simulated nodes
-    under a fixed offered load, and the cap of one front against the coordinator."""
-    from shardvec.bench.fronts import main as fronts_main
-
-    argv = ["--nodes", nodes, "--qps", str(qps), "--seconds", str(seconds),
-            "--cap-clients", str(cap_clients)]
-    if json_path is not None:
-        argv += ["--json", str(json_path)]
-    sys.exit(fronts_main(argv))

@@ -1,9 +1,9 @@
 """The paper cost model of docs/cost-model.md: predicted QPS, latency and memory for large
-collections on N nodes, from the per-part costs measured by bench_costs.py (costs.json) and
+collections on N nodes, from the per-part costs measured by `shardvec bench costs` (costs.json) and
 the end-to-end coordinator CPU measured by `shardvec bench scale` (scale.json).
 
 Everything printed here is extrapolated; the inputs it reads are measured. Usage:
-python bench/cost_model.py [--costs bench/results/costs.json]
+shardvec bench cost-model [--costs bench/results/costs.json]
        [--scale bench/results/scale/scale.json]
 """
 
@@ -195,7 +195,9 @@ DEFAULT_LAYOUTS = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p = argparse.ArgumentParser(
+        prog="shardvec bench cost-model", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     p.add_argument("--costs", type=Path, default=REPO / "bench" / "results" / "costs.json")
     p.add_argument("--scale", type=Path, default=REPO / "bench" / "results" / "scale" /
                    "scale.json")  # fmt: skip
@@ -223,6 +225,3 @@ def main(argv: list[str] | None = None) -> int:
     print(fronts_table(inp, args.coalesce, front_ratio=ratio))
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -12,7 +12,7 @@
    the shard request, parse S shard responses, `merge_topk`, build and serialize the public
    response; for S = 1..64 and batches of 1, 32 and 1000 queries.
 
-Usage: python bench/bench_costs.py [--data DIR] [--sizes 10000,25000,50000,100000]
+Usage: shardvec bench costs [--data DIR] [--sizes 10000,25000,50000,100000]
        [--out bench/results/costs.json]
 """
 
@@ -35,28 +35,28 @@ import hnswlib
 import numpy as np
 import psutil
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "proto")]
-
-from shardvec.bench.query_data import (  # noqa: E402
+from shardvec.bench.datasets import (
     brute_force_topk,
     default_data,
     normalised,
-    recall_at_k,
 )
-from shardvec.contract.codec import encode_packed  # noqa: E402
-from shardvec.contract.convert import (  # noqa: E402
+from shardvec.bench.measure import recall_at_k
+from shardvec.bench.results import write_results
+from shardvec.contract.codec import encode_packed
+from shardvec.contract.convert import (
     search_response,
     search_result_from_proto,
     vectors_from_proto,
 )
-from shardvec.contract.settings import IndexSettings  # noqa: E402
-from shardvec.contract.types import Hits  # noqa: E402
-from shardvec.contract.validation import validate_vectors  # noqa: E402
-from shardvec.coordinator.collection import per_shard_ef, per_shard_k  # noqa: E402
-from shardvec.coordinator.queries.merge import merge_topk  # noqa: E402
-from shardvec.v1 import shard_pb2, shard_pb2_grpc  # noqa: E402
-from shardvec.v1 import vector_search_pb2 as pb  # noqa: E402
+from shardvec.contract.settings import IndexSettings
+from shardvec.contract.types import Hits
+from shardvec.contract.validation import validate_vectors
+from shardvec.coordinator.queries.merge import merge_topk
+from shardvec.coordinator.queries.reads import per_shard_ef, per_shard_k
+from shardvec.v1 import shard_pb2, shard_pb2_grpc
+from shardvec.v1 import vector_search_pb2 as pb
+
+REPO = Path(__file__).resolve().parents[1]
 
 K = 10
 DEFAULT_EF = IndexSettings(dim=1).ef
@@ -185,7 +185,8 @@ def rpc_costs(args: argparse.Namespace) -> dict[str, Any]:
     from shardvec.coordinator.replicas.shard_client import RemoteShard
 
     token = secrets.token_hex(8)
-    cmd = [sys.executable, __file__, "--serve", "--token", token, "--data", str(args.data),
+    cmd = [sys.executable, "-m", "shardvec.bench", "costs", "--serve", "--token", token,
+           "--data", str(args.data),
            "--serve-rows", str(args.serve_rows)]  # fmt: skip
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
@@ -335,7 +336,9 @@ def _coordinator_row(rng: np.random.Generator, nq: int, shards: int, dim: int) -
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p = argparse.ArgumentParser(
+        prog="shardvec bench costs", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     p.add_argument("--data", type=Path, default=default_data(), help="shared data set directory")
     p.add_argument("--sizes", default="10000,25000,50000,100000", help="index sizes")
     p.add_argument("--queries", type=int, default=1000, help="queries per batch timing")
@@ -345,7 +348,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--serve-rows", type=int, default=10_000, help="rows of the RPC test shard")
     p.add_argument("--rpc-calls", type=int, default=400, help="single-query RPCs to time")
     p.add_argument("--parts", default="search,rpc,coordinator", help="which parts to run")
-    p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "costs.json")
+    p.add_argument("--out", type=Path, default=None,
+                   help="JSON path (default bench/results/costs.json)")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--token", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -378,11 +382,6 @@ def main(argv: list[str] | None = None) -> int:
         for ef, f in result["search"]["fit_batch_cpu_us"].items():
             print(f"  fit ef={ef}: t = {f['a_us']:.1f} + {f['b_us_per_ln_n']:.1f} * ln(n) µs")
     result["loadavg_end"] = list(os.getloadavg())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    write_results("costs", result, args.out)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

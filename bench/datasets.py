@@ -1,4 +1,5 @@
-"""The query benchmark's data: the shared set (or a subsample), ground truth and recall@k."""
+"""The one data set loader of the benchmarks: the shared set (or a subsample), its metadata,
+and exact (optionally filtered) ground truth."""
 
 from __future__ import annotations
 
@@ -69,22 +70,6 @@ def load_dataset(data: Path, n: int | None, n_queries: int, k: int) -> Dataset:
         gt = np.asarray(np.load(data / GT_FILE)[: len(queries), :k], dtype=np.int64)
         return Dataset(base, queries, gt, GT_FILE)
     return Dataset(base, queries, brute_force_topk(base, queries, k), "numpy brute force")
-
-
-def recall_at_k(found: npt.NDArray[np.int64], gt: npt.NDArray[np.int64], k: int) -> float:
-    """Mean over queries of |found[j, :k] ∩ gt[j, :k]| / k (found may hold -1 for no hit)."""
-    f, g = found[:, :k], gt[: len(found), :k]
-    hits = (f[:, :, None] == g[:, None, :]).any(axis=2).sum()
-    return float(hits) / (len(f) * k)
-
-
-def ids_to_rows(ids: list[list[str]], k: int) -> npt.NDArray[np.int64]:
-    """String ids "123" per query (as the cluster returns them) as an (nq, k) int array."""
-    out = np.full((len(ids), k), -1, dtype=np.int64)
-    for j, row in enumerate(ids):
-        vals = [int(i) for i in row[:k]]
-        out[j, : len(vals)] = vals
-    return out
 
 
 META_FIELDS = ("name", "month", "year", "popular", "rank")

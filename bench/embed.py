@@ -12,36 +12,31 @@ average):
 3. end to end through a cluster: a collection with embedding "minilm", Search by one query
    text, --queries sequential calls: latency p50 / p99, against the same searches by vector.
 
-Usage: python bench/bench_embed.py [--texts 1000] [--actors 2] [--queries 100]
-       [--out bench/results/embed.json]
+Usage: shardvec bench embed [--texts 1000] [--actors 2] [--queries 100] [--out PATH]
+(run with one BLAS thread a process: the command sets OMP/OPENBLAS/MKL_NUM_THREADS=1).
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
 import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")  # before NumPy loads its BLAS: one thread per process
+import numpy as np
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import numpy as np  # noqa: E402
+from shardvec.bench.results import write_results
+from shardvec.cluster.bringup import ShardvecCluster, connect_ray
+from shardvec.cluster.client import Client
+from shardvec.coordinator.embedding.minilm import MiniLM
+from shardvec.coordinator.embedding.pool import EmbedderPool, RayEmbedder
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "proto")]
-
-from shardvec.cluster.bringup import ShardvecCluster, connect_ray  # noqa: E402
-from shardvec.cluster.client import Client  # noqa: E402
-from shardvec.coordinator.embedding.minilm import MiniLM  # noqa: E402
-from shardvec.coordinator.embedding.pool import EmbedderPool, RayEmbedder  # noqa: E402
 
 SAMPLE = REPO / "cluster" / "sample"
 
@@ -175,13 +170,14 @@ def _beside_a_big_caller(address: str, texts: list[str], probes: list[str]) -> d
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="shardvec bench embed", description=__doc__.split("\n")[0])
     ap.add_argument("--texts", type=int, default=1000, help="Texts per pool measurement.")
     ap.add_argument("--actors", type=int, default=2, help="Embedder actors of the pool.")
     ap.add_argument("--queries", type=int, default=100)
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "embed.json")
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=None,
+                    help="JSON path (default bench/results/embed.json)")
+    args = ap.parse_args(argv)
     texts, stored = sample()
     result: dict[str, Any] = {
         "machine": {
@@ -222,10 +218,6 @@ def main() -> None:
         print(f"{label:<44} {row['bulk_texts_per_s']:>9.0f}")
         label = f"pool of {row['actors']} actor(s), concurrent single texts"
         print(f"{label:<44} {row['concurrent_single_texts_per_s']:>9.0f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    write_results("embed", result, args.out)
+    return 0
 
-
-if __name__ == "__main__":
-    main()

@@ -7,7 +7,7 @@ Measures, with the same M, ef_construction, ef and threads on both sides:
   - batch search QPS and recall@10: engine.search vs index.knn_query;
   - filtered search QPS and recall@10 (year >= 2024, popular == true) vs unfiltered.
 
-Usage: python bench/bench_engine.py [--data DIR] [--n 100000] [--queries 1000]
+Usage: shardvec bench engine [--data DIR] [--n 100000] [--queries 1000]
        [--out bench/results/engine.json]
 Targets: ingest >= 0.7x raw, batch search >= 0.9x raw, filtered >= 0.5x unfiltered,
 memory <= 1.5x raw index.
@@ -32,13 +32,14 @@ import hnswlib
 import numpy as np
 import psutil
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "proto")]
+from shardvec.bench.datasets import default_data
+from shardvec.bench.measure import recall_at_k
+from shardvec.bench.results import write_results
+from shardvec.contract.filters import Filter, parse_where
+from shardvec.contract.settings import IndexSettings
+from shardvec.shard.engine import ShardEngine
 
-from shardvec.bench.query_data import default_data  # noqa: E402
-from shardvec.contract.filters import Filter, parse_where  # noqa: E402
-from shardvec.contract.settings import IndexSettings  # noqa: E402
-from shardvec.shard.engine import ShardEngine  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 K = 10
 CPU_SECONDS: dict[str, float] = {}
@@ -118,7 +119,7 @@ def child_raw(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_child(kind: str, args: argparse.Namespace, directory: Path) -> dict[str, Any]:
     cmd = [
-        sys.executable, __file__, "--child", kind, "--dir", str(directory),
+        sys.executable, "-m", "shardvec.bench", "engine", "--child", kind, "--dir", str(directory),
         "--data", str(args.data), "--n", str(args.n), "--batch", str(args.batch),
         "--threads", str(args.threads), "--ef", str(args.ef), "--m", str(args.m),
         "--ef-construction", str(args.ef_construction),
@@ -144,11 +145,6 @@ def race(repeats: int, fns: dict[str, Callable[[], Any]]) -> dict[str, tuple[flo
             best[name] = (min(best[name][0], time.perf_counter() - t0), result)
             CPU_SECONDS[name] = min(CPU_SECONDS.get(name, float("inf")), cpu)
     return best
-
-
-def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    hits = [len(set(f.tolist()) & set(t.tolist())) / K for f, t in zip(found, truth, strict=True)]
-    return float(np.mean(hits))
 
 
 def ground_truth(
@@ -223,8 +219,8 @@ def main_bench(args: argparse.Namespace) -> dict[str, Any]:
             },
             "search": {
                 "engine_qps": nq / eng_s, "raw_qps": nq / raw_s, "ratio": raw_s / eng_s,
-                "engine_recall": recall(eng_res.ids, truth),
-                "raw_recall": recall(raw_labels.astype(str), truth),
+                "engine_recall": recall_at_k(eng_res.ids, truth, K),
+                "raw_recall": recall_at_k(raw_labels, truth, K),
                 "engine_single_qps": single_n / timed["engine1"][0],
                 "raw_single_qps": single_n / timed["raw1"][0],
                 "engine_cpu_s": CPU_SECONDS["engine"], "raw_cpu_s": CPU_SECONDS["raw"],
@@ -239,7 +235,7 @@ def main_bench(args: argparse.Namespace) -> dict[str, Any]:
             sec, res = timed[name]
             out["filtered"][name] = {
                 "matches": int(engine.count(f)), "qps": nq / sec,
-                "recall": recall(res.ids, gt), "ratio_to_unfiltered": eng_s / sec,
+                "recall": recall_at_k(res.ids, gt, K), "ratio_to_unfiltered": eng_s / sec,
                 "cpu_s": CPU_SECONDS[name],
                 "cpu_ratio_to_unfiltered": CPU_SECONDS["engine"] / CPU_SECONDS[name],
             }  # fmt: skip
@@ -298,11 +294,13 @@ def print_table(r: dict[str, Any]) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p = argparse.ArgumentParser(
+        prog="shardvec bench engine", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     p.add_argument("--data", type=Path, default=default_data(), help="data set directory")
     p.add_argument("--n", type=int, default=100_000, help="base rows to use")
     p.add_argument("--queries", type=int, default=1000, help="queries to run")
-    p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "engine.json",
+    p.add_argument("--out", type=Path, default=None,
                    help="where to write the JSON results")  # fmt: skip
     p.add_argument("--batch", type=int, default=1000, help="upsert batch size")
     p.add_argument("--threads", type=int, default=2, help="build and search threads")
@@ -326,11 +324,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = main_bench(args)
     print_table(result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    write_results("engine", result, args.out)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -31,9 +30,10 @@ from typing import Any
 import numpy as np
 import psutil
 
+from shardvec.bench.results import write_results
+
 DIM = 32
 ROWS = 2000
-RESULTS = Path(__file__).parent / "results" / "fronts.json"
 IDLE_S = 2.0
 
 
@@ -252,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--qps", type=float, default=120.0, help="offered load, spread over fronts")
     ap.add_argument("--seconds", type=float, default=8.0, help="measured window per point")
     ap.add_argument("--cap-clients", type=int, default=8, help="closed-loop clients (0: none)")
-    ap.add_argument("--json", type=Path, default=RESULTS)
+    ap.add_argument("--out", "--json", dest="out", type=Path, default=None,
+                    help="JSON path (default bench/results/fronts.json)")
     args = ap.parse_args(argv)
     import tempfile
 
@@ -263,14 +264,9 @@ def main(argv: list[str] | None = None) -> int:
                 measure_point(nodes, args.qps, args.seconds, args.cap_clients, Path(tmp) / "d")
             )
     out = {"config": {"dim": DIM, "rows": ROWS, "shards": 1, "k": 10, **vars(args),
-                      "json": str(args.json), "cpus": psutil.cpu_count()},
+                      "out": str(args.out), "cpus": psutil.cpu_count()},
            "points": points}  # fmt: skip
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(out, indent=2))
     print(table(points))
-    print(f"wrote {args.json}")
+    write_results("fronts", out, args.out)
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

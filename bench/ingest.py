@@ -13,13 +13,12 @@ and measures rows/s of two loads through the public API:
 
 Prints a table (best of the rounds per tree, and the ratio) and writes JSON.
 
-    python -m shardvec.bench.bench_ingest --reference-tree /tmp/base [--rows 20000] [--out ...]
+    shardvec bench ingest --reference-tree /tmp/base [--rows 20000] [--out ...]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import threading
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from shardvec.bench.results import write_results
 from shardvec.cluster.client import Client
 from shardvec.cluster.process import ServerProcess, free_port
 
@@ -117,8 +117,8 @@ def _small(port: int, args: argparse.Namespace) -> dict[str, float]:
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="shardvec bench ingest", description=__doc__.split("\n")[0])
     ap.add_argument("--reference-tree", type=Path, required=True,
                     help="a checkout of the reference commit (git worktree add DIR COMMIT)")
     ap.add_argument("--rows", type=int, default=20_000, help="rows of the bulk load")
@@ -130,8 +130,9 @@ def main() -> None:
     ap.add_argument("--small-batch", type=int, default=10, help="rows per small upsert")
     ap.add_argument("--seconds", type=float, default=10.0, help="seconds of small upserts")
     ap.add_argument("--rounds", type=int, default=2, help="runs per tree, alternating")
-    ap.add_argument("--out", type=Path, default=Path("bench/results/ingest.json"))
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=None,
+                    help="JSON path (default bench/results/ingest.json)")
+    args = ap.parse_args(argv)
     trees = {"reference": args.reference_tree.resolve(), "atomic": HERE}
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in trees}
     with tempfile.TemporaryDirectory(prefix="shardvec-ingest-") as tmp:
@@ -159,14 +160,9 @@ def main() -> None:
         print(f"| {label} | {ref[key]:,.0f} | {new[key]:,.0f} | {new[key] / ref[key]:.2f}x |")
     print(f"| small p50 / p99 ms | {ref['small_p50_ms']:.0f} / {ref['small_p99_ms']:.0f} | "
           f"{new['small_p50_ms']:.0f} / {new['small_p99_ms']:.0f} | |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(
-        {"args": {k: str(v) for k, v in vars(args).items()}, "runs": runs, "best": best,
-         "ratio_bulk": new["bulk_rows_per_s"] / ref["bulk_rows_per_s"],
-         "ratio_small": new["small_rows_per_s"] / ref["small_rows_per_s"]},
-        indent=2))
-    print(f"wrote {args.out}")
+    write_results("ingest", {
+        "args": {k: str(v) for k, v in vars(args).items()}, "runs": runs, "best": best,
+        "ratio_bulk": new["bulk_rows_per_s"] / ref["bulk_rows_per_s"],
+        "ratio_small": new["small_rows_per_s"] / ref["small_rows_per_s"]}, args.out)
+    return 0
 
-
-if __name__ == "__main__":
-    main()

@@ -12,7 +12,7 @@ Single: one client, one query per call, for --seconds. Batch: all queries in one
 of 3. Hybrid: reciprocal rank fusion, each leg 4k deep. Prints a table and writes
 bench/results/keyword.json.
 
-    python bench/keyword.py [--rows 20000] [--queries 200] [--seconds 4]
+    shardvec bench keyword [--rows 20000] [--queries 200] [--seconds 4]
     shardvec bench keyword ...
 """
 
@@ -22,7 +22,6 @@ import argparse
 import json
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,14 +30,13 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from shardvec.bench.query_data import default_data
+from shardvec.bench.datasets import default_data
+from shardvec.bench.measure import recall_at_k
+from shardvec.bench.results import write_results
 from shardvec.cluster.bringup import ShardvecCluster
 from shardvec.cluster.client import Client, Collection
 from shardvec.shard.bm25 import QueryTokenizer
 
-RESULTS = Path(__file__).resolve().parent / "results" / "keyword.json"
 LABELLED = Path(__file__).resolve().parent / "data" / "rare_token_queries.jsonl"
 SAMPLE = Path(__file__).resolve().parents[1] / "cluster" / "sample"
 K = 10
@@ -136,10 +134,6 @@ def _timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - t
 
 
-def _recall(hits: list[Any], expected: list[str]) -> float:
-    return len({h.id for h in hits} & set(expected)) / len(expected)
-
-
 def _labelled(col: Collection, rows: int, log: Callable[[str], None]) -> dict[str, Any] | None:
     if not LABELLED.exists():
         return None
@@ -165,9 +159,9 @@ def _labelled(col: Collection, rows: int, log: Callable[[str], None]) -> dict[st
     out: dict[str, Any] = {"queries": len(items)}
     for name, hits in (("vector", vec), ("keyword", kw), ("hybrid_rrf", rrf),
                        ("hybrid_weighted", weighted)):  # fmt: skip
-        out[f"recall@10_{name}"] = float(np.mean(
-            [_recall(h, q["expected_ids"]) for h, q in zip(hits, items, strict=True)]
-        ))  # fmt: skip
+        out[f"recall@10_{name}"] = recall_at_k(
+            [[h.id for h in row] for row in hits], [q["expected_ids"] for q in items], K
+        )
     return out
 
 
@@ -270,15 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=4.0, help="seconds per single-query run")
     p.add_argument("--shards", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4])
     p.add_argument("--cpus", type=int, default=2, help="CPUs of the embedded Ray")
-    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--out", type=Path, default=None,
+                   help="JSON path (default bench/results/keyword.json)")
     args = p.parse_args(argv)
     result = run(args)
     report(result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    write_results("keyword", result, args.out)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

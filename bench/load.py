@@ -8,7 +8,7 @@ should stay flat). Records per-operation latency (p50 / p99), throughput, every 
 resident memory of the coordinator and every replica process, sampled each second; memory
 growth is the mean of the last --mem-window seconds against the first.
 
-Usage: python bench/bench_load.py [--seconds 30] [--clients 32] [--n 20000] [--dim 128]
+Usage: shardvec bench load [--seconds 30] [--clients 32] [--n 20000] [--dim 128]
        [--shards 2] [--out bench/results/load.json]
 Targets: no errors; memory growth within noise (a few percent).
 """
@@ -16,10 +16,8 @@ Targets: no errors; memory growth within noise (a few percent).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import sys
 import tempfile
 import threading
 import time
@@ -30,12 +28,12 @@ from typing import Any
 import numpy as np
 import psutil
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "proto")]
+from shardvec.bench.results import write_results
+from shardvec.cluster.bringup import ShardvecCluster
+from shardvec.cluster.client import Client
+from shardvec.contract.errors import ShardvecError
 
-from shardvec.cluster.bringup import ShardvecCluster  # noqa: E402
-from shardvec.cluster.client import Client  # noqa: E402
-from shardvec.contract.errors import ShardvecError  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 NAME = "load"
 
@@ -101,8 +99,8 @@ def pct(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="shardvec bench load", description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=30.0, help="length of the load phase")
     ap.add_argument("--clients", type=int, default=32, help="concurrent client threads")
     ap.add_argument("--n", type=int, default=20_000, help="rows in the collection")
@@ -114,8 +112,9 @@ def main() -> None:
     ap.add_argument("--upsert-rows", type=int, default=10, help="rows per upsert request")
     ap.add_argument("--mem-window", type=float, default=5.0, help="seconds averaged at each end")
     ap.add_argument("--num-cpus", type=int, default=None, help="CPUs of the embedded Ray")
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "load.json")
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=None,
+                    help="JSON path (default bench/results/load.json)")
+    args = ap.parse_args(argv)
 
     rng = np.random.default_rng(7)
     base = rng.standard_normal((args.n, args.dim)).astype(np.float32)
@@ -207,8 +206,6 @@ def main() -> None:
                           if server_start else None},
         "memory_samples": mem,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
 
     def ms(v: float | None) -> str:
         return f"{v:8.2f}" if v is not None else "       -"
@@ -229,8 +226,6 @@ def main() -> None:
     sm = report["server_memory"]
     print(f"{'server total':26} {sm['start_mb']:9.1f} {sm['end_mb']:9.1f} {'':9} "
           f"{sm['growth_pct']:+7.1f}%")
-    print(f"wrote {args.out}")
+    write_results("load", report, args.out)
+    return 0
 
-
-if __name__ == "__main__":
-    main()

@@ -8,14 +8,12 @@ PlannerSettings (exact subset scoring, HNSW post-filter widened by 1/selectivity
 filtered search) and under the default planner, with recall@10 against exact filtered ground
 truth. Prints a table, writes bench/results/planner.json.
 
-    python bench/bench_planner.py [--sizes 25000,100000] [--queries 200]
+    shardvec bench planner [--sizes 25000,100000] [--queries 200]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from shardvec.bench.query_data import default_data, normalised
+from shardvec.bench.datasets import default_data, normalised
+from shardvec.bench.measure import recall_at_k
+from shardvec.bench.results import write_results
 from shardvec.contract.filters import parse_where
 from shardvec.contract.settings import IndexSettings
 from shardvec.shard.engine import ShardEngine
@@ -50,12 +48,9 @@ def _time_singles(engine: ShardEngine, q: np.ndarray, where: Any) -> tuple[float
     return float(np.median(lat) * 1e3), np.array(ids, dtype=object)
 
 
-def _recall(found: np.ndarray, truth: np.ndarray) -> float:
-    hits = sum(len(set(f) & set(t)) for f, t in zip(found.tolist(), truth.tolist(), strict=True))
-    return hits / truth.size
-
-
-def run(sizes: list[int], n_queries: int, selectivities: list[int], out: Path) -> dict[str, Any]:
+def run(
+    sizes: list[int], n_queries: int, selectivities: list[int], out: Path | None
+) -> dict[str, Any]:
     data = default_data()
     base_all = np.load(data / "base.npy", mmap_mode="r")
     queries = normalised(np.load(data / "queries.npy", mmap_mode="r")[:n_queries])
@@ -88,7 +83,8 @@ def run(sizes: list[int], n_queries: int, selectivities: list[int], out: Path) -
                     e.search(queries, K, where=where)
                     batch_qps = len(queries) / (time.perf_counter() - t)
                     row = {"rows": n, "selectivity_pct": pct, "plan": name, "single_p50_ms": p50,
-                           "batch_qps": batch_qps, "recall": _recall(found, truth)}  # fmt: skip
+                           "batch_qps": batch_qps,
+                           "recall": recall_at_k(found, truth, K)}  # fmt: skip
                     rows.append(row)
                     print(f"{n:>7} {pct:>4}% {name:<12} p50 {p50:7.3f} ms  batch "
                           f"{batch_qps:9.0f} q/s  recall {row['recall']:.3f}", flush=True)
@@ -103,23 +99,19 @@ def run(sizes: list[int], n_queries: int, selectivities: list[int], out: Path) -
             for e in engines.values():
                 e.close()
     report = {"k": K, "queries": n_queries, "rows": rows, "finished_unix": time.time()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1))
-    print(f"wrote {out}")
+    write_results("planner", report, out)
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="shardvec bench planner", description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="25000,100000")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--selectivities", default="1,10,30,60")
-    ap.add_argument("--out", type=Path, default=Path("bench/results/planner.json"))
+    ap.add_argument("--out", type=Path, default=None,
+                    help="JSON path (default bench/results/planner.json)")
     args = ap.parse_args(argv)
     run([int(s) for s in args.sizes.split(",")], args.queries,
         [int(s) for s in args.selectivities.split(",")], args.out)  # fmt: skip
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

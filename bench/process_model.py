@@ -21,7 +21,7 @@ For 2 and 3 it runs `bench.query_cluster.concurrent_singles` (the public Search 
 query per call) with 1 and 32 clients and reports QPS, p50/p99 and CPU per query of every
 process (the load-generating clients included). Usage:
 
-    python bench/bench_process_model.py [--rows 100000] [--shards 4] [--seconds 10]
+    shardvec bench process-model [--rows 100000] [--shards 4] [--seconds 10]
 """
 
 from __future__ import annotations
@@ -40,17 +40,18 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "proto")]
+from shardvec.bench.datasets import Dataset, default_data, load_dataset
+from shardvec.bench.measure import recall_at_k
+from shardvec.bench.query_cluster import CpuMeter, concurrent_singles
+from shardvec.bench.results import write_results
+from shardvec.contract.convert import search_response
+from shardvec.contract.settings import IndexSettings
+from shardvec.contract.types import Hits
+from shardvec.coordinator.layout.table import Layout
+from shardvec.coordinator.queries.merge import merge_topk
+from shardvec.coordinator.queries.reads import per_shard_ef, per_shard_k
 
-from shardvec.bench.query_cluster import CpuMeter, concurrent_singles  # noqa: E402
-from shardvec.bench.query_data import Dataset, default_data, load_dataset, recall_at_k  # noqa: E402
-from shardvec.contract.convert import search_response  # noqa: E402
-from shardvec.contract.settings import IndexSettings  # noqa: E402
-from shardvec.contract.types import Hits  # noqa: E402
-from shardvec.coordinator.collection import per_shard_ef, per_shard_k  # noqa: E402
-from shardvec.coordinator.layout.table import Layout  # noqa: E402
-from shardvec.coordinator.queries.merge import merge_topk  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 K = 10
 COLLECTION = "bench"
@@ -206,7 +207,8 @@ def serve_front(args: argparse.Namespace) -> None:
 
 
 def spawn(args: argparse.Namespace, role: str, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    cmd = [sys.executable, __file__, "--role", role, "--token", args.token, "--dim",
+    cmd = [sys.executable, "-m", "shardvec.bench", "process-model", "--role", role,
+           "--token", args.token, "--dim",
            str(args.dim), "--shards", str(args.shards), *extra]  # fmt: skip
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None
@@ -259,15 +261,18 @@ def served(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p = argparse.ArgumentParser(
+        prog="shardvec bench process-model",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
     p.add_argument("--data", type=Path, default=default_data(), help="shared data set directory")
     p.add_argument("--rows", type=int, default=100_000, help="rows of the shared set to index")
     p.add_argument("--queries", type=int, default=1000, help="query vectors to cycle through")
     p.add_argument("--shards", type=int, default=4)
     p.add_argument("--clients", default="1,32", help="concurrent single-query clients")
     p.add_argument("--seconds", type=float, default=10.0, help="length of each load run")
-    p.add_argument("--out", type=Path,
-                   default=REPO / "bench" / "results" / "process_model.json")  # fmt: skip
+    p.add_argument("--out", type=Path, default=None,
+                   help="JSON path (default bench/results/process_model.json)")
     p.add_argument("--role", default="", help=argparse.SUPPRESS)
     p.add_argument("--token", default="", help=argparse.SUPPRESS)
     p.add_argument("--dim", type=int, default=0, help=argparse.SUPPRESS)
@@ -305,11 +310,6 @@ def main(argv: list[str] | None = None) -> int:
         result["per_shard"] = served(args, data, dirs, per_node=False)
         result["per_node"] = served(args, data, dirs, per_node=True)
     result["loadavg_end"] = list(os.getloadavg())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    write_results("process_model", result, args.out)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

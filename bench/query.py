@@ -26,7 +26,7 @@ against peers, in one run.
       own environment).
 Prints a table, writes JSON and a recall-against-QPS PNG, and checks the targets.
 
-Usage: shardvec bench query [options]   or   python bench/bench_query.py [options]
+Usage: shardvec bench query [options]   or   python -m shardvec.bench query [options]
 """
 
 from __future__ import annotations
@@ -44,23 +44,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if __package__ in (None, ""):  # run as a script
-    sys.path[:0] = [str(REPO), str(REPO / "proto")]
+import numpy as np
+import numpy.typing as npt
 
-import numpy as np  # noqa: E402
-import numpy.typing as npt  # noqa: E402
-
-from shardvec.bench.query_clients import (  # noqa: E402
-    MODES,
-    ClientPool,
-    batches,
-    in_turn,
-    metadata_agrees,
-    single_queries,
-)
-from shardvec.bench.query_cluster import CpuMeter, cluster_address, cluster_pids, load_collection  # noqa: E402
-from shardvec.bench.query_data import (  # noqa: E402
+from shardvec.bench.datasets import (
     FILTER_WHERE,
     META_FIELDS,
     Dataset,
@@ -69,14 +56,26 @@ from shardvec.bench.query_data import (  # noqa: E402
     load_dataset,
     load_metadata,
     matching_rows,
-    recall_at_k,
 )
-from shardvec.bench.query_local import InProcessShards, SingleIndex, best_qps, min_ef, sweep  # noqa: E402
-from shardvec.bench.query_peers import redact  # noqa: E402
-from shardvec.bench.query_report import check_targets, format_table, plot  # noqa: E402
-from shardvec.cluster.client import Client  # noqa: E402
-from shardvec.contract.settings import IndexSettings  # noqa: E402
-from shardvec.coordinator.collection import per_shard_ef, per_shard_k  # noqa: E402
+from shardvec.bench.measure import recall_at_k
+from shardvec.bench.query_clients import (
+    MODES,
+    ClientPool,
+    batches,
+    in_turn,
+    metadata_agrees,
+    single_queries,
+)
+from shardvec.bench.query_cluster import CpuMeter, cluster_address, cluster_pids, load_collection
+from shardvec.bench.query_local import InProcessShards, SingleIndex, best_qps, min_ef, sweep
+from shardvec.bench.query_peers import redact
+from shardvec.bench.query_report import check_targets, format_table, plot
+from shardvec.bench.results import RESULTS, write_results
+from shardvec.cluster.client import Client
+from shardvec.contract.settings import IndexSettings
+from shardvec.coordinator.queries.reads import per_shard_ef, per_shard_k
+
+REPO = Path(__file__).resolve().parents[1]
 
 EFS_SINGLE = [10, 16, 24, 32, 40, 48, 56, 64, 80, 100, 128]
 PEERS_DEFAULT = ["chroma", "chroma_server", "milvus", "qdrant"]  # pgvector too with --pg-dsn
@@ -130,8 +129,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
       help="PostgreSQL with the pgvector extension for --peers, e.g. "
       "postgresql://user:pw@127.0.0.1:5432/db (env SHARDVEC_PG_DSN); a table is created and "
       "dropped")
-    a("--out", type=Path, default=REPO / "bench" / "results" / "query14.json")
-    a("--plot", type=Path, default=REPO / "bench" / "results" / "query14_recall_qps.png")
+    a("--out", type=Path, default=None, help="JSON path (default bench/results/query.json)")
+    a("--plot", type=Path, default=RESULTS / "query_recall_qps.png")
     a("--no-sweep", action="store_true", help="skip the ef sweep of (a)")
     return p.parse_args(argv)
 
@@ -212,7 +211,8 @@ def run_peers(ds: Dataset, args: argparse.Namespace) -> dict[str, Any]:
             np.save(d / f"{name}.npy", arr)
         only = args.peers_only or ",".join(PEERS_DEFAULT + (["pgvector"] if args.pg_dsn else []))
         cmd = [
-            args.peers_python, str(REPO / "bench" / "query_peers.py"),
+            # a file, not -m: the peers' venv has no shardvec
+            args.peers_python, str(Path(__file__).with_name("query_peers.py")),
             "--base", str(d / "base.npy"), "--queries", str(d / "queries.npy"),
             "--gt", str(d / "gt.npy"), "--out", str(d / "peers.json"), "--k", str(args.k),
             "--target", str(args.target), "--seconds", str(min(args.seconds, 10.0)),
@@ -423,13 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     results["machine"]["load_avg_after"] = os.getloadavg()
     results["seconds"] = time.time() - started
     results["targets"] = check_targets(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, default=float))
+    write_results("query", results, args.out)
     plot(results, args.plot)
     print(format_table(results))
-    log(f"wrote {args.out} and {args.plot}")
+    log(f"wrote {args.plot}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from shardvec.bench.query_data import ids_to_rows, recall_at_k
+from shardvec.bench.measure import ids_to_rows, recall_at_k
 from shardvec.cluster.client import Client, Collection
 
 MODES = ("ids", "metadata")

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import psutil
 
-from shardvec.bench.query_data import ids_to_rows, recall_at_k
+from shardvec.bench.measure import ids_to_rows, recall_at_k
 from shardvec.cluster.client import Client, Collection
 from shardvec.v1 import vector_search_pb2 as pb
 from shardvec.v1 import vector_search_pb2_grpc as pb_grpc

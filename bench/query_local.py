@@ -14,7 +14,7 @@ import hnswlib
 import numpy as np
 import numpy.typing as npt
 
-from shardvec.bench.query_data import recall_at_k
+from shardvec.bench.measure import recall_at_k
 from shardvec.coordinator.layout.table import Layout
 from shardvec.coordinator.queries.merge import merge_topk
 

@@ -1,11 +1,12 @@
 """Peers a user might pick instead of shardvec, on the query benchmark's data: Chroma
 (embedded and as a server), Milvus Lite, Qdrant local mode, and pgvector in a PostgreSQL.
 
-Run by bench_query as a script in a separate interpreter (`--peers-python`, e.g. a venv with
-`pip install chromadb "pymilvus[milvus_lite]" qdrant-client "psycopg[binary]" numpy`), so their
-dependencies never touch the project's environment. Needs only NumPy and the peers; a peer that
-is not installed, not given (pgvector without --pg-dsn) or fails is reported as such, never
-estimated.
+Run by `shardvec bench query` as a script in a separate interpreter (`--peers-python`, e.g. a
+venv with `pip install chromadb "pymilvus[milvus_lite]" qdrant-client "psycopg[binary]" numpy`),
+so their dependencies never touch the project's environment. It imports nothing of shardvec (that
+interpreter has none), so it keeps its own recall and script entry. Needs only NumPy and the
+peers; a peer that is not installed, not given (pgvector without --pg-dsn) or fails is reported
+as such, never estimated.
 
 For each peer: build with M=16, ef_construction=200 (where it has them), cosine; sweep the
 search breadth for batch QPS (1000-query requests; pgvector: 500 queries pipelined on one

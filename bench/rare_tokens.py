@@ -16,7 +16,7 @@ rows bench/keyword.py loads), seeded and repeatable:
 
 Each line: {"token", "query", "expected_ids", "source_id", "source_text", "rows"}.
 
-    python bench/rare_tokens.py [--rows 20000] [--n 60] [--seed 18]
+    shardvec bench rare-tokens [--rows 20000] [--n 60] [--seed 18]
 """
 
 from __future__ import annotations
@@ -24,15 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from shardvec.bench.query_data import default_data
+from shardvec.bench.datasets import default_data
 
 OUT = Path(__file__).resolve().parent / "data" / "rare_token_queries.jsonl"
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
@@ -75,7 +72,9 @@ def make(texts: list[str], n: int, seed: int) -> list[dict[str, object]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="shardvec bench rare-tokens", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--data", type=Path, default=None, help="the shared set (default: ../shared)")
     p.add_argument("--rows", type=int, default=20_000, help="base rows the benchmark loads")
     p.add_argument("--n", type=int, default=60, help="queries to make")
@@ -93,6 +92,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {len(queries)} queries to {args.out}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

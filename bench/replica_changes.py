@@ -7,14 +7,13 @@ back to 1 (CoordinatorRuntime.scale_replicas) while a reader searches and a writ
 all the while. The reference, measured in the same run, is loading the same rows through the
 API. Prints a table and writes JSON.
 
-    python -m shardvec.bench.bench_replica_changes [--n 20000] [--shards 2] \
+    shardvec bench replica-changes [--n 20000] [--shards 2] \
         [--out bench/results/replica_changes.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import threading
 import time
@@ -23,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from shardvec.bench.bench_replicas import DEFAULT_DATA
+from shardvec.bench.datasets import default_data
+from shardvec.bench.measure import recall_at_k
+from shardvec.bench.results import write_results
 from shardvec.cluster.bringup import ShardvecCluster
 from shardvec.cluster.client import Client
 from shardvec.contract.errors import ShardvecError
@@ -31,17 +32,18 @@ from shardvec.contract.errors import ShardvecError
 
 def recall(col: Any, queries: np.ndarray, truth: list[list[str]]) -> float:
     got, _ = col.search_ids(queries, k=10)
-    return round(
-        float(np.mean([len(set(g) & set(t)) / 10 for g, t in zip(got, truth, strict=True)])), 4
+    return round(recall_at_k(got, truth, 10), 4)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="shardvec bench replica-changes", description=(__doc__ or "").splitlines()[0]
     )
-
-
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--data", type=Path, default=default_data())
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--shards", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=Path("bench/results/replica_changes.json"))
+    ap.add_argument("--out", type=Path, default=None,
+                    help="JSON path (default bench/results/replica_changes.json)")
     args = ap.parse_args(argv)
 
     rng = np.random.default_rng(15)
@@ -147,10 +149,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ]
     for name, value in rows:
         print(f"{name:<46} {value}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    return result
+    write_results("replica_changes", result, args.out)
+    return 0
 
-
-if __name__ == "__main__":
-    main()

@@ -5,14 +5,13 @@ replica process twice: once before any checkpoint (it rebuilds its index from SQ
 once after a checkpoint (it loads the index and replays the rest). A reader thread searches
 all the while and counts failures. Prints a table and writes JSON.
 
-    python -m shardvec.bench.bench_replicas [--n 100000] [--shards 2] \
+    shardvec bench replicas [--n 100000] [--shards 2] \
         [--out bench/results/replicas.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import tempfile
@@ -24,15 +23,12 @@ from typing import Any
 import numpy as np
 import ray
 
+from shardvec.bench.datasets import default_data
+from shardvec.bench.results import write_results
 from shardvec.cluster.bringup import ShardvecCluster
 from shardvec.cluster.client import Client
 from shardvec.contract.errors import ShardvecError
 from shardvec.coordinator.replicas.ray_control import NAMESPACE, actor_name
-
-DEFAULT_DATA = Path(
-    os.environ.get("SHARDVEC_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"
-                   / "pypi-minilm-100k")
-)
 
 
 def kill_and_time(client: Client, name: str, shard: int, replica: int) -> dict[str, Any]:
@@ -53,12 +49,15 @@ def kill_and_time(client: Client, name: str, shard: int, replica: int) -> dict[s
             "rejoin_seconds": round(rejoin, 2)}
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="shardvec bench replicas", description=__doc__.splitlines()[0]
+    )
+    ap.add_argument("--data", type=Path, default=default_data())
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--shards", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=Path("bench/results/replicas.json"))
+    ap.add_argument("--out", type=Path, default=None,
+                    help="JSON path (default bench/results/replicas.json)")
     args = ap.parse_args(argv)
 
     base = np.load(args.data / "base.npy")[: args.n].astype(np.float32)
@@ -110,10 +109,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         d = result[key]
         print(f"{key + ' (s), ' + str(d['rows']) + ' rows':<44} {d['rejoin_seconds']}")
     print(f"{'queries during kills / failed':<44} {reads} / {len(failures)}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    return result
+    write_results("replicas", result, args.out)
+    return 0
 
-
-if __name__ == "__main__":
-    main()

@@ -18,7 +18,6 @@ JSON.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import threading
 import time
@@ -27,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from shardvec.bench.query_data import default_data
+from shardvec.bench.datasets import default_data
+from shardvec.bench.results import write_results
 from shardvec.cluster.bringup import ShardvecCluster
 from shardvec.cluster.client import Client
 from shardvec.cluster.demo import load_sample
@@ -170,7 +170,7 @@ def _change(client: Client, shards: int | None = None,
             "shards": info["shards"], "replicas": info["replicas"]}
 
 
-def run(data: Path | None, n: int, settle: float, out: Path) -> dict[str, Any]:
+def run(data: Path | None, n: int, settle: float, out: Path | None) -> dict[str, Any]:
     base, queries, source = _load(data, n)
     result: dict[str, Any] = {"data": source, "n": len(base), "dim": int(base.shape[1])}
     with tempfile.TemporaryDirectory() as tmp, ShardvecCluster(
@@ -237,8 +237,7 @@ def run(data: Path | None, n: int, settle: float, out: Path) -> dict[str, Any]:
         result["count"] = col.count()
         result["count_expected"] = len(base) + len(load.acked)
         result["errors"] = load.errors[:5]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_results("reshard", result, out)
     return result
 
 

@@ -29,13 +29,13 @@ from typing import Any, cast
 import numpy as np
 import psutil
 
-from shardvec.bench.query_data import (
+from shardvec.bench.datasets import (
     Dataset,
     brute_force_topk,
-    ids_to_rows,
     load_dataset,
-    recall_at_k,
 )
+from shardvec.bench.measure import ids_to_rows, recall_at_k
+from shardvec.bench.results import RESULTS
 
 K = 10
 MIB = 1 << 20
@@ -63,7 +63,7 @@ class ScaleConfig:
     full: bool = False  # the whole cross product instead of the three one-factor sweeps
     address: str | None = None  # a real Ray cluster; then no simulated nodes
     host: str = "127.0.0.1"  # the coordinator's bind host
-    out: Path = Path("bench/results/scale")
+    out: Path = RESULTS / "scale"
     batch_rows: int = 1000  # queries per batch search request
     batch_repeats: int = 3  # best of this many passes over the queries
     upsert_rows: int = 1000  # rows per upsert request

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import csv
-import json
-import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from shardvec.bench.results import write_results
 
 PLOTS = ("qps_vs_shards.png", "latency_vs_concurrency.png", "recall_vs_qps.png")
 POINT_COLUMNS = (
@@ -38,10 +38,7 @@ def flat_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 def write_outputs(report: dict[str, Any], out: Path) -> list[Path]:
     """scale.json, scale.csv and the plots under `out`; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
-    js, cs = out / "scale.json", out / "scale.csv"
-    tmp = js.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, js)
+    js, cs = write_results("scale", report, out / "scale.json"), out / "scale.csv"
     rows = flat_rows(report)
     fields = list(dict.fromkeys(k for r in rows for k in r))
     with cs.open("w", newline="", encoding="utf-8") as f:

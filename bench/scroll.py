@@ -17,7 +17,7 @@ The ingest runs twice: with the default index (m 16, ef_construction 200) and wi
 (m 8, ef_construction 32), which tells the index build's CPU from the ingest path's.
 Every collection has --shards shards, one replica, the default index settings.
 
-Usage: python bench/bench_scroll.py [--n 20000] [--shards 2] [--out bench/results/scroll.json]
+Usage: shardvec bench scroll [--n 20000] [--shards 2] [--out bench/results/scroll.json]
 Targets: ingest with 4 writer tasks faster than one client's load; scroll >= 10k rows/s.
 """
 
@@ -36,13 +36,13 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "proto")]
+from shardvec.bench.datasets import default_data
+from shardvec.bench.results import write_results
+from shardvec.cluster.bringup import ShardvecCluster
+from shardvec.cluster.client import Client
+from shardvec.cluster.export import export_collection
 
-from shardvec.bench.query_data import default_data  # noqa: E402
-from shardvec.cluster.bringup import ShardvecCluster  # noqa: E402
-from shardvec.cluster.client import Client  # noqa: E402
-from shardvec.cluster.export import export_collection  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def load_rows(n: int, seed: int) -> tuple[np.ndarray, list[dict[str, Any]], str]:
@@ -73,8 +73,8 @@ def best_of(repeats: int, fn: Any) -> tuple[Any, float]:
     return runs[0][0], min(secs for _, secs in runs)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="shardvec bench scroll", description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--shards", type=int, default=2)
     ap.add_argument("--batch", type=int, default=1000, help="rows per upsert request")
@@ -82,8 +82,9 @@ def main() -> None:
     ap.add_argument("--ray-cpus", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=3, help="reads: best of this many")
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "scroll.json")
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=None,
+                    help="JSON path (default bench/results/scroll.json)")
+    args = ap.parse_args(argv)
 
     import ray
     import ray.data
@@ -198,10 +199,6 @@ def main() -> None:
             print(f"  {'Ray Data read (1 task/shard)':<28}  {n / secs:10,.0f} rows/s  "
                   f"({secs:.2f} s)")
     results["load_average_after"] = os.getloadavg()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
-    print(f"wrote {args.out}")
+    write_results("scroll", results, args.out)
+    return 0
 
-
-if __name__ == "__main__":
-    main()

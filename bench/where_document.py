@@ -7,16 +7,14 @@ out of 2,000 (every 97th row also holds "kafka", so `$contains: kafka` passes ab
 metadata `bucket = i % 100`. Timings are medians of repeated calls. Prints a table, writes
 bench/results/where_document.json.
 
-    python bench/bench_where_document.py [--rows 100000] [--repeat 20]
+    shardvec bench where-document [--rows 100000] [--repeat 20]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,8 +24,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from shardvec.bench.results import write_results
 from shardvec.contract.filters import parse_where, parse_where_document
 from shardvec.contract.settings import IndexSettings
 from shardvec.shard.engine import ShardEngine
@@ -60,11 +57,15 @@ def _median_ms(fn: Callable[[], Any], repeat: int) -> float:
     return 1000 * statistics.median(times)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="shardvec bench where-document", description=__doc__.splitlines()[0]
+    )
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=20)
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=None,
+                    help="JSON path (default bench/results/where_document.json)")
+    args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     n = args.rows
     vecs = rng.standard_normal((n, DIM)).astype(np.float32)
@@ -122,10 +123,7 @@ def main() -> None:
             f"{r['case']:<24}{r['passing']:>9}{r['count_ms']:>10.1f}{sql:>11}"
             f"{r['search_exact_ms']:>10.1f}{r['search_hnsw_ms']:>9.1f}"
         )
-    out = Path(__file__).resolve().parent / "results" / "where_document.json"
-    out.write_text(json.dumps({"rows": n, "dim": DIM, "unfiltered_search_ms": unfiltered,
-                               "cases": results}, indent=2) + "\n")  # fmt: skip
+    write_results("where_document", {"rows": n, "dim": DIM, "unfiltered_search_ms": unfiltered,
+                                     "cases": results}, args.out)  # fmt: skip
+    return 0
 
-
-if __name__ == "__main__":
-    main()

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from shardvec.bench.query_data import default_data
-
 REPO = Path(__file__).resolve().parent.parent
 
 
 def shared_data_dir() -> Path:
     """$SHARDVEC_SHARED_DATA (the set or its parent), else ../shared/data/pypi-minilm-100k."""
-    return default_data()
+    env = os.environ.get("SHARDVEC_SHARED_DATA")
+    if env:
+        path = Path(env)
+        return path if (path / "base.npy").exists() else path / "pypi-minilm-100k"
+    return REPO.parent / "shared" / "data" / "pypi-minilm-100k"
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""bench/bench_process_model.py at tiny size: the three ways of serving the same shards run
-end to end and find exactly the same neighbours."""
+"""`shardvec bench process-model` at tiny size: the three ways of serving the same shards run
+end to end (the served ones as child processes of `python -m shardvec.bench`) and find
+exactly the same neighbours."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import math
 from pathlib import Path
 
 import numpy as np
+from click.testing import CliRunner
 
-from shardvec.bench import bench_process_model
+from shardvec.cluster.cli import cli
 
 
 def test_process_model_smoke(tmp_path: Path) -> None:
@@ -19,9 +21,10 @@ def test_process_model_smoke(tmp_path: Path) -> None:
     np.save(data / "base.npy", rng.standard_normal((2000, 32)).astype(np.float32))
     np.save(data / "queries.npy", rng.standard_normal((30, 32)).astype(np.float32))
     out = tmp_path / "pm.json"
-    argv = ["--data", str(data), "--rows", "2000", "--queries", "30", "--clients", "1,4",
-            "--seconds", "1", "--out", str(out)]  # fmt: skip
-    assert bench_process_model.main(argv) == 0
+    argv = ["bench", "process-model", "--data", str(data), "--rows", "2000", "--queries", "30",
+            "--clients", "1,4", "--seconds", "1", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 0, result.output
     r = json.loads(out.read_text())
     base = r["in_process"]
     assert 0.5 < base["recall"] <= 1.0 and base["p50_ms"] > 0

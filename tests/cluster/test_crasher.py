@@ -32,7 +32,7 @@ def test_crasher_loses_no_acknowledged_write(mode: str, seconds: float, interval
     if mode == "scale":
         # A change was started and ended under the kills. A second one starts only once the
         # first has ended, which 10 s on a loaded 2-core machine does not always allow (the
-        # 60 s drill in BENCHMARKS.md section 13 makes six).
+        # 60 s drill in BENCHMARKS.md section 6.2 makes six).
         assert rep.scales >= 1 and rep.layout_version >= 2, rep.errors
     if mode == "replica":
         assert rep.reads_failed == 0, rep.errors  # R=2 tolerates one dead replica per shard

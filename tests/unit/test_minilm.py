@@ -34,7 +34,7 @@ def _unit(a: np.ndarray) -> np.ndarray:
 
 def test_the_sample_texts_give_the_sample_vectors(model: minilm.MiniLM) -> None:
     """Sample texts embed to their stored vectors (float16 on disk). Every 4th of the 4000
-    rows, to keep the tier fast; bench/bench_embed.py embeds all 4000."""
+    rows, to keep the tier fast; `shardvec bench embed` embeds all 4000."""
     with (SAMPLE / "metadata.jsonl").open(encoding="utf-8") as f:
         texts = [json.loads(line)["text"] for line in f][::4]
     stored = _unit(np.load(SAMPLE / "vectors.npy"))[::4]

@@ -19,7 +19,7 @@ from shardvec.coordinator.api.service import VectorSearchService
 from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.embedding.pool import ray_pool
 from shardvec.coordinator.fronts.front import FrontPool
-from shardvec.coordinator.layout.push import LayoutPublisher
+from shardvec.coordinator.layout.push import FrontState, LayoutPublisher
 from shardvec.coordinator.metrics import CoordinatorMetrics
 from shardvec.coordinator.queries.batching import MicroBatcher
 from shardvec.coordinator.replicas.ray_control import alive_nodes, ray_controls
@@ -83,25 +83,23 @@ class Coordinator(LoopServer):
         log.info("coordinator serving on %s (pid %d)", address, os.getpid())
         self._ready.set_result(address)
 
-    def _front_state(self) -> dict[str, Any]:
-        """Everything a front needs: every published view, the fronts, the coordinator's
-        address and the scroll cursors' key (what a front's pull answers)."""
+    def _front_state(self) -> FrontState:
+        """Everything a front needs (what a front's pull answers)."""
         views = self.runtime.publisher.views() if self.runtime.publisher is not None else {}
-        return {
-            "views": views,
-            "fronts": self.fronts.listing() if self.fronts is not None else [],
-            "coordinator": self.address,
-            "cursor_secret": self.service.cursor_secret,
-        }
+        return FrontState(
+            views, self.fronts.listing() if self.fronts is not None else [], self.address,
+            self.service.cursor_secret,
+        )
 
     async def _cluster_info(self) -> Any:
         return cluster_info_response(
             self.fronts.listing() if self.fronts is not None else [], self.address, self.address
         )
 
-    def front_state(self) -> dict[str, Any]:
+    def front_state(self) -> FrontState:
         """A front's pull (coordinator/fronts/front.py): the state as published now."""
-        return dict(self._run(_state_of(self._front_state), timeout=30))
+        state: FrontState = self._run(_state_of(self._front_state), timeout=30)
+        return state
 
     def front_addresses(self) -> list[dict[str, str]]:
         """Every live front's address and node id."""

@@ -46,13 +46,14 @@ from shardvec.coordinator.api.server import LoopServer, cluster_info_response, s
 from shardvec.coordinator.api.service import WRITE_METHODS, ReadService
 from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.embedding.pool import EmbedderPool, RayEmbedder
-from shardvec.coordinator.layout.table import Layout
+from shardvec.coordinator.layout.push import CollectionView, FrontState, PushedReplica
 from shardvec.coordinator.metrics import CoordinatorMetrics
 from shardvec.coordinator.per_node import node_of, sync_per_node
 from shardvec.coordinator.queries.batching import MicroBatcher
 from shardvec.coordinator.queries.reads import CollectionReads, ShardTimer
 from shardvec.coordinator.replicas.replica_set import Replica, ReplicaSet, ReplicaState
 from shardvec.coordinator.replicas.shard_client import RemoteShard
+from shardvec.coordinator.test_hooks import PushGate
 from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
@@ -66,20 +67,22 @@ class PushedControl:
     """A front replica's control: the coordinator controls replicas, a front only reads; it
     knows what the last view said of the replica."""
 
-    def __init__(self, d: dict[str, Any], client: RemoteShard | None) -> None:
-        self._d = d
+    def __init__(self, pushed: PushedReplica, client: RemoteShard | None) -> None:
+        self._pushed = pushed
         self._client = client
 
     async def address(self) -> str:
-        if not self._d["address"]:
+        if not self._pushed.address:
             raise Unavailable("replica has no address in the pushed layout")
-        return str(self._d["address"])
+        return self._pushed.address
 
     def client(self, name: str, address: str) -> Any:
         return self._client
 
     async def describe(self) -> dict[str, Any]:
-        return {k: self._d[k] for k in ("applied_seq", "count", "pid", "node_id")}
+        p = self._pushed
+        return {"applied_seq": p.applied_seq, "count": p.count, "pid": p.pid,
+                "node_id": p.node_id}  # fmt: skip
 
     async def catch_up(self, peer: Any) -> int:
         raise FailedPrecondition("a query front does not control replicas")
@@ -138,15 +141,15 @@ class FrontRuntime:
         self.stream = stream
         self.on_shard_search = on_shard_search
         self.collections: dict[str, CollectionReads] = {}
-        self.views: dict[str, dict[str, Any]] = {}
+        self.views: dict[str, CollectionView] = {}
         self._clients: dict[str, RemoteShard] = {}
         self._closing: set[asyncio.Future[None]] = set()
 
     def epoch(self, name: str) -> int:
         view = self.views.get(name)
-        return int(view["epoch"]) if view else 0
+        return view.epoch if view else 0
 
-    def apply(self, name: str, view: dict[str, Any] | None) -> bool:
+    def apply(self, name: str, view: CollectionView | None) -> bool:
         """Take collection `name`'s view (None: dropped); an older one than held is ignored.
         Returns whether it was taken."""
         if view is None:
@@ -155,42 +158,39 @@ class FrontRuntime:
             self._linger()
             return True
         held = self.views.get(name)
-        if held is not None and held["uid"] == view["uid"] and held["epoch"] >= view["epoch"]:
+        if held is not None and held.uid == view.uid and held.epoch >= view.epoch:
             return False
         self.collections[name] = self._build(view)
         self.views[name] = view
         self._linger()
         return True
 
-    def replace_all(self, views: dict[str, dict[str, Any]]) -> None:
+    def replace_all(self, views: dict[str, CollectionView]) -> None:
         """Take a pull's views: every collection as published, the others dropped."""
         for name in [n for n in self.views if n not in views]:
             self.apply(name, None)
         for name, view in views.items():
             self.apply(name, view)
 
-    def _build(self, view: dict[str, Any]) -> CollectionReads:
-        spec = view["spec"]
-        epoch = int(view["epoch"])
+    def _build(self, view: CollectionView) -> CollectionReads:
+        spec = view.spec
         sets: list[ReplicaSet] = []
-        for shard, reps in enumerate(view["shards"]):
+        for shard, reps in enumerate(view.shards):
             replicas = []
-            for d in reps:
-                client = self._client(f"{spec.name}/shard-{shard}/replica-{d['index']}",
-                                      d["address"])  # fmt: skip
-                fenced = client.with_epoch(epoch) if client is not None else None
-                r = Replica(shard, int(d["index"]), PushedControl(d, fenced), spec.name)
+            for p in reps:
+                client = self._client(f"{spec.name}/shard-{shard}/replica-{p.index}", p.address)
+                fenced = client.with_epoch(view.epoch) if client is not None else None
+                r = Replica(shard, p.index, PushedControl(p, fenced), spec.name)
                 r.client = fenced
-                r.node_id, r.pid = str(d["node_id"]), int(d["pid"])
-                r.count, r.applied_seq = int(d["count"]), int(d["applied_seq"])
-                r.fault = str(d.get("fault", ""))
-                r.state = ReplicaState(d["state"]) if fenced is not None else ReplicaState.DEAD
+                r.node_id, r.pid, r.count, r.applied_seq = p.node_id, p.pid, p.count, p.applied_seq
+                r.fault = p.fault
+                r.state = p.state if fenced is not None else ReplicaState.DEAD
                 replicas.append(r)
             sets.append(FrontReplicaSet(shard, replicas, self.node_id))
-        col = CollectionReads(spec, sets, self.on_shard_search, Layout.from_json(view["layout"]))
-        # The coordinator's read rule (coordinator/queries/read_view.py): shards that may hold rows
-        # they do not own answer only for their own buckets.
-        col.publish_view(foreign=frozenset(view.get("foreign", ())))
+        col = CollectionReads(spec, sets, self.on_shard_search, view.layout)
+        # The coordinator's read rule (coordinator/queries/read_view.py): shards that may hold
+        # rows they do not own answer only for their own buckets.
+        col.publish_view(foreign=view.foreign)
         return col
 
     def _client(self, name: str, address: str) -> RemoteShard | None:
@@ -206,7 +206,7 @@ class FrontRuntime:
     def _linger(self) -> None:
         """Close, after CLIENT_LINGER_S (reads of the older view may still use them), the
         replica handles no view names any more."""
-        used = {d["address"] for v in self.views.values() for reps in v["shards"] for d in reps}
+        used = {a for v in self.views.values() for a in v.addresses()}
         for address in [a for a in self._clients if a not in used]:
             client = self._clients.pop(address)
 
@@ -229,7 +229,7 @@ class FrontRuntime:
         return sorted(self.collections)
 
     def uid(self, name: str) -> bytes:
-        return bytes(self.views[name]["uid"])
+        return self.views[name].uid
 
     async def close(self) -> None:
         for task in list(self._closing):
@@ -384,8 +384,7 @@ class Front(LoopServer):
         self.node_id = node_id
         self.pushes = 0  # views taken from pushes
         self.pulls = 0  # pulls after a stale read (or at start)
-        self.dropped = 0  # pushes dropped while `hold_pushes` (tests: a lost push)
-        self.held = False
+        self.gate = PushGate()  # a test hook: pushes dropped while held (coordinator/test_hooks.py)
         self._fronts: list[dict[str, str]] = []
         self._coordinator = ""
         self._secret: bytes | None = None
@@ -440,14 +439,13 @@ class Front(LoopServer):
     def pid(self) -> int:
         return os.getpid()
 
-    def load(self, state: dict[str, Any]) -> None:
+    def load(self, state: FrontState) -> None:
         """Take the whole published state (a new front, or the coordinator restarted)."""
         self._run(self._take_state(state))
 
-    def apply(self, name: str, view: dict[str, Any] | None, fronts: list[dict[str, str]]) -> bool:
+    def apply(self, name: str, view: CollectionView | None, fronts: list[dict[str, str]]) -> bool:
         """A push: collection `name`'s new view (None: dropped) and the fronts' listing."""
-        if self.held:
-            self.dropped += 1
+        if not self.gate.admits():
             return False
         self._fronts = fronts
 
@@ -459,8 +457,8 @@ class Front(LoopServer):
         return taken
 
     def hold_pushes(self, held: bool) -> None:
-        """Drop every push while `held` (how the tests lose a push on the way)."""
-        self.held = held
+        """A test hook (coordinator/test_hooks.py): drop every push while `held`."""
+        self.gate.held = held
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -469,7 +467,7 @@ class Front(LoopServer):
             "pid": os.getpid(),
             "pushes": self.pushes,
             "pulls": self.pulls,
-            "dropped": self.dropped,
+            "dropped": self.gate.dropped,
             "epochs": {n: self.runtime.epoch(n) for n in list(self.runtime.views)},
             "layouts": {
                 n: {"version": c.layout.version, "shards": len(c.shard_sets),
@@ -494,15 +492,15 @@ class Front(LoopServer):
 
     # On the front's loop.
 
-    async def _take_state(self, state: dict[str, Any]) -> None:
-        self._fronts = list(state["fronts"])
-        self._secret = bytes(state["cursor_secret"])
-        if state["coordinator"] != self._coordinator:
-            self._coordinator = str(state["coordinator"])
+    async def _take_state(self, state: FrontState) -> None:
+        self._fronts = list(state.fronts)
+        self._secret = state.cursor_secret
+        if state.coordinator != self._coordinator:
+            self._coordinator = state.coordinator
             if self._channel is not None:
                 await self._channel.close()
             self._channel = self._stub = None
-        self.runtime.replace_all(dict(state["views"]))
+        self.runtime.replace_all(dict(state.views))
 
     async def pull(self) -> None:
         """Ask the coordinator for every published view (after a stale read)."""
@@ -578,7 +576,7 @@ class FrontPool:
     """The coordinator's fronts: one per live node (a FrontSink for coordinator/layout_push)."""
 
     def __init__(
-        self, settings: CoordinatorSettings, state: Callable[[], dict[str, Any]]
+        self, settings: CoordinatorSettings, state: Callable[[], FrontState]
     ) -> None:
         self.settings = settings
         self.state = state
@@ -660,7 +658,7 @@ class FrontPool:
             key=lambda f: f["address"],
         )  # fmt: skip
 
-    async def push(self, name: str, view: dict[str, Any] | None) -> None:
+    async def push(self, name: str, view: CollectionView | None) -> None:
         fronts = self.listing()
         members = [m for m in self.members.values() if m.loaded]
         results = await asyncio.gather(

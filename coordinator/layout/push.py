@@ -30,8 +30,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from shardvec.contract.settings import CollectionSpec
+from shardvec.coordinator.layout.table import Layout
 from shardvec.coordinator.queries.reads import CollectionReads
 from shardvec.coordinator.replicas.replica_set import Replica, ReplicaState
 
@@ -47,11 +50,55 @@ def next_epoch(previous: int) -> int:
     return max(previous + 1, time.time_ns() // 1000)
 
 
+@dataclass(frozen=True)
+class PushedReplica:
+    """One replica as a view shows it to the fronts."""
+
+    index: int
+    address: str  # "" when it has none (not started)
+    node_id: str
+    state: ReplicaState
+    pid: int = 0
+    count: int = 0
+    applied_seq: int = 0
+    fault: str = ""
+
+
+@dataclass(frozen=True)
+class CollectionView:
+    """What a front needs of a collection to read it, under `epoch` (pushed through Ray)."""
+
+    spec: CollectionSpec
+    layout: Layout
+    foreign: frozenset[int]  # shards that answer only for their own buckets (read_view.py)
+    epoch: int
+    uid: bytes  # the registry's uid: a collection dropped and created again is another
+    shards: tuple[tuple[PushedReplica, ...], ...]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def addresses(self) -> set[str]:
+        return {r.address for reps in self.shards for r in reps if r.address}
+
+
+@dataclass(frozen=True)
+class FrontState:
+    """What a front's pull answers: every published view, the fronts, the coordinator's
+    address and the scroll cursors' key."""
+
+    views: dict[str, CollectionView]
+    fronts: list[dict[str, str]]
+    coordinator: str
+    cursor_secret: bytes
+
+
 def collection_view(
     col: CollectionReads, epoch: int, uid: bytes, fenced: set[int]
-) -> dict[str, Any]:
-    """What a front needs of a collection to read it, under `epoch`; the replicas whose ids
-    are in `fenced` (LIVE, but their epoch could not be set) are shown DEAD."""
+) -> CollectionView:
+    """Collection `col`'s view under `epoch`; the replicas whose ids are in `fenced` (LIVE, but
+    their epoch could not be set) are shown DEAD."""
     shards = []
     for rs in col.shard_sets:
         reps = []
@@ -59,34 +106,18 @@ def collection_view(
             state = r.state
             if state is ReplicaState.LIVE and id(r) in fenced:
                 state = ReplicaState.DEAD
-            reps.append(
-                {
-                    "index": r.index,
-                    "address": r.client.address if r.client is not None else "",
-                    "node_id": r.node_id,
-                    "state": state.value,
-                    "pid": r.pid,
-                    "count": r.count,
-                    "applied_seq": r.applied_seq,
-                    "fault": r.fault,
-                }
-            )
-        shards.append(reps)
-    return {
-        "name": col.spec.name,
-        "spec": col.spec,
-        "layout": col.layout.to_json(),
-        "foreign": sorted(col.foreign),  # answer only for their own buckets (read_view.py)
-        "epoch": epoch,
-        "uid": uid,
-        "shards": shards,
-    }
+            address = r.client.address if r.client is not None else ""
+            reps.append(PushedReplica(
+                r.index, address, r.node_id, state, r.pid, r.count, r.applied_seq, r.fault
+            ))  # fmt: skip
+        shards.append(tuple(reps))
+    return CollectionView(col.spec, col.layout, col.foreign, epoch, uid, tuple(shards))
 
 
 class FrontSink(Protocol):
     """Where views go: the fronts (coordinator/fronts/front.py FrontPool)."""
 
-    async def push(self, name: str, view: dict[str, Any] | None) -> None:
+    async def push(self, name: str, view: CollectionView | None) -> None:
         """Send collection `name`'s new view (None: dropped) to every front."""
         ...
 
@@ -106,7 +137,7 @@ class LayoutPublisher:
         self._uid = uid
         self.sink = sink
         self.epochs: dict[str, int] = {}
-        self.published: dict[str, dict[str, Any]] = {}
+        self.published: dict[str, CollectionView] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._pending: set[asyncio.Future[None]] = set()
 
@@ -154,7 +185,7 @@ class LayoutPublisher:
         if self.sink is not None:
             await self.sink.push(name, view)
 
-    def views(self) -> dict[str, dict[str, Any]]:
+    def views(self) -> dict[str, CollectionView]:
         return dict(self.published)
 
 

@@ -75,7 +75,7 @@ from shardvec.coordinator.paths import collection_dir
 from shardvec.coordinator.registry import CollectionDecisions, Registry
 from shardvec.coordinator.replicas.changes import ReplicaChanges
 from shardvec.coordinator.replicas.replica_set import ReplicaSet
-from shardvec.coordinator.writes.atomic import pause_point
+from shardvec.coordinator.test_hooks import pause_point
 
 
 class ReshardHost(Protocol):

@@ -34,10 +34,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Protocol
 
 from shardvec.contract.errors import (
@@ -51,17 +49,12 @@ from shardvec.contract.errors import (
 )
 from shardvec.contract.types import ShardWrite, WriteAck
 from shardvec.coordinator.replicas.replica_set import Replica, ReplicaSet
+from shardvec.coordinator.test_hooks import pause_point
 
 log = logging.getLogger(__name__)
 
 COMMIT_MIN_S = 10.0  # the least time a commit (or an abort) gets, whatever the caller's deadline
 ABORT_S = 5.0
-# Fault injection for the kill -9 tests (tests/cluster/test_atomic_kill.py), off unless set:
-# the path of an "arm" file; when it exists and holds a phase name ("staged": after phase 2,
-# "decided": after phase 3; coordinator/layout/resharding.py: "copied-step", "switched"), the next
-# batch (or layout change) reaching that phase renames it to <path>.reached and stops there, so a
-# test can kill the coordinator between the phases.
-PAUSE_ENV = "SHARDVEC_TEST_PAUSE_FILE"
 
 
 class Decisions(Protocol):
@@ -284,22 +277,6 @@ class AtomicWriter:
         if all_acked:
             self.decisions.confirm(seqs)
         return acks
-
-
-async def pause_point(phase: str) -> None:
-    """Stop this batch here for good when the test's arm file names `phase` (PAUSE_ENV)."""
-    path = os.environ.get(PAUSE_ENV)
-    if not path:
-        return
-    arm = Path(path)
-    try:
-        if arm.read_text().strip() != phase:
-            return
-        arm.rename(arm.parent / (arm.name + ".reached"))
-    except OSError:
-        return
-    log.warning("test pause: this batch stops after phase %r (%s)", phase, PAUSE_ENV)
-    await asyncio.Event().wait()
 
 
 async def _acquire(lock: asyncio.Lock, until: float | None, name: str) -> None:

@@ -1,7 +1,7 @@
 """kill -9 between the phases of an atomic write ("Hardening", issue 13: failed or interrupted
 operations leave partial data), on a real `shardvec up` server.
 
-A batch spanning both shards is stopped (coordinator/writes/atomic.py PAUSE_ENV) after it is staged
+A batch spanning both shards is stopped (coordinator/test_hooks.py PAUSE_ENV) after it is staged
 on every replica, or after its commit is recorded in the registry, and then killed with SIGKILL:
 the coordinator process alone (the replicas run on, holding the batch staged; Ray restarts the
 coordinator, which resolves them), or every process of the server (the replicas restart from

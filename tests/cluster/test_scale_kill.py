@@ -1,6 +1,6 @@
 """kill -9 during an online resharding (issue 15), on a real `shardvec up` server.
 
-A change is stopped (coordinator/writes/atomic.py PAUSE_ENV) after a copy step is recorded, or right
+A change is stopped (coordinator/test_hooks.py PAUSE_ENV) after a copy step is recorded, or right
 after the switch is recorded, and then processes are killed with SIGKILL: a target replica and
 then the coordinator (Ray restarts it, and the restart resumes the copy), or the whole server
 (the restart finishes the cleanup before it serves). Each time the collection ends in the new

@@ -138,7 +138,7 @@ def test_layout_changed_fences_the_live_replicas_before_the_push(tmp_path: Path)
     replica that left LIVE is cleared, and a LIVE one that cannot take the epoch is shown
     DEAD to the fronts (real shard servers on loopback, no Ray)."""
     from shardvec.contract.settings import CollectionSpec
-    from shardvec.coordinator.layout.push import LayoutPublisher
+    from shardvec.coordinator.layout.push import CollectionView, LayoutPublisher
     from shardvec.coordinator.queries.reads import CollectionReads
     from shardvec.coordinator.replicas.replica_set import ReplicaSet, ReplicaState
 
@@ -160,10 +160,10 @@ def test_layout_changed_fences_the_live_replicas_before_the_push(tmp_path: Path)
         servers[2].stop(0)  # LIVE in the coordinator's eyes, but it cannot take the epoch
         rs = ReplicaSet(0, replicas)
         col = CollectionReads(spec, [rs])
-        pushed: list[tuple[str, dict | None, dict[str, int]]] = []  # type: ignore[type-arg]
+        pushed: list[tuple[str, CollectionView | None, dict[str, int]]] = []
 
         class Sink:
-            async def push(self, name: str, view: dict | None) -> None:  # type: ignore[type-arg]
+            async def push(self, name: str, view: CollectionView | None) -> None:
                 live = {
                     r.name: int((await r.remote().info(5)).figures["epoch"])
                     for r in replicas[:2]
@@ -174,13 +174,14 @@ def test_layout_changed_fences_the_live_replicas_before_the_push(tmp_path: Path)
         await pub.layout_changed("pub")
         name, view, seen = pushed[0]
         assert view is not None and name == "pub"
-        epoch = view["epoch"]
+        epoch = view.epoch
         assert seen == {"pub/shard-0/replica-0": epoch, "pub/shard-0/replica-1": 0}  # both before
-        states = [d["state"] for d in view["shards"][0]]
+        states = [p.state.value for p in view.shards[0]]
         assert states == ["live", "dead", "dead"]  # r2 is kept from the fronts
         await pub.layout_changed("pub")
-        assert pushed[1][1]["epoch"] > epoch  # type: ignore[index]
-        assert pub.views()["pub"]["epoch"] == pushed[1][1]["epoch"]  # type: ignore[index]
+        latest = pushed[1][1]
+        assert latest is not None and latest.epoch > epoch
+        assert pub.views()["pub"].epoch == latest.epoch
         for r in replicas:
             await r.remote().close()
 

@@ -121,7 +121,7 @@ class _Sink:
     def __init__(self, front: _Front) -> None:
         self.front = front
 
-    async def push(self, name: str, view: dict[str, Any] | None) -> None:
+    async def push(self, name: str, view: layout_push.CollectionView | None) -> None:
         self.front.apply(name, view)
 
 

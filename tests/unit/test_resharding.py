@@ -19,7 +19,7 @@ from shardvec.coordinator.layout.resharding import plan_owners
 from shardvec.coordinator.layout.table import Layout
 from shardvec.coordinator.queries.reads import SearchParams
 from shardvec.coordinator.runtime import CoordinatorRuntime
-from shardvec.coordinator.writes.atomic import PAUSE_ENV
+from shardvec.coordinator.test_hooks import PAUSE_ENV
 from tests.inproc import LocalControls, rows_held, wait_for
 
 DIM = 8

@@ -58,7 +58,7 @@ class CoordinatorSettings:
     embedders_per_node: int = 1
     embedder_cpus: float = 0.0  # CPUs Ray reserves for each embedder actor
     embedder_threads: int = 1  # BLAS threads of each embedder
-    # Query fronts (coordinator/fronts/front.py): -1: none; 0: one per node on a free port
+    # Query fronts (coordinator/fronts/): -1: none; 0: one per node on a free port
     # (simulated nodes on one machine); > 0: one per node on this port (a real cluster).
     front_port: int = -1
     # Each front's Prometheus /metrics: -1: none; 0: a free port each; > 0: this port.

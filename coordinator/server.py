@@ -18,7 +18,7 @@ from shardvec.coordinator.api.server import LoopServer, cluster_info_response, s
 from shardvec.coordinator.api.service import VectorSearchService
 from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.embedding.pool import ray_pool
-from shardvec.coordinator.fronts.front import FrontPool
+from shardvec.coordinator.fronts.pool import FrontPool
 from shardvec.coordinator.layout.push import FrontState, LayoutPublisher
 from shardvec.coordinator.metrics import CoordinatorMetrics
 from shardvec.coordinator.queries.batching import MicroBatcher
@@ -97,7 +97,7 @@ class Coordinator(LoopServer):
         )
 
     def front_state(self) -> FrontState:
-        """A front's pull (coordinator/fronts/front.py): the state as published now."""
+        """A front's pull (coordinator/fronts/actor.py): the state as published now."""
         state: FrontState = self._run(_state_of(self._front_state), timeout=30)
         return state
 

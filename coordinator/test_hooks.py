@@ -9,7 +9,7 @@ names below, so a reader sees at once every place a test can stop or disturb the
   (coordinator/writes/atomic.py), "copied-step" and "switched"
   (coordinator/layout/resharding.py).
 - `PushGate`: a query front drops the layout pushes it is sent while a test holds the gate
-  (`Front.hold_pushes`, coordinator/fronts/front.py), to lose a push on the way.
+  (`Front.hold_pushes`, coordinator/fronts/actor.py), to lose a push on the way.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What the read calls of the public API need of a runtime (coordinator/api/service.py ReadService).
 
 The coordinator's `CoordinatorRuntime` and a query front's `FrontRuntime`
-(coordinator/fronts/front.py, the layout as the coordinator pushed it) both provide it, so one
+(coordinator/fronts/, the layout as the coordinator pushed it) both provide it, so one
 read code runs on both.
 """
 

@@ -96,7 +96,7 @@ T = TypeVar("T")
 class ReadService(pb_grpc.VectorSearchServicer):
     """The read calls of the public API (List, Describe, Get, Count, Search, Scroll,
     ClusterInfo) over a `ReadRuntime`: the coordinator's own runtime, or a query front's
-    pushed copy of the layout (coordinator/fronts/front.py). The same code answers on both."""
+    pushed copy of the layout (coordinator/fronts/). The same code answers on both."""
 
     def __init__(
         self,

@@ -1,6 +1,6 @@
 """The coordinator side of the query fronts: layout views, epoch fencing, the push.
 
-A query front (coordinator/fronts/front.py) answers reads from a copy of each collection's layout:
+A query front (coordinator/fronts/) answers reads from a copy of each collection's layout:
 the spec, the Layout (version and bucket owners), and per shard its replicas' addresses, node
 ids and states. That copy is a *view* (`collection_view`), versioned by the collection's
 layout *epoch*. `LayoutPublisher.layout_changed(name)` is the one hook every change of what a
@@ -115,7 +115,7 @@ def collection_view(
 
 
 class FrontSink(Protocol):
-    """Where views go: the fronts (coordinator/fronts/front.py FrontPool)."""
+    """Where views go: the fronts (coordinator/fronts/pool.py FrontPool)."""
 
     async def push(self, name: str, view: CollectionView | None) -> None:
         """Send collection `name`'s new view (None: dropped) to every front."""

@@ -1,7 +1,7 @@
 """A collection's reads: Get, Count and search fanned out over one read view and merged.
 
 `CollectionReads` is everything a read needs of a collection, and all a query front holds of
-one (coordinator/fronts/front.py): the spec, the shards' replica sets and the read views
+one (coordinator/fronts/): the spec, the shards' replica sets and the read views
 (coordinator/queries/read_view.py). The coordinator's `CollectionRuntime`
 (coordinator/collection.py) adds the write path on top.
 """

@@ -277,7 +277,7 @@ class ReplicaSet:
 
     def read_order(self, candidates: list[Replica]) -> list[Replica]:
         """The order a read tries the LIVE replicas in: round-robin (a query front puts the
-        ones on its own node first, coordinator/fronts/front.py)."""
+        ones on its own node first, coordinator/fronts/)."""
         start = self._rr % len(candidates)
         self._rr += 1
         return candidates[start:] + candidates[:start]

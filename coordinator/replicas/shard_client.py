@@ -21,7 +21,6 @@ from shardvec.contract.buckets import encode_buckets
 from shardvec.contract.convert import (
     changes_from_proto,
     count_request,
-    delete_request,
     get_request,
     get_result_from_proto,
     scroll_page_from_proto,
@@ -31,7 +30,6 @@ from shardvec.contract.convert import (
     shard_search_payload,
     snapshot_chunk_from_proto,
     stage_request,
-    upsert_request,
     write_ack_from_proto,
 )
 from shardvec.contract.errors import (
@@ -208,7 +206,7 @@ class RemoteShard:
 
     def with_epoch(self, epoch: int) -> RemoteShard:
         """This replica's handle for reads fenced by layout `epoch` (a query front's, see
-        coordinator/fronts/front.py): the same channel and stream, every read carrying the epoch."""
+        coordinator/fronts/): the same channel and stream, every read carrying the epoch."""
         view = copy.copy(self)
         view.epoch = epoch
         view._view = True
@@ -242,24 +240,6 @@ class RemoteShard:
         if code in REPLICA_FAULT:
             return ReplicaFault(f"{self.name} ({self.address}) failed: {code.name}: {details}")
         return error_for_status(code, f"{self.name}: {details}")
-
-    async def upsert(
-        self,
-        seq: int,
-        ids: Sequence[str],
-        vectors: np.ndarray,
-        metadata_json: Sequence[str],
-        timeout: float,
-        documents: Sequence[str] = (),
-    ) -> WriteAck:
-        req = upsert_request(seq, ids, vectors, metadata_json, documents)
-        return write_ack_from_proto(await self._call(self._stub.Upsert, req, timeout))
-
-    async def delete(
-        self, seq: int, ids: Sequence[str] | None, where: Filter | None, timeout: float
-    ) -> WriteAck:
-        req = delete_request(seq, ids, where)
-        return write_ack_from_proto(await self._call(self._stub.Delete, req, timeout))
 
     async def stage(self, seq: int, write: ShardWrite, timeout: float) -> int:
         req = stage_request(seq, write)

@@ -24,7 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from shardvec.cluster.bringup import ShardvecCluster, loopback_only
 from shardvec.cluster.cli import cli
 from shardvec.cluster.client import Client
-from shardvec.coordinator.fronts.front import FRONT_PREFIX
+from shardvec.coordinator.fronts.pool import FRONT_PREFIX
 from shardvec.coordinator.replicas.ray_control import NAMESPACE
 from shardvec.coordinator.replicas.shard_client import RemoteShard
 from shardvec.v1 import vector_search_pb2 as pb

@@ -15,12 +15,13 @@ from shardvec.cluster.fronts import RETRYABLE, FrontSelector
 from shardvec.contract.errors import StaleLayout
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.types import ShardSearch
-from shardvec.coordinator.fronts.front import prefer_local
+from shardvec.coordinator.fronts.runtime import prefer_local
 from shardvec.coordinator.layout.push import next_epoch
 from shardvec.coordinator.replicas.replica_set import Replica
 from shardvec.coordinator.replicas.shard_client import RemoteShard
 from shardvec.shard.engine import ShardEngine
 from shardvec.shard.server import ShardServer
+from tests import inproc
 
 DIM = 8
 
@@ -91,7 +92,7 @@ def test_epochs_grow_also_across_a_restart() -> None:
 def shard_server(tmp_path: Path):  # type: ignore[no-untyped-def]
     engine = ShardEngine(tmp_path / "e", IndexSettings(dim=DIM))
     vecs = np.random.default_rng(3).standard_normal((50, DIM)).astype(np.float32)
-    engine.upsert(1, [f"r{i}" for i in range(50)], vecs, [{"i": i} for i in range(50)])
+    inproc.write(engine, 1, [f"r{i}" for i in range(50)], vecs, [{"i": i} for i in range(50)])
     server = ShardServer(engine, token="t")
     try:
         yield server, vecs

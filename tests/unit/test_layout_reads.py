@@ -31,7 +31,7 @@ from shardvec.contract.keyword import Fusion
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.types import ShardUpdate
 from shardvec.coordinator.collection import CollectionRuntime
-from shardvec.coordinator.fronts.front import FrontRuntime
+from shardvec.coordinator.fronts.runtime import FrontRuntime
 from shardvec.coordinator.layout import push as layout_push
 from shardvec.coordinator.layout import resharding
 from shardvec.coordinator.layout.table import Layout
@@ -131,7 +131,7 @@ async def _set_epoch(replica: Any, epoch: int, timeout: float) -> None:
 
 async def _front_reads(*args: Any) -> None:
     """The reads through the front, retried on a stale layout as its service does
-    (coordinator/fronts/front.py FrontService._fenced)."""
+    (coordinator/fronts/service.py FrontService._fenced)."""
     rng, model, front, ref = args
     while True:
         try:

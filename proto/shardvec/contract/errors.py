@@ -45,7 +45,7 @@ class FailedPrecondition(ShardvecError):
 
 class StaleLayout(FailedPrecondition):
     """A front read a replica under a layout epoch the replica no longer holds (query fronts:
-    coordinator/fronts/front.py): the front pulls a fresh layout and retries within the deadline."""
+    coordinator/fronts/): the front pulls a fresh layout and retries within the deadline."""
 
 
 STALE_LAYOUT = "stale layout"  # how a StaleLayout's message starts on the wire

@@ -99,7 +99,7 @@ def _run(name: str, spec: Benchmark, args: list[str], *, help_only: bool = False
 def _add(name: str, spec: Benchmark) -> None:
     @bench.command(
         name,
-        help=f"{spec.summary} Options: shardvec bench {name} --help.",
+        help=spec.summary,
         short_help=spec.summary,
         add_help_option=False,
         context_settings={"ignore_unknown_options": True, "allow_extra_args": True},

@@ -36,8 +36,10 @@ import numpy as np
 import psutil
 
 from shardvec.bench.datasets import (
+    base_rows,
     brute_force_topk,
     default_data,
+    load_vectors,
     normalised,
 )
 from shardvec.bench.measure import recall_at_k
@@ -55,8 +57,6 @@ from shardvec.coordinator.queries.merge import merge_topk
 from shardvec.coordinator.queries.reads import per_shard_ef, per_shard_k
 from shardvec.v1 import shard_pb2, shard_pb2_grpc
 from shardvec.v1 import vector_search_pb2 as pb
-
-REPO = Path(__file__).resolve().parents[1]
 
 K = 10
 DEFAULT_EF = IndexSettings(dim=1).ef
@@ -88,10 +88,8 @@ def fit_log(ns: list[int], ts: list[float]) -> tuple[float, float]:
 def search_costs(args: argparse.Namespace) -> dict[str, Any]:
     """Grow one index through the sizes (HNSW inserts one by one, so an index grown to n is
     built as one built at n) and time searches at each size."""
-    base_all = np.load(args.data / "base.npy", mmap_mode="r")
-    sizes = sorted(s for s in args.sizes if s <= len(base_all))
-    base = normalised(base_all[: sizes[-1]])
-    queries = normalised(np.load(args.data / "queries.npy")[: args.queries])
+    sizes = sorted(s for s in args.sizes if s <= base_rows(args.data))
+    base, queries = (normalised(a) for a in load_vectors(args.data, sizes[-1], args.queries))
     efs = sorted({per_shard_ef(None, DEFAULT_EF, per_shard_k(K, s, False), s, False, False)
                   or DEFAULT_EF for s in (1, 2, 4, 8, 16)}, reverse=True)  # fmt: skip
     index = hnswlib.Index(space="cosine", dim=base.shape[1])
@@ -162,8 +160,7 @@ def serve(args: argparse.Namespace) -> None:
     from shardvec.shard.engine import ShardEngine
     from shardvec.shard.server import ShardServer
 
-    base = normalised(np.load(args.data / "base.npy", mmap_mode="r")[: args.serve_rows])
-    queries = normalised(np.load(args.data / "queries.npy")[:1000])
+    base, queries = (normalised(a) for a in load_vectors(args.data, args.serve_rows, 1000))
     with tempfile.TemporaryDirectory(prefix="bench-costs-") as tmp:
         engine = ShardEngine(Path(tmp), IndexSettings(dim=base.shape[1]), build_threads=2)
         ids = [str(i) for i in range(len(base))]
@@ -193,7 +190,7 @@ def rpc_costs(args: argparse.Namespace) -> dict[str, Any]:
         assert child.stdout is not None
         hello = json.loads(child.stdout.readline())
         server = psutil.Process(child.pid)
-        queries = normalised(np.load(args.data / "queries.npy")[:1000])
+        queries = normalised(load_vectors(args.data, 0, 1000)[1])
         dim = queries.shape[1]
 
         def request(nq: int) -> Any:

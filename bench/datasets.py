@@ -56,17 +56,42 @@ def brute_force_topk(
     return out
 
 
+def base_rows(data: Path) -> int:
+    """How many base rows the set at `data` holds (read from the file's header only)."""
+    return len(np.load(data / "base.npy", mmap_mode="r"))
+
+
+def load_vectors(
+    data: Path, n: int | None, n_queries: int
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """The first `n` base rows (all when None) and the first `n_queries` queries as contiguous
+    float32, as stored (not normalised: the engine and the cluster normalise for cosine)."""
+    base = np.load(data / "base.npy", mmap_mode="r")
+    queries = np.load(data / "queries.npy", mmap_mode="r")
+    return (np.ascontiguousarray(base[: len(base) if n is None else n], dtype=np.float32),
+            np.ascontiguousarray(queries[:n_queries], dtype=np.float32))  # fmt: skip
+
+
+def load_jsonl(path: Path, n: int | None = None) -> list[dict[str, Any]]:
+    """The first `n` records (all when None) of a JSON Lines file, e.g. base_texts.jsonl."""
+    rows: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if len(rows) == n:
+                break
+            rows.append(json.loads(line))
+    return rows
+
+
 def load_dataset(data: Path, n: int | None, n_queries: int, k: int) -> Dataset:
-    """The first `n` base rows (all when None) and the first `n_queries` queries.
+    """The first `n` base rows (all when None) and the first `n_queries` queries, normalised.
 
     The stored exact top-100 is used when every base row is kept; a subsample gets its ground
     truth by brute force in NumPy.
     """
-    base_all = np.load(data / "base.npy", mmap_mode="r")
-    rows = len(base_all) if n is None else min(n, len(base_all))
-    base = normalised(base_all[:rows])
-    queries = normalised(np.load(data / "queries.npy", mmap_mode="r")[:n_queries])
-    if rows == len(base_all) and (data / GT_FILE).exists():
+    raw_base, raw_queries = load_vectors(data, n, n_queries)
+    base, queries = normalised(raw_base), normalised(raw_queries)
+    if len(base) == base_rows(data) and (data / GT_FILE).exists():
         gt = np.asarray(np.load(data / GT_FILE)[: len(queries), :k], dtype=np.int64)
         return Dataset(base, queries, gt, GT_FILE)
     return Dataset(base, queries, brute_force_topk(base, queries, k), "numpy brute force")
@@ -84,13 +109,7 @@ def load_metadata(
     stand-ins with the same fields (month cycles over 10 values, so the filter keeps 10 %)."""
     path = data / "base_texts.jsonl"
     if path.exists():
-        rows: list[dict[str, Any]] = []
-        with path.open(encoding="utf-8") as f:
-            for line in f:
-                if len(rows) == n:
-                    break
-                rec = json.loads(line)
-                rows.append({key: rec[key] for key in fields if key in rec})
+        rows = [{key: rec[key] for key in fields if key in rec} for rec in load_jsonl(path, n)]
         if len(rows) < n:
             raise ValueError(f"{path} has {len(rows)} rows, the base {n}")
         return rows, "base_texts.jsonl"

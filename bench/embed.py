@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import tempfile
@@ -30,22 +29,19 @@ from typing import Any
 
 import numpy as np
 
+from shardvec.bench.datasets import normalised
 from shardvec.bench.results import write_results
 from shardvec.cluster.bringup import ShardvecCluster, connect_ray
 from shardvec.cluster.client import Client
+from shardvec.cluster.demo import load_sample
 from shardvec.coordinator.embedding.minilm import MiniLM
 from shardvec.coordinator.embedding.pool import EmbedderPool, RayEmbedder
 
-REPO = Path(__file__).resolve().parents[1]
-
-SAMPLE = REPO / "cluster" / "sample"
-
 
 def sample() -> tuple[list[str], np.ndarray]:
-    with (SAMPLE / "metadata.jsonl").open(encoding="utf-8") as f:
-        texts = [json.loads(line)["text"] for line in f]
-    vectors = np.load(SAMPLE / "vectors.npy").astype(np.float32)
-    return texts, vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    """The bundled sample's texts and their stored vectors, normalised."""
+    vectors, metas, _, _ = load_sample()
+    return [str(m["text"]) for m in metas], normalised(vectors)
 
 
 def plain_process(texts: list[str], stored: np.ndarray) -> dict[str, Any]:

@@ -32,14 +32,12 @@ import hnswlib
 import numpy as np
 import psutil
 
-from shardvec.bench.datasets import default_data
+from shardvec.bench.datasets import base_rows, default_data, load_jsonl, load_vectors
 from shardvec.bench.measure import recall_at_k
 from shardvec.bench.results import write_results
 from shardvec.contract.filters import Filter, parse_where
 from shardvec.contract.settings import IndexSettings
 from shardvec.shard.engine import ShardEngine
-
-REPO = Path(__file__).resolve().parents[1]
 
 K = 10
 CPU_SECONDS: dict[str, float] = {}
@@ -50,14 +48,9 @@ FILTERS: dict[str, dict[str, Any]] = {
 
 
 def load_base(data: Path, n: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    base = np.ascontiguousarray(np.load(data / "base.npy")[:n], dtype=np.float32)
-    metas: list[dict[str, Any]] = []
-    with open(data / "base_texts.jsonl", encoding="utf-8") as f:
-        for line in f:
-            if len(metas) == n:
-                break
-            row = json.loads(line)
-            metas.append({"year": row["year"], "popular": row["popular"]})
+    base, _ = load_vectors(data, n, 0)
+    metas = [{"year": r["year"], "popular": r["popular"]}
+             for r in load_jsonl(data / "base_texts.jsonl", n)]  # fmt: skip
     return base, metas
 
 
@@ -151,7 +144,7 @@ def ground_truth(
     data: Path, n: int, queries: np.ndarray, base: np.ndarray, mask: np.ndarray | None, name: str
 ) -> np.ndarray:
     """Shipped ground truth when the whole set is used, else exact NumPy top-k."""
-    if n == len(np.load(data / "base.npy", mmap_mode="r")):
+    if n == base_rows(data):
         files = {"none": "gt_cosine_top100.npy", "year_ge_2024": "gt_year_ge_2024_top100.npy",
                  "popular": "gt_popular_top100.npy"}  # fmt: skip
         shipped: np.ndarray = np.load(data / files[name])[: len(queries), :K]
@@ -173,7 +166,7 @@ def main_bench(args: argparse.Namespace) -> dict[str, Any]:
         print("building raw hnswlib ...", flush=True)
         raw_b = run_child("raw", args, work)
         base, metas = load_base(args.data, args.n)
-        queries = np.load(args.data / "queries.npy")[: args.queries].astype(np.float32)
+        _, queries = load_vectors(args.data, 0, args.queries)
         settings = _settings(args, base.shape[1])
 
         t0 = time.perf_counter()

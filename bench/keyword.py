@@ -30,34 +30,29 @@ from typing import Any
 
 import numpy as np
 
-from shardvec.bench.datasets import default_data
+from shardvec.bench.datasets import default_data, load_jsonl, load_vectors
 from shardvec.bench.measure import recall_at_k
 from shardvec.bench.results import write_results
 from shardvec.cluster.bringup import ShardvecCluster
 from shardvec.cluster.client import Client, Collection
+from shardvec.cluster.demo import load_sample
 from shardvec.shard.bm25 import QueryTokenizer
 
 LABELLED = Path(__file__).resolve().parent / "data" / "rare_token_queries.jsonl"
-SAMPLE = Path(__file__).resolve().parents[1] / "cluster" / "sample"
 K = 10
 
 
 def _load(data: Path, rows: int, n_queries: int) -> dict[str, Any]:
     if (data / "base_texts.jsonl").exists():
-        with open(data / "base_texts.jsonl") as f:
-            texts = [json.loads(line)["text"] for _, line in zip(range(rows), f, strict=False)]
-        with open(data / "query_texts.jsonl") as f:
-            qtexts = [json.loads(line)["text"] for line in f][:n_queries]
-        base = np.load(data / "base.npy", mmap_mode="r")[: len(texts)]
-        qvec = np.load(data / "queries.npy")[: len(qtexts)]
+        texts = [r["text"] for r in load_jsonl(data / "base_texts.jsonl", rows)]
+        qtexts = [r["text"] for r in load_jsonl(data / "query_texts.jsonl", n_queries)]
+        base, qvec = load_vectors(data, len(texts), len(qtexts))
         source = f"{data.name}, first {len(texts)} rows"
     else:
-        with open(SAMPLE / "metadata.jsonl") as f:
-            texts = [json.loads(line)["text"] for line in f][:rows]
-        with open(SAMPLE / "queries.jsonl") as f:
-            qtexts = [json.loads(line)["text"] for line in f][:n_queries]
-        base = np.load(SAMPLE / "vectors.npy")[: len(texts)]
-        qvec = np.load(SAMPLE / "queries.npy")[: len(qtexts)]
+        vectors, metas, queries, query_texts = load_sample()
+        texts = [str(m["text"]) for m in metas][:rows]
+        qtexts = query_texts[:n_queries]
+        base, qvec = vectors[: len(texts)], queries[: len(qtexts)]
         source = f"bundled sample, {len(texts)} rows"
     return {
         "texts": texts,

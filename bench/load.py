@@ -33,8 +33,6 @@ from shardvec.cluster.bringup import ShardvecCluster
 from shardvec.cluster.client import Client
 from shardvec.contract.errors import ShardvecError
 
-REPO = Path(__file__).resolve().parents[1]
-
 NAME = "load"
 
 

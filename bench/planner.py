@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from shardvec.bench.datasets import default_data, normalised
+from shardvec.bench.datasets import default_data, load_vectors, normalised
 from shardvec.bench.measure import recall_at_k
 from shardvec.bench.results import write_results
 from shardvec.contract.filters import parse_where
@@ -52,8 +52,8 @@ def run(
     sizes: list[int], n_queries: int, selectivities: list[int], out: Path | None
 ) -> dict[str, Any]:
     data = default_data()
-    base_all = np.load(data / "base.npy", mmap_mode="r")
-    queries = normalised(np.load(data / "queries.npy", mmap_mode="r")[:n_queries])
+    base_all, raw_queries = load_vectors(data, max(sizes), n_queries)
+    queries = normalised(raw_queries)
     rows: list[dict[str, Any]] = []
     for n in sizes:
         base = normalised(base_all[:n])

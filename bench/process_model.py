@@ -51,8 +51,6 @@ from shardvec.coordinator.layout.table import Layout
 from shardvec.coordinator.queries.merge import merge_topk
 from shardvec.coordinator.queries.reads import per_shard_ef, per_shard_k
 
-REPO = Path(__file__).resolve().parents[1]
-
 K = 10
 COLLECTION = "bench"
 

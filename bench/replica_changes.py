@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from shardvec.bench.datasets import default_data
+from shardvec.bench.datasets import default_data, load_vectors
 from shardvec.bench.measure import recall_at_k
 from shardvec.bench.results import write_results
 from shardvec.cluster.bringup import ShardvecCluster
@@ -48,8 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rng = np.random.default_rng(15)
     if (args.data / "base.npy").exists():
-        base = np.load(args.data / "base.npy")[: args.n].astype(np.float32)
-        queries = np.load(args.data / "queries.npy")[:100].astype(np.float32)
+        base, queries = load_vectors(args.data, args.n, 100)
         source = str(args.data.name)
     else:
         base = rng.standard_normal((args.n, 64)).astype(np.float32)

@@ -20,10 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import ray
 
-from shardvec.bench.datasets import default_data
+from shardvec.bench.datasets import default_data, load_vectors
 from shardvec.bench.results import write_results
 from shardvec.cluster.bringup import ShardvecCluster
 from shardvec.cluster.client import Client
@@ -60,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="JSON path (default bench/results/replicas.json)")
     args = ap.parse_args(argv)
 
-    base = np.load(args.data / "base.npy")[: args.n].astype(np.float32)
-    queries = np.load(args.data / "queries.npy")[:50].astype(np.float32)
+    base, queries = load_vectors(args.data, args.n, 50)
     result: dict[str, Any] = {"n": len(base), "shards": args.shards, "replicas": 2}
     with tempfile.TemporaryDirectory() as tmp, ShardvecCluster(
         {"data_dir": tmp, "port": 0}

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from shardvec.bench.datasets import default_data
+from shardvec.bench.datasets import default_data, load_vectors
 from shardvec.bench.results import write_results
 from shardvec.cluster.bringup import ShardvecCluster
 from shardvec.cluster.client import Client
@@ -40,8 +40,7 @@ POLL_S = 0.1  # how often the change's progress is polled (the switch is known t
 def _load(data: Path | None, n: int) -> tuple[np.ndarray, np.ndarray, str]:
     path = data or default_data()
     if (path / "base.npy").exists():
-        base = np.load(path / "base.npy", mmap_mode="r")[:n].astype(np.float32)
-        queries = np.load(path / "queries.npy")[:200].astype(np.float32)
+        base, queries = load_vectors(path, n, 200)
         return base, queries, str(path)
     vectors, _, queries, _ = load_sample()
     return vectors[:n], queries, "bundled sample"

@@ -36,25 +36,18 @@ from typing import Any
 
 import numpy as np
 
-from shardvec.bench.datasets import default_data
+from shardvec.bench.datasets import default_data, load_jsonl, load_vectors
 from shardvec.bench.results import write_results
 from shardvec.cluster.bringup import ShardvecCluster
 from shardvec.cluster.client import Client
 from shardvec.cluster.export import export_collection
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def load_rows(n: int, seed: int) -> tuple[np.ndarray, list[dict[str, Any]], str]:
     d = default_data()
     if (d / "base.npy").exists():
-        vecs = np.load(d / "base.npy", mmap_mode="r")[:n].astype(np.float32)
-        metas: list[dict[str, Any]] = []
-        with (d / "base_texts.jsonl").open(encoding="utf-8") as f:
-            for line in f:
-                if len(metas) == n:
-                    break
-                metas.append(json.loads(line))
+        vecs, _ = load_vectors(d, n, 0)
+        metas = load_jsonl(d / "base_texts.jsonl", n)
         return vecs, metas, f"shared set {d.name}, first {len(vecs)} rows"
     rng = np.random.default_rng(seed)
     vecs = rng.standard_normal((n, 384)).astype(np.float32)

@@ -39,7 +39,6 @@ from shardvec.contract.errors import (
     ShardvecError,
     StaleLayout,
     error_for_status,
-    is_stale_layout,
 )
 from shardvec.contract.filters import DocFilter, Filter
 from shardvec.contract.keyword import (
@@ -233,7 +232,7 @@ class RemoteShard:
     def _status_error(self, code: grpc.StatusCode, details: str) -> ShardvecError:
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return DeadlineExceeded(f"{self.name} ({self.address}) timed out")
-        if code == grpc.StatusCode.FAILED_PRECONDITION and is_stale_layout(details):
+        if code == StaleLayout.code:
             return StaleLayout(f"{self.name}: {details}")
         if code in REPLICA_DOWN:
             return ReplicaDown(f"{self.name} ({self.address}) is down: {details}")

@@ -43,17 +43,17 @@ class FailedPrecondition(ShardvecError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
-class StaleLayout(FailedPrecondition):
+class StaleLayout(ShardvecError):
     """A front read a replica under a layout epoch the replica no longer holds (query fronts:
-    coordinator/fronts/): the front pulls a fresh layout and retries within the deadline."""
+    coordinator/fronts/): the front pulls a fresh layout and retries within the deadline.
+
+    ABORTED, gRPC's code for a conflict a retry resolves, and the only error a replica answers
+    with it: the status alone says what happened, whatever the message."""
+
+    code = grpc.StatusCode.ABORTED
 
 
-STALE_LAYOUT = "stale layout"  # how a StaleLayout's message starts on the wire
-
-
-def is_stale_layout(message: str) -> bool:
-    """Whether a FAILED_PRECONDITION's message is a replica's epoch refusal."""
-    return STALE_LAYOUT in message
+STALE_LAYOUT = "stale layout"  # how a StaleLayout's message starts, for people reading logs
 
 
 class ResourceExhausted(ShardvecError):
@@ -118,6 +118,7 @@ _BY_CODE: dict[grpc.StatusCode, type[ShardvecError]] = {
         DataLoss,
         Unauthenticated,
         PermissionDenied,
+        StaleLayout,
     )
 }
 

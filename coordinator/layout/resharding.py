@@ -111,7 +111,7 @@ COPYING, CLEANUP, ABORTING = "copying", "cleanup", "aborting"
 
 
 @dataclass
-class Change:
+class LayoutChange:
     """The persisted state of one layout change (the registry's `changes` row, as JSON)."""
 
     phase: str
@@ -130,7 +130,7 @@ class Change:
         return json.dumps(dataclasses.asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> Change:
+    def from_json(cls, text: str) -> LayoutChange:
         return cls(**json.loads(text))
 
     def moving(self) -> np.ndarray:
@@ -174,7 +174,7 @@ def plan_owners(owners: np.ndarray, shards: int) -> np.ndarray:
 
 
 def copy_steps(
-    change: Change, rows_per_bucket: Callable[[int], float]
+    change: LayoutChange, rows_per_bucket: Callable[[int], float]
 ) -> list[tuple[int, int, int, int]]:
     """The (old owner, new owner, first bucket, end bucket) steps of the buckets still to copy:
     runs of consecutive buckets with one old and one new owner, about COPY_ROWS rows each."""
@@ -211,7 +211,7 @@ def runs(buckets: np.ndarray) -> list[tuple[int, int]]:
 class Resharder:
     """Runs one collection's shard-count change to its end (or its rollback)."""
 
-    def __init__(self, runtime: ReshardHost, col: CollectionRuntime, change: Change):
+    def __init__(self, runtime: ReshardHost, col: CollectionRuntime, change: LayoutChange):
         self.runtime = runtime
         self.col = col
         self.change = change
@@ -541,7 +541,7 @@ async def begin(
     name = col.spec.name
     old = col.layout.owners
     new = plan_owners(old, shards)
-    change = Change(
+    change = LayoutChange(
         phase=COPYING, old_owners=old.tolist(), new_owners=new.tolist(),
         from_shards=col.layout.shards, target_shards=shards, target_replicas=replicas,
     )
@@ -565,7 +565,7 @@ async def begin(
 
 
 async def open_targets(
-    runtime: ReshardHost, col: CollectionRuntime, change: Change, *, new: bool
+    runtime: ReshardHost, col: CollectionRuntime, change: LayoutChange, *, new: bool
 ) -> None:
     """Create (or reopen, after a restart) the shards a growing change adds."""
     if change.target_shards <= len(col.shard_sets):
@@ -585,7 +585,7 @@ async def open_targets(
 async def resume(runtime: ReshardHost, col: CollectionRuntime, text: str) -> Resharder:
     """After a restart: finish what a kill left (see the module docstring) before `col` is
     served; a copy goes on in the background."""
-    change = Change.from_json(text)
+    change = LayoutChange.from_json(text)
     resharder = Resharder(runtime, col, change)
     log.warning("%s: resuming its layout change (phase %s)", col.spec.name, change.phase)
     if change.phase == COPYING:

@@ -376,7 +376,7 @@ def test_an_abort_at_every_point_of_a_change_leaves_no_row_behind(
     deletes exactly the copies; no read in between sees a row twice or counts it twice."""
     monkeypatch.setattr(resharding, "COPY_ROWS", copy_rows)
     old = Layout.initial(before).owners
-    change = resharding.Change("copying", old.tolist(),
+    change = resharding.LayoutChange("copying", old.tolist(),
                                resharding.plan_owners(old, after).tolist(), before, after, 1)
     assert change.receivers(), f"{before} -> {after} no longer copies into a shard that is read"
     state: dict[str, Any] = {}

@@ -3,7 +3,7 @@
 Create: every shard streams a point-in-time copy of one LIVE replica (the read rule: one
 healthy replica, the next one on failure), all shards at once while writes carry on; the
 copies are checked against their shard manifests and packed into one archive
-(coordinator/snapshot_archive.py) that is streamed to the caller. Each shard's part holds
+(shardvec.contract.archive) that is streamed to the caller. Each shard's part holds
 exactly the writes that shard applied up to the seq recorded for it, so every write
 acknowledged before the snapshot started is in it.
 

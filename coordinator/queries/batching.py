@@ -10,20 +10,13 @@ Deadlines stay per caller: a merged batch runs under the latest deadline of the 
 waiting for it, and a caller whose own deadline passes first gets DEADLINE_EXCEEDED alone and
 leaves the batch, which carries on for the others. A batch every caller has left is not sent
 (or, once running, is cancelled); the rows of callers who left before it went out are not
-searched. (It used to run under the shortest deadline of its callers: a client searching with
-a 5 ms deadline made 945 searches of another client, each with a 10 s deadline, fail.)
+searched.
 
 Why completion, not a short timer: a batch costs one RPC per shard plus a merge whatever its
-size, and under load a batch takes longer than any sub-millisecond window. With a 0.5 ms
-window the pending batch left after 0.5 ms holding one query, the number of batches in flight
-grew without bound, and 32 concurrent clients got about one fan-out per query (2-core machine
-under background load, 4 shards: 148 QPS, 8.6 ms of CPU per query over all processes).
-Waiting for a running batch lets the batch size follow the load (windows of 0.05 s and 1 s:
-360 and 397 QPS, 4.2 and 3.9 ms of CPU per query; 4 batches in flight instead of 2: 198 QPS).
-One batch in flight per kind is the default: on the shared 100k set (4 shards, 32 clients)
-two in flight made batches of 2.4 queries on average and 529 QPS (p99 109 ms), one in flight
-batches of 8.1 and 782 to 860 QPS (p99 77 to 80 ms); 8 clients 328 -> 509 QPS, and a single
-client is unaffected (its call always finds nothing in flight).
+size, and under load a batch takes longer than any sub-millisecond window, so a timer leaves
+with batches of one query and the batches in flight grow without bound. Waiting for the
+running batch lets the batch size follow the load, and one batch in flight per kind makes the
+largest batches (the measurements behind both: docs/design-notes.md, "Micro-batching").
 `window_s` only bounds the wait behind a stalled batch (a replica failing over), so it sits
 well above a batch's service time.
 """

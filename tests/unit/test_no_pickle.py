@@ -1,5 +1,5 @@
 """Files: nothing on disk is loaded with pickle (or anything else that runs code), every data
-path comes from shard/paths.py, and a shard directory is only opened by its own collection.
+path comes from coordinator/paths.py, and a shard directory is only opened by its own collection.
 
 The first checks read the source with `ast`, so they hold for code paths no test runs.
 """
@@ -16,6 +16,7 @@ from shardvec.contract.errors import FailedPrecondition, InvalidArgument
 from shardvec.contract.settings import IndexSettings
 from shardvec.coordinator.paths import collection_dir, registry_path, replica_dir, snapshot_dir
 from shardvec.shard.engine import ShardEngine
+from tests import inproc
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("proto/shardvec/contract", "shard", "coordinator", "cluster", "bench")
@@ -158,7 +159,7 @@ def test_a_shard_directory_refuses_other_settings(
     rng = np.random.default_rng(3)
     vecs = rng.standard_normal((20, 8)).astype(np.float32)
     e = _engine(tmp_path / "r")
-    e.upsert(1, [f"v{i}" for i in range(20)], vecs, [{"i": i} for i in range(20)])
+    inproc.write(e, 1, [f"v{i}" for i in range(20)], vecs, [{"i": i} for i in range(20)])
     e.close()
     with pytest.raises(FailedPrecondition, match="created with other settings") as info:
         _engine(tmp_path / "r", **other)

@@ -59,3 +59,14 @@ def recall_at_k(found: list[list[str]], truth: np.ndarray, k: int) -> float:
     """Mean |found_j[:k] ∩ truth_j[:k]| / k with ids as strings of row numbers."""
     hits = [len(set(f[:k]) & {str(t) for t in truth[j, :k]}) for j, f in enumerate(found)]
     return float(np.mean(hits)) / k
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test` runs two workers), each of the Ray and cluster tiers
+    runs whole on one worker: the Ray tier shares one embedded cluster per package, and the
+    cluster tier's multi-node clusters and killed processes are sized for the machine's two
+    cores one at a time. Unit tests go to whichever worker is free."""
+    for item in items:
+        tier = item.path.parent.name
+        if tier in ("ray", "cluster"):
+            item.add_marker(pytest.mark.xdist_group(tier))

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from shardvec.contract.errors import ResourceExhausted
-from shardvec.contract.limits import API_KEY_HEADER
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.coordinator.api.service import VectorSearchService
 from shardvec.coordinator.config import CoordinatorSettings
@@ -22,6 +21,7 @@ from shardvec.coordinator.embedding.pool import EmbedderPool
 from shardvec.coordinator.queries.batching import MicroBatcher
 from shardvec.coordinator.runtime import CoordinatorRuntime
 from shardvec.v1 import vector_search_pb2 as pb
+from tests.fakes import FakeContext
 from tests.inproc import LocalControls
 
 CHUNK_S = 0.02  # one chunk's embedding time
@@ -103,16 +103,6 @@ def test_a_caller_that_leaves_takes_its_unsent_chunks_with_it() -> None:
     asyncio.run(main())
 
 
-class Context:
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-    def time_remaining(self) -> float:
-        return 30.0
-
-    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return ((API_KEY_HEADER, self.key),)
-
 
 def test_the_read_only_keys_texts_are_bounded(tmp_path: Path) -> None:
     async def main() -> None:
@@ -125,7 +115,7 @@ def test_the_read_only_keys_texts_are_bounded(tmp_path: Path) -> None:
         pool, made = _pool()
         svc = VectorSearchService(runtime, settings, MicroBatcher(window_s=0.0), embedders=pool)
         await runtime.create(CollectionSpec("t", IndexSettings(dim=DIM), embedding="minilm"))
-        ro, full = Context("ro"), Context("full")
+        ro, full = FakeContext(key="ro"), FakeContext(key="full")
 
         def search(n: int) -> pb.SearchRequest:
             return pb.SearchRequest(collection="t", query_texts=["q"] * n, k=1)

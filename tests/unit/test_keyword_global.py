@@ -28,6 +28,7 @@ from shardvec.coordinator.runtime import CoordinatorRuntime
 from shardvec.v1 import common_pb2
 from shardvec.v1 import vector_search_pb2 as pb
 from tests.conftest import shared_data_dir
+from tests.fakes import FakeContext
 from tests.inproc import LocalControls
 
 N_ROWS = 20_000  # a fifth of the set: 5k rows a shard
@@ -36,10 +37,6 @@ SHARDS = 4
 K = 10
 DIM = 4  # keyword search reads no vectors; small ones keep the load fast
 
-
-class Context:
-    def time_remaining(self) -> float:
-        return 120.0
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +57,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     )
 
     def call(method: str, request: Any) -> Any:
-        return loop.run_until_complete(getattr(service, method)(request, Context()))
+        return loop.run_until_complete(getattr(service, method)(request, FakeContext(120.0)))
 
     call("CreateCollection", pb.CreateCollectionRequest(
         name="kw", dimension=DIM, metric=common_pb2.COSINE, shards=SHARDS

@@ -21,16 +21,13 @@ from shardvec.coordinator.queries.batching import MicroBatcher
 from shardvec.coordinator.runtime import CoordinatorRuntime
 from shardvec.v1 import common_pb2
 from shardvec.v1 import vector_search_pb2 as pb
+from tests.fakes import FakeContext
 from tests.inproc import LocalControls
 
 DIM = 8
 N = 240
 WORDS = ["kafka", "postgres", "python", "rust", "json", "http"]
 
-
-class Context:
-    def time_remaining(self) -> float:
-        return 30.0
 
 
 class Service:
@@ -42,7 +39,7 @@ class Service:
         )
 
     def call(self, method: str, request: Any) -> Any:
-        return self.loop.run_until_complete(getattr(self.service, method)(request, Context()))
+        return self.loop.run_until_complete(getattr(self.service, method)(request, FakeContext()))
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +198,7 @@ def test_a_restored_snapshot_searches_by_keyword(svc: tuple[Service, np.ndarray]
 
     async def roundtrip() -> Any:
         chunks = [c async for c in s.service.CreateSnapshot(
-            pb.CreateSnapshotRequest(collection="stem"), Context()
+            pb.CreateSnapshotRequest(collection="stem"), FakeContext()
         )]  # fmt: skip
         chunks[0].restore_as, chunks[0].shards = "stem_copy", 3
 
@@ -209,7 +206,7 @@ def test_a_restored_snapshot_searches_by_keyword(svc: tuple[Service, np.ndarray]
             for c in chunks:
                 yield c
 
-        return await s.service.RestoreSnapshot(feed(), Context())
+        return await s.service.RestoreSnapshot(feed(), FakeContext())
 
     info = s.loop.run_until_complete(roundtrip())
     assert info.text_tokenizer == "porter" and info.shards == 3

@@ -15,15 +15,8 @@ from shardvec.coordinator.api.service import VectorSearchService
 from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.queries.batching import MicroBatcher
 from shardvec.v1 import vector_search_pb2 as pb
+from tests.fakes import FakeContext
 from tests.inproc import LocalControls
-
-
-class _Context:
-    def time_remaining(self) -> float:
-        return 30.0
-
-    def invocation_metadata(self) -> tuple[()]:
-        return ()
 
 
 def test_listed_collections_carry_their_counts_and_replica_states(tmp_path: Path) -> None:
@@ -39,7 +32,7 @@ def test_listed_collections_carry_their_counts_and_replica_states(tmp_path: Path
         await runtime.create(CollectionSpec("b", IndexSettings(dim=4)))
         vecs = np.random.default_rng(1).standard_normal((300, 4)).astype(np.float32)
         await a.upsert([f"r{i}" for i in range(300)], vecs, [], time.monotonic() + 30)
-        listed = await svc.ListCollections(pb.ListCollectionsRequest(), _Context())
+        listed = await svc.ListCollections(pb.ListCollectionsRequest(), FakeContext())
         by_name = {c.name: c for c in listed.collections}
         assert by_name["a"].count == 300 and by_name["b"].count == 0
         assert len(by_name["a"].replica_states) == 4

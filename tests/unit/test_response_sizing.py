@@ -19,6 +19,7 @@ from shardvec.coordinator.api.sizing import check_get_response, check_search_res
 from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.queries.batching import MicroBatcher
 from shardvec.v1 import vector_search_pb2 as pb
+from tests.fakes import FakeContext
 
 DIM = 4
 
@@ -69,10 +70,6 @@ class _Runtime:
         return self.col
 
 
-class _Context:
-    def time_remaining(self) -> float:
-        return 30.0
-
 
 def _service(meta_bytes: int, limit: int) -> VectorSearchService:
     settings = CoordinatorSettings(data_dir="/nonexistent", max_message_bytes=limit)
@@ -96,8 +93,8 @@ def test_search_with_metadata_past_the_limit_is_refused_before_it_is_built() -> 
     # 64 queries x k=10 x ~2 KB of metadata is ~1.3 MB of response for a 1 KB request.
     svc = _service(meta_bytes=2048, limit=1 << 20)
     with pytest.raises(ResourceExhausted, match="max_message_bytes"):
-        asyncio.run(svc.Search(_search(64, 10), _Context()))
-    resp = asyncio.run(svc.Search(_search(16, 10), _Context()))  # ~330 KB: served
+        asyncio.run(svc.Search(_search(64, 10), FakeContext()))
+    resp = asyncio.run(svc.Search(_search(16, 10), FakeContext()))  # ~330 KB: served
     assert len(resp.results) == 16 and len(resp.results[0].metadata_json) == 10
 
 
@@ -106,17 +103,17 @@ def test_get_with_metadata_past_the_limit_is_refused() -> None:
     req = pb.GetRequest(collection="c", ids=[f"row-{i}" for i in range(400)])
     req.include.metadata = True
     with pytest.raises(ResourceExhausted, match="max_message_bytes"):
-        asyncio.run(svc.Get(req, _Context()))
+        asyncio.run(svc.Get(req, FakeContext()))
     req = pb.GetRequest(collection="c", ids=[f"row-{i}" for i in range(100)])
     req.include.metadata = True
-    assert len(asyncio.run(svc.Get(req, _Context())).metadata_json) == 100
+    assert len(asyncio.run(svc.Get(req, FakeContext())).metadata_json) == 100
 
 
 @pytest.mark.parametrize("meta_bytes", [0, 10, 300, 70_000])
 @pytest.mark.parametrize("vectors", [False, True])
 def test_the_size_counted_bounds_protobufs_own(meta_bytes: int, vectors: bool) -> None:
     svc = _service(meta_bytes=meta_bytes, limit=64 << 20)  # the cap: no limit here
-    resp = asyncio.run(svc.Search(_search(7, 13, vectors), _Context()))
+    resp = asyncio.run(svc.Search(_search(7, 13, vectors), FakeContext()))
     hits = asyncio.run(
         svc.runtime.get("c").search(  # type: ignore[attr-defined]
             np.ones((7, DIM), np.float32),
@@ -129,6 +126,6 @@ def test_the_size_counted_bounds_protobufs_own(meta_bytes: int, vectors: bool) -
     greq = pb.GetRequest(collection="c", ids=[f"row-{i}" for i in range(9)])
     greq.include.metadata = True
     greq.include.vectors = vectors
-    gresp = asyncio.run(svc.Get(greq, _Context()))
+    gresp = asyncio.run(svc.Get(greq, FakeContext()))
     counted = check_get_response(list(gresp.ids), list(gresp.metadata_json), DIM, vectors, 1 << 30)
     assert gresp.ByteSize() <= counted <= gresp.ByteSize() * 1.05 + 64

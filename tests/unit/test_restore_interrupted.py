@@ -34,6 +34,7 @@ from shardvec.coordinator.registry import Registry
 from shardvec.coordinator.runtime import CoordinatorRuntime
 from shardvec.coordinator.snapshots import create_archive, restore_archive
 from shardvec.v1 import vector_search_pb2 as pb
+from tests.fakes import FakeContext
 from tests.inproc import LocalControls
 
 DIM = 8
@@ -41,10 +42,6 @@ ROWS = 400
 BATCH = 50
 HOLD_AFTER = 3  # batches in before the restore is held
 
-
-class Context:
-    def time_remaining(self) -> float:
-        return 30.0
 
 
 def _deadline() -> float:
@@ -153,7 +150,7 @@ def test_a_restore_cut_short_by_a_crash_is_dropped_at_the_next_start(
 
 async def _refused(svc: VectorSearchService, rt: CoordinatorRuntime) -> None:
     """Every data call on the held restore's collection is refused; nothing changes."""
-    ctx = Context()
+    ctx = FakeContext()
     q = pb.SearchRequest(collection="dst", k=3)
     q.queries.dim, q.queries.packed = DIM, np.ones((1, DIM), dtype="<f4").tobytes()
     up = pb.UpsertRequest(collection="dst", ids=["x"])
@@ -190,7 +187,7 @@ def test_a_restoring_collection_is_not_served_until_every_row_is_in(
         svc = VectorSearchService(
             rt, CoordinatorSettings(data_dir=str(tmp_path)), MicroBatcher()
         )
-        ctx = Context()
+        ctx = FakeContext()
         held, release = _hold_upserts(monkeypatch)
         restore = _start_restore(rt, archive)
         await asyncio.wait_for(held.wait(), 30)

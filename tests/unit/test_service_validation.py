@@ -29,15 +29,12 @@ from shardvec.coordinator.queries.batching import MicroBatcher
 from shardvec.coordinator.runtime import CoordinatorRuntime
 from shardvec.v1 import common_pb2
 from shardvec.v1 import vector_search_pb2 as pb
+from tests.fakes import FakeContext
 from tests.inproc import LocalControls
 
 DIM = 8
 N_ROWS = 60
 
-
-class Context:
-    def time_remaining(self) -> float:
-        return 30.0
 
 
 def _upsert(ids: list[str], vectors: Any, metas: list[str] | None = None, dim: int = DIM) -> Any:
@@ -61,7 +58,7 @@ def _cond(field: str, op: int, value_json: str) -> common_pb2.Filter:
 
 
 Case = Callable[[VectorSearchService], Awaitable[Any]]
-ctx = Context()
+ctx = FakeContext()
 ones = np.ones((1, DIM), dtype=np.float32)
 CASES: dict[str, tuple[type[ShardvecError], str, Case]] = {
     "wrong dimension": (

@@ -26,6 +26,7 @@ from shardvec.coordinator.queries.batching import MicroBatcher
 from shardvec.coordinator.registry import Registry
 from shardvec.coordinator.runtime import CoordinatorRuntime
 from shardvec.v1 import vector_search_pb2 as pb
+from tests.fakes import FakeContext
 from tests.inproc import LocalControls
 
 DOCS = [
@@ -37,12 +38,8 @@ DOCS = [
 ]
 
 
-class Context:
-    def time_remaining(self) -> float:
-        return 60.0
 
-
-CTX = Context()
+CTX = FakeContext(60.0)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -79,6 +79,11 @@ class WriteCombiner:
             self._task = asyncio.ensure_future(self._drain())
         return await fut
 
+    @property
+    def queued(self) -> int:
+        """Writes waiting for the one in flight (they go out together when it returns)."""
+        return len(self._pending)
+
     def _fits(self, rows: dict[int, int], size: dict[int, int], nxt: _Pending) -> bool:
         for s, w in nxt.writes.items():
             if rows.get(s, 0) + w.rows > self.max_rows:

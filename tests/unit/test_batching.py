@@ -11,6 +11,7 @@ import pytest
 
 from shardvec.contract.errors import DeadlineExceeded
 from shardvec.coordinator.queries.batching import MicroBatcher
+from tests.inproc import wait_for
 
 
 class Runner:
@@ -63,7 +64,7 @@ def test_calls_behind_a_running_batch_go_out_together_when_it_finishes() -> None
         first = asyncio.ensure_future(_submit(b, run, 0.0))
         await asyncio.sleep(0)
         rest = [asyncio.ensure_future(_submit(b, run, float(i))) for i in range(1, 11)]
-        await asyncio.sleep(0.05)
+        await wait_for(lambda: "k" in b._pending and b._pending["k"].size == 10)
         assert len(run.batches) == 1  # the ten wait behind the running batch
         gate.set()
         results = await asyncio.gather(first, *rest)
@@ -194,8 +195,8 @@ def test_a_batch_whose_callers_all_left_is_dropped_or_cancelled() -> None:
 
         results = await asyncio.gather(*(call(float(i)) for i in range(5)), return_exceptions=True)
         assert all(isinstance(r, DeadlineExceeded) for r in results), results
-        await asyncio.sleep(0.05)
+        await wait_for(lambda: not b._tasks)  # every batch ended: cancelled, not run out
         assert run.cancelled == len(run.batches) >= 1  # no batch ran on for nobody
-        assert b._tasks == set() and b._in_flight == {}
+        assert b._in_flight == {}
 
     asyncio.run(main())

@@ -15,6 +15,7 @@ import pytest
 from shardvec.contract.errors import InvalidArgument, ReplicaDown
 from shardvec.contract.types import ShardWrite
 from shardvec.coordinator.writes.group_commit import WriteCombiner
+from tests.inproc import wait_for
 
 
 class Shard:
@@ -74,7 +75,7 @@ async def _one_write_in_flight(
     c = WriteCombiner(shard.send, **kwargs)
     d = time.monotonic() + 10
     head = asyncio.ensure_future(up(c, *rows(["h"], 0), [], d))
-    await asyncio.sleep(0.01)
+    await wait_for(lambda: len(shard.writes) == 1)
     return gate, shard, c, d, head
 
 
@@ -85,13 +86,12 @@ def test_idle_shard_writes_at_once_and_waiting_upserts_share_one_write() -> None
         c = WriteCombiner(shard.send)
         deadline = time.monotonic() + 10
         first = asyncio.ensure_future(up(c, *rows(["a"], 1), ['{"n": 1}'], deadline))
-        await asyncio.sleep(0.01)
-        assert len(shard.writes) == 1  # went out without waiting
+        await wait_for(lambda: len(shard.writes) == 1)  # went out without waiting
         later = [
             asyncio.ensure_future(up(c, *rows([f"b{i}", "x"], 10 + i), [], deadline))
             for i in range(5)
         ]
-        await asyncio.sleep(0.01)
+        await wait_for(lambda: c.queued == 5)
         assert len(shard.writes) == 1 and not any(t.done() for t in later)
         gate.set()
         await asyncio.gather(first, *later)
@@ -113,7 +113,7 @@ def test_metadata_of_mixed_callers_lines_up_with_their_rows() -> None:
             asyncio.ensure_future(up(c, *rows(["r"], 2), [], d)),
             asyncio.ensure_future(up(c, *rows(["p"], 3), ['{"p": 2}'], d)),
         ]
-        await asyncio.sleep(0.01)
+        await wait_for(lambda: c.queued == 3)
         gate.set()
         await asyncio.gather(head, *tasks)
         ids, _, metas = shard.writes[1]
@@ -129,7 +129,7 @@ def test_a_rejected_group_is_retried_caller_by_caller() -> None:
         good1 = asyncio.ensure_future(up(c, *rows(["g1"], 1), [], d))
         bad = asyncio.ensure_future(up(c, *rows(["bad"], 2), [], d))
         good2 = asyncio.ensure_future(up(c, *rows(["g2"], 3), [], d))
-        await asyncio.sleep(0.01)
+        await wait_for(lambda: c.queued == 3)
         gate.set()
         await asyncio.gather(head, good1, good2)
         with pytest.raises(InvalidArgument, match="bad id"):
@@ -163,7 +163,7 @@ def test_groups_respect_the_row_cap() -> None:
         tasks = [
             asyncio.ensure_future(up(c, *rows([f"{i}a", f"{i}b"], i), [], d)) for i in range(5)
         ]
-        await asyncio.sleep(0.01)
+        await wait_for(lambda: c.queued == 5)
         gate.set()
         await asyncio.gather(head, *tasks)
         assert [len(w[0]) for w in shard.writes] == [1, 4, 4, 2]
@@ -178,7 +178,7 @@ def test_a_delete_goes_alone_in_its_place_between_upsert_groups() -> None:
         gone = asyncio.ensure_future(c.write({0: ShardWrite(delete_ids=["x"])}, d))
         b = asyncio.ensure_future(up(c, *rows(["y"], 2), [], d))
         b2 = asyncio.ensure_future(up(c, *rows(["z"], 3), [], d))
-        await asyncio.sleep(0.01)
+        await wait_for(lambda: c.queued == 4)
         gate.set()
         await asyncio.gather(head, a, b, b2)
         assert await gone == {0: 1}

@@ -22,7 +22,7 @@ from shardvec.coordinator.queries.batching import MicroBatcher
 from shardvec.coordinator.runtime import CoordinatorRuntime
 from shardvec.v1 import vector_search_pb2 as pb
 from tests.fakes import FakeContext
-from tests.inproc import LocalControls
+from tests.inproc import LocalControls, wait_for
 
 CHUNK_S = 0.02  # one chunk's embedding time
 DIM = 384  # minilm's
@@ -66,9 +66,9 @@ def _pool() -> tuple[EmbedderPool, list[SlowEmbedder]]:
 
 def test_one_text_waits_behind_no_other_callers_ten_thousand() -> None:
     async def main() -> None:
-        pool, _made = _pool()
+        pool, made = _pool()
         big = asyncio.ensure_future(pool.embed("minilm", ["t"] * 10_000, time.monotonic() + 60))
-        await asyncio.sleep(5 * CHUNK_S)  # the big call is running
+        await wait_for(lambda: bool(made) and made[0].calls >= 2)  # the big call is running
         start = time.monotonic()
         got = await pool.embed("minilm", ["one"], time.monotonic() + 10)
         took = time.monotonic() - start
@@ -85,14 +85,15 @@ def test_a_caller_that_leaves_takes_its_unsent_chunks_with_it() -> None:
         pool, made = _pool()
         with pytest.raises(Exception):  # noqa: B017 - the deadline's error, whichever layer
             await pool.embed("minilm", ["t"] * 10_000, time.monotonic() + 10 * CHUNK_S)
+        sent_before = made[0].calls
         cancelled = asyncio.ensure_future(
             pool.embed("minilm", ["t"] * 10_000, time.monotonic() + 60)
         )
-        await asyncio.sleep(5 * CHUNK_S)
+        await wait_for(lambda: made[0].calls >= sent_before + 2)  # it is being embedded
         cancelled.cancel()
         await asyncio.gather(cancelled, return_exceptions=True)
         sent = made[0].calls
-        await asyncio.sleep(20 * CHUNK_S)
+        await asyncio.sleep(20 * CHUNK_S)  # time for chunks that should not go out to go out
         assert made[0].calls <= sent + 1  # at most the chunk that was running
         assert made[0].texts < 1000  # of 20,000 asked
         assert pool.dropped > 1000  # chunks never sent

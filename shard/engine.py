@@ -20,9 +20,9 @@ index together with the slot table and columns, so a search sees one consistent 
 searches run alongside each other; a writer takes it (for writing in `_apply`, for reading in
 a checkpoint) only while holding `_write_mutex`, and a reader never takes `_write_mutex`.
 
-Validation: the public `upsert`, `delete`, `get`, `count` and `search` check every argument
-(benchmarks and tests call them directly), then call their `*_trusted` twin, which checks
-nothing and is what the shard service calls: its caller, the coordinator, validated at its edge.
+Validation is not the engine's: every call takes a request checked where it was built (the
+coordinator's edge for the shard service's requests, shardvec.contract.shard_requests for the
+in-process replica's and tests'), and the engine has one method per call.
 """
 
 from __future__ import annotations
@@ -31,31 +31,24 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from shardvec.contract.buckets import NUM_BUCKETS
-from shardvec.contract.errors import DataLoss, FailedPrecondition, InvalidArgument, ShardvecError
+from shardvec.contract.errors import DataLoss, FailedPrecondition, ShardvecError
 from shardvec.contract.filters import (
     DocFilter,
     Filter,
-    validate_filter,
-    validate_where_document,
 )
 from shardvec.contract.limits import (
     DEFAULT_BUILD_THREADS,
     DEFAULT_CHECKPOINT_ROWS,
     DEFAULT_SEARCH_THREADS,
-    MAX_DOCUMENT_BYTES,
-    MAX_EF,
-    MAX_K,
-    MAX_METADATA_BYTES,
 )
 from shardvec.contract.settings import IndexSettings
+from shardvec.contract.shard_requests import RowBatch
 from shardvec.contract.store_copy import INDEX_FILE, MANIFEST_FILE, STORE_FILE
 from shardvec.contract.types import (
     Change,
@@ -69,23 +62,19 @@ from shardvec.contract.types import (
 )
 from shardvec.contract.validation import (
     check_int,
-    validate_documents,
-    validate_ids,
-    validate_metadatas,
-    validate_vectors,
 )
 from shardvec.shard import catchup, keyword_search, reads, staging
 from shardvec.shard.bm25 import PostingCache, QueryTokenizer
 from shardvec.shard.checkpoint import write_checkpoint
 from shardvec.shard.columns import MetadataColumns
 from shardvec.shard.index import HnswIndex
-from shardvec.shard.planner import PlannerSettings, SearchPlanner, check_threshold
+from shardvec.shard.planner import PlannerSettings, SearchPlanner
 from shardvec.shard.recovery import recover
 from shardvec.shard.rowdata import RowData
 from shardvec.shard.slots import SlotPlan, SlotTable
 from shardvec.shard.staged_batch import Staged, Updated, load_staged
 from shardvec.shard.staging import UpdatePlan
-from shardvec.shard.store import Store, encode_metadata, encode_vectors
+from shardvec.shard.store import Store
 
 INFO_LOCK_S = 0.05  # info() waits this long for the index lock, then gives older sizes
 
@@ -261,143 +250,31 @@ class ShardEngine:
         self,
         seq: int,
         ids: Sequence[str],
-        vectors: np.ndarray,
+        vectors: npt.NDArray[np.float32],
         metadatas: Sequence[Mapping[str, Any]] | None = None,
         documents: Sequence[str | None] | None = None,
     ) -> bool:
-        """Insert or replace rows atomically as batch `seq`; False when `seq` was applied.
-        `documents`: one text per row (None or "": none), or None for no documents."""
-        self._check_usable()
-        seq = check_int("seq", seq, 1, 2**63 - 1)
-        ids = validate_ids(ids)
-        vecs = validate_vectors(vectors, self.settings.dim, self.settings.metric)
-        if len(vecs) != len(ids):
-            raise InvalidArgument(
-                f"vectors: expected {len(ids)} rows (one per id), got {len(vecs)}"
-            )
-        mds = validate_metadatas(metadatas if metadatas is not None else [], len(ids))
-        docs = validate_documents(documents if documents is not None else [], len(ids))
-        return self.upsert_trusted(seq, ids, vecs, mds, docs)
-
-    def upsert_trusted(
-        self,
-        seq: int,
-        ids: Sequence[str],
-        vectors: npt.NDArray[np.float32],
-        metadatas: Sequence[Mapping[str, Any]],
-        documents: Sequence[str | None] = (),
-    ) -> bool:
-        """`upsert` without its argument checks: distinct valid ids, (n, dim) float32 vectors,
-        one plain metadata object per id and one document per id (or none) are the caller's
-        guarantee."""
-        self._check_usable()
-        vecs = np.ascontiguousarray(vectors, dtype=np.float32)
-        blobs = encode_vectors(vecs)
-        texts = encode_metadata(metadatas)
-        docs = [d or None for d in documents] if documents else [None] * len(ids)
-        with self._write_mutex:
-            self._check_usable()
-            if seq <= self._applied_seq:
-                return False
-            plan = self._slots.plan(ids, ())
-            rows = zip(ids, plan.up_slots, [seq] * len(ids), blobs, texts, docs, strict=True)
-            self._store.write(seq, upserts=rows)
-            self._apply(plan, ids, vecs, metadatas, texts, seq, docs)
-        return True
-
-    def update(
-        self,
-        seq: int,
-        ids: Sequence[str],
-        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
-        documents: Sequence[str | None] | None = None,
-        *,
-        replace_metadata: bool = False,
-        upsert_missing: bool = False,
-        vectors: np.ndarray | None = None,
-        max_metadata_bytes: int = MAX_METADATA_BYTES,
-    ) -> UpdateOutcome:
-        """Change the metadata (merged, or replaced) and/or documents of existing rows,
-        vectors kept, atomically as batch `seq`; per row None leaves that part unchanged.
-        Ids not held are reported missing, or with `upsert_missing` inserted from `vectors`.
-        One replica's shorthand for staging the update as batch `seq` and committing it: the
-        same path an atomic write takes (`stage_trusted`, `resolve`)."""
-        self._check_usable()
-        seq = check_int("seq", seq, 1, 2**63 - 1)
-        ids = validate_ids(ids)
+        """Insert or replace rows as batch `seq` by staging and committing them, the path
+        every write takes; False when `seq` was applied already. Benchmarks load rows this
+        way; the caller gives distinct valid ids, (n, dim) float32 vectors and (or None) one
+        plain metadata object and one document per id (shardvec.contract.shard_requests)."""
+        if seq <= self.applied_seq:
+            return False
         n = len(ids)
-        mds: list[dict[str, Any] | None] = [None] * n
-        if metadatas:
-            if len(metadatas) != n:
-                raise InvalidArgument(
-                    f"metadatas: expected {n} rows (one per id), got {len(metadatas)}"
-                )
-            for i, md in enumerate(metadatas):
-                if md is not None:
-                    mds[i] = validate_metadatas(
-                        [md], 1, field=f"metadatas[{i}]", max_bytes=max_metadata_bytes
-                    )[0]
-        docs = validate_documents(documents or [], n)
-        vecs = None
-        if vectors is not None:
-            vecs = validate_vectors(vectors, self.settings.dim, self.settings.metric)
-            if len(vecs) != n:
-                raise InvalidArgument(f"vectors: expected {n} rows (one per id), got {len(vecs)}")
-        if seq <= self._applied_seq:
-            return UpdateOutcome(False, 0, [], 0)
-        plan = UpdatePlan(
-            ids=list(ids),
-            metadatas=mds,
-            documents=list(docs) if docs else [None] * n,
-            replace_metadata=replace_metadata,
-            upsert_missing=upsert_missing,
-            vectors=vecs,
-            max_metadata_bytes=max_metadata_bytes,
+        rows = RowBatch(
+            list(ids),
+            np.ascontiguousarray(vectors, dtype=np.float32),
+            [dict(m) for m in metadatas] if metadatas is not None else [{}] * n,
+            list(documents) if documents is not None else [],
+            [],
         )
-        empty = np.empty((0, self.settings.dim), dtype=np.float32)
-        self.stage_trusted(seq, [], empty, [], [], None, update=plan)
-        ack = self.resolve(seq, True)
-        return UpdateOutcome(
-            ack.applied, ack.affected - ack.inserted, list(ack.missing_ids), ack.inserted
-        )
-
-    def delete(
-        self, seq: int, ids: Sequence[str] | None = None, where: Filter | None = None
-    ) -> int:
-        """Tombstone rows by id or by filter (exactly one) as batch `seq`; returns how many
-        live rows were deleted (0 when `seq` was applied already)."""
-        self._check_usable()
-        seq = check_int("seq", seq, 1, 2**63 - 1)
-        if (ids is None) == (where is None):
-            raise InvalidArgument("delete needs exactly one of ids or where")
-        if ids is not None:
-            ids = validate_ids(ids)
-        if where is not None:
-            validate_filter(where)
-        return self.delete_trusted(seq, ids, where)
-
-    def delete_trusted(self, seq: int, ids: Sequence[str] | None, where: Filter | None) -> int:
-        """`delete` without its argument checks: the caller gives exactly one of valid ids
-        and a valid filter."""
-        self._check_usable()
-        with self._write_mutex:
-            self._check_usable()
-            if seq <= self._applied_seq:
-                return 0
-            if where is not None:
-                mask = reads.mask_of(self._slots, self._columns, self._rows, where)
-                targets: list[str] = self._slots.slot_to_id[np.flatnonzero(mask)].tolist()
-            else:
-                targets = [i for i in ids or () if i in self._slots.id_to_slot]
-            plan = self._slots.plan((), targets)
-            self._store.write(seq, tombstones=[(rid, seq) for rid in targets])
-            self._apply(plan, (), None, (), (), seq)
-        return len(targets)
+        self.stage(seq, rows)
+        return self.resolve(seq, True).applied
 
     # ----------------------------------------------------------- atomic writes (2 phases)
 
     def _load_staged(self) -> None:
-        """The batches staged before the last stop (shard/staging.py)."""
+        """The batches staged before the last stop (shard/staged_batch.py)."""
         self._staged = load_staged(self._store, self.settings.dim, self._applied_seq)
         if self._staged:
             log.info("%s: staged batches awaiting a decision: %s", self.directory,
@@ -407,69 +284,19 @@ class ShardEngine:
         """Seqs of the batches staged here and not yet resolved, ascending."""
         return sorted(self._staged)
 
-    def stage(
-        self,
-        seq: int,
-        ids: Sequence[str] = (),
-        vectors: np.ndarray | None = None,
-        metadatas: Sequence[Mapping[str, Any]] | None = None,
-        delete_ids: Sequence[str] = (),
-        delete_where: Filter | None = None,
-        documents: Sequence[str | None] | None = None,
-        *,
-        max_document_bytes: int = MAX_DOCUMENT_BYTES,
-    ) -> int:
-        """`stage_trusted` after checking every argument (an update is staged through
-        `update`'s checks, or by the shard service from the coordinator's checked request)."""
-        self._check_usable()
-        seq = check_int("seq", seq, 1, 2**63 - 1)
-        ids = validate_ids(ids) if len(ids) else []
-        if ids:
-            if vectors is None:
-                raise InvalidArgument(f"vectors: expected {len(ids)} rows (one per id), got none")
-            vecs = validate_vectors(vectors, self.settings.dim, self.settings.metric)
-            if len(vecs) != len(ids):
-                raise InvalidArgument(
-                    f"vectors: expected {len(ids)} rows (one per id), got {len(vecs)}"
-                )
-        else:
-            vecs = np.empty((0, self.settings.dim), dtype=np.float32)
-        mds = validate_metadatas(metadatas if metadatas is not None else [], len(ids))
-        docs = validate_documents(
-            documents if documents is not None else [], len(ids), max_bytes=max_document_bytes
-        )
-        dels = validate_ids(delete_ids, field="delete_ids") if len(delete_ids) else []
-        if delete_where is not None:
-            if dels:
-                raise InvalidArgument("stage: give at most one of delete_ids and delete_where")
-            validate_filter(delete_where)
-        return self.stage_trusted(seq, ids, vecs, mds, dels, delete_where, docs)
-
-    def stage_trusted(
-        self,
-        seq: int,
-        ids: Sequence[str],
-        vectors: npt.NDArray[np.float32],
-        metadatas: Sequence[Mapping[str, Any]],
-        delete_ids: Sequence[str],
-        delete_where: Filter | None,
-        documents: Sequence[str | None] = (),
-        update: UpdatePlan | None = None,
-    ) -> int:
-        """Phase one of an atomic write: keep batch `seq` durably, invisible to reads, until
-        `resolve(seq, commit)`. The rows matching `delete_where` are found now (no other batch
-        can come between this one and its commit). An `update` (then no other rows) is
-        checked now against the stored rows: upsert_missing without vectors for an id not held,
-        or a merged metadata object past its limit, refuses the stage (InvalidArgument naming
-        the row); its upsert_missing ids not held become upserts of the batch. Refused with
-        ResourceExhausted when the disk lacks room to stage and commit it. Returns the bytes
-        staged."""
+    def stage(self, seq: int, batch: RowBatch | UpdatePlan) -> int:
+        """Phase one of an atomic write: keep batch `seq` (rows, or an update of existing
+        rows) durably, invisible to reads, until `resolve(seq, commit)`. The rows matching a
+        delete filter are found now (no other batch can come between this one and its
+        commit). An update is checked now against the stored rows: upsert_missing without
+        vectors for an id not held, or a merged metadata object past its limit, refuses the
+        stage (InvalidArgument naming the row); its upsert_missing ids not held become
+        upserts of the batch. Refused with ResourceExhausted when the disk lacks room to
+        stage and commit it. Returns the bytes staged (shard/staging.py)."""
         self._check_usable()
         with self._write_mutex:
             self._check_usable()
-            return staging.stage(
-                self, seq, ids, vectors, metadatas, delete_ids, delete_where, documents, update
-            )
+            return staging.stage(self, seq, batch)
 
     def resolve(
         self, seq: int, commit: bool, owned: npt.NDArray[np.bool_] | None = None
@@ -485,7 +312,6 @@ class ShardEngine:
         merged with (or replacing) the stored object, the document replaced where given, the
         row rewritten under `seq` with its vector and slot kept."""
         self._check_usable()
-        seq = check_int("seq", seq, 1, 2**63 - 1)
         with self._write_mutex:
             self._check_usable()
             return staging.resolve(self, seq, commit, owned)
@@ -504,7 +330,17 @@ class ShardEngine:
             self._check_usable()
             catchup.apply_changes(self, checked, up_to_seq)
 
+    def changes_since(self, seq: int, limit: int = 10_000) -> tuple[list[Change], int]:
+        """Rows and tombstones with seq > `seq`, ascending, at most `limit` (one seq's rows are
+        never split across pages), and this replica's applied_seq at read time."""
+        self._check_usable()
+        seq = check_int("seq", seq, 0, 2**63 - 1)
+        limit = check_int("limit", limit, 1, 1_000_000)
+        return catchup.changes_since(self, seq, limit)
+
     # ---------------------------------------------------------------------------- reads
+    # Each takes its request checked (shardvec.contract.shard_requests, or the coordinator's
+    # edge): see shard/reads.py.
 
     def get(
         self,
@@ -516,25 +352,6 @@ class ShardEngine:
     ) -> list[Record | None]:
         """Rows by id from the store (vectors as upserted); None for missing or deleted ids."""
         self._check_usable()
-        if isinstance(ids, (str, bytes)) or not all(isinstance(i, str) for i in ids):
-            raise InvalidArgument("ids: expected a list of strings")
-        return self.get_trusted(
-            ids,
-            include_vectors=include_vectors,
-            include_metadata=include_metadata,
-            include_documents=include_documents,
-        )
-
-    def get_trusted(
-        self,
-        ids: Sequence[str],
-        *,
-        include_vectors: bool,
-        include_metadata: bool,
-        include_documents: bool = False,
-    ) -> list[Record | None]:
-        """`get` without its check that `ids` is a list of strings."""
-        self._check_usable()
         return reads.get(self, ids, include_vectors, include_metadata, include_documents)
 
     def count(
@@ -543,101 +360,17 @@ class ShardEngine:
         where_document: DocFilter | None = None,
         buckets: npt.NDArray[np.bool_] | None = None,
     ) -> int:
-        """Live rows (of `buckets`), or live rows passing `where` and `where_document`."""
-        self._check_usable()
-        if where is not None:
-            validate_filter(where)
-        if where_document is not None:
-            validate_where_document(where_document)
-        return self.count_trusted(where, where_document, _check_buckets(buckets))
-
-    def count_trusted(
-        self,
-        where: Filter | None,
-        where_document: DocFilter | None = None,
-        buckets: npt.NDArray[np.bool_] | None = None,
-    ) -> int:
-        """`count` without validating its filters; `buckets`: count only rows of those
-        routing buckets (None: every row)."""
+        """Live rows (of `buckets`, None: every row), or those passing `where` and
+        `where_document`."""
         self._check_usable()
         return reads.count(self, where, where_document, buckets)
 
-    def changes_since(self, seq: int, limit: int = 10_000) -> tuple[list[Change], int]:
-        """Rows and tombstones with seq > `seq`, ascending, at most `limit` (one seq's rows are
-        never split across pages), and this replica's applied_seq at read time."""
-        self._check_usable()
-        seq = check_int("seq", seq, 0, 2**63 - 1)
-        limit = check_int("limit", limit, 1, 1_000_000)
-        return catchup.changes_since(self, seq, limit)
-
     def scroll(self, request: ShardScroll) -> ScrollPage:
-        """The next page of live rows in (bucket, id) order after request's position
-        (shard/scroll_pages.py), checked first: the shard service calls `scroll_trusted`."""
-        self._check_usable()
-        if not isinstance(request, ShardScroll):
-            raise InvalidArgument(f"scroll: expected ShardScroll, got {type(request).__name__}")
-        check_int("after_bucket", request.after_bucket, 0, NUM_BUCKETS)
-        check_int("end_bucket", request.end_bucket, 0, NUM_BUCKETS)
-        check_int("limit", request.limit, 1, 1_000_000)
-        check_int("max_bytes", request.max_bytes, 0, 1 << 40)
-        if not isinstance(request.after_id, str):
-            raise InvalidArgument("after_id: expected a string")
-        if request.where is not None:
-            validate_filter(request.where)
-        if request.where_document is not None:
-            validate_where_document(request.where_document)
-        return self.scroll_trusted(request)
-
-    def scroll_trusted(self, request: ShardScroll) -> ScrollPage:
-        """`scroll` without its checks. With a filter, its mask over the slots is taken under
-        the index lock and only prefilters: each row is judged on the metadata read with it."""
+        """The next page of live rows in (bucket, id) order after request's position."""
         self._check_usable()
         return reads.scroll(self, request)
 
     def search(
-        self,
-        queries: np.ndarray,
-        k: int,
-        *,
-        where: Filter | None = None,
-        ef: int | None = None,
-        exact: bool = False,
-        min_score: float | None = None,
-        max_distance: float | None = None,
-        include_metadata: bool = False,
-        include_vectors: bool = False,
-        include_documents: bool = False,
-        where_document: DocFilter | None = None,
-        buckets: npt.NDArray[np.bool_] | None = None,
-    ) -> SearchResult:
-        """Best `k` live rows per query, best first; shard/planner.py says how. With
-        `include_metadata` / `include_vectors`, each hit's stored metadata JSON text and vector
-        come with it, read under the same lock as the hits (so they are the hit's own)."""
-        self._check_usable()
-        q = validate_vectors(queries, self.settings.dim, self.settings.metric, field="queries")
-        k = check_int("k", k, 1, MAX_K)
-        ef = self.settings.ef if ef is None else check_int("ef", ef, 1, MAX_EF)
-        check_threshold(self.settings.metric, min_score, max_distance)
-        if where is not None:
-            validate_filter(where)
-        if where_document is not None:
-            validate_where_document(where_document)
-        return self.search_trusted(
-            q,
-            k,
-            where=where,
-            ef=ef,
-            exact=exact,
-            min_score=min_score,
-            max_distance=max_distance,
-            include_metadata=bool(include_metadata),
-            include_vectors=bool(include_vectors),
-            include_documents=bool(include_documents),
-            where_document=where_document,
-            buckets=_check_buckets(buckets),
-        )
-
-    def search_trusted(
         self,
         queries: npt.NDArray[np.float32],
         k: int,
@@ -653,8 +386,9 @@ class ShardEngine:
         where_document: DocFilter | None = None,
         buckets: npt.NDArray[np.bool_] | None = None,
     ) -> SearchResult:
-        """`search` without its argument checks: (n, dim) float32 finite queries (non-zero
-        under cosine), k and ef in range, a valid filter and the metric's threshold."""
+        """Best `k` live rows per query, best first; shard/planner.py says how. With
+        `include_metadata` / `include_vectors` / `include_documents`, each hit's stored
+        metadata JSON text, vector and document come with it. `ef` None: the settings'."""
         self._check_usable()
         return reads.search(
             self,
@@ -764,23 +498,3 @@ class ShardEngine:
                 self._store.close()
                 if self._tokenizer is not None:
                     self._tokenizer.close()
-
-
-def _check_buckets(buckets: object) -> npt.NDArray[np.bool_] | None:
-    if buckets is None:
-        return None
-    arr = np.asarray(buckets)
-    if arr.dtype != np.bool_ or arr.shape != (NUM_BUCKETS,):
-        raise InvalidArgument(f"buckets: expected a bool mask of {NUM_BUCKETS} buckets")
-    return arr
-
-
-@dataclass(frozen=True)
-class UpdateOutcome:
-    """What an update did: whether `seq` was new, rows changed in place, ids not found (none
-    when upsert_missing) and rows inserted."""
-
-    applied: bool
-    updated: int
-    missing_ids: list[str]
-    inserted: int

@@ -2,10 +2,11 @@
 
 `LocalShard` gives the coordinator's replica rules, group commit and fan-out a replica that
 needs no Ray, no process and no network, so they run and are tested in one process. It does
-what the shard's gRPC service (shard/server.py) does with the engine's public methods, and no
-more: engine calls run in a worker thread (hnswlib and SQLite release the GIL), a call past its
-timeout raises DeadlineExceeded, and a closed LocalShard (a "killed" replica) raises
-ReplicaDown, as a remote replica whose process is gone does.
+what the shard's gRPC service (shard/server.py) does with the engine, checking each request as
+it builds it (shardvec.contract.shard_requests) where the service decodes one the coordinator
+checked, and no more: engine calls run in a worker thread (hnswlib and SQLite release the
+GIL), a call past its timeout raises DeadlineExceeded, and a closed LocalShard (a "killed"
+replica) raises ReplicaDown, as a remote replica whose process is gone does.
 
 `catch_up` copies what a peer (any ShardLike) applied after an engine's seq, page by page, the
 in-process counterpart of ShardReplica.catch_up in shard/actor.py.
@@ -22,11 +23,19 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from shardvec.contract.codec import dumps_json, loads_json, metadata_to_json
+from shardvec.contract.codec import dumps_json, metadata_to_json
 from shardvec.contract.errors import DeadlineExceeded, ReplicaDown, ShardvecError
 from shardvec.contract.filters import DocFilter, Filter
-from shardvec.contract.limits import MAX_METADATA_BYTES
 from shardvec.contract.shard_api import ShardLike
+from shardvec.contract.shard_requests import (
+    check_buckets,
+    check_filters,
+    check_get_ids,
+    check_scroll,
+    check_search,
+    check_seq,
+    row_batch,
+)
 from shardvec.contract.types import (
     Change,
     GetResult,
@@ -37,20 +46,13 @@ from shardvec.contract.types import (
     ShardInfo,
     ShardScroll,
     ShardSearch,
-    ShardUpdate,
     ShardWrite,
     SnapshotChunk,
     WriteAck,
 )
-from shardvec.contract.validation import (
-    parse_metadata_json,
-    validate_documents,
-    validate_ids,
-    validate_vectors,
-)
 from shardvec.shard.engine import ShardEngine
 from shardvec.shard.snapshot_copy import take_snapshot
-from shardvec.shard.staging import UpdatePlan
+from shardvec.shard.staging import update_plan
 
 T = TypeVar("T")
 
@@ -81,62 +83,21 @@ class LocalShard:
                 raise ReplicaDown(f"{self.name} ({self.address}) is down: {exc}") from None
             raise
 
-    async def upsert(
-        self,
-        seq: int,
-        ids: Sequence[str],
-        vectors: np.ndarray,
-        metadata_json: Sequence[str],
-        timeout: float,
-        documents: Sequence[str] = (),
-    ) -> WriteAck:
-        def work() -> WriteAck:
-            # limits are the edge's (it may raise them): parsed, not size-checked, here
-            n = len(ids)
-            metadatas = parse_metadata_json(list(metadata_json), n, max_bytes=1 << 62)
-            docs = validate_documents(list(documents), n, max_bytes=1 << 62)
-            id_list = validate_ids(list(ids))
-            settings = self.engine.settings
-            vecs = validate_vectors(vectors, settings.dim, settings.metric)
-            applied = self.engine.upsert_trusted(seq, id_list, vecs, metadatas, docs)
-            return WriteAck(applied, len(ids) if applied else 0, self.engine.applied_seq)
-
-        return await self._run(timeout, work)
-
-    async def delete(
-        self, seq: int, ids: Sequence[str] | None, where: Filter | None, timeout: float
-    ) -> WriteAck:
-        def work() -> WriteAck:
-            before = self.engine.applied_seq
-            id_list = list(ids or []) if where is None else None
-            deleted = self.engine.delete(seq, ids=id_list, where=where)
-            return WriteAck(seq > before, deleted, self.engine.applied_seq)
-
-        return await self._run(timeout, work)
-
     async def stage(self, seq: int, write: ShardWrite, timeout: float) -> int:
         def work() -> int:
             # an update was checked by the coordinator (coordinator/api/update_checks.py)
             if write.update is not None:
-                dim = self.engine.settings.dim
-                empty = np.empty((0, dim), dtype=np.float32)
-                return self.engine.stage_trusted(
-                    seq, [], empty, [], [], None, update=update_plan(write.update)
-                )
-            n = len(write.ids)
-            metadatas = parse_metadata_json(list(write.metadata_json), n)
-            # document limits are the edge's (it may raise them): checked, not size-limited
-            docs = validate_documents(list(write.documents), n, max_bytes=1 << 62)
-            return self.engine.stage(
-                seq,
-                list(write.ids),
-                write.vectors,
-                metadatas,
-                list(write.delete_ids),
-                write.delete_where,
-                docs,
+                return self.engine.stage(check_seq(seq), update_plan(write.update))
+            settings = self.engine.settings
+            # size limits are the edge's (it may raise them): checked, not size-limited, here
+            rows = row_batch(
+                write,
+                settings.dim,
+                settings.metric,
+                max_metadata_bytes=1 << 62,
                 max_document_bytes=1 << 62,
             )
+            return self.engine.stage(check_seq(seq), rows)
 
         return await self._run(timeout, work)
 
@@ -155,7 +116,7 @@ class LocalShard:
     ) -> GetResult:
         def work() -> GetResult:
             found = self.engine.get(
-                list(ids),
+                check_get_ids(list(ids)),
                 include_vectors=include_vectors,
                 include_metadata=include_metadata,
                 include_documents=include_documents,
@@ -177,10 +138,16 @@ class LocalShard:
         where_document: DocFilter | None = None,
         buckets: np.ndarray | None = None,
     ) -> int:
-        return await self._run(timeout, lambda: self.engine.count(where, where_document, buckets))
+        def work() -> int:
+            check_filters(where, where_document)
+            return self.engine.count(where, where_document, check_buckets(buckets))
 
-    async def search(self, request: ShardSearch, timeout: float) -> SearchResult:
+        return await self._run(timeout, work)
+
+    async def search(self, req: ShardSearch, timeout: float) -> SearchResult:
         def work() -> SearchResult:
+            settings = self.engine.settings
+            request = check_search(req, settings.dim, settings.metric)
             return self.engine.search(
                 request.queries,
                 request.k,
@@ -207,7 +174,7 @@ class LocalShard:
         return await self._run(timeout, lambda: self.engine.keyword_search(request))
 
     async def scroll(self, request: ShardScroll, timeout: float) -> ScrollPage:
-        return await self._run(timeout, lambda: self.engine.scroll(request))
+        return await self._run(timeout, lambda: self.engine.scroll(check_scroll(request)))
 
     async def info(self, timeout: float) -> ShardInfo:
         def work() -> ShardInfo:
@@ -243,29 +210,6 @@ class LocalShard:
     async def close(self) -> None:
         """Stop answering (the engine stays open: its owner closes it)."""
         self.closed = True
-
-
-def update_plan(u: ShardUpdate) -> UpdatePlan:
-    """One shard's part of an Update (the wire form decoded: "" per row leaves that part
-    unchanged) as the engine stages it; what the shard service and LocalShard both do."""
-    n = len(u.ids)
-    metadatas: list[dict[str, Any] | None] = [None] * n
-    if u.metadata_json:
-        for i, text in enumerate(u.metadata_json):
-            if text:
-                metadatas[i] = loads_json(text)
-    vectors = None
-    if u.vectors is not None:
-        vectors = np.ascontiguousarray(u.vectors, dtype=np.float32)
-    return UpdatePlan(
-        ids=list(u.ids),
-        metadatas=metadatas,
-        documents=[d or None for d in u.documents] if u.documents else [None] * n,
-        replace_metadata=u.replace_metadata,
-        upsert_missing=u.upsert_missing,
-        vectors=vectors,
-        max_metadata_bytes=u.max_metadata_bytes or MAX_METADATA_BYTES,
-    )
 
 
 async def catch_up(

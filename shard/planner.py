@@ -31,7 +31,6 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from shardvec.contract.errors import InvalidArgument
 from shardvec.shard.exact import exact_topk, to_scores
 from shardvec.shard.index import Floats, HnswIndex, Labels
 from shardvec.shard.rowdata import RowData
@@ -165,18 +164,6 @@ class SearchPlanner:
     def _exact(self, q: Floats, k: int, slots: Labels, n_slots: int) -> tuple[Labels, Floats]:
         chunk = self.settings.exact_chunk_rows
         return exact_topk(self._rows, self._metric, q, slots, k, chunk, n_slots=n_slots)
-
-
-def check_threshold(metric: str, min_score: float | None, max_distance: float | None) -> None:
-    """Raise InvalidArgument unless the threshold suits `metric` (max_distance for euclidean,
-    min_score otherwise) and is a number."""
-    euclid = metric == "euclidean"
-    wrong, value = (min_score, max_distance) if euclid else (max_distance, min_score)
-    if wrong is not None:
-        use = "max_distance" if euclid else "min_score"
-        raise InvalidArgument(f"metric {metric} takes {use} as its threshold")
-    if value is not None and (not isinstance(value, (int, float)) or math.isnan(value)):
-        raise InvalidArgument(f"score threshold must be a number, got {value!r}")
 
 
 def drop_past_threshold(

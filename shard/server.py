@@ -7,8 +7,8 @@ caller has gone (its deadline passed, or it cancelled) is not started, and a lar
 stops between chunks of queries once its caller is gone.
 
 Requests are decoded, not validated again: only the coordinator holds the token, and it
-validated them at its edge, so filters decode with `trusted=True` and the engine's `*_trusted`
-methods serve them.
+validated them at its edge, so filters decode with `trusted=True` and the engine (which checks
+nothing) serves them. Writes come only as Stage then Resolve: an atomic batch.
 """
 
 from __future__ import annotations
@@ -53,11 +53,12 @@ from shardvec.contract.filters import DocFilter, Filter
 from shardvec.contract.keyword import keyword_search_from_proto, keyword_stats_to_proto
 from shardvec.contract.limits import EPOCH_HEADER, INTERNAL_MAX_REQUEST_BYTES, TOKEN_HEADER
 from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
+from shardvec.contract.shard_requests import RowBatch
 from shardvec.contract.types import SearchResult
 from shardvec.shard.engine import ShardEngine
-from shardvec.shard.local import update_plan
 from shardvec.shard.node_lock import NodeSearchLock
 from shardvec.shard.snapshot_copy import take_snapshot
+from shardvec.shard.staging import update_plan
 from shardvec.v1 import shard_pb2, shard_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -257,53 +258,33 @@ class ShardService(shard_pb2_grpc.ShardServicer):
     def dim(self) -> int:
         return self.engine.settings.dim
 
-    def Upsert(self, request: Any, context: grpc.ServicerContext) -> Any:
-        self._caller_waits(context, "upsert")
-        n = len(request.ids)
-        vectors = vectors_from_proto(request.vectors, self.dim)
-        metadatas = _metadata_from_json(request.metadata_json, n)
-        docs = [d or None for d in request.documents] if request.documents else []
-        applied = self.engine.upsert_trusted(
-            request.seq, list(request.ids), vectors, metadatas, docs
-        )
-        return shard_pb2.ShardWriteResponse(
-            applied=applied, affected=n if applied else 0, applied_seq=self.engine.applied_seq
-        )
-
-    def Delete(self, request: Any, context: grpc.ServicerContext) -> Any:
-        self._caller_waits(context, "delete")
-        where = _filter(request)
-        ids = list(request.ids) if where is None else None
-        before = self.engine.applied_seq
-        deleted = self.engine.delete_trusted(request.seq, ids, where)
-        return shard_pb2.ShardWriteResponse(
-            applied=request.seq > before, affected=deleted, applied_seq=self.engine.applied_seq
-        )
-
     def Stage(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._caller_waits(context, "stage")
+        # an update was checked by the coordinator (coordinator/api/update_checks.py)
+        if request.HasField("update"):
+            plan = update_plan(shard_update_from_proto(request.update, self.dim))
+            size = self.engine.stage(request.seq, plan)
+            return shard_pb2.ShardStageResponse(staged_bytes=size)
         ids = list(request.ids)
         vectors = (
             vectors_from_proto(request.vectors, self.dim)
             if ids
             else np.empty((0, self.dim), dtype=np.float32)
         )
-        metadatas = _metadata_from_json(request.metadata_json, len(ids))
         where = (
             filter_from_proto(request.delete_filter, trusted=True)
             if request.HasField("delete_filter")
             else None
         )
-        # an update was checked by the coordinator (coordinator/api/update_checks.py)
-        if request.HasField("update"):
-            plan = update_plan(shard_update_from_proto(request.update, self.dim))
-            size = self.engine.stage_trusted(request.seq, [], vectors, [], [], None, update=plan)
-            return shard_pb2.ShardStageResponse(staged_bytes=size)
-        docs = [d or None for d in request.documents] if request.documents else []
-        size = self.engine.stage_trusted(
-            request.seq, ids, vectors, metadatas, list(request.delete_ids), where, docs
+        rows = RowBatch(
+            ids,
+            vectors,
+            _metadata_from_json(request.metadata_json, len(ids)),
+            [d or None for d in request.documents] if request.documents else [],
+            list(request.delete_ids),
+            where,
         )
-        return shard_pb2.ShardStageResponse(staged_bytes=size)
+        return shard_pb2.ShardStageResponse(staged_bytes=self.engine.stage(request.seq, rows))
 
     def Resolve(self, request: Any, context: grpc.ServicerContext) -> Any:
         # No check that the caller still waits: a decision, once sent, is carried out.
@@ -323,7 +304,7 @@ class ShardService(shard_pb2_grpc.ShardServicer):
         inc_meta, inc_vec = request.include.metadata, request.include.vectors
         inc_doc = request.include.documents
         with self._fenced(context, "get"):
-            got = self.engine.get_trusted(
+            got = self.engine.get(
                 list(request.ids),
                 include_vectors=inc_vec,
                 include_metadata=inc_meta,
@@ -349,7 +330,7 @@ class ShardService(shard_pb2_grpc.ShardServicer):
     def Count(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._caller_waits(context, "count")
         with self._fenced(context, "count"):
-            count = self.engine.count_trusted(
+            count = self.engine.count(
                 _filter(request), _where_document(request), decode_buckets(request.buckets)
             )
         return shard_pb2.ShardCountResponse(count=count)
@@ -371,7 +352,7 @@ class ShardService(shard_pb2_grpc.ShardServicer):
             with lock.hold() if lock is not None else contextlib.nullcontext():
                 self._caller_waits(context, f"search (after {start} of {len(queries)} queries)")
                 parts.append(
-                    self.engine.search_trusted(
+                    self.engine.search(
                         queries[start : start + SEARCH_CHUNK_ROWS],
                         int(request.k),
                         where=where,
@@ -513,7 +494,7 @@ class ShardService(shard_pb2_grpc.ShardServicer):
     def Scroll(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._caller_waits(context, "scroll")
         with self._fenced(context, "scroll"):
-            page = self.engine.scroll_trusted(shard_scroll_from_proto(request, trusted=True))
+            page = self.engine.scroll(shard_scroll_from_proto(request, trusted=True))
         return scroll_page_to_proto(page, self.dim)
 
     def Snapshot(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,11 +22,12 @@ import numpy as np
 import numpy.typing as npt
 
 from shardvec.contract.buckets import bucket_of
+from shardvec.contract.codec import loads_json
 from shardvec.contract.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
-from shardvec.contract.filters import Filter
 from shardvec.contract.limits import MAX_METADATA_BYTES
+from shardvec.contract.shard_requests import RowBatch
 from shardvec.contract.sqlite_errors import map_storage_error
-from shardvec.contract.types import WriteAck
+from shardvec.contract.types import ShardUpdate, WriteAck
 from shardvec.contract.validation import check_metadata_size
 from shardvec.shard.engine_state import EngineState
 from shardvec.shard.reads import mask_of
@@ -65,17 +66,7 @@ class UpdatePlan:
     max_metadata_bytes: int = MAX_METADATA_BYTES
 
 
-def stage(
-    eng: EngineState,
-    seq: int,
-    ids: Sequence[str],
-    vectors: npt.NDArray[np.float32],
-    metadatas: Sequence[Mapping[str, Any]],
-    delete_ids: Sequence[str],
-    delete_where: Filter | None,
-    documents: Sequence[str | None],
-    update: UpdatePlan | None,
-) -> int:
+def stage(eng: EngineState, seq: int, batch: RowBatch | UpdatePlan) -> int:
     """Phase one (ShardEngine.stage, under the write mutex): plan the batch, check the disk
     has room, keep it in the store and in `eng._staged`; returns the bytes staged."""
     if seq <= eng.applied_seq:
@@ -84,10 +75,17 @@ def stage(
         )
     dim = eng.settings.dim
     staged_update = None
-    if update is not None:
+    delete_where = None
+    deletes: list[str] = []
+    if isinstance(batch, UpdatePlan):
         ids, vectors, metadatas, documents, staged_update = plan_update(
-            update, eng._slots, eng._store, dim
+            batch, eng._slots, eng._store, dim
         )
+    else:
+        ids, vectors, metadatas, documents = (
+            batch.ids, batch.vectors, batch.metadatas, batch.documents
+        )
+        delete_where, deletes = batch.delete_where, list(batch.delete_ids)
     vecs = np.ascontiguousarray(vectors, dtype="<f4").reshape(len(ids), dim)
     texts = encode_metadata(metadatas)
     docs: list[str | None] = [None] * len(ids)
@@ -95,9 +93,7 @@ def stage(
         docs = [d or None for d in documents]
     if delete_where is not None:
         mask = mask_of(eng._slots, eng._columns, eng._rows, delete_where)
-        deletes: list[str] = eng._slots.slot_to_id[np.flatnonzero(mask)].tolist()
-    else:
-        deletes = list(delete_ids)
+        deletes = eng._slots.slot_to_id[np.flatnonzero(mask)].tolist()
     blob = vecs.tobytes()
     rows = StagedRows(
         seq,
@@ -299,3 +295,26 @@ def updated_rows(
     texts = encode_metadata(mds)
     updates = [(seq, t, d, rid) for rid, t, d in zip(ids, texts, docs, strict=True)]
     return Updated(np.asarray(slots, dtype=np.int64), mds, texts, docs), updates, missing
+
+
+def update_plan(u: ShardUpdate) -> UpdatePlan:
+    """One shard's part of an Update (the wire form decoded: "" per row leaves that part
+    unchanged) as the engine stages it; what the shard service and LocalShard both do."""
+    n = len(u.ids)
+    metadatas: list[dict[str, Any] | None] = [None] * n
+    if u.metadata_json:
+        for i, text in enumerate(u.metadata_json):
+            if text:
+                metadatas[i] = loads_json(text)
+    vectors = None
+    if u.vectors is not None:
+        vectors = np.ascontiguousarray(u.vectors, dtype=np.float32)
+    return UpdatePlan(
+        ids=list(u.ids),
+        metadatas=metadatas,
+        documents=[d or None for d in u.documents] if u.documents else [None] * n,
+        replace_metadata=u.replace_metadata,
+        upsert_missing=u.upsert_missing,
+        vectors=vectors,
+        max_metadata_bytes=u.max_metadata_bytes or MAX_METADATA_BYTES,
+    )

@@ -1,5 +1,8 @@
 """In-process replicas for the unit tier: a ReplicaControl over ShardEngines, no Ray.
 
+`write`, `delete` and `update` change an engine's rows the one way the coordinator does: the
+request checked where it is built (shardvec.contract.shard_requests), staged, then committed.
+
 `LocalControl` plays a replica's process: it opens a ShardEngine in the replica's directory
 on first use (as Ray starts an actor), serves it as a LocalShard, and can be killed (engine
 closed, handle answers ReplicaDown, address() fails as while a process restarts) and
@@ -11,16 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from shardvec.contract.errors import ReplicaDown
+import numpy as np
+
+from shardvec.contract.codec import dumps_json
+from shardvec.contract.errors import InvalidArgument, ReplicaDown
+from shardvec.contract.filters import Filter
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.shard_api import ShardLike
+from shardvec.contract.shard_requests import RowBatch, check_seq, row_batch
+from shardvec.contract.types import ShardUpdate, ShardWrite
+from shardvec.coordinator.collection import UpdateOutcome
 from shardvec.coordinator.paths import replica_dir
 from shardvec.shard.engine import ShardEngine
 from shardvec.shard.local import LocalShard, catch_up
+from shardvec.shard.staging import update_plan
 
 
 class LocalControl:
@@ -126,3 +137,87 @@ async def rows_held(col: Any) -> int:
     """The rows a collection's shards hold in all (replica 0 of each, its store's count):
     with no layout change running, every row once (no copy left behind)."""
     return sum([int((await rs.replicas[0].control.describe())["count"]) for rs in col.shard_sets])
+
+
+def rows(
+    engine: ShardEngine,
+    ids: Sequence[str] = (),
+    vectors: np.ndarray | None = None,
+    metadatas: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    documents: Sequence[str | None] | None = None,
+    delete_ids: Sequence[str] = (),
+    delete_where: Filter | None = None,
+) -> RowBatch:
+    """A batch for `engine.stage`, built as the coordinator sends one (metadata as JSON
+    text, "" for no document) and checked where it is built."""
+    write = ShardWrite(
+        ids=list(ids),
+        vectors=vectors,
+        metadata_json=[dumps_json(dict(m)) if m else "" for m in metadatas or ()],
+        documents=[d or "" for d in documents or ()],
+        delete_ids=list(delete_ids),
+        delete_where=delete_where,
+    )
+    return row_batch(write, engine.settings.dim, engine.settings.metric)
+
+
+def _commit(engine: ShardEngine, seq: int, batch: RowBatch) -> int:
+    """Stage `batch` as batch `seq` and commit it; the rows it changed, or -1 when `seq` was
+    applied already (nothing staged)."""
+    if check_seq(seq) <= engine.applied_seq:
+        return -1
+    engine.stage(seq, batch)
+    return engine.resolve(seq, True).affected
+
+
+def write(
+    engine: ShardEngine,
+    seq: int,
+    ids: Sequence[str],
+    vectors: np.ndarray,
+    metadatas: Sequence[Mapping[str, Any]] | None = None,
+    documents: Sequence[str | None] | None = None,
+) -> bool:
+    """Insert or replace rows as batch `seq`, as the coordinator writes them; False when
+    `seq` was applied already."""
+    batch = rows(engine, ids, vectors, metadatas, documents=documents)
+    return _commit(engine, seq, batch) >= 0
+
+
+def delete(
+    engine: ShardEngine, seq: int, ids: Sequence[str] | None = None, where: Filter | None = None
+) -> int:
+    """Delete rows by id or by filter (exactly one, as the public Delete takes them) as
+    batch `seq`; the live rows deleted (0 when `seq` was applied already)."""
+    if (ids is None) == (where is None):
+        raise InvalidArgument("delete needs exactly one of ids or where")
+    batch = rows(engine, delete_ids=list(ids or ()), delete_where=where)
+    return max(_commit(engine, seq, batch), 0)
+
+
+def update(
+    engine: ShardEngine,
+    seq: int,
+    ids: Sequence[str],
+    metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+    documents: Sequence[str | None] | None = None,
+    *,
+    replace_metadata: bool = False,
+    upsert_missing: bool = False,
+    vectors: np.ndarray | None = None,
+) -> UpdateOutcome:
+    """Change existing rows' metadata (merged, or replaced) and/or documents as batch `seq`
+    (None for a row: that part unchanged), as the coordinator's Update stages it; ids not held
+    are reported missing, or with `upsert_missing` inserted from `vectors`."""
+    u = ShardUpdate(
+        ids=list(ids),
+        metadata_json=[dumps_json(dict(m)) if m is not None else "" for m in metadatas or ()],
+        documents=[d or "" for d in documents or ()],
+        replace_metadata=replace_metadata,
+        upsert_missing=upsert_missing,
+        vectors=None if vectors is None else np.asarray(vectors, dtype=np.float32),
+    )
+    engine.stage(check_seq(seq), update_plan(u))
+    ack = engine.resolve(seq, True)
+    return UpdateOutcome(ack.affected - ack.inserted, list(ack.missing_ids), ack.inserted)

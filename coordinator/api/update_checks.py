@@ -8,7 +8,7 @@ an id that is missing is INVALID_ARGUMENT naming it, and a merge whose result wo
 max_metadata_bytes is INVALID_ARGUMENT naming the row, so such a request writes nothing on any
 shard. Each shard checks the same again when it stages its part of the atomic batch (a row
 written in between), refusing the stage and so aborting the Update everywhere, see
-shard/engine.py `stage_trusted`.
+shard/staging.py `plan_update`.
 """
 
 from __future__ import annotations

@@ -271,10 +271,10 @@ def test_tls_needs_the_right_certificate(secured: Secured) -> None:
 
 def _shard_calls(stub: Any) -> list[Callable[[Any], Any]]:
     """Every Shard method, each taking the call metadata; the writes would change data."""
-    write = shard_pb2.ShardUpsertRequest(seq=10**9, ids=["evil"])
+    write = shard_pb2.ShardStageRequest(seq=10**9, ids=["evil"], delete_ids=["a"])
     write.vectors.dim = 4
     write.vectors.packed = np.ones(4, dtype="<f4").tobytes()
-    delete = shard_pb2.ShardDeleteRequest(seq=10**9, ids=["a"])
+    commit = shard_pb2.ShardResolveRequest(seq=10**9, commit=True)
     return [
         lambda md: stub.Info(shard_pb2.ShardInfoRequest(), metadata=md, timeout=30),
         lambda md: stub.Count(shard_pb2.ShardCountRequest(), metadata=md, timeout=30),
@@ -282,8 +282,8 @@ def _shard_calls(stub: Any) -> list[Callable[[Any], Any]]:
         lambda md: stub.Search(
             shard_pb2.ShardSearchRequest(k=1, queries=write.vectors), metadata=md, timeout=30
         ),
-        lambda md: stub.Upsert(write, metadata=md, timeout=30),
-        lambda md: stub.Delete(delete, metadata=md, timeout=30),
+        lambda md: stub.Stage(write, metadata=md, timeout=30),
+        lambda md: stub.Resolve(commit, metadata=md, timeout=30),
         lambda md: stub.Changes(shard_pb2.ShardChangesRequest(), metadata=md, timeout=30),
         lambda md: list(stub.Snapshot(shard_pb2.ShardSnapshotRequest(), metadata=md, timeout=30)),
     ]

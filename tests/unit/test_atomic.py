@@ -30,6 +30,7 @@ from shardvec.coordinator.replicas.replica_set import ReplicaState
 from shardvec.coordinator.runtime import CoordinatorRuntime
 from shardvec.shard.engine import ShardEngine
 from shardvec.shard.staging import UpdatePlan
+from tests import inproc
 from tests.inproc import LocalControls, wait_for
 
 DIM = 8
@@ -47,7 +48,7 @@ def deadline() -> float:
 
 def full(eng: ShardEngine, ids: list[str]) -> list[Any]:
     """The rows with vector, metadata and document."""
-    return eng.get_trusted(ids, include_vectors=True, include_metadata=True, include_documents=True)
+    return eng.get(ids, include_vectors=True, include_metadata=True, include_documents=True)
 
 
 # --------------------------------------------------------------------------- one engine
@@ -58,8 +59,8 @@ def test_a_staged_batch_is_invisible_until_committed_and_survives_a_restart(
 ) -> None:
     eng = ShardEngine(tmp_path, SETTINGS)
     ids, vecs = rows(20)
-    eng.upsert(1, ids[:5], vecs[:5])
-    eng.stage(2, ids, vecs, [{"n": i} for i in range(20)], delete_ids=["r0"])
+    inproc.write(eng, 1, ids[:5], vecs[:5])
+    eng.stage(2, inproc.rows(eng, ids, vecs, [{"n": i} for i in range(20)], delete_ids=["r0"]))
     assert eng.count() == 5 and eng.applied_seq == 1
     assert eng.get(ids[5:6])[0] is None
     assert eng.changes_since(1)[0] == []
@@ -89,7 +90,7 @@ def test_an_aborted_batch_is_dropped_durably_and_a_commit_of_it_is_refused(
 ) -> None:
     eng = ShardEngine(tmp_path, SETTINGS)
     ids, vecs = rows(10)
-    eng.stage(1, ids, vecs)
+    eng.stage(1, inproc.rows(eng, ids, vecs))
     assert eng.resolve(1, False).applied  # dropped
     assert eng.resolve(1, False) == WriteAck(False, 0, 0)  # dropping twice is harmless
     with pytest.raises(FailedPrecondition, match="not staged"):
@@ -97,9 +98,10 @@ def test_an_aborted_batch_is_dropped_durably_and_a_commit_of_it_is_refused(
     eng.close()
     eng = ShardEngine(tmp_path, SETTINGS)
     assert eng.staged_seqs() == [] and eng.count() == 0 and eng.applied_seq == 0
-    eng.upsert(5, ids[:1], vecs[:1])
+    inproc.write(eng, 5, ids[:1], vecs[:1])
     with pytest.raises(FailedPrecondition, match="not above"):
-        eng.stage(3, ids, vecs)  # a seq at or below the applied one is never staged
+        # a seq at or below the applied one is never staged
+        eng.stage(3, inproc.rows(eng, ids, vecs))
     eng.close()
 
 
@@ -108,8 +110,8 @@ def test_a_delete_by_filter_is_resolved_when_staged_and_applied_at_commit(
 ) -> None:
     eng = ShardEngine(tmp_path, SETTINGS)
     ids, vecs = rows(30)
-    eng.upsert(1, ids, vecs, [{"even": i % 2 == 0} for i in range(30)])
-    eng.stage(2, delete_where=Cond("even", "eq", True))
+    inproc.write(eng, 1, ids, vecs, [{"even": i % 2 == 0} for i in range(30)])
+    eng.stage(2, inproc.rows(eng, delete_where=Cond("even", "eq", True)))
     assert eng.count() == 30
     assert eng.resolve(2, True).affected == 15
     assert eng.count() == 15 and eng.count(Cond("even", "eq", True)) == 0
@@ -121,8 +123,8 @@ def test_a_lower_staged_batch_goes_with_the_next_stage_and_catch_up_drops_what_i
 ) -> None:
     eng = ShardEngine(tmp_path, SETTINGS)
     ids, vecs = rows(6)
-    eng.stage(1, ids[:2], vecs[:2])  # its abort never arrived
-    eng.stage(2, ids[2:4], vecs[2:4])
+    eng.stage(1, inproc.rows(eng, ids[:2], vecs[:2]))  # its abort never arrived
+    eng.stage(2, inproc.rows(eng, ids[2:4], vecs[2:4]))
     assert eng.staged_seqs() == [2]
     # A peer's rows up to seq 3 arrive by catch-up: what was staged at or below is obsolete.
     eng.apply_changes([Change("p", 3, vecs[5], {}, False)], 3)
@@ -138,7 +140,8 @@ def test_documents_and_an_update_are_staged_durably_and_applied_at_commit(
 ) -> None:
     eng = ShardEngine(tmp_path, SETTINGS)
     ids, vecs = rows(4)
-    eng.stage(1, ids, vecs, [{"n": i} for i in range(4)], documents=["d0", "", "d2", "d3"])
+    docs = ["d0", "", "d2", "d3"]
+    eng.stage(1, inproc.rows(eng, ids, vecs, [{"n": i} for i in range(4)], documents=docs))
     eng.close()
     eng = ShardEngine(tmp_path, SETTINGS)  # staged documents survive a restart
     assert eng.resolve(1, True).affected == 4
@@ -149,8 +152,7 @@ def test_documents_and_an_update_are_staged_durably_and_applied_at_commit(
         metadatas=[{"tag": "u"}, None, {"x": 1}],
         documents=[None, "new d1", None],
     )
-    empty = np.empty((0, DIM), dtype=np.float32)
-    eng.stage_trusted(2, [], empty, [], [], None, update=plan)
+    eng.stage(2, plan)
     assert eng.get(["r0"])[0].metadata == {"n": 0}  # type: ignore[union-attr]
     eng.close()
     eng = ShardEngine(tmp_path, SETTINGS)  # a staged update survives a restart
@@ -171,8 +173,7 @@ def test_an_update_past_the_metadata_limit_refuses_its_stage_and_upsert_missing_
 ) -> None:
     eng = ShardEngine(tmp_path, SETTINGS)
     ids, vecs = rows(3)
-    eng.upsert(1, ids, vecs, [{"big": "x" * 60}] * 3)
-    empty = np.empty((0, DIM), dtype=np.float32)
+    inproc.write(eng, 1, ids, vecs, [{"big": "x" * 60}] * 3)
     too_big = UpdatePlan(
         ids=["r0", "r2"],
         metadatas=[{"a": 1}, {"more": "y" * 60}],
@@ -180,7 +181,7 @@ def test_an_update_past_the_metadata_limit_refuses_its_stage_and_upsert_missing_
         max_metadata_bytes=100,
     )
     with pytest.raises(InvalidArgument, match=r"metadata_json\[1\] \('r2' merged\)"):
-        eng.stage_trusted(2, [], empty, [], [], None, update=too_big)
+        eng.stage(2, too_big)
     assert eng.staged_seqs() == []  # nothing staged: the batch aborts everywhere
     ins = UpdatePlan(
         ids=["r0", "new"],
@@ -189,7 +190,7 @@ def test_an_update_past_the_metadata_limit_refuses_its_stage_and_upsert_missing_
         upsert_missing=True,
         vectors=vecs[:2],
     )
-    eng.stage_trusted(2, [], empty, [], [], None, update=ins)
+    eng.stage(2, ins)
     ack = eng.resolve(2, True)
     assert ack.inserted == 1 and ack.missing_ids == () and ack.affected == 2
     new = full(eng, ["new"])[0]
@@ -200,7 +201,7 @@ def test_an_update_past_the_metadata_limit_refuses_its_stage_and_upsert_missing_
 def test_a_staged_table_of_the_previous_version_gains_its_columns(tmp_path: Path) -> None:
     eng = ShardEngine(tmp_path, SETTINGS)
     ids, vecs = rows(2)
-    eng.stage(1, ids, vecs)
+    eng.stage(1, inproc.rows(eng, ids, vecs))
     eng.close()
     with sqlite3.connect(tmp_path / STORE_FILE) as db:  # as the atomic branch's stores were
         db.execute("ALTER TABLE staged DROP COLUMN documents")

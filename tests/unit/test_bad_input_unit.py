@@ -44,6 +44,7 @@ from shardvec.coordinator.runtime import CoordinatorRuntime
 from shardvec.shard.engine import ShardEngine
 from shardvec.v1 import common_pb2
 from shardvec.v1 import vector_search_pb2 as pb
+from tests import inproc
 from tests.inproc import LocalControls
 
 DIM = 8
@@ -483,7 +484,7 @@ def test_a_leftover_directory_is_never_adopted(seeded: Seeded) -> None:
     s, name = seeded, "leftover"
     directory = replica_dir(s.data_dir, name, 0, 0)
     old = ShardEngine(directory, IndexSettings(dim=DIM, metric="cosine"))
-    old.upsert(1, ["ghost"], np.ones((1, DIM), dtype=np.float32))
+    inproc.write(old, 1, ["ghost"], np.ones((1, DIM), dtype=np.float32))
     old.close()
     files = sorted(p.name for p in directory.iterdir())
     req = pb.CreateCollectionRequest(name=name, dimension=DIM, metric=common_pb2.COSINE)

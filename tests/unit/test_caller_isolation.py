@@ -26,6 +26,7 @@ from shardvec.coordinator.replicas.shard_client import RemoteShard
 from shardvec.shard.engine import INFO_LOCK_S, ShardEngine
 from shardvec.shard.server import ShardServer
 from shardvec.v1 import shard_pb2
+from tests import inproc
 from tests.wire_bytes import tokenless_stage
 
 DIM = 8
@@ -35,7 +36,7 @@ DIM = 8
 def server(tmp_path: Path) -> Iterator[tuple[ShardServer, np.ndarray, ShardEngine]]:
     engine = ShardEngine(tmp_path / "e", IndexSettings(dim=DIM))
     vecs = np.random.default_rng(3).standard_normal((200, DIM)).astype(np.float32)
-    engine.upsert(1, [f"r{i}" for i in range(200)], vecs, [{"i": i} for i in range(200)])
+    inproc.write(engine, 1, [f"r{i}" for i in range(200)], vecs, [{"i": i} for i in range(200)])
     srv = ShardServer(engine, token="t")
     try:
         yield srv, vecs, engine

@@ -23,6 +23,7 @@ from shardvec.shard.engine import ShardEngine
 from shardvec.shard.store import Store
 from shardvec.v1 import common_pb2
 from shardvec.v1 import vector_search_pb2 as pb
+from tests import inproc
 from tests.unit.test_bad_input_unit import Seeded, _search, _upsert, open_seeded
 from tests.wire_bytes import len_field
 
@@ -319,7 +320,7 @@ def test_invalid_utf8_in_new_fields_names_the_field(
 def test_old_store_gains_the_document_column(tmp_path: Path) -> None:
     settings = IndexSettings(dim=4)
     engine = ShardEngine(tmp_path, settings)
-    engine.upsert(1, ["a"], np.ones((1, 4), np.float32), [{"x": 1}])
+    inproc.write(engine, 1, ["a"], np.ones((1, 4), np.float32), [{"x": 1}])
     engine.close()
     conn = sqlite3.connect(tmp_path / "store.sqlite")
     # the previous version's schema: no full-text index (shard/bm25.py), no document column
@@ -336,7 +337,7 @@ def test_old_store_gains_the_document_column(tmp_path: Path) -> None:
         assert engine.get(["a"], include_documents=True)[0].metadata == {"x": 1}  # type: ignore[union-attr]
         engine.close()
     engine = ShardEngine(tmp_path, settings)
-    engine.update(2, ["a"], None, ["now a text"])
+    inproc.update(engine, 2, ["a"], None, ["now a text"])
     assert engine.count(where_document=DocCond("contains", "a text")) == 1
     engine.close()
     store = Store(tmp_path, settings)
@@ -349,9 +350,10 @@ def test_update_is_a_change_that_catch_up_copies_and_survives_reopen(tmp_path: P
     a = ShardEngine(tmp_path / "a", settings)
     b = ShardEngine(tmp_path / "b", settings)
     vecs = np.eye(4, dtype=np.float32)
-    a.upsert(1, list("wxyz"), vecs, [{"n": i} for i in range(4)], ["one", None, "three", None])
+    docs = ["one", None, "three", None]
+    inproc.write(a, 1, list("wxyz"), vecs, [{"n": i} for i in range(4)], docs)
     b.apply_changes(*a.changes_since(0))
-    got = a.update(2, ["w", "x", "q"], [{"m": True}, None, {"m": 1}], [None, "two", "q"])
+    got = inproc.update(a, 2, ["w", "x", "q"], [{"m": True}, None, {"m": 1}], [None, "two", "q"])
     assert (got.updated, got.missing_ids, got.inserted) == (2, ["q"], 0)
     changes, seq = a.changes_since(1)
     assert {c.id for c in changes} == {"w", "x"} and seq == 2
@@ -372,9 +374,9 @@ def test_update_is_a_change_that_catch_up_copies_and_survives_reopen(tmp_path: P
 
 def test_engine_update_of_missing_id_with_upsert_missing_needs_vectors(tmp_path: Path) -> None:
     engine = ShardEngine(tmp_path, IndexSettings(dim=4))
-    engine.upsert(1, ["a"], np.ones((1, 4), np.float32))
+    inproc.write(engine, 1, ["a"], np.ones((1, 4), np.float32))
     with pytest.raises(ShardvecError, match=r"ids\[1\]: 'b' is not in the collection"):
-        engine.update(2, ["a", "b"], None, ["x", "y"], upsert_missing=True)
+        inproc.update(engine, 2, ["a", "b"], None, ["x", "y"], upsert_missing=True)
     assert engine.applied_seq == 1 and engine.get(["a"], include_documents=True)[0].document is None  # type: ignore[union-attr]
     engine.close()
 

@@ -21,11 +21,13 @@ import shardvec.shard.planner as planner_mod
 from shardvec.contract.errors import DataLoss, FailedPrecondition, InvalidArgument
 from shardvec.contract.filters import parse_where
 from shardvec.contract.settings import IndexSettings
+from shardvec.contract.shard_requests import check_search
 from shardvec.contract.store_copy import INDEX_FILE, MANIFEST_FILE
-from shardvec.contract.types import Change
+from shardvec.contract.types import Change, ShardSearch
 from shardvec.shard.engine import ShardEngine
 from shardvec.shard.planner import PlannerSettings
 from shardvec.shard.rwlock import RWLock
+from tests import inproc
 
 DIM = 16
 REPO = Path(__file__).resolve().parents[2]
@@ -48,7 +50,8 @@ def _fill(e: ShardEngine, x: np.ndarray, *, seq0: int = 1, batch: int = 500, sta
     seq = seq0
     for b in range(0, len(x), batch):
         idx = range(start + b, start + min(b + batch, len(x)))
-        assert e.upsert(seq, [str(i) for i in idx], x[b : b + batch], [_meta(i) for i in idx])
+        ids = [str(i) for i in idx]
+        assert inproc.write(e, seq, ids, x[b : b + batch], [_meta(i) for i in idx])
         seq += 1
     return seq
 
@@ -90,19 +93,19 @@ def test_upsert_get_count_delete(engine: ShardEngine) -> None:
     slim = engine.get(["5"], include_vectors=False, include_metadata=False)[0]
     assert slim is not None and slim.vector is None and slim.metadata is None
     assert engine.count(parse_where({"p10": True})) == 10
-    assert engine.delete(4, ids=["5", "6", "nope"]) == 2
+    assert inproc.delete(engine, 4, ids=["5", "6", "nope"]) == 2
     assert engine.get(["5", "6"]) == [None, None]
     assert engine.count() == 98
-    assert engine.delete(5, where=parse_where({"p10": True})) == 10
+    assert inproc.delete(engine, 5, where=parse_where({"p10": True})) == 10
     assert engine.count() == 88 and engine.count(parse_where({"p10": True})) == 0
-    assert engine.delete(6, ids=["5"]) == 0  # already gone
+    assert inproc.delete(engine, 6, ids=["5"]) == 0  # already gone
     assert engine.applied_seq == 6
     res = engine.search(x[:5], 3)
     assert not set(res.ids.ravel()) & {"5", "6", "0", "10"}
     with pytest.raises(InvalidArgument):
-        engine.delete(7)
+        inproc.delete(engine, 7)
     with pytest.raises(InvalidArgument):
-        engine.delete(7, ids=["1"], where=parse_where({"p10": True}))
+        inproc.delete(engine, 7, ids=["1"], where=parse_where({"p10": True}))
 
 
 def test_reupsert_replaces_vector_and_metadata(engine: ShardEngine) -> None:
@@ -110,7 +113,7 @@ def test_reupsert_replaces_vector_and_metadata(engine: ShardEngine) -> None:
     _fill(engine, x)
     slots = engine.info()["slots"]
     new = _data(2, 1)
-    assert engine.upsert(2, ["7"], new, [{"fresh": True}])
+    assert inproc.write(engine, 2, ["7"], new, [{"fresh": True}])
     rec = engine.get(["7"])[0]
     assert rec is not None and rec.metadata == {"fresh": True}
     np.testing.assert_array_equal(rec.vector, new[0])
@@ -125,17 +128,17 @@ def test_replayed_seq_changes_nothing(engine: ShardEngine) -> None:
     x = _data(3, 20)
     _fill(engine, x)
     before = engine.info()
-    assert engine.upsert(1, ["0"], _data(4, 1), [{"x": 1}]) is False
-    assert engine.upsert(1, ["new"], _data(4, 1)) is False
-    assert engine.delete(1, ids=["0"]) == 0
+    assert inproc.write(engine, 1, ["0"], _data(4, 1), [{"x": 1}]) is False
+    assert inproc.write(engine, 1, ["new"], _data(4, 1)) is False
+    assert inproc.delete(engine, 1, ids=["0"]) == 0
     assert engine.get(["new"]) == [None]
     rec = engine.get(["0"])[0]
     assert rec is not None and rec.metadata == _meta(0)
     assert engine.info() == before
     # A gap in seq is allowed and recorded.
-    assert engine.upsert(10, ["new"], _data(4, 1))
+    assert inproc.write(engine, 10, ["new"], _data(4, 1))
     assert engine.applied_seq == 10
-    assert engine.upsert(5, ["late"], _data(4, 1)) is False
+    assert inproc.write(engine, 5, ["late"], _data(4, 1)) is False
 
 
 def test_bad_batch_is_rejected_whole(engine: ShardEngine) -> None:
@@ -145,17 +148,19 @@ def test_bad_batch_is_rejected_whole(engine: ShardEngine) -> None:
     bad[2, 4] = np.nan
     info = engine.info()
     with pytest.raises(InvalidArgument, match=r"vectors\[2\]"):
-        engine.upsert(2, ["a", "b", "c"], bad)
+        inproc.write(engine, 2, ["a", "b", "c"], bad)
     with pytest.raises(InvalidArgument):
-        engine.upsert(2, ["a", "b", "c"], _data(6, 3), [{"ok": 1}, {"ok": 2}, {"bad": {"x": 1}}])
+        inproc.write(
+            engine, 2, ["a", "b", "c"], _data(6, 3), [{"ok": 1}, {"ok": 2}, {"bad": {"x": 1}}]
+        )
     with pytest.raises(InvalidArgument):
-        engine.upsert(2, ["a", "a"], _data(6, 2))
+        inproc.write(engine, 2, ["a", "a"], _data(6, 2))
     with pytest.raises(InvalidArgument):
-        engine.upsert(2, ["a", "b"], _data(6, 3))
+        inproc.write(engine, 2, ["a", "b"], _data(6, 3))
     with pytest.raises(InvalidArgument):
-        engine.upsert(2, ["a"], np.zeros((1, DIM), dtype=np.float32))  # cosine zero vector
+        inproc.write(engine, 2, ["a"], np.zeros((1, DIM), dtype=np.float32))  # cosine zero vector
     with pytest.raises(InvalidArgument):
-        engine.upsert(0, ["a"], _data(6, 1))
+        inproc.write(engine, 0, ["a"], _data(6, 1))
     assert engine.info() == info
     assert engine.get(["a", "b", "c"]) == [None, None, None]
 
@@ -205,12 +210,12 @@ def test_score_thresholds(tmp_path: Path, metric: str) -> None:
         cut = float(np.median(full.scores))
         if metric == "euclidean":
             with pytest.raises(InvalidArgument):
-                e.search(q, 20, min_score=0.1)
+                check_search(ShardSearch(q, 20, min_score=0.1), DIM, metric)
             res = e.search(q, 20, max_distance=cut)
             keep = full.scores <= cut
         else:
             with pytest.raises(InvalidArgument):
-                e.search(q, 20, max_distance=0.1)
+                check_search(ShardSearch(q, 20, max_distance=0.1), DIM, metric)
             res = e.search(q, 20, min_score=cut)
             keep = full.scores >= cut
         np.testing.assert_array_equal(res.counts, keep.sum(axis=1))
@@ -226,14 +231,14 @@ def test_empty_and_small_engines(engine: ShardEngine) -> None:
     q = _data(11, 3)
     res = engine.search(q, 5)
     assert res.ids.shape == (3, 5) and (res.counts == 0).all() and np.isnan(res.scores).all()
-    engine.upsert(1, ["a", "b"], _data(12, 2))
+    inproc.write(engine, 1, ["a", "b"], _data(12, 2))
     res = engine.search(q, 5)
     assert (res.counts == 2).all()
     assert (res.ids[:, 2:] == "").all() and set(res.ids[0, :2]) == {"a", "b"}
+    with pytest.raises(InvalidArgument):  # refused where the request is built
+        check_search(ShardSearch(q, 0), DIM, "cosine")
     with pytest.raises(InvalidArgument):
-        engine.search(q, 0)
-    with pytest.raises(InvalidArgument):
-        engine.search(_data(11, 3, dim=DIM + 1), 5)
+        check_search(ShardSearch(_data(11, 3, dim=DIM + 1), 5), DIM, "cosine")
 
 
 # ------------------------------------------------------------------------------------ filters
@@ -308,7 +313,7 @@ def test_deleted_slots_are_reused(engine: ShardEngine) -> None:
     x = _data(17, 300)
     seq = _fill(engine, x, batch=100)
     slots = engine.info()["slots"]
-    assert engine.delete(seq, ids=[str(i) for i in range(100)]) == 100
+    assert inproc.delete(engine, seq, ids=[str(i) for i in range(100)]) == 100
     assert engine.info()["deleted_slots"] == 100
     seq = _fill(engine, _data(18, 100), seq0=seq + 1, start=1000)
     info = engine.info()
@@ -345,7 +350,7 @@ def test_restart_roundtrip(tmp_path: Path) -> None:
     q = _data(21, 20)
     e = ShardEngine(tmp_path, _settings(), build_threads=2)
     seq = _fill(e, x)
-    e.delete(seq, ids=[str(i) for i in range(0, 2000, 7)])
+    inproc.delete(e, seq, ids=[str(i) for i in range(0, 2000, 7)])
     before = _snapshot(e, q)
     count = e.count()
     e.close()
@@ -367,10 +372,10 @@ def test_reopen_without_close_keeps_rows(tmp_path: Path) -> None:
     seq = _fill(e, x[:800], batch=400)  # an automatic checkpoint at 800 rows
     assert (tmp_path / MANIFEST_FILE).exists() and e.info()["checkpoint_seq"] == seq - 1
     # After the checkpoint: new rows, re-upserts, deletes, and a deleted slot reused.
-    e.delete(seq, ids=[str(i) for i in range(0, 100)])
-    e.upsert(seq + 1, [str(i) for i in range(800, 1100)], x[800:1100], None)
-    e.upsert(seq + 2, [str(i) for i in range(200, 250)], x[1100:1150], None)
-    e.delete(seq + 3, ids=[str(i) for i in range(300, 320)])  # freed slots stay free
+    inproc.delete(e, seq, ids=[str(i) for i in range(0, 100)])
+    inproc.write(e, seq + 1, [str(i) for i in range(800, 1100)], x[800:1100], None)
+    inproc.write(e, seq + 2, [str(i) for i in range(200, 250)], x[1100:1150], None)
+    inproc.delete(e, seq + 3, ids=[str(i) for i in range(300, 320)])  # freed slots stay free
     expected = _snapshot(e, q)[1:]
     count = e.count()
     del e  # no close(): no checkpoint, like a crash
@@ -465,7 +470,7 @@ def test_damaged_checkpoint_is_rebuilt(
     q = _data(26, 10)
     e = ShardEngine(tmp_path, _settings(), build_threads=2)
     seq = _fill(e, x, batch=400)
-    e.delete(seq, ids=[str(i) for i in range(0, 800, 9)])
+    inproc.delete(e, seq, ids=[str(i) for i in range(0, 800, 9)])
     expected = _snapshot(e, q)[1:]
     count = e.count()
     e.close()
@@ -526,10 +531,10 @@ def test_changes_since_and_apply_changes_copy_a_replica(tmp_path: Path) -> None:
         seq = _fill(src, x[:400], batch=100)
         assert _copy(src, dst, 150) >= 2
         # The target has rows the source later deletes, re-upserts, and adds.
-        src.delete(seq, ids=[str(i) for i in range(0, 400, 4)])
-        src.upsert(seq + 1, [str(i) for i in range(1, 50, 4)], x[400:413], [{"v": 2}] * 13)
-        src.upsert(seq + 2, [str(i) for i in range(400, 587)], x[413:600], None)
-        src.delete(seq + 3, where=parse_where({"tag": "t1"}))
+        inproc.delete(src, seq, ids=[str(i) for i in range(0, 400, 4)])
+        inproc.write(src, seq + 1, [str(i) for i in range(1, 50, 4)], x[400:413], [{"v": 2}] * 13)
+        inproc.write(src, seq + 2, [str(i) for i in range(400, 587)], x[413:600], None)
+        inproc.delete(src, seq + 3, where=parse_where({"tag": "t1"}))
         changes, applied = src.changes_since(dst.applied_seq)
         assert applied == seq + 3 and any(c.deleted for c in changes)
         assert [c.seq for c in changes] == sorted(c.seq for c in changes)
@@ -559,7 +564,7 @@ def test_changes_since_and_apply_changes_copy_a_replica(tmp_path: Path) -> None:
 def test_apply_changes_below_checkpoint_survives_crash(tmp_path: Path) -> None:
     e = ShardEngine(tmp_path, _settings(), build_threads=1)
     _fill(e, _data(31, 50))
-    e.upsert(9, ["z"], _data(32, 1))
+    inproc.write(e, 9, ["z"], _data(32, 1))
     e.checkpoint()
     v = _data(33, 1)[0]
     e.apply_changes([Change("late", 3, v, {"late": True}, False)], 9)
@@ -603,8 +608,8 @@ def test_concurrent_searches_and_writes(tmp_path: Path) -> None:
                     if time.monotonic() > deadline:
                         break
                     ids = [str(i) for i in range(b, b + 100)]
-                    e.upsert(seq, ids, x[b : b + 100], [_meta(i) for i in range(b, b + 100)])
-                    e.delete(seq + 1, ids=[str(i) for i in range(b - 1000, b - 980)])
+                    inproc.write(e, seq, ids, x[b : b + 100], [_meta(i) for i in range(b, b + 100)])
+                    inproc.delete(e, seq + 1, ids=[str(i) for i in range(b - 1000, b - 980)])
                     seq += 2
             except BaseException as exc:
                 errors.append(exc)
@@ -687,7 +692,7 @@ def test_bucket_masks_answer_for_the_right_rows_before_and_after_a_reopen(tmp_pa
     owned[: NUM_BUCKETS // 3] = True
     mine = {i for i in ids if owned[bucket_of(i)]}
     e = ShardEngine(tmp_path / "b", IndexSettings(dim=8))
-    e.upsert(1, ids, vecs, [{} for _ in ids])
+    inproc.write(e, 1, ids, vecs, [{} for _ in ids])
     for _ in range(2):
         assert e.count(buckets=owned) == len(mine) and e.count() == 300
         got = e.search(vecs[:20], 300, exact=True, buckets=owned)

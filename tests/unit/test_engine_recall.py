@@ -19,6 +19,7 @@ import pytest
 from shardvec.contract.filters import parse_where
 from shardvec.contract.settings import IndexSettings
 from shardvec.shard.engine import ShardEngine
+from tests import inproc
 from tests.conftest import shared_data_dir
 
 K = 10
@@ -42,7 +43,7 @@ def test_recall_synthetic_clustered(tmp_path: Path) -> None:
     e = ShardEngine(tmp_path, IndexSettings(dim=dim, metric="cosine"), build_threads=2)
     try:
         for b in range(0, n, 5000):
-            e.upsert(b // 5000 + 1, [str(i) for i in range(b, b + 5000)], base[b : b + 5000])
+            inproc.write(e, b // 5000 + 1, [str(i) for i in range(b, b + 5000)], base[b : b + 5000])
         exact = e.search(queries, K, exact=True)
         # The engine's exact path against plain NumPy first, then HNSW against exact.
         bn = base / np.linalg.norm(base, axis=1, keepdims=True)
@@ -77,7 +78,7 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ShardEngine
     step = 5000
     for b in range(0, len(base), step):
         ids = [str(i) for i in range(b, min(b + step, len(base)))]
-        e.upsert(b // step + 1, ids, base[b : b + step], metas[b : b + step])
+        inproc.write(e, b // step + 1, ids, base[b : b + step], metas[b : b + step])
     yield e, data
     e.close()
 

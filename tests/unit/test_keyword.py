@@ -30,6 +30,7 @@ from shardvec.coordinator.queries.keyword_search import merge_stats
 from shardvec.shard.bm25 import MIN_IDF, idf, varint
 from shardvec.shard.engine import ShardEngine
 from shardvec.v1 import vector_search_pb2 as pb
+from tests import inproc
 
 DOCS = [
     "kafka consumer for python",
@@ -64,7 +65,7 @@ def _engine(
     e = ShardEngine(tmp, IndexSettings(dim=4, text_tokenizer=tokenizer), checkpoint_rows=1 << 40)
     rng = np.random.default_rng(0)
     ids = [str(i) for i in range(len(docs))]
-    e.upsert(seq, ids, rng.standard_normal((len(docs), 4)).astype(np.float32),
+    inproc.write(e, seq, ids, rng.standard_normal((len(docs), 4)).astype(np.float32),
              [{"i": i} for i in range(len(docs))], docs)
     return e
 
@@ -147,14 +148,14 @@ def test_index_follows_every_write_path(tmp_path: Path) -> None:
     e = _engine(tmp_path / "a", ["alpha beta", "beta gamma", None, "delta"])
     _check_in_step(e, tmp_path / "a")
     vec = np.ones((2, 4), np.float32)
-    e.upsert(2, ["0", "9"], vec, [{}, {}], ["omega", "beta beta"])  # re-upsert + new row
+    inproc.write(e, 2, ["0", "9"], vec, [{}, {}], ["omega", "beta beta"])  # re-upsert + new row
     _check_in_step(e, tmp_path / "a")
-    e.delete(3, ["1"], None)
+    inproc.delete(e, 3, ["1"], None)
     _check_in_step(e, tmp_path / "a")
-    e.update(4, ["3", "2"], None, ["epsilon", "zeta now"])  # update in place, doc added
+    inproc.update(e, 4, ["3", "2"], None, ["epsilon", "zeta now"])  # update in place, doc added
     _check_in_step(e, tmp_path / "a")
     assert set(_search(e, ["zeta"]).ids[0]) - {""} == {"2"}
-    e.stage_trusted(5, ["7"], vec[:1], [{}], ["0"], None, ["eta theta"])  # staged: unseen
+    e.stage(5, inproc.rows(e, ["7"], vec[:1], delete_ids=["0"], documents=["eta theta"]))
     assert int(_search(e, ["eta"]).counts[0]) == 0
     e.resolve(5, True)
     _check_in_step(e, tmp_path / "a")

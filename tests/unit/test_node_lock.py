@@ -25,6 +25,7 @@ from shardvec.shard.engine import ShardEngine
 from shardvec.shard.node_lock import NodeSearchLock
 from shardvec.shard.server import ShardServer
 from shardvec.v1 import shard_pb2, shard_pb2_grpc
+from tests import inproc
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -108,7 +109,7 @@ def test_large_searches_wait_for_the_lock_and_small_ones_do_not(tmp_path: Path) 
     engine = ShardEngine(tmp_path / "engine", settings, search_threads=2, build_threads=1)
     rng = np.random.default_rng(3)
     vecs = rng.standard_normal((200, 8)).astype(np.float32)
-    engine.upsert(1, [str(i) for i in range(200)], vecs, [{}] * 200)
+    inproc.write(engine, 1, [str(i) for i in range(200)], vecs, [{}] * 200)
     lock_path = tmp_path / "search.lock"
     server = ShardServer(
         engine, token="t", node_turn_rows=16, search_lock_path=lock_path
@@ -161,7 +162,7 @@ def test_engine_uses_one_thread_per_32_queries_up_to_search_threads(tmp_path: Pa
         assert [e._planner.threads_for(n) for n in (1, 31, 32, 64, 100, 1000)] == [1, 1, 1, 2, 3, 4]
         rng = np.random.default_rng(0)
         vecs = rng.standard_normal((300, 8)).astype(np.float32)
-        e.upsert(1, [str(i) for i in range(300)], vecs, [{}] * 300)
+        inproc.write(e, 1, [str(i) for i in range(300)], vecs, [{}] * 300)
         one = e.search(vecs[:1], 5)
         many = e.search(vecs[:200], 5)  # four threads: the same answers as one at a time
         assert many.ids[0].tolist() == one.ids[0].tolist()

@@ -21,6 +21,7 @@ from shardvec.coordinator.paths import replica_dir, snapshot_dir
 from shardvec.coordinator.registry import Registry
 from shardvec.shard.engine import ShardEngine
 from shardvec.shard.snapshot_copy import take_snapshot
+from tests import inproc
 
 SETTINGS = IndexSettings(dim=8)
 
@@ -43,7 +44,7 @@ def _fill(directory: Path) -> ShardEngine:
     vecs = np.random.default_rng(0).standard_normal((40, 8)).astype(np.float32)
     for seq in range(1, 5):
         rows = slice((seq - 1) * 10, seq * 10)
-        eng.upsert(seq, [f"r{i}" for i in range(40)][rows], vecs[rows], [{"i": seq}] * 10)
+        inproc.write(eng, seq, [f"r{i}" for i in range(40)][rows], vecs[rows], [{"i": seq}] * 10)
     eng.checkpoint()
     return eng
 

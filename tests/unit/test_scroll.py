@@ -29,6 +29,7 @@ from shardvec.shard.engine import ShardEngine
 from shardvec.shard.store import Store
 from shardvec.v1 import common_pb2
 from shardvec.v1 import vector_search_pb2 as pb
+from tests import inproc
 from tests.inproc import LocalControls
 
 DIM = 8
@@ -93,7 +94,7 @@ def _engine(tmp_path: Path, n: int) -> tuple[ShardEngine, list[str], np.ndarray]
     engine = ShardEngine(tmp_path, IndexSettings(dim=DIM))
     ids = [f"id-{i}" for i in range(n)]
     vecs = np.random.default_rng(0).standard_normal((n, DIM)).astype(np.float32)
-    engine.upsert(1, ids, vecs, [{"i": i, "even": i % 2 == 0} for i in range(n)])
+    inproc.write(engine, 1, ids, vecs, [{"i": i, "even": i % 2 == 0} for i in range(n)])
     return engine, ids, vecs
 
 

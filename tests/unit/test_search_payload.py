@@ -15,6 +15,7 @@ import shardvec.shard.exact as exact_mod
 from shardvec.contract.filters import parse_where
 from shardvec.contract.settings import IndexSettings
 from shardvec.shard.engine import ShardEngine
+from tests import inproc
 
 DIM = 12
 
@@ -29,7 +30,7 @@ def _meta(i: int) -> dict[str, Any]:
 
 def _load(e: ShardEngine, n: int, seed: int = 0) -> np.ndarray:
     x = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
-    e.upsert(1, [f"r{i}" for i in range(n)], x, [_meta(i) for i in range(n)])
+    inproc.write(e, 1, [f"r{i}" for i in range(n)], x, [_meta(i) for i in range(n)])
     return x
 
 
@@ -67,9 +68,9 @@ def test_hits_carry_their_stored_metadata_and_vectors(tmp_path: Path, metric: st
 def test_metadata_follows_updates_deletes_and_a_restart(tmp_path: Path) -> None:
     e = _engine(tmp_path, "cosine")
     x = _load(e, 50)
-    e.upsert(2, ["r3"], x[3:4], [{"new": True}])
-    e.delete(3, ids=["r4"])
-    e.upsert(4, ["r4b"], x[4:5], [])  # reuses r4's slot, no metadata
+    inproc.write(e, 2, ["r3"], x[3:4], [{"new": True}])
+    inproc.delete(e, 3, ids=["r4"])
+    inproc.write(e, 4, ["r4b"], x[4:5], [])  # reuses r4's slot, no metadata
     for engine in (e, None):
         if engine is None:
             e.close()
@@ -89,7 +90,7 @@ def test_exact_dense_and_gathered_equal_brute_force(
 ) -> None:
     e = _engine(tmp_path, metric)
     x = _load(e, 400, seed=3)
-    e.delete(2, ids=[f"r{i}" for i in range(0, 400, 5)])  # holes the dense path must skip
+    inproc.delete(e, 2, ids=[f"r{i}" for i in range(0, 400, 5)])  # holes the dense path must skip
     live = np.array([i for i in range(400) if i % 5], dtype=np.int64)
     q = np.random.default_rng(4).standard_normal((9, DIM)).astype(np.float32)
     seen: list[bool] = []

@@ -21,6 +21,7 @@ from shardvec.coordinator.replicas.shard_client import RemoteShard
 from shardvec.shard.engine import ShardEngine
 from shardvec.shard.server import ShardServer
 from shardvec.v1 import shard_pb2
+from tests import inproc
 
 DIM = 8
 
@@ -28,7 +29,7 @@ DIM = 8
 def _server(tmp_path: Path) -> tuple[ShardServer, ShardEngine, np.ndarray]:
     engine = ShardEngine(tmp_path / "e", IndexSettings(dim=DIM))
     vecs = np.random.default_rng(1).standard_normal((300, DIM)).astype(np.float32)
-    engine.upsert(1, [f"r{i}" for i in range(300)], vecs, [{"i": i} for i in range(300)])
+    inproc.write(engine, 1, [f"r{i}" for i in range(300)], vecs, [{"i": i} for i in range(300)])
     return ShardServer(engine, token="t"), engine, vecs
 
 

@@ -23,6 +23,7 @@ from shardvec.coordinator.writes.atomic import AtomicWriter
 from shardvec.shard.engine import ShardEngine
 from shardvec.shard.scrub import Scrubber
 from shardvec.shard.store import row_checksum
+from tests import inproc
 from tests.inproc import LocalControl, wait_for
 
 DIM = 8
@@ -32,7 +33,7 @@ SPEC = CollectionSpec("t", SETTINGS, 1, 2)
 
 def fill(engine: ShardEngine, n: int = 300, seq: int = 1) -> np.ndarray:
     vecs = np.random.default_rng(seq).standard_normal((n, DIM)).astype(np.float32)
-    engine.upsert(seq, [f"r{i}" for i in range(n)], vecs, [{"i": i} for i in range(n)])
+    inproc.write(engine, seq, [f"r{i}" for i in range(n)], vecs, [{"i": i} for i in range(n)])
     return vecs
 
 
@@ -102,7 +103,7 @@ def test_scrub_keeps_its_rate_and_finds_nothing_on_a_sound_store(tmp_path: Path)
     began = time.monotonic()
     scrub.start()
     time.sleep(0.6)
-    engine.upsert(2, ["w"], np.ones((1, DIM), np.float32))  # writes are not held up
+    inproc.write(engine, 2, ["w"], np.ones((1, DIM), np.float32))  # writes are not held up
     checked, elapsed = scrub.checked, time.monotonic() - began
     scrub.stop()
     assert scrub.found is None and engine.damage is None
@@ -217,7 +218,7 @@ def test_a_replica_damaged_while_serving_leaves_the_live_set_and_writes_go_on(
         engine = controls[1].engine
         assert engine is not None
         # a batch staged there and never resolved (its abort lost): gone with the quarantine
-        engine.stage(50, ["stale"], np.zeros((1, DIM), dtype=np.float32))
+        engine.stage(50, inproc.rows(engine, ["stale"], np.zeros((1, DIM), dtype=np.float32)))
         engine.mark_damaged("row 'r3' fails its checksum")
         assert await _upsert(rs, 50, start=100) == 50  # acknowledged by the healthy replica
         assert rs.replicas[0].state is ReplicaState.LIVE

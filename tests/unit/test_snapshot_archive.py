@@ -15,6 +15,7 @@ from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.store_copy import iter_live_rows, parse_shard_manifest
 from shardvec.shard.engine import ShardEngine
 from shardvec.shard.snapshot_copy import take_snapshot
+from tests import inproc
 
 SETTINGS = IndexSettings(dim=8, metric="euclidean")
 
@@ -25,9 +26,9 @@ def _engine(directory: Path, n: int, seed: int) -> tuple[ShardEngine, np.ndarray
     eng = ShardEngine(directory, SETTINGS, checkpoint_rows=50)
     ids = [f"s{seed}-{i}" for i in range(n)]
     for start in range(0, n, 20):
-        eng.upsert(start // 20 + 1, ids[start : start + 20], vecs[start : start + 20],
+        inproc.write(eng, start // 20 + 1, ids[start : start + 20], vecs[start : start + 20],
                    [{"i": i} for i in range(start, min(start + 20, n))])
-    eng.delete(n // 20 + 2, ids=ids[:3])
+    inproc.delete(eng, n // 20 + 2, ids=ids[:3])
     return eng, vecs
 
 
@@ -55,7 +56,7 @@ def test_shard_snapshot_is_the_store_at_its_seq(tmp_path: Path) -> None:
     assert snap.store.rows == 67 and snap.store.tombstones == 3
     assert [f.name for f in snap.files] == ["store.sqlite", "index.bin", "manifest.json"]
     assert snap.checkpoint_seq is not None and snap.checkpoint_seq <= snap.store.seq
-    eng.upsert(eng.applied_seq + 1, ["later"], vecs[:1])  # after the copy: not in it
+    inproc.write(eng, eng.applied_seq + 1, ["later"], vecs[:1])  # after the copy: not in it
     rows = [r for batch in iter_live_rows(dest / "store.sqlite", 16) for r in batch]
     assert len(rows) == 67 and "later" not in {r[0] for r in rows}
     by_id = {r[0]: r for r in rows}

@@ -11,6 +11,7 @@ imports none of them, only the generated `shardvec.v1` code, NumPy and the stand
     settings    IndexSettings and CollectionSpec
     types       the domain values that cross a boundary (records, results, changes, states)
     shard_api   the shard interface (`ShardLike`), implemented by the remote client and in process
+    shard_requests  a shard request's checks, made once where it is built (engines check none)
     convert     every protobuf <-> domain conversion
     store_copy  the shard snapshot format; reading a copied store
     archive     the collection snapshot archive format

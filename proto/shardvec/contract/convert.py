@@ -459,22 +459,6 @@ def records_from_response(resp: pb.GetResponse, dim: int) -> list[Record]:
 # The internal shard service (shardvec.v1.Shard) in the shard interface's domain types.
 
 
-def upsert_request(
-    seq: int,
-    ids: Sequence[str],
-    vectors: np.ndarray,
-    metadata_json: Sequence[str],
-    documents: Sequence[str] = (),
-) -> shard_pb2.ShardUpsertRequest:
-    req = shard_pb2.ShardUpsertRequest(seq=seq, ids=ids)
-    pack_vectors(req.vectors, vectors)
-    if metadata_json:
-        req.metadata_json.extend(metadata_json)
-    if documents:
-        req.documents.extend(documents)
-    return req
-
-
 def update_request(u: ShardUpdate) -> shard_pb2.ShardUpdateRequest:
     """The wire form of the update part of a staged batch (ShardStageRequest.update)."""
     req = shard_pb2.ShardUpdateRequest(
@@ -503,17 +487,6 @@ def shard_update_from_proto(req: shard_pb2.ShardUpdateRequest, dim: int) -> Shar
         vectors=vectors,
         max_metadata_bytes=int(req.max_metadata_bytes),
     )
-
-
-def delete_request(
-    seq: int, ids: Sequence[str] | None, where: Filter | None
-) -> shard_pb2.ShardDeleteRequest:
-    req = shard_pb2.ShardDeleteRequest(seq=seq)
-    if where is not None:
-        req.filter.CopyFrom(filter_to_proto(where))
-    else:
-        req.ids.extend(ids or [])
-    return req
 
 
 def stage_request(seq: int, write: ShardWrite) -> shard_pb2.ShardStageRequest:

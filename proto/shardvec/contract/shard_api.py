@@ -35,29 +35,11 @@ from shardvec.contract.types import (
 
 
 class ShardLike(Protocol):
-    """One replica of one shard; every call takes a timeout (seconds)."""
+    """One replica of one shard; every call takes a timeout (seconds). Writes are atomic
+    batches: `stage`, then `resolve`."""
 
     name: str  # for messages and logs: collection/shard-s/replica-r
     address: str  # where it serves; a peer's address is what a remote replica catches up from
-
-    async def upsert(
-        self,
-        seq: int,
-        ids: Sequence[str],
-        vectors: np.ndarray,
-        metadata_json: Sequence[str],
-        timeout: float,
-        documents: Sequence[str] = (),
-    ) -> WriteAck:
-        """Insert or replace rows as batch `seq` (metadata_json empty: {} for every row;
-        documents empty, or "" for a row: no document)."""
-        ...
-
-    async def delete(
-        self, seq: int, ids: Sequence[str] | None, where: Filter | None, timeout: float
-    ) -> WriteAck:
-        """Delete rows by id or by filter (exactly one) as batch `seq`."""
-        ...
 
     async def stage(self, seq: int, write: ShardWrite, timeout: float) -> int:
         """Phase one of an atomic write: keep `write` durably as batch `seq`, invisible to

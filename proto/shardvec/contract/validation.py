@@ -1,4 +1,4 @@
-"""Request validation, shared by the coordinator's edge and the shard engine used directly.
+"""Request validation, shared by the coordinator's edge and shard_requests (in-process shard calls).
 
 Each check either returns a normalised copy of its input or raises InvalidArgument with a
 message naming the offending row (`ids[3]: id is empty`), so a client can fix the exact item.

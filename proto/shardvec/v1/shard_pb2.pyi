@@ -117,20 +117,6 @@ class ShardSnapshotChunk(_message.Message):
     data: bytes
     def __init__(self, manifest_json: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
 
-class ShardUpsertRequest(_message.Message):
-    __slots__ = ("seq", "ids", "vectors", "metadata_json", "documents")
-    SEQ_FIELD_NUMBER: _ClassVar[int]
-    IDS_FIELD_NUMBER: _ClassVar[int]
-    VECTORS_FIELD_NUMBER: _ClassVar[int]
-    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
-    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
-    seq: int
-    ids: _containers.RepeatedScalarFieldContainer[str]
-    vectors: _common_pb2.Vectors
-    metadata_json: _containers.RepeatedScalarFieldContainer[str]
-    documents: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, seq: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., documents: _Optional[_Iterable[str]] = ...) -> None: ...
-
 class ShardUpdateRequest(_message.Message):
     __slots__ = ("ids", "metadata_json", "replace_metadata", "documents", "upsert_missing", "vectors", "max_metadata_bytes")
     IDS_FIELD_NUMBER: _ClassVar[int]
@@ -148,16 +134,6 @@ class ShardUpdateRequest(_message.Message):
     vectors: _common_pb2.Vectors
     max_metadata_bytes: int
     def __init__(self, ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., replace_metadata: _Optional[bool] = ..., documents: _Optional[_Iterable[str]] = ..., upsert_missing: _Optional[bool] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., max_metadata_bytes: _Optional[int] = ...) -> None: ...
-
-class ShardDeleteRequest(_message.Message):
-    __slots__ = ("seq", "ids", "filter")
-    SEQ_FIELD_NUMBER: _ClassVar[int]
-    IDS_FIELD_NUMBER: _ClassVar[int]
-    FILTER_FIELD_NUMBER: _ClassVar[int]
-    seq: int
-    ids: _containers.RepeatedScalarFieldContainer[str]
-    filter: _common_pb2.Filter
-    def __init__(self, seq: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ...) -> None: ...
 
 class ShardWriteResponse(_message.Message):
     __slots__ = ("applied", "affected", "applied_seq", "missing_ids", "inserted")

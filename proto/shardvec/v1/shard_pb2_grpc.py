@@ -36,16 +36,6 @@ class ShardStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Upsert = channel.unary_unary(
-                '/shardvec.v1.Shard/Upsert',
-                request_serializer=shardvec_dot_v1_dot_shard__pb2.ShardUpsertRequest.SerializeToString,
-                response_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardWriteResponse.FromString,
-                _registered_method=True)
-        self.Delete = channel.unary_unary(
-                '/shardvec.v1.Shard/Delete',
-                request_serializer=shardvec_dot_v1_dot_shard__pb2.ShardDeleteRequest.SerializeToString,
-                response_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardWriteResponse.FromString,
-                _registered_method=True)
         self.Get = channel.unary_unary(
                 '/shardvec.v1.Shard/Get',
                 request_serializer=shardvec_dot_v1_dot_shard__pb2.ShardGetRequest.SerializeToString,
@@ -118,20 +108,9 @@ class ShardServicer:
     every call must carry the cluster's internal token as `x-shardvec-internal` metadata.
     """
 
-    def Upsert(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Delete(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def Get(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Writes are atomic batches only: Stage, then Resolve (commit or abort).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -228,16 +207,6 @@ class ShardServicer:
 
 def add_ShardServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Upsert': grpc.unary_unary_rpc_method_handler(
-                    servicer.Upsert,
-                    request_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardUpsertRequest.FromString,
-                    response_serializer=shardvec_dot_v1_dot_shard__pb2.ShardWriteResponse.SerializeToString,
-            ),
-            'Delete': grpc.unary_unary_rpc_method_handler(
-                    servicer.Delete,
-                    request_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardDeleteRequest.FromString,
-                    response_serializer=shardvec_dot_v1_dot_shard__pb2.ShardWriteResponse.SerializeToString,
-            ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
                     request_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardGetRequest.FromString,
@@ -315,60 +284,6 @@ class Shard:
     """Internal: the coordinator talks to shard replicas through this service. Not a public API;
     every call must carry the cluster's internal token as `x-shardvec-internal` metadata.
     """
-
-    @staticmethod
-    def Upsert(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/shardvec.v1.Shard/Upsert',
-            shardvec_dot_v1_dot_shard__pb2.ShardUpsertRequest.SerializeToString,
-            shardvec_dot_v1_dot_shard__pb2.ShardWriteResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Delete(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/shardvec.v1.Shard/Delete',
-            shardvec_dot_v1_dot_shard__pb2.ShardDeleteRequest.SerializeToString,
-            shardvec_dot_v1_dot_shard__pb2.ShardWriteResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
 
     @staticmethod
     def Get(request,

@@ -29,6 +29,7 @@ from shardvec.coordinator.replicas.ray_control import NAMESPACE
 from shardvec.coordinator.replicas.shard_client import RemoteShard
 from shardvec.v1 import vector_search_pb2 as pb
 from tests.ray.test_metrics import scrape, value
+from tests.waits import until
 
 pytestmark = pytest.mark.cluster
 
@@ -314,10 +315,10 @@ def test_clients_of_a_lost_fronts_node_carry_on(env: dict[str, Any]) -> None:
     t = threading.Thread(target=reader)
     t.start()
     try:
-        time.sleep(1.0)
+        until(lambda: done >= 3, what="reads through the front under way")
         before = done
         c.remove_node(lost, allow_graceful=False)
-        time.sleep(4.0)
+        until(lambda: done >= before + 6, what="reads after the front's node was lost")
     finally:
         stop.set()
         t.join(60)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import ray
 
 from shardvec.cluster.bringup import ShardvecCluster, loopback_only
 from shardvec.cluster.client import Client
+from tests.waits import until
 
 pytestmark = pytest.mark.cluster
 
@@ -68,15 +68,17 @@ def test_replicas_spread_and_node_loss_fails_no_query(three_nodes: Any, tmp_path
         t = threading.Thread(target=loop)
         t.start()
         try:
-            time.sleep(1.0)
+            until(lambda: done >= 3, what="reads under way")
             # lose a node that hosts replicas only: with every node on 127.0.0.1 the driver
             # may have attached to any raylet, and the coordinator runs beside the driver
             keep = {ray.get_runtime_context().get_node_id(), sv.coordinator_node_id()}
             lost = next(w for w in workers if w.node_id not in keep)
             c.remove_node(lost, allow_graceful=False)
-            time.sleep(2.0)
+            at_loss = done
+            until(lambda: done >= at_loss + 3, what="reads after the node loss")
             after = client.wait_live("spread", 180)
-            time.sleep(1.0)
+            at_live = done
+            until(lambda: done >= at_live + 3, what="reads once every replica is back")
         finally:
             stop.set()
             t.join(60)

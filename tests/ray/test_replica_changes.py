@@ -12,6 +12,7 @@ import pytest
 
 from shardvec.cluster.bringup import ShardvecCluster
 from shardvec.cluster.client import Client
+from tests.waits import until
 
 pytestmark = pytest.mark.ray
 
@@ -72,7 +73,7 @@ def test_one_to_two_to_one_replicas_under_load(
     for t in threads:
         t.start()
     try:
-        time.sleep(0.5)
+        until(lambda: reads >= 2 and len(acked) >= 20, what="reads and writes under way")
         start = time.monotonic()
         cluster.scale_replicas(name, 2, timeout=120)
         up_s = time.monotonic() - start
@@ -81,9 +82,10 @@ def test_one_to_two_to_one_replicas_under_load(
                                                                        (1, 1)]
         assert sum(int(r["count"]) for r in during if r["replica"] == 1) >= ROWS
         writes_at_two = len(acked)
-        time.sleep(0.5)
+        until(lambda: len(acked) >= writes_at_two + 20, what="writes to two replicas")
         cluster.scale_replicas(name, 1, timeout=120)
-        time.sleep(0.5)
+        writes_at_one = len(acked)
+        until(lambda: len(acked) >= writes_at_one + 20, what="writes after the lowering")
     finally:
         stop.set()
         for t in threads:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 
 import numpy as np
 import pytest
 
 from shardvec.cluster.client import Client
+from tests.waits import until
 
 pytestmark = pytest.mark.ray
 
@@ -55,12 +55,14 @@ def test_kill_replica_during_reads_and_writes(client: Client, name: str) -> None
     for t in threads:
         t.start()
     try:
-        time.sleep(1.0)
+        until(lambda: reads >= 3 and len(acked) >= 20, what="reads and writes under way")
         for v in victims:
             os.kill(int(v["pid"]), signal.SIGKILL)  # type: ignore[call-overload]
-            time.sleep(1.5)
+            at_kill = len(acked)
+            until(lambda n=at_kill: len(acked) >= n + 20, what="writes after the kill")
         reps_after = client.wait_live(name)
-        time.sleep(1.0)
+        at_live = len(acked)
+        until(lambda: len(acked) >= at_live + 20, what="writes once every replica is back")
     finally:
         stop.set()
         for t in threads:

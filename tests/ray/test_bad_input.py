@@ -4,7 +4,7 @@ status and message the interceptor gives, the server keeps answering, and nothin
 Every other bad-input case (each dimension, NaN/infinity, zero-vector, id, metadata, k/ef,
 threshold, CreateCollection-setting, filter and collection-name case, unknown and existing
 collections, the row limits, the leftover directory, and one bad row of 1000 over 4 shards)
-runs without Ray in tests/unit/test_bad_input_unit.py, against the service's handlers over
+runs without Ray in tests/unit/test_bad_input.py, against the service's handlers over
 in-process replicas. What stays here needs the real server: bytes gRPC itself must decode
 (ids that are not UTF-8, a corrupt message, a filter nested 150 levels, which protobuf will not
 build), the server's message size limit, and real deadlines.
@@ -36,6 +36,7 @@ from shardvec.shard.engine import ShardEngine
 from shardvec.v1 import common_pb2, shard_pb2, shard_pb2_grpc
 from shardvec.v1 import vector_search_pb2 as pb
 from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
+from tests.requests import condition, nested_not, search_request, upsert_request
 from tests.wire_bytes import len_field
 
 pytestmark = pytest.mark.ray
@@ -45,39 +46,22 @@ N_ROWS = 300
 Code = grpc.StatusCode
 
 
-def _packed(vectors: Any) -> bytes:
-    return np.ascontiguousarray(vectors, dtype="<f4").tobytes()
 
 
 def _upsert(
     name: str, ids: list[str], vectors: Any, metas: list[str] | None = None, dim: int = DIM
 ) -> Any:
-    req = pb.UpsertRequest(collection=name, ids=ids, metadata_json=metas or [])
-    req.vectors.dim = dim
-    req.vectors.packed = _packed(vectors)
-    return req
+    return upsert_request(name, ids, vectors, metas, dim=dim)
 
 
 def _search(name: str, queries: Any, k: int = 5, dim: int = DIM, **kw: Any) -> Any:
-    req = pb.SearchRequest(collection=name, k=k, **kw)
-    req.queries.dim = dim
-    req.queries.packed = _packed(queries)
-    return req
+    return search_request(name, queries, k, dim=dim, **kw)
 
 
-def _cond(field: str, op: int, value_json: str) -> common_pb2.Filter:
-    f = common_pb2.Filter()
-    f.condition.field, f.condition.op, f.condition.value_json = field, op, value_json
-    return f
+_cond = condition
 
 
-def _nested_not(levels: int) -> common_pb2.Filter:
-    f = _cond("i", common_pb2.Condition.EQ, "1")
-    for _ in range(levels):
-        outer = common_pb2.Filter()
-        outer.negate.CopyFrom(f)
-        f = outer
-    return f
+_nested_not = nested_not
 
 
 def _with_field(message: bytes, number: int, payload: bytes) -> bytes:

@@ -24,10 +24,19 @@ from shardvec.shard.store import Store
 from shardvec.v1 import common_pb2
 from shardvec.v1 import vector_search_pb2 as pb
 from tests import inproc
-from tests.unit.test_bad_input_unit import Seeded, _search, _upsert, open_seeded
+from tests.requests import search_request, upsert_request
+from tests.seeded import Seeded, open_seeded
 from tests.wire_bytes import len_field
 
 DIM = 8
+
+
+def _upsert(name: str, ids: list[str], vectors: Any, metas: list[str] | None = None) -> Any:
+    return upsert_request(name, ids, vectors, metas, dim=DIM)
+
+
+def _search(name: str, queries: Any, k: int = 5, **kw: Any) -> Any:
+    return search_request(name, queries, k, dim=DIM, **kw)
 N = 300
 WORDS = ["kafka", "raft", "paxos", "vector", "graph"]
 NAME = "docs_main"

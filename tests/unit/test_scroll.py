@@ -30,17 +30,14 @@ from shardvec.shard.store import Store
 from shardvec.v1 import common_pb2
 from shardvec.v1 import vector_search_pb2 as pb
 from tests import inproc
+from tests.fakes import FakeContext
 from tests.inproc import LocalControls
 
 DIM = 8
 
 
-class Context:
-    def time_remaining(self) -> float:
-        return 30.0
 
-
-ctx = Context()
+ctx = FakeContext()
 
 
 def lt_filter(field: str, value: int) -> common_pb2.Filter:

@@ -2,7 +2,7 @@
 CoordinatorRuntime of in-process replicas. Each bad request raises the precise shardvec error
 (the interceptor maps it to its status; tests/ray/test_bad_input.py checks that end to end)
 and changes nothing. A quick sweep under lowered row limits; every bad-input case of the Ray
-tier that needs no real cluster, with its full message, is in tests/unit/test_bad_input_unit.py."""
+tier that needs no real cluster, with its full message, is in tests/unit/test_bad_input.py."""
 
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ from shardvec.coordinator.api.service import VectorSearchService
 from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.queries.batching import MicroBatcher
 from shardvec.coordinator.runtime import CoordinatorRuntime
-from shardvec.v1 import common_pb2
 from shardvec.v1 import vector_search_pb2 as pb
 from tests.fakes import FakeContext
 from tests.inproc import LocalControls
+from tests.requests import condition, search_request, upsert_request
 
 DIM = 8
 N_ROWS = 60
@@ -38,23 +38,14 @@ N_ROWS = 60
 
 
 def _upsert(ids: list[str], vectors: Any, metas: list[str] | None = None, dim: int = DIM) -> Any:
-    req = pb.UpsertRequest(collection="c", ids=ids, metadata_json=metas or [])
-    req.vectors.dim = dim
-    req.vectors.packed = np.ascontiguousarray(vectors, dtype="<f4").tobytes()
-    return req
+    return upsert_request("c", ids, vectors, metas, dim=dim)
 
 
 def _search(queries: Any, k: int = 5, **kw: Any) -> Any:
-    req = pb.SearchRequest(collection="c", k=k, **kw)
-    req.queries.dim = DIM
-    req.queries.packed = np.ascontiguousarray(queries, dtype="<f4").tobytes()
-    return req
+    return search_request("c", queries, k, dim=DIM, **kw)
 
 
-def _cond(field: str, op: int, value_json: str) -> common_pb2.Filter:
-    f = common_pb2.Filter()
-    f.condition.field, f.condition.op, f.condition.value_json = field, op, value_json
-    return f
+_cond = condition
 
 
 Case = Callable[[VectorSearchService], Awaitable[Any]]

@@ -15,12 +15,10 @@ deadlines.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,19 +31,17 @@ from shardvec.contract.errors import (
     InvalidArgument,
     NotFound,
     ResourceExhausted,
-    ShardvecError,
 )
 from shardvec.contract.settings import IndexSettings
-from shardvec.coordinator.api.service import VectorSearchService
 from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.paths import collection_dir, replica_dir
-from shardvec.coordinator.queries.batching import MicroBatcher
-from shardvec.coordinator.runtime import CoordinatorRuntime
 from shardvec.shard.engine import ShardEngine
 from shardvec.v1 import common_pb2
 from shardvec.v1 import vector_search_pb2 as pb
 from tests import inproc
-from tests.inproc import LocalControls
+from tests.fakes import FakeContext
+from tests.requests import condition, nested_not, search_request, upsert_request
+from tests.seeded import Seeded, open_seeded
 
 DIM = 8
 N_ROWS = 300
@@ -53,151 +49,26 @@ MAIN = "bad_input_main"
 NAME_PATTERN = "[A-Za-z0-9_-]{1,64}"
 
 
-class Context:
-    """The part of a gRPC servicer context the service reads."""
 
-    def time_remaining(self) -> float:
-        return 30.0
+CTX = FakeContext()
 
 
-CTX = Context()
-
-
-def _packed(vectors: Any) -> bytes:
-    return np.ascontiguousarray(vectors, dtype="<f4").tobytes()
 
 
 def _upsert(
     name: str, ids: list[str], vectors: Any, metas: list[str] | None = None, dim: int = DIM
 ) -> Any:
-    req = pb.UpsertRequest(collection=name, ids=ids, metadata_json=metas or [])
-    req.vectors.dim = dim
-    req.vectors.packed = _packed(vectors)
-    return req
+    return upsert_request(name, ids, vectors, metas, dim=dim)
 
 
 def _search(name: str, queries: Any, k: int = 5, dim: int = DIM, **kw: Any) -> Any:
-    req = pb.SearchRequest(collection=name, k=k, **kw)
-    req.queries.dim = dim
-    req.queries.packed = _packed(queries)
-    return req
+    return search_request(name, queries, k, dim=dim, **kw)
 
 
-def _cond(field: str, op: int, value_json: str) -> common_pb2.Filter:
-    f = common_pb2.Filter()
-    f.condition.field, f.condition.op, f.condition.value_json = field, op, value_json
-    return f
+_cond = condition
 
 
-def _nested_not(levels: int) -> common_pb2.Filter:
-    f = _cond("i", common_pb2.Condition.EQ, "1")
-    for _ in range(levels):
-        outer = common_pb2.Filter()
-        outer.negate.CopyFrom(f)
-        f = outer
-    return f
-
-
-@dataclass
-class Seeded:
-    """A service over in-process replicas with one seeded collection, on its own event loop,
-    and the checks every rejection ends with."""
-
-    loop: asyncio.AbstractEventLoop
-    runtime: CoordinatorRuntime
-    controls: LocalControls
-    service: VectorSearchService
-    data_dir: Path
-    name: str
-    shards: int
-    ids: list[str]
-    vectors: np.ndarray
-    metas: list[str]
-    per_shard: list[int]
-
-    def call(self, method: str, request: Any) -> Any:
-        """The service's handler `method` on `request`, as the interceptor would call it."""
-        return self.loop.run_until_complete(getattr(self.service, method)(request, CTX))
-
-    def engine_counts(self, name: str | None = None, shards: int | None = None) -> list[int]:
-        """Each shard's (replica 0's) engine row count, read from the engine itself."""
-        name = name or self.name
-        counts = []
-        for s in range(self.shards if shards is None else shards):
-            engine = self.controls.controls[(name, s, 0)].engine
-            assert engine is not None
-            counts.append(engine.count())
-        return counts
-
-    def assert_unchanged(self) -> None:
-        """The service still answers, and count, shard counts, rows and vectors are as seeded."""
-        assert self.call("Count", pb.CountRequest(collection=self.name)).count == N_ROWS
-        assert self.engine_counts() == self.per_shard
-        get = pb.GetRequest(collection=self.name, ids=self.ids)
-        get.include.metadata = get.include.vectors = True
-        got = self.call("Get", get)
-        assert list(got.ids) == self.ids
-        assert [json.loads(m) for m in got.metadata_json] == [json.loads(m) for m in self.metas]
-        np.testing.assert_array_equal(
-            np.frombuffer(got.vectors.packed, dtype="<f4").reshape(-1, DIM), self.vectors
-        )
-        resp = self.call("Search", _search(self.name, self.vectors[:1], k=3, exact=True))
-        assert resp.results[0].ids[0] == self.ids[0]
-
-    def reject(
-        self, method: str, request: Any, error: type[ShardvecError], *fragments: str
-    ) -> str:
-        """Call `method`, expect exactly `error`'s status with every fragment in the message,
-        then check nothing changed. Returns the message."""
-        with pytest.raises(ShardvecError) as info:
-            self.call(method, request)
-        exc = info.value
-        assert isinstance(exc, error) and exc.code == error.code, (type(exc), exc.message)
-        for fragment in fragments:
-            assert fragment in exc.message, (fragment, exc.message)
-        self.assert_unchanged()
-        return exc.message
-
-    def close(self) -> None:
-        self.loop.run_until_complete(self.runtime.shutdown())
-        self.loop.close()
-
-
-def open_seeded(
-    data_dir: Path,
-    name: str,
-    shards: int,
-    n_rows: int,
-    metas: Callable[[int], str],
-    seed: int,
-) -> Seeded:
-    loop = asyncio.new_event_loop()
-
-    async def build() -> tuple[CoordinatorRuntime, LocalControls, VectorSearchService]:
-        controls = LocalControls(data_dir)
-        runtime = CoordinatorRuntime(data_dir, controls)
-        service = VectorSearchService(
-            runtime, CoordinatorSettings(data_dir=str(data_dir)), MicroBatcher(window_s=0.0)
-        )
-        return runtime, controls, service
-
-    runtime, controls, service = loop.run_until_complete(build())
-    rng = np.random.default_rng(seed)
-    vectors = rng.standard_normal((n_rows, DIM)).astype(np.float32)
-    ids = [f"row-{i}" if name == MAIN else f"r{i}" for i in range(n_rows)]
-    texts = [metas(i) for i in range(n_rows)]
-    s = Seeded(loop, runtime, controls, service, data_dir, name, shards, ids, vectors, texts, [])
-    s.call(
-        "CreateCollection",
-        pb.CreateCollectionRequest(
-            name=name, dimension=DIM, metric=common_pb2.COSINE, shards=shards
-        ),
-    )
-    s.call("Upsert", _upsert(name, ids, vectors, texts))
-    s.per_shard = s.engine_counts()
-    assert len(s.per_shard) == shards and all(c > 0 for c in s.per_shard)
-    assert sum(s.per_shard) == n_rows
-    return s
+_nested_not = nested_not
 
 
 def _main_meta(i: int) -> str:
@@ -207,7 +78,7 @@ def _main_meta(i: int) -> str:
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
     """A 3-shard collection of 300 known rows (as the Ray tier's `seeded`)."""
-    s = open_seeded(tmp_path_factory.mktemp("bad-input"), MAIN, 3, N_ROWS, _main_meta, 41)
+    s = open_seeded(tmp_path_factory.mktemp("bad-input"), MAIN, 3, N_ROWS, _main_meta, 41, "row-")
     s.assert_unchanged()
     yield s
     s.close()

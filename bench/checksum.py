@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 import shardvec.shard.store as store_mod
-from shardvec.bench.results import write_results
+from shardvec.bench.results import print_table, write_results
 from shardvec.contract.settings import IndexSettings
 from shardvec.shard.store import Store, encode_metadata, encode_vectors, row_checksum
 
@@ -102,9 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         round(max(with_crc)), "write_ratio": round(max(with_crc) / max(ref), 3),
         "scrub_max_rows_s": round(scrub_rows_s), "get_1000_rows_ms_checked": round(get_ms, 2),
     }
-    print(f"{'measure':<36}{'value':>14}")
-    for k, v in result.items():
-        print(f"{k:<36}{v:>14}")
+    print_table(list(result.items()), ("measure", "value"))
     write_results("checksum", result, args.out)
     return 0
 

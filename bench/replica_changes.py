@@ -24,7 +24,7 @@ import numpy as np
 
 from shardvec.bench.datasets import default_data, load_vectors
 from shardvec.bench.measure import recall_at_k
-from shardvec.bench.results import write_results
+from shardvec.bench.results import print_table, write_results
 from shardvec.cluster.bringup import ShardvecCluster
 from shardvec.cluster.client import Client
 from shardvec.contract.errors import ShardvecError
@@ -146,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         ("rows after / expected", f"{result['rows_after']} / {result['rows_expected']}"),
         ("recall@10 before / after", f"{result['recall_before']} / {result['recall_after']}"),
     ]
-    for name, value in rows:
-        print(f"{name:<46} {value}")
+    print_table(rows, ("figure", "value"))
     write_results("replica_changes", result, args.out)
     return 0
 

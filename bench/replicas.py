@@ -23,7 +23,7 @@ from typing import Any
 import ray
 
 from shardvec.bench.datasets import default_data, load_vectors
-from shardvec.bench.results import write_results
+from shardvec.bench.results import print_table, write_results
 from shardvec.cluster.bringup import ShardvecCluster
 from shardvec.cluster.client import Client
 from shardvec.contract.errors import ShardvecError
@@ -100,13 +100,13 @@ def main(argv: list[str] | None = None) -> int:
         result["queries_during_kills"] = reads
         result["queries_failed"] = len(failures)
         result["failures"] = failures[:5]
-    print(f"{'figure':<44} value")
-    print(f"{'rows':<44} {result['n']} in {args.shards} shards x 2 replicas")
-    print(f"{'load through the API (s)':<44} {result['load_seconds']}")
-    for key in ("rejoin_rebuild", "rejoin_checkpoint"):
-        d = result[key]
-        print(f"{key + ' (s), ' + str(d['rows']) + ' rows':<44} {d['rejoin_seconds']}")
-    print(f"{'queries during kills / failed':<44} {reads} / {len(failures)}")
+    print_table([
+        ("rows", f"{result['n']} in {args.shards} shards x 2 replicas"),
+        ("load through the API (s)", result["load_seconds"]),
+        *((f"{key} (s), {result[key]['rows']} rows", result[key]["rejoin_seconds"])
+          for key in ("rejoin_rebuild", "rejoin_checkpoint")),
+        ("queries during kills / failed", f"{reads} / {len(failures)}"),
+    ], ("figure", "value"))  # fmt: skip
     write_results("replicas", result, args.out)
     return 0
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from shardvec.bench.datasets import default_data, load_vectors
-from shardvec.bench.results import write_results
+from shardvec.bench.results import format_table, write_results
 from shardvec.cluster.bringup import ShardvecCluster
 from shardvec.cluster.client import Client
 from shardvec.cluster.demo import load_sample
@@ -270,5 +270,4 @@ def table(r: dict[str, Any]) -> str:
         ("write attempts retried (target 0)", r["write_attempts_retried"]),
         ("count / expected", f"{r['count']} / {r['count_expected']}"),
     ]
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    return format_table(rows, ("figure", "value"))

@@ -159,7 +159,7 @@ class ShardReplica:
         }
 
     def checkpoint(self) -> None:
-        """Write the index checkpoint now (bench/bench_replicas.py times a rejoin after one)."""
+        """Write the index checkpoint now (bench/replicas.py times a rejoin after one)."""
         self.engine.checkpoint()
 
     def catch_up(self, peer_address: str, page: int = 5000, timeout: float = 60.0) -> int:

@@ -10,7 +10,7 @@ Any query left with fewer than min(k, m) hits falls back to hnswlib's filtered s
 exact scoring, so a filtered search never returns fewer than min(k, m) hits (before min_score /
 max_distance drop some).
 
-Which is cheaper comes from measured costs (`python bench/bench_planner.py`, BENCHMARKS.md):
+Which is cheaper comes from measured costs (bench/planner.py, BENCHMARKS.md):
 exact scoring costs about `exact_row_cost` seconds per row and dimension for a single query
 (5.2e-10: 2.0 ms for 10k x 384 rows) and `exact_batch_row_cost` per query of a batch (2.9e-11,
 one matrix product); the widened HNSW search costs the replica's own unfiltered search time

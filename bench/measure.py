@@ -1,8 +1,10 @@
-"""Recall@k: the one measure of search quality every benchmark reports."""
+"""What every benchmark measures the same way: recall@k of what a search found, and the summary
+of a run of concurrent single-query clients (LoadResult)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -47,3 +49,29 @@ def ids_to_rows(ids: Sequence[Sequence[str]], k: int) -> npt.NDArray[np.int64]:
         vals = [int(i) for i in row[:k]]
         out[j, : len(vals)] = vals
     return out
+
+
+@dataclass
+class LoadResult:
+    """Concurrent single-query clients: throughput, latency, errors, and the recall of what
+    came back. `processes` x `threads` clients when they run in processes of threads
+    (`threads` 0: coroutines on one event loop)."""
+
+    clients: int
+    seconds: float
+    calls: int
+    errors: int
+    qps: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    recall: float
+    first_error: str = ""
+    processes: int = 1
+    threads: int = 0
+    mode: str = ""
+    client_cpu_ms_per_query: float | None = None
+    per_process_calls: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

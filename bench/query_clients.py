@@ -12,13 +12,13 @@ import multiprocessing as mp
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from shardvec.bench.measure import ids_to_rows, recall_at_k
+from shardvec.bench.measure import LoadResult, ids_to_rows, recall_at_k
 from shardvec.cluster.client import Client, Collection
 
 MODES = ("ids", "metadata")
@@ -172,33 +172,6 @@ def single_queries(
             for m in modes}  # fmt: skip
 
 
-@dataclass
-class LoadResult:
-    """Concurrent single-query clients over several processes."""
-
-    processes: int
-    threads: int
-    mode: str
-    seconds: float
-    calls: int
-    errors: int
-    qps: float
-    p50_ms: float
-    p99_ms: float
-    max_ms: float
-    recall: float
-    client_cpu_ms_per_query: float
-    first_error: str = ""
-    per_process_calls: list[int] = field(default_factory=list)
-
-    @property
-    def clients(self) -> int:
-        return self.processes * self.threads
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "clients": self.clients}
-
-
 def _measure(conn: Any, col: Collection, queries: npt.NDArray[np.float32], k: int, mode: str,
              threads: int, first_row: int, stride: int, seconds: float) -> dict[str, Any]:
     """One measurement in a client process: `threads` threads, each warmed by one call, start
@@ -309,7 +282,8 @@ class ClientPool:
             if rows else 0.0
         calls = len(lat)
         return LoadResult(
-            processes=self.processes, threads=self.threads, mode=mode, seconds=seconds,
+            clients=self.processes * self.threads, processes=self.processes,
+            threads=self.threads, mode=mode, seconds=seconds,
             calls=calls, errors=errors, qps=(calls - errors) / seconds,
             p50_ms=float(np.percentile(lat, 50)) if calls else float("nan"),
             p99_ms=float(np.percentile(lat, 99)) if calls else float("nan"),

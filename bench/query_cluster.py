@@ -14,7 +14,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import psutil
 
-from shardvec.bench.measure import ids_to_rows, recall_at_k
+from shardvec.bench.measure import LoadResult, ids_to_rows, recall_at_k
 from shardvec.cluster.client import Client, Collection
 from shardvec.v1 import vector_search_pb2 as pb
 from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
@@ -157,25 +156,6 @@ def cluster_pids(client: Client, name: str, address: str) -> dict[str, int]:
     for r in client.describe(name).get("replica_states", []):
         pids[f"shard{r['shard']}/r{r['replica']}"] = int(r["pid"])
     return pids
-
-
-@dataclass
-class LoadResult:
-    """Concurrent single-query clients: throughput, latency, errors, recall of what came back."""
-
-    clients: int
-    seconds: float
-    calls: int
-    errors: int
-    qps: float
-    p50_ms: float
-    p99_ms: float
-    max_ms: float
-    recall: float
-    first_error: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 async def concurrent_singles(

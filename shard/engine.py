@@ -424,12 +424,8 @@ class ShardEngine:
 
     def keyword_search(self, request: KeywordSearch) -> SearchResult:
         """Per query the best `request.k` live rows by BM25 under the request's (global)
-        statistics, best first, filters and payloads as in `search`.
-
-        Postings, lengths and the slots' ids are read in one store snapshot, the filter
-        mask and payloads under the index's read lock; a hit whose slot holds another id in
-        memory than in that snapshot (a write committed and not yet applied) is left out,
-        as a vector search would not see it yet either."""
+        statistics, best first, filters and payloads as in `search`
+        (shard/keyword_search.py)."""
         self._check_usable()
         return keyword_search.keyword_search(self, request)
 

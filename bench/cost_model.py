@@ -157,7 +157,7 @@ def tables(inp: Inputs, layouts: list[Layout], coalesce: int) -> str:
 
 def fronts_table(inp: Inputs, coalesce: int, vectors: float = 10e6, shards: int = 4,
                  cores: int = 16, front_ratio: float = 1.0) -> str:  # fmt: skip
-    """Single-query QPS with one query front per node (issue 16) against one coordinator, for
+    """Single-query QPS with one query front per node against one coordinator, for
     4, 8 and 32 nodes, with R = 2 and with a replica of every shard on every node (R = N).
     A front runs the coordinator's read code in one process (one core: its GIL), so its CPU
     per query is the coordinator's times `front_ratio` (bench/fronts.py measures the two in

@@ -1,4 +1,4 @@
-"""Keyword and hybrid search (issue 18) on a real cluster (embedded Ray, gRPC on loopback):
+"""Keyword and hybrid search on a real cluster (embedded Ray, gRPC on loopback):
 keyword QPS single and batch, hybrid QPS single and batch, at 1 and 4 shards, against the
 reference, one in-process FTS5 table over the same rows (FTS5's bm25(), same tokenizer),
 measured in the same run; overlap@10 of the cluster's keyword ranking with the reference's

@@ -1,8 +1,8 @@
 """What the process model costs a single query: one process per shard (the cluster's) against
 one process per node serving all its local shards, measured in one run on the same shards.
 
-Issue #5 asks for an unloaded single query in 2 ms and for 32 concurrent clients at half the
-batch QPS; the cluster misses both on 2 cores. This benchmark separates what the process
+The query path's targets ask for an unloaded single query in 2 ms and for 32 concurrent
+clients at half the batch QPS; the cluster misses both on 2 cores. This benchmark separates what the process
 model costs from what the cluster's own code costs, with the cluster's real parts and none of
 Ray: the same S `ShardEngine`s (the shared set, hash-partitioned by `coordinator.routing`) are
 searched

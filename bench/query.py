@@ -1,4 +1,4 @@
-"""Query-path benchmark (issues #5 and #14): the cluster against the library it wraps and
+"""Query-path benchmark: the cluster against the library it wraps and
 against peers, in one run.
 
   (a) raw hnswlib, one index over all rows, batch knn_query with --threads, at the smallest ef

@@ -1,4 +1,4 @@
-"""Clients of the query benchmark (issue #14): batches, one single-query client, and many
+"""Clients of the query benchmark: batches, one single-query client, and many
 concurrent clients in several processes, each through the public Python client.
 
 Two modes everywhere: "ids" (`Collection.search_ids`, no metadata) and "metadata" (the default

@@ -27,7 +27,8 @@ def _pg32(results: dict[str, Any], clients: int) -> dict[str, Any] | None:
 
 
 def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Issue #14's targets, each with its measured value and whether it is met."""
+    """The query path's targets (metadata, filters, exact search), each with its measured
+    value and whether it is met."""
     out: list[dict[str, Any]] = []
     rows = results["config"]["rows"]
     p50_max = {1: 1.5, 4: 2.5}

@@ -1,4 +1,4 @@
-"""Make the labelled rare-token queries of the keyword benchmark (bench/keyword.py, issue 18):
+"""Make the labelled rare-token queries of the keyword benchmark (`shardvec bench keyword`):
 bench/data/rare_token_queries.jsonl.
 
 How they are made, from the shared set's texts (base_texts.jsonl, its first --rows rows: the

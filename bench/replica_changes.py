@@ -1,4 +1,4 @@
-"""Replica change figures (issue 15): time to go 1 -> 2 replicas and back, reads and writes
+"""Replica change figures: time to go 1 -> 2 replicas and back, reads and writes
 failed meanwhile, rows copied per second, recall before and after.
 
 Loads `--n` rows of the shared set (or random vectors when it is absent) into a collection of

@@ -5,7 +5,7 @@ The query path's targets ask for an unloaded single query in 2 ms and for 32 con
 clients at half the batch QPS; the cluster misses both on 2 cores. This benchmark separates
 what the process model costs from what the cluster's own code costs, with the cluster's
 real parts and none of Ray: the same S `ShardEngine`s (the shared set, hash-partitioned by
-`coordinator.routing`) are searched
+the initial `Layout`) are searched
 
 1. in-process: one Python process, each shard searched and the lists merged (`merge_topk`),
    no RPC at all: the floor;

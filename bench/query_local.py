@@ -55,7 +55,7 @@ class SingleIndex:
 
 
 class InProcessShards:
-    """S hnswlib indexes over `coordinator.routing.partition` of ids str(row), searched one
+    """S hnswlib indexes over `Layout.initial(S).partition` of ids str(row), searched one
     after another with `threads` threads each, merged with `coordinator.merge.merge_topk`."""
 
     def __init__(

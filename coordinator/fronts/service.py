@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -21,14 +21,26 @@ from shardvec.contract.errors import (
 from shardvec.coordinator.api.service import WRITE_METHODS, ReadService
 from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.embedding.pool import EmbedderPool
+from shardvec.coordinator.fronts.runtime import FrontRuntime
 from shardvec.coordinator.queries.batching import MicroBatcher
 from shardvec.coordinator.queries.reads import CollectionReads
 
 log = logging.getLogger(__name__)
 
-if TYPE_CHECKING:
-    from shardvec.coordinator.fronts.actor import Front
-    from shardvec.coordinator.fronts.runtime import FrontRuntime
+
+
+class FrontLink(Protocol):
+    """What the service needs of its front (coordinator/fronts/actor.py): fresh views from
+    the coordinator, a stub of the coordinator's public API to forward writes to, the scroll
+    cursors' key and the cluster's listing."""
+
+    async def pull(self) -> None: ...
+
+    async def coordinator_stub(self) -> Any: ...
+
+    def cursor_secret(self) -> bytes: ...
+
+    async def cluster_info(self) -> Any: ...
 
 PULL_BACKOFF_S = 0.05  # between a stale read's pull and its retry, doubling
 
@@ -42,7 +54,7 @@ class FrontService(ReadService):
 
     def __init__(
         self,
-        front: Front,
+        front: FrontLink,
         runtime: FrontRuntime,
         settings: CoordinatorSettings,
         batcher: MicroBatcher,

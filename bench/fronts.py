@@ -1,4 +1,4 @@
-"""Query fronts (issue 16): the CPU each front spends per query, and the cap of one front.
+"""Query fronts: the CPU each front spends per query, and the cap of one front.
 
 For 1, 2 and 4 simulated Ray nodes (ray.cluster_utils.Cluster on this machine, one front
 each, a collection of 1 shard with one replica per node), a fixed offered load of single
@@ -50,7 +50,7 @@ def _cluster(nodes: int, data_dir: Path) -> Iterator[tuple[Any, list[dict[str, A
     from ray.cluster_utils import Cluster
 
     from shardvec.cluster.bringup import ShardvecCluster, loopback_only
-    from shardvec.coordinator.fronts.front import FRONT_PREFIX
+    from shardvec.coordinator.fronts.pool import FRONT_PREFIX
     from shardvec.coordinator.replicas.ray_control import NAMESPACE
 
     loopback_only()

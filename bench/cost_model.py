@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from shardvec.bench.results import RESULTS
+
 GIB = 1 << 30
 # One replica process without its index: the scale run measures RSS = ~135 MiB + 1.7 KB per
 # row (Python, the Ray worker, gRPC, SQLite's cache); rounded up.
@@ -198,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="shardvec bench cost-model", description=__doc__.splitlines()[0] if __doc__ else None
     )
-    p.add_argument("--costs", type=Path, default=REPO / "bench" / "results" / "costs.json")
-    p.add_argument("--scale", type=Path, default=REPO / "bench" / "results" / "scale" /
+    p.add_argument("--costs", type=Path, default=RESULTS / "costs.json")
+    p.add_argument("--scale", type=Path, default=RESULTS / "scale" /
                    "scale.json")  # fmt: skip
     p.add_argument("--coalesce", type=int, default=8,
                    help="queries per shard RPC assumed for busy single-query traffic")
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(tables(inp, DEFAULT_LAYOUTS, args.coalesce))
     ratio = 1.0
-    fronts = REPO / "bench" / "results" / "fronts.json"
+    fronts = RESULTS / "fronts.json"
     if fronts.exists():
         caps = [p for p in json.loads(fronts.read_text())["points"] if "cap_front" in p]
         if caps:

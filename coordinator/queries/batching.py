@@ -16,7 +16,7 @@ Why completion, not a short timer: a batch costs one RPC per shard plus a merge 
 size, and under load a batch takes longer than any sub-millisecond window, so a timer leaves
 with batches of one query and the batches in flight grow without bound. Waiting for the
 running batch lets the batch size follow the load, and one batch in flight per kind makes the
-largest batches (the measurements behind both: docs/design-notes.md, "Micro-batching").
+largest batches (the measurements behind both: docs/design-notes.md, "The query path").
 `window_s` only bounds the wait behind a stalled batch (a replica failing over), so it sits
 well above a batch's service time.
 """

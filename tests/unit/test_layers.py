@@ -160,3 +160,39 @@ def _loaded_after(statement: str) -> set[str]:
 )
 def test_light_imports_stay_light(statement: str, forbidden: set[str]) -> None:
     assert _loaded_after(statement) & forbidden == set()
+
+
+def _sub_package(module: str) -> str:
+    """`shardvec.coordinator.queries.reads` -> `shardvec.coordinator.queries` (a top-level
+    coordinator module is its own)."""
+    parts = module.split(".")
+    root = REPO / "coordinator" / parts[2] if len(parts) > 3 else None
+    return ".".join(parts[:3]) if root is not None and root.is_dir() else module
+
+
+def test_nothing_outside_a_coordinator_sub_package_imports_its_private_names() -> None:
+    wrong = []
+    root = ROOTS[COORDINATOR]
+    sources = {_module_name(COORDINATOR, root, p): p for p in root.rglob("*.py")}
+    sources.update({
+        _module_name(layer, r, p): p for layer, r in ROOTS.items() if layer != COORDINATOR
+        for p in r.rglob("*.py") if "_pb2" not in p.name
+    })  # fmt: skip
+    for name, path in sources.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if not (isinstance(node, ast.ImportFrom) and node.module and node.level == 0):
+                continue
+            if not node.module.startswith(COORDINATOR + "."):
+                continue
+            private = [a.name for a in node.names if a.name.startswith("_")]
+            if private and _sub_package(node.module) != _sub_package(name):
+                wrong.append(f"{name}: from {node.module} import {', '.join(private)}")
+    assert wrong == []
+
+
+def test_sub_packages_are_told_apart() -> None:
+    assert _sub_package("shardvec.coordinator.queries.reads") == "shardvec.coordinator.queries"
+    assert _sub_package("shardvec.coordinator.runtime") == "shardvec.coordinator.runtime"
+    assert _sub_package("shardvec.coordinator.fronts.actor") != _sub_package(
+        "shardvec.coordinator.fronts.pool".replace("fronts", "layout")
+    )

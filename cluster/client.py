@@ -167,7 +167,7 @@ class Client:
     def create_collection(
         self,
         name: str,
-        dim: int,
+        dim: int = 0,
         metric: str = "cosine",
         shards: int = 1,
         replicas: int = 1,
@@ -180,11 +180,14 @@ class Client:
         text_tokenizer: str = "",
     ) -> Collection:
         """Create a collection. `embedding="minilm"` embeds documents and query texts in the
-        cluster (dim may then be 0: the model's 384); `embedding_function` embeds them here,
-        in the client, before they are sent. `text_tokenizer` ("unicode61", the default, or
-        "porter") cuts documents and keyword queries into terms."""
+        cluster (dim may then be left out: the model's 384); `embedding_function` embeds them
+        here, in the client, before they are sent (dim left out: the length of its vector for
+        one probe text). `text_tokenizer` ("unicode61", the default, or "porter") cuts
+        documents and keyword queries into terms."""
         if metric not in METRIC_TO_PROTO:
             raise InvalidArgument(f"metric must be one of cosine, dot, euclidean, got {metric!r}")
+        if dim == 0 and embedding_function is not None and not embedding:
+            dim = int(_as_matrix(embedding_function(["dimension probe"])).shape[1])
         req = pb.CreateCollectionRequest(
             name=name,
             dimension=dim,

@@ -76,6 +76,14 @@ def test_replicas_spread_and_node_loss_fails_no_query(three_nodes: Any, tmp_path
             c.remove_node(lost, allow_graceful=False)
             at_loss = done
             until(lambda: done >= at_loss + 3, what="reads after the node loss")
+            # the lost node's replicas are noticed, re-created elsewhere and live again
+            until(
+                lambda: all(
+                    r["node_id"] != lost.node_id and r["state"] == "live"
+                    for r in client.describe("spread")["replica_states"]
+                ),
+                timeout=180, what="every replica off the lost node and live", poll=0.25,
+            )
             after = client.wait_live("spread", 180)
             at_live = done
             until(lambda: done >= at_live + 3, what="reads once every replica is back")

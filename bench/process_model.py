@@ -47,7 +47,7 @@ from shardvec.bench.results import write_results
 from shardvec.contract.convert import search_response
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.types import Hits
-from shardvec.coordinator.layout.table import Layout
+from shardvec.coordinator.layout import Layout
 from shardvec.coordinator.queries.merge import merge_topk
 from shardvec.coordinator.queries.reads import per_shard_ef, per_shard_k
 

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shardvec.bench.measure import recall_at_k
-from shardvec.coordinator.layout.table import Layout
+from shardvec.coordinator.layout import Layout
 from shardvec.coordinator.queries.merge import merge_topk
 
 Search = Callable[[int], npt.NDArray[np.int64]]

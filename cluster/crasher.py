@@ -6,7 +6,7 @@ replica process (mode `replica`), to the coordinator (`coordinator`), to a query
 (`front`: the cluster runs with `--front-port 0`, the clients spread their calls over the
 fronts and must fail no read), or to every process of the cluster, which is then brought
 back with `shardvec up` on the same data directory (`cluster`). Mode `scale` changes the
-shard count up and down over and over (online resharding, coordinator/layout/resharding.py) and
+shard count up and down over and over (online resharding, coordinator/changes/resharding.py) and
 kills a random replica or the coordinator while the changes run. Afterwards: every
 acknowledged id is present with its exact vector and metadata, no id that was never sent
 exists, no duplicates (in the store, and within any one search result the reader got),

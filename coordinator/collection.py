@@ -20,7 +20,7 @@ from shardvec.contract.types import (
     ShardUpdate,
     ShardWrite,
 )
-from shardvec.coordinator.layout.table import Layout
+from shardvec.coordinator.layout import Layout
 from shardvec.coordinator.queries.reads import CollectionReads, ShardTimer
 from shardvec.coordinator.replicas.replica_set import ReplicaSet
 from shardvec.coordinator.writes.atomic import AtomicWriter, Decisions, Rerouted
@@ -50,7 +50,7 @@ class CollectionRuntime(CollectionReads):
         layout: Layout | None = None,
     ) -> None:
         super().__init__(spec, shard_sets, on_shard_search, layout)
-        # During a resharding (coordinator/layout/resharding.py): bucket -> the new owner its
+        # During a resharding (coordinator/changes/resharding.py): bucket -> the new owner its
         # writes also go to once its rows are copied (-1: none).
         self.dual: np.ndarray | None = None
         self.snapshots = 0  # CreateSnapshot calls running (no layout change starts meanwhile)

@@ -29,7 +29,7 @@ def snapshot_dir(data_dir: Path) -> Path:
 
 
 def cursor_secret_path(data_dir: Path) -> Path:
-    """The secret that seals scroll cursors (coordinator/api/cursor.py)."""
+    """The secret that seals scroll cursors (coordinator/queries/cursor.py)."""
     return Path(data_dir) / "cursor.key"
 
 

@@ -17,13 +17,13 @@ inserted in one synchronous=FULL transaction before any replica is told to commi
 batch with no row is presumed aborted. Rows go once every replica a batch was staged on has
 committed it (pruned in the next decision's transaction, costing no extra fsync).
 
-The `layouts` table holds each collection's bucket -> shard layout (coordinator/layout/table.py)
+The `layouts` table holds each collection's bucket -> shard layout (coordinator/layout.py)
 once a resharding has changed it (absent: the contiguous slices of spec.shards), and
-`changes` the one layout change in progress per collection (coordinator/layout/resharding.py), a
+`changes` the one layout change in progress per collection (coordinator/changes/resharding.py), a
 JSON state machine: every phase is written here before it takes effect. A switch writes the
 new spec, the new layout and the change's next phase in one transaction.
 The `replica_sets` table holds each shard's replica list after a replica change or a move
-(coordinator/replicas/changes.py): the replica indices and the node each was placed on. A
+(coordinator/changes/replicas.py): the replica indices and the node each was placed on. A
 shard without a row has replicas 0..spec.replicas-1, as every shard had before the table.
 
 Every SQLite or disk failure leaves here as a precise shardvec error
@@ -109,7 +109,7 @@ class Registry:
             " name TEXT NOT NULL, shard INTEGER NOT NULL, seq INTEGER NOT NULL,"
             " PRIMARY KEY (name, shard, seq))"
         )
-        # A shard's replica indices and preferred nodes (coordinator/replicas/changes.py);
+        # A shard's replica indices and preferred nodes (coordinator/changes/replicas.py);
         # no row: replicas 0..spec.replicas-1 placed anywhere, as before the table existed.
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS replica_sets ("

@@ -20,32 +20,39 @@ import shutil
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 from shardvec.contract.errors import AlreadyExists, FailedPrecondition, NotFound
 from shardvec.contract.limits import MAX_REPLICAS
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.validation import validate_collection_name
+from shardvec.coordinator.changes import resharding
+from shardvec.coordinator.changes.replicas import AutoRebalancer, Progress, ReplicaChanges, prefer
+from shardvec.coordinator.changes.resharding import ReplicaJob, Resharder
 from shardvec.coordinator.collection import CollectionRuntime
-from shardvec.coordinator.layout import resharding
-from shardvec.coordinator.layout.push import LayoutPublisher
-from shardvec.coordinator.layout.resharding import ReplicaJob, Resharder
-from shardvec.coordinator.layout.table import Layout
+from shardvec.coordinator.layout import Layout
 from shardvec.coordinator.paths import collection_dir, snapshot_dir
 from shardvec.coordinator.queries.reads import ShardTimer
 from shardvec.coordinator.registry import READY, RESTORING, CollectionDecisions, Registry
-from shardvec.coordinator.replicas.changes import AutoRebalancer, Progress, ReplicaChanges, prefer
 from shardvec.coordinator.replicas.replica_set import (
+    ControlFactory,
     Replica,
-    ReplicaControl,
     ReplicaSet,
     ReplicaState,
 )
 
 log = logging.getLogger(__name__)
 
-# (spec, shard, replica, siblings) -> the control of that replica; `siblings()` gives the node
-# ids the shard's other replicas run on, so a placement can keep them apart.
-ControlFactory = Callable[[CollectionSpec, int, int, Callable[[], set[str]]], ReplicaControl]
+
+class Publisher(Protocol):
+    """Where changes of what a reader must see go: the fronts' LayoutPublisher
+    (coordinator/fronts/publish.py), set by the coordinator when it runs query fronts."""
+
+    async def layout_changed(self, name: str) -> None: ...
+
+    def schedule(self, name: str) -> None: ...
+
+    async def settled(self) -> None: ...
 
 
 class CoordinatorRuntime:
@@ -62,9 +69,9 @@ class CoordinatorRuntime:
         self._health: asyncio.Task[None] | None = None
         self.on_shard_search: ShardTimer | None = None  # given to every collection
         self.changes: dict[str, Resharder | ReplicaJob] = {}  # layout changes, by collection
-        # The query fronts' layout pushes (coordinator/layout/push.py); None: no fronts.
-        self.publisher: LayoutPublisher | None = None
-        # Replica changes and rebalancing (coordinator/replicas/changes.py): their locks,
+        # The query fronts' layout pushes (coordinator/fronts/publish.py); None: no fronts.
+        self.publisher: Publisher | None = None
+        # Replica changes and rebalancing (coordinator/changes/replicas.py): their locks,
         # one per collection (a layout change takes it too), and background resumptions.
         self.replica_changes = ReplicaChanges(
             self.data_dir, self.registry, self.collections, self.restoring, self.controls,
@@ -365,7 +372,7 @@ class CoordinatorRuntime:
         self, name: str, replicas: int, progress: Progress | None = None
     ) -> None:
         """Give every shard of `name` `replicas` replicas, online; returns once the new set
-        serves (coordinator/replicas/changes.py)."""
+        serves (coordinator/changes/replicas.py)."""
         await self.replica_changes.scale_replicas(name, replicas, progress)
 
     async def rebalance(self, name: str | None = None) -> list[dict[str, object]]:

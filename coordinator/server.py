@@ -19,7 +19,7 @@ from shardvec.coordinator.api.service import VectorSearchService
 from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.embedding.pool import ray_pool
 from shardvec.coordinator.fronts.pool import FrontPool
-from shardvec.coordinator.layout.push import FrontState, LayoutPublisher
+from shardvec.coordinator.fronts.publish import FrontState, LayoutPublisher
 from shardvec.coordinator.metrics import CoordinatorMetrics
 from shardvec.coordinator.queries.batching import MicroBatcher
 from shardvec.coordinator.replicas.ray_control import alive_nodes, ray_controls
@@ -55,9 +55,10 @@ class Coordinator(LoopServer):
         )
         self.embedder_pool = ray_pool(s)  # embedder actors start at the first text to embed
         self.fronts: FrontPool | None = None
+        self.publisher: LayoutPublisher | None = None
         if s.front_port >= 0:
             self.fronts = FrontPool(s, self._front_state)
-            self.runtime.publisher = LayoutPublisher(
+            self.runtime.publisher = self.publisher = LayoutPublisher(
                 lambda: self.runtime.collections,
                 lambda n: n in self.runtime.collections and n not in self.runtime.restoring,
                 self.runtime.uid,
@@ -85,7 +86,7 @@ class Coordinator(LoopServer):
 
     def _front_state(self) -> FrontState:
         """Everything a front needs (what a front's pull answers)."""
-        views = self.runtime.publisher.views() if self.runtime.publisher is not None else {}
+        views = self.publisher.views() if self.publisher is not None else {}
         return FrontState(
             views, self.fronts.listing() if self.fronts is not None else [], self.address,
             self.service.cursor_secret,

@@ -7,7 +7,7 @@ names below, so a reader sees at once every place a test can stop or disturb the
   named by $SHARDVEC_TEST_PAUSE_FILE holds that phase (the file is renamed `.reached` as it
   stops), so a test can kill -9 the process in that phase. Phases: "staged" and "decided"
   (coordinator/writes/atomic.py), "copied-step" and "switched"
-  (coordinator/layout/resharding.py).
+  (coordinator/changes/resharding.py).
 - `PushGate`: a query front drops the layout pushes it is sent while a test holds the gate
   (`Front.hold_pushes`, coordinator/fronts/actor.py), to lose a push on the way.
 """

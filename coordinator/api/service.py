@@ -51,8 +51,6 @@ from shardvec.contract.validation import (
     validate_ids,
     validate_vectors,
 )
-from shardvec.coordinator.api.cursor import load_or_create_secret
-from shardvec.coordinator.api.read_runtime import ReadRuntime
 from shardvec.coordinator.api.sizing import check_get_response, check_search_response
 from shardvec.coordinator.api.update_checks import check_update
 from shardvec.coordinator.collection import CollectionRuntime, UpdateOutcome
@@ -61,7 +59,9 @@ from shardvec.coordinator.embedding.pool import EmbedderPool, local_pool
 from shardvec.coordinator.paths import cursor_secret_path
 from shardvec.coordinator.queries.batching import MicroBatcher
 from shardvec.coordinator.queries.by_id import exclude_ids, vectors_of_ids
+from shardvec.coordinator.queries.cursor import load_or_create_secret
 from shardvec.coordinator.queries.keyword_search import hybrid_search, keyword_search
+from shardvec.coordinator.queries.read_runtime import ReadRuntime
 from shardvec.coordinator.queries.reads import CollectionReads, SearchParams, deadline_from
 from shardvec.coordinator.queries.scroll import get_matching, scroll_rpc
 from shardvec.coordinator.runtime import CoordinatorRuntime
@@ -178,7 +178,7 @@ class ReadService(pb_grpc.VectorSearchServicer):
                 log.debug("describe: %s: %s", r.name, res)
 
     async def ClusterInfo(self, request: Any, context: Any) -> Any:
-        """The fronts of the cluster and the coordinator (coordinator/layout/push.py)."""
+        """The fronts of the cluster and the coordinator (coordinator/fronts/publish.py)."""
         return await self._cluster_info()
 
     async def Get(self, request: Any, context: Any) -> Any:
@@ -397,8 +397,8 @@ class ReadService(pb_grpc.VectorSearchServicer):
 
     @property
     def cursor_secret(self) -> bytes:
-        """The key that seals scroll cursors (coordinator/api/cursor.py): the coordinator's, kept
-        in its data directory; a front has it from the coordinator, so a cursor any server
+        """The key that seals scroll cursors (coordinator/queries/cursor.py): the coordinator's,
+        kept in its data directory; a front has it from the coordinator, so a cursor any server
         made is good on every other."""
         if self._cursor_secret is None:
             self._cursor_secret = self._load_cursor_secret()

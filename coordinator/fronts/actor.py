@@ -17,9 +17,9 @@ from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES
 from shardvec.coordinator.api.server import LoopServer, cluster_info_response, serve_public
 from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.embedding.pool import EmbedderPool, RayEmbedder
+from shardvec.coordinator.fronts.publish import CollectionView, FrontState
 from shardvec.coordinator.fronts.runtime import FrontRuntime
 from shardvec.coordinator.fronts.service import FrontService
-from shardvec.coordinator.layout.push import CollectionView, FrontState
 from shardvec.coordinator.metrics import CoordinatorMetrics
 from shardvec.coordinator.queries.batching import MicroBatcher
 from shardvec.coordinator.test_hooks import PushGate

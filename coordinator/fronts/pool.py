@@ -1,6 +1,6 @@
 """The coordinator's side of the query fronts: one front actor per live node, started when the
 node joins and dropped when it leaves, and the layout pushes sent to them (a FrontSink of
-coordinator/layout/push.py)."""
+coordinator/fronts/publish.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.fronts.actor import front_actor_class
-from shardvec.coordinator.layout.push import CollectionView, FrontState
+from shardvec.coordinator.fronts.publish import CollectionView, FrontState
 from shardvec.coordinator.per_node import node_of, sync_per_node
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,8 @@ class _FrontMember:
 
 
 class FrontPool:
-    """The coordinator's fronts: one per live node (a FrontSink for coordinator/layout_push)."""
+    """The coordinator's fronts: one per live node (a FrontSink of
+    coordinator/fronts/publish.py)."""
 
     def __init__(
         self, settings: CoordinatorSettings, state: Callable[[], FrontState]

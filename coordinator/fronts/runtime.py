@@ -13,7 +13,7 @@ from shardvec.contract.errors import (
     Unavailable,
 )
 from shardvec.contract.validation import validate_collection_name
-from shardvec.coordinator.layout.push import CollectionView, PushedReplica
+from shardvec.coordinator.fronts.publish import CollectionView, PushedReplica
 from shardvec.coordinator.queries.reads import CollectionReads, ShardTimer
 from shardvec.coordinator.replicas.replica_set import Replica, ReplicaSet, ReplicaState
 from shardvec.coordinator.replicas.shard_client import RemoteShard
@@ -90,7 +90,7 @@ def prefer_local(candidates: list[Replica], node_id: str, turn: int) -> list[Rep
 
 class FrontRuntime:
     """The collections as the last view of each says (a ReadRuntime,
-    coordinator/api/read_runtime.py)."""
+    coordinator/queries/read_runtime.py)."""
 
     def __init__(
         self, node_id: str, token: str, *, stream: bool = True,

@@ -105,7 +105,7 @@ class FrontService(ReadService):
 
     async def DescribeCollection(self, request: Any, context: Any) -> Any:
         # Status, not the data path: the coordinator's own figures, with the progress of a
-        # layout change (coordinator/layout/resharding.py) that pushes do not carry.
+        # layout change (coordinator/changes/resharding.py) that pushes do not carry.
         return await self._forward("DescribeCollection", request, context)
 
     async def Get(self, request: Any, context: Any) -> Any:

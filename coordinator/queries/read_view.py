@@ -16,7 +16,7 @@ one fan-out of searches, counts and keyword reads); the shard masks every other 
 searches, counts, keyword statistics and keyword searches, so each row is seen once, at its
 owner, in every phase, with no lock and no dedupe. Get by id and Scroll read each
 bucket from its owner alone, so they need no mask. A query front builds its views from the
-pushed layout with the same `foreign` set (coordinator/layout/push.py), so it reads by the
+pushed layout with the same `foreign` set (coordinator/fronts/publish.py), so it reads by the
 same rule.
 
 `ReadViews` hands views out and retires them. A layout change publishes each new view before
@@ -37,7 +37,7 @@ from typing import TypeVar
 import numpy as np
 
 from shardvec.contract.shard_api import ShardLike
-from shardvec.coordinator.layout.table import Layout
+from shardvec.coordinator.layout import Layout
 from shardvec.coordinator.replicas.replica_set import ReplicaSet
 
 T = TypeVar("T")

@@ -22,7 +22,7 @@ from shardvec.contract.filters import DocFilter, Filter
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.types import GetResult, Hits, SearchResult, ShardSearch
-from shardvec.coordinator.layout.table import ChangeProgress, Layout
+from shardvec.coordinator.layout import ChangeProgress, Layout
 from shardvec.coordinator.queries.merge import merge_with_payloads
 from shardvec.coordinator.queries.read_view import ReadView, ReadViews
 from shardvec.coordinator.replicas.replica_set import ReplicaSet
@@ -97,14 +97,14 @@ class CollectionReads:
         self.spec = spec
         self.shard_sets = shard_sets
         # Every read goes through a view (coordinator/queries/read_view.py): the layout (which
-        # shard owns each routing bucket, coordinator/layout/table.py; every route reads it
+        # shard owns each routing bucket, coordinator/layout.py; every route reads it
         # too), its shards, and those that may hold rows they do not own (shard_sets may also
         # hold the new shards a growth is filling, which no view reads).
         layout = layout or Layout.initial(len(shard_sets))
         self.views = ReadViews(ReadView(layout, tuple(shard_sets[: layout.shards])))
         self.higher_is_better = spec.index.metric != "euclidean"
         self.on_shard_search = on_shard_search  # (collection, shard, seconds) per shard search
-        # A layout or replica change's progress, as Describe shows it (coordinator/layout/).
+        # A layout or replica change's progress, as Describe shows it (coordinator/changes/).
         self.change: ChangeProgress | None = None
 
     @property

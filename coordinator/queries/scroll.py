@@ -2,7 +2,7 @@
 
 Order. Rows are walked in (bucket, id) order, bucket being the routing bucket of the id
 (shardvec.contract.buckets). Buckets map to shards in runs of contiguous buckets (one range
-per shard until a resharding moves buckets; coordinator/layout/table.py), so the walk reads one
+per shard until a resharding moves buckets; coordinator/layout.py), so the walk reads one
 run's rows, then the next's, and a page usually costs one shard call; each shard pages its
 own rows in that order from the SQLite index rows_scroll(bucket, id) (shard/scroll_pages.py).
 
@@ -15,7 +15,7 @@ it comes once. A row written or deleted during the scroll may or may not appear.
 one LIVE replica (ReplicaSet.read), and a LIVE replica holds every acknowledged write, so a
 page read from another replica than the last one keeps the rule.
 
-The cursor (coordinator/api/cursor.py) carries the position, the collection's name and uid and
+The cursor (coordinator/queries/cursor.py) carries the position, the collection's name and uid and
 the slice, sealed with an HMAC. Slices split the order into near-equal bucket ranges for
 parallel readers (Ray Data's datasource reads one slice per shard).
 """
@@ -31,9 +31,9 @@ from shardvec.contract.filters import DocFilter, Filter
 from shardvec.contract.limits import DEFAULT_SCROLL_ROWS
 from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.types import ScrollPage, ShardScroll
-from shardvec.coordinator.api.cursor import Cursor, check_cursor, decode_cursor, encode_cursor
-from shardvec.coordinator.api.read_runtime import ReadRuntime
 from shardvec.coordinator.config import CoordinatorSettings
+from shardvec.coordinator.queries.cursor import Cursor, check_cursor, decode_cursor, encode_cursor
+from shardvec.coordinator.queries.read_runtime import ReadRuntime
 from shardvec.coordinator.queries.reads import CollectionReads
 from shardvec.v1 import vector_search_pb2 as pb
 

@@ -21,7 +21,7 @@ from shardvec.coordinator.paths import quarantine_dir, replica_dir
 from shardvec.coordinator.replicas.shard_client import RemoteShard
 
 if TYPE_CHECKING:
-    from shardvec.coordinator.runtime import ControlFactory
+    from shardvec.coordinator.replicas.replica_set import ControlFactory
 
 log = logging.getLogger(__name__)
 

@@ -62,6 +62,7 @@ from shardvec.contract.errors import (
     ReplicaFault,
     Unavailable,
 )
+from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.types import ReplicaStatus
 
@@ -109,6 +110,12 @@ class ReplicaControl(Protocol):
         ...
 
 
+
+# (spec, shard, replica, siblings) -> the control of that replica; `siblings()` gives the node
+# ids the shard's other replicas run on, so a placement can keep them apart. Ray actors in
+# production (coordinator/replicas/ray_control.py), in-process engines in tests.
+ControlFactory = Callable[[CollectionSpec, int, int, Callable[[], set[str]]], ReplicaControl]
+
 class Replica:
     """One replica of one shard as the coordinator sees it."""
 
@@ -127,7 +134,7 @@ class Replica:
         self.repairs = 0  # times it was quarantined and rebuilt from a peer
         self.reported_no_peer = False  # "no live peer to rebuild it" logged for this damage
         # Told of every state change (CoordinatorRuntime: the layout_changed hook that fences
-        # and re-pushes the layout to the query fronts, coordinator/layout/push.py).
+        # and re-pushes the layout to the query fronts, coordinator/fronts/publish.py).
         self.on_state: Callable[[Replica], None] | None = None
 
     def set_state(self, state: ReplicaState) -> None:
@@ -285,7 +292,7 @@ class ReplicaSet:
     def mark_dead(self, replica: Replica) -> None:
         if replica.state in (ReplicaState.DEAD, ReplicaState.DAMAGED) or self._closed:
             return
-        if replica not in self.replicas:  # removed (coordinator/replicas/changes.py)
+        if replica not in self.replicas:  # removed (coordinator/changes/replicas.py)
             return
         replica.set_state(ReplicaState.DEAD)
         self.start_recovery(replica)

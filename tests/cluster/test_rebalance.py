@@ -1,7 +1,7 @@
 """Replica changes and rebalancing on several Ray nodes (ray.cluster_utils.Cluster): a node
 joins and replicas are moved onto it while reads run; the coordinator is killed with kill -9
 in the middle of a replica change (raising, then lowering) and comes back with the old or the
-new replica set, nothing lost, nothing left over (coordinator/replicas/changes.py)."""
+new replica set, nothing lost, nothing left over (coordinator/changes/replicas.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Replica counts change online on local Ray: 1 -> 2 -> 1 replicas while a writer and a
 reader run; every acknowledged row is there, no read failed, the replicas end level and
-recall is unchanged (coordinator/replicas/changes.py)."""
+recall is unchanged (coordinator/changes/replicas.py)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ import pytest
 from shardvec.cluster.bringup import ShardvecCluster
 from shardvec.cluster.client import Client, verify_snapshot
 from shardvec.contract.errors import AlreadyExists, DataLoss
-from shardvec.coordinator.layout.table import Layout
+from shardvec.coordinator.layout import Layout
 
 pytestmark = pytest.mark.ray
 

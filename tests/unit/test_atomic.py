@@ -25,7 +25,7 @@ from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.store_copy import STORE_FILE
 from shardvec.contract.types import Change, ShardUpdate, ShardWrite, WriteAck
-from shardvec.coordinator.layout.table import Layout
+from shardvec.coordinator.layout import Layout
 from shardvec.coordinator.replicas.replica_set import ReplicaState
 from shardvec.coordinator.runtime import CoordinatorRuntime
 from shardvec.shard.engine import ShardEngine

@@ -21,7 +21,7 @@ import pytest
 
 from shardvec.contract.errors import ResourceExhausted, ShardvecError
 from shardvec.contract.settings import CollectionSpec, IndexSettings
-from shardvec.coordinator.layout.table import Layout
+from shardvec.coordinator.layout import Layout
 from shardvec.coordinator.queries.reads import SearchParams
 from shardvec.coordinator.registry import Registry
 from shardvec.coordinator.replicas.replica_set import ReplicaState

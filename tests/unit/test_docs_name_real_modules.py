@@ -3,7 +3,7 @@
 Docs drift when code moves: a design note pointing at `coordinator/routing.py` after the module
 went sends a reader nowhere. This reads README.md, BENCHMARKS.md, docs/*.md and the docstrings
 and comments of every source and test file, and fails on a path (`coordinator/writes/atomic.py`,
-`coordinator/fronts/`) or a dotted name (`shardvec.coordinator.layout.table`) that names
+`coordinator/fronts/`) or a dotted name (`shardvec.coordinator.layout`) that names
 nothing in the tree.
 """
 
@@ -78,4 +78,4 @@ def test_the_checker_sees_a_stale_name() -> None:
     }
     assert not (REPO / "coordinator/routing.py").exists()
     assert not _dotted_exists("shardvec.coordinator.routing")
-    assert _dotted_exists("shardvec.coordinator.layout.table.Layout")
+    assert _dotted_exists("shardvec.coordinator.layout.Layout")

@@ -15,8 +15,8 @@ from shardvec.cluster.fronts import RETRYABLE, FrontSelector
 from shardvec.contract.errors import StaleLayout
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.types import ShardSearch
+from shardvec.coordinator.fronts.publish import next_epoch
 from shardvec.coordinator.fronts.runtime import prefer_local
-from shardvec.coordinator.layout.push import next_epoch
 from shardvec.coordinator.replicas.replica_set import Replica
 from shardvec.coordinator.replicas.shard_client import RemoteShard
 from shardvec.shard.engine import ShardEngine
@@ -139,7 +139,7 @@ def test_layout_changed_fences_the_live_replicas_before_the_push(tmp_path: Path)
     replica that left LIVE is cleared, and a LIVE one that cannot take the epoch is shown
     DEAD to the fronts (real shard servers on loopback, no Ray)."""
     from shardvec.contract.settings import CollectionSpec
-    from shardvec.coordinator.layout.push import CollectionView, LayoutPublisher
+    from shardvec.coordinator.fronts.publish import CollectionView, LayoutPublisher
     from shardvec.coordinator.queries.reads import CollectionReads
     from shardvec.coordinator.replicas.replica_set import ReplicaSet, ReplicaState
 

@@ -196,3 +196,33 @@ def test_sub_packages_are_told_apart() -> None:
     assert _sub_package("shardvec.coordinator.fronts.actor") != _sub_package(
         "shardvec.coordinator.fronts.pool".replace("fronts", "layout")
     )
+
+
+def test_pyproject_installs_every_package_and_no_other() -> None:
+    """A package moved or added without pyproject's `packages` breaks `pip install` (and the
+    editable install the tests run from) in a fresh clone; this says so first."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ])
+    found = {"shardvec", "shardvec.v1"}
+    for package, root in ROOTS.items():
+        for init in root.rglob("__init__.py"):
+            found.add(_module_name(package, root, init))
+    assert listed == found
+
+
+def test_coordinator_sub_packages_and_modules_import_without_a_cycle() -> None:
+    """Within the coordinator, each sub-package (api, queries, writes, replicas, changes,
+    fronts, embedding) and each top-level module is one node: no cycle among them, so the
+    folders read as layers (docs/design-notes.md, "Where each concern lives")."""
+    graph = _graph()
+    nodes: dict[str, set[str]] = {}
+    for mod, deps in graph.items():
+        if _layer(mod) != COORDINATOR:
+            continue
+        for dep in deps:
+            if _layer(dep) == COORDINATOR and _sub_package(dep) != _sub_package(mod):
+                nodes.setdefault(_sub_package(mod), set()).add(_sub_package(dep))
+    assert _find_cycle(nodes) is None

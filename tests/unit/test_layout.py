@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from shardvec.contract.buckets import NUM_BUCKETS, bucket_of, slice_of_bucket
-from shardvec.coordinator.layout.table import Layout
+from shardvec.coordinator.layout import Layout
 
 
 @pytest.mark.parametrize("shards", [1, 2, 3, 7, 1024])

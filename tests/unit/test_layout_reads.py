@@ -30,11 +30,11 @@ from shardvec.contract.filters import parse_where
 from shardvec.contract.keyword import Fusion
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.types import ShardUpdate
+from shardvec.coordinator.changes import resharding
 from shardvec.coordinator.collection import CollectionRuntime
+from shardvec.coordinator.fronts import publish as layout_push
 from shardvec.coordinator.fronts.runtime import FrontRuntime
-from shardvec.coordinator.layout import push as layout_push
-from shardvec.coordinator.layout import resharding
-from shardvec.coordinator.layout.table import Layout
+from shardvec.coordinator.layout import Layout
 from shardvec.coordinator.queries.keyword_search import hybrid_search, keyword_search
 from shardvec.coordinator.queries.reads import SearchParams
 from shardvec.coordinator.queries.scroll import get_matching

@@ -1,4 +1,4 @@
-"""Replica changes over in-process replicas (no Ray; coordinator/replicas/changes.py): the
+"""Replica changes over in-process replicas (no Ray; coordinator/changes/replicas.py): the
 count goes 1 -> 2 -> 1 while writes and reads run, lists are persisted before they take
 effect, and a restart after an interrupted change keeps the old or the new set, nothing lost."""
 

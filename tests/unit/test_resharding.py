@@ -14,9 +14,9 @@ import pytest
 from shardvec.contract.buckets import NUM_BUCKETS
 from shardvec.contract.errors import FailedPrecondition, InvalidArgument
 from shardvec.contract.settings import CollectionSpec, IndexSettings
-from shardvec.coordinator.layout import resharding
-from shardvec.coordinator.layout.resharding import plan_owners
-from shardvec.coordinator.layout.table import Layout
+from shardvec.coordinator.changes import resharding
+from shardvec.coordinator.changes.resharding import plan_owners
+from shardvec.coordinator.layout import Layout
 from shardvec.coordinator.queries.reads import SearchParams
 from shardvec.coordinator.runtime import CoordinatorRuntime
 from shardvec.coordinator.test_hooks import PAUSE_ENV

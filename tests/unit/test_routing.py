@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from shardvec.contract.buckets import NUM_BUCKETS, bucket_of
-from shardvec.coordinator.layout.table import Layout
+from shardvec.coordinator.layout import Layout
 
 
 def shard_of_bucket(bucket: int, shards: int) -> int:

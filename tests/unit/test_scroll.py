@@ -20,10 +20,10 @@ from shardvec.contract.errors import FailedPrecondition, InvalidArgument, NotFou
 from shardvec.contract.filters import Cond
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.types import ShardScroll
-from shardvec.coordinator.api.cursor import Cursor, decode_cursor, encode_cursor
 from shardvec.coordinator.api.service import VectorSearchService
 from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.queries.batching import MicroBatcher
+from shardvec.coordinator.queries.cursor import Cursor, decode_cursor, encode_cursor
 from shardvec.coordinator.runtime import CoordinatorRuntime
 from shardvec.shard.engine import ShardEngine
 from shardvec.shard.store import Store

@@ -1,7 +1,7 @@
 """The stable bucket hash of an id, shared by routing (coordinator) and scroll order (shard).
 
 blake2b of the UTF-8 id picks one of NUM_BUCKETS buckets. The coordinator maps buckets to
-shards (coordinator/layout/table.py); each shard stores every row's bucket so that it can page its
+shards (coordinator/layout.py); each shard stores every row's bucket so that it can page its
 rows in (bucket, id) order, the collection-wide scroll order, which stays the same when a
 later resharding moves whole buckets between shards. Stable across processes and versions
 (never Python's salted `hash()`).

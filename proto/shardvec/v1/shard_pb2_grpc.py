@@ -194,7 +194,7 @@ class ShardServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SetEpoch(self, request, context):
-        """Query fronts (coordinator/layout_push.py): the coordinator sets the collection's layout
+        """Query fronts (coordinator/fronts/publish.py): the coordinator sets the collection's layout
         epoch on every LIVE replica before it pushes a layout to the fronts. A read that carries
         an epoch (`x-shardvec-epoch` metadata, or ShardStreamRequest.epoch) is answered only when
         it equals this replica's; else FAILED_PRECONDITION "stale layout". 0 clears it (a

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from shardvec.contract.settings import CollectionSpec
-from shardvec.coordinator.layout.table import Layout
+from shardvec.coordinator.layout import Layout
 from shardvec.coordinator.queries.reads import CollectionReads
 from shardvec.coordinator.replicas.replica_set import Replica, ReplicaState
 

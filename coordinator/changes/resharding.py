@@ -1,6 +1,6 @@
 """Online resharding: a collection's shard count changes while it serves reads and writes.
 
-Whole routing buckets move to new owners (coordinator/layout/table.py); no id is ever rehashed.
+Whole routing buckets move to new owners (coordinator/layout.py); no id is ever rehashed.
 The change is a state machine persisted in the registry (`changes`, coordinator/registry.py),
 each phase written before it takes effect:
 
@@ -69,11 +69,11 @@ from shardvec.contract.limits import MAX_REPLICAS, MAX_SHARDS
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.types import ScrollPage, ShardScroll, ShardWrite
+from shardvec.coordinator.changes.replicas import ReplicaChanges
 from shardvec.coordinator.collection import CollectionRuntime
-from shardvec.coordinator.layout.table import ChangeProgress, Layout
+from shardvec.coordinator.layout import ChangeProgress, Layout
 from shardvec.coordinator.paths import collection_dir
 from shardvec.coordinator.registry import CollectionDecisions, Registry
-from shardvec.coordinator.replicas.changes import ReplicaChanges
 from shardvec.coordinator.replicas.replica_set import ReplicaSet
 from shardvec.coordinator.test_hooks import pause_point
 
@@ -266,7 +266,7 @@ class Resharder:
         self.task = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
-        # Replica changes and moves (coordinator/replicas/changes.py) wait for the shards'.
+        # Replica changes and moves (coordinator/changes/replicas.py) wait for the shards'.
         lock = self.runtime.replica_changes.lock(self.col.spec.name)
         try:
             async with lock:

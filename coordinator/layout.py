@@ -2,7 +2,7 @@
 
 Ids hash to one of NUM_BUCKETS buckets (shardvec.contract.buckets); the layout maps every
 bucket to a shard. A new collection of S shards owns contiguous, near-equal bucket ranges
-(shard s owns slice s of S). A resharding (coordinator/layout/resharding.py) moves whole buckets to
+(shard s owns slice s of S). A resharding (coordinator/changes/resharding.py) moves whole buckets to
 new owners and never rehashes an id, so after it the buckets of a shard need not be
 contiguous. `version` grows by one at every switch of layout; it is persisted with the owners
 in the registry and is what a reader holding an older copy is fenced by.

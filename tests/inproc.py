@@ -29,6 +29,9 @@ from shardvec.contract.shard_requests import RowBatch, check_seq, row_batch
 from shardvec.contract.types import ShardUpdate, ShardWrite
 from shardvec.coordinator.collection import UpdateOutcome
 from shardvec.coordinator.paths import replica_dir
+from shardvec.coordinator.registry import CollectionDecisions, Registry
+from shardvec.coordinator.replicas.replica_set import Replica, ReplicaSet, ReplicaState
+from shardvec.coordinator.writes.atomic import AtomicWriter
 from shardvec.shard.engine import ShardEngine
 from shardvec.shard.local import LocalShard, catch_up
 from shardvec.shard.staging import update_plan
@@ -221,3 +224,21 @@ def update(
     engine.stage(check_seq(seq), update_plan(u))
     ack = engine.resolve(seq, True)
     return UpdateOutcome(ack.affected - ack.inserted, list(ack.missing_ids), ack.inserted)
+
+
+async def replica_set(
+    data_dir: Path, spec: CollectionSpec, n: int = 2
+) -> tuple[ReplicaSet, list[LocalControl], AtomicWriter]:
+    """Shard 0 of `spec` with `n` LIVE in-process replicas, its sequence numbers and commit
+    decisions in a registry under `data_dir`, and the atomic writer that writes to it."""
+    controls = [LocalControl(data_dir, spec, 0, r) for r in range(n)]
+    replicas = [Replica(0, r, c, spec.name) for r, c in enumerate(controls)]
+    for r in replicas:
+        await r.connect()
+        r.set_state(ReplicaState.LIVE)
+    decisions = CollectionDecisions(Registry(data_dir), spec.name)
+    rs = ReplicaSet(
+        0, replicas, reserve=lambda upto: upto + 100,
+        committed=lambda seq: decisions.committed(0, seq),
+    )
+    return rs, controls, AtomicWriter(spec.name, [rs], decisions)

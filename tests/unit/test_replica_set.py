@@ -18,9 +18,9 @@ from shardvec.contract.errors import DeadlineExceeded, InvalidArgument, Unavaila
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.types import ShardWrite
-from shardvec.coordinator.registry import CollectionDecisions, Registry
-from shardvec.coordinator.replicas.replica_set import Replica, ReplicaSet, ReplicaState
+from shardvec.coordinator.replicas.replica_set import ReplicaSet, ReplicaState
 from shardvec.coordinator.writes.atomic import AtomicWriter
+from tests import inproc
 from tests.inproc import LocalControl, wait_for
 
 DIM = 8
@@ -28,17 +28,8 @@ SPEC = CollectionSpec("t", IndexSettings(dim=DIM, metric="euclidean"))
 
 
 async def make_set(tmp_path: Path, n: int = 2) -> tuple[ReplicaSet, list[LocalControl]]:
-    controls = [LocalControl(tmp_path, SPEC, 0, r) for r in range(n)]
-    replicas = [Replica(0, r, c, SPEC.name) for r, c in enumerate(controls)]
-    for r in replicas:
-        await r.connect()
-        r.set_state(ReplicaState.LIVE)
-    decisions = CollectionDecisions(Registry(tmp_path), SPEC.name)
-    rs = ReplicaSet(
-        0, replicas, reserve=lambda upto: upto + 100,
-        committed=lambda seq: decisions.committed(0, seq),
-    )
-    WRITERS[id(rs)] = AtomicWriter(SPEC.name, [rs], decisions)
+    rs, controls, writer = await inproc.replica_set(tmp_path, SPEC, n)
+    WRITERS[id(rs)] = writer
     return rs, controls
 
 

@@ -17,8 +17,7 @@ from shardvec.contract.errors import DataLoss
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.store_copy import STORE_FILE
 from shardvec.contract.types import ShardWrite
-from shardvec.coordinator.registry import CollectionDecisions, Registry
-from shardvec.coordinator.replicas.replica_set import Replica, ReplicaSet, ReplicaState
+from shardvec.coordinator.replicas.replica_set import ReplicaSet, ReplicaState
 from shardvec.coordinator.writes.atomic import AtomicWriter
 from shardvec.shard.engine import ShardEngine
 from shardvec.shard.scrub import Scrubber
@@ -140,17 +139,8 @@ def test_store_file_gone_beside_a_checkpoint_is_data_loss(tmp_path: Path) -> Non
 
 
 async def _set(tmp_path: Path, n: int) -> tuple[ReplicaSet, list[LocalControl]]:
-    controls = [LocalControl(tmp_path, SPEC, 0, r) for r in range(n)]
-    replicas = [Replica(0, r, c, SPEC.name) for r, c in enumerate(controls)]
-    for r in replicas:
-        await r.connect()
-        r.set_state(ReplicaState.LIVE)
-    decisions = CollectionDecisions(Registry(tmp_path), SPEC.name)
-    rs = ReplicaSet(
-        0, replicas, reserve=lambda upto: upto + 100,
-        committed=lambda seq: decisions.committed(0, seq),
-    )
-    WRITERS[id(rs)] = AtomicWriter(SPEC.name, [rs], decisions)
+    rs, controls, writer = await inproc.replica_set(tmp_path, SPEC, n)
+    WRITERS[id(rs)] = writer
     return rs, controls
 
 

@@ -191,6 +191,8 @@ class Crasher:
                     time.sleep(0.1)
 
     def _check_reads(self, col: Collection) -> None:
+        # Bounds: what was acknowledged before a read is its floor, what was attempted by the
+        # time it returned its ceiling (a batch attempted during the read may show in it).
         r = self.report
         acked = list(self.acked)
         low_even = sum(1 for b in acked if b % 2 == 0) * self.batch
@@ -213,6 +215,7 @@ class Crasher:
             r.duplicate_results += 1
         if not top or top[0] != ids[j]:
             self._mismatch(f"exact search for {ids[j]}'s vector answered {top[:3]}")
+        tried = self.tried  # read after the search: its ceiling
         for id_ in top:
             batch = int(id_[1:].split("-")[0]) if id_.startswith("b") else -1
             if not 0 <= batch < tried:

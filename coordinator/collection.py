@@ -177,6 +177,7 @@ class CollectionRuntime(CollectionReads):
                     upsert_missing=request.upsert_missing,
                     vectors=request.vectors[rows] if request.vectors is not None else None,
                     max_metadata_bytes=request.max_metadata_bytes,
+                    reembed=request.reembed,
                 )
             )
         writes = _counting(writes, self.owned_masks(list(writes)))

@@ -64,6 +64,9 @@ class UpdatePlan:
     upsert_missing: bool = False
     vectors: npt.NDArray[np.float32] | None = None
     max_metadata_bytes: int = MAX_METADATA_BYTES
+    # `vectors` also holds the new vector of each row whose document is given: such a row is
+    # rewritten whole (an upsert of its merged metadata, new document and new vector).
+    reembed: bool = False
 
 
 def stage(eng: EngineState, seq: int, batch: RowBatch | UpdatePlan) -> int:
@@ -153,38 +156,46 @@ def plan_update(
     mds = list(u.metadatas) if u.metadatas else [None] * n
     docs = list(u.documents) if u.documents else [None] * n
     present = [i for i in range(n) if u.ids[i] in held]
-    if not u.replace_metadata:
-        merging = [i for i in present if mds[i] is not None]
-        stored = store.get_rows(
-            [u.ids[i] for i in merging], vectors=False, metadata=True, documents=False
-        )
-        for i in merging:
-            row = stored.get(u.ids[i])
-            old = decode_metadata(row.metadata) if row is not None else {}
+    # Rows whose new document comes with its new vector are rewritten whole, as upserts.
+    rewrite = [i for i in present if u.reembed and docs[i] is not None]
+    if rewrite and u.vectors is None:
+        raise InvalidArgument("update: reembed without the documents' vectors")
+    merging = [i for i in present if mds[i] is not None and not u.replace_metadata]
+    keep = [i for i in rewrite if mds[i] is None]  # their stored metadata goes with them
+    stored = store.get_rows(
+        [u.ids[i] for i in merging + keep], vectors=False, metadata=True, documents=False
+    )
+    merged: dict[int, dict[str, Any]] = {}
+    for i in merging + keep:
+        row = stored.get(u.ids[i])
+        old = decode_metadata(row.metadata) if row is not None else {}
+        merged[i] = {**old, **(mds[i] or {})}
+        if i in merging:
             check_metadata_size(
-                {**old, **(mds[i] or {})},
-                f"metadata_json[{i}] ({u.ids[i]!r} merged)",
-                u.max_metadata_bytes,
+                merged[i], f"metadata_json[{i}] ({u.ids[i]!r} merged)", u.max_metadata_bytes
             )
+    rewritten = set(rewrite)
+    in_place = [i for i in present if i not in rewritten]
     ins = missing if u.upsert_missing else []
-    ins_vecs = (
-        np.ascontiguousarray(u.vectors[ins], dtype=np.float32)
-        if ins and u.vectors is not None
+    ups = ins + rewrite
+    ups_vecs = (
+        np.ascontiguousarray(u.vectors[ups], dtype=np.float32)
+        if ups and u.vectors is not None
         else np.empty((0, dim), dtype=np.float32)
     )
     staged = StagedUpdate(
-        ids=[u.ids[i] for i in present],
-        metadatas=[mds[i] for i in present],
-        documents=[docs[i] for i in present],
+        ids=[u.ids[i] for i in in_place],
+        metadatas=[mds[i] for i in in_place],
+        documents=[docs[i] for i in in_place],
         replace_metadata=u.replace_metadata,
         missing=[] if u.upsert_missing else [u.ids[i] for i in missing],
         inserted=len(ins),
     )
     return (
-        [u.ids[i] for i in ins],
-        ins_vecs,
-        [dict(mds[i] or {}) for i in ins],
-        [docs[i] for i in ins],
+        [u.ids[i] for i in ups],
+        ups_vecs,
+        [dict(mds[i] or {}) for i in ins] + [merged.get(i, mds[i] or {}) for i in rewrite],
+        [docs[i] for i in ups],
         staged,
     )
 
@@ -317,4 +328,5 @@ def update_plan(u: ShardUpdate) -> UpdatePlan:
         upsert_missing=u.upsert_missing,
         vectors=vectors,
         max_metadata_bytes=u.max_metadata_bytes or MAX_METADATA_BYTES,
+        reembed=u.reembed,
     )

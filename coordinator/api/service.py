@@ -613,7 +613,14 @@ class VectorSearchService(ReadService):
     async def Update(self, request: Any, context: Any) -> Any:
         col = self.runtime.get(request.collection)
         self._rows_limit(len(request.ids), self.settings.max_upsert_rows, "update")
-        plan = await check_update(request, col, self.settings, self._deadline(context))
+        embed = None
+        if col.spec.embedding and any(request.documents):
+
+            async def embed(texts: list[str]) -> np.ndarray:
+                validate_documents_to_embed(texts, len(texts), self.settings.max_message_bytes)
+                return await self._embed(col, texts, context)
+
+        plan = await check_update(request, col, self.settings, self._deadline(context), embed)
         got: UpdateOutcome = await self._write(
             context,
             "update",

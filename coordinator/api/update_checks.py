@@ -13,7 +13,10 @@ shard/staging.py `plan_update`.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+import numpy as np
 
 from shardvec.contract.codec import loads_json
 from shardvec.contract.convert import vectors_from_proto
@@ -31,9 +34,18 @@ from shardvec.coordinator.config import CoordinatorSettings
 
 
 async def check_update(
-    request: Any, col: CollectionRuntime, settings: CoordinatorSettings, deadline: float
+    request: Any,
+    col: CollectionRuntime,
+    settings: CoordinatorSettings,
+    deadline: float,
+    embed: Callable[[list[str]], Awaitable[np.ndarray]] | None = None,
 ) -> ShardUpdate:
-    """The validated Update as the shards get it; InvalidArgument naming the field and row."""
+    """The validated Update as the shards get it; InvalidArgument naming the field and row.
+
+    A collection that embeds its documents (`embed`: its embedding function) re-embeds every
+    document the Update gives, in the same atomic batch: the row is rewritten whole with its
+    new vector, so a row's vector always belongs to its document. Vectors sent with
+    upsert_missing serve the rows that come without a document."""
     ids = validate_ids(list(request.ids))
     n = len(ids)
     metas = list(request.metadata_json)
@@ -61,7 +73,15 @@ async def check_update(
         )
         if len(vectors) != n:
             raise InvalidArgument(f"vectors: {len(vectors)} rows for {n} ids")
-    need_found = request.upsert_missing and vectors is None
+    reembed = embed is not None and any(docs)
+    if reembed:
+        assert embed is not None
+        with_doc = [i for i, d in enumerate(docs) if d]
+        embedded = await embed([docs[i] for i in with_doc])
+        full = np.zeros((n, col.dim), dtype=np.float32) if vectors is None else vectors.copy()
+        full[with_doc] = embedded
+        vectors = full
+    need_found = request.upsert_missing and (vectors is None or reembed)
     merge = any(metas) and not request.replace_metadata
     if need_found or merge:
         found, stored, _ = await col.get(ids, merge, False, deadline)
@@ -69,7 +89,7 @@ async def check_update(
         for i, id_ in enumerate(ids):
             j = where.get(id_)
             if j is None:
-                if need_found:
+                if need_found and not (reembed and docs[i]) and not request.HasField("vectors"):
                     raise InvalidArgument(
                         f"ids[{i}]: {id_!r} is not in the collection; upsert_missing inserts "
                         f"it, and needs its vector (vectors, one row per id)"
@@ -89,4 +109,5 @@ async def check_update(
         upsert_missing=bool(request.upsert_missing),
         vectors=vectors,
         max_metadata_bytes=settings.max_metadata_bytes,
+        reembed=reembed,
     )

@@ -17,6 +17,7 @@ from shardvec.cluster.bringup import ShardvecCluster
 from shardvec.cluster.client import Client, Collection
 from shardvec.contract.errors import FailedPrecondition, InvalidArgument, NotFound
 from tests.ray.test_cli import run
+from tests.waits import until
 
 pytestmark = pytest.mark.ray
 
@@ -63,7 +64,11 @@ def _scroll_while_writing(col: Collection, where: dict[str, object] | None) -> N
     t = threading.Thread(target=writer, daemon=True)
     t.start()
     try:
-        got = [r.id for r in col.scroll(where, page_size=50, include_metadata=False)]
+        got = []
+        for n, rec in enumerate(col.scroll(where, page_size=50, include_metadata=False)):
+            got.append(rec.id)
+            if n % 50 == 49 and n // 50 < 3:  # the first pages wait for a round of writes
+                until(lambda n=n: rounds[0] > n // 50 or bool(errors), what="a write round")
     finally:
         stop.set()
         t.join(60)

@@ -78,9 +78,17 @@ def test_shards_change_while_a_writer_and_a_reader_run(tmp_path: Path) -> None:
         stop = asyncio.Event()
         failures: list[BaseException] = []
 
+        go = asyncio.Event()  # cleared: the writer pauses between its batches
+        go.set()
+        paused = asyncio.Event()
+
         async def writer() -> None:
             i = 3000
             while not stop.is_set():
+                if not go.is_set():
+                    paused.set()
+                    await go.wait()
+                    paused.clear()
                 new_ids, v, m = _rows(i, 20)
                 await col.upsert(new_ids, v, m, _deadline())
                 acked.update(new_ids)
@@ -113,7 +121,10 @@ def test_shards_change_while_a_writer_and_a_reader_run(tmp_path: Path) -> None:
         for shards in (4, 3, 1):
             await _scale_and_wait(rt, "c", shards)
             assert col.layout.shards == shards and len(col.shard_sets) == shards
+            go.clear()  # rows held and count compared with no write between them
+            await asyncio.wait_for(paused.wait(), 30)
             assert await rows_held(col) == await col.count(None, _deadline())
+            go.set()
         stop.set()
         await asyncio.gather(*tasks)
         assert not failures

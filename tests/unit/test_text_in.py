@@ -10,36 +10,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
-from shardvec.contract.errors import FailedPrecondition, InvalidArgument, ShardvecError
+from shardvec.contract.errors import FailedPrecondition, InvalidArgument
 from shardvec.contract.limits import MAX_QUERY_TEXT_BYTES
 from shardvec.contract.settings import CollectionSpec, IndexSettings
-from shardvec.coordinator.api.service import VectorSearchService
-from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.embedding import minilm
-from shardvec.coordinator.embedding.pool import EmbedderPool, LocalEmbedder, local_pool
-from shardvec.coordinator.queries.batching import MicroBatcher
+from shardvec.coordinator.embedding.pool import EmbedderPool, LocalEmbedder
 from shardvec.coordinator.registry import Registry
-from shardvec.coordinator.runtime import CoordinatorRuntime
 from shardvec.v1 import vector_search_pb2 as pb
-from tests.fakes import FakeContext
-from tests.inproc import LocalControls
-
-DOCS = [
-    "A fast JSON parser written in C with Python bindings",
-    "Read and write GPX tracks from hiking and cycling trips",
-    "Rename photos by the date they were taken",
-    "An async HTTP client with connection pooling",
-    "Plot time series in the terminal",
-]
-
-
-
-CTX = FakeContext(60.0)
+from tests.text_service import DOCS, Service, text_search
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -48,37 +30,6 @@ def _model() -> None:
         minilm.shared_model()
     except FailedPrecondition as exc:
         pytest.skip(f"text support not installed: {exc.message}")
-
-
-class Service:
-    def __init__(self, data_dir: Path) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.data_dir = data_dir
-
-        async def build() -> tuple[CoordinatorRuntime, VectorSearchService]:
-            runtime = CoordinatorRuntime(data_dir, LocalControls(data_dir))
-            await runtime.restore()
-            settings = CoordinatorSettings(data_dir=str(data_dir))
-            svc = VectorSearchService(
-                runtime, settings, MicroBatcher(window_s=0.0), embedders=local_pool(2)
-            )
-            return runtime, svc
-
-        self.runtime, self.service = self.loop.run_until_complete(build())
-
-    def call(self, method: str, request: Any) -> Any:
-        return self.loop.run_until_complete(getattr(self.service, method)(request, CTX))
-
-    def reject(self, method: str, request: Any, error: type[ShardvecError], *parts: str) -> None:
-        with pytest.raises(ShardvecError) as info:
-            self.call(method, request)
-        assert type(info.value) is error, (type(info.value), info.value.message)
-        for part in parts:
-            assert part in info.value.message, (part, info.value.message)
-
-    def close(self) -> None:
-        self.loop.run_until_complete(self.runtime.shutdown())
-        self.loop.close()
 
 
 @pytest.fixture()
@@ -93,19 +44,13 @@ def svc(tmp_path: Path) -> Iterator[Service]:
     s.close()
 
 
-def _text_search(name: str, *texts: str, k: int = 3) -> Any:
-    req = pb.SearchRequest(collection=name, k=k)
-    req.query_texts.extend(texts)
-    return req
-
-
 def test_documents_without_vectors_are_embedded_and_found_by_text(svc: Service) -> None:
     info = svc.call("DescribeCollection", pb.DescribeCollectionRequest(name="text"))
     assert (info.embedding, info.dimension, info.count) == ("minilm", 384, len(DOCS))
-    resp = svc.call("Search", _text_search("text", "parse json quickly", "bike ride gps log"))
+    resp = svc.call("Search", text_search("text", "parse json quickly", "bike ride gps log"))
     assert [r.ids[0] for r in resp.results] == ["d0", "d1"]
     # A document's own text finds it first, with a cosine of 1 (its vector is its embedding).
-    resp = svc.call("Search", _text_search("text", DOCS[2], k=1))
+    resp = svc.call("Search", text_search("text", DOCS[2], k=1))
     assert resp.results[0].ids[0] == "d2" and resp.results[0].scores[0] == pytest.approx(1, 1e-5)
     # The stored vector is exactly what the model makes of the document.
     get = pb.GetRequest(collection="text", ids=["d3"])
@@ -128,7 +73,7 @@ def test_the_embedding_is_persisted_with_the_spec(tmp_path: Path) -> None:
     again = Service(tmp_path)
     try:
         assert again.runtime.get("text").spec.embedding == "minilm"
-        resp = again.call("Search", _text_search("text", "photo file names by date", k=1))
+        resp = again.call("Search", text_search("text", "photo file names by date", k=1))
         assert resp.results[0].ids[0] == "d2"
     finally:
         again.close()
@@ -152,14 +97,14 @@ def test_bad_input(svc: Service) -> None:
     svc.reject("CreateCollection",
                pb.CreateCollectionRequest(name="x", embedding="minilm", dimension=128),
                InvalidArgument, "makes 384-d vectors, got dimension 128")  # fmt: skip
-    svc.reject("Search", _text_search("plain", "hello"), FailedPrecondition,
+    svc.reject("Search", text_search("plain", "hello"), FailedPrecondition,
                "query_texts: collection 'plain' has no embedding function")  # fmt: skip
-    svc.reject("Search", _text_search("text", "ok", "  "), InvalidArgument,
+    svc.reject("Search", text_search("text", "ok", "  "), InvalidArgument,
                "query_texts[1]: the text is empty")  # fmt: skip
     huge = "a" * (MAX_QUERY_TEXT_BYTES + 1)
     too_big = f"query_texts[0]: the text is {MAX_QUERY_TEXT_BYTES + 1} bytes, the limit is"
-    svc.reject("Search", _text_search("text", huge), InvalidArgument, too_big)
-    both = _text_search("text", "hello")
+    svc.reject("Search", text_search("text", huge), InvalidArgument, too_big)
+    both = text_search("text", "hello")
     both.queries.dim = 384
     both.queries.packed = np.ones(384, "<f4").tobytes()
     svc.reject("Search", both, InvalidArgument,
@@ -175,7 +120,7 @@ def test_bad_input(svc: Service) -> None:
     assert svc.call("Count", count).count == len(DOCS)  # nothing of a rejected batch landed
     assert svc.call("Count", pb.CountRequest(collection="plain")).count == 0
     # A text far past 256 word pieces is cut, not refused.
-    resp = svc.call("Search", _text_search("text", "json parser " * 2000, k=1))
+    resp = svc.call("Search", text_search("text", "json parser " * 2000, k=1))
     assert resp.results[0].ids[0] == "d0"
 
 

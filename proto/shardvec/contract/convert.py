@@ -468,6 +468,7 @@ def update_request(u: ShardUpdate) -> shard_pb2.ShardUpdateRequest:
         documents=u.documents,
         upsert_missing=u.upsert_missing,
         max_metadata_bytes=u.max_metadata_bytes,
+        reembed=u.reembed,
     )
     if u.vectors is not None:
         pack_vectors(req.vectors, u.vectors)
@@ -486,6 +487,7 @@ def shard_update_from_proto(req: shard_pb2.ShardUpdateRequest, dim: int) -> Shar
         upsert_missing=req.upsert_missing,
         vectors=vectors,
         max_metadata_bytes=int(req.max_metadata_bytes),
+        reembed=bool(req.reembed),
     )
 
 

@@ -140,6 +140,9 @@ class ShardUpdate:
     upsert_missing: bool = False
     vectors: np.ndarray | None = None
     max_metadata_bytes: int = 0  # the merged object's limit (0: the default)
+    # `vectors` also holds the new vector of every row whose document is given (a collection
+    # that embeds its documents): such a row is rewritten whole, its vector with its text.
+    reembed: bool = False
 
 
 @dataclass(frozen=True, eq=False)

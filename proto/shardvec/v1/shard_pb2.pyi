@@ -118,7 +118,7 @@ class ShardSnapshotChunk(_message.Message):
     def __init__(self, manifest_json: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class ShardUpdateRequest(_message.Message):
-    __slots__ = ("ids", "metadata_json", "replace_metadata", "documents", "upsert_missing", "vectors", "max_metadata_bytes")
+    __slots__ = ("ids", "metadata_json", "replace_metadata", "documents", "upsert_missing", "vectors", "max_metadata_bytes", "reembed")
     IDS_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     REPLACE_METADATA_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +126,7 @@ class ShardUpdateRequest(_message.Message):
     UPSERT_MISSING_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     MAX_METADATA_BYTES_FIELD_NUMBER: _ClassVar[int]
+    REEMBED_FIELD_NUMBER: _ClassVar[int]
     ids: _containers.RepeatedScalarFieldContainer[str]
     metadata_json: _containers.RepeatedScalarFieldContainer[str]
     replace_metadata: bool
@@ -133,7 +134,8 @@ class ShardUpdateRequest(_message.Message):
     upsert_missing: bool
     vectors: _common_pb2.Vectors
     max_metadata_bytes: int
-    def __init__(self, ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., replace_metadata: _Optional[bool] = ..., documents: _Optional[_Iterable[str]] = ..., upsert_missing: _Optional[bool] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., max_metadata_bytes: _Optional[int] = ...) -> None: ...
+    reembed: bool
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., replace_metadata: _Optional[bool] = ..., documents: _Optional[_Iterable[str]] = ..., upsert_missing: _Optional[bool] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., max_metadata_bytes: _Optional[int] = ..., reembed: _Optional[bool] = ...) -> None: ...
 
 class ShardWriteResponse(_message.Message):
     __slots__ = ("applied", "affected", "applied_seq", "missing_ids", "inserted")

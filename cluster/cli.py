@@ -17,6 +17,7 @@ import numpy as np
 from shardvec.cluster.client import DEFAULT_ADDRESS, Client
 from shardvec.cluster.data_commands import export, import_
 from shardvec.cluster.ops_commands import rebalance, recall, scale, snapshot
+from shardvec.cluster.row_commands import add, count, delete, get, update
 from shardvec.contract.errors import ShardvecError
 from shardvec.contract.limits import DEFAULT_SCRUB_ROWS_PER_S
 from shardvec.coordinator.config import CoordinatorSettings
@@ -65,12 +66,26 @@ def _parse_limits(items: tuple[str, ...]) -> dict[str, int]:
     return out
 
 
+def hint(exc: ShardvecError) -> str:
+    """What to do about the errors a newcomer meets first, as a line after the error."""
+    name, message = exc.code.name, exc.message
+    if name == "UNAVAILABLE" and ("connect" in message or "address" in message):
+        return ("\nhint: is a server running there? Start one with `shardvec up` (in another "
+                "terminal), or give its address with --server / SHARDVEC_SERVER.")
+    if name == "UNAUTHENTICATED":
+        return "\nhint: give the server's key with --api-key / SHARDVEC_API_KEY."
+    if name == "NOT_FOUND" and "collection" in message:
+        return "\nhint: `shardvec status` lists the collections."
+    return ""
+
+
 def _fail(exc: ShardvecError) -> None:
-    click.echo(f"error: {exc.code.name}: {exc.message}", err=True)
+    click.echo(f"error: {exc.code.name}: {exc.message}{hint(exc)}", err=True)
     sys.exit(1)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="shardvec", prog_name="shardvec")
 @click.option(
     "--server",
     envvar="SHARDVEC_SERVER",
@@ -764,6 +779,11 @@ def crasher(
     click.echo("crasher: every acknowledged write survived")
 
 
+cli.add_command(add)
+cli.add_command(get)
+cli.add_command(count)
+cli.add_command(delete)
+cli.add_command(update)
 cli.add_command(snapshot)
 cli.add_command(recall)
 cli.add_command(scale)

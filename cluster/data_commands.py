@@ -23,7 +23,9 @@ class _HasClient(Protocol):
 
 
 def _fail(exc: ShardvecError) -> NoReturn:
-    click.echo(f"error: {exc.code.name}: {exc.message}", err=True)
+    from shardvec.cluster.cli import hint
+
+    click.echo(f"error: {exc.code.name}: {exc.message}{hint(exc)}", err=True)
     sys.exit(1)
 
 

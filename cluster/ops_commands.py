@@ -22,8 +22,10 @@ class _HasClient(Protocol):
     def client(self) -> Client: ...
 
 
-def _fail(exc: ShardvecError) -> NoReturn:
-    click.echo(f"error: {exc.code.name}: {exc.message}", err=True)
+def _fail(exc: ShardvecError, extra: str = "") -> NoReturn:
+    from shardvec.cluster.cli import hint
+
+    click.echo(f"error: {exc.code.name}: {exc.message}{hint(exc) or extra}", err=True)
     sys.exit(1)
 
 
@@ -73,7 +75,8 @@ def snapshot_restore(
             col = client.restore_snapshot(file, as_name, shards=shards, replicas=replicas)
             info = client.describe(col.name)
     except ShardvecError as exc:
-        _fail(exc)
+        exists = exc.code.name == "ALREADY_EXISTS"
+        _fail(exc, "\nhint: restore it under another name with --as NEW." if exists else "")
     click.echo(
         f"restored {info['name']}: {info['count']} rows, {info['shards']} shards x "
         f"{info['replicas']} replicas"
@@ -193,6 +196,11 @@ def scale(
                            f"replicas={info['replicas']} layout={info['layout_version']}")
                 return
             started = col.scale(shards, replicas, wait=False)
+            if not started.get("change"):
+                info = client.describe(name)
+                click.echo(f"{name}: nothing to change, it has shards={info['shards']} "
+                           f"replicas={info['replicas']}")
+                return
             if no_wait:
                 click.echo(f"{name}: change running ({json.dumps(started['change'])})")
                 return

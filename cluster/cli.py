@@ -16,6 +16,7 @@ import numpy as np
 
 from shardvec.cluster.client import DEFAULT_ADDRESS, Client
 from shardvec.cluster.data_commands import export, import_
+from shardvec.cluster.hints import hint
 from shardvec.cluster.ops_commands import rebalance, recall, scale, snapshot
 from shardvec.cluster.row_commands import add, count, delete, get, update
 from shardvec.contract.errors import ShardvecError
@@ -64,19 +65,6 @@ def _parse_limits(items: tuple[str, ...]) -> dict[str, int]:
             )
         out[name] = int(value)
     return out
-
-
-def hint(exc: ShardvecError) -> str:
-    """What to do about the errors a newcomer meets first, as a line after the error."""
-    name, message = exc.code.name, exc.message
-    if name == "UNAVAILABLE" and ("connect" in message or "address" in message):
-        return ("\nhint: is a server running there? Start one with `shardvec up` (in another "
-                "terminal), or give its address with --server / SHARDVEC_SERVER.")
-    if name == "UNAUTHENTICATED":
-        return "\nhint: give the server's key with --api-key / SHARDVEC_API_KEY."
-    if name == "NOT_FOUND" and "collection" in message:
-        return "\nhint: `shardvec status` lists the collections."
-    return ""
 
 
 def _fail(exc: ShardvecError) -> None:
@@ -279,7 +267,8 @@ def up(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    click.echo(f"shardvec serving on {cluster.address}", err=False)
+    click.echo(f"shardvec serving on {cluster.address} (data in {Path(data_dir).resolve()})")
+    click.echo(_reopened(cluster.address, server_api_key, bool(tls_cert)))
     sys.stdout.flush()
     try:
         while not stop.wait(0.5):
@@ -287,7 +276,25 @@ def up(
     finally:
         click.echo("shardvec shutting down", err=True)
         cluster.stop()
-        click.echo("shardvec stopped", err=True)
+        click.echo(f"shardvec stopped; the data stays in {Path(data_dir).resolve()}", err=True)
+
+
+def _reopened(address: str, api_key: str, tls: bool) -> str:
+    """`shardvec up`'s summary of the collections it serves, and what to run next."""
+    nxt = "in another terminal: shardvec status, shardvec --help"
+    if tls:
+        return f"  {nxt}"
+    try:
+        with Client(address, api_key=api_key or None, timeout=30) as client:
+            cols = client.list_collections()
+    except ShardvecError as exc:
+        return f"  (collections not listed: {exc.code.name}: {exc.message})\n  {nxt}"
+    if not cols:
+        return f"  no collections yet; {nxt}, shardvec demo"
+    listed = ", ".join(
+        f"{c['name']} ({c['count']:,} rows, {c['shards']} shards x {c['replicas']})" for c in cols
+    )
+    return f"  serving {len(cols)} collection(s): {listed}\n  {nxt}"
 
 
 @cli.command()

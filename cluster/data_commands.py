@@ -15,6 +15,7 @@ import click
 
 from shardvec.cluster.client import Client
 from shardvec.cluster.export import export_collection
+from shardvec.cluster.hints import hint
 from shardvec.contract.errors import ShardvecError
 
 
@@ -23,8 +24,6 @@ class _HasClient(Protocol):
 
 
 def _fail(exc: ShardvecError) -> NoReturn:
-    from shardvec.cluster.cli import hint
-
     click.echo(f"error: {exc.code.name}: {exc.message}{hint(exc)}", err=True)
     sys.exit(1)
 

@@ -15,6 +15,7 @@ import click
 import numpy as np
 
 from shardvec.cluster.client import Client, verify_snapshot
+from shardvec.cluster.hints import hint
 from shardvec.contract.errors import ShardvecError
 
 
@@ -23,8 +24,6 @@ class _HasClient(Protocol):
 
 
 def _fail(exc: ShardvecError, extra: str = "") -> NoReturn:
-    from shardvec.cluster.cli import hint
-
     click.echo(f"error: {exc.code.name}: {exc.message}{hint(exc) or extra}", err=True)
     sys.exit(1)
 

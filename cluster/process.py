@@ -32,6 +32,7 @@ class ServerProcess:
                  log_dir: Path | None = None, cwd: Path | None = None) -> None:
         self.port = port
         self.address = f"127.0.0.1:{port}"
+        self.banner: list[str] = []  # what `shardvec up` printed at start
         log_dir = log_dir or Path(data_dir).parent
         self.log = log_dir / f"up-{port}-{time.time_ns()}.log"
         self._log_file = self.log.open("w")
@@ -48,6 +49,12 @@ class ServerProcess:
                 self._log_file.close()
                 raise RuntimeError(f"shardvec up exited: {self.log.read_text()[-3000:]}")
             if line.startswith("shardvec serving on"):
+                self.banner = [line.rstrip()]
+                while "in another terminal" not in line and time.monotonic() < deadline:
+                    line = self.proc.stdout.readline()  # its summary: what it serves
+                    if not line:
+                        break
+                    self.banner.append(line.rstrip())
                 return
         self.kill()
         raise TimeoutError("shardvec up did not become ready")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from shardvec.coordinator.replicas.ray_control import alive_nodes, ray_controls
 from shardvec.coordinator.runtime import CoordinatorRuntime
 
 log = logging.getLogger(__name__)
+
+WARM_DEADLINE_S = 300.0  # loading the model on a busy node can take a while
 
 
 
@@ -53,7 +56,11 @@ class Coordinator(LoopServer):
             max_in_flight=s.batch_in_flight,
             on_batch=self.metrics.observe_batch,
         )
-        self.embedder_pool = ray_pool(s)  # embedder actors start at the first text to embed
+        self.embedder_pool = ray_pool(s)
+        # Reopened collections that embed their texts get warm embedders now, in the
+        # background, so the first text query after a restart does not load the model.
+        models = {c.spec.embedding for c in self.runtime.collections.values() if c.spec.embedding}
+        self._warming = [asyncio.ensure_future(self._warm(m)) for m in sorted(models)]
         self.fronts: FrontPool | None = None
         self.publisher: LayoutPublisher | None = None
         if s.front_port >= 0:
@@ -83,6 +90,15 @@ class Coordinator(LoopServer):
             self.fronts.start()
         log.info("coordinator serving on %s (pid %d)", address, os.getpid())
         self._ready.set_result(address)
+
+    async def _warm(self, model: str) -> None:
+        start = time.monotonic()
+        try:
+            await self.embedder_pool.embed(model, ["warm up"], start + WARM_DEADLINE_S)
+        except Exception as exc:  # a text query will try again, and say why
+            log.warning("embedder %s did not warm up: %s", model, exc)
+        else:
+            log.info("embedder %s warm in %.1f s", model, time.monotonic() - start)
 
     def _front_state(self) -> FrontState:
         """Everything a front needs (what a front's pull answers)."""

@@ -57,6 +57,7 @@ def test_kill_9_between_stage_and_commit_leaves_the_batch_whole_or_absent(
     monkeypatch.setenv("SHARDVEC_TEST_PAUSE_FILE", str(arm))
     data, port = tmp_path / "data", free_port()
     server = ServerProcess(data, port, log_dir=tmp_path)
+    assert "no collections yet" in server.banner[1], server.banner  # `shardvec up`'s summary
     acked: list[int] = []
     try:
         with Client(f"127.0.0.1:{port}", timeout=60) as c:
@@ -81,6 +82,7 @@ def test_kill_9_between_stage_and_commit_leaves_the_batch_whole_or_absent(
             assert "ok" not in outcome, "the paused write was acknowledged before the kill"
             if victim == "cluster":
                 server = ServerProcess(data, port, log_dir=tmp_path)
+                assert "serving 1 collection(s): c (" in server.banner[1], server.banner
             with Client(f"127.0.0.1:{port}", timeout=60) as c:
                 c.wait_live("c", 120, level=True, poll=0.5)
                 got = present(c, b)

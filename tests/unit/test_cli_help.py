@@ -42,7 +42,7 @@ def test_version() -> None:
 
 
 def test_the_common_errors_come_with_a_hint() -> None:
-    from shardvec.cluster.cli import hint
+    from shardvec.cluster.hints import hint
     from shardvec.contract.errors import NotFound, Unauthenticated, Unavailable
 
     no_server = Unavailable("failed to connect to all addresses; last error: ...")

@@ -231,14 +231,16 @@ class Client:
     ) -> dict[str, Any]:
         """Wait until collection `name` has no layout change in progress and every replica is
         live; returns its description. A change that stopped on an error it keeps retrying is
-        reported through `progress`; past `timeout`, DeadlineExceeded. Unavailable while
-        waiting (a coordinator coming back) is retried until `timeout`."""
+        reported through `progress`; past `timeout`, DeadlineExceeded. A coordinator going
+        away or coming back while waiting (UNAVAILABLE, or a call CANCELLED as its connection
+        dropped) is retried until `timeout`."""
         end = time.monotonic() + timeout
         while True:
             try:
                 info = self.describe(name)
-            except Unavailable:
-                if time.monotonic() > end:
+            except ShardvecError as exc:
+                gone = exc.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+                if not gone or time.monotonic() > end:
                     raise
                 time.sleep(poll)
                 continue

@@ -19,10 +19,25 @@ import psutil
 SHARDVEC = [sys.executable, "-m", "shardvec.cluster"]
 
 
+# Below Linux's ephemeral range (32768-60999 by default) and above Ray's worker ports
+# (10002-19999): a server restarted on its port after a kill -9 must find it free, and a port
+# the kernel handed out once (bind to 0) may meanwhile be handed to another process's socket.
+PORT_RANGE = (20000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free now on 127.0.0.1, outside the ranges the kernel and Ray hand out."""
+    import random
+
+    for _ in range(200):
+        port = random.randrange(*PORT_RANGE)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {PORT_RANGE}")
 
 
 class ServerProcess:

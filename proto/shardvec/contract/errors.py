@@ -132,5 +132,11 @@ def is_bad_request(exc: BaseException) -> bool:
 
 
 def error_for_status(code: grpc.StatusCode, message: str) -> ShardvecError:
-    """The exception matching a gRPC status (the client side of the interceptor)."""
-    return _BY_CODE.get(code, ShardvecError)(message)
+    """The exception matching a gRPC status (the client side of the interceptor); a status no
+    class stands for (CANCELLED, UNKNOWN, ...) is the root class carrying that code."""
+    cls = _BY_CODE.get(code)
+    if cls is not None:
+        return cls(message)
+    err = ShardvecError(message or code.name)
+    err.code = code
+    return err

@@ -16,7 +16,7 @@ import numpy as np
 
 from shardvec.cluster.client import DEFAULT_ADDRESS, Client
 from shardvec.cluster.data_commands import export, import_
-from shardvec.cluster.hints import hint
+from shardvec.cluster.hints import fail
 from shardvec.cluster.ops_commands import rebalance, recall, scale, snapshot
 from shardvec.cluster.row_commands import add, count, delete, get, update
 from shardvec.contract.errors import ShardvecError
@@ -67,9 +67,6 @@ def _parse_limits(items: tuple[str, ...]) -> dict[str, int]:
     return out
 
 
-def _fail(exc: ShardvecError) -> None:
-    click.echo(f"error: {exc.code.name}: {exc.message}{hint(exc)}", err=True)
-    sys.exit(1)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -261,7 +258,7 @@ def up(
     try:
         cluster = ShardvecCluster(settings, ray_address=address, num_cpus=num_cpus, log_level=level)
     except ShardvecError as exc:
-        _fail(exc)
+        fail(exc)
         return
     # Installed after Ray's own handlers (ray.init sets one for SIGTERM that just exits).
     stop = threading.Event()
@@ -308,7 +305,7 @@ def fronts(obj: _Context, as_json: bool) -> None:
         with obj.client() as client:
             info = client.call("ClusterInfo", pb.ClusterInfoRequest())
     except ShardvecError as exc:
-        _fail(exc)
+        fail(exc)
         return
     listed = [
         {"address": f.address, "node_id": f.node_id, "metrics_address": f.metrics_address}
@@ -334,7 +331,7 @@ def status(obj: _Context, as_json: bool) -> None:
         with obj.client() as client:
             cols = [client.describe(c["name"]) for c in client.list_collections()]
     except ShardvecError as exc:
-        _fail(exc)
+        fail(exc)
         return
     if as_json:
         click.echo(json.dumps(cols, indent=2))
@@ -434,7 +431,7 @@ def create(
                 text_tokenizer=text_tokenizer,
             )
     except ShardvecError as exc:
-        _fail(exc)
+        fail(exc)
     click.echo(f"created {name}")
 
 
@@ -447,7 +444,7 @@ def drop(obj: _Context, name: str) -> None:
         with obj.client() as client:
             client.drop_collection(name)
     except ShardvecError as exc:
-        _fail(exc)
+        fail(exc)
     click.echo(f"dropped {name}")
 
 
@@ -533,7 +530,7 @@ def load(
     except ShardvecError as exc:
         for line in loader.report() if loader is not None else []:
             click.echo(line, err=True)
-        _fail(exc)
+        fail(exc)
         return
     for line in loader.report():
         click.echo(line, err=True)
@@ -643,7 +640,7 @@ def query(
                     include_documents=True,
                 )
     except ShardvecError as exc:
-        _fail(exc)
+        fail(exc)
         return
     for row, row_hits in enumerate(hits):
         if as_json:
@@ -702,7 +699,7 @@ def _query_keywords(
                 include_documents=True,
             )
     except ShardvecError as exc:
-        _fail(exc)
+        fail(exc)
         return
     for row, row_hits in enumerate(hits):
         if as_json:

@@ -7,15 +7,14 @@ Registered on the main group in cluster/cli.py; `obj` is its context (with `.cli
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Any, NoReturn, Protocol
+from typing import Any, Protocol
 
 import click
 
 from shardvec.cluster.client import Client
 from shardvec.cluster.export import export_collection
-from shardvec.cluster.hints import hint
+from shardvec.cluster.hints import fail
 from shardvec.contract.errors import ShardvecError
 
 
@@ -23,9 +22,6 @@ class _HasClient(Protocol):
     def client(self) -> Client: ...
 
 
-def _fail(exc: ShardvecError) -> NoReturn:
-    click.echo(f"error: {exc.code.name}: {exc.message}{hint(exc)}", err=True)
-    sys.exit(1)
 
 
 @click.command()
@@ -73,7 +69,7 @@ def export(
                     col, out, vectors_out, where_obj, page_size=page_size, progress=bar.update
                 )
     except ShardvecError as exc:
-        _fail(exc)
+        fail(exc)
     extra = f" and {vectors_out}" if vectors_out else ""
     click.echo(f"exported {rows} rows of {name} to {out}{extra}")
 
@@ -123,5 +119,5 @@ def import_(obj: _HasClient, name: str, in_path: Path, vectors_path: Path, batch
                     )
                     bar.update(len(part))
     except ShardvecError as exc:
-        _fail(exc)
+        fail(exc)
     click.echo(f"imported {len(lines)} rows into {name}")

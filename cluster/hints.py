@@ -1,8 +1,21 @@
-"""What to do about the errors a newcomer meets first: one line the CLI prints after them."""
+"""How the CLI reports an error: its status and message, and for the errors a newcomer meets
+first, one line on what to do about it."""
 
 from __future__ import annotations
 
+import sys
+from typing import NoReturn
+
+import click
+
 from shardvec.contract.errors import ShardvecError
+
+
+def fail(exc: ShardvecError, extra: str = "") -> NoReturn:
+    """Print `exc` (with its hint, else `extra`) on stderr and exit 1: every command's end on
+    an error."""
+    click.echo(f"error: {exc.code.name}: {exc.message}{hint(exc) or extra}", err=True)
+    sys.exit(1)
 
 
 def hint(exc: ShardvecError) -> str:

@@ -9,13 +9,13 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn, Protocol
+from typing import Any, Protocol
 
 import click
 import numpy as np
 
 from shardvec.cluster.client import Client, verify_snapshot
-from shardvec.cluster.hints import hint
+from shardvec.cluster.hints import fail
 from shardvec.contract.errors import ShardvecError
 
 
@@ -23,9 +23,6 @@ class _HasClient(Protocol):
     def client(self) -> Client: ...
 
 
-def _fail(exc: ShardvecError, extra: str = "") -> NoReturn:
-    click.echo(f"error: {exc.code.name}: {exc.message}{hint(exc) or extra}", err=True)
-    sys.exit(1)
 
 
 @click.group()
@@ -50,7 +47,7 @@ def snapshot_create(obj: _HasClient, name: str, out: Path | None) -> None:
         with obj.client() as client:
             manifest = client.create_snapshot(name, out)
     except ShardvecError as exc:
-        _fail(exc)
+        fail(exc)
     seqs = [s["seq"] for s in manifest["shards"]]
     click.echo(
         f"snapshot of {name}: {manifest['rows']} rows in {len(seqs)} shards "
@@ -75,7 +72,7 @@ def snapshot_restore(
             info = client.describe(col.name)
     except ShardvecError as exc:
         exists = exc.code.name == "ALREADY_EXISTS"
-        _fail(exc, "\nhint: restore it under another name with --as NEW." if exists else "")
+        fail(exc, "\nhint: restore it under another name with --as NEW." if exists else "")
     click.echo(
         f"restored {info['name']}: {info['count']} rows, {info['shards']} shards x "
         f"{info['replicas']} replicas"
@@ -90,7 +87,7 @@ def snapshot_verify(file: Path, as_json: bool) -> None:
     try:
         report = verify_snapshot(file)
     except ShardvecError as exc:
-        _fail(exc)
+        fail(exc)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -155,7 +152,7 @@ def recall(
                 col, queries, k, where=where_obj, ef=search_ef, expected=expected
             )
     except ShardvecError as exc:
-        _fail(exc)
+        fail(exc)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -213,7 +210,7 @@ def scale(
 
                 info = client.wait_layout(name, progress=show)
     except ShardvecError as exc:
-        _fail(exc)
+        fail(exc)
     click.echo(f"{name}: shards={info['shards']} replicas={info['replicas']} "
                f"layout={info['layout_version']} count={info['count']}")
 
@@ -228,7 +225,7 @@ def rebalance(obj: _HasClient, name: str) -> None:
         with obj.client() as client:
             moves = client.rebalance(name)
     except ShardvecError as exc:
-        _fail(exc)
+        fail(exc)
     for m in moves:
         click.echo(f"{m['collection']} shard {m['shard']} replica {m['replica']}: "
                    f"{m['source'][:12]} -> {m['target'][:12]} ({m['rows']} rows)")

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn, Protocol
+from typing import Any, Protocol
 
 import click
 
 from shardvec.cluster.client import Client, Record
-from shardvec.cluster.hints import hint
+from shardvec.cluster.hints import fail
 from shardvec.contract.errors import ShardvecError
 
 
@@ -23,9 +23,6 @@ class _HasClient(Protocol):
     def client(self) -> Client: ...
 
 
-def _fail(exc: ShardvecError) -> NoReturn:
-    click.echo(f"error: {exc.code.name}: {exc.message}{hint(exc)}", err=True)
-    sys.exit(1)
 
 
 def _json_option(text: str | None, what: str) -> dict[str, Any] | None:
@@ -96,7 +93,7 @@ def add(obj: _HasClient, name: str, path: Path, batch: int) -> None:
                 progress=bar.update,
             )
     except ShardvecError as exc:
-        _fail(exc)
+        fail(exc)
     click.echo(f"{name}: {n} rows added")
 
 
@@ -120,7 +117,7 @@ def get(obj: _HasClient, name: str, ids: tuple[str, ...], where: str | None, lim
             records = col.get(list(ids) or None, where=filter_, limit=0 if ids else limit,
                               include_vectors=vectors, include_documents=True)  # fmt: skip
     except ShardvecError as exc:
-        _fail(exc)
+        fail(exc)
     for r in records:
         click.echo(_record_json(r, vectors))
     found = {r.id for r in records}
@@ -138,7 +135,7 @@ def count(obj: _HasClient, name: str, where: str | None) -> None:
         with obj.client() as client:
             n = client.get_collection(name).count(where=_json_option(where, "--where"))
     except ShardvecError as exc:
-        _fail(exc)
+        fail(exc)
     click.echo(n)
 
 
@@ -156,7 +153,7 @@ def delete(obj: _HasClient, name: str, ids: tuple[str, ...], where: str | None) 
         with obj.client() as client:
             n = client.get_collection(name).delete(list(ids) or None, where=filter_)
     except ShardvecError as exc:
-        _fail(exc)
+        fail(exc)
     click.echo(f"{name}: {n} rows deleted")
 
 
@@ -183,7 +180,7 @@ def update(obj: _HasClient, name: str, id_: str, metadata: str | None, replace: 
                 [document] if document is not None else None, replace_metadata=replace,
             )
     except ShardvecError as exc:
-        _fail(exc)
+        fail(exc)
     if got["missing_ids"]:
         click.echo(f"error: NOT_FOUND: {id_!r} is not in {name}", err=True)
         sys.exit(1)

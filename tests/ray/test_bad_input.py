@@ -36,7 +36,7 @@ from shardvec.shard.engine import ShardEngine
 from shardvec.v1 import common_pb2, shard_pb2, shard_pb2_grpc
 from shardvec.v1 import vector_search_pb2 as pb
 from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
-from tests.requests import condition, nested_not, search_request, upsert_request
+from tests.requests import nested_not, search_request, upsert_request
 from tests.wire_bytes import len_field
 
 pytestmark = pytest.mark.ray
@@ -58,10 +58,8 @@ def _search(name: str, queries: Any, k: int = 5, dim: int = DIM, **kw: Any) -> A
     return search_request(name, queries, k, dim=dim, **kw)
 
 
-_cond = condition
 
 
-_nested_not = nested_not
 
 
 def _with_field(message: bytes, number: int, payload: bytes) -> bytes:
@@ -186,7 +184,7 @@ def test_a_filter_nested_150_levels(seeded: Seeded) -> None:
     """Deeper than protobuf decodes: the interceptor's decoder names the path (in process, where
     nothing is decoded, the service's own depth check says "nested deeper than 32")."""
     s, name = seeded, seeded.name
-    f = _nested_not(150).SerializeToString()  # sent as bytes: protobuf will not parse it
+    f = nested_not(150).SerializeToString()  # sent as bytes: protobuf will not parse it
     requests = [
         ("Count", _with_field(pb.CountRequest(collection=name).SerializeToString(), 2, f)),
         ("Search", _with_field(_search(name, np.ones((1, DIM))).SerializeToString(), 4, f)),

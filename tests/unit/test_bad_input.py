@@ -65,10 +65,8 @@ def _search(name: str, queries: Any, k: int = 5, dim: int = DIM, **kw: Any) -> A
     return search_request(name, queries, k, dim=dim, **kw)
 
 
-_cond = condition
 
 
-_nested_not = nested_not
 
 
 def _main_meta(i: int) -> str:
@@ -264,25 +262,28 @@ def test_create_collection_bad_settings(seeded: Seeded) -> None:
 @pytest.mark.parametrize(
     ("make", "fragments"),
     [
-        (lambda: _cond("tags", common_pb2.Condition.GT, '["a", "b"]'),
+        (lambda: condition("tags", common_pb2.Condition.GT, '["a", "b"]'),
          ("$gt needs a number", "tags", "list")),
-        (lambda: _cond("i", common_pb2.Condition.GTE, '"7"'), ("$gte needs a number", "i")),
-        (lambda: _cond("i", 99, "1"), ("unknown operator 99", "i")),
-        (lambda: _cond("i", common_pb2.Condition.OP_UNSPECIFIED, "1"), ("unknown operator 0",)),
-        (lambda: _cond("i", common_pb2.Condition.EQ, "{bad"), ("not valid JSON", "i")),
-        (lambda: _cond("i", common_pb2.Condition.EQ, "NaN"), ("not valid JSON", "i")),
-        (lambda: _cond("i", common_pb2.Condition.EQ, '{"a": 1}'), ("$eq needs a scalar", "i")),
-        (lambda: _cond("i", common_pb2.Condition.IN, '"a"'), ("$in needs a non-empty list",)),
-        (lambda: _cond("i", common_pb2.Condition.IN, "[]"), ("$in needs a non-empty list",)),
-        (lambda: _cond("i", common_pb2.Condition.EXISTS, "1"), ("$exists needs true or false",)),
-        (lambda: _cond("", common_pb2.Condition.EQ, "1"), ("field name is empty",)),
-        (lambda: _cond("$i", common_pb2.Condition.EQ, "1"), ("must not start with '$'",)),
-        (lambda: _cond("i", common_pb2.Condition.EQ, "[" * 5000 + "]" * 5000),
+        (lambda: condition("i", common_pb2.Condition.GTE, '"7"'), ("$gte needs a number", "i")),
+        (lambda: condition("i", 99, "1"), ("unknown operator 99", "i")),
+        (lambda: condition("i", common_pb2.Condition.OP_UNSPECIFIED, "1"), ("unknown operator 0",)),
+        (lambda: condition("i", common_pb2.Condition.EQ, "{bad"), ("not valid JSON", "i")),
+        (lambda: condition("i", common_pb2.Condition.EQ, "NaN"), ("not valid JSON", "i")),
+        (lambda: condition("i", common_pb2.Condition.EQ, '{"a": 1}'), ("$eq needs a scalar", "i")),
+        (lambda: condition("i", common_pb2.Condition.IN, '"a"'), ("$in needs a non-empty list",)),
+        (lambda: condition("i", common_pb2.Condition.IN, "[]"), ("$in needs a non-empty list",)),
+        (
+            lambda: condition("i", common_pb2.Condition.EXISTS, "1"),
+            ("$exists needs true or false",),
+        ),
+        (lambda: condition("", common_pb2.Condition.EQ, "1"), ("field name is empty",)),
+        (lambda: condition("$i", common_pb2.Condition.EQ, "1"), ("must not start with '$'",)),
+        (lambda: condition("i", common_pb2.Condition.EQ, "[" * 5000 + "]" * 5000),
          ("nested too deeply",)),
         (lambda: common_pb2.Filter(all=common_pb2.FilterList()), ("needs at least one child",)),
         (lambda: common_pb2.Filter(all=common_pb2.FilterList(children=[common_pb2.Filter()])),
          ("empty filter node", "filter.all[0]")),
-        (lambda: _nested_not(40), ("nested deeper than 32",)),
+        (lambda: nested_not(40), ("nested deeper than 32",)),
         # a filter nested 150 levels is refused by gRPC's decoding: tests/ray/test_bad_input.py
     ],
 )

@@ -45,7 +45,6 @@ def _search(queries: Any, k: int = 5, **kw: Any) -> Any:
     return search_request("c", queries, k, dim=DIM, **kw)
 
 
-_cond = condition
 
 
 Case = Callable[[VectorSearchService], Awaitable[Any]]
@@ -92,7 +91,7 @@ CASES: dict[str, tuple[type[ShardvecError], str, Case]] = {
     "bad filter operand": (
         InvalidArgument,
         "filter",
-        lambda s: s.Count(pb.CountRequest(collection="c", filter=_cond("i", 3, '"x"')), ctx),
+        lambda s: s.Count(pb.CountRequest(collection="c", filter=condition("i", 3, '"x"')), ctx),
     ),
     "delete with neither ids nor filter": (
         InvalidArgument,

@@ -162,11 +162,12 @@ def plan_update(
         raise InvalidArgument("update: reembed without the documents' vectors")
     merging = [i for i in present if mds[i] is not None and not u.replace_metadata]
     keep = [i for i in rewrite if mds[i] is None]  # their stored metadata goes with them
+    reading = merging + keep  # rows whose stored metadata the update needs
     stored = store.get_rows(
-        [u.ids[i] for i in merging + keep], vectors=False, metadata=True, documents=False
-    )
+        [u.ids[i] for i in reading], vectors=False, metadata=True, documents=False
+    ) if reading else {}
     merged: dict[int, dict[str, Any]] = {}
-    for i in merging + keep:
+    for i in reading:
         row = stored.get(u.ids[i])
         old = decode_metadata(row.metadata) if row is not None else {}
         merged[i] = {**old, **(mds[i] or {})}

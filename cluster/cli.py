@@ -345,6 +345,12 @@ def status(obj: _Context, as_json: bool) -> None:
             + (f" embedding={c['embedding']}" if c.get("embedding") else "")
             + f" text_tokenizer={c.get('text_tokenizer') or 'unicode61'}"
         )
+        recall = c.get("recall_estimate")
+        click.echo(
+            f"  recall@10 target={c.get('target_recall', 0.95):g} "
+            + (f"measured={recall:.4f} search_ef={c['search_ef']} (tuned at "
+               f"{c['tuned_rows']} rows)" if recall is not None else "not tuned yet")
+        )
         ch = c.get("change")
         if ch:
             started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ch["started_unix"]))
@@ -399,6 +405,10 @@ def status(obj: _Context, as_json: bool) -> None:
     show_default=True,
     help="How keyword search cuts documents into terms (porter: with stemming).",
 )
+@click.option(
+    "--target-recall", default=0.0, type=float,
+    help="Recall@10 searches without --ef are tuned to hold, in (0, 1] (0: 0.95).",
+)
 @click.pass_obj
 def create(
     obj: _Context,
@@ -412,6 +422,7 @@ def create(
     ef: int,
     embedding: str | None,
     text_tokenizer: str,
+    target_recall: float,
 ) -> None:
     """Create a collection."""
     if not dim and not embedding:
@@ -429,6 +440,7 @@ def create(
                 ef=ef,
                 embedding=embedding or "",
                 text_tokenizer=text_tokenizer,
+                target_recall=target_recall,
             )
     except ShardvecError as exc:
         fail(exc)

@@ -178,12 +178,14 @@ class Client:
         embedding: str = "",
         embedding_function: EmbeddingFunction | None = None,
         text_tokenizer: str = "",
+        target_recall: float = 0.0,
     ) -> Collection:
         """Create a collection. `embedding="minilm"` embeds documents and query texts in the
         cluster (dim may then be left out: the model's 384); `embedding_function` embeds them
         here, in the client, before they are sent (dim left out: the length of its vector for
         one probe text). `text_tokenizer` ("unicode61", the default, or "porter") cuts
-        documents and keyword queries into terms."""
+        documents and keyword queries into terms. `target_recall` (in (0, 1]; 0: the default
+        0.95) is the recall@10 the cluster tunes searches without an `ef` to hold."""
         if metric not in METRIC_TO_PROTO:
             raise InvalidArgument(f"metric must be one of cosine, dot, euclidean, got {metric!r}")
         if dim == 0 and embedding_function is not None and not embedding:
@@ -196,6 +198,7 @@ class Client:
             replicas=replicas,
             embedding=embedding,
             text_tokenizer=text_tokenizer,
+            target_recall=target_recall,
         )
         req.index.m, req.index.ef_construction, req.index.ef = m, ef_construction, ef
         info = self.call("CreateCollection", req)
@@ -210,6 +213,16 @@ class Client:
     def describe(self, name: str) -> dict[str, Any]:
         info = self.call("DescribeCollection", pb.DescribeCollectionRequest(name=name))
         return collection_info_to_dict(info)
+
+    def set_collection_options(
+        self, name: str, *, target_recall: float | None = None
+    ) -> dict[str, Any]:
+        """Change collection `name`'s options that move no data (None: as now); returns its
+        description. A new `target_recall` is tuned to within about a minute."""
+        req = pb.SetCollectionOptionsRequest(name=name)
+        if target_recall is not None:
+            req.target_recall = target_recall
+        return collection_info_to_dict(self.call("SetCollectionOptions", req))
 
     def rebalance(self, name: str = "", timeout: float | None = 3600.0) -> list[dict[str, Any]]:
         """Move replicas (of `name`, or of every collection) until every node holds about the

@@ -150,6 +150,15 @@ class Registry:
             if cur.rowcount == 0:
                 raise NotFound(f"collection {name!r} does not exist")
 
+    def set_spec(self, spec: CollectionSpec) -> None:
+        """Durably replace a collection's spec (an option changed that moves no data)."""
+        with self._lock, self._errors():
+            cur = self._db.execute(
+                "UPDATE collections SET spec = ? WHERE name = ?", (spec.to_json(), spec.name)
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"collection {spec.name!r} does not exist")
+
     def all(self) -> list[CollectionSpec]:
         return [spec for spec, _ in self.all_with_state()]
 

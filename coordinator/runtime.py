@@ -15,6 +15,7 @@ failed) is dropped, and the snapshot work directories a crash left are removed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import shutil
 from collections.abc import Callable
@@ -317,6 +318,28 @@ class CoordinatorRuntime:
                 self.restoring.add(spec.name)
         await self.layout_changed(spec.name)
         return runtime
+
+    async def set_options(self, name: str, target_recall: float | None) -> CollectionRuntime:
+        """Change collection `name`'s options that move no data (None: as now): persisted,
+        then in force; the recall tuner retunes for a new target, and fronts get the spec."""
+        async with self._lock:
+            col = self.get(name)
+            spec = col.spec
+            if target_recall is not None:
+                spec = dataclasses.replace(spec, target_recall=target_recall)  # validates it
+            running = self.changes.get(name)
+            if (running is not None and not running.done.is_set()) or col.change is not None:
+                # Its switch persists the spec it read before: the two would race.
+                raise FailedPrecondition(
+                    f"collection {name!r}: a layout change is in progress; set its options "
+                    "once it has finished"
+                )
+            while spec != col.spec:  # again if a replica change replaced it meanwhile
+                await asyncio.to_thread(self.registry.set_spec, spec)
+                before, col.spec = col.spec, spec
+                spec = dataclasses.replace(before, target_recall=spec.target_recall)
+        await self.layout_changed(name)
+        return col
 
     def mark_ready(self, name: str) -> None:
         """A restored collection has every row: persist 'ready', then serve it."""

@@ -39,6 +39,7 @@ from shardvec.contract.errors import (
 from shardvec.contract.filters import DocFilter
 from shardvec.contract.keyword import fusion_from_request, leg_depth, validate_text_queries
 from shardvec.contract.limits import API_KEY_HEADER, MAX_QUERY_TEXT_BYTES
+from shardvec.contract.settings import check_target_recall
 from shardvec.contract.texts import (
     require_embedding,
     validate_documents_to_embed,
@@ -87,6 +88,7 @@ WRITE_METHODS = frozenset(
         "RestoreSnapshot",
         "ScaleCollection",
         "Rebalance",
+        "SetCollectionOptions",
     }
 )  # CreateSnapshot too: it copies every row out, and holds disk and a stream slot
 WRITE_GRACE_S = 10.0  # the least time shards get to finish a write that has started
@@ -544,6 +546,13 @@ class VectorSearchService(ReadService):
         await self.runtime.create(spec)
         return collection_info(spec)
 
+    async def SetCollectionOptions(self, request: Any, context: Any) -> Any:
+        target = request.target_recall if request.HasField("target_recall") else None
+        if target is not None:
+            check_target_recall(target)
+        col = await self.runtime.set_options(request.name, target)
+        return _info(col, None)
+
     async def ScaleCollection(self, request: Any, context: Any) -> Any:
         col = self.runtime.get(request.name)
         if request.abort:
@@ -689,7 +698,9 @@ def _info(col: CollectionReads, count: int | None) -> pb.CollectionInfo:
             "target_replicas": c.target_replicas, "rows_copied": c.rows_copied,
             "rows_total": c.rows_total, "started_unix": c.started, "error": c.error,
         }
-    return collection_info(col.spec, _states(col), count, col.layout.version, change)
+    return collection_info(
+        col.spec, _states(col), count, col.layout.version, change, col.tuned
+    )
 
 
 def _where_document(request: Any) -> DocFilter | None:

@@ -4,8 +4,9 @@ A query front (coordinator/fronts/) answers reads from a copy of each collection
 the spec, the Layout (version and bucket owners), and per shard its replicas' addresses, node
 ids and states. That copy is a *view* (`collection_view`), versioned by the collection's
 layout *epoch*. `LayoutPublisher.layout_changed(name)` is the one hook every change of what a
-reader must see goes through (create, drop, restore, a replica's state change, and a layout
-switch of the resharding work), and it runs in this order:
+reader must see goes through (create, drop, restore, a replica's state change, a layout
+switch of the resharding work, a changed spec, and a new search breadth from the recall
+tuner), and it runs in this order:
 
 1. a new epoch, greater than any before (`next_epoch`: it also grows across coordinator
    restarts, as it is taken from the clock when that is ahead);
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from shardvec.contract.settings import CollectionSpec
+from shardvec.contract.types import TunedBreadth
 from shardvec.coordinator.layout import Layout
 from shardvec.coordinator.queries.reads import CollectionReads
 from shardvec.coordinator.replicas.replica_set import Replica, ReplicaState
@@ -74,6 +76,9 @@ class CollectionView:
     epoch: int
     uid: bytes  # the registry's uid: a collection dropped and created again is another
     shards: tuple[tuple[PushedReplica, ...], ...]
+    # The search breadth the recall tuner set (coordinator/queries/recall_tuner.py): a
+    # front's searches without an `ef` use the coordinator's (None: the static rule).
+    tuned: TunedBreadth | None = None
 
     @property
     def name(self) -> str:
@@ -111,7 +116,9 @@ def collection_view(
                 r.index, address, r.node_id, state, r.pid, r.count, r.applied_seq, r.fault
             ))  # fmt: skip
         shards.append(tuple(reps))
-    return CollectionView(col.spec, col.layout, col.foreign, epoch, uid, tuple(shards))
+    return CollectionView(
+        col.spec, col.layout, col.foreign, epoch, uid, tuple(shards), col.tuned
+    )
 
 
 class FrontSink(Protocol):

@@ -70,8 +70,8 @@ class FrontReplicaSet(ReplicaSet):
         self._rr += 1
         return self._rr - 1
 
-    def mark_dead(self, replica: Replica) -> None:
-        replica.set_state(ReplicaState.DEAD)
+    def mark_dead(self, replica: Replica, why: str = "") -> None:
+        replica.set_state(ReplicaState.DEAD, why)
 
 
 def prefer_local(candidates: list[Replica], node_id: str, turn: int) -> list[Replica]:
@@ -148,6 +148,7 @@ class FrontRuntime:
                 replicas.append(r)
             sets.append(FrontReplicaSet(shard, replicas, self.node_id))
         col = CollectionReads(spec, sets, self.on_shard_search, view.layout)
+        col.tuned = view.tuned  # the coordinator's tuned breadth, for searches without ef
         # The coordinator's read rule (coordinator/queries/read_view.py): shards that may hold
         # rows they do not own answer only for their own buckets.
         col.publish_view(foreign=view.foreign)

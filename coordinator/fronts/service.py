@@ -159,6 +159,9 @@ class FrontService(ReadService):
     async def Rebalance(self, request: Any, context: Any) -> Any:
         return await self._forward("Rebalance", request, context)
 
+    async def SetCollectionOptions(self, request: Any, context: Any) -> Any:
+        return await self._forward("SetCollectionOptions", request, context)
+
     async def CreateSnapshot(self, request: Any, context: Any) -> AsyncIterator[Any]:
         stub = await self.front.coordinator_stub()
         call = stub.CreateSnapshot(request, **self._forward_args(context))
@@ -178,5 +181,5 @@ class FrontService(ReadService):
 
 assert {
     "CreateCollection", "DropCollection", "Upsert", "Update", "Delete",
-    "CreateSnapshot", "RestoreSnapshot", "ScaleCollection", "Rebalance",
+    "CreateSnapshot", "RestoreSnapshot", "ScaleCollection", "Rebalance", "SetCollectionOptions",
 } == WRITE_METHODS  # fmt: skip  # every write is forwarded (FrontService above)

@@ -21,10 +21,11 @@ from shardvec.contract.errors import Unavailable
 from shardvec.contract.filters import DocFilter, Filter
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.shard_api import ShardLike
-from shardvec.contract.types import GetResult, Hits, SearchResult, ShardSearch
+from shardvec.contract.types import GetResult, Hits, SearchResult, ShardSearch, TunedBreadth
 from shardvec.coordinator.layout import ChangeProgress, Layout
 from shardvec.coordinator.queries.merge import merge_with_payloads
 from shardvec.coordinator.queries.read_view import ReadView, ReadViews
+from shardvec.coordinator.queries.recent import RecentQueries
 from shardvec.coordinator.replicas.replica_set import ReplicaSet
 
 ShardTimer = Callable[[str, int, float], None]
@@ -63,23 +64,34 @@ def per_shard_k(k: int, shards: int, exact: bool, filtered: bool = False) -> int
 
 
 def per_shard_ef(
-    ef: int | None, default_ef: int, k_shard: int, shards: int, exact: bool, filtered: bool
+    ef: int | None,
+    default_ef: int,
+    k_shard: int,
+    shards: int,
+    exact: bool,
+    filtered: bool,
+    tuned: TunedBreadth | None = None,
 ) -> int:
     """The HNSW breadth each shard searches with (0: the shard's own default).
 
-    A request's explicit `ef` passes through unchanged as every shard's ef. Without one, an
-    unfiltered search over S > 1 shards uses ceil(default_ef / sqrt(S)), at least k_shard:
-    each shard holds 1/S of the rows and owns about k/S of a query's top k, so it needs a
-    narrower search than one index would. Measured on the shared 100k x 384 set (M=16,
-    ef_construction=200, k=10, 1000 queries), merged recall@10 with the default ef 64: one
-    index 0.962; 2 shards at ef 46 0.964; 4 shards at ef 32 0.957 (ef 28: 0.9495); 8 shards
-    at ef 23 0.956. The smallest per-shard ef reaching 0.95 falls about as S^-0.4 (about 52,
-    38, 29, 22 for S = 1, 2, 4, 8), so 1/sqrt(S) keeps a small margin up to 8 shards. Filtered
-    and exact searches keep the collection's ef (the filter plan's recall depends on the mask).
+    A request's explicit `ef` passes through unchanged as every shard's ef. Filtered and exact
+    searches keep the collection's ef (the filter plan's recall depends on the mask). Any
+    other search uses the breadth the recall tuner measured to hold the collection's target
+    recall (coordinator/queries/recall_tuner.py), at least k_shard, when it was tuned for
+    this shard count. Before the first tune, or after a reshard until the next, a search over
+    S > 1 shards uses the static rule ceil(default_ef / sqrt(S)), at least k_shard: each shard
+    holds 1/S of the rows and owns about k/S of a query's top k. That rule was fitted once on
+    the shared 100k x 384 set (M=16, ef_construction=200, k=10; 4 shards at ef 32: recall@10
+    0.957) and does not follow a shard's size: at 1M rows over 4 shards it gives 0.9145,
+    which is why the tuner measures instead.
     """
     if ef is not None:
         return ef
-    if exact or filtered or shards == 1:
+    if exact or filtered:
+        return 0
+    if tuned is not None and tuned.shards == shards:
+        return max(k_shard, tuned.ef)
+    if shards == 1:
         return 0
     return max(k_shard, math.ceil(default_ef / math.sqrt(shards)))
 
@@ -106,6 +118,10 @@ class CollectionReads:
         self.on_shard_search = on_shard_search  # (collection, shard, seconds) per shard search
         # A layout or replica change's progress, as Describe shows it (coordinator/changes/).
         self.change: ChangeProgress | None = None
+        # The breadth searches without an `ef` use, set by the recall tuner (None: the static
+        # rule, see per_shard_ef), and recent such queries, which it samples.
+        self.tuned: TunedBreadth | None = None
+        self.recent = RecentQueries()
 
     @property
     def dim(self) -> int:
@@ -221,8 +237,10 @@ class CollectionReads:
         filtered = params.where is not None or params.where_document is not None
         k_shard = per_shard_k(params.k, shards, params.exact, filtered)
         ef = per_shard_ef(
-            params.ef, self.spec.index.ef, k_shard, shards, params.exact, filtered
+            params.ef, self.spec.index.ef, k_shard, shards, params.exact, filtered, self.tuned
         )
+        if params.ef is None and not params.exact and not filtered:
+            self.recent.record(queries)
         # One request object for every shard: a remote shard serializes it once for all.
         request = ShardSearch(
             queries=queries,

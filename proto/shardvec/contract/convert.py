@@ -28,7 +28,12 @@ from shardvec.contract.filters import (
     validate_filter,
     validate_where_document,
 )
-from shardvec.contract.limits import EMBEDDINGS, MAX_DIM, MAX_FILTER_DEPTH
+from shardvec.contract.limits import (
+    DEFAULT_TARGET_RECALL,
+    EMBEDDINGS,
+    MAX_DIM,
+    MAX_FILTER_DEPTH,
+)
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.types import (
     Change,
@@ -45,6 +50,7 @@ from shardvec.contract.types import (
     ShardUpdate,
     ShardWrite,
     SnapshotChunk,
+    TunedBreadth,
     WriteAck,
 )
 from shardvec.v1 import common_pb2, shard_pb2
@@ -308,7 +314,8 @@ def spec_from_request(req: pb.CreateCollectionRequest) -> CollectionSpec:
         text_tokenizer=req.text_tokenizer or DEFAULT_INDEX.text_tokenizer,
     )
     return CollectionSpec(
-        req.name, index, int(req.shards) or 1, int(req.replicas) or 1, req.embedding
+        req.name, index, int(req.shards) or 1, int(req.replicas) or 1, req.embedding,
+        float(req.target_recall) or DEFAULT_TARGET_RECALL,
     )
 
 
@@ -318,6 +325,7 @@ def collection_info(
     count: int | None = None,
     layout_version: int = 1,
     change: dict[str, Any] | None = None,
+    tuned: TunedBreadth | None = None,
 ) -> pb.CollectionInfo:
     info = pb.CollectionInfo(
         name=spec.name,
@@ -330,7 +338,15 @@ def collection_info(
         ),
         embedding=spec.embedding,
         text_tokenizer=spec.index.text_tokenizer,
+        target_recall=spec.target_recall,
     )
+    if tuned is not None:
+        info.recall_estimate = tuned.recall
+        info.search_ef = tuned.ef
+        info.tuned_rows = tuned.rows
+        info.tuned_layout_version = tuned.layout_version
+        info.recall_queries = tuned.queries
+        info.tuned_unix = tuned.tuned_unix
     if count is not None:
         info.count = count
     info.layout_version = layout_version
@@ -382,6 +398,16 @@ def collection_info_to_dict(info: pb.CollectionInfo) -> dict[str, Any]:
         if info.HasField("change")
         else None,
         "text_tokenizer": info.text_tokenizer or "unicode61",
+        "target_recall": float(info.target_recall) or DEFAULT_TARGET_RECALL,
+        # The recall tuner's last measurement (None: not tuned yet) and the breadth in force.
+        "recall_estimate": float(info.recall_estimate)
+        if info.HasField("recall_estimate")
+        else None,
+        "search_ef": int(info.search_ef),
+        "tuned_rows": int(info.tuned_rows),
+        "tuned_layout_version": int(info.tuned_layout_version),
+        "recall_queries": int(info.recall_queries),
+        "tuned_unix": float(info.tuned_unix),
         "replica_states": [replica_status_from_proto(r).to_dict() for r in info.replica_states],
     }
 

@@ -32,6 +32,8 @@ MAX_FIELD_CHARS = 256
 # them) and by the engine when it is used directly.
 MAX_K = 1024
 MAX_EF = 4096
+# The recall@10 a collection's default searches are tuned to hold unless it names another.
+DEFAULT_TARGET_RECALL = 0.95
 
 # Scroll: rows per page when a request asks for none, and the most one page may hold (the
 # coordinator's max_scroll_rows may lower it).

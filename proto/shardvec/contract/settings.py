@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from shardvec.contract.errors import InvalidArgument
 from shardvec.contract.limits import (
+    DEFAULT_TARGET_RECALL,
     DEFAULT_TEXT_TOKENIZER,
     EMBEDDINGS,
     MAX_DIM,
@@ -75,16 +77,19 @@ class IndexSettings:
 class CollectionSpec:
     """What a collection is: its name, index settings, layout over shards and replicas, and
     the embedding function (one of EMBEDDINGS, or "") that turns its documents and query
-    texts into vectors in the cluster."""
+    texts into vectors in the cluster, and the recall@10 its default searches are tuned to
+    hold (`target_recall`, in (0, 1]; coordinator/queries/recall_tuner.py)."""
 
     name: str
     index: IndexSettings
     shards: int = 1
     replicas: int = 1
     embedding: str = ""
+    target_recall: float = DEFAULT_TARGET_RECALL
 
     def __post_init__(self) -> None:
         validate_collection_name(self.name)
+        check_target_recall(self.target_recall)
         if not 1 <= self.shards <= MAX_SHARDS:
             raise InvalidArgument(f"shards must be in [1, {MAX_SHARDS}], got {self.shards}")
         if not 1 <= self.replicas <= MAX_REPLICAS:
@@ -111,6 +116,8 @@ class CollectionSpec:
         }
         if self.embedding:  # left out when "": registries of earlier versions read the same
             raw["embedding"] = self.embedding
+        if self.target_recall != DEFAULT_TARGET_RECALL:  # likewise
+            raw["target_recall"] = self.target_recall
         return json.dumps(raw)
 
     @classmethod
@@ -122,7 +129,19 @@ class CollectionSpec:
             raw["shards"],
             raw["replicas"],
             str(raw.get("embedding", "")),
+            float(raw.get("target_recall", DEFAULT_TARGET_RECALL)),
         )
+
+
+def check_target_recall(value: object) -> None:
+    """A target recall is a number in (0, 1]; 1 asks for the top of the tuner's ladder."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not 0.0 < value <= 1.0
+    ):
+        raise InvalidArgument(f"target_recall: must be a number in (0, 1], got {value!r}")
 
 
 def _check_int(name: str, value: object, lo: int, hi: int) -> None:

@@ -111,6 +111,23 @@ class ReplicaStatus:
         return dataclasses.asdict(self)
 
 
+@dataclass(frozen=True)
+class TunedBreadth:
+    """The search breadth the recall tuner (coordinator/queries/recall_tuner.py) set for a
+    collection: the per-shard `ef` its searches without one use while the view has `shards`
+    shards, the recall@10 measured at it over `queries` sampled queries, and what it was
+    measured on (rows, layout version, target, when)."""
+
+    ef: int
+    shards: int
+    recall: float
+    queries: int
+    rows: int
+    layout_version: int
+    target: float
+    tuned_unix: float
+
+
 # The shard interface's values (shardvec.contract.shard_api.ShardLike).
 
 

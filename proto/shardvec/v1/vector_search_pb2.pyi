@@ -92,7 +92,7 @@ class ClusterInfoResponse(_message.Message):
     def __init__(self, fronts: _Optional[_Iterable[_Union[ClusterFront, _Mapping]]] = ..., coordinator: _Optional[str] = ..., served_by: _Optional[str] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "dimension", "metric", "shards", "replicas", "index", "embedding", "text_tokenizer")
+    __slots__ = ("name", "dimension", "metric", "shards", "replicas", "index", "embedding", "text_tokenizer", "target_recall")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +101,7 @@ class CreateCollectionRequest(_message.Message):
     INDEX_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     TEXT_TOKENIZER_FIELD_NUMBER: _ClassVar[int]
+    TARGET_RECALL_FIELD_NUMBER: _ClassVar[int]
     name: str
     dimension: int
     metric: _common_pb2.Metric
@@ -109,7 +110,16 @@ class CreateCollectionRequest(_message.Message):
     index: _common_pb2.IndexParams
     embedding: str
     text_tokenizer: str
-    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., index: _Optional[_Union[_common_pb2.IndexParams, _Mapping]] = ..., embedding: _Optional[str] = ..., text_tokenizer: _Optional[str] = ...) -> None: ...
+    target_recall: float
+    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., index: _Optional[_Union[_common_pb2.IndexParams, _Mapping]] = ..., embedding: _Optional[str] = ..., text_tokenizer: _Optional[str] = ..., target_recall: _Optional[float] = ...) -> None: ...
+
+class SetCollectionOptionsRequest(_message.Message):
+    __slots__ = ("name", "target_recall")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TARGET_RECALL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    target_recall: float
+    def __init__(self, name: _Optional[str] = ..., target_recall: _Optional[float] = ...) -> None: ...
 
 class DropCollectionRequest(_message.Message):
     __slots__ = ("name",)
@@ -162,7 +172,7 @@ class ReplicaInfo(_message.Message):
     def __init__(self, shard: _Optional[int] = ..., replica: _Optional[int] = ..., state: _Optional[str] = ..., address: _Optional[str] = ..., node_id: _Optional[str] = ..., pid: _Optional[int] = ..., count: _Optional[int] = ..., applied_seq: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "dimension", "metric", "shards", "replicas", "index", "count", "replica_states", "embedding", "layout_version", "change", "text_tokenizer")
+    __slots__ = ("name", "dimension", "metric", "shards", "replicas", "index", "count", "replica_states", "embedding", "layout_version", "change", "text_tokenizer", "target_recall", "recall_estimate", "search_ef", "tuned_rows", "tuned_layout_version", "recall_queries", "tuned_unix")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -175,6 +185,13 @@ class CollectionInfo(_message.Message):
     LAYOUT_VERSION_FIELD_NUMBER: _ClassVar[int]
     CHANGE_FIELD_NUMBER: _ClassVar[int]
     TEXT_TOKENIZER_FIELD_NUMBER: _ClassVar[int]
+    TARGET_RECALL_FIELD_NUMBER: _ClassVar[int]
+    RECALL_ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_EF_FIELD_NUMBER: _ClassVar[int]
+    TUNED_ROWS_FIELD_NUMBER: _ClassVar[int]
+    TUNED_LAYOUT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RECALL_QUERIES_FIELD_NUMBER: _ClassVar[int]
+    TUNED_UNIX_FIELD_NUMBER: _ClassVar[int]
     name: str
     dimension: int
     metric: _common_pb2.Metric
@@ -187,7 +204,14 @@ class CollectionInfo(_message.Message):
     layout_version: int
     change: LayoutChange
     text_tokenizer: str
-    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., index: _Optional[_Union[_common_pb2.IndexParams, _Mapping]] = ..., count: _Optional[int] = ..., replica_states: _Optional[_Iterable[_Union[ReplicaInfo, _Mapping]]] = ..., embedding: _Optional[str] = ..., layout_version: _Optional[int] = ..., change: _Optional[_Union[LayoutChange, _Mapping]] = ..., text_tokenizer: _Optional[str] = ...) -> None: ...
+    target_recall: float
+    recall_estimate: float
+    search_ef: int
+    tuned_rows: int
+    tuned_layout_version: int
+    recall_queries: int
+    tuned_unix: float
+    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., index: _Optional[_Union[_common_pb2.IndexParams, _Mapping]] = ..., count: _Optional[int] = ..., replica_states: _Optional[_Iterable[_Union[ReplicaInfo, _Mapping]]] = ..., embedding: _Optional[str] = ..., layout_version: _Optional[int] = ..., change: _Optional[_Union[LayoutChange, _Mapping]] = ..., text_tokenizer: _Optional[str] = ..., target_recall: _Optional[float] = ..., recall_estimate: _Optional[float] = ..., search_ef: _Optional[int] = ..., tuned_rows: _Optional[int] = ..., tuned_layout_version: _Optional[int] = ..., recall_queries: _Optional[int] = ..., tuned_unix: _Optional[float] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
     __slots__ = ("collection", "ids", "vectors", "metadata_json", "documents")

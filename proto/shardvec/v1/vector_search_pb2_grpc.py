@@ -118,6 +118,11 @@ class VectorSearchStub:
                 request_serializer=shardvec_dot_v1_dot_vector__search__pb2.ClusterInfoRequest.SerializeToString,
                 response_deserializer=shardvec_dot_v1_dot_vector__search__pb2.ClusterInfoResponse.FromString,
                 _registered_method=True)
+        self.SetCollectionOptions = channel.unary_unary(
+                '/shardvec.v1.VectorSearch/SetCollectionOptions',
+                request_serializer=shardvec_dot_v1_dot_vector__search__pb2.SetCollectionOptionsRequest.SerializeToString,
+                response_deserializer=shardvec_dot_v1_dot_vector__search__pb2.CollectionInfo.FromString,
+                _registered_method=True)
 
 
 class VectorSearchServicer:
@@ -234,6 +239,13 @@ class VectorSearchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetCollectionOptions(self, request, context):
+        """Changes a collection's options that need no data moved (target_recall); returns its info.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VectorSearchServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -316,6 +328,11 @@ def add_VectorSearchServicer_to_server(servicer, server):
                     servicer.ClusterInfo,
                     request_deserializer=shardvec_dot_v1_dot_vector__search__pb2.ClusterInfoRequest.FromString,
                     response_serializer=shardvec_dot_v1_dot_vector__search__pb2.ClusterInfoResponse.SerializeToString,
+            ),
+            'SetCollectionOptions': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetCollectionOptions,
+                    request_deserializer=shardvec_dot_v1_dot_vector__search__pb2.SetCollectionOptionsRequest.FromString,
+                    response_serializer=shardvec_dot_v1_dot_vector__search__pb2.CollectionInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -754,6 +771,33 @@ class VectorSearch:
             '/shardvec.v1.VectorSearch/ClusterInfo',
             shardvec_dot_v1_dot_vector__search__pb2.ClusterInfoRequest.SerializeToString,
             shardvec_dot_v1_dot_vector__search__pb2.ClusterInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetCollectionOptions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shardvec.v1.VectorSearch/SetCollectionOptions',
+            shardvec_dot_v1_dot_vector__search__pb2.SetCollectionOptionsRequest.SerializeToString,
+            shardvec_dot_v1_dot_vector__search__pb2.CollectionInfo.FromString,
             options,
             channel_credentials,
             insecure,

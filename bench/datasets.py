@@ -16,6 +16,13 @@ REPO = Path(__file__).resolve().parents[1]
 GT_FILE = "gt_cosine_top100.npy"
 
 
+SAMPLE = "the bundled sample (cluster/sample: 4,000 PyPI summaries x 384, 50 queries)"
+
+
+class MissingData(FileNotFoundError):
+    """The data set a benchmark needs is not where it looked; the message says what to pass."""
+
+
 def default_data() -> Path:
     """$SHARDVEC_SHARED_DATA (the set or its parent), else ../shared/data/pypi-minilm-100k."""
     env = os.environ.get("SHARDVEC_SHARED_DATA")
@@ -23,6 +30,21 @@ def default_data() -> Path:
         path = Path(env)
         return path if (path / "base.npy").exists() else path / "pypi-minilm-100k"
     return REPO.parent / "shared" / "data" / "pypi-minilm-100k"
+
+
+def require_data(data: Path) -> Path:
+    """`data` when it holds a data set (base.npy and queries.npy), else MissingData naming
+    what a user passes instead."""
+    missing = [f for f in ("base.npy", "queries.npy") if not (data / f).exists()]
+    if missing:
+        raise MissingData(
+            f"no data set at {data} (missing {', '.join(missing)}). Pass --data DIR (or set "
+            "SHARDVEC_SHARED_DATA) to a directory holding base.npy (n x dim embeddings), "
+            "queries.npy and, for metadata filters, base_texts.jsonl, e.g. the 100k x 384 "
+            "pypi-minilm-100k set; `shardvec bench rows` and `shardvec bench reshard` run on "
+            f"{SAMPLE} when none is given and the default is absent."
+        )
+    return data
 
 
 @dataclass(frozen=True)
@@ -58,6 +80,7 @@ def brute_force_topk(
 
 def base_rows(data: Path) -> int:
     """How many base rows the set at `data` holds (read from the file's header only)."""
+    require_data(data)
     return len(np.load(data / "base.npy", mmap_mode="r"))
 
 
@@ -66,6 +89,7 @@ def load_vectors(
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """The first `n` base rows (all when None) and the first `n_queries` queries as contiguous
     float32, as stored (not normalised: the engine and the cluster normalise for cosine)."""
+    require_data(data)
     base = np.load(data / "base.npy", mmap_mode="r")
     queries = np.load(data / "queries.npy", mmap_mode="r")
     return (np.ascontiguousarray(base[: len(base) if n is None else n], dtype=np.float32),
@@ -141,3 +165,67 @@ def filtered_topk(
     top = brute_force_topk(base[rows], queries, min(k, len(rows)))
     out[:, : top.shape[1]] = rows[top]
     return out
+
+
+# ---------------------------------------------------------------- a set grown past its rows
+
+GROW_SEED = 26  # issue 26: the million-row benchmark (`shardvec bench rows`)
+GROW_WEIGHTS = (0.6, 0.9)
+GROW_BLOCK = 65_536  # extra rows drawn from one generator
+
+
+def grow_rows(
+    real: npt.NDArray[np.float32], n: int, seed: int = GROW_SEED
+) -> npt.NDArray[np.float32]:
+    """`n` unit rows: the `len(real)` real rows (normalised), then extra rows, each the
+    normalised blend w * real[a] + (1 - w) * real[b] of two distinct real rows a, b drawn
+    uniformly, w uniform in GROW_WEIGHTS. The extra rows are drawn in blocks of GROW_BLOCK,
+    block j from `default_rng([seed, j])`, so row i is the same whatever `n`; `n` at most
+    the real rows: their first `n`.
+
+    A blend stays near its main parent, so the grown set keeps the real set's neighbourhoods
+    (each query's neighbours are real rows and blends of them) rather than filling space
+    with noise that no query is near."""
+    n0 = len(real)
+    out = np.empty((n, real.shape[1]), dtype=np.float32)
+    out[: min(n, n0)] = normalised(real[: min(n, n0)])
+    for j, s in enumerate(range(n0, n, GROW_BLOCK)):
+        e = min(s + GROW_BLOCK, n)
+        rng = np.random.default_rng([seed, j])
+        a = rng.integers(0, n0, GROW_BLOCK)[: e - s]
+        b = (a + rng.integers(1, n0, GROW_BLOCK)[: e - s]) % n0  # uniform over the others
+        w = rng.uniform(*GROW_WEIGHTS, GROW_BLOCK)[: e - s].astype(np.float32)[:, None]
+        rows = w * out[a] + (1.0 - w) * out[b]
+        rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+        out[s:e] = rows
+    return out
+
+
+def chunked_topk(
+    base: npt.NDArray[np.float32],
+    queries: npt.NDArray[np.float32],
+    k: int,
+    rows: npt.NDArray[np.int64] | None = None,
+    chunk: int = 65_536,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Exact top-k row ids and inner products of each query over `base` (or only its `rows`),
+    scanning `chunk` rows at a time so a million rows need no (queries x rows) matrix; ties go
+    to the lower id. -1 / -inf where fewer than k rows."""
+    nq = len(queries)
+    best_ids = np.full((nq, k), -1, dtype=np.int64)
+    best = np.full((nq, k), -np.inf, dtype=np.float32)
+    total = len(base) if rows is None else len(rows)
+    for s in range(0, total, chunk):
+        e = min(s + chunk, total)
+        ids = np.arange(s, e, dtype=np.int64) if rows is None else rows[s:e]
+        scores = queries @ (base[s:e] if rows is None else base[ids]).T
+        take = min(k, e - s)
+        part = np.argpartition(-scores, take - 1, axis=1)[:, :take]
+        cand_ids = np.concatenate([best_ids, ids[part]], axis=1)
+        cand = np.concatenate([best, np.take_along_axis(scores, part, axis=1)], axis=1)
+        # best score first, then the lower id (a -1 pad sorts last: its score is -inf)
+        key = np.where(cand_ids < 0, np.iinfo(np.int64).max, cand_ids)
+        order = np.lexsort((key, -cand), axis=1)[:, :k]
+        best_ids = np.take_along_axis(cand_ids, order, axis=1)
+        best = np.take_along_axis(cand, order, axis=1)
+    return best_ids, best

@@ -70,6 +70,7 @@ from shardvec.shard.columns import MetadataColumns
 from shardvec.shard.index import HnswIndex
 from shardvec.shard.planner import PlannerSettings, SearchPlanner
 from shardvec.shard.recovery import recover
+from shardvec.shard.row_vectors import RowVectors
 from shardvec.shard.rowdata import RowData
 from shardvec.shard.slots import SlotPlan, SlotTable
 from shardvec.shard.staged_batch import Staged, Updated, load_staged
@@ -128,6 +129,7 @@ class ShardEngine:
                 "the replica's rows were lost"
             )
         self._store = Store(self.directory, settings, owner)
+        self._rows.bind_source(RowVectors(self))  # rescoring reads the store by slot
         self._tokenizer: QueryTokenizer | None = None  # made by the first keyword search
         self._postings = PostingCache()
         self._staged: dict[int, Staged] = {}

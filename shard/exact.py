@@ -1,12 +1,28 @@
-"""Exact top-k scoring in NumPy, and hnswlib distances turned into user scores."""
+"""Exact top-k scoring in NumPy, and hnswlib distances turned into user scores.
+
+Exact scoring scans the compact int8 copy (shard/compact.py) and rescores in float64, from
+the float32 values as upserted (shard/row_vectors.py), every row whose approximate key could
+reach the k-th best exact key, so the answer is the float64 brute force's:
+  1. the scan keeps, per query, the rows whose approximate key is within 2B of the k-th best
+     approximate key seen so far (B the query's bound on |approximate - exact|): any other row
+     has k rows strictly better than it;
+  2. the k best of those by approximate key are rescored; the k-th exact key among them, tau,
+     is at least the final k-th best;
+  3. every kept row with approximate key <= tau + B is rescored too (any other row's exact key
+     is above tau), and the rescored rows are ordered by exact key, ties by lower slot.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
 
+from shardvec.shard.compact import CompactVectors
 from shardvec.shard.index import Floats, Labels
 from shardvec.shard.rowdata import RowData
+
+KEY_CELLS = 1 << 22  # approximate keys held at once (queries x rows), 16 MiB
+RESCORE_ROWS = 4096  # candidates rescored per float64 block
 
 
 def exact_topk(
@@ -21,11 +37,10 @@ def exact_topk(
 ) -> tuple[Labels, Floats]:
     """Exact best `k` of `slots` per query, as (labels, user scores), padded with -1 / NaN.
 
-    Vectors come from `rows` (shard/rowdata.py). When `slots` cover at least half of the
-    slots below `n_slots`, every chunk of that range is scored in place (views of the
-    contiguous array) and the others are masked out; a smaller subset is gathered first.
-    Cosine normalises the queries and scales by each row's stored inverse norm. Scores:
-    cosine similarity, dot product, or euclidean distance; best first, ties by lower slot.
+    When `slots` cover at least half of the slots below `n_slots`, every block of that range
+    is scanned in place and the others are masked out; a smaller subset is gathered. Cosine
+    normalises the queries. Scores: cosine similarity, dot product, or euclidean distance;
+    best first, ties by lower slot (see the module docstring for how it stays exact).
     """
     nq = len(queries)
     labels = np.full((nq, k), -1, dtype=np.int64)
@@ -35,89 +50,132 @@ def exact_topk(
     q = np.ascontiguousarray(queries, dtype=np.float32)
     if metric == "cosine":
         q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    compact = rows.compact
+    scaled, offset, bound = compact.query_terms(q)
+    cq, cs, ck = _candidates(compact, scaled, offset, bound, slots, k, chunk_rows, n_slots)
+    q64 = q.astype(np.float64)
+    exact = np.full(len(cs), np.nan, dtype=np.float64)
+    # 2. the k best by approximate key per query, rescored; tau their k-th exact key
+    first = _ranks(cq, ck) < k
+    _rescore(rows, metric, q64, cq, cs, first, exact)
+    tau = np.full(nq, -np.inf)
+    np.maximum.at(tau, cq[first], exact[first])
+    tau[np.bincount(cq[first], minlength=nq) < k] = np.inf  # fewer than k: keep them all
+    # 3. every other row that could still reach tau
+    keep = ck.astype(np.float64) <= tau[cq] + bound[cq].astype(np.float64)
+    _rescore(rows, metric, q64, cq, cs, keep & ~first, exact)
+    keep |= first
+    cq, cs, exact = cq[keep], cs[keep], exact[keep]
+    order = np.lexsort((cs, exact, cq))
+    cq, cs, exact = cq[order], cs[order], exact[order]
+    rank = _group_rank(cq)
+    top = rank < k
+    cq, cs, exact, rank = cq[top], cs[top], exact[top], rank[top]
+    labels[cq, rank] = cs
+    if metric == "euclidean":
+        scores[cq, rank] = np.sqrt(np.maximum(exact, 0.0))
+    else:
+        scores[cq, rank] = -exact
+    return labels, scores
+
+
+def _candidates(
+    compact: CompactVectors,
+    scaled: Floats,
+    offset: npt.NDArray[np.float64],
+    bound: Floats,
+    slots: Labels,
+    k: int,
+    chunk_rows: int,
+    n_slots: int | None,
+) -> tuple[npt.NDArray[np.int64], Labels, Floats]:
+    """Step 1: (query, slot, approximate key) of every row within 2B of its query's k-th
+    best approximate key."""
+    nq = len(scaled)
     dense = n_slots is not None and 2 * len(slots) >= n_slots
+    rows_per_block = max(1, min(chunk_rows, KEY_CELLS // nq))
     member: npt.NDArray[np.bool_] | None = None
     if dense:
         assert n_slots is not None
         member = np.zeros(n_slots, dtype=np.bool_)
         member[slots] = True
-        spans = [
-            np.arange(start, min(start + chunk_rows, n_slots))
-            for start in range(0, n_slots, chunk_rows)
-        ]
+        total = n_slots
     else:
-        spans = [slots[start : start + chunk_rows] for start in range(0, len(slots), chunk_rows)]
-    best_key = np.zeros((nq, 0), dtype=np.float32)  # lower is better
-    best_slot = np.zeros((nq, 0), dtype=np.int64)
-    for chunk in spans:
-        if dense:
-            vecs, norm = rows.scoring_view(int(chunk[0]), int(chunk[-1]) + 1)
-        else:
-            vecs, norm = rows.scoring_rows(chunk)
-        prod = q @ vecs.T
-        if metric == "euclidean":
-            key = norm[None, :] - 2.0 * prod
-        elif metric == "cosine":
-            key = -(prod * norm[None, :])
-        else:
-            key = -prod
-        out = ~member[chunk] if member is not None else None
-        if out is not None:
-            key[:, out] = np.inf
-        kc = min(k, len(chunk))
-        part = np.argpartition(key, kc - 1, axis=1)[:, :kc] if kc < len(chunk) else None
-        if part is None:
-            part = np.broadcast_to(np.arange(len(chunk)), (nq, len(chunk)))
-        if metric == "euclidean":
-            cand = _sq_dist(q, vecs, part)
-            if out is not None:
-                cand[out[part]] = np.inf
-        else:
-            cand = np.take_along_axis(key, part, axis=1)
-        best_key = np.concatenate([best_key, cand.astype(np.float32)], axis=1)
-        best_slot = np.concatenate([best_slot, chunk[part]], axis=1)
-        if best_key.shape[1] > k:
-            keep = np.argpartition(best_key, k - 1, axis=1)[:, :k]
-            best_key = np.take_along_axis(best_key, keep, axis=1)
-            best_slot = np.take_along_axis(best_slot, keep, axis=1)
-    real = np.isfinite(best_key)
-    if metric != "euclidean" and best_key.size:
-        # The winners' scores again in float64, so near-ties order as the true scores do
-        # (float32 products differ from each other in the last bits).
-        best_key = np.where(real, -_scores64(rows, metric, q, best_slot), np.inf)
-    order = np.lexsort((best_slot, best_key), axis=1)
-    best_key = np.take_along_axis(best_key, order, axis=1)
-    best_slot = np.take_along_axis(best_slot, order, axis=1)
-    width = best_key.shape[1]
-    real = np.isfinite(best_key)
-    labels[:, :width] = np.where(real, best_slot, -1)
-    if metric == "euclidean":
-        scores[:, :width] = np.where(real, np.sqrt(np.maximum(best_key, 0.0)), np.nan)
-    else:
-        scores[:, :width] = np.where(real, -best_key, np.nan)
-    return labels, scores
+        total = len(slots)
+    kth = np.full(nq, np.inf, dtype=np.float32)
+    window = 2 * bound
+    got_q: list[npt.NDArray[np.int64]] = []
+    got_s: list[Labels] = []
+    got_k: list[Floats] = []
+    for start in range(0, total, rows_per_block):
+        stop = min(total, start + rows_per_block)
+        keys = np.empty((nq, stop - start), dtype=np.float32)
+        span: slice | Labels = slice(start, stop) if dense else slots[start:stop]
+        compact.keys(scaled, offset, span, keys)
+        inside = None
+        if member is not None:
+            inside = member[start:stop]
+            keys[:, ~inside] = np.inf
+        if stop - start >= k:
+            part = np.partition(keys, k - 1, axis=1)[:, k - 1]
+            np.minimum(kth, part, out=kth)
+        sel = keys <= (kth + window)[:, None]
+        if inside is not None:
+            sel &= inside[None, :]
+        qi, col = np.nonzero(sel)
+        got_q.append(qi.astype(np.int64))
+        got_s.append(col.astype(np.int64) + start if dense else np.asarray(span)[col])
+        got_k.append(keys[qi, col])
+    cq, cs, ck = np.concatenate(got_q), np.concatenate(got_s), np.concatenate(got_k)
+    final = ck <= (kth + window)[cq]
+    return cq[final], cs[final], ck[final]
 
 
-def _scores64(rows: RowData, metric: str, q: Floats, slots: Labels) -> npt.NDArray[np.float64]:
-    """Cosine or dot scores of each query with its candidate `slots`, in float64."""
-    vecs = rows.vectors(slots.ravel()).astype(np.float64).reshape(*slots.shape, -1)
+def _group_rank(sorted_q: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Each entry's position within its run of equal (sorted) query indices."""
+    n = len(sorted_q)
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, sorted_q[1:] != sorted_q[:-1]])
+    lengths = np.diff(np.r_[starts, n])
+    return np.arange(n, dtype=np.int64) - np.repeat(starts, lengths)
+
+
+def _ranks(cq: npt.NDArray[np.int64], ck: Floats) -> npt.NDArray[np.int64]:
+    """Each candidate's rank by approximate key among its query's candidates."""
+    order = np.lexsort((ck, cq))
+    out = np.empty(len(cq), dtype=np.int64)
+    out[order] = _group_rank(cq[order])
+    return out
+
+
+def _rescore(
+    rows: RowData,
+    metric: str,
+    q64: npt.NDArray[np.float64],
+    cq: npt.NDArray[np.int64],
+    cs: Labels,
+    which: npt.NDArray[np.bool_],
+    out: npt.NDArray[np.float64],
+) -> None:
+    """Exact float64 keys (-score, or squared distance) of the candidates `which` into `out`,
+    from the vectors as upserted: cosine normalised in float64, euclidean from differences."""
+    idx = np.flatnonzero(which)
+    if not len(idx):
+        return
+    uniq, inv = np.unique(cs[idx], return_inverse=True)
+    vecs = rows.exact_vectors(uniq).astype(np.float64)
     if metric == "cosine":
-        norms = np.linalg.norm(vecs, axis=2, keepdims=True)
-        vecs = vecs / np.where(norms > 0, norms, 1.0)
-    out: npt.NDArray[np.float64] = np.einsum("ijk,ik->ij", vecs, q.astype(np.float64))
-    return out
-
-
-def _sq_dist(q: Floats, vecs: Floats, part: npt.NDArray[np.intp]) -> Floats:
-    """Squared distances of each query to its candidate rows, computed from differences
-    (not the expanded form) so near-zero distances stay exact; blocked to bound memory."""
-    nq, kc = part.shape
-    out = np.empty((nq, kc), dtype=np.float32)
-    step = max(1, (1 << 22) // max(1, kc * q.shape[1]))
-    for s in range(0, nq, step):
-        diff = vecs[part[s : s + step]] - q[s : s + step, None, :]
-        out[s : s + step] = np.einsum("ijk,ijk->ij", diff, diff)
-    return out
+        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+        vecs /= np.where(norms > 0, norms, 1.0)
+    for a in range(0, len(idx), RESCORE_ROWS):
+        part, v = idx[a : a + RESCORE_ROWS], vecs[inv[a : a + RESCORE_ROWS]]
+        qs = q64[cq[part]]
+        if metric == "euclidean":
+            diff = v - qs
+            out[part] = np.einsum("ij,ij->i", diff, diff)
+        else:
+            out[part] = -np.einsum("ij,ij->i", v, qs)
 
 
 def to_scores(metric: str, dist: Floats) -> Floats:

@@ -7,7 +7,7 @@ when labels are reused.
 
 Thread safety: hnswlib's `add_items`/`mark_deleted` are not safe alongside `knn_query`, and
 `resize_index` is safe with nothing. Callers hold `index.lock`: the read side for `knn`,
-`labels` and `save`; the write side for `add`, `mark_deleted` and
+`labels`, `vectors` and `save`; the write side for `add`, `mark_deleted` and
 `ensure_capacity`. The lock is held by the caller (not taken inside) so one critical section
 can cover the index and the engine's own slot tables together.
 
@@ -110,6 +110,15 @@ class HnswIndex:
         """Every label the index holds, deleted ones included. Read side."""
         assert self.lock.read_held()
         return np.asarray(self._raw.get_ids_list(), dtype=np.int64)
+
+    def vectors(self, slots: Labels) -> Floats:
+        """The float32 vectors hnswlib holds at `slots` (normalised under cosine; 11 us a row,
+        the store by slot is 10x faster). Read side."""
+        assert self.lock.read_held()
+        if not len(slots):
+            return np.zeros((0, self.settings.dim), dtype=np.float32)
+        got = self._raw.get_items(np.asarray(slots, dtype=np.uint64), return_type="numpy")
+        return np.asarray(got, dtype=np.float32).reshape(len(slots), self.settings.dim)
 
     def knn(
         self,

@@ -20,6 +20,7 @@ from shardvec.contract.types import KeywordSearch, KeywordStats, KeywordTerms, S
 from shardvec.shard.bm25 import local_stats, match, slot_ids
 from shardvec.shard.engine_state import EngineState
 from shardvec.shard.reads import mask_of
+from shardvec.shard.row_vectors import RowVectors
 
 
 def keyword_stats(
@@ -99,8 +100,8 @@ def keyword_search(eng: EngineState, request: KeywordSearch) -> SearchResult:
                     break
         texts = rows.texts(labels) if request.include_metadata else None
         vectors = None
-        if request.include_vectors:
-            vectors = rows.vectors(labels.ravel()).reshape(nq, k, eng.settings.dim)
+        if request.include_vectors:  # the snapshot's rows are the ones in memory (checked)
+            vectors = RowVectors(eng).hits(labels, True)
         docs = rows.documents(labels) if request.include_documents else None
     counts = (labels >= 0).sum(axis=1).astype(np.int32)
     return SearchResult(ids, scores, counts, texts, vectors, docs)

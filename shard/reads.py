@@ -22,10 +22,13 @@ from shardvec.shard.columns import MetadataColumns
 from shardvec.shard.documents import Documents, document_mask
 from shardvec.shard.engine_state import EngineState
 from shardvec.shard.planner import drop_past_threshold
+from shardvec.shard.row_vectors import RowVectors
 from shardvec.shard.rowdata import RowData
 from shardvec.shard.scroll_pages import scroll_page
 from shardvec.shard.slots import SlotTable
 from shardvec.shard.store import decode_metadata, decode_vector
+
+HIT_VECTOR_TRIES = 3  # searches with vectors under cosine, while a batch rewrites a hit's row
 
 
 def mask_of(
@@ -119,34 +122,42 @@ def search(
     buckets: npt.NDArray[np.bool_] | None,
 ) -> SearchResult:
     """Best `k` live rows per query, best first (shard/planner.py says how); each hit's
-    payloads are read under the same lock as the hits, so they are the hit's own."""
+    payloads are read under the same lock as the hits, so they are the hit's own. Vectors come
+    from the store (shard/row_vectors.py); under cosine, a hit whose row a batch being applied
+    rewrote is searched again once that batch is in (a few tries, then hnswlib's values)."""
     settings = eng.settings
     q = np.ascontiguousarray(queries, dtype=np.float32)
     ef = settings.ef if ef is None else ef
     slots, rows = eng._slots, eng._rows
-    with eng._index.lock.read():
-        filtered = where is not None or where_document is not None or buckets is not None
-        mask = (
-            mask_of(slots, eng._columns, rows, where, where_document, buckets) if filtered else None
-        )
-        labels, scores = eng._planner.search(
-            eng._index,
-            q,
-            k,
-            ef,
-            alive=slots.alive,
-            n_live=len(slots),
-            mask=mask,
-            exact=exact,
-        )
-        drop_past_threshold(labels, scores, settings.metric, min_score, max_distance)
-        valid = labels >= 0
-        ids = np.full(labels.shape, "", dtype=object)
-        ids[valid] = slots.slot_to_id[labels[valid]]
-        texts = rows.texts(labels) if include_metadata else None
-        vectors = None
-        if include_vectors:
-            vectors = rows.vectors(labels.ravel()).reshape(*labels.shape, settings.dim)
-        docs = rows.documents(labels) if include_documents else None
-    counts = valid.sum(axis=1).astype(np.int32)
-    return SearchResult(ids, scores, counts, texts, vectors, docs)
+    for attempt in range(HIT_VECTOR_TRIES):
+        with eng._index.lock.read():
+            filtered = where is not None or where_document is not None or buckets is not None
+            mask = (
+                mask_of(slots, eng._columns, rows, where, where_document, buckets)
+                if filtered
+                else None
+            )
+            labels, scores = eng._planner.search(
+                eng._index,
+                q,
+                k,
+                ef,
+                alive=slots.alive,
+                n_live=len(slots),
+                mask=mask,
+                exact=exact,
+            )
+            drop_past_threshold(labels, scores, settings.metric, min_score, max_distance)
+            vectors = None
+            if include_vectors:
+                vectors = RowVectors(eng).hits(labels, attempt == HIT_VECTOR_TRIES - 1)
+                if vectors is None:
+                    continue  # released: the batch being applied goes in first
+            valid = labels >= 0
+            ids = np.full(labels.shape, "", dtype=object)
+            ids[valid] = slots.slot_to_id[labels[valid]]
+            texts = rows.texts(labels) if include_metadata else None
+            docs = rows.documents(labels) if include_documents else None
+        counts = valid.sum(axis=1).astype(np.int32)
+        return SearchResult(ids, scores, counts, texts, vectors, docs)
+    raise AssertionError("unreachable: the last try settles")

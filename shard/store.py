@@ -418,6 +418,23 @@ class Store:
                     )
         return out
 
+    def vectors_at(self, slots: Sequence[int]) -> dict[int, tuple[str, bytes]]:
+        """(id, '<f4' vector bytes) of the live rows at `slots`, keyed by slot (slots with no
+        live row are absent); each row is checked against its checksum (DataLoss)."""
+        out: dict[int, tuple[str, bytes]] = {}
+        with self._reader() as db:
+            for start in range(0, len(slots), _IN_CHUNK):
+                chunk = list(slots[start : start + _IN_CHUNK])
+                marks = ",".join("?" * len(chunk))
+                sql = (
+                    "SELECT slot, id, vector, metadata, crc, document FROM rows "
+                    f"WHERE slot IN ({marks})"
+                )
+                for slot, rid, vec, md, crc, doc in db.execute(sql, chunk):
+                    self.check_row(rid, vec, md, crc, doc)
+                    out[int(slot)] = (rid, vec)
+        return out
+
     def scroll_rows(
         self,
         after: tuple[int, str],

@@ -112,16 +112,36 @@ def pss_bytes(pids: list[int]) -> int:
     return total
 
 
-def tree_pss(root: int) -> tuple[int, int]:
-    """PSS of `root` and all its descendants (Ray's workers included), and how many."""
+def _role(cmdline: list[str]) -> str:
+    """What a process of the server's tree is: its Ray title (ray::ReplicaActor, ...) or
+    its program (python: the `shardvec up` driver; gcs_server, raylet, ...)."""
+    if not cmdline:
+        return "?"
+    if cmdline[0].startswith("ray::"):
+        return cmdline[0].split()[0]
+    if "shardvec.cluster" in cmdline:
+        return "shardvec up"
+    return Path(cmdline[0]).name or "?"
+
+
+def tree_pss(root: int) -> tuple[int, int, dict[str, int]]:
+    """PSS of `root` and all its descendants (Ray's workers included), how many processes,
+    and the PSS by role (`_role`)."""
     import psutil
 
     try:
         proc = psutil.Process(root)
-        pids = [root, *(p.pid for p in proc.children(recursive=True))]
+        procs = [proc, *proc.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0, 0
-    return pss_bytes(pids), len(pids)
+        return 0, 0, {}
+    by_role: dict[str, int] = {}
+    for p in procs:
+        try:
+            role = _role(p.cmdline())
+        except psutil.Error:
+            continue
+        by_role[role] = by_role.get(role, 0) + pss_bytes([p.pid])
+    return sum(by_role.values()), len(procs), by_role
 
 
 def disk_bytes(path: Path) -> int:
@@ -236,7 +256,7 @@ def measure_cluster(
         with Client(server.address, timeout=600) as c:
             col = c.create_collection(NAME, int(base.shape[1]), "cosine", args.shards, 1)
             c.wait_live(NAME, 300)
-            idle, idle_procs = tree_pss(server.proc.pid)
+            idle, idle_procs, idle_roles = tree_pss(server.proc.pid)
             log(
                 f"server idle: {idle / 2**20:,.0f} MiB PSS over {idle_procs} processes; "
                 f"loading {n:,} rows in batches of {args.batch:,}"
@@ -254,15 +274,27 @@ def measure_cluster(
             count = col.count()
             if count != n:
                 raise RuntimeError(f"count {count} after loading {n} rows")
-            loaded, loaded_procs = tree_pss(server.proc.pid)
+            loaded, loaded_procs, loaded_roles = tree_pss(server.proc.pid)
             out["ingest"] = {"seconds": round(load_s, 2), "rows_per_s": round(n / load_s, 1)}
             out["memory"] = {
                 "idle_pss_bytes": idle, "loaded_pss_bytes": loaded, "processes": loaded_procs,
                 "pss_bytes_per_row": round((loaded - idle) / n, 1),
+                # what each kind of process grew by, per row (replicas: ray::ShardReplica)
+                "pss_bytes_per_row_by_process": {
+                    role: round((loaded_roles.get(role, 0) - idle_roles.get(role, 0)) / n, 1)
+                    for role in sorted(set(idle_roles) | set(loaded_roles))
+                },
             }  # fmt: skip
-            log(f"loaded in {load_s:,.1f} s; {(loaded - idle) / n:,.0f} B/row PSS above idle")
+            log(
+                f"loaded in {load_s:,.1f} s; {(loaded - idle) / n:,.0f} B/row PSS above idle: "
+                + ", ".join(
+                    f"{k} {v:,.0f}"
+                    for k, v in out["memory"]["pss_bytes_per_row_by_process"].items()
+                    if v
+                )
+            )
             out["search"] = search_figures(col, base, queries, gt, log)
-            after, _ = tree_pss(server.proc.pid)
+            after, _, _ = tree_pss(server.proc.pid)
             out["memory"]["after_searches_pss_bytes_per_row"] = round((after - idle) / n, 1)
         server.stop()
         disk = disk_bytes(data_dir)

@@ -43,6 +43,9 @@ def test_bench_rows_smoke(tmp_path: Path) -> None:
     assert mem["loaded_pss_bytes"] > mem["idle_pss_bytes"] > 100 * 2**20  # Ray + 4 replicas
     assert mem["processes"] >= 6  # driver, Ray's own, coordinator, replicas
     assert mem["pss_bytes_per_row"] > 4 * 384  # at least the vectors
+    by_process = mem["pss_bytes_per_row_by_process"]
+    assert by_process["ray::ShardReplica"] > 4 * 384  # the replicas hold the rows
+    assert sum(by_process.values()) == pytest.approx(mem["pss_bytes_per_row"], abs=1)
     assert r["disk"]["bytes_per_row"] > 4 * 384
     assert set(r["ratios"]) == {"ingest_vs_raw", "memory_vs_raw_pss", "memory_vs_raw_index_file"}
     assert all(v > 0 for v in r["ratios"].values())

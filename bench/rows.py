@@ -249,7 +249,7 @@ def measure_cluster(
     from shardvec.cluster.process import ServerProcess, free_port
     from shardvec.contract.errors import ShardvecError
 
-    n, out = len(base), {}
+    n, out = len(base), dict[str, Any]()
     data_dir, port = work / "data", free_port()
     server = ServerProcess(data_dir, port, log_dir=work)
     try:
@@ -276,22 +276,19 @@ def measure_cluster(
                 raise RuntimeError(f"count {count} after loading {n} rows")
             loaded, loaded_procs, loaded_roles = tree_pss(server.proc.pid)
             out["ingest"] = {"seconds": round(load_s, 2), "rows_per_s": round(n / load_s, 1)}
+            by_process = {
+                role: round((loaded_roles.get(role, 0) - idle_roles.get(role, 0)) / n, 1)
+                for role in sorted(set(idle_roles) | set(loaded_roles))
+            }
             out["memory"] = {
                 "idle_pss_bytes": idle, "loaded_pss_bytes": loaded, "processes": loaded_procs,
                 "pss_bytes_per_row": round((loaded - idle) / n, 1),
                 # what each kind of process grew by, per row (replicas: ray::ShardReplica)
-                "pss_bytes_per_row_by_process": {
-                    role: round((loaded_roles.get(role, 0) - idle_roles.get(role, 0)) / n, 1)
-                    for role in sorted(set(idle_roles) | set(loaded_roles))
-                },
+                "pss_bytes_per_row_by_process": by_process,
             }  # fmt: skip
             log(
                 f"loaded in {load_s:,.1f} s; {(loaded - idle) / n:,.0f} B/row PSS above idle: "
-                + ", ".join(
-                    f"{k} {v:,.0f}"
-                    for k, v in out["memory"]["pss_bytes_per_row_by_process"].items()
-                    if v
-                )
+                + ", ".join(f"{k} {v:,.0f}" for k, v in by_process.items() if v)
             )
             out["search"] = search_figures(col, base, queries, gt, log)
             after, _, _ = tree_pss(server.proc.pid)

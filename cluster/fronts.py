@@ -20,6 +20,7 @@ RETRYABLE = frozenset(
         "Get",
         "Count",
         "Scroll",
+        "Facet",
         "DescribeCollection",
         "ListCollections",
         "ClusterInfo",

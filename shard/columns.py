@@ -243,6 +243,11 @@ class MetadataColumns:
         for key, key_slots in by_key.items():
             self._columns[key].clear(key_slots)
 
+    def column(self, key: str) -> _Column | None:
+        """The column of metadata key `key` (None: no row has held it), read by the facet
+        counts (shard/facets.py) and the grouped search (shard/groups.py)."""
+        return self._columns.get(key)
+
     def mask(self, f: Filter, n: int) -> BoolArray:
         """Bool array over slots [0, n): True where the row's metadata matches `f`."""
         if n < 0:

@@ -38,10 +38,12 @@ import numpy as np
 import numpy.typing as npt
 
 from shardvec.contract.errors import DataLoss, FailedPrecondition, ShardvecError
+from shardvec.contract.facets import FacetCounts, check_field_name
 from shardvec.contract.filters import (
     DocFilter,
     Filter,
 )
+from shardvec.contract.groups import GroupResult, ShardGroupSearch
 from shardvec.contract.limits import (
     DEFAULT_BUILD_THREADS,
     DEFAULT_CHECKPOINT_ROWS,
@@ -63,7 +65,7 @@ from shardvec.contract.types import (
 from shardvec.contract.validation import (
     check_int,
 )
-from shardvec.shard import catchup, keyword_search, reads, staging
+from shardvec.shard import catchup, facets, groups, keyword_search, reads, staging
 from shardvec.shard.bm25 import PostingCache, QueryTokenizer
 from shardvec.shard.checkpoint import write_checkpoint
 from shardvec.shard.columns import MetadataColumns
@@ -407,6 +409,25 @@ class ShardEngine:
             where_document=where_document,
             buckets=buckets,
         )
+
+    def facet(
+        self,
+        field: str,
+        where: Filter | None = None,
+        where_document: DocFilter | None = None,
+        buckets: npt.NDArray[np.bool_] | None = None,
+    ) -> FacetCounts:
+        """Every value of metadata `field` with the live rows (of `buckets`) passing both
+        filters that hold it (shard/facets.py)."""
+        self._check_usable()
+        return facets.facet_counts(self, check_field_name(field, "field"), where,
+                                   where_document, buckets)  # fmt: skip
+
+    def group_search(self, request: ShardGroupSearch) -> GroupResult:
+        """The best groups by a metadata field with their best hits here (shard/groups.py)."""
+        self._check_usable()
+        check_field_name(request.group.field, "group_by")
+        return groups.group_search(self, request)
 
     # ------------------------------------------------------------------ keyword search
 

@@ -25,7 +25,9 @@ import numpy as np
 
 from shardvec.contract.codec import dumps_json, metadata_to_json
 from shardvec.contract.errors import DeadlineExceeded, ReplicaDown, ShardvecError
+from shardvec.contract.facets import FacetCounts
 from shardvec.contract.filters import DocFilter, Filter
+from shardvec.contract.groups import GroupResult, ShardGroupSearch
 from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.shard_requests import (
     check_buckets,
@@ -162,6 +164,29 @@ class LocalShard:
                 where_document=request.where_document,
                 buckets=request.buckets,
             )
+
+        return await self._run(timeout, work)
+
+    async def facet(
+        self,
+        field: str,
+        where: Filter | None,
+        timeout: float,
+        where_document: DocFilter | None = None,
+        buckets: np.ndarray | None = None,
+    ) -> FacetCounts:
+        def work() -> FacetCounts:
+            check_filters(where, where_document)
+            return self.engine.facet(field, where, where_document, check_buckets(buckets))
+
+        return await self._run(timeout, work)
+
+    async def group_search(self, request: ShardGroupSearch, timeout: float) -> GroupResult:
+        def work() -> GroupResult:
+            settings = self.engine.settings
+            search = check_search(request.search, settings.dim, settings.metric)
+            checked = ShardGroupSearch(search, request.group, request.values)
+            return self.engine.group_search(checked)
 
         return await self._run(timeout, work)
 

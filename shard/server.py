@@ -49,7 +49,9 @@ from shardvec.contract.errors import (
     StaleLayout,
     Unauthenticated,
 )
+from shardvec.contract.facets import facet_counts_to_proto, facet_request_from_proto
 from shardvec.contract.filters import DocFilter, Filter
+from shardvec.contract.groups import group_result_to_proto, group_search_from_proto
 from shardvec.contract.keyword import keyword_search_from_proto, keyword_stats_to_proto
 from shardvec.contract.limits import EPOCH_HEADER, INTERNAL_MAX_REQUEST_BYTES, TOKEN_HEADER
 from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
@@ -397,6 +399,28 @@ class ShardService(shard_pb2_grpc.ShardServicer):
         return search_result_to_proto(
             result.ids, result.scores, result.metadata, result.vectors, result.documents
         )
+
+    def Facet(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._caller_waits(context, "facet")
+        field, where, where_document, buckets = facet_request_from_proto(request)
+        with self._fenced(context, "facet"):
+            counts = self.engine.facet(field, where, where_document, buckets)
+        _check_size(sum(len(str(v)) + 16 for _, v in counts.counts), 0, "facet")
+        return facet_counts_to_proto(counts)
+
+    def GroupSearch(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._caller_waits(context, "group search")
+        search = group_search_from_proto(request, self.dim)
+        with self._fenced(context, "group search"):
+            result = self.engine.group_search(search)
+        hits = result.hits
+        _check_size(
+            _text_chars(hits.ids) + _text_chars(hits.metadata) + _text_chars(hits.documents)
+            + _text_chars(result.keys),
+            int(hits.vectors.nbytes) if hits.vectors is not None else 0,
+            "group search",
+        )
+        return group_result_to_proto(result)
 
     def SearchStream(
         self, requests: Iterator[Any], context: grpc.ServicerContext

@@ -36,6 +36,7 @@ from shardvec.contract.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from shardvec.contract.facets import check_facet_limit, check_field_name, facet_count_to_proto
 from shardvec.contract.filters import DocFilter
 from shardvec.contract.keyword import fusion_from_request, leg_depth, validate_text_queries
 from shardvec.contract.limits import API_KEY_HEADER, MAX_QUERY_TEXT_BYTES
@@ -52,6 +53,7 @@ from shardvec.contract.validation import (
     validate_ids,
     validate_vectors,
 )
+from shardvec.coordinator.api.shaped_search import shaped, shaped_search
 from shardvec.coordinator.api.sizing import check_get_response, check_search_response
 from shardvec.coordinator.api.update_checks import check_update
 from shardvec.coordinator.collection import CollectionRuntime, UpdateOutcome
@@ -61,6 +63,7 @@ from shardvec.coordinator.paths import cursor_secret_path
 from shardvec.coordinator.queries.batching import MicroBatcher
 from shardvec.coordinator.queries.by_id import exclude_ids, vectors_of_ids
 from shardvec.coordinator.queries.cursor import load_or_create_secret
+from shardvec.coordinator.queries.facets import facet
 from shardvec.coordinator.queries.keyword_search import hybrid_search, keyword_search
 from shardvec.coordinator.queries.read_runtime import ReadRuntime
 from shardvec.coordinator.queries.reads import CollectionReads, SearchParams, deadline_from
@@ -259,8 +262,10 @@ class ReadService(pb_grpc.VectorSearchServicer):
         wd = _where_document(request)
         return pb.CountResponse(count=await col.count(where, self._deadline(context), wd))
 
-    def _search_params(self, col: CollectionReads, request: Any) -> SearchParams:
-        k = int(request.k)
+    def _search_params(
+        self, col: CollectionReads, request: Any, k: int | None = None
+    ) -> SearchParams:
+        k = int(request.k) if k is None else k
         if not 1 <= k <= self.settings.max_k:
             raise InvalidArgument(f"k must be in [1, {self.settings.max_k}], got {k}")
         ef = int(request.ef)
@@ -294,6 +299,8 @@ class ReadService(pb_grpc.VectorSearchServicer):
 
     async def Search(self, request: Any, context: Any) -> Any:
         col = self.runtime.get(request.collection)
+        if shaped(request):  # group-by or diversity: coordinator/api/shaped_search.py
+            return await shaped_search(self, col, request, context)
         if request.text_query:
             return await self._search_keywords(col, request, context)
         fusion_from_request(request, hybrid=False)  # fusion parameters need a text_query
@@ -331,6 +338,16 @@ class ReadService(pb_grpc.VectorSearchServicer):
         # message is built, stopping at the first row past the limit.
         check_search_response(hits, col.dim, self.settings.max_message_bytes)
         return search_response(hits)
+
+    async def Facet(self, request: Any, context: Any) -> Any:
+        """The most frequent values of a metadata field (coordinator/queries/facets.py)."""
+        col = self.runtime.get(request.collection)
+        field = check_field_name(request.field, "field")
+        limit = check_facet_limit(int(request.limit))
+        where = filter_from_proto(request.filter) if request.HasField("filter") else None
+        values = await facet(col, field, where, _where_document(request), limit,
+                             self._deadline(context))  # fmt: skip
+        return pb.FacetResponse(values=[facet_count_to_proto(v, n) for v, n in values])
 
     async def _search_keywords(self, col: CollectionReads, request: Any, context: Any) -> Any:
         """Keyword search (text_query alone) or hybrid search (with queries or query_texts):

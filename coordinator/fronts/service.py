@@ -120,6 +120,9 @@ class FrontService(ReadService):
     async def Scroll(self, request: Any, context: Any) -> Any:
         return await self._fenced(super().Scroll, request, context)
 
+    async def Facet(self, request: Any, context: Any) -> Any:
+        return await self._fenced(super().Facet, request, context)
+
     # Writes and collection changes: to the coordinator, as they came.
 
     def _forward_args(self, context: Any) -> dict[str, Any]:

@@ -40,7 +40,14 @@ from shardvec.contract.errors import (
     StaleLayout,
     error_for_status,
 )
+from shardvec.contract.facets import FacetCounts, facet_counts_from_proto, facet_request
 from shardvec.contract.filters import DocFilter, Filter
+from shardvec.contract.groups import (
+    GroupResult,
+    ShardGroupSearch,
+    group_result_from_proto,
+    group_search_to_proto,
+)
 from shardvec.contract.keyword import (
     keyword_search_to_proto,
     keyword_stats_from_proto,
@@ -298,6 +305,23 @@ class RemoteShard:
             resp = await self._call(self._search, payload, timeout)
         # Decoded as each shard answers: the early ones overlap the last one's search.
         return shard_hits_from_proto(resp, request.nq, int(request.queries.shape[1]))
+
+    async def facet(
+        self,
+        field: str,
+        where: Filter | None,
+        timeout: float,
+        where_document: DocFilter | None = None,
+        buckets: np.ndarray | None = None,
+    ) -> FacetCounts:
+        req = facet_request(field, where, where_document, buckets)
+        return facet_counts_from_proto(await self._call(self._stub.Facet, req, timeout))
+
+    async def group_search(self, request: ShardGroupSearch, timeout: float) -> GroupResult:
+        req = group_search_to_proto(request)
+        resp = await self._call(self._stub.GroupSearch, req, timeout)
+        return group_result_from_proto(resp, request.search.nq,
+                                       int(request.search.queries.shape[1]))  # fmt: skip
 
     async def keyword_stats(
         self, texts: Sequence[str], timeout: float, buckets: np.ndarray | None = None

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from shardvec.contract.errors import STALE_LAYOUT, FailedPrecondition, StaleLayout
 from shardvec.contract.filters import parse_where
+from shardvec.contract.groups import GroupBy
 from shardvec.contract.keyword import Fusion
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.types import ShardUpdate
@@ -35,6 +36,8 @@ from shardvec.coordinator.collection import CollectionRuntime
 from shardvec.coordinator.fronts import publish as layout_push
 from shardvec.coordinator.fronts.runtime import FrontRuntime
 from shardvec.coordinator.layout import Layout
+from shardvec.coordinator.queries.facets import facet
+from shardvec.coordinator.queries.groups import group_search
 from shardvec.coordinator.queries.keyword_search import hybrid_search, keyword_search
 from shardvec.coordinator.queries.reads import SearchParams
 from shardvec.coordinator.queries.scroll import get_matching
@@ -265,6 +268,8 @@ async def _reads(
     _no_duplicates(hits.ids, what)
     assert {i for row in hits.ids for i in row if i} <= model.matching(g)
 
+    await _facet_and_groups(rng, model, col, q, what)
+
     asked = [*rng.choice(ids, size=min(len(ids), 30), replace=False).tolist(), "absent"]
     found, metas, _ = await _timed("get", col.get(asked, True, False, _deadline()))
     assert found == asked[:-1], (what, "get")
@@ -294,6 +299,38 @@ async def _reads(
     hy = await _timed("hybrid", hybrid_search(col, q, texts, params, Fusion(), 20, _deadline()))
     _no_duplicates(hy.ids, what)
     assert {i for row in hy.ids for i in row if i} <= set(ids)
+
+
+async def _facet_and_groups(
+    rng: np.random.Generator, model: Model, col: CollectionRuntime, q: np.ndarray, what: str
+) -> None:
+    """Facet counts and an exact group-by (coordinator/queries/facets.py, groups.py) against
+    the model: each row counted, and each group's hits found, once, at its owner."""
+    want: dict[int, int] = {}
+    for md in model.meta.values():
+        want[md["g"]] = want.get(md["g"], 0) + 1
+    got = await _timed("facet", facet(col, "g", None, None, 10, _deadline()))
+    assert {int(v): n for v, n in got} == want, (what, "facet", got, want)
+    marked = {i for i, md in model.meta.items() if md.get("u") == 1}
+    if marked:
+        got = await _timed("facet where", facet(col, "g", parse_where({"u": 1}), None, 10,
+                                                _deadline()))  # fmt: skip
+        assert sum(n for _, n in got) == len(marked), (what, "facet where")
+    size = int(rng.integers(1, 4))
+    grouped = await _timed("group-by", group_search(
+        col, q, SearchParams(k=3 * size, exact=True), GroupBy("g", 3, size), _deadline()))
+    ids = sorted(model.vectors)
+    mat = np.stack([model.vectors[i] for i in ids])
+    sims = (q @ mat.T) / (np.linalg.norm(mat, axis=1) * np.linalg.norm(q, axis=1)[:, None])
+    for row, s in zip(grouped.hits.ids, sims, strict=True):
+        held: dict[int, list[str]] = {}
+        for j in np.argsort(-s):
+            g = model.meta[ids[j]]["g"]
+            if g in held or len(held) < 3:
+                held.setdefault(g, [])
+                if len(held[g]) < size:
+                    held[g].append(ids[j])
+        assert [i for i in row if i] == [i for hs in held.values() for i in hs], (what, "groups")
 
 
 async def _slow_step(phase: str) -> None:

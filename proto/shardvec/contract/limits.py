@@ -82,3 +82,12 @@ DEFAULT_RRF_K = 60
 MAX_RRF_K = 10_000
 DEFAULT_ALPHA = 0.5
 HYBRID_DEPTH_FACTOR = 4
+
+# Group-by, facets and diverse results (shardvec.contract.groups, shardvec.contract.facets).
+# A grouped search returns groups * group_size hits per query, and MMR reranks at most
+# MAX_K candidates: both within the k cap. A facet returns at most MAX_FACET_LIMIT values.
+DEFAULT_GROUPS = 10
+DEFAULT_GROUP_SIZE = 3
+DEFAULT_FACET_LIMIT = 10
+MAX_FACET_LIMIT = 1000
+MMR_CANDIDATES_FACTOR = 4  # candidates when a diverse search names none: 4 k, within MAX_K

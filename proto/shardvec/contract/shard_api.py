@@ -17,7 +17,9 @@ from typing import Protocol
 
 import numpy as np
 
+from shardvec.contract.facets import FacetCounts
 from shardvec.contract.filters import DocFilter, Filter
+from shardvec.contract.groups import GroupResult, ShardGroupSearch
 from shardvec.contract.types import (
     Change,
     GetResult,
@@ -83,6 +85,23 @@ class ShardLike(Protocol):
         """Per query the best `request.k` rows: ids ((nq, k) object, "" padding), scores
         ((nq, k) float32, NaN padding) and counts; with `include_metadata` /
         `include_vectors`, each hit's stored metadata text and vector beside it."""
+        ...
+
+    async def facet(
+        self,
+        field: str,
+        where: Filter | None,
+        timeout: float,
+        where_document: DocFilter | None = None,
+        buckets: np.ndarray | None = None,
+    ) -> FacetCounts:
+        """Every value of metadata `field` with the count of live rows passing the filters
+        (of `buckets` only, when given) that hold it."""
+        ...
+
+    async def group_search(self, request: ShardGroupSearch, timeout: float) -> GroupResult:
+        """Per query the best `groups` groups by the request's field, each with its best
+        `group_size` hits here, and each hit's group key."""
         ...
 
     async def keyword_stats(

@@ -117,3 +117,15 @@ class DocumentFilterList(_message.Message):
     CHILDREN_FIELD_NUMBER: _ClassVar[int]
     children: _containers.RepeatedCompositeFieldContainer[DocumentFilter]
     def __init__(self, children: _Optional[_Iterable[_Union[DocumentFilter, _Mapping]]] = ...) -> None: ...
+
+class FacetCount(_message.Message):
+    __slots__ = ("string_value", "number_value", "bool_value", "count")
+    STRING_VALUE_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_VALUE_FIELD_NUMBER: _ClassVar[int]
+    BOOL_VALUE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    string_value: str
+    number_value: float
+    bool_value: bool
+    count: int
+    def __init__(self, string_value: _Optional[str] = ..., number_value: _Optional[float] = ..., bool_value: _Optional[bool] = ..., count: _Optional[int] = ...) -> None: ...

@@ -346,3 +346,47 @@ class ShardScrollResponse(_message.Message):
     done: bool
     documents: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., last_bucket: _Optional[int] = ..., last_id: _Optional[str] = ..., done: _Optional[bool] = ..., documents: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ShardFacetRequest(_message.Message):
+    __slots__ = ("field", "filter", "where_document", "buckets")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    WHERE_DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    filter: _common_pb2.Filter
+    where_document: _common_pb2.DocumentFilter
+    buckets: bytes
+    def __init__(self, field: _Optional[str] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., where_document: _Optional[_Union[_common_pb2.DocumentFilter, _Mapping]] = ..., buckets: _Optional[bytes] = ...) -> None: ...
+
+class ShardFacetResponse(_message.Message):
+    __slots__ = ("values", "field_known")
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    FIELD_KNOWN_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedCompositeFieldContainer[_common_pb2.FacetCount]
+    field_known: bool
+    def __init__(self, values: _Optional[_Iterable[_Union[_common_pb2.FacetCount, _Mapping]]] = ..., field_known: _Optional[bool] = ...) -> None: ...
+
+class ShardGroupSearchRequest(_message.Message):
+    __slots__ = ("search", "field", "groups", "group_size", "values_json")
+    SEARCH_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
+    VALUES_JSON_FIELD_NUMBER: _ClassVar[int]
+    search: ShardSearchRequest
+    field: str
+    groups: int
+    group_size: int
+    values_json: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, search: _Optional[_Union[ShardSearchRequest, _Mapping]] = ..., field: _Optional[str] = ..., groups: _Optional[int] = ..., group_size: _Optional[int] = ..., values_json: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ShardGroupSearchResponse(_message.Message):
+    __slots__ = ("hits", "group_keys", "field_known")
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_KEYS_FIELD_NUMBER: _ClassVar[int]
+    FIELD_KNOWN_FIELD_NUMBER: _ClassVar[int]
+    hits: ShardSearchResponse
+    group_keys: _containers.RepeatedScalarFieldContainer[str]
+    field_known: bool
+    def __init__(self, hits: _Optional[_Union[ShardSearchResponse, _Mapping]] = ..., group_keys: _Optional[_Iterable[str]] = ..., field_known: _Optional[bool] = ...) -> None: ...

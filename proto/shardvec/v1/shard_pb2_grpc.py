@@ -96,6 +96,16 @@ class ShardStub:
                 request_serializer=shardvec_dot_v1_dot_shard__pb2.KeywordSearchRequest.SerializeToString,
                 response_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardSearchResponse.FromString,
                 _registered_method=True)
+        self.Facet = channel.unary_unary(
+                '/shardvec.v1.Shard/Facet',
+                request_serializer=shardvec_dot_v1_dot_shard__pb2.ShardFacetRequest.SerializeToString,
+                response_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardFacetResponse.FromString,
+                _registered_method=True)
+        self.GroupSearch = channel.unary_unary(
+                '/shardvec.v1.Shard/GroupSearch',
+                request_serializer=shardvec_dot_v1_dot_shard__pb2.ShardGroupSearchRequest.SerializeToString,
+                response_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardGroupSearchResponse.FromString,
+                _registered_method=True)
         self.SetEpoch = channel.unary_unary(
                 '/shardvec.v1.Shard/SetEpoch',
                 request_serializer=shardvec_dot_v1_dot_shard__pb2.EpochSetRequest.SerializeToString,
@@ -193,6 +203,22 @@ class ShardServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Facet(self, request, context):
+        """Counts of every value of a metadata field over the live rows passing the filters (and of
+        the buckets asked for): shard/facets.py.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GroupSearch(self, request, context):
+        """A search whose hits are the best `groups` groups by a metadata field, each with its best
+        `group_size` hits here: shard/groups.py.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetEpoch(self, request, context):
         """Query fronts (coordinator/fronts/publish.py): the coordinator sets the collection's layout
         epoch on every LIVE replica before it pushes a layout to the fronts. A read that carries
@@ -266,6 +292,16 @@ def add_ShardServicer_to_server(servicer, server):
                     servicer.KeywordSearch,
                     request_deserializer=shardvec_dot_v1_dot_shard__pb2.KeywordSearchRequest.FromString,
                     response_serializer=shardvec_dot_v1_dot_shard__pb2.ShardSearchResponse.SerializeToString,
+            ),
+            'Facet': grpc.unary_unary_rpc_method_handler(
+                    servicer.Facet,
+                    request_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardFacetRequest.FromString,
+                    response_serializer=shardvec_dot_v1_dot_shard__pb2.ShardFacetResponse.SerializeToString,
+            ),
+            'GroupSearch': grpc.unary_unary_rpc_method_handler(
+                    servicer.GroupSearch,
+                    request_deserializer=shardvec_dot_v1_dot_shard__pb2.ShardGroupSearchRequest.FromString,
+                    response_serializer=shardvec_dot_v1_dot_shard__pb2.ShardGroupSearchResponse.SerializeToString,
             ),
             'SetEpoch': grpc.unary_unary_rpc_method_handler(
                     servicer.SetEpoch,
@@ -599,6 +635,60 @@ class Shard:
             '/shardvec.v1.Shard/KeywordSearch',
             shardvec_dot_v1_dot_shard__pb2.KeywordSearchRequest.SerializeToString,
             shardvec_dot_v1_dot_shard__pb2.ShardSearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Facet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shardvec.v1.Shard/Facet',
+            shardvec_dot_v1_dot_shard__pb2.ShardFacetRequest.SerializeToString,
+            shardvec_dot_v1_dot_shard__pb2.ShardFacetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GroupSearch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shardvec.v1.Shard/GroupSearch',
+            shardvec_dot_v1_dot_shard__pb2.ShardGroupSearchRequest.SerializeToString,
+            shardvec_dot_v1_dot_shard__pb2.ShardGroupSearchResponse.FromString,
             options,
             channel_credentials,
             insecure,

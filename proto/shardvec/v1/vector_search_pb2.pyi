@@ -7,6 +7,26 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class FacetRequest(_message.Message):
+    __slots__ = ("collection", "field", "filter", "where_document", "limit")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    WHERE_DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    field: str
+    filter: _common_pb2.Filter
+    where_document: _common_pb2.DocumentFilter
+    limit: int
+    def __init__(self, collection: _Optional[str] = ..., field: _Optional[str] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., where_document: _Optional[_Union[_common_pb2.DocumentFilter, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class FacetResponse(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedCompositeFieldContainer[_common_pb2.FacetCount]
+    def __init__(self, values: _Optional[_Iterable[_Union[_common_pb2.FacetCount, _Mapping]]] = ...) -> None: ...
+
 class RebalanceRequest(_message.Message):
     __slots__ = ("name",)
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -294,7 +314,7 @@ class CountResponse(_message.Message):
     def __init__(self, count: _Optional[int] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "queries", "k", "filter", "ef", "exact", "min_score", "max_distance", "include", "query_texts", "query_ids", "where_document", "text_query", "fusion", "alpha", "rrf_k")
+    __slots__ = ("collection", "queries", "k", "filter", "ef", "exact", "min_score", "max_distance", "include", "query_texts", "query_ids", "where_document", "text_query", "fusion", "alpha", "rrf_k", "group_by", "group_size", "groups", "diversity", "candidates")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -311,6 +331,11 @@ class SearchRequest(_message.Message):
     FUSION_FIELD_NUMBER: _ClassVar[int]
     ALPHA_FIELD_NUMBER: _ClassVar[int]
     RRF_K_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    DIVERSITY_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     collection: str
     queries: _common_pb2.Vectors
     k: int
@@ -327,21 +352,28 @@ class SearchRequest(_message.Message):
     fusion: str
     alpha: float
     rrf_k: int
-    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., ef: _Optional[int] = ..., exact: _Optional[bool] = ..., min_score: _Optional[float] = ..., max_distance: _Optional[float] = ..., include: _Optional[_Union[_common_pb2.Include, _Mapping]] = ..., query_texts: _Optional[_Iterable[str]] = ..., query_ids: _Optional[_Iterable[str]] = ..., where_document: _Optional[_Union[_common_pb2.DocumentFilter, _Mapping]] = ..., text_query: _Optional[_Iterable[str]] = ..., fusion: _Optional[str] = ..., alpha: _Optional[float] = ..., rrf_k: _Optional[int] = ...) -> None: ...
+    group_by: str
+    group_size: int
+    groups: int
+    diversity: float
+    candidates: int
+    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., ef: _Optional[int] = ..., exact: _Optional[bool] = ..., min_score: _Optional[float] = ..., max_distance: _Optional[float] = ..., include: _Optional[_Union[_common_pb2.Include, _Mapping]] = ..., query_texts: _Optional[_Iterable[str]] = ..., query_ids: _Optional[_Iterable[str]] = ..., where_document: _Optional[_Union[_common_pb2.DocumentFilter, _Mapping]] = ..., text_query: _Optional[_Iterable[str]] = ..., fusion: _Optional[str] = ..., alpha: _Optional[float] = ..., rrf_k: _Optional[int] = ..., group_by: _Optional[str] = ..., group_size: _Optional[int] = ..., groups: _Optional[int] = ..., diversity: _Optional[float] = ..., candidates: _Optional[int] = ...) -> None: ...
 
 class QueryResult(_message.Message):
-    __slots__ = ("ids", "scores", "metadata_json", "vectors", "documents")
+    __slots__ = ("ids", "scores", "metadata_json", "vectors", "documents", "group_values")
     IDS_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_VALUES_FIELD_NUMBER: _ClassVar[int]
     ids: _containers.RepeatedScalarFieldContainer[str]
     scores: _containers.RepeatedScalarFieldContainer[float]
     metadata_json: _containers.RepeatedScalarFieldContainer[str]
     vectors: bytes
     documents: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, ids: _Optional[_Iterable[str]] = ..., scores: _Optional[_Iterable[float]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., vectors: _Optional[bytes] = ..., documents: _Optional[_Iterable[str]] = ...) -> None: ...
+    group_values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., scores: _Optional[_Iterable[float]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., vectors: _Optional[bytes] = ..., documents: _Optional[_Iterable[str]] = ..., group_values: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("results",)

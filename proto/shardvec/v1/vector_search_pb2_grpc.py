@@ -118,6 +118,11 @@ class VectorSearchStub:
                 request_serializer=shardvec_dot_v1_dot_vector__search__pb2.ClusterInfoRequest.SerializeToString,
                 response_deserializer=shardvec_dot_v1_dot_vector__search__pb2.ClusterInfoResponse.FromString,
                 _registered_method=True)
+        self.Facet = channel.unary_unary(
+                '/shardvec.v1.VectorSearch/Facet',
+                request_serializer=shardvec_dot_v1_dot_vector__search__pb2.FacetRequest.SerializeToString,
+                response_deserializer=shardvec_dot_v1_dot_vector__search__pb2.FacetResponse.FromString,
+                _registered_method=True)
         self.SetCollectionOptions = channel.unary_unary(
                 '/shardvec.v1.VectorSearch/SetCollectionOptions',
                 request_serializer=shardvec_dot_v1_dot_vector__search__pb2.SetCollectionOptionsRequest.SerializeToString,
@@ -239,6 +244,14 @@ class VectorSearchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Facet(self, request, context):
+        """The most frequent values of a metadata field among the rows matching the filters, with
+        exact counts across shards (coordinator/queries/facets.py).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetCollectionOptions(self, request, context):
         """Changes a collection's options that need no data moved (target_recall); returns its info.
         """
@@ -328,6 +341,11 @@ def add_VectorSearchServicer_to_server(servicer, server):
                     servicer.ClusterInfo,
                     request_deserializer=shardvec_dot_v1_dot_vector__search__pb2.ClusterInfoRequest.FromString,
                     response_serializer=shardvec_dot_v1_dot_vector__search__pb2.ClusterInfoResponse.SerializeToString,
+            ),
+            'Facet': grpc.unary_unary_rpc_method_handler(
+                    servicer.Facet,
+                    request_deserializer=shardvec_dot_v1_dot_vector__search__pb2.FacetRequest.FromString,
+                    response_serializer=shardvec_dot_v1_dot_vector__search__pb2.FacetResponse.SerializeToString,
             ),
             'SetCollectionOptions': grpc.unary_unary_rpc_method_handler(
                     servicer.SetCollectionOptions,
@@ -771,6 +789,33 @@ class VectorSearch:
             '/shardvec.v1.VectorSearch/ClusterInfo',
             shardvec_dot_v1_dot_vector__search__pb2.ClusterInfoRequest.SerializeToString,
             shardvec_dot_v1_dot_vector__search__pb2.ClusterInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Facet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shardvec.v1.VectorSearch/Facet',
+            shardvec_dot_v1_dot_vector__search__pb2.FacetRequest.SerializeToString,
+            shardvec_dot_v1_dot_vector__search__pb2.FacetResponse.FromString,
             options,
             channel_credentials,
             insecure,

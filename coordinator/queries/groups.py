@@ -1,0 +1,197 @@
+"""Group-by search: per query the best `groups` groups by a metadata field (a group ranks by
+its best hit), each with its best `group_size` hits, over every shard of one read view.
+
+A group's rows live on several shards (rows are routed by id), so no shard alone knows a
+group's best hits. Two phases under one view (coordinator/queries/read_view.py):
+
+1. Every shard returns its own best `groups` groups with their best `group_size` hits there
+   (shard/groups.py), and the coordinator ranks the groups by the best hit seen.
+   **The chosen groups are the right ones**: take a group g of the true top `groups`, and the
+   shard s holding g's best hit. Every group ranking above g on s has a hit better than g's
+   best, so ranks above g overall; fewer than `groups` do, so g is among s's top `groups`
+   and its best hit came back. So every true top group is seen with its true best score, and
+   a group ranking below them can only show a best hit no better than its true one.
+2. A chosen group may still miss hits on a shard that did not return it: a shard s that
+   returned `groups` groups without g holds none of g's hits better than t_s, the best hit of
+   its last returned group. Where g does not hold `group_size` hits better than t_s already,
+   the coordinator asks s again for g alone (the same grouped search restricted to the
+   missing groups' values), and takes each group's best `group_size` hits of all it has.
+
+Relative to one index: with exact=True every shard's ranking is brute force's, so the result
+is exactly brute-force grouping over all rows (ties aside). With HNSW each shard groups the
+ranking its own search of the same breadth gives (widened until its groups are full), and
+the merge adds no error of its own: it returns what grouping the union of those rankings
+would return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from shardvec.contract.errors import InvalidArgument
+from shardvec.contract.groups import GroupBy, GroupResult, ShardGroupSearch
+from shardvec.contract.shard_api import ShardLike
+from shardvec.contract.types import Hits, ShardSearch
+from shardvec.coordinator.queries.read_view import ReadView
+from shardvec.coordinator.queries.reads import CollectionReads, SearchParams
+
+
+@dataclass
+class GroupedHits:
+    """Hits listed group by group ((nq, groups * group_size), best group first) and each hit's
+    group key (canonical JSON, shardvec.contract.groups; "" for padding)."""
+
+    hits: Hits
+    keys: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Hit:
+    score: float
+    key: str
+    part: GroupResult  # where its payloads are
+    row: int
+    pos: int
+
+
+async def group_search(
+    col: CollectionReads,
+    queries: np.ndarray,
+    params: SearchParams,
+    group: GroupBy,
+    deadline: float,
+) -> GroupedHits:
+    """The grouped search of the module docstring, under one view."""
+    search = ShardSearch(
+        queries=queries, k=group.hits, exact=params.exact, ef=params.ef, where=params.where,
+        min_score=params.min_score, max_distance=params.max_distance,
+        include_metadata=params.include_metadata, include_vectors=params.include_vectors,
+        include_documents=params.include_documents, where_document=params.where_document,
+    )  # fmt: skip
+    async with col.views.read() as view:
+
+        async def call(shard: ShardLike, timeout: float, buckets: np.ndarray | None
+                       ) -> GroupResult:  # fmt: skip
+            mine = search if buckets is None else dataclasses.replace(search, buckets=buckets)
+            return await shard.group_search(ShardGroupSearch(mine, group), timeout)
+
+        parts = await view.fan_out(call, deadline)
+        if not any(p.field_known for p in parts):
+            raise InvalidArgument(f"group_by: no row of collection {col.spec.name!r} holds "
+                                  f"the metadata key {group.field!r}")  # fmt: skip
+        better = _better(col.higher_is_better)
+        rows = [_first_phase(parts, qi, group, better) for qi in range(len(queries))]
+        asks = [(qi, s, keys) for qi, (_, missing) in enumerate(rows)
+                for s, keys in missing.items()]  # fmt: skip
+        more = await asyncio.gather(*(
+            _ask_again(view, search, group, qi, s, keys, deadline) for qi, s, keys in asks
+        ))  # fmt: skip
+    for (qi, _, _), part in zip(asks, more, strict=True):
+        hits = rows[qi][0]
+        for pos, id_ in enumerate(part.hits.ids[0].tolist()):
+            if id_:
+                hits.setdefault(id_, _Hit(float(part.hits.scores[0, pos]),
+                                          part.keys[0, pos], part, 0, pos))  # fmt: skip
+    return _assemble([r[0] for r in rows], group, col.dim, params, better)
+
+
+def _better(higher_is_better: bool) -> float:
+    """The sign that makes a larger sort key a better score."""
+    return 1.0 if higher_is_better else -1.0
+
+
+def _first_phase(
+    parts: list[GroupResult], qi: int, group: GroupBy, better: float
+) -> tuple[dict[str, _Hit], dict[int, tuple[str, ...]]]:
+    """Query `qi`'s hits from every shard by id, and per shard the chosen groups it must be
+    asked for again (phase 2 of the module docstring)."""
+    hits: dict[str, _Hit] = {}
+    returned: list[set[str]] = []
+    cutoff: list[float | None] = []  # per shard: t_s, or None when it returned every group
+    for part in parts:
+        keys = part.keys[qi].tolist()
+        seen: list[str] = []
+        first: dict[str, float] = {}
+        for pos, (id_, key) in enumerate(zip(part.hits.ids[qi].tolist(), keys, strict=True)):
+            if not id_:
+                continue
+            score = float(part.hits.scores[qi, pos])
+            hits[id_] = _Hit(score, key, part, qi, pos)
+            if key not in first:
+                first[key] = score
+                seen.append(key)
+        returned.append(set(seen))
+        cutoff.append(better * first[seen[-1]] if len(seen) >= group.groups else None)
+    chosen = _ranked_groups(hits.values(), better)[: group.groups]
+    missing: dict[int, list[str]] = {}
+    for key in chosen:
+        mine = sorted((better * h.score for h in hits.values() if h.key == key), reverse=True)
+        for s, t in enumerate(cutoff):
+            if t is None or key in returned[s]:
+                continue
+            if len(mine) >= group.group_size and mine[group.group_size - 1] > t:
+                continue
+            missing.setdefault(s, []).append(key)
+    return hits, {s: tuple(keys) for s, keys in missing.items()}
+
+
+def _ranked_groups(hits: Iterable[_Hit], better: float) -> list[str]:
+    best: dict[str, float] = {}
+    for h in hits:
+        v = better * h.score
+        if h.key not in best or v > best[h.key]:
+            best[h.key] = v
+    return sorted(best, key=lambda k: (-best[k], k))
+
+
+async def _ask_again(
+    view: ReadView, search: ShardSearch, group: GroupBy, qi: int, shard: int,
+    keys: tuple[str, ...], deadline: float,
+) -> GroupResult:  # fmt: skip
+    """Shard `shard`'s best hits of groups `keys` alone, for query `qi`, under `view`."""
+    one = dataclasses.replace(search, queries=search.queries[qi : qi + 1],
+                              k=len(keys) * group.group_size, packed=None,
+                              buckets=view.buckets(shard))  # fmt: skip
+    ask = ShardGroupSearch(one, GroupBy(group.field, len(keys), group.group_size), keys)
+
+    async def call(replica: ShardLike, timeout: float) -> GroupResult:
+        return await replica.group_search(ask, timeout)
+
+    return await view.sets[shard].read(call, deadline)
+
+
+def _assemble(
+    rows: list[dict[str, _Hit]], group: GroupBy, dim: int, params: SearchParams, better: float
+) -> GroupedHits:
+    nq, width = len(rows), group.hits
+    ids = np.full((nq, width), "", dtype=object)
+    scores = np.full((nq, width), np.nan, dtype=np.float32)
+    keys = np.full((nq, width), "", dtype=object)
+    counts = np.zeros(nq, dtype=np.int32)
+    metadata = np.full((nq, width), "", dtype=object) if params.include_metadata else None
+    vectors = np.zeros((nq, width, dim), dtype=np.float32) if params.include_vectors else None
+    documents = np.full((nq, width), "", dtype=object) if params.include_documents else None
+    for qi, hits in enumerate(rows):
+        by_group: dict[str, list[tuple[str, _Hit]]] = {}
+        for id_, h in hits.items():
+            by_group.setdefault(h.key, []).append((id_, h))
+        c = 0
+        for key in _ranked_groups(hits.values(), better)[: group.groups]:
+            members = sorted(by_group[key], key=lambda ih: (-better * ih[1].score, ih[0]))
+            for id_, h in members[: group.group_size]:
+                ids[qi, c], scores[qi, c], keys[qi, c] = id_, h.score, key
+                p = h.part.hits
+                if metadata is not None and p.metadata is not None:
+                    metadata[qi, c] = p.metadata[h.row, h.pos]
+                if vectors is not None and p.vectors is not None:
+                    vectors[qi, c] = p.vectors[h.row, h.pos]
+                if documents is not None and p.documents is not None:
+                    documents[qi, c] = p.documents[h.row, h.pos]
+                c += 1
+        counts[qi] = c
+    return GroupedHits(Hits(ids, scores, counts, metadata, vectors, documents), keys)

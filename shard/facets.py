@@ -1,0 +1,110 @@
+"""Facet counts of one replica: how many live rows passing the filters hold each value of a
+metadata field, read from the filter columns (shard/columns.py) under the index's read lock.
+
+Every value is counted, not only the most frequent: the coordinator sums the replicas'
+counts and ranks the sums, which is exact however the values spread over the shards
+(coordinator/queries/facets.py). The rows are those of `mask_of` (shard/reads.py), the bucket
+mask included, so a row a layout change has copied is counted once, at its owner, as Count
+counts it. Values follow shardvec.contract.facets: strings, numbers (as float), booleans,
+and each distinct element of a list; null and missing count for nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from shardvec.contract.facets import (
+    BOOL_RANK,
+    NUMBER_RANK,
+    STRING_RANK,
+    FacetCounts,
+    FacetValue,
+)
+from shardvec.contract.filters import DocFilter, Filter
+from shardvec.shard.columns import _BOOL, _LIST, _NUMBER, _STRING, _Column
+from shardvec.shard.engine_state import EngineState
+from shardvec.shard.reads import mask_of
+
+_RANK_OF_KIND = {_BOOL: BOOL_RANK, _NUMBER: NUMBER_RANK, _STRING: STRING_RANK}
+
+
+def facet_counts(
+    eng: EngineState,
+    field: str,
+    where: Filter | None,
+    where_document: DocFilter | None,
+    buckets: npt.NDArray[np.bool_] | None,
+) -> FacetCounts:
+    """Every value of `field` over the live rows (of `buckets`) passing both filters."""
+    with eng._index.lock.read():
+        column = eng._columns.column(field)
+        if column is None:
+            return FacetCounts({}, False)
+        mask = mask_of(eng._slots, eng._columns, eng._rows, where, where_document, buckets)
+        return FacetCounts(count_values(column, mask), True)
+
+
+def count_values(column: _Column, mask: npt.NDArray[np.bool_]) -> dict[tuple[int, FacetValue], int]:
+    """(type rank, value) -> rows among `mask` holding it (a list: each distinct element)."""
+    n = min(len(mask), len(column.kind))
+    kind, rows = column.kind[:n], mask[:n]
+    counts: dict[tuple[int, FacetValue], int] = {}
+    strings = rows & (kind == _STRING)
+    if strings.any():
+        per_code = np.bincount(column.typed["code"][:n][strings], minlength=len(column.codes))
+        names = list(column.codes)  # code i is the i-th string stored (codes are never reused)
+        for code in np.flatnonzero(per_code).tolist():
+            counts[(STRING_RANK, names[code])] = int(per_code[code])
+    numbers = rows & (kind == _NUMBER)
+    if numbers.any():
+        values, seen = np.unique(column.typed["num"][:n][numbers], return_counts=True)
+        for value, c in zip(values.tolist(), seen.tolist(), strict=True):
+            counts[(NUMBER_RANK, float(value))] = int(c)
+    flags = rows & (kind == _BOOL)
+    if flags.any():
+        true = int(column.typed["flag"][:n][flags].sum())
+        total = int(flags.sum())
+        for value, c in ((True, true), (False, total - true)):
+            if c:
+                counts[(BOOL_RANK, value)] = c
+    for slot in np.flatnonzero(rows & (kind == _LIST)).tolist():
+        for item_kind, value in column.lists.get(slot, ()):
+            rank = _RANK_OF_KIND.get(item_kind)
+            if rank is not None and value is not None:
+                key = (rank, value)
+                counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def slot_values(column: _Column | None, slots: npt.NDArray[np.int64]) -> list[object]:
+    """Each slot's scalar value of the column (None: missing, null, a list, or padding -1),
+    for the grouped search (shard/groups.py)."""
+    if column is None:
+        return [None] * len(slots)
+    out: list[object] = []
+    size = len(column.kind)
+    names: list[str] | None = None
+    for slot in slots.tolist():
+        kind = int(column.kind[slot]) if 0 <= slot < size else -1
+        if kind == _STRING:
+            names = names if names is not None else list(column.codes)
+            out.append(names[int(column.typed["code"][slot])])
+        elif kind == _NUMBER:
+            out.append(float(column.typed["num"][slot]))
+        elif kind == _BOOL:
+            out.append(bool(column.typed["flag"][slot]))
+        else:
+            out.append(None)
+    return out
+
+
+def scalar_mask(column: _Column | None, n: int) -> npt.NDArray[np.bool_]:
+    """Slots [0, n) whose field holds a string, a number or a boolean: the rows with a group."""
+    out = np.zeros(n, dtype=np.bool_)
+    if column is None:
+        return out
+    k = min(n, len(column.kind))
+    kind = column.kind[:k]
+    out[:k] = (kind == _STRING) | (kind == _NUMBER) | (kind == _BOOL)
+    return out

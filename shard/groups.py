@@ -1,0 +1,119 @@
+"""The grouped search of one replica: the best `groups` groups by a metadata field, each with
+its best `group_size` hits here (shardvec.contract.groups says what a group is).
+
+It searches the rows that have a group (and pass the filters and the bucket mask) for the
+best K = groups x group_size hits, and widens K fourfold until, per query, either the first
+`groups` distinct groups of the ranked list each hold `group_size` hits in it, or the list
+holds every candidate row (fewer than K hits came back). Then the answer is the same as
+grouping a full ranking: a group not in the list ranks below every group in it (its best hit
+is worse than every hit of the list), and a group's hits in a prefix of the ranking are its
+best. Once K reaches half the candidate rows, the round is an exact scan (cheaper than an
+HNSW search that deep, and it ends the widening). With exact=True every round is exact, so
+the answer is brute force's; with HNSW it is the grouping of the ranking an HNSW search of
+breadth max(ef, K) gives.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from shardvec.contract.filters import Cond
+from shardvec.contract.groups import GroupResult, ShardGroupSearch, group_key, group_value
+from shardvec.contract.types import SearchResult
+from shardvec.shard.engine_state import EngineState
+from shardvec.shard.facets import scalar_mask, slot_values
+from shardvec.shard.planner import drop_past_threshold
+from shardvec.shard.reads import get, mask_of
+
+WIDEN = 4
+
+
+def group_search(eng: EngineState, request: ShardGroupSearch) -> GroupResult:
+    """The request's groups and their hits, best first (module docstring)."""
+    s, group = request.search, request.group
+    settings = eng.settings
+    q = np.ascontiguousarray(s.queries, dtype=np.float32)
+    nq, width = len(q), group.hits
+    slots, rows = eng._slots, eng._rows
+    with eng._index.lock.read():
+        column = eng._columns.column(group.field)
+        n = slots.n_slots
+        mask = mask_of(slots, eng._columns, rows, s.where, s.where_document, s.buckets)
+        mask &= scalar_mask(column, n)
+        if request.values:
+            wanted = tuple(group_value(v) for v in request.values)
+            mask &= eng._columns.mask(Cond(group.field, "in", wanted), n)
+        m = int(mask.sum())
+        out = np.full((nq, width), -1, dtype=np.int64)
+        out_scores = np.full((nq, width), np.nan, dtype=np.float32)
+        keys = np.full((nq, width), "", dtype=object)
+        todo = np.arange(nq)
+        depth = min(width, m)
+        base_ef = settings.ef if s.ef is None else s.ef
+        while len(todo) and depth:
+            exact = s.exact or 2 * depth >= m
+            labels, scores = eng._planner.search(
+                eng._index, q[todo], depth, max(base_ef, depth), alive=slots.alive,
+                n_live=len(slots), mask=mask, exact=exact,
+            )  # fmt: skip
+            drop_past_threshold(labels, scores, settings.metric, s.min_score, s.max_distance)
+            values = slot_values(column, labels.ravel())
+            row_keys = np.array([group_key(v) or "" for v in values], dtype=object)
+            row_keys = row_keys.reshape(labels.shape)
+            unfinished = []
+            for j, qi in enumerate(todo.tolist()):
+                picked, complete = _pick(row_keys[j], group.groups, group.group_size)
+                whole = complete or depth >= m or int((labels[j] >= 0).sum()) < depth
+                if whole:
+                    c = len(picked)
+                    out[qi, :c] = labels[j, picked]
+                    out_scores[qi, :c] = scores[j, picked]
+                    keys[qi, :c] = row_keys[j, picked]
+                else:
+                    unfinished.append(qi)
+            todo = np.asarray(unfinished, dtype=np.int64)
+            depth = min(m, depth * WIDEN)
+        valid = out >= 0
+        ids = np.full(out.shape, "", dtype=object)
+        ids[valid] = slots.slot_to_id[out[valid]]
+        texts = rows.texts(out) if s.include_metadata else None
+        docs = rows.documents(out) if s.include_documents else None
+    vectors = _vectors(eng, ids) if s.include_vectors else None
+    counts = valid.sum(axis=1).astype(np.int32)
+    hits = SearchResult(ids, out_scores, counts, texts, vectors, docs)
+    return GroupResult(hits, keys, column is not None)
+
+
+def _pick(
+    keys: npt.NDArray[np.object_], groups: int, group_size: int
+) -> tuple[list[int], bool]:
+    """Positions of the hits kept from one ranked list: the first `groups` groups' first
+    `group_size` hits each, in rank order; and whether every kept group is full."""
+    held: dict[str, int] = {}
+    picked: list[int] = []
+    for pos, key in enumerate(keys.tolist()):
+        if not key:
+            continue
+        have = held.get(key)
+        if have is None:
+            if len(held) == groups:
+                continue
+            have = 0
+        if have < group_size:
+            held[key] = have + 1
+            picked.append(pos)
+    complete = len(held) == groups and all(v == group_size for v in held.values())
+    return picked, complete
+
+
+def _vectors(eng: EngineState, ids: npt.NDArray[np.object_]) -> npt.NDArray[np.float32]:
+    """The hits' vectors as upserted, read as Get reads them (zeros for padding)."""
+    out = np.zeros((*ids.shape, eng.settings.dim), dtype=np.float32)
+    flat = [i for i in ids.ravel().tolist() if i]
+    found = {r.id: r.vector for r in get(eng, flat, True, False, False) if r is not None}
+    for pos, id_ in enumerate(ids.ravel().tolist()):
+        vec = found.get(id_) if id_ else None
+        if vec is not None:
+            out.reshape(-1, eng.settings.dim)[pos] = vec
+    return out

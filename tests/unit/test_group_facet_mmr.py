@@ -1,0 +1,405 @@
+"""Group-by, facets and diverse results through the public service over in-process replicas,
+at 1 and 4 shards, each against an answer computed here from all the rows: brute-force
+grouping of an exact ranking, value counts over the rows, and MMR written out in NumPy.
+Then the same reads through a query front, and the bad input of each."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from shardvec.contract.errors import InvalidArgument
+from shardvec.contract.facets import facet_count_from_proto, rank_of
+from shardvec.contract.filters import parse_where
+from shardvec.contract.groups import GroupBy, ShardGroupSearch, group_key
+from shardvec.contract.limits import MAX_FACET_LIMIT, MAX_K
+from shardvec.contract.settings import IndexSettings
+from shardvec.contract.types import ShardSearch
+from shardvec.coordinator.config import CoordinatorSettings
+from shardvec.coordinator.fronts import publish as layout_push
+from shardvec.coordinator.fronts.service import FrontService
+from shardvec.coordinator.queries import groups as coordinator_groups
+from shardvec.coordinator.queries.batching import MicroBatcher
+from shardvec.coordinator.replicas.shard_client import RemoteShard
+from shardvec.shard.engine import ShardEngine
+from shardvec.shard.server import ShardServer
+from shardvec.v1 import common_pb2
+from shardvec.v1 import vector_search_pb2 as pb
+from tests import inproc
+from tests.fakes import FakeContext
+from tests.requests import condition, search_request
+from tests.seeded import DIM, Seeded, open_seeded
+
+N = 400
+
+
+def _meta(i: int) -> str:
+    """Groups of uneven size ("doc"), a few numeric groups and rows with no group (missing,
+    null, a list); a number, a boolean and a list field for the facets."""
+    md: dict[str, Any] = {"n": i % 5, "b": i % 3 == 0, "tags": ["a", f"t{i % 4}"],
+                          "nums": [i % 2, 2, 2.0], "mixed": [True, 1, "1"][i % 3]}
+    if i % 11 == 0:
+        md["doc"] = 7  # a numeric group
+    elif i % 13 == 0:
+        md["doc"] = None if i % 2 else ["x", "y"]  # no group
+    elif i % 17 != 0:  # else: the field is missing
+        md["doc"] = f"d{(i * 7) % 41 if i % 3 else i % 5}"
+    if i % 19 == 0:
+        md["n"] = 2.5
+    return json.dumps(md)
+
+
+@pytest.fixture(scope="module", params=[1, 4])
+def seeded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Seeded]:  # fmt: skip
+    s = open_seeded(tmp_path_factory.mktemp("gfm"), f"gfm{request.param}", request.param, N,
+                    _meta, 5)  # fmt: skip
+    yield s
+    s.close()
+
+
+def _metas(s: Seeded) -> list[dict[str, Any]]:
+    return [json.loads(m) for m in s.metas]
+
+
+def _cosine(s: Seeded, q: np.ndarray) -> np.ndarray:
+    v = s.vectors.astype(np.float64)
+    v = v / np.linalg.norm(v, axis=1, keepdims=True)
+    qq = q.astype(np.float64) / np.linalg.norm(q, axis=1, keepdims=True)
+    out: np.ndarray = qq @ v.T
+    return out
+
+
+# ---------------------------------------------------------------------------- facets
+
+
+def _facet_reference(metas: list[dict[str, Any]], field: str, keep: Any, limit: int
+                     ) -> list[tuple[Any, int]]:  # fmt: skip
+    counts: dict[tuple[int, Any], int] = {}
+    for md in metas:
+        if not keep(md) or field not in md:
+            continue
+        value = md[field]
+        values = set(value) if isinstance(value, list) else {value}
+        keys = {rank_of(v) for v in values if v is not None}
+        for key in keys:
+            counts[key] = counts.get(key, 0) + 1
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [(key[1], n) for key, n in ranked[:limit]]
+
+
+def _facet(s: Seeded, field: str, limit: int = 0, where: Any = None) -> list[tuple[Any, int]]:
+    req = pb.FacetRequest(collection=s.name, field=field, limit=limit)
+    if where is not None:
+        req.filter.CopyFrom(where)
+    return [facet_count_from_proto(v) for v in s.call("Facet", req).values]
+
+
+@pytest.mark.parametrize("field", ["doc", "n", "b", "tags", "nums", "mixed"])
+def test_a_facet_counts_every_value_exactly(seeded: Seeded, field: str) -> None:
+    metas = _metas(seeded)
+    for limit in (0, 3, 1000):
+        want = _facet_reference(metas, field, lambda md: True, limit or 10)
+        assert _facet(seeded, field, limit) == want, (field, limit)
+    where = condition("n", common_pb2.Condition.EQ, "1")
+    want = _facet_reference(metas, field, lambda md: md["n"] == 1, 50)
+    assert _facet(seeded, field, 50, where) == want
+
+
+def test_a_facet_types_stay_apart(seeded: Seeded) -> None:
+    got = {rank_of(v): n for v, n in _facet(seeded, "mixed", 1000)}
+    # True, 1 and "1" are three values; 2 and 2.0 in one list are one.
+    assert got == {rank_of(True): 134, rank_of(1): 133, rank_of("1"): 133}
+    nums = {rank_of(v): n for v, n in _facet(seeded, "nums", 1000)}
+    assert nums == {rank_of(2): N, rank_of(0): N // 2, rank_of(1): N // 2}
+
+
+# ---------------------------------------------------------------------------- group-by
+
+
+def _group_reference(s: Seeded, q: np.ndarray, groups: int, size: int
+                     ) -> list[tuple[list[str], list[str]]]:  # fmt: skip
+    """Per query: the ids and group keys of brute-force grouping over every row."""
+    metas = _metas(s)
+    out = []
+    for sims in _cosine(s, q):
+        held: dict[str, list[str]] = {}
+        order: list[str] = []
+        for j in np.argsort(-sims, kind="stable"):
+            key = group_key(metas[j].get("doc"))
+            if key is None:
+                continue
+            if key not in held:
+                if len(held) == groups:
+                    continue
+                held[key] = []
+                order.append(key)
+            if len(held[key]) < size:
+                held[key].append(s.ids[j])
+        out.append(([i for k in order for i in held[k]],
+                     [k for k in order for _ in held[k]]))  # fmt: skip
+    return out
+
+
+def _grouped(s: Seeded, q: np.ndarray, **kw: Any) -> Any:
+    return s.call("Search", search_request(s.name, q, k=0, dim=DIM, **kw))
+
+
+def test_group_by_equals_brute_force(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked_again = []
+    real = coordinator_groups._ask_again
+
+    async def counted(*args: Any) -> Any:
+        asked_again.append(args[4])
+        return await real(*args)
+
+    monkeypatch.setattr(coordinator_groups, "_ask_again", counted)
+    q = np.random.default_rng(11).standard_normal((12, DIM)).astype(np.float32)
+    for groups, size in ((5, 3), (10, 2), (3, 8), (60, 1)):
+        resp = _grouped(seeded, q, group_by="doc", groups=groups, group_size=size, exact=True)
+        want = _group_reference(seeded, q, groups, size)
+        for res, (ids, keys) in zip(resp.results, want, strict=True):
+            assert list(res.ids) == ids, (groups, size)
+            assert list(res.group_values) == keys
+            assert len(set(keys)) == min(groups, len(set(keys)))
+    if seeded.shards > 1:
+        assert asked_again, "no query needed the second phase: the test covers too little"
+
+
+def test_group_by_defaults_filters_and_payloads(seeded: Seeded) -> None:
+    q = seeded.vectors[:2]
+    req = search_request(seeded.name, q, k=0, dim=DIM, group_by="doc", exact=True)
+    req.include.metadata = req.include.vectors = True
+    req.filter.CopyFrom(condition("b", common_pb2.Condition.EQ, "true"))
+    resp = seeded.call("Search", req)
+    for res in resp.results:
+        assert 0 < len(res.ids) <= 30 and len(set(res.group_values)) <= 10
+        vecs = np.frombuffer(res.vectors, dtype="<f4").reshape(-1, DIM)
+        want = seeded.vectors[[seeded.ids.index(i) for i in res.ids]]
+        np.testing.assert_array_equal(vecs, want)
+        for id_, text, key in zip(res.ids, res.metadata_json, res.group_values, strict=True):
+            md = json.loads(text)
+            assert md == json.loads(seeded.metas[seeded.ids.index(id_)])
+            assert md["b"] is True and group_key(md["doc"]) == key
+
+
+def test_group_by_with_hnsw_keeps_its_shape(seeded: Seeded) -> None:
+    q = np.random.default_rng(2).standard_normal((4, DIM)).astype(np.float32)
+    resp = _grouped(seeded, q, group_by="doc", groups=6, group_size=2)
+    want = _group_reference(seeded, q, 6, 2)
+    for res, (ids, _) in zip(resp.results, want, strict=True):
+        keys = list(res.group_values)
+        assert len(set(keys)) == 6 and all(keys.count(k) <= 2 for k in keys)
+        firsts = [keys.index(k) for k in dict.fromkeys(keys)]
+        best = [res.scores[i] for i in firsts]
+        assert best == sorted(best, reverse=True)  # groups ranked by their best hit
+        assert res.ids[0] == ids[0]  # the best hit of all leads
+
+
+# ---------------------------------------------------------------------------- MMR
+
+
+def _mmr_reference(rel: np.ndarray, vecs: np.ndarray, k: int, lam: float) -> list[int]:
+    unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    sims = unit @ unit.T
+    chosen: list[int] = []
+    rest = list(range(len(rel)))
+    while rest and len(chosen) < k:
+        def gain(i: int) -> float:
+            penalty = max((sims[i, j] for j in chosen), default=0.0)
+            return float(lam * rel[i] - (1 - lam) * penalty)
+        best = max(rest, key=lambda i: (gain(i), -i))
+        chosen.append(best)
+        rest.remove(best)
+    return chosen
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.3, 0.7, 1.0])
+def test_mmr_equals_a_numpy_reference(seeded: Seeded, lam: float) -> None:
+    q = np.random.default_rng(4).standard_normal((3, DIM)).astype(np.float32)
+    plain = search_request(seeded.name, q, k=25, dim=DIM, exact=True)
+    plain.include.vectors = True
+    wide = seeded.call("Search", plain)
+    req = search_request(seeded.name, q, k=6, dim=DIM, exact=True, diversity=lam, candidates=25)
+    got = seeded.call("Search", req)
+    for res, ref in zip(got.results, wide.results, strict=True):
+        vecs = np.frombuffer(ref.vectors, dtype="<f4").reshape(-1, DIM).astype(np.float64)
+        order = _mmr_reference(np.asarray(ref.scores, dtype=np.float64), vecs, 6, lam)
+        assert list(res.ids) == [ref.ids[i] for i in order], lam
+        assert list(res.scores) == [ref.scores[i] for i in order]
+        assert not res.vectors  # not asked for
+    if lam == 1.0:
+        assert [list(r.ids) for r in got.results] == [list(r.ids[:6]) for r in wide.results]
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+def test_bad_input_is_refused_naming_the_field(seeded: Seeded) -> None:
+    s, name = seeded, seeded.name
+    q = s.vectors[:1]
+    facet = pb.FacetRequest
+    s.reject("Facet", facet(collection=name, field=""), InvalidArgument, "field", "empty")
+    s.reject("Facet", facet(collection=name, field="$x"), InvalidArgument, "field")
+    s.reject("Facet", facet(collection=name, field="nobody"), InvalidArgument, "field",
+             "nobody")  # fmt: skip
+    s.reject("Facet", facet(collection=name, field="doc", limit=MAX_FACET_LIMIT + 1),
+             InvalidArgument, "limit", str(MAX_FACET_LIMIT))  # fmt: skip
+    bad_filter = facet(collection=name, field="doc")
+    bad_filter.filter.CopyFrom(condition("", common_pb2.Condition.EQ, "1"))
+    s.reject("Facet", bad_filter, InvalidArgument, "filter")
+
+    def search(**kw: Any) -> Any:
+        return search_request(name, q, dim=DIM, **{"k": 0, **kw})
+
+    s.reject("Search", search(group_by="nobody"), InvalidArgument, "group_by", "nobody")
+    s.reject("Search", search(groups=3), InvalidArgument, "group_by")  # no field
+    s.reject("Search", search(group_by="doc", group_size=0), InvalidArgument, "group_size")
+    s.reject("Search", search(group_by="doc", groups=0), InvalidArgument, "groups")
+    s.reject("Search", search(group_by="doc", groups=MAX_K, group_size=2), InvalidArgument,
+             "groups", "k cap")  # fmt: skip
+    s.reject("Search", search(group_by="doc", k=7), InvalidArgument, "k")
+    s.reject("Search", search(group_by="doc", text_query=["w"]), InvalidArgument, "group_by")
+    s.reject("Search", search(group_by="doc", diversity=0.5, k=30), InvalidArgument,
+             "diversity")  # fmt: skip
+    for lam in (-0.1, 1.5, float("nan")):
+        s.reject("Search", search(k=5, diversity=lam), InvalidArgument, "diversity")
+    s.reject("Search", search(k=5, diversity=0.5, candidates=4), InvalidArgument, "candidates")
+    s.reject("Search", search(k=5, diversity=0.5, candidates=MAX_K + 1), InvalidArgument,
+             "candidates", str(MAX_K))  # fmt: skip
+    s.reject("Search", search(k=5, candidates=10), InvalidArgument, "candidates")
+    s.reject("Search", search(k=5, diversity=0.5, query_ids=[s.ids[0]]), InvalidArgument,
+             "diversity")  # fmt: skip
+
+
+def test_the_same_answers_at_every_shard_count(tmp_path: Path) -> None:
+    """Facets, exact groups and MMR over exact candidates do not depend on the shard count."""
+    answers = []
+    for shards in (1, 4):
+        s = open_seeded(tmp_path / str(shards), f"same{shards}", shards, N, _meta, 9)
+        try:
+            q = s.vectors[5:8] + 0.1
+            grouped = _grouped(s, q, group_by="doc", groups=7, group_size=3, exact=True)
+            mmr = s.call("Search", search_request(s.name, q, k=8, dim=DIM, exact=True,
+                                                  diversity=0.4, candidates=40))  # fmt: skip
+            answers.append((
+                _facet(s, "tags", 100),
+                [list(r.ids) for r in grouped.results],
+                [list(r.ids) for r in mmr.results],
+            ))  # fmt: skip
+        finally:
+            s.close()
+    assert answers[0] == answers[1]
+
+
+
+# ---------------------------------------------------------------------------- the wire
+
+
+def test_the_shard_service_answers_facets_and_groups_over_grpc(tmp_path: Path) -> None:
+    """The shard's Facet and GroupSearch over loopback gRPC answer as the engine does."""
+    engine = ShardEngine(tmp_path / "e", IndexSettings(dim=DIM))
+    rng = np.random.default_rng(8)
+    vecs = rng.standard_normal((120, DIM)).astype(np.float32)
+    metas = [json.loads(_meta(i)) for i in range(120)]
+    inproc.write(engine, 1, [f"r{i}" for i in range(120)], vecs, metas)
+    server = ShardServer(engine, token="t")
+
+    async def main() -> None:
+        remote = RemoteShard("s", server.address, "t", stream=False)
+        try:
+            where = parse_where({"b": True})
+            for field in ("doc", "tags", "mixed"):
+                got = await remote.facet(field, where, 5)
+                assert got == engine.facet(field, where) and got.field_known
+            assert not (await remote.facet("nobody", None, 5)).field_known
+            search = ShardSearch(queries=vecs[:3], k=8, exact=True, include_metadata=True,
+                                 include_vectors=True)  # fmt: skip
+            ask = ShardGroupSearch(search, GroupBy("doc", 4, 2))
+            got_groups = await remote.group_search(ask, 5)
+            want = engine.group_search(ask)
+            np.testing.assert_array_equal(got_groups.hits.ids, want.hits.ids)
+            np.testing.assert_array_equal(got_groups.keys, want.keys)
+            np.testing.assert_array_equal(got_groups.hits.vectors, want.hits.vectors)
+            np.testing.assert_array_equal(got_groups.hits.metadata, want.hits.metadata)
+            assert len(set(want.keys[0].tolist()) - {""}) == 4
+            last = [k for k in want.keys[0].tolist() if k][-1]
+            only = ShardGroupSearch(search, GroupBy("doc", 1, 2), (last,))
+            narrow = await remote.group_search(only, 5)
+            assert set(narrow.keys[0].tolist()) - {""} == {last}
+            bad = ShardGroupSearch(search, GroupBy("doc", 1, 2), ("{not json",))
+            with pytest.raises(InvalidArgument, match="group_by"):
+                await remote.group_search(bad, 5)
+        finally:
+            await remote.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.stop(0)
+        engine.close()
+
+
+# ---------------------------------------------------------------------------- a front
+
+
+class _Link:
+    """What a FrontService needs of its front for reads (coordinator/fronts/service.py
+    FrontLink): pushes come in process here, so a pull has nothing to fetch."""
+
+    async def pull(self) -> None:
+        return None
+
+    async def coordinator_stub(self) -> Any:
+        raise AssertionError("a read must not be forwarded to the coordinator")
+
+    def cursor_secret(self) -> bytes:
+        return b"k" * 32
+
+    async def cluster_info(self) -> Any:
+        return pb.ClusterInfoResponse()
+
+
+def test_a_front_serves_facets_groups_and_mmr(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Through a query front's service (views pushed by the coordinator's publisher), the
+    three reads answer exactly as the coordinator's own service does."""
+    from tests.unit import test_layout_reads as layout_reads
+
+    monkeypatch.setattr(layout_push, "_set_epoch", layout_reads._set_epoch)
+    layout_reads.FENCES.clear()
+    s = open_seeded(tmp_path, "fr", 4, N, _meta, 13)
+    try:
+        rt = s.runtime
+        front = layout_reads._Front(rt)
+        rt.publisher = layout_push.LayoutPublisher(
+            lambda: rt.collections, lambda n: n in rt.collections, lambda n: rt.uid(n),
+            layout_reads._Sink(front),
+        )  # fmt: skip
+        s.loop.run_until_complete(rt.layout_changed(s.name))
+        service = FrontService(_Link(), front, CoordinatorSettings(data_dir=str(tmp_path)),
+                               MicroBatcher(window_s=0.0))  # fmt: skip
+        q = s.vectors[10:13] + 0.05
+        calls = [
+            ("Facet", pb.FacetRequest(collection=s.name, field="doc", limit=20)),
+            ("Search", search_request(s.name, q, k=0, dim=DIM, group_by="doc", groups=5,
+                                      group_size=2, exact=True)),
+            ("Search", search_request(s.name, q, k=5, dim=DIM, exact=True, diversity=0.5,
+                                      candidates=30)),
+        ]  # fmt: skip
+        for method, req in calls:
+            via_front = s.loop.run_until_complete(
+                getattr(service, method)(req, FakeContext()))  # fmt: skip
+            assert via_front == s.call(method, req), method
+        with pytest.raises(InvalidArgument, match="group_size"):
+            s.loop.run_until_complete(service.Search(
+                search_request(s.name, q, k=0, dim=DIM, group_by="doc", group_size=0),
+                FakeContext()))  # fmt: skip
+    finally:
+        s.close()

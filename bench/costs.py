@@ -41,6 +41,7 @@ from shardvec.bench.datasets import (
     default_data,
     load_vectors,
     normalised,
+    require_data,
 )
 from shardvec.bench.measure import recall_at_k
 from shardvec.bench.results import write_results
@@ -359,9 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         serve(args)
         return 0
-    if not (args.data / "base.npy").exists():
-        print(f"data set not found at {args.data}", file=sys.stderr)
-        return 2
+    require_data(args.data)  # else a plain error naming --data (cli.py prints it)
     parts = set(args.parts.split(","))
     # Parts not run this time keep their figures from an earlier run in the same file.
     result: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}

@@ -32,7 +32,13 @@ import hnswlib
 import numpy as np
 import psutil
 
-from shardvec.bench.datasets import base_rows, default_data, load_jsonl, load_vectors
+from shardvec.bench.datasets import (
+    base_rows,
+    default_data,
+    load_jsonl,
+    load_vectors,
+    require_data,
+)
 from shardvec.bench.measure import recall_at_k
 from shardvec.bench.results import write_results
 from shardvec.contract.filters import Filter, parse_where
@@ -312,9 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         result = child_engine(args) if args.child == "engine" else child_raw(args)
         print(json.dumps(result))
         return 0
-    if not (args.data / "base.npy").exists():
-        print(f"data set not found at {args.data}", file=sys.stderr)
-        return 2
+    require_data(args.data)  # else a plain error naming --data (cli.py prints it)
     result = main_bench(args)
     print_table(result)
     write_results("engine", result, args.out)

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from shardvec.bench.datasets import Dataset, default_data, load_dataset
+from shardvec.bench.datasets import Dataset, default_data, load_dataset, require_data
 from shardvec.bench.measure import recall_at_k
 from shardvec.bench.query_cluster import CpuMeter, concurrent_singles
 from shardvec.bench.results import write_results
@@ -289,9 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.role:
         roles[args.role](args)
         return 0
-    if not (args.data / "base.npy").exists():
-        print(f"data set not found at {args.data}", file=sys.stderr)
-        return 2
+    require_data(args.data)  # else a plain error naming --data (cli.py prints it)
     args.token = secrets.token_hex(8)
     result: dict[str, Any] = {"rows": args.rows, "shards": args.shards, "cpus": os.cpu_count(),
                               "per_shard_k_ef": shard_params(args.shards),

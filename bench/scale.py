@@ -131,7 +131,10 @@ def load_data(cfg: ScaleConfig) -> Dataset:
     if cfg.synthetic:
         return synthetic_dataset(cfg.synthetic, cfg.dim, cfg.queries, cfg.seed)
     if cfg.data is None or not (cfg.data / "base.npy").exists():
-        raise FileNotFoundError(f"data set not found at {cfg.data} (or use --synthetic N)")
+        raise FileNotFoundError(
+            f"data set not found at {cfg.data}: pass --data DIR (or set SHARDVEC_SHARED_DATA) "
+            "to a directory holding base.npy and queries.npy, or use --synthetic N"
+        )
     return load_dataset(cfg.data, cfg.n, cfg.queries, K)
 
 

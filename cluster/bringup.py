@@ -12,6 +12,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from shardvec.cluster.logs import ray_init_options
 from shardvec.contract.errors import FailedPrecondition
 from shardvec.contract.private_files import private_dir
 from shardvec.coordinator.replicas.ray_control import COORDINATOR_NAME, NAMESPACE
@@ -28,16 +29,16 @@ def connect_ray(
     *,
     num_cpus: int | None = None,
     log_level: str | None = None,
+    log_json: bool = False,
 ) -> bool:
     """Attach to Ray at `address` ("auto" for the local node's cluster), or start an embedded
-    one bound to loopback. With `log_level`, this process and every worker of the job (the
-    coordinator, the replicas) log JSON lines, `extra` fields included, through Ray's own
-    LoggingConfig. Returns True when this call started Ray (and so owns it)."""
+    one bound to loopback. With `log_level`, this process prints its own log lines and those
+    of every worker of the job (the coordinator, the replicas) on its stderr: plain text
+    lines, or with `log_json` JSON lines with the `extra` fields (cluster/logs.py). Returns
+    True when this call started Ray (and so owns it)."""
     if ray.is_initialized():
         return False
-    quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
-    if log_level:
-        quiet["logging_config"] = ray.LoggingConfig(encoding="JSON", log_level=log_level)
+    quiet: dict[str, Any] = ray_init_options(log_level, log_json)
     if address:
         ray.init(address=address, namespace=NAMESPACE, **quiet)
         return False
@@ -75,6 +76,7 @@ class ShardvecCluster:
         ray_address: str | None = None,
         num_cpus: int | None = None,
         log_level: str | None = None,
+        log_json: bool = False,
     ) -> None:
         self.settings = dict(settings)
         self.settings.setdefault("token", secrets.token_hex(16))
@@ -83,7 +85,8 @@ class ShardvecCluster:
             if self.settings.get(key):
                 self.settings[key] = str(Path(self.settings[key]).resolve())
         private_dir(Path(self.settings["data_dir"]))
-        self.owns_ray = connect_ray(ray_address, num_cpus=num_cpus, log_level=log_level)
+        self.owns_ray = connect_ray(ray_address, num_cpus=num_cpus, log_level=log_level,
+                                    log_json=log_json)
         try:
             ray.get_actor(COORDINATOR_NAME, namespace=NAMESPACE)
         except ValueError:

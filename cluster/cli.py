@@ -198,8 +198,12 @@ def cli(ctx: click.Context, server: str, api_key: str | None) -> None:
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     default="INFO",
     show_default=True,
-    help="JSON log lines at this level and above (INFO: events only, not requests).",
+    help="Log lines at this level and above on stderr (INFO: replica state changes, layout "
+    "changes and refusals, one line each; not requests).",
 )
+@click.option("--log-json", is_flag=True,
+              help="Log JSON lines (Ray's LoggingConfig, with Ray's context fields) instead of "
+              "plain text lines.")
 @click.option(
     "--auto-rebalance/--no-auto-rebalance",
     default=True,
@@ -228,6 +232,7 @@ def up(
     front_port: int,
     front_metrics_port: int,
     log_level: str,
+    log_json: bool,
     auto_rebalance: bool,
     verbose: bool,
 ) -> None:
@@ -256,7 +261,8 @@ def up(
         **_parse_limits(limits),
     }
     try:
-        cluster = ShardvecCluster(settings, ray_address=address, num_cpus=num_cpus, log_level=level)
+        cluster = ShardvecCluster(settings, ray_address=address, num_cpus=num_cpus,
+                                  log_level=level, log_json=log_json)
     except ShardvecError as exc:
         fail(exc)
         return

@@ -24,6 +24,7 @@ from google.protobuf.descriptor import Descriptor
 from shardvec.contract.errors import PermissionDenied, ShardvecError, Unauthenticated
 from shardvec.contract.limits import API_KEY_HEADER
 from shardvec.coordinator.api.decoding import decode_request
+from shardvec.coordinator.replicas import events
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,9 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if isinstance(exc, ShardvecError):
             code = str(exc.code.name)
             fields = {"method": method, "code": code, "reason": exc.message}
-            if exc.code in _CLIENT_ERRORS:
+            if events.already_logged(exc):
+                pass  # one line per refusal, at the operating log's level
+            elif exc.code in _CLIENT_ERRORS:
                 log.info("rejected %s: %s %s", method, code, exc.message, extra=fields)
             else:
                 log.warning("failed %s: %s %s", method, code, exc.message, extra=fields)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import re
 import shutil
 from collections.abc import Callable, Sequence
@@ -38,6 +37,7 @@ from shardvec.contract.errors import FailedPrecondition, InvalidArgument
 from shardvec.contract.settings import CollectionSpec
 from shardvec.coordinator.paths import collection_dir, replica_dir
 from shardvec.coordinator.registry import ReplicaList
+from shardvec.coordinator.replicas import events
 from shardvec.coordinator.replicas.placement import (
     Move,
     Placed,
@@ -51,7 +51,6 @@ if TYPE_CHECKING:
     from shardvec.coordinator.collection import CollectionRuntime
     from shardvec.coordinator.registry import Registry
 
-log = logging.getLogger(__name__)
 
 
 MAX_REPLICA_INDEX = 99  # replica directories are replica-NN
@@ -92,7 +91,7 @@ async def _wait_live(replica: Replica, rs: ReplicaSet) -> None:
 
 
 def _report(progress: Progress | None, phase: str, replica: Replica, node: str) -> None:
-    log.info("replica change: %s %s on %s", phase, replica.name, node[:12] or "any node")
+    events.replica_event(replica.name, f"{phase} (node {node[:12] or 'any'})")
     if progress is not None:
         progress({"phase": phase, "shard": replica.shard, "replica": replica.index,
                   "node": node})
@@ -272,7 +271,8 @@ class ReplicaChanges:
             source = next((r for r in rs.replicas if r.index == move.replica), None)
             if source is None or source.node_id != move.source:
                 return False  # the cluster changed since the plan
-            log.info("moving %s from %s to %s", source.name, move.source[:12], move.target[:12])
+            events.replica_event(source.name, f"moving from node {move.source[:12]} to "
+                                              f"{move.target[:12]} ({source.count:,} rows)")
             await self.add_replica(col, rs, move.target, progress)
             await self.remove_replica(col, rs, source, progress)
             return True
@@ -302,8 +302,9 @@ class ReplicaChanges:
                 control = self.controls(spec, shard, index, set)
                 await control.close()
                 if index in on_disk:
-                    log.warning("removing replica %s/shard-%d/replica-%d: not in its shard's list "
-                                "(a replica change was interrupted)", spec.name, shard, index)
+                    events.replica_event(f"{spec.name}/shard-{shard}/replica-{index}",
+                                         "removed: not in its shard's list (a replica change "
+                                         "was interrupted)")
                     shutil.rmtree(replica_dir(self.data_dir, spec.name, shard, index),
                                   ignore_errors=True)
 
@@ -312,7 +313,7 @@ class ReplicaChanges:
         """After restore: finish the replica changes a restart interrupted, in the background."""
         for name, col in self.collections.items():
             if any(len(rs.replicas) != col.spec.replicas for rs in col.shard_sets):
-                log.warning("collection %s: resuming an interrupted replica change", name)
+                events.layout_event(name, "resuming an interrupted replica change")
                 task = asyncio.ensure_future(self._resume_one(name))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -323,7 +324,8 @@ class ReplicaChanges:
             async with self.lock(name):
                 await self.converge(name)
         except Exception:
-            log.exception("resuming the replica change of %s failed", name)
+            events.needs_action(f"collection {name}", "resuming its replica change failed",
+                                exc_info=True)
 
 
 
@@ -344,7 +346,7 @@ class AutoRebalancer:
             try:
                 await self.tick()
             except Exception:
-                log.exception("automatic rebalance failed")
+                events.needs_action("automatic rebalance", "failed", exc_info=True)
 
     async def tick(self) -> None:
         if self.changes.node_list is None:
@@ -364,4 +366,4 @@ class AutoRebalancer:
         self.rounds += 1
         self.pending = False
         if moves:
-            log.info("automatic rebalance moved %d replica(s)", len(moves))
+            events.cluster_event(f"automatic rebalance moved {len(moves)} replica(s)")

@@ -18,6 +18,7 @@ from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.shard_api import ShardLike
 from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.paths import quarantine_dir, replica_dir
+from shardvec.coordinator.replicas import events
 from shardvec.coordinator.replicas.shard_client import RemoteShard
 
 if TYPE_CHECKING:
@@ -175,13 +176,12 @@ class RayReplicaControl:
             not self.node_id or self.node_id in await asyncio.to_thread(alive_nodes)
         ):
             return
-        log.warning(
-            "replica %s lost its node %s; re-creating it elsewhere", self.name, self.node_id[:12]
-        )
+        node = self.node_id[:12] or "(unknown)"
+        events.replica_event(self.name, f"its node {node} is gone; re-creating it elsewhere")
         try:
             await asyncio.to_thread(ray.kill, self.handle, no_restart=True)
         except Exception as exc:
-            log.info("kill %s: %s", self.name, exc)
+            log.debug("kill %s: %s", self.name, exc)
         self.handle, self.node_id = None, ""
         raise RayActorError()  # the caller retries; the next attempt creates it afresh
 
@@ -216,7 +216,7 @@ class RayReplicaControl:
         try:
             await asyncio.wait_for(self.handle.close.remote(), timeout=60)
         except Exception as exc:
-            log.warning("replica %s did not close cleanly: %s", self.name, exc)
+            events.trouble(f"replica {self.name}", f"did not close cleanly, stopped: {exc}")
         await asyncio.to_thread(ray.kill, self.handle, no_restart=True)
         self.handle = None
 

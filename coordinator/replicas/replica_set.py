@@ -65,6 +65,7 @@ from shardvec.contract.errors import (
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.types import ReplicaStatus
+from shardvec.coordinator.replicas import events
 
 log = logging.getLogger(__name__)
 
@@ -137,12 +138,10 @@ class Replica:
         # and re-pushes the layout to the query fronts, coordinator/fronts/publish.py).
         self.on_state: Callable[[Replica], None] | None = None
 
-    def set_state(self, state: ReplicaState) -> None:
+    def set_state(self, state: ReplicaState, why: str = "") -> None:
+        """Move to `state`, logged as one line (coordinator/replicas/events.py) saying `why`."""
         if state is not self.state:
-            log.info(
-                "replica state change",
-                extra={"replica": self.name, "from": self.state.value, "to": state.value},
-            )
+            events.state_change(self.name, self.state.value, state.value, why)
             self.state = state
             if self.on_state is not None:
                 self.on_state(self)
@@ -210,13 +209,24 @@ class ReplicaSet:
     def live(self) -> list[Replica]:
         return [r for r in self.replicas if r.state is ReplicaState.LIVE]
 
+    def label(self) -> str:
+        """`docs/shard-1`: the shard as its replicas' names say it."""
+        if self.replicas:
+            return self.replicas[0].name.rsplit("/", 1)[0]
+        return f"shard-{self.shard}"
+
     def none_live(self, what: str) -> Exception:
-        """Unavailable, or DataLoss naming the damaged replicas when that is why."""
+        """The refusal of a read or write (`what`: "to read from"): Unavailable, or DataLoss
+        naming the damaged replicas when that is why; logged as a refusal."""
         damaged = [r for r in self.replicas if r.state is ReplicaState.DAMAGED]
+        states = ", ".join(f"replica-{r.index} {r.state.value}" for r in self.replicas)
+        kind = "read" if "read" in what else "write"
+        events.refused(f"a {kind} of {self.label()}", f"no live replica ({states or 'none'})")
         if damaged and len(damaged) == len(self.replicas):
             names = "; ".join(f"{r.name}: {r.fault}" for r in damaged)
-            return DataLoss(f"shard {self.shard}: no live replica {what}; damaged: {names}")
-        return Unavailable(f"shard {self.shard}: no live replica {what}")
+            return events.logged(
+                DataLoss(f"shard {self.shard}: no live replica {what}; damaged: {names}"))
+        return events.logged(Unavailable(f"shard {self.shard}: no live replica {what}"))
 
     def take_seq(self) -> int:
         """The shard's next sequence number, reserved durably first (call under write_lock).
@@ -238,10 +248,9 @@ class ReplicaSet:
         for seq in info.staged:
             commit = self._committed(seq)
             ack = await replica.remote().resolve(seq, commit, timeout)
-            log.info(
-                "resolved a staged batch",
-                extra={"replica": replica.name, "seq": seq, "commit": commit,
-                       "applied": ack.applied},
+            events.replica_event(
+                replica.name,
+                f"staged batch {seq} {'committed' if commit else 'dropped'} as recorded",
             )
             replica.applied_seq = max(replica.applied_seq, ack.applied_seq)
 
@@ -266,21 +275,21 @@ class ReplicaSet:
                 return await call(replica.remote(), timeout)
             except (ReplicaDown, DataLoss) as exc:
                 last = exc
-                log.warning("read from %s failed, marking it dead: %s", replica.name, exc)
-                self.mark_dead(replica)
+                self.mark_dead(replica, f"a read failed: {exc}")
             except ReplicaFault as exc:
                 # It answered with an error of its own (a bug): serving, so not marked dead;
                 # the next replica may answer.
                 last = exc
-                log.warning("read from %s failed (not marked dead): %s", replica.name, exc)
+                events.trouble(f"read from {replica.name}", f"failed, tried elsewhere: {exc}")
             except DeadlineExceeded as exc:
                 # Slow for this query (or this caller's deadline), not dead: a timeout must
                 # not take a healthy replica out; the next one gets what is left.
                 last = exc
-                log.warning("read from %s timed out: %s", replica.name, exc)
+                events.trouble(f"read from {replica.name}", f"timed out, tried elsewhere: {exc}")
         if isinstance(last, DeadlineExceeded) or deadline - time.monotonic() <= 0:
             raise DeadlineExceeded(f"shard {self.shard}: deadline exceeded")
-        raise Unavailable(f"shard {self.shard}: every replica failed ({last})")
+        events.refused(f"a read of {self.label()}", f"every live replica failed ({last})")
+        raise events.logged(Unavailable(f"shard {self.shard}: every replica failed ({last})"))
 
     def read_order(self, candidates: list[Replica]) -> list[Replica]:
         """The order a read tries the LIVE replicas in: round-robin (a query front puts the
@@ -289,12 +298,14 @@ class ReplicaSet:
         self._rr += 1
         return candidates[start:] + candidates[:start]
 
-    def mark_dead(self, replica: Replica) -> None:
+    def mark_dead(self, replica: Replica, why: str = "") -> None:
+        """Take `replica` out of service (`why`: the failure that showed it down) and start
+        its recovery."""
         if replica.state in (ReplicaState.DEAD, ReplicaState.DAMAGED) or self._closed:
             return
         if replica not in self.replicas:  # removed (coordinator/changes/replicas.py)
             return
-        replica.set_state(ReplicaState.DEAD)
+        replica.set_state(ReplicaState.DEAD, why)
         self.start_recovery(replica)
 
     def start_recovery(self, replica: Replica) -> None:
@@ -310,7 +321,8 @@ class ReplicaSet:
                 await replica.connect()
                 async with self.write_lock:  # no batch of this shard is between its phases
                     await self.resolve_staged(replica)
-                replica.set_state(ReplicaState.CATCHING_UP)
+                replica.set_state(ReplicaState.CATCHING_UP,
+                                  f"process back, at seq {replica.applied_seq}")
                 await self._catch_up(replica)
                 return
             except DataLoss as exc:
@@ -319,8 +331,8 @@ class ReplicaSet:
                     continue
                 await asyncio.sleep(DAMAGED_RECHECK_S)
             except Exception as exc:  # the process is still restarting; try again
-                log.info("recovery of %s waiting: %s", replica.name, exc)
-                replica.set_state(ReplicaState.DEAD)
+                log.debug("recovery of %s waiting: %s", replica.name, exc)
+                replica.set_state(ReplicaState.DEAD, f"recovery waiting: {exc}")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
@@ -329,19 +341,18 @@ class ReplicaSet:
         peer holds the rows (True), else left out of service (False)."""
         if replica.state is not ReplicaState.DAMAGED or replica.fault != exc.message:
             replica.fault = exc.message
-            replica.set_state(ReplicaState.DAMAGED)
+            replica.set_state(ReplicaState.DAMAGED, exc.message)
         peers = [r for r in self.live() if r is not replica]
         if not peers:
             if not replica.reported_no_peer:
-                log.error(
-                    "%s is damaged and no live replica can rebuild it; out of service: %s",
-                    replica.name, exc.message, extra={"replica": replica.name},
+                events.needs_action(
+                    f"replica {replica.name}",
+                    f"damaged and no live replica can rebuild it; out of service: {exc.message}",
                 )
                 replica.reported_no_peer = True
             return False
-        log.warning(
-            "%s is damaged; quarantining it and rebuilding it from %s: %s",
-            replica.name, peers[0].name, exc.message, extra={"replica": replica.name},
+        events.replica_event(
+            replica.name, f"damaged; quarantined, rebuilding it from {peers[0].name}"
         )
         await replica.control.repair()
         replica.repairs += 1
@@ -350,12 +361,13 @@ class ReplicaSet:
         return True
 
     async def _catch_up(self, replica: Replica) -> None:
+        start = replica.applied_seq
         while True:
             peers = [r for r in self.live() if r is not replica]
             if not peers:
                 # Nobody to copy from: it may rejoin only if it holds every acknowledged write.
                 if replica.applied_seq >= self.acked_seq:
-                    replica.set_state(ReplicaState.LIVE)
+                    replica.set_state(ReplicaState.LIVE, "holds every acknowledged write")
                     return
                 raise Unavailable(f"{replica.name}: behind and no live peer to catch up from")
             peer = peers[0]
@@ -363,7 +375,11 @@ class ReplicaSet:
             if lag <= CATCH_UP_LAG:
                 async with self.write_lock:
                     replica.applied_seq = await replica.control.catch_up(peer.remote())
-                    replica.set_state(ReplicaState.LIVE)
+                    replica.set_state(
+                        ReplicaState.LIVE,
+                        f"caught up {max(0, replica.applied_seq - start):,} batches from "
+                        f"{peer.name.rsplit('/', 1)[-1]}, at seq {replica.applied_seq}",
+                    )
                 return
             replica.applied_seq = await replica.control.catch_up(peer.remote())
 
@@ -379,8 +395,7 @@ class ReplicaSet:
             try:
                 info = await r.remote().info(timeout)
             except (ReplicaDown, DeadlineExceeded, DataLoss) as exc:
-                log.warning("health probe of %s failed: %s", r.name, exc)
-                self.mark_dead(r)
+                self.mark_dead(r, f"health probe unanswered: {exc}")
                 continue
             r.count = int(info.count)
             r.applied_seq = max(r.applied_seq, int(info.applied_seq))
@@ -390,7 +405,7 @@ class ReplicaSet:
         """A new replica joins: DEAD until it has recovered (connected, caught up from a LIVE
         peer, level), so it serves reads and takes writes only once LIVE."""
         self.replicas.append(replica)
-        replica.set_state(ReplicaState.DEAD)
+        replica.set_state(ReplicaState.DEAD, "added; waiting for its process")
         self.start_recovery(replica)
 
     async def remove(self, replica: Replica, drain_s: float = 1.0) -> None:
@@ -404,7 +419,7 @@ class ReplicaSet:
             task = self._recovering.pop(replica.index, None)
             if task is not None:
                 task.cancel()
-        log.info("replica removed", extra={"replica": replica.name})
+        events.replica_event(replica.name, "removed from its shard")
         await asyncio.sleep(drain_s)
         if replica.client is not None:
             await replica.client.close()

@@ -48,6 +48,7 @@ from shardvec.contract.errors import (
     is_bad_request,
 )
 from shardvec.contract.types import ShardWrite, WriteAck
+from shardvec.coordinator.replicas import events
 from shardvec.coordinator.replicas.replica_set import Replica, ReplicaSet
 from shardvec.coordinator.test_hooks import pause_point
 
@@ -193,8 +194,7 @@ class AtomicWriter:
             else:
                 staged[rs.shard].append(r)
         for rs, r, exc in down:
-            log.warning("stage on %s failed, marking it dead: %s", r.name, exc)
-            rs.mark_dead(r)
+            rs.mark_dead(r, f"staging a write failed: {exc}")
         await pause_point("staged")
         empty = [s for s in shards if not staged[s]]
         error: BaseException | None = None
@@ -206,10 +206,13 @@ class AtomicWriter:
                 f"{self.name} shard {empty[0]}: every replica failed to stage the write "
                 f"({causes[0] if causes else 'no answer'})"
             )
+            cause = causes[0] if causes else "no answer"
+            events.refused(f"a write of {self.name}/shard-{empty[0]}",
+                           f"every replica failed to stage it ({cause})")
             if causes and all(isinstance(e, DataLoss) for e in causes):
-                error = DataLoss(what)
+                error = events.logged(DataLoss(what))
             else:
-                error = Unavailable(what)
+                error = events.logged(Unavailable(what))
         if error is None and decide_by is not None and time.monotonic() >= decide_by:
             error = DeadlineExceeded(
                 f"{self.name}: the caller's deadline passed before the write was decided; "
@@ -267,11 +270,7 @@ class AtomicWriter:
             else:
                 all_acked = False
                 # It holds the batch staged, not applied: out of reads until it resolves it.
-                log.warning(
-                    "commit of seq %d on %s failed, marking it dead: %s",
-                    seqs[rs.shard], r.name, res,
-                )
-                rs.mark_dead(r)
+                rs.mark_dead(r, f"commit of seq {seqs[rs.shard]} failed: {res}")
         for rs in sets:
             rs.acked_seq = seqs[rs.shard]
         if all_acked:

@@ -38,7 +38,7 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 def test_metrics_endpoint_counts_requests_and_shows_the_cluster(tmp_path: Path) -> None:
     mport = free_port()
     server = ServerProcess(tmp_path / "data", free_port(), "--metrics-port", str(mport),
-                           "--num-cpus", "2")
+                           "--num-cpus", "2", "--log-json")
     try:
         with Client(server.address, timeout=60) as client:
             col = client.create_collection("m", 8, "euclidean", shards=2, replicas=2)
@@ -61,7 +61,7 @@ def test_metrics_endpoint_counts_requests_and_shows_the_cluster(tmp_path: Path) 
     finally:
         assert server.stop() == 0
     (tmp_path / "scrape.txt").write_text(text)
-    # `shardvec up` logs JSON lines (Ray's LoggingConfig, also used by every worker)
+    # `shardvec up --log-json` logs JSON lines (Ray's LoggingConfig, also used by every worker)
     events = [json.loads(line) for line in server.log.read_text().splitlines()
               if line.startswith("{")]
     assert any(e["levelname"] == "INFO" and e["message"].startswith("coordinator up in")

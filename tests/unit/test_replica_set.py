@@ -220,8 +220,8 @@ def test_a_dead_replica_catches_up_while_writes_go_on_and_rejoins_level(tmp_path
         seen: list[tuple[ReplicaState, int, int]] = []
         original = back.set_state
 
-        def record(state: ReplicaState) -> None:
-            original(state)
+        def record(state: ReplicaState, why: str = "") -> None:
+            original(state, why)
             seen.append((state, back.applied_seq, rs.acked_seq))
 
         back.set_state = record  # type: ignore[method-assign]

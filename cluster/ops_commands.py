@@ -200,19 +200,30 @@ def scale(
             if no_wait:
                 click.echo(f"{name}: change running ({json.dumps(started['change'])})")
                 return
+            # DescribeCollection's change record gives the rows copied so far (page by page,
+            # coordinator/changes/resharding.py); the bar follows it and ends at what it saw
+            # last, since a finished change is no longer described.
+            seen = {"copied": 0, "total": 0}
             with tqdm(total=0, unit="row", desc=f"scale {name}") as bar:
                 def show(change: dict[str, Any]) -> None:
-                    bar.total = max(int(change["rows_total"]), int(change["rows_copied"]))
-                    bar.n = int(change["rows_copied"])
+                    seen["copied"] = max(seen["copied"], int(change["rows_copied"]))
+                    seen["total"] = max(int(change["rows_total"]), seen["copied"])
+                    bar.total = seen["total"]
+                    bar.n = seen["copied"]
                     bar.set_postfix_str(change["phase"] + (f" ({change['error']})"
                                                            if change["error"] else ""))
                     bar.refresh()
 
-                info = client.wait_layout(name, progress=show)
+                info = client.wait_layout(name, poll=0.2, progress=show)
+                if shards is not None and seen["copied"]:
+                    bar.total = bar.n = seen["copied"]  # the total was an estimate
+                    bar.set_postfix_str("done")
+                    bar.refresh()
     except ShardvecError as exc:
         fail(exc)
+    copied = f"; {seen['copied']:,} rows copied" if seen["copied"] else ""
     click.echo(f"{name}: shards={info['shards']} replicas={info['replicas']} "
-               f"layout={info['layout_version']} count={info['count']}")
+               f"layout={info['layout_version']} count={info['count']}{copied}")
 
 
 @click.command()

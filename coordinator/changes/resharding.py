@@ -53,7 +53,6 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import logging
 import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -74,6 +73,7 @@ from shardvec.coordinator.collection import CollectionRuntime
 from shardvec.coordinator.layout import ChangeProgress, Layout
 from shardvec.coordinator.paths import collection_dir
 from shardvec.coordinator.registry import CollectionDecisions, Registry
+from shardvec.coordinator.replicas import events
 from shardvec.coordinator.replicas.replica_set import ReplicaSet
 from shardvec.coordinator.test_hooks import pause_point
 
@@ -99,7 +99,6 @@ class ReshardHost(Protocol):
 
     async def layout_changed(self, name: str) -> None: ...
 
-log = logging.getLogger(__name__)
 
 COPY_ROWS = 1000  # about the rows one copy step moves (the buckets of a step, whole)
 PAGE_ROWS = 250  # rows per read and per write within a step: one index add a search may wait for
@@ -234,6 +233,14 @@ class Resharder:
             progress.rows_copied = self.change.rows_copied
             progress.rows_total = self.change.rows_total
 
+    def _show(self, in_step: int) -> None:
+        """DescribeCollection's progress: the rows of the steps done plus `in_step` rows of the
+        step running (persisted only when a step ends)."""
+        progress = self.col.change
+        if progress is not None:
+            progress.rows_total = max(self.change.rows_total, self.change.rows_copied + in_step)
+            progress.rows_copied = self.change.rows_copied + in_step
+
     # ---- the run ----------------------------------------------------------------------
     @property
     def failed(self) -> bool:
@@ -250,6 +257,8 @@ class Resharder:
             self.error = None
             return
         if self.change.phase != COPYING or self.done.is_set():
+            events.refused(f"an abort of the layout change of {self.col.spec.name}",
+                           f"it has switched (phase {self.change.phase})")
             raise FailedPrecondition(
                 f"collection {self.col.spec.name!r}: the layout change has switched to the new "
                 f"layout (phase {self.change.phase}); it can no longer be aborted"
@@ -257,6 +266,8 @@ class Resharder:
         self.change.abort = True
         await self.done.wait()
         if self.change.phase == CLEANUP:
+            events.refused(f"an abort of the layout change of {self.col.spec.name}",
+                           "it switched before the abort reached it")
             raise FailedPrecondition(
                 f"collection {self.col.spec.name!r}: the layout change switched before the "
                 "abort reached it; the new layout serves"
@@ -287,7 +298,9 @@ class Resharder:
             raise
         except BaseException as exc:  # recorded; the change stays persisted for a restart
             self.error = exc
-            log.exception("layout change of %s stopped", self.col.spec.name)
+            events.needs_action(f"collection {self.col.spec.name}",
+                                f"its layout change stopped ({exc}); `shardvec scale "
+                                f"{self.col.spec.name} --abort` rolls it back", exc_info=True)
             if self.col.change is not None:
                 self.col.change.error = str(exc)
                 if self.change.phase == COPYING:
@@ -310,7 +323,8 @@ class Resharder:
             except (ShardvecError, ConnectionError, TimeoutError) as exc:
                 if self.change.abort and what == "copy":
                     return  # the rollback deletes whatever the step wrote
-                log.warning("%s of %s failed, retrying: %s", what, self.col.spec.name, exc)
+                events.trouble(f"collection {self.col.spec.name}",
+                               f"{what} step failed, retrying: {exc}")
                 if self.col.change is not None:
                     self.col.change.error = f"{what}: {exc}"
                 await asyncio.sleep(delay)
@@ -350,6 +364,7 @@ class Resharder:
         if not change.rows_total:
             change.rows_total = int(sum(self._rows_per_bucket(int(change.old_owners[b]))
                                         for b in change.moving()))
+        self._show(0)  # DescribeCollection shows the total before the first step ends
         for src, dst, b0, b1 in copy_steps(change, self._rows_per_bucket):
             if change.abort:
                 return
@@ -377,6 +392,7 @@ class Resharder:
                 )
                 await col.atomic.apply_locked({dst: write}, deadline)
                 copied += len(page.ids)
+                self._show(copied)  # page by page: `shardvec scale`'s bar moves live
             if have:  # rows a resumed copy left that the old owner no longer holds
                 await _delete_locked(col, dst, sorted(have), deadline)
             self.change.copied.extend(range(b0, b1))
@@ -400,8 +416,9 @@ class Resharder:
             await pause_point("switched")
             # The fronts read by the new view before a write lands on the new owners alone.
             await self.runtime.layout_changed(new_spec.name)
-        log.info("%s switched to layout version %d (%d shards)", new_spec.name,
-                 new_layout.version, new_layout.shards)
+        events.layout_event(new_spec.name, f"switched to layout version {new_layout.version} "
+                            f"({change.from_shards} -> {new_layout.shards} shards, "
+                            f"{change.rows_copied:,} rows copied)")
         # The moved rows leave their old owners once no read of an older view can need them.
         await col.views.drained()
         await self._retrying("cleanup", self._delete_moved)
@@ -473,7 +490,8 @@ class Resharder:
                                                          change.target_shards))
         await asyncio.to_thread(self.runtime.registry.set_change, col.spec.name, None)
         col.change = None
-        log.info("layout change of %s rolled back", col.spec.name)
+        events.layout_event(col.spec.name,
+                            f"layout change rolled back to {change.from_shards} shards")
 
     async def _delete_copied(self) -> None:
         """Delete from the shards that stay the rows they got of buckets they do not own (all
@@ -587,7 +605,7 @@ async def resume(runtime: ReshardHost, col: CollectionRuntime, text: str) -> Res
     served; a copy goes on in the background."""
     change = LayoutChange.from_json(text)
     resharder = Resharder(runtime, col, change)
-    log.warning("%s: resuming its layout change (phase %s)", col.spec.name, change.phase)
+    events.layout_event(col.spec.name, f"resuming its layout change (phase {change.phase})")
     if change.phase == COPYING:
         await open_targets(runtime, col, change, new=False)
         resharder.arm()
@@ -624,13 +642,16 @@ class ReplicaJob:
             raise
         except BaseException as exc:
             self.error = exc
-            log.exception("replica change of %s stopped", name)
+            events.needs_action(f"collection {name}", f"its replica change stopped: {exc}",
+                                exc_info=True)
             if self.col.change is not None:
                 self.col.change.error = str(exc)
         finally:
             self.done.set()
 
     async def abort(self) -> None:
+        events.refused(f"an abort of the replica change of {self.col.spec.name}",
+                       "a replica-count change cannot be aborted")
         raise FailedPrecondition(
             f"collection {self.col.spec.name!r}: a replica-count change cannot be aborted; "
             "scale again to the count you want once it is done"

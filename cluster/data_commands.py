@@ -30,15 +30,20 @@ class _HasClient(Protocol):
     "--out",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help='JSON Lines to write, one {"id": ..., "metadata": {...}} per row.',
+    help='JSON Lines to write, one {"id": ..., "metadata": {...}, "document": ...} per row '
+    '("document" only where the row has one).',
 )
 @click.option(
     "--vectors",
     "vectors_out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Also write the vectors as a .npy file, row i for line i of --out.",
+    help="The .npy file of the vectors, row i for line i of --out (default: --out with the "
+    "suffix .npy).",
 )
+@click.option("--no-vectors", is_flag=True,
+              help="Leave the vectors out (an import into a collection with an embedding "
+              "then embeds the documents again).")
 @click.option("--where", default=None, help="Export only the rows matching this filter (JSON).")
 @click.option("--page-size", default=1000, show_default=True, type=int, help="Rows per page.")
 @click.pass_obj
@@ -47,14 +52,23 @@ def export(
     name: str,
     out: Path,
     vectors_out: Path | None,
+    no_vectors: bool,
     where: str | None,
     page_size: int,
 ) -> None:
-    """Export a collection's rows (ids, metadata, optionally vectors) with a progress bar.
+    """Export a collection's rows, every field (id, metadata, document, vector), with a
+    progress bar; `shardvec import` restores them.
 
     One scroll: every row alive for the whole export is written exactly once, even while
     writes arrive."""
     from tqdm import tqdm
+
+    if no_vectors and vectors_out is not None:
+        raise click.UsageError("give --vectors or --no-vectors, not both")
+    if not no_vectors and vectors_out is None:
+        vectors_out = out.with_suffix(".npy")
+        if vectors_out == out:
+            raise click.UsageError(f"--out {out} ends in .npy: name the vectors with --vectors")
 
     try:
         where_obj: Any = json.loads(where) if where else None
@@ -81,43 +95,66 @@ def export(
     "in_path",
     required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help='JSON Lines as `shardvec export` writes them: {"id": ..., "metadata": {...}} per row.',
+    help='JSON Lines as `shardvec export` writes them: {"id": ..., "metadata": {...}, '
+    '"document": ...} per row.',
 )
 @click.option(
     "--vectors",
     "vectors_path",
-    required=True,
+    default=None,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The .npy file of the export, row i for line i.",
+    help="The .npy file of the export, row i for line i (default: --in with the suffix .npy "
+    "if it exists; without one, a collection with an embedding embeds the documents).",
 )
 @click.option("--batch", default=1000, show_default=True, type=int, help="Rows per request.")
 @click.pass_obj
-def import_(obj: _HasClient, name: str, in_path: Path, vectors_path: Path, batch: int) -> None:
-    """Upsert the rows of an export (`shardvec export --out F.jsonl --vectors F.npy`) into a
-    collection, with a progress bar."""
+def import_(obj: _HasClient, name: str, in_path: Path, vectors_path: Path | None,
+            batch: int) -> None:
+    """Upsert the rows of an export (`shardvec export NAME --out F.jsonl`) into a collection,
+    every field as exported, with a progress bar."""
     import numpy as np
     from tqdm import tqdm
 
-    vectors = np.load(vectors_path, mmap_mode="r")
+    if vectors_path is None and in_path.with_suffix(".npy").is_file() \
+            and in_path.with_suffix(".npy") != in_path:
+        vectors_path = in_path.with_suffix(".npy")
+    vectors = np.load(vectors_path, mmap_mode="r") if vectors_path is not None else None
     with in_path.open(encoding="utf-8") as f:
         lines = [json.loads(line) for line in f if line.strip()]
-    if len(lines) != len(vectors):
+    if vectors is not None and len(lines) != len(vectors):
         raise click.UsageError(f"{len(lines)} rows in {in_path} for {len(vectors)} vectors")
     try:
         with obj.client() as client:
             col = client.get_collection(name)
+            if vectors is None:
+                if not col.embedding and col.embedding_function is None:
+                    raise click.UsageError(
+                        f"no vectors: give --vectors (no {in_path.with_suffix('.npy')}); "
+                        f"{name} has no embedding to embed the documents with"
+                    )
+                if not all(x.get("document") for x in lines):
+                    raise click.UsageError(
+                        f"no vectors and a row of {in_path} without a document to embed"
+                    )
             with tqdm(total=len(lines), unit="row", desc=f"import {name}") as bar:
                 for start in range(0, len(lines), batch):
                     part = lines[start : start + batch]
+                    ids = [str(x["id"]) for x in part]
+                    metas = [x.get("metadata") or {} for x in part]
                     docs = [x.get("document") or None for x in part]
-                    col.upsert(
-                        [str(x["id"]) for x in part],
-                        np.asarray(vectors[start : start + len(part)], dtype=np.float32),
-                        [x.get("metadata") or {} for x in part],
-                        documents=docs if any(docs) else None,
-                        batch_size=batch,
-                    )
+                    if vectors is None:  # the cluster embeds the documents
+                        col.upsert_documents(ids, [str(d) for d in docs], metas,
+                                             batch_size=batch)
+                    else:
+                        col.upsert(
+                            ids,
+                            np.asarray(vectors[start : start + len(part)], dtype=np.float32),
+                            metas,
+                            documents=docs if any(docs) else None,
+                            batch_size=batch,
+                        )
                     bar.update(len(part))
     except ShardvecError as exc:
         fail(exc)
-    click.echo(f"imported {len(lines)} rows into {name}")
+    how = f" with the vectors of {vectors_path}" if vectors_path else ", documents embedded"
+    click.echo(f"imported {len(lines)} rows into {name}{how}")

@@ -242,16 +242,10 @@ def report(result: dict[str, Any], log: Callable[[str], None] = print) -> None:
                 f"{lab['recall@10_hybrid_weighted']:.3f}")  # fmt: skip
 
 
-class _Formatter(argparse.HelpFormatter):
-    def add_usage(self, usage: Any, actions: Any, groups: Any, prefix: str | None = None) -> None:
-        super().add_usage(usage, actions, groups, prefix or "Usage: ")
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="shardvec bench keyword",
         description=__doc__.split("\n\n")[0],
-        formatter_class=_Formatter,
     )
     p.add_argument("--data", type=Path, default=None, help="the shared set (default: ../shared)")
     p.add_argument("--rows", type=int, default=20_000, help="base rows to load")

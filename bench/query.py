@@ -9,7 +9,7 @@ against peers, in one run.
   (c) the cluster (embedded Ray, one node, 1 replica) at each shard count, loaded with the
       data set's metadata (--meta-fields of base_texts.jsonl), each measurement in two modes,
       ids only (`search_ids`) and with metadata (the default `search`):
-        batch QPS (--batch-query-query calls, default parameters; the modes, the ideal and
+        batch QPS (--batch-query queries a call, default parameters; the modes, the ideal and
         the filtered batches timed in turn), recall@10 at defaults;
         one client's single queries, p50 / p99;
         --clients concurrent single-query clients in --client-processes spawned processes
@@ -81,14 +81,11 @@ EFS_SINGLE = [10, 16, 24, 32, 40, 48, 56, 64, 80, 100, 128]
 PEERS_DEFAULT = ["chroma", "chroma_server", "milvus", "qdrant"]  # pgvector too with --pg-dsn
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    def add_usage(self, usage: Any, actions: Any, groups: Any, prefix: str | None = None) -> None:
-        super().add_usage(usage, actions, groups, prefix or "Usage: ")
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="shardvec bench query", description=__doc__, formatter_class=_Formatter
+        prog="shardvec bench query",
+        description=__doc__.split("\nUsage:")[0].rstrip(),  # the usage line is argparse's
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     a = p.add_argument
     a("--data", type=Path, default=None, help="data set dir (default: $SHARDVEC_SHARED_DATA "

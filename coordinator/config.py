@@ -65,6 +65,11 @@ class CoordinatorSettings:
     front_metrics_port: int = -1
     front_refresh_s: float = 3.0  # how often the coordinator looks for joined and left nodes
     auto_rebalance: bool = True  # move replicas when a node joins or leaves (replica_changes)
+    # The recall tuner (coordinator/queries/recall_tuner.py): on/off, how often it checks each
+    # collection, and the most of the wall time its measuring searches may take.
+    recall_tuner: bool = True
+    recall_tuner_interval_s: float = 2.0
+    recall_tuner_cpu_share: float = 0.05
 
     def __post_init__(self) -> None:
         if not self.data_dir:
@@ -112,6 +117,10 @@ class CoordinatorSettings:
         for name in ("search_threads", "node_turn_rows", "scrub_rows_per_s"):
             if getattr(self, name) < 0:
                 raise InvalidArgument(f"{name} must be >= 0")
+        if not 0 < self.recall_tuner_cpu_share <= 1:
+            raise InvalidArgument("recall_tuner_cpu_share must be in (0, 1]")
+        if not self.recall_tuner_interval_s > 0:
+            raise InvalidArgument("recall_tuner_interval_s must be > 0")
         if self.read_only_key and not self.api_key:
             raise InvalidArgument("read_only_key needs api_key as well")
 

@@ -13,6 +13,11 @@ Series (all prefixed `shardvec_`):
     checkpoint_age_seconds{collection,shard,replica} gauge seconds since its index checkpoint
     replica_repairs_total{collection,shard,replica} counter damaged replica quarantined and
                                                            rebuilt from a live peer
+    recall_estimate{collection}                 gauge      recall@10 the recall tuner measured
+                                                           at the breadth in force
+    recall_target{collection}                   gauge      the collection's target recall
+    search_ef{collection}                       gauge      per-shard ef of searches without one
+                                                           (the tuned breadth; absent: untuned)
 
 Counters and histograms are fed by hooks (the guard interceptor's `observe`, the batcher's
 `on_batch`, the collection's per-shard timer). Gauges are read at scrape time: the scrape
@@ -92,6 +97,8 @@ class CoordinatorMetrics:
         )
         self._cluster = _ClusterCollector()
         r.register(self._cluster)
+        self._recall = _RecallCollector()
+        r.register(self._recall)
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
@@ -114,6 +121,7 @@ class CoordinatorMetrics:
         """Read replica figures from `runtime` on `loop` at scrape time."""
         self._cluster.runtime = runtime
         self._cluster.loop = loop
+        self._recall.runtime = runtime
 
     def serve(self, host: str, port: int) -> int:
         """Serve /metrics over HTTP on host:port (a daemon thread; port 0: a free one).
@@ -209,6 +217,42 @@ class _ClusterCollector(Collector):
         for (collection, shard), count in sorted(per_shard.items()):
             rows.add_metric([collection, str(shard)], count)
         yield from (rows, state, seq, dirty, age, repairs)
+
+
+class _RecallCollector(Collector):
+    """Per collection, the recall tuner's figures (coordinator/queries/recall_tuner.py), read
+    from the collections' tuned breadths at scrape time (plain attribute reads)."""
+
+    def __init__(self) -> None:
+        self.runtime: CoordinatorRuntime | None = None
+
+    def describe(self) -> list[Metric]:
+        return list(self._families())
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(list(self._families()))
+
+    def _families(self) -> Iterator[Metric]:
+        estimate = GaugeMetricFamily(
+            "shardvec_recall_estimate",
+            "Recall@10 the recall tuner measured at the search breadth in force.",
+            labels=["collection"],
+        )
+        target = GaugeMetricFamily(
+            "shardvec_recall_target", "The collection's target recall@10.", labels=["collection"]
+        )
+        ef = GaugeMetricFamily(
+            "shardvec_search_ef",
+            "Per-shard ef that searches without an ef use (the tuned breadth).",
+            labels=["collection"],
+        )
+        for name, col in sorted((self.runtime.collections if self.runtime else {}).items()):
+            target.add_metric([name], col.spec.target_recall)
+            tuned = col.tuned
+            if tuned is not None:
+                estimate.add_metric([name], tuned.recall)
+                ef.add_metric([name], tuned.ef)
+        yield from (estimate, target, ef)
 
 
 async def gather_figures(runtime: CoordinatorRuntime) -> list[ReplicaFigures]:

@@ -34,6 +34,7 @@ from shardvec.coordinator.collection import CollectionRuntime
 from shardvec.coordinator.layout import Layout
 from shardvec.coordinator.paths import collection_dir, snapshot_dir
 from shardvec.coordinator.queries.reads import ShardTimer
+from shardvec.coordinator.queries.recall_tuner import RecallTuner, TunerSettings
 from shardvec.coordinator.registry import READY, RESTORING, CollectionDecisions, Registry
 from shardvec.coordinator.replicas.replica_set import (
     ControlFactory,
@@ -79,6 +80,7 @@ class CoordinatorRuntime:
             self.get,
         )
         self._rebalancer: asyncio.Task[None] | None = None
+        self._tuning: asyncio.Task[None] | None = None  # the recall tuner, once started
 
     async def layout_changed(self, name: str) -> None:
         """THE hook for every change of what a reader of collection `name` must see (created,
@@ -97,6 +99,18 @@ class CoordinatorRuntime:
         """Wait until every layout change scheduled so far is fenced and pushed."""
         if self.publisher is not None:
             await self.publisher.settled()
+
+    def start_recall_tuner(self, settings: TunerSettings | None = None) -> RecallTuner:
+        """Tune every served collection's search breadth to its target recall, in the
+        background (coordinator/queries/recall_tuner.py); new breadths reach the fronts
+        through `layout_changed`."""
+        tuner = RecallTuner(
+            lambda: {n: c for n, c in self.collections.items() if n not in self.restoring},
+            self.layout_changed,
+            settings,
+        )
+        self._tuning = asyncio.ensure_future(tuner.run())
+        return tuner
 
     def start_health_checks(self, interval: float = 1.0) -> None:
         """Probe every live replica each `interval` seconds (see ReplicaSet.probe)."""
@@ -429,6 +443,8 @@ class CoordinatorRuntime:
         """Checkpoint and stop every replica; the data directory stays for the next start."""
         if self._health is not None:
             self._health.cancel()
+        if self._tuning is not None:
+            self._tuning.cancel()
         for job in self.changes.values():  # persisted: the next start resumes them
             if job.task is not None:
                 job.task.cancel()

@@ -23,6 +23,7 @@ from shardvec.coordinator.fronts.pool import FrontPool
 from shardvec.coordinator.fronts.publish import FrontState, LayoutPublisher
 from shardvec.coordinator.metrics import CoordinatorMetrics
 from shardvec.coordinator.queries.batching import MicroBatcher
+from shardvec.coordinator.queries.recall_tuner import TunerSettings
 from shardvec.coordinator.replicas.ray_control import alive_nodes, ray_controls
 from shardvec.coordinator.runtime import CoordinatorRuntime
 
@@ -48,6 +49,10 @@ class Coordinator(LoopServer):
         self.runtime.replica_changes.node_list = alive_nodes
         await self.runtime.restore()
         self.runtime.start_health_checks()
+        if s.recall_tuner:
+            self.runtime.start_recall_tuner(TunerSettings(
+                interval_s=s.recall_tuner_interval_s, cpu_share=s.recall_tuner_cpu_share
+            ))  # fmt: skip
         if s.auto_rebalance:
             self.runtime.start_auto_rebalance(alive_nodes)
         self.batcher = MicroBatcher(

@@ -208,6 +208,7 @@ async def restore_archive(
             int(first.shards) or archive.spec.shards,
             int(first.replicas) or archive.spec.replicas,
             archive.spec.embedding,
+            archive.spec.target_recall,
         )
         col = await runtime.create(spec, restoring=True)
         try:

@@ -1,0 +1,311 @@
+"""The recall tuner: each collection's search breadth set by measurement, to hold its target.
+
+A search without an `ef` is only as good as the per-shard breadth it gets; a breadth fitted
+once goes stale as a shard grows (coordinator/queries/reads.py per_shard_ef). So the
+coordinator measures: in the background, for each collection, it
+
+1. samples queries: the collection's recent live queries (a ring buffer the search path
+   fills, coordinator/queries/recent.py) and probes drawn from its own rows (rows at random
+   routing-bucket positions, read through the normal Scroll path; each probe is the blend
+   w*a + (1-w)*b of two such rows, w uniform in [0.5, 0.8], so that no row is trivially its
+   own top-1, as real queries fall between rows);
+2. scores them exactly (exact=True, through the same read view and fan-out as any search);
+3. walks a ladder of per-shard ef values from the breadth in force, searching the sample at
+   each rung with that ef, and keeps the smallest rung whose recall@10 holds the target with
+   a margin: mean - z * stderr >= target (z = `margin_z`).
+
+Every step is a search whose wall time is measured; the tuner then sleeps so that its work is
+at most `cpu_share` of the wall time (5 % by default; one pause is at most `max_pause_s`). A
+tune falls due when the collection has `min_rows` rows and none was made yet, its rows changed
+by more than `retune_change` (10 %) since the last tune, its layout version or shard count
+changed (a reshard), or its target changed. A due tune waits while a load runs (rows changing
+by more than 1 % between two checks, `interval_s` apart), at most `max_wait_s`, so it measures
+the data the load leaves; a tune the data outruns (rows changed by more than 10 % during it)
+or a reshard switches under is abandoned and started afresh. The breadth is set on the
+collection (`CollectionReads.tuned`) and pushed to the query fronts through the layout-change
+hook; below `min_rows` a collection goes back to the static rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+
+from shardvec.contract.buckets import NUM_BUCKETS
+from shardvec.contract.types import TunedBreadth
+from shardvec.coordinator.queries.reads import (
+    CollectionReads,
+    SearchParams,
+    per_shard_ef,
+    per_shard_k,
+)
+from shardvec.coordinator.queries.scroll import scroll_collection
+
+log = logging.getLogger(__name__)
+
+RECALL_K = 10  # the tuner holds recall@10
+# Per-shard ef values the tuner may choose, smallest first.
+LADDER = (10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 256,
+          320, 384, 512, 768, 1024)  # fmt: skip
+STEP_DEADLINE_S = 60.0
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TunerSettings:
+    """How the recall tuner samples and how much it may spend."""
+
+    interval_s: float = 2.0  # how often row counts, layouts and targets are checked
+    cpu_share: float = 0.05  # the tuner's searches take at most this share of wall time
+    probes: int = 64  # probe queries drawn from the collection's rows
+    live: int = 64  # recent live queries added to the sample, at most
+    margin_z: float = 1.0  # the held recall is mean - z * stderr over the sample
+    retune_change: float = 0.10  # retune when rows changed by more than this fraction
+    min_rows: int = 1_000  # below: no tune, the static rule (HNSW is near exact there)
+    # A due tune waits while the rows change by more than `settle_change` between two checks
+    # (a load running), but no longer than `max_wait_s` after it fell due.
+    settle_change: float = 0.01
+    max_wait_s: float = 60.0
+    max_pause_s: float = 30.0  # the longest pause after one step
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.cpu_share <= 1.0:
+            raise ValueError(f"cpu_share must be in (0, 1], got {self.cpu_share}")
+        if self.interval_s <= 0 or self.probes < 1 or self.live < 0 or self.margin_z < 0:
+            raise ValueError("interval_s must be > 0, probes >= 1, live >= 0, margin_z >= 0")
+
+
+def recall_per_query(found: np.ndarray, truth: np.ndarray, truth_counts: np.ndarray) -> np.ndarray:
+    """Per query, the share of its exact top-k (`truth`, `truth_counts` real hits per row)
+    that `found` holds."""
+    out = np.ones(len(truth), dtype=np.float64)
+    for i in range(len(truth)):
+        n = int(truth_counts[i])
+        if n:
+            out[i] = len(set(truth[i, :n].tolist()) & set(found[i].tolist())) / n
+    return out
+
+
+def held_recall(recalls: np.ndarray, z: float) -> float:
+    """The recall the sample supports with a margin: mean - z * standard error."""
+    if not len(recalls):
+        return 0.0
+    stderr = float(np.std(recalls)) / math.sqrt(len(recalls)) if len(recalls) > 1 else 0.0
+    return float(np.mean(recalls)) - z * stderr
+
+
+async def smallest_holding(
+    ladder: tuple[int, ...], start: int, holds: Callable[[int], Awaitable[bool]]
+) -> int:
+    """The index of the smallest rung of `ladder` at which `holds`, walking from `start`
+    (recall grows with ef): down while the rung below holds, else up until one holds; the top
+    rung when none does."""
+    i = start
+    if await holds(i):
+        while i > 0 and await holds(i - 1):
+            i -= 1
+        return i
+    while i < len(ladder) - 1:
+        i += 1
+        if await holds(i):
+            return i
+    return i
+
+
+def start_rung(col: CollectionReads, shards: int) -> int:
+    """Where the walk starts: the breadth in force (tuned, or the static rule)."""
+    k_shard = per_shard_k(RECALL_K, shards, False)
+    tuned = col.tuned if col.tuned is not None and col.tuned.shards == shards else None
+    ef = per_shard_ef(None, col.spec.index.ef, k_shard, shards, False, False, tuned)
+    ef = ef or col.spec.index.ef
+    return min(bisect.bisect_left(LADDER, ef), len(LADDER) - 1)
+
+
+class RecallTuner:
+    """Tunes every collection's breadth in the background (module docstring)."""
+
+    def __init__(
+        self,
+        collections: Callable[[], Mapping[str, CollectionReads]],
+        changed: Callable[[str], Awaitable[None]],
+        settings: TunerSettings | None = None,
+    ) -> None:
+        self._collections = collections
+        self._changed = changed  # the layout-change hook: pushes the breadth to the fronts
+        self.settings = settings or TunerSettings()
+        self.busy_s = 0.0  # wall time spent in the tuner's searches
+        self.tunes = 0
+        self._last_rows: dict[str, int] = {}  # rows at the previous check
+        self._due_since: dict[str, float] = {}  # when a tune fell due and waited for quiet
+
+    async def run(self) -> None:
+        while True:
+            await self.check_all()
+            await asyncio.sleep(self.settings.interval_s)
+
+    async def check_all(self) -> None:
+        for name, col in list(self._collections().items()):
+            try:
+                await self.check(name, col, wait=True)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a shard down, the collection dropped: next round
+                log.info("recall tuner: %s not tuned now: %s", name, exc)
+
+    def due(self, col: CollectionReads, rows: int) -> bool:
+        """Whether `col` (with `rows` rows) needs a tune: none yet, or its rows, layout or
+        target changed since the last."""
+        t = col.tuned
+        if rows < self.settings.min_rows:
+            return False
+        if t is None:
+            return True
+        return (
+            t.layout_version != col.layout.version
+            or t.shards != col.layout.shards
+            or t.target != col.spec.target_recall
+            or abs(rows - t.rows) > self.settings.retune_change * max(t.rows, 1)
+        )
+
+    async def check(self, name: str, col: CollectionReads, wait: bool = False
+                    ) -> TunedBreadth | None:  # fmt: skip
+        """Tune `col` when it is due; returns the new breadth (None: not due, or not now).
+        With `wait`, a due tune waits while a load runs (see TunerSettings.settle_change)."""
+        rows = await col.count(None, time.monotonic() + STEP_DEADLINE_S)
+        previous = self._last_rows.get(name)
+        self._last_rows[name] = rows
+        if rows < self.settings.min_rows and col.tuned is not None:
+            col.tuned = None  # back to the static rule
+            await self._changed(name)
+            return None
+        if not self.due(col, rows):
+            self._due_since.pop(name, None)
+            return None
+        now = time.monotonic()
+        since = self._due_since.setdefault(name, now)
+        loading = previous is None or abs(rows - previous) > self.settings.settle_change * max(
+            previous, 1
+        )
+        if wait and loading and now - since < self.settings.max_wait_s:
+            return None
+        tuned = await self.tune(name, col, rows)
+        if tuned is not None:
+            self._due_since.pop(name, None)
+        return tuned
+
+    async def tune(self, name: str, col: CollectionReads, rows: int) -> TunedBreadth | None:
+        """Measure `col`'s recall on a fresh sample and set the smallest breadth holding its
+        target; returns it (None: abandoned, the rows changed by more than retune_change
+        meanwhile, or a reshard switched; the next round starts afresh)."""
+        s = self.settings
+        layout = col.layout
+        target = col.spec.target_recall
+        sample = await self._paced(self.sample(col))
+        deadline = time.monotonic() + STEP_DEADLINE_S
+        exact = await self._paced(
+            col.search(sample, SearchParams(k=RECALL_K, exact=True), deadline)
+        )
+        measured: dict[int, float] = {}
+
+        async def holds(i: int) -> bool:
+            now_rows = await col.count(None, time.monotonic() + STEP_DEADLINE_S)
+            if abs(now_rows - rows) > s.retune_change * max(rows, 1):
+                raise _Outrun()
+            hits = await self._paced(
+                col.search(sample, SearchParams(k=RECALL_K, ef=LADDER[i]),
+                           time.monotonic() + STEP_DEADLINE_S)
+            )  # fmt: skip
+            recalls = recall_per_query(hits.ids, exact.ids, exact.counts)
+            measured[i] = float(np.mean(recalls))
+            return held_recall(recalls, s.margin_z) >= target
+
+        try:
+            rung = await smallest_holding(LADDER, start_rung(col, layout.shards), holds)
+        except _Outrun:
+            log.info("recall tuner: %s changed by more than %.0f %% while tuned; again later",
+                     name, 100 * s.retune_change)
+            return None
+        tuned = TunedBreadth(
+            ef=LADDER[rung],
+            shards=layout.shards,
+            recall=measured[rung],
+            queries=len(sample),
+            rows=rows,
+            layout_version=layout.version,
+            target=target,
+            tuned_unix=time.time(),
+        )
+        if col.layout.version != layout.version:  # a reshard switched meanwhile: next round
+            return None
+        col.tuned = tuned
+        self.tunes += 1
+        log.info(
+            "recall tuner: %s at %d rows over %d shards: per-shard ef %d, recall@%d %.4f on "
+            "%d queries (target %.3f)", name, rows, layout.shards, tuned.ef, RECALL_K,
+            tuned.recall, tuned.queries, target,
+        )
+        await self._changed(name)
+        return tuned
+
+    async def sample(self, col: CollectionReads) -> np.ndarray:
+        """The queries a tune measures: recent live ones and probes from the rows."""
+        s = self.settings
+        live = col.recent.snapshot()
+        if live.shape[0] and live.shape[1] == col.dim:
+            live = live[-s.live:] if s.live else live[:0]
+        else:
+            live = np.empty((0, col.dim), dtype=np.float32)
+        probes = await self.probes(col, s.probes)
+        return np.ascontiguousarray(np.concatenate([live, probes]), dtype=np.float32)
+
+    async def probes(self, col: CollectionReads, n: int) -> np.ndarray:
+        """`n` probe queries: blends of two rows each, read at random bucket positions."""
+        rng = np.random.default_rng([self.settings.seed, self.tunes])
+        starts = rng.integers(0, NUM_BUCKETS, size=2 * n)
+        deadline = time.monotonic() + STEP_DEADLINE_S
+
+        async def one(bucket: int) -> np.ndarray | None:
+            pages, _ = await scroll_collection(
+                col, (int(bucket), ""), NUM_BUCKETS, 1, None, False, True, 1 << 20, deadline
+            )
+            for page in pages:
+                if page.ids and page.vectors is not None:
+                    return np.asarray(page.vectors[0], dtype=np.float32)
+            return None
+
+        found = [v for v in await asyncio.gather(*(one(b) for b in starts)) if v is not None]
+        if len(found) < 2:
+            return np.empty((0, col.dim), dtype=np.float32)
+        rows = np.stack(found)
+        a = rows[0::2][: len(rows) // 2]
+        b = rows[1::2][: len(a)]
+        w = rng.uniform(0.5, 0.8, size=(len(a), 1)).astype(np.float32)
+        blend: np.ndarray = (w * a + (1 - w) * b).astype(np.float32)
+        if col.spec.index.metric == "cosine":
+            norms = np.linalg.norm(blend, axis=1, keepdims=True)
+            blend = (blend / np.where(norms > 0, norms, 1)).astype(np.float32)
+        return blend
+
+    async def _paced(self, work: Awaitable[T]) -> T:
+        """Run one step, then sleep so steps take at most cpu_share of the wall time."""
+        t0 = time.monotonic()
+        result = await work
+        spent = time.monotonic() - t0
+        self.busy_s += spent
+        pause = spent * (1.0 / self.settings.cpu_share - 1.0)
+        await asyncio.sleep(min(pause, self.settings.max_pause_s))
+        return result
+
+
+class _Outrun(Exception):
+    """The collection changed too much during a tune for its measurement to stand."""
+

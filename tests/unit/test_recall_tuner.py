@@ -1,0 +1,264 @@
+"""The recall tuner (coordinator/queries/recall_tuner.py): the ladder walk and its margin, the
+breadth rule searches follow (per_shard_ef), the ring of recent queries, and in-process
+collections (no Ray) whose breadth rises as they grow, falls as they shrink, follows a new
+target, and is measured again for the new shard count after a reshard."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shardvec.contract.errors import InvalidArgument
+from shardvec.contract.settings import CollectionSpec, IndexSettings
+from shardvec.contract.types import TunedBreadth
+from shardvec.coordinator.queries.reads import CollectionReads, SearchParams, per_shard_ef
+from shardvec.coordinator.queries.recall_tuner import (
+    LADDER,
+    RecallTuner,
+    TunerSettings,
+    held_recall,
+    recall_per_query,
+    smallest_holding,
+)
+from shardvec.coordinator.queries.recent import RecentQueries
+from shardvec.coordinator.runtime import CoordinatorRuntime
+from tests.conftest import SharedData
+from tests.inproc import LocalControls, wait_for
+
+DIM = 48
+# A small, shallow graph (M=6, ef_construction=20) over 48-d points: recall@10 at a low ef is
+# far below 0.95 and the breadth that holds 0.95 grows with the rows (measured with hnswlib
+# over 2 shards: about ef 48 at 1,500 rows, 64 at 4,000, 128 at 12,000).
+INDEX = IndexSettings(dim=DIM, metric="euclidean", m=6, ef_construction=20)
+
+
+def tuned(ef: int, shards: int) -> TunedBreadth:
+    return TunedBreadth(ef, shards, 0.96, 100, 10_000, 1, 0.95, 0.0)
+
+
+def test_explicit_ef_passes_through_whatever_is_tuned() -> None:
+    t = tuned(48, 4)
+    assert per_shard_ef(20, 64, 9, 4, False, False, t) == 20
+    assert per_shard_ef(300, 64, 9, 4, True, True, t) == 300
+
+
+def test_searches_without_ef_use_the_tuned_breadth_for_its_shard_count() -> None:
+    assert per_shard_ef(None, 64, 9, 4, False, False, tuned(48, 4)) == 48
+    assert per_shard_ef(None, 64, 9, 4, False, False, tuned(4, 4)) == 9  # at least k_shard
+    assert per_shard_ef(None, 64, 10, 1, False, False, tuned(24, 1)) == 24
+    # Tuned for 2 shards, read over 4 (a reshard switched): the static rule until retuned.
+    assert per_shard_ef(None, 64, 9, 4, False, False, tuned(48, 2)) == 32
+    assert per_shard_ef(None, 64, 10, 1, False, False, None) == 0
+    # Filtered and exact searches keep the collection's ef.
+    assert per_shard_ef(None, 64, 10, 4, False, True, tuned(48, 4)) == 0
+    assert per_shard_ef(None, 64, 10, 4, True, False, tuned(48, 4)) == 0
+
+
+@pytest.mark.parametrize("start", [0, 3, 7, 12, len(LADDER) - 1])
+@pytest.mark.parametrize("needed", [0, 5, 9, len(LADDER) - 1])
+def test_the_walk_finds_the_smallest_rung_that_holds_from_any_start(start: int, needed: int
+                                                                   ) -> None:  # fmt: skip
+    asked: list[int] = []
+
+    async def holds(i: int) -> bool:
+        asked.append(i)
+        return i >= needed
+
+    assert asyncio.run(smallest_holding(LADDER, start, holds)) == needed
+    assert len(asked) == abs(start - needed) + 1 + (start >= needed and needed > 0)
+
+
+def test_the_top_rung_when_none_holds() -> None:
+    async def never(i: int) -> bool:
+        return False
+
+    assert asyncio.run(smallest_holding(LADDER, 4, never)) == len(LADDER) - 1
+
+
+def test_the_held_recall_keeps_a_margin_below_the_mean() -> None:
+    recalls = np.array([1.0] * 90 + [0.5] * 10)
+    mean = float(recalls.mean())
+    assert held_recall(recalls, 0.0) == pytest.approx(mean)
+    margin = float(recalls.std()) / 10
+    assert held_recall(recalls, 1.0) == pytest.approx(mean - margin)
+    assert held_recall(np.array([1.0] * 50), 2.0) == 1.0
+
+
+def test_recall_per_query_counts_the_exact_hits_found() -> None:
+    truth = np.array([["a", "b", "c"], ["d", "", ""]], dtype=object)
+    found = np.array([["b", "x", "a"], ["y", "z", "w"]], dtype=object)
+    got = recall_per_query(found, truth, np.array([3, 1]))
+    assert got.tolist() == pytest.approx([2 / 3, 0.0])
+
+
+def test_the_ring_keeps_the_latest_rows_a_few_per_call() -> None:
+    ring = RecentQueries(capacity=4, per_call=2)
+    assert ring.snapshot().shape[0] == 0
+    ring.record(np.arange(8, dtype=np.float32).reshape(4, 2))  # keeps rows 0 and 2
+    ring.record(np.full((1, 2), 9, dtype=np.float32))
+    ring.record(np.full((1, 2), 7, dtype=np.float32))
+    ring.record(np.full((1, 2), 5, dtype=np.float32))  # overwrites row 0
+    held = sorted(ring.snapshot()[:, 0].tolist())
+    assert held == [4.0, 5.0, 7.0, 9.0]
+
+
+def test_target_recall_is_checked_in_one_place() -> None:
+    for bad in (0.0, -0.1, 1.01, float("nan"), True):
+        with pytest.raises(InvalidArgument, match="target_recall"):
+            CollectionSpec("c", INDEX, target_recall=bad)  # type: ignore[arg-type]
+    spec = CollectionSpec("c", INDEX, target_recall=0.9)
+    assert CollectionSpec.from_json("c", spec.to_json()) == spec
+    old = '{"index": {"dim": 48}, "shards": 1, "replicas": 1}'  # a row from before the field
+    assert CollectionSpec.from_json("c", old).target_recall == 0.95
+
+
+# In-process collections.
+
+def _points(rng: np.random.Generator, n: int) -> np.ndarray:
+    centers = np.random.default_rng(7).standard_normal((20, DIM)).astype(np.float32) * 0.6
+    return (centers[rng.integers(0, 20, n)] + rng.standard_normal((n, DIM))).astype(np.float32)
+
+
+async def _load(col: CollectionReads, start: int, vectors: np.ndarray) -> None:
+    for s in range(0, len(vectors), 1000):
+        part = vectors[s:s + 1000]
+        ids = [f"r{start + s + i}" for i in range(len(part))]
+        await col.upsert(ids, part, [], time.monotonic() + 60)  # type: ignore[attr-defined]
+
+
+async def held_out_recall(col: CollectionReads, queries: np.ndarray) -> float:
+    """A default search's recall@10 on `queries` against the exact answer."""
+    deadline = time.monotonic() + 60
+    exact = await col.search(queries, SearchParams(k=10, exact=True), deadline)
+    hits = await col.search(queries, SearchParams(k=10), deadline)
+    return float(np.mean(recall_per_query(hits.ids, exact.ids, exact.counts)))
+
+
+FAST = TunerSettings(cpu_share=1.0, probes=96, live=0, min_rows=500)
+
+
+def test_the_breadth_rises_as_a_collection_grows_and_falls_as_it_shrinks(tmp_path: Path
+                                                                        ) -> None:  # fmt: skip
+    async def main() -> None:
+        rt = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
+        col = await rt.create(CollectionSpec("c", INDEX, shards=2))
+        pushed: list[str] = []
+
+        async def changed(name: str) -> None:
+            pushed.append(name)
+
+        tuner = RecallTuner(lambda: {"c": col}, changed, FAST)
+        rng = np.random.default_rng(1)
+        await _load(col, 0, _points(rng, 1500))
+        small = await tuner.check("c", col)
+        assert small is not None and col.tuned == small and pushed == ["c"]
+        assert small.rows == 1500 and small.shards == 2 and small.queries == 96
+        assert small.recall >= 0.95
+        assert await tuner.check("c", col) is None  # nothing changed: no tune
+
+        await _load(col, 1500, _points(rng, 6500))
+        held_out = _points(rng, 200)
+        # At the small collection's breadth the grown one falls below the target ...
+        col.tuned = small
+        assert await held_out_recall(col, held_out) < 0.95
+        grown = await tuner.check("c", col)  # ... so the retune (rows +433 %) widens it
+        assert grown is not None and grown.rows == 8000
+        assert grown.ef > small.ef, (small, grown)
+        assert grown.recall >= 0.95
+        assert await held_out_recall(col, held_out) >= 0.93
+
+        drop = [f"r{i}" for i in range(1500, 8000)]
+        await col.delete(drop, None, time.monotonic() + 60)  # type: ignore[attr-defined]
+        shrunk = await tuner.check("c", col)
+        assert shrunk is not None and shrunk.rows == 1500
+        assert shrunk.ef < grown.ef, (grown, shrunk)
+        await rt.shutdown()
+
+    asyncio.run(main())
+
+
+def test_a_new_target_is_tuned_for_and_explicit_ef_is_kept(tmp_path: Path) -> None:
+    async def main() -> None:
+        rt = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
+        col = await rt.create(CollectionSpec("c", INDEX, shards=2, target_recall=0.8))
+        tuner = RecallTuner(lambda: {"c": col}, _nothing, FAST)
+        await _load(col, 0, _points(np.random.default_rng(2), 3000))
+        low = await tuner.check("c", col)
+        assert low is not None and low.target == 0.8
+        await rt.set_options("c", 0.97)
+        assert rt.registry.all()[0].target_recall == 0.97  # persisted
+        high = await tuner.check("c", col)
+        assert high is not None and high.target == 0.97 and high.ef > low.ef
+        # A request's own ef is what every shard searches with, whatever is tuned.
+        q = _points(np.random.default_rng(3), 100)
+        deadline = time.monotonic() + 60
+        explicit = await col.search(q, SearchParams(k=10, ef=10), deadline)
+        col.tuned = None
+        untuned = await col.search(q, SearchParams(k=10, ef=10), deadline)
+        assert (explicit.ids == untuned.ids).all()
+        with pytest.raises(InvalidArgument, match="target_recall"):
+            await rt.set_options("c", 1.5)
+        await rt.shutdown()
+
+    asyncio.run(main())
+
+
+async def _nothing(name: str) -> None:
+    return None
+
+
+def test_a_reshard_is_tuned_again_for_the_new_shard_count(tmp_path: Path) -> None:
+    async def main() -> None:
+        rt = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
+        col = await rt.create(CollectionSpec("c", INDEX, shards=2))
+        tuner = RecallTuner(lambda: {"c": col}, _nothing, FAST)
+        rng = np.random.default_rng(4)
+        await _load(col, 0, _points(rng, 4000))
+        before = await tuner.check("c", col)
+        assert before is not None and before.shards == 2
+        await rt.scale("c", 4, None)
+        job = rt.changes["c"]
+        await asyncio.wait_for(job.done.wait(), 120)
+        assert job.error is None and col.layout.shards == 4
+        assert tuner.due(col, 4000)  # same rows, new layout
+        after = await tuner.check("c", col)
+        assert after is not None and after.shards == 4
+        assert after.layout_version == col.layout.version > before.layout_version
+        assert after.recall >= 0.95
+        assert await held_out_recall(col, _points(rng, 300)) >= 0.93
+        await rt.shutdown()
+
+    asyncio.run(main())
+
+
+def test_the_running_tuner_holds_the_target_on_held_out_real_queries(
+    tmp_path: Path, shared_data: SharedData
+) -> None:
+    """The shared real set (skipped when absent), 20,000 rows over 4 shards of a shallow graph
+    (M=8, ef_construction=40), where the static rule's breadth misses 0.95: the tuner, running
+    as on a coordinator, reports within its deadline, and then a search without ef holds the
+    target on 300 real queries it never sampled (scored against exact search)."""
+    n = 20_000
+    spec = CollectionSpec(
+        "c", IndexSettings(dim=384, m=8, ef_construction=40), shards=4, target_recall=0.95
+    )
+    queries = shared_data.queries[:300]
+
+    async def main() -> None:
+        rt = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
+        col = await rt.create(spec)
+        tuner = rt.start_recall_tuner(TunerSettings(interval_s=0.2, cpu_share=0.5))
+        await _load(col, 0, shared_data.base[:n])
+        await wait_for(lambda: col.tuned is not None and col.tuned.rows == n, timeout=180)
+        assert tuner.tunes >= 1
+        t = col.tuned
+        assert t is not None and t.shards == 4 and t.recall >= 0.95
+        got = await held_out_recall(col, queries)
+        assert got >= 0.95, (got, t)
+        await rt.shutdown()
+
+    asyncio.run(main())

@@ -1,7 +1,8 @@
 """The recall tuner (coordinator/queries/recall_tuner.py): the ladder walk and its margin, the
 breadth rule searches follow (per_shard_ef), the ring of recent queries, and in-process
 collections (no Ray) whose breadth rises as they grow, falls as they shrink, follows a new
-target, and is measured again for the new shard count after a reshard."""
+target, and is measured again for the new shard count after a reshard; and a query front
+searching with the breadth the coordinator pushed."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import pytest
 from shardvec.contract.errors import InvalidArgument
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.types import TunedBreadth
+from shardvec.coordinator.fronts.publish import CollectionView, LayoutPublisher
+from shardvec.coordinator.fronts.runtime import FrontRuntime
 from shardvec.coordinator.queries.reads import CollectionReads, SearchParams, per_shard_ef
 from shardvec.coordinator.queries.recall_tuner import (
     LADDER,
@@ -25,7 +28,12 @@ from shardvec.coordinator.queries.recall_tuner import (
     smallest_holding,
 )
 from shardvec.coordinator.queries.recent import RecentQueries
+from shardvec.coordinator.replicas.replica_set import Replica, ReplicaSet, ReplicaState
+from shardvec.coordinator.replicas.shard_client import RemoteShard
 from shardvec.coordinator.runtime import CoordinatorRuntime
+from shardvec.shard.engine import ShardEngine
+from shardvec.shard.server import ShardServer
+from tests import inproc
 from tests.conftest import SharedData
 from tests.inproc import LocalControls, wait_for
 
@@ -262,3 +270,52 @@ def test_the_running_tuner_holds_the_target_on_held_out_real_queries(
         await rt.shutdown()
 
     asyncio.run(main())
+
+
+def test_a_front_searches_with_the_breadth_the_coordinator_tuned(tmp_path: Path) -> None:
+    """The tuned breadth travels in the pushed view: a front's search without ef gets exactly
+    what the same search with that ef gets (a real shard server on loopback, no Ray)."""
+    engine = ShardEngine(tmp_path / "e0", INDEX)
+    server = ShardServer(engine, token="t")
+    spec = CollectionSpec("pub", INDEX)
+
+    async def main() -> None:
+        replica = Replica(0, 0, None, "pub")  # type: ignore[arg-type]
+        replica.client = RemoteShard("pub/r0", server.address, "t", stream=False)
+        replica.node_id, replica.state = "n0", ReplicaState.LIVE
+        col = CollectionReads(spec, [ReplicaSet(0, [replica])])
+        rng = np.random.default_rng(5)
+        base = _points(rng, 3000)
+        ids = [f"r{i}" for i in range(len(base))]
+        for s in range(0, len(base), 1000):
+            inproc.write(engine, s // 1000 + 1, ids[s:s + 1000], base[s:s + 1000])
+        col.tuned = tuned(10, 1)
+        views: list[CollectionView | None] = []
+
+        class Sink:
+            async def push(self, name: str, view: CollectionView | None) -> None:
+                views.append(view)
+
+        pub = LayoutPublisher(lambda: {"pub": col}, lambda n: True, lambda n: b"uid", Sink())
+        await pub.layout_changed("pub")
+        view = views[-1]
+        assert view is not None and view.tuned == col.tuned
+        front = FrontRuntime("n0", "t", stream=False)
+        assert front.apply("pub", view)
+        front_col = front.get("pub")
+        assert front_col.tuned == col.tuned
+        q = _points(rng, 200)
+        deadline = time.monotonic() + 60
+        default = await front_col.search(q, SearchParams(k=10), deadline)
+        narrow = await front_col.search(q, SearchParams(k=10, ef=10), deadline)
+        wide = await front_col.search(q, SearchParams(k=10, ef=INDEX.ef), deadline)
+        assert (default.ids == narrow.ids).all()
+        assert (default.ids != wide.ids).any()  # the tuned breadth, not the collection's ef
+        await front.close()
+        await replica.remote().close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.stop(0)
+        engine.close()

@@ -44,6 +44,8 @@ REGISTRY: dict[str, Benchmark] = {
     # search
     "engine": Benchmark("One shard replica against raw hnswlib: ingest, memory, batch and "
                         "filtered search, recall@10."),
+    "rowmem": Benchmark("Memory per row of one replica, part by part, against raw hnswlib in "
+                        "the same run; exact and filtered single-query times over it."),
     "planner": Benchmark("What each filtered-search plan costs by shard size and selectivity, "
                          "and what the planner picks."),
     "where-document": Benchmark("What a where_document filter costs on one replica: the "

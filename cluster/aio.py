@@ -58,6 +58,7 @@ class AsyncCollection:
     delete = _in_thread(Collection.delete)
     get = _in_thread(Collection.get)
     count = _in_thread(Collection.count)
+    facet = _in_thread(Collection.facet)
     search = _in_thread(Collection.search)
     search_texts = _in_thread(Collection.search_texts)
     search_keywords = _in_thread(Collection.search_keywords)

@@ -608,6 +608,13 @@ def load(
     "--alpha", default=None, type=float, help="--fusion weighted: the vector side's weight (0.5)."
 )
 @click.option("--rrf-k", default=0, type=int, help="--fusion rrf: the rank constant (0: 60).")
+@click.option("--group-by", default=None, metavar="FIELD",
+              help="The best --groups values of this metadata field, --group-size hits each.")
+@click.option("--groups", default=None, type=int, help="--group-by: groups (10).")
+@click.option("--group-size", default=None, type=int, help="--group-by: hits per group (3).")
+@click.option("--diversity", default=None, type=float,
+              help="MMR: k hits out of --candidates, 1 = by relevance, 0 = most varied.")
+@click.option("--candidates", default=None, type=int, help="--diversity: candidates (4 k).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON list of hits per query row.")
 @click.pass_obj
 def query(
@@ -624,10 +631,19 @@ def query(
     fusion: str | None,
     alpha: float | None,
     rrf_k: int,
+    group_by: str | None,
+    groups: int | None,
+    group_size: int | None,
+    diversity: float | None,
+    candidates: int | None,
     as_json: bool,
 ) -> None:
     """Search a collection with query vectors from a .npy file, query texts, "more like"
-    stored ids, keywords (BM25), or keywords fused with vectors or texts (hybrid)."""
+    stored ids, keywords (BM25), or keywords fused with vectors or texts (hybrid); grouped by
+    a metadata field (--group-by) or diversified (--diversity)."""
+    shape = _shape_options(group_by, groups, group_size, diversity, candidates)
+    if shape and (like or keywords):
+        raise click.UsageError("--group-by and --diversity go with --vectors or --text")
     sources = sum((vectors_path is not None, bool(like), bool(texts)))
     if keywords and not like and sources <= 1:
         _query_keywords(obj, name, keywords, vectors_path, texts, k, where, fusion, alpha,
@@ -649,13 +665,13 @@ def query(
             elif texts:
                 hits = col.search_texts(
                     list(texts), k=k, where=where_obj, ef=ef or None, exact=exact,
-                    include_documents=True,
+                    include_documents=True, **shape,
                 )
             else:
                 queries = np.asarray(np.load(str(vectors_path)), dtype=np.float32)
                 hits = col.search(
                     queries, k=k, where=where_obj, ef=ef or None, exact=exact,
-                    include_documents=True,
+                    include_documents=True, **shape,
                 )
     except ShardvecError as exc:
         fail(exc)
@@ -670,6 +686,7 @@ def query(
                             "score": h.score,
                             "metadata": h.metadata,
                             "document": h.document,
+                            **({"group": h.group} if group_by else {}),
                         }
                         for h in row_hits
                     ]
@@ -680,9 +697,20 @@ def query(
             click.echo(f"like {like[row]}:")
         else:
             click.echo(f"query {row}:" + (f" {texts[row]!r}" if texts else ""))
-        for h in row_hits:
+        for j, h in enumerate(row_hits):
+            if group_by and (j == 0 or row_hits[j - 1].group != h.group):
+                click.echo(f"  {group_by} = {json.dumps(h.group, ensure_ascii=False)}:")
             text = h.document or (h.metadata or {}).get("text", "")
             click.echo(f"  {h.score:8.4f}  {h.id:<12} {str(text)[:80]}")
+
+
+def _shape_options(group_by: str | None, groups: int | None, group_size: int | None,
+                   diversity: float | None, candidates: int | None) -> dict[str, Any]:  # fmt: skip
+    """`query`'s group-by and diversity options as Collection.search arguments (the server
+    checks them)."""
+    given = {"group_by": group_by, "groups": groups, "group_size": group_size,
+             "diversity": diversity, "candidates": candidates}  # fmt: skip
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def _query_keywords(

@@ -7,6 +7,8 @@ back as the same `shardvec.contract.errors` classes the server raised.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -39,6 +41,7 @@ from shardvec.contract.errors import (
     Unavailable,
     error_for_status,
 )
+from shardvec.contract.facets import facet_count_from_proto
 from shardvec.contract.filters import parse_where, parse_where_document
 from shardvec.contract.limits import API_KEY_HEADER
 from shardvec.contract.limits import PUBLIC_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
@@ -472,9 +475,20 @@ class Collection:
         include_documents: bool = False,
         where_document: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        group_by: str | None = None,
+        groups: int | None = None,
+        group_size: int | None = None,
+        diversity: float | None = None,
+        candidates: int | None = None,
     ) -> list[list[Hit]]:
         """Top-k hits per query row, best first (cosine/dot: highest; euclidean: nearest).
-        `where_document`: Chroma's form, e.g. {"$contains": "kafka"}."""
+        `where_document`: Chroma's form, e.g. {"$contains": "kafka"}.
+
+        `group_by`: the best `groups` (10) values of that metadata field, each with its best
+        `group_size` (3) hits, listed group by group with each hit's `group` set (k is then
+        groups * group_size; `grouped` splits a row by group). `diversity` (lambda in [0, 1]):
+        k hits picked by maximal marginal relevance out of the best `candidates` (4 k);
+        1 is plain relevance order, lower trades relevance for variety."""
         req = self._search_request(
             queries,
             k,
@@ -487,8 +501,9 @@ class Collection:
             include_vectors,
         )
         _document_options(req, include_documents, where_document)
+        _shape_options(req, group_by, groups, group_size, diversity, candidates)
         resp = self.client.call("Search", req, timeout)
-        return hits_from_response(resp, self.dim)
+        return _with_groups(resp, hits_from_response(resp, self.dim))
 
     def search_ids(
         self, queries: Any, k: int = 10, **kwargs: Any
@@ -647,8 +662,14 @@ class Collection:
         include_documents: bool = False,
         where_document: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        group_by: str | None = None,
+        groups: int | None = None,
+        group_size: int | None = None,
+        diversity: float | None = None,
+        candidates: int | None = None,
     ) -> list[list[Hit]]:
-        """Top-k hits per query text, best first (Chroma's `query(query_texts=...)`)."""
+        """Top-k hits per query text, best first (Chroma's `query(query_texts=...)`);
+        group_by and diversity as in `search`."""
         texts = [texts] if isinstance(texts, str) else list(texts)
         if self.embedding_function is not None:
             queries = self._embed_here(texts)
@@ -658,10 +679,31 @@ class Collection:
             queries, k, where, ef, exact, min_score, None, include_metadata, include_vectors
         )
         _document_options(req, include_documents, where_document)
+        _shape_options(req, group_by, groups, group_size, diversity, candidates)
         if self.embedding_function is None:
             req.ClearField("queries")
             req.query_texts.extend(texts)
-        return hits_from_response(self.client.call("Search", req, timeout), self.dim)
+        resp = self.client.call("Search", req, timeout)
+        return _with_groups(resp, hits_from_response(resp, self.dim))
+
+    def facet(
+        self,
+        field: str,
+        *,
+        where: Mapping[str, Any] | None = None,
+        where_document: Mapping[str, Any] | None = None,
+        limit: int = 10,
+        timeout: float | None = None,
+    ) -> list[tuple[Any, int]]:
+        """The `limit` (at most 1000) most frequent values of metadata `field` among the rows
+        matching `where` / `where_document`, with their exact counts, most first: strings,
+        numbers (whole ones as int), booleans, and each element of a list."""
+        req = pb.FacetRequest(collection=self.name, field=field, limit=limit)
+        if where:
+            req.filter.CopyFrom(filter_to_proto(parse_where(where)))
+        _document_options(req, False, where_document)
+        resp = self.client.call("Facet", req, timeout)
+        return [_facet_value(v) for v in resp.values]
 
     def get(
         self,
@@ -799,3 +841,50 @@ def _document_options(
         req.include.documents = True
     if where_document is not None:
         req.where_document.CopyFrom(where_document_to_proto(parse_where_document(where_document)))
+
+
+def _shape_options(
+    req: Any, group_by: str | None, groups: int | None, group_size: int | None,
+    diversity: float | None, candidates: int | None,
+) -> None:  # fmt: skip
+    """Set a SearchRequest's group-by and diversity fields (the server checks them)."""
+    if group_by is not None:
+        req.group_by = group_by
+        req.k = 0  # a grouped search returns groups x group_size hits
+    if groups is not None:
+        req.groups = groups
+    if group_size is not None:
+        req.group_size = group_size
+    if diversity is not None:
+        req.diversity = diversity
+    if candidates is not None:
+        req.candidates = candidates
+
+
+def _with_groups(resp: Any, hits: list[list[Hit]]) -> list[list[Hit]]:
+    """`hits` with each hit's group value set, when the response is a grouped search's."""
+    if not any(len(r.group_values) for r in resp.results):
+        return hits
+    return [
+        [dataclasses.replace(h, group=json.loads(g)) for h, g in zip(row, r.group_values,
+                                                                     strict=True)]
+        for row, r in zip(hits, resp.results, strict=True)
+    ]  # fmt: skip
+
+
+def grouped(hits: Sequence[Hit]) -> list[tuple[Any, list[Hit]]]:
+    """One query's hits of a grouped search as (group value, its hits), best group first."""
+    out: list[tuple[Any, list[Hit]]] = []
+    for h in hits:
+        if not out or out[-1][0] != h.group or type(out[-1][0]) is not type(h.group):
+            out.append((h.group, []))
+        out[-1][1].append(h)
+    return out
+
+
+def _facet_value(msg: Any) -> tuple[Any, int]:
+    """A FacetCount as (value, count), a whole number as int."""
+    value, count = facet_count_from_proto(msg)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value), count
+    return value, count

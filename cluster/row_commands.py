@@ -128,9 +128,18 @@ def get(obj: _HasClient, name: str, ids: tuple[str, ...], where: str | None, lim
 @click.command()
 @click.argument("name")
 @click.option("--where", default=None, help="Count only the rows matching this filter (JSON).")
+@click.option("--by", "by", default=None, metavar="FIELD",
+              help="Count by value of this metadata field instead: the most frequent values "
+              "(each element of a list counts) with their exact counts.")
+@click.option("--limit", default=10, show_default=True, type=int,
+              help="With --by: how many values (at most 1000).")
 @click.pass_obj
-def count(obj: _HasClient, name: str, where: str | None) -> None:
-    """Print how many rows a collection holds (or match --where)."""
+def count(obj: _HasClient, name: str, where: str | None, by: str | None, limit: int) -> None:
+    """Print how many rows a collection holds (or match --where), or with --by the most
+    frequent values of a metadata field among them."""
+    if by is not None:
+        _count_by(obj, name, by, where, limit)
+        return
     try:
         with obj.client() as client:
             n = client.get_collection(name).count(where=_json_option(where, "--where"))
@@ -185,3 +194,18 @@ def update(obj: _HasClient, name: str, id_: str, metadata: str | None, replace: 
         click.echo(f"error: NOT_FOUND: {id_!r} is not in {name}", err=True)
         sys.exit(1)
     click.echo(f"{name}: {id_} updated")
+
+
+def _count_by(obj: _HasClient, name: str, field: str, where: str | None, limit: int) -> None:
+    """`count --by`: one line per value, most frequent first: the count, then the value as
+    JSON (the Facet call, cluster/client.py)."""
+    try:
+        with obj.client() as client:
+            values = client.get_collection(name).facet(
+                field, where=_json_option(where, "--where"), limit=limit
+            )
+    except ShardvecError as exc:
+        fail(exc)
+        return
+    for value, n in values:
+        click.echo(f"{n:>10}  {json.dumps(value, ensure_ascii=False)}")

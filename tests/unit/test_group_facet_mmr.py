@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from shardvec.cluster.aio import AsyncClient
+from shardvec.cluster.cli import cli
+from shardvec.cluster.client import Client, grouped
 from shardvec.contract.errors import InvalidArgument
 from shardvec.contract.facets import facet_count_from_proto, rank_of
 from shardvec.contract.filters import parse_where
@@ -21,16 +27,20 @@ from shardvec.contract.groups import GroupBy, ShardGroupSearch, group_key
 from shardvec.contract.limits import MAX_FACET_LIMIT, MAX_K
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.types import ShardSearch
+from shardvec.coordinator.api.interceptors import GuardInterceptor
+from shardvec.coordinator.api.service import WRITE_METHODS, VectorSearchService
 from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.fronts import publish as layout_push
 from shardvec.coordinator.fronts.service import FrontService
 from shardvec.coordinator.queries import groups as coordinator_groups
 from shardvec.coordinator.queries.batching import MicroBatcher
 from shardvec.coordinator.replicas.shard_client import RemoteShard
+from shardvec.coordinator.runtime import CoordinatorRuntime
 from shardvec.shard.engine import ShardEngine
 from shardvec.shard.server import ShardServer
 from shardvec.v1 import common_pb2
 from shardvec.v1 import vector_search_pb2 as pb
+from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
 from tests import inproc
 from tests.fakes import FakeContext
 from tests.requests import condition, search_request
@@ -403,3 +413,124 @@ def test_a_front_serves_facets_groups_and_mmr(tmp_path: Path,
                 FakeContext()))  # fmt: skip
     finally:
         s.close()
+
+
+# ---------------------------------------------------------------------------- the client
+
+
+@pytest.fixture()
+def served(tmp_path: Path) -> Iterator[str]:
+    """The real public service and guard on loopback gRPC over in-process replicas, on a
+    loop of its own thread; yields its address."""
+    loop = asyncio.new_event_loop()
+    box: dict[str, Any] = {}
+    ready = threading.Event()
+
+    async def start() -> None:
+        runtime = CoordinatorRuntime(tmp_path, inproc.LocalControls(tmp_path))
+        service = VectorSearchService(runtime, CoordinatorSettings(data_dir=str(tmp_path)),
+                                      MicroBatcher(window_s=0.0))  # fmt: skip
+        guard = GuardInterceptor(
+            service_prefix="/shardvec.v1.VectorSearch/", write_methods=WRITE_METHODS,
+            api_key="", read_only_key="",
+            request_types={m.name: m.input_type
+                           for m in pb.DESCRIPTOR.services_by_name["VectorSearch"].methods},
+        )  # fmt: skip
+        server = grpc.aio.server(interceptors=[guard])
+        pb_grpc.add_VectorSearchServicer_to_server(service, server)
+        box["port"] = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        box["server"], box["runtime"] = server, runtime
+        ready.set()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(start())
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(30)
+    try:
+        yield f"127.0.0.1:{box['port']}"
+    finally:
+        async def stop() -> None:
+            await box["server"].stop(None)
+            await box["runtime"].shutdown()
+
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()
+
+
+def test_the_client_groups_facets_and_diversifies(served: str) -> None:
+    rng = np.random.default_rng(21)
+    vecs = rng.standard_normal((200, DIM)).astype(np.float32)
+    metas = [json.loads(_meta(i)) for i in range(200)]
+    with Client(served, discover=False) as client:
+        col = client.create_collection("cl", DIM, shards=4)
+        col.upsert([f"r{i}" for i in range(200)], vecs, metas)
+        counts = col.facet("doc", limit=5)
+        want = _facet_reference(metas, "doc", lambda md: True, 5)
+        assert [(float(v) if isinstance(v, int) else v, n) for v, n in counts] == want
+        assert all(isinstance(v, (str, int)) for v, _ in counts)  # 7.0 comes back as 7
+        assert col.facet("b", where={"n": 1}) == [
+            (v, n) for v, n in _facet_reference(metas, "b", lambda md: md["n"] == 1, 10)]
+        hits = col.search(vecs[:2], group_by="doc", groups=4, group_size=2, exact=True)
+        for row in hits:
+            parts = grouped(row)
+            assert len(parts) == 4 and all(len(h) <= 2 for _, h in parts)
+            for value, members in parts:
+                assert all(h.metadata is not None and h.metadata["doc"] == value
+                           for h in members)  # fmt: skip
+        plain = col.search(vecs[:2], k=5, exact=True)
+        same = col.search(vecs[:2], k=5, exact=True, diversity=1.0, candidates=20)
+        assert [[h.id for h in r] for r in same] == [[h.id for h in r] for r in plain]
+        varied = col.search(vecs[:2], k=5, exact=True, diversity=0.0, candidates=20)
+        assert all(h.group is None for r in varied for h in r)
+        assert [r[0].id for r in varied] == [r[0].id for r in plain]  # the first pick
+        with pytest.raises(InvalidArgument, match="diversity"):
+            col.search(vecs[:1], k=5, diversity=2.0)
+        with pytest.raises(InvalidArgument, match="limit"):
+            col.facet("doc", limit=MAX_FACET_LIMIT + 1)
+
+        async def via_async() -> list[tuple[Any, int]]:
+            async with AsyncClient(served, discover=False) as aclient:
+                acol = await aclient.get_collection("cl")
+                return await acol.facet("doc", limit=5)
+
+        assert asyncio.run(via_async()) == counts
+
+
+def test_the_cli_counts_by_value_and_groups(served: str, tmp_path: Path) -> None:
+    rng = np.random.default_rng(22)
+    vecs = rng.standard_normal((120, DIM)).astype(np.float32)
+    metas = [json.loads(_meta(i)) for i in range(120)]
+    with Client(served, discover=False) as client:
+        client.create_collection("cli", DIM, shards=2).upsert(
+            [f"r{i}" for i in range(120)], vecs, metas)  # fmt: skip
+    runner = CliRunner()
+    out = runner.invoke(cli, ["--server", served, "count", "cli", "--by", "doc", "--limit", "3"])
+    assert out.exit_code == 0, out.output
+    want = _facet_reference(metas, "doc", lambda md: True, 3)
+    lines = [line.split(None, 1) for line in out.output.splitlines()]
+    assert [(json.loads(v), int(n)) for n, v in lines] == [
+        (int(v) if isinstance(v, float) else v, n) for v, n in want]
+    queries = tmp_path / "q.npy"
+    np.save(queries, vecs[:2])
+    out = runner.invoke(cli, ["--server", served, "query", "cli", "--vectors", str(queries),
+                              "--group-by", "doc", "--groups", "3", "--group-size", "2",
+                              "--exact", "--json"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    for line in out.output.splitlines():
+        hits = json.loads(line)
+        groups = [h["group"] for h in hits]
+        assert len(set(map(json.dumps, groups))) == 3
+        assert all(h["metadata"]["doc"] == h["group"] for h in hits)
+    out = runner.invoke(cli, ["--server", served, "query", "cli", "--vectors", str(queries),
+                              "-k", "4", "--diversity", "0.5", "--candidates", "16"])
+    assert out.exit_code == 0 and out.output.count("query ") == 2, out.output
+    out = runner.invoke(cli, ["--server", served, "query", "cli", "--vectors", str(queries),
+                              "--diversity", "3"])  # fmt: skip
+    assert out.exit_code != 0 and "diversity" in out.output

@@ -39,6 +39,7 @@ class Hit:
     metadata: dict[str, Any] | None = None
     vector: np.ndarray | None = None
     document: str | None = None
+    group: Any = None  # a grouped search's group value (string, number or boolean)
 
 
 @dataclass(frozen=True)

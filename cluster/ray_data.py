@@ -14,7 +14,10 @@ task's rows come from one scroll, so every row alive while it runs comes exactly
 
 Columns: `id` (string), `vector` (float32 tensor of the collection's dimension) and
 `metadata_json` (the row's metadata as JSON text, "" for none). The sink reads the same, or a
-`metadata` column of dicts or JSON texts, or the named `metadata_columns`.
+`metadata` column of dicts or JSON texts, or the named `metadata_columns`, and a `document`
+column where there is one (None or "": no document). A Dataset with documents and no vector
+column goes to a collection with an embedding, which embeds the documents in the same
+request: so a row's vector is always its document's.
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ class ShardvecDatasink(Datasink[int]):
         id_column: str = "id",
         vector_column: str = "vector",
         metadata_columns: Sequence[str] | None = None,
+        document_column: str = "document",
         batch_size: int = 1000,
         retries: int = 6,
         timeout: float = 120.0,
@@ -95,6 +99,7 @@ class ShardvecDatasink(Datasink[int]):
         self.id_column = id_column
         self.vector_column = vector_column
         self.metadata_columns = list(metadata_columns) if metadata_columns else None
+        self.document_column = document_column
         self.batch_size = batch_size
         self.retries = retries
         self.rows_written = 0
@@ -111,17 +116,27 @@ class ShardvecDatasink(Datasink[int]):
                 if not isinstance(batch, dict):
                     raise InvalidArgument("shardvec sink: a block without named columns")
                 ids = [str(i) for i in batch[self.id_column].tolist()]
-                vectors = _matrix(batch[self.vector_column])
                 metas = self._metadata(batch, len(ids))
+                docs = self._documents(batch)
+                vectors = (_matrix(batch[self.vector_column])
+                           if self.vector_column in batch or docs is None else None)
                 for start in range(0, len(ids), self.batch_size):
                     stop = min(start + self.batch_size, len(ids))
-                    send = functools.partial(
-                        col.upsert,
-                        ids[start:stop],
-                        vectors[start:stop],
-                        metas[start:stop] if metas is not None else None,
-                        batch_size=self.batch_size,
-                    )
+                    part_metas = metas[start:stop] if metas is not None else None
+                    send: Callable[[], int]
+                    if vectors is None:  # the collection embeds the documents
+                        assert docs is not None
+                        send = functools.partial(
+                            col.upsert_documents, ids[start:stop],
+                            [d or "" for d in docs[start:stop]], part_metas,
+                            batch_size=self.batch_size,
+                        )
+                    else:
+                        send = functools.partial(
+                            col.upsert, ids[start:stop], vectors[start:stop], part_metas,
+                            documents=docs[start:stop] if docs is not None else None,
+                            batch_size=self.batch_size,
+                        )
                     written += with_retries(send, self.retries)
         finally:
             client.close()
@@ -135,6 +150,13 @@ class ShardvecDatasink(Datasink[int]):
             if name in batch:
                 return [_as_dict(v, name, i) for i, v in enumerate(batch[name].tolist())]
         return None
+
+    def _documents(self, batch: Mapping[str, np.ndarray]) -> list[str | None] | None:
+        if self.document_column not in batch:
+            return None
+        docs = [None if d is None or d == "" else str(d)
+                for d in batch[self.document_column].tolist()]
+        return docs if any(d is not None for d in docs) else None
 
     def on_write_complete(self, write_result: WriteResult[int]) -> None:
         self.rows_written = sum(write_result.write_returns)

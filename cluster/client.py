@@ -619,12 +619,15 @@ class Collection:
         include_vectors: bool = False,
         include_documents: bool = False,
         timeout: float | None = None,
+        group_by: str | None = None,
+        groups: int | None = None,
+        group_size: int | None = None,
     ) -> list[list[Hit]]:
         """Keyword search: the BM25 top-k of each keyword text over the documents (scored
         with the whole collection's statistics; the text is words, never query syntax).
         With `queries` (vectors) or `texts` (query texts, embedded), one per keyword text:
         hybrid search, the two rankings fused by `fusion` "rrf" (default; `rrf_k`, 60) or
-        "weighted" (`alpha`: the vector side's weight, 0.5)."""
+        "weighted" (`alpha`: the vector side's weight, 0.5). `group_by` as in `search`."""
         keywords = [keywords] if isinstance(keywords, str) else list(keywords)
         req = pb.SearchRequest(collection=self.name, k=k)
         req.text_query.extend(keywords)
@@ -646,7 +649,9 @@ class Collection:
         req.include.metadata = include_metadata
         req.include.vectors = include_vectors
         _document_options(req, include_documents, where_document)
-        return hits_from_response(self.client.call("Search", req, timeout), self.dim)
+        _shape_options(req, group_by, groups, group_size, None, None)
+        resp = self.client.call("Search", req, timeout)
+        return _with_groups(resp, hits_from_response(resp, self.dim))
 
     def search_texts(
         self,

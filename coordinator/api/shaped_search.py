@@ -2,8 +2,9 @@
 (coordinator/queries/groups.py) or diversified by MMR (coordinator/queries/diversity.py).
 
 The request is checked whole (group_by / groups / group_size, diversity / candidates, then
-everything a plain search checks) before any shard sees it. Both take their queries as
-vectors or query_texts; with text_query or query_ids they are refused, as is asking for both.
+everything a plain search checks) before any shard sees it. Group-by takes vector searches
+(queries or query_texts), keyword searches (text_query) and hybrid ones (both); diversity
+takes vector searches; with query_ids either is refused, as is asking for both.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ import numpy as np
 
 from shardvec.contract.convert import search_response, vectors_from_proto
 from shardvec.contract.errors import InvalidArgument, ResourceExhausted
-from shardvec.contract.groups import diversity_from_request, group_by_from_request
-from shardvec.contract.keyword import fusion_from_request
+from shardvec.contract.groups import GroupBy, diversity_from_request, group_by_from_request
+from shardvec.contract.keyword import fusion_from_request, leg_depth, validate_text_queries
 from shardvec.contract.types import Hits
 from shardvec.contract.validation import validate_vectors
 from shardvec.coordinator.api.sizing import check_search_response
 from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.queries.batching import MicroBatcher
 from shardvec.coordinator.queries.diversity import diversify
-from shardvec.coordinator.queries.groups import group_search
+from shardvec.coordinator.queries.groups import GroupedHits, group_ranked, group_search
+from shardvec.coordinator.queries.keyword_search import hybrid_search, keyword_search
 from shardvec.coordinator.queries.reads import CollectionReads, SearchParams
 
 
@@ -62,12 +64,16 @@ async def shaped_search(service: ReadEdge, col: CollectionReads, request: Any,
     settings = service.settings
     group = group_by_from_request(request, settings.max_k)
     field = "group_by" if group is not None else "diversity"
-    if request.text_query or request.query_ids:
-        raise InvalidArgument(f"{field}: vector searches only (queries or query_texts), not "
-                              "text_query or query_ids")  # fmt: skip
-    fusion_from_request(request, hybrid=False)
+    if request.query_ids:
+        raise InvalidArgument(f"{field}: not with query_ids (give queries or query_texts)")
     if group is not None and request.HasField("diversity"):
         raise InvalidArgument("diversity: not with group_by (give one of them)")
+    if request.text_query:
+        if group is None:
+            raise InvalidArgument("diversity: vector searches only (queries or query_texts), "
+                                  "not text_query")  # fmt: skip
+        return await _grouped_keywords(service, col, request, context, group)
+    fusion_from_request(request, hybrid=False)
     params = service._search_params(col, request, k=group.hits if group else None)
     diversity = diversity_from_request(request, params.k, settings.max_k)
     depth = diversity.candidates if diversity is not None else params.k
@@ -89,12 +95,7 @@ async def shaped_search(service: ReadEdge, col: CollectionReads, request: Any,
     deadline = service._deadline(context)
     if group is not None:
         grouped = await group_search(col, queries, params, group, deadline)
-        check_search_response(grouped.hits, col.dim, settings.max_message_bytes)
-        resp = search_response(grouped.hits)
-        for res, keys, c in zip(resp.results, grouped.keys.tolist(),
-                                grouped.hits.counts.tolist(), strict=True):  # fmt: skip
-            res.group_values.extend(keys[:c])
-        return resp
+        return _grouped_response(grouped, col, settings.max_message_bytes)
     assert diversity is not None
     wide = dataclasses.replace(params, k=diversity.candidates, include_vectors=True)
 
@@ -105,3 +106,50 @@ async def shaped_search(service: ReadEdge, col: CollectionReads, request: Any,
     hits = diversify(hits, params.k, diversity, col.spec.index.metric, params.include_vectors)
     check_search_response(hits, col.dim, settings.max_message_bytes)
     return search_response(hits)
+
+
+async def _grouped_keywords(service: ReadEdge, col: CollectionReads, request: Any,
+                            context: Any, group: GroupBy) -> Any:  # fmt: skip
+    """A keyword or hybrid search grouped at the coordinator (coordinator/queries/groups.py
+    group_ranked), checked as ReadService._search_keywords checks an ungrouped one."""
+    settings = service.settings
+    params = service._search_params(col, request, k=group.hits)
+    texts = validate_text_queries(list(request.text_query))
+    service._rows_limit(len(texts), settings.max_query_rows, "search text_query")
+    vectors = await service._embed_query_texts(col, request, context)
+    if vectors is None and (request.queries.packed or len(request.queries.values)):
+        vectors = vectors_from_proto(request.queries, col.dim, field="queries")
+    fusion = fusion_from_request(request, hybrid=vectors is not None)
+    if vectors is not None and len(vectors) != len(texts):
+        raise InvalidArgument(
+            f"text_query: {len(texts)} texts for {len(vectors)} queries (one per query)"
+        )
+    if len(texts) * settings.max_k > settings.max_search_hits:
+        raise ResourceExhausted(
+            f"search: a grouped search of {len(texts)} queries may rank {settings.max_k} hits "
+            f"each, over the limit of {settings.max_search_hits} (max_search_hits)"
+        )
+    if params.include_vectors:
+        service._bytes_limit(len(texts) * settings.max_k * col.dim * 4, "search")
+    if vectors is not None:
+        vectors = validate_vectors(vectors, col.dim, col.spec.index.metric, field="queries")
+    deadline = service._deadline(context)
+
+    async def run(depth: int) -> Hits:
+        wide = dataclasses.replace(params, k=depth, include_metadata=True)
+        if vectors is None or fusion is None:
+            return await keyword_search(col, texts, wide, deadline)
+        legs = leg_depth(depth, settings.max_k)
+        return await hybrid_search(col, vectors, texts, wide, fusion, legs, deadline)
+
+    grouped = await group_ranked(run, group, settings.max_k, params.include_metadata)
+    return _grouped_response(grouped, col, settings.max_message_bytes)
+
+
+def _grouped_response(grouped: GroupedHits, col: CollectionReads, max_bytes: int) -> Any:
+    check_search_response(grouped.hits, col.dim, max_bytes)
+    resp = search_response(grouped.hits)
+    for res, keys, c in zip(resp.results, grouped.keys.tolist(), grouped.hits.counts.tolist(),
+                            strict=True):  # fmt: skip
+        res.group_values.extend(keys[:c])
+    return resp

@@ -17,6 +17,10 @@ group's best hits. Two phases under one view (coordinator/queries/read_view.py):
    the coordinator asks s again for g alone (the same grouped search restricted to the
    missing groups' values), and takes each group's best `group_size` hits of all it has.
 
+Keyword and hybrid searches are grouped at the coordinator instead (`group_ranked`): their
+merged ranking is already the one a single index would give (global BM25 statistics, one
+fusion), so grouping a deep enough prefix of it is exact; the depth widens until it is.
+
 Relative to one index: with exact=True every shard's ranking is brute force's, so the result
 is exactly brute-force grouping over all rows (ties aside). With HNSW each shard groups the
 ranking its own search of the same breadth gives (widened until its groups are full), and
@@ -28,17 +32,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
+from shardvec.contract.codec import loads_json
 from shardvec.contract.errors import InvalidArgument
-from shardvec.contract.groups import GroupBy, GroupResult, ShardGroupSearch
+from shardvec.contract.groups import GroupBy, GroupResult, ShardGroupSearch, group_key
 from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.types import Hits, ShardSearch
 from shardvec.coordinator.queries.read_view import ReadView
 from shardvec.coordinator.queries.reads import CollectionReads, SearchParams
+
+WIDEN = 4  # a grouped ranking's depth grows fourfold until its groups are full
 
 
 @dataclass
@@ -195,3 +202,68 @@ def _assemble(
                 c += 1
         counts[qi] = c
     return GroupedHits(Hits(ids, scores, counts, metadata, vectors, documents), keys)
+
+
+async def group_ranked(
+    run: Callable[[int], Awaitable[Hits]], group: GroupBy, max_k: int, keep_metadata: bool
+) -> GroupedHits:
+    """Grouped keyword or hybrid search: `run(depth)` is the merged ranking's best `depth`
+    hits per query with their metadata (keyword_search or hybrid_search,
+    coordinator/queries/keyword_search.py). The depth starts at groups x group_size and
+    widens fourfold until, per query, the first `groups` groups of the ranking are full or
+    the ranking ran out; then the groups are those of grouping the whole ranking (as in
+    shard/groups.py). A widening stopped by the k cap `max_k` keeps the groups found in the
+    first `max_k` hits. The key is read from each hit's metadata JSON, with the same
+    semantics as the filter columns' (shardvec.contract.groups)."""
+    depth = group.hits
+    while True:
+        hits = await run(depth)
+        assert hits.metadata is not None, "a grouped ranking needs the hits' metadata"
+        keys = np.full(hits.ids.shape, "", dtype=object)
+        for qi, row in enumerate(hits.metadata.tolist()):
+            for pos, text in enumerate(row[: int(hits.counts[qi])]):
+                md = loads_json(text) if text else {}
+                key = group_key(md.get(group.field)) if isinstance(md, dict) else None
+                keys[qi, pos] = key or ""
+        picks = [_pick_ranked(keys[qi], group) for qi in range(len(keys))]
+        whole = all(full or int(hits.counts[qi]) < depth
+                    for qi, (_, full) in enumerate(picks))  # fmt: skip
+        if whole or depth >= max_k:
+            break
+        depth = min(max_k, depth * WIDEN)
+    nq, width = len(keys), group.hits
+    take = np.zeros((nq, width), dtype=np.int64)
+    counts = np.zeros(nq, dtype=np.int32)
+    for qi, (positions, _) in enumerate(picks):
+        take[qi, : len(positions)] = positions
+        counts[qi] = len(positions)
+    rows = np.arange(nq)[:, None]
+    real = np.arange(width)[None, :] < counts[:, None]
+
+    def pick(a: np.ndarray | None, fill: object) -> np.ndarray | None:
+        if a is None:
+            return None
+        out = a[rows, take]
+        out[~real] = fill
+        return out
+
+    ids, scores, chosen = pick(hits.ids, ""), pick(hits.scores, np.nan), pick(keys, "")
+    assert ids is not None and scores is not None and chosen is not None
+    metadata = pick(hits.metadata, "") if keep_metadata else None
+    out = Hits(ids, scores, counts, metadata, pick(hits.vectors, 0.0), pick(hits.documents, ""))
+    return GroupedHits(out, chosen)
+
+
+def _pick_ranked(keys: np.ndarray, group: GroupBy) -> tuple[list[int], bool]:
+    """Positions kept from one ranking, group by group (best group first, each group's hits
+    in rank order): the first `groups` groups' first `group_size` hits; and whether every kept
+    group is full."""
+    held: dict[str, list[int]] = {}
+    for pos, key in enumerate(keys.tolist()):
+        if not key or (key not in held and len(held) == group.groups):
+            continue
+        members = held.setdefault(key, [])
+        if len(members) < group.group_size:
+            members.append(pos)
+    full = len(held) == group.groups and all(len(m) == group.group_size for m in held.values())
+    return [pos for members in held.values() for pos in members], full

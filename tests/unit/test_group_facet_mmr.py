@@ -43,7 +43,7 @@ from shardvec.v1 import vector_search_pb2 as pb
 from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
 from tests import inproc
 from tests.fakes import FakeContext
-from tests.requests import condition, search_request
+from tests.requests import condition, search_request, upsert_request
 from tests.seeded import DIM, Seeded, open_seeded
 
 N = 400
@@ -275,7 +275,8 @@ def test_bad_input_is_refused_naming_the_field(seeded: Seeded) -> None:
     s.reject("Search", search(group_by="doc", groups=MAX_K, group_size=2), InvalidArgument,
              "groups", "k cap")  # fmt: skip
     s.reject("Search", search(group_by="doc", k=7), InvalidArgument, "k")
-    s.reject("Search", search(group_by="doc", text_query=["w"]), InvalidArgument, "group_by")
+    s.reject("Search", search(group_by="doc", query_ids=[s.ids[0]]), InvalidArgument,
+             "group_by")  # fmt: skip
     s.reject("Search", search(group_by="doc", diversity=0.5, k=30), InvalidArgument,
              "diversity")  # fmt: skip
     for lam in (-0.1, 1.5, float("nan")):
@@ -492,6 +493,12 @@ def test_the_client_groups_facets_and_diversifies(served: str) -> None:
         assert [r[0].id for r in varied] == [r[0].id for r in plain]  # the first pick
         with pytest.raises(InvalidArgument, match="diversity"):
             col.search(vecs[:1], k=5, diversity=2.0)
+        docs = client.create_collection("cl_docs", DIM, shards=3)
+        docs.upsert([f"r{i}" for i in range(200)], vecs, metas,
+                    documents=[f"w{i % 9} w{i % 4}" for i in range(200)])  # fmt: skip
+        for row in docs.search_keywords(["w1 w2"], group_by="doc", groups=3, group_size=2):
+            assert len(grouped(row)) == 3
+            assert all(h.metadata is not None and h.metadata["doc"] == h.group for h in row)
         with pytest.raises(InvalidArgument, match="limit"):
             col.facet("doc", limit=MAX_FACET_LIMIT + 1)
 
@@ -534,3 +541,67 @@ def test_the_cli_counts_by_value_and_groups(served: str, tmp_path: Path) -> None
     out = runner.invoke(cli, ["--server", served, "query", "cli", "--vectors", str(queries),
                               "--diversity", "3"])  # fmt: skip
     assert out.exit_code != 0 and "diversity" in out.output
+
+
+# ---------------------------------------------------------------------------- keyword, hybrid
+
+WORDS = [f"w{i}" for i in range(30)]
+
+
+def _with_documents(s: Seeded) -> str:
+    """A collection beside the seeded one, as many shards, whose rows have documents."""
+    name = f"{s.name}_docs"
+    if name not in s.runtime.collections:
+        s.call("CreateCollection", pb.CreateCollectionRequest(
+            name=name, dimension=DIM, metric=common_pb2.COSINE, shards=s.shards))  # fmt: skip
+        rng = np.random.default_rng(30)
+        req = upsert_request(name, s.ids, s.vectors, s.metas, dim=DIM)
+        req.documents.extend(" ".join(rng.choice(WORDS, size=6)) for _ in s.ids)
+        s.call("Upsert", req)
+    return name
+
+
+def _group_hits(ids: list[str], metas: list[str], groups: int, size: int) -> list[str]:
+    held: dict[str, list[str]] = {}
+    for id_, text in zip(ids, metas, strict=True):
+        key = group_key(json.loads(text).get("doc"))
+        if key is None or (key not in held and len(held) == groups):
+            continue
+        if len(held.setdefault(key, [])) < size:
+            held[key].append(id_)
+    return [i for members in held.values() for i in members]
+
+
+def test_keyword_group_by_groups_the_global_ranking(seeded: Seeded) -> None:
+    name = _with_documents(seeded)
+    texts = ["w1 w2", "w3", "w4 w5 w6"]
+    plain = pb.SearchRequest(collection=name, k=N, text_query=texts)
+    plain.include.metadata = True
+    ranking = seeded.call("Search", plain)
+    for groups, size in ((4, 2), (8, 3)):
+        req = pb.SearchRequest(collection=name, text_query=texts, group_by="doc",
+                               groups=groups, group_size=size)  # fmt: skip
+        got = seeded.call("Search", req)
+        for res, full in zip(got.results, ranking.results, strict=True):
+            want = _group_hits(list(full.ids), list(full.metadata_json), groups, size)
+            assert list(res.ids) == want, (groups, size)
+            assert not res.metadata_json  # not asked for
+            metas = dict(zip(full.ids, full.metadata_json, strict=True))
+            assert [group_key(json.loads(metas[i])["doc"]) for i in res.ids] == list(
+                res.group_values)
+
+
+def test_hybrid_group_by_keeps_its_shape(seeded: Seeded) -> None:
+    name = _with_documents(seeded)
+    req = search_request(name, seeded.vectors[:2], k=0, dim=DIM, text_query=["w1", "w7 w8"],
+                         group_by="doc", groups=5, group_size=2)  # fmt: skip
+    req.include.metadata = True
+    got = seeded.call("Search", req)
+    for res in got.results:
+        keys = list(res.group_values)
+        assert len(set(keys)) == 5 and all(keys.count(k) <= 2 for k in keys)
+        assert [group_key(json.loads(m)["doc"]) for m in res.metadata_json] == keys
+        runs = [k for j, k in enumerate(keys) if j == 0 or keys[j - 1] != k]
+        assert len(runs) == len(set(runs))  # listed group by group
+    seeded.reject("Search", pb.SearchRequest(collection=name, text_query=["w1"], diversity=0.5,
+                                             k=5), InvalidArgument, "diversity")  # fmt: skip

@@ -112,6 +112,8 @@ def test_every_block_has_a_known_language_and_few_are_left_out() -> None:
     for b in blocks:  # a text block is a picture or a listing, never a hidden command
         if b.lang == "text":
             assert not re.search(r"^\s*(\$ )?(shardvec|make|pip) ", b.body, re.M), b.line
+        elif b.lang == "python" and b.marker:  # not run, but still Python
+            compile(b.body, f"{README}:{b.line}", "exec")
 
 
 def _start_server(block: Block, data_dir: Path, log_dir: Path) -> ServerProcess:

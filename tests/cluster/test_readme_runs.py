@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 
 from shardvec.cluster.process import ServerProcess, free_port
@@ -191,3 +192,16 @@ def test_the_readme_runs_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         print("\n".join(took))
     assert ran >= 15, f"only {ran} blocks ran"
     print(f"{ran} README blocks in {time.monotonic() - t0:.1f} s")
+
+
+def test_the_cli_table_names_every_benchmark() -> None:
+    """The README's `shardvec bench` row lists every benchmark command (the top-level commands
+    are compared in tests/unit/test_cli_help.py)."""
+    from shardvec.cluster.cli import cli
+
+    bench = cli.commands["bench"]
+    assert isinstance(bench, click.Group)
+    row = next(line for line in README.read_text(encoding="utf-8").splitlines()
+               if line.startswith("| `shardvec bench NAME`"))
+    listed = set(re.findall(r"`([a-z][\w-]*)`", row.split("|")[2]))
+    assert listed == set(bench.commands), listed ^ set(bench.commands)

@@ -8,9 +8,12 @@ holds every candidate row (fewer than K hits came back). Then the answer is the 
 grouping a full ranking: a group not in the list ranks below every group in it (its best hit
 is worse than every hit of the list), and a group's hits in a prefix of the ranking are its
 best. Once K reaches half the candidate rows, the round is an exact scan (cheaper than an
-HNSW search that deep, and it ends the widening). With exact=True every round is exact, so
-the answer is brute force's; with HNSW it is the grouping of the ranking an HNSW search of
-breadth max(ef, K) gives.
+HNSW search that deep, and it ends the widening). With exact=True every round is exact and
+the widening goes as far as it must, so the answer is brute force's. With HNSW the depth
+stops at DEPTH_FACTOR x groups x group_size (at least ef): the answer is the grouping of the
+ranking an HNSW search of that breadth gives, the groups right but a group whose other hits
+lie deeper than that holding fewer than group_size (as an approximate search misses far
+hits); so a group of scattered rows never turns a search into a scan of the shard.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from shardvec.shard.planner import drop_past_threshold
 from shardvec.shard.reads import get, mask_of
 
 WIDEN = 4
+DEPTH_FACTOR = 16  # an HNSW grouped search ranks at most this many times groups x group_size
 
 
 def group_search(eng: EngineState, request: ShardGroupSearch) -> GroupResult:
@@ -49,8 +53,9 @@ def group_search(eng: EngineState, request: ShardGroupSearch) -> GroupResult:
         out_scores = np.full((nq, width), np.nan, dtype=np.float32)
         keys = np.full((nq, width), "", dtype=object)
         todo = np.arange(nq)
-        depth = min(width, m)
         base_ef = settings.ef if s.ef is None else s.ef
+        cap = m if s.exact else min(m, max(base_ef, DEPTH_FACTOR * width))
+        depth = min(width, cap)
         while len(todo) and depth:
             exact = s.exact or 2 * depth >= m
             labels, scores = eng._planner.search(
@@ -64,7 +69,7 @@ def group_search(eng: EngineState, request: ShardGroupSearch) -> GroupResult:
             unfinished = []
             for j, qi in enumerate(todo.tolist()):
                 picked, complete = _pick(row_keys[j], group.groups, group.group_size)
-                whole = complete or depth >= m or int((labels[j] >= 0).sum()) < depth
+                whole = complete or depth >= cap or int((labels[j] >= 0).sum()) < depth
                 if whole:
                     c = len(picked)
                     out[qi, :c] = labels[j, picked]
@@ -73,7 +78,7 @@ def group_search(eng: EngineState, request: ShardGroupSearch) -> GroupResult:
                 else:
                     unfinished.append(qi)
             todo = np.asarray(unfinished, dtype=np.int64)
-            depth = min(m, depth * WIDEN)
+            depth = min(cap, depth * WIDEN)
         valid = out >= 0
         ids = np.full(out.shape, "", dtype=object)
         ids[valid] = slots.slot_to_id[out[valid]]

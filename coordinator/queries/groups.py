@@ -23,9 +23,9 @@ fusion), so grouping a deep enough prefix of it is exact; the depth widens until
 
 Relative to one index: with exact=True every shard's ranking is brute force's, so the result
 is exactly brute-force grouping over all rows (ties aside). With HNSW each shard groups the
-ranking its own search of the same breadth gives (widened until its groups are full), and
-the merge adds no error of its own: it returns what grouping the union of those rankings
-would return.
+ranking its own search of the same breadth gives (widened until its groups are full, up to
+16 x groups x group_size deep: shard/groups.py), and the merge adds no error of its own: it
+returns what grouping the union of those rankings would return.
 """
 
 from __future__ import annotations

@@ -605,3 +605,28 @@ def test_hybrid_group_by_keeps_its_shape(seeded: Seeded) -> None:
         assert len(runs) == len(set(runs))  # listed group by group
     seeded.reject("Search", pb.SearchRequest(collection=name, text_query=["w1"], diversity=0.5,
                                              k=5), InvalidArgument, "diversity")  # fmt: skip
+
+
+def test_an_hnsw_grouped_search_stops_widening_at_its_depth_cap(tmp_path: Path) -> None:
+    """Groups of scattered rows (each group's rows far apart): exact=True widens to a scan and
+    fills every group; HNSW stops at 16 x groups x group_size and keeps the groups it found
+    with the hits it found (shard/groups.py)."""
+    engine = ShardEngine(tmp_path / "e", IndexSettings(dim=DIM))
+    try:
+        rng = np.random.default_rng(12)
+        vecs = rng.standard_normal((3000, DIM)).astype(np.float32)
+        inproc.write(engine, 1, [f"r{i}" for i in range(3000)], vecs,
+                     [{"doc": f"d{i % 1000}"} for i in range(3000)])  # fmt: skip
+        q = vecs[:4] + 0.01
+        ask = ShardGroupSearch(ShardSearch(queries=q, k=15, exact=True), GroupBy("doc", 5, 3))
+        exact = engine.group_search(ask)
+        assert (exact.hits.counts == 15).all()
+        approx = engine.group_search(ShardGroupSearch(ShardSearch(queries=q, k=15),
+                                                      GroupBy("doc", 5, 3)))  # fmt: skip
+        assert (approx.hits.counts < 15).all()  # no group found whole within 240 hits
+        for qi in range(4):
+            assert approx.keys[qi, 0] == exact.keys[qi, 0] == '"d' + str(qi) + '"'
+            kept = [k for k in approx.keys[qi].tolist() if k]
+            assert len(set(kept)) == 5 and all(kept.count(k) <= 3 for k in kept)
+    finally:
+        engine.close()

@@ -75,7 +75,7 @@ from shardvec.coordinator.paths import collection_dir
 from shardvec.coordinator.registry import CollectionDecisions, Registry
 from shardvec.coordinator.replicas import events
 from shardvec.coordinator.replicas.replica_set import ReplicaSet
-from shardvec.coordinator.test_hooks import pause_point
+from shardvec.coordinator import phases
 
 
 class ReshardHost(Protocol):
@@ -398,7 +398,7 @@ class Resharder:
             self.change.copied.extend(range(b0, b1))
             self.change.rows_copied += copied
             await self._persist()
-        await pause_point("copied-step")
+        await phases.reached("copied-step")
 
     async def _switch(self) -> None:
         col, change = self.col, self.change
@@ -413,7 +413,7 @@ class Resharder:
             col.switch_layout(new_spec, new_layout, self.change.givers())
             if col.change is not None:
                 col.change.phase = CLEANUP
-            await pause_point("switched")
+            await phases.reached("switched")
             # The fronts read by the new view before a write lands on the new owners alone.
             await self.runtime.layout_changed(new_spec.name)
         events.layout_event(new_spec.name, f"switched to layout version {new_layout.version} "

@@ -14,6 +14,7 @@ from shardvec.contract.errors import (
     Unavailable,
 )
 from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES
+from shardvec.coordinator import phases
 from shardvec.coordinator.api.server import LoopServer, cluster_info_response, serve_public
 from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.embedding.pool import EmbedderPool, RayEmbedder
@@ -22,7 +23,6 @@ from shardvec.coordinator.fronts.runtime import FrontRuntime
 from shardvec.coordinator.fronts.service import FrontService
 from shardvec.coordinator.metrics import CoordinatorMetrics
 from shardvec.coordinator.queries.batching import MicroBatcher
-from shardvec.coordinator.test_hooks import PushGate
 from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class Front(LoopServer):
         self.node_id = node_id
         self.pushes = 0  # views taken from pushes
         self.pulls = 0  # pulls after a stale read (or at start)
-        self.gate = PushGate()  # a test hook: pushes dropped while held (coordinator/test_hooks.py)
+        self.refused = 0  # pushes a gate refused (coordinator/phases.py): as if lost
         self._fronts: list[dict[str, str]] = []
         self._coordinator = ""
         self._secret: bytes | None = None
@@ -96,7 +96,8 @@ class Front(LoopServer):
 
     def apply(self, name: str, view: CollectionView | None, fronts: list[dict[str, str]]) -> bool:
         """A push: collection `name`'s new view (None: dropped) and the fronts' listing."""
-        if not self.gate.admits():
+        if not phases.admits("front-push"):
+            self.refused += 1
             return False
         self._fronts = fronts
 
@@ -107,10 +108,6 @@ class Front(LoopServer):
         self.pushes += int(taken)
         return taken
 
-    def hold_pushes(self, held: bool) -> None:
-        """A test hook (coordinator/test_hooks.py): drop every push while `held`."""
-        self.gate.held = held
-
     def stats(self) -> dict[str, Any]:
         return {
             "address": self.address,
@@ -118,7 +115,7 @@ class Front(LoopServer):
             "pid": os.getpid(),
             "pushes": self.pushes,
             "pulls": self.pulls,
-            "dropped": self.gate.dropped,
+            "refused": self.refused,
             "epochs": {n: self.runtime.epoch(n) for n in list(self.runtime.views)},
             "layouts": {
                 n: {"version": c.layout.version, "shards": len(c.shard_sets),

@@ -50,7 +50,7 @@ from shardvec.contract.errors import (
 from shardvec.contract.types import ShardWrite, WriteAck
 from shardvec.coordinator.replicas import events
 from shardvec.coordinator.replicas.replica_set import Replica, ReplicaSet
-from shardvec.coordinator.test_hooks import pause_point
+from shardvec.coordinator import phases
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ class AtomicWriter:
                 staged[rs.shard].append(r)
         for rs, r, exc in down:
             rs.mark_dead(r, f"staging a write failed: {exc}")
-        await pause_point("staged")
+        await phases.reached("staged")
         empty = [s for s in shards if not staged[s]]
         error: BaseException | None = None
         if refusals:
@@ -230,7 +230,7 @@ class AtomicWriter:
                 raise error
             raise Unavailable(f"{self.name}: the write was not applied: {error}") from error
         self.batches += 1
-        await pause_point("decided")
+        await phases.reached("decided")
         return await self._commit(writes, sets, staged, seqs, deadline)
 
     async def _abort(self, asked: list[tuple[ReplicaSet, Replica]], seqs: dict[int, int]) -> None:

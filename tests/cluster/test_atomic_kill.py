@@ -1,7 +1,7 @@
 """kill -9 between the phases of an atomic write ("Hardening", issue 13: failed or interrupted
 operations leave partial data), on a real `shardvec up` server.
 
-A batch spanning both shards is stopped (coordinator/test_hooks.py PAUSE_ENV) after it is staged
+A batch spanning both shards is stopped (a kill point: tests/hooks/) after it is staged
 on every replica, or after its commit is recorded in the registry, and then killed with SIGKILL:
 the coordinator process alone (the replicas run on, holding the batch staged; Ray restarts the
 coordinator, which resolves them), or every process of the server (the replicas restart from
@@ -23,6 +23,7 @@ import pytest
 
 from shardvec.cluster.client import Client
 from shardvec.cluster.process import ServerProcess, free_port
+from tests.hooks.shardvec_test_observers import hooked_env
 
 pytestmark = pytest.mark.cluster
 
@@ -54,7 +55,7 @@ def test_kill_9_between_stage_and_commit_leaves_the_batch_whole_or_absent(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     arm = tmp_path / "pause"
-    monkeypatch.setenv("SHARDVEC_TEST_PAUSE_FILE", str(arm))
+    hooked_env(monkeypatch, SHARDVEC_TEST_PAUSE_FILE=str(arm))
     data, port = tmp_path / "data", free_port()
     server = ServerProcess(data, port, log_dir=tmp_path)
     assert "no collections yet" in server.banner[1], server.banner  # `shardvec up`'s summary

@@ -28,6 +28,7 @@ from shardvec.coordinator.fronts.pool import FRONT_PREFIX
 from shardvec.coordinator.replicas.ray_control import NAMESPACE
 from shardvec.coordinator.replicas.shard_client import RemoteShard
 from shardvec.v1 import vector_search_pb2 as pb
+from tests.hooks.shardvec_test_observers import hooked_env
 from tests.ray.test_metrics import scrape, value
 from tests.waits import until
 
@@ -42,6 +43,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     loopback_only()
     from ray.cluster_utils import Cluster
 
+    hold = tmp_path_factory.mktemp("hold") / "front-push"  # names a node: its front loses pushes
+    armed = pytest.MonkeyPatch()
+    hooked_env(armed, SHARDVEC_TEST_HOLD_FILE=str(hold))
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     workers = [c.add_node(num_cpus=1) for _ in range(2)]
     c.wait_for_nodes()
@@ -65,13 +69,14 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         col.upsert([str(i) for i in range(N)], vecs, [{"i": i} for i in range(N)])
         yield {
             "cluster": c, "workers": workers, "sv": sv, "fronts": fronts, "client": client,
-            "vecs": vecs, "tmp": data,
+            "vecs": vecs, "tmp": data, "hold": hold,
         }  # fmt: skip
         client.close()
     finally:
         sv.stop()
         ray.shutdown()
         c.shutdown()
+        armed.undo()
 
 
 def _ids(got: Any) -> list[list[str]]:
@@ -204,7 +209,7 @@ def test_a_lost_layout_push_loses_no_row_and_adds_no_duplicate(env: dict[str, An
     sv, vecs, client = env["sv"], env["vecs"], env["client"]
     stale = next(f for f in env["fronts"] if f["node_id"] != sv.coordinator_node_id())
     handle = _front(stale["node_id"])
-    ray.get(handle.hold_pushes.remote(True))
+    env["hold"].write_text(stale["node_id"])  # its front refuses pushes: lost on the way
     try:
         pulls0 = ray.get(handle.stats.remote())["pulls"]
         reps = [r for c in sv.status() if c["name"] == "fr" for r in c["replica_states"]]
@@ -237,10 +242,10 @@ def test_a_lost_layout_push_loses_no_row_and_adds_no_duplicate(env: dict[str, An
             seen = [r.id for page in fcol.scroll_pages(page_size=300) for r in page.records]
             assert len(seen) == total and len(set(seen)) == total
         stats = ray.get(handle.stats.remote())
-        assert stats["dropped"] > 0  # the pushes were lost ...
+        assert stats["refused"] > 0  # the pushes were lost ...
         assert stats["pulls"] > pulls0  # ... and the fence made the front pull instead
     finally:
-        ray.get(handle.hold_pushes.remote(False))
+        env["hold"].write_text("")
 
 
 def test_a_front_that_lost_its_pushes_follows_a_resharding(env: dict[str, Any]) -> None:
@@ -250,7 +255,7 @@ def test_a_front_that_lost_its_pushes_follows_a_resharding(env: dict[str, Any]) 
     sv, client = env["sv"], env["client"]
     stale = next(f for f in env["fronts"] if f["node_id"] != sv.coordinator_node_id())
     handle = _front(stale["node_id"])
-    ray.get(handle.hold_pushes.remote(True))
+    env["hold"].write_text(stale["node_id"])  # its front refuses pushes: lost on the way
     try:
         pulls0 = ray.get(handle.stats.remote())["pulls"]
         col = client.get_collection("fr")
@@ -287,7 +292,7 @@ def test_a_front_that_lost_its_pushes_follows_a_resharding(env: dict[str, Any]) 
             assert len(seen) == total and len(set(seen)) == total
         assert ray.get(handle.stats.remote())["pulls"] > pulls0
     finally:
-        ray.get(handle.hold_pushes.remote(False))
+        env["hold"].write_text("")
 
 
 def test_clients_of_a_lost_fronts_node_carry_on(env: dict[str, Any]) -> None:

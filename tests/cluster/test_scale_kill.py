@@ -1,6 +1,6 @@
 """kill -9 during an online resharding (issue 15), on a real `shardvec up` server.
 
-A change is stopped (coordinator/test_hooks.py PAUSE_ENV) after a copy step is recorded, or right
+A change is stopped (a kill point: tests/hooks/) after a copy step is recorded, or right
 after the switch is recorded, and then processes are killed with SIGKILL: a target replica and
 then the coordinator (Ray restarts it, and the restart resumes the copy), or the whole server
 (the restart finishes the cleanup before it serves). Each time the collection ends in the new
@@ -20,6 +20,7 @@ import pytest
 
 from shardvec.cluster.client import Client
 from shardvec.cluster.process import ServerProcess, free_port
+from tests.hooks.shardvec_test_observers import hooked_env
 
 pytestmark = pytest.mark.cluster
 
@@ -73,7 +74,7 @@ def test_kill_9_in_each_phase_of_a_resharding_ends_in_the_new_layout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     arm = tmp_path / "pause"
-    monkeypatch.setenv("SHARDVEC_TEST_PAUSE_FILE", str(arm))
+    hooked_env(monkeypatch, SHARDVEC_TEST_PAUSE_FILE=str(arm))
     data, port = tmp_path / "data", free_port()
     server = ServerProcess(data, port, log_dir=tmp_path)
     addr = f"127.0.0.1:{port}"

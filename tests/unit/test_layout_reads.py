@@ -42,6 +42,7 @@ from shardvec.coordinator.queries.keyword_search import hybrid_search, keyword_s
 from shardvec.coordinator.queries.reads import SearchParams
 from shardvec.coordinator.queries.scroll import get_matching
 from shardvec.coordinator.runtime import CoordinatorRuntime
+from tests.hooks.shardvec_test_observers import observing
 from tests.inproc import LocalControls, rows_held
 
 DIM = 8
@@ -334,7 +335,7 @@ async def _facet_and_groups(
 
 
 async def _slow_step(phase: str) -> None:
-    """Each copy step lets a few operations run (resharding.pause_point's place)."""
+    """Each copy step lets a few operations run (the "copied-step" phase, coordinator/phases.py)."""
     if phase == "copied-step":
         await asyncio.sleep(0.05)
 
@@ -398,7 +399,7 @@ def test_every_read_and_write_is_exact_while_the_layout_changes(
 ) -> None:  # fmt: skip
     monkeypatch.setattr(resharding, "COPY_ROWS", 40)  # many steps: ops land between them
     monkeypatch.setattr(layout_push, "_set_epoch", _set_epoch)
-    monkeypatch.setattr(resharding, "pause_point", _slow_step)
+    observing(monkeypatch, _slow_step)
     FENCES.clear()
     tmp = tmp_path_factory.mktemp("layout")
     asyncio.run(_run(tmp, seed, plan))
@@ -434,7 +435,7 @@ def test_an_abort_at_every_point_of_a_change_leaves_no_row_behind(
             state["steps"].append(1)
         await abort_at(phase)
 
-    monkeypatch.setattr(resharding, "pause_point", step_seen)
+    observing(monkeypatch, step_seen)
 
     async def main() -> None:
         rt = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))

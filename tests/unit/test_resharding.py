@@ -19,7 +19,7 @@ from shardvec.coordinator.changes.resharding import plan_owners
 from shardvec.coordinator.layout import Layout
 from shardvec.coordinator.queries.reads import SearchParams
 from shardvec.coordinator.runtime import CoordinatorRuntime
-from shardvec.coordinator.test_hooks import PAUSE_ENV
+from tests.hooks.shardvec_test_observers import PAUSE_ENV, observing, pause_at_armed_phase
 from tests.inproc import LocalControls, rows_held, wait_for
 
 DIM = 8
@@ -225,5 +225,6 @@ def test_a_coordinator_stopped_in_a_phase_resumes_to_the_new_layout(
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(PAUSE_ENV, str(arm))
+        observing(mp, pause_at_armed_phase)
         acked = asyncio.run(first())
     asyncio.run(second(acked))

@@ -201,13 +201,15 @@ def scale(
                 click.echo(f"{name}: change running ({json.dumps(started['change'])})")
                 return
             # DescribeCollection's change record gives the rows copied so far (page by page,
-            # coordinator/changes/resharding.py); the bar follows it and ends at what it saw
-            # last, since a finished change is no longer described.
-            seen = {"copied": 0, "total": 0}
+            # coordinator/changes/resharding.py); a finished change is no longer described,
+            # so the bar ends on the count seen after the switch (final) or, for a copy done
+            # between two polls, on the estimated total the change started with.
+            seen = {"copied": 0, "total": 0, "switched": 0}
             with tqdm(total=0, unit="row", desc=f"scale {name}") as bar:
                 def show(change: dict[str, Any]) -> None:
                     seen["copied"] = max(seen["copied"], int(change["rows_copied"]))
                     seen["total"] = max(int(change["rows_total"]), seen["copied"])
+                    seen["switched"] |= change["phase"] == "cleanup"
                     bar.total = seen["total"]
                     bar.n = seen["copied"]
                     bar.set_postfix_str(change["phase"] + (f" ({change['error']})"
@@ -215,13 +217,17 @@ def scale(
                     bar.refresh()
 
                 info = client.wait_layout(name, poll=0.2, progress=show)
-                if shards is not None and seen["copied"]:
-                    bar.total = bar.n = seen["copied"]  # the total was an estimate
+                if shards is not None and seen["total"]:
+                    bar.total = bar.n = seen["copied"] if seen["switched"] else seen["total"]
                     bar.set_postfix_str("done")
                     bar.refresh()
     except ShardvecError as exc:
         fail(exc)
-    copied = f"; {seen['copied']:,} rows copied" if seen["copied"] else ""
+    copied = ""
+    if shards is not None and seen["total"]:
+        about = "" if seen["switched"] else "about "
+        n = seen["copied"] if seen["switched"] else seen["total"]
+        copied = f"; {about}{n:,} rows copied"
     click.echo(f"{name}: shards={info['shards']} replicas={info['replicas']} "
                f"layout={info['layout_version']} count={info['count']}{copied}")
 

@@ -46,7 +46,7 @@ typecheck: $(STAMP)
 PYTEST_WORKERS ?=
 
 pytest: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_WORKERS) tests
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25 $(PYTEST_WORKERS) tests
 
 test: proto-check lint typecheck pytest
 

@@ -282,6 +282,16 @@ def up(
         click.echo(f"shardvec stopped; the data stays in {Path(data_dir).resolve()}", err=True)
 
 
+def _count(count: int | None) -> str:
+    """A collection's row count as listed; None: it could not be counted now (a shard with no
+    live replica; `shardvec status` names it)."""
+    return "unknown" if count is None else str(count)
+
+
+def _rows(count: int | None) -> str:
+    return "rows not counted now" if count is None else f"{count:,} rows"
+
+
 def _reopened(address: str, api_key: str, tls: bool) -> str:
     """`shardvec up`'s summary of the collections it serves, and what to run next."""
     nxt = "in another terminal: shardvec status, shardvec --help"
@@ -295,7 +305,7 @@ def _reopened(address: str, api_key: str, tls: bool) -> str:
     if not cols:
         return f"  no collections yet; {nxt}, shardvec demo"
     listed = ", ".join(
-        f"{c['name']} ({c['count']:,} rows, {c['shards']} shards x {c['replicas']})" for c in cols
+        f"{c['name']} ({_rows(c['count'])}, {c['shards']} shards x {c['replicas']})" for c in cols
     )
     return f"  serving {len(cols)} collection(s): {listed}\n  {nxt}"
 
@@ -347,7 +357,7 @@ def status(obj: _Context, as_json: bool) -> None:
     for c in cols:
         click.echo(
             f"{c['name']}: dim={c['dim']} metric={c['metric']} shards={c['shards']} "
-            f"replicas={c['replicas']} count={c['count']} layout={c['layout_version']}"
+            f"replicas={c['replicas']} count={_count(c['count'])} layout={c['layout_version']}"
             + (f" embedding={c['embedding']}" if c.get("embedding") else "")
             + f" text_tokenizer={c.get('text_tokenizer') or 'unicode61'}"
         )

@@ -561,7 +561,7 @@ class VectorSearchService(ReadService):
     async def CreateCollection(self, request: Any, context: Any) -> Any:
         spec = spec_from_request(request)
         await self.runtime.create(spec)
-        return collection_info(spec)
+        return collection_info(spec, count=0)  # new: no rows yet
 
     async def SetCollectionOptions(self, request: Any, context: Any) -> Any:
         target = request.target_recall if request.HasField("target_recall") else None

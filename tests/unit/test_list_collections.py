@@ -41,3 +41,40 @@ def test_listed_collections_carry_their_counts_and_replica_states(tmp_path: Path
         await runtime.shutdown()
 
     asyncio.run(main())
+
+
+def test_a_collection_that_cannot_be_counted_now_lists_no_count_not_zero(tmp_path: Path) -> None:
+    """A shard with no live replica: the collection is listed and described with its replica
+    states and no count (None in the client), never a count of 0 for rows it holds."""
+    from shardvec.contract.convert import collection_info_to_dict
+    from shardvec.coordinator.replicas.replica_set import ReplicaState
+    from shardvec.coordinator.runtime import CoordinatorRuntime
+
+    async def main() -> None:
+        runtime = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
+        await runtime.restore()
+        svc = VectorSearchService(
+            runtime, CoordinatorSettings(data_dir=str(tmp_path)), MicroBatcher(window_s=0.0)
+        )
+        created = await svc.CreateCollection(
+            pb.CreateCollectionRequest(name="a", dimension=4, shards=2), FakeContext()
+        )
+        assert collection_info_to_dict(created)["count"] == 0  # a new collection: 0, known
+        a = runtime.collections["a"]
+        vecs = np.random.default_rng(2).standard_normal((50, 4)).astype(np.float32)
+        await a.upsert([f"r{i}" for i in range(50)], vecs, [], time.monotonic() + 30)
+        a.shard_sets[1].replicas[0].state = ReplicaState.DEAD  # no live replica in shard 1
+        listed = await svc.ListCollections(pb.ListCollectionsRequest(), FakeContext())
+        described = await svc.DescribeCollection(
+            pb.DescribeCollectionRequest(name="a"), FakeContext()
+        )
+        for info in (listed.collections[0], described):
+            shown = collection_info_to_dict(info)
+            assert shown["count"] is None
+            assert [r["state"] for r in shown["replica_states"]] == ["live", "dead"]
+        a.shard_sets[1].replicas[0].state = ReplicaState.LIVE
+        listed = await svc.ListCollections(pb.ListCollectionsRequest(), FakeContext())
+        assert collection_info_to_dict(listed.collections[0])["count"] == 50
+        await runtime.shutdown()
+
+    asyncio.run(main())

@@ -382,7 +382,7 @@ def collection_info_to_dict(info: pb.CollectionInfo) -> dict[str, Any]:
         "m": int(info.index.m),
         "ef_construction": int(info.index.ef_construction),
         "ef": int(info.index.ef),
-        "count": int(info.count),
+        "count": int(info.count) if info.HasField("count") else None,  # None: not countable now
         "embedding": info.embedding,
         "layout_version": int(info.layout_version),
         "change": {

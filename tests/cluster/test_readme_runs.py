@@ -205,3 +205,14 @@ def test_the_cli_table_names_every_benchmark() -> None:
                if line.startswith("| `shardvec bench NAME`"))
     listed = set(re.findall(r"`([a-z][\w-]*)`", row.split("|")[2]))
     assert listed == set(bench.commands), listed ^ set(bench.commands)
+
+
+def test_the_api_table_names_every_rpc() -> None:
+    """Every RPC of shardvec.v1.VectorSearch has its row in the README's API table."""
+    from shardvec.v1 import vector_search_pb2
+
+    rpcs = set(vector_search_pb2.DESCRIPTOR.services_by_name["VectorSearch"].methods_by_name)
+    text = README.read_text(encoding="utf-8")
+    table = text.split("## API: gRPC and the Python client", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\| `([A-Z]\w+)` \|", table, flags=re.M))
+    assert listed == rpcs, listed ^ rpcs

@@ -60,6 +60,8 @@ REGISTRY: dict[str, Benchmark] = {
                             "and scale/scale.json (extrapolated, not measured)."),
     "load": Benchmark("Load test: concurrent clients doing mixed search and upsert; latency, "
                       "errors and memory growth."),
+    "features": Benchmark("Group-by (10 x 3) and MMR (k=10 of 100) against a plain search of "
+                          "the same k, and facets over the shared set, on a real cluster."),
     # text
     "embed": Benchmark("Text in: embedding throughput (in process, one actor, the pool) and "
                        "text-query latency.", one_blas_thread=True),

@@ -22,6 +22,7 @@ from shardvec.contract.facets import (
     FacetValue,
 )
 from shardvec.contract.filters import DocFilter, Filter
+from shardvec.contract.groups import group_key
 from shardvec.shard.columns import _BOOL, _LIST, _NUMBER, _STRING, _Column
 from shardvec.shard.engine_state import EngineState
 from shardvec.shard.reads import mask_of
@@ -77,25 +78,29 @@ def count_values(column: _Column, mask: npt.NDArray[np.bool_]) -> dict[tuple[int
     return counts
 
 
-def slot_values(column: _Column | None, slots: npt.NDArray[np.int64]) -> list[object]:
-    """Each slot's scalar value of the column (None: missing, null, a list, or padding -1),
-    for the grouped search (shard/groups.py)."""
-    if column is None:
-        return [None] * len(slots)
-    out: list[object] = []
-    size = len(column.kind)
-    names: list[str] | None = None
-    for slot in slots.tolist():
-        kind = int(column.kind[slot]) if 0 <= slot < size else -1
-        if kind == _STRING:
-            names = names if names is not None else list(column.codes)
-            out.append(names[int(column.typed["code"][slot])])
-        elif kind == _NUMBER:
-            out.append(float(column.typed["num"][slot]))
-        elif kind == _BOOL:
-            out.append(bool(column.typed["flag"][slot]))
-        else:
-            out.append(None)
+def slot_keys(
+    column: _Column | None, slots: npt.NDArray[np.int64], names: list[str]
+) -> npt.NDArray[np.object_]:
+    """Each slot's group key (shardvec.contract.groups.group_key of its scalar value; "" for
+    missing, null, a list, or padding -1), one key made per distinct value, for the grouped
+    search (shard/groups.py). `names`: the column's strings in code order."""
+    out = np.full(len(slots), "", dtype=object)
+    if column is None or not len(slots):
+        return out
+    held = np.flatnonzero((slots >= 0) & (slots < len(column.kind)))
+    idx = slots[held]
+    kind = column.kind[idx]
+    for which, array, as_value in (
+        (_STRING, "code", lambda v: names[int(v)]),
+        (_NUMBER, "num", float),
+        (_BOOL, "flag", bool),
+    ):
+        sel = kind == which
+        if not sel.any():
+            continue
+        values, inverse = np.unique(column.typed[array][idx[sel]], return_inverse=True)
+        keys = np.array([group_key(as_value(v)) or "" for v in values.tolist()], dtype=object)
+        out[held[sel]] = keys[inverse.reshape(-1)]
     return out
 
 

@@ -22,10 +22,10 @@ import numpy as np
 import numpy.typing as npt
 
 from shardvec.contract.filters import Cond
-from shardvec.contract.groups import GroupResult, ShardGroupSearch, group_key, group_value
+from shardvec.contract.groups import GroupResult, ShardGroupSearch, group_value
 from shardvec.contract.types import SearchResult
 from shardvec.shard.engine_state import EngineState
-from shardvec.shard.facets import scalar_mask, slot_values
+from shardvec.shard.facets import scalar_mask, slot_keys
 from shardvec.shard.planner import drop_past_threshold
 from shardvec.shard.reads import get, mask_of
 
@@ -42,6 +42,7 @@ def group_search(eng: EngineState, request: ShardGroupSearch) -> GroupResult:
     slots, rows = eng._slots, eng._rows
     with eng._index.lock.read():
         column = eng._columns.column(group.field)
+        names = list(column.codes) if column is not None else []
         n = slots.n_slots
         mask = mask_of(slots, eng._columns, rows, s.where, s.where_document, s.buckets)
         mask &= scalar_mask(column, n)
@@ -63,9 +64,7 @@ def group_search(eng: EngineState, request: ShardGroupSearch) -> GroupResult:
                 n_live=len(slots), mask=mask, exact=exact,
             )  # fmt: skip
             drop_past_threshold(labels, scores, settings.metric, s.min_score, s.max_distance)
-            values = slot_values(column, labels.ravel())
-            row_keys = np.array([group_key(v) or "" for v in values], dtype=object)
-            row_keys = row_keys.reshape(labels.shape)
+            row_keys = slot_keys(column, labels.ravel(), names).reshape(labels.shape)
             unfinished = []
             for j, qi in enumerate(todo.tolist()):
                 picked, complete = _pick(row_keys[j], group.groups, group.group_size)

@@ -107,6 +107,8 @@ def test_every_block_has_a_known_language_and_few_are_left_out() -> None:
         (b.line, b.lang) for b in blocks if b.lang not in {"python", "bash", "text"}]
     servers = [b for b in blocks if b.marker == "server"]
     assert len(servers) == 1 and servers[0].lang == "bash"
+    after = "\n".join(README.read_text(encoding="utf-8").splitlines()[servers[0].line:][:20])
+    assert "second terminal" in after, "say that `shardvec up` holds its terminal"
     not_run = [(b.line, b.marker) for b in blocks if b.marker.startswith("not run")]
     assert 0 < len(not_run) <= MAX_NOT_RUN, not_run
     assert all(len(reason) > len("not run: ") + 8 for _, reason in not_run), not_run
@@ -184,6 +186,9 @@ def test_the_readme_runs_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
                 _run_python(b, server, ns)
             ran += 1
             took.append(f"README.md:{b.line} {b.lang} {time.monotonic() - t:.1f} s")
+    except BaseException:
+        print(f"shardvec up's log ({server.log}):\n{server.log.read_text()[-4000:]}")
+        raise
     finally:
         client = ns.get("client")
         with contextlib.suppress(Exception):

@@ -11,8 +11,11 @@ of the real queries and computes their exact top-10 in NumPy, over every row and
     index_file_size() per element;
   - a `shardvec up` server (its own embedded Ray) gets a `--shards` x 1 collection, loaded by
     one client in batches of `--batch` (durable: every write fsync'd): rows/s;
+  - the recall tuner: how long after the load the cluster set the default breadth (waiting
+    at most `--tune-wait`), the per-shard ef it chose and its recall estimate;
   - recall@10 and batch QPS (one Search of all queries, best of 3) at the defaults (no `ef`
-    in the request) and at request ef 32 / 64 / 96 / 128 / 192; single-query p50;
+    in the request; also right after the load, before the tuner) and at request ef 32 / 64 /
+    96 / 128 / 192; single-query p50;
   - exact (exact=True) and filtered (bucket == 3, 10 %) single-query p50, each checked
     against the exact ground truth;
   - memory per row: PSS of the server's whole process tree (driver, Ray, coordinator,
@@ -270,6 +273,7 @@ def measure_cluster(
                 col.upsert(ids[s:e], base[s:e], metas[s:e], batch_size=args.batch)
                 log(f"  {e:,} rows, {e / (time.perf_counter() - t0):,.0f} rows/s")
             load_s = time.perf_counter() - t0
+            load_end = time.time()
             c.wait_live(NAME, 600)
             count = col.count()
             if count != n:
@@ -290,7 +294,10 @@ def measure_cluster(
                 f"loaded in {load_s:,.1f} s; {(loaded - idle) / n:,.0f} B/row PSS above idle: "
                 + ", ".join(f"{k} {v:,.0f}" for k, v in by_process.items() if v)
             )
+            untuned = batch_point(col, queries, gt["all"], None)
+            out["tuning"] = wait_tuned(c, n, load_end, args.tune_wait, log)
             out["search"] = search_figures(col, base, queries, gt, log)
+            out["search"]["batch_default_before_tuning"] = untuned
             after, _, _ = tree_pss(server.proc.pid)
             out["memory"]["after_searches_pss_bytes_per_row"] = round((after - idle) / n, 1)
         server.stop()
@@ -322,20 +329,55 @@ def measure_cluster(
     return out
 
 
+def wait_tuned(c: Any, n: int, load_end: float, wait_s: float, log: Log) -> dict[str, Any]:
+    """Wait (at most `wait_s`) until the cluster's recall tuner has tuned the collection for
+    about its loaded rows (within its own 10 % retune margin); what it set, and how long after
+    the load it was in force. A tree without a tuner reports tuned False at once."""
+    t0 = time.monotonic()
+    info: dict[str, Any] = {}
+    tuned = False
+    while time.monotonic() - t0 < wait_s:
+        info = c.describe(NAME)
+        if "recall_estimate" not in info:
+            break
+        if info["recall_estimate"] is not None and info["tuned_rows"] >= 0.9 * n:
+            tuned = True
+            break
+        time.sleep(1.0)
+    out = {
+        "tuned": tuned,
+        "waited_s": round(time.monotonic() - t0, 1),
+        "seconds_after_load": round(max(info["tuned_unix"] - load_end, 0.0), 1) if tuned else None,
+        **{k: info.get(k) for k in ("target_recall", "search_ef", "tuned_rows",
+                                     "recall_queries")},
+        "recall_estimate": round(info["recall_estimate"], 4) if tuned else None,
+    }  # fmt: skip
+    log(f"recall tuner: {'tuned' if tuned else f'not tuned within {wait_s:.0f} s'}"
+        + (f" {out['seconds_after_load']} s after the load: per-shard ef {out['search_ef']}, "
+           f"estimate {out['recall_estimate']:.3f} for target {out['target_recall']}"
+           if tuned else ""))  # fmt: skip
+    return out
+
+
+def batch_point(
+    col: Any, queries: np.ndarray, truth: npt.NDArray[np.int64], ef: int | None
+) -> dict[str, Any]:
+    """One Search of every query at `ef` (None: none in the request), best of BATCH_PASSES:
+    QPS and recall@10."""
+    best, found = float("inf"), []
+    for _ in range(BATCH_PASSES):
+        t = time.perf_counter()
+        found, _ = col.search_ids(queries, k=K, ef=ef)
+        best = min(best, time.perf_counter() - t)
+    return {"ef": ef, "recall": round(recall_at_k(ids_to_rows(found, K), truth, K), 4),
+            "qps": round(len(queries) / best, 1)}  # fmt: skip
+
+
 def search_figures(
     col: Any, base: np.ndarray, queries: np.ndarray, gt: dict[str, Any], log: Log
 ) -> dict[str, Any]:
-    def batch(ef: int | None) -> dict[str, Any]:
-        best, found = float("inf"), []
-        for _ in range(BATCH_PASSES):
-            t = time.perf_counter()
-            found, _ = col.search_ids(queries, k=K, ef=ef)
-            best = min(best, time.perf_counter() - t)
-        return {"ef": ef, "recall": round(recall_at_k(ids_to_rows(found, K), gt["all"], K), 4),
-                "qps": round(len(queries) / best, 1)}  # fmt: skip
-
-    default = batch(None)
-    ladder = [batch(ef) for ef in EF_LADDER]
+    default = batch_point(col, queries, gt["all"], None)
+    ladder = [batch_point(col, queries, gt["all"], ef) for ef in EF_LADDER]
     log(
         f"defaults: recall@10 {default['recall']} at {default['qps']:,.0f} QPS; ladder "
         + ", ".join(f"ef {p['ef']}: {p['recall']} / {p['qps']:,.0f}" for p in ladder)
@@ -437,12 +479,18 @@ def run(args: argparse.Namespace, log: Log = _log) -> dict[str, Any]:
 
 
 def table(r: dict[str, Any]) -> str:
-    s, raw = r["search"], r["raw_hnswlib"]
+    s, raw, t = r["search"], r["raw_hnswlib"], r["tuning"]
     rows: list[tuple[str, object]] = [
         ("rows x dim (real rows)", f"{r['n']:,} x {r['dim']} ({r['real_rows']:,})"),
         ("durable ingest rows/s", f"{r['ingest']['rows_per_s']:,.0f}"),
         (f"raw hnswlib build rows/s ({raw['threads']} threads)", f"{raw['rows_per_s']:,.0f}"),
         ("  ingest / raw", r["ratios"]["ingest_vs_raw"]),
+        ("recall tuner: s after load / per-shard ef / estimate",
+         f"{t['seconds_after_load']} / {t['search_ef']} / {t['recall_estimate']}"
+         if t["tuned"] else f"not tuned in {t['waited_s']} s"),
+        ("recall@10 / batch QPS at the defaults, before tuning",
+         f"{s['batch_default_before_tuning']['recall']} / "
+         f"{s['batch_default_before_tuning']['qps']:,.0f}"),
         ("recall@10 / batch QPS at the defaults",
          f"{s['batch_default']['recall']} / {s['batch_default']['qps']:,.0f}"),
         *((f"recall@10 / batch QPS at ef {p['ef']}", f"{p['recall']} / {p['qps']:,.0f}")
@@ -488,6 +536,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--out", type=Path, default=None, help="JSON path (default bench/results/rows.json)"
     )
+    ap.add_argument("--tune-wait", type=float, default=120.0,
+                    help="seconds to wait after the load for the recall tuner to set the "
+                         "default breadth before the searches are measured")  # fmt: skip
     ap.add_argument("--raw-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.raw_child is not None:

@@ -424,7 +424,7 @@ def search_figures(
 
 
 def run(args: argparse.Namespace, log: Log = _log) -> dict[str, Any]:
-    t_start = time.perf_counter()
+    t_start, load_start = time.perf_counter(), os.getloadavg()
     real, raw_queries, source = real_rows(args.data, args.queries)
     if source == SAMPLE:
         log(
@@ -475,6 +475,8 @@ def run(args: argparse.Namespace, log: Log = _log) -> dict[str, Any]:
                                           / raw["index_file_bytes_per_row"], 3),
     }  # fmt: skip
     result["seconds_total"] = round(time.perf_counter() - t_start, 1)
+    # other work on the machine (the figures are wall time): 1-minute load, start and end
+    result["loadavg_1m"] = [round(load_start[0], 2), round(os.getloadavg()[0], 2)]
     return result
 
 

@@ -7,7 +7,8 @@ pictures and listings, not run. A block is left out only through a visible marke
 right before it, `<!-- readme: not run: REASON -->`, and the test holds the number of those
 small. The one `shardvec up` block is marked `<!-- readme: server -->`: the test starts that
 command itself (its options as written, on a free port, with a scratch data directory), so a
-stale option of `up` fails here too.
+stale option of `up` fails here too, and what it printed at start must be the `# ->` lines
+shown under it (paths aside).
 
 The README's address is `127.0.0.1:50051`, `shardvec up`'s default; the test's server listens
 on a free port, so python blocks have that address (and `port=50051`) replaced by the real
@@ -130,6 +131,11 @@ def _start_server(block: Block, data_dir: Path, log_dir: Path) -> ServerProcess:
     return ServerProcess(data_dir, free_port(), *extra, log_dir=log_dir)
 
 
+def _plain(line: str) -> str:
+    """A line of `shardvec up`'s banner without what differs between runs."""
+    return re.sub(r"\(data in [^)]*\)", "(data in DIR)", line.rstrip())
+
+
 def _run_bash(block: Block, server: ServerProcess, cwd: Path, took: list[str]) -> None:
     env = {**os.environ, "SHARDVEC_SERVER": server.address, "PYTHONUNBUFFERED": "1"}
     for words in commands(block.body):
@@ -171,6 +177,9 @@ def test_the_readme_runs_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     before = [b for b in blocks[:blocks.index(server_blocks[0])] if b.lang != "text"]
     assert all(b.marker for b in before), "an example runs before the README starts a server"
     server = _start_server(server_blocks[0], tmp_path / "data", tmp_path)
+    promised = re.findall(r"^# -> (.*)$", server_blocks[0].body, re.M)
+    assert [_plain(line) for line in server.banner] == [
+        _plain(line.replace(ADDRESS, server.address)) for line in promised]
     ns: dict[str, Any] = {"__name__": "readme"}
     ran = 0
     took: list[str] = []  # printed with -s: where the time goes

@@ -36,9 +36,23 @@ _last: dict[str, tuple[float, int]] = {}  # refusal key -> (when logged, refusal
 
 
 def state_change(replica: str, old: str, new: str, why: str = "") -> None:
-    """A replica went from state `old` to `new` (INFO)."""
+    """A replica went from state `old` to `new` (INFO). Back to live, it ends the floods of
+    refusals of its shard: how many were left out since their last line is told now."""
     log.info("replica %s: %s -> %s%s", replica, old, new, f" ({why})" if why else "",
              extra={"replica": replica, "from": old, "to": new})
+    if new == "live":
+        _end_refusals(f" of {replica.rsplit('/', 1)[0]}", f"until {replica} was live again")
+
+
+def _end_refusals(suffix: str, until: str) -> None:
+    with _lock:
+        ended = [(k, n) for k, (_, n) in _last.items() if k.endswith(suffix)]
+        for k, _ in ended:
+            del _last[k]
+    for k, n in ended:
+        if n:
+            log.warning("refused: %s: %d more refused alike %s", k, n, until,
+                        extra={"refused": k})
 
 
 def replica_event(replica: str, what: str) -> None:
@@ -57,9 +71,11 @@ def cluster_event(what: str) -> None:
 
 
 def refused(what: str, reason: str, key: str | None = None) -> None:
-    """`what` (a read of shard 1 of docs, a scale of docs) was refused for `reason` (WARNING),
-    at most one line per `key` (default `what`) every REFUSAL_EVERY_S. The error raised for
-    it goes through `logged`, so the API does not log it once more per request."""
+    """`what` (a read of docs/shard-1, an abort of a change of docs) was refused for `reason`
+    (WARNING), at most one line per `key` (default `what`) every REFUSAL_EVERY_S; a key
+    ending " of docs/shard-1" is a refusal of that shard, whose count left out is told when
+    a replica of it is live again. The error raised for it goes through `logged`, so the API
+    does not log it once more per request."""
     key = key or what
     now = time.monotonic()
     with _lock:

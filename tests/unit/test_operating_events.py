@@ -1,6 +1,7 @@
 """The operating log's rule (coordinator/replicas/events.py): a replica's state change is one
 INFO line naming both states and why; a refusal is one WARNING line, at most one per kind
-every REFUSAL_EVERY_S with the count left out, and its error is marked so the API does not log
+every REFUSAL_EVERY_S with the count left out (the tail of a flood told when the shard is
+live again), and its error is marked so the API does not log
 it once more per request."""
 
 from __future__ import annotations
@@ -66,3 +67,14 @@ def test_refusals_are_warnings_once_per_kind_and_marked(
     ]
     assert events.already_logged(first)
     assert not events.already_logged(Unavailable("another"))
+
+    caplog.clear()  # a flood's tail is told when the shard has a live replica again
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        asyncio.run(read())
+        asyncio.run(read())
+        rs.replicas[1].set_state(ReplicaState.LIVE, "caught up")
+    assert [x.getMessage() for x in caplog.records] == [
+        "replica docs/shard-1/replica-1: catching_up -> live (caught up)",
+        "refused: a read of docs/shard-1: 2 more refused alike until "
+        "docs/shard-1/replica-1 was live again",
+    ]

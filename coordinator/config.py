@@ -69,7 +69,7 @@ class CoordinatorSettings:
     # collection, and the most of the wall time its measuring searches may take.
     recall_tuner: bool = True
     recall_tuner_interval_s: float = 2.0
-    recall_tuner_cpu_share: float = 0.05
+    recall_tuner_cpu_share: float = 0.10
 
     def __post_init__(self) -> None:
         if not self.data_dir:

@@ -15,16 +15,17 @@ coordinator measures: in the background, for each collection, it
    each rung with that ef, and keeps the smallest rung whose recall@10 holds the target with
    a margin: mean - z * stderr >= target (z = `margin_z`).
 
-Every step is a search whose wall time is measured; the tuner then sleeps so that its work is
-at most `cpu_share` of the wall time (5 % by default; one pause is at most `max_pause_s`). A
-tune falls due when the collection has `min_rows` rows and none was made yet, its rows changed
-by more than `retune_change` (10 %) since the last tune, its layout version or shard count
-changed (a reshard), or its target changed. A due tune waits until the rows have been still
-for `quiet_s` (10 s; a load has finished), at most `max_wait_s` (300 s), so it measures the
-data the load leaves on an idle cluster; a tune the data outruns (rows changed by more than
-10 % during it) or a reshard switches under is abandoned and started afresh. The breadth is
-set on the collection (`CollectionReads.tuned`) and pushed to the query fronts through the
-layout-change hook; below `min_rows` a collection goes back to the static rule.
+Every step is a search whose wall time is measured; the next step waits so that the tuner's
+work is at most `cpu_share` of the wall time (10 % by default; one pause is at most
+`max_pause_s`). A tune falls due when the collection has `min_rows` rows and none was made
+yet, its rows changed by more than `retune_change` (10 %) since the last tune, its layout
+version or shard count changed (a reshard), or its target changed. A due tune waits until the
+rows have been still for `quiet_s` (15 s; a load has finished), at most `max_wait_s` (300 s),
+so it measures the data the load leaves on an idle cluster; a tune the data outruns (rows
+moved by more than 0.5 % during it, or 10 % for one a never-ending load forced) or a reshard
+switches under is abandoned and started afresh. The breadth is set on the collection
+(`CollectionReads.tuned`) and pushed to the query fronts through the layout-change hook;
+below `min_rows` a collection goes back to the static rule.
 """
 
 from __future__ import annotations
@@ -65,17 +66,17 @@ class TunerSettings:
     """How the recall tuner samples and how much it may spend."""
 
     interval_s: float = 2.0  # how often row counts, layouts and targets are checked
-    cpu_share: float = 0.05  # the tuner's searches take at most this share of wall time
+    cpu_share: float = 0.10  # the tuner's searches take at most this share of wall time
     probes: int = 200  # probe queries drawn from the collection's rows
     live: int = 64  # recent live queries added to the sample, at most
-    margin_z: float = 1.0  # the held recall is mean - z * stderr over the sample
+    margin_z: float = 1.64  # the held recall is mean - z * stderr (one-sided 95 %)
     retune_change: float = 0.10  # retune when rows changed by more than this fraction
     min_rows: int = 1_000  # below: no tune, the static rule (HNSW is near exact there)
     # A due tune waits until the rows have not moved by more than `settle_change` between
     # two checks for `quiet_s` (a load has finished), but no longer than `max_wait_s` after
     # it fell due (a load that never ends is tuned meanwhile).
     settle_change: float = 0.005
-    quiet_s: float = 10.0
+    quiet_s: float = 15.0
     max_wait_s: float = 300.0
     max_pause_s: float = 60.0  # the longest pause after one step
     seed: int = 0
@@ -150,6 +151,8 @@ class RecallTuner:
         self._last_rows: dict[str, int] = {}  # rows at the previous check
         self._moved_at: dict[str, float] = {}  # when the rows last moved (a load running)
         self._due_since: dict[str, float] = {}  # when a tune fell due and waited for quiet
+        self._owed = 0.0  # the pause the last step left, from _owed_from
+        self._owed_from = 0.0
 
     async def run(self) -> None:
         while True:
@@ -157,7 +160,11 @@ class RecallTuner:
             await asyncio.sleep(self.settings.interval_s)
 
     async def check_all(self) -> None:
-        for name, col in list(self._collections().items()):
+        collections = dict(self._collections())
+        for held in (self._last_rows, self._moved_at, self._due_since):
+            for gone in [n for n in held if n not in collections]:  # dropped
+                del held[gone]
+        for name, col in collections.items():
             try:
                 await self.check(name, col, wait=True)
             except asyncio.CancelledError:
@@ -203,16 +210,26 @@ class RecallTuner:
         quiet = now - self._moved_at.get(name, now) >= self.settings.quiet_s
         if wait and not quiet and now - since < self.settings.max_wait_s:
             return None
-        tuned = await self.tune(name, col, rows)
+        # Started on still rows, a tune stands only if they stay still; one forced by a load
+        # that does not end stands unless the load outruns it.
+        s = self.settings
+        tuned = await self.tune(
+            name, col, rows, s.settle_change if wait and quiet else s.retune_change
+        )
         if tuned is not None:
             self._due_since.pop(name, None)
         return tuned
 
-    async def tune(self, name: str, col: CollectionReads, rows: int) -> TunedBreadth | None:
+    async def tune(
+        self, name: str, col: CollectionReads, rows: int, outrun: float | None = None
+    ) -> TunedBreadth | None:
         """Measure `col`'s recall on a fresh sample and set the smallest breadth holding its
-        target; returns it (None: abandoned, the rows changed by more than retune_change
-        meanwhile, or a reshard switched; the next round starts afresh)."""
+        target; returns it (None: abandoned, the rows changed by more than `outrun`
+        (default retune_change) meanwhile, or a reshard switched; the next round starts
+        afresh)."""
         s = self.settings
+        outrun = s.retune_change if outrun is None else outrun
+        log.debug("recall tuner: tuning %s at %d rows", name, rows)
         layout = col.layout
         target = col.spec.target_recall
         sample = await self._paced(self.sample(col))
@@ -224,7 +241,7 @@ class RecallTuner:
 
         async def holds(i: int) -> bool:
             now_rows = await col.count(None, time.monotonic() + STEP_DEADLINE_S)
-            if abs(now_rows - rows) > s.retune_change * max(rows, 1):
+            if abs(now_rows - rows) > outrun * max(rows, 1):
                 raise _Outrun()
             hits = await self._paced(
                 col.search(sample, SearchParams(k=RECALL_K, ef=LADDER[i]),
@@ -237,8 +254,8 @@ class RecallTuner:
         try:
             rung = await smallest_holding(LADDER, start_rung(col, layout.shards), holds)
         except _Outrun:
-            log.info("recall tuner: %s changed by more than %.0f %% while tuned; again later",
-                     name, 100 * s.retune_change)
+            log.info("recall tuner: %s changed by more than %.1f %% while tuned; again later",
+                     name, 100 * outrun)
             return None
         tuned = TunedBreadth(
             ef=LADDER[rung],
@@ -300,13 +317,15 @@ class RecallTuner:
         return blend
 
     async def _paced(self, work: Awaitable[T]) -> T:
-        """Run one step, then sleep so steps take at most cpu_share of the wall time."""
+        """Run one step after the pause the previous one left owed, so steps take at most
+        cpu_share of the wall time; a tune's result is set without waiting out its last."""
+        await asyncio.sleep(max(0.0, self._owed - (time.monotonic() - self._owed_from)))
         t0 = time.monotonic()
         result = await work
         spent = time.monotonic() - t0
         self.busy_s += spent
-        pause = spent * (1.0 / self.settings.cpu_share - 1.0)
-        await asyncio.sleep(min(pause, self.settings.max_pause_s))
+        self._owed = min(spent * (1.0 / self.settings.cpu_share - 1.0), self.settings.max_pause_s)
+        self._owed_from = time.monotonic()
         return result
 
 

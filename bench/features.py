@@ -18,6 +18,7 @@ Prints a table and writes bench/results/features.json.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -121,7 +122,9 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
         col.upsert([str(i) for i in range(len(base))], base, metas, batch_size=2000)
         result["load_s"] = time.perf_counter() - t
         log(f"loaded {len(base)} rows into {args.shards} shards in {result['load_s']:.0f} s")
+        result["load_average_before"] = os.getloadavg()
         result["single"] = _measure(col, q, args.seconds)
+        result["load_average_after"] = os.getloadavg()
     return result
 
 

@@ -24,7 +24,7 @@ from tests.conftest import shared_data_dir
 
 K = 10
 N_QUERIES = 200
-REAL_ROWS = 25_000
+REAL_ROWS = 10_000  # 0.98 unfiltered measured (25k rows cost 2.5x the build for the same check)
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -34,7 +34,7 @@ def _recall(found: np.ndarray, truth: np.ndarray) -> float:
 
 def test_recall_synthetic_clustered(tmp_path: Path) -> None:
     rng = np.random.default_rng(42)
-    n, dim, clusters = 20_000, 64, 64
+    n, dim, clusters = 10_000, 64, 64
     centers = rng.standard_normal((clusters, dim)).astype(np.float32)
     base = centers[rng.integers(clusters, size=n)] + 0.35 * rng.standard_normal((n, dim))
     base = base.astype(np.float32)

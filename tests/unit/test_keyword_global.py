@@ -31,8 +31,10 @@ from tests.conftest import shared_data_dir
 from tests.fakes import FakeContext
 from tests.inproc import LocalControls
 
-N_ROWS = 20_000  # a fifth of the set: 5k rows a shard
-N_QUERIES = 200
+# A tenth of the set (2.5k rows a shard) and 100 queries: global 1.0, local 0.90 measured
+# (0.92 at 20k rows and 200 queries, at three times the cost).
+N_ROWS = 10_000
+N_QUERIES = 100
 SHARDS = 4
 K = 10
 DIM = 4  # keyword search reads no vectors; small ones keep the load fast

@@ -664,7 +664,7 @@ class Collection:
         min_score: float | None = None,
         include_metadata: bool = True,
         include_vectors: bool = False,
-        include_documents: bool = False,
+        include_documents: bool = True,
         where_document: Mapping[str, Any] | None = None,
         timeout: float | None = None,
         group_by: str | None = None,
@@ -674,7 +674,8 @@ class Collection:
         candidates: int | None = None,
     ) -> list[list[Hit]]:
         """Top-k hits per query text, best first (Chroma's `query(query_texts=...)`);
-        group_by and diversity as in `search`."""
+        group_by and diversity as in `search`. Hits carry their documents unless
+        include_documents=False."""
         texts = [texts] if isinstance(texts, str) else list(texts)
         if self.embedding_function is not None:
             queries = self._embed_here(texts)
@@ -718,7 +719,7 @@ class Collection:
         where_document: Mapping[str, Any] | None = None,
         limit: int = 0,
         include_vectors: bool = True,
-        include_documents: bool = False,
+        include_documents: bool = True,
     ) -> list[Record]:
         """The rows of `ids` found, in request order (missing ids are left out); or, with no
         ids, the first `limit` rows (0: the server's cap) matching `where` / `where_document`

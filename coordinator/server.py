@@ -30,6 +30,7 @@ from shardvec.coordinator.runtime import CoordinatorRuntime
 log = logging.getLogger(__name__)
 
 WARM_DEADLINE_S = 300.0  # loading the model on a busy node can take a while
+WARM_READY_S = 30.0  # the longest start-up waits for warm embedders before it says ready
 
 
 
@@ -93,6 +94,10 @@ class Coordinator(LoopServer):
             for name in self.runtime.served():  # restored before the fronts existed
                 await self.runtime.layout_changed(name)
             self.fronts.start()
+        if self._warming:  # ready (and `shardvec up`'s banner) once the embedders are warm,
+            # so the first text query after a restart is as fast as the next; a model that
+            # does not warm within WARM_READY_S delays nobody longer (a query then retries)
+            await asyncio.wait(self._warming, timeout=WARM_READY_S)
         log.info("coordinator serving on %s (pid %d)", address, os.getpid())
         self._ready.set_result(address)
 

@@ -10,6 +10,7 @@ import pytest
 from shardvec.cluster.client import Client
 from shardvec.shard.node_lock import default_lock_path
 from tests.procs import ServerProcess, free_port
+from tests.waits import until
 
 pytestmark = pytest.mark.ray
 
@@ -28,6 +29,8 @@ def test_restart_serves_same_collections_and_results(tmp_path: Path) -> None:
             col.upsert([f"v{i}" for i in range(1500)], vecs, [{"i": i} for i in range(1500)])
             col.delete([f"v{i}" for i in range(0, 1500, 10)])
             client.create_collection("other", dim=4, metric="dot")
+            text = client.create_collection("texts", dim=0, embedding="minilm")
+            text.upsert_documents(["d1", "d2"], ["dogs are loyal pets", "tax on savings"])
             before = col.search_ids(queries, k=10)
             before_exact = col.search_ids(queries, k=10, exact=True)
             before_count = col.count(where={"i": {"$lt": 700}})
@@ -41,7 +44,14 @@ def test_restart_serves_same_collections_and_results(tmp_path: Path) -> None:
     try:
         with Client(server.address) as client:
             names = sorted(c["name"] for c in client.list_collections())
-            assert names == ["keep", "other"]
+            assert names == ["keep", "other", "texts"]
+            # The embedder was warm before the server said it served: the first text query
+            # after a restart does not wait for the model to load.
+            until(lambda: "embedder minilm warm in" in server.log.read_text(), 30, "warm log line")
+            log = server.log.read_text()
+            assert log.index("embedder minilm warm in") < log.index("coordinator serving on")
+            hit = client.get_collection("texts").search_texts("faithful companion animals", k=1)
+            assert hit[0][0].id == "d1" and hit[0][0].document == "dogs are loyal pets"
             col = client.get_collection("keep")
             assert col.metric == "euclidean" and col.dim == 32
             assert col.count() == 1350

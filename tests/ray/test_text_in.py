@@ -61,6 +61,10 @@ def test_documents_in_texts_out_through_the_embedder_actors(
     hits = col.search_texts(texts[:20], k=3)
     assert [h[0].id for h in hits] == ids[:20]
     assert hits[0][0].metadata == {k: v for k, v in metas[0].items()}
+    # Text in, text out: hits and rows carry their documents unless told not to.
+    assert [h[0].document for h in hits] == texts[:20]
+    assert [r.document for r in got[:3]] == texts[:3]
+    assert col.search_texts(texts[:1], k=1, include_documents=False)[0][0].document is None
     one = col.search_texts(texts[5], k=1, where={"year": metas[5]["year"]})
     assert one[0][0].id == ids[5]
     # A snapshot keeps the embedding: the restored collection takes texts too.

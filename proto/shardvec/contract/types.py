@@ -29,6 +29,10 @@ class Record:
     metadata: dict[str, Any] | None
     document: str | None = None
 
+    def __repr__(self) -> str:
+        return (f"Record(id={self.id!r}, vector={_vector_repr(self.vector)}, "
+                f"metadata={self.metadata!r}, document={self.document!r})")
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -40,6 +44,20 @@ class Hit:
     vector: np.ndarray | None = None
     document: str | None = None
     group: Any = None  # a grouped search's group value (string, number or boolean)
+
+    def __repr__(self) -> str:
+        group = f", group={self.group!r}" if self.group is not None else ""
+        return (f"Hit(id={self.id!r}, score={self.score:.4f}, metadata={self.metadata!r}, "
+                f"vector={_vector_repr(self.vector)}, document={self.document!r}{group})")
+
+
+def _vector_repr(vector: np.ndarray | None) -> str:
+    """A vector in a repr: its first values and its size, not hundreds of floats."""
+    if vector is None:
+        return "None"
+    head = ", ".join(f"{float(x):.4g}" for x in vector[:3])
+    more = ", ..." if len(vector) > 3 else ""
+    return f"<{vector.dtype}[{len(vector)}]: {head}{more}>"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """target_recall on the public API, in-process (no Ray): set at CreateCollection, changed by
 SetCollectionOptions, persisted across a restart, shown by Describe with the tuned breadth
 once there is one, and bad values refused as INVALID_ARGUMENT naming the field, with nothing
-changed."""
+changed; and the Prometheus gauges per collection."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from shardvec.contract.convert import collection_info_to_dict
 from shardvec.contract.errors import InvalidArgument
+from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.types import TunedBreadth
 from shardvec.coordinator.api.service import VectorSearchService
 from shardvec.coordinator.config import CoordinatorSettings
@@ -78,5 +79,29 @@ def test_target_recall_is_set_changed_persisted_and_described(tmp_path: Path) ->
         assert again.get("a").spec.target_recall == 0.99
         assert again.get("b").spec.target_recall == 0.95
         await again.shutdown()
+
+    asyncio.run(main())
+
+
+def test_the_gauges_show_the_target_the_measured_recall_and_the_breadth(tmp_path: Path) -> None:
+    from prometheus_client import generate_latest
+
+    from shardvec.coordinator.metrics import CoordinatorMetrics
+
+    async def main() -> None:
+        runtime = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
+        await runtime.restore()
+        await runtime.create(CollectionSpec("a", IndexSettings(dim=4), target_recall=0.9))
+        await runtime.create(CollectionSpec("b", IndexSettings(dim=4)))
+        runtime.get("a").tuned = TunedBreadth(40, 1, 0.931, 264, 5000, 1, 0.9, 1.5e9)
+        metrics = CoordinatorMetrics()
+        metrics.attach(runtime, asyncio.get_running_loop())
+        text = (await asyncio.to_thread(generate_latest, metrics.registry)).decode()
+        assert 'shardvec_recall_estimate{collection="a"} 0.931' in text
+        assert 'shardvec_search_ef{collection="a"} 40.0' in text
+        assert 'shardvec_recall_target{collection="a"} 0.9' in text
+        assert 'shardvec_recall_target{collection="b"} 0.95' in text
+        assert 'shardvec_search_ef{collection="b"}' not in text  # not tuned yet
+        await runtime.shutdown()
 
     asyncio.run(main())

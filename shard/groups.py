@@ -14,6 +14,12 @@ stops at DEPTH_FACTOR x groups x group_size (at least ef): the answer is the gro
 ranking an HNSW search of that breadth gives, the groups right but a group whose other hits
 lie deeper than that holding fewer than group_size (as an approximate search misses far
 hits); so a group of scattered rows never turns a search into a scan of the shard.
+
+The answer holds, per query, the picked groups' hits and also every hit of the ranking's
+first DEPTH_FACTOR x groups x group_size, whatever its group, with a bound: no hit left out
+scores better (none when the ranking was whole and all of it is in). The coordinator then
+knows each group's hits here above the bound, and asks again only for a group that may hold
+better hits below it (coordinator/queries/groups.py).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from shardvec.shard.facets import scalar_mask, slot_keys
 from shardvec.shard.planner import drop_past_threshold
 from shardvec.shard.reads import get, mask_of
 
+_EMPTY = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), np.zeros(0, dtype=object))
 WIDEN = 4
 DEPTH_FACTOR = 16  # an HNSW grouped search ranks at most this many times groups x group_size
 
@@ -50,9 +57,8 @@ def group_search(eng: EngineState, request: ShardGroupSearch) -> GroupResult:
             wanted = tuple(group_value(v) for v in request.values)
             mask &= eng._columns.mask(Cond(group.field, "in", wanted), n)
         m = int(mask.sum())
-        out = np.full((nq, width), -1, dtype=np.int64)
-        out_scores = np.full((nq, width), np.nan, dtype=np.float32)
-        keys = np.full((nq, width), "", dtype=object)
+        kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [_EMPTY] * nq
+        bounds = np.full(nq, np.nan, dtype=np.float32)
         todo = np.arange(nq)
         base_ef = settings.ef if s.ef is None else s.ef
         cap = m if s.exact else min(m, max(base_ef, DEPTH_FACTOR * width))
@@ -68,16 +74,25 @@ def group_search(eng: EngineState, request: ShardGroupSearch) -> GroupResult:
             unfinished = []
             for j, qi in enumerate(todo.tolist()):
                 picked, complete = _pick(row_keys[j], group.groups, group.group_size)
-                whole = complete or depth >= cap or int((labels[j] >= 0).sum()) < depth
-                if whole:
-                    c = len(picked)
-                    out[qi, :c] = labels[j, picked]
-                    out_scores[qi, :c] = scores[j, picked]
-                    keys[qi, :c] = row_keys[j, picked]
-                else:
+                listed = int((labels[j] >= 0).sum())  # valid hits come first
+                exhausted = depth >= m or listed < depth
+                if not (complete or exhausted or depth >= cap):
                     unfinished.append(qi)
+                    continue
+                prefix = min(listed, DEPTH_FACTOR * width)
+                at = sorted(set(range(prefix)) | set(picked))
+                kept[qi] = (labels[j, at], scores[j, at], row_keys[j, at])
+                if not (exhausted and prefix == listed):
+                    bounds[qi] = scores[j, prefix - 1]
             todo = np.asarray(unfinished, dtype=np.int64)
             depth = min(cap, depth * WIDEN)
+        wide = max(1, max(len(k[0]) for k in kept))
+        out = np.full((nq, wide), -1, dtype=np.int64)
+        out_scores = np.full((nq, wide), np.nan, dtype=np.float32)
+        keys = np.full((nq, wide), "", dtype=object)
+        for qi, (kept_labels, kept_scores, kept_keys) in enumerate(kept):
+            c = len(kept_labels)
+            out[qi, :c], out_scores[qi, :c], keys[qi, :c] = kept_labels, kept_scores, kept_keys
         valid = out >= 0
         ids = np.full(out.shape, "", dtype=object)
         ids[valid] = slots.slot_to_id[out[valid]]
@@ -86,7 +101,7 @@ def group_search(eng: EngineState, request: ShardGroupSearch) -> GroupResult:
     vectors = _vectors(eng, ids) if s.include_vectors else None
     counts = valid.sum(axis=1).astype(np.int32)
     hits = SearchResult(ids, out_scores, counts, texts, vectors, docs)
-    return GroupResult(hits, keys, column is not None)
+    return GroupResult(hits, keys, column is not None, bounds)
 
 
 def _pick(

@@ -11,11 +11,12 @@ group's best hits. Two phases under one view (coordinator/queries/read_view.py):
    best, so ranks above g overall; fewer than `groups` do, so g is among s's top `groups`
    and its best hit came back. So every true top group is seen with its true best score, and
    a group ranking below them can only show a best hit no better than its true one.
-2. A chosen group may still miss hits on a shard that did not return it: a shard s that
-   returned `groups` groups without g holds none of g's hits better than t_s, the best hit of
-   its last returned group. Where g does not hold `group_size` hits better than t_s already,
-   the coordinator asks s again for g alone (the same grouped search restricted to the
-   missing groups' values), and takes each group's best `group_size` hits of all it has.
+2. A chosen group may still miss hits on a shard: each shard also returns every hit of the
+   first part of its ranking whatever its group, and a bound b_s: no hit it left out scores
+   better. So g's hits on s above b_s are all known; where g has fewer than `group_size`
+   known hits on s and does not hold `group_size` hits better than b_s already, the
+   coordinator asks s again for g alone (the same grouped search restricted to the missing
+   groups' values), and takes each group's best `group_size` hits of all it has.
 
 Keyword and hybrid searches are grouped at the coordinator instead (`group_ranked`): their
 merged ranking is already the one a single index would give (global BM25 statistics, one
@@ -118,30 +119,26 @@ def _first_phase(
     """Query `qi`'s hits from every shard by id, and per shard the chosen groups it must be
     asked for again (phase 2 of the module docstring)."""
     hits: dict[str, _Hit] = {}
-    returned: list[set[str]] = []
-    cutoff: list[float | None] = []  # per shard: t_s, or None when it returned every group
+    known: list[dict[str, int]] = []  # per shard: hits returned of each group
+    bounds: list[float | None] = []  # per shard: b_s, None when it left no hit out
     for part in parts:
-        keys = part.keys[qi].tolist()
-        seen: list[str] = []
-        first: dict[str, float] = {}
-        for pos, (id_, key) in enumerate(zip(part.hits.ids[qi].tolist(), keys, strict=True)):
-            if not id_:
-                continue
-            score = float(part.hits.scores[qi, pos])
-            hits[id_] = _Hit(score, key, part, qi, pos)
-            if key not in first:
-                first[key] = score
-                seen.append(key)
-        returned.append(set(seen))
-        cutoff.append(better * first[seen[-1]] if len(seen) >= group.groups else None)
+        mine: dict[str, int] = {}
+        for pos, (id_, key) in enumerate(zip(part.hits.ids[qi].tolist(),
+                                             part.keys[qi].tolist(), strict=True)):  # fmt: skip
+            if id_:
+                hits[id_] = _Hit(float(part.hits.scores[qi, pos]), key, part, qi, pos)
+                mine[key] = mine.get(key, 0) + 1
+        known.append(mine)
+        b_s = float(part.bounds[qi])
+        bounds.append(None if np.isnan(b_s) else better * b_s)
     chosen = _ranked_groups(hits.values(), better)[: group.groups]
     missing: dict[int, list[str]] = {}
     for key in chosen:
-        mine = sorted((better * h.score for h in hits.values() if h.key == key), reverse=True)
-        for s, t in enumerate(cutoff):
-            if t is None or key in returned[s]:
+        best = sorted((better * h.score for h in hits.values() if h.key == key), reverse=True)
+        for s, bound in enumerate(bounds):
+            if bound is None or known[s].get(key, 0) >= group.group_size:
                 continue
-            if len(mine) >= group.group_size and mine[group.group_size - 1] > t:
+            if len(best) >= group.group_size and best[group.group_size - 1] > bound:
                 continue
             missing.setdefault(s, []).append(key)
     return hits, {s: tuple(keys) for s, keys in missing.items()}

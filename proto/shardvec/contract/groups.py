@@ -158,13 +158,16 @@ class ShardGroupSearch:
 
 @dataclass(frozen=True)
 class GroupResult:
-    """A shard's grouped hits: `hits` ((nq, groups * group_size), best first, hits of groups
-    past the best `groups` left out) and each hit's group key ((nq, width) object, "" for
-    padding); `field_known`: some row here holds or held the field."""
+    """A shard's grouped hits, per query in rank order: its best groups' hits and every hit
+    of its ranking's first part whatever the group (shard/groups.py); each hit's group key
+    ((nq, width) object, "" for padding); `bounds` ((nq,) float32): no hit of the shard left
+    out of the row scores better (NaN: none was left out); `field_known`: some row here
+    holds or held the field."""
 
     hits: SearchResult
     keys: np.ndarray
     field_known: bool
+    bounds: np.ndarray
 
 
 def group_search_to_proto(s: ShardGroupSearch) -> shard_pb2.ShardGroupSearchRequest:
@@ -204,6 +207,7 @@ def group_result_to_proto(result: GroupResult) -> shard_pb2.ShardGroupSearchResp
     resp.hits.CopyFrom(search_result_to_proto(h.ids, h.scores, h.metadata, h.vectors,
                                               h.documents))  # fmt: skip
     resp.group_keys.extend(result.keys.ravel().tolist())
+    resp.bounds.extend(result.bounds.tolist())
     return resp
 
 
@@ -212,4 +216,7 @@ def group_result_from_proto(
 ) -> GroupResult:
     hits = shard_hits_from_proto(resp.hits, nq, dim)
     keys = np.array(resp.group_keys, dtype=object).reshape(hits.ids.shape)
-    return GroupResult(hits, keys, bool(resp.field_known))
+    bounds = np.array(resp.bounds, dtype=np.float32)
+    if bounds.shape != (nq,):
+        raise InvalidArgument(f"group search: {len(bounds)} bounds for {nq} queries")
+    return GroupResult(hits, keys, bool(resp.field_known), bounds)

@@ -382,11 +382,13 @@ class ShardGroupSearchRequest(_message.Message):
     def __init__(self, search: _Optional[_Union[ShardSearchRequest, _Mapping]] = ..., field: _Optional[str] = ..., groups: _Optional[int] = ..., group_size: _Optional[int] = ..., values_json: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ShardGroupSearchResponse(_message.Message):
-    __slots__ = ("hits", "group_keys", "field_known")
+    __slots__ = ("hits", "group_keys", "field_known", "bounds")
     HITS_FIELD_NUMBER: _ClassVar[int]
     GROUP_KEYS_FIELD_NUMBER: _ClassVar[int]
     FIELD_KNOWN_FIELD_NUMBER: _ClassVar[int]
+    BOUNDS_FIELD_NUMBER: _ClassVar[int]
     hits: ShardSearchResponse
     group_keys: _containers.RepeatedScalarFieldContainer[str]
     field_known: bool
-    def __init__(self, hits: _Optional[_Union[ShardSearchResponse, _Mapping]] = ..., group_keys: _Optional[_Iterable[str]] = ..., field_known: _Optional[bool] = ...) -> None: ...
+    bounds: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, hits: _Optional[_Union[ShardSearchResponse, _Mapping]] = ..., group_keys: _Optional[_Iterable[str]] = ..., field_known: _Optional[bool] = ..., bounds: _Optional[_Iterable[float]] = ...) -> None: ...

@@ -232,21 +232,21 @@ class RecallTuner:
         log.debug("recall tuner: tuning %s at %d rows", name, rows)
         layout = col.layout
         target = col.spec.target_recall
-        sample = await self._paced(self.sample(col))
-        deadline = time.monotonic() + STEP_DEADLINE_S
-        exact = await self._paced(
-            col.search(sample, SearchParams(k=RECALL_K, exact=True), deadline)
-        )
+        sample = await self._paced(lambda: self.sample(col))
+        exact = await self._paced(lambda: col.search(
+            sample, SearchParams(k=RECALL_K, exact=True), time.monotonic() + STEP_DEADLINE_S
+        ))  # fmt: skip
         measured: dict[int, float] = {}
 
         async def holds(i: int) -> bool:
+            await self._pause()  # before the count, so a move during the pause is seen
             now_rows = await col.count(None, time.monotonic() + STEP_DEADLINE_S)
             if abs(now_rows - rows) > outrun * max(rows, 1):
                 raise _Outrun()
-            hits = await self._paced(
-                col.search(sample, SearchParams(k=RECALL_K, ef=LADDER[i]),
-                           time.monotonic() + STEP_DEADLINE_S)
-            )  # fmt: skip
+            hits = await self._paced(lambda: col.search(
+                sample, SearchParams(k=RECALL_K, ef=LADDER[i]),
+                time.monotonic() + STEP_DEADLINE_S,
+            ))  # fmt: skip
             recalls = recall_per_query(hits.ids, exact.ids, exact.counts)
             measured[i] = float(np.mean(recalls))
             return held_recall(recalls, s.margin_z) >= target
@@ -316,12 +316,17 @@ class RecallTuner:
             blend = (blend / np.where(norms > 0, norms, 1)).astype(np.float32)
         return blend
 
-    async def _paced(self, work: Awaitable[T]) -> T:
-        """Run one step after the pause the previous one left owed, so steps take at most
-        cpu_share of the wall time; a tune's result is set without waiting out its last."""
+    async def _pause(self) -> None:
+        """Wait out what is left of the pause the previous step owes."""
         await asyncio.sleep(max(0.0, self._owed - (time.monotonic() - self._owed_from)))
+
+    async def _paced(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run one step (started, deadline and all, after the pause the previous one left
+        owed), so steps take at most cpu_share of the wall time; a tune's result is set
+        without waiting out its last pause."""
+        await self._pause()
         t0 = time.monotonic()
-        result = await work
+        result = await work()
         spent = time.monotonic() - t0
         self.busy_s += spent
         self._owed = min(spent * (1.0 / self.settings.cpu_share - 1.0), self.settings.max_pause_s)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from shardvec.contract.errors import STALE_LAYOUT, FailedPrecondition, StaleLayout
@@ -383,9 +383,12 @@ async def _run(tmp: Path, seed: int, plan: list[tuple[int, int | None]]) -> None
     await rt.shutdown()
 
 
+# Two drawn plans and one fixed one that holds every kind: a growth aborted mid-copy (2 -> 4,
+# ten steps, aborted after two), a shrink (2 -> 1) and a growth that finishes (1 -> 3).
 @settings(
-    max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+@example(seed=25, plan=[(4, 2), (1, None), (3, None)])
 @given(
     seed=st.integers(0, 2**16),
     plan=st.lists(
@@ -442,9 +445,10 @@ def test_an_abort_at_every_point_of_a_change_leaves_no_row_behind(
         col = await rt.create(CollectionSpec("g", IndexSettings(dim=DIM), shards=before))
         rng = np.random.default_rng(7)
         model = Model(rng)
-        ids, vecs, metas, docs = model.new_rows(3000)
+        # 1.5 rows a bucket: most steps move rows (3k rows cost half as much again here).
+        ids, vecs, metas, docs = model.new_rows(1500)
         await col.upsert(ids, vecs, metas, _deadline(), docs)
-        state.update(col=col, rows=3000, q=vecs[:3])
+        state.update(col=col, rows=1500, q=vecs[:3])
         at, steps_in_all = 0, None
         while steps_in_all is None or at <= steps_in_all:
             state.update(at=at, steps=[])
@@ -459,8 +463,8 @@ def test_an_abort_at_every_point_of_a_change_leaves_no_row_behind(
             assert job.error is None and col.change is None, (at, job.error)
             assert col.layout.shards == before and len(col.shard_sets) == before, at
             held = await rows_held(col)
-            assert held == 3000, (at, held)  # no stray copy on a shard that stays
-            assert await col.count(None, _deadline()) == 3000
+            assert held == 1500, (at, held)  # no stray copy on a shard that stays
+            assert await col.count(None, _deadline()) == 1500
             hits = await col.search(vecs[:3], SearchParams(k=5, exact=True), _deadline())
             _no_duplicates(hits.ids, f"abort at {at}")
             assert [row[0] for row in hits.ids] == ids[:3]

@@ -112,16 +112,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"{n:,} x {dim} rows ({source}); raw hnswlib in a child process", flush=True)
     raw = run_raw(args.data, n, args.batch, DEFAULT_BUILD_THREADS)
     out: dict[str, Any] = {"n": n, "dim": dim, "source": source, "raw_hnswlib": raw}
-    ids = [str(i) for i in range(n)]
-    metas = [{"bucket": int(b)} for b in buckets]
     with tempfile.TemporaryDirectory() as tmp:
         gc.collect()
         before = pss_bytes([os.getpid()])
         eng = ShardEngine(Path(tmp), IndexSettings(dim=dim), checkpoint_rows=1 << 40)
         t0 = time.perf_counter()
         for seq, s in enumerate(range(0, n, args.batch), start=1):
-            e = min(n, s + args.batch)
-            eng.upsert(seq, ids[s:e], base[s:e], metas[s:e])
+            e = min(n, s + args.batch)  # ids and metadata made here: the engine holds them
+            ids = [str(i) for i in range(s, e)]
+            eng.upsert(seq, ids, base[s:e], [{"bucket": int(b)} for b in buckets[s:e]])
         load_s = time.perf_counter() - t0
         gc.collect()
         grown = pss_bytes([os.getpid()]) - before

@@ -69,6 +69,7 @@ from shardvec.shard import catchup, facets, groups, keyword_search, reads, stagi
 from shardvec.shard.bm25 import PostingCache, QueryTokenizer
 from shardvec.shard.checkpoint import write_checkpoint
 from shardvec.shard.columns import MetadataColumns
+from shardvec.shard.heap import HeapTrim
 from shardvec.shard.index import HnswIndex
 from shardvec.shard.planner import PlannerSettings, SearchPlanner
 from shardvec.shard.recovery import recover
@@ -119,6 +120,7 @@ class ShardEngine:
         self._sizes_at = 0.0
         self._columns = MetadataColumns()
         self._dirty = 0
+        self._heap = HeapTrim()  # freed heap memory back to the system (shard/heap.py)
         self._checkpoint_seq = 0
         self._last_checkpoint_unix: float | None = None
         self._closed = False
@@ -139,6 +141,7 @@ class ShardEngine:
             self._applied_seq = self._store.applied_seq()
             self._index = self._recover()
             self._load_staged()
+            self._heap.trim()  # what recovery read and freed
         except BaseException:
             self._store.close()
             raise
@@ -242,6 +245,7 @@ class ShardEngine:
             self._broken = f"a committed batch failed to apply in memory: {exc!r}"
             log.error("%s: %s", self.directory, self._broken)
             raise
+        self._heap.wrote(len(up_ids) + len(plan.del_slots) + n_updated)
         if self._dirty >= self._checkpoint_rows:
             try:
                 self._checkpoint_locked()

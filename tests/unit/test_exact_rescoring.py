@@ -13,6 +13,7 @@ from shardvec.contract.filters import parse_where
 from shardvec.contract.settings import IndexSettings
 from shardvec.shard.compact import CompactVectors
 from shardvec.shard.engine import ShardEngine
+from shardvec.shard.row_vectors import RowVectors
 from tests import inproc
 
 DIM = 16
@@ -163,4 +164,39 @@ def test_hits_carry_vectors_as_upserted_after_rewrites(tmp_path: Path, metric: s
         rows = _ids_to_rows(res.ids)
         assert (rows >= 0).all()
         np.testing.assert_array_equal(res.vectors, x[rows])
+    e.close()
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_rows_the_store_holds_newer_than_memory_are_not_used(tmp_path: Path, metric: str) -> None:
+    """The store commits a batch before memory applies it: while it runs ahead, a slot's row
+    there (rewritten, or another id in a reused slot) is not the one in memory, and exact
+    scores and hit vectors come from memory's state (hnswlib), never from the newer row."""
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((200, DIM)).astype(np.float32)
+    e = _engine(tmp_path, metric)
+    inproc.write(e, 1, [f"r{i}" for i in range(200)], x, [])
+    slot = e._slots.id_to_slot
+    newer = (x[:2] + np.float32(7.0)).astype(np.float32)
+    e._store.write(  # committed, not applied: r0 rewritten, r1's slot taken by another id
+        None,
+        upserts=[("r0", slot["r0"], 2, newer[0].tobytes(), None),
+                 ("zz", slot["r1"], 2, newer[1].tobytes(), None)],
+        tombstones=[("r1", 2)],
+    )  # fmt: skip
+    _, ok = RowVectors(e).read(np.array([slot["r0"], slot["r1"], slot["r2"]]))
+    assert ok.tolist() == [False, False, True]
+    q = x[:2] + np.float32(1e-3)
+    res = e.search(q, 3, exact=True, include_vectors=metric != "cosine")
+    assert res.ids[:, 0].tolist() == ["r0", "r1"]
+    want, _ = _brute(metric, x, np.arange(200), q, 3)
+    np.testing.assert_array_equal(_ids_to_rows(res.ids), want)
+    if metric != "cosine":  # hnswlib holds dot and euclidean rows as upserted
+        assert res.vectors is not None
+        np.testing.assert_array_equal(res.vectors[:, 0], x[:2])
+    else:  # searched again while the batch stays unapplied, then hnswlib's (normalised) copy
+        res = e.search(q, 3, include_vectors=True)
+        assert res.vectors is not None
+        unit = x[:2] / np.linalg.norm(x[:2], axis=1, keepdims=True)
+        np.testing.assert_allclose(res.vectors[:, 0], unit, rtol=1e-6, atol=1e-7)
     e.close()

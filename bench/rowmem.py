@@ -67,8 +67,12 @@ def parts(eng: ShardEngine) -> dict[str, int]:
         vectors = compact.nbytes(n_slots)
     else:  # the float32 copy and norm of earlier versions
         vectors = n_slots * (4 * eng.settings.dim + 4)
-    ids = sys.getsizeof(table.id_to_slot)
-    ids += _objects_bytes(list(table.id_to_slot)) + _objects_bytes(list(table.id_to_slot.values()))
+    id_map = table.id_to_slot
+    if isinstance(id_map, dict):  # earlier versions: a dict and an int object a row
+        ids = sys.getsizeof(id_map) + _objects_bytes(list(id_map.values()))
+    else:
+        ids = id_map.nbytes()
+    ids += _objects_bytes([i for i in table.slot_to_id[:n_slots].tolist() if i])  # the strs
     ids += n_slots * (8 + 1 + 2)  # slot_to_id pointers, alive, bucket
     texts = rows._texts[:n_slots].tolist()
     docs = rows._docs[:n_slots].tolist()

@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shardvec.contract.buckets import buckets_of
+from shardvec.shard.id_map import IdMap
 from shardvec.shard.index import Labels
 
 
@@ -25,14 +26,15 @@ class SlotPlan:
 class SlotTable:
     """Ids to dense integer slots (the hnswlib labels) and back, with a free list.
 
-    `id_to_slot` holds live ids; `slot_to_id` ("" when free), `alive` and `bucket` (each live
-    row's routing bucket, so a read can answer for the buckets its shard owns) are arrays over
-    slots [0, n_slots) (with spare capacity). Changes are planned first (`plan`, no mutation), then
+    `id_to_slot` maps live ids to slots (shard/id_map.py: a hash table keyed by the strings of
+    `slot_to_id`); `slot_to_id` ("" when free), `alive` and `bucket` (each live row's routing
+    bucket, so a read can answer for the buckets its shard owns) are arrays over slots
+    [0, n_slots) (with spare capacity). Changes are planned first (`plan`, no mutation), then
     applied (`apply`) once the batch is durable. The engine guards it with the index lock.
     """
 
     def __init__(self) -> None:
-        self.id_to_slot: dict[str, int] = {}
+        self.id_to_slot = IdMap(lambda: self.slot_to_id)  # no Python object a row
         self.slot_to_id: npt.NDArray[np.object_] = np.full(0, "", dtype=object)
         self._alive: npt.NDArray[np.bool_] = np.zeros(0, dtype=np.bool_)
         self._bucket: npt.NDArray[np.int16] = np.zeros(0, dtype=np.int16)

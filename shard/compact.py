@@ -19,8 +19,9 @@ eighth of its width as headroom on each side; a value outside it widens that dim
 so no exact value is needed (and nothing is read from disk while holding the write lock): the
 re-coded rows' error is their old error plus half the new step, which `err_d` records. The
 headroom makes widening rare (the range of a dimension's maximum grows slowly with the number
-of rows), so the bound stays within a small factor of s_d / 2; a restart codes every row
-afresh (shard/recovery.py), at err_d = s_d / 2. Nothing new is written to disk.
+of rows), so the bound stays within a small factor of s_d / 2. A restart codes the rows again
+as recovery reads them from the store (shard/recovery.py), the grid growing the same way from
+its first chunk. Nothing new is written to disk.
 
 Memory: dim bytes a row, plus 4 for |x|^2 under euclidean (the key is |x|^2 - 2 q . x).
 """

@@ -21,7 +21,7 @@ work is at most `cpu_share` of the wall time (10 % by default; one pause is at m
 `max_pause_s`). A tune falls due when the collection has `min_rows` rows and none was made
 yet, its rows changed by more than `retune_change` (10 %) since the last tune, its layout
 version or shard count changed (a reshard), or its target changed. A due tune waits until the
-rows have been still for `quiet_s` (15 s; a load has finished), at most `max_wait_s` (300 s),
+rows have been still for `quiet_s` (10 s; a load has finished), at most `max_wait_s` (300 s),
 so it measures the data the load leaves on an idle cluster; a tune the data outruns (rows
 moved by more than 0.5 % during it, or 10 % for one a never-ending load forced) or a reshard
 switches under is abandoned and started afresh. The breadth is set on the collection
@@ -77,7 +77,7 @@ class TunerSettings:
     # two checks for `quiet_s` (a load has finished), but no longer than `max_wait_s` after
     # it fell due (a load that never ends is tuned meanwhile).
     settle_change: float = 0.005
-    quiet_s: float = 15.0
+    quiet_s: float = 10.0
     max_wait_s: float = 300.0
     max_pause_s: float = 60.0  # the longest pause after one step
     seed: int = 0

@@ -1,7 +1,8 @@
 """`shardvec up`'s operating log on its own stderr: a replica killed with kill -9 shows as one
 readable line per state change (live -> dead, dead -> catching_up, catching_up -> live), sent
-from the coordinator's process through Ray to the terminal of `shardvec up`; `--log-json`
-gives the same events as JSON lines; stopping prints where the data stays.
+from the coordinator's process through Ray to the terminal of `shardvec up`; stopping prints
+where the data stays. `--log-json` giving the same events as JSON lines is tested on the
+`--log-json` server of tests/ray/test_metrics.py (one server start fewer).
 
 Before, `shardvec up` printed Ray's JSON lines of its own process only, and the coordinator's
 lines stayed in Ray's worker-*.err files (coordinator/replicas/events.py, cluster/logs.py).
@@ -9,7 +10,6 @@ lines stayed in Ray's worker-*.err files (coordinator/replicas/events.py, cluste
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -64,22 +64,3 @@ def test_replica_state_changes_are_readable_lines_on_stderr(tmp_path: Path) -> N
     assert not any(ln.startswith("{") for ln in lines)  # no JSON unless asked for
     assert not any(ln.startswith("(") for ln in lines)  # no Ray prefix on forwarded lines
     assert f"shardvec stopped; the data stays in {(tmp_path / 'data').resolve()}" in text
-
-
-def test_log_json_gives_the_same_events_as_json_lines(tmp_path: Path) -> None:
-    srv = ServerProcess(tmp_path / "data", free_port(), "--num-cpus", "2", "--log-json")
-    try:
-        replica = kill_one_replica(srv, "logsjson")
-
-        def events() -> list[dict[str, object]]:
-            return [json.loads(ln) for ln in srv.log.read_text().splitlines()
-                    if ln.startswith("{")]
-
-        until(lambda: any(e.get("replica") == replica and e.get("to") == "live"
-                          for e in events()), timeout=30, what="the rejoin event as JSON")
-    finally:
-        assert srv.stop() == 0
-    dead = [e for e in events() if e.get("replica") == replica and e.get("to") == "dead"]
-    assert len(dead) == 1
-    assert dead[0]["levelname"] == "INFO"
-    assert str(dead[0]["message"]).startswith(f"replica {replica}: live -> dead (")

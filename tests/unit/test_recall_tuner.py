@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shardvec.contract.errors import InvalidArgument
+from shardvec.contract.errors import FailedPrecondition, InvalidArgument
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.types import TunedBreadth
 from shardvec.coordinator.fronts.publish import CollectionView, LayoutPublisher
@@ -231,6 +231,9 @@ def test_a_reshard_is_tuned_again_for_the_new_shard_count(tmp_path: Path) -> Non
         before = await tuner.check("c", col)
         assert before is not None and before.shards == 2
         await rt.scale("c", 4, None)
+        # Its switch persists the spec it read: options wait for the change to finish.
+        with pytest.raises(FailedPrecondition, match="layout change"):
+            await rt.set_options("c", 0.9)
         job = rt.changes["c"]
         await asyncio.wait_for(job.done.wait(), 120)
         assert job.error is None and col.layout.shards == 4

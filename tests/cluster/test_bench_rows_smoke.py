@@ -15,7 +15,10 @@ import pytest
 pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
-N = 20_000  # 40 to 140 s here; 100,000 took 230 s on this 2-core machine
+# 5,000 rows: 42 s here, of which the recall tuner's 15 s of still rows and the restart are
+# most (20,000 took 60 to 140 s; 100,000 took 230 s on this 2-core machine). Every figure and
+# check is per row or per query; past the sample's 4,000 rows, its fallback still grows rows.
+N = 5_000
 
 
 @pytest.mark.timeout(480)
@@ -60,7 +63,7 @@ def test_bench_rows_smoke(tmp_path: Path) -> None:
     points = [s["batch_default"], s["batch_default_before_tuning"], *s["batch_ladder"]]
     assert [p["ef"] for p in s["batch_ladder"]] == [32, 64, 96, 128, 192]
     for p in points:
-        assert p["qps"] > 0 and 0.9 <= p["recall"] <= 1.0  # 20k rows: near exact
+        assert p["qps"] > 0 and 0.9 <= p["recall"] <= 1.0  # 5k rows: near exact
     assert s["batch_ladder"][-1]["recall"] >= s["batch_ladder"][0]["recall"]
     assert 0 < s["single_p50_ms"] < 1000
     assert 0 < s["exact_single_p50_ms"] < 1000 and s["exact_queries"] == 20

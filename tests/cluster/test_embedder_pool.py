@@ -54,7 +54,7 @@ def _wait_nodes(sv: ShardvecCluster, col: Any, want: set[str], timeout: float = 
         assert col.search_texts("a weather api", k=1)[0][0].id == "w"
         if set(_nodes(sv)) == want:
             return
-        time.sleep(1.0)
+        time.sleep(0.25)
     raise AssertionError(f"pool has {_nodes(sv)}, wanted {sorted(want)}")
 
 

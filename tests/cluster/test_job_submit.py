@@ -92,7 +92,7 @@ def _submit(dashboard: str, job_id: str, data: Path, port: int) -> None:
             return
         assert "No available agent" in out.stderr, out.stderr[-3000:]
         assert time.monotonic() < deadline, out.stderr[-3000:]
-        time.sleep(2)
+        time.sleep(0.5)
 
 
 def _wait_serving(address: str, timeout: float = 180) -> Client:
@@ -104,7 +104,7 @@ def _wait_serving(address: str, timeout: float = 180) -> Client:
             return client
         except ShardvecError:
             assert time.monotonic() < deadline, "the job never served"
-            time.sleep(1)
+            time.sleep(0.25)
 
 
 def test_job_submit_serves_and_stops_cleanly(ray_head: str, tmp_path: Path) -> None:

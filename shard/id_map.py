@@ -1,9 +1,9 @@
 """Ids to slots without a Python object per row: an open-addressing hash table of 4-byte
 slots and 4-byte hash tags, whose keys are the slot table's own id strings.
 
-A `dict[str, int]` costs about 84 B a row beyond the id strings (its entry at two-thirds load,
-and an int object per slot above 256); this table costs 8 B per bucket at most 70 % full, 11
-to 23 B a row. A bucket holds a slot (EMPTY, GONE for a removed key, or the slot) and the low
+A `dict[str, int]` costs about 59 B a row beyond the id strings (31 for its entry, 28 for an
+int object per slot above 256, at 250k rows); this table costs 8 B a bucket, 25 to 70 % full:
+11 to 32 B a row (17 at 250k). A bucket holds a slot (EMPTY, GONE for a removed key, or the slot) and the low
 32 bits of the key's hash; a key is found by linear probing from its hash, and a bucket matches
 when its tag equals the key's and the slot table's id at that slot is the key (so the table
 stores no key). The caller keeps `slot_to_id` in step: a key is removed while its slot still
@@ -100,9 +100,9 @@ class IdMap:
         self._len -= 1
 
     def _rehash(self) -> None:
-        """Into a table twice the live count over MAX_LOAD (GONE buckets dropped)."""
+        """Into the smallest table at most half full (GONE buckets dropped)."""
         n = MIN_BUCKETS
-        while n * MAX_LOAD < 2 * self._len:
+        while n < 2 * self._len:
             n *= 2
         old_slots, old_tags = self._slots, self._tags
         self._slots = array("i", [EMPTY]) * n

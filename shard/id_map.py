@@ -3,11 +3,12 @@ slots and 4-byte hash tags, whose keys are the slot table's own id strings.
 
 A `dict[str, int]` costs about 59 B a row beyond the id strings (31 for its entry, 28 for an
 int object per slot above 256, at 250k rows); this table costs 8 B a bucket, 25 to 70 % full:
-11 to 32 B a row (17 at 250k). A bucket holds a slot (EMPTY, GONE for a removed key, or the slot) and the low
-32 bits of the key's hash; a key is found by linear probing from its hash, and a bucket matches
-when its tag equals the key's and the slot table's id at that slot is the key (so the table
-stores no key). The caller keeps `slot_to_id` in step: a key is removed while its slot still
-holds it, and added once its slot holds it (shard/slots.py `SlotTable.apply`).
+11 to 32 B a row (17 at 250k). A bucket holds a slot (EMPTY, GONE for a removed key, or the
+slot) and the low 32 bits of the key's hash; a key is found by linear probing from its hash,
+and a bucket matches when its tag equals the key's and the slot table's id at that slot is the
+key (so the table stores no key). The caller keeps `slot_to_id` in step: a key is removed
+while its slot still holds it, and added once its slot holds it (shard/slots.py
+`SlotTable.apply`).
 """
 
 from __future__ import annotations

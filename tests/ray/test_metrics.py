@@ -1,10 +1,13 @@
 """The coordinator's Prometheus endpoint: scraped before and after traffic, counters move.
 The same `shardvec up --log-json` server also serves the operating log's JSON test (one
-server start for both: they use distinct collections and the counters are read as deltas)."""
+server start for both: they use distinct collections and the counters are read as deltas).
+`kill_one_replica` is shared with the plain operating log test in test_self_repair.py."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -18,7 +21,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from shardvec.cluster.client import Client
 from shardvec.contract.errors import NotFound
 from tests.procs import ServerProcess, free_port
-from tests.ray.test_operating_log import kill_one_replica
 from tests.waits import until
 
 pytestmark = pytest.mark.ray
@@ -38,6 +40,20 @@ def scrape(port: int) -> tuple[str, Samples]:
 
 def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def kill_one_replica(srv: ServerProcess, name: str) -> str:
+    """Create `name` (1 shard, 2 replicas) with a few rows, kill -9 replica 1; returns its name."""
+    with Client(srv.address, timeout=60) as client:
+        col = client.create_collection(name, 8, shards=1, replicas=2)
+        vecs = np.random.default_rng(5).standard_normal((200, 8)).astype(np.float32)
+        col.upsert([f"r{i}" for i in range(200)], vecs)
+        states = client.wait_live(name, level=True)
+        pid = next(int(s["pid"]) for s in states if s["replica"] == 1)
+        os.kill(pid, signal.SIGKILL)
+        col.upsert(["after"], vecs[:1])  # a write the dead replica catches up on
+        client.wait_live(name, level=True, timeout=120)
+    return f"{name}/shard-0/replica-1"
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +123,8 @@ def test_metrics_endpoint_counts_requests_and_shows_the_cluster(
 
 
 def test_log_json_gives_the_same_events_as_json_lines(server: tuple[ServerProcess, int]) -> None:
-    """`--log-json`: the replica state changes of tests/ray/test_operating_log.py as JSON lines
-    (here, on this module's `--log-json` server, to start one server fewer)."""
+    """`--log-json`: the replica state changes of tests/ray/test_self_repair.py's operating
+    log test as JSON lines (here, on this module's `--log-json` server, one server fewer)."""
     srv, _ = server
     replica = kill_one_replica(srv, "logsjson")
 

@@ -6,11 +6,15 @@ counted in /metrics); with no peer it stays out of service with DATA_LOSS, named
 
 Before self-repair the first two left the replica's actor re-created about every 2.5 s for
 ever and the third was served silently.
+
+The same server shows the operating log of a replica killed with kill -9 (plain lines on
+`shardvec up`'s stderr); its `--log-json` twin runs on tests/ray/test_metrics.py's server.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import stat
@@ -28,7 +32,8 @@ from shardvec.contract.errors import DataLoss
 from shardvec.contract.store_copy import STORE_FILE
 from shardvec.coordinator.paths import replica_dir
 from tests.procs import ServerProcess, free_port
-from tests.ray.test_metrics import scrape, value
+from tests.ray.test_metrics import kill_one_replica, scrape, value
+from tests.waits import until
 
 pytestmark = pytest.mark.ray
 
@@ -46,10 +51,43 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerPro
         yield srv, mport
     finally:
         srv.stop()
+    # The operating log's last line (test_replica_state_changes_are_readable_lines_on_stderr).
+    stopped = f"shardvec stopped; the data stays in {(root / 'data').resolve()}"
+    assert stopped in srv.log.read_text()
 
 
 def data_dir(srv: ServerProcess) -> Path:
     return srv.log.parent / "data"
+
+
+def test_replica_state_changes_are_readable_lines_on_stderr(
+    server: tuple[ServerProcess, int]
+) -> None:
+    """`shardvec up`'s operating log on its own stderr: a replica killed with kill -9 shows as
+    one readable line per state change (live -> dead, dead -> catching_up, catching_up ->
+    live), sent from the coordinator's process through Ray to the terminal of `shardvec up`
+    (coordinator/replicas/events.py, cluster/logs.py); that stopping prints where the data
+    stays is checked when the module's server stops. Before, `shardvec up` printed Ray's JSON
+    lines of its own process only, and the coordinator's lines stayed in Ray's worker-*.err
+    files. Here first, on this module's server (one server start fewer)."""
+    srv, _ = server
+    replica = kill_one_replica(srv, "logs")
+    until(lambda: f"replica {replica}: catching_up -> live" in srv.log.read_text(),
+          timeout=30, what="the rejoin line on stderr")
+    text = srv.log.read_text()
+    lines = text.splitlines()
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+    dead = [ln for ln in lines if f"replica {replica}: live -> dead (" in ln]
+    assert len(dead) == 1, text[-3000:]
+    assert re.fullmatch(rf"{stamp} INFO replica {re.escape(replica)}: live -> dead \(.+\)",
+                        dead[0])
+    assert any(re.fullmatch(rf"{stamp} INFO replica {re.escape(replica)}: dead -> catching_up "
+                            r"\(process back, at seq \d+\)", ln) for ln in lines), text[-3000:]
+    assert any(re.fullmatch(rf"{stamp} INFO replica {re.escape(replica)}: catching_up -> live "
+                            r"\(caught up \d+ batches from replica-0, at seq \d+\)", ln)
+               for ln in lines), text[-3000:]
+    assert not any(ln.startswith("{") for ln in lines)  # no JSON unless asked for
+    assert not any(ln.startswith("(") for ln in lines)  # no Ray prefix on forwarded lines
 
 
 def fill(client: Client, name: str, replicas: int) -> np.ndarray:

@@ -6,12 +6,15 @@ import json
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from shardvec.cluster.bringup import ShardvecCluster
+from shardvec.cluster.cli import cli
 
 pytestmark = pytest.mark.ray
 
@@ -22,6 +25,17 @@ def run(cluster: ShardvecCluster, *args: str) -> subprocess.CompletedProcess[str
     env = {**os.environ, "SHARDVEC_SERVER": cluster.address}
     return subprocess.run([*SHARDVEC, *args], env=env, capture_output=True, text=True,
                           timeout=120)
+
+
+def run_here(cluster: ShardvecCluster, *args: str) -> subprocess.CompletedProcess[str]:
+    """`run` through the `shardvec` command group in this process (click's runner): the same
+    code and output without a Python start per command, which costs seconds on a loaded
+    2-core machine. This module and tests/ray/test_cli_scale.py run the real process."""
+    res = CliRunner().invoke(cli, list(args), env={"SHARDVEC_SERVER": cluster.address})
+    stderr = res.stderr
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(res.exception))
+    return subprocess.CompletedProcess(list(args), res.exit_code, res.stdout, stderr)
 
 
 def test_cli_create_load_query_status_drop(cluster: ShardvecCluster, name: str,

@@ -15,7 +15,7 @@ import pytest
 
 from shardvec.cluster.bringup import ShardvecCluster
 from shardvec.cluster.client import Client
-from tests.ray.test_cli import run
+from tests.ray.test_cli import run_here as run
 
 pytestmark = pytest.mark.ray
 

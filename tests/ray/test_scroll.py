@@ -16,7 +16,7 @@ import pytest
 from shardvec.cluster.bringup import ShardvecCluster
 from shardvec.cluster.client import Client, Collection
 from shardvec.contract.errors import FailedPrecondition, InvalidArgument, NotFound
-from tests.ray.test_cli import run
+from tests.ray.test_cli import run_here as run
 from tests.waits import until
 
 pytestmark = pytest.mark.ray

@@ -24,7 +24,7 @@ from shardvec.cluster.bringup import ShardvecCluster
 from shardvec.cluster.client import Client, Collection
 from shardvec.contract.errors import FailedPrecondition
 from shardvec.coordinator.embedding import minilm
-from tests.ray.test_cli import run
+from tests.ray.test_cli import run_here as run
 
 pytestmark = pytest.mark.ray
 

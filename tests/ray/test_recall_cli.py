@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,16 +10,9 @@ import pytest
 
 from shardvec.cluster.bringup import ShardvecCluster
 from shardvec.cluster.client import Client
+from tests.ray.test_cli import run_here as run
 
 pytestmark = pytest.mark.ray
-
-SHARDVEC = [sys.executable, "-m", "shardvec.cluster"]
-
-
-def run(cluster: ShardvecCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SHARDVEC_SERVER": cluster.address}
-    return subprocess.run([*SHARDVEC, *args], env=env, capture_output=True, text=True,
-                          timeout=180)
 
 
 def test_recall_passes_when_healthy_and_fails_with_a_tiny_ef(

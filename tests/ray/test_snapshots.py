@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tarfile
 import threading
 import time
@@ -17,11 +14,11 @@ from shardvec.cluster.bringup import ShardvecCluster
 from shardvec.cluster.client import Client, verify_snapshot
 from shardvec.contract.errors import AlreadyExists, DataLoss
 from shardvec.coordinator.layout import Layout
+from tests.ray.test_cli import run_here as _run
 
 pytestmark = pytest.mark.ray
 
 DIM = 16
-SHARDVEC = [sys.executable, "-m", "shardvec.cluster"]
 
 
 class Writer(threading.Thread):
@@ -133,12 +130,6 @@ def test_snapshot_under_writes_restores_exactly_the_acknowledged_rows(
     with pytest.raises(AlreadyExists):
         client.restore_snapshot(out, new_name)
     client.drop_collection(new_name)
-
-
-def _run(cluster: ShardvecCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SHARDVEC_SERVER": cluster.address}
-    return subprocess.run([*SHARDVEC, *args], env=env, capture_output=True, text=True,
-                          timeout=120)
 
 
 def _flip_byte(path: Path, member: str, offset: int) -> None:

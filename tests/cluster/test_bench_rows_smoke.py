@@ -15,7 +15,7 @@ import pytest
 pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
-# 5,000 rows: 42 s here, of which the recall tuner's 15 s of still rows and the restart are
+# 5,000 rows: 42 s here, of which the recall tuner's wait for still rows and the restart are
 # most (20,000 took 60 to 140 s; 100,000 took 230 s on this 2-core machine). Every figure and
 # check is per row or per query; past the sample's 4,000 rows, its fallback still grows rows.
 N = 5_000

@@ -330,8 +330,8 @@ def measure_cluster(
 
 
 def wait_tuned(c: Any, n: int, load_end: float, wait_s: float, log: Log) -> dict[str, Any]:
-    """Wait (at most `wait_s`) until the cluster's recall tuner has tuned the collection for
-    about its loaded rows (within its own 10 % retune margin); what it set, and how long after
+    """Wait (at most `wait_s`) until the cluster's recall tuner has tuned the collection over
+    all its loaded rows (a tune forced during the load is provisional); what it set, how long after
     the load it was in force. A tree without a tuner reports tuned False at once."""
     t0 = time.monotonic()
     info: dict[str, Any] = {}
@@ -340,7 +340,7 @@ def wait_tuned(c: Any, n: int, load_end: float, wait_s: float, log: Log) -> dict
         info = c.describe(NAME)
         if "recall_estimate" not in info:
             break
-        if info["recall_estimate"] is not None and info["tuned_rows"] >= 0.9 * n:
+        if info["recall_estimate"] is not None and info["tuned_rows"] == n:
             tuned = True
             break
         time.sleep(1.0)

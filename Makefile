@@ -40,13 +40,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-# Serial by default: the caller-isolation tests bound a patient caller's latency, and on two
-# cores a second worker's Ray cluster breaks that bound. PYTEST_WORKERS='-n 2 --dist loadgroup'
-# runs the Ray and cluster tiers side by side (8.5 min instead of 11 here).
-PYTEST_WORKERS ?=
+# The unit tier runs on two workers (pytest-xdist): its tests are in-process and short. The
+# Ray and cluster tiers then run serially, one Ray cluster at a time: the caller-isolation
+# tests bound a patient caller's latency, and on two cores a second cluster breaks that bound.
+UNIT_WORKERS ?= -n 2
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 
 pytest: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider --durations=25 $(PYTEST_WORKERS) tests
+	$(PYTEST) $(UNIT_WORKERS) --durations=15 tests/unit
+	$(PYTEST) --durations=25 tests/ray tests/cluster
 
 test: proto-check lint typecheck pytest
 

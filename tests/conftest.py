@@ -62,7 +62,7 @@ def recall_at_k(found: list[list[str]], truth: np.ndarray, k: int) -> float:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`make test` runs two workers), each of the Ray and cluster tiers
+    """Under pytest-xdist over every tier (`pytest -n 2 tests`), each of the Ray and cluster tiers
     runs whole on one worker: the Ray tier shares one embedded cluster per package, and the
     cluster tier's multi-node clusters and killed processes are sized for the machine's two
     cores one at a time. Unit tests go to whichever worker is free."""

@@ -70,6 +70,9 @@ class TunerSettings:
     cpu_share: float = 0.10  # the tuner's searches take at most this share of wall time
     probes: int = 200  # probe queries drawn from the collection's rows
     live: int = 64  # recent live queries added to the sample, at most
+    # With at least this many live queries in the sample, a rung must hold the target on them
+    # too, not only on the probes (probes can be easier than the users' queries).
+    min_live: int = 8
     margin_z: float = 1.64  # the held recall is mean - z * stderr (one-sided 95 %)
     retune_change: float = 0.10  # retune when rows changed by more than this fraction
     min_rows: int = 1_000  # below: no tune, the static rule (HNSW is near exact there)
@@ -262,7 +265,7 @@ class RecallTuner:
         log.debug("recall tuner: tuning %s at %d rows", name, rows)
         layout = col.layout
         target = col.spec.target_recall
-        sample = await self._paced(lambda: self.sample(col))
+        sample, n_live = await self._paced(lambda: self.sample(col))
 
         async def exact_now() -> tuple[Hits, int]:
             """The sample's exact answers, and the rows they were taken over."""
@@ -291,8 +294,9 @@ class RecallTuner:
                 time.monotonic() + STEP_DEADLINE_S,
             ))  # fmt: skip
             recalls = recall_per_query(hits.ids, exact.ids, exact.counts)
-            measured[i] = float(np.mean(recalls))
-            return held_recall(recalls, s.margin_z) >= target
+            parts = [recalls[n_live:]] + ([recalls[:n_live]] if n_live >= s.min_live else [])
+            measured[i] = min(float(np.mean(p)) for p in parts if len(p))
+            return all(held_recall(p, s.margin_z) >= target for p in parts if len(p))
 
         try:
             rung = await smallest_holding(LADDER, start_rung(col, layout.shards), holds)
@@ -322,8 +326,9 @@ class RecallTuner:
         await self._changed(name)
         return tuned
 
-    async def sample(self, col: CollectionReads) -> np.ndarray:
-        """The queries a tune measures: recent live ones and probes from the rows."""
+    async def sample(self, col: CollectionReads) -> tuple[np.ndarray, int]:
+        """The queries a tune measures: recent live ones, then probes from the rows; and how
+        many are live."""
         s = self.settings
         live = col.recent.snapshot()
         if live.shape[0] and live.shape[1] == col.dim:
@@ -331,7 +336,8 @@ class RecallTuner:
         else:
             live = np.empty((0, col.dim), dtype=np.float32)
         probes = await self.probes(col, s.probes)
-        return np.ascontiguousarray(np.concatenate([live, probes]), dtype=np.float32)
+        both = np.ascontiguousarray(np.concatenate([live, probes]), dtype=np.float32)
+        return both, len(live)
 
     async def probes(self, col: CollectionReads, n: int) -> np.ndarray:
         """`n` probe queries: blends of two rows each, read at random bucket positions."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 RECENT_QUERIES = 64  # the most recent queries held per collection
-ROWS_PER_CALL = 2  # rows of one search call kept (a batch of 1,000 queries keeps 2)
+ROWS_PER_CALL = 4  # rows of one search call kept (a batch of 1,000 queries keeps 4)
 
 
 class RecentQueries:

@@ -20,6 +20,7 @@ class RecentQueries:
         self._next = 0
         self._held = 0
         self.recorded = 0  # rows recorded since start
+        self.calls = 0  # calls recorded from since start
 
     def record(self, queries: np.ndarray) -> None:
         """Keep up to `per_call` rows of a search's queries (spread over the batch)."""
@@ -29,8 +30,12 @@ class RecentQueries:
         if self._rows is None or self._rows.shape[1] != queries.shape[1]:
             self._rows = np.zeros((self.capacity, queries.shape[1]), dtype=np.float32)
             self._next = self._held = 0
+        # Rows spread over the batch, from an offset that moves on with every call, so a
+        # batch sent again (a benchmark, a dashboard's fixed queries) adds other rows of it.
         step = max(1, n // self.per_call)
-        for row in queries[::step][: self.per_call]:
+        offset = self.calls % step
+        self.calls += 1
+        for row in queries[offset::step][: self.per_call]:
             self._rows[self._next] = row
             self._next = (self._next + 1) % self.capacity
             self._held = min(self._held + 1, self.capacity)

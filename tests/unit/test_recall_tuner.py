@@ -115,6 +115,12 @@ def test_the_ring_keeps_the_latest_rows_a_few_per_call() -> None:
     ring.record(np.full((1, 2), 5, dtype=np.float32))  # overwrites row 0
     held = sorted(ring.snapshot()[:, 0].tolist())
     assert held == [4.0, 5.0, 7.0, 9.0]
+    # The same batch sent again adds other rows of it: every row once over four calls
+    again = RecentQueries(capacity=8, per_call=2)
+    batch = np.arange(16, dtype=np.float32).reshape(8, 2)
+    for _ in range(4):
+        again.record(batch)
+    assert sorted(again.snapshot()[:, 0].tolist()) == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0]
 
 
 def test_target_recall_is_checked_in_one_place() -> None:

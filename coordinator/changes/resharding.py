@@ -68,6 +68,7 @@ from shardvec.contract.limits import MAX_REPLICAS, MAX_SHARDS
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.types import ScrollPage, ShardScroll, ShardWrite
+from shardvec.coordinator import phases
 from shardvec.coordinator.changes.replicas import ReplicaChanges
 from shardvec.coordinator.collection import CollectionRuntime
 from shardvec.coordinator.layout import ChangeProgress, Layout
@@ -75,7 +76,6 @@ from shardvec.coordinator.paths import collection_dir
 from shardvec.coordinator.registry import CollectionDecisions, Registry
 from shardvec.coordinator.replicas import events
 from shardvec.coordinator.replicas.replica_set import ReplicaSet
-from shardvec.coordinator import phases
 
 
 class ReshardHost(Protocol):

@@ -48,9 +48,9 @@ from shardvec.contract.errors import (
     is_bad_request,
 )
 from shardvec.contract.types import ShardWrite, WriteAck
+from shardvec.coordinator import phases
 from shardvec.coordinator.replicas import events
 from shardvec.coordinator.replicas.replica_set import Replica, ReplicaSet
-from shardvec.coordinator import phases
 
 log = logging.getLogger(__name__)
 

@@ -70,31 +70,11 @@ def diversify(
     """`wide` (the best `diversity.candidates` per query, with vectors) reduced to `k` hits
     per query in MMR order."""
     assert wide.vectors is not None, "MMR needs the candidates' vectors"
-    nq = len(wide.ids)
     sign = -1.0 if metric == "euclidean" else 1.0
-    take = np.zeros((nq, k), dtype=np.int64)
-    counts = np.zeros(nq, dtype=np.int32)
-    for qi in range(nq):
-        c = int(wide.counts[qi])
-        order = mmr_order(sign * wide.scores[qi, :c], wide.vectors[qi, :c], k,
-                          diversity.diversity, metric)  # fmt: skip
-        take[qi, : len(order)] = order
-        counts[qi] = len(order)
-    rows = np.arange(nq)[:, None]
-    real = np.arange(k)[None, :] < counts[:, None]
-
-    def pick(a: np.ndarray | None, fill: object) -> np.ndarray | None:
-        if a is None:
-            return None
-        out = a[rows, take]
-        out[~real] = fill
-        return out
-
-    ids = pick(wide.ids, "")
-    scores = pick(wide.scores, np.nan)
-    assert ids is not None and scores is not None
-    vectors = pick(wide.vectors, 0.0) if keep_vectors else None
-    return dataclasses.replace(
-        wide, ids=ids, scores=scores, counts=counts, metadata=pick(wide.metadata, ""),
-        vectors=vectors, documents=pick(wide.documents, ""),
-    )  # fmt: skip
+    orders = [
+        mmr_order(sign * wide.scores[qi, : int(wide.counts[qi])],
+                  wide.vectors[qi, : int(wide.counts[qi])], k, diversity.diversity, metric)
+        for qi in range(len(wide.ids))
+    ]  # fmt: skip
+    out = wide.pick(orders, k)
+    return out if keep_vectors else dataclasses.replace(out, vectors=None)

@@ -42,7 +42,7 @@ from shardvec.contract.codec import loads_json
 from shardvec.contract.errors import InvalidArgument
 from shardvec.contract.groups import GroupBy, GroupResult, ShardGroupSearch, group_key
 from shardvec.contract.shard_api import ShardLike
-from shardvec.contract.types import Hits, ShardSearch
+from shardvec.contract.types import Hits, ShardSearch, pick_columns, pick_plan
 from shardvec.coordinator.queries.read_view import ReadView
 from shardvec.coordinator.queries.reads import CollectionReads, SearchParams
 
@@ -228,26 +228,12 @@ async def group_ranked(
         if whole or depth >= max_k:
             break
         depth = min(max_k, depth * WIDEN)
-    nq, width = len(keys), group.hits
-    take = np.zeros((nq, width), dtype=np.int64)
-    counts = np.zeros(nq, dtype=np.int32)
-    for qi, (positions, _) in enumerate(picks):
-        take[qi, : len(positions)] = positions
-        counts[qi] = len(positions)
-    rows = np.arange(nq)[:, None]
-    real = np.arange(width)[None, :] < counts[:, None]
-
-    def pick(a: np.ndarray | None, fill: object) -> np.ndarray | None:
-        if a is None:
-            return None
-        out = a[rows, take]
-        out[~real] = fill
-        return out
-
-    ids, scores, chosen = pick(hits.ids, ""), pick(hits.scores, np.nan), pick(keys, "")
-    assert ids is not None and scores is not None and chosen is not None
-    metadata = pick(hits.metadata, "") if keep_metadata else None
-    out = Hits(ids, scores, counts, metadata, pick(hits.vectors, 0.0), pick(hits.documents, ""))
+    take, _, real = pick_plan([positions for positions, _ in picks], group.hits)
+    out = hits.pick([positions for positions, _ in picks], group.hits)
+    chosen = pick_columns(keys, take, real, "")
+    assert chosen is not None
+    if not keep_metadata:
+        out = dataclasses.replace(out, metadata=None)
     return GroupedHits(out, chosen)
 
 

@@ -111,6 +111,46 @@ class Hits:
             self.documents[sl] if self.documents is not None else None,
         )
 
+    def pick(self, positions: Sequence[Sequence[int]], width: int) -> Hits:
+        """Per query row, the hits at `positions` (in that order) into `width` columns, padded
+        as a search pads ("" ids, NaN scores, "" texts, zero vectors)."""
+        take, counts, real = pick_plan(positions, width)
+        ids = pick_columns(self.ids, take, real, "")
+        scores = pick_columns(self.scores, take, real, np.nan)
+        assert ids is not None and scores is not None
+        return Hits(
+            ids,
+            scores,
+            counts,
+            pick_columns(self.metadata, take, real, ""),
+            pick_columns(self.vectors, take, real, 0.0),
+            pick_columns(self.documents, take, real, ""),
+        )
+
+
+def pick_plan(
+    positions: Sequence[Sequence[int]], width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (nq, width) gather index of `positions`, each row's count, and which cells are real."""
+    nq = len(positions)
+    take = np.zeros((nq, width), dtype=np.int64)
+    counts = np.zeros(nq, dtype=np.int32)
+    for qi, row in enumerate(positions):
+        take[qi, : len(row)] = row
+        counts[qi] = len(row)
+    real = np.arange(width)[None, :] < counts[:, None]
+    return take, counts, real
+
+
+def pick_columns(a: np.ndarray | None, take: np.ndarray, real: np.ndarray, fill: object
+                 ) -> np.ndarray | None:  # fmt: skip
+    """`a`'s cells at `take` per row ((nq, width, ...)), `fill` where `real` is False."""
+    if a is None:
+        return None
+    out: np.ndarray = a[np.arange(len(take))[:, None], take]
+    out[~real] = fill
+    return out
+
 
 @dataclass(frozen=True)
 class ReplicaStatus:

@@ -38,7 +38,12 @@ from shardvec.contract.errors import (
 )
 from shardvec.contract.facets import check_facet_limit, check_field_name, facet_count_to_proto
 from shardvec.contract.filters import DocFilter
-from shardvec.contract.keyword import fusion_from_request, leg_depth, validate_text_queries
+from shardvec.contract.keyword import (
+    Fusion,
+    fusion_from_request,
+    leg_depth,
+    validate_text_queries,
+)
 from shardvec.contract.limits import API_KEY_HEADER, MAX_QUERY_TEXT_BYTES
 from shardvec.contract.settings import check_target_recall
 from shardvec.contract.texts import (
@@ -349,12 +354,11 @@ class ReadService(pb_grpc.VectorSearchServicer):
                              self._deadline(context))  # fmt: skip
         return pb.FacetResponse(values=[facet_count_to_proto(v, n) for v, n in values])
 
-    async def _search_keywords(self, col: CollectionReads, request: Any, context: Any) -> Any:
-        """Keyword search (text_query alone) or hybrid search (with queries or query_texts):
-        coordinator/queries/keyword_search.py."""
-        if request.query_ids:
-            raise InvalidArgument("text_query: not with query_ids (give queries or query_texts)")
-        params = self._search_params(col, request)
+    async def _keyword_inputs(
+        self, col: CollectionReads, request: Any, context: Any
+    ) -> tuple[list[str], np.ndarray | None, Fusion | None]:
+        """A keyword or hybrid search's checked texts, its query vectors (given, or embedded
+        from query_texts; None: keywords alone) and fusion."""
         texts = validate_text_queries(list(request.text_query))
         self._rows_limit(len(texts), self.settings.max_query_rows, "search text_query")
         vectors = await self._embed_query_texts(col, request, context)
@@ -365,6 +369,15 @@ class ReadService(pb_grpc.VectorSearchServicer):
             raise InvalidArgument(
                 f"text_query: {len(texts)} texts for {len(vectors)} queries (one per query)"
             )
+        return texts, vectors, fusion
+
+    async def _search_keywords(self, col: CollectionReads, request: Any, context: Any) -> Any:
+        """Keyword search (text_query alone) or hybrid search (with queries or query_texts):
+        coordinator/queries/keyword_search.py."""
+        if request.query_ids:
+            raise InvalidArgument("text_query: not with query_ids (give queries or query_texts)")
+        params = self._search_params(col, request)
+        texts, vectors, fusion = await self._keyword_inputs(col, request, context)
         if len(texts) * params.k > self.settings.max_search_hits:
             raise ResourceExhausted(
                 f"search: {len(texts)} queries x k={params.k} is {len(texts) * params.k} hits,"

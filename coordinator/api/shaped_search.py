@@ -17,7 +17,7 @@ import numpy as np
 from shardvec.contract.convert import search_response, vectors_from_proto
 from shardvec.contract.errors import InvalidArgument, ResourceExhausted
 from shardvec.contract.groups import GroupBy, diversity_from_request, group_by_from_request
-from shardvec.contract.keyword import fusion_from_request, leg_depth, validate_text_queries
+from shardvec.contract.keyword import Fusion, fusion_from_request, leg_depth
 from shardvec.contract.types import Hits
 from shardvec.contract.validation import validate_vectors
 from shardvec.coordinator.api.sizing import check_search_response
@@ -41,6 +41,10 @@ class ReadEdge(Protocol):
 
     async def _embed_query_texts(self, col: CollectionReads, request: Any, context: Any
                                  ) -> np.ndarray | None: ...  # fmt: skip
+
+    async def _keyword_inputs(
+        self, col: CollectionReads, request: Any, context: Any
+    ) -> tuple[list[str], np.ndarray | None, Fusion | None]: ...
 
     def _rows_limit(self, n: int, limit: int, what: str) -> None: ...
 
@@ -114,16 +118,7 @@ async def _grouped_keywords(service: ReadEdge, col: CollectionReads, request: An
     group_ranked), checked as ReadService._search_keywords checks an ungrouped one."""
     settings = service.settings
     params = service._search_params(col, request, k=group.hits)
-    texts = validate_text_queries(list(request.text_query))
-    service._rows_limit(len(texts), settings.max_query_rows, "search text_query")
-    vectors = await service._embed_query_texts(col, request, context)
-    if vectors is None and (request.queries.packed or len(request.queries.values)):
-        vectors = vectors_from_proto(request.queries, col.dim, field="queries")
-    fusion = fusion_from_request(request, hybrid=vectors is not None)
-    if vectors is not None and len(vectors) != len(texts):
-        raise InvalidArgument(
-            f"text_query: {len(texts)} texts for {len(vectors)} queries (one per query)"
-        )
+    texts, vectors, fusion = await service._keyword_inputs(col, request, context)
     if len(texts) * settings.max_k > settings.max_search_hits:
         raise ResourceExhausted(
             f"search: a grouped search of {len(texts)} queries may rank {settings.max_k} hits "

@@ -128,6 +128,21 @@ class VectorSearchStub:
                 request_serializer=shardvec_dot_v1_dot_vector__search__pb2.SetCollectionOptionsRequest.SerializeToString,
                 response_deserializer=shardvec_dot_v1_dot_vector__search__pb2.CollectionInfo.FromString,
                 _registered_method=True)
+        self.CreateAlias = channel.unary_unary(
+                '/shardvec.v1.VectorSearch/CreateAlias',
+                request_serializer=shardvec_dot_v1_dot_vector__search__pb2.CreateAliasRequest.SerializeToString,
+                response_deserializer=shardvec_dot_v1_dot_vector__search__pb2.AliasResponse.FromString,
+                _registered_method=True)
+        self.SwitchAlias = channel.unary_unary(
+                '/shardvec.v1.VectorSearch/SwitchAlias',
+                request_serializer=shardvec_dot_v1_dot_vector__search__pb2.SwitchAliasRequest.SerializeToString,
+                response_deserializer=shardvec_dot_v1_dot_vector__search__pb2.AliasResponse.FromString,
+                _registered_method=True)
+        self.DeleteAlias = channel.unary_unary(
+                '/shardvec.v1.VectorSearch/DeleteAlias',
+                request_serializer=shardvec_dot_v1_dot_vector__search__pb2.DeleteAliasRequest.SerializeToString,
+                response_deserializer=shardvec_dot_v1_dot_vector__search__pb2.AliasResponse.FromString,
+                _registered_method=True)
 
 
 class VectorSearchServicer:
@@ -259,6 +274,27 @@ class VectorSearchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateAlias(self, request, context):
+        """Aliases: a second name for a collection, accepted by every call that takes a collection
+        name. SwitchAlias points an alias at another collection of the same dimension and metric
+        atomically (persisted before it takes effect; reads already running finish on the old one).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SwitchAlias(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAlias(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VectorSearchServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -351,6 +387,21 @@ def add_VectorSearchServicer_to_server(servicer, server):
                     servicer.SetCollectionOptions,
                     request_deserializer=shardvec_dot_v1_dot_vector__search__pb2.SetCollectionOptionsRequest.FromString,
                     response_serializer=shardvec_dot_v1_dot_vector__search__pb2.CollectionInfo.SerializeToString,
+            ),
+            'CreateAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAlias,
+                    request_deserializer=shardvec_dot_v1_dot_vector__search__pb2.CreateAliasRequest.FromString,
+                    response_serializer=shardvec_dot_v1_dot_vector__search__pb2.AliasResponse.SerializeToString,
+            ),
+            'SwitchAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.SwitchAlias,
+                    request_deserializer=shardvec_dot_v1_dot_vector__search__pb2.SwitchAliasRequest.FromString,
+                    response_serializer=shardvec_dot_v1_dot_vector__search__pb2.AliasResponse.SerializeToString,
+            ),
+            'DeleteAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAlias,
+                    request_deserializer=shardvec_dot_v1_dot_vector__search__pb2.DeleteAliasRequest.FromString,
+                    response_serializer=shardvec_dot_v1_dot_vector__search__pb2.AliasResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -843,6 +894,87 @@ class VectorSearch:
             '/shardvec.v1.VectorSearch/SetCollectionOptions',
             shardvec_dot_v1_dot_vector__search__pb2.SetCollectionOptionsRequest.SerializeToString,
             shardvec_dot_v1_dot_vector__search__pb2.CollectionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shardvec.v1.VectorSearch/CreateAlias',
+            shardvec_dot_v1_dot_vector__search__pb2.CreateAliasRequest.SerializeToString,
+            shardvec_dot_v1_dot_vector__search__pb2.AliasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SwitchAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shardvec.v1.VectorSearch/SwitchAlias',
+            shardvec_dot_v1_dot_vector__search__pb2.SwitchAliasRequest.SerializeToString,
+            shardvec_dot_v1_dot_vector__search__pb2.AliasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shardvec.v1.VectorSearch/DeleteAlias',
+            shardvec_dot_v1_dot_vector__search__pb2.DeleteAliasRequest.SerializeToString,
+            shardvec_dot_v1_dot_vector__search__pb2.AliasResponse.FromString,
             options,
             channel_credentials,
             insecure,

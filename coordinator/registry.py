@@ -26,6 +26,11 @@ The `replica_sets` table holds each shard's replica list after a replica change 
 (coordinator/changes/replicas.py): the replica indices and the node each was placed on. A
 shard without a row has replicas 0..spec.replicas-1, as every shard had before the table.
 
+The `aliases` table holds each alias and the collection it names (coordinator/aliases.py); an
+alias is written here (one synchronous=FULL statement) before it takes effect, so a coordinator
+killed during a switch finds the alias naming the old collection or the new one, never none.
+A collection named by an alias is not removed, and no alias takes a collection's name.
+
 Every SQLite or disk failure leaves here as a precise shardvec error
 (shardvec.contract.sqlite_errors: a full disk is ResourceExhausted, corruption DataLoss,
 busy/locked Unavailable), never INTERNAL with SQLite's raw message.
@@ -42,7 +47,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shardvec.contract.errors import AlreadyExists, NotFound
+from shardvec.contract.errors import AlreadyExists, FailedPrecondition, NotFound
 from shardvec.contract.private_files import private_dir, private_file
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.sqlite_errors import map_storage_error
@@ -116,11 +121,19 @@ class Registry:
             " name TEXT NOT NULL, shard INTEGER NOT NULL, replicas TEXT NOT NULL,"
             " nodes TEXT NOT NULL DEFAULT '{}', PRIMARY KEY (name, shard))"
         )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS aliases (name TEXT PRIMARY KEY, collection TEXT NOT NULL)"
+        )
 
     def add(self, spec: CollectionSpec, state: str = READY) -> None:
         if state not in STATES:
             raise ValueError(f"collection state must be one of {STATES}, got {state!r}")
         with self._lock, self._errors():
+            alias = self._db.execute(
+                "SELECT collection FROM aliases WHERE name = ?", (spec.name,)
+            ).fetchone()
+            if alias is not None:
+                raise AlreadyExists(f"name: {spec.name!r} is an alias (of {alias[0]!r})")
             try:
                 self._db.execute(
                     "INSERT INTO collections (name, spec, state, uid) VALUES (?, ?, ?, ?)",
@@ -131,6 +144,11 @@ class Registry:
 
     def remove(self, name: str) -> None:
         with self._lock, self._errors():
+            named = [r[0] for r in self._db.execute(
+                "SELECT name FROM aliases WHERE collection = ? ORDER BY name", (name,)
+            )]  # fmt: skip
+            if named:
+                raise FailedPrecondition(f"collection {name!r} is named by alias(es) {named}")
             cur = self._db.execute("DELETE FROM collections WHERE name = ?", (name,))
             self._db.execute("DELETE FROM seq_reserved WHERE name = ?", (name,))
             self._db.execute("DELETE FROM committed WHERE name = ?", (name,))
@@ -350,6 +368,36 @@ class Registry:
                     with contextlib.suppress(sqlite3.Error):
                         self._db.execute("ROLLBACK")
                 raise
+
+    def aliases(self) -> dict[str, str]:
+        """Every alias and the collection it names."""
+        with self._lock, self._errors():
+            rows = self._db.execute("SELECT name, collection FROM aliases").fetchall()
+        return {str(a): str(c) for a, c in rows}
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        """Durably point `alias` at `collection` (created, or switched: one statement, so the
+        row names the old collection or the new one, never none)."""
+        with self._lock, self._errors():
+            if self._db.execute(
+                "SELECT 1 FROM collections WHERE name = ?", (collection,)
+            ).fetchone() is None:
+                raise NotFound(f"collection: {collection!r} does not exist")
+            if self._db.execute(
+                "SELECT 1 FROM collections WHERE name = ?", (alias,)
+            ).fetchone() is not None:
+                raise AlreadyExists(f"alias: {alias!r} is the name of a collection")
+            self._db.execute(
+                "INSERT INTO aliases (name, collection) VALUES (?, ?)"
+                " ON CONFLICT(name) DO UPDATE SET collection = excluded.collection",
+                (alias, collection),
+            )
+
+    def remove_alias(self, alias: str) -> None:
+        with self._lock, self._errors():
+            cur = self._db.execute("DELETE FROM aliases WHERE name = ?", (alias,))
+            if cur.rowcount == 0:
+                raise NotFound(f"alias: {alias!r} does not exist")
 
     def close(self) -> None:
         with self._lock:

@@ -10,6 +10,9 @@ being restored") for it, so no data call (Upsert, Delete, Get, Count, Search, De
 Drop, CreateSnapshot) sees it half filled, and ListCollections leaves it out. At start-up a
 collection still 'restoring' (its coordinator died during the restore, so the client's call
 failed) is dropped, and the snapshot work directories a crash left are removed.
+
+Aliases (coordinator/aliases.py) are resolved by `get`, the one lookup of a collection by name;
+what follows a lookup uses the collection's own name (`spec.name`).
 """
 
 from __future__ import annotations
@@ -27,10 +30,21 @@ from shardvec.contract.errors import AlreadyExists, FailedPrecondition, NotFound
 from shardvec.contract.limits import MAX_REPLICAS
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.validation import validate_collection_name
+from shardvec.coordinator import phases
+from shardvec.coordinator.aliases import (
+    AliasMap,
+    check_alias_name,
+    check_new_alias,
+    check_not_alias,
+    check_same_shape,
+    check_target,
+    check_unaliased,
+)
 from shardvec.coordinator.changes import resharding
 from shardvec.coordinator.changes.replicas import AutoRebalancer, Progress, ReplicaChanges, prefer
 from shardvec.coordinator.changes.resharding import ReplicaJob, Resharder
 from shardvec.coordinator.collection import CollectionRuntime
+from shardvec.coordinator.fronts.publish import next_epoch
 from shardvec.coordinator.layout import Layout
 from shardvec.coordinator.paths import collection_dir, snapshot_dir
 from shardvec.coordinator.queries.reads import ShardTimer
@@ -56,6 +70,8 @@ class Publisher(Protocol):
 
     async def settled(self) -> None: ...
 
+    async def aliases_changed(self, aliases: AliasMap) -> None: ...
+
 
 class CoordinatorRuntime:
     """Collections by name; creates, restores and drops their replicas."""
@@ -67,6 +83,7 @@ class CoordinatorRuntime:
         self.collections: dict[str, CollectionRuntime] = {}
         self.restoring: set[str] = set()  # in `collections`, but not served (see `get`)
         self._uids: dict[str, bytes] = {}  # registry uids, cached
+        self.aliases = AliasMap()  # as the registry holds them (restore, then each change)
         self._lock = asyncio.Lock()
         self._health: asyncio.Task[None] | None = None
         self.on_shard_search: ShardTimer | None = None  # given to every collection
@@ -133,6 +150,7 @@ class CoordinatorRuntime:
         A collection left 'restoring' by a crash is dropped (replicas, directory, registry
         row), and snapshot work directories left by a crash are removed."""
         self._remove_snapshot_workdirs()
+        self.aliases = AliasMap(self.registry.aliases(), next_epoch(0))
         for spec, state in self.registry.all_with_state():
             if state == RESTORING:
                 log.warning(
@@ -261,6 +279,7 @@ class CoordinatorRuntime:
         resharding.check_counts(shards, replicas)
         async with self._lock:
             col = self.get(name)
+            name = col.spec.name
             running = self.changes.get(name)
             if isinstance(running, Resharder) and running.failed:
                 raise FailedPrecondition(
@@ -286,7 +305,7 @@ class CoordinatorRuntime:
 
     async def abort_change(self, name: str) -> None:
         """Roll back the layout change of `name` that has not switched yet."""
-        self.get(name)
+        name = self.get(name).spec.name
         job = self.changes.get(name)
         failed = isinstance(job, Resharder) and job.failed
         if job is None or (job.done.is_set() and not failed):
@@ -313,6 +332,11 @@ class CoordinatorRuntime:
         async with self._lock:
             if spec.name in self.collections:
                 raise AlreadyExists(f"collection {spec.name!r} already exists")
+            if spec.name in self.aliases.names:
+                raise AlreadyExists(
+                    f"name: {spec.name!r} is an alias (of {self.aliases.names[spec.name]!r}); "
+                    "a collection may not take an alias's name"
+                )
             leftover = collection_dir(self.data_dir, spec.name)
             if leftover.exists() and any(leftover.iterdir()):
                 # A new collection never opens shard directories it did not create.
@@ -338,7 +362,7 @@ class CoordinatorRuntime:
         then in force; the recall tuner retunes for a new target, and fronts get the spec."""
         async with self._lock:
             col = self.get(name)
-            spec = col.spec
+            name, spec = col.spec.name, col.spec
             if target_recall is not None:
                 spec = dataclasses.replace(spec, target_recall=target_recall)  # validates it
             running = self.changes.get(name)
@@ -364,7 +388,9 @@ class CoordinatorRuntime:
         self.layout_changed_soon(name)
 
     def get(self, name: str) -> CollectionRuntime:
+        """The served collection `name` or, when `name` is an alias, the one it names."""
         validate_collection_name(name)
+        name = self.aliases.resolve(name)
         runtime = self.collections.get(name)
         if runtime is None:
             raise NotFound(f"collection {name!r} does not exist")
@@ -389,10 +415,12 @@ class CoordinatorRuntime:
         """Drop collection `name`; one being restored only with `restoring` (the restore
         itself giving up), otherwise that is FAILED_PRECONDITION like every data call."""
         async with self._lock:
+            check_not_alias(self.aliases, name, "DropCollection")
             if restoring and name in self.restoring:
                 runtime = self.collections[name]
             else:
                 runtime = self.get(name)
+            check_unaliased(self.aliases, name)
             self.restoring.discard(name)
             job = self.changes.pop(name, None)
             if job is not None and job.task is not None:
@@ -404,6 +432,57 @@ class CoordinatorRuntime:
                 await rs.close()
             await self._destroy(runtime.spec, len(runtime.shard_sets))
         await self.layout_changed(name)
+
+    async def create_alias(self, alias: str, collection: str) -> None:
+        """Make `alias` name `collection` (persisted, then in force, then pushed to fronts)."""
+        async with self._lock:
+            check_new_alias(self.aliases, alias, self.collections)
+            check_target(self.aliases, collection, self.collections)
+            self.get(collection)  # served (FAILED_PRECONDITION while being restored)
+            await self._set_alias(alias, collection)
+        await self._publish_aliases()
+
+    async def switch_alias(self, alias: str, collection: str) -> str:
+        """Point `alias` at `collection`, of the same dimension and metric as the one it names
+        now, atomically; returns the collection it named before. Reads that resolved the
+        alias before finish on that one."""
+        async with self._lock:
+            check_alias_name(alias)
+            old = self.aliases.names.get(alias)
+            if old is None:
+                raise NotFound(f"alias: {alias!r} does not exist")
+            check_target(self.aliases, collection, self.collections)
+            check_same_shape(alias, self.collections[old].spec, self.get(collection).spec)
+            if old != collection:
+                await phases.reached("alias-switch-begun")  # nothing written: `old` holds
+                await self._set_alias(alias, collection)
+        await self._publish_aliases()
+        return old
+
+    async def delete_alias(self, alias: str) -> str:
+        """Remove `alias` (the collection stays); returns the collection it named."""
+        async with self._lock:
+            check_alias_name(alias)
+            old = self.aliases.names.get(alias)
+            if old is None:
+                raise NotFound(f"alias: {alias!r} does not exist")
+            await asyncio.to_thread(self.registry.remove_alias, alias)
+            names = {a: c for a, c in self.aliases.names.items() if a != alias}
+            self.aliases = AliasMap(names, next_epoch(self.aliases.version))
+        await self._publish_aliases()
+        return old
+
+    async def _set_alias(self, alias: str, collection: str) -> None:
+        """Persist `alias` -> `collection`, then put it in force (the caller holds the lock)."""
+        await asyncio.to_thread(self.registry.set_alias, alias, collection)
+        await phases.reached("alias-switched")  # persisted, not yet in force
+        names = {**self.aliases.names, alias: collection}
+        self.aliases = AliasMap(names, next_epoch(self.aliases.version))
+
+    async def _publish_aliases(self) -> None:
+        """Push the alias map to the query fronts (none: nothing to do)."""
+        if self.publisher is not None:
+            await self.publisher.aliases_changed(self.aliases)
 
     async def scale_replicas(
         self, name: str, replicas: int, progress: Progress | None = None

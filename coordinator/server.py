@@ -115,7 +115,7 @@ class Coordinator(LoopServer):
         views = self.publisher.views() if self.publisher is not None else {}
         return FrontState(
             views, self.fronts.listing() if self.fronts is not None else [], self.address,
-            self.service.cursor_secret,
+            self.service.cursor_secret, self.runtime.aliases,
         )
 
     async def _cluster_info(self) -> Any:

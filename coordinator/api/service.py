@@ -97,6 +97,9 @@ WRITE_METHODS = frozenset(
         "ScaleCollection",
         "Rebalance",
         "SetCollectionOptions",
+        "CreateAlias",
+        "SwitchAlias",
+        "DeleteAlias",
     }
 )  # CreateSnapshot too: it copies every row out, and holds disk and a stream slot
 WRITE_GRACE_S = 10.0  # the least time shards get to finish a write that has started
@@ -155,6 +158,8 @@ class ReadService(pb_grpc.VectorSearchServicer):
         counts = await asyncio.gather(*(self._count_or_none(col, context) for col in cols))
         for col, count in zip(cols, counts, strict=True):
             resp.collections.append(_info(col, count))
+        for alias, target in sorted(self.runtime.aliases.names.items()):
+            resp.aliases.add(name=alias, collection=target)
         return resp
 
     async def _count_or_none(self, col: CollectionReads, context: Any) -> int | None:
@@ -588,19 +593,18 @@ class VectorSearchService(ReadService):
         if request.abort:
             if request.shards or request.replicas:
                 raise InvalidArgument("abort: give no shards or replicas with it")
-            await self.runtime.abort_change(request.name)
+            await self.runtime.abort_change(col.spec.name)
         else:
             if not request.shards and not request.replicas:
                 raise InvalidArgument("ScaleCollection: give shards, replicas or abort")
             await self.runtime.scale(
-                request.name, int(request.shards) or None, int(request.replicas) or None
+                col.spec.name, int(request.shards) or None, int(request.replicas) or None
             )
         return _info(col, None)
 
     async def Rebalance(self, request: Any, context: Any) -> Any:
-        if request.name:
-            self.runtime.get(request.name)
-        moves = await self.runtime.rebalance(request.name or None)
+        name = self.runtime.get(request.name).spec.name if request.name else None
+        moves = await self.runtime.rebalance(name)
         resp = pb.RebalanceResponse()
         for m in moves:
             resp.moves.add(
@@ -613,6 +617,20 @@ class VectorSearchService(ReadService):
     async def DropCollection(self, request: Any, context: Any) -> Any:
         await self.runtime.drop(request.name)
         return pb.DropCollectionResponse(dropped=True)
+
+    async def CreateAlias(self, request: Any, context: Any) -> Any:
+        await self.runtime.create_alias(request.alias, request.collection)
+        return pb.AliasResponse(alias=pb.Alias(name=request.alias, collection=request.collection))
+
+    async def SwitchAlias(self, request: Any, context: Any) -> Any:
+        previous = await self.runtime.switch_alias(request.alias, request.collection)
+        return pb.AliasResponse(
+            alias=pb.Alias(name=request.alias, collection=request.collection), previous=previous
+        )
+
+    async def DeleteAlias(self, request: Any, context: Any) -> Any:
+        was = await self.runtime.delete_alias(request.alias)
+        return pb.AliasResponse(alias=pb.Alias(name=request.alias, collection=was))
 
     async def Upsert(self, request: Any, context: Any) -> Any:
         col = self.runtime.get(request.collection)

@@ -15,6 +15,7 @@ from shardvec.contract.errors import (
 )
 from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES
 from shardvec.coordinator import phases
+from shardvec.coordinator.aliases import AliasMap
 from shardvec.coordinator.api.server import LoopServer, cluster_info_response, serve_public
 from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.embedding.pool import EmbedderPool, RayEmbedder
@@ -108,6 +109,17 @@ class Front(LoopServer):
         self.pushes += int(taken)
         return taken
 
+    def apply_aliases(self, aliases: AliasMap) -> bool:
+        """A push: the coordinator's alias map (coordinator/aliases.py)."""
+        if not phases.admits("front-push"):
+            self.refused += 1
+            return False
+
+        async def take() -> bool:
+            return self.runtime.set_aliases(aliases)
+
+        return bool(self._run(take()))
+
     def stats(self) -> dict[str, Any]:
         return {
             "address": self.address,
@@ -117,6 +129,7 @@ class Front(LoopServer):
             "pulls": self.pulls,
             "refused": self.refused,
             "epochs": {n: self.runtime.epoch(n) for n in list(self.runtime.views)},
+            "aliases": dict(self.runtime.aliases.names),
             "layouts": {
                 n: {"version": c.layout.version, "shards": len(c.shard_sets),
                     "foreign": sorted(c.foreign)}
@@ -149,6 +162,7 @@ class Front(LoopServer):
                 await self._channel.close()
             self._channel = self._stub = None
         self.runtime.replace_all(dict(state.views))
+        self.runtime.set_aliases(state.aliases)
 
     async def pull(self) -> None:
         """Ask the coordinator for every published view (after a stale read)."""

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from shardvec.coordinator.aliases import AliasMap
 from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.fronts.actor import front_actor_class
 from shardvec.coordinator.fronts.publish import CollectionView, FrontState
@@ -129,6 +130,19 @@ class FrontPool:
             if isinstance(res, BaseException):
                 # It pulls when a replica refuses its epoch; a restarted one is reloaded.
                 log.info("push of %s to the front on %s failed: %s", name, m.node[:12], res)
+
+    async def push_aliases(self, aliases: AliasMap) -> None:
+        members = [m for m in self.members.values() if m.loaded]
+        results = await asyncio.gather(
+            *(asyncio.wait_for(_ref(m.handle.apply_aliases.remote(aliases)), 5.0)
+              for m in members),
+            return_exceptions=True,
+        )  # fmt: skip
+        for m, res in zip(members, results, strict=True):
+            if isinstance(res, BaseException) or res is False:
+                # No epoch fences an alias: the next refresh reloads the whole state.
+                log.info("push of the aliases to the front on %s failed: %s", m.node[:12], res)
+                m.loaded = False
 
     async def close(self) -> None:
         if self._watch is not None:

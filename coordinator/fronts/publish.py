@@ -21,6 +21,13 @@ writes), a restarted replica catching up (it has no epoch until it is LIVE again
 a layout switch, a shard under the old bucket owners. A LIVE replica the epoch could not be set
 on is shown to the fronts as not LIVE, so no front is sent to it.
 
+Aliases (coordinator/aliases.py) go the same way: `aliases_changed` pushes the whole alias map,
+versioned like an epoch, to every front after the registry holds it, and a front's pull
+(`FrontState`) carries it with the views. A front whose push failed is reloaded with the whole
+state at the pool's next refresh; until then it resolves an alias as before (to a collection
+that is still served: a collection an alias names is never dropped), and a name it does not
+know makes it pull.
+
 Successive calls for one collection are serialized; each takes the state as it is when it
 runs, so a burst of state changes ends with a view of the last.
 """
@@ -31,11 +38,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.types import TunedBreadth
+from shardvec.coordinator.aliases import AliasMap
 from shardvec.coordinator.layout import Layout
 from shardvec.coordinator.queries.reads import CollectionReads
 from shardvec.coordinator.replicas.replica_set import Replica, ReplicaState
@@ -97,6 +105,7 @@ class FrontState:
     fronts: list[dict[str, str]]
     coordinator: str
     cursor_secret: bytes
+    aliases: AliasMap = field(default_factory=AliasMap)
 
 
 def collection_view(
@@ -128,6 +137,10 @@ class FrontSink(Protocol):
         """Send collection `name`'s new view (None: dropped) to every front."""
         ...
 
+    async def push_aliases(self, aliases: AliasMap) -> None:
+        """Send the new alias map to every front."""
+        ...
+
 
 class LayoutPublisher:
     """Epochs and published views of the coordinator's collections (module docstring)."""
@@ -147,6 +160,7 @@ class LayoutPublisher:
         self.published: dict[str, CollectionView] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._pending: set[asyncio.Future[None]] = set()
+        self.aliases = AliasMap()  # as last pushed
 
     def schedule(self, name: str) -> None:
         """`layout_changed(name)` soon (from synchronous code: a replica's state change)."""
@@ -191,6 +205,12 @@ class LayoutPublisher:
             self.published[name] = view
         if self.sink is not None:
             await self.sink.push(name, view)
+
+    async def aliases_changed(self, aliases: AliasMap) -> None:
+        """Push the alias map, as the registry now holds it, to every front."""
+        self.aliases = aliases
+        if self.sink is not None:
+            await self.sink.push_aliases(aliases)
 
     def views(self) -> dict[str, CollectionView]:
         return dict(self.published)

@@ -13,6 +13,7 @@ from shardvec.contract.errors import (
     Unavailable,
 )
 from shardvec.contract.validation import validate_collection_name
+from shardvec.coordinator.aliases import AliasMap
 from shardvec.coordinator.fronts.publish import CollectionView, PushedReplica
 from shardvec.coordinator.queries.reads import CollectionReads, ShardTimer
 from shardvec.coordinator.replicas.replica_set import Replica, ReplicaSet, ReplicaState
@@ -102,6 +103,7 @@ class FrontRuntime:
         self.on_shard_search = on_shard_search
         self.collections: dict[str, CollectionReads] = {}
         self.views: dict[str, CollectionView] = {}
+        self.aliases = AliasMap()  # as the coordinator pushed them
         self._clients: dict[str, RemoteShard] = {}
         self._closing: set[asyncio.Future[None]] = set()
 
@@ -179,8 +181,16 @@ class FrontRuntime:
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 
+    def set_aliases(self, aliases: AliasMap) -> bool:
+        """Take the coordinator's alias map unless a newer one is held; whether taken."""
+        if aliases.version < self.aliases.version:
+            return False
+        self.aliases = aliases
+        return True
+
     def get(self, name: str) -> CollectionReads:
         validate_collection_name(name)
+        name = self.aliases.resolve(name)  # the coordinator's rule (coordinator/aliases.py)
         col = self.collections.get(name)
         if col is None:
             raise NotFound(f"collection {name!r} does not exist")

@@ -165,6 +165,15 @@ class FrontService(ReadService):
     async def SetCollectionOptions(self, request: Any, context: Any) -> Any:
         return await self._forward("SetCollectionOptions", request, context)
 
+    async def CreateAlias(self, request: Any, context: Any) -> Any:
+        return await self._forward("CreateAlias", request, context)
+
+    async def SwitchAlias(self, request: Any, context: Any) -> Any:
+        return await self._forward("SwitchAlias", request, context)
+
+    async def DeleteAlias(self, request: Any, context: Any) -> Any:
+        return await self._forward("DeleteAlias", request, context)
+
     async def CreateSnapshot(self, request: Any, context: Any) -> AsyncIterator[Any]:
         stub = await self.front.coordinator_stub()
         call = stub.CreateSnapshot(request, **self._forward_args(context))
@@ -185,4 +194,5 @@ class FrontService(ReadService):
 assert {
     "CreateCollection", "DropCollection", "Upsert", "Update", "Delete",
     "CreateSnapshot", "RestoreSnapshot", "ScaleCollection", "Rebalance", "SetCollectionOptions",
+    "CreateAlias", "SwitchAlias", "DeleteAlias",
 } == WRITE_METHODS  # fmt: skip  # every write is forwarded (FrontService above)

@@ -10,15 +10,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+from shardvec.coordinator.aliases import AliasMap
 from shardvec.coordinator.queries.reads import CollectionReads
 
 
 class ReadRuntime(Protocol):
+    aliases: AliasMap  # resolved by `get` (coordinator/aliases.py)
+
     @property
     def collections(self) -> Mapping[str, CollectionReads]: ...
 
     def get(self, name: str) -> CollectionReads:
-        """The served collection `name` (NOT_FOUND, or FAILED_PRECONDITION while restored)."""
+        """The served collection `name`, or the one alias `name` names (NOT_FOUND, or
+        FAILED_PRECONDITION while restored)."""
         ...
 
     def served(self) -> list[str]:

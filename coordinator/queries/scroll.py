@@ -118,8 +118,14 @@ async def scroll_rpc(
     request: pb.ScrollRequest,
     deadline: float,
 ) -> pb.ScrollResponse:
-    """One Scroll call, checked whole first: limit, slice, filter, cursor."""
+    """One Scroll call, checked whole first: limit, slice, filter, cursor.
+
+    A cursor carries its collection's own name: a scroll asked through an alias goes on with
+    the collection it began on, whatever the alias names now (coordinator/aliases.py)."""
     col = runtime.get(request.collection)
+    cursor = decode_cursor(request.cursor, secret) if request.cursor else None
+    if cursor is not None and request.collection in runtime.aliases.names:
+        col = runtime.get(cursor.collection)
     limit = int(request.limit) or min(DEFAULT_SCROLL_ROWS, settings.max_scroll_rows)
     if limit > settings.max_scroll_rows:
         raise InvalidArgument(
@@ -135,8 +141,7 @@ async def scroll_rpc(
     where = filter_from_proto(request.filter) if request.HasField("filter") else None
     uid = runtime.uid(col.spec.name)
     start: Position = (first, "")
-    if request.cursor:
-        cursor = decode_cursor(request.cursor, secret)
+    if cursor is not None:
         check_cursor(cursor, col.spec.name, uid, int(request.slice), int(request.slices))
         if not first <= cursor.bucket <= end:
             raise InvalidArgument("cursor: its position is outside its slice")

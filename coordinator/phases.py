@@ -4,8 +4,10 @@ observers that may act there.
 The points:
 - phases, awaited by `reached(phase)`: "staged" and "decided" (a batch's atomic write,
   coordinator/writes/atomic.py), "copied-step" and "switched" (a layout change,
-  coordinator/changes/resharding.py). Every phase is persisted before it is reached, so a
-  process stopped there resumes from it.
+  coordinator/changes/resharding.py), "alias-switch-begun" and "alias-switched" (an alias
+  switch, coordinator/runtime.py: before its registry write, and after it, before it is in
+  force). Every phase is persisted before it is reached, so a process stopped there resumes
+  from it.
 - `admits("front-push")`: a query front asks before taking a layout push
   (coordinator/fronts/actor.py); a push it does not take is what a lost message looks like.
 

@@ -76,11 +76,14 @@ def check_target(aliases: AliasMap, collection: str, collections: Mapping[str, o
         raise NotFound(f"collection: {collection!r} does not exist")
 
 
-def check_same_shape(alias: str, old: CollectionSpec, new: CollectionSpec) -> None:
+def check_same_shape(
+    alias: str, old: CollectionSpec, new: CollectionSpec, embedding_changed: bool = False
+) -> None:
     """A switch from `old` to `new` keeps what a caller of the alias relies on: the vectors'
-    dimension and the metric (FAILED_PRECONDITION otherwise)."""
+    dimension and the metric (FAILED_PRECONDITION otherwise). With `embedding_changed` (a
+    re-embedding: the same rows by another model) the dimension may differ."""
     o, n = old.index, new.index
-    if (n.dim, n.metric) != (o.dim, o.metric):
+    if n.metric != o.metric or (n.dim != o.dim and not embedding_changed):
         raise FailedPrecondition(
             f"collection: {new.name!r} has dimension {n.dim} and metric {n.metric}; alias "
             f"{alias!r} names {old.name!r} with dimension {o.dim} and metric {o.metric}: a "

@@ -442,17 +442,21 @@ class CoordinatorRuntime:
             await self._set_alias(alias, collection)
         await self._publish_aliases()
 
-    async def switch_alias(self, alias: str, collection: str) -> str:
-        """Point `alias` at `collection`, of the same dimension and metric as the one it names
-        now, atomically; returns the collection it named before. Reads that resolved the
-        alias before finish on that one."""
+    async def switch_alias(
+        self, alias: str, collection: str, embedding_changed: bool = False
+    ) -> str:
+        """Point `alias` at `collection`, of the same dimension (unless `embedding_changed`)
+        and metric as the one it names now, atomically; returns the collection it named
+        before. Reads that resolved the alias before finish on that one."""
         async with self._lock:
             check_alias_name(alias)
             old = self.aliases.names.get(alias)
             if old is None:
                 raise NotFound(f"alias: {alias!r} does not exist")
             check_target(self.aliases, collection, self.collections)
-            check_same_shape(alias, self.collections[old].spec, self.get(collection).spec)
+            check_same_shape(
+                alias, self.collections[old].spec, self.get(collection).spec, embedding_changed
+            )
             if old != collection:
                 await phases.reached("alias-switch-begun")  # nothing written: `old` holds
                 await self._set_alias(alias, collection)

@@ -623,7 +623,9 @@ class VectorSearchService(ReadService):
         return pb.AliasResponse(alias=pb.Alias(name=request.alias, collection=request.collection))
 
     async def SwitchAlias(self, request: Any, context: Any) -> Any:
-        previous = await self.runtime.switch_alias(request.alias, request.collection)
+        previous = await self.runtime.switch_alias(
+            request.alias, request.collection, request.embedding_changed
+        )
         return pb.AliasResponse(
             alias=pb.Alias(name=request.alias, collection=request.collection), previous=previous
         )

@@ -220,6 +220,16 @@ def test_bad_alias_calls_name_the_field_and_change_nothing(tmp_path: Path) -> No
             with pytest.raises(error, match=message):
                 await getattr(svc, method)(request, ctx)
             assert _state(runtime) == before, (method, request)
+        # A re-embedding may change the dimension, never the metric.
+        with pytest.raises(FailedPrecondition, match="metric euclidean"):
+            await svc.SwitchAlias(
+                pb.SwitchAliasRequest(alias="prod", collection="eu", embedding_changed=True), ctx
+            )
+        assert _state(runtime) == before
+        moved = await svc.SwitchAlias(
+            pb.SwitchAliasRequest(alias="prod", collection="wide", embedding_changed=True), ctx
+        )
+        assert (moved.previous, runtime.aliases.resolve("prod")) == ("a", "wide")
         await runtime.shutdown()
 
     asyncio.run(main())

@@ -24,12 +24,14 @@ class CreateAliasRequest(_message.Message):
     def __init__(self, alias: _Optional[str] = ..., collection: _Optional[str] = ...) -> None: ...
 
 class SwitchAliasRequest(_message.Message):
-    __slots__ = ("alias", "collection")
+    __slots__ = ("alias", "collection", "embedding_changed")
     ALIAS_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_CHANGED_FIELD_NUMBER: _ClassVar[int]
     alias: str
     collection: str
-    def __init__(self, alias: _Optional[str] = ..., collection: _Optional[str] = ...) -> None: ...
+    embedding_changed: bool
+    def __init__(self, alias: _Optional[str] = ..., collection: _Optional[str] = ..., embedding_changed: _Optional[bool] = ...) -> None: ...
 
 class DeleteAliasRequest(_message.Message):
     __slots__ = ("alias",)

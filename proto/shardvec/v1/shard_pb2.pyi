@@ -70,7 +70,7 @@ class EpochSetResponse(_message.Message):
     def __init__(self, previous: _Optional[int] = ...) -> None: ...
 
 class ShardStageRequest(_message.Message):
-    __slots__ = ("seq", "ids", "vectors", "metadata_json", "delete_ids", "delete_filter", "documents", "update")
+    __slots__ = ("seq", "ids", "vectors", "metadata_json", "delete_ids", "delete_filter", "documents", "update", "expires_at")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +79,7 @@ class ShardStageRequest(_message.Message):
     DELETE_FILTER_FIELD_NUMBER: _ClassVar[int]
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     UPDATE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     seq: int
     ids: _containers.RepeatedScalarFieldContainer[str]
     vectors: _common_pb2.Vectors
@@ -87,7 +88,8 @@ class ShardStageRequest(_message.Message):
     delete_filter: _common_pb2.Filter
     documents: _containers.RepeatedScalarFieldContainer[str]
     update: ShardUpdateRequest
-    def __init__(self, seq: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., delete_ids: _Optional[_Iterable[str]] = ..., delete_filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., documents: _Optional[_Iterable[str]] = ..., update: _Optional[_Union[ShardUpdateRequest, _Mapping]] = ...) -> None: ...
+    expires_at: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, seq: _Optional[int] = ..., ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., delete_ids: _Optional[_Iterable[str]] = ..., delete_filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., documents: _Optional[_Iterable[str]] = ..., update: _Optional[_Union[ShardUpdateRequest, _Mapping]] = ..., expires_at: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ShardStageResponse(_message.Message):
     __slots__ = ("staged_bytes",)
@@ -118,7 +120,7 @@ class ShardSnapshotChunk(_message.Message):
     def __init__(self, manifest_json: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class ShardUpdateRequest(_message.Message):
-    __slots__ = ("ids", "metadata_json", "replace_metadata", "documents", "upsert_missing", "vectors", "max_metadata_bytes", "reembed")
+    __slots__ = ("ids", "metadata_json", "replace_metadata", "documents", "upsert_missing", "vectors", "max_metadata_bytes", "reembed", "expires_at", "insert_expires_at")
     IDS_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     REPLACE_METADATA_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +129,8 @@ class ShardUpdateRequest(_message.Message):
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     MAX_METADATA_BYTES_FIELD_NUMBER: _ClassVar[int]
     REEMBED_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    INSERT_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     ids: _containers.RepeatedScalarFieldContainer[str]
     metadata_json: _containers.RepeatedScalarFieldContainer[str]
     replace_metadata: bool
@@ -135,7 +139,9 @@ class ShardUpdateRequest(_message.Message):
     vectors: _common_pb2.Vectors
     max_metadata_bytes: int
     reembed: bool
-    def __init__(self, ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., replace_metadata: _Optional[bool] = ..., documents: _Optional[_Iterable[str]] = ..., upsert_missing: _Optional[bool] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., max_metadata_bytes: _Optional[int] = ..., reembed: _Optional[bool] = ...) -> None: ...
+    expires_at: _containers.RepeatedScalarFieldContainer[float]
+    insert_expires_at: float
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., replace_metadata: _Optional[bool] = ..., documents: _Optional[_Iterable[str]] = ..., upsert_missing: _Optional[bool] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., max_metadata_bytes: _Optional[int] = ..., reembed: _Optional[bool] = ..., expires_at: _Optional[_Iterable[float]] = ..., insert_expires_at: _Optional[float] = ...) -> None: ...
 
 class ShardWriteResponse(_message.Message):
     __slots__ = ("applied", "affected", "applied_seq", "missing_ids", "inserted")
@@ -286,18 +292,20 @@ class ShardChangesRequest(_message.Message):
     def __init__(self, after_seq: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class RowChange(_message.Message):
-    __slots__ = ("id", "seq", "deleted", "metadata_json", "document")
+    __slots__ = ("id", "seq", "deleted", "metadata_json", "document", "expires_at")
     ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     DELETED_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
     seq: int
     deleted: bool
     metadata_json: str
     document: str
-    def __init__(self, id: _Optional[str] = ..., seq: _Optional[int] = ..., deleted: _Optional[bool] = ..., metadata_json: _Optional[str] = ..., document: _Optional[str] = ...) -> None: ...
+    expires_at: float
+    def __init__(self, id: _Optional[str] = ..., seq: _Optional[int] = ..., deleted: _Optional[bool] = ..., metadata_json: _Optional[str] = ..., document: _Optional[str] = ..., expires_at: _Optional[float] = ...) -> None: ...
 
 class ShardChangesResponse(_message.Message):
     __slots__ = ("changes", "vectors", "applied_seq")
@@ -330,7 +338,7 @@ class ShardScrollRequest(_message.Message):
     def __init__(self, after_bucket: _Optional[int] = ..., after_id: _Optional[str] = ..., end_bucket: _Optional[int] = ..., limit: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., include: _Optional[_Union[_common_pb2.Include, _Mapping]] = ..., max_bytes: _Optional[int] = ..., where_document: _Optional[_Union[_common_pb2.DocumentFilter, _Mapping]] = ...) -> None: ...
 
 class ShardScrollResponse(_message.Message):
-    __slots__ = ("ids", "metadata_json", "vectors", "last_bucket", "last_id", "done", "documents")
+    __slots__ = ("ids", "metadata_json", "vectors", "last_bucket", "last_id", "done", "documents", "expires_at")
     IDS_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
@@ -338,6 +346,7 @@ class ShardScrollResponse(_message.Message):
     LAST_ID_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     ids: _containers.RepeatedScalarFieldContainer[str]
     metadata_json: _containers.RepeatedScalarFieldContainer[str]
     vectors: _common_pb2.Vectors
@@ -345,7 +354,8 @@ class ShardScrollResponse(_message.Message):
     last_id: str
     done: bool
     documents: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., last_bucket: _Optional[int] = ..., last_id: _Optional[str] = ..., done: _Optional[bool] = ..., documents: _Optional[_Iterable[str]] = ...) -> None: ...
+    expires_at: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., last_bucket: _Optional[int] = ..., last_id: _Optional[str] = ..., done: _Optional[bool] = ..., documents: _Optional[_Iterable[str]] = ..., expires_at: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ShardFacetRequest(_message.Message):
     __slots__ = ("field", "filter", "where_document", "buckets")

@@ -152,7 +152,7 @@ class ClusterInfoResponse(_message.Message):
     def __init__(self, fronts: _Optional[_Iterable[_Union[ClusterFront, _Mapping]]] = ..., coordinator: _Optional[str] = ..., served_by: _Optional[str] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "dimension", "metric", "shards", "replicas", "index", "embedding", "text_tokenizer", "target_recall")
+    __slots__ = ("name", "dimension", "metric", "shards", "replicas", "index", "embedding", "text_tokenizer", "target_recall", "ttl_seconds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -162,6 +162,7 @@ class CreateCollectionRequest(_message.Message):
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     TEXT_TOKENIZER_FIELD_NUMBER: _ClassVar[int]
     TARGET_RECALL_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     dimension: int
     metric: _common_pb2.Metric
@@ -171,15 +172,18 @@ class CreateCollectionRequest(_message.Message):
     embedding: str
     text_tokenizer: str
     target_recall: float
-    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., index: _Optional[_Union[_common_pb2.IndexParams, _Mapping]] = ..., embedding: _Optional[str] = ..., text_tokenizer: _Optional[str] = ..., target_recall: _Optional[float] = ...) -> None: ...
+    ttl_seconds: float
+    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., index: _Optional[_Union[_common_pb2.IndexParams, _Mapping]] = ..., embedding: _Optional[str] = ..., text_tokenizer: _Optional[str] = ..., target_recall: _Optional[float] = ..., ttl_seconds: _Optional[float] = ...) -> None: ...
 
 class SetCollectionOptionsRequest(_message.Message):
-    __slots__ = ("name", "target_recall")
+    __slots__ = ("name", "target_recall", "ttl_seconds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TARGET_RECALL_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     target_recall: float
-    def __init__(self, name: _Optional[str] = ..., target_recall: _Optional[float] = ...) -> None: ...
+    ttl_seconds: float
+    def __init__(self, name: _Optional[str] = ..., target_recall: _Optional[float] = ..., ttl_seconds: _Optional[float] = ...) -> None: ...
 
 class DropCollectionRequest(_message.Message):
     __slots__ = ("name",)
@@ -234,7 +238,7 @@ class ReplicaInfo(_message.Message):
     def __init__(self, shard: _Optional[int] = ..., replica: _Optional[int] = ..., state: _Optional[str] = ..., address: _Optional[str] = ..., node_id: _Optional[str] = ..., pid: _Optional[int] = ..., count: _Optional[int] = ..., applied_seq: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "dimension", "metric", "shards", "replicas", "index", "count", "replica_states", "embedding", "layout_version", "change", "text_tokenizer", "target_recall", "recall_estimate", "search_ef", "tuned_rows", "tuned_layout_version", "recall_queries", "tuned_unix")
+    __slots__ = ("name", "dimension", "metric", "shards", "replicas", "index", "count", "replica_states", "embedding", "layout_version", "change", "text_tokenizer", "target_recall", "recall_estimate", "search_ef", "tuned_rows", "tuned_layout_version", "recall_queries", "tuned_unix", "ttl_seconds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -254,6 +258,7 @@ class CollectionInfo(_message.Message):
     TUNED_LAYOUT_VERSION_FIELD_NUMBER: _ClassVar[int]
     RECALL_QUERIES_FIELD_NUMBER: _ClassVar[int]
     TUNED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     dimension: int
     metric: _common_pb2.Metric
@@ -273,21 +278,26 @@ class CollectionInfo(_message.Message):
     tuned_layout_version: int
     recall_queries: int
     tuned_unix: float
-    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., index: _Optional[_Union[_common_pb2.IndexParams, _Mapping]] = ..., count: _Optional[int] = ..., replica_states: _Optional[_Iterable[_Union[ReplicaInfo, _Mapping]]] = ..., embedding: _Optional[str] = ..., layout_version: _Optional[int] = ..., change: _Optional[_Union[LayoutChange, _Mapping]] = ..., text_tokenizer: _Optional[str] = ..., target_recall: _Optional[float] = ..., recall_estimate: _Optional[float] = ..., search_ef: _Optional[int] = ..., tuned_rows: _Optional[int] = ..., tuned_layout_version: _Optional[int] = ..., recall_queries: _Optional[int] = ..., tuned_unix: _Optional[float] = ...) -> None: ...
+    ttl_seconds: float
+    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., index: _Optional[_Union[_common_pb2.IndexParams, _Mapping]] = ..., count: _Optional[int] = ..., replica_states: _Optional[_Iterable[_Union[ReplicaInfo, _Mapping]]] = ..., embedding: _Optional[str] = ..., layout_version: _Optional[int] = ..., change: _Optional[_Union[LayoutChange, _Mapping]] = ..., text_tokenizer: _Optional[str] = ..., target_recall: _Optional[float] = ..., recall_estimate: _Optional[float] = ..., search_ef: _Optional[int] = ..., tuned_rows: _Optional[int] = ..., tuned_layout_version: _Optional[int] = ..., recall_queries: _Optional[int] = ..., tuned_unix: _Optional[float] = ..., ttl_seconds: _Optional[float] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
-    __slots__ = ("collection", "ids", "vectors", "metadata_json", "documents")
+    __slots__ = ("collection", "ids", "vectors", "metadata_json", "documents", "ttl_seconds", "expires_at")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     collection: str
     ids: _containers.RepeatedScalarFieldContainer[str]
     vectors: _common_pb2.Vectors
     metadata_json: _containers.RepeatedScalarFieldContainer[str]
     documents: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., documents: _Optional[_Iterable[str]] = ...) -> None: ...
+    ttl_seconds: _containers.RepeatedScalarFieldContainer[float]
+    expires_at: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., documents: _Optional[_Iterable[str]] = ..., ttl_seconds: _Optional[_Iterable[float]] = ..., expires_at: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class UpsertResponse(_message.Message):
     __slots__ = ("upserted",)
@@ -458,7 +468,7 @@ class ScrollResponse(_message.Message):
     def __init__(self, ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., documents: _Optional[_Iterable[str]] = ..., next_cursor: _Optional[bytes] = ...) -> None: ...
 
 class UpdateRequest(_message.Message):
-    __slots__ = ("collection", "ids", "metadata_json", "replace_metadata", "documents", "upsert_missing", "vectors")
+    __slots__ = ("collection", "ids", "metadata_json", "replace_metadata", "documents", "upsert_missing", "vectors", "ttl_seconds", "expires_at")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
@@ -466,6 +476,8 @@ class UpdateRequest(_message.Message):
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     UPSERT_MISSING_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     collection: str
     ids: _containers.RepeatedScalarFieldContainer[str]
     metadata_json: _containers.RepeatedScalarFieldContainer[str]
@@ -473,7 +485,9 @@ class UpdateRequest(_message.Message):
     documents: _containers.RepeatedScalarFieldContainer[str]
     upsert_missing: bool
     vectors: _common_pb2.Vectors
-    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., replace_metadata: _Optional[bool] = ..., documents: _Optional[_Iterable[str]] = ..., upsert_missing: _Optional[bool] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ...) -> None: ...
+    ttl_seconds: _containers.RepeatedScalarFieldContainer[float]
+    expires_at: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., replace_metadata: _Optional[bool] = ..., documents: _Optional[_Iterable[str]] = ..., upsert_missing: _Optional[bool] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., ttl_seconds: _Optional[_Iterable[float]] = ..., expires_at: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class UpdateResponse(_message.Message):
     __slots__ = ("updated", "missing_ids", "inserted")

@@ -14,6 +14,7 @@ from typing import Any
 import click
 import numpy as np
 
+from shardvec.cluster.alias_commands import alias, reembed
 from shardvec.cluster.client import DEFAULT_ADDRESS, Client
 from shardvec.cluster.data_commands import export, import_
 from shardvec.cluster.hints import fail
@@ -850,6 +851,8 @@ cli.add_command(scale)
 cli.add_command(rebalance)
 cli.add_command(export)
 cli.add_command(import_)
+cli.add_command(alias)
+cli.add_command(reembed)
 
 
 def _add_plugin_commands() -> None:

@@ -210,8 +210,9 @@ class Client:
     def get_collection(
         self, name: str, *, embedding_function: EmbeddingFunction | None = None
     ) -> Collection:
+        """Collection `name`; an alias stays an alias (its calls follow a switch)."""
         info = self.call("DescribeCollection", pb.DescribeCollectionRequest(name=name))
-        return _collection(self, info, embedding_function)
+        return _collection(self, info, embedding_function, name)
 
     def describe(self, name: str) -> dict[str, Any]:
         info = self.call("DescribeCollection", pb.DescribeCollectionRequest(name=name))
@@ -309,6 +310,51 @@ class Client:
     def drop_collection(self, name: str) -> None:
         self.call("DropCollection", pb.DropCollectionRequest(name=name))
 
+    # Aliases (coordinator/aliases.py): every call that takes a collection name takes an alias.
+
+    def create_alias(self, alias: str, collection: str) -> None:
+        """Make `alias` a second name of `collection`."""
+        self.call("CreateAlias", pb.CreateAliasRequest(alias=alias, collection=collection))
+
+    def switch_alias(self, alias: str, collection: str, *, embedding_changed: bool = False) -> str:
+        """Point `alias` at `collection` (same dimension and metric; with `embedding_changed`
+        the dimension may differ) atomically; returns the collection it named before."""
+        req = pb.SwitchAliasRequest(
+            alias=alias, collection=collection, embedding_changed=embedding_changed
+        )
+        return str(self.call("SwitchAlias", req).previous)
+
+    def delete_alias(self, alias: str) -> str:
+        """Remove `alias` (its collection stays); returns the collection it named."""
+        return str(self.call("DeleteAlias", pb.DeleteAliasRequest(alias=alias)).alias.collection)
+
+    def list_aliases(self) -> dict[str, str]:
+        """Every alias and the collection it names."""
+        resp = self.call("ListCollections", pb.ListCollectionsRequest())
+        return {a.name: a.collection for a in resp.aliases}
+
+    def reembed(
+        self,
+        name: str,
+        *,
+        into: str,
+        embed: EmbeddingFunction | None = None,
+        embedding: str = "",
+        alias: str = "",
+        page_size: int = 256,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Re-embed the documents of the collection behind alias `name` into a new collection
+        `into` (by `embed` here, or the cluster's `embedding`), check its count, then switch
+        the alias to it (cluster/reembed.py; `name` a collection: `alias` names `into`)."""
+        from shardvec.cluster.reembed import reembed
+
+        done = reembed(
+            self, name, into=into, embed=embed, embedding=embedding, alias=alias,
+            page_size=page_size, progress=progress,
+        )  # fmt: skip
+        return dataclasses.asdict(done)
+
     def create_snapshot(
         self, name: str, out_path: str | Path, *, timeout: float = SNAPSHOT_TIMEOUT_S
     ) -> dict[str, Any]:
@@ -379,8 +425,12 @@ class Client:
         self.close()
 
 
-def _collection(client: Client, info: Any, fn: EmbeddingFunction | None) -> Collection:
-    col = Collection(client, info.name, int(info.dimension), PROTO_TO_METRIC[info.metric])
+def _collection(
+    client: Client, info: Any, fn: EmbeddingFunction | None, name: str = ""
+) -> Collection:
+    col = Collection(
+        client, name or info.name, int(info.dimension), PROTO_TO_METRIC[info.metric]
+    )
     col.embedding = info.embedding
     col.embedding_function = fn
     return col

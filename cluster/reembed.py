@@ -1,0 +1,123 @@
+"""`shardvec reembed` and `Client.reembed`: re-embed a collection's documents into a new one
+behind an alias, then switch the alias, so readers of the alias change model without downtime.
+
+NAME is an alias (the usual case): its collection is read, NEW is filled, and NAME is switched
+to NEW. NAME may instead be a collection: then `alias` must be given, and names NEW once it is
+filled (created, or switched if it exists); callers then use the alias.
+
+NEW is created with the source's shards, replicas, metric, index settings and tokenizer, and the
+new embedding's dimension: `embedding="minilm"` embeds in the cluster, a client-side function
+(`embed`) embeds here. Rows are read with one scroll of the source (each live row once) and
+upserted with their metadata and documents (Collection.upsert_documents). Before the switch
+NEW's count must equal the source's, read after the fill: rows written to the source meanwhile
+change its count and stop the switch (run again; the upserts are idempotent only if NEW is
+dropped first, as NEW must not exist). A row without a document cannot be re-embedded: it stops
+the run before the switch, naming the row. NEW is left in place when a run stops, and the
+source is never dropped here (reads that resolved the alias before the switch finish on it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from shardvec.contract.errors import FailedPrecondition, InvalidArgument
+
+if TYPE_CHECKING:
+    from shardvec.cluster.client import Client, EmbeddingFunction
+
+
+@dataclass(frozen=True)
+class Reembedded:
+    """What a re-embedding did: `alias` now names `collection` (it named `previous`)."""
+
+    alias: str
+    previous: str
+    collection: str
+    rows: int
+
+
+def reembed(
+    client: Client,
+    name: str,
+    *,
+    into: str,
+    embed: EmbeddingFunction | None = None,
+    embedding: str = "",
+    alias: str = "",
+    page_size: int = 256,
+    progress: Callable[[int], None] | None = None,
+    total: Callable[[int], None] | None = None,
+) -> Reembedded:
+    """Fill collection `into` with the rows of the collection behind `name` re-embedded (by
+    `embed` here, or by the cluster's `embedding`), check its count, then point the alias
+    (`name`, or `alias` when `name` is a collection) at it. `total(n)` is told the row count
+    before the first page, `progress(n)` the rows of each page upserted."""
+    if (embed is None) == (not embedding):
+        raise InvalidArgument("embedding: give exactly one of embed (a function) and embedding")
+    aliases = client.list_aliases()
+    if name in aliases:
+        if alias and alias != name:
+            raise InvalidArgument(f"alias: {name!r} is an alias already; leave alias out")
+        alias, source = name, aliases[name]
+    else:
+        if not alias:
+            raise InvalidArgument(
+                f"alias: {name!r} is a collection, not an alias; give an alias to name "
+                f"{into!r} once it is filled (callers then use the alias)"
+            )
+        source = name
+    info = client.describe(source)  # NOT_FOUND for a name that is neither
+    if info["count"] is None:
+        raise FailedPrecondition(f"collection {source!r}: cannot be counted now (a replica down)")
+    if total is not None:
+        total(int(info["count"]))
+    target = client.create_collection(
+        into,
+        0,
+        info["metric"],
+        shards=info["shards"],
+        replicas=info["replicas"],
+        m=info["m"],
+        ef_construction=info["ef_construction"],
+        ef=info["ef"],
+        embedding=embedding,
+        embedding_function=embed,
+        text_tokenizer=info["text_tokenizer"],
+        target_recall=info["target_recall"],
+    )
+    src = client.get_collection(source)
+    rows = 0
+    for page in src.scroll_pages(page_size=page_size, include_documents=True):
+        records = page.records
+        if not records:
+            continue
+        missing = [r.id for r in records if not r.document]
+        if missing:
+            raise FailedPrecondition(
+                f"collection {source!r}: row {missing[0]!r} has no document to re-embed; "
+                f"nothing switched ({into!r} is left partly filled)"
+            )
+        rows += target.upsert_documents(
+            [r.id for r in records],
+            [str(r.document) for r in records],
+            [r.metadata or None for r in records],
+            batch_size=len(records),
+        )
+        if progress is not None:
+            progress(len(records))
+    have, want = target.count(), src.count()
+    if have != want:
+        raise FailedPrecondition(
+            f"collection {into!r}: {have} rows, the source {source!r} has {want} (rows were "
+            "written to it during the re-embedding); nothing switched"
+        )
+    changed = target.dim != int(info["dim"])
+    if alias in aliases:
+        previous = client.switch_alias(alias, into, embedding_changed=changed)
+    else:
+        client.create_alias(alias, into)
+        previous = ""
+    return Reembedded(alias, previous, into, rows)
+

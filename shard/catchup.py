@@ -42,7 +42,8 @@ def changes_since(eng: EngineState, seq: int, limit: int) -> tuple[list[Change],
         Change(r.id, r.seq, None, None, True)
         if r.deleted
         else Change(
-            r.id, r.seq, decode_vector(r.vector), decode_metadata(r.metadata), False, r.document
+            r.id, r.seq, decode_vector(r.vector), decode_metadata(r.metadata), False, r.document,
+            r.expires_at or 0.0,
         )
         for r in rows
     ]
@@ -98,6 +99,7 @@ def apply_changes(eng: EngineState, changes: Latest, up_to_seq: int) -> None:
     up_vecs = vecs[up_idx] if vecs is not None else None
     up_mds = [mds[i] for i in up_idx]
     up_docs = [live[i].document or None for i in up_idx]
+    up_expires = [float(live[i].expires_at or 0.0) for i in up_idx]
     if any(latest[r].seq <= eng._checkpoint_seq for r in up_ids):
         remove_manifest(eng.directory)  # replay by seq would miss these rows
     plan = eng._slots.plan(up_ids, [c.id for c in dels])
@@ -109,6 +111,7 @@ def apply_changes(eng: EngineState, changes: Latest, up_to_seq: int) -> None:
         encode_vectors(up_vecs) if up_vecs is not None else [],
         up_texts,
         up_docs,
+        [e or None for e in up_expires],
         strict=True,
     )
     eng._store.write(
@@ -119,4 +122,7 @@ def apply_changes(eng: EngineState, changes: Latest, up_to_seq: int) -> None:
     )
     if new_seq is not None:  # a staged batch at or below it is applied or obsolete
         eng._staged = {s: b for s, b in eng._staged.items() if s > new_seq}
-    eng._apply(plan, up_ids, up_vecs, up_mds, up_texts, new_seq or 0, up_docs)
+    eng._apply(
+        plan, up_ids, up_vecs, up_mds, up_texts, new_seq or 0, up_docs, None,
+        up_expires if any(up_expires) else None,
+    )

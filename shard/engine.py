@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,7 @@ class ShardEngine:
         checkpoint_rows: int = DEFAULT_CHECKPOINT_ROWS,
         planner: PlannerSettings | None = None,
         owner: str = "",
+        clock: Callable[[], float] = time.time,
     ) -> None:
         for name, value in (
             ("search_threads", search_threads),
@@ -115,7 +116,9 @@ class ShardEngine:
         self._build_threads = build_threads
         self._checkpoint_rows = checkpoint_rows
         self._write_mutex = threading.Lock()
-        self._slots = SlotTable()
+        # `clock` says what "now" is for expiry (unix seconds): tests give their own.
+        self._slots = SlotTable(clock)
+        self.swept = 0  # expired rows the sweep removed since this engine opened
         self._sizes: dict[str, int] = {}  # info()'s last sizes, and when they were taken
         self._sizes_at = 0.0
         self._columns = MetadataColumns()
@@ -216,10 +219,12 @@ class ShardEngine:
         seq: int,
         documents: Sequence[str | None] = (),
         updated: Updated | None = None,
+        expires: Sequence[float] | None = None,
     ) -> None:
         """Apply a committed batch to the index, slot tables, columns and row data; `texts` are
         the metadata JSON texts as stored, `documents` the upserted rows' documents (empty:
-        none), `updated` the rows whose metadata/document changed in place."""
+        none), `updated` the rows whose metadata/document (and expiry) changed in place,
+        `expires` the upserted rows' absolute expiries (None: none expires)."""
         try:
             with self._index.lock.write():
                 if plan.del_slots:
@@ -237,7 +242,9 @@ class ShardEngine:
                     self._columns.set(updated.slots, updated.metadatas)
                     self._rows.set_texts(updated.slots, updated.texts)
                     self._rows.set_documents(updated.slots, updated.documents)
-                self._slots.apply(plan, up_ids)
+                    if updated.expires is not None:
+                        self._slots.set_expiry(updated.slots, updated.expires)
+                self._slots.apply(plan, up_ids, expires)
                 self._applied_seq = max(self._applied_seq, seq)
                 n_updated = len(updated.slots) if updated is not None else 0
                 self._dirty += len(up_ids) + len(plan.del_slots) + n_updated
@@ -345,6 +352,31 @@ class ShardEngine:
         seq = check_int("seq", seq, 0, 2**63 - 1)
         limit = check_int("limit", limit, 1, 1_000_000)
         return catchup.changes_since(self, seq, limit)
+
+    def sweep(self, limit: int) -> int:
+        """Remove up to `limit` expired rows for good (the sweep's step, shard/sweep.py):
+        each becomes a tombstone under its own seq in the store (FTS row gone with it), its
+        index label marked deleted, its slot, columns and row data freed, through the path
+        every delete takes (`_apply`). Reads hid them already; returns how many it removed.
+
+        No new seq: the coordinator assigns seqs, and every replica reaches the same state on
+        its own, since the absolute expiry is the same on all of them (docs/design-notes.md)."""
+        self._check_usable()
+        limit = check_int("limit", limit, 1, 1 << 30)
+        with self._write_mutex:
+            self._check_usable()
+            now = self._slots.clock()
+            expired = self._slots.expired(now)
+            if expired is None:
+                return 0
+            slots = np.flatnonzero(expired)[:limit]
+            done = self._store.expire(self._slots.slot_to_id[slots].tolist(), now)
+            if not done:
+                return 0
+            plan = self._slots.plan([], done)
+            self._apply(plan, [], None, [], [], 0)
+            self.swept += len(done)
+            return len(done)
 
     # ---------------------------------------------------------------------------- reads
     # Each takes its request checked (shardvec.contract.shard_requests, or the coordinator's
@@ -491,10 +523,13 @@ class ShardEngine:
                     "capacity": self._index.capacity,
                     "index_bytes": self._index.nbytes(),
                     "metadata_bytes": self._columns.nbytes(),
+                    "expired_rows": len(self._slots) - self._slots.n_visible(),
                 }
                 self._sizes_at = time.monotonic()
         return {
-            "count": len(self._slots),
+            "count": max(0, len(self._slots) - self._sizes.get("expired_rows", 0)),
+            "expiring_rows": self._slots.n_expiring,
+            "swept_rows": self.swept,
             "applied_seq": self._applied_seq,
             "checkpoint_seq": self._checkpoint_seq,
             **self._sizes,

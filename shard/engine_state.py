@@ -59,4 +59,5 @@ class EngineState(Protocol):
         seq: int,
         documents: Sequence[str | None] = (),
         updated: Updated | None = None,
+        expires: Sequence[float] | None = None,
     ) -> None: ...

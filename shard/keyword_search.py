@@ -67,7 +67,7 @@ def keyword_search(eng: EngineState, request: KeywordSearch) -> SearchResult:
             if filtered
             else None
         )
-        alive = table.alive
+        alive = table.visible() if mask is None else table.alive
         for qi, q in enumerate(request.queries):
             slots, got = match(
                 db,

@@ -4,7 +4,10 @@ Each read is one function of ShardEngine's (shard/engine.py) state, which the en
 after checking it is usable; the caller built the request and checked it (the contract
 layer's conversions). The filters become one mask over the slots (`mask_of`): the routing
 buckets' and the metadata columns' first, then the document substring tests over only the
-slots those left. Searches and filtered counts hold the index's read lock, so they see the
+slots those left. Every mask starts from the rows visible now (shard/slots.py `visible`:
+live and not expired), so an expired row is invisible to every read from the moment it
+expires; the reads served from the store (get, scroll) bound the same time in SQL.
+Searches and filtered counts hold the index's read lock, so they see the
 index, the slot table and the columns of one state.
 """
 
@@ -39,11 +42,11 @@ def mask_of(
     where_document: DocFilter | None = None,
     buckets: npt.NDArray[np.bool_] | None = None,
 ) -> npt.NDArray[np.bool_]:
-    """Live slots of `buckets` passing both filters (None: no test); the bucket and
-    metadata masks first, then the substring tests over only the slots they left
-    (shard/documents.py). The caller holds the index lock or the write mutex."""
+    """Visible slots (live, not expired) of `buckets` passing both filters (None: no test);
+    the bucket and metadata masks first, then the substring tests over only the slots they
+    left (shard/documents.py). The caller holds the index lock or the write mutex."""
     n = slots.n_slots
-    mask = slots.alive.copy() if buckets is None else slots.in_buckets(buckets)
+    mask = slots.visible(buckets)
     if where is not None:
         mask &= columns.mask(where, n)
     if where_document is not None:
@@ -63,7 +66,11 @@ def get(
     row failing its checksum marks the replica damaged."""
     try:
         rows = eng._store.get_rows(
-            ids, vectors=include_vectors, metadata=include_metadata, documents=include_documents
+            ids,
+            vectors=include_vectors,
+            metadata=include_metadata,
+            documents=include_documents,
+            now=eng._slots.clock(),
         )
     except DataLoss as exc:
         eng.mark_damaged(exc.message)
@@ -87,9 +94,9 @@ def count(
     buckets: npt.NDArray[np.bool_] | None,
 ) -> int:
     """Live rows (of `buckets`), or live rows passing `where` and `where_document`."""
-    if where is None and where_document is None and buckets is None:
-        return len(eng._slots)
     with eng._index.lock.read():
+        if where is None and where_document is None and buckets is None:
+            return eng._slots.n_visible()
         mask = mask_of(eng._slots, eng._columns, eng._rows, where, where_document, buckets)
         return int(mask.sum())
 
@@ -102,7 +109,7 @@ def scroll(eng: EngineState, request: ShardScroll) -> ScrollPage:
     if request.where is not None:
         with eng._index.lock.read():
             mask = mask_of(eng._slots, eng._columns, eng._rows, request.where)
-    return scroll_page(eng._store, request, eng.settings.dim, mask)
+    return scroll_page(eng._store, request, eng.settings.dim, mask, eng._slots.clock())
 
 
 def search(
@@ -132,11 +139,12 @@ def search(
     for attempt in range(HIT_VECTOR_TRIES):
         with eng._index.lock.read():
             filtered = where is not None or where_document is not None or buckets is not None
-            mask = (
-                mask_of(slots, eng._columns, rows, where, where_document, buckets)
-                if filtered
-                else None
-            )
+            mask: npt.NDArray[np.bool_] | None
+            if filtered:
+                mask = mask_of(slots, eng._columns, rows, where, where_document, buckets)
+            else:  # None unless some row has expired: the plain search stays lean
+                expired = slots.expired()
+                mask = None if expired is None else slots.alive & ~expired
             labels, scores = eng._planner.search(
                 eng._index,
                 q,

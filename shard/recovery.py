@@ -63,7 +63,9 @@ def recover(
     for rows in store.live_index():
         labels = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
         buckets = np.fromiter((r[5] for r in rows), dtype=np.int16, count=len(rows))
-        slots.load([r[0] for r in rows], labels, buckets)  # buckets as stored: no rehash
+        expires = [r[6] or 0.0 for r in rows]
+        # buckets as stored: no rehash
+        slots.load([r[0] for r in rows], labels, buckets, expires if any(expires) else None)
         texts = [r[3] for r in rows]
         columns.set(labels, [decode_metadata(t) for t in texts])
         rows_data.set_texts(labels, texts)

@@ -28,14 +28,18 @@ def scroll_page(
     request: ShardScroll,
     dim: int,
     mask: npt.NDArray[np.bool_] | None = None,
+    now: float | None = None,
 ) -> ScrollPage:
-    """The next page after request's position; `mask` (by slot) given with request.where."""
+    """The next page after request's position; `mask` (by slot) given with request.where;
+    rows expired at `now` are skipped (None: none is). With vectors, each row's expiry
+    comes too (a bucket copy carries it)."""
     filtered = request.where is not None or request.where_document is not None
     pos = (request.after_bucket, request.after_id)
     ids: list[str] = []
     texts: list[str] = []
     docs: list[str] = []
     blobs: list[bytes] = []
+    expires: list[float] = []
     size = scanned = 0
     while True:
         need = request.limit - len(ids)
@@ -47,6 +51,7 @@ def scroll_page(
             vectors=request.include_vectors,
             metadata=request.include_metadata or request.where is not None,
             documents=request.include_documents or request.where_document is not None,
+            now=now,
         )
         keep = _matching(rows, request, mask) if filtered else None
         for j, row in enumerate(rows):
@@ -64,7 +69,7 @@ def scroll_page(
                 request.max_bytes > 0 and bool(ids) and size + row_bytes > request.max_bytes
             )
             if full:  # a live row follows the position: not done
-                return _page(ids, texts, docs, blobs, request, dim, pos, done=False)
+                return _page(ids, texts, docs, blobs, expires, request, dim, pos, done=False)
             ids.append(row.id)
             if request.include_metadata:
                 texts.append(row.metadata or "")
@@ -72,13 +77,14 @@ def scroll_page(
                 docs.append(row.document or "")
             if request.include_vectors and row.vector is not None:
                 blobs.append(row.vector)
+                expires.append(row.expires_at or 0.0)
             size += row_bytes
             pos = (row.bucket, row.id)
             scanned += 1
         if len(rows) < fetch:
-            return _page(ids, texts, docs, blobs, request, dim, pos, done=True)
+            return _page(ids, texts, docs, blobs, expires, request, dim, pos, done=True)
         if filtered and scanned >= SCAN_ROWS:
-            return _page(ids, texts, docs, blobs, request, dim, pos, done=False)
+            return _page(ids, texts, docs, blobs, expires, request, dim, pos, done=False)
 
 
 def _matching(
@@ -112,6 +118,7 @@ def _page(
     texts: list[str],
     docs: list[str],
     blobs: list[bytes],
+    expires: list[float],
     request: ShardScroll,
     dim: int,
     pos: tuple[int, str],
@@ -123,4 +130,5 @@ def _page(
         data = b"".join(blobs)
         vectors = np.frombuffer(data, dtype="<f4").reshape(len(blobs), dim).astype(np.float32)
     documents = docs if request.include_documents else None
-    return ScrollPage(ids, texts, vectors, pos[0], pos[1], done, documents)
+    expiry = expires if request.include_vectors and any(expires) else None
+    return ScrollPage(ids, texts, vectors, pos[0], pos[1], done, documents, expiry)

@@ -23,7 +23,8 @@ from shardvec.shard.store import Store, decode_metadata
 class StagedUpdate:
     """The in-place part of a staged batch: the ids held when staged, per id the metadata to
     merge (or store) or None and the document or None; the ids reported missing; how many
-    upsert_missing ids became upserts of the batch."""
+    upsert_missing ids became upserts of the batch; per id the new absolute expiry (0.0:
+    never) or None for every id: each row keeps its own."""
 
     ids: list[str]
     metadatas: list[dict[str, Any] | None]
@@ -31,20 +32,20 @@ class StagedUpdate:
     replace_metadata: bool
     missing: list[str]
     inserted: int
+    expires: list[float] | None = None
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "ids": self.ids,
-                "metadata": self.metadatas,
-                "documents": self.documents,
-                "replace": self.replace_metadata,
-                "missing": self.missing,
-                "inserted": self.inserted,
-            },
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )
+        raw: dict[str, Any] = {
+            "ids": self.ids,
+            "metadata": self.metadatas,
+            "documents": self.documents,
+            "replace": self.replace_metadata,
+            "missing": self.missing,
+            "inserted": self.inserted,
+        }
+        if self.expires is not None:  # left out when None: the format before expiry
+            raw["expires"] = self.expires
+        return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
 
     @staticmethod
     def from_json(text: str) -> StagedUpdate:
@@ -56,6 +57,7 @@ class StagedUpdate:
             bool(d["replace"]),
             [str(i) for i in d["missing"]],
             int(d["inserted"]),
+            [float(e) for e in d["expires"]] if "expires" in d else None,
         )
 
 
@@ -72,6 +74,7 @@ class Staged:
     deletes: list[str]
     documents: list[str | None]
     update: StagedUpdate | None = None
+    expires: list[float] | None = None  # the upserts' absolute expiries (0.0: never), or None
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class Updated:
     metadatas: list[dict[str, Any]]
     texts: list[str | None]
     documents: list[str | None]
+    expires: list[float] | None = None  # each row's expiry after the update (0.0: never)
 
 
 def load_staged(store: Store, dim: int, applied_seq: int) -> dict[int, Staged]:
@@ -107,5 +111,6 @@ def load_staged(store: Store, dim: int, applied_seq: int) -> dict[int, Staged]:
             [str(i) for i in json.loads(b.deletes_json)],
             docs,
             StagedUpdate.from_json(b.updates_json) if b.updates_json else None,
+            [float(e) for e in json.loads(b.expires_json)] if b.expires_json else None,
         )
     return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -67,6 +68,10 @@ class UpdatePlan:
     # `vectors` also holds the new vector of each row whose document is given: such a row is
     # rewritten whole (an upsert of its merged metadata, new document and new vector).
     reembed: bool = False
+    # Per id the new absolute expiry (0.0: never), or None: each row keeps its own; rows that
+    # upsert_missing inserts take `insert_expires_at` then (the collection default, 0.0: none).
+    expires_at: list[float] | None = None
+    insert_expires_at: float = 0.0
 
 
 def stage(eng: EngineState, seq: int, batch: RowBatch | UpdatePlan) -> int:
@@ -80,15 +85,18 @@ def stage(eng: EngineState, seq: int, batch: RowBatch | UpdatePlan) -> int:
     staged_update = None
     delete_where = None
     deletes: list[str] = []
+    expires: list[float] | None
     if isinstance(batch, UpdatePlan):
-        ids, vectors, metadatas, documents, staged_update = plan_update(
+        ids, vectors, metadatas, documents, staged_update, expires = plan_update(
             batch, eng._slots, eng._store, dim
         )
     else:
-        ids, vectors, metadatas, documents = (
-            batch.ids, batch.vectors, batch.metadatas, batch.documents
+        ids, vectors, metadatas, documents, expires = (
+            batch.ids, batch.vectors, batch.metadatas, batch.documents, batch.expires_at
         )
         delete_where, deletes = batch.delete_where, list(batch.delete_ids)
+    if expires is not None and not any(expires):
+        expires = None  # no row of the batch expires: it costs nothing
     vecs = np.ascontiguousarray(vectors, dtype="<f4").reshape(len(ids), dim)
     texts = encode_metadata(metadatas)
     docs: list[str | None] = [None] * len(ids)
@@ -106,6 +114,7 @@ def stage(eng: EngineState, seq: int, batch: RowBatch | UpdatePlan) -> int:
         json.dumps(deletes),
         json.dumps(docs, ensure_ascii=False) if any(docs) else None,
         staged_update.to_json() if staged_update is not None else None,
+        json.dumps(expires) if expires is not None else None,
     )
     texts_json = (
         rows.ids_json,
@@ -113,6 +122,7 @@ def stage(eng: EngineState, seq: int, batch: RowBatch | UpdatePlan) -> int:
         rows.deletes_json,
         rows.documents_json,
         rows.updates_json,
+        rows.expires_json,
     )
     size = len(blob) + sum(len(t or "") for t in texts_json)
     check_space(eng.directory, size)
@@ -127,6 +137,7 @@ def stage(eng: EngineState, seq: int, batch: RowBatch | UpdatePlan) -> int:
         deletes,
         docs,
         staged_update,
+        expires,
     )
     return size
 
@@ -139,14 +150,22 @@ def plan_update(
     list[dict[str, Any]],
     list[str | None],
     StagedUpdate,
+    list[float] | None,
 ]:
     """An update checked against the stored rows (under the write mutex): the upserts it
-    makes (upsert_missing ids not held) and what it changes in place at commit. Refused
-    (InvalidArgument naming the row) when an upsert_missing id not held has no vector or a
-    merged metadata object passes its limit."""
+    makes (upsert_missing ids not held) with their expiries, and what it changes in place at
+    commit. Refused (InvalidArgument naming the row) when an upsert_missing id not held has no
+    vector or a merged metadata object passes its limit. An expired row is not held: an
+    update finds it missing (upsert_missing inserts it afresh), as after the sweep."""
     n = len(u.ids)
     held = slots.id_to_slot
-    missing = [i for i, rid in enumerate(u.ids) if rid not in held]
+    expired = slots.expired()
+
+    def holds(rid: str) -> bool:
+        slot = held.get(rid)
+        return slot is not None and (expired is None or not expired[slot])
+
+    missing = [i for i, rid in enumerate(u.ids) if not holds(rid)]
     if missing and u.upsert_missing and u.vectors is None:
         rid = u.ids[missing[0]]
         raise InvalidArgument(
@@ -155,7 +174,7 @@ def plan_update(
         )
     mds = list(u.metadatas) if u.metadatas else [None] * n
     docs = list(u.documents) if u.documents else [None] * n
-    present = [i for i in range(n) if u.ids[i] in held]
+    present = [i for i in range(n) if holds(u.ids[i])]
     # Rows whose new document comes with its new vector are rewritten whole, as upserts.
     rewrite = [i for i in present if u.reembed and docs[i] is not None]
     if rewrite and u.vectors is None:
@@ -191,14 +210,29 @@ def plan_update(
         replace_metadata=u.replace_metadata,
         missing=[] if u.upsert_missing else [u.ids[i] for i in missing],
         inserted=len(ins),
+        expires=[u.expires_at[i] for i in in_place] if u.expires_at is not None else None,
     )
+    # Inserted rows take the update's expiry or the default; rewritten ones keep theirs.
+    ups_expires = [
+        u.expires_at[i] if u.expires_at is not None else u.insert_expires_at for i in ins
+    ] + [
+        u.expires_at[i] if u.expires_at is not None else _expiry_of(slots, held[u.ids[i]])
+        for i in rewrite
+    ]
     return (
         [u.ids[i] for i in ups],
         ups_vecs,
         [dict(mds[i] or {}) for i in ins] + [merged.get(i, mds[i] or {}) for i in rewrite],
         [docs[i] for i in ups],
         staged,
+        ups_expires if any(ups_expires) else None,
     )
+
+
+def _expiry_of(slots: SlotTable, slot: int) -> float:
+    """The live row at `slot`'s absolute expiry (0.0: never)."""
+    at = float(slots.expires[slot])
+    return at if math.isfinite(at) else 0.0
 
 
 def check_space(directory: Path, size: int) -> None:
@@ -245,9 +279,10 @@ def resolve(
         encode_vectors(batch.vectors),
         batch.texts,
         batch.documents,
+        [e or None for e in batch.expires] if batch.expires else [None] * len(batch.ids),
         strict=True,
     )
-    changed, updates, missing = updated_rows(eng._store, seq, batch.update)
+    changed, updates, missing = updated_rows(eng._store, seq, batch.update, slots.clock())
     eng._store.write(
         seq,
         upserts=rows,
@@ -260,7 +295,10 @@ def resolve(
     # hand their slots to new rows, the upserted and updated rows' after it.
     deleted = len(targets) if owned is None else owned_rows(slots, owned, plan.del_slots)
     vecs = batch.vectors if batch.ids else None
-    eng._apply(plan, batch.ids, vecs, batch.metadatas, batch.texts, seq, batch.documents, changed)
+    eng._apply(
+        plan, batch.ids, vecs, batch.metadatas, batch.texts, seq, batch.documents, changed,
+        batch.expires,
+    )
     inserted = batch.update.inserted if batch.update is not None else 0
     if owned is None:
         affected = len(batch.ids) + deleted + len(changed.slots)
@@ -281,22 +319,25 @@ def owned_rows(
 
 
 def updated_rows(
-    store: Store, seq: int, u: StagedUpdate | None
-) -> tuple[Updated, list[tuple[int, str | None, str | None, str]], list[str]]:
-    """The rows a staged update changes in place, from their stored state now: the
-    in-memory change, the store's (seq, metadata, document, id) rows, ids not held."""
+    store: Store, seq: int, u: StagedUpdate | None, now: float
+) -> tuple[Updated, list[tuple[int, str | None, str | None, str, float | None]], list[str]]:
+    """The rows a staged update changes in place, from their stored state now (a row expired
+    at `now` is not held): the in-memory change, the store's (seq, metadata, document, id,
+    expires_at) rows, ids not held."""
     none = np.empty(0, dtype=np.int64)
     if u is None or not u.ids:
         return Updated(none, [], [], []), [], list(u.missing) if u else []
-    stored = store.get_rows(u.ids, vectors=False, metadata=True, documents=True)
+    stored = store.get_rows(u.ids, vectors=False, metadata=True, documents=True, now=now)
     missing = list(u.missing)
     ids: list[str] = []
     slots: list[int] = []
     mds: list[dict[str, Any]] = []
     docs: list[str | None] = []
-    for rid, md, doc in zip(u.ids, u.metadatas, u.documents, strict=True):
+    expires: list[float] = []
+    new_expiry = u.expires if u.expires is not None else [None] * len(u.ids)
+    for rid, md, doc, exp in zip(u.ids, u.metadatas, u.documents, new_expiry, strict=True):
         row = stored.get(rid)
-        if row is None or row.slot is None:  # deleted since it was staged
+        if row is None or row.slot is None:  # deleted (or expired) since it was staged
             missing.append(rid)
             continue
         old = decode_metadata(row.metadata)
@@ -304,9 +345,14 @@ def updated_rows(
         slots.append(int(row.slot))
         mds.append(old if md is None else dict(md) if u.replace_metadata else {**old, **md})
         docs.append(doc if doc is not None else row.document)
+        expires.append(float(exp) if exp is not None else float(row.expires_at or 0.0))
     texts = encode_metadata(mds)
-    updates = [(seq, t, d, rid) for rid, t, d in zip(ids, texts, docs, strict=True)]
-    return Updated(np.asarray(slots, dtype=np.int64), mds, texts, docs), updates, missing
+    updates = [
+        (seq, t, d, rid, e or None)
+        for rid, t, d, e in zip(ids, texts, docs, expires, strict=True)
+    ]
+    changed = Updated(np.asarray(slots, dtype=np.int64), mds, texts, docs, expires)
+    return changed, updates, missing
 
 
 def update_plan(u: ShardUpdate) -> UpdatePlan:
@@ -330,4 +376,6 @@ def update_plan(u: ShardUpdate) -> UpdatePlan:
         vectors=vectors,
         max_metadata_bytes=u.max_metadata_bytes or MAX_METADATA_BYTES,
         reembed=u.reembed,
+        expires_at=[float(e) for e in u.expires_at] if len(u.expires_at) else None,
+        insert_expires_at=float(u.insert_expires_at),
     )

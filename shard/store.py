@@ -18,14 +18,19 @@ One table holds every row a replica has seen, live or deleted:
   (and checksum), so `changes_since` carries the row's whole new state to a replica catching up.
 - A delete keeps the row as a tombstone (deleted=1, vector and metadata NULL, seq set), so a
   replica catching up from a peer learns about the delete and never resurrects the row.
+- `expires_at` is the row's absolute expiry in unix seconds (NULL: never), computed once by the
+  coordinator when the write was accepted, so every replica, catch-up, snapshot and bucket
+  copy carries the same value. An expired row is invisible to every read (the engine's "live
+  now" mask, shard/slots.py `visible`; `get_rows`, `scroll_rows` with `now`); the sweep
+  (`expire`) turns it into a tombstone under its own seq.
 - `bucket` is the row's routing bucket (shardvec.contract.buckets, computed in SQL by the
   `sv_bucket` function on write); the partial index `rows_scroll(bucket, id) WHERE deleted = 0`
   serves `scroll`, which pages live rows in (bucket, id) order, the collection-wide scroll
   order.
 
-Stores of earlier versions gain the document, bucket and crc columns when opened (ALTER TABLE
-... ADD COLUMN, each idempotent; buckets and checksums are filled for existing rows), and the
-full-text index over the documents (shard/bm25.py: an FTS5 table kept by triggers on
+Stores of earlier versions gain the document, bucket, crc and expires_at columns when opened
+(ALTER TABLE ... ADD COLUMN, each idempotent; buckets and checksums are filled for existing
+rows), and the full-text index over the documents (shard/bm25.py: an FTS5 table kept by triggers on
 `rows`, so every write below updates it in its own transaction; `kv.fts` names its tokenizer).
 
 A `staged` table holds the batches of atomic writes across shards that are staged and not
@@ -80,7 +85,8 @@ CREATE TABLE IF NOT EXISTS rows (
     deleted INTEGER NOT NULL DEFAULT 0,
     bucket INTEGER,
     crc INTEGER,
-    document TEXT
+    document TEXT,
+    expires_at REAL
 );
 CREATE INDEX IF NOT EXISTS rows_seq ON rows(seq);
 CREATE UNIQUE INDEX IF NOT EXISTS rows_slot ON rows(slot) WHERE slot IS NOT NULL;
@@ -92,29 +98,41 @@ CREATE TABLE IF NOT EXISTS staged (
     metadata TEXT NOT NULL,
     deletes TEXT NOT NULL,
     documents TEXT,
-    updates TEXT
+    updates TEXT,
+    expires TEXT
 );
 """
 
 _UPSERT = (
-    "INSERT INTO rows (id, slot, seq, vector, metadata, deleted, bucket, crc, document) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, 0, sv_bucket(?1), sv_crc(?4, ?5, ?6), ?6) "
+    "INSERT INTO rows (id, slot, seq, vector, metadata, deleted, bucket, crc, document, "
+    "expires_at) VALUES (?1, ?2, ?3, ?4, ?5, 0, sv_bucket(?1), sv_crc(?4, ?5, ?6), ?6, ?7) "
     "ON CONFLICT(id) DO UPDATE SET slot = excluded.slot, seq = excluded.seq, "
     "vector = excluded.vector, metadata = excluded.metadata, deleted = 0, "
-    "bucket = excluded.bucket, crc = excluded.crc, document = excluded.document"
+    "bucket = excluded.bucket, crc = excluded.crc, document = excluded.document, "
+    "expires_at = excluded.expires_at"
 )
 _TOMBSTONE = (
     "INSERT INTO rows (id, slot, seq, vector, metadata, deleted, bucket, crc, document) "
     "VALUES (?1, NULL, ?2, NULL, NULL, 1, sv_bucket(?1), NULL, NULL) "
     "ON CONFLICT(id) DO UPDATE SET slot = NULL, seq = excluded.seq, vector = NULL, "
-    "metadata = NULL, deleted = 1, bucket = excluded.bucket, crc = NULL, document = NULL"
+    "metadata = NULL, deleted = 1, bucket = excluded.bucket, crc = NULL, document = NULL, "
+    "expires_at = NULL"
 )
+# The sweep: an expired row becomes a tombstone under its own seq (module docstring).
+_EXPIRE = (
+    "UPDATE rows SET slot = NULL, vector = NULL, metadata = NULL, deleted = 1, crc = NULL, "
+    "document = NULL WHERE id = ? AND deleted = 0 AND expires_at IS NOT NULL "
+    "AND expires_at <= ?"
+)
+# Reads that judge expiry in SQL: the row is live at the bound time `now`.
+_LIVE_AT = "(expires_at IS NULL OR expires_at > ?)"
 # The scroll order's index (see the module docstring); created after the bucket migration.
 _SCROLL_INDEX = "CREATE INDEX IF NOT EXISTS rows_scroll ON rows(bucket, id) WHERE deleted = 0"
-# An update keeps the row's slot and vector: new seq, metadata and document (and checksum).
+# An update keeps the row's slot and vector: new seq, metadata, document (and checksum) and
+# expiry (NULL: never).
 _UPDATE = (
-    "UPDATE rows SET seq = ?1, metadata = ?2, document = ?3, crc = sv_crc(vector, ?2, ?3) "
-    "WHERE id = ?4 AND deleted = 0"
+    "UPDATE rows SET seq = ?1, metadata = ?2, document = ?3, crc = sv_crc(vector, ?2, ?3), "
+    "expires_at = ?5 WHERE id = ?4 AND deleted = 0"
 )
 _SET_KV = (
     "INSERT INTO kv (key, value) VALUES (?, ?) "
@@ -138,6 +156,7 @@ class StagedRows:
     deletes_json: str
     documents_json: str | None = None
     updates_json: str | None = None
+    expires_json: str | None = None  # the upserts' expiries as a JSON list (None: none)
 
 
 @dataclass(frozen=True)
@@ -152,6 +171,7 @@ class StoredRow:
     metadata: str | None
     deleted: bool
     document: str | None = None
+    expires_at: float | None = None  # absolute unix seconds; None: never
 
 
 @dataclass(frozen=True)
@@ -164,6 +184,7 @@ class ScrollRow:
     vector: bytes | None
     metadata: str | None
     document: str | None = None
+    expires_at: float | None = None
 
 
 class Store:
@@ -300,8 +321,11 @@ class Store:
         if "document" not in cols:
             self._db.execute("ALTER TABLE rows ADD COLUMN document TEXT")
             log.info("store %s: added the document column", self.path)
+        if "expires_at" not in cols:
+            self._db.execute("ALTER TABLE rows ADD COLUMN expires_at REAL")
+            log.info("store %s: added the expires_at column", self.path)
         staged = {r[1] for r in self._db.execute("PRAGMA table_info(staged)").fetchall()}
-        for col in ("documents", "updates"):
+        for col in ("documents", "updates", "expires"):
             if col not in staged:
                 self._db.execute(f"ALTER TABLE staged ADD COLUMN {col} TEXT")
                 log.info("store %s: added the staged %s column", self.path, col)
@@ -389,22 +413,26 @@ class Store:
         vectors: bool = True,
         metadata: bool = True,
         documents: bool = False,
+        now: float | None = None,
     ) -> dict[str, StoredRow]:
-        """Live rows among `ids`, keyed by id (missing and deleted ids are absent)."""
+        """Live rows among `ids`, keyed by id (missing and deleted ids are absent; with `now`,
+        expired ones too)."""
         # A row read with its vector or metadata is read whole and checked against its crc.
         check = vectors or metadata or documents
         if check:
-            cols = "id, slot, seq, vector, metadata, document, crc"
+            cols = "id, slot, seq, vector, metadata, document, crc, expires_at"
         else:
-            cols = "id, slot, seq, NULL, NULL, NULL, 0"
+            cols = "id, slot, seq, NULL, NULL, NULL, 0, expires_at"
+        live = "deleted = 0" if now is None else f"deleted = 0 AND {_LIVE_AT}"
         out: dict[str, StoredRow] = {}
         unique = list(dict.fromkeys(ids))
         with self._reader() as db:
             for start in range(0, len(unique), _IN_CHUNK):
                 chunk = unique[start : start + _IN_CHUNK]
                 marks = ",".join("?" * len(chunk))
-                sql = f"SELECT {cols} FROM rows WHERE deleted = 0 AND id IN ({marks})"
-                for rid, slot, seq, vec, md, doc, crc in db.execute(sql, chunk):
+                sql = f"SELECT {cols} FROM rows WHERE {live} AND id IN ({marks})"
+                args = chunk if now is None else [now, *chunk]
+                for rid, slot, seq, vec, md, doc, crc, exp in db.execute(sql, args):
                     if check:
                         self.check_row(rid, vec, md, crc, doc)
                     out[rid] = StoredRow(
@@ -415,6 +443,7 @@ class Store:
                         md if metadata else None,
                         False,
                         doc if documents else None,
+                        exp,
                     )
         return out
 
@@ -444,23 +473,28 @@ class Store:
         vectors: bool,
         metadata: bool,
         documents: bool = False,
+        now: float | None = None,
     ) -> list[ScrollRow]:
-        """Up to `limit` live rows with (bucket, id) > `after` and bucket < `end_bucket`, in
-        (bucket, id) order, read in one statement (each row is one committed version).
-        `after` = (b, "") starts at bucket b: every id is non-empty."""
+        """Up to `limit` live rows (not expired at `now`, when given) with (bucket, id) >
+        `after` and bucket < `end_bucket`, in (bucket, id) order, read in one statement (each
+        row is one committed version). `after` = (b, "") starts at bucket b: every id is
+        non-empty."""
         data = [
             "vector" if vectors else "NULL",
             "metadata" if metadata else "NULL",
             "document" if documents else "NULL",
         ]
-        cols = ", ".join(["bucket", "id", "slot", *data])
+        cols = ", ".join(["bucket", "id", "slot", *data, "expires_at"])
+        live = "" if now is None else f"AND {_LIVE_AT} "
         sql = (
             f"SELECT {cols} FROM rows WHERE deleted = 0 AND (bucket, id) > (?, ?) "
-            "AND bucket < ? ORDER BY bucket, id LIMIT ?"
+            f"AND bucket < ? {live}ORDER BY bucket, id LIMIT ?"
         )
+        args: tuple[Any, ...] = (after[0], after[1], end_bucket)
+        args += (limit,) if now is None else (now, limit)
         with self._reader() as db:
-            rows = db.execute(sql, (after[0], after[1], end_bucket, limit)).fetchall()
-        return [ScrollRow(int(b), rid, slot, vec, md, doc) for b, rid, slot, vec, md, doc in rows]
+            rows = db.execute(sql, args).fetchall()
+        return [ScrollRow(int(r[0]), *r[1:]) for r in rows]
 
     def check_row(
         self,
@@ -504,14 +538,14 @@ class Store:
 
     def live_index(
         self, chunk_rows: int = 20_000
-    ) -> Iterator[list[tuple[str, int, int, str | None, str | None, int]]]:
-        """All live rows as (id, slot, seq, metadata JSON, document, bucket), in slot order,
-        chunked."""
+    ) -> Iterator[list[tuple[str, int, int, str | None, str | None, int, float | None]]]:
+        """All live rows as (id, slot, seq, metadata JSON, document, bucket, expires_at), in
+        slot order, chunked."""
         last = -1
         while True:
             with self._lock, self._errors():
                 rows = self._db.execute(
-                    "SELECT id, slot, seq, metadata, document, bucket FROM rows "
+                    "SELECT id, slot, seq, metadata, document, bucket, expires_at FROM rows "
                     "WHERE deleted = 0 AND slot > ? "
                     "ORDER BY slot LIMIT ?",
                     (last, chunk_rows),
@@ -552,7 +586,7 @@ class Store:
         ends at a seq boundary, and a single seq with more than `limit` rows comes whole.
         Both reads run in one transaction, so the pair is a consistent snapshot.
         """
-        cols = "id, slot, seq, vector, metadata, deleted, document, crc"
+        cols = "id, slot, seq, vector, metadata, deleted, document, crc, expires_at"
         with self._lock, self._errors():
             self._db.execute("BEGIN")
             try:
@@ -574,7 +608,7 @@ class Store:
             if not r[5]:
                 self.check_row(r[0], r[3], r[4], r[7], r[6])
         return [
-            StoredRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows
+            StoredRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[8]) for r in rows
         ], applied
 
     def stats(self) -> dict[str, int]:
@@ -591,11 +625,12 @@ class Store:
         seq: int | None,
         upserts: Iterable[tuple[Any, ...]] = (),
         tombstones: Iterable[tuple[str, int]] = (),
-        updates: Iterable[tuple[int, str | None, str | None, str]] = (),
+        updates: Iterable[tuple[int, str | None, str | None, str, float | None]] = (),
         unstage_upto: int | None = None,
     ) -> None:
         """One atomic batch: tombstones (id, seq) first, then upserts (id, slot, seq, vector,
-        metadata JSON[, document]), then updates of live rows (seq, metadata JSON, document, id);
+        metadata JSON[, document[, expires_at]]), then updates of live rows (seq, metadata
+        JSON, document, id, expires_at); expires_at is unix seconds or None (never);
         `applied_seq` set to `seq` unless it is None; staged batches with seq <= `unstage_upto`
         deleted (they are applied, or obsolete). All or nothing."""
         with self._lock, self._errors():
@@ -603,7 +638,7 @@ class Store:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(_TOMBSTONE, tombstones)
-                self._db.executemany(_UPSERT, (u if len(u) == 6 else (*u, None) for u in upserts))
+                self._db.executemany(_UPSERT, ((*u, None, None)[:7] for u in upserts))
                 self._db.executemany(_UPDATE, updates)
                 if seq is not None:
                     self._db.execute(_SET_KV, ("applied_seq", str(int(seq))))
@@ -615,6 +650,26 @@ class Store:
                 raise
             finally:
                 self.generation += 1
+
+    def expire(self, ids: Sequence[str], now: float) -> list[str]:
+        """The sweep's write: each of `ids` still live with an expiry at or before `now`
+        becomes a tombstone under its own seq (applied_seq unchanged), in one transaction;
+        returns the ids it changed."""
+        done: list[str] = []
+        with self._lock, self._errors():
+            self.generation += 1
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for rid in ids:
+                    if self._db.execute(_EXPIRE, (rid, now)).rowcount:
+                        done.append(rid)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+            finally:
+                self.generation += 1
+        return done
 
     # ----------------------------------------------------------------------------- staging
 
@@ -629,10 +684,11 @@ class Store:
                 self._db.execute("DELETE FROM staged WHERE seq < ?", (batch.seq,))
                 self._db.execute(
                     "INSERT OR REPLACE INTO staged "
-                    "(seq, ids, vectors, metadata, deletes, documents, updates) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "(seq, ids, vectors, metadata, deletes, documents, updates, expires) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (batch.seq, batch.ids_json, batch.vectors, batch.metadata_json,
-                     batch.deletes_json, batch.documents_json, batch.updates_json),
+                     batch.deletes_json, batch.documents_json, batch.updates_json,
+                     batch.expires_json),
                 )
                 self._db.execute("COMMIT")
             except BaseException:
@@ -643,10 +699,10 @@ class Store:
         """Every staged batch, ascending by seq."""
         with self._lock, self._errors():
             rows = self._db.execute(
-                "SELECT seq, ids, vectors, metadata, deletes, documents, updates "
+                "SELECT seq, ids, vectors, metadata, deletes, documents, updates, expires "
                 "FROM staged ORDER BY seq"
             ).fetchall()
-        return [StagedRows(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
+        return [StagedRows(int(r[0]), *r[1:]) for r in rows]
 
     def unstage(self, seq: int) -> None:
         """Drop staged batch `seq` (aborted), durably; nothing when it is not there."""

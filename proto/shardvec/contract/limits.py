@@ -58,6 +58,11 @@ DEFAULT_BUILD_THREADS = 1  # hnswlib threads adding a write batch to the index
 DEFAULT_CHECKPOINT_ROWS = 20_000  # changed rows between index checkpoints
 DEFAULT_SCRUB_ROWS_PER_S = 2000  # rows a replica's background scrub checks per second (0: off)
 DEFAULT_SEARCH_THREADS = 1  # engine used directly; the cluster resolves 0 to the node's CPUs
+DEFAULT_SWEEP_ROWS_PER_S = 1000  # expired rows a replica's background sweep removes a second
+
+# Expiry (issue 28): a TTL is a number of seconds in (0, MAX_TTL_SECONDS]; an absolute expiry
+# lies in the future and at most MAX_TTL_SECONDS ahead.
+MAX_TTL_SECONDS = 100 * 365 * 86_400  # a hundred years
 
 # Text in (embedding functions). A collection's `embedding` names one of EMBEDDINGS (with the
 # dimension its vectors have) or is "" (vectors only). The model reads at most

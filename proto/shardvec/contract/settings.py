@@ -21,7 +21,7 @@ from shardvec.contract.limits import (
     METRICS,
     TEXT_TOKENIZERS,
 )
-from shardvec.contract.validation import validate_collection_name
+from shardvec.contract.validation import check_ttl, validate_collection_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,10 +86,13 @@ class CollectionSpec:
     replicas: int = 1
     embedding: str = ""
     target_recall: float = DEFAULT_TARGET_RECALL
+    # Seconds a row written without an expiry of its own lives (0: rows never expire).
+    ttl_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         validate_collection_name(self.name)
         check_target_recall(self.target_recall)
+        check_ttl(self.ttl_seconds)
         if not 1 <= self.shards <= MAX_SHARDS:
             raise InvalidArgument(f"shards must be in [1, {MAX_SHARDS}], got {self.shards}")
         if not 1 <= self.replicas <= MAX_REPLICAS:
@@ -118,6 +121,8 @@ class CollectionSpec:
             raw["embedding"] = self.embedding
         if self.target_recall != DEFAULT_TARGET_RECALL:  # likewise
             raw["target_recall"] = self.target_recall
+        if self.ttl_seconds:  # likewise
+            raw["ttl_seconds"] = self.ttl_seconds
         return json.dumps(raw)
 
     @classmethod
@@ -130,6 +135,7 @@ class CollectionSpec:
             raw["replicas"],
             str(raw.get("embedding", "")),
             float(raw.get("target_recall", DEFAULT_TARGET_RECALL)),
+            float(raw.get("ttl_seconds", 0.0)),
         )
 
 

@@ -52,6 +52,7 @@ class RowBatch:
     documents: list[str | None]
     delete_ids: list[str]
     delete_where: Filter | None = None
+    expires_at: list[float] | None = None  # one absolute expiry per id (0.0: never), or None
 
 
 def check_seq(seq: object) -> int:
@@ -87,7 +88,21 @@ def row_batch(
         if dels:
             raise InvalidArgument("stage: give at most one of delete_ids and delete_where")
         validate_filter(write.delete_where)
-    return RowBatch(ids, vecs, mds, docs, dels, write.delete_where)
+    return RowBatch(ids, vecs, mds, docs, dels, write.delete_where, check_expiries(write, n))
+
+
+def check_expiries(write: ShardWrite, n: int) -> list[float] | None:
+    """A write's absolute expiries: one finite number >= 0 per row (0: never), or None for
+    none (the coordinator computed them; only their shape and values are checked here)."""
+    if not len(write.expires_at):
+        return None
+    if len(write.expires_at) != n:
+        raise InvalidArgument(f"expires_at: {len(write.expires_at)} values for {n} ids")
+    out = [float(v) for v in write.expires_at]
+    for i, v in enumerate(out):
+        if not math.isfinite(v) or v < 0:
+            raise InvalidArgument(f"expires_at[{i}]: must be 0 or unix seconds, got {v!r}")
+    return out
 
 
 def check_get_ids(ids: object) -> list[str]:

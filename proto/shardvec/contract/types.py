@@ -84,6 +84,7 @@ class Change:
     metadata: dict[str, Any] | None
     deleted: bool
     document: str | None = None
+    expires_at: float = 0.0  # absolute unix seconds; 0.0: never
 
 
 @dataclass
@@ -219,6 +220,11 @@ class ShardUpdate:
     # `vectors` also holds the new vector of every row whose document is given (a collection
     # that embeds its documents): such a row is rewritten whole, its vector with its text.
     reembed: bool = False
+    # Expiry (absolute unix seconds, computed once by the coordinator): one per id, 0.0 to
+    # clear it, or empty: each row keeps its expiry. `insert_expires_at`: the expiry of rows
+    # that upsert_missing inserts when `expires_at` is empty (the collection default; 0.0 none).
+    expires_at: Sequence[float] = ()
+    insert_expires_at: float = 0.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -238,6 +244,8 @@ class ShardWrite:
     delete_where: Filter | None = None
     documents: Sequence[str] = ()
     update: ShardUpdate | None = None
+    # The upserts' absolute expiries (unix seconds, 0.0: never), one per row, or empty: none.
+    expires_at: Sequence[float] = ()
     # The routing buckets whose rows its ack counts (None: every row): set while a layout
     # change may put a row on two shards, so an affected count counts rows, not copies.
     owned: np.ndarray | None = None
@@ -356,6 +364,7 @@ class ScrollPage:
     last_id: str
     done: bool
     documents: list[str] | None = None  # when asked: one per row, "" for none
+    expires_at: list[float] | None = None  # with the vectors: one per row, 0.0 for never
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from shardvec.contract.limits import (
     MAX_KEY_CHARS,
     MAX_METADATA_BYTES,
     MAX_METADATA_KEYS,
+    MAX_TTL_SECONDS,
     METRICS,
 )
 
@@ -341,3 +342,63 @@ def check_int(name: str, value: object, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
         raise InvalidArgument(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
     return int(value)
+
+
+def check_ttl(value: object, field: str = "ttl_seconds", *, zero: bool = True) -> float:
+    """A TTL in seconds: a finite number in (0, MAX_TTL_SECONDS], or 0 when `zero` (no
+    expiry); InvalidArgument naming `field` otherwise (negative, NaN, infinite, absurd)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise InvalidArgument(f"{field}: must be a number of seconds, got {value!r}")
+    v = float(value)
+    low_ok = v >= 0.0 if zero else v > 0.0
+    if not math.isfinite(v) or not low_ok or v > MAX_TTL_SECONDS:
+        least = "0 (no expiry)" if zero else "above 0"
+        raise InvalidArgument(
+            f"{field}: must be {least} up to {MAX_TTL_SECONDS} seconds (100 years), got {value!r}"
+        )
+    return v
+
+
+def row_expiries(
+    ttl_seconds: Sequence[float],
+    expires_at: Sequence[float],
+    n: int,
+    now: float,
+    default_ttl: float = 0.0,
+) -> list[float] | None:
+    """The absolute expiry (unix seconds; 0.0: never) of each of `n` rows written at `now`,
+    from a request's `ttl_seconds` or `expires_at` (each empty, one value for every row, or
+    one per row; not both); neither: `default_ttl` (0: None, the rows never expire).
+
+    A ttl of 0 or an expires_at of 0 means the row never expires (it overrides a collection
+    default). Refused, naming the field and row: both given, a count other than 1 or n, a TTL
+    outside [0, MAX_TTL_SECONDS] or not finite, an expires_at not in the future or more than
+    MAX_TTL_SECONDS ahead."""
+    if len(ttl_seconds) and len(expires_at):
+        raise InvalidArgument("ttl_seconds, expires_at: give one of them, not both")
+    for name, values in (("ttl_seconds", ttl_seconds), ("expires_at", expires_at)):
+        if len(values) not in (0, 1, n):
+            raise InvalidArgument(
+                f"{name}: {len(values)} values for {n} ids (give one for all or one per id)"
+            )
+    if len(ttl_seconds):
+        ttls = [check_ttl(t, f"ttl_seconds[{i}]") for i, t in enumerate(ttl_seconds)]
+        out = [now + t if t else 0.0 for t in ttls]
+    elif len(expires_at):
+        out = []
+        for i, at in enumerate(expires_at):
+            v = float(at)
+            if v == 0.0:
+                out.append(0.0)
+                continue
+            if not math.isfinite(v) or v <= now or v > now + MAX_TTL_SECONDS:
+                raise InvalidArgument(
+                    f"expires_at[{i}]: must be 0 (never) or unix seconds in the future and at "
+                    f"most {MAX_TTL_SECONDS} seconds (100 years) ahead, got {at!r} (now {now:.3f})"
+                )
+            out.append(v)
+    elif default_ttl:
+        return [now + default_ttl] * n
+    else:
+        return None
+    return out * n if len(out) == 1 and n != 1 else out

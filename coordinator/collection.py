@@ -108,15 +108,17 @@ class CollectionRuntime(CollectionReads):
         deadline: float,
         documents: Sequence[str] = (),
         decide_by: float | None = None,
+        expires_at: Sequence[float] = (),
     ) -> int:
         """Route rows to their shards and apply them as one atomic batch (joining the
         collection's group commit): every row lands, or, when the call fails, none does.
-        `decide_by`: abort unless committed by then (the caller's own deadline)."""
+        `decide_by`: abort unless committed by then (the caller's own deadline);
+        `expires_at`: each row's absolute expiry (0.0: never), or empty: none expires."""
         while True:
             epoch = self.route_epoch
             try:
                 await self.writes.write(
-                    self._upserts(ids, vectors, metadata_json, documents), deadline,
+                    self._upserts(ids, vectors, metadata_json, documents, expires_at), deadline,
                     decide_by=decide_by, epoch=epoch,
                 )
                 return len(ids)
@@ -129,10 +131,12 @@ class CollectionRuntime(CollectionReads):
         vectors: np.ndarray,
         metadata_json: Sequence[str],
         documents: Sequence[str],
+        expires_at: Sequence[float] = (),
     ) -> dict[int, ShardWrite]:
         parts = self.route(ids)
         meta = list(metadata_json)
         docs = list(documents)
+        expires = list(expires_at)
         writes: dict[int, ShardWrite] = {}
         for shard, rows in parts.items():
             rows_l = rows.tolist()
@@ -141,6 +145,7 @@ class CollectionRuntime(CollectionReads):
                 vectors=vectors[rows],
                 metadata_json=[meta[i] for i in rows_l] if meta else [],
                 documents=[docs[i] for i in rows_l] if docs else [],
+                expires_at=[expires[i] for i in rows_l] if expires else [],
             )
         return writes
 
@@ -178,6 +183,8 @@ class CollectionRuntime(CollectionReads):
                     vectors=request.vectors[rows] if request.vectors is not None else None,
                     max_metadata_bytes=request.max_metadata_bytes,
                     reembed=request.reembed,
+                    expires_at=[request.expires_at[i] for i in r] if request.expires_at else [],
+                    insert_expires_at=request.insert_expires_at,
                 )
             )
         writes = _counting(writes, self.owned_masks(list(writes)))

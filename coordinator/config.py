@@ -10,6 +10,7 @@ from shardvec.contract.errors import InvalidArgument
 from shardvec.contract.limits import (
     DEFAULT_BUILD_THREADS,
     DEFAULT_SCRUB_ROWS_PER_S,
+    DEFAULT_SWEEP_ROWS_PER_S,
     MAX_DOCUMENT_BYTES,
     MAX_EF,
     MAX_K,
@@ -54,6 +55,7 @@ class CoordinatorSettings:
     metrics_port: int = 0  # 0: no metrics endpoint
     max_snapshot_streams: int = 2  # CreateSnapshot and RestoreSnapshot calls running at once
     scrub_rows_per_s: int = DEFAULT_SCRUB_ROWS_PER_S  # each replica's row-checksum scrub; 0: off
+    sweep_rows_per_s: int = DEFAULT_SWEEP_ROWS_PER_S  # expired rows each replica removes a second
     max_embedders: int = 8  # embedder actors: one per live node, at most this many
     embedders_per_node: int = 1
     embedder_cpus: float = 0.0  # CPUs Ray reserves for each embedder actor
@@ -114,7 +116,7 @@ class CoordinatorSettings:
                 raise InvalidArgument(f"{name} must be <= {cap}")
         if self.read_only_max_texts < 1 or self.read_only_texts_per_s <= 0:
             raise InvalidArgument("read_only_max_texts and read_only_texts_per_s must be > 0")
-        for name in ("search_threads", "node_turn_rows", "scrub_rows_per_s"):
+        for name in ("search_threads", "node_turn_rows", "scrub_rows_per_s", "sweep_rows_per_s"):
             if getattr(self, name) < 0:
                 raise InvalidArgument(f"{name} must be >= 0")
         if not 0 < self.recall_tuner_cpu_share <= 1:

@@ -11,6 +11,10 @@ Series (all prefixed `shardvec_`):
     replica_applied_seq{collection,shard,replica} gauge    the replica's applied seq
     replica_dirty_rows{collection,shard,replica} gauge     rows changed since its checkpoint
     checkpoint_age_seconds{collection,shard,replica} gauge seconds since its index checkpoint
+    rows_expired{collection,shard,replica}      gauge      rows past their expiry, invisible to
+                                                           reads, awaiting the replica's sweep
+    rows_swept_total{collection,shard,replica}  counter    expired rows the replica's sweep
+                                                           removed (since its process started)
     replica_repairs_total{collection,shard,replica} counter damaged replica quarantined and
                                                            rebuilt from a live peer
     recall_estimate{collection}                 gauge      recall@10 the recall tuner measured
@@ -70,6 +74,8 @@ class ReplicaFigures:
     checkpoint_unix: float | None
     dirty_rows: int | None = None
     repairs: int = 0
+    expired_rows: int | None = None
+    swept_rows: int | None = None
 
 
 class CoordinatorMetrics:
@@ -199,6 +205,16 @@ class _ClusterCollector(Collector):
             "Times a damaged replica was quarantined and rebuilt from a live peer.",
             labels=["collection", "shard", "replica"],
         )
+        expired = GaugeMetricFamily(
+            "shardvec_rows_expired",
+            "Rows past their expiry: invisible to every read, awaiting the replica's sweep.",
+            labels=["collection", "shard", "replica"],
+        )
+        swept = CounterMetricFamily(
+            "shardvec_rows_swept",
+            "Expired rows the replica's background sweep removed since its process started.",
+            labels=["collection", "shard", "replica"],
+        )
         per_shard: dict[tuple[str, int], int] = {}
         for f in figures:
             labels = [f.collection, str(f.shard), str(f.replica)]
@@ -209,6 +225,10 @@ class _ClusterCollector(Collector):
                 seq.add_metric(labels, f.applied_seq)
             if f.dirty_rows is not None:
                 dirty.add_metric(labels, f.dirty_rows)
+            if f.expired_rows is not None:
+                expired.add_metric(labels, f.expired_rows)
+            if f.swept_rows is not None:
+                swept.add_metric(labels, f.swept_rows)
             if f.checkpoint_unix is not None:
                 age.add_metric(labels, max(0.0, now - f.checkpoint_unix))
             if f.count is not None and f.state == ReplicaState.LIVE.value:
@@ -216,7 +236,7 @@ class _ClusterCollector(Collector):
                 per_shard[key] = max(per_shard.get(key, 0), f.count)
         for (collection, shard), count in sorted(per_shard.items()):
             rows.add_metric([collection, str(shard)], count)
-        yield from (rows, state, seq, dirty, age, repairs)
+        yield from (rows, state, seq, dirty, age, repairs, expired, swept)
 
 
 class _RecallCollector(Collector):
@@ -259,7 +279,7 @@ async def gather_figures(runtime: CoordinatorRuntime) -> list[ReplicaFigures]:
     """Every replica's state, and the figures of those LIVE ones that answer Info in time."""
 
     async def info(collection: str, replica: Any) -> ReplicaFigures:
-        count = applied = dirty = None
+        count = applied = dirty = expired = swept = None
         ckpt = None
         if replica.state is ReplicaState.LIVE and replica.client is not None:
             try:
@@ -267,6 +287,7 @@ async def gather_figures(runtime: CoordinatorRuntime) -> list[ReplicaFigures]:
                 count, applied = resp.count, resp.applied_seq
                 info = resp.figures
                 ckpt, dirty = info.get("last_checkpoint_unix"), info.get("dirty_rows")
+                expired, swept = info.get("expired_rows"), info.get("swept_rows")
             except Exception as exc:  # down or slow: its state says so
                 log.debug("metrics: info of %s failed: %s", replica.name, exc)
         return ReplicaFigures(
@@ -274,6 +295,8 @@ async def gather_figures(runtime: CoordinatorRuntime) -> list[ReplicaFigures]:
             float(ckpt) if isinstance(ckpt, (int, float)) else None,
             int(dirty) if isinstance(dirty, int) else None,
             replica.repairs,
+            int(expired) if isinstance(expired, int) else None,
+            int(swept) if isinstance(swept, int) else None,
         )
 
     jobs = [

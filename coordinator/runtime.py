@@ -357,14 +357,19 @@ class CoordinatorRuntime:
         await self.layout_changed(spec.name)
         return runtime
 
-    async def set_options(self, name: str, target_recall: float | None) -> CollectionRuntime:
+    async def set_options(
+        self, name: str, target_recall: float | None, ttl_seconds: float | None = None
+    ) -> CollectionRuntime:
         """Change collection `name`'s options that move no data (None: as now): persisted,
-        then in force; the recall tuner retunes for a new target, and fronts get the spec."""
+        then in force; the recall tuner retunes for a new target, and fronts get the spec.
+        A new default `ttl_seconds` applies to rows written from now on."""
         async with self._lock:
             col = self.get(name)
             name, spec = col.spec.name, col.spec
             if target_recall is not None:
                 spec = dataclasses.replace(spec, target_recall=target_recall)  # validates it
+            if ttl_seconds is not None:
+                spec = dataclasses.replace(spec, ttl_seconds=ttl_seconds)  # validates it
             running = self.changes.get(name)
             if (running is not None and not running.done.is_set()) or col.change is not None:
                 # Its switch persists the spec it read before: the two would race.
@@ -375,7 +380,9 @@ class CoordinatorRuntime:
             while spec != col.spec:  # again if a replica change replaced it meanwhile
                 await asyncio.to_thread(self.registry.set_spec, spec)
                 before, col.spec = col.spec, spec
-                spec = dataclasses.replace(before, target_recall=spec.target_recall)
+                spec = dataclasses.replace(
+                    before, target_recall=spec.target_recall, ttl_seconds=spec.ttl_seconds
+                )
         await self.layout_changed(name)
         return col
 

@@ -24,6 +24,7 @@ import hashlib
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, Any
@@ -209,6 +210,7 @@ async def restore_archive(
             int(first.replicas) or archive.spec.replicas,
             archive.spec.embedding,
             archive.spec.target_recall,
+            archive.spec.ttl_seconds,
         )
         col = await runtime.create(spec, restoring=True)
         try:
@@ -240,7 +242,8 @@ async def restore_archive(
 async def _load_rows(
     col: CollectionRuntime, archive: Archive, deadline: float, batch_rows: int
 ) -> int:
-    """Upsert every live row of the archive's store copies into `col`, batch by batch."""
+    """Upsert every live row of the archive's store copies into `col`, batch by batch, each
+    with its absolute expiry (a row expired by now is left out: no read could see it)."""
     dim = col.dim
     done = 0
     for shard in archive.shards:
@@ -248,6 +251,10 @@ async def _load_rows(
         rows = iter_live_rows(shard.store_path, batch_rows)
         try:
             while (batch := await asyncio.to_thread(next, rows, None)) is not None:
+                now = time.time()
+                batch = [r for r in batch if r[4] is None or r[4] > now]
+                if not batch:
+                    continue
                 blob = b"".join(r[1] for r in batch)
                 if len(blob) != 4 * dim * len(batch):
                     raise DataLoss(f"snapshot shard {shard.shard}: vectors of the wrong size")
@@ -256,7 +263,11 @@ async def _load_rows(
                 docs = [r[3] or "" for r in batch]
                 if not any(docs):
                     docs = []
-                await col.upsert([r[0] for r in batch], vectors, metadata, deadline, docs)
+                expires = [float(r[4] or 0.0) for r in batch]
+                await col.upsert(
+                    [r[0] for r in batch], vectors, metadata, deadline, docs,
+                    expires_at=expires if any(expires) else (),
+                )  # fmt: skip
                 done += len(batch)
         finally:
             rows.close()

@@ -21,6 +21,7 @@ from shardvec.contract.limits import (
     DEFAULT_CHECKPOINT_ROWS,
     DEFAULT_SCRUB_ROWS_PER_S,
     DEFAULT_SEARCH_THREADS,
+    DEFAULT_SWEEP_ROWS_PER_S,
     TOKEN_HEADER,
 )
 from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
@@ -31,6 +32,7 @@ from shardvec.shard.local import catch_up_step
 from shardvec.shard.node_lock import default_lock_path
 from shardvec.shard.scrub import Scrubber
 from shardvec.shard.server import ShardServer
+from shardvec.shard.sweep import Sweeper
 from shardvec.v1 import shard_pb2, shard_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class ShardReplica:
         owner: str = "",
         node_turn_rows: int = 0,
         scrub_rows_per_s: int = DEFAULT_SCRUB_ROWS_PER_S,
+        sweep_rows_per_s: int = DEFAULT_SWEEP_ROWS_PER_S,
     ) -> None:
         restrict_umask()  # everything this replica's process writes is private (0600/0700)
         self.node_id = _node_id()
@@ -70,10 +73,12 @@ class ShardReplica:
         self._owner = owner
         self._node_turn_rows = node_turn_rows
         self._scrub_rows_per_s = scrub_rows_per_s
+        self._sweep_rows_per_s = sweep_rows_per_s
         self.fault: ShardvecError | None = None  # why it could not open, if it could not
         self._engine: ShardEngine | None = None
         self._server: ShardServer | None = None
         self.scrubber: Scrubber | None = None
+        self.sweeper: Sweeper | None = None
         self._open()
 
     def _open(self) -> None:
@@ -103,6 +108,8 @@ class ShardReplica:
         )
         self.scrubber = Scrubber(engine, self._scrub_rows_per_s)
         self.scrubber.start()
+        self.sweeper = Sweeper(engine, self._sweep_rows_per_s)
+        self.sweeper.start()
 
     @property
     def engine(self) -> ShardEngine:
@@ -137,6 +144,9 @@ class ShardReplica:
         if self.scrubber is not None:
             self.scrubber.stop()
             self.scrubber = None
+        if self.sweeper is not None:
+            self.sweeper.stop()
+            self.sweeper = None
         if self._server is not None:
             self._server.stop(grace=0.5)
             self._server = None

@@ -285,6 +285,7 @@ class ShardService(shard_pb2_grpc.ShardServicer):
             [d or None for d in request.documents] if request.documents else [],
             list(request.delete_ids),
             where,
+            list(request.expires_at) if len(request.expires_at) == len(ids) and ids else None,
         )
         return shard_pb2.ShardStageResponse(staged_bytes=self.engine.stage(request.seq, rows))
 
@@ -507,6 +508,7 @@ class ShardService(shard_pb2_grpc.ShardServicer):
                 deleted=c.deleted,
                 metadata_json=dumps_json(c.metadata) if c.metadata else "",
                 document=c.document or "",
+                expires_at=c.expires_at,
             )
             if not c.deleted and c.vector is not None:
                 live.append(c.vector)

@@ -53,7 +53,9 @@ from shardvec.contract.texts import (
 )
 from shardvec.contract.types import Hits, ReplicaStatus
 from shardvec.contract.validation import (
+    check_ttl,
     parse_metadata_json,
+    row_expiries,
     validate_documents,
     validate_ids,
     validate_vectors,
@@ -585,7 +587,8 @@ class VectorSearchService(ReadService):
         target = request.target_recall if request.HasField("target_recall") else None
         if target is not None:
             check_target_recall(target)
-        col = await self.runtime.set_options(request.name, target)
+        ttl = check_ttl(request.ttl_seconds) if request.HasField("ttl_seconds") else None
+        col = await self.runtime.set_options(request.name, target, ttl)
         return _info(col, None)
 
     async def ScaleCollection(self, request: Any, context: Any) -> Any:
@@ -648,6 +651,11 @@ class VectorSearchService(ReadService):
                 list(request.documents), n, self.settings.max_document_bytes
             )
         docs = self._documents(request.documents, n)  # sizes checked before any embedding
+        # Absolute expiries, computed once now: every replica and copy keeps the same times.
+        expires = row_expiries(
+            list(request.ttl_seconds), list(request.expires_at), n, time.time(),
+            col.spec.ttl_seconds,
+        )  # fmt: skip
         vectors = await self._upsert_vectors(col, request, context)
         if vectors.shape[0] != n:
             raise InvalidArgument(f"vectors: {vectors.shape[0]} rows for {n} ids")
@@ -655,7 +663,7 @@ class VectorSearchService(ReadService):
             context,
             "upsert",
             lambda deadline, decide_by: col.upsert(
-                ids, vectors, metas, deadline, docs, decide_by
+                ids, vectors, metas, deadline, docs, decide_by, expires or ()
             ),
         )
         return pb.UpsertResponse(upserted=n)

@@ -13,6 +13,7 @@ shard/staging.py `plan_update`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ from shardvec.contract.types import ShardUpdate
 from shardvec.contract.validation import (
     check_metadata_size,
     parse_metadata_json,
+    row_expiries,
     validate_documents,
     validate_ids,
     validate_vectors,
@@ -62,8 +64,15 @@ async def check_update(
     docs = list(request.documents)
     if docs:
         validate_documents(docs, n, max_bytes=settings.max_document_bytes)
-    if not any(metas) and not any(docs):
-        raise InvalidArgument("update: give metadata_json and/or documents to change")
+    # Expiry: named, each row's new absolute expiry; not named, each row keeps its own and
+    # rows upsert_missing inserts take the collection default (computed now, once).
+    now = time.time()
+    expires = row_expiries(list(request.ttl_seconds), list(request.expires_at), n, now)
+    default_ttl = col.spec.ttl_seconds
+    if not any(metas) and not any(docs) and expires is None:
+        raise InvalidArgument(
+            "update: give metadata_json, documents, ttl_seconds or expires_at to change"
+        )
     vectors = None
     if request.HasField("vectors"):
         if not request.upsert_missing:
@@ -110,4 +119,6 @@ async def check_update(
         vectors=vectors,
         max_metadata_bytes=settings.max_metadata_bytes,
         reembed=reembed,
+        expires_at=expires if expires is not None else [],
+        insert_expires_at=now + default_ttl if default_ttl else 0.0,
     )

@@ -389,6 +389,7 @@ class Resharder:
                     vectors=page.vectors,
                     metadata_json=[m or "{}" for m in page.metadata_json],
                     documents=list(page.documents or []),
+                    expires_at=list(page.expires_at or []),  # the same absolute expiry
                 )
                 await col.atomic.apply_locked({dst: write}, deadline)
                 copied += len(page.ids)

@@ -113,6 +113,7 @@ class RayReplicaControl:
             build_threads=self.settings.build_threads,
             node_turn_rows=self.settings.node_turn_rows,
             scrub_rows_per_s=self.settings.scrub_rows_per_s,
+            sweep_rows_per_s=self.settings.sweep_rows_per_s,
             owner=f"{self.spec.name}/shard-{self.shard}/replica-{self.replica}",
         )
 

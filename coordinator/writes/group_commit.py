@@ -161,6 +161,9 @@ def merge(parts: list[dict[int, ShardWrite]]) -> dict[int, ShardWrite]:
         docs: list[str] = []
         if any(w.documents for w in ws):
             docs = [d for w in ws for d in (w.documents or [""] * len(w.ids))]
+        expires: list[float] = []
+        if any(len(w.expires_at) for w in ws):
+            expires = [e for w in ws for e in (w.expires_at or [0.0] * len(w.ids))]
         last = {id_: row for row, id_ in enumerate(ids)}
         if len(last) < len(ids):
             keep = sorted(last.values())
@@ -168,5 +171,8 @@ def merge(parts: list[dict[int, ShardWrite]]) -> dict[int, ShardWrite]:
             vectors = vectors[keep]
             metas = [metas[r] for r in keep] if metas else []
             docs = [docs[r] for r in keep] if docs else []
-        out[s] = ShardWrite(ids=ids, vectors=vectors, metadata_json=metas, documents=docs)
+            expires = [expires[r] for r in keep] if expires else []
+        out[s] = ShardWrite(
+            ids=ids, vectors=vectors, metadata_json=metas, documents=docs, expires_at=expires
+        )
     return out

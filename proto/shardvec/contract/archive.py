@@ -140,6 +140,7 @@ def write_archive(
             "replicas": spec.replicas,
             "index": spec.index.to_dict(),
             **({"embedding": spec.embedding} if spec.embedding else {}),
+            **({"ttl_seconds": spec.ttl_seconds} if spec.ttl_seconds else {}),
         },
         "rows": sum(e["rows"] for e in entries),
         "shards": [{k: v for k, v in e.items() if k != "dir"} for e in entries],
@@ -316,6 +317,7 @@ def _parse_manifest(
             col["shards"],
             col["replicas"],
             str(col.get("embedding", "")),
+            ttl_seconds=float(col.get("ttl_seconds", 0.0)),
         )
         created = float(raw["created_unix"])
         shards = []

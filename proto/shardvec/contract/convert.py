@@ -53,6 +53,7 @@ from shardvec.contract.types import (
     TunedBreadth,
     WriteAck,
 )
+from shardvec.contract.validation import check_ttl
 from shardvec.v1 import common_pb2, shard_pb2
 from shardvec.v1 import vector_search_pb2 as pb
 
@@ -222,7 +223,7 @@ def changes_from_proto(resp: shard_pb2.ShardChangesResponse, dim: int) -> list[C
         else:
             meta = loads_json(c.metadata_json) if c.metadata_json else {}
             doc = c.document or None
-            out.append(Change(c.id, int(c.seq), vectors[v], meta, False, doc))
+            out.append(Change(c.id, int(c.seq), vectors[v], meta, False, doc, c.expires_at))
             v += 1
     return out
 
@@ -316,6 +317,7 @@ def spec_from_request(req: pb.CreateCollectionRequest) -> CollectionSpec:
     return CollectionSpec(
         req.name, index, int(req.shards) or 1, int(req.replicas) or 1, req.embedding,
         float(req.target_recall) or DEFAULT_TARGET_RECALL,
+        check_ttl(req.ttl_seconds),
     )
 
 
@@ -339,6 +341,7 @@ def collection_info(
         embedding=spec.embedding,
         text_tokenizer=spec.index.text_tokenizer,
         target_recall=spec.target_recall,
+        ttl_seconds=spec.ttl_seconds,
     )
     if tuned is not None:
         info.recall_estimate = tuned.recall
@@ -399,6 +402,7 @@ def collection_info_to_dict(info: pb.CollectionInfo) -> dict[str, Any]:
         else None,
         "text_tokenizer": info.text_tokenizer or "unicode61",
         "target_recall": float(info.target_recall) or DEFAULT_TARGET_RECALL,
+        "ttl_seconds": float(info.ttl_seconds),
         # The recall tuner's last measurement (None: not tuned yet) and the breadth in force.
         "recall_estimate": float(info.recall_estimate)
         if info.HasField("recall_estimate")
@@ -495,6 +499,8 @@ def update_request(u: ShardUpdate) -> shard_pb2.ShardUpdateRequest:
         upsert_missing=u.upsert_missing,
         max_metadata_bytes=u.max_metadata_bytes,
         reembed=u.reembed,
+        expires_at=u.expires_at,
+        insert_expires_at=u.insert_expires_at,
     )
     if u.vectors is not None:
         pack_vectors(req.vectors, u.vectors)
@@ -514,6 +520,8 @@ def shard_update_from_proto(req: shard_pb2.ShardUpdateRequest, dim: int) -> Shar
         vectors=vectors,
         max_metadata_bytes=int(req.max_metadata_bytes),
         reembed=bool(req.reembed),
+        expires_at=list(req.expires_at),
+        insert_expires_at=float(req.insert_expires_at),
     )
 
 
@@ -530,6 +538,8 @@ def stage_request(seq: int, write: ShardWrite) -> shard_pb2.ShardStageRequest:
         req.documents.extend(write.documents)
     if write.update is not None:
         req.update.CopyFrom(update_request(write.update))
+    if len(write.expires_at):
+        req.expires_at.extend(write.expires_at)
     return req
 
 
@@ -683,6 +693,8 @@ def scroll_page_to_proto(page: ScrollPage, dim: int) -> shard_pb2.ShardScrollRes
     if page.vectors is not None:
         resp.vectors.dim = dim
         resp.vectors.packed = encode_packed(page.vectors) if len(page.vectors) else b""
+    if page.expires_at is not None:
+        resp.expires_at.extend(page.expires_at)
     return resp
 
 
@@ -710,6 +722,7 @@ def scroll_page_from_proto(
         resp.last_id,
         bool(resp.done),
         _scroll_documents(resp, include_documents),
+        list(resp.expires_at) if len(resp.expires_at) == len(resp.ids) and resp.ids else None,
     )
 
 

@@ -106,26 +106,28 @@ def inspect_store_copy(path: Path) -> StoreSummary:
 
 def iter_live_rows(
     path: Path, batch_rows: int = 1000
-) -> Generator[list[tuple[str, bytes, str | None, str | None]], None, None]:
+) -> Generator[list[tuple[str, bytes, str | None, str | None, float | None]], None, None]:
     """The live rows of a copied store as (id, '<f4' vector bytes, metadata JSON or None,
-    document or None), in id order, `batch_rows` at a time (a store of the version before
-    documents has no document column: None for every row)."""
+    document or None, absolute expiry in unix seconds or None), in id order, `batch_rows` at
+    a time (a store of the version before documents, or expiry, has no such column: None for
+    every row)."""
     conn = _open_copy(path)
     last = ""
     try:
         cols = {r[1] for r in conn.execute("PRAGMA table_info(rows)").fetchall()}
         doc = "document" if "document" in cols else "NULL"
+        exp = "expires_at" if "expires_at" in cols else "NULL"
         while True:
             rows = conn.execute(
-                f"SELECT id, vector, metadata, {doc} FROM rows WHERE deleted = 0 AND id > ? "
-                "ORDER BY id LIMIT ?",
+                f"SELECT id, vector, metadata, {doc}, {exp} FROM rows WHERE deleted = 0 "
+                "AND id > ? ORDER BY id LIMIT ?",
                 (last, batch_rows),
             ).fetchall()
             if not rows:
                 return
             if any(r[1] is None for r in rows):
                 raise DataLoss(f"{path}: a live row in the store copy has no vector")
-            yield [(str(r[0]), bytes(r[1]), r[2], r[3]) for r in rows]
+            yield [(str(r[0]), bytes(r[1]), r[2], r[3], r[4]) for r in rows]
             last = rows[-1][0]
     except sqlite3.DatabaseError as exc:
         raise DataLoss(f"{path}: reading rows from the store copy failed: {exc}") from exc

@@ -361,6 +361,7 @@ def status(obj: _Context, as_json: bool) -> None:
             f"replicas={c['replicas']} count={_count(c['count'])} layout={c['layout_version']}"
             + (f" embedding={c['embedding']}" if c.get("embedding") else "")
             + f" text_tokenizer={c.get('text_tokenizer') or 'unicode61'}"
+            + (f" ttl={c['ttl_seconds']:g}s" if c.get("ttl_seconds") else "")
         )
         recall = c.get("recall_estimate")
         click.echo(
@@ -426,6 +427,10 @@ def status(obj: _Context, as_json: bool) -> None:
     "--target-recall", default=0.0, type=float,
     help="Recall@10 searches without --ef are tuned to hold, in (0, 1] (0: 0.95).",
 )
+@click.option(
+    "--ttl", default=0.0, type=float,
+    help="Seconds a row lives unless it is written with its own expiry (0: rows never expire).",
+)
 @click.pass_obj
 def create(
     obj: _Context,
@@ -440,6 +445,7 @@ def create(
     embedding: str | None,
     text_tokenizer: str,
     target_recall: float,
+    ttl: float,
 ) -> None:
     """Create a collection."""
     if not dim and not embedding:
@@ -458,6 +464,7 @@ def create(
                 embedding=embedding or "",
                 text_tokenizer=text_tokenizer,
                 target_recall=target_recall,
+                ttl_seconds=ttl,
             )
     except ShardvecError as exc:
         fail(exc)

@@ -182,13 +182,16 @@ class Client:
         embedding_function: EmbeddingFunction | None = None,
         text_tokenizer: str = "",
         target_recall: float = 0.0,
+        ttl_seconds: float = 0.0,
     ) -> Collection:
         """Create a collection. `embedding="minilm"` embeds documents and query texts in the
         cluster (dim may then be left out: the model's 384); `embedding_function` embeds them
         here, in the client, before they are sent (dim left out: the length of its vector for
         one probe text). `text_tokenizer` ("unicode61", the default, or "porter") cuts
         documents and keyword queries into terms. `target_recall` (in (0, 1]; 0: the default
-        0.95) is the recall@10 the cluster tunes searches without an `ef` to hold."""
+        0.95) is the recall@10 the cluster tunes searches without an `ef` to hold.
+        `ttl_seconds` (0: never) is how long a row written without an expiry of its own
+        lives: an expired row is invisible to every read at once, and swept later."""
         if metric not in METRIC_TO_PROTO:
             raise InvalidArgument(f"metric must be one of cosine, dot, euclidean, got {metric!r}")
         if dim == 0 and embedding_function is not None and not embedding:
@@ -202,6 +205,7 @@ class Client:
             embedding=embedding,
             text_tokenizer=text_tokenizer,
             target_recall=target_recall,
+            ttl_seconds=ttl_seconds,
         )
         req.index.m, req.index.ef_construction, req.index.ef = m, ef_construction, ef
         info = self.call("CreateCollection", req)
@@ -219,13 +223,16 @@ class Client:
         return collection_info_to_dict(info)
 
     def set_collection_options(
-        self, name: str, *, target_recall: float | None = None
+        self, name: str, *, target_recall: float | None = None, ttl_seconds: float | None = None
     ) -> dict[str, Any]:
         """Change collection `name`'s options that move no data (None: as now); returns its
-        description. A new `target_recall` is tuned to within about a minute."""
+        description. A new `target_recall` is tuned to within about a minute; a new default
+        `ttl_seconds` (0: none) applies to rows written from now on."""
         req = pb.SetCollectionOptionsRequest(name=name)
         if target_recall is not None:
             req.target_recall = target_recall
+        if ttl_seconds is not None:
+            req.ttl_seconds = ttl_seconds
         return collection_info_to_dict(self.call("SetCollectionOptions", req))
 
     def rebalance(self, name: str = "", timeout: float | None = 3600.0) -> list[dict[str, Any]]:
@@ -484,9 +491,14 @@ class Collection:
         documents: Sequence[str | None] | None = None,
         batch_size: int = 1000,
         progress: Callable[[int], None] | None = None,
+        ttl_seconds: float | Sequence[float] | None = None,
+        expires_at: float | Sequence[float] | None = None,
     ) -> int:
         """Insert or replace rows, `batch_size` per request; returns the number upserted.
-        `documents`: one text per row (None: none), stored beside its vector and metadata."""
+        `documents`: one text per row (None: none), stored beside its vector and metadata.
+        Expiry, at most one of: `ttl_seconds` (seconds from now, one for all rows or one per
+        row; 0: never) or `expires_at` (unix seconds, likewise; 0: never); neither: the
+        collection's default. An upsert replaces a row, expiry included."""
         arr = _as_matrix(vectors)
         if len(ids) != arr.shape[0]:
             raise InvalidArgument(f"{len(ids)} ids for {arr.shape[0]} vectors")
@@ -505,6 +517,7 @@ class Collection:
                 )
             if documents is not None:
                 req.documents.extend(d or "" for d in documents[start:stop])
+            _expiry(req, ttl_seconds, expires_at, len(ids), start, stop)
             done += int(self.client.call("Upsert", req).upserted)
             if progress is not None:
                 progress(stop - start)
@@ -629,10 +642,11 @@ class Collection:
         *,
         batch_size: int = 256,
         progress: Callable[[int], None] | None = None,
+        ttl_seconds: float | Sequence[float] | None = None,
     ) -> int:
         """Insert or replace rows from their texts (Chroma's `add(ids, documents=...)`): the
         embedding_function embeds them here, or the cluster does with the collection's
-        embedding. Returns the number upserted."""
+        embedding. Returns the number upserted. `ttl_seconds` as in `upsert`."""
         if len(documents) != len(ids):
             raise InvalidArgument(f"{len(documents)} documents for {len(ids)} ids")
         if metadatas is not None and len(metadatas) != len(ids):
@@ -642,6 +656,7 @@ class Collection:
             stop = min(start + batch_size, len(ids))
             req = pb.UpsertRequest(collection=self.name, ids=[str(i) for i in ids[start:stop]])
             req.documents.extend(documents[start:stop])
+            _expiry(req, ttl_seconds, None, len(ids), start, stop)
             if self.embedding_function is not None:
                 pack_vectors(req.vectors, self._embed_here(documents[start:stop]))
             if metadatas is not None:
@@ -858,12 +873,15 @@ class Collection:
         replace_metadata: bool = False,
         upsert_missing: bool = False,
         vectors: Any = None,
+        ttl_seconds: float | Sequence[float] | None = None,
+        expires_at: float | Sequence[float] | None = None,
     ) -> dict[str, Any]:
-        """Change the metadata (merged into the stored object, or replaced) and/or documents
-        of existing rows without sending their vectors; a None entry leaves that row's part
-        unchanged. Returns {"updated", "missing_ids", "inserted"}: ids not in the collection
-        are reported missing, or inserted with upsert_missing (then `vectors` holds one row
-        per id)."""
+        """Change the metadata (merged into the stored object, or replaced), documents and/or
+        expiry of existing rows without sending their vectors; a None entry leaves that row's
+        part unchanged. Returns {"updated", "missing_ids", "inserted"}: ids not in the
+        collection (or expired) are reported missing, or inserted with upsert_missing (then
+        `vectors` holds one row per id). Expiry as in `upsert`; neither given: each row keeps
+        its own."""
         req = pb.UpdateRequest(
             collection=self.name,
             ids=[str(i) for i in ids],
@@ -881,12 +899,35 @@ class Collection:
             req.documents.extend(d or "" for d in documents)
         if vectors is not None:
             pack_vectors(req.vectors, _as_matrix(vectors))
+        _expiry(req, ttl_seconds, expires_at, len(ids), 0, len(ids))
         resp = self.client.call("Update", req)
         return {
             "updated": int(resp.updated),
             "missing_ids": list(resp.missing_ids),
             "inserted": int(resp.inserted),
         }
+
+
+def _expiry(
+    req: Any,
+    ttl_seconds: float | Sequence[float] | None,
+    expires_at: float | Sequence[float] | None,
+    n: int,
+    start: int,
+    stop: int,
+) -> None:
+    """Set an Upsert/Update request's ttl_seconds or expires_at for rows [start, stop) of
+    `n`: a number for every row, or a sequence of one per row (sliced)."""
+    for field, given in (("ttl_seconds", ttl_seconds), ("expires_at", expires_at)):
+        if given is None:
+            continue
+        if isinstance(given, (int, float)):
+            getattr(req, field).append(float(given))
+            continue
+        values = list(given)
+        if len(values) != n:
+            raise InvalidArgument(f"{field}: {len(values)} values for {n} ids")
+        getattr(req, field).extend(float(v) for v in values[start:stop])
 
 
 def _document_options(

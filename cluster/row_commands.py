@@ -73,8 +73,12 @@ def _record_json(r: Record, vectors: bool) -> str:
     "(metadata optional). The collection embeds the documents (created with --embedding).",
 )
 @click.option("--batch", default=256, show_default=True, type=int, help="Rows per request.")
+@click.option(
+    "--ttl", default=None, type=float,
+    help="Seconds the rows live (0: never expire; not given: the collection's default).",
+)
 @click.pass_obj
-def add(obj: _HasClient, name: str, path: Path, batch: int) -> None:
+def add(obj: _HasClient, name: str, path: Path, batch: int, ttl: float | None) -> None:
     """Add (or replace) rows from their documents, with a progress bar."""
     from tqdm import tqdm
 
@@ -91,6 +95,7 @@ def add(obj: _HasClient, name: str, path: Path, batch: int) -> None:
                 [r.get("metadata") for r in rows],
                 batch_size=batch,
                 progress=bar.update,
+                ttl_seconds=ttl,
             )
     except ShardvecError as exc:
         fail(exc)

@@ -20,12 +20,35 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from shardvec.contract.errors import FailedPrecondition, InvalidArgument
 
-if TYPE_CHECKING:
-    from shardvec.cluster.client import Client, EmbeddingFunction
+EmbeddingFunction = Callable[[list[str]], Any]  # as shardvec.cluster.client's
+
+
+class Client(Protocol):
+    """What a re-embedding needs of shardvec.cluster.client.Client (no import of it: no
+    cycle, as cluster/paging.py)."""
+
+    def list_aliases(self) -> dict[str, str]: ...
+
+    def describe(self, name: str) -> dict[str, Any]: ...
+
+    def create_collection(
+        self, name: str, dim: int = ..., metric: str = ..., shards: int = ...,
+        replicas: int = ..., *, m: int = ..., ef_construction: int = ..., ef: int = ...,
+        embedding: str = ..., embedding_function: EmbeddingFunction | None = ...,
+        text_tokenizer: str = ..., target_recall: float = ...,
+    ) -> Any: ...  # fmt: skip
+
+    def get_collection(self, name: str) -> Any: ...
+
+    def create_alias(self, alias: str, collection: str) -> None: ...
+
+    def switch_alias(
+        self, alias: str, collection: str, *, embedding_changed: bool = ...
+    ) -> str: ...
 
 
 @dataclass(frozen=True)

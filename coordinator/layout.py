@@ -20,6 +20,14 @@ import numpy as np
 from shardvec.contract.buckets import NUM_BUCKETS, bucket_of, slice_buckets
 
 
+def next_epoch(previous: int) -> int:
+    """An epoch (a layout push's, coordinator/fronts/publish.py; an alias map's version,
+    coordinator/aliases.py) greater than `previous`; microseconds of the clock when those are
+    ahead, so a restarted coordinator (which starts from 0) still issues epochs no front has
+    seen."""
+    return max(previous + 1, time.time_ns() // 1000)
+
+
 @dataclass(frozen=True, eq=False)
 class Layout:
     version: int

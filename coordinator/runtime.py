@@ -44,8 +44,7 @@ from shardvec.coordinator.changes import resharding
 from shardvec.coordinator.changes.replicas import AutoRebalancer, Progress, ReplicaChanges, prefer
 from shardvec.coordinator.changes.resharding import ReplicaJob, Resharder
 from shardvec.coordinator.collection import CollectionRuntime
-from shardvec.coordinator.fronts.publish import next_epoch
-from shardvec.coordinator.layout import Layout
+from shardvec.coordinator.layout import Layout, next_epoch
 from shardvec.coordinator.paths import collection_dir, snapshot_dir
 from shardvec.coordinator.queries.reads import ShardTimer
 from shardvec.coordinator.queries.recall_tuner import RecallTuner, TunerSettings

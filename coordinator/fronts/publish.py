@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -44,7 +43,7 @@ from typing import Any, Protocol
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.types import TunedBreadth
 from shardvec.coordinator.aliases import AliasMap
-from shardvec.coordinator.layout import Layout
+from shardvec.coordinator.layout import Layout, next_epoch
 from shardvec.coordinator.queries.reads import CollectionReads
 from shardvec.coordinator.replicas.replica_set import Replica, ReplicaState
 
@@ -52,12 +51,6 @@ log = logging.getLogger(__name__)
 
 EPOCH_TIMEOUT_S = 2.0  # a LIVE replica that cannot take its epoch this fast is kept from fronts
 PUSH_TIMEOUT_S = 5.0
-
-
-def next_epoch(previous: int) -> int:
-    """An epoch greater than `previous`; microseconds of the clock when those are ahead, so a
-    restarted coordinator (which starts from 0) still issues epochs no front has seen."""
-    return max(previous + 1, time.time_ns() // 1000)
 
 
 @dataclass(frozen=True)

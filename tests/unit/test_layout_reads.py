@@ -7,6 +7,9 @@ by the pushed view, as a front on another node does. Operations run one at a tim
 layout change running in the background, so the model is exact at every read: counts,
 exact search, Get, Scroll, keyword statistics (against a one-shard collection receiving the
 same writes: "one index over the same rows") and affected-row counts must all be exact.
+Both read collection "c" through its alias "live" (coordinator/aliases.py), resolved by the
+coordinator's and the front's `get` as every public read is: an alias names the collection,
+never a view of it, so the view a read takes is the current one, whatever the layout.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from shardvec.contract.groups import GroupBy
 from shardvec.contract.keyword import Fusion
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.types import ShardUpdate
+from shardvec.coordinator.aliases import AliasMap
 from shardvec.coordinator.changes import resharding
 from shardvec.coordinator.collection import CollectionRuntime
 from shardvec.coordinator.fronts import publish as layout_push
@@ -128,6 +132,9 @@ class _Sink:
     async def push(self, name: str, view: layout_push.CollectionView | None) -> None:
         self.front.apply(name, view)
 
+    async def push_aliases(self, aliases: AliasMap) -> None:
+        self.front.set_aliases(aliases)
+
 
 async def _set_epoch(replica: Any, epoch: int, timeout: float) -> None:
     await FENCES.setdefault(replica.client.address, _Fence()).set(epoch, timeout)
@@ -139,7 +146,7 @@ async def _front_reads(*args: Any) -> None:
     rng, model, front, ref = args
     while True:
         try:
-            return await _reads(rng, model, front.get("c"), ref, "front")
+            return await _reads(rng, model, front.get("live"), ref, "front")
         except StaleLayout:
             await asyncio.sleep(0.005)
 
@@ -351,6 +358,8 @@ async def _run(tmp: Path, seed: int, plan: list[tuple[int, int | None]]) -> None
     col = await rt.create(CollectionSpec("c", index, shards=2))
     ref = await rt.create(CollectionSpec("ref", index, shards=1))
     await rt.layout_changed("c")
+    await rt.create_alias("live", "c")
+    assert front.aliases.resolve("live") == "c"  # pushed
     model = Model(rng)
     ids, vecs, metas, docs = model.new_rows(800)
     for c in (col, ref):
@@ -365,7 +374,7 @@ async def _run(tmp: Path, seed: int, plan: list[tuple[int, int | None]]) -> None
         while not job.done.is_set():
             during += 1
             await _write(rng, model, [col, ref])
-            await _reads(rng, model, col, ref, "coordinator")
+            await _reads(rng, model, rt.get("live"), ref, "coordinator")
             await _front_reads(rng, model, front, ref)
             ops += 1
             if abort_after is not None and ops == abort_after:

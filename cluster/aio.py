@@ -112,6 +112,11 @@ class AsyncClient:
     list_collections = _in_thread(Client.list_collections)
     drop_collection = _in_thread(Client.drop_collection)
     create_snapshot = _in_thread(Client.create_snapshot)
+    create_alias = _in_thread(Client.create_alias)
+    switch_alias = _in_thread(Client.switch_alias)
+    delete_alias = _in_thread(Client.delete_alias)
+    list_aliases = _in_thread(Client.list_aliases)
+    reembed = _in_thread(Client.reembed)
 
     async def close(self) -> None:
         self.sync.close()

@@ -6,6 +6,7 @@ cluster when the model is installed)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from pathlib import Path
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from shardvec.cluster.aio import AsyncClient
 from shardvec.cluster.bringup import ShardvecCluster
 from shardvec.cluster.cli import cli
 from shardvec.cluster.client import Client
@@ -95,6 +97,16 @@ def test_reads_through_an_alias_never_fail_across_switches(
     assert res.exit_code == 1 and "FAILED_PRECONDITION" in res.output, res.output
     res = CliRunner().invoke(cli, ["alias", "delete", alias], env=env)
     assert res.exit_code == 0, res.output
+
+    async def through_asyncio() -> dict[str, str]:
+        async with AsyncClient(cluster.address) as ac:
+            await ac.create_alias(alias, new)
+            assert await ac.switch_alias(alias, old) == new
+            listed = await ac.list_aliases()
+            assert await ac.delete_alias(alias) == old
+            return listed
+
+    assert asyncio.run(through_asyncio())[alias] == old
     client.drop_collection(old)
     client.drop_collection(new)
     assert alias not in client.list_aliases()

@@ -185,6 +185,7 @@ class CollectionRuntime(CollectionReads):
                     reembed=request.reembed,
                     expires_at=[request.expires_at[i] for i in r] if request.expires_at else [],
                     insert_expires_at=request.insert_expires_at,
+                    accepted_at=request.accepted_at,
                 )
             )
         writes = _counting(writes, self.owned_masks(list(writes)))

@@ -48,6 +48,7 @@ from shardvec.contract.limits import (
     DEFAULT_BUILD_THREADS,
     DEFAULT_CHECKPOINT_ROWS,
     DEFAULT_SEARCH_THREADS,
+    SWEEP_GRACE_S,
 )
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.shard_requests import RowBatch
@@ -353,8 +354,10 @@ class ShardEngine:
         limit = check_int("limit", limit, 1, 1_000_000)
         return catchup.changes_since(self, seq, limit)
 
-    def sweep(self, limit: int) -> int:
-        """Remove up to `limit` expired rows for good (the sweep's step, shard/sweep.py):
+    def sweep(self, limit: int, grace_s: float = SWEEP_GRACE_S) -> int:
+        """Remove up to `limit` rows expired `grace_s` ago or more for good (the sweep's step,
+        shard/sweep.py; the grace lets an update accepted by the coordinator just before a
+        row's expiry find the row on every replica):
         each becomes a tombstone under its own seq in the store (FTS row gone with it), its
         index label marked deleted, its slot, columns and row data freed, through the path
         every delete takes (`_apply`). Reads hid them already; returns how many it removed.
@@ -365,7 +368,7 @@ class ShardEngine:
         limit = check_int("limit", limit, 1, 1 << 30)
         with self._write_mutex:
             self._check_usable()
-            now = self._slots.clock()
+            now = self._slots.clock() - grace_s
             expired = self._slots.expired(now)
             if expired is None:
                 return 0

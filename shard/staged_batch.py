@@ -33,6 +33,7 @@ class StagedUpdate:
     missing: list[str]
     inserted: int
     expires: list[float] | None = None
+    accepted_at: float = 0.0  # the coordinator's clock at acceptance (0.0: the replica's)
 
     def to_json(self) -> str:
         raw: dict[str, Any] = {
@@ -45,6 +46,8 @@ class StagedUpdate:
         }
         if self.expires is not None:  # left out when None: the format before expiry
             raw["expires"] = self.expires
+        if self.accepted_at:
+            raw["at"] = self.accepted_at
         return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
 
     @staticmethod
@@ -58,6 +61,7 @@ class StagedUpdate:
             [str(i) for i in d["missing"]],
             int(d["inserted"]),
             [float(e) for e in d["expires"]] if "expires" in d else None,
+            float(d.get("at", 0.0)),
         )
 
 

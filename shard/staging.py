@@ -72,6 +72,9 @@ class UpdatePlan:
     # upsert_missing inserts take `insert_expires_at` then (the collection default, 0.0: none).
     expires_at: list[float] | None = None
     insert_expires_at: float = 0.0
+    # The coordinator's clock at acceptance (0.0: this replica's): a row expired by then is
+    # missing, judged alike on every replica (the sweep waits SWEEP_GRACE_S past an expiry).
+    accepted_at: float = 0.0
 
 
 def stage(eng: EngineState, seq: int, batch: RowBatch | UpdatePlan) -> int:
@@ -159,7 +162,7 @@ def plan_update(
     update finds it missing (upsert_missing inserts it afresh), as after the sweep."""
     n = len(u.ids)
     held = slots.id_to_slot
-    expired = slots.expired()
+    expired = slots.expired(u.accepted_at or None)
 
     def holds(rid: str) -> bool:
         slot = held.get(rid)
@@ -211,6 +214,7 @@ def plan_update(
         missing=[] if u.upsert_missing else [u.ids[i] for i in missing],
         inserted=len(ins),
         expires=[u.expires_at[i] for i in in_place] if u.expires_at is not None else None,
+        accepted_at=u.accepted_at,
     )
     # Inserted rows take the update's expiry or the default; rewritten ones keep theirs.
     ups_expires = [
@@ -282,7 +286,8 @@ def resolve(
         [e or None for e in batch.expires] if batch.expires else [None] * len(batch.ids),
         strict=True,
     )
-    changed, updates, missing = updated_rows(eng._store, seq, batch.update, slots.clock())
+    at = batch.update.accepted_at if batch.update is not None else 0.0
+    changed, updates, missing = updated_rows(eng._store, seq, batch.update, at or slots.clock())
     eng._store.write(
         seq,
         upserts=rows,
@@ -378,4 +383,5 @@ def update_plan(u: ShardUpdate) -> UpdatePlan:
         reembed=u.reembed,
         expires_at=[float(e) for e in u.expires_at] if len(u.expires_at) else None,
         insert_expires_at=float(u.insert_expires_at),
+        accepted_at=float(u.accepted_at),
     )

@@ -121,4 +121,5 @@ async def check_update(
         reembed=reembed,
         expires_at=expires if expires is not None else [],
         insert_expires_at=now + default_ttl if default_ttl else 0.0,
+        accepted_at=now,
     )

@@ -17,6 +17,7 @@ from shardvec.contract.errors import InvalidArgument
 from shardvec.contract.facets import NUMBER_RANK
 from shardvec.contract.filters import Cond
 from shardvec.contract.groups import GroupBy, ShardGroupSearch
+from shardvec.contract.limits import SWEEP_GRACE_S
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.shard_requests import row_batch
 from shardvec.contract.store_copy import STORE_FILE
@@ -144,6 +145,8 @@ def test_sweep_removes_expired_rows_for_good(tmp_path: Path) -> None:
     e, vecs = _filled(tmp_path, clock, 100)
     assert e.sweep(10) == 0  # nothing due
     clock.now = T0 + 11
+    assert e.count() == 50 and e.sweep(100) == 0  # hidden at once, swept after the grace
+    clock.now = T0 + 10 + SWEEP_GRACE_S
     sweeper = Sweeper(e, rows_per_s=1000)
     assert sweeper.step() == 50
     assert e.sweep(10) == 0
@@ -223,6 +226,10 @@ def test_update_keeps_or_changes_expiry(tmp_path: Path) -> None:
     assert ack.inserted == 1 and e.get(["a"])[0] is not None
     clock.now = T0 + 30
     assert e.get(["a"]) == [None] and e.count() == 1
+    # Accepted by the coordinator before "a" expired: found on every replica alike, though
+    # this replica's clock says it has expired; the update names a new expiry, so it lives.
+    ack = upd(7, ["a"], [T0 + 100], accepted_at=T0 + 29.5)
+    assert ack.affected == 1 and not ack.missing_ids and e.get(["a"])[0] is not None
     e.close()
 
 
@@ -236,7 +243,7 @@ def test_catch_up_carries_absolute_expiry(tmp_path: Path) -> None:
     clock.now = T0 + 10
     assert dst.count() == 15
     # the peer swept: a replica behind learns the tombstones (each under its own seq)
-    assert src.sweep(100) == 15
+    assert src.sweep(100, grace_s=0) == 15
     late = _engine(tmp_path / "c", clock)
     changes, seq = src.changes_since(0)
     late.apply_changes(changes, seq)

@@ -12,12 +12,15 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 
 from shardvec.contract.errors import InvalidArgument
+from shardvec.contract.limits import SWEEP_GRACE_S
+from shardvec.coordinator.api import update_checks
 from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.fronts import publish as layout_push
 from shardvec.coordinator.fronts.service import FrontService
@@ -116,6 +119,8 @@ def test_expired_rows_vanish_from_every_read_then_are_swept(
     # the sweep removes them on every replica; the figures the metrics export say so
     engines = _engines(s)
     assert sum(e.info()["expired_rows"] for e in engines) == EXTRA
+    assert sum(e.sweep(1000) for e in engines) == 0  # not before the grace
+    clock.now += SWEEP_GRACE_S
     assert sum(e.sweep(1000) for e in engines) == EXTRA
     infos = [e.info() for e in engines]
     assert sum(i["swept_rows"] for i in infos) == EXTRA
@@ -124,8 +129,12 @@ def test_expired_rows_vanish_from_every_read_then_are_swept(
     assert s.call("Count", pb.CountRequest(collection=s.name)).count == N
 
 
-def test_update_keeps_or_sets_expiry_and_default_ttl(expiring: tuple[Seeded, Clock]) -> None:
+def test_update_keeps_or_sets_expiry_and_default_ttl(
+    expiring: tuple[Seeded, Clock], monkeypatch: pytest.MonkeyPatch
+) -> None:
     s, clock = expiring
+    # the coordinator accepts updates by the same clock as the replicas (accepted_at)
+    monkeypatch.setattr(update_checks, "time", SimpleNamespace(time=clock))
     # An update naming no expiry keeps it; one naming ttl 0 clears it; expires_at sets it.
     s.call("Update", pb.UpdateRequest(collection=s.name, ids=["e0"], metadata_json=['{"k":1}']))
     s.call("Update", pb.UpdateRequest(collection=s.name, ids=["e1"], ttl_seconds=[0]))

@@ -501,6 +501,7 @@ def update_request(u: ShardUpdate) -> shard_pb2.ShardUpdateRequest:
         reembed=u.reembed,
         expires_at=u.expires_at,
         insert_expires_at=u.insert_expires_at,
+        accepted_at=u.accepted_at,
     )
     if u.vectors is not None:
         pack_vectors(req.vectors, u.vectors)
@@ -522,6 +523,7 @@ def shard_update_from_proto(req: shard_pb2.ShardUpdateRequest, dim: int) -> Shar
         reembed=bool(req.reembed),
         expires_at=list(req.expires_at),
         insert_expires_at=float(req.insert_expires_at),
+        accepted_at=float(req.accepted_at),
     )
 
 

@@ -59,6 +59,9 @@ DEFAULT_CHECKPOINT_ROWS = 20_000  # changed rows between index checkpoints
 DEFAULT_SCRUB_ROWS_PER_S = 2000  # rows a replica's background scrub checks per second (0: off)
 DEFAULT_SEARCH_THREADS = 1  # engine used directly; the cluster resolves 0 to the node's CPUs
 DEFAULT_SWEEP_ROWS_PER_S = 1000  # expired rows a replica's background sweep removes a second
+# The sweep removes a row this long after it expired (reads hide it at once): an update the
+# coordinator accepted just before the expiry still finds the row on every replica.
+SWEEP_GRACE_S = 10.0
 
 # Expiry (issue 28): a TTL is a number of seconds in (0, MAX_TTL_SECONDS]; an absolute expiry
 # lies in the future and at most MAX_TTL_SECONDS ahead.

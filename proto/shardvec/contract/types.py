@@ -225,6 +225,9 @@ class ShardUpdate:
     # that upsert_missing inserts when `expires_at` is empty (the collection default; 0.0 none).
     expires_at: Sequence[float] = ()
     insert_expires_at: float = 0.0
+    # The coordinator's clock when it accepted the update (0.0: the replica's own): whether a
+    # row had expired (so is missing) is judged by it on every replica alike.
+    accepted_at: float = 0.0
 
 
 @dataclass(frozen=True, eq=False)

@@ -120,7 +120,7 @@ class ShardSnapshotChunk(_message.Message):
     def __init__(self, manifest_json: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class ShardUpdateRequest(_message.Message):
-    __slots__ = ("ids", "metadata_json", "replace_metadata", "documents", "upsert_missing", "vectors", "max_metadata_bytes", "reembed", "expires_at", "insert_expires_at")
+    __slots__ = ("ids", "metadata_json", "replace_metadata", "documents", "upsert_missing", "vectors", "max_metadata_bytes", "reembed", "expires_at", "insert_expires_at", "accepted_at")
     IDS_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     REPLACE_METADATA_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +131,7 @@ class ShardUpdateRequest(_message.Message):
     REEMBED_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     INSERT_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_AT_FIELD_NUMBER: _ClassVar[int]
     ids: _containers.RepeatedScalarFieldContainer[str]
     metadata_json: _containers.RepeatedScalarFieldContainer[str]
     replace_metadata: bool
@@ -141,7 +142,8 @@ class ShardUpdateRequest(_message.Message):
     reembed: bool
     expires_at: _containers.RepeatedScalarFieldContainer[float]
     insert_expires_at: float
-    def __init__(self, ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., replace_metadata: _Optional[bool] = ..., documents: _Optional[_Iterable[str]] = ..., upsert_missing: _Optional[bool] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., max_metadata_bytes: _Optional[int] = ..., reembed: _Optional[bool] = ..., expires_at: _Optional[_Iterable[float]] = ..., insert_expires_at: _Optional[float] = ...) -> None: ...
+    accepted_at: float
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., replace_metadata: _Optional[bool] = ..., documents: _Optional[_Iterable[str]] = ..., upsert_missing: _Optional[bool] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., max_metadata_bytes: _Optional[int] = ..., reembed: _Optional[bool] = ..., expires_at: _Optional[_Iterable[float]] = ..., insert_expires_at: _Optional[float] = ..., accepted_at: _Optional[float] = ...) -> None: ...
 
 class ShardWriteResponse(_message.Message):
     __slots__ = ("applied", "affected", "applied_seq", "missing_ids", "inserted")

@@ -168,6 +168,13 @@ def test_reembed_fills_a_new_collection_checks_it_and_switches(
     client.get_collection(v2).delete(["bare"])
     client.drop_collection(f"{name}v3")  # left for inspection by the stopped run
 
+    # NAME a plain collection: `alias` is created naming NEW once it is filled.
+    other = client.reembed(v1, into=f"{name}v5", embed=_hash_embed(8), alias=f"{name}alt")
+    assert (other["previous"], client.list_aliases()[f"{name}alt"]) == ("", f"{name}v5")
+    assert client.describe(f"{name}alt")["count"] == len(DOCS)
+    client.delete_alias(f"{name}alt")
+    client.drop_collection(f"{name}v5")
+
     try:
         minilm.model_dir()
     except FailedPrecondition:

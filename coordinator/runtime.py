@@ -40,9 +40,10 @@ from shardvec.coordinator.aliases import (
     check_target,
     check_unaliased,
 )
-from shardvec.coordinator.changes import resharding
+from shardvec.coordinator.changes import plan, replica_job, resharding
+from shardvec.coordinator.changes.replica_job import ReplicaJob
 from shardvec.coordinator.changes.replicas import AutoRebalancer, Progress, ReplicaChanges, prefer
-from shardvec.coordinator.changes.resharding import ReplicaJob, Resharder
+from shardvec.coordinator.changes.resharding import Resharder
 from shardvec.coordinator.collection import CollectionRuntime
 from shardvec.coordinator.layout import Layout, next_epoch
 from shardvec.coordinator.paths import collection_dir, snapshot_dir
@@ -275,7 +276,7 @@ class CoordinatorRuntime:
         """Start changing collection `name` to `shards` shards and `replicas` replicas (None:
         as now); returns once the change is persisted and running (DescribeCollection shows
         its progress). FAILED_PRECONDITION while another change of it runs."""
-        resharding.check_counts(shards, replicas)
+        plan.check_counts(shards, replicas)
         async with self._lock:
             col = self.get(name)
             name = col.spec.name
@@ -300,7 +301,7 @@ class CoordinatorRuntime:
             if shards != col.layout.shards:
                 self.changes[name] = await resharding.begin(self, col, shards, replicas)
             elif replicas != col.spec.replicas:
-                self.changes[name] = resharding.replica_job(self, col, replicas)
+                self.changes[name] = replica_job.replica_job(self, col, replicas)
 
     async def abort_change(self, name: str) -> None:
         """Roll back the layout change of `name` that has not switched yet."""

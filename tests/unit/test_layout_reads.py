@@ -35,6 +35,7 @@ from shardvec.contract.keyword import Fusion
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.types import ShardUpdate
 from shardvec.coordinator.aliases import AliasMap
+from shardvec.coordinator.changes import plan as change_plan
 from shardvec.coordinator.changes import resharding
 from shardvec.coordinator.collection import CollectionRuntime
 from shardvec.coordinator.fronts import publish as layout_push
@@ -409,7 +410,7 @@ def test_every_read_and_write_is_exact_while_the_layout_changes(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, seed: int,
     plan: list[tuple[int, int | None]],
 ) -> None:  # fmt: skip
-    monkeypatch.setattr(resharding, "COPY_ROWS", 40)  # many steps: ops land between them
+    monkeypatch.setattr(change_plan, "COPY_ROWS", 40)  # many steps: ops land between them
     monkeypatch.setattr(layout_push, "_set_epoch", _set_epoch)
     observing(monkeypatch, _slow_step)
     FENCES.clear()
@@ -424,10 +425,10 @@ def test_an_abort_at_every_point_of_a_change_leaves_no_row_behind(
     """An abort after each copy step (and before the first) of a growth that moves buckets
     between existing shards (43 -> 44, a new collection's smallest) and of a shrink (3 -> 2)
     deletes exactly the copies; no read in between sees a row twice or counts it twice."""
-    monkeypatch.setattr(resharding, "COPY_ROWS", copy_rows)
+    monkeypatch.setattr(change_plan, "COPY_ROWS", copy_rows)
     old = Layout.initial(before).owners
-    change = resharding.LayoutChange("copying", old.tolist(),
-                               resharding.plan_owners(old, after).tolist(), before, after, 1)
+    change = change_plan.LayoutChange("copying", old.tolist(),
+                               change_plan.plan_owners(old, after).tolist(), before, after, 1)
     assert change.receivers(), f"{before} -> {after} no longer copies into a shard that is read"
     state: dict[str, Any] = {}
 
@@ -467,7 +468,7 @@ def test_an_abort_at_every_point_of_a_change_leaves_no_row_behind(
                 job.change.abort = True
             await asyncio.wait_for(job.done.wait(), 120)
             if steps_in_all is None:
-                steps_in_all = len(resharding.copy_steps(
+                steps_in_all = len(change_plan.copy_steps(
                     dataclasses.replace(job.change, copied=[]), job._rows_per_bucket))
             assert job.error is None and col.change is None, (at, job.error)
             assert col.layout.shards == before and len(col.shard_sets) == before, at
@@ -545,7 +546,7 @@ def test_writes_are_not_sent_round_again_while_buckets_are_copied(
     running through a copy of many steps is rerouted a handful of times at most (before,
     every step sent every waiting write round again: upserts waited 30 s behind a 100k-row
     copy)."""
-    monkeypatch.setattr(resharding, "COPY_ROWS", 10)  # many steps
+    monkeypatch.setattr(change_plan, "COPY_ROWS", 10)  # many steps
 
     async def main() -> None:
         rt = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))

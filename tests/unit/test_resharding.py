@@ -14,8 +14,8 @@ import pytest
 from shardvec.contract.buckets import NUM_BUCKETS
 from shardvec.contract.errors import FailedPrecondition, InvalidArgument
 from shardvec.contract.settings import CollectionSpec, IndexSettings
-from shardvec.coordinator.changes import resharding
-from shardvec.coordinator.changes.resharding import plan_owners
+from shardvec.coordinator.changes import plan as change_plan
+from shardvec.coordinator.changes.plan import plan_owners
 from shardvec.coordinator.layout import Layout
 from shardvec.coordinator.queries.reads import SearchParams
 from shardvec.coordinator.runtime import CoordinatorRuntime
@@ -150,7 +150,7 @@ def test_shards_change_while_a_writer_and_a_reader_run(tmp_path: Path) -> None:
 def test_a_second_scale_is_refused_and_abort_rolls_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(resharding, "COPY_ROWS", 1)  # a bucket a step: the abort lands mid-copy
+    monkeypatch.setattr(change_plan, "COPY_ROWS", 1)  # a bucket a step: the abort lands mid-copy
 
     async def main() -> None:
         rt = _runtime(tmp_path / "d")

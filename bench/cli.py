@@ -82,6 +82,8 @@ REGISTRY: dict[str, Benchmark] = {
                                  "a writer; rows copied per second."),
     "checksum": Benchmark("What row checksums cost: store writes with and without them, the "
                           "checksum alone, Get, the scrub."),
+    "sweep": Benchmark("Expiry on one replica: search p50 with rows expiring, expired and "
+                       "while the sweep runs, against a plain search; the sweep's rows/s."),
 }
 
 

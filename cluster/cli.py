@@ -21,7 +21,7 @@ from shardvec.cluster.hints import fail
 from shardvec.cluster.ops_commands import rebalance, recall, scale, snapshot
 from shardvec.cluster.row_commands import add, count, delete, get, update
 from shardvec.contract.errors import ShardvecError
-from shardvec.contract.limits import DEFAULT_SCRUB_ROWS_PER_S
+from shardvec.contract.limits import DEFAULT_SCRUB_ROWS_PER_S, DEFAULT_SWEEP_ROWS_PER_S
 from shardvec.coordinator.config import CoordinatorSettings
 
 PLUGIN_GROUP = "shardvec.cli"
@@ -143,6 +143,14 @@ def cli(ctx: click.Context, server: str, api_key: str | None) -> None:
     "(0: no scrub; the store is still checked when it opens and when rows are read).",
 )
 @click.option(
+    "--sweep-rows-per-s",
+    default=DEFAULT_SWEEP_ROWS_PER_S,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Expired rows a second each replica's background sweep removes for good (0: none; "
+    "reads hide expired rows either way).",
+)
+@click.option(
     "--limit",
     "limits",
     multiple=True,
@@ -224,6 +232,7 @@ def up(
     search_threads: int,
     num_cpus: int | None,
     scrub_rows_per_s: int,
+    sweep_rows_per_s: int,
     embedders_per_node: int,
     max_embedders: int,
     limits: tuple[str, ...],
@@ -254,6 +263,7 @@ def up(
         "front_port": front_port,
         "front_metrics_port": front_metrics_port,
         "scrub_rows_per_s": scrub_rows_per_s,
+        "sweep_rows_per_s": sweep_rows_per_s,
         "embedders_per_node": embedders_per_node,
         "max_embedders": max_embedders,
         "max_metadata_bytes": max_metadata_bytes,

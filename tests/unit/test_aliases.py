@@ -137,6 +137,11 @@ def test_every_data_call_goes_through_an_alias_and_a_switch_moves_them(tmp_path:
             pb.SetCollectionOptionsRequest(name="prod", target_recall=0.9), ctx
         )
         assert opts.name == "a" and runtime.collections["a"].spec.target_recall == 0.9
+        scaled = await svc.ScaleCollection(pb.ScaleCollectionRequest(name="prod", shards=3), ctx)
+        assert scaled.name == "a"
+        await asyncio.wait_for(runtime.changes["a"].done.wait(), 30)
+        assert runtime.get("prod").layout.shards == 3
+        assert (await svc.Count(pb.CountRequest(collection="prod"), ctx)).count == 34
         listed = await svc.ListCollections(pb.ListCollectionsRequest(), ctx)
         assert [(x.name, x.collection) for x in listed.aliases] == [("prod", "a")]
         assert [c.name for c in listed.collections] == ["a", "b"]

@@ -31,6 +31,11 @@ alias is written here (one synchronous=FULL statement) before it takes effect, s
 killed during a switch finds the alias naming the old collection or the new one, never none.
 A collection named by an alias is not removed, and no alias takes a collection's name.
 
+The `tuned` table holds the search breadth the recall tuner last set for each collection
+(coordinator/queries/recall_tuner.py: a TunedBreadth as JSON, with the rows, layout version
+and target it was measured at), so a restarted coordinator serves searches without `ef` at
+the tuned breadth at once and tunes again only when the tuner's own rule finds it due.
+
 Every SQLite or disk failure leaves here as a precise shardvec error
 (shardvec.contract.sqlite_errors: a full disk is ResourceExhausted, corruption DataLoss,
 busy/locked Unavailable), never INTERNAL with SQLite's raw message.
@@ -44,13 +49,14 @@ import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from shardvec.contract.errors import AlreadyExists, FailedPrecondition, NotFound
 from shardvec.contract.private_files import private_dir, private_file
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.sqlite_errors import map_storage_error
+from shardvec.contract.types import TunedBreadth
 from shardvec.coordinator.paths import registry_path
 
 READY = "ready"
@@ -124,6 +130,9 @@ class Registry:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS aliases (name TEXT PRIMARY KEY, collection TEXT NOT NULL)"
         )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS tuned (name TEXT PRIMARY KEY, breadth TEXT NOT NULL)"
+        )
 
     def add(self, spec: CollectionSpec, state: str = READY) -> None:
         if state not in STATES:
@@ -155,6 +164,7 @@ class Registry:
             self._db.execute("DELETE FROM layouts WHERE name = ?", (name,))
             self._db.execute("DELETE FROM changes WHERE name = ?", (name,))
             self._db.execute("DELETE FROM replica_sets WHERE name = ?", (name,))
+            self._db.execute("DELETE FROM tuned WHERE name = ?", (name,))
             if cur.rowcount == 0:
                 raise NotFound(f"collection {name!r} does not exist")
 
@@ -368,6 +378,38 @@ class Registry:
                     with contextlib.suppress(sqlite3.Error):
                         self._db.execute("ROLLBACK")
                 raise
+
+    def tuned(self, name: str) -> TunedBreadth | None:
+        """The breadth the recall tuner last set for `name` (None: none, or a row this
+        version cannot read, which only costs a tune)."""
+        with self._lock, self._errors():
+            row = self._db.execute("SELECT breadth FROM tuned WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        try:
+            d = json.loads(row[0])
+            return TunedBreadth(
+                ef=int(d["ef"]), shards=int(d["shards"]), recall=float(d["recall"]),
+                queries=int(d["queries"]), rows=int(d["rows"]),
+                layout_version=int(d["layout_version"]), target=float(d["target"]),
+                tuned_unix=float(d["tuned_unix"]),
+            )  # fmt: skip
+        except (ValueError, TypeError, KeyError):
+            return None
+
+    def set_tuned(self, name: str, tuned: TunedBreadth | None) -> None:
+        """Durably record the breadth the tuner set for `name` (None: forget it); nothing
+        for a collection no longer registered (dropped while it was tuned)."""
+        with self._lock, self._errors():
+            if tuned is None:
+                self._db.execute("DELETE FROM tuned WHERE name = ?", (name,))
+                return
+            self._db.execute(
+                "INSERT INTO tuned (name, breadth) SELECT ?, ? WHERE EXISTS"
+                " (SELECT 1 FROM collections WHERE name = ?)"
+                " ON CONFLICT(name) DO UPDATE SET breadth = excluded.breadth",
+                (name, json.dumps(asdict(tuned), sort_keys=True), name),
+            )
 
     def aliases(self) -> dict[str, str]:
         """Every alias and the collection it names."""

@@ -125,6 +125,7 @@ class CoordinatorRuntime:
             lambda: {n: c for n, c in self.collections.items() if n not in self.restoring},
             self.layout_changed,
             settings,
+            self.registry.set_tuned,
         )
         self._tuning = asyncio.ensure_future(tuner.run())
         return tuner
@@ -267,6 +268,8 @@ class CoordinatorRuntime:
                     prefer(r.control, lists[rs.shard].nodes.get(r.index, ""))
         await self.bring_up(sets, new=new)
         col = CollectionRuntime(spec, sets, decisions, self.on_shard_search, layout)
+        if not new:  # the breadth the recall tuner last set, kept by the registry
+            col.tuned = self.registry.tuned(spec.name)
         change = None if new else self.registry.change(spec.name)
         if change is not None:  # a layout change a kill interrupted: finished before serving
             self.changes[spec.name] = await resharding.resume(self, col, change)

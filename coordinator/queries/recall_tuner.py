@@ -27,6 +27,12 @@ moved by more than 0.5 % during it, or 10 % for one a never-ending load forced) 
 switches under is abandoned and started afresh. The breadth is set on the collection
 (`CollectionReads.tuned`) and pushed to the query fronts through the layout-change hook;
 below `min_rows` a collection goes back to the static rule.
+
+A breadth that stands (tuned on still rows, not provisional) is handed to `persist` (the
+coordinator's registry, coordinator/registry.py); a restarted coordinator opens each
+collection with it, so searches without `ef` keep it, and this tuner, starting with no
+history, tunes again only when `due` finds it stale by the same rule as any other tune (the
+rows moved by more than `retune_change`, a reshard, a new target).
 """
 
 from __future__ import annotations
@@ -167,9 +173,11 @@ class RecallTuner:
         collections: Callable[[], Mapping[str, CollectionReads]],
         changed: Callable[[str], Awaitable[None]],
         settings: TunerSettings | None = None,
+        persist: Callable[[str, TunedBreadth | None], None] | None = None,
     ) -> None:
         self._collections = collections
         self._changed = changed  # the layout-change hook: pushes the breadth to the fronts
+        self._persist = persist  # where a breadth that stands is kept across restarts
         self.settings = settings or TunerSettings()
         self.busy_s = 0.0  # wall time spent in the tuner's searches
         self.tunes = 0
@@ -226,6 +234,7 @@ class RecallTuner:
         if rows < self.settings.min_rows and col.tuned is not None:
             col.tuned = None  # back to the static rule
             await self._changed(name)
+            await self._keep(name, None)
             return None
         if not (self.due(col, rows) or name in self._provisional):
             self._due_since.pop(name, None)
@@ -251,7 +260,19 @@ class RecallTuner:
                 self._provisional.discard(name)
             else:
                 self._provisional.add(name)
+            # a provisional breadth is tuned again here; after a restart, none is kept
+            await self._keep(name, None if name in self._provisional else tuned)
         return tuned
+
+    async def _keep(self, name: str, tuned: TunedBreadth | None) -> None:
+        """Hand `tuned` to `persist` (off the event loop: it commits to SQLite); a failure
+        costs only a tune after a restart, so it is logged, not raised."""
+        if self._persist is None:
+            return
+        try:
+            await asyncio.to_thread(self._persist, name, tuned)
+        except Exception as exc:
+            log.warning("recall tuner: could not keep the breadth of %s: %s", name, exc)
 
     async def tune(
         self, name: str, col: CollectionReads, rows: int, outrun: float | None = None

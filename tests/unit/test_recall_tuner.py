@@ -29,6 +29,7 @@ from shardvec.coordinator.queries.recall_tuner import (
     smallest_holding,
 )
 from shardvec.coordinator.queries.recent import RecentQueries
+from shardvec.coordinator.registry import Registry
 from shardvec.coordinator.replicas.replica_set import Replica, ReplicaSet, ReplicaState
 from shardvec.coordinator.replicas.shard_client import RemoteShard
 from shardvec.coordinator.runtime import CoordinatorRuntime
@@ -406,6 +407,88 @@ def test_live_queries_harder_than_the_probes_widen_the_breadth(tmp_path: Path) -
         exact = await col.search(far, SearchParams(k=10, exact=True), deadline)
         hits = await col.search(far, SearchParams(k=10, ef=with_live.ef), deadline)
         assert float(np.mean(recall_per_query(hits.ids, exact.ids, exact.counts))) >= 0.93
+        await rt.shutdown()
+
+    asyncio.run(main())
+
+
+def test_the_registry_keeps_a_tuned_breadth_across_a_reopen(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    reg.add(CollectionSpec("c", INDEX, shards=2))
+    kept = TunedBreadth(56, 2, 0.9612, 212, 250_000, 3, 0.95, 1765000000.5)
+    reg.set_tuned("c", kept)
+    reg.set_tuned("gone", kept)  # a collection dropped while it was tuned: nothing kept
+    reg.close()
+    reg = Registry(tmp_path)
+    assert reg.tuned("c") == kept and reg.tuned("gone") is None
+    reg.set_tuned("c", dataclasses.replace(kept, ef=64))
+    assert reg.tuned("c") == dataclasses.replace(kept, ef=64)
+    reg.set_tuned("c", None)
+    assert reg.tuned("c") is None
+    reg.set_tuned("c", kept)
+    reg.remove("c")  # dropped: its breadth goes with it, a new "c" starts untuned
+    reg.add(CollectionSpec("c", INDEX, shards=2))
+    assert reg.tuned("c") is None
+    reg.close()
+
+
+def test_a_restarted_coordinator_keeps_the_tuned_breadth_until_the_rows_move(
+    tmp_path: Path,
+) -> None:
+    """The breadth a tune set is in the registry; a restarted runtime opens the collection
+    with it, a fresh tuner finds it not due (same rows, layout and target), searches without
+    ef use it, and only rows grown by more than retune_change start a new tune."""
+
+    async def main() -> None:
+        rt = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
+        col = await rt.create(CollectionSpec("c", INDEX, shards=2))
+        rng = np.random.default_rng(5)
+        await _load(col, 0, _points(rng, 3000))
+        tuner = RecallTuner(lambda: {"c": col}, _nothing, FAST, rt.registry.set_tuned)
+        first = await tuner.check("c", col)
+        assert first is not None and rt.registry.tuned("c") == first
+        await rt.shutdown()
+
+        rt = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
+        await rt.restore()
+        col = rt.get("c")
+        assert col.tuned == first  # in force before any tune of this coordinator
+        tuner = RecallTuner(lambda: {"c": col}, _nothing, FAST, rt.registry.set_tuned)
+        assert await tuner.check("c", col) is None and tuner.tunes == 0
+        q = _points(rng, 50)
+        deadline = time.monotonic() + 60
+        default = await col.search(q, SearchParams(k=10), deadline)
+        explicit = await col.search(q, SearchParams(k=10, ef=first.ef), deadline)
+        assert (default.ids == explicit.ids).all()
+        await _load(col, 3000, _points(rng, 200))  # +6.7 %: within retune_change
+        assert await tuner.check("c", col) is None and tuner.tunes == 0
+        await _load(col, 3200, _points(rng, 1300))  # +50 % on the tuned rows: due
+        again = await tuner.check("c", col)
+        assert again is not None and again.rows == 4500 and tuner.tunes == 1
+        assert rt.registry.tuned("c") == again
+        await rt.shutdown()
+
+    asyncio.run(main())
+
+
+def test_a_provisional_breadth_is_not_kept(tmp_path: Path) -> None:
+    """A tune forced while the rows still move is provisional: the registry forgets the
+    breadth before it, so a restart never serves one measured on a moving load as final."""
+
+    async def main() -> None:
+        rt = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
+        col = await rt.create(CollectionSpec("c", INDEX, shards=2))
+        rng = np.random.default_rng(6)
+        await _load(col, 0, _points(rng, 2000))
+        still = TunerSettings(cpu_share=1.0, probes=48, live=0, min_rows=500, quiet_s=0.0)
+        tuner = RecallTuner(lambda: {"c": col}, _nothing, still, rt.registry.set_tuned)
+        assert await tuner.check("c", col, wait=True) is not None  # first sight: still rows
+        assert rt.registry.tuned("c") is not None
+        forced = dataclasses.replace(still, quiet_s=3600.0, max_wait_s=0.0)
+        tuner.settings = forced
+        await _load(col, 2000, _points(rng, 1000))  # due (+50 %) and moving: forced
+        assert await tuner.check("c", col, wait=True) is not None
+        assert rt.registry.tuned("c") is None
         await rt.shutdown()
 
     asyncio.run(main())

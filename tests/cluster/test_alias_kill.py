@@ -2,8 +2,9 @@
 `shardvec up --front-port 0` server (coordinator/aliases.py).
 
 Through a front: an alias created on the coordinator is resolved by the front (pushed with
-the layouts), a switch is in force on the front when the switch returns, and a scroll begun
-through the alias on the front stays on its collection across the switch. Then a switch is
+the layouts), a switch is in force on the front when the switch returns, a scroll begun
+through the alias on the front stays on its collection across the switch, and a reader
+looping on the front while the alias switches back and forth sees no failed read. Then a switch is
 stopped (a kill point: tests/hooks/) before its registry write or right after it, and the
 coordinator process is killed with SIGKILL: Ray restarts it, and the alias names the old
 collection (killed before the write) or the new one (after), never none, and reads through
@@ -68,6 +69,30 @@ def test_aliases_through_a_front_and_a_kill_9_during_a_switch_ends_on_one_side(
             assert front.get_collection("live").count() == ROWS["b"]  # pushed before the answer
             ids = [r.id for r in first.records] + [r.id for p in pages for r in p.records]
             assert sorted(ids) == sorted(f"a{i}" for i in range(ROWS["a"]))
+
+            # A reader looping on the front while the alias switches back and forth.
+            seen: list[int | str] = []
+            stop = threading.Event()
+
+            def reader() -> None:
+                col = front.get_collection("live")
+                while not stop.is_set():
+                    try:
+                        seen.append(col.count())
+                    except ShardvecError as exc:
+                        seen.append(f"{exc.code.name}: {exc.message}")
+
+            thread = threading.Thread(target=reader)
+            thread.start()
+            try:
+                for target in ("a", "b", "a", "b"):
+                    c.switch_alias("live", target)
+                    before = len(seen)
+                    until(lambda b=before: len(seen) > b + 1, 30, "reads on the front")
+            finally:
+                stop.set()
+                thread.join(60)
+            assert set(seen) <= {ROWS["a"], ROWS["b"]}, [x for x in seen if isinstance(x, str)]
 
         # Killed before the switch is written: old; right after: new. Never none.
         for phase, target, ends_on in [("alias-switch-begun", "a", "b"),

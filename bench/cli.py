@@ -62,6 +62,8 @@ REGISTRY: dict[str, Benchmark] = {
                       "errors and memory growth."),
     "features": Benchmark("Group-by (10 x 3) and MMR (k=10 of 100) against a plain search of "
                           "the same k, and facets over the shared set, on a real cluster."),
+    "facets": Benchmark("Facets over a million rows on a real cluster, checked against NumPy's "
+                        "counts, against a plain search in the same run."),
     # text
     "embed": Benchmark("Text in: embedding throughput (in process, one actor, the pool) and "
                        "text-query latency.", one_blas_thread=True),

@@ -5,15 +5,17 @@ NAME is an alias (the usual case): its collection is read, NEW is filled, and NA
 to NEW. NAME may instead be a collection: then `alias` must be given, and names NEW once it is
 filled (created, or switched if it exists); callers then use the alias.
 
-NEW is created with the source's shards, replicas, metric, index settings and tokenizer, and the
-new embedding's dimension: `embedding="minilm"` embeds in the cluster, a client-side function
-(`embed`) embeds here. Rows are read with one scroll of the source (each live row once) and
-upserted with their metadata and documents (Collection.upsert_documents). Before the switch
-NEW's count must equal the source's, read after the fill: rows written to the source meanwhile
-change its count and stop the switch (run again; the upserts are idempotent only if NEW is
-dropped first, as NEW must not exist). A row without a document cannot be re-embedded: it stops
-the run before the switch, naming the row. NEW is left in place when a run stops, and the
-source is never dropped here (reads that resolved the alias before the switch finish on it).
+NEW is created with the source's shards, replicas, metric, index settings, tokenizer and
+default expiry (`ttl_seconds`), and the new embedding's dimension: `embedding="minilm"` embeds
+in the cluster, a client-side function (`embed`) embeds here. Rows are read with one scroll of
+the source (each live row once) and upserted with their metadata and documents
+(Collection.upsert_documents). Before the switch NEW's count must equal the source's, read
+after the fill: rows written to the source meanwhile change its count and stop the switch
+(drop NEW and run again). A row without a document cannot be re-embedded: it stops the run
+before the switch, naming the row. NEW is left in place when a run stops, and the source is
+never dropped here (reads that resolved the alias before the switch finish on it).
+A row's own expiry is not carried (a scroll does not return it): in NEW every row takes the
+collection's default from the time it is written.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class Client(Protocol):
         self, name: str, dim: int = ..., metric: str = ..., shards: int = ...,
         replicas: int = ..., *, m: int = ..., ef_construction: int = ..., ef: int = ...,
         embedding: str = ..., embedding_function: EmbeddingFunction | None = ...,
-        text_tokenizer: str = ..., target_recall: float = ...,
+        text_tokenizer: str = ..., target_recall: float = ..., ttl_seconds: float = ...,
     ) -> Any: ...  # fmt: skip
 
     def get_collection(self, name: str) -> Any: ...
@@ -109,6 +111,7 @@ def reembed(
         embedding_function=embed,
         text_tokenizer=info["text_tokenizer"],
         target_recall=info["target_recall"],
+        ttl_seconds=float(info.get("ttl_seconds") or 0.0),
     )
     src = client.get_collection(source)
     rows = 0

@@ -137,7 +137,9 @@ def test_reembed_fills_a_new_collection_checks_it_and_switches(
     client: Client, cluster: ShardvecCluster, name: str
 ) -> None:
     v1, v2, alias = f"{name}v1", f"{name}v2", f"{name}docs"
-    first = client.create_collection(v1, shards=2, embedding_function=_hash_embed(16))
+    first = client.create_collection(
+        v1, shards=2, embedding_function=_hash_embed(16), ttl_seconds=86400
+    )
     ids = [f"d{i}" for i in range(len(DOCS))]
     first.upsert_documents(ids, DOCS, [{"n": i} for i in range(len(DOCS))])
     client.create_alias(alias, v1)
@@ -150,6 +152,7 @@ def test_reembed_fills_a_new_collection_checks_it_and_switches(
     assert sum(ticks) == len(DOCS)
     info = client.describe(alias)
     assert (info["name"], info["dim"], info["shards"], info["count"]) == (v2, 24, 2, len(DOCS))
+    assert info["ttl_seconds"] == 86400  # the source's default expiry
     got = client.get_collection(alias).get(["d3"], include_documents=True)
     assert got[0].document == DOCS[3] and got[0].metadata == {"n": 3}
 

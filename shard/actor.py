@@ -27,9 +27,11 @@ from shardvec.contract.limits import (
 from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
 from shardvec.contract.private_files import private_dir, restrict_umask
 from shardvec.contract.settings import IndexSettings
+from shardvec.shard import process_memory
 from shardvec.shard.engine import ShardEngine
 from shardvec.shard.local import catch_up_step
 from shardvec.shard.node_lock import default_lock_path
+from shardvec.shard.process_memory import report
 from shardvec.shard.scrub import Scrubber
 from shardvec.shard.server import ShardServer
 from shardvec.shard.sweep import Sweeper
@@ -167,6 +169,15 @@ class ShardReplica:
             "count": info["count"],
             "applied_seq": info["applied_seq"],
         }
+
+    def memory(self, trim: bool = False) -> dict[str, Any]:
+        """This replica process's memory by kind (shard/process_memory.py), with its row
+        count; with `trim`, also the same after glibc's malloc_trim(0) (for profiling)."""
+        out: dict[str, Any] = {"count": self.engine.info()["count"], "before": report()}
+        if trim:
+            out["trimmed"] = process_memory.trim()
+            out["after_trim"] = report(objects=False)
+        return out
 
     def checkpoint(self) -> None:
         """Write the index checkpoint now (bench/replicas.py times a rejoin after one)."""

@@ -1,0 +1,46 @@
+"""shard/process_memory.py: what a replica's process reports of its memory (ShardReplica.memory)."""
+
+from __future__ import annotations
+
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from shardvec.shard import process_memory
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc and glibc")
+
+
+def test_the_report_names_pss_the_heap_and_sqlite() -> None:
+    held = [bytearray(1000) for _ in range(20_000)]  # 20 MB of small blocks on the heap
+    got = process_memory.report()
+    assert got["smaps"]["Pss"] > 20_000_000 and got["smaps"]["Anonymous"] > 20_000_000
+    assert got["heap"]["in_use"] >= 20_000_000
+    assert {"memory_used", "pagecache_overflow"} <= set(got["sqlite"])
+    assert got["gc_objects"] and got["gc_tracked"] >= sum(got["gc_objects"].values())
+    del held
+
+
+def test_trim_gives_freed_heap_pages_back() -> None:
+    held = [bytearray(1000) for _ in range(50_000)]
+    keep = held[::50]  # a block kept every 50 KB: the freed ones cannot shrink the heap's top
+    del held
+    before = process_memory.smaps_rollup()["Anonymous"]
+    assert process_memory.trim() in (True, False)
+    after = process_memory.smaps_rollup()["Anonymous"]
+    assert after < before - 20_000_000, (before, after)
+    assert len(keep) == 1000
+
+
+def test_tracemalloc_sites_when_tracing() -> None:
+    assert process_memory.tracemalloc_top() == [] or tracemalloc.is_tracing()
+    tracemalloc.start()
+    try:
+        arr = np.ones(1_000_000)
+        top = process_memory.report(objects=False)["tracemalloc_top"]
+        assert top[0]["bytes"] >= arr.nbytes  # the array, at the line NumPy allocated it
+        assert top[0]["blocks"] >= 1 and ":" in top[0]["where"]
+    finally:
+        tracemalloc.stop()

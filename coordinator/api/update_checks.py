@@ -71,7 +71,7 @@ async def check_update(
     default_ttl = col.spec.ttl_seconds
     if not any(metas) and not any(docs) and expires is None:
         raise InvalidArgument(
-            "update: give metadata_json, documents, ttl_seconds or expires_at to change"
+            "update: give metadata_json and/or documents (or ttl_seconds / expires_at) to change"
         )
     vectors = None
     if request.HasField("vectors"):

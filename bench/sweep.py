@@ -18,6 +18,7 @@ Prints a table and writes bench/results/sweep.json.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -96,6 +97,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
     result: dict[str, Any] = {"data": source, "rows": len(base), "expiring": args.expiring,
                               "rate": args.rate}  # fmt: skip
     n = len(q)
+    result["load_average_before"] = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         clock = Clock()
         plain = ShardEngine(Path(tmp) / "plain", settings, clock=clock, checkpoint_rows=1 << 40)
@@ -132,6 +134,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
         result["after_sweep"] = _p50(search, n, args.seconds)
         assert e.info()["expired_rows"] == 0 and e.count() == len(base) - expiring
         e.close()
+    result["load_average_after"] = os.getloadavg()
     return result
 
 

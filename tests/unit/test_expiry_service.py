@@ -8,7 +8,9 @@ clock); the replicas then read "now" from a clock the test moves, so nothing sle
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from prometheus_client import generate_latest
 
 from shardvec.contract.errors import InvalidArgument
 from shardvec.contract.limits import SWEEP_GRACE_S
@@ -24,6 +27,7 @@ from shardvec.coordinator.api import update_checks
 from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.fronts import publish as layout_push
 from shardvec.coordinator.fronts.service import FrontService
+from shardvec.coordinator.metrics import CoordinatorMetrics
 from shardvec.coordinator.queries.batching import MicroBatcher
 from shardvec.shard.engine import ShardEngine
 from shardvec.v1 import vector_search_pb2 as pb
@@ -97,6 +101,16 @@ def _visible(s: Seeded, q: np.ndarray) -> dict[str, Any]:
     return out
 
 
+def _scraped(s: Seeded, series: str) -> float:
+    """The sum over the collection's replicas of `series`, as the metrics endpoint serves it
+    (a fresh scrape: the figures are read from every replica on the service's loop)."""
+    metrics = CoordinatorMetrics()
+    metrics.attach(s.runtime, s.loop)
+    text = s.loop.run_until_complete(asyncio.to_thread(generate_latest, metrics.registry))
+    pattern = rf'^{series}{{collection="{s.name}",[^}}]*}} (\S+)$'
+    return sum(float(v) for v in re.findall(pattern, text.decode(), re.M))
+
+
 def test_expired_rows_vanish_from_every_read_then_are_swept(
     expiring: tuple[Seeded, Clock],
 ) -> None:
@@ -119,12 +133,15 @@ def test_expired_rows_vanish_from_every_read_then_are_swept(
     # the sweep removes them on every replica; the figures the metrics export say so
     engines = _engines(s)
     assert sum(e.info()["expired_rows"] for e in engines) == EXTRA
+    assert _scraped(s, "shardvec_rows_expired") == EXTRA
     assert sum(e.sweep(1000) for e in engines) == 0  # not before the grace
     clock.now += SWEEP_GRACE_S
     assert sum(e.sweep(1000) for e in engines) == EXTRA
     infos = [e.info() for e in engines]
     assert sum(i["swept_rows"] for i in infos) == EXTRA
     assert sum(i["expired_rows"] for i in infos) == 0
+    assert _scraped(s, "shardvec_rows_expired") == 0
+    assert _scraped(s, "shardvec_rows_swept_total") == EXTRA
     assert _visible(s, q) == after
     assert s.call("Count", pb.CountRequest(collection=s.name)).count == N
 

@@ -80,6 +80,21 @@ class _Column:
         self.codes: dict[str, int] = {}
         self.lists: dict[int, frozenset[_Item]] = {}
         self.postings: dict[_Item, set[int]] = {}
+        # The postings as arrays, made when a read first needs them (`contains`, a facet of
+        # list elements) and dropped by any change to the lists.
+        self._posting_arrays: dict[_Item, npt.NDArray[np.int64]] | None = None
+
+    def posting_array(self, item: _Item) -> npt.NDArray[np.int64] | None:
+        """The slots holding `item` in a list, as an array (None: no row holds it)."""
+        return self.posting_arrays().get(item)
+
+    def posting_arrays(self) -> dict[_Item, npt.NDArray[np.int64]]:
+        arrays = self._posting_arrays
+        if arrays is None:
+            arrays = {item: np.fromiter(holders, dtype=np.int64, count=len(holders))
+                      for item, holders in self.postings.items()}  # fmt: skip
+            self._posting_arrays = arrays
+        return arrays
 
     def reserve(self, size: int) -> None:
         """Grow geometrically so every slot below `size` is addressable."""
@@ -102,6 +117,8 @@ class _Column:
         for name, arr in self.typed.items():
             arr[idx] = _TYPED[name][0]
         for slot in slots:
+            if slot in self.lists:
+                self._posting_arrays = None
             for item in self.lists.pop(slot, ()):
                 holders = self.postings[item]
                 holders.discard(slot)
@@ -125,6 +142,7 @@ class _Column:
                     self.codes.setdefault(v, len(self.codes)) for v in values
                 ]
             else:
+                self._posting_arrays = None
                 for slot, items in zip(some, values, strict=True):
                     self.lists[slot] = items
                     for item in items:
@@ -177,6 +195,7 @@ class _Column:
         total += sum(len(s) + 110 for s in self.codes)
         total += sum(250 + 40 * len(items) for items in self.lists.values())
         total += sum(250 + 40 * len(slots) for slots in self.postings.values())
+        total += sum(100 + a.nbytes for a in (self._posting_arrays or {}).values())
         return total
 
 
@@ -292,9 +311,8 @@ class MetadataColumns:
         elif op == "exists":
             out[:k] = column.kind[:k] != _MISSING
         else:  # contains: only the rows holding lists, through the postings
-            holders = column.postings.get(_tag(c.value))
-            if holders:
-                idx = np.fromiter(holders, dtype=np.int64, count=len(holders))
+            idx = column.posting_array(_tag(c.value))
+            if idx is not None:
                 out[idx[idx < n]] = True
         if negate:
             np.logical_not(out, out=out)

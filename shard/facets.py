@@ -28,6 +28,11 @@ from shardvec.shard.engine_state import EngineState
 from shardvec.shard.reads import mask_of
 
 _RANK_OF_KIND = {_BOOL: BOOL_RANK, _NUMBER: NUMBER_RANK, _STRING: STRING_RANK}
+# Lists are counted element by element (through the postings) when the rows counted hold at
+# least this many lists per distinct element, else row by row. One replica of 250k rows
+# holding 1-3 of 20 tags: 118 to 230 ms row by row; by element 19 ms while the postings'
+# arrays are made (after a write to the lists), 1.5 ms after.
+LIST_ROWS_PER_ELEMENT = 8
 
 
 def facet_counts(
@@ -69,12 +74,25 @@ def count_values(column: _Column, mask: npt.NDArray[np.bool_]) -> dict[tuple[int
         for value, c in ((True, true), (False, total - true)):
             if c:
                 counts[(BOOL_RANK, value)] = c
-    for slot in np.flatnonzero(rows & (kind == _LIST)).tolist():
-        for item_kind, value in column.lists.get(slot, ()):
+    lists = rows & (kind == _LIST)
+    held = int(lists.sum())
+    if held and len(column.postings) * LIST_ROWS_PER_ELEMENT <= held:
+        # Few distinct elements for the rows: count each element's holders among them (a
+        # vectorised pass per element) rather than walk every row's list in Python.
+        for (item_kind, value), idx in column.posting_arrays().items():
             rank = _RANK_OF_KIND.get(item_kind)
-            if rank is not None and value is not None:
-                key = (rank, value)
-                counts[key] = counts.get(key, 0) + 1
+            if rank is None or value is None:
+                continue
+            c = int(lists[idx[idx < n]].sum())
+            if c:
+                counts[(rank, value)] = counts.get((rank, value), 0) + c
+    elif held:
+        for slot in np.flatnonzero(lists).tolist():
+            for item_kind, value in column.lists.get(slot, ()):
+                rank = _RANK_OF_KIND.get(item_kind)
+                if rank is not None and value is not None:
+                    key = (rank, value)
+                    counts[key] = counts.get(key, 0) + 1
     return counts
 
 

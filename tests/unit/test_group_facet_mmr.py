@@ -36,6 +36,8 @@ from shardvec.coordinator.queries import groups as coordinator_groups
 from shardvec.coordinator.queries.batching import MicroBatcher
 from shardvec.coordinator.replicas.shard_client import RemoteShard
 from shardvec.coordinator.runtime import CoordinatorRuntime
+from shardvec.shard import facets as shard_facets
+from shardvec.shard.columns import MetadataColumns
 from shardvec.shard.engine import ShardEngine
 from shardvec.shard.server import ShardServer
 from shardvec.v1 import common_pb2
@@ -120,6 +122,44 @@ def test_a_facet_counts_every_value_exactly(seeded: Seeded, field: str) -> None:
     where = condition("n", common_pb2.Condition.EQ, "1")
     want = _facet_reference(metas, field, lambda md: md["n"] == 1, 50)
     assert _facet(seeded, field, 50, where) == want
+
+
+@pytest.mark.parametrize("elements", [3, 40, 5000])
+def test_list_elements_count_the_same_by_element_and_by_row(
+    monkeypatch: pytest.MonkeyPatch, elements: int
+) -> None:
+    """A list field's counts through the postings (few distinct elements for the rows) equal
+    the row-by-row walk and a Python reference, under a mask, with slots cleared and reused."""
+    rng = np.random.default_rng(elements)
+    n = 3000
+    metas = [{"tags": [f"t{int(t)}" for t in rng.integers(0, elements, rng.integers(0, 4))]
+              + ([True, 2, 2.0] if i % 7 == 0 else [])} for i in range(n)]  # fmt: skip
+    columns = MetadataColumns()
+    columns.set(np.arange(n), metas)
+    cleared = np.arange(0, n, 11)
+    columns.clear(cleared)
+    alive = np.ones(n, dtype=bool)
+    alive[cleared] = False
+    mask = alive & (rng.random(n) < 0.6)
+    want: dict[tuple[int, Any], int] = {}
+    for i in np.flatnonzero(mask).tolist():
+        for key in {rank_of(v) for v in metas[i]["tags"]}:
+            want[key] = want.get(key, 0) + 1
+    column = columns.column("tags")
+    assert column is not None
+    got = {}
+    for per_element in (0, 10**9):  # every count by element, then every count by row
+        monkeypatch.setattr(shard_facets, "LIST_ROWS_PER_ELEMENT", per_element)
+        got[per_element] = shard_facets.count_values(column, mask)
+    assert got[0] == got[10**9] == want
+    # Lists rewritten after the postings' arrays were made: counts and `contains` see the change.
+    columns.clear(np.arange(0, n, 3))
+    columns.set(np.arange(0, n, 3), [{"tags": ["t0", "new"]}] * len(range(0, n, 3)))
+    monkeypatch.setattr(shard_facets, "LIST_ROWS_PER_ELEMENT", 0)
+    counts = shard_facets.count_values(column, np.ones(n, dtype=bool))
+    assert counts[rank_of("new")] == len(range(0, n, 3))
+    holders = columns.mask(parse_where({"tags": {"$contains": "new"}}), n)
+    assert np.array_equal(np.flatnonzero(holders), np.arange(0, n, 3))
 
 
 def test_a_facet_types_stay_apart(seeded: Seeded) -> None:

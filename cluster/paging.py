@@ -1,5 +1,5 @@
 """The client's paging and search-by-id calls, behind `Collection.scroll`, `scroll_pages` and
-`search_by_ids` (cluster/client.py).
+`search_by_ids` (cluster/client_collection.py).
 
 A scroll walks the collection (or the rows matching `where`) in the server's stable order,
 page by page, each page's `next_cursor` leading to the next; a cursor is opaque and sealed by

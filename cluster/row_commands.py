@@ -203,7 +203,7 @@ def update(obj: _HasClient, name: str, id_: str, metadata: str | None, replace: 
 
 def _count_by(obj: _HasClient, name: str, field: str, where: str | None, limit: int) -> None:
     """`count --by`: one line per value, most frequent first: the count, then the value as
-    JSON (the Facet call, cluster/client.py)."""
+    JSON (the Facet call, cluster/client_collection.py)."""
     try:
         with obj.client() as client:
             values = client.get_collection(name).facet(

@@ -1,9 +1,10 @@
 """What expiry costs one shard replica (the engine in process, on a clock the benchmark
 moves, so nothing waits for real time), each figure against the same engine's plain search:
 
-- search p50 (k=10, HNSW, one query per call) with no row expiring (the baseline), with
-  --expiring of the rows holding an expiry not yet due (the check that costs nothing), and
-  with those rows expired, awaiting the sweep (every read masks them);
+- search p50 (k=10, HNSW, one query per call) with --expiring of the rows holding an
+  expiry not yet due (the check that costs nothing), and with those rows expired, awaiting
+  the sweep (every read masks them), each phase against an engine of the same rows with no
+  expiry, the two searched in turn query by query (so both see the same machine load);
 - the same search while the background sweep (shard/sweep.py) removes them at its rate
   (--rate rows/s, the default sweep_rows_per_s), and the rows/s it kept;
 - the sweep unthrottled: rows/s of `ShardEngine.sweep` steps back to back (each a store
@@ -77,17 +78,22 @@ def _fill(e: ShardEngine, base: np.ndarray, expiring: float) -> int:
     return len(range(0, n, every)) if every else 0
 
 
-def _p50(fn: Callable[[int], Any], n: int, seconds: float) -> dict[str, float]:
-    fn(0)
-    took: list[float] = []
+def _paired(
+    plain: Callable[[int], Any], fn: Callable[[int], Any], n: int, seconds: float
+) -> dict[str, float]:
+    """p50 of `fn` and of `plain`, called in turn on the same query for `seconds`."""
+    plain(0), fn(0)
+    took: tuple[list[float], list[float]] = ([], [])
     start = time.perf_counter()
     i = 0
     while time.perf_counter() - start < seconds:
-        t = time.perf_counter()
-        fn(i % n)
-        took.append(time.perf_counter() - t)
+        for f, out in ((plain, took[0]), (fn, took[1])):
+            t = time.perf_counter()
+            f(i % n)
+            out.append(time.perf_counter() - t)
         i += 1
-    return {"p50_ms": 1000 * statistics.median(took), "calls": len(took)}
+    return {"p50_ms": 1000 * statistics.median(took[1]),
+            "plain_p50_ms": 1000 * statistics.median(took[0]), "calls": i}  # fmt: skip
 
 
 def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -102,8 +108,6 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
         clock = Clock()
         plain = ShardEngine(Path(tmp) / "plain", settings, clock=clock, checkpoint_rows=1 << 40)
         _fill(plain, base, 0.0)
-        result["plain"] = _p50(lambda i: plain.search(q[i : i + 1], K), n, args.seconds)
-        plain.close()
         e = ShardEngine(Path(tmp) / "ttl", settings, clock=clock, checkpoint_rows=1 << 40)
         expiring = _fill(e, base, args.expiring)
         result["rows_expiring"] = expiring
@@ -111,6 +115,9 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
 
         def search(i: int) -> Any:
             return e.search(q[i : i + 1], K)
+
+        def _p50(fn: Callable[[int], Any], n: int, seconds: float) -> dict[str, float]:
+            return _paired(lambda i: plain.search(q[i : i + 1], K), fn, n, seconds)
 
         result["not_due"] = _p50(search, n, args.seconds)
         clock.now = T0 + 61  # they all expire: hidden until swept
@@ -134,24 +141,23 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
         result["after_sweep"] = _p50(search, n, args.seconds)
         assert e.info()["expired_rows"] == 0 and e.count() == len(base) - expiring
         e.close()
+        plain.close()
     result["load_average_after"] = os.getloadavg()
     return result
 
 
 def report(result: dict[str, Any]) -> None:
-    base = result["plain"]["p50_ms"]
     rows = []
     for key, label in (
-        ("plain", "no row expiring"),
         ("not_due", f"{result['rows_expiring']} rows expiring, none due"),
         ("expired", f"{result['rows_expiring']} rows expired, awaiting the sweep"),
         ("while_sweeping", f"while the sweep runs at {result['rate']} rows/s"),
         ("after_sweep", "after the sweep"),
     ):
-        m = result[key]["p50_ms"]
-        rows.append((label, f"{m:.3f}", f"{m / base:.2f}x"))
+        m, base = result[key]["p50_ms"], result[key]["plain_p50_ms"]
+        rows.append((label, f"{m:.3f}", f"{base:.3f}", f"{m / base:.2f}x"))
     print(f"\n{result['data']}, one replica, search k={K}, one query per call")
-    print_table(rows, ("search", "p50 ms", "vs plain"))
+    print_table(rows, ("search", "p50 ms", "plain p50 ms", "vs plain"))
     print(f"sweep: {result['sweep_rows_per_s_kept']:.0f} rows/s kept at a {result['rate']} "
           f"rows/s setting; unthrottled {result['unthrottled_rows_per_s']:.0f} rows/s "
           f"({result['unthrottled_rows']} rows)")

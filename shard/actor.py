@@ -29,6 +29,7 @@ from shardvec.contract.private_files import private_dir, restrict_umask
 from shardvec.contract.settings import IndexSettings
 from shardvec.shard import process_memory
 from shardvec.shard.engine import ShardEngine
+from shardvec.shard.heap import fix_mmap_threshold
 from shardvec.shard.local import catch_up_step
 from shardvec.shard.node_lock import default_lock_path
 from shardvec.shard.process_memory import report
@@ -66,6 +67,7 @@ class ShardReplica:
         sweep_rows_per_s: int = DEFAULT_SWEEP_ROWS_PER_S,
     ) -> None:
         restrict_umask()  # everything this replica's process writes is private (0600/0700)
+        fix_mmap_threshold()  # the process is this replica's: keep its heap small (shard/heap.py)
         self.node_id = _node_id()
         self.token = token
         self.directory = Path(directory)

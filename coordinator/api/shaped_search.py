@@ -30,7 +30,7 @@ from shardvec.coordinator.queries.reads import CollectionReads, SearchParams
 
 
 class ReadEdge(Protocol):
-    """What a shaped search uses of the public service (coordinator/api/service.py
+    """What a shaped search uses of the public service (coordinator/api/read_service.py
     ReadService): its settings and batcher, and the checks every search shares."""
 
     settings: CoordinatorSettings

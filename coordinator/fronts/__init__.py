@@ -8,9 +8,10 @@ coordinator/api/server.py, so auth, TLS, limits, health and reflection are the
 coordinator's own.
 
 - Reads (List, Describe, Get, Count, Search, Scroll, query_texts, query_ids, ClusterInfo) are
-  answered by the front itself: the read code of coordinator/api/service.py (`ReadService`) runs
-  over a `FrontRuntime`, the layout as the coordinator pushed it (coordinator/fronts/publish.py),
-  fanning out to the replicas over gRPC, those on the front's own node first.
+  answered by the front itself: the read code of coordinator/api/read_service.py
+  (`ReadService`) runs over a `FrontRuntime`, the layout as the coordinator pushed it
+  (coordinator/fronts/publish.py), fanning out to the replicas over gRPC, those on the front's
+  own node first.
 - Writes and collection changes (Upsert, Update, Delete, Create/Drop, snapshots) are forwarded
   to the coordinator's public port as they came, with the caller's metadata (API key) and
   what is left of its deadline; the coordinator orders and acknowledges them as it does any

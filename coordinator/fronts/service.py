@@ -18,7 +18,8 @@ from shardvec.contract.errors import (
     Unavailable,
     error_for_status,
 )
-from shardvec.coordinator.api.service import WRITE_METHODS, ReadService
+from shardvec.coordinator.api.read_service import ReadService
+from shardvec.coordinator.api.service import WRITE_METHODS
 from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.embedding.pool import EmbedderPool
 from shardvec.coordinator.fronts.runtime import FrontRuntime

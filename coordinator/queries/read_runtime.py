@@ -1,4 +1,5 @@
-"""What the read calls of the public API need of a runtime (coordinator/api/service.py ReadService).
+"""What the read calls of the public API need of a runtime
+(coordinator/api/read_service.py ReadService).
 
 The coordinator's `CoordinatorRuntime` and a query front's `FrontRuntime`
 (coordinator/fronts/, the layout as the coordinator pushed it) both provide it, so one

@@ -28,14 +28,17 @@ def keyword_stats(
 ) -> KeywordStats:
     """Each text's terms (the collection's tokenizer) with their document frequencies here,
     and this replica's document count and token total; `buckets`: of the rows of those
-    routing buckets only (None: every row)."""
+    routing buckets only (None: every row). Expired rows awaiting the sweep count for
+    nothing (then the statistics are read through the visible mask, not FTS5's totals)."""
     tokenizer = eng._query_tokenizer()
-    if buckets is None:
+    if buckets is None and not eng._slots.n_expiring:
         with eng._store.snapshot() as db:
             got = local_stats(db, tokenizer, texts)
     else:
         with eng._index.lock.read(), eng._store.snapshot() as db:
-            got = local_stats(db, tokenizer, texts, eng._slots.in_buckets(buckets))
+            plain = buckets is None and eng._slots.expired() is None
+            mask = None if plain else eng._slots.visible(buckets)
+            got = local_stats(db, tokenizer, texts, mask)
     return KeywordStats(
         [KeywordTerms(tuple(t), tuple(f)) for t, f in zip(got.terms, got.doc_freqs, strict=True)],
         got.doc_count,

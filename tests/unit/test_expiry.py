@@ -120,6 +120,10 @@ def test_expired_rows_are_invisible_to_every_read(tmp_path: Path) -> None:
     assert sum(facet.values()) == n // 2 and (NUMBER_RANK, 0.0) not in facet  # g=0 rows are even
     info = e.info()
     assert info["count"] == n // 2 and info["expired_rows"] == n // 2 and info["swept_rows"] == 0
+    # BM25 statistics count the visible documents only
+    stats = e.keyword_stats(["common word1"])
+    assert stats.doc_count == n // 2
+    assert stats.queries[0].doc_freqs == (n // 2, len([i for i in range(1, n, 2) if i % 3 == 1]))
     e.close()
 
 

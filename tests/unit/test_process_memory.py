@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import tracemalloc
 
@@ -9,6 +12,7 @@ import numpy as np
 import pytest
 
 from shardvec.shard import process_memory
+from shardvec.shard.heap import THRESHOLD_ENV
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc and glibc")
 
@@ -44,3 +48,36 @@ def test_tracemalloc_sites_when_tracing() -> None:
         assert top[0]["blocks"] >= 1 and ":" in top[0]["where"]
     finally:
         tracemalloc.stop()
+
+
+FRAGMENT = """
+import ctypes, json
+from shardvec.shard import heap, process_memory
+fixed = heap.fix_mmap_threshold()
+first = ctypes.create_string_buffer(4 << 20)  # a batch's temporary: its own mapping ...
+del first  # ... freed: glibc's dynamic rule raises the threshold to 4 MiB
+before = process_memory.heap()
+second = ctypes.create_string_buffer(4 << 20)  # the next batch's
+after = process_memory.heap()
+print(json.dumps({"fixed": fixed, "mapped": after["mmapped"] - before["mmapped"],
+                  "heap": after["arena"] - before["arena"]}))
+"""
+
+
+def _second_temporary(threshold: str) -> dict[str, int]:
+    env = {**os.environ, THRESHOLD_ENV: threshold}
+    out = subprocess.run([sys.executable, "-c", FRAGMENT], env=env, capture_output=True,
+                         text=True, timeout=60, check=True)  # fmt: skip
+    got: dict[str, int] = json.loads(out.stdout)
+    return got
+
+
+def test_a_fixed_mmap_threshold_keeps_batch_temporaries_out_of_the_heap() -> None:
+    """glibc raises its mmap threshold once a large block is freed, so the next batch's
+    temporaries come from the heap (where blocks that stay, allocated meanwhile, keep their
+    pages from going back); a replica keeps it fixed (shard/heap.py), so each gets its own
+    mapping, given back when freed."""
+    dynamic, fixed = _second_temporary("0"), _second_temporary("")
+    assert not dynamic["fixed"] and fixed["fixed"]
+    assert dynamic["mapped"] == 0 and dynamic["heap"] >= 4 << 20, dynamic
+    assert fixed["mapped"] >= 4 << 20 and fixed["heap"] == 0, fixed

@@ -11,12 +11,20 @@ exact scoring, so a filtered search never returns fewer than min(k, m) hits (bef
 max_distance drop some).
 
 Which is cheaper comes from measured costs (bench/planner.py, BENCHMARKS.md):
-exact scoring costs about `exact_row_cost` seconds per row and dimension for a single query
-(5.2e-10: 2.0 ms for 10k x 384 rows) and `exact_batch_row_cost` per query of a batch (2.9e-11,
-one matrix product); the widened HNSW search costs the replica's own unfiltered search time
-per query, measured as it serves (a moving average), over s^0.75 (fit at 25k and 100k rows,
-1 to 60 % selectivity). Post-filtering beat hnswlib's filter callback at every selectivity
-measured, so the callback serves only the queries post-filtering left short.
+exact scoring (the int8 scan of shard/compact.py and the rescoring of shard/exact.py) costs
+about `exact_row_cost` seconds per row and dimension for a single query (2.6e-10: 2.4 ms for
+a 10 % subset of 250k x 384 rows) and `exact_batch_row_cost` per query of a batch (4.0e-11),
+measured by bench/planner_exact.py with one BLAS thread, as a replica runs, at 100k and 250k
+rows (2.5 to 2.9e-10 and 3.2 to 4.4e-11 over subsets and whole shards; 5.2e-10 and 2.9e-11
+were the float32 copy's). These are constants, not calibrated when a replica starts: the cost
+per row and dimension is the code's and the CPU's, the same from 25k to 250k rows, while a
+timed scan at start-up on a shared box measured the contention of the moment (2 to 10x
+spreads on the 2-core machine, where every replica of a node starts at once) and would keep
+it for the replica's life. The widened HNSW search, whose cost does depend on the shard's
+size and breadth, costs the replica's own unfiltered search time per query, measured as it
+serves (a moving average), over s^0.75 (fit at 25k and 100k rows, 1 to 60 % selectivity).
+Post-filtering beat hnswlib's filter callback at every selectivity measured, so the callback
+serves only the queries post-filtering left short.
 Setting `exact_threshold` or `postfilter_fraction` forces the fixed rules of earlier versions
 (m <= exact_threshold: exact; s >= postfilter_fraction: post-filter, else the callback), as the
 benchmark does to time each path alone.
@@ -44,8 +52,8 @@ class PlannerSettings:
     postfilter_fraction: float | None = None  # None: post-filter, the callback as a fallback
     overfetch: float = 1.5
     exact_chunk_rows: int = 16_384
-    exact_row_cost: float = 5.2e-10  # s per row x dimension, one query
-    exact_batch_row_cost: float = 2.9e-11  # s per row x dimension per query of a batch
+    exact_row_cost: float = 2.6e-10  # s per row x dimension, one query
+    exact_batch_row_cost: float = 4.0e-11  # s per row x dimension per query of a batch
     hnsw_query_cost: float = 3e-4  # s per unfiltered query until the replica has measured its own
     selectivity_exponent: float = 0.75
 

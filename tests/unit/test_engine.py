@@ -306,6 +306,66 @@ def test_filtered_paths_are_used(
     assert calls == [25]  # no match: no work at all
 
 
+def test_a_ten_percent_filter_where_the_int8_scan_is_cheaper_is_answered_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The planner prices exact scoring at the int8 scan's measured cost: at a size where
+    the scan of the passing rows costs less than the widened HNSW search it predicts (here
+    pinned between the scan's cost at the old float32 constant and at the measured one), a
+    10 % filter is scored exactly, and its answers are NumPy's exact top-10 (recall 1.0),
+    single and batched."""
+    n, dim, k = 5000, 64, 10
+    default = PlannerSettings()
+    row_dim = (n // 10) * dim  # the passing rows x dimension
+    old_cost = 5.2e-10  # the float32 copy's single-query cost, before the int8 copy
+    assert default.exact_row_cost < old_cost
+    # the HNSW cost the planner predicts for a 10 % filter: hnsw_query_cost / 0.1 ** 0.75
+    between = row_dim * (default.exact_row_cost + old_cost) / 2
+    hnsw = between * 0.1**default.selectivity_exponent
+    planner = PlannerSettings(hnsw_query_cost=hnsw)
+    e = ShardEngine(tmp_path, IndexSettings(dim=dim, metric="cosine"), build_threads=2,
+                    planner=planner)  # fmt: skip
+    x = _data(40, n, dim)
+    for seq, s in enumerate(range(0, n, 1000), start=1):
+        ids = [str(i) for i in range(s, s + 1000)]
+        metas = [{"b": i % 10} for i in range(s, s + 1000)]
+        assert inproc.write(e, seq, ids, x[s : s + 1000], metas)
+    priced = e._planner
+    assert priced._exact_is_cheaper(1, n // 10, n, dim)
+    assert not _with_single_cost(priced, old_cost)._exact_is_cheaper(1, n // 10, n, dim)
+    calls: list[int] = []
+    real = exact_mod.exact_topk
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(len(args[3]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(planner_mod, "exact_topk", spy)
+    passing = np.arange(3, n, 10)
+    q = _data(41, 12, dim)
+    want, _ = _brute("cosine", x[passing], q, k)
+    where = parse_where({"b": 3})
+    singles = [e.search(q[i : i + 1], k, where=where).ids[0] for i in range(len(q))]
+    assert calls == [len(passing)] * len(q)  # every single query took the exact plan
+    for got, row in zip(singles, want, strict=True):
+        assert [int(i) for i in got] == passing[row].tolist()  # recall 1.0, in order
+    batch = e.search(q, k, where=where)  # a batch is priced per query: cheaper still
+    assert calls[len(q):] == [len(passing)]
+    assert [[int(i) for i in r] for r in batch.ids] == passing[want].tolist()
+    e.close()
+
+
+def _with_single_cost(planner: planner_mod.SearchPlanner, cost: float
+                             ) -> planner_mod.SearchPlanner:  # fmt: skip
+    """A planner like `planner` pricing a single query's exact scoring at `cost`."""
+    import dataclasses
+
+    settings = dataclasses.replace(planner.settings, exact_row_cost=cost)
+    other = planner_mod.SearchPlanner(settings, "cosine", 1, planner._rows)
+    other.hnsw_query_cost = planner.hnsw_query_cost
+    return other
+
+
 # ---------------------------------------------------------------------- slots and growth
 
 

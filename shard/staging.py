@@ -34,9 +34,9 @@ from shardvec.shard.engine_state import EngineState
 from shardvec.shard.reads import mask_of
 from shardvec.shard.slots import SlotTable
 from shardvec.shard.staged_batch import Staged, StagedUpdate, Updated
-from shardvec.shard.store import (
+from shardvec.shard.store import Store
+from shardvec.shard.store_rows import (
     StagedRows,
-    Store,
     decode_metadata,
     encode_metadata,
     encode_vectors,
@@ -297,8 +297,13 @@ def resolve(
     )
     eng._staged = {s: b for s, b in eng._staged.items() if s > seq}
     # `owned`: count by the slots' buckets; the deleted rows' before the batch can
-    # hand their slots to new rows, the upserted and updated rows' after it.
-    deleted = len(targets) if owned is None else owned_rows(slots, owned, plan.del_slots)
+    # hand their slots to new rows, the upserted and updated rows' after it. A deleted row
+    # that had expired (invisible already) is tombstoned but not counted.
+    del_slots = np.asarray(plan.del_slots, dtype=np.int64)
+    expired = slots.expired()
+    if expired is not None and len(del_slots):
+        del_slots = del_slots[~expired[del_slots]]
+    deleted = len(del_slots) if owned is None else owned_rows(slots, owned, del_slots)
     vecs = batch.vectors if batch.ids else None
     eng._apply(
         plan, batch.ids, vecs, batch.metadatas, batch.texts, seq, batch.documents, changed,

@@ -203,6 +203,10 @@ def test_expiry_survives_reopen_and_old_store_migrates(tmp_path: Path) -> None:
     _write(e, 2, ["c"], vecs[2:3], [T0 + 20])
     clock.now = T0 + 20
     assert e.count() == 2 and e.get(["c"]) == [None]
+    # deleting an expired row tombstones it and counts it for nothing (it was invisible)
+    e.stage(3, row_batch(ShardWrite(delete_ids=["a", "c"]), DIM, e.settings.metric))
+    assert e.resolve(3, True).affected == 1
+    assert e.count() == 1 and e._slots.n_expiring == 0
     e.close()
 
 

@@ -70,7 +70,8 @@ def keyword_search(eng: EngineState, request: KeywordSearch) -> SearchResult:
             if filtered
             else None
         )
-        alive = table.visible() if mask is None else table.alive
+        # the live rows now; a copy with the expired ones out only when some row has expired
+        alive = table.alive if mask is not None or table.expired() is None else table.visible()
         for qi, q in enumerate(request.queries):
             slots, got = match(
                 db,

@@ -29,7 +29,7 @@ from shardvec.shard.row_vectors import RowVectors
 from shardvec.shard.rowdata import RowData
 from shardvec.shard.scroll_pages import scroll_page
 from shardvec.shard.slots import SlotTable
-from shardvec.shard.store import decode_metadata, decode_vector
+from shardvec.shard.store_rows import decode_metadata, decode_vector
 
 HIT_VECTOR_TRIES = 3  # searches with vectors under cosine, while a batch rewrites a hit's row
 
@@ -94,9 +94,12 @@ def count(
     buckets: npt.NDArray[np.bool_] | None,
 ) -> int:
     """Live rows (of `buckets`), or live rows passing `where` and `where_document`."""
-    with eng._index.lock.read():
-        if where is None and where_document is None and buckets is None:
+    if where is None and where_document is None and buckets is None:
+        if not eng._slots.n_expiring:  # no lock, no scan: as before expiry existed
+            return len(eng._slots)
+        with eng._index.lock.read():
             return eng._slots.n_visible()
+    with eng._index.lock.read():
         mask = mask_of(eng._slots, eng._columns, eng._rows, where, where_document, buckets)
         return int(mask.sum())
 

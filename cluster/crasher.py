@@ -96,18 +96,27 @@ class CrasherReport:
 class Crasher:
     def __init__(self, mode: str, *, seconds: float = 60, interval: float = 3.0, shards: int = 2,
                  replicas: int = 2, batch: int = 20, data_dir: Path | None = None,
-                 seed: int = 0, log: Any = print) -> None:
+                 seed: int = 0, log: Any = print, server: ServerProcess | None = None,
+                 collection: str = COLLECTION) -> None:
+        """With `server`, the drill runs on that running `shardvec up` (started as this mode
+        would start it) in its own `collection`, dropped after the checks, and leaves the
+        server running; `cluster` kills the whole server, so it always starts its own."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
+        if server is not None and mode == "cluster":
+            raise ValueError("mode 'cluster' kills and restarts its own server")
         self.mode, self.seconds, self.interval = mode, seconds, interval
         self.shards, self.replicas, self.batch = shards, replicas, batch
-        self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="shardvec-crasher-")
-        self.data_dir = Path(data_dir or self._tmp.name) / "data"  # type: ignore[union-attr]
+        self.collection = collection
+        self._shared = server is not None
+        self._tmp = None if data_dir or server else tempfile.TemporaryDirectory(
+            prefix="shardvec-crasher-")  # fmt: skip
+        self.data_dir = Path(data_dir or (self._tmp.name if self._tmp else ".")) / "data"
         self.rng = random.Random(seed)
         self.log = log
-        self.port = free_port()
+        self.port = server.port if server is not None else free_port()
         self.report = CrasherReport(mode, seconds)
-        self.server: ServerProcess | None = None
+        self.server: ServerProcess | None = server
         self._server_lock = threading.Lock()
         self.acked: list[int] = []
         self.attempted: set[int] = set()
@@ -123,10 +132,11 @@ class Crasher:
         return ServerProcess(self.data_dir, self.port, *extra, log_dir=self.data_dir.parent)
 
     def run(self) -> CrasherReport:
-        self.server = self._start()
+        if not self._shared:
+            self.server = self._start()
         try:
             with self._client() as c:
-                c.create_collection(COLLECTION, DIM, "cosine", self.shards, self.replicas)
+                c.create_collection(self.collection, DIM, "cosine", self.shards, self.replicas)
             threads = [threading.Thread(target=self._writer, name="writer"),
                        threading.Thread(target=self._reader, name="reader")]
             for t in threads:
@@ -138,8 +148,11 @@ class Crasher:
                 for t in threads:
                     t.join(120)
             self._verify()
+            if self._shared:  # the next drill on this server kills only its own replicas
+                with self._client() as c:
+                    c.drop_collection(self.collection)
         finally:
-            if self.server is not None:
+            if self.server is not None and not self._shared:
                 self.server.stop()
             if self._tmp is not None:
                 self._tmp.cleanup()
@@ -148,7 +161,7 @@ class Crasher:
     def _writer(self) -> None:
         batch = 0
         with self._client() as c:
-            col = c.get_collection(COLLECTION)
+            col = c.get_collection(self.collection)
             while not self._stop.is_set():
                 ids, vecs, metas = batch_rows(batch, self.batch)
                 self.attempted.add(batch)
@@ -176,7 +189,7 @@ class Crasher:
             col: Collection | None = None
             while not self._stop.is_set():
                 try:
-                    col = col or c.get_collection(COLLECTION)
+                    col = col or c.get_collection(self.collection)
                     rows, _ = col.search_ids(q, k=10)
                     self.report.duplicate_results += sum(len(r) != len(set(r)) for r in rows)
                     self._check_reads(col)
@@ -259,12 +272,12 @@ class Crasher:
         assert self.server is not None
         try:
             with self._client() as c:
-                info = c.describe(COLLECTION)
+                info = c.describe(self.collection)
                 if info["change"] is None:
                     target = self.rng.choice(
                         [s for s in range(1, MAX_SCALE_SHARDS + 1) if s != info["shards"]]
                     )
-                    c.get_collection(COLLECTION).scale(shards=target, wait=False)
+                    c.get_collection(self.collection).scale(shards=target, wait=False)
                     self.report.scales += 1
                     self.log(f"scale {info['shards']} -> {target} shards")
         except ShardvecError as exc:  # the coordinator is coming back, or a change runs
@@ -291,7 +304,7 @@ class Crasher:
 
     def _wait_level(self, c: Client, timeout: float = 300) -> bool:
         try:
-            c.wait_live(COLLECTION, timeout, level=True, poll=0.5)
+            c.wait_live(self.collection, timeout, level=True, poll=0.5)
         except ShardvecError:
             return False
         return True
@@ -302,12 +315,13 @@ class Crasher:
         with self._client() as c:
             if self.mode == "scale":  # the last change runs to its end first
                 try:
-                    r.layout_version = int(c.wait_layout(COLLECTION, timeout=300)["layout_version"])
+                    layout = c.wait_layout(self.collection, timeout=300)
+                    r.layout_version = int(layout["layout_version"])
                 except ShardvecError as exc:
                     r.errors.append(f"layout change did not finish: {exc.message}")
             r.replicas_level = self._wait_level(c)
             r.recovery_seconds = round(time.monotonic() - start, 2)
-            col = c.get_collection(COLLECTION)
+            col = c.get_collection(self.collection)
             acked = set(self.acked)
             r.batches_acked = len(acked)
             r.rows_acked = len(acked) * self.batch

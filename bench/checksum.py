@@ -21,7 +21,8 @@ import numpy as np
 import shardvec.shard.store as store_mod
 from shardvec.bench.results import print_table, write_results
 from shardvec.contract.settings import IndexSettings
-from shardvec.shard.store import Store, encode_metadata, encode_vectors, row_checksum
+from shardvec.shard.store import Store
+from shardvec.shard.store_rows import encode_metadata, encode_vectors, row_checksum
 
 
 def _write_rate(rows: int, dim: int, batch: int, checksum: bool) -> float:

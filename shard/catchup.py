@@ -27,7 +27,12 @@ from shardvec.contract.validation import (
 )
 from shardvec.shard.checkpoint import remove_manifest
 from shardvec.shard.engine_state import EngineState
-from shardvec.shard.store import decode_metadata, decode_vector, encode_metadata, encode_vectors
+from shardvec.shard.store_rows import (
+    decode_metadata,
+    decode_vector,
+    encode_metadata,
+    encode_vectors,
+)
 
 
 def changes_since(eng: EngineState, seq: int, limit: int) -> tuple[list[Change], int]:

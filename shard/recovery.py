@@ -21,7 +21,8 @@ from shardvec.shard.columns import MetadataColumns
 from shardvec.shard.index import HnswIndex
 from shardvec.shard.rowdata import RowData
 from shardvec.shard.slots import SlotTable
-from shardvec.shard.store import Store, decode_metadata
+from shardvec.shard.store import Store
+from shardvec.shard.store_rows import decode_metadata
 
 log = logging.getLogger(__name__)
 

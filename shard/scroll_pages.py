@@ -17,7 +17,8 @@ import numpy.typing as npt
 from shardvec.contract.filters import document_matches
 from shardvec.contract.types import ScrollPage, ShardScroll
 from shardvec.shard.columns import MetadataColumns
-from shardvec.shard.store import ScrollRow, Store, decode_metadata
+from shardvec.shard.store import Store
+from shardvec.shard.store_rows import ScrollRow, decode_metadata
 
 SCAN_ROWS = 20_000  # rows a filtered page reads at most before it answers
 FILTERED_CHUNK = 1024  # rows read per statement under a filter

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from shardvec.shard.store import Store, decode_metadata
+from shardvec.shard.store import Store
+from shardvec.shard.store_rows import decode_metadata
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,10 @@ One table holds every row a replica has seen, live or deleted:
   order.
 
 Stores of earlier versions gain the document, bucket, crc and expires_at columns when opened
-(ALTER TABLE ... ADD COLUMN, each idempotent; buckets and checksums are filled for existing
-rows), and the full-text index over the documents (shard/bm25.py: an FTS5 table kept by triggers on
-`rows`, so every write below updates it in its own transaction; `kv.fts` names its tokenizer).
+(shard/store_schema.py: ALTER TABLE ... ADD COLUMN, each idempotent; buckets and checksums are
+filled for existing rows), and the full-text index over the documents (shard/bm25.py: an FTS5
+table kept by triggers on `rows`, so every write below updates it in its own transaction;
+`kv.fts` names its tokenizer).
 
 A `staged` table holds the batches of atomic writes across shards that are staged and not
 yet resolved (shard/engine.py `stage`, `resolve`): one row per seq with the ids, the packed
@@ -48,60 +49,29 @@ on disk is pickled; a file that is not an intact SQLite database raises DataLoss
 from __future__ import annotations
 
 import contextlib
-import json
-import logging
 import sqlite3
-import struct
 import threading
-import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from shardvec.contract.buckets import bucket_of
-from shardvec.contract.errors import DataLoss, FailedPrecondition, InvalidArgument, ShardvecError
+from shardvec.contract.errors import DataLoss, ShardvecError
 from shardvec.contract.private_files import private_dir, private_file
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.sqlite_errors import map_storage_error
 from shardvec.contract.store_copy import STORE_FILE
-from shardvec.shard.bm25 import ensure_fts
-
-log = logging.getLogger(__name__)
-
-FORMAT_VERSION = 1
-# Settings that shape the stored data and the graph; `ef` is a search-time default and may change.
-STRUCTURAL_SETTINGS = ("dim", "metric", "m", "ef_construction")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS rows (
-    id TEXT PRIMARY KEY,
-    slot INTEGER,
-    seq INTEGER NOT NULL,
-    vector BLOB,
-    metadata TEXT,
-    deleted INTEGER NOT NULL DEFAULT 0,
-    bucket INTEGER,
-    crc INTEGER,
-    document TEXT,
-    expires_at REAL
-);
-CREATE INDEX IF NOT EXISTS rows_seq ON rows(seq);
-CREATE UNIQUE INDEX IF NOT EXISTS rows_slot ON rows(slot) WHERE slot IS NOT NULL;
-CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS staged (
-    seq INTEGER PRIMARY KEY,
-    ids TEXT NOT NULL,
-    vectors BLOB,
-    metadata TEXT NOT NULL,
-    deletes TEXT NOT NULL,
-    documents TEXT,
-    updates TEXT,
-    expires TEXT
-);
-"""
+from shardvec.shard.store_rows import (
+    ScrollRow,
+    StagedRows,
+    StoredRow,
+)
+from shardvec.shard.store_rows import (
+    row_checksum as row_checksum,  # sv_crc; bench/checksum.py swaps it
+)
+from shardvec.shard.store_schema import SET_KV, get_kv, prepare, rollback
 
 _UPSERT = (
     "INSERT INTO rows (id, slot, seq, vector, metadata, deleted, bucket, crc, document, "
@@ -126,65 +96,14 @@ _EXPIRE = (
 )
 # Reads that judge expiry in SQL: the row is live at the bound time `now`.
 _LIVE_AT = "(expires_at IS NULL OR expires_at > ?)"
-# The scroll order's index (see the module docstring); created after the bucket migration.
-_SCROLL_INDEX = "CREATE INDEX IF NOT EXISTS rows_scroll ON rows(bucket, id) WHERE deleted = 0"
 # An update keeps the row's slot and vector: new seq, metadata, document (and checksum) and
 # expiry (NULL: never).
 _UPDATE = (
     "UPDATE rows SET seq = ?1, metadata = ?2, document = ?3, crc = sv_crc(vector, ?2, ?3), "
     "expires_at = ?5 WHERE id = ?4 AND deleted = 0"
 )
-_SET_KV = (
-    "INSERT INTO kv (key, value) VALUES (?, ?) "
-    "ON CONFLICT(key) DO UPDATE SET value = excluded.value"
-)
-_LEN = struct.Struct("<Q")
 # SQLite allows 32766 host parameters per statement; stay well below.
 _IN_CHUNK = 900
-
-
-@dataclass(frozen=True)
-class StagedRows:
-    """One staged batch as stored: ids and metadata texts as JSON lists, '<f4' vector bytes,
-    the ids to tombstone as a JSON list, the upserts' documents as a JSON list (None: no
-    documents) and the batch's updates of existing rows as JSON (None: no updates)."""
-
-    seq: int
-    ids_json: str
-    vectors: bytes | None
-    metadata_json: str
-    deletes_json: str
-    documents_json: str | None = None
-    updates_json: str | None = None
-    expires_json: str | None = None  # the upserts' expiries as a JSON list (None: none)
-
-
-@dataclass(frozen=True)
-class StoredRow:
-    """One row as stored; `vector` is '<f4' bytes, `metadata` JSON text and `document` the
-    row's text (each None when absent or not read)."""
-
-    id: str
-    slot: int | None
-    seq: int
-    vector: bytes | None
-    metadata: str | None
-    deleted: bool
-    document: str | None = None
-    expires_at: float | None = None  # absolute unix seconds; None: never
-
-
-@dataclass(frozen=True)
-class ScrollRow:
-    """One live row as `scroll_rows` reads it; vector/metadata None when not asked for."""
-
-    bucket: int
-    id: str
-    slot: int | None
-    vector: bytes | None
-    metadata: str | None
-    document: str | None = None
-    expires_at: float | None = None
 
 
 class Store:
@@ -229,79 +148,7 @@ class Store:
         with self._errors():
             self._db.create_function("sv_bucket", 1, bucket_of, deterministic=True)
             self._db.create_function("sv_crc", 3, row_checksum, deterministic=True)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-            self._migrate()
-            self._migrate_buckets()
-            self._migrate_checksums()
-            self._migrate_fts(settings.text_tokenizer)
-            stored = self._get_kv("settings")
-            if stored is None:
-                self._init_new(settings)
-            else:
-                self._check_existing(settings, stored)
-
-    def _migrate_buckets(self) -> None:
-        """Give a store of the previous version its bucket column, filled, and the scroll
-        index. The column and its values come in one transaction, so a store that has the
-        column has every value; running it again changes nothing."""
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(rows)")}
-        if "bucket" not in columns:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("ALTER TABLE rows ADD COLUMN bucket INTEGER")
-                self._db.execute("UPDATE rows SET bucket = sv_bucket(id)")
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            log.info("store %s: added the bucket column for scrolling", self.path)
-        self._db.execute(_SCROLL_INDEX)
-
-    def _migrate_checksums(self) -> None:
-        """Give a store of the previous version its `crc` column and fill it for live rows
-        (idempotent: `kv.checksums` is set once every live row has one)."""
-        cols = {r[1] for r in self._db.execute("PRAGMA table_info(rows)")}
-        if "crc" not in cols:
-            self._db.execute("ALTER TABLE rows ADD COLUMN crc INTEGER")
-        if self._get_kv("checksums") == "1":
-            return
-        filled = 0
-        while True:
-            rows = self._db.execute(
-                "SELECT id, vector, metadata, document FROM rows "
-                "WHERE deleted = 0 AND crc IS NULL LIMIT 5000"
-            ).fetchall()
-            if not rows:
-                break
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(
-                "UPDATE rows SET crc = ? WHERE id = ?",
-                [(row_checksum(v, m, d), rid) for rid, v, m, d in rows],
-            )
-            self._db.execute("COMMIT")
-            filled += len(rows)
-        self._db.execute(_SET_KV, ("checksums", "1"))
-        if filled:
-            log.warning("%s: computed row checksums for %d existing rows", self.path, filled)
-
-    def _migrate_fts(self, tokenizer: str) -> None:
-        """Build the full-text index (shard/bm25.py) over the live rows' documents when
-        the store has none, or one of another tokenizer; recorded in kv.fts with it, in one
-        transaction, so opening again changes nothing."""
-        stored = self._get_kv("fts")
-        if stored == tokenizer:
-            return
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            ensure_fts(self._db, tokenizer, stored)
-            self._db.execute(_SET_KV, ("fts", tokenizer))
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._rollback()
-            raise
-        log.info("store %s: built the full-text index (%s)", self.path, tokenizer)
+            prepare(self._db, self.path, self.owner, settings)  # shard/store_schema.py
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
@@ -315,56 +162,6 @@ class Store:
             finally:
                 db.execute("COMMIT")
 
-    def _migrate(self) -> None:
-        """Add the columns later versions introduced to a store that lacks them."""
-        cols = {r[1] for r in self._db.execute("PRAGMA table_info(rows)").fetchall()}
-        if "document" not in cols:
-            self._db.execute("ALTER TABLE rows ADD COLUMN document TEXT")
-            log.info("store %s: added the document column", self.path)
-        if "expires_at" not in cols:
-            self._db.execute("ALTER TABLE rows ADD COLUMN expires_at REAL")
-            log.info("store %s: added the expires_at column", self.path)
-        staged = {r[1] for r in self._db.execute("PRAGMA table_info(staged)").fetchall()}
-        for col in ("documents", "updates", "expires"):
-            if col not in staged:
-                self._db.execute(f"ALTER TABLE staged ADD COLUMN {col} TEXT")
-                log.info("store %s: added the staged %s column", self.path, col)
-
-    def _init_new(self, settings: IndexSettings) -> None:
-        if self._db.execute("SELECT 1 FROM rows LIMIT 1").fetchone() is not None:
-            raise DataLoss(f"store {self.path} holds rows but no settings")
-        self._db.execute("BEGIN IMMEDIATE")
-        self._db.execute(_SET_KV, ("settings", _settings_json(settings)))
-        self._db.execute(_SET_KV, ("format_version", str(FORMAT_VERSION)))
-        self._db.execute(_SET_KV, ("applied_seq", "0"))
-        if self.owner:
-            self._db.execute(_SET_KV, ("owner", self.owner))
-        self._db.execute("COMMIT")
-
-    def _check_existing(self, settings: IndexSettings, stored: str) -> None:
-        version = self._get_kv("format_version")
-        if version != str(FORMAT_VERSION):
-            raise FailedPrecondition(
-                f"store {self.path} has format version {version}, expected {FORMAT_VERSION}"
-            )
-        old = _json_object(stored, f"store {self.path} holds unreadable settings")
-        owner = self._get_kv("owner")
-        if self.owner and owner and owner != self.owner:
-            raise FailedPrecondition(
-                f"store {self.path} belongs to {owner}, not {self.owner}: refusing to open it"
-            )
-        if self.owner and owner is None:
-            self._db.execute(_SET_KV, ("owner", self.owner))
-        new = settings.to_dict()
-        diff = [k for k in STRUCTURAL_SETTINGS if old.get(k) != new[k]]
-        if diff:
-            detail = ", ".join(f"{k}: stored {old.get(k)!r}, requested {new[k]!r}" for k in diff)
-            raise FailedPrecondition(
-                f"store {self.path} was created with other settings ({detail})"
-            )
-        if old != new:
-            self._db.execute(_SET_KV, ("settings", _settings_json(settings)))
-
     @property
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -372,18 +169,13 @@ class Store:
         return self._conn
 
     def _rollback(self) -> None:
-        """Roll back the open transaction, if SQLite has not already (it does after
-        SQLITE_FULL), so the error that caused it is the one raised."""
-        if self._db.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("ROLLBACK")
+        rollback(self._db)
 
     def _errors(self) -> contextlib.AbstractContextManager[None]:
         return _db_errors(self.path)
 
     def _get_kv(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+        return get_kv(self._db, key)
 
     # ------------------------------------------------------------------------------ reads
 
@@ -641,7 +433,7 @@ class Store:
                 self._db.executemany(_UPSERT, ((*u, None, None)[:7] for u in upserts))
                 self._db.executemany(_UPDATE, updates)
                 if seq is not None:
-                    self._db.execute(_SET_KV, ("applied_seq", str(int(seq))))
+                    self._db.execute(SET_KV, ("applied_seq", str(int(seq))))
                 if unstage_upto is not None:
                     self._db.execute("DELETE FROM staged WHERE seq <= ?", (int(unstage_upto),))
                 self._db.execute("COMMIT")
@@ -729,62 +521,3 @@ def _db_errors(path: Path) -> Iterator[None]:
         raise  # a broken invariant of the engine's (a slot reused), not a storage failure
     except (sqlite3.Error, OSError) as exc:
         raise map_storage_error(exc, f"store {path}") from exc
-
-
-def row_checksum(vector: bytes | None, metadata: str | None, document: str | None = None) -> int:
-    """CRC-32 of a row's stored bytes: its vector blob and metadata JSON, each length-prefixed
-    (a document, when the row has one, is covered the same way; None leaves the value as it
-    was before documents existed). The one place a row's checksum is defined."""
-    crc = 0
-    parts = [vector or b"", (metadata or "").encode()]
-    if document is not None:
-        parts.append(document.encode())
-    for part in parts:
-        crc = zlib.crc32(part, zlib.crc32(_LEN.pack(len(part)), crc))
-    return crc
-
-
-def _settings_json(settings: IndexSettings) -> str:
-    return json.dumps(settings.to_dict(), sort_keys=True, separators=(",", ":"))
-
-
-def encode_vectors(vecs: np.ndarray) -> list[bytes]:
-    """One '<f4' blob per row, as stored."""
-    return [row.tobytes() for row in np.ascontiguousarray(vecs, dtype="<f4")]
-
-
-def decode_vector(blob: bytes | None) -> np.ndarray:
-    """A stored blob as a fresh float32 array."""
-    if blob is None:
-        raise DataLoss("the store holds a live row without a vector")
-    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
-
-
-def encode_metadata(mds: Sequence[Mapping[str, Any]]) -> list[str | None]:
-    """Compact JSON per row; None for an empty object."""
-    try:
-        return [
-            json.dumps(md, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-            if md
-            else None
-            for md in mds
-        ]
-    except (TypeError, ValueError) as exc:
-        raise InvalidArgument(f"metadatas: not JSON-serialisable: {exc}") from exc
-
-
-def decode_metadata(text: str | None) -> dict[str, Any]:
-    if not text:
-        return {}
-    return _json_object(text, "the store holds unreadable metadata")
-
-
-def _json_object(text: str, what: str) -> dict[str, Any]:
-    """`text` parsed as a JSON object; DataLoss prefixed with `what` when it is not one."""
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise DataLoss(f"{what}: {exc}") from exc
-    if not isinstance(value, dict):
-        raise DataLoss(f"{what}: not a JSON object: {text[:80]!r}")
-    return value

@@ -21,7 +21,7 @@ from shardvec.coordinator.replicas.replica_set import ReplicaSet, ReplicaState
 from shardvec.coordinator.writes.atomic import AtomicWriter
 from shardvec.shard.engine import ShardEngine
 from shardvec.shard.scrub import Scrubber
-from shardvec.shard.store import row_checksum
+from shardvec.shard.store_rows import row_checksum
 from tests import inproc
 from tests.inproc import LocalControl, wait_for
 

@@ -129,7 +129,7 @@ def serve_node(args: argparse.Namespace) -> None:
     from shardvec.contract.convert import search_result_to_proto, vectors_from_proto
     from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
     from shardvec.shard.engine import ShardEngine
-    from shardvec.shard.server import _Guard
+    from shardvec.shard.server_guard import TokenGuard
     from shardvec.v1 import shard_pb2_grpc
 
     engines = [ShardEngine(Path(d), IndexSettings(dim=args.dim)) for d in args.dirs]
@@ -146,7 +146,7 @@ def serve_node(args: argparse.Namespace) -> None:
 
     options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]  # fmt: skip
-    server = grpc.server(futures.ThreadPoolExecutor(8), interceptors=[_Guard(args.token)],
+    server = grpc.server(futures.ThreadPoolExecutor(8), interceptors=[TokenGuard(args.token)],
                          options=options)  # fmt: skip
     shard_pb2_grpc.add_ShardServicer_to_server(NodeService(), server)
     port = server.add_insecure_port("127.0.0.1:0")

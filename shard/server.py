@@ -14,14 +14,13 @@ nothing) serves them. Writes come only as Stage then Resolve: an atomic batch.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import logging
 import os
 import queue
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ import grpc
 import numpy as np
 
 from shardvec.contract.buckets import decode_buckets
-from shardvec.contract.codec import dumps_json, encode_packed, loads_json, metadata_to_json
+from shardvec.contract.codec import dumps_json, encode_packed, metadata_to_json
 from shardvec.contract.convert import (
     filter_from_proto,
     scroll_page_to_proto,
@@ -38,27 +37,31 @@ from shardvec.contract.convert import (
     shard_scroll_from_proto,
     shard_update_from_proto,
     vectors_from_proto,
-    where_document_from_proto,
 )
 from shardvec.contract.errors import (
     STALE_LAYOUT,
     DeadlineExceeded,
-    InvalidArgument,
-    ResourceExhausted,
     ShardvecError,
     StaleLayout,
-    Unauthenticated,
 )
 from shardvec.contract.facets import facet_counts_to_proto, facet_request_from_proto
-from shardvec.contract.filters import DocFilter, Filter
 from shardvec.contract.groups import group_result_to_proto, group_search_from_proto
 from shardvec.contract.keyword import keyword_search_from_proto, keyword_stats_to_proto
-from shardvec.contract.limits import EPOCH_HEADER, INTERNAL_MAX_REQUEST_BYTES, TOKEN_HEADER
+from shardvec.contract.limits import EPOCH_HEADER, INTERNAL_MAX_REQUEST_BYTES
 from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
 from shardvec.contract.shard_requests import RowBatch
 from shardvec.contract.types import SearchResult
 from shardvec.shard.engine import ShardEngine
 from shardvec.shard.node_lock import NodeSearchLock
+from shardvec.shard.server_guard import TokenGuard
+from shardvec.shard.service_messages import (
+    check_response_size,
+    concat_results,
+    metadata_from_json,
+    request_filter,
+    request_where_document,
+    text_chars,
+)
 from shardvec.shard.snapshot_copy import take_snapshot
 from shardvec.shard.staging import update_plan
 from shardvec.v1 import shard_pb2, shard_pb2_grpc
@@ -66,109 +69,6 @@ from shardvec.v1 import shard_pb2, shard_pb2_grpc
 log = logging.getLogger(__name__)
 
 SEARCH_CHUNK_ROWS = 512  # queries searched between checks that the caller still waits
-
-
-class _Guard(grpc.ServerInterceptor):  # type: ignore[misc]
-    """Checks the internal token and maps ShardvecError to its status code."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token.encode()
-
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = continuation(details)
-        if handler is None:
-            return handler
-        supplied = dict(details.invocation_metadata or ()).get(TOKEN_HEADER, "")
-        authorized = hmac.compare_digest(self._token, str(supplied).encode())
-        if not authorized:
-            return _refusal(handler)
-
-        def check() -> None:
-            if not authorized:
-                raise Unauthenticated("shard service: missing or wrong internal token")
-
-        def abort(context: grpc.ServicerContext, exc: Exception) -> None:
-            if isinstance(exc, ShardvecError):
-                context.abort(exc.code, exc.message)
-            # a bug, not bad input: report it, keep serving
-            log.exception("shard rpc %s failed", details.method)
-            context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
-
-        if handler.stream_stream is not None:
-            inner_bidi = handler.stream_stream
-
-            def guarded_bidi(
-                requests: Iterator[Any], context: grpc.ServicerContext
-            ) -> Iterator[Any]:
-                try:
-                    check()
-                    yield from inner_bidi(requests, context)
-                except Exception as exc:
-                    abort(context, exc)
-
-            return grpc.stream_stream_rpc_method_handler(
-                guarded_bidi,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            inner_stream = handler.unary_stream
-
-            def guarded_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                try:
-                    check()
-                    yield from inner_stream(request, context)
-                except Exception as exc:
-                    abort(context, exc)
-
-            return grpc.unary_stream_rpc_method_handler(
-                guarded_stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        inner = handler.unary_unary
-        if inner is None:  # stream-unary: shardvec has none; refuse rather than pass unchecked
-            raise RuntimeError(f"shard rpc {details.method}: unsupported handler kind")
-
-        def guarded(request: Any, context: grpc.ServicerContext) -> Any:
-            try:
-                check()
-                return inner(request, context)
-            except Exception as exc:
-                abort(context, exc)
-
-        return grpc.unary_unary_rpc_method_handler(
-            guarded,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-
-
-def _refusal(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    """A handler that ends a call without the internal token UNAUTHENTICATED, decided on its
-    metadata alone: as a request-streaming handler that never pulls the request, so gRPC
-    neither assembles nor decodes the message (a unary handler gets its request read first)."""
-    message = "shard service: missing or wrong internal token"
-
-    def refuse(_requests: Iterator[bytes], context: grpc.ServicerContext) -> Any:
-        context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
-
-    def refuse_stream(_requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[Any]:
-        context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
-        yield  # never reached: abort raises; makes this a generator
-
-    if handler.unary_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(
-            refuse, request_deserializer=None, response_serializer=handler.response_serializer
-        )
-    return grpc.stream_stream_rpc_method_handler(
-        refuse_stream, request_deserializer=None,
-        response_serializer=handler.response_serializer,
-    )
 
 
 class ShardService(shard_pb2_grpc.ShardServicer):
@@ -281,7 +181,7 @@ class ShardService(shard_pb2_grpc.ShardServicer):
         rows = RowBatch(
             ids,
             vectors,
-            _metadata_from_json(request.metadata_json, len(ids)),
+            metadata_from_json(request.metadata_json, len(ids)),
             [d or None for d in request.documents] if request.documents else [],
             list(request.delete_ids),
             where,
@@ -317,7 +217,7 @@ class ShardService(shard_pb2_grpc.ShardServicer):
         resp = shard_pb2.ShardGetResponse(ids=[r.id for r in records])
         docs = [r.document or "" for r in records] if inc_doc else []
         texts = metadata_to_json([r.metadata for r in records]) if inc_meta else []
-        _check_size(
+        check_response_size(
             sum(len(r.id) for r in records) + sum(map(len, docs)) + sum(map(len, texts)),
             4 * self.dim * len(records) if inc_vec else 0,
             "get",
@@ -334,7 +234,9 @@ class ShardService(shard_pb2_grpc.ShardServicer):
         self._caller_waits(context, "count")
         with self._fenced(context, "count"):
             count = self.engine.count(
-                _filter(request), _where_document(request), decode_buckets(request.buckets)
+                request_filter(request),
+                request_where_document(request),
+                decode_buckets(request.buckets),
             )
         return shard_pb2.ShardCountResponse(count=count)
 
@@ -347,8 +249,8 @@ class ShardService(shard_pb2_grpc.ShardServicer):
     def _search(self, request: Any, context: grpc.ServicerContext | Callable[[], bool]) -> Any:
         buckets = decode_buckets(request.buckets)
         queries = vectors_from_proto(request.queries, self.dim, field="queries")
-        where = _filter(request)
-        where_document = _where_document(request)
+        where = request_filter(request)
+        where_document = request_where_document(request)
         parts: list[SearchResult] = []
         lock = self.search_lock if len(queries) >= self.lock_rows else None
         for start in range(0, len(queries), SEARCH_CHUNK_ROWS):
@@ -372,9 +274,9 @@ class ShardService(shard_pb2_grpc.ShardServicer):
                         buckets=buckets,
                     )
                 )
-        result = parts[0] if len(parts) == 1 else _concat(parts)
-        _check_size(
-            _text_chars(result.ids) + _text_chars(result.metadata) + _text_chars(result.documents),
+        result = parts[0] if len(parts) == 1 else concat_results(parts)
+        check_response_size(
+            text_chars(result.ids) + text_chars(result.metadata) + text_chars(result.documents),
             int(result.vectors.nbytes) if result.vectors is not None else 0,
             "search",
         )
@@ -392,8 +294,8 @@ class ShardService(shard_pb2_grpc.ShardServicer):
         self._caller_waits(context, "keyword search")
         with self._fenced(context, "keyword search"):
             result = self.engine.keyword_search(keyword_search_from_proto(request))
-        _check_size(
-            _text_chars(result.ids) + _text_chars(result.metadata) + _text_chars(result.documents),
+        check_response_size(
+            text_chars(result.ids) + text_chars(result.metadata) + text_chars(result.documents),
             int(result.vectors.nbytes) if result.vectors is not None else 0,
             "keyword search",
         )
@@ -406,7 +308,7 @@ class ShardService(shard_pb2_grpc.ShardServicer):
         field, where, where_document, buckets = facet_request_from_proto(request)
         with self._fenced(context, "facet"):
             counts = self.engine.facet(field, where, where_document, buckets)
-        _check_size(sum(len(str(v)) + 16 for _, v in counts.counts), 0, "facet")
+        check_response_size(sum(len(str(v)) + 16 for _, v in counts.counts), 0, "facet")
         return facet_counts_to_proto(counts)
 
     def GroupSearch(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -415,9 +317,9 @@ class ShardService(shard_pb2_grpc.ShardServicer):
         with self._fenced(context, "group search"):
             result = self.engine.group_search(search)
         hits = result.hits
-        _check_size(
-            _text_chars(hits.ids) + _text_chars(hits.metadata) + _text_chars(hits.documents)
-            + _text_chars(result.keys),
+        check_response_size(
+            text_chars(hits.ids) + text_chars(hits.metadata) + text_chars(hits.documents)
+            + text_chars(result.keys),
             int(hits.vectors.nbytes) if hits.vectors is not None else 0,
             "group search",
         )
@@ -540,76 +442,6 @@ class ShardService(shard_pb2_grpc.ShardServicer):
                 yield shard_pb2.ShardSnapshotChunk(data=data)
 
 
-def _filter(request: Any) -> Filter | None:
-    """The request's filter, decoded without re-checking the tree (the coordinator did)."""
-    return filter_from_proto(request.filter, trusted=True) if request.HasField("filter") else None
-
-
-def _where_document(request: Any) -> DocFilter | None:
-    """The request's document filter, decoded without re-checking (the coordinator did)."""
-    if not request.HasField("where_document"):
-        return None
-    return where_document_from_proto(request.where_document, trusted=True)
-
-
-# What a shard answer's payload may hold: the internal message limit less an eighth for the
-# protobuf framing (tags and lengths, a few bytes a field).
-_RESPONSE_BUDGET = MAX_MESSAGE_BYTES * 7 // 8
-
-
-def _text_chars(texts: np.ndarray | None) -> int:
-    return sum(map(len, texts.ravel().tolist())) if texts is not None else 0
-
-
-def _check_size(text_chars: int, vector_bytes: int, what: str) -> None:
-    """Refuse (RESOURCE_EXHAUSTED, which marks no replica) a response that could not be sent
-    within the internal message limit, before it is built: its ids, metadata and documents
-    (characters, at least one byte each) and its vectors. The coordinator sizes the public
-    response; this keeps a shard's own answer sendable, so an oversized answer is a clear
-    refusal and never a broken call that reads as a replica gone."""
-    total = text_chars + vector_bytes
-    if total > _RESPONSE_BUDGET:
-        raise ResourceExhausted(
-            f"shard {what}: the response would hold at least {total} bytes ({text_chars} of "
-            f"ids, metadata and documents, {vector_bytes} of vectors), more than a shard "
-            f"response may carry ({_RESPONSE_BUDGET}); ask for fewer queries, a smaller k "
-            "or fewer included fields"
-        )
-
-
-def _metadata_from_json(texts: Sequence[str], n: int) -> list[dict[str, Any]]:
-    """One metadata object per row from its JSON text ("" or no texts at all meaning {}),
-    decoded only: the coordinator validated the same texts before sending them."""
-    if not texts:
-        return [{} for _ in range(n)]
-    out: list[dict[str, Any]] = []
-    for i, text in enumerate(texts):
-        try:
-            out.append(loads_json(text) if text else {})
-        except (ValueError, RecursionError) as exc:
-            raise InvalidArgument(f"metadata_json[{i}]: invalid JSON: {exc}") from None
-    return out
-
-
-def _concat(parts: list[SearchResult]) -> SearchResult:
-    """One result of the chunks of a large search, in order."""
-    first = parts[0]
-    return SearchResult(
-        np.concatenate([p.ids for p in parts]),
-        np.concatenate([p.scores for p in parts]),
-        np.concatenate([p.counts for p in parts]),
-        np.concatenate([p.metadata for p in parts if p.metadata is not None])
-        if first.metadata is not None
-        else None,
-        np.concatenate([p.vectors for p in parts if p.vectors is not None])
-        if first.vectors is not None
-        else None,
-        np.concatenate([p.documents for p in parts if p.documents is not None])
-        if first.documents is not None
-        else None,
-    )
-
-
 class ShardServer:
     """A running gRPC server for one engine, bound to `host` on a free port."""
 
@@ -632,7 +464,7 @@ class ShardServer:
         ]
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shard-rpc"),
-            interceptors=[_Guard(token)],
+            interceptors=[TokenGuard(token)],
             options=options,
         )
         lock = NodeSearchLock(search_lock_path) if node_turn_rows > 0 else None

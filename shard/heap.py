@@ -9,15 +9,17 @@ returns those pages; it runs after every TRIM_ROWS rows written (a few ms each t
 the index lock). Elsewhere than glibc it is a no-op.
 
 Trimming is not enough in a replica's own process: there a batch arrives through gRPC and is
-decoded on the server's threads, whose temporaries land between blocks that stay (the
-index's upper-level links, ids, texts), so the pages they free cannot be given back. Measured
-(bench/rowmem_replica.py, 100k rows x 384 through the public API into one replica): the
-replica's heap held 1,651 B a row free (mallinfo2) and 3,485 B a row of anonymous memory,
-against 2,674 for the same rows written in one process; malloc_trim gave back 22 B a row. So
-a replica keeps the mmap threshold fixed (`fix_mmap_threshold`, called once when its actor
-starts): blocks above MMAP_THRESHOLD always get their own mapping, given back to the system
-when freed, and the heap holds only small blocks. Same load: 2,693 B a row anonymous, the
-heap's free 244 B a row.
+decoded on the server's threads, and once glibc has raised its threshold those temporaries
+land in the heap between blocks that stay, whose pages then cannot be given back. Measured
+(bench/rowmem_replica.py, 100k rows x 384 through the public API into one replica, both
+variants in one run): with glibc's dynamic rule the replica's heap kept 2,013 B a row free
+(200 MB; 150 MB at 250k rows: a cost per process more than per row), malloc_trim gave
+back 100 B a row of it, and the process held 3,415 B a row of anonymous memory. So a replica
+keeps the threshold fixed (`fix_mmap_threshold`, called once when its actor starts): blocks
+above MMAP_THRESHOLD always get their own mapping, given back when freed. Same run: 2,704 B a
+row, heap free 287. At 128 KiB the exact scan's per-block buffers (196 and 786 KB) were mapped
+and unmapped on every block, and filtered single queries took 13 % longer in two runs; at
+1 MiB they stay in the heap (reused, same size each time): p50s within noise in one run.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 TRIM_ROWS = 1024  # rows written between trims
-MMAP_THRESHOLD = 128 * 1024  # glibc's initial threshold, kept instead of raised
+MMAP_THRESHOLD = 1 << 20  # bytes; blocks above get their own mapping (glibc starts at 128 KiB)
 M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
 THRESHOLD_ENV = "SHARDVEC_MMAP_THRESHOLD"  # bytes; 0 leaves glibc's dynamic rule (benchmarks)
 

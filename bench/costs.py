@@ -46,11 +46,9 @@ from shardvec.bench.datasets import (
 from shardvec.bench.measure import recall_at_k
 from shardvec.bench.results import write_results
 from shardvec.contract.codec import encode_packed
-from shardvec.contract.convert import (
-    search_response,
-    search_result_from_proto,
-    vectors_from_proto,
-)
+from shardvec.contract.convert import vectors_from_proto
+from shardvec.contract.convert_public import search_response
+from shardvec.contract.convert_shard import search_result_from_proto
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.types import Hits
 from shardvec.contract.validation import validate_vectors

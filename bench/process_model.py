@@ -44,7 +44,7 @@ from shardvec.bench.datasets import Dataset, default_data, load_dataset, require
 from shardvec.bench.measure import recall_at_k
 from shardvec.bench.query_cluster import CpuMeter, concurrent_singles
 from shardvec.bench.results import write_results
-from shardvec.contract.convert import search_response
+from shardvec.contract.convert_public import search_response
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.types import Hits
 from shardvec.coordinator.layout import Layout
@@ -126,7 +126,8 @@ def serve_node(args: argparse.Namespace) -> None:
 
     import grpc
 
-    from shardvec.contract.convert import search_result_to_proto, vectors_from_proto
+    from shardvec.contract.convert import vectors_from_proto
+    from shardvec.contract.convert_shard import search_result_to_proto
     from shardvec.contract.limits import INTERNAL_MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
     from shardvec.shard.engine import ShardEngine
     from shardvec.shard.server_guard import TokenGuard
@@ -160,7 +161,8 @@ def serve_front(args: argparse.Namespace) -> None:
     micro-batcher, fan-out client and merge (no registry, replica sets or interceptors)."""
     import grpc
 
-    from shardvec.contract.convert import search_result_from_proto, vectors_from_proto
+    from shardvec.contract.convert import vectors_from_proto
+    from shardvec.contract.convert_shard import search_result_from_proto
     from shardvec.coordinator.queries.batching import MicroBatcher
     from shardvec.coordinator.replicas.shard_client import RemoteShard
     from shardvec.v1 import shard_pb2

@@ -23,7 +23,8 @@ from shardvec.cluster.paging import Page
 from shardvec.cluster.request_fields import as_matrix, grouped
 from shardvec.contract.archive import read_manifest as read_archive_manifest
 from shardvec.contract.archive import verify_snapshot
-from shardvec.contract.convert import METRIC_TO_PROTO, PROTO_TO_METRIC, collection_info_to_dict
+from shardvec.contract.convert import METRIC_TO_PROTO, PROTO_TO_METRIC
+from shardvec.contract.convert_public import collection_info_to_dict
 from shardvec.contract.errors import (
     DeadlineExceeded,
     InvalidArgument,

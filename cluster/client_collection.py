@@ -19,13 +19,11 @@ from shardvec.cluster.request_fields import (
     with_groups,
 )
 from shardvec.contract.codec import dumps_json
-from shardvec.contract.convert import (
+from shardvec.contract.convert import filter_to_proto, pack_vectors, where_document_to_proto
+from shardvec.contract.convert_public import (
     collection_info_to_dict,
-    filter_to_proto,
     hits_from_response,
-    pack_vectors,
     records_from_response,
-    where_document_to_proto,
 )
 from shardvec.contract.errors import InvalidArgument
 from shardvec.contract.filters import parse_where, parse_where_document

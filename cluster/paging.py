@@ -12,12 +12,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from shardvec.contract.convert import (
-    filter_to_proto,
-    hits_from_response,
-    records_from_response,
-    where_document_to_proto,
-)
+from shardvec.contract.convert import filter_to_proto, where_document_to_proto
+from shardvec.contract.convert_public import hits_from_response, records_from_response
 from shardvec.contract.filters import parse_where, parse_where_document
 from shardvec.contract.types import Hit, Record
 from shardvec.v1 import vector_search_pb2 as pb

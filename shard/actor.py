@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from shardvec.contract.convert import changes_from_proto
+from shardvec.contract.convert_shard import changes_from_proto
 from shardvec.contract.errors import DataLoss, ShardvecError
 from shardvec.contract.limits import (
     DEFAULT_BUILD_THREADS,

@@ -30,13 +30,12 @@ import numpy as np
 
 from shardvec.contract.buckets import decode_buckets
 from shardvec.contract.codec import dumps_json, encode_packed, metadata_to_json
-from shardvec.contract.convert import (
-    filter_from_proto,
+from shardvec.contract.convert import filter_from_proto, vectors_from_proto
+from shardvec.contract.convert_shard import (
     scroll_page_to_proto,
     search_result_to_proto,
     shard_scroll_from_proto,
     shard_update_from_proto,
-    vectors_from_proto,
 )
 from shardvec.contract.errors import (
     STALE_LAYOUT,

@@ -18,12 +18,11 @@ from typing import Any
 import numpy as np
 
 from shardvec.contract.convert import (
-    collection_info,
     filter_from_proto,
-    search_response,
     vectors_from_proto,
     where_document_from_proto,
 )
+from shardvec.contract.convert_public import collection_info, search_response
 from shardvec.contract.errors import (
     DataLoss,
     DeadlineExceeded,

@@ -17,12 +17,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from shardvec.contract.convert import (
-    collection_info,
-    filter_from_proto,
-    spec_from_request,
-    vectors_from_proto,
-)
+from shardvec.contract.convert import filter_from_proto, vectors_from_proto
+from shardvec.contract.convert_public import collection_info, spec_from_request
 from shardvec.contract.errors import (
     DeadlineExceeded,
     InvalidArgument,

@@ -14,7 +14,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from shardvec.contract.convert import search_response, vectors_from_proto
+from shardvec.contract.convert import vectors_from_proto
+from shardvec.contract.convert_public import search_response
 from shardvec.contract.errors import InvalidArgument, ResourceExhausted
 from shardvec.contract.groups import GroupBy, diversity_from_request, group_by_from_request
 from shardvec.contract.keyword import Fusion, fusion_from_request, leg_depth

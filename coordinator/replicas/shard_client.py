@@ -2,7 +2,7 @@
 
 `RemoteShard` implements the shard interface (shardvec.contract.shard_api.ShardLike) over the
 internal `shardvec.v1.Shard` service, converting domain values to wire messages and back with
-shardvec.contract.convert. gRPC failures are translated here, at the boundary, into shardvec
+shardvec.contract.convert_shard. gRPC failures are translated here, at the boundary, into shardvec
 errors that name the replica.
 """
 
@@ -18,7 +18,7 @@ import grpc
 import numpy as np
 
 from shardvec.contract.buckets import encode_buckets
-from shardvec.contract.convert import (
+from shardvec.contract.convert_shard import (
     changes_from_proto,
     count_request,
     get_request,

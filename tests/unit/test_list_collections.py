@@ -46,7 +46,7 @@ def test_listed_collections_carry_their_counts_and_replica_states(tmp_path: Path
 def test_a_collection_that_cannot_be_counted_now_lists_no_count_not_zero(tmp_path: Path) -> None:
     """A shard with no live replica: the collection is listed and described with its replica
     states and no count (None in the client), never a count of 0 for rows it holds."""
-    from shardvec.contract.convert import collection_info_to_dict
+    from shardvec.contract.convert_public import collection_info_to_dict
     from shardvec.coordinator.replicas.replica_set import ReplicaState
     from shardvec.coordinator.runtime import CoordinatorRuntime
 

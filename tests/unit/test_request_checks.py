@@ -19,7 +19,8 @@ import shardvec.contract.convert as convert_mod
 import shardvec.contract.shard_requests as requests_mod
 from shardvec.contract.buckets import NUM_BUCKETS
 from shardvec.contract.codec import dumps_json
-from shardvec.contract.convert import filter_to_proto, search_result_from_proto
+from shardvec.contract.convert import filter_to_proto
+from shardvec.contract.convert_shard import search_result_from_proto
 from shardvec.contract.errors import FailedPrecondition, InvalidArgument
 from shardvec.contract.filters import Cond, Filter, parse_where
 from shardvec.contract.limits import MAX_EF, MAX_K, TOKEN_HEADER

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shardvec.contract.convert import collection_info_to_dict
+from shardvec.contract.convert_public import collection_info_to_dict
 from shardvec.contract.errors import InvalidArgument
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.types import TunedBreadth

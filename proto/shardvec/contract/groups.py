@@ -19,11 +19,13 @@ import numpy as np
 from shardvec.contract.buckets import decode_buckets
 from shardvec.contract.convert import (
     filter_from_proto,
+    vectors_from_proto,
+    where_document_from_proto,
+)
+from shardvec.contract.convert_shard import (
     search_result_to_proto,
     shard_hits_from_proto,
     shard_search_to_proto,
-    vectors_from_proto,
-    where_document_from_proto,
 )
 from shardvec.contract.errors import InvalidArgument
 from shardvec.contract.facets import check_field_name

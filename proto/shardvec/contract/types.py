@@ -3,7 +3,8 @@
 The engine hands out `Record`, `SearchResult` and `Change`; the coordinator merges into `Hits`
 and reports `ReplicaStatus`; the shard interface (shard_api.ShardLike) takes and returns
 `WriteAck`, `GetResult`, `ShardSearch`, `ShardInfo` and `SnapshotChunk`;
-`shardvec.contract.convert` turns each into its wire form and back.
+`shardvec.contract.convert_shard` (and `convert_public` for the public API) turns each into
+its wire form and back.
 """
 
 from __future__ import annotations

@@ -168,16 +168,18 @@ class ShardGetRequest(_message.Message):
     def __init__(self, ids: _Optional[_Iterable[str]] = ..., include: _Optional[_Union[_common_pb2.Include, _Mapping]] = ...) -> None: ...
 
 class ShardGetResponse(_message.Message):
-    __slots__ = ("ids", "metadata_json", "vectors", "documents")
+    __slots__ = ("ids", "metadata_json", "vectors", "documents", "expires_at")
     IDS_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     ids: _containers.RepeatedScalarFieldContainer[str]
     metadata_json: _containers.RepeatedScalarFieldContainer[str]
     vectors: _common_pb2.Vectors
     documents: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., documents: _Optional[_Iterable[str]] = ...) -> None: ...
+    expires_at: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., documents: _Optional[_Iterable[str]] = ..., expires_at: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ShardCountRequest(_message.Message):
     __slots__ = ("filter", "where_document", "buckets")

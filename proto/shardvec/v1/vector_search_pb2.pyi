@@ -338,16 +338,18 @@ class GetRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., include: _Optional[_Union[_common_pb2.Include, _Mapping]] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., where_document: _Optional[_Union[_common_pb2.DocumentFilter, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class GetResponse(_message.Message):
-    __slots__ = ("ids", "metadata_json", "vectors", "documents")
+    __slots__ = ("ids", "metadata_json", "vectors", "documents", "expires_at")
     IDS_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     ids: _containers.RepeatedScalarFieldContainer[str]
     metadata_json: _containers.RepeatedScalarFieldContainer[str]
     vectors: _common_pb2.Vectors
     documents: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., documents: _Optional[_Iterable[str]] = ...) -> None: ...
+    expires_at: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., documents: _Optional[_Iterable[str]] = ..., expires_at: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class CountRequest(_message.Message):
     __slots__ = ("collection", "filter", "where_document")
@@ -454,18 +456,20 @@ class ScrollRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., where_document: _Optional[_Union[_common_pb2.DocumentFilter, _Mapping]] = ..., limit: _Optional[int] = ..., cursor: _Optional[bytes] = ..., include: _Optional[_Union[_common_pb2.Include, _Mapping]] = ..., slice: _Optional[int] = ..., slices: _Optional[int] = ...) -> None: ...
 
 class ScrollResponse(_message.Message):
-    __slots__ = ("ids", "metadata_json", "vectors", "documents", "next_cursor")
+    __slots__ = ("ids", "metadata_json", "vectors", "documents", "next_cursor", "expires_at")
     IDS_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     ids: _containers.RepeatedScalarFieldContainer[str]
     metadata_json: _containers.RepeatedScalarFieldContainer[str]
     vectors: _common_pb2.Vectors
     documents: _containers.RepeatedScalarFieldContainer[str]
     next_cursor: bytes
-    def __init__(self, ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., documents: _Optional[_Iterable[str]] = ..., next_cursor: _Optional[bytes] = ...) -> None: ...
+    expires_at: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., metadata_json: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_common_pb2.Vectors, _Mapping]] = ..., documents: _Optional[_Iterable[str]] = ..., next_cursor: _Optional[bytes] = ..., expires_at: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class UpdateRequest(_message.Message):
     __slots__ = ("collection", "ids", "metadata_json", "replace_metadata", "documents", "upsert_missing", "vectors", "ttl_seconds", "expires_at")

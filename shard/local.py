@@ -129,7 +129,8 @@ class LocalShard:
             if include_vectors and records:
                 vectors = np.stack([r.vector for r in records if r.vector is not None])
             docs = [r.document or "" for r in records] if include_documents else []
-            return GetResult([r.id for r in records], metas, vectors, docs)
+            expires = [r.expires_at for r in records] if any(r.expires_at for r in records) else []
+            return GetResult([r.id for r in records], metas, vectors, docs, expires)
 
         return await self._run(timeout, work)
 

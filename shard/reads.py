@@ -62,8 +62,8 @@ def get(
     include_metadata: bool,
     include_documents: bool,
 ) -> list[Record | None]:
-    """Rows by id from the store (vectors as upserted); None for missing or deleted ids. A
-    row failing its checksum marks the replica damaged."""
+    """Rows by id from the store (vectors as upserted), each with its expiry; None for
+    missing, deleted or expired ids. A row failing its checksum marks the replica damaged."""
     try:
         rows = eng._store.get_rows(
             ids,
@@ -83,7 +83,8 @@ def get(
             continue
         vec = decode_vector(row.vector) if include_vectors else None
         md = decode_metadata(row.metadata) if include_metadata else None
-        out.append(Record(rid, vec, md, row.document if include_documents else None))
+        doc = row.document if include_documents else None
+        out.append(Record(rid, vec, md, doc, row.expires_at or 0.0))
     return out
 
 

@@ -32,8 +32,8 @@ def scroll_page(
     now: float | None = None,
 ) -> ScrollPage:
     """The next page after request's position; `mask` (by slot) given with request.where;
-    rows expired at `now` are skipped (None: none is). With vectors, each row's expiry
-    comes too (a bucket copy carries it)."""
+    rows expired at `now` are skipped (None: none is). Each row's expiry comes too, when some
+    row of the page has one (a bucket copy carries it; Scroll and Get return it)."""
     filtered = request.where is not None or request.where_document is not None
     pos = (request.after_bucket, request.after_id)
     ids: list[str] = []
@@ -78,7 +78,7 @@ def scroll_page(
                 docs.append(row.document or "")
             if request.include_vectors and row.vector is not None:
                 blobs.append(row.vector)
-                expires.append(row.expires_at or 0.0)
+            expires.append(row.expires_at or 0.0)
             size += row_bytes
             pos = (row.bucket, row.id)
             scanned += 1
@@ -131,5 +131,5 @@ def _page(
         data = b"".join(blobs)
         vectors = np.frombuffer(data, dtype="<f4").reshape(len(blobs), dim).astype(np.float32)
     documents = docs if request.include_documents else None
-    expiry = expires if request.include_vectors and any(expires) else None
+    expiry = expires if any(expires) else None
     return ScrollPage(ids, texts, vectors, pos[0], pos[1], done, documents, expiry)

@@ -223,6 +223,8 @@ class ShardService(shard_pb2_grpc.ShardServicer):
         )
         resp.documents.extend(docs)
         resp.metadata_json.extend(texts)
+        if any(r.expires_at for r in records):
+            resp.expires_at.extend(r.expires_at for r in records)
         if inc_vec and records:
             resp.vectors.dim = self.dim
             vectors = [r.vector for r in records if r.vector is not None]

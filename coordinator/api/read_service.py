@@ -59,7 +59,7 @@ from shardvec.coordinator.queries.facets import facet
 from shardvec.coordinator.queries.keyword_search import hybrid_search, keyword_search
 from shardvec.coordinator.queries.read_runtime import ReadRuntime
 from shardvec.coordinator.queries.reads import CollectionReads, SearchParams, deadline_from
-from shardvec.coordinator.queries.scroll import get_matching, scroll_rpc
+from shardvec.coordinator.queries.scroll import get_matching, page_expiries, scroll_rpc
 from shardvec.v1 import vector_search_pb2 as pb
 from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
 
@@ -169,18 +169,15 @@ class ReadService(pb_grpc.VectorSearchServicer):
             self._bytes_limit(len(ids) * col.dim * 4, "get")
         inc = request.include
         deadline = self._deadline(context)
-        docs: list[str] = []
-        if inc.documents:
-            found, metas, vectors, docs = await col.get_documents(
-                ids, inc.metadata, inc.vectors, deadline, True
-            )
-        else:
-            found, metas, vectors = await col.get(ids, inc.metadata, inc.vectors, deadline)
+        found, metas, vectors, docs, expires = await col.get_documents(
+            ids, inc.metadata, inc.vectors, deadline, inc.documents
+        )
         # Sized from what it will hold (metadata, documents) before the message is built.
         check_get_response(
-            found, metas, col.dim, request.include.vectors, self.settings.max_message_bytes, docs
+            found, metas, col.dim, request.include.vectors, self.settings.max_message_bytes, docs,
+            len(expires),
         )
-        resp = pb.GetResponse(ids=found, metadata_json=metas, documents=docs)
+        resp = pb.GetResponse(ids=found, metadata_json=metas, documents=docs, expires_at=expires)
         if request.include.vectors:
             resp.vectors.dim = col.dim
             resp.vectors.packed = vectors.astype("<f4").tobytes()
@@ -215,10 +212,12 @@ class ReadService(pb_grpc.VectorSearchServicer):
         found = [i for p in pages for i in p.ids]
         metas = [m for p in pages for m in p.metadata_json] if inc.metadata else []
         docs = [d for p in pages for d in (p.documents or [])] if inc.documents else []
+        expires = page_expiries(pages)
         check_get_response(
-            found, metas, col.dim, inc.vectors, self.settings.max_message_bytes, docs
+            found, metas, col.dim, inc.vectors, self.settings.max_message_bytes, docs,
+            len(expires),
         )
-        resp = pb.GetResponse(ids=found, metadata_json=metas, documents=docs)
+        resp = pb.GetResponse(ids=found, metadata_json=metas, documents=docs, expires_at=expires)
         if inc.vectors:
             resp.vectors.dim = col.dim
             parts = [p.vectors for p in pages if p.vectors is not None and len(p.vectors)]

@@ -70,8 +70,10 @@ def check_get_response(
     with_vectors: bool,
     limit: int,
     documents: Sequence[str] = (),
+    expiries: int = 0,
 ) -> int:
-    """The GetResponse's size (bytes); ResourceExhausted once it passes `limit`."""
+    """The GetResponse's size (bytes), with `expiries` packed doubles (expires_at);
+    ResourceExhausted once it passes `limit`."""
     total = 0
     for id_ in ids:
         total += field_bytes(text_bytes(id_))
@@ -83,6 +85,8 @@ def check_get_response(
     if with_vectors and ids:
         vectors = 4 * dim * len(ids)
         total += field_bytes(varint_bytes(dim) + _TAG + field_bytes(vectors))
+    if expiries:
+        total += 1 + field_bytes(8 * expiries)  # field 263's tag takes two bytes
     if total > limit:
         raise _refuse("get", total, limit)
     return total

@@ -149,7 +149,7 @@ class CollectionReads:
         self, ids: Sequence[str], include_metadata: bool, include_vectors: bool, deadline: float
     ) -> tuple[list[str], list[str], np.ndarray]:
         """Found ids in request order, their metadata JSON and vectors."""
-        found, metas, vectors, _ = await self.get_documents(
+        found, metas, vectors, _, _ = await self.get_documents(
             ids, include_metadata, include_vectors, deadline, False
         )
         return found, metas, vectors
@@ -161,8 +161,9 @@ class CollectionReads:
         include_vectors: bool,
         deadline: float,
         include_documents: bool,
-    ) -> tuple[list[str], list[str], np.ndarray, list[str]]:
-        """Found ids in request order, their metadata JSON, vectors and documents."""
+    ) -> tuple[list[str], list[str], np.ndarray, list[str], list[float]]:
+        """Found ids in request order, their metadata JSON, vectors, documents and absolute
+        expiries (one per found id, 0.0: never; empty when none of them expires)."""
         id_list = list(ids)
 
         async def one(shard: int, rows: np.ndarray) -> GetResult:
@@ -180,6 +181,7 @@ class CollectionReads:
         found_meta: dict[str, str] = {}
         found_vec: dict[str, np.ndarray] = {}
         found_doc: dict[str, str] = {}
+        found_exp: dict[str, float] = {}
         found: set[str] = set()
         for res in results:
             vecs = res.vectors if include_vectors else None
@@ -191,6 +193,8 @@ class CollectionReads:
                     found_vec[id_] = vecs[j]
                 if include_documents and res.documents:
                     found_doc[id_] = res.documents[j]
+                if res.expires_at:
+                    found_exp[id_] = res.expires_at[j]
         order = [i for i in id_list if i in found]
         metas = [found_meta.get(i, "") for i in order] if include_metadata else []
         vectors = (
@@ -199,7 +203,8 @@ class CollectionReads:
             else np.empty((0, self.dim), dtype=np.float32)
         )
         docs = [found_doc.get(i, "") for i in order] if include_documents else []
-        return order, metas, vectors, docs
+        expires = [found_exp.get(i, 0.0) for i in order] if found_exp else []
+        return order, metas, vectors, docs, expires
 
     async def count(
         self, where: Filter | None, deadline: float, where_document: DocFilter | None = None

@@ -97,6 +97,14 @@ def _page_bytes(page: ScrollPage) -> int:
     return sum(len(i) for i in page.ids) + sum(len(m) for m in page.metadata_json) + vec + docs
 
 
+def page_expiries(pages: list[ScrollPage]) -> list[float]:
+    """The rows' absolute expiries across `pages`, one per id (0.0: never), or empty when no
+    row of them expires (the wire's expires_at)."""
+    if not any(p.expires_at for p in pages):
+        return []
+    return [e for p in pages for e in (p.expires_at or [0.0] * len(p.ids))]
+
+
 def slice_range(slice_: int, slices: int) -> tuple[int, int]:
     """The bucket range of slice `slice_` of `slices` (0 of 0: every bucket)."""
     if slices == 0:
@@ -168,6 +176,7 @@ async def scroll_rpc(
             resp.metadata_json.extend(page.metadata_json)
         if inc_doc:
             resp.documents.extend(page.documents or [])
+    resp.expires_at.extend(page_expiries(pages))
     if inc_vec:
         resp.vectors.dim = col.dim
         parts = [p.vectors for p in pages if p.vectors is not None and len(p.vectors)]

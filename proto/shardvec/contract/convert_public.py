@@ -14,7 +14,7 @@ from shardvec.contract.convert import (
     METRIC_TO_PROTO,
     PROTO_TO_METRIC,
 )
-from shardvec.contract.errors import InvalidArgument
+from shardvec.contract.errors import InvalidArgument, Unavailable
 from shardvec.contract.limits import (
     DEFAULT_TARGET_RECALL,
     EMBEDDINGS,
@@ -213,17 +213,22 @@ def hits_from_response(resp: pb.SearchResponse, dim: int) -> list[list[Hit]]:
     return out
 
 
-def records_from_response(resp: pb.GetResponse, dim: int) -> list[Record]:
-    """The rows of a GetResponse, in its order (the vectors copied out of the message)."""
+def records_from_response(resp: pb.GetResponse | pb.ScrollResponse, dim: int) -> list[Record]:
+    """The rows of a GetResponse (or a ScrollResponse), in its order (the vectors copied out
+    of the message), each with its expiry (expires_at empty: none expires)."""
     vecs = decode_packed(resp.vectors.packed, dim) if resp.vectors.packed else None
     metas = list(resp.metadata_json)
     docs = list(resp.documents)
+    expires = list(resp.expires_at)
+    if expires and len(expires) != len(resp.ids):
+        raise Unavailable(f"expires_at: {len(expires)} values for {len(resp.ids)} ids")
     return [
         Record(
             id_,
             vecs[j].copy() if vecs is not None else None,
             _metadata(metas[j]) if metas else None,
             (docs[j] or None) if docs else None,
+            expires[j] if expires else 0.0,
         )
         for j, id_ in enumerate(resp.ids)
     ]

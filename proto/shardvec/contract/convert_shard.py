@@ -197,7 +197,10 @@ def get_result_from_proto(resp: shard_pb2.ShardGetResponse) -> GetResult:
     vectors = (
         decode_packed(resp.vectors.packed, int(resp.vectors.dim)) if resp.vectors.packed else None
     )
-    return GetResult(list(resp.ids), list(resp.metadata_json), vectors, list(resp.documents))
+    expires = list(resp.expires_at) if len(resp.expires_at) == len(resp.ids) else []
+    return GetResult(
+        list(resp.ids), list(resp.metadata_json), vectors, list(resp.documents), expires
+    )
 
 
 def count_request(

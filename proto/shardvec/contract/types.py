@@ -23,16 +23,19 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Record:
     """One stored row as `get` returns it; vector/metadata are None when not requested, and
-    document is None when not requested or the row has none."""
+    document is None when not requested or the row has none. `expires_at`: the row's absolute
+    expiry in unix seconds (0.0: never), always filled."""
 
     id: str
     vector: np.ndarray | None
     metadata: dict[str, Any] | None
     document: str | None = None
+    expires_at: float = 0.0
 
     def __repr__(self) -> str:
+        expiry = f", expires_at={self.expires_at!r}" if self.expires_at else ""
         return (f"Record(id={self.id!r}, vector={_vector_repr(self.vector)}, "
-                f"metadata={self.metadata!r}, document={self.document!r})")
+                f"metadata={self.metadata!r}, document={self.document!r}{expiry})")
 
 
 @dataclass(frozen=True)
@@ -278,6 +281,8 @@ class GetResult:
     metadata_json: list[str]
     vectors: np.ndarray | None
     documents: list[str] = dataclasses.field(default_factory=list)  # "" for none
+    # One absolute expiry per id (0.0: never), or empty: none of these rows expires.
+    expires_at: list[float] = dataclasses.field(default_factory=list)
 
 
 @dataclass(frozen=True, eq=False)
@@ -368,7 +373,7 @@ class ScrollPage:
     last_id: str
     done: bool
     documents: list[str] | None = None  # when asked: one per row, "" for none
-    expires_at: list[float] | None = None  # with the vectors: one per row, 0.0 for never
+    expires_at: list[float] | None = None  # one per row (0.0: never); None: none expires
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,14 @@ class _Collection:
         metas = [_meta(i, self.meta_bytes) for i in range(len(ids))] if include_metadata else []
         return ids, metas, np.ones((len(ids), DIM), np.float32)
 
+    async def get_documents(
+        self, ids: Any, include_metadata: bool, include_vectors: bool, deadline: float,
+        include_documents: bool,
+    ) -> Any:  # fmt: skip
+        """As get, with every row expiring (its absolute expiry is counted in the answer)."""
+        found, metas, vectors = await self.get(ids, include_metadata, include_vectors, deadline)
+        return found, metas, vectors, [], [2e9 + i for i in range(len(found))]
+
 
 class _Runtime:
     def __init__(self, col: _Collection) -> None:
@@ -127,5 +135,7 @@ def test_the_size_counted_bounds_protobufs_own(meta_bytes: int, vectors: bool) -
     greq.include.metadata = True
     greq.include.vectors = vectors
     gresp = asyncio.run(svc.Get(greq, FakeContext()))
-    counted = check_get_response(list(gresp.ids), list(gresp.metadata_json), DIM, vectors, 1 << 30)
+    assert len(gresp.expires_at) == 9
+    counted = check_get_response(list(gresp.ids), list(gresp.metadata_json), DIM, vectors, 1 << 30,
+                                 expiries=len(gresp.expires_at))  # fmt: skip
     assert gresp.ByteSize() <= counted <= gresp.ByteSize() * 1.05 + 64

@@ -389,7 +389,7 @@ def test_an_update_is_one_atomic_batch_across_shards(tmp_path: Path) -> None:
         )
         got = await col.update(good, deadline())
         assert got.updated == 2 and got.missing_ids == ["gone"] and got.inserted == 0
-        _, metas, _, docs = await col.get_documents([on0, on1], True, False, deadline(), True)
+        _, metas, _, docs, _ = await col.get_documents([on0, on1], True, False, deadline(), True)
         assert json.loads(metas[0])["a"] == 1 and "a" not in json.loads(metas[1])
         assert docs == ["doc0", "doc1"]
         for rs in col.shard_sets:  # every replica of both shards holds it

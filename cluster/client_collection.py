@@ -255,10 +255,12 @@ class Collection:
         batch_size: int = 256,
         progress: Callable[[int], None] | None = None,
         ttl_seconds: float | Sequence[float] | None = None,
+        expires_at: float | Sequence[float] | None = None,
     ) -> int:
         """Insert or replace rows from their texts (Chroma's `add(ids, documents=...)`): the
         embedding_function embeds them here, or the cluster does with the collection's
-        embedding. Returns the number upserted. `ttl_seconds` as in `upsert`."""
+        embedding. Returns the number upserted. `ttl_seconds` and `expires_at` as in
+        `upsert`."""
         if len(documents) != len(ids):
             raise InvalidArgument(f"{len(documents)} documents for {len(ids)} ids")
         if metadatas is not None and len(metadatas) != len(ids):
@@ -268,7 +270,7 @@ class Collection:
             stop = min(start + batch_size, len(ids))
             req = pb.UpsertRequest(collection=self.name, ids=[str(i) for i in ids[start:stop]])
             req.documents.extend(documents[start:stop])
-            set_expiry(req, ttl_seconds, None, len(ids), start, stop)
+            set_expiry(req, ttl_seconds, expires_at, len(ids), start, stop)
             if self.embedding_function is not None:
                 pack_vectors(req.vectors, self._embed_here(documents[start:stop]))
             if metadatas is not None:
@@ -400,7 +402,8 @@ class Collection:
     ) -> list[Record]:
         """The rows of `ids` found, in request order (missing ids are left out); or, with no
         ids, the first `limit` rows (0: the server's cap) matching `where` / `where_document`
-        (every row with neither), in the scroll order. To walk more rows, use `scroll`."""
+        (every row with neither), in the scroll order. To walk more rows, use `scroll`. Each
+        Record's `expires_at` is its absolute expiry in unix seconds (0.0: never)."""
         req = pb.GetRequest(collection=self.name, ids=list(ids or []), limit=limit)
         if where:
             req.filter.CopyFrom(filter_to_proto(parse_where(where)))
@@ -454,7 +457,8 @@ class Collection:
     ) -> Iterator[Record]:
         """Every row (or every row matching `where`) exactly once, in a stable order, fetched
         `page_size` rows at a time (0: the server's default, 256). Rows written while it runs
-        may or may not come; rows alive throughout all come, once."""
+        may or may not come; rows alive throughout all come, once. Each Record carries its
+        `expires_at` (0.0: never), as `get`'s."""
         return paging.scroll(
             self,
             where,

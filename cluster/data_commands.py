@@ -7,6 +7,7 @@ Registered on the main group in cluster/cli.py; `obj` is its context (with `.cli
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -111,7 +112,9 @@ def export(
 def import_(obj: _HasClient, name: str, in_path: Path, vectors_path: Path | None,
             batch: int) -> None:
     """Upsert the rows of an export (`shardvec export NAME --out F.jsonl`) into a collection,
-    every field as exported, with a progress bar."""
+    every field as exported, with a progress bar. A row keeps its absolute expiry
+    ("expires_at"; a line without one never expires, whatever the collection's default), and
+    a row whose expiry has passed is left out."""
     import numpy as np
     from tqdm import tqdm
 
@@ -121,6 +124,8 @@ def import_(obj: _HasClient, name: str, in_path: Path, vectors_path: Path | None
     vectors = np.load(vectors_path, mmap_mode="r") if vectors_path is not None else None
     with in_path.open(encoding="utf-8") as f:
         lines = [json.loads(line) for line in f if line.strip()]
+    expiries = [_expiry(x) for x in lines]  # every line checked before any is written
+    expired = 0
     if vectors is not None and len(lines) != len(vectors):
         raise click.UsageError(f"{len(lines)} rows in {in_path} for {len(vectors)} vectors")
     try:
@@ -138,23 +143,41 @@ def import_(obj: _HasClient, name: str, in_path: Path, vectors_path: Path | None
                     )
             with tqdm(total=len(lines), unit="row", desc=f"import {name}") as bar:
                 for start in range(0, len(lines), batch):
-                    part = lines[start : start + batch]
+                    now = time.time()
+                    stop = min(start + batch, len(lines))
+                    keep = [i for i in range(start, stop)
+                            if not expiries[i] or expiries[i] > now]  # fmt: skip
+                    part = [lines[i] for i in keep]
+                    expired += stop - start - len(part)
                     ids = [str(x["id"]) for x in part]
                     metas = [x.get("metadata") or {} for x in part]
                     docs = [x.get("document") or None for x in part]
-                    if vectors is None:  # the cluster embeds the documents
+                    expires = [expiries[i] for i in keep]
+                    if not part:
+                        pass
+                    elif vectors is None:  # the cluster embeds the documents
                         col.upsert_documents(ids, [str(d) for d in docs], metas,
-                                             batch_size=batch)
+                                             batch_size=batch, expires_at=expires)
                     else:
                         col.upsert(
                             ids,
-                            np.asarray(vectors[start : start + len(part)], dtype=np.float32),
+                            np.asarray(vectors[keep], dtype=np.float32),
                             metas,
                             documents=docs if any(docs) else None,
                             batch_size=batch,
+                            expires_at=expires,
                         )
-                    bar.update(len(part))
+                    bar.update(stop - start)
     except ShardvecError as exc:
         fail(exc)
     how = f" with the vectors of {vectors_path}" if vectors_path else ", documents embedded"
-    click.echo(f"imported {len(lines)} rows into {name}{how}")
+    gone = f" ({expired} rows left out: expired)" if expired else ""
+    click.echo(f"imported {len(lines) - expired} rows into {name}{how}{gone}")
+
+
+def _expiry(line: dict[str, Any]) -> float:
+    """A line's absolute expiry (unix seconds; 0.0: never, also for a line without one)."""
+    value = line.get("expires_at") or 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise click.UsageError(f"row {line.get('id')!r}: expires_at is not a number: {value!r}")
+    return float(value)

@@ -2,7 +2,8 @@
 
 Rows come from one scroll, so each live row comes exactly once even while writes arrive. Line
 i of the JSON Lines file is {"id": ..., "metadata": {...}} (with "document": "..." for a row
-that has one) and row i of the .npy file is its vector. The .npy file is written as rows
+that has one, and "expires_at": unix seconds for a row that expires; no such key: never) and
+row i of the .npy file is its vector. The .npy file is written as rows
 arrive, behind a fixed 128-byte header that gets the final row count at the end, so an export
 never holds the vectors in memory; both files are written under a .part name and renamed into
 place when complete; `shardvec import` reads both back, documents included.
@@ -66,6 +67,8 @@ def export_collection(
                         line: dict[str, Any] = {"id": r.id, "metadata": r.metadata or {}}
                         if r.document:
                             line["document"] = r.document
+                        if r.expires_at:
+                            line["expires_at"] = r.expires_at
                         text.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")))
                         text.write("\n")
                         if npy is not None and r.vector is not None:

@@ -8,23 +8,25 @@ filled (created, or switched if it exists); callers then use the alias.
 NEW is created with the source's shards, replicas, metric, index settings, tokenizer and
 default expiry (`ttl_seconds`), and the new embedding's dimension: `embedding="minilm"` embeds
 in the cluster, a client-side function (`embed`) embeds here. Rows are read with one scroll of
-the source (each live row once) and upserted with their metadata and documents
-(Collection.upsert_documents). Before the switch NEW's count must equal the source's, read
-after the fill: rows written to the source meanwhile change its count and stop the switch
-(drop NEW and run again). A row without a document cannot be re-embedded: it stops the run
-before the switch, naming the row. NEW is left in place when a run stops, and the source is
-never dropped here (reads that resolved the alias before the switch finish on it).
-A row's own expiry is not carried (a scroll does not return it): in NEW every row takes the
-collection's default from the time it is written.
+the source (each live row once) and upserted with their metadata, documents and each row's own
+absolute expiry as the scroll returns it (`expires_at`, 0: never), so a row leaves NEW at the
+moment it would have left the source; a row that expires between its page and its upsert is
+left out (it is gone from the source too). Before the switch NEW's count must equal the
+source's, read after the fill: rows written to the source meanwhile change its count and stop
+the switch (drop NEW and run again). A row without a document cannot be re-embedded: it stops
+the run before the switch, naming the row. NEW is left in place when a run stops, and the
+source is never dropped here (reads that resolved the alias before the switch finish on it).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from shardvec.contract.errors import FailedPrecondition, InvalidArgument
+from shardvec.contract.types import Record
 
 EmbeddingFunction = Callable[[list[str]], Any]  # as shardvec.cluster.client's
 
@@ -125,12 +127,7 @@ def reembed(
                 f"collection {source!r}: row {missing[0]!r} has no document to re-embed; "
                 f"nothing switched ({into!r} is left partly filled)"
             )
-        rows += target.upsert_documents(
-            [r.id for r in records],
-            [str(r.document) for r in records],
-            [r.metadata or None for r in records],
-            batch_size=len(records),
-        )
+        rows += _upsert_unexpired(target, records)
         if progress is not None:
             progress(len(records))
     have, want = target.count(), src.count()
@@ -147,3 +144,28 @@ def reembed(
         previous = ""
     return Reembedded(alias, previous, into, rows)
 
+
+
+def _upsert_unexpired(target: Any, records: list[Record], tries: int = 3) -> int:
+    """Upsert `records` re-embedded into `target` with each one's own expiry, leaving out the
+    rows expired by now. The server refuses an expires_at it judges past, so a row expiring
+    while the call travels is left out on the next try (a clock behind the server's by more
+    than that stops the run)."""
+    attempt = 0
+    while True:
+        attempt += 1
+        now = time.time()
+        live = [r for r in records if not r.expires_at or r.expires_at > now]
+        if not live:
+            return 0
+        try:
+            return int(target.upsert_documents(
+                [r.id for r in live],
+                [str(r.document) for r in live],
+                [r.metadata or None for r in live],
+                batch_size=len(live),
+                expires_at=[r.expires_at for r in live],
+            ))  # fmt: skip
+        except InvalidArgument as exc:
+            if attempt >= tries or "expires_at" not in str(exc):
+                raise

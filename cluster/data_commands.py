@@ -97,7 +97,7 @@ def export(
     required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help='JSON Lines as `shardvec export` writes them: {"id": ..., "metadata": {...}, '
-    '"document": ...} per row.',
+    '"document": ..., "expires_at": ...} per row (no expires_at: never expires).',
 )
 @click.option(
     "--vectors",

@@ -57,6 +57,8 @@ def _record_json(r: Record, vectors: bool) -> str:
     out: dict[str, Any] = {"id": r.id, "metadata": r.metadata}
     if r.document is not None:
         out["document"] = r.document
+    if r.expires_at:
+        out["expires_at"] = r.expires_at  # as `shardvec export` writes it; none: never
     if vectors and r.vector is not None:
         out["vector"] = [float(x) for x in r.vector]
     return json.dumps(out, ensure_ascii=False)
@@ -112,7 +114,8 @@ def add(obj: _HasClient, name: str, path: Path, batch: int, ttl: float | None) -
 @click.pass_obj
 def get(obj: _HasClient, name: str, ids: tuple[str, ...], where: str | None, limit: int,
         vectors: bool) -> None:  # fmt: skip
-    """Print rows by id (or those matching --where) as JSON Lines: id, metadata, document."""
+    """Print rows by id (or those matching --where) as JSON Lines: id, metadata, document,
+    and expires_at (unix seconds) for a row that expires."""
     filter_ = _json_option(where, "--where")
     if ids and filter_ is not None:
         raise click.UsageError("give IDS or --where, not both")

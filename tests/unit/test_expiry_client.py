@@ -225,6 +225,10 @@ def test_expiry_is_read_back_and_kept_by_reembed_export_and_import(
     }
     with Client(served.address, discover=False) as client:
         assert client.get_collection("copy").count() == len(ids) - 1
+    res = runner.invoke(cli, ["--server", served.address, "get", "copy", "d4", "d5"])
+    assert res.exit_code == 0, res.output
+    shown = {x["id"]: x for x in map(json.loads, res.output.splitlines())}
+    assert shown["d4"]["expires_at"] == truth["d4"] and "expires_at" not in shown["d5"]
     lines[0]["expires_at"] = "soon"
     out.write_text("".join(json.dumps(x) + "\n" for x in lines))
     res = runner.invoke(cli, ["--server", served.address, "import", "copy", "--in", str(out)])

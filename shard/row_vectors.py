@@ -23,6 +23,7 @@ import numpy.typing as npt
 from shardvec.contract.errors import DataLoss
 from shardvec.shard.engine_state import EngineState
 from shardvec.shard.index import Floats, Labels
+from shardvec.shard.store_rows import decode_vector
 
 
 class RowVectors:
@@ -68,15 +69,41 @@ class RowVectors:
         """The vectors as upserted of search hits `labels` (any shape; zeros where -1). A row
         the store holds newer than memory comes from hnswlib under dot and euclidean (it holds
         them as upserted); under cosine (hnswlib holds them normalised) the answer is None,
-        so the caller reads again after that batch is applied, unless `settle`: then the
-        normalised values are given."""
+        so the caller reads again after that batch is applied, unless `settle` (the last
+        try, which a steady stream of batches rewriting hits can reach): then the row's newest
+        committed values are read by its id, and only a row that batch deleted is given
+        normalised."""
         flat = labels.ravel()
         live = flat >= 0
         out = np.zeros((len(flat), self._eng.settings.dim), dtype=np.float32)
         got, ok = self.read(flat[live])
-        if not ok.all():
-            if self._eng.settings.metric == "cosine" and not settle:
+        if not ok.all() and self._eng.settings.metric == "cosine":
+            if not settle:
                 return None
+            ok |= self._by_id(flat[live], got, ok)
+        if not ok.all():
             got[~ok] = self._eng._index.vectors(flat[live][~ok])
         out[live] = got
         return out.reshape(*labels.shape, -1)
+
+    def _by_id(
+        self, slots: Labels, got: Floats, ok: npt.NDArray[np.bool_]
+    ) -> npt.NDArray[np.bool_]:
+        """The rows at `slots` not taken (`~ok`) read by their in-memory id from the store
+        into `got`: the row's newest committed values (the batch being applied rewrote or
+        moved it), as upserted; which were found. A row that batch deleted stays not found."""
+        found = np.zeros(len(slots), dtype=np.bool_)
+        want = np.flatnonzero(~ok)
+        ids = self._eng._slots.slot_to_id[slots[want]]
+        try:
+            rows = self._eng._store.get_rows(ids.tolist(), metadata=False)
+        except DataLoss as exc:
+            self._eng.mark_damaged(exc.message)
+            raise
+        dim = self._eng.settings.dim
+        for j, rid in zip(want.tolist(), ids.tolist(), strict=True):
+            row = rows.get(rid)
+            if row is not None and row.vector is not None and len(row.vector) == 4 * dim:
+                got[j] = decode_vector(row.vector)
+                found[j] = True
+        return found

@@ -60,6 +60,7 @@ class CoordinatorSettings:
     embedders_per_node: int = 1
     embedder_cpus: float = 0.0  # CPUs Ray reserves for each embedder actor
     embedder_threads: int = 1  # BLAS threads of each embedder
+    embedder_refresh_s: float = 10.0  # how often the embedder pool re-reads the live nodes
     # Query fronts (coordinator/fronts/): -1: none; 0: one per node on a free port
     # (simulated nodes on one machine); > 0: one per node on this port (a real cluster).
     front_port: int = -1
@@ -123,6 +124,8 @@ class CoordinatorSettings:
             raise InvalidArgument("recall_tuner_cpu_share must be in (0, 1]")
         if not self.recall_tuner_interval_s > 0:
             raise InvalidArgument("recall_tuner_interval_s must be > 0")
+        if not self.embedder_refresh_s > 0:
+            raise InvalidArgument("embedder_refresh_s must be > 0")
         if self.read_only_key and not self.api_key:
             raise InvalidArgument("read_only_key needs api_key as well")
 

@@ -388,5 +388,6 @@ def ray_pool(settings: Any) -> EmbedderPool:
         alive_nodes,
         max_embedders=settings.max_embedders,
         per_node=settings.embedders_per_node,
+        refresh_s=settings.embedder_refresh_s,
         window_s=settings.batch_window_s,
     )

@@ -461,3 +461,11 @@ def test_settings_refuse_ports_out_of_range(tmp_path: Path, field: str, bad: int
         CoordinatorSettings(data_dir=str(tmp_path), **{field: bad})
     # -1 (off) and 0 (a free port) are both valid for the fronts' ports
     assert CoordinatorSettings(data_dir=str(tmp_path), front_metrics_port=0).front_metrics_port == 0
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0])
+def test_settings_refuse_an_embedder_refresh_that_is_not_positive(tmp_path: Path, bad: float
+                                                                  ) -> None:  # fmt: skip
+    with pytest.raises(InvalidArgument, match="embedder_refresh_s"):
+        CoordinatorSettings(data_dir=str(tmp_path), embedder_refresh_s=bad)
+    assert CoordinatorSettings(data_dir=str(tmp_path), embedder_refresh_s=0.5).embedder_refresh_s

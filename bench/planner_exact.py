@@ -14,9 +14,10 @@ batch took up to 10x longer.
 
 With `--engine`, one ShardEngine is also loaded with the rows (metadata {"bucket": i % 10})
 and, after `--queries` unfiltered single queries (so its HNSW cost is its own measure), the
-same queries are sent one at a time with the 10 % filter bucket == 3: under the default
-planner (which plan it chose, from its costs at that moment), forced exact and forced
-HNSW post-filter, each with its p50 and how many answers equal NumPy's exact top-10.
+same queries are sent one at a time with the 10 % filter bucket == 3 under the default
+planner (which plan it chose, from its costs at that moment), forced exact and forced HNSW
+post-filter, the three in turn for each query (so a load spike hits all three), each with
+its p50 and how many answers equal NumPy's exact top-10.
 
     python -m shardvec.bench.planner_exact [--n 250000] [--batch 64] [--reps 15] [--engine]
         [--queries 100] [--out PATH]
@@ -124,16 +125,20 @@ def engine_plans(base: np.ndarray, queries: np.ndarray) -> dict[str, Any]:
             "exact": PlannerSettings(exact_threshold=1 << 40),
             "hnsw_postfilter": PlannerSettings(exact_threshold=0, postfilter_fraction=0.0),
         }
-        for name, settings in plans.items():
-            planner.settings = settings
-            lat, same = [], 0
-            for i in range(len(queries)):
+        lat: dict[str, list[float]] = {name: [] for name in plans}
+        same = dict.fromkeys(plans, 0)
+        for i in range(len(queries)):  # the plans in turn for each query: a load spike hits all
+            for name, settings in plans.items():
+                planner.settings = settings
                 t1 = time.perf_counter()
                 res = eng.search(queries[i : i + 1], K, where=where)
-                lat.append(time.perf_counter() - t1)
-                same += [int(x) for x in res.ids[0]] == want[i].tolist()
-            out[name] = {"p50_ms": round(float(np.median(lat)) * 1e3, 2),
-                         "answers_equal_to_numpy_exact": f"{same}/{len(queries)}"}  # fmt: skip
+                lat[name].append(time.perf_counter() - t1)
+                same[name] += [int(x) for x in res.ids[0]] == want[i].tolist()
+        for name in plans:
+            out[name] = {
+                "p50_ms": round(float(np.median(lat[name])) * 1e3, 2),
+                "answers_equal_to_numpy_exact": f"{same[name]}/{len(queries)}",
+            }
         planner.settings = default
         eng.close()
     return out

@@ -15,7 +15,7 @@ exact scoring (the int8 scan of shard/compact.py and the rescoring of shard/exac
 about `exact_row_cost` seconds per row and dimension for a single query (2.6e-10: 2.4 ms for
 a 10 % subset of 250k x 384 rows) and `exact_batch_row_cost` per query of a batch (4.0e-11),
 measured by bench/planner_exact.py with one BLAS thread, as a replica runs, at 100k and 250k
-rows (2.5 to 2.9e-10 and 3.2 to 4.4e-11 over subsets and whole shards; 5.2e-10 and 2.9e-11
+rows (2.2 to 2.9e-10 and 2.8 to 4.4e-11 over subsets and whole shards; 5.2e-10 and 2.9e-11
 were the float32 copy's). These are constants, not calibrated when a replica starts: the cost
 per row and dimension is the code's and the CPU's, the same from 25k to 250k rows, while a
 timed scan at start-up on a shared box measured the contention of the moment (2 to 10x

@@ -60,7 +60,7 @@ before = process_memory.heap()
 second = ctypes.create_string_buffer(4 << 20)  # the next batch's
 after = process_memory.heap()
 print(json.dumps({"fixed": fixed, "mapped": after["mmapped"] - before["mmapped"],
-                  "heap": after["arena"] - before["arena"]}))
+                  "heap": after["in_use"] - before["in_use"]}))
 """
 
 
@@ -80,4 +80,4 @@ def test_a_fixed_mmap_threshold_keeps_batch_temporaries_out_of_the_heap() -> Non
     dynamic, fixed = _second_temporary("0"), _second_temporary("")
     assert not dynamic["fixed"] and fixed["fixed"]
     assert dynamic["mapped"] == 0 and dynamic["heap"] >= 4 << 20, dynamic
-    assert fixed["mapped"] >= 4 << 20 and fixed["heap"] == 0, fixed
+    assert fixed["mapped"] >= 4 << 20 and fixed["heap"] < 1 << 20, fixed  # a few small blocks

@@ -1,14 +1,19 @@
 """The recall tuner on a real cluster (embedded Ray, shard actors, gRPC): a collection created
 with a target is tuned after its load, Describe and the client show the measured recall and
-the breadth in force, and a new target set through SetCollectionOptions is tuned for."""
+the breadth in force, and a new target set through SetCollectionOptions is tuned for; a
+restarted server keeps the tuned breadth (the registry) and does not tune it again."""
 
 from __future__ import annotations
+
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from shardvec.cluster.client import Client
 from shardvec.contract.errors import InvalidArgument
+from tests.procs import ServerProcess, free_port
 from tests.waits import until
 
 pytestmark = pytest.mark.ray
@@ -50,3 +55,42 @@ def test_a_loaded_collection_is_tuned_and_retuned_for_a_new_target(client: Clien
     second = client.describe(name)
     assert second["recall_estimate"] >= 0.97 and second["search_ef"] > first["search_ef"]
     client.drop_collection(name)
+
+
+def test_a_restarted_server_keeps_the_tuned_breadth(tmp_path: Path) -> None:
+    """`shardvec up` stopped and started again on the same data: the breadth, the recall
+    measured and when it was tuned are the same from the first Describe, and no tune follows
+    while the rows stay as they were, for as long as the first tune took after its load
+    (plus 10 s) - time in which a tuner starting from nothing tunes again."""
+    data, port = tmp_path / "data", free_port()
+    server = ServerProcess(data, port)
+    try:
+        with Client(server.address, timeout=120) as client:
+            col = client.create_collection(
+                "kept", dim=DIM, metric="euclidean", shards=2, m=6, ef_construction=20
+            )
+            base = _points(np.random.default_rng(2), 3000)
+            col.upsert([f"r{i}" for i in range(len(base))], base, batch_size=1000)
+            loaded = time.monotonic()
+            until(lambda: client.describe("kept")["tuned_rows"] == 3000, timeout=120,
+                  what="the first tune")  # fmt: skip
+            took = time.monotonic() - loaded  # a tune from the load's end: the quiet, the work
+            tuned = client.describe("kept")
+    finally:
+        assert server.stop() == 0
+    keys = ("search_ef", "recall_estimate", "recall_queries", "tuned_rows", "tuned_unix")
+    server = ServerProcess(data, port)
+    try:
+        with Client(server.address, timeout=120) as client:
+            first = client.describe("kept")
+            assert {k: first[k] for k in keys} == {k: tuned[k] for k in keys}
+            started = time.monotonic()
+
+            def untouched_as_long_as_a_tune_took() -> bool:
+                assert client.describe("kept")["tuned_unix"] == tuned["tuned_unix"]  # no retune
+                return time.monotonic() - started > took + 10
+
+            until(untouched_as_long_as_a_tune_took, timeout=took + 60, poll=1.0,
+                  what="as long as the first tune took, with no tune")  # fmt: skip
+    finally:
+        assert server.stop() == 0

@@ -1,7 +1,9 @@
-"""Replica changes and rebalancing on several Ray nodes (ray.cluster_utils.Cluster): a node
-joins and replicas are moved onto it while reads run; the coordinator is killed with kill -9
-in the middle of a replica change (raising, then lowering) and comes back with the old or the
-new replica set, nothing lost, nothing left over (coordinator/changes/replicas.py)."""
+"""Replica changes, rebalancing and placement on several Ray nodes (ray.cluster_utils.Cluster),
+one cluster for the module: a node joins and replicas are moved onto it while reads run; the
+coordinator is killed with kill -9 in the middle of a replica change (raising, then lowering)
+and comes back with the old or the new replica set, nothing lost, nothing left over
+(coordinator/changes/replicas.py); then, on the three nodes, replicas spread one per node and
+a node lost mid-query fails no query. Each test works in its own collection and drops it."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from shardvec.cluster.client import Client
 from shardvec.cluster.process import free_port
 from shardvec.coordinator.paths import registry_path
 from shardvec.coordinator.replicas.ray_control import NAMESPACE, actor_name
+from tests.waits import until
 
 pytestmark = pytest.mark.cluster
 
@@ -207,3 +210,79 @@ def test_kill_9_of_the_coordinator_mid_replica_change(nodes: tuple[Any, Shardvec
 def _ignore(fn: Any) -> None:
     with contextlib.suppress(Exception):  # the call's outcome is read from the cluster itself
         fn()
+
+
+def test_replicas_spread_and_node_loss_fails_no_query(nodes: tuple[Any, ShardvecCluster]) -> None:
+    """On three nodes (the module's, after the join above; one is added if that test did not
+    run): a replica of each shard on every node, then a node that hosts replicas only is lost
+    while exact searches loop, and none fails; its replicas come back elsewhere, level."""
+    c, sv = nodes
+    while len([n for n in ray.nodes() if n["Alive"]]) < 3:
+        c.add_node(num_cpus=1)
+        c.wait_for_nodes()
+    client = Client(sv.address, timeout=60)
+    col = client.create_collection("spread", dim=16, shards=2, replicas=3)
+    reps = client.wait_live("spread", 180)
+    for s in (0, 1):
+        on = {r["node_id"] for r in reps if r["shard"] == s}
+        assert len(on) == 3, reps  # one replica of each shard on every node
+    rng = np.random.default_rng(6)
+    base = rng.standard_normal((3000, 16)).astype(np.float32)
+    col.upsert([str(i) for i in range(3000)], base, [{"i": i} for i in range(3000)])
+    queries = rng.standard_normal((8, 16)).astype(np.float32)
+    before = col.search_ids(queries, k=10, exact=True)
+
+    failures: list[BaseException] = []
+    done = 0
+    stop = threading.Event()
+
+    def loop() -> None:
+        nonlocal done
+        with Client(sv.address, timeout=30) as rc:
+            rcol = rc.get_collection("spread")
+            while not stop.is_set():
+                try:
+                    got = rcol.search_ids(queries, k=10, exact=True)
+                    assert got[0] == before[0]
+                    done += 1
+                except BaseException as exc:  # recorded, asserted below
+                    failures.append(exc)
+
+    t = threading.Thread(target=loop)
+    t.start()
+    try:
+        until(lambda: done >= 3, what="reads under way")
+        # lose a node that hosts replicas only: with every node on 127.0.0.1 the driver
+        # may have attached to any raylet, and the coordinator runs beside the driver
+        keep = {ray.get_runtime_context().get_node_id(), sv.coordinator_node_id()}
+        lost = next(w for w in c.worker_nodes if w.node_id not in keep)
+        c.remove_node(lost, allow_graceful=False)
+        at_loss = done
+        until(lambda: done >= at_loss + 3, what="reads after the node loss")
+        # the lost node's replicas are noticed, re-created elsewhere and live again
+        until(
+            lambda: all(
+                r["node_id"] != lost.node_id and r["state"] == "live"
+                for r in client.describe("spread")["replica_states"]
+            ),
+            timeout=180, what="every replica off the lost node and live", poll=0.25,
+        )
+        after = client.wait_live("spread", 180)
+        at_live = done
+        until(lambda: done >= at_live + 3, what="reads once every replica is back")
+    finally:
+        stop.set()
+        t.join(60)
+    assert not failures, failures[:3]
+    assert done > 5
+    lost_id = lost.node_id
+    assert all(r["node_id"] != lost_id for r in after), after
+    # the replacements caught up and serve the same results
+    assert col.search_ids(queries, k=10, exact=True)[0] == before[0]
+    assert col.count() == 3000
+    level = {
+        s: {(r["count"], r["applied_seq"]) for r in after if r["shard"] == s} for s in (0, 1)
+    }
+    assert all(len(v) == 1 for v in level.values()), after
+    client.drop_collection("spread")
+    client.close()

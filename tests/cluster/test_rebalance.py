@@ -3,7 +3,9 @@ one cluster for the module: a node joins and replicas are moved onto it while re
 coordinator is killed with kill -9 in the middle of a replica change (raising, then lowering)
 and comes back with the old or the new replica set, nothing lost, nothing left over
 (coordinator/changes/replicas.py); then, on the three nodes, replicas spread one per node and
-a node lost mid-query fails no query. Each test works in its own collection and drops it."""
+a node lost mid-query fails no query; last, the embedder pool follows the nodes (a node that
+joins gets an embedder, a lost node's goes) while text searches answer. Each test works in
+its own collection and drops it."""
 
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ import ray
 from shardvec.cluster.bringup import ShardvecCluster, loopback_only
 from shardvec.cluster.client import Client
 from shardvec.cluster.process import free_port
+from shardvec.contract.errors import FailedPrecondition
+from shardvec.coordinator.embedding import minilm
 from shardvec.coordinator.paths import registry_path
 from shardvec.coordinator.replicas.ray_control import NAMESPACE, actor_name
 from tests.waits import until
@@ -43,8 +47,11 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Shard
     c.add_node(num_cpus=1)
     c.wait_for_nodes()
     data = tmp_path_factory.mktemp("rebalance") / "data"
-    # a fixed port: the coordinator restarted after its kill -9 serves where it did
-    sv = ShardvecCluster({"data_dir": str(data), "port": free_port()}, ray_address=c.address)
+    # A fixed port: the coordinator restarted after its kill -9 serves where it did. The
+    # embedder pool re-reads the live nodes every second (every 10 s by default), so a
+    # joining node's embedder comes within a second of the next text call, not up to ten.
+    settings = {"data_dir": str(data), "port": free_port(), "embedder_refresh_s": 1.0}
+    sv = ShardvecCluster(settings, ray_address=c.address)
     try:
         yield c, sv
     finally:
@@ -285,4 +292,49 @@ def test_replicas_spread_and_node_loss_fails_no_query(nodes: tuple[Any, Shardvec
     }
     assert all(len(v) == 1 for v in level.values()), after
     client.drop_collection("spread")
+    client.close()
+
+
+def _embedder_nodes(sv: ShardvecCluster) -> list[str]:
+    return sorted(e["key"] for e in ray.get(sv.coordinator.embedders.remote()))
+
+
+def _wait_embedders(sv: ShardvecCluster, col: Any, want: set[str], timeout: float = 90) -> None:
+    """Until the pool holds one embedder for each node of `want` and no other, searching by
+    text all the while. The whole set, not a count: while a node goes, the pool can hold the
+    lost node's embedder (restarted elsewhere) and miss a live one whose call timed out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert col.search_texts("a weather api", k=1)[0][0].id == "w"
+        if set(_embedder_nodes(sv)) == want:
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"pool has {_embedder_nodes(sv)}, wanted {sorted(want)}")
+
+
+def test_the_embedder_pool_follows_the_nodes(nodes: tuple[Any, ShardvecCluster]) -> None:
+    """One embedder actor per node: a node that joins gets one, a node lost with kill
+    (remove_node, not graceful) takes its embedder along, and text searches keep working
+    throughout. The collection has two replicas: a joining node gets replicas through
+    auto-rebalance, so the node killed may hold one, and reads go on only because its sibling
+    is on another node."""
+    try:
+        minilm.model_dir()
+    except FailedPrecondition as exc:
+        pytest.skip(f"text support not installed: {exc.message}")
+    c, sv = nodes
+    client = Client(sv.address, timeout=120)
+    col = client.create_collection("texts", dim=0, replicas=2, embedding="minilm")
+    col.upsert_documents(["w", "c"], ["weather forecast api client", "chess engine"])
+    first = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    assert len(first) >= 2
+    _wait_embedders(sv, col, first)
+    third = c.add_node(num_cpus=1)
+    c.wait_for_nodes()
+    _wait_embedders(sv, col, first | {third.node_id})  # refreshed within a second
+    keep = {ray.get_runtime_context().get_node_id(), sv.coordinator_node_id()}
+    lost = next(w for w in c.worker_nodes if w.node_id not in keep)
+    c.remove_node(lost, allow_graceful=False)
+    _wait_embedders(sv, col, (first | {third.node_id}) - {lost.node_id})
+    client.drop_collection("texts")
     client.close()

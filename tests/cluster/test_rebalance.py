@@ -224,9 +224,9 @@ def test_replicas_spread_and_node_loss_fails_no_query(nodes: tuple[Any, Shardvec
     run): a replica of each shard on every node, then a node that hosts replicas only is lost
     while exact searches loop, and none fails; its replicas come back elsewhere, level."""
     c, sv = nodes
-    while len([n for n in ray.nodes() if n["Alive"]]) < 3:
-        c.add_node(num_cpus=1)
-        c.wait_for_nodes()
+    while len(_alive()) < 3:
+        node = c.add_node(num_cpus=1)
+        until(lambda n=node: n.node_id in _alive(), 60, "the added node alive")
     client = Client(sv.address, timeout=60)
     col = client.create_collection("spread", dim=16, shards=2, replicas=3)
     reps = client.wait_live("spread", 180)
@@ -262,7 +262,7 @@ def test_replicas_spread_and_node_loss_fails_no_query(nodes: tuple[Any, Shardvec
         # lose a node that hosts replicas only: with every node on 127.0.0.1 the driver
         # may have attached to any raylet, and the coordinator runs beside the driver
         keep = {ray.get_runtime_context().get_node_id(), sv.coordinator_node_id()}
-        lost = next(w for w in c.worker_nodes if w.node_id not in keep)
+        lost = next(w for w in c.worker_nodes if w.node_id in _alive() - keep)
         c.remove_node(lost, allow_graceful=False)
         at_loss = done
         until(lambda: done >= at_loss + 3, what="reads after the node loss")
@@ -293,6 +293,12 @@ def test_replicas_spread_and_node_loss_fails_no_query(nodes: tuple[Any, Shardvec
     assert all(len(v) == 1 for v in level.values()), after
     client.drop_collection("spread")
     client.close()
+
+
+def _alive() -> set[str]:
+    """The ids of the Ray nodes alive now. The tests below run on the module's cluster after
+    others: they count and pick among the nodes alive, not those the Cluster object started."""
+    return {n["NodeID"] for n in ray.nodes() if n["Alive"]}
 
 
 def _embedder_nodes(sv: ShardvecCluster) -> list[str]:
@@ -326,14 +332,14 @@ def test_the_embedder_pool_follows_the_nodes(nodes: tuple[Any, ShardvecCluster])
     client = Client(sv.address, timeout=120)
     col = client.create_collection("texts", dim=0, replicas=2, embedding="minilm")
     col.upsert_documents(["w", "c"], ["weather forecast api client", "chess engine"])
-    first = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    first = _alive()
     assert len(first) >= 2
     _wait_embedders(sv, col, first)
     third = c.add_node(num_cpus=1)
-    c.wait_for_nodes()
+    until(lambda: third.node_id in _alive(), 60, "the joining node alive")
     _wait_embedders(sv, col, first | {third.node_id})  # refreshed within a second
     keep = {ray.get_runtime_context().get_node_id(), sv.coordinator_node_id()}
-    lost = next(w for w in c.worker_nodes if w.node_id not in keep)
+    lost = next(w for w in c.worker_nodes if w.node_id in _alive() - keep)
     c.remove_node(lost, allow_graceful=False)
     _wait_embedders(sv, col, (first | {third.node_id}) - {lost.node_id})
     client.drop_collection("texts")

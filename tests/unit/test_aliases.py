@@ -35,8 +35,8 @@ from tests.requests import search_request, upsert_request
 DIM = 4
 
 
-def _spec(name: str, dim: int = DIM, metric: str = "cosine") -> CollectionSpec:
-    return CollectionSpec(name, IndexSettings(dim=dim, metric=metric), shards=2)
+def _spec(name: str, dim: int = DIM, metric: str = "cosine", shards: int = 2) -> CollectionSpec:
+    return CollectionSpec(name, IndexSettings(dim=dim, metric=metric), shards=shards)
 
 
 def test_registry_keeps_aliases_across_a_reopen_and_guards_names(tmp_path: Path) -> None:
@@ -105,12 +105,15 @@ def _state(runtime: CoordinatorRuntime) -> tuple[dict[str, str], dict[str, str],
     return dict(runtime.aliases.names), runtime.registry.aliases(), runtime.served()
 
 
-def test_every_data_call_goes_through_an_alias_and_a_switch_moves_them(tmp_path: Path) -> None:
+@pytest.mark.parametrize("shards", [1, 4])
+def test_every_data_call_goes_through_an_alias_and_a_switch_moves_them(
+    tmp_path: Path, shards: int
+) -> None:
     async def main() -> None:
         runtime, svc = await _open(tmp_path)
         ctx = FakeContext()
         for name in ("a", "b"):
-            await runtime.create(_spec(name))
+            await runtime.create(_spec(name, shards=shards))
         vecs = await _fill(svc, "a", 30, "a")
         await _fill(svc, "b", 12, "b")
         made = await svc.CreateAlias(pb.CreateAliasRequest(alias="prod", collection="a"), ctx)

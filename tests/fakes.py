@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from shardvec.contract.limits import API_KEY_HEADER
+from shardvec.v1 import vector_search_pb2 as pb
 
 
 class FakeContext:
@@ -21,3 +24,21 @@ class FakeContext:
 
     def is_active(self) -> bool:
         return True
+
+
+class ReadsOnlyLink:
+    """What a FrontService needs of its front for reads (coordinator/fronts/service.py
+    FrontLink): pushes come in process, so a pull has nothing to fetch, and no read may be
+    forwarded to the coordinator."""
+
+    async def pull(self) -> None:
+        return None
+
+    async def coordinator_stub(self) -> Any:
+        raise AssertionError("a read must not be forwarded to the coordinator")
+
+    def cursor_secret(self) -> bytes:
+        return b"k" * 32
+
+    async def cluster_info(self) -> Any:
+        return pb.ClusterInfoResponse()

@@ -31,7 +31,7 @@ from shardvec.coordinator.metrics import CoordinatorMetrics
 from shardvec.coordinator.queries.batching import MicroBatcher
 from shardvec.shard.engine import ShardEngine
 from shardvec.v1 import vector_search_pb2 as pb
-from tests.fakes import FakeContext
+from tests.fakes import FakeContext, ReadsOnlyLink
 from tests.requests import search_request, upsert_request
 from tests.seeded import DIM, Seeded, open_seeded
 
@@ -247,7 +247,7 @@ def test_a_front_hides_expired_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             layout_reads._Sink(front),
         )  # fmt: skip
         s.loop.run_until_complete(rt.layout_changed(s.name))
-        service = FrontService(_Link(), front, CoordinatorSettings(data_dir=str(tmp_path)),
+        service = FrontService(ReadsOnlyLink(), front, CoordinatorSettings(data_dir=str(tmp_path)),
                                MicroBatcher(window_s=0.0))  # fmt: skip
 
         def via_front(method: str, req: Any) -> Any:
@@ -262,22 +262,6 @@ def test_a_front_hides_expired_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert list(via_front("Get", pb.GetRequest(collection=s.name, ids=["gone"])).ids) == []
     finally:
         s.close()
-
-
-class _Link:
-    """A front's link for reads only (as in tests/unit/test_group_facet_mmr.py)."""
-
-    async def pull(self) -> None:
-        return None
-
-    async def coordinator_stub(self) -> Any:
-        raise AssertionError("a read must not be forwarded to the coordinator")
-
-    def cursor_secret(self) -> bytes:
-        return b"k" * 32
-
-    async def cluster_info(self) -> Any:
-        return pb.ClusterInfoResponse()
 
 
 def test_expiry_survives_a_coordinator_and_replica_restart(tmp_path: Path) -> None:

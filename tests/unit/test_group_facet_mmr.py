@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -27,26 +25,23 @@ from shardvec.contract.groups import GroupBy, ShardGroupSearch, group_key
 from shardvec.contract.limits import MAX_FACET_LIMIT, MAX_K
 from shardvec.contract.settings import IndexSettings
 from shardvec.contract.types import ShardSearch
-from shardvec.coordinator.api.interceptors import GuardInterceptor
-from shardvec.coordinator.api.service import WRITE_METHODS, VectorSearchService
 from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.fronts import publish as layout_push
 from shardvec.coordinator.fronts.service import FrontService
 from shardvec.coordinator.queries import groups as coordinator_groups
 from shardvec.coordinator.queries.batching import MicroBatcher
 from shardvec.coordinator.replicas.shard_client import RemoteShard
-from shardvec.coordinator.runtime import CoordinatorRuntime
 from shardvec.shard import facets as shard_facets
 from shardvec.shard.columns import MetadataColumns
 from shardvec.shard.engine import ShardEngine
 from shardvec.shard.server import ShardServer
 from shardvec.v1 import common_pb2
 from shardvec.v1 import vector_search_pb2 as pb
-from shardvec.v1 import vector_search_pb2_grpc as pb_grpc
 from tests import inproc
-from tests.fakes import FakeContext
+from tests.fakes import FakeContext, ReadsOnlyLink
 from tests.requests import condition, search_request, upsert_request
 from tests.seeded import DIM, Seeded, open_seeded
+from tests.served import serve_public
 
 N = 400
 
@@ -402,23 +397,6 @@ def test_the_shard_service_answers_facets_and_groups_over_grpc(tmp_path: Path) -
 # ---------------------------------------------------------------------------- a front
 
 
-class _Link:
-    """What a FrontService needs of its front for reads (coordinator/fronts/service.py
-    FrontLink): pushes come in process here, so a pull has nothing to fetch."""
-
-    async def pull(self) -> None:
-        return None
-
-    async def coordinator_stub(self) -> Any:
-        raise AssertionError("a read must not be forwarded to the coordinator")
-
-    def cursor_secret(self) -> bytes:
-        return b"k" * 32
-
-    async def cluster_info(self) -> Any:
-        return pb.ClusterInfoResponse()
-
-
 def test_a_front_serves_facets_groups_and_mmr(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """Through a query front's service (views pushed by the coordinator's publisher), the
@@ -436,7 +414,7 @@ def test_a_front_serves_facets_groups_and_mmr(tmp_path: Path,
             layout_reads._Sink(front),
         )  # fmt: skip
         s.loop.run_until_complete(rt.layout_changed(s.name))
-        service = FrontService(_Link(), front, CoordinatorSettings(data_dir=str(tmp_path)),
+        service = FrontService(ReadsOnlyLink(), front, CoordinatorSettings(data_dir=str(tmp_path)),
                                MicroBatcher(window_s=0.0))  # fmt: skip
         q = s.vectors[10:13] + 0.05
         calls = [
@@ -463,48 +441,9 @@ def test_a_front_serves_facets_groups_and_mmr(tmp_path: Path,
 
 @pytest.fixture()
 def served(tmp_path: Path) -> Iterator[str]:
-    """The real public service and guard on loopback gRPC over in-process replicas, on a
-    loop of its own thread; yields its address."""
-    loop = asyncio.new_event_loop()
-    box: dict[str, Any] = {}
-    ready = threading.Event()
-
-    async def start() -> None:
-        runtime = CoordinatorRuntime(tmp_path, inproc.LocalControls(tmp_path))
-        service = VectorSearchService(runtime, CoordinatorSettings(data_dir=str(tmp_path)),
-                                      MicroBatcher(window_s=0.0))  # fmt: skip
-        guard = GuardInterceptor(
-            service_prefix="/shardvec.v1.VectorSearch/", write_methods=WRITE_METHODS,
-            api_key="", read_only_key="",
-            request_types={m.name: m.input_type
-                           for m in pb.DESCRIPTOR.services_by_name["VectorSearch"].methods},
-        )  # fmt: skip
-        server = grpc.aio.server(interceptors=[guard])
-        pb_grpc.add_VectorSearchServicer_to_server(service, server)
-        box["port"] = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        box["server"], box["runtime"] = server, runtime
-        ready.set()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(start())
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert ready.wait(30)
-    try:
-        yield f"127.0.0.1:{box['port']}"
-    finally:
-        async def stop() -> None:
-            await box["server"].stop(None)
-            await box["runtime"].shutdown()
-
-        asyncio.run_coroutine_threadsafe(stop(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(30)
-        loop.close()
+    """The real public service and guard on loopback gRPC over in-process replicas."""
+    with serve_public(tmp_path) as (address, _):
+        yield address
 
 
 def test_the_client_groups_facets_and_diversifies(served: str) -> None:

@@ -13,12 +13,11 @@ their own (docs/design-notes.md, "Expiry").
 from __future__ import annotations
 
 import logging
-import threading
-import time
 
 from shardvec.contract.errors import DataLoss, ShardvecError
 from shardvec.contract.limits import DEFAULT_SWEEP_ROWS_PER_S
 from shardvec.shard.engine import ShardEngine
+from shardvec.shard.paced import PacedWorker
 
 log = logging.getLogger(__name__)
 
@@ -26,43 +25,25 @@ STEP_ROWS = 256
 IDLE_S = 1.0  # rest when nothing has expired
 
 
-class Sweeper:
+class Sweeper(PacedWorker):
     """Removes the engine's expired rows at `rows_per_s` (0: never) until `stop()`."""
 
-    def __init__(self, engine: ShardEngine, rows_per_s: int = DEFAULT_SWEEP_ROWS_PER_S) -> None:
-        if rows_per_s < 0:
-            raise ValueError(f"rows_per_s must be >= 0, got {rows_per_s}")
-        self.engine = engine
-        self.rows_per_s = rows_per_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+    name = "shardvec-sweep"
 
-    def start(self) -> None:
-        if self.rows_per_s and self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="shardvec-sweep", daemon=True)
-            self._thread.start()
+    def __init__(self, engine: ShardEngine, rows_per_s: int = DEFAULT_SWEEP_ROWS_PER_S) -> None:
+        super().__init__(rows_per_s)
+        self.engine = engine
 
     def step(self) -> int:
         """One step: up to min(STEP_ROWS, rows_per_s) expired rows removed; how many."""
         return self.engine.sweep(max(1, min(STEP_ROWS, self.rows_per_s)))
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            began = time.monotonic()
-            try:
-                n = self.step()
-            except DataLoss as exc:
-                log.error("sweep of %s stopped: %s", self.engine.directory, exc.message)
-                return
-            except ShardvecError:  # closed or broken: nothing left to sweep
-                return
-            if not n:
-                self._stop.wait(IDLE_S)
-                continue
-            self._stop.wait(max(0.0, n / self.rows_per_s - (time.monotonic() - began)))
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+    def _step(self) -> tuple[int, float] | None:
+        try:
+            n = self.step()
+        except DataLoss as exc:
+            log.error("sweep of %s stopped: %s", self.engine.directory, exc.message)
+            return None
+        except ShardvecError:  # closed or broken: nothing left to sweep
+            return None
+        return n, (0.0 if n else IDLE_S)

@@ -171,6 +171,25 @@ class Store:
     def _rollback(self) -> None:
         rollback(self._db)
 
+    @contextlib.contextmanager
+    def _transaction(self, *, rows_change: bool) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the store's lock, all or nothing. With `rows_change`
+        the generation is odd while rows may change (shard/bm25.py caches by it)."""
+        with self._lock, self._errors():
+            if rows_change:
+                self.generation += 1
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+            finally:
+                if rows_change:
+                    self.generation += 1
+
     def _errors(self) -> contextlib.AbstractContextManager[None]:
         return _db_errors(self.path)
 
@@ -425,42 +444,24 @@ class Store:
         JSON, document, id, expires_at); expires_at is unix seconds or None (never);
         `applied_seq` set to `seq` unless it is None; staged batches with seq <= `unstage_upto`
         deleted (they are applied, or obsolete). All or nothing."""
-        with self._lock, self._errors():
-            self.generation += 1  # odd while rows may change (shard/bm25.py caches by it)
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(_TOMBSTONE, tombstones)
-                self._db.executemany(_UPSERT, ((*u, None, None)[:7] for u in upserts))
-                self._db.executemany(_UPDATE, updates)
-                if seq is not None:
-                    self._db.execute(SET_KV, ("applied_seq", str(int(seq))))
-                if unstage_upto is not None:
-                    self._db.execute("DELETE FROM staged WHERE seq <= ?", (int(unstage_upto),))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._rollback()
-                raise
-            finally:
-                self.generation += 1
+        with self._transaction(rows_change=True) as db:
+            db.executemany(_TOMBSTONE, tombstones)
+            db.executemany(_UPSERT, ((*u, None, None)[:7] for u in upserts))
+            db.executemany(_UPDATE, updates)
+            if seq is not None:
+                db.execute(SET_KV, ("applied_seq", str(int(seq))))
+            if unstage_upto is not None:
+                db.execute("DELETE FROM staged WHERE seq <= ?", (int(unstage_upto),))
 
     def expire(self, ids: Sequence[str], now: float) -> list[str]:
         """The sweep's write: each of `ids` still live with an expiry at or before `now`
         becomes a tombstone under its own seq (applied_seq unchanged), in one transaction;
         returns the ids it changed."""
         done: list[str] = []
-        with self._lock, self._errors():
-            self.generation += 1
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for rid in ids:
-                    if self._db.execute(_EXPIRE, (rid, now)).rowcount:
-                        done.append(rid)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._rollback()
-                raise
-            finally:
-                self.generation += 1
+        with self._transaction(rows_change=True) as db:
+            for rid in ids:
+                if db.execute(_EXPIRE, (rid, now)).rowcount:
+                    done.append(rid)
         return done
 
     # ----------------------------------------------------------------------------- staging
@@ -470,22 +471,16 @@ class Store:
         reads. Staged batches of lower seqs go in the same transaction: the coordinator stages
         a shard's next batch only once the last one is resolved, so one still here was
         aborted (its abort never arrived)."""
-        with self._lock, self._errors():
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("DELETE FROM staged WHERE seq < ?", (batch.seq,))
-                self._db.execute(
-                    "INSERT OR REPLACE INTO staged "
-                    "(seq, ids, vectors, metadata, deletes, documents, updates, expires) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (batch.seq, batch.ids_json, batch.vectors, batch.metadata_json,
-                     batch.deletes_json, batch.documents_json, batch.updates_json,
-                     batch.expires_json),
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._rollback()
-                raise
+        with self._transaction(rows_change=False) as db:
+            db.execute("DELETE FROM staged WHERE seq < ?", (batch.seq,))
+            db.execute(
+                "INSERT OR REPLACE INTO staged "
+                "(seq, ids, vectors, metadata, deletes, documents, updates, expires) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (batch.seq, batch.ids_json, batch.vectors, batch.metadata_json,
+                 batch.deletes_json, batch.documents_json, batch.updates_json,
+                 batch.expires_json),
+            )
 
     def staged(self) -> list[StagedRows]:
         """Every staged batch, ascending by seq."""

@@ -56,7 +56,7 @@ def measure(base: np.ndarray, queries: np.ndarray, batch: int, reps: int) -> dic
     n, dim = base.shape
     rows = RowData(dim, "cosine")
     slots_all = np.arange(n, dtype=np.int64)
-    rows.set(slots_all, base, [""] * n)
+    rows.set_vectors(slots_all, base)
     rows.bind_source(lambda s: base[s])
     out: dict[str, Any] = {"n": n, "dim": dim}
     for name, slots in (("subset_10pct", slots_all[3::10].copy()), ("all", slots_all)):

@@ -129,5 +129,5 @@ def apply_changes(eng: EngineState, changes: Latest, up_to_seq: int) -> None:
         eng._staged = {s: b for s, b in eng._staged.items() if s > new_seq}
     eng._apply(
         plan, up_ids, up_vecs, up_mds, up_texts, new_seq or 0, up_docs, None,
-        up_expires if any(up_expires) else None,
+        up_expires if any(up_expires) else None, [live[i].seq for i in up_idx],
     )

@@ -169,8 +169,9 @@ def load_checkpoint(directory: Path, settings: IndexSettings) -> tuple[HnswIndex
                 log.warning("%s: index without manifest (interrupted checkpoint?)", directory)
             return None
         if manifest.settings != settings.to_dict():
-            # ef is a search-time default; the tokenizer shapes the FTS index, not the graph.
-            loose = ("ef", "text_tokenizer")
+            # ef is a search-time default; the tokenizer shapes the FTS index, not the graph;
+            # where payloads are held does not shape it either.
+            loose = ("ef", "text_tokenizer", "payload_on_disk")
             raw_settings = {k: v for k, v in manifest.settings.items() if k not in loose}
             want = {k: v for k, v in settings.to_dict().items() if k not in loose}
             if raw_settings != want:

@@ -7,9 +7,14 @@ Python's `in` on each candidate's str; many: `str.find` over all documents joine
 by RowData until the next write), jumping to the next row after each hit, so one C-speed pass
 finds the rows holding the substring (a needle holding NUL, which could span two rows, takes
 the first way). BENCHMARKS.md gives the cost against SQL instr() over the store.
+
+A collection with `payload_on_disk` holds no documents in memory: its tests run over the
+store instead (shard/payloads.py `StoredDocuments`, the same `contains`), with the same answers.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +26,16 @@ Slots = npt.NDArray[np.int64]
 
 
 SCAN_FRACTION = 8  # candidates above n_slots / 8: one pass over the joined documents
+
+
+class DocumentTests(Protocol):
+    """Where a where_document filter reads the documents of slots [0, n_slots)."""
+
+    n_slots: int
+
+    def contains(self, needle: str, cand: Slots) -> npt.NDArray[np.bool_]:
+        """Per slot of `cand` (ascending): whether its document contains `needle`."""
+        ...
 
 
 class Documents:
@@ -49,9 +64,19 @@ class Documents:
             out[np.searchsorted(starts, np.asarray(hits, dtype=np.int64), side="right") - 1] = True
         return out
 
+    def contains(self, needle: str, cand: Slots) -> npt.NDArray[np.bool_]:
+        """Per slot of `cand`: one pass over the joined documents when many are candidates,
+        else `in` on each candidate's str."""
+        if len(cand) * SCAN_FRACTION > self.n_slots and "\x00" not in needle:
+            return self.holding(needle)[cand]
+        lst = self.list()
+        return np.fromiter(
+            (needle in lst[s] for s in cand.tolist()), dtype=np.bool_, count=len(cand)
+        )
+
 
 def document_mask(
-    f: DocFilter, docs: Documents, candidates: Slots, n_slots: int
+    f: DocFilter, docs: DocumentTests, candidates: Slots, n_slots: int
 ) -> npt.NDArray[np.bool_]:
     """A mask over `n_slots` slots: True where a slot among `candidates` passes `f`."""
     out = np.zeros(n_slots, dtype=np.bool_)
@@ -59,19 +84,12 @@ def document_mask(
     return out
 
 
-def _passing(f: DocFilter, docs: Documents, cand: Slots) -> Slots:
+def _passing(f: DocFilter, docs: DocumentTests, cand: Slots) -> Slots:
     """The slots of `cand` (ascending) whose document passes `f`."""
     if not len(cand):
         return cand
     if isinstance(f, DocCond):
-        needle = f.text
-        if len(cand) * SCAN_FRACTION > docs.n_slots and "\x00" not in needle:
-            hit = docs.holding(needle)[cand]
-        else:
-            lst = docs.list()
-            hit = np.fromiter(
-                (needle in lst[s] for s in cand.tolist()), dtype=np.bool_, count=len(cand)
-            )
+        hit = docs.contains(f.text, cand)
         return cand[hit] if f.op == "contains" else cand[~hit]
     if isinstance(f, DocAnd):
         for child in f.children:

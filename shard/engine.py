@@ -110,7 +110,7 @@ class ShardEngine:
         self.settings = settings
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._rows = RowData(settings.dim, settings.metric)
+        self._rows = RowData(settings.dim, settings.metric, settings.payload_on_disk)
         self._planner = SearchPlanner(
             planner or PlannerSettings(), settings.metric, search_threads, self._rows
         )
@@ -221,11 +221,13 @@ class ShardEngine:
         documents: Sequence[str | None] = (),
         updated: Updated | None = None,
         expires: Sequence[float] | None = None,
+        seqs: Sequence[int] | None = None,
     ) -> None:
         """Apply a committed batch to the index, slot tables, columns and row data; `texts` are
         the metadata JSON texts as stored, `documents` the upserted rows' documents (empty:
         none), `updated` the rows whose metadata/document (and expiry) changed in place,
-        `expires` the upserted rows' absolute expiries (None: none expires)."""
+        `expires` the upserted rows' absolute expiries (None: none expires), `seqs` the
+        upserted rows' own seqs where they differ from `seq` (a peer's, in catch-up)."""
         try:
             with self._index.lock.write():
                 if plan.del_slots:
@@ -237,11 +239,11 @@ class ShardEngine:
                     ups = np.asarray(plan.up_slots, dtype=np.int64)
                     self._index.add(vectors, ups, num_threads=self._build_threads)
                     self._columns.set(ups, metadatas)
-                    self._rows.set(ups, vectors, texts)
+                    self._rows.set(ups, vectors, texts, seq if seqs is None else seqs)
                     self._rows.set_documents(ups, documents or [None] * len(up_ids))
                 if updated is not None and len(updated.slots):
                     self._columns.set(updated.slots, updated.metadatas)
-                    self._rows.set_texts(updated.slots, updated.texts)
+                    self._rows.set_texts(updated.slots, updated.texts, seq)
                     self._rows.set_documents(updated.slots, updated.documents)
                     if updated.expires is not None:
                         self._slots.set_expiry(updated.slots, updated.expires)

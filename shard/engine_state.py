@@ -60,4 +60,5 @@ class EngineState(Protocol):
         documents: Sequence[str | None] = (),
         updated: Updated | None = None,
         expires: Sequence[float] | None = None,
+        seqs: Sequence[int] | None = None,
     ) -> None: ...

@@ -25,6 +25,7 @@ from shardvec.contract.filters import DocFilter, Filter
 from shardvec.contract.groups import group_key
 from shardvec.shard.columns import _BOOL, _LIST, _NUMBER, _STRING, _Column
 from shardvec.shard.engine_state import EngineState
+from shardvec.shard.payloads import read_locked
 from shardvec.shard.reads import mask_of
 
 _RANK_OF_KIND = {_BOOL: BOOL_RANK, _NUMBER: NUMBER_RANK, _STRING: STRING_RANK}
@@ -43,12 +44,14 @@ def facet_counts(
     buckets: npt.NDArray[np.bool_] | None,
 ) -> FacetCounts:
     """Every value of `field` over the live rows (of `buckets`) passing both filters."""
-    with eng._index.lock.read():
+    def read(settle: bool) -> FacetCounts:  # under the read lock (shard/payloads.py)
         column = eng._columns.column(field)
         if column is None:
             return FacetCounts({}, False)
-        mask = mask_of(eng._slots, eng._columns, eng._rows, where, where_document, buckets)
+        mask = mask_of(eng, where, where_document, buckets, settle=settle)
         return FacetCounts(count_values(column, mask), True)
+
+    return read_locked(eng, read)
 
 
 def count_values(column: _Column, mask: npt.NDArray[np.bool_]) -> dict[tuple[int, FacetValue], int]:

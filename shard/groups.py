@@ -32,11 +32,22 @@ from shardvec.contract.groups import GroupResult, ShardGroupSearch, group_value
 from shardvec.contract.types import SearchResult
 from shardvec.shard.engine_state import EngineState
 from shardvec.shard.facets import scalar_mask, slot_keys
+from shardvec.shard.payloads import hit_payloads, read_locked
 from shardvec.shard.planner import drop_past_threshold
 from shardvec.shard.reads import get, mask_of
 
 _EMPTY = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), np.zeros(0, dtype=object))
 WIDEN = 4
+_Read = tuple[
+    npt.NDArray[np.object_],  # ids
+    npt.NDArray[np.float32],  # scores
+    npt.NDArray[np.bool_],  # valid
+    npt.NDArray[np.object_] | None,  # metadata texts
+    npt.NDArray[np.object_] | None,  # documents
+    npt.NDArray[np.object_],  # group keys
+    bool,  # the field is a column
+    npt.NDArray[np.float32],  # bounds
+]
 DEPTH_FACTOR = 16  # an HNSW grouped search ranks at most this many times groups x group_size
 
 
@@ -46,12 +57,13 @@ def group_search(eng: EngineState, request: ShardGroupSearch) -> GroupResult:
     settings = eng.settings
     q = np.ascontiguousarray(s.queries, dtype=np.float32)
     nq, width = len(q), group.hits
-    slots, rows = eng._slots, eng._rows
-    with eng._index.lock.read():
+    slots = eng._slots
+
+    def read(settle: bool) -> _Read:  # under the read lock (shard/payloads.py)
         column = eng._columns.column(group.field)
         names = list(column.codes) if column is not None else []
         n = slots.n_slots
-        mask = mask_of(slots, eng._columns, rows, s.where, s.where_document, s.buckets)
+        mask = mask_of(eng, s.where, s.where_document, s.buckets, settle=settle)
         mask &= scalar_mask(column, n)
         if request.values:
             wanted = tuple(group_value(v) for v in request.values)
@@ -96,12 +108,14 @@ def group_search(eng: EngineState, request: ShardGroupSearch) -> GroupResult:
         valid = out >= 0
         ids = np.full(out.shape, "", dtype=object)
         ids[valid] = slots.slot_to_id[out[valid]]
-        texts = rows.texts(out) if s.include_metadata else None
-        docs = rows.documents(out) if s.include_documents else None
+        texts, docs = hit_payloads(eng, out, s.include_metadata, s.include_documents, settle)
+        return ids, out_scores, valid, texts, docs, keys, column is not None, bounds
+
+    ids, out_scores, valid, texts, docs, keys, grouped, bounds = read_locked(eng, read)
     vectors = _vectors(eng, ids) if s.include_vectors else None
     counts = valid.sum(axis=1).astype(np.int32)
     hits = SearchResult(ids, out_scores, counts, texts, vectors, docs)
-    return GroupResult(hits, keys, column is not None, bounds)
+    return GroupResult(hits, keys, grouped, bounds)
 
 
 def _pick(

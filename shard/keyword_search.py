@@ -19,6 +19,7 @@ import numpy.typing as npt
 from shardvec.contract.types import KeywordSearch, KeywordStats, KeywordTerms, SearchResult
 from shardvec.shard.bm25 import local_stats, match, slot_ids
 from shardvec.shard.engine_state import EngineState
+from shardvec.shard.payloads import hit_payloads
 from shardvec.shard.reads import mask_of
 from shardvec.shard.row_vectors import RowVectors
 
@@ -58,15 +59,13 @@ def keyword_search(eng: EngineState, request: KeywordSearch) -> SearchResult:
         or request.where_document is not None
         or request.buckets is not None
     )
-    store, table, rows = eng._store, eng._slots, eng._rows
+    store, table = eng._store, eng._slots
     gen: int | None = store.generation
     with eng._index.lock.read(), store.snapshot() as db:
         if gen != store.generation or gen % 2:  # a write under way: cache nothing
             gen = None
         mask = (
-            mask_of(
-                table, eng._columns, rows, request.where, request.where_document, request.buckets
-            )
+            mask_of(eng, request.where, request.where_document, request.buckets, db=db)
             if filtered
             else None
         )
@@ -102,10 +101,11 @@ def keyword_search(eng: EngineState, request: KeywordSearch) -> SearchResult:
                         break
                 if row == k:
                     break
-        texts = rows.texts(labels) if request.include_metadata else None
+        texts, docs = hit_payloads(  # on disk: the snapshot's rows (shard/payloads.py)
+            eng, labels, request.include_metadata, request.include_documents, True, db
+        )
         vectors = None
         if request.include_vectors:  # the snapshot's rows are the ones in memory (checked)
             vectors = RowVectors(eng).hits(labels, True)
-        docs = rows.documents(labels) if request.include_documents else None
     counts = (labels >= 0).sum(axis=1).astype(np.int32)
     return SearchResult(ids, scores, counts, texts, vectors, docs)

@@ -8,11 +8,14 @@ slots those left. Every mask starts from the rows visible now (shard/slots.py `v
 live and not expired), so an expired row is invisible to every read from the moment it
 expires; the reads served from the store (get, scroll) bound the same time in SQL.
 Searches and filtered counts hold the index's read lock, so they see the
-index, the slot table and the columns of one state.
+index, the slot table and the columns of one state. With `payload_on_disk` the documents a
+filter tests and the payloads hits return are read from the store (shard/payloads.py), and a
+read meeting a row the store holds newer than memory is read again (`read_locked`).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 
 import numpy as np
@@ -21,14 +24,12 @@ import numpy.typing as npt
 from shardvec.contract.errors import DataLoss
 from shardvec.contract.filters import DocFilter, Filter
 from shardvec.contract.types import Record, ScrollPage, SearchResult, ShardScroll
-from shardvec.shard.columns import MetadataColumns
-from shardvec.shard.documents import Documents, document_mask
+from shardvec.shard.documents import Documents, DocumentTests, document_mask
 from shardvec.shard.engine_state import EngineState
+from shardvec.shard.payloads import StaleRow, StoredDocuments, hit_payloads, read_locked
 from shardvec.shard.planner import drop_past_threshold
 from shardvec.shard.row_vectors import RowVectors
-from shardvec.shard.rowdata import RowData
 from shardvec.shard.scroll_pages import scroll_page
-from shardvec.shard.slots import SlotTable
 from shardvec.shard.store_rows import decode_metadata, decode_vector
 
 # Searches with vectors under cosine, while a batch rewrites or deletes a hit's row: each try
@@ -39,22 +40,28 @@ HIT_VECTOR_TRIES = 8
 
 
 def mask_of(
-    slots: SlotTable,
-    columns: MetadataColumns,
-    rows: RowData,
+    eng: EngineState,
     where: Filter | None,
     where_document: DocFilter | None = None,
     buckets: npt.NDArray[np.bool_] | None = None,
+    *,
+    settle: bool = True,
+    db: sqlite3.Connection | None = None,
 ) -> npt.NDArray[np.bool_]:
     """Visible slots (live, not expired) of `buckets` passing both filters (None: no test);
     the bucket and metadata masks first, then the substring tests over only the slots they
-    left (shard/documents.py). The caller holds the index lock or the write mutex."""
+    left (shard/documents.py). The caller holds the index lock or the write mutex. With the
+    documents on disk, a row the store holds newer than memory raises StaleRow unless
+    `settle` or `db` (a store snapshot, keyword search's): shard/payloads.py."""
+    slots, columns = eng._slots, eng._columns
     n = slots.n_slots
     mask = slots.visible(buckets)
     if where is not None:
         mask &= columns.mask(where, n)
     if where_document is not None:
-        docs = Documents(rows, n)
+        docs: DocumentTests = (
+            StoredDocuments(eng, n, settle, db) if eng._rows.on_disk else Documents(eng._rows, n)
+        )
         mask = document_mask(where_document, docs, np.flatnonzero(mask), len(mask))
     return mask
 
@@ -104,9 +111,9 @@ def count(
             return len(eng._slots)
         with eng._index.lock.read():
             return eng._slots.n_visible()
-    with eng._index.lock.read():
-        mask = mask_of(eng._slots, eng._columns, eng._rows, where, where_document, buckets)
-        return int(mask.sum())
+    return read_locked(
+        eng, lambda settle: int(mask_of(eng, where, where_document, buckets, settle=settle).sum())
+    )
 
 
 def scroll(eng: EngineState, request: ShardScroll) -> ScrollPage:
@@ -116,7 +123,7 @@ def scroll(eng: EngineState, request: ShardScroll) -> ScrollPage:
     mask = None
     if request.where is not None:
         with eng._index.lock.read():
-            mask = mask_of(eng._slots, eng._columns, eng._rows, request.where)
+            mask = mask_of(eng, request.where)
     return scroll_page(eng._store, request, eng.settings.dim, mask, eng._slots.clock())
 
 
@@ -143,13 +150,17 @@ def search(
     settings = eng.settings
     q = np.ascontiguousarray(queries, dtype=np.float32)
     ef = settings.ef if ef is None else ef
-    slots, rows = eng._slots, eng._rows
+    slots = eng._slots
     for attempt in range(HIT_VECTOR_TRIES):
+        settle = attempt == HIT_VECTOR_TRIES - 1
         with eng._index.lock.read():
             filtered = where is not None or where_document is not None or buckets is not None
             mask: npt.NDArray[np.bool_] | None
             if filtered:
-                mask = mask_of(slots, eng._columns, rows, where, where_document, buckets)
+                try:
+                    mask = mask_of(eng, where, where_document, buckets, settle=settle)
+                except StaleRow:
+                    continue  # released: the batch being applied goes in first
             else:  # None unless some row has expired: the plain search stays lean
                 expired = slots.expired()
                 mask = None if expired is None else slots.alive & ~expired
@@ -166,14 +177,18 @@ def search(
             drop_past_threshold(labels, scores, settings.metric, min_score, max_distance)
             vectors = None
             if include_vectors:
-                vectors = RowVectors(eng).hits(labels, attempt == HIT_VECTOR_TRIES - 1)
+                vectors = RowVectors(eng).hits(labels, settle)
                 if vectors is None:
                     continue  # released: the batch being applied goes in first
+            try:
+                texts, docs = hit_payloads(
+                    eng, labels, include_metadata, include_documents, settle
+                )
+            except StaleRow:
+                continue
             valid = labels >= 0
             ids = np.full(labels.shape, "", dtype=object)
             ids[valid] = slots.slot_to_id[labels[valid]]
-            texts = rows.texts(labels) if include_metadata else None
-            docs = rows.documents(labels) if include_documents else None
         counts = valid.sum(axis=1).astype(np.int32)
         return SearchResult(ids, scores, counts, texts, vectors, docs)
     raise AssertionError("unreachable: the last try settles")

@@ -69,10 +69,11 @@ def recover(
         slots.load([r[0] for r in rows], labels, buckets, expires if any(expires) else None)
         texts = [r[3] for r in rows]
         columns.set(labels, [decode_metadata(t) for t in texts])
-        rows_data.set_texts(labels, texts)
+        # on_disk: only each row's seq is kept (shard/rowdata.py)
+        rows_data.set_texts(labels, texts, [r[2] for r in rows])
         rows_data.set_documents(labels, [r[4] for r in rows])
     for labels, vecs in store.live_vectors(settings.dim):
-        rows_data.set(labels, vecs, rows_data.texts(labels).tolist())
+        rows_data.set_vectors(labels, vecs)
     rep = _Replica(directory, settings, store, slots, build_threads)
     loaded = load_checkpoint(directory, settings)
     out: Recovered | None = None

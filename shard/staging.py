@@ -106,7 +106,7 @@ def stage(eng: EngineState, seq: int, batch: RowBatch | UpdatePlan) -> int:
     if documents:
         docs = [d or None for d in documents]
     if delete_where is not None:
-        mask = mask_of(eng._slots, eng._columns, eng._rows, delete_where)
+        mask = mask_of(eng, delete_where)  # the write mutex: the store is memory
         deletes = eng._slots.slot_to_id[np.flatnonzero(mask)].tolist()
     blob = vecs.tobytes()
     rows = StagedRows(

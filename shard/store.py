@@ -275,6 +275,44 @@ class Store:
                     out[int(slot)] = (rid, vec)
         return out
 
+    def payloads_at(
+        self, slots: Sequence[int], db: sqlite3.Connection | None = None
+    ) -> dict[int, tuple[str, int, str | None, str | None]]:
+        """(id, seq, metadata JSON, document) of the live rows at `slots`, keyed by slot, in
+        one statement per 900 slots (through `db`, a snapshot's, when given); each row is
+        checked against its checksum (DataLoss). shard/payloads.py judges which are the
+        versions memory holds."""
+        out: dict[int, tuple[str, int, str | None, str | None]] = {}
+        with contextlib.nullcontext(db) if db is not None else self._reader() as conn:
+            for start in range(0, len(slots), _IN_CHUNK):
+                chunk = list(slots[start : start + _IN_CHUNK])
+                marks = ",".join("?" * len(chunk))
+                sql = (
+                    "SELECT slot, id, seq, vector, metadata, crc, document FROM rows "
+                    f"WHERE slot IN ({marks})"
+                )
+                for slot, rid, seq, vec, md, crc, doc in conn.execute(sql, chunk):
+                    self.check_row(rid, vec, md, crc, doc)
+                    out[int(slot)] = (rid, int(seq), md, doc)
+        return out
+
+    def documents_holding(
+        self, needle: str, slots: Sequence[int] | None, db: sqlite3.Connection | None = None
+    ) -> list[tuple[int, str, int, int]]:
+        """(slot, id, seq, 1 if its document holds `needle` else 0) of the live rows at
+        `slots` (None: every live row), by SQL instr() (a row without a document holds only
+        ""), through `db` when given."""
+        test = "SELECT slot, id, seq, instr(COALESCE(document, ''), ?) > 0 FROM rows WHERE "
+        out: list[tuple[int, str, int, int]] = []
+        with contextlib.nullcontext(db) if db is not None else self._reader() as conn:
+            if slots is None:
+                return conn.execute(test + "deleted = 0", (needle,)).fetchall()
+            for start in range(0, len(slots), _IN_CHUNK):
+                chunk = list(slots[start : start + _IN_CHUNK])
+                marks = ",".join("?" * len(chunk))
+                out += conn.execute(test + f"slot IN ({marks})", (needle, *chunk)).fetchall()
+        return out
+
     def scroll_rows(
         self,
         after: tuple[int, str],

@@ -31,6 +31,10 @@ class IndexSettings:
     `ef` is the default search breadth; `ef_construction` and `m` shape the HNSW graph.
     `text_tokenizer` cuts documents and text queries into terms for keyword search (one of
     TEXT_TOKENIZERS; settings stored before it existed read as "unicode61").
+    `payload_on_disk`: the replica keeps its rows' metadata texts and documents only in its
+    store and reads them from there for the hits that return them and for where_document
+    (shard/payloads.py), instead of holding them in memory (docs/design-notes.md, "Memory
+    per row"). Left out of `to_dict` when False, so settings stored before it read the same.
     """
 
     dim: int
@@ -39,6 +43,7 @@ class IndexSettings:
     ef_construction: int = 200
     ef: int = 64
     text_tokenizer: str = DEFAULT_TEXT_TOKENIZER
+    payload_on_disk: bool = False
 
     def __post_init__(self) -> None:
         if (
@@ -59,6 +64,10 @@ class IndexSettings:
                 f"text_tokenizer: must be one of {', '.join(TEXT_TOKENIZERS)}, "
                 f"got {self.text_tokenizer!r}"
             )
+        if not isinstance(self.payload_on_disk, bool):
+            raise InvalidArgument(
+                f"payload_on_disk: must be true or false, got {self.payload_on_disk!r}"
+            )
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> IndexSettings:
@@ -70,7 +79,10 @@ class IndexSettings:
         return cls(**dict(raw))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        raw = dataclasses.asdict(self)
+        if not self.payload_on_disk:  # left out: settings written before it read the same
+            del raw["payload_on_disk"]
+        return raw
 
 
 @dataclasses.dataclass(frozen=True)

@@ -174,6 +174,7 @@ class Client:
         text_tokenizer: str = "",
         target_recall: float = 0.0,
         ttl_seconds: float = 0.0,
+        payload_on_disk: bool = False,
     ) -> Collection:
         """Create a collection. `embedding="minilm"` embeds documents and query texts in the
         cluster (dim may then be left out: the model's 384); `embedding_function` embeds them
@@ -182,7 +183,10 @@ class Client:
         documents and keyword queries into terms. `target_recall` (in (0, 1]; 0: the default
         0.95) is the recall@10 the cluster tunes searches without an `ef` to hold.
         `ttl_seconds` (0: never) is how long a row written without an expiry of its own
-        lives: an expired row is invisible to every read at once, and swept later."""
+        lives: an expired row is invisible to every read at once, and swept later.
+        `payload_on_disk` keeps the rows' metadata and documents only in each replica's
+        store, read from there for the hits that return them and for where_document, instead
+        of in memory (set at creation only)."""
         if metric not in METRIC_TO_PROTO:
             raise InvalidArgument(f"metric must be one of cosine, dot, euclidean, got {metric!r}")
         if dim == 0 and embedding_function is not None and not embedding:
@@ -197,6 +201,7 @@ class Client:
             text_tokenizer=text_tokenizer,
             target_recall=target_recall,
             ttl_seconds=ttl_seconds,
+            payload_on_disk=payload_on_disk,
         )
         req.index.m, req.index.ef_construction, req.index.ef = m, ef_construction, ef
         info = self.call("CreateCollection", req)

@@ -59,6 +59,11 @@ class _HasClient(Protocol):
     "--ttl", default=0.0, type=float,
     help="Seconds a row lives unless it is written with its own expiry (0: rows never expire).",
 )
+@click.option(
+    "--payload-on-disk", is_flag=True, default=False,
+    help="Keep the rows' metadata and documents only on disk (each replica's store), read "
+    "from there for the hits that return them and for where_document, instead of in memory.",
+)
 @click.pass_obj
 def create(
     obj: _HasClient,
@@ -74,6 +79,7 @@ def create(
     text_tokenizer: str,
     target_recall: float,
     ttl: float,
+    payload_on_disk: bool,
 ) -> None:
     """Create a collection."""
     if not dim and not embedding:
@@ -93,6 +99,7 @@ def create(
                 text_tokenizer=text_tokenizer,
                 target_recall=target_recall,
                 ttl_seconds=ttl,
+                payload_on_disk=payload_on_disk,
             )
     except ShardvecError as exc:
         fail(exc)

@@ -44,6 +44,7 @@ class Client(Protocol):
         replicas: int = ..., *, m: int = ..., ef_construction: int = ..., ef: int = ...,
         embedding: str = ..., embedding_function: EmbeddingFunction | None = ...,
         text_tokenizer: str = ..., target_recall: float = ..., ttl_seconds: float = ...,
+        payload_on_disk: bool = ...,
     ) -> Any: ...  # fmt: skip
 
     def get_collection(self, name: str) -> Any: ...
@@ -114,6 +115,7 @@ def reembed(
         text_tokenizer=info["text_tokenizer"],
         target_recall=info["target_recall"],
         ttl_seconds=float(info.get("ttl_seconds") or 0.0),
+        payload_on_disk=bool(info.get("payload_on_disk")),
     )
     src = client.get_collection(source)
     rows = 0

@@ -78,6 +78,7 @@ def status(obj: _HasClient, as_json: bool) -> None:
             + (f" embedding={c['embedding']}" if c.get("embedding") else "")
             + f" text_tokenizer={c.get('text_tokenizer') or 'unicode61'}"
             + (f" ttl={c['ttl_seconds']:g}s" if c.get("ttl_seconds") else "")
+            + (" payload_on_disk" if c.get("payload_on_disk") else "")
         )
         recall = c.get("recall_estimate")
         click.echo(

@@ -56,6 +56,7 @@ def spec_from_request(req: pb.CreateCollectionRequest) -> CollectionSpec:
         ef_construction=int(req.index.ef_construction) or DEFAULT_INDEX.ef_construction,
         ef=int(req.index.ef) or DEFAULT_INDEX.ef,
         text_tokenizer=req.text_tokenizer or DEFAULT_INDEX.text_tokenizer,
+        payload_on_disk=req.payload_on_disk,
     )
     return CollectionSpec(
         req.name, index, int(req.shards) or 1, int(req.replicas) or 1, req.embedding,
@@ -85,6 +86,7 @@ def collection_info(
         text_tokenizer=spec.index.text_tokenizer,
         target_recall=spec.target_recall,
         ttl_seconds=spec.ttl_seconds,
+        payload_on_disk=spec.index.payload_on_disk,
     )
     if tuned is not None:
         info.recall_estimate = tuned.recall
@@ -146,6 +148,7 @@ def collection_info_to_dict(info: pb.CollectionInfo) -> dict[str, Any]:
         "text_tokenizer": info.text_tokenizer or "unicode61",
         "target_recall": float(info.target_recall) or DEFAULT_TARGET_RECALL,
         "ttl_seconds": float(info.ttl_seconds),
+        "payload_on_disk": bool(info.payload_on_disk),
         # The recall tuner's last measurement (None: not tuned yet) and the breadth in force.
         "recall_estimate": float(info.recall_estimate)
         if info.HasField("recall_estimate")

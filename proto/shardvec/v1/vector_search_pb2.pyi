@@ -152,7 +152,7 @@ class ClusterInfoResponse(_message.Message):
     def __init__(self, fronts: _Optional[_Iterable[_Union[ClusterFront, _Mapping]]] = ..., coordinator: _Optional[str] = ..., served_by: _Optional[str] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "dimension", "metric", "shards", "replicas", "index", "embedding", "text_tokenizer", "target_recall", "ttl_seconds")
+    __slots__ = ("name", "dimension", "metric", "shards", "replicas", "index", "embedding", "text_tokenizer", "target_recall", "ttl_seconds", "payload_on_disk")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -163,6 +163,7 @@ class CreateCollectionRequest(_message.Message):
     TEXT_TOKENIZER_FIELD_NUMBER: _ClassVar[int]
     TARGET_RECALL_FIELD_NUMBER: _ClassVar[int]
     TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_ON_DISK_FIELD_NUMBER: _ClassVar[int]
     name: str
     dimension: int
     metric: _common_pb2.Metric
@@ -173,7 +174,8 @@ class CreateCollectionRequest(_message.Message):
     text_tokenizer: str
     target_recall: float
     ttl_seconds: float
-    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., index: _Optional[_Union[_common_pb2.IndexParams, _Mapping]] = ..., embedding: _Optional[str] = ..., text_tokenizer: _Optional[str] = ..., target_recall: _Optional[float] = ..., ttl_seconds: _Optional[float] = ...) -> None: ...
+    payload_on_disk: bool
+    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., index: _Optional[_Union[_common_pb2.IndexParams, _Mapping]] = ..., embedding: _Optional[str] = ..., text_tokenizer: _Optional[str] = ..., target_recall: _Optional[float] = ..., ttl_seconds: _Optional[float] = ..., payload_on_disk: _Optional[bool] = ...) -> None: ...
 
 class SetCollectionOptionsRequest(_message.Message):
     __slots__ = ("name", "target_recall", "ttl_seconds")
@@ -238,7 +240,7 @@ class ReplicaInfo(_message.Message):
     def __init__(self, shard: _Optional[int] = ..., replica: _Optional[int] = ..., state: _Optional[str] = ..., address: _Optional[str] = ..., node_id: _Optional[str] = ..., pid: _Optional[int] = ..., count: _Optional[int] = ..., applied_seq: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("name", "dimension", "metric", "shards", "replicas", "index", "count", "replica_states", "embedding", "layout_version", "change", "text_tokenizer", "target_recall", "recall_estimate", "search_ef", "tuned_rows", "tuned_layout_version", "recall_queries", "tuned_unix", "ttl_seconds")
+    __slots__ = ("name", "dimension", "metric", "shards", "replicas", "index", "count", "replica_states", "embedding", "layout_version", "change", "text_tokenizer", "target_recall", "recall_estimate", "search_ef", "tuned_rows", "tuned_layout_version", "recall_queries", "tuned_unix", "ttl_seconds", "payload_on_disk")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -259,6 +261,7 @@ class CollectionInfo(_message.Message):
     RECALL_QUERIES_FIELD_NUMBER: _ClassVar[int]
     TUNED_UNIX_FIELD_NUMBER: _ClassVar[int]
     TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_ON_DISK_FIELD_NUMBER: _ClassVar[int]
     name: str
     dimension: int
     metric: _common_pb2.Metric
@@ -279,7 +282,8 @@ class CollectionInfo(_message.Message):
     recall_queries: int
     tuned_unix: float
     ttl_seconds: float
-    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., index: _Optional[_Union[_common_pb2.IndexParams, _Mapping]] = ..., count: _Optional[int] = ..., replica_states: _Optional[_Iterable[_Union[ReplicaInfo, _Mapping]]] = ..., embedding: _Optional[str] = ..., layout_version: _Optional[int] = ..., change: _Optional[_Union[LayoutChange, _Mapping]] = ..., text_tokenizer: _Optional[str] = ..., target_recall: _Optional[float] = ..., recall_estimate: _Optional[float] = ..., search_ef: _Optional[int] = ..., tuned_rows: _Optional[int] = ..., tuned_layout_version: _Optional[int] = ..., recall_queries: _Optional[int] = ..., tuned_unix: _Optional[float] = ..., ttl_seconds: _Optional[float] = ...) -> None: ...
+    payload_on_disk: bool
+    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., shards: _Optional[int] = ..., replicas: _Optional[int] = ..., index: _Optional[_Union[_common_pb2.IndexParams, _Mapping]] = ..., count: _Optional[int] = ..., replica_states: _Optional[_Iterable[_Union[ReplicaInfo, _Mapping]]] = ..., embedding: _Optional[str] = ..., layout_version: _Optional[int] = ..., change: _Optional[_Union[LayoutChange, _Mapping]] = ..., text_tokenizer: _Optional[str] = ..., target_recall: _Optional[float] = ..., recall_estimate: _Optional[float] = ..., search_ef: _Optional[int] = ..., tuned_rows: _Optional[int] = ..., tuned_layout_version: _Optional[int] = ..., recall_queries: _Optional[int] = ..., tuned_unix: _Optional[float] = ..., ttl_seconds: _Optional[float] = ..., payload_on_disk: _Optional[bool] = ...) -> None: ...
 
 class UpsertRequest(_message.Message):
     __slots__ = ("collection", "ids", "vectors", "metadata_json", "documents", "ttl_seconds", "expires_at")

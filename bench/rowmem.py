@@ -74,13 +74,18 @@ def parts(eng: ShardEngine) -> dict[str, int]:
         ids = id_map.nbytes()
     ids += _objects_bytes([i for i in table.slot_to_id[:n_slots].tolist() if i])  # the strs
     ids += n_slots * (8 + 1 + 2)  # slot_to_id pointers, alive, bucket
-    texts = rows._texts[:n_slots].tolist()
-    docs = rows._docs[:n_slots].tolist()
-    return {
+    out = {
         "hnswlib index": eng._index.nbytes(),
         "compact vectors" if compact is not None else "float32 vectors": vectors,
         "ids and slots": ids,
         "filter columns": eng._columns.nbytes(),
+    }
+    if getattr(rows, "on_disk", False):  # payload_on_disk: no text, a seq a row
+        return {**out, "metadata texts": 0, "documents": 0, "row seqs": 8 * n_slots}
+    texts = rows._texts[:n_slots].tolist()
+    docs = rows._docs[:n_slots].tolist()
+    return {
+        **out,
         "metadata texts": 8 * n_slots + _objects_bytes([t for t in texts if t]),
         "documents": 8 * n_slots + _objects_bytes([d for d in docs if d]),
     }

@@ -46,8 +46,8 @@ REGISTRY: dict[str, Benchmark] = {
                         "filtered search, recall@10."),
     "rowmem": Benchmark("Memory per row of one replica, part by part, against raw hnswlib in "
                         "the same run; exact and filtered single-query times over it."),
-    "rowmem-payloads": Benchmark("Memory per row of one replica with metadata and documents "
-                                 "in memory against payload_on_disk, and search p50 both ways."),
+    "payload-memory": Benchmark("Memory per row of one replica with metadata and documents "
+                                "in memory against payload_on_disk, and search p50 both ways."),
     "planner": Benchmark("What each filtered-search plan costs by shard size and selectivity, "
                          "and what the planner picks."),
     "where-document": Benchmark("What a where_document filter costs on one replica: the "

@@ -14,7 +14,7 @@ rows into one ShardEngine in batches of `--batch` and measures:
     a where_document {"$contains": "python"} filter (ids only);
   - the answers of the searches with payloads, compared between the two modes.
 
-    shardvec bench rowmem-payloads [--n 100000] [--queries 200] [--batch 5000] [--data DIR]
+    shardvec bench payload-memory [--n 100000] [--queries 200] [--batch 5000] [--data DIR]
                                    [--out PATH]
 """
 
@@ -168,18 +168,18 @@ def table(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="shardvec bench rowmem-payloads", description=__doc__,
+    p = argparse.ArgumentParser(prog="shardvec bench payload-memory", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--n", type=int, default=100_000, help="rows of the shared set to load")
     p.add_argument("--queries", type=int, default=200, help="real queries timed per kind")
     p.add_argument("--batch", type=int, default=5_000, help="rows per upsert")
     p.add_argument("--data", type=Path, default=None, help="the shared set's directory")
     p.add_argument("--out", type=Path, default=None,
-                   help="JSON path (bench/results/rowmem_payloads.json)")  # fmt: skip
+                   help="JSON path (bench/results/payload_memory.json)")  # fmt: skip
     args = p.parse_args(argv)
     result = run(args)
     print(table(result))
-    write_results("rowmem_payloads", result, args.out)
+    write_results("payload_memory", result, args.out)
     return 0
 
 

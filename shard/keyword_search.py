@@ -6,7 +6,8 @@ phase two (`keyword_search`) scores the postings under the global statistics it 
 Postings, lengths and the slots' ids are read in one store snapshot, the filter mask and
 payloads under the index's read lock; a hit whose slot holds another id in memory than in that
 snapshot (a write committed and not yet applied) is left out, as a vector search would not see
-it yet either.
+it yet either. With `payload_on_disk` the hits' metadata and documents, and the documents a
+where_document tests, are those of the same snapshot's rows (shard/payloads.py).
 """
 
 from __future__ import annotations

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from click.testing import CliRunner
 
+from shardvec.cluster.cli import cli
+from shardvec.cluster.client import Client
 from shardvec.coordinator.api.service import VectorSearchService
 from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.coordinator.queries.batching import MicroBatcher
@@ -25,6 +28,7 @@ from shardvec.v1 import vector_search_pb2 as pb
 from tests.fakes import FakeContext
 from tests.inproc import LocalControls
 from tests.requests import search_request, upsert_request
+from tests.served import serve_public
 
 DIM = 8
 ROWS = 120
@@ -128,3 +132,34 @@ def test_the_setting_is_shown_and_kept_by_every_copy(tmp_path: Path) -> None:
         await rt.shutdown()
 
     asyncio.run(main())
+
+
+def test_the_client_and_the_cli_create_it_and_show_it(tmp_path: Path) -> None:
+    """Over the real public service on loopback gRPC: `create_collection(payload_on_disk=)`
+    and `shardvec create --payload-on-disk`, shown by describe and `shardvec status`; a
+    search through the client returns the rows' own payloads."""
+    rng = np.random.default_rng(17)
+    vecs = rng.standard_normal((30, DIM)).astype(np.float32)
+    ids = [f"r{i}" for i in range(30)]
+    with serve_public(tmp_path) as (address, controls):
+        with Client(address, discover=False) as client:
+            col = client.create_collection("c", DIM, shards=2, payload_on_disk=True)
+            client.create_collection("plain", DIM)
+            assert client.describe("c")["payload_on_disk"] is True
+            assert client.describe("plain")["payload_on_disk"] is False
+            col.upsert(ids, vecs, [{"i": i} for i in range(30)],
+                       documents=[f"text {i}" for i in range(30)])  # fmt: skip
+            hits = col.search(vecs[:5], k=1, exact=True, include_documents=True)
+            for q, row in enumerate(hits):
+                assert row[0].id == ids[q] and row[0].metadata == {"i": q}
+                assert row[0].document == f"text {q}"
+        assert _on_disk(controls, "c") == [True, True]
+        runner = CliRunner()
+        out = runner.invoke(cli, ["--server", address, "create", "d", "--dim", "4",
+                                  "--payload-on-disk"])  # fmt: skip
+        assert out.exit_code == 0, out.output
+        out = runner.invoke(cli, ["--server", address, "status"])
+        assert out.exit_code == 0, out.output
+        lines = {line.split(":")[0]: line for line in out.output.splitlines() if ": dim=" in line}
+        assert "payload_on_disk" in lines["d"] and "payload_on_disk" in lines["c"]
+        assert "payload_on_disk" not in lines["plain"]

@@ -165,20 +165,16 @@ class StoredDocuments:
         hit = np.zeros(n, dtype=np.bool_)
         known = np.zeros(n, dtype=np.bool_)
         if found:
-            slots = np.fromiter((f[0] for f in found), dtype=np.int64, count=len(found))
+            cols = list(zip(*found, strict=True))
+            slots = np.asarray(cols[0], dtype=np.int64)
             inside = slots < n
             slots = slots[inside]
-            kept = [f for f, ok in zip(found, inside.tolist(), strict=True) if ok]
-            mem_ids = eng._slots.slot_to_id[slots].tolist()
-            same = np.fromiter(
-                (f[1] == m for f, m in zip(kept, mem_ids, strict=True)),
-                dtype=np.bool_,
-                count=len(kept),
-            )
+            ids = np.asarray(cols[1], dtype=object)[inside]
+            same = np.asarray(ids == eng._slots.slot_to_id[slots], dtype=np.bool_)
             if self.db is None:  # the version memory holds (a snapshot's row is taken)
-                seqs = np.fromiter((f[2] for f in kept), dtype=np.int64, count=len(kept))
+                seqs = np.asarray(cols[2], dtype=np.int64)[inside]
                 same &= seqs == eng._rows.seqs(slots)
-            holds = np.fromiter((bool(f[3]) for f in kept), dtype=np.bool_, count=len(kept))
+            holds = np.asarray(cols[3], dtype=np.bool_)[inside]
             hit[slots[same]] = holds[same]
             known[slots[same]] = True
         unknown = cand[~known[cand]]

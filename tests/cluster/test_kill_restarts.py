@@ -27,7 +27,8 @@ atomic write's test runs first and checks a fresh server's summary.
   the whole server is killed. The collection is then absent or complete, never partial, and
   no snapshot work directory remains.
 - Last, a clean stop (SIGTERM) and start on the same data directory: the same collections and
-  results, the embedded Ray's search-lock files gone, the embedder warm before it serves.
+  results, the embedded Ray's search-lock files gone, the embedder warm before it serves, and
+  the recall tuner's breadth kept from the registry, not tuned again.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import pytest
 from shardvec.cluster.client import Client
 from shardvec.cluster.process import ServerProcess, free_port
 from shardvec.contract.errors import FailedPrecondition, NotFound
+from shardvec.coordinator.config import CoordinatorSettings
 from shardvec.shard.node_lock import default_lock_path
 from tests.hooks.shardvec_test_observers import hooked_env
 from tests.waits import until
@@ -54,6 +56,8 @@ from tests.waits import until
 pytestmark = pytest.mark.cluster
 
 DIM = 16
+# How often the recall tuner looks at each collection (2 s), the default a server starts with.
+TUNER_ROUND_S = CoordinatorSettings("-").recall_tuner_interval_s
 
 
 @dataclass
@@ -346,13 +350,38 @@ def test_kill_9_during_restore_leaves_no_partial_collection(
 # --- a clean restart --------------------------------------------------------------------
 
 
+TUNE_KEYS = ("search_ef", "recall_estimate", "recall_queries", "tuned_rows", "tuned_unix")
+
+
+def tuned_collection(client: Client) -> None:
+    """A collection the recall tuner will tune: 3,000 clustered rows, 2 shards, a small graph."""
+    dim = 48
+    centers = np.random.default_rng(7).standard_normal((20, dim)).astype(np.float32) * 0.6
+    rng = np.random.default_rng(2)
+    base = (centers[rng.integers(0, 20, 3000)] + rng.standard_normal((3000, dim))).astype(
+        np.float32
+    )
+    col = client.create_collection(
+        "tuned", dim=dim, metric="euclidean", shards=2, m=6, ef_construction=20
+    )
+    col.upsert([f"r{i}" for i in range(len(base))], base, batch_size=1000)
+
+
 def test_restart_serves_same_collections_and_results(server: Killable) -> None:
     """`shardvec up` stopped (SIGTERM) and started again on the same data directory serves the
-    same collections and results (the module's server: the earlier tests dropped theirs)."""
+    same collections and results (the module's server: the earlier tests dropped theirs).
+
+    It also keeps the recall tuner's work: the breadth, the recall measured and when it was
+    tuned are the same from the first Describe after the restart (a tuner starting from
+    nothing shows the default breadth and no estimate until its first tune), and three tuner
+    rounds later it has not tuned again. That no tune follows while the rows stay as they were
+    is the tuner's rule, tested in the unit tier (tests/unit/test_recall_tuner.py); the tune
+    itself and a retune for a new target are tests/ray/test_recall_tuner_cluster.py."""
     rng = np.random.default_rng(4)
     vecs = rng.standard_normal((1500, 32)).astype(np.float32)
     queries = rng.standard_normal((20, 32)).astype(np.float32)
-    with Client(server.address) as client:
+    with Client(server.address, timeout=120) as client:
+        tuned_collection(client)  # tuned in the background while the rest is loaded
         col = client.create_collection("keep", dim=32, metric="euclidean", shards=3,
                                        replicas=2)
         col.upsert([f"v{i}" for i in range(1500)], vecs, [{"i": i} for i in range(1500)])
@@ -365,13 +394,19 @@ def test_restart_serves_same_collections_and_results(server: Killable) -> None:
         before_count = col.count(where={"i": {"$lt": 700}})
         nodes = {r["node_id"] for r in client.describe("keep")["replica_states"]}
         assert nodes and all(default_lock_path(n).exists() for n in nodes)
+        until(lambda: client.describe("tuned")["tuned_rows"] == 3000, timeout=120,
+              what="the first tune")  # fmt: skip
+        tuned = client.describe("tuned")
     assert server.server.stop() == 0
     # the embedded Ray's nodes are gone for good, and so are their search-lock files
     assert not any(default_lock_path(n).exists() for n in nodes)
     srv = server.start()
     with Client(server.address) as client:
+        kept = client.describe("tuned")  # the first Describe after the restart
+        assert {k: kept[k] for k in TUNE_KEYS} == {k: tuned[k] for k in TUNE_KEYS}
+        started = time.monotonic()
         names = sorted(c["name"] for c in client.list_collections())
-        assert names == ["keep", "other", "texts"]
+        assert names == ["keep", "other", "texts", "tuned"]
         # The embedder was warm before the server said it served: the first text query
         # after a restart does not wait for the model to load.
         until(lambda: "embedder minilm warm in" in srv.log.read_text(), 30, "warm log line")
@@ -390,4 +425,11 @@ def test_restart_serves_same_collections_and_results(server: Killable) -> None:
         # writes carry on after the restart with fresh sequence numbers
         col.upsert(["new"], vecs[:1])
         assert col.count() == 1351
+
+        def untouched_for_three_rounds() -> bool:
+            assert client.describe("tuned")["tuned_unix"] == tuned["tuned_unix"]  # no retune
+            return time.monotonic() - started > 3 * TUNER_ROUND_S
+
+        until(untouched_for_three_rounds, timeout=60, poll=1.0,
+              what="three tuner rounds with no tune")  # fmt: skip
     assert srv.stop() == 0

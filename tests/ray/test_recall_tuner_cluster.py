@@ -1,12 +1,10 @@
 """The recall tuner on a real cluster (embedded Ray, shard actors, gRPC): a collection created
 with a target is tuned after its load, Describe and the client show the measured recall and
-the breadth in force, and a new target set through SetCollectionOptions is tuned for; a
-restarted server keeps the tuned breadth (the registry) and does not tune it again."""
+the breadth in force, and a new target set through SetCollectionOptions is tuned for. That a
+restarted server keeps the tuned breadth (the registry) and does not tune it again is checked
+on the restart of tests/cluster/test_kill_restarts.py, which restarts a server anyway."""
 
 from __future__ import annotations
-
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +12,6 @@ import pytest
 from shardvec.cluster.client import Client
 from shardvec.contract.errors import InvalidArgument
 from shardvec.coordinator.config import CoordinatorSettings
-from tests.procs import ServerProcess, free_port
 from tests.waits import until
 
 pytestmark = pytest.mark.ray
@@ -58,42 +55,3 @@ def test_a_loaded_collection_is_tuned_and_retuned_for_a_new_target(client: Clien
     second = client.describe(name)
     assert second["recall_estimate"] >= 0.97 and second["search_ef"] > first["search_ef"]
     client.drop_collection(name)
-
-
-def test_a_restarted_server_keeps_the_tuned_breadth(tmp_path: Path) -> None:
-    """`shardvec up` stopped and started again on the same data: the breadth, the recall
-    measured and when it was tuned are the same from the first Describe (a tuner starting
-    from nothing shows the default breadth and no estimate until its first tune). That no tune
-    follows while the rows stay as they were is the tuner's rule, tested in the unit tier
-    (tests/unit/test_recall_tuner.py, a tuner starting from a persisted breadth); here a
-    Describe a few tuner rounds later still shows the same tune."""
-    data, port = tmp_path / "data", free_port()
-    server = ServerProcess(data, port)
-    try:
-        with Client(server.address, timeout=120) as client:
-            col = client.create_collection(
-                "kept", dim=DIM, metric="euclidean", shards=2, m=6, ef_construction=20
-            )
-            base = _points(np.random.default_rng(2), 3000)
-            col.upsert([f"r{i}" for i in range(len(base))], base, batch_size=1000)
-            until(lambda: client.describe("kept")["tuned_rows"] == 3000, timeout=120,
-                  what="the first tune")  # fmt: skip
-            tuned = client.describe("kept")
-    finally:
-        assert server.stop() == 0
-    keys = ("search_ef", "recall_estimate", "recall_queries", "tuned_rows", "tuned_unix")
-    server = ServerProcess(data, port)
-    try:
-        with Client(server.address, timeout=120) as client:
-            first = client.describe("kept")
-            assert {k: first[k] for k in keys} == {k: tuned[k] for k in keys}
-            started = time.monotonic()
-
-            def untouched_for_three_rounds() -> bool:
-                assert client.describe("kept")["tuned_unix"] == tuned["tuned_unix"]  # no retune
-                return time.monotonic() - started > 3 * TUNER_ROUND_S
-
-            until(untouched_for_three_rounds, timeout=60, poll=1.0,
-                  what="three tuner rounds with no tune")  # fmt: skip
-    finally:
-        assert server.stop() == 0

@@ -40,15 +40,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-# The unit tier runs on two workers (pytest-xdist): its tests are in-process and short. The
-# Ray and cluster tiers then run serially, one Ray cluster at a time: the caller-isolation
-# tests bound a patient caller's latency, and on two cores a second cluster breaks that bound.
-UNIT_WORKERS ?= -n 2
+# Every tier in one run on two workers (pytest-xdist, --dist loadgroup): the Ray tier whole on
+# one worker (one embedded cluster for the package), each cluster-tier module whole on one, unit
+# tests wherever a worker is free (tests/conftest.py). The Ray tier is named first so that it,
+# the longest group, starts first.
+WORKERS ?= -n 2 --dist loadgroup
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 
 pytest: $(STAMP)
-	$(PYTEST) $(UNIT_WORKERS) --durations=15 tests/unit
-	$(PYTEST) --durations=25 tests/ray tests/cluster
+	$(PYTEST) $(WORKERS) --durations=30 tests/ray tests/cluster tests/unit
 
 test: proto-check lint typecheck pytest
 

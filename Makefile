@@ -41,9 +41,8 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 # Every tier in one run on two workers (pytest-xdist, --dist loadgroup): the Ray tier whole on
-# one worker (one embedded cluster for the package), each cluster-tier module whole on one, unit
-# tests wherever a worker is free (tests/conftest.py). The Ray tier is named first so that it,
-# the longest group, starts first.
+# one worker, the cluster tier whole on the other, unit tests wherever a worker is free
+# (tests/conftest.py).
 WORKERS ?= -n 2 --dist loadgroup
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 

@@ -63,14 +63,11 @@ def recall_at_k(found: list[list[str]], truth: np.ndarray, k: int) -> float:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist with `--dist loadgroup` (`make test`: two workers over every tier),
-    the Ray tier runs whole on one worker, since its modules share one embedded cluster per
-    package (tests/ray/conftest.py); each cluster-tier module runs whole on one worker, since
-    its tests share a module's server or Ray cluster; unit tests go to whichever worker is
-    free. So a cluster-tier module runs beside the Ray tier or another cluster-tier module:
-    each starts its own servers on free ports and data directories of its own."""
+    each of the Ray and cluster tiers runs whole on one worker, so the two run side by side:
+    the Ray tier shares one embedded cluster per package (tests/ray/conftest.py), and the
+    cluster tier's servers and multi-node clusters come one at a time. Unit tests go to
+    whichever worker is free, so they fill in behind the shorter tier."""
     for item in items:
         tier = item.path.parent.name
-        if tier == "ray":
-            item.add_marker(pytest.mark.xdist_group("ray"))
-        elif tier == "cluster":
-            item.add_marker(pytest.mark.xdist_group(f"cluster-{item.path.stem}"))
+        if tier in ("ray", "cluster"):
+            item.add_marker(pytest.mark.xdist_group(tier))

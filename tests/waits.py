@@ -13,3 +13,14 @@ def until(check: Callable[[], bool], timeout: float = 60.0, what: str = "", poll
     while not check():
         assert time.monotonic() < deadline, f"not reached in {timeout:.0f} s: {what or check}"
         time.sleep(poll)
+
+
+def holds_within(check: Callable[[], bool], timeout: float, poll: float = 0.1) -> bool:
+    """Poll `check` until it holds (True) or `timeout` seconds pass (False): for a test that
+    retries a step whose effect a loaded machine may not show."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
+    return True

@@ -15,17 +15,21 @@ import pytest
 pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
-# 5,000 rows: 42 s here, of which the recall tuner's wait for still rows and the restart are
-# most (20,000 took 60 to 140 s; 100,000 took 230 s on this 2-core machine). Every figure and
-# check is per row or per query; past the sample's 4,000 rows, its fallback still grows rows.
+# 5,000 rows: 42 s here with a wait for the tune, of which the recall tuner's wait for still
+# rows (10 s) and the restart were most (20,000 took 60 to 140 s; 100,000 took 230 s on this
+# 2-core machine). Every figure and check is per row or per query; past the sample's 4,000
+# rows, its fallback still grows rows. The wait for the tune is cut to TUNE_WAIT_S: the
+# benchmark records whether the tune came in time, the checks below take either, and the
+# tune itself is tests/ray/test_recall_tuner_cluster.py's.
 N = 5_000
+TUNE_WAIT_S = 5
 
 
 @pytest.mark.timeout(480)
 def test_bench_rows_smoke(tmp_path: Path) -> None:
     out = tmp_path / "rows.json"
     cmd = [sys.executable, "-m", "shardvec.bench", "rows", "--n", str(N), "--queries", "50",
-           "--exact-queries", "20", "--tune-wait", "120", "--out", str(out)]  # fmt: skip
+           "--exact-queries", "20", "--tune-wait", str(TUNE_WAIT_S), "--out", str(out)]  # fmt: skip
     # A subprocess: the server it starts never meets a Ray this pytest process may hold.
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=460, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -56,6 +60,7 @@ def test_bench_rows_smoke(tmp_path: Path) -> None:
     t = r["tuning"]
     assert set(t) >= {"tuned", "waited_s", "seconds_after_load", "target_recall",
                       "recall_estimate", "search_ef", "tuned_rows"}  # fmt: skip
+    assert t["tuned"] or t["waited_s"] >= TUNE_WAIT_S
     if t["tuned"]:  # the cluster's recall tuner set the breadth a search without ef gets
         assert t["search_ef"] >= 1 and 0.0 < t["recall_estimate"] <= 1.0
         assert t["tuned_rows"] >= 0.9 * N and t["seconds_after_load"] >= 0

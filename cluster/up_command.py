@@ -111,6 +111,14 @@ def _parse_limits(items: tuple[str, ...]) -> dict[str, int]:
     "reads hide expired rows either way).",
 )
 @click.option(
+    "--recall-tuner-cpu-share",
+    default=CoordinatorSettings("-").recall_tuner_cpu_share,
+    show_default=True,
+    type=click.FloatRange(min=0.0, max=1.0, min_open=True),
+    help="The most of the wall time the recall tuner's measuring searches may take; a tune "
+    "after a load takes about 1 / share times its searches' own time.",
+)
+@click.option(
     "--limit",
     "limits",
     multiple=True,
@@ -193,6 +201,7 @@ def up(
     num_cpus: int | None,
     scrub_rows_per_s: int,
     sweep_rows_per_s: int,
+    recall_tuner_cpu_share: float,
     embedders_per_node: int,
     max_embedders: int,
     limits: tuple[str, ...],
@@ -224,6 +233,7 @@ def up(
         "front_metrics_port": front_metrics_port,
         "scrub_rows_per_s": scrub_rows_per_s,
         "sweep_rows_per_s": sweep_rows_per_s,
+        "recall_tuner_cpu_share": recall_tuner_cpu_share,
         "embedders_per_node": embedders_per_node,
         "max_embedders": max_embedders,
         "max_metadata_bytes": max_metadata_bytes,

@@ -17,7 +17,7 @@ coordinator measures: in the background, for each collection, it
    (z = `margin_z`).
 
 Every step is a search whose wall time is measured; the next step waits so that the tuner's
-work is at most `cpu_share` of the wall time (10 % by default; one pause is at most
+work is at most `cpu_share` of the wall time (25 % by default; one pause is at most
 `max_pause_s`). A tune falls due when the collection has `min_rows` rows and none was made
 yet, its rows changed by more than `retune_change` (10 %) since the last tune, its layout
 version or shard count changed (a reshard), or its target changed. A due tune waits until the
@@ -73,7 +73,7 @@ class TunerSettings:
     """How the recall tuner samples and how much it may spend."""
 
     interval_s: float = 2.0  # how often row counts, layouts and targets are checked
-    cpu_share: float = 0.10  # the tuner's searches take at most this share of wall time
+    cpu_share: float = 0.25  # the tuner's searches take at most this share of wall time
     probes: int = 200  # probe queries drawn from the collection's rows
     live: int = 64  # recent live queries added to the sample, at most
     # With at least this many live queries in the sample, a rung must hold the target on them

@@ -22,8 +22,8 @@ against peers, in one run.
       (a) at its own, timed in turn;
   (d) with --peers: Chroma (embedded and as a server), Milvus Lite, Qdrant local mode, and
       with --pg-dsn pgvector in that PostgreSQL (batches, single queries, concurrent
-      clients, filtered queries), run by bench/query_peers.py under --peers-python (their
-      own environment).
+      clients, filtered queries), run by the package bench/peers/ (`python -m peers`) under
+      --peers-python (their own environment).
 Prints a table, writes JSON and a recall-against-QPS PNG, and checks the targets.
 
 Usage: shardvec bench query [options]   or   python -m shardvec.bench query [options]
@@ -58,6 +58,7 @@ from shardvec.bench.datasets import (
     matching_rows,
 )
 from shardvec.bench.measure import recall_at_k
+from shardvec.bench.peers.common import redact
 from shardvec.bench.query_clients import (
     MODES,
     ClientPool,
@@ -68,7 +69,6 @@ from shardvec.bench.query_clients import (
 )
 from shardvec.bench.query_cluster import CpuMeter, cluster_address, cluster_pids, load_collection
 from shardvec.bench.query_local import InProcessShards, SingleIndex, best_qps, min_ef, sweep
-from shardvec.bench.query_peers import redact
 from shardvec.bench.query_report import check_targets, format_table, plot
 from shardvec.bench.results import RESULTS, write_results
 from shardvec.cluster.client import Client
@@ -203,26 +203,32 @@ def exact_reference(ds: Dataset, k: int, calls: int = 200) -> dict[str, float]:
 def run_peers(ds: Dataset, args: argparse.Namespace) -> dict[str, Any]:
     """(d) in a subprocess under --peers-python; what it could not run is reported as such."""
     with tempfile.TemporaryDirectory(prefix="shardvec-peers-") as tmp:
-        d = Path(tmp)
+        d = Path(tmp).resolve()
         for name, arr in (("base", ds.base), ("queries", ds.queries), ("gt", ds.gt)):
             np.save(d / f"{name}.npy", arr)
+        # The peers' venv has no shardvec: bench/peers/ runs there as the top-level package
+        # `peers`, from a folder that holds only it and the data (not from bench/, whose
+        # keyword.py would shadow the standard library's `keyword` module).
+        (d / "peers").symlink_to(Path(__file__).resolve().with_name("peers"), True)
+        python = args.peers_python  # absolute, not resolved: a venv's python is a link out of it
+        python = os.path.abspath(python) if os.sep in python else python
         only = args.peers_only or ",".join(PEERS_DEFAULT + (["pgvector"] if args.pg_dsn else []))
         cmd = [
-            # a file, not -m: the peers' venv has no shardvec
-            args.peers_python, str(Path(__file__).with_name("query_peers.py")),
+            python, "-m", "peers",
             "--base", str(d / "base.npy"), "--queries", str(d / "queries.npy"),
             "--gt", str(d / "gt.npy"), "--out", str(d / "peers.json"), "--k", str(args.k),
             "--target", str(args.target), "--seconds", str(min(args.seconds, 10.0)),
             "--only", only, "--clients", str(args.clients),
         ]  # fmt: skip
-        meta = (args.data or default_data()) / "base_texts.jsonl"
+        meta = ((args.data or default_data()) / "base_texts.jsonl").resolve()
         if meta.exists():  # metadata of the base rows: pgvector's filtered queries
             cmd += ["--meta", str(meta)]
         env = dict(os.environ)
         if args.pg_dsn:  # through the environment: a password stays out of the process list
             env["SHARDVEC_PG_DSN"] = args.pg_dsn
         try:
-            proc = subprocess.run(cmd, timeout=3600, capture_output=True, text=True, env=env)
+            proc = subprocess.run(cmd, timeout=3600, capture_output=True, text=True, env=env,
+                                  cwd=d)  # fmt: skip
         except (OSError, subprocess.TimeoutExpired) as exc:
             return {"error": f"{type(exc).__name__}: {exc}"}
         result: dict[str, Any] = (

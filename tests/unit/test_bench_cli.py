@@ -1,6 +1,7 @@
 """Every benchmark is a `shardvec bench` command with working help: each module of bench/
 that is not a shared helper (datasets, measure, results, cli) nor a part of another
-benchmark (NAME_part.py beside NAME.py) must be listed by `shardvec bench --help`."""
+benchmark (NAME_part.py beside NAME.py) must be listed by `shardvec bench --help`. A package of
+bench/ is a part, never a command: PACKAGES names the benchmark each one serves."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from shardvec.cluster.cli import cli
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 HELPERS = {"__init__", "__main__", "cli", "datasets", "measure", "results"}
+PACKAGES = {"peers": "query"}  # run by `query --peers` in the peers' interpreter
 
 
 def _benchmarks() -> list[str]:
@@ -28,6 +30,11 @@ def test_bench_help_lists_every_benchmark() -> None:
               if line.startswith("  ") and not line.startswith("   ")}  # fmt: skip
     assert set(_benchmarks()) == listed
     assert {"engine", "query", "scale", "reshard", "keyword", "embed"} <= listed
+
+
+def test_every_bench_package_is_a_part_of_a_benchmark() -> None:
+    assert {p.parent.name for p in BENCH.glob("*/__init__.py")} == set(PACKAGES)
+    assert set(PACKAGES.values()) <= set(_benchmarks())
 
 
 @pytest.mark.parametrize("name", _benchmarks())

@@ -377,6 +377,40 @@ def test_rows_written_during_a_tune_are_in_its_exact_answers(tmp_path: Path) -> 
     asyncio.run(main())
 
 
+def test_a_forced_tune_gives_way_when_the_load_ends(tmp_path: Path) -> None:
+    """A tune forced by a load that outlasted max_wait_s is abandoned once its steps see the
+    rows still for quiet_s (the load ended), and the next round tunes the still rows at once,
+    with no second wait for quiet: a final breadth, not a provisional one."""
+
+    async def main() -> None:
+        rt = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
+        col = await rt.create(CollectionSpec("c", INDEX, shards=2))
+
+        async def changed(name: str) -> None:
+            pass
+
+        settings = dataclasses.replace(FAST, quiet_s=1.0, max_wait_s=0.0)
+        tuner = RecallTuner(lambda: {"c": col}, changed, settings)
+        await _load(col, 0, _points(np.random.default_rng(4), 3000))
+        tuner._last_rows["c"] = 0  # the last round saw the load running: rows moved just now
+
+        async def slow_step() -> None:  # each step's pause, as a paced tune spends it
+            await asyncio.sleep(0.4)
+
+        tuner._pause = slow_step  # type: ignore[method-assign]
+        started = time.monotonic()
+        assert await tuner.check("c", col, wait=True) is None  # forced, then given way
+        assert col.tuned is None and "c" not in tuner._provisional
+        assert time.monotonic() - started < 10  # not the whole ladder at 0.4 s a rung
+        tuned = await tuner.check("c", col, wait=True)  # quiet already: tuned at once
+        assert tuned is not None and tuned.rows == 3000 and col.tuned == tuned
+        assert "c" not in tuner._provisional
+        assert await tuner.check("c", col, wait=True) is None
+        await rt.shutdown()
+
+    asyncio.run(main())
+
+
 def test_live_queries_harder_than_the_probes_widen_the_breadth(tmp_path: Path) -> None:
     """Probes are blends of the collection's own rows; users' queries can lie farther from the
     rows and need a wider search (at 1M grown rows the probes held 0.967 at ef 32, where the

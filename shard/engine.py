@@ -145,6 +145,7 @@ class ShardEngine:
             self._applied_seq = self._store.applied_seq()
             self._index = self._recover()
             self._load_staged()
+            self._synced_generation = self._store.generation  # memory is the store now
             self._heap.trim()  # what recovery read and freed
         except BaseException:
             self._store.close()
@@ -248,6 +249,7 @@ class ShardEngine:
                     if updated.expires is not None:
                         self._slots.set_expiry(updated.slots, updated.expires)
                 self._slots.apply(plan, up_ids, expires)
+                self._synced_generation = self._store.generation  # writers are serialised
                 self._applied_seq = max(self._applied_seq, seq)
                 n_updated = len(updated.slots) if updated is not None else 0
                 self._dirty += len(up_ids) + len(plan.del_slots) + n_updated

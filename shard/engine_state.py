@@ -41,6 +41,8 @@ class EngineState(Protocol):
     _postings: PostingCache
     _staged: dict[int, Staged]
     _checkpoint_seq: int
+    # the store's generation when memory last caught up with it (shard/payloads.py)
+    _synced_generation: int
 
     @property
     def applied_seq(self) -> int: ...

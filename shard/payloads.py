@@ -21,6 +21,12 @@ slot's row by its in-memory id instead: the newest committed version of that sam
 another id's), and a row that batch deleted counts as a tombstone, with no metadata and no
 document (a hit returns "" for both, $contains fails, $not_contains passes).
 
+A where_document test first tries the quick way: when no write of rows has begun since memory
+last caught up with the store (the store's generation, bumped before and after every write of
+rows, is the one the engine recorded at its last apply, before and after the statement), every
+store row is the version memory holds, and SQL returns only the slots whose document holds
+the text. Otherwise it reads every candidate's (id, seq) with the test and compares them.
+
 Keyword search reads its postings in one store snapshot and drops any hit whose slot holds
 another id there than in memory (shard/keyword_search.py); it passes that snapshot here, and
 a hit's payload and a document test are those of the snapshot's row of the same id: the
@@ -152,6 +158,10 @@ class StoredDocuments:
         version memory holds there contains `needle` (module docstring for stale slots)."""
         eng, n = self.eng, self.n_slots
         every = len(cand) * SCAN_FRACTION > n
+        if "\x00" not in needle and self.db is None:
+            quick = self._quick(needle, None if every else cand)
+            if quick is not None:
+                return quick[cand]
         try:
             if "\x00" in needle:  # tested in Python: instr() and NUL do not mix
                 stored = eng._store.payloads_at(cand.tolist(), self.db)
@@ -184,3 +194,26 @@ class StoredDocuments:
             newest = _newest(eng, unknown.tolist())
             hit[unknown] = [needle in newest[s][1] for s in unknown.tolist()]
         return hit[cand]
+
+    def _quick(self, needle: str, cand: Slots | None) -> npt.NDArray[np.bool_] | None:
+        """A mask over the slots holding `needle`, read as only the slots whose document
+        holds it, when no write of rows has begun since memory last caught up with the store
+        (its generation, bumped before and after every write of rows, is where memory left
+        it before and after the statement): then every store row is the version memory holds.
+        None otherwise (the caller compares each row's id and seq)."""
+        store, eng = self.eng._store, self.eng
+        gen = store.generation
+        if gen % 2 or gen != eng._synced_generation:
+            return None
+        try:
+            found = store.documents_holding(
+                needle, None if cand is None else cand.tolist(), hits_only=True
+            )
+        except DataLoss as exc:
+            raise _damaged(eng, exc) from exc
+        if store.generation != gen:
+            return None
+        hit = np.zeros(self.n_slots, dtype=np.bool_)
+        slots = np.asarray([f[0] for f in found], dtype=np.int64)
+        hit[slots[slots < self.n_slots]] = True
+        return hit

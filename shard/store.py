@@ -297,13 +297,21 @@ class Store:
         return out
 
     def documents_holding(
-        self, needle: str, slots: Sequence[int] | None, db: sqlite3.Connection | None = None
-    ) -> list[tuple[int, str, int, int]]:
+        self,
+        needle: str,
+        slots: Sequence[int] | None,
+        db: sqlite3.Connection | None = None,
+        hits_only: bool = False,
+    ) -> list[tuple[Any, ...]]:
         """(slot, id, seq, 1 if its document holds `needle` else 0) of the live rows at
         `slots` (None: every live row), by SQL instr() (a row without a document holds only
-        ""), through `db` when given."""
-        test = "SELECT slot, id, seq, instr(COALESCE(document, ''), ?) > 0 FROM rows WHERE "
-        out: list[tuple[int, str, int, int]] = []
+        ""), through `db` when given; with `hits_only`, (slot,) of those holding it."""
+        holds = "instr(COALESCE(document, ''), ?) > 0"
+        if hits_only:
+            test = f"SELECT slot FROM rows WHERE {holds} AND "
+        else:
+            test = f"SELECT slot, id, seq, {holds} FROM rows WHERE "
+        out: list[tuple[Any, ...]] = []
         with contextlib.nullcontext(db) if db is not None else self._reader() as conn:
             if slots is None:
                 return conn.execute(test + "deleted = 0", (needle,)).fetchall()

@@ -379,3 +379,30 @@ def test_a_concurrent_writer_never_gives_a_hit_another_ids_payload(tmp_path: Pat
         assert version[0] == 59
     finally:
         e.close()
+
+
+def test_a_quiet_store_is_tested_the_quick_way_and_a_write_under_way_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no write of rows since memory last caught up, a document test asks SQL for the
+    matching slots only; with a write committed and not yet applied it compares every row."""
+    e = _open(tmp_path / "r", True)
+    try:
+        _load(e)
+        calls: list[bool] = []
+        real = e._store.documents_holding
+
+        def spy(*args: Any, **kw: Any) -> list[tuple[Any, ...]]:
+            calls.append(bool(kw.get("hits_only")))
+            return real(*args, **kw)
+
+        monkeypatch.setattr(e._store, "documents_holding", spy)
+        kafka = parse_where_document({"$contains": "kafka"})
+        quiet = e.count(None, kafka)
+        assert calls == [True]
+        e._store.write(None, updates=[(99, '{"id":"r2"}', "r2 now kafka", "r2", None)])
+        calls.clear()
+        assert e.count(None, kafka) == quiet + ("kafka" not in (_doc(2) or ""))
+        assert calls and not any(calls)
+    finally:
+        e.close()

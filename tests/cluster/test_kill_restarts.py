@@ -58,6 +58,9 @@ pytestmark = pytest.mark.cluster
 DIM = 16
 # How often the recall tuner looks at each collection (2 s), the default a server starts with.
 TUNER_ROUND_S = CoordinatorSettings("-").recall_tuner_interval_s
+# The module's server tunes without pauses, so the restart test's collection is tuned in the
+# 10 s of still rows and its searches' own time (what is tested is that the tune is kept).
+UP_OPTIONS = ("--recall-tuner-cpu-share", "1")
 
 
 @dataclass
@@ -81,7 +84,7 @@ class Killable:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> ServerProcess:
-        self.server = ServerProcess(self.data, self.port, log_dir=self.root)
+        self.server = ServerProcess(self.data, self.port, *UP_OPTIONS, log_dir=self.root)
         return self.server
 
     def kill_coordinator(self) -> None:
@@ -96,7 +99,7 @@ def killable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Killable]:
     with pytest.MonkeyPatch.context() as mp:
         hooked_env(mp, SHARDVEC_TEST_PAUSE_FILE=str(root / "pause"))  # for every (re)start
         port = free_port()
-        k = Killable(root, port, ServerProcess(root / "data", port, log_dir=root))
+        k = Killable(root, port, ServerProcess(root / "data", port, *UP_OPTIONS, log_dir=root))
         try:
             yield k
         finally:

@@ -106,6 +106,17 @@ _UPDATE = (
 _IN_CHUNK = 900
 
 
+def _in_chunks(
+    conn: sqlite3.Connection, sql: str, keys: Sequence[Any], before: Sequence[Any] = ()
+) -> Iterator[tuple[Any, ...]]:
+    """The rows of `sql` for every key of `keys`, in statements of at most _IN_CHUNK keys
+    (SQLite's bound-parameter limit): `{marks}` in `sql` stands for one chunk's placeholders,
+    bound after `before`."""
+    for start in range(0, len(keys), _IN_CHUNK):
+        chunk = list(keys[start : start + _IN_CHUNK])
+        yield from conn.execute(sql.format(marks=",".join("?" * len(chunk))), (*before, *chunk))
+
+
 class Store:
     """SQLite-backed rows of one replica. Thread-safe: writes go through one connection
     behind a lock; `get_rows` reads through a connection per thread."""
@@ -237,42 +248,34 @@ class Store:
         live = "deleted = 0" if now is None else f"deleted = 0 AND {_LIVE_AT}"
         out: dict[str, StoredRow] = {}
         unique = list(dict.fromkeys(ids))
+        sql = f"SELECT {cols} FROM rows WHERE {live} AND id IN ({{marks}})"
         with self._reader() as db:
-            for start in range(0, len(unique), _IN_CHUNK):
-                chunk = unique[start : start + _IN_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                sql = f"SELECT {cols} FROM rows WHERE {live} AND id IN ({marks})"
-                args = chunk if now is None else [now, *chunk]
-                for rid, slot, seq, vec, md, doc, crc, exp in db.execute(sql, args):
-                    if check:
-                        self.check_row(rid, vec, md, crc, doc)
-                    out[rid] = StoredRow(
-                        rid,
-                        slot,
-                        seq,
-                        vec if vectors else None,
-                        md if metadata else None,
-                        False,
-                        doc if documents else None,
-                        exp,
-                    )
+            for rid, slot, seq, vec, md, doc, crc, exp in _in_chunks(
+                db, sql, unique, () if now is None else (now,)
+            ):
+                if check:
+                    self.check_row(rid, vec, md, crc, doc)
+                out[rid] = StoredRow(
+                    rid,
+                    slot,
+                    seq,
+                    vec if vectors else None,
+                    md if metadata else None,
+                    False,
+                    doc if documents else None,
+                    exp,
+                )
         return out
 
     def vectors_at(self, slots: Sequence[int]) -> dict[int, tuple[str, bytes]]:
         """(id, '<f4' vector bytes) of the live rows at `slots`, keyed by slot (slots with no
         live row are absent); each row is checked against its checksum (DataLoss)."""
         out: dict[int, tuple[str, bytes]] = {}
+        sql = "SELECT slot, id, vector, metadata, crc, document FROM rows WHERE slot IN ({marks})"
         with self._reader() as db:
-            for start in range(0, len(slots), _IN_CHUNK):
-                chunk = list(slots[start : start + _IN_CHUNK])
-                marks = ",".join("?" * len(chunk))
-                sql = (
-                    "SELECT slot, id, vector, metadata, crc, document FROM rows "
-                    f"WHERE slot IN ({marks})"
-                )
-                for slot, rid, vec, md, crc, doc in db.execute(sql, chunk):
-                    self.check_row(rid, vec, md, crc, doc)
-                    out[int(slot)] = (rid, vec)
+            for slot, rid, vec, md, crc, doc in _in_chunks(db, sql, slots):
+                self.check_row(rid, vec, md, crc, doc)
+                out[int(slot)] = (rid, vec)
         return out
 
     def payloads_at(
@@ -283,17 +286,14 @@ class Store:
         checked against its checksum (DataLoss). shard/payloads.py judges which are the
         versions memory holds."""
         out: dict[int, tuple[str, int, str | None, str | None]] = {}
+        sql = (
+            "SELECT slot, id, seq, vector, metadata, crc, document FROM rows "
+            "WHERE slot IN ({marks})"
+        )
         with contextlib.nullcontext(db) if db is not None else self._reader() as conn:
-            for start in range(0, len(slots), _IN_CHUNK):
-                chunk = list(slots[start : start + _IN_CHUNK])
-                marks = ",".join("?" * len(chunk))
-                sql = (
-                    "SELECT slot, id, seq, vector, metadata, crc, document FROM rows "
-                    f"WHERE slot IN ({marks})"
-                )
-                for slot, rid, seq, vec, md, crc, doc in conn.execute(sql, chunk):
-                    self.check_row(rid, vec, md, crc, doc)
-                    out[int(slot)] = (rid, int(seq), md, doc)
+            for slot, rid, seq, vec, md, crc, doc in _in_chunks(conn, sql, slots):
+                self.check_row(rid, vec, md, crc, doc)
+                out[int(slot)] = (rid, int(seq), md, doc)
         return out
 
     def documents_holding(
@@ -315,10 +315,7 @@ class Store:
         with contextlib.nullcontext(db) if db is not None else self._reader() as conn:
             if slots is None:
                 return conn.execute(test + "deleted = 0", (needle,)).fetchall()
-            for start in range(0, len(slots), _IN_CHUNK):
-                chunk = list(slots[start : start + _IN_CHUNK])
-                marks = ",".join("?" * len(chunk))
-                out += conn.execute(test + f"slot IN ({marks})", (needle, *chunk)).fetchall()
+            out += _in_chunks(conn, test + "slot IN ({marks})", slots, (needle,))
         return out
 
     def scroll_rows(
@@ -386,11 +383,8 @@ class Store:
         out: dict[str, int] = {}
         unique = list(dict.fromkeys(ids))
         with self._lock, self._errors():
-            for start in range(0, len(unique), _IN_CHUNK):
-                chunk = unique[start : start + _IN_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                sql = f"SELECT id, seq FROM rows WHERE id IN ({marks})"
-                out.update((rid, int(seq)) for rid, seq in self._db.execute(sql, chunk))
+            sql = "SELECT id, seq FROM rows WHERE id IN ({marks})"
+            out.update((rid, int(seq)) for rid, seq in _in_chunks(self._db, sql, unique))
         return out
 
     def live_index(

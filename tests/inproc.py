@@ -242,3 +242,11 @@ async def replica_set(
         committed=lambda seq: decisions.committed(0, seq),
     )
     return rs, controls, AtomicWriter(spec.name, [rs], decisions)
+
+
+async def wait_change(rt: Any, name: str, timeout: float = 60) -> None:
+    """Wait for the layout change running on collection `name` of runtime `rt` to end, and
+    check it ended without an error."""
+    job = rt.changes[name]
+    await asyncio.wait_for(job.done.wait(), timeout)
+    assert job.error is None

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -48,3 +49,15 @@ def nested_not(levels: int) -> common_pb2.Filter:
         outer.negate.CopyFrom(f)
         f = outer
     return f
+
+
+async def restore_chunks(
+    archive: bytes, restore_as: str, shards: int = 0, size: int = 1 << 16
+) -> AsyncIterator[pb.SnapshotChunk]:
+    """A RestoreSnapshot request stream: `archive` in chunks of `size` bytes, the first naming
+    the new collection (and its shard count, 0: the archive's)."""
+    for i, start in enumerate(range(0, len(archive), size)):
+        first = i == 0
+        yield pb.SnapshotChunk(data=archive[start : start + size],
+                               restore_as=restore_as if first else "",
+                               shards=shards if first else 0)  # fmt: skip

@@ -8,17 +8,15 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.coordinator.runtime import CoordinatorRuntime
 from shardvec.coordinator.snapshots import create_archive, restore_archive
-from shardvec.v1 import vector_search_pb2 as pb
-from tests.inproc import LocalControls
+from tests.inproc import LocalControls, wait_change
+from tests.requests import restore_chunks
 
 DIM = 8
 ROWS = 90
@@ -43,18 +41,6 @@ def _held(controls: LocalControls, name: str, replica: int = 0) -> dict[str, flo
     return out
 
 
-async def _chunks(archive: bytes) -> AsyncIterator[Any]:
-    for i, start in enumerate(range(0, len(archive), 1 << 16)):
-        yield pb.SnapshotChunk(data=archive[start : start + (1 << 16)],
-                               restore_as="dst" if i == 0 else "", shards=3)  # fmt: skip
-
-
-async def _wait_change(rt: CoordinatorRuntime, name: str) -> None:
-    job = rt.changes[name]
-    await asyncio.wait_for(job.done.wait(), 60)
-    assert job.error is None
-
-
 def test_copies_keep_each_rows_absolute_expiry(tmp_path: Path) -> None:
     rng = np.random.default_rng(11)
     vecs = rng.standard_normal((ROWS + 1, DIM)).astype(np.float32)
@@ -74,18 +60,18 @@ def test_copies_keep_each_rows_absolute_expiry(tmp_path: Path) -> None:
         assert await col.count(None, _deadline()) == ROWS
 
         archive = b"".join([c async for c in create_archive(rt, "src", _deadline())])
-        dst = await restore_archive(rt, _chunks(archive), _deadline())
+        dst = await restore_archive(rt, restore_chunks(archive, "dst", shards=3), _deadline())
         assert dst.spec.ttl_seconds == 120 and dst.spec.shards == 3
         assert _held(controls, "dst") == want  # "old" had expired: left out
 
         await rt.scale("src", 3, None)
-        await _wait_change(rt, "src")
+        await wait_change(rt, "src")
         assert len(rt.get("src").shard_sets) == 3
         held = _held(controls, "src")
         assert {k: v for k, v in held.items() if k != "old"} == want
 
         await rt.scale("src", None, 2)
-        await _wait_change(rt, "src")
+        await wait_change(rt, "src")
         rebuilt = _held(controls, "src", replica=1)
         assert {k: v for k, v in rebuilt.items() if k != "old"} == want
         await rt.shutdown()

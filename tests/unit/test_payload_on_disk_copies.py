@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from click.testing import CliRunner
@@ -26,8 +24,8 @@ from shardvec.coordinator.snapshots import create_archive, restore_archive
 from shardvec.v1 import common_pb2
 from shardvec.v1 import vector_search_pb2 as pb
 from tests.fakes import FakeContext
-from tests.inproc import LocalControls
-from tests.requests import search_request, upsert_request
+from tests.inproc import LocalControls, wait_change
+from tests.requests import restore_chunks, search_request, upsert_request
 from tests.served import serve_public
 
 DIM = 8
@@ -57,18 +55,6 @@ def _on_disk(controls: LocalControls, name: str) -> list[bool]:
         rows = engine._rows
         out.append(rows.on_disk and len(rows._texts) == 0 and len(rows._docs) == 0)
     return out
-
-
-async def _chunks(archive: bytes) -> AsyncIterator[Any]:
-    for i, start in enumerate(range(0, len(archive), 1 << 16)):
-        yield pb.SnapshotChunk(data=archive[start : start + (1 << 16)],
-                               restore_as="dst" if i == 0 else "", shards=3)  # fmt: skip
-
-
-async def _wait_change(rt: CoordinatorRuntime, name: str) -> None:
-    job = rt.changes[name]
-    await asyncio.wait_for(job.done.wait(), 60)
-    assert job.error is None
 
 
 def test_the_setting_is_shown_and_kept_by_every_copy(tmp_path: Path) -> None:
@@ -109,16 +95,16 @@ def test_the_setting_is_shown_and_kept_by_every_copy(tmp_path: Path) -> None:
         await search_payloads(service, "src")
 
         archive = b"".join([c async for c in create_archive(rt, "src", _deadline())])
-        dst = await restore_archive(rt, _chunks(archive), _deadline())
+        dst = await restore_archive(rt, restore_chunks(archive, "dst", shards=3), _deadline())
         assert dst.spec.index.payload_on_disk and dst.spec.shards == 3
         assert _on_disk(controls, "dst") == [True] * 3
         await search_payloads(service, "dst")
 
         await rt.scale("src", 3, None)
-        await _wait_change(rt, "src")
+        await wait_change(rt, "src")
         assert _on_disk(controls, "src") == [True] * 3
         await rt.scale("src", None, 2)
-        await _wait_change(rt, "src")
+        await wait_change(rt, "src")
         assert _on_disk(controls, "src") == [True] * 6
         await search_payloads(service, "src")
         await rt.shutdown()

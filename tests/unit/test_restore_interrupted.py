@@ -16,7 +16,6 @@ import asyncio
 import contextvars
 import shutil
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from shardvec.coordinator.snapshots import create_archive, restore_archive
 from shardvec.v1 import vector_search_pb2 as pb
 from tests.fakes import FakeContext
 from tests.inproc import LocalControls
+from tests.requests import restore_chunks
 
 DIM = 8
 ROWS = 400
@@ -59,12 +59,6 @@ async def _source(rt: CoordinatorRuntime) -> bytes:
     return b"".join([c async for c in create_archive(rt, "src", _deadline())])
 
 
-async def _chunks(archive: bytes, restore_as: str) -> AsyncIterator[Any]:
-    for i, start in enumerate(range(0, len(archive), 1 << 16)):
-        data = archive[start : start + (1 << 16)]
-        yield pb.SnapshotChunk(data=data, restore_as=restore_as if i == 0 else "", shards=3)
-
-
 IN_RESTORE: contextvars.ContextVar[bool] = contextvars.ContextVar("in_restore", default=False)
 
 
@@ -73,7 +67,7 @@ def _start_restore(rt: CoordinatorRuntime, archive: bytes) -> asyncio.Future[Col
     token = IN_RESTORE.set(True)  # the task copies the context: only its upserts are held
     try:
         return asyncio.ensure_future(
-            restore_archive(rt, _chunks(archive, "dst"), _deadline(), BATCH)
+            restore_archive(rt, restore_chunks(archive, "dst", shards=3), _deadline(), BATCH)
         )
     finally:
         IN_RESTORE.reset(token)

@@ -297,14 +297,14 @@ class RecallTuner:
         log.debug("recall tuner: tuning %s at %d rows", name, rows)
         layout = col.layout
         target = col.spec.target_recall
-        sample, n_live = await self._paced(lambda: self.sample(col))
+        sample, n_live = await self._paced(lambda: self.sample(col), "sample")
 
         async def exact_now() -> tuple[Hits, int]:
             """The sample's exact answers, and the rows they were taken over."""
             before = await col.count(None, time.monotonic() + STEP_DEADLINE_S)
             exact = await self._paced(lambda: col.search(
                 sample, SearchParams(k=RECALL_K, exact=True), time.monotonic() + STEP_DEADLINE_S
-            ))  # fmt: skip
+            ), "exact pass")  # fmt: skip
             return exact, before
 
         truth = [await exact_now()]
@@ -331,7 +331,7 @@ class RecallTuner:
             hits = await self._paced(lambda: col.search(
                 sample, SearchParams(k=RECALL_K, ef=LADDER[i]),
                 time.monotonic() + STEP_DEADLINE_S,
-            ))  # fmt: skip
+            ), f"rung ef {LADDER[i]}")  # fmt: skip
             recalls = recall_per_query(hits.ids, exact.ids, exact.counts)
             parts = [recalls[n_live:]] + ([recalls[:n_live]] if n_live >= s.min_live else [])
             measured[i] = min(float(np.mean(p)) for p in parts if len(p))
@@ -412,7 +412,7 @@ class RecallTuner:
         """Wait out what is left of the pause the previous step owes."""
         await asyncio.sleep(max(0.0, self._owed - (time.monotonic() - self._owed_from)))
 
-    async def _paced(self, work: Callable[[], Awaitable[T]]) -> T:
+    async def _paced(self, work: Callable[[], Awaitable[T]], what: str = "step") -> T:
         """Run one step (started, deadline and all, after the pause the previous one left
         owed), so steps take at most cpu_share of the wall time; a tune's result is set
         without waiting out its last pause."""
@@ -423,6 +423,7 @@ class RecallTuner:
         self.busy_s += spent
         self._owed = min(spent * (1.0 / self.settings.cpu_share - 1.0), self.settings.max_pause_s)
         self._owed_from = time.monotonic()
+        log.debug("recall tuner: %s took %.2f s; pause %.2f s", what, spent, self._owed)
         return result
 
 

@@ -42,12 +42,14 @@ typecheck: $(STAMP)
 
 # Every tier in one run on two workers (pytest-xdist, --dist loadgroup): the Ray tier whole on
 # one worker, the cluster tier whole on the other, unit tests wherever a worker is free
-# (tests/conftest.py).
+# (tests/conftest.py). Then the tests marked `solo` alone: they bound a caller's latency, and on
+# two cores a second cluster beside them breaks that bound (3.6 s against 3.0 in one run).
 WORKERS ?= -n 2 --dist loadgroup
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 
 pytest: $(STAMP)
-	$(PYTEST) $(WORKERS) --durations=30 tests/ray tests/cluster tests/unit
+	$(PYTEST) $(WORKERS) --durations=30 -m "not solo" tests/ray tests/cluster tests/unit
+	$(PYTEST) -m solo tests/ray
 
 test: proto-check lint typecheck pytest
 

@@ -46,7 +46,12 @@ from shardvec.contract.errors import DataLoss
 from shardvec.shard.documents import SCAN_FRACTION, Slots
 from shardvec.shard.engine_state import EngineState
 
-READ_TRIES = 8  # as HIT_VECTOR_TRIES (shard/reads.py): the same stream of batches over hits
+# Tries of a read that meets a row the store holds newer than memory (hit payloads on disk;
+# hit vectors under cosine, shard/row_vectors.py): each try after the first lets the batch
+# being applied in first. Under a steady stream of batches over the hits
+# (tests/unit/test_collection_runtime.py's churn: about one try in seven meets one on a loaded
+# 2-core box) three tries left one search in a few hundred to the last try's fallback.
+READ_TRIES = 8
 
 T = TypeVar("T")
 Texts = npt.NDArray[np.object_]
@@ -59,7 +64,8 @@ class StaleRow(Exception):
 
 def read_locked(eng: EngineState, read: Callable[[bool], T]) -> T:
     """`read(settle)` under the index's read lock, again after a StaleRow (the lock let go
-    in between), the last try with settle=True."""
+    in between), the last try with settle=True: every read that may meet a row the store
+    holds newer than memory (searches, counts, group-by) retries through here."""
     for attempt in range(READ_TRIES):
         with eng._index.lock.read():
             try:

@@ -32,12 +32,6 @@ from shardvec.shard.row_vectors import RowVectors
 from shardvec.shard.scroll_pages import scroll_page
 from shardvec.shard.store_rows import decode_metadata, decode_vector
 
-# Searches with vectors under cosine, while a batch rewrites or deletes a hit's row: each try
-# after the first lets that batch in first. Under a steady stream of batches over the hits
-# (tests/unit/test_collection_runtime.py's churn: about one try in seven meets one on a loaded
-# 2-core box) three tries left one search in a few hundred to the last try's fallback.
-HIT_VECTOR_TRIES = 8
-
 
 def mask_of(
     eng: EngineState,
@@ -151,44 +145,36 @@ def search(
     q = np.ascontiguousarray(queries, dtype=np.float32)
     ef = settings.ef if ef is None else ef
     slots = eng._slots
-    for attempt in range(HIT_VECTOR_TRIES):
-        settle = attempt == HIT_VECTOR_TRIES - 1
-        with eng._index.lock.read():
-            filtered = where is not None or where_document is not None or buckets is not None
-            mask: npt.NDArray[np.bool_] | None
-            if filtered:
-                try:
-                    mask = mask_of(eng, where, where_document, buckets, settle=settle)
-                except StaleRow:
-                    continue  # released: the batch being applied goes in first
-            else:  # None unless some row has expired: the plain search stays lean
-                expired = slots.expired()
-                mask = None if expired is None else slots.alive & ~expired
-            labels, scores = eng._planner.search(
-                eng._index,
-                q,
-                k,
-                ef,
-                alive=slots.alive,
-                n_live=len(slots),
-                mask=mask,
-                exact=exact,
-            )
-            drop_past_threshold(labels, scores, settings.metric, min_score, max_distance)
-            vectors = None
-            if include_vectors:
-                vectors = RowVectors(eng).hits(labels, settle)
-                if vectors is None:
-                    continue  # released: the batch being applied goes in first
-            try:
-                texts, docs = hit_payloads(
-                    eng, labels, include_metadata, include_documents, settle
-                )
-            except StaleRow:
-                continue
-            valid = labels >= 0
-            ids = np.full(labels.shape, "", dtype=object)
-            ids[valid] = slots.slot_to_id[labels[valid]]
+    filtered = where is not None or where_document is not None or buckets is not None
+
+    def read(settle: bool) -> SearchResult:  # under the read lock (read_locked)
+        mask: npt.NDArray[np.bool_] | None
+        if filtered:
+            mask = mask_of(eng, where, where_document, buckets, settle=settle)
+        else:  # None unless some row has expired: the plain search stays lean
+            expired = slots.expired()
+            mask = None if expired is None else slots.alive & ~expired
+        labels, scores = eng._planner.search(
+            eng._index,
+            q,
+            k,
+            ef,
+            alive=slots.alive,
+            n_live=len(slots),
+            mask=mask,
+            exact=exact,
+        )
+        drop_past_threshold(labels, scores, settings.metric, min_score, max_distance)
+        vectors = None
+        if include_vectors:
+            vectors = RowVectors(eng).hits(labels, settle)
+            if vectors is None:
+                raise StaleRow
+        texts, docs = hit_payloads(eng, labels, include_metadata, include_documents, settle)
+        valid = labels >= 0
+        ids = np.full(labels.shape, "", dtype=object)
+        ids[valid] = slots.slot_to_id[labels[valid]]
         counts = valid.sum(axis=1).astype(np.int32)
         return SearchResult(ids, scores, counts, texts, vectors, docs)
-    raise AssertionError("unreachable: the last try settles")
+
+    return read_locked(eng, read)

@@ -9,10 +9,7 @@ from collections.abc import Callable
 def until(check: Callable[[], bool], timeout: float = 60.0, what: str = "", poll: float = 0.05
           ) -> None:  # fmt: skip
     """Poll `check` until it holds; fail the test (naming `what`) after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"not reached in {timeout:.0f} s: {what or check}"
-        time.sleep(poll)
+    assert holds_within(check, timeout, poll), f"not reached in {timeout:.0f} s: {what or check}"
 
 
 def holds_within(check: Callable[[], bool], timeout: float, poll: float = 0.1) -> bool:

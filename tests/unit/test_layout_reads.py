@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from shardvec.contract.errors import STALE_LAYOUT, FailedPrecondition, StaleLayout
-from shardvec.contract.filters import parse_where
+from shardvec.contract.filters import parse_where, parse_where_document
 from shardvec.contract.groups import GroupBy
 from shardvec.contract.keyword import Fusion
 from shardvec.contract.settings import CollectionSpec, IndexSettings
@@ -257,12 +257,23 @@ async def _reads(
     g = int(rng.integers(0, 4))
     n = await _timed("count where", col.count(parse_where({"g": g}), _deadline()))
     assert n == len(model.matching(g)), (what, "count where", n)
+    word = str(rng.choice(WORDS))
+    n = await _timed("count where_document", col.count(
+        None, _deadline(), parse_where_document({"$contains": word})))  # fmt: skip
+    held = sum(word in d for d in model.docs.values())
+    assert n == held, (what, "count where_document", n, held)
 
     ids = sorted(model.vectors)
     q = rng.standard_normal((2, DIM)).astype(np.float32)
-    hits = await _timed("exact search", col.search(q, SearchParams(k=10, exact=True),
-                                                   _deadline()))  # fmt: skip
+    hits = await _timed("exact search", col.search(
+        q, SearchParams(k=10, exact=True, include_metadata=True, include_documents=True),
+        _deadline()))  # fmt: skip
     _no_duplicates(hits.ids, what)
+    assert hits.metadata is not None and hits.documents is not None
+    for row, metas, docs in zip(hits.ids, hits.metadata, hits.documents, strict=True):
+        for i, m, d in zip(row, metas, docs, strict=True):  # each hit's own payloads
+            if i:
+                assert (json.loads(m), d) == (model.meta[i], model.docs[i]), (what, "payloads")
     mat = np.stack([model.vectors[i] for i in ids])
     norms = np.linalg.norm(mat, axis=1) * np.linalg.norm(q, axis=1)[:, None]
     sims = (q @ mat.T) / norms
@@ -348,7 +359,9 @@ async def _slow_step(phase: str) -> None:
         await asyncio.sleep(0.05)
 
 
-async def _run(tmp: Path, seed: int, plan: list[tuple[int, int | None]]) -> None:
+async def _run(
+    tmp: Path, seed: int, plan: list[tuple[int, int | None]], on_disk: bool = False
+) -> None:
     rng = np.random.default_rng(seed)
     rt = CoordinatorRuntime(tmp, LocalControls(tmp))
     front = _Front(rt)
@@ -356,7 +369,11 @@ async def _run(tmp: Path, seed: int, plan: list[tuple[int, int | None]]) -> None
         lambda: rt.collections, lambda n: n in rt.collections, lambda n: rt.uid(n), _Sink(front)
     )
     index = IndexSettings(dim=DIM)
-    col = await rt.create(CollectionSpec("c", index, shards=2))
+    # `on_disk`: the changing collection reads its metadata and documents from the stores,
+    # the reference holds them in memory; every read must still agree.
+    col = await rt.create(
+        CollectionSpec("c", dataclasses.replace(index, payload_on_disk=on_disk), shards=2)
+    )
     ref = await rt.create(CollectionSpec("ref", index, shards=1))
     await rt.layout_changed("c")
     await rt.create_alias("live", "c")
@@ -394,28 +411,31 @@ async def _run(tmp: Path, seed: int, plan: list[tuple[int, int | None]]) -> None
 
 
 # Two drawn plans and one fixed one that holds every kind: a growth aborted mid-copy (2 -> 4,
-# ten steps, aborted after two), a shrink (2 -> 1) and a growth that finishes (1 -> 3).
+# ten steps, aborted after two), a shrink (2 -> 1) and a growth that finishes (1 -> 3); the
+# fixed plan also with the changing collection's payloads on disk (payload_on_disk).
 @settings(
     max_examples=2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@example(seed=25, plan=[(4, 2), (1, None), (3, None)])
+@example(seed=25, plan=[(4, 2), (1, None), (3, None)], on_disk=False)
+@example(seed=25, plan=[(4, 2), (1, None), (3, None)], on_disk=True)
 @given(
     seed=st.integers(0, 2**16),
     plan=st.lists(
         st.tuples(st.sampled_from([1, 3, 4, 5]), st.one_of(st.none(), st.integers(1, 6))),
         min_size=2, max_size=3,
     ).filter(lambda p: all(a[0] != b[0] for a, b in itertools.pairwise(p)) and p[0][0] != 2),
+    on_disk=st.booleans(),
 )
 def test_every_read_and_write_is_exact_while_the_layout_changes(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, seed: int,
-    plan: list[tuple[int, int | None]],
+    plan: list[tuple[int, int | None]], on_disk: bool,
 ) -> None:  # fmt: skip
     monkeypatch.setattr(change_plan, "COPY_ROWS", 40)  # many steps: ops land between them
     monkeypatch.setattr(layout_push, "_set_epoch", _set_epoch)
     observing(monkeypatch, _slow_step)
     FENCES.clear()
     tmp = tmp_path_factory.mktemp("layout")
-    asyncio.run(_run(tmp, seed, plan))
+    asyncio.run(_run(tmp, seed, plan, on_disk))
 
 
 @pytest.mark.parametrize(("before", "after", "copy_rows"), [(43, 44, 1), (3, 2, 100)])

@@ -21,6 +21,7 @@ from shardvec.cluster.cli import cli
 from shardvec.cluster.client import Client
 from shardvec.contract.errors import FailedPrecondition, ShardvecError
 from shardvec.coordinator.embedding import minilm
+from tests.waits import until
 
 pytestmark = pytest.mark.ray
 
@@ -50,6 +51,7 @@ def test_reads_through_an_alias_never_fail_across_switches(
     first = next(pages)
 
     seen: set[int] = set()
+    reads = [0]  # the reader's finished reads
     failures: list[str] = []
     stop = threading.Event()
 
@@ -61,6 +63,7 @@ def test_reads_through_an_alias_never_fail_across_switches(
                     n = rc.count()
                     hits = rc.search(vecs[:1], k=3)
                     seen.add(n)
+                    reads[0] += 1
                     if n not in (60, 25) or len(hits[0]) != 3:
                         failures.append(f"count {n}, {len(hits[0])} hits")
                 except ShardvecError as exc:
@@ -73,6 +76,10 @@ def test_reads_through_an_alias_never_fail_across_switches(
             client.switch_alias(alias, target)
             # every read started after the switch's answer sees the new target
             assert col.count() == (25 if target == new else 60)
+            # the looping reader reads under this target too (a loaded machine can let all
+            # the switches pass between two of its reads)
+            done = reads[0]
+            until(lambda d=done: reads[0] >= d + 2 or bool(failures), 60, "a read after the switch")
     finally:
         stop.set()
         thread.join(60)

@@ -148,6 +148,46 @@ def tree_pss(root: int) -> tuple[int, int, dict[str, int]]:
     return sum(by_role.values()), len(procs), by_role
 
 
+def tree_cpu(root: int) -> dict[str, float]:
+    """CPU seconds (user + system, every thread) spent so far by `root` and its descendants,
+    by role (`_role`); a process that ended is not counted."""
+    import psutil
+
+    try:
+        proc = psutil.Process(root)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return {}
+    by_role: dict[str, float] = {}
+    for p in procs:
+        try:
+            role, times = _role(p.cmdline()), p.cpu_times()
+        except psutil.Error:
+            continue
+        by_role[role] = by_role.get(role, 0.0) + times.user + times.system
+    return by_role
+
+
+def cpu_profile(
+    before: dict[str, float], after: dict[str, float], client_s: float, wall_s: float
+) -> dict[str, Any]:
+    """Where the CPU of a timed phase went: seconds by role of the server's tree (the
+    difference of two `tree_cpu` readings), the client's (this process), their sum, and
+    that sum over the wall time and the machine's cores (1.0: every core busy throughout)."""
+    by_role = {
+        role: round(after.get(role, 0.0) - before.get(role, 0.0), 1)
+        for role in sorted(set(before) | set(after))
+    }
+    by_role = {role: s for role, s in by_role.items() if s > 0}
+    total = sum(by_role.values()) + client_s
+    return {
+        "cpu_s_by_process": by_role,
+        "client_cpu_s": round(client_s, 1),
+        "cpu_s": round(total, 1),
+        "cores_busy": round(total / (wall_s * (os.cpu_count() or 1)), 3),
+    }
+
+
 def disk_bytes(path: Path) -> int:
     """Allocated bytes under `path`, as `du -s` counts them."""
     total = 0
@@ -177,7 +217,7 @@ def raw_child(spec: dict[str, Any]) -> dict[str, Any]:
     gc.collect()
     settings = IndexSettings(dim=base.shape[1])
     before = pss_bytes([os.getpid()], "Pss_Anon:")
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     index = hnswlib.Index(space="cosine", dim=base.shape[1])
     index.init_index(max_elements=len(base), M=settings.m,
                      ef_construction=settings.ef_construction)  # fmt: skip
@@ -185,11 +225,13 @@ def raw_child(spec: dict[str, Any]) -> dict[str, Any]:
     for s in range(0, len(base), spec["batch"]):
         e = min(s + spec["batch"], len(base))
         index.add_items(base[s:e], labels[s:e], num_threads=spec["threads"])
-    seconds = time.perf_counter() - t0
+    seconds, cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
     grown = pss_bytes([os.getpid()], "Pss_Anon:") - before
     return {
         "seconds": seconds,
         "rows_per_s": len(base) / seconds,
+        "cpu_s": round(cpu_s, 1),
+        "cores_busy": round(cpu_s / (seconds * (os.cpu_count() or 1)), 3),
         "threads": spec["threads"],
         "m": settings.m,
         "ef_construction": settings.ef_construction,
@@ -271,6 +313,7 @@ def measure_cluster(
             ids = [str(i) for i in range(n)]
             metas = [{"bucket": i % BUCKETS} for i in range(n)]
             step = max(n // 10, args.batch)
+            cpu0, client0 = tree_cpu(server.proc.pid), time.process_time()
             t0 = time.perf_counter()
             for s in range(0, n, step):
                 e = min(s + step, n)
@@ -278,12 +321,20 @@ def measure_cluster(
                 log(f"  {e:,} rows, {e / (time.perf_counter() - t0):,.0f} rows/s")
             load_s = time.perf_counter() - t0
             load_end = time.time()
+            cpu = cpu_profile(cpu0, tree_cpu(server.proc.pid), time.process_time() - client0,
+                              load_s)  # fmt: skip
             c.wait_live(NAME, 600)
             count = col.count()
             if count != n:
                 raise RuntimeError(f"count {count} after loading {n} rows")
             loaded, loaded_procs, loaded_roles = tree_pss(server.proc.pid)
-            out["ingest"] = {"seconds": round(load_s, 2), "rows_per_s": round(n / load_s, 1)}
+            out["ingest"] = {"seconds": round(load_s, 2), "rows_per_s": round(n / load_s, 1),
+                             **cpu}  # fmt: skip
+            log(
+                f"load CPU: {cpu['cpu_s']:,.0f} s ({cpu['cores_busy']:.0%} of the cores): "
+                + ", ".join(f"{k} {v:,.0f}" for k, v in cpu["cpu_s_by_process"].items())
+                + f", client {cpu['client_cpu_s']:,.0f}"
+            )
             by_process = {
                 role: round((loaded_roles.get(role, 0) - idle_roles.get(role, 0)) / n, 1)
                 for role in sorted(set(idle_roles) | set(loaded_roles))
@@ -484,6 +535,10 @@ def run(args: argparse.Namespace, log: Log = _log) -> dict[str, Any]:
     return result
 
 
+def _cpu_of(r: dict[str, Any], role: str) -> float:
+    return float(r["ingest"]["cpu_s_by_process"].get(role, 0.0))
+
+
 def table(r: dict[str, Any]) -> str:
     s, raw, t = r["search"], r["raw_hnswlib"], r["tuning"]
     rows: list[tuple[str, object]] = [
@@ -491,6 +546,12 @@ def table(r: dict[str, Any]) -> str:
         ("durable ingest rows/s", f"{r['ingest']['rows_per_s']:,.0f}"),
         (f"raw hnswlib build rows/s ({raw['threads']} threads)", f"{raw['rows_per_s']:,.0f}"),
         ("  ingest / raw", r["ratios"]["ingest_vs_raw"]),
+        ("load CPU s: cluster (replicas, coordinator, client) / raw",
+         f"{r['ingest']['cpu_s']:,.0f} ({_cpu_of(r, 'ray::ShardReplica'):,.0f}, "
+         f"{_cpu_of(r, 'ray::Coordinator'):,.0f}, {r['ingest']['client_cpu_s']:,.0f}) / "
+         f"{raw['cpu_s']:,.0f}"),
+        ("  cores busy: cluster / raw",
+         f"{r['ingest']['cores_busy']:.0%} / {raw['cores_busy']:.0%}"),
         ("recall tuner: s after load / per-shard ef / estimate",
          f"{t['seconds_after_load']} / {t['search_ef']} / {t['recall_estimate']}"
          if t["tuned"] else f"not tuned in {t['waited_s']} s"),

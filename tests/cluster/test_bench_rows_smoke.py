@@ -46,6 +46,12 @@ def test_bench_rows_smoke(tmp_path: Path) -> None:
     assert raw["pss_bytes_per_row"] > 4 * 384
 
     assert r["ingest"]["rows_per_s"] > 0 and r["ingest"]["seconds"] > 0
+    # where the load's CPU went: the replicas did most of it; the raw build's own CPU beside it
+    cpu = r["ingest"]
+    assert cpu["cpu_s_by_process"]["ray::ShardReplica"] > 0 and cpu["client_cpu_s"] >= 0
+    parts = sum(cpu["cpu_s_by_process"].values()) + cpu["client_cpu_s"]
+    assert cpu["cpu_s"] == pytest.approx(parts, abs=0.1 * (len(cpu["cpu_s_by_process"]) + 1))
+    assert 0 < cpu["cores_busy"] <= 1.05 and raw["cpu_s"] > 0 and 0 < raw["cores_busy"] <= 1.05
     mem = r["memory"]
     assert mem["loaded_pss_bytes"] > mem["idle_pss_bytes"] > 100 * 2**20  # Ray + 4 replicas
     assert mem["processes"] >= 6  # driver, Ray's own, coordinator, replicas

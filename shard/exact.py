@@ -10,6 +10,18 @@ reach the k-th best exact key, so the answer is the float64 brute force's:
      is at least the final k-th best;
   3. every kept row with approximate key <= tau + B is rescored too (any other row's exact key
      is above tau), and the rescored rows are ordered by exact key, ties by lower slot.
+
+A single query (or a few) over many rows, once the codes are rotated, reads the tail of only
+some rows in step 1 (shard/compact.py has the basis and the head / tail split):
+  a. the head keys of every row give a lower bound on each row's exact key,
+     lb = head key - |q_tail| |x_tail| - the head's bound;
+  b. the c rows of least lb (c = max(4k, 64)) get their whole approximate keys; the k-th best
+     of those plus B is an upper bound U on the k-th best exact key (those k rows are within
+     B of their approximate keys);
+  c. only rows with lb <= U are read whole: any other row's exact key is above U, so k rows are
+     strictly better than it. Among them the rows within 2B of the k-th best approximate key
+     are kept, as in step 1 (the k rows that set U are among them, so that k-th best is the
+     one over every row).
 """
 
 from __future__ import annotations
@@ -17,12 +29,16 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from shardvec.shard.compact import CompactVectors
+from shardvec.shard.compact import CompactVectors, HeadTerms
 from shardvec.shard.index import Floats, Labels
 from shardvec.shard.rowdata import RowData
 
 KEY_CELLS = 1 << 22  # approximate keys held at once (queries x rows), 16 MiB
 RESCORE_ROWS = 4096  # candidates rescored per float64 block
+# The head-first scan (steps a-c) serves batches of at most this many queries (a larger one
+# is one BLAS product per block over every row's codes) over at least this many rows.
+PRUNE_MAX_QUERIES = 4
+PRUNE_MIN_ROWS = 1024
 
 
 def exact_topk(
@@ -52,7 +68,10 @@ def exact_topk(
         q = q / np.linalg.norm(q, axis=1, keepdims=True)
     compact = rows.compact
     scaled, offset, bound = compact.query_terms(q)
-    cq, cs, ck = _candidates(compact, scaled, offset, bound, slots, k, chunk_rows, n_slots)
+    if compact.rotated and nq <= PRUNE_MAX_QUERIES and len(slots) >= PRUNE_MIN_ROWS:
+        cq, cs, ck = _pruned_candidates(compact, q, scaled, offset, bound, slots, k, n_slots)
+    else:
+        cq, cs, ck = _candidates(compact, scaled, offset, bound, slots, k, chunk_rows, n_slots)
     q64 = q.astype(np.float64)
     exact = np.full(len(cs), np.nan, dtype=np.float64)
     # 2. the k best by approximate key per query, rescored; tau their k-th exact key
@@ -129,6 +148,70 @@ def _candidates(
     cq, cs, ck = np.concatenate(got_q), np.concatenate(got_s), np.concatenate(got_k)
     final = ck <= (kth + window)[cq]
     return cq[final], cs[final], ck[final]
+
+
+def _pruned_candidates(
+    compact: CompactVectors,
+    q: Floats,
+    scaled: Floats,
+    offset: npt.NDArray[np.float64],
+    bound: Floats,
+    slots: Labels,
+    k: int,
+    n_slots: int | None,
+) -> tuple[npt.NDArray[np.int64], Labels, Floats]:
+    """Step 1 by steps a-c of the module docstring, one query at a time: the same
+    (query, slot, approximate key) as `_candidates`, reading the tails of fewer rows."""
+    head = compact.head_terms(q)
+    dense = n_slots is not None and 2 * len(slots) >= n_slots
+    span: slice | Labels = slice(0, n_slots) if dense else slots
+    total = n_slots if dense and n_slots is not None else len(slots)
+    outside: npt.NDArray[np.bool_] | None = None
+    if dense:
+        outside = np.ones(total, dtype=np.bool_)
+        outside[slots] = False
+    tails = compact.tail_norms(span).astype(np.float64)
+    got_q: list[npt.NDArray[np.int64]] = []
+    got_s: list[Labels] = []
+    got_k: list[Floats] = []
+    hk = np.empty((1, total), dtype=np.float32)
+    for i in range(len(q)):
+        one = HeadTerms(head.scaled[i : i + 1], head.offset[i : i + 1], head.bound[i : i + 1],
+                        head.tail_weight[i : i + 1])  # fmt: skip
+        compact.head_keys(one, span, hk)
+        lb = hk[0].astype(np.float64) - head.tail_weight[i] * tails - head.bound[i]
+        if outside is not None:
+            lb[outside] = np.inf
+        if len(slots) > k:
+            c = min(len(slots), max(4 * k, 64))
+            best = np.argpartition(lb, c - 1)[:c]
+            fk = _whole_keys(compact, scaled, offset, i, best if dense else slots[best])
+            upper = float(np.partition(fk, k - 1)[k - 1]) + float(bound[i])
+            left = np.flatnonzero(lb <= upper)
+        else:
+            left = np.flatnonzero(np.isfinite(lb))
+        cs = left if dense else slots[left]
+        ck = _whole_keys(compact, scaled, offset, i, cs)
+        kth = np.partition(ck, k - 1)[k - 1] if len(ck) >= k else np.float32(np.inf)
+        keep = ck <= kth + 2 * bound[i]
+        got_q.append(np.full(int(keep.sum()), i, dtype=np.int64))
+        got_s.append(cs[keep].astype(np.int64))
+        got_k.append(ck[keep])
+    return np.concatenate(got_q), np.concatenate(got_s), np.concatenate(got_k)
+
+
+def _whole_keys(
+    compact: CompactVectors,
+    scaled: Floats,
+    offset: npt.NDArray[np.float64],
+    i: int,
+    slots: Labels,
+) -> Floats:
+    """Query `i`'s approximate keys against `slots`, read whole."""
+    out = np.empty((1, len(slots)), dtype=np.float32)
+    compact.keys(scaled[i : i + 1], offset[i : i + 1], slots, out)
+    keys: Floats = out[0]
+    return keys
 
 
 def _group_rank(sorted_q: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:

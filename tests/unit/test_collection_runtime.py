@@ -221,7 +221,12 @@ def test_search_with_vectors_while_rows_are_deleted_and_reinserted(tmp_path: Pat
     """The race of issue #13 (finding 6): a search with include_vectors, while other callers
     delete and re-insert its hits, answered INTERNAL KeyError when the vectors came from a
     second fan-out after the merge. Each hit now carries its own vector and metadata from the
-    shard that found it, so every answer is whole."""
+    shard that found it, so every answer is whole.
+
+    The vector is the row's as upserted, except in the one case shard/row_vectors.py names: a
+    search whose reads kept meeting batches in flight (its last try) and a hit the batch being
+    applied deletes. The store no longer holds that row, so hnswlib's copy is given, which
+    cosine holds normalised: the same row's direction, not another row's vector."""
 
     async def main() -> None:
         rt, _ = runtime(tmp_path)
@@ -249,7 +254,10 @@ def test_search_with_vectors_while_rows_are_deleted_and_reinserted(tmp_path: Pat
                 for row in range(2):
                     for j in range(int(hits.counts[row])):
                         i = ids.index(hits.ids[row, j])
-                        np.testing.assert_array_equal(hits.vectors[row, j], vecs[i])
+                        got = hits.vectors[row, j]
+                        if not np.array_equal(got, vecs[i]):  # the last try's deleted row
+                            unit = vecs[i] / np.linalg.norm(vecs[i])
+                            np.testing.assert_allclose(got, unit, rtol=0, atol=1e-6)
                         assert hits.metadata[row, j] == metas[i].replace(" ", "")
                 answers += 1
         finally:

@@ -41,6 +41,7 @@ from shardvec.contract.errors import (
     Unavailable,
 )
 from shardvec.contract.limits import EMBEDDINGS
+from shardvec.coordinator.config import blas_threads_env
 from shardvec.coordinator.per_node import sync_per_node
 from shardvec.coordinator.queries.batching import MicroBatcher
 
@@ -119,15 +120,11 @@ class RayEmbedder:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         self.node = node
-        blas = str(threads)
         self.handle = embedder_actor_class().options(
             num_cpus=cpus,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=True),
-            runtime_env={
-                "env_vars": {"OMP_NUM_THREADS": blas, "OPENBLAS_NUM_THREADS": blas,
-                             "MKL_NUM_THREADS": blas, "RAYON_NUM_THREADS": blas}
-            },
-        ).remote()  # fmt: skip
+            runtime_env={"env_vars": blas_threads_env(threads)},
+        ).remote()
 
     async def embed(self, name: str, texts: list[str]) -> np.ndarray:
         from ray.exceptions import (

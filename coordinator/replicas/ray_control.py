@@ -16,7 +16,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from shardvec.contract.errors import ShardvecError
 from shardvec.contract.settings import CollectionSpec
 from shardvec.contract.shard_api import ShardLike
-from shardvec.coordinator.config import CoordinatorSettings
+from shardvec.coordinator.config import CoordinatorSettings, blas_threads_env
 from shardvec.coordinator.paths import quarantine_dir, replica_dir
 from shardvec.coordinator.replicas import events
 from shardvec.coordinator.replicas.shard_client import RemoteShard
@@ -102,6 +102,9 @@ class RayReplicaControl:
             namespace=NAMESPACE,
             lifetime="detached",
             num_cpus=self.settings.replica_cpus,
+            # One BLAS thread: a replica's NumPy work (exact scans, codes) is one caller's, and
+            # the node's CPUs are shared by its replicas and hnswlib's own threads.
+            runtime_env={"env_vars": blas_threads_env(1)},
             # Hard affinity: a busy node must not push a replica onto its sibling's node. When
             # the node dies the actor dies with it and is re-created on a free live node.
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False),

@@ -7,7 +7,8 @@ through the source the engine binds (shard/row_vectors.py: the store by slot, ch
 the codes). hnswlib keeps the one float32 copy in memory. A hit's metadata is the JSON text
 the store holds, returned as is (never parsed and re-dumped).
 
-Memory per row: dim bytes of codes (plus 4 for |x|^2 under euclidean), a pointer each for the
+Memory per row: dim bytes of codes (plus 4 for |x|^2 under euclidean, and 4 for the tail's
+norm once the codes are rotated: shard/compact.py), a pointer each for the
 metadata text and the document, and those texts (docs/design-notes.md has the whole row's
 model). The engine guards it with the index lock: written under the write side with the
 index, read under the read side. Documents are held here too (the str objects, "" for none):

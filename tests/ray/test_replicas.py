@@ -7,6 +7,7 @@ import signal
 import threading
 
 import numpy as np
+import psutil
 import pytest
 
 from shardvec.cluster.client import Client
@@ -83,4 +84,9 @@ def test_kill_replica_during_reads_and_writes(client: Client, name: str) -> None
             (int(r["count"]), int(r["applied_seq"]))  # type: ignore[call-overload]
         )
     assert all(len(v) == 1 for v in by_shard.values()), final  # replicas level
+    # every replica process, the restarted ones too, started with one BLAS thread (a worker
+    # started beforehand would hold OpenBLAS's thread per CPU, spinning beside the others)
+    for r in final:
+        env = psutil.Process(int(r["pid"])).environ()  # type: ignore[call-overload]
+        assert env.get("OPENBLAS_NUM_THREADS") == env.get("OMP_NUM_THREADS") == "1", r
     client.drop_collection(name)

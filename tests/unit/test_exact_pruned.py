@@ -13,7 +13,7 @@ import pytest
 from shardvec.contract.filters import parse_where
 from shardvec.contract.settings import IndexSettings
 from shardvec.shard import exact
-from shardvec.shard.compact import ROTATE_MIN_ROWS, CompactVectors
+from shardvec.shard.compact import HEAD_FRACTION, ROTATE_MIN_ROWS, CompactVectors
 from shardvec.shard.engine import ShardEngine
 from tests import inproc
 
@@ -63,7 +63,7 @@ def test_head_bound_is_below_every_exact_key(metric: str) -> None:
     c.set(np.arange(300), x[:300])  # fits the basis
     c.set(np.arange(300, 600), x[300:] * np.float32(3.0))  # widens the grid
     x[300:] *= np.float32(3.0)
-    assert c.rotated and c.head_dims == DIM // 4
+    assert c.rotated and c.head_dims == DIM // HEAD_FRACTION
     q = rng.standard_normal((16, DIM)).astype(np.float32)
     if metric == "cosine":
         q /= np.linalg.norm(q, axis=1, keepdims=True)

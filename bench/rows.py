@@ -128,44 +128,38 @@ def _role(cmdline: list[str]) -> str:
     return Path(cmdline[0]).name or "?"
 
 
-def tree_pss(root: int) -> tuple[int, int, dict[str, int]]:
-    """PSS of `root` and all its descendants (Ray's workers included), how many processes,
-    and the PSS by role (`_role`)."""
+def _tree_by_role(root: int, measure: Callable[[Any], float]) -> tuple[int, dict[str, float]]:
+    """`measure` (of a psutil.Process) summed by role (`_role`) over `root` and all its
+    descendants (Ray's workers included), and how many processes there were; a process that
+    ended meanwhile is not counted."""
     import psutil
 
     try:
         proc = psutil.Process(root)
         procs = [proc, *proc.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0, 0, {}
-    by_role: dict[str, int] = {}
+        return 0, {}
+    by_role: dict[str, float] = {}
     for p in procs:
         try:
-            role = _role(p.cmdline())
+            role, value = _role(p.cmdline()), measure(p)
         except psutil.Error:
             continue
-        by_role[role] = by_role.get(role, 0) + pss_bytes([p.pid])
-    return sum(by_role.values()), len(procs), by_role
+        by_role[role] = by_role.get(role, 0.0) + value
+    return len(procs), by_role
+
+
+def tree_pss(root: int) -> tuple[int, int, dict[str, int]]:
+    """PSS of `root` and all its descendants, how many processes, and the PSS by role."""
+    n, by_role = _tree_by_role(root, lambda p: pss_bytes([p.pid]))
+    pss = {role: int(v) for role, v in by_role.items()}
+    return sum(pss.values()), n, pss
 
 
 def tree_cpu(root: int) -> dict[str, float]:
     """CPU seconds (user + system, every thread) spent so far by `root` and its descendants,
-    by role (`_role`); a process that ended is not counted."""
-    import psutil
-
-    try:
-        proc = psutil.Process(root)
-        procs = [proc, *proc.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return {}
-    by_role: dict[str, float] = {}
-    for p in procs:
-        try:
-            role, times = _role(p.cmdline()), p.cpu_times()
-        except psutil.Error:
-            continue
-        by_role[role] = by_role.get(role, 0.0) + times.user + times.system
-    return by_role
+    by role."""
+    return _tree_by_role(root, lambda p: sum(p.cpu_times()[:2]))[1]
 
 
 def cpu_profile(

@@ -64,3 +64,15 @@ class EngineState(Protocol):
         expires: Sequence[float] | None = None,
         seqs: Sequence[int] | None = None,
     ) -> None: ...
+
+
+def store_is_memory(eng: EngineState, generation: int) -> bool:
+    """Whether every store row is the version memory holds: no write of rows had begun at
+    `generation` (the store's generation read before the caller's read: odd while rows
+    change), memory caught up with the store at it, and none has begun since. The store
+    otherwise runs ahead of memory by the batch being applied (shard/payloads.py)."""
+    return (
+        generation % 2 == 0
+        and generation == eng._synced_generation
+        and generation == eng._store.generation
+    )

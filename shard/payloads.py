@@ -44,7 +44,7 @@ import numpy.typing as npt
 
 from shardvec.contract.errors import DataLoss
 from shardvec.shard.documents import SCAN_FRACTION, Slots
-from shardvec.shard.engine_state import EngineState
+from shardvec.shard.engine_state import EngineState, store_is_memory
 
 # Tries of a read that meets a row the store holds newer than memory (hit payloads on disk;
 # hit vectors under cosine, shard/row_vectors.py): each try after the first lets the batch
@@ -209,7 +209,7 @@ class StoredDocuments:
         None otherwise (the caller compares each row's id and seq)."""
         store, eng = self.eng._store, self.eng
         gen = store.generation
-        if gen % 2 or gen != eng._synced_generation:
+        if not store_is_memory(eng, gen):
             return None
         try:
             found = store.documents_holding(
@@ -217,7 +217,7 @@ class StoredDocuments:
             )
         except DataLoss as exc:
             raise _damaged(eng, exc) from exc
-        if store.generation != gen:
+        if not store_is_memory(eng, gen):
             return None
         hit = np.zeros(self.n_slots, dtype=np.bool_)
         slots = np.asarray([f[0] for f in found], dtype=np.int64)

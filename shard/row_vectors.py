@@ -10,12 +10,12 @@ engine takes the index's write lock, and writers are serialised), so a slot read
 another id, or a newer vector of the same id, than the in-memory state the caller is reading
 under the read lock. A row is taken from the store only when its id is the slot's id in
 memory and its values lie within the compact codes' cells (shard/compact.py `within_cells`),
-which the values the codes were made from always do (a check skipped when no write of rows
-has begun since memory caught up with the store: then every row is memory's version; the
-check rotates each row into the codes' basis, 75 ms for a 500-query batch's 10k rows); any
-other row is read from hnswlib,
+which the values the codes were made from always do; any other row is read from hnswlib,
 which holds the in-memory state itself (normalised under cosine, which changes a cosine score
-by at most a float32 rounding, and only for a row a concurrent batch is rewriting).
+by at most a float32 rounding, and only for a row a concurrent batch is rewriting). The cells
+are checked only when a write of rows has begun since memory caught up with the store
+(`store_is_memory`): otherwise every row read is memory's version, and the check, which
+rotates each row into the codes' basis, would cost a 500-query batch's 10k rows 75 ms.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shardvec.contract.errors import DataLoss
-from shardvec.shard.engine_state import EngineState
+from shardvec.shard.engine_state import EngineState, store_is_memory
 from shardvec.shard.index import Floats, Labels
 from shardvec.shard.store_rows import decode_vector
 
@@ -50,9 +50,7 @@ class RowVectors:
         except DataLoss as exc:
             eng.mark_damaged(exc.message)
             raise
-        # no write of rows began since memory last caught up with the store, nor during the
-        # read: every row read is the version memory holds (shard/payloads.py `_quick`)
-        synced = gen % 2 == 0 and gen == eng._synced_generation == eng._store.generation
+        synced = store_is_memory(eng, gen)  # then every row read is memory's version
         ids = eng._slots.slot_to_id
         blobs: list[bytes] = []
         for j, slot in enumerate(slots.tolist()):

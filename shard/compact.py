@@ -79,6 +79,12 @@ class HeadTerms:
     bound: F64
     tail_weight: F64
 
+    def query(self, i: int) -> HeadTerms:
+        """The terms of query `i` alone."""
+        one = slice(i, i + 1)
+        return HeadTerms(self.scaled[one], self.offset[one], self.bound[one],
+                         self.tail_weight[one])  # fmt: skip
+
 
 class CompactVectors:
     """int8 codes of each slot's vector on a per-dimension grid (see the module docstring)."""
@@ -243,10 +249,6 @@ class CompactVectors:
             bound=self._bound(qr, slice(0, p)),
             tail_weight=factor * np.linalg.norm(qr[:, p:], axis=1) * (1 + 1e-9),
         )
-
-    def bound(self, q: Floats) -> Floats:
-        """Per query, a bound on |approximate key - exact key| over every row held."""
-        return self._bound(self.rotate(q), slice(None)).astype(np.float32)
 
     def _bound(self, qr: F64, dims: slice) -> F64:
         """The bound for rotated queries `qr` over the dimensions `dims`.

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from shardvec.shard.compact import CompactVectors, HeadTerms
+from shardvec.shard.compact import CompactVectors
 from shardvec.shard.index import Floats, Labels
 from shardvec.shard.rowdata import RowData
 
@@ -176,9 +176,7 @@ def _pruned_candidates(
     got_k: list[Floats] = []
     hk = np.empty((1, total), dtype=np.float32)
     for i in range(len(q)):
-        one = HeadTerms(head.scaled[i : i + 1], head.offset[i : i + 1], head.bound[i : i + 1],
-                        head.tail_weight[i : i + 1])  # fmt: skip
-        compact.head_keys(one, span, hk)
+        compact.head_keys(head.query(i), span, hk)
         lb = hk[0].astype(np.float64) - head.tail_weight[i] * tails - head.bound[i]
         if outside is not None:
             lb[outside] = np.inf

@@ -1,22 +1,33 @@
-"""Durable checkpoints of a replica's index: index.bin vouched for by manifest.json.
+"""Durable checkpoints of a replica's index: index.bin, and codes.npz beside it, vouched for
+by manifest.json.
 
 Checkpoint: `save_index` to a temporary file, fsync, `os.replace` onto index.bin, fsync the
-directory; then manifest.json the same way, last. A checkpoint counts only if the manifest
-parses, its settings match and index.bin has the recorded size and sha256.
+directory; then the compact copy's codes (shard/compact.py `state`) to codes.npz the same way;
+then manifest.json, last. A checkpoint counts only if the manifest parses, its settings match
+and index.bin has the recorded size and sha256. The codes count only if codes.npz has theirs
+too; without them (a manifest written before codes were kept, a snapshot, which carries the
+index alone, or a damaged file) the restart codes every row from the store instead, as it once
+always did: at 250k rows x 384 that is about 3 of a replica's 6.5 CPU-seconds to open.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
 import os
 import threading
 import time
+import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from shardvec.contract.private_files import FILE_MODE
 from shardvec.contract.settings import IndexSettings
@@ -26,6 +37,8 @@ from shardvec.shard.index import HnswIndex
 log = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 1
+CODES_FILE = "codes.npz"  # the compact copy's codes as of the checkpoint (derived, optional)
+Arrays = Mapping[str, npt.NDArray[Any]]
 
 
 @dataclass(frozen=True)
@@ -39,9 +52,15 @@ class Manifest:
     max_elements: int
     n_slots: int
     created_unix: float
+    codes_size: int | None = None  # codes.npz, when the checkpoint holds it
+    codes_sha256: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        codes = None
+        if self.codes_size is not None:
+            codes = {"file": CODES_FILE, "size": self.codes_size, "sha256": self.codes_sha256}
         return {
+            "codes": codes,
             "format_version": MANIFEST_VERSION,
             "seq": self.seq,
             "index_file": INDEX_FILE,
@@ -67,6 +86,14 @@ class Manifest:
             n_slots=slots["n_slots"],
             created_unix=raw["created_unix"],
         )
+        codes = raw.get("codes")
+        if codes is not None:
+            if not isinstance(codes, dict) or codes.get("file") != CODES_FILE:
+                raise ValueError("manifest has a malformed codes entry")
+            size, digest = codes.get("size"), codes.get("sha256")
+            if not isinstance(size, int) or size < 0 or not isinstance(digest, str):
+                raise ValueError("manifest has a malformed codes entry")
+            out = dataclasses.replace(out, codes_size=size, codes_sha256=digest)
         ints = (out.seq, out.index_size, out.max_elements, out.n_slots)
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ints):
             raise ValueError("manifest counters must be non-negative integers")
@@ -104,18 +131,30 @@ def _replace_durably(tmp: Path, final: Path) -> None:
     _fsync_dir(final.parent)
 
 
-def write_checkpoint(directory: Path, index: HnswIndex, seq: int, n_slots: int) -> Manifest:
-    """Save the index and then its manifest, each durably. Caller holds the read side and
-    keeps writers out so the saved index is exactly the state at `seq`."""
+def write_checkpoint(
+    directory: Path, index: HnswIndex, seq: int, n_slots: int, codes: Arrays | None = None
+) -> Manifest:
+    """Save the index, then the compact copy's `codes` (when given), then the manifest, each
+    durably. Caller holds the read side and keeps writers out so the saved index and codes
+    are exactly the state at `seq`."""
     directory = Path(directory)
-    tmp = directory / f"{INDEX_FILE}.tmp-{os.getpid()}-{threading.get_ident()}"
-    mtmp = directory / f"{MANIFEST_FILE}.tmp-{os.getpid()}-{threading.get_ident()}"
+    tag = f"tmp-{os.getpid()}-{threading.get_ident()}"
+    tmp = directory / f"{INDEX_FILE}.{tag}"
+    ctmp = directory / f"{CODES_FILE}.{tag}"
+    mtmp = directory / f"{MANIFEST_FILE}.{tag}"
     try:
         index.save(tmp)
         os.chmod(tmp, FILE_MODE)  # hnswlib creates it with the process umask
         size = tmp.stat().st_size
         digest = sha256_file(tmp)
         _replace_durably(tmp, directory / INDEX_FILE)
+        codes_size = codes_digest = None
+        if codes is not None:
+            with open(ctmp, "wb") as f:
+                np.savez(f, allow_pickle=False, **codes)
+            os.chmod(ctmp, FILE_MODE)
+            codes_size, codes_digest = ctmp.stat().st_size, sha256_file(ctmp)
+            _replace_durably(ctmp, directory / CODES_FILE)
         manifest = Manifest(
             seq=seq,
             index_size=size,
@@ -124,12 +163,14 @@ def write_checkpoint(directory: Path, index: HnswIndex, seq: int, n_slots: int) 
             max_elements=index.capacity,
             n_slots=n_slots,
             created_unix=time.time(),
+            codes_size=codes_size,
+            codes_sha256=codes_digest,
         )
         mtmp.write_text(json.dumps(manifest.to_json(), indent=1, sort_keys=True), encoding="utf-8")
         os.chmod(mtmp, FILE_MODE)
         _replace_durably(mtmp, directory / MANIFEST_FILE)
     finally:
-        for leftover in (tmp, mtmp):
+        for leftover in (tmp, ctmp, mtmp):
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
     return manifest
@@ -188,4 +229,21 @@ def load_checkpoint(directory: Path, settings: IndexSettings) -> tuple[HnswIndex
         return index, manifest
     except (OSError, ValueError, RuntimeError, MemoryError) as exc:
         log.warning("%s: checkpoint unusable, rebuilding from the store: %s", directory, exc)
+        return None
+
+
+def load_codes(directory: Path, manifest: Manifest) -> dict[str, npt.NDArray[Any]] | None:
+    """The codes the checkpoint of `manifest` holds, if codes.npz is the file it vouches for;
+    None (with a warning, where it names one) otherwise: the caller codes from the store."""
+    if manifest.codes_size is None:
+        return None
+    path = Path(directory) / CODES_FILE
+    try:
+        size = path.stat().st_size
+        if size != manifest.codes_size or sha256_file(path) != manifest.codes_sha256:
+            raise ValueError("codes.npz is not the file the manifest vouches for")
+        with np.load(path, allow_pickle=False) as arrays:
+            return {name: arrays[name] for name in arrays.files}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        log.warning("%s: checkpoint codes unusable, coding from the store: %s", directory, exc)
         return None

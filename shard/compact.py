@@ -48,8 +48,9 @@ for |x_tail| once rotated.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -330,6 +331,67 @@ class CompactVectors:
             sq = np.einsum("ij,ij->i", x, x)
             ok &= np.asarray(np.abs(sq - self._sq[slots]) <= 8 * EPS32 * sq, dtype=np.bool_)
         return ok
+
+    # ---------------------------------------------------------------------- checkpoint
+
+    def state(self) -> dict[str, npt.NDArray[Any]]:
+        """The codes of the slots written so far, the grid and the basis, as arrays for the
+        index checkpoint (shard/checkpoint.py): a restart that loads them codes only the rows
+        newer than the checkpoint. Views, not copies: the caller holds the index lock."""
+        high = self._high
+        out: dict[str, npt.NDArray[Any]] = {
+            "head": self._head[:high],
+            "tail": self._tail[:high],
+            "tail_norm": self._tail_norm[:high] if self.rotated else self._tail_norm[:0],
+            "sq": self._sq[:high] if self.metric == "euclidean" else self._sq[:0],
+            "grid": np.stack([self._lo, self._hi, self._mid, self._step, self._err]),
+            "scalars": np.array([self.head_dims, high, int(self._gridded)], dtype=np.int64),
+            "max_sq": np.array([self._max_sq], dtype=np.float64),
+        }
+        if self._rot is not None:
+            out["rot"] = self._rot
+        return out
+
+    def would_refit(self, state: Mapping[str, npt.NDArray[Any]]) -> bool:
+        """Whether `state` kept the identity basis for want of rows that it now has: a
+        restart then codes from the store, fitting the basis (the module docstring)."""
+        high = int(state["scalars"][1])
+        return "rot" not in state and self.dim >= SPLIT_MIN_DIM and high >= ROTATE_MIN_ROWS
+
+    def restore(self, state: Mapping[str, npt.NDArray[Any]]) -> None:
+        """Take `state` (from `state`, read back from a checkpoint) as the codes, grid and
+        basis; raises ValueError, changing nothing, when it does not fit this copy."""
+        dim = self.dim
+        head_dims, high, gridded = (int(v) for v in state["scalars"])
+        rot = state.get("rot")
+        head, tail = state["head"], state["tail"]
+        want = {
+            "head": ((high, head_dims), np.int8),
+            "tail": ((high, dim - head_dims), np.int8),
+            "tail_norm": ((high if rot is not None else 0,), np.float32),
+            "sq": ((high if self.metric == "euclidean" else 0,), np.float32),
+            "grid": ((5, dim), np.float64),
+        }
+        if rot is not None:
+            want["rot"] = ((dim, dim), np.float64)
+        for name, (shape, dtype) in want.items():
+            got = state[name]
+            if got.shape != shape or got.dtype != dtype:
+                raise ValueError(f"codes {name}: {got.dtype}{got.shape}, want {dtype}{shape}")
+        if not 0 < head_dims <= dim or (rot is None) != (head_dims == dim):
+            raise ValueError(f"codes: a head of {head_dims} of {dim} dimensions")
+        cap = max(self.capacity, high)
+        self._rot = None if rot is None else np.ascontiguousarray(rot)
+        self.head_dims = head_dims
+        self._head = _grown(np.ascontiguousarray(head), cap)
+        self._tail = _grown(np.ascontiguousarray(tail), cap)
+        self._tail_norm = _grown(np.asarray(state["tail_norm"]), cap if rot is not None else 0)
+        self._sq = _grown(np.asarray(state["sq"]), cap if self.metric == "euclidean" else 0)
+        self._lo, self._hi, self._mid, self._step, self._err = (
+            np.array(row, dtype=np.float64) for row in state["grid"]
+        )
+        self._gridded, self._high = bool(gridded), high
+        self._max_sq = float(state["max_sq"][0])
 
     def nbytes(self, n_slots: int) -> int:
         per_row = self.dim + (4 if self.metric == "euclidean" else 0) + (4 if self.rotated else 0)

@@ -506,7 +506,11 @@ class ShardEngine:
     def _checkpoint_locked(self) -> None:
         with self._index.lock.read():
             manifest = write_checkpoint(
-                self.directory, self._index, self._applied_seq, self._slots.n_slots
+                self.directory,
+                self._index,
+                self._applied_seq,
+                self._slots.n_slots,
+                self._rows.compact.state(),
             )
         self._checkpoint_seq = manifest.seq
         self._last_checkpoint_unix = manifest.created_unix

@@ -2,8 +2,10 @@
 
 The SQLite store is the source of truth. Its live rows fill the slot table and the filter
 columns first; then the checkpoint is loaded, its stale labels hidden and the rows newer than
-it replayed. A checkpoint ahead of the store means the store lost acknowledged writes
-(DataLoss); one missing live rows, or unusable, is dropped and the index rebuilt.
+it replayed. The compact copy's codes come from the checkpoint too when it holds them (only
+the replayed rows are coded), and otherwise from every live row's vector in the store. A
+checkpoint ahead of the store means the store lost acknowledged writes (DataLoss); one missing
+live rows, or unusable, is dropped and the index rebuilt.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 
 from shardvec.contract.errors import DataLoss
 from shardvec.contract.settings import IndexSettings
-from shardvec.shard.checkpoint import load_checkpoint
+from shardvec.shard.checkpoint import Manifest, load_checkpoint, load_codes
 from shardvec.shard.columns import MetadataColumns
 from shardvec.shard.index import HnswIndex
 from shardvec.shard.rowdata import RowData
@@ -46,6 +48,7 @@ class _Replica:
     settings: IndexSettings
     store: Store
     slots: SlotTable
+    coding: RowData | None  # codes the rows it replays (the rest came from the checkpoint)
     build_threads: int
 
 
@@ -72,18 +75,22 @@ def recover(
         # on_disk: only each row's seq is kept (shard/rowdata.py)
         rows_data.set_texts(labels, texts, [r[2] for r in rows])
         rows_data.set_documents(labels, [r[4] for r in rows])
-    for labels, vecs in store.live_vectors(settings.dim):
-        rows_data.set_vectors(labels, vecs)
-    rep = _Replica(directory, settings, store, slots, build_threads)
     loaded = load_checkpoint(directory, settings)
+    coded = False  # whether the checkpoint's codes were taken (then newer rows are coded)
+    if loaded is not None:
+        if loaded[1].seq > applied_seq:
+            raise DataLoss(
+                f"store {store.path} is at seq {applied_seq} but the index "
+                f"checkpoint is at seq {loaded[1].seq}: the store lost acknowledged writes"
+            )
+        coded = _restore_codes(directory, loaded[1], rows_data)
+    if not coded:
+        for labels, vecs in store.live_vectors(settings.dim):
+            rows_data.set_vectors(labels, vecs)
+    rep = _Replica(directory, settings, store, slots, rows_data if coded else None, build_threads)
     out: Recovered | None = None
     if loaded is not None:
         index, manifest = loaded
-        if manifest.seq > applied_seq:
-            raise DataLoss(
-                f"store {store.path} is at seq {applied_seq} but the index "
-                f"checkpoint is at seq {manifest.seq}: the store lost acknowledged writes"
-            )
         slots.reserve(manifest.n_slots)
         dirty = _reconcile(rep, index, manifest.seq)
         if dirty is not None:
@@ -136,5 +143,22 @@ def _add_from_store(rep: _Replica, index: HnswIndex, after_seq: int) -> int:
     added = 0
     for labels, vecs in rep.store.live_vectors(rep.settings.dim, after_seq):
         index.add(vecs, labels, num_threads=rep.build_threads)
+        if rep.coding is not None:
+            rep.coding.set_vectors(labels, vecs)
         added += len(labels)
     return added
+
+
+def _restore_codes(directory: Path, manifest: Manifest, rows_data: RowData) -> bool:
+    """Take the compact codes the checkpoint holds; False when it holds none usable."""
+    state = load_codes(directory, manifest)
+    if state is None:
+        return False
+    if rows_data.compact.would_refit(state):
+        return False
+    try:
+        rows_data.compact.restore(state)
+    except (ValueError, KeyError) as exc:
+        log.warning("%s: checkpoint codes do not fit, coding from the store: %s", directory, exc)
+        return False
+    return True

@@ -391,26 +391,28 @@ class Store:
         self, chunk_rows: int = 20_000
     ) -> Iterator[list[tuple[str, int, int, str | None, str | None, int, float | None]]]:
         """All live rows as (id, slot, seq, metadata JSON, document, bucket, expires_at), in
-        slot order, chunked."""
+        slot order, chunked. Every row's checksum is checked, its vector's bytes included
+        (recovery reads every live row this way at open, whether or not it codes vectors)."""
         last = -1
         while True:
             with self._lock, self._errors():
-                rows = self._db.execute(
-                    "SELECT id, slot, seq, metadata, document, bucket, expires_at FROM rows "
-                    "WHERE deleted = 0 AND slot > ? "
-                    "ORDER BY slot LIMIT ?",
+                got = self._db.execute(
+                    "SELECT id, slot, seq, metadata, document, bucket, expires_at, vector, crc "
+                    "FROM rows WHERE deleted = 0 AND slot > ? ORDER BY slot LIMIT ?",
                     (last, chunk_rows),
                 ).fetchall()
-            if not rows:
+            if not got:
                 return
-            yield rows
-            last = rows[-1][1]
+            for rid, _, _, md, doc, _, _, vec, crc in got:
+                self.check_row(rid, vec, md, crc, doc)
+            yield [r[:7] for r in got]
+            last = got[-1][1]
 
     def live_vectors(
         self, dim: int, after_seq: int = -1, chunk_rows: int = 10_000
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(slots, float32 vectors) of live rows with seq > after_seq, in slot order, chunked.
-        Every row's checksum is checked (recovery reads every live row this way at open)."""
+        Every row's checksum is checked."""
         last = -1
         while True:
             with self._lock, self._errors():

@@ -5,16 +5,23 @@ restart (the basis fitted again from the store's first chunk)."""
 
 from __future__ import annotations
 
+import gc
+import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from shardvec.contract.filters import parse_where
 from shardvec.contract.settings import IndexSettings
+from shardvec.contract.store_copy import MANIFEST_FILE
 from shardvec.shard import exact
+from shardvec.shard.checkpoint import CODES_FILE
 from shardvec.shard.compact import HEAD_FRACTION, ROTATE_MIN_ROWS, CompactVectors
 from shardvec.shard.engine import ShardEngine
+from shardvec.shard.store import Store
 from tests import inproc
 
 DIM = 64
@@ -47,6 +54,10 @@ def _brute(metric: str, x: np.ndarray, rows: np.ndarray, q: np.ndarray, k: int) 
     key = _exact_keys(metric, x[rows], q)
     order = np.lexsort((np.broadcast_to(rows, key.shape), key), axis=1)[:, :k]
     return np.asarray(rows[order])
+
+
+def _slots(e: ShardEngine, rows: np.ndarray) -> np.ndarray:
+    return np.array([e._slots.id_to_slot[f"r{i}"] for i in rows], dtype=np.int64)
 
 
 def _ids(ids: np.ndarray) -> np.ndarray:
@@ -145,3 +156,89 @@ def test_a_small_first_batch_keeps_the_identity_basis(tmp_path: Path) -> None:
     res = e.search(q[1:2], 10, exact=True)
     np.testing.assert_array_equal(_ids(res.ids), _brute("cosine", x, np.arange(N), q[1:2], 10))
     e.close()
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_a_restart_takes_the_codes_from_the_checkpoint(
+    tmp_path: Path, metric: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a kill, the codes come from the checkpoint and only the rows written after it
+    are read from the store and coded; values beyond the grid (which widen it) and deletes
+    among them. Every live row's stored vector lies within its cells, and answers stay the
+    float64 brute force's."""
+    rng = np.random.default_rng(31)
+    x = _rows(rng, N)
+    settings = IndexSettings(dim=DIM, metric=metric, m=8, ef_construction=40)
+    e = ShardEngine(tmp_path, settings, checkpoint_rows=10**9)
+    first = 2000
+    inproc.write(e, 1, [f"r{i}" for i in range(first)], x[:first])
+    e.checkpoint()
+    inproc.write(e, 2, [f"r{i}" for i in range(first, N)], x[first:])
+    moved = np.arange(0, 300, 3)
+    x[moved] *= np.float32(3.0)  # outside the checkpoint's grid
+    inproc.write(e, 3, [f"r{i}" for i in moved], x[moved])
+    gone = np.arange(1, 200, 4)
+    inproc.delete(e, 4, ids=[f"r{i}" for i in gone])
+    del e  # no close(): no new checkpoint, like a kill
+    gc.collect()
+
+    read: list[int] = []
+    live_vectors = Store.live_vectors
+
+    def counted(store: Store, dim: int, after_seq: int = -1) -> Iterator[tuple[Any, Any]]:
+        for labels, vecs in live_vectors(store, dim, after_seq):
+            read.append(len(labels))
+            yield labels, vecs
+
+    monkeypatch.setattr(Store, "live_vectors", counted)
+    e = ShardEngine(tmp_path, settings)
+    try:
+        live = np.setdiff1d(np.arange(N), gone)
+        newer = np.union1d(np.arange(first, N), np.setdiff1d(moved, gone))
+        assert sum(read) == len(newer)  # the live rows written after the checkpoint, no more
+        slots = _slots(e, live)
+        c = e._rows.compact
+        assert c.rotated and c.within_cells(slots, x[live]).all()
+        q = x[rng.integers(0, N, 6)] + np.float32(0.05)
+        for one in range(len(q)):
+            res = e.search(q[one : one + 1], 10, exact=True)
+            np.testing.assert_array_equal(
+                _ids(res.ids), _brute(metric, x, live, q[one : one + 1], 10)
+            )
+    finally:
+        e.close()
+
+
+def test_damaged_or_absent_checkpoint_codes_are_coded_from_the_store(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """codes.npz that is not the file the manifest vouches for, or a manifest written before
+    codes were kept: the restart codes every row from the store, and answers stay exact."""
+    rng = np.random.default_rng(37)
+    x = _rows(rng, N)
+    settings = IndexSettings(dim=DIM, metric="dot", m=8, ef_construction=40)
+    e = ShardEngine(tmp_path, settings)
+    inproc.write(e, 1, [f"r{i}" for i in range(N)], x)
+    e.close()
+    q = x[:3] + np.float32(0.05)
+    manifest = tmp_path / MANIFEST_FILE
+    raw = json.loads(manifest.read_text())
+    assert raw["codes"]["file"] == CODES_FILE
+    with (tmp_path / CODES_FILE).open("r+b") as f:
+        f.seek(200)
+        f.write(b"\x00" * 16)
+    without = {k: v for k, v in raw.items() if k != "codes"}
+    for damage in ("bytes", "no codes in the manifest"):
+        if damage != "bytes":
+            manifest.write_text(json.dumps(without))
+        caplog.clear()
+        e = ShardEngine(tmp_path, settings)
+        try:
+            assert ("codes unusable" in caplog.text) == (damage == "bytes")
+            assert e.info()["checkpoint_seq"] == 1  # the index itself was still used
+            c = e._rows.compact
+            assert c.rotated and c.within_cells(_slots(e, np.arange(N)), x).all()
+            res = e.search(q, 10, exact=True)
+            np.testing.assert_array_equal(_ids(res.ids), _brute("dot", x, np.arange(N), q, 10))
+        finally:
+            e.close()  # nothing replayed: no new checkpoint, the damage stays for the next case

@@ -71,3 +71,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         tier = item.path.parent.name
         if tier in ("ray", "cluster"):
             item.add_marker(pytest.mark.xdist_group(tier))
+
+
+
+def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
+    """On the xdist controller under `--dist loadgroup`: end the run when the tiers' groups did
+    not reach the node ids a worker collected (pytest-xdist#1386, with pytest 9.2), so a run
+    never silently spreads a tier over both workers, each setting up its fixtures again."""
+    lost = [i for i in ids if i.startswith(("tests/ray/", "tests/cluster/")) and "@" not in i]
+    config = getattr(node, "config", None)
+    if lost and config is not None and config.getvalue("dist") == "loadgroup":
+        pytest.exit(
+            f"xdist --dist loadgroup lost the groups of {len(lost)} tests (first: {lost[0]}): "
+            "this pytest and pytest-xdist do not work together (pytest-xdist#1386)",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )

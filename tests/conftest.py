@@ -61,12 +61,16 @@ def recall_at_k(found: list[list[str]], truth: np.ndarray, k: int) -> float:
     return float(np.mean(hits)) / k
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist with `--dist loadgroup` (`make test`: two workers over every tier),
     each of the Ray and cluster tiers runs whole on one worker, so the two run side by side:
     the Ray tier shares one embedded cluster per package (tests/ray/conftest.py), and the
     cluster tier's servers and multi-node clusters come one at a time. Unit tests go to
-    whichever worker is free, so they fill in behind the shorter tier."""
+    whichever worker is free, so they fill in behind the shorter tier.
+
+    tryfirst: xdist turns the groups into node ids in its own hook of this name, which pluggy
+    would otherwise call before this one, when the tests have no group yet."""
     for item in items:
         tier = item.path.parent.name
         if tier in ("ray", "cluster"):

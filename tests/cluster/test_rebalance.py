@@ -38,14 +38,29 @@ DIM = 16
 ROWS = 4000
 
 
-@pytest.fixture(scope="module")
-def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, ShardvecCluster]]:
+def _two_nodes() -> Any:
+    """A head and one more node. Ray gives a node's raylet 30 s to register, fixed in its
+    code; beside the Ray tier on a loaded 2-core machine that once ran out, so a bring-up that
+    fails is shut down and tried once more."""
     loopback_only()
     from ray.cluster_utils import Cluster
 
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    c.add_node(num_cpus=1)
-    c.wait_for_nodes()
+    for attempt in (1, 2):
+        c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+        try:
+            c.add_node(num_cpus=1)
+            c.wait_for_nodes()
+            return c
+        except Exception:
+            c.shutdown()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, ShardvecCluster]]:
+    c = _two_nodes()
     data = tmp_path_factory.mktemp("rebalance") / "data"
     # A fixed port: the coordinator restarted after its kill -9 serves where it did. The
     # embedder pool re-reads the live nodes every second (every 10 s by default), so a

@@ -212,8 +212,9 @@ def test_a_restart_takes_the_codes_from_the_checkpoint(
 def test_damaged_or_absent_checkpoint_codes_are_coded_from_the_store(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """codes.npz that is not the file the manifest vouches for, or a manifest written before
-    codes were kept: the restart codes every row from the store, and answers stay exact."""
+    """codes.npz that is not the file the manifest vouches for, or is not there, or a manifest
+    written before codes were kept: the restart codes every row from the store, and answers
+    stay exact."""
     rng = np.random.default_rng(37)
     x = _rows(rng, N)
     settings = IndexSettings(dim=DIM, metric="dot", m=8, ef_construction=40)
@@ -228,13 +229,15 @@ def test_damaged_or_absent_checkpoint_codes_are_coded_from_the_store(
         f.seek(200)
         f.write(b"\x00" * 16)
     without = {k: v for k, v in raw.items() if k != "codes"}
-    for damage in ("bytes", "no codes in the manifest"):
-        if damage != "bytes":
+    for damage in ("bytes", "no file (a snapshot carries index.bin alone)", "no manifest entry"):
+        if damage.startswith("no file"):
+            (tmp_path / CODES_FILE).unlink()
+        if damage == "no manifest entry":
             manifest.write_text(json.dumps(without))
         caplog.clear()
         e = ShardEngine(tmp_path, settings)
         try:
-            assert ("codes unusable" in caplog.text) == (damage == "bytes")
+            assert ("codes unusable" in caplog.text) == (damage != "no manifest entry")
             assert e.info()["checkpoint_seq"] == 1  # the index itself was still used
             c = e._rows.compact
             assert c.rotated and c.within_cells(_slots(e, np.arange(N)), x).all()

@@ -261,22 +261,25 @@ class EmbedderPool:
         caller = next(self._callers)
         self._waiting[caller] = deque(chunks)
         self._dispatch()
+        gathered = asyncio.gather(*(c.future for c in chunks))
         try:
             left = deadline - time.monotonic()
-            parts = await asyncio.wait_for(
-                asyncio.gather(*(c.future for c in chunks)), max(left, 0.0)
-            )
+            parts = await asyncio.wait_for(gathered, max(left, 0.0))
         except TimeoutError:
             raise DeadlineExceeded(
                 f"embedding: deadline exceeded embedding {len(texts)} texts"
             ) from None
         finally:
+            # The chunks still queued are dropped here; while a leaving caller's futures were
+            # being cancelled, a `_dispatch` may have skipped (and counted) some of them.
             queued = self._waiting.pop(caller, None)
             if queued:
                 self.dropped += len(queued)
             for c in chunks:
                 if not c.future.done():
                     c.future.cancel()
+            if gathered.done() and not gathered.cancelled():
+                gathered.exception()  # a leaving caller's CancelledError, read: no warning
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _dispatch(self) -> None:
@@ -291,7 +294,8 @@ class EmbedderPool:
                 self._waiting.move_to_end(caller)  # the next chunk is the next caller's
             else:
                 del self._waiting[caller]
-            if chunk.future.done():
+            if chunk.future.done():  # its caller left (its futures are cancelled)
+                self.dropped += 1
                 continue
             key, member = self._pick(free)
             member.busy += 1

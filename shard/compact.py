@@ -25,7 +25,7 @@ its first chunk. Nothing new is written to disk.
 
 The basis: the codes are of each vector in a rotated basis, the principal axes of the first
 batch the replica codes (PCA of its rows, when it holds at least ROTATE_MIN_ROWS of them; a
-restart's first chunk of 10,000 rows otherwise), fixed for the replica's life. A rotation keeps
+restart's first chunk of 20,000 rows otherwise), fixed for the replica's life. A rotation keeps
 every dot product and distance, so the keys and bounds above hold as they are, on rotated
 coordinates. What it buys is order: the first dim / 3 rotated dimensions (the head, held as
 their own array) carry most of each vector (70 to 80 % of the energy on the shared set), and

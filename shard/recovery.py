@@ -24,7 +24,7 @@ from shardvec.shard.index import HnswIndex
 from shardvec.shard.rowdata import RowData
 from shardvec.shard.slots import SlotTable
 from shardvec.shard.store import Store
-from shardvec.shard.store_rows import decode_metadata
+from shardvec.shard.store_rows import decode_metadata, decode_vector_rows
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,16 @@ def recover(
 ) -> Recovered:
     """Fill `slots`, `columns` and `rows_data` from the store, then load the checkpoint
     (replaying newer rows) or, when it is unusable, rebuild the index from the store."""
-    for rows in store.live_index():
+    loaded = load_checkpoint(directory, settings)
+    if loaded is not None and loaded[1].seq > applied_seq:
+        raise DataLoss(
+            f"store {store.path} is at seq {applied_seq} but the index "
+            f"checkpoint is at seq {loaded[1].seq}: the store lost acknowledged writes"
+        )
+    # the checkpoint's codes taken: only the rows replayed are coded; else every live row is
+    coded = loaded is not None and _restore_codes(directory, loaded[1], rows_data)
+    dim, where = settings.dim, f"store {store.path}"
+    for rows in store.live_index():  # one pass over every live row, each checksum checked
         labels = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
         buckets = np.fromiter((r[5] for r in rows), dtype=np.int16, count=len(rows))
         expires = [r[6] or 0.0 for r in rows]
@@ -75,18 +84,8 @@ def recover(
         # on_disk: only each row's seq is kept (shard/rowdata.py)
         rows_data.set_texts(labels, texts, [r[2] for r in rows])
         rows_data.set_documents(labels, [r[4] for r in rows])
-    loaded = load_checkpoint(directory, settings)
-    coded = False  # whether the checkpoint's codes were taken (then newer rows are coded)
-    if loaded is not None:
-        if loaded[1].seq > applied_seq:
-            raise DataLoss(
-                f"store {store.path} is at seq {applied_seq} but the index "
-                f"checkpoint is at seq {loaded[1].seq}: the store lost acknowledged writes"
-            )
-        coded = _restore_codes(directory, loaded[1], rows_data)
-    if not coded:
-        for labels, vecs in store.live_vectors(settings.dim):
-            rows_data.set_vectors(labels, vecs)
+        if not coded:
+            rows_data.set_vectors(labels, decode_vector_rows([r[7] for r in rows], dim, where))
     rep = _Replica(directory, settings, store, slots, rows_data if coded else None, build_threads)
     out: Recovered | None = None
     if loaded is not None:

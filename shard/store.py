@@ -67,6 +67,7 @@ from shardvec.shard.store_rows import (
     ScrollRow,
     StagedRows,
     StoredRow,
+    decode_vector_rows,
 )
 from shardvec.shard.store_rows import (
     row_checksum as row_checksum,  # sv_crc; bench/checksum.py swaps it
@@ -389,10 +390,10 @@ class Store:
 
     def live_index(
         self, chunk_rows: int = 20_000
-    ) -> Iterator[list[tuple[str, int, int, str | None, str | None, int, float | None]]]:
-        """All live rows as (id, slot, seq, metadata JSON, document, bucket, expires_at), in
-        slot order, chunked. Every row's checksum is checked, its vector's bytes included
-        (recovery reads every live row this way at open, whether or not it codes vectors)."""
+    ) -> Iterator[list[tuple[str, int, int, str | None, str | None, int, float | None, bytes]]]:
+        """All live rows as (id, slot, seq, metadata JSON, document, bucket, expires_at, vector
+        blob), in slot order, chunked. Every row's checksum is checked (recovery reads every
+        live row this way at open, and codes vectors from the blobs when it must)."""
         last = -1
         while True:
             with self._lock, self._errors():
@@ -405,7 +406,7 @@ class Store:
                 return
             for rid, _, _, md, doc, _, _, vec, crc in got:
                 self.check_row(rid, vec, md, crc, doc)
-            yield [r[:7] for r in got]
+            yield got
             last = got[-1][1]
 
     def live_vectors(
@@ -425,11 +426,9 @@ class Store:
                 return
             for _, vec, rid, md, crc, doc in rows:
                 self.check_row(rid, vec, md, crc, doc)
-            data = b"".join(r[1] for r in rows)
-            if len(data) != 4 * dim * len(rows):
-                raise DataLoss(f"store {self.path} holds vectors of the wrong size")
+            vectors = decode_vector_rows([r[1] for r in rows], dim, f"store {self.path}")
             slots = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            yield slots, np.frombuffer(data, dtype="<f4").reshape(len(rows), dim)
+            yield slots, vectors
             last = rows[-1][0]
 
     def changes_since(self, seq: int, limit: int) -> tuple[list[StoredRow], int]:

@@ -87,6 +87,16 @@ def decode_vector(blob: bytes | None) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f4").astype(np.float32)
 
 
+def decode_vector_rows(
+    blobs: Sequence[bytes | None], dim: int, where: str = "the store"
+) -> np.ndarray:
+    """Stored blobs of `dim` floats each as one (len(blobs), dim) float32 array."""
+    data = b"".join(b or b"" for b in blobs)
+    if len(data) != 4 * dim * len(blobs):
+        raise DataLoss(f"{where} holds vectors of the wrong size")
+    return np.frombuffer(data, dtype="<f4").reshape(len(blobs), dim)
+
+
 def encode_metadata(mds: Sequence[Mapping[str, Any]]) -> list[str | None]:
     """Compact JSON per row; None for an empty object."""
     try:

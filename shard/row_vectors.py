@@ -26,7 +26,7 @@ import numpy.typing as npt
 from shardvec.contract.errors import DataLoss
 from shardvec.shard.engine_state import EngineState, store_is_memory
 from shardvec.shard.index import Floats, Labels
-from shardvec.shard.store_rows import decode_vector
+from shardvec.shard.store_rows import decode_vector, decode_vector_rows
 
 
 class RowVectors:
@@ -59,7 +59,7 @@ class RowVectors:
                 blobs.append(got[1])
                 ok[j] = True
         if blobs:
-            out[ok] = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), dim)
+            out[ok] = decode_vector_rows(blobs, dim)
             if not synced:
                 ok[ok] = eng._rows.compact.within_cells(slots[ok], out[ok])
         return out, ok

@@ -18,7 +18,7 @@ from shardvec.contract.filters import document_matches
 from shardvec.contract.types import ScrollPage, ShardScroll
 from shardvec.shard.columns import MetadataColumns
 from shardvec.shard.store import Store
-from shardvec.shard.store_rows import ScrollRow, decode_metadata
+from shardvec.shard.store_rows import ScrollRow, decode_metadata, decode_vector_rows
 
 SCAN_ROWS = 20_000  # rows a filtered page reads at most before it answers
 FILTERED_CHUNK = 1024  # rows read per statement under a filter
@@ -128,8 +128,7 @@ def _page(
 ) -> ScrollPage:
     vectors = None
     if request.include_vectors:
-        data = b"".join(blobs)
-        vectors = np.frombuffer(data, dtype="<f4").reshape(len(blobs), dim).astype(np.float32)
+        vectors = decode_vector_rows(blobs, dim).astype(np.float32)  # a writable copy
     documents = docs if request.include_documents else None
     expiry = expires if any(expires) else None
     return ScrollPage(ids, texts, vectors, pos[0], pos[1], done, documents, expiry)

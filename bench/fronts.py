@@ -47,17 +47,12 @@ def _cpu(pid: int) -> float:
 @contextlib.contextmanager
 def _cluster(nodes: int, data_dir: Path) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
     import ray
-    from ray.cluster_utils import Cluster
 
-    from shardvec.cluster.bringup import ShardvecCluster, loopback_only
+    from shardvec.cluster.bringup import ShardvecCluster, simulated_cluster
     from shardvec.coordinator.fronts.pool import FRONT_PREFIX
     from shardvec.coordinator.replicas.ray_control import NAMESPACE
 
-    loopback_only()
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    for _ in range(nodes - 1):
-        c.add_node(num_cpus=1)
-    c.wait_for_nodes()
+    c = simulated_cluster(nodes)
     sv = ShardvecCluster(
         {"data_dir": str(data_dir), "port": 0, "front_port": 0, "front_refresh_s": 1.0},
         ray_address=c.address,

@@ -193,7 +193,7 @@ def shardvec_cluster(cfg: ScaleConfig, nodes: int, data_dir: Path) -> Iterator[A
     everything it started is stopped on exit."""
     import ray
 
-    from shardvec.cluster.bringup import ShardvecCluster, loopback_only
+    from shardvec.cluster.bringup import ShardvecCluster, simulated_cluster
 
     settings: dict[str, Any] = {
         "data_dir": str(data_dir),
@@ -208,13 +208,7 @@ def shardvec_cluster(cfg: ScaleConfig, nodes: int, data_dir: Path) -> Iterator[A
     try:
         address = cfg.address
         if not address:
-            loopback_only()
-            from ray.cluster_utils import Cluster
-
-            c = Cluster(initialize_head=True, head_node_args={"num_cpus": cfg.cpus_per_node})
-            for _ in range(nodes - 1):
-                c.add_node(num_cpus=cfg.cpus_per_node)
-            c.wait_for_nodes()
+            c = simulated_cluster(nodes, cfg.cpus_per_node)
             address = c.address
         sv = ShardvecCluster(settings, ray_address=address)
         try:

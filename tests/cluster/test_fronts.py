@@ -21,7 +21,7 @@ import ray
 from click.testing import CliRunner
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from shardvec.cluster.bringup import ShardvecCluster, loopback_only
+from shardvec.cluster.bringup import ShardvecCluster, simulated_cluster
 from shardvec.cluster.cli import cli
 from shardvec.cluster.client import Client
 from shardvec.coordinator.fronts.pool import FRONT_PREFIX
@@ -40,15 +40,11 @@ N = 600
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    loopback_only()
-    from ray.cluster_utils import Cluster
-
     hold = tmp_path_factory.mktemp("hold") / "front-push"  # names a node: its front loses pushes
     armed = pytest.MonkeyPatch()
     hooked_env(armed, SHARDVEC_TEST_HOLD_FILE=str(hold))
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    workers = [c.add_node(num_cpus=1) for _ in range(2)]
-    c.wait_for_nodes()
+    c = simulated_cluster(3)
+    workers = list(c.worker_nodes)
     data = tmp_path_factory.mktemp("fronts")
     sv = ShardvecCluster(
         {

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import ray
 
-from shardvec.cluster.bringup import ShardvecCluster, loopback_only
+from shardvec.cluster.bringup import ShardvecCluster, simulated_cluster
 from shardvec.cluster.client import Client
 from shardvec.cluster.process import free_port
 from shardvec.contract.errors import FailedPrecondition
@@ -42,20 +42,10 @@ def _two_nodes() -> Any:
     """A head and one more node. Ray gives a node's raylet 30 s to register, fixed in its
     code; beside the Ray tier on a loaded 2-core machine that once ran out, so a bring-up that
     fails is shut down and tried once more."""
-    loopback_only()
-    from ray.cluster_utils import Cluster
-
-    for attempt in (1, 2):
-        c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-        try:
-            c.add_node(num_cpus=1)
-            c.wait_for_nodes()
-            return c
-        except Exception:
-            c.shutdown()
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    try:
+        return simulated_cluster(2)
+    except Exception:  # shut down by simulated_cluster
+        return simulated_cluster(2)
 
 
 @pytest.fixture(scope="module")

@@ -52,12 +52,12 @@ def test_shards_2_4_3_1_and_replicas_1_2_1_under_a_writer_and_a_reader(
             while not stop.is_set():
                 v = wrng.standard_normal((20, DIM)).astype(np.float32)
                 ids = [f"w{i + j}" for j in range(20)]
-                try:
-                    wcol.upsert(ids, v)
-                except BaseException as exc:  # asserted below
-                    failures.append(exc)
-                    return
-                with lock:
+                with lock:  # held by the checks after each step: no write in flight then
+                    try:
+                        wcol.upsert(ids, v)
+                    except BaseException as exc:  # asserted below
+                        failures.append(exc)
+                        return
                     base.update(zip(ids, v, strict=True))
                 i += 20
 
@@ -85,16 +85,18 @@ def test_shards_2_4_3_1_and_replicas_1_2_1_under_a_writer_and_a_reader(
             for key, want in step.items():
                 assert info[key] == want and info["change"] is None
             assert len(info["replica_states"]) == info["shards"] * info["replicas"]
+            # The writer waits meanwhile, so the search sees exactly the acknowledged rows
+            # (a row written after the snapshot would count as a miss).
             with lock:
                 snapshot = dict(base)
-            wanted = list(snapshot)
-            got = [
-                row
-                for at in range(0, len(wanted), 5000)  # a get is limited to 10,000 ids
-                for row in col.get(wanted[at : at + 5000], include_vectors=False)
-            ]
-            assert len(got) == len(snapshot), "an acknowledged row is missing"
-            assert _recall(col, snapshot, queries) >= 0.95
+                wanted = list(snapshot)
+                got = [
+                    row
+                    for at in range(0, len(wanted), 5000)  # a get is limited to 10,000 ids
+                    for row in col.get(wanted[at : at + 5000], include_vectors=False)
+                ]
+                assert len(got) == len(snapshot), "an acknowledged row is missing"
+                assert _recall(col, snapshot, queries) >= 0.95
     finally:
         stop.set()
         for t in threads:

@@ -28,8 +28,8 @@ from shardvec.coordinator.fronts.pool import FRONT_PREFIX
 from shardvec.coordinator.replicas.ray_control import NAMESPACE
 from shardvec.coordinator.replicas.shard_client import RemoteShard
 from shardvec.v1 import vector_search_pb2 as pb
+from tests.cluster.test_metrics import scrape, value
 from tests.hooks.shardvec_test_observers import hooked_env
-from tests.ray.test_metrics import scrape, value
 from tests.waits import until
 
 pytestmark = pytest.mark.cluster

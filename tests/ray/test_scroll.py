@@ -2,7 +2,7 @@
 actors, gRPC on loopback): a scroll under concurrent upserts and deletes returns every row
 alive throughout exactly once (and the same under a filter, and across a replica killed with
 kill -9); `shardvec export` and `shardvec import` round-trip; `shardvec query --like`; the Ray
-Data sink and source round-trip the bundled sample and the shared set."""
+Data sink and source round-trip the shared set (the bundled sample without it)."""
 
 from __future__ import annotations
 
@@ -213,23 +213,22 @@ def _ray_data_round_trip(
     client.drop_collection(name)
 
 
-def test_ray_data_sink_and_source_round_trip_the_sample(
-    cluster: ShardvecCluster, client: Client, name: str
+def test_ray_data_sink_and_source_round_trip(
+    cluster: ShardvecCluster, client: Client, name: str, request: pytest.FixtureRequest
 ) -> None:
-    ids, vecs, metas = _sample()
-    _ray_data_round_trip(cluster, client, name, ids, vecs, metas, shards=3)
+    """25,000 real rows of the shared set over 4 shards (the whole set's recall is
+    test_cluster_api's), or the bundled sample over 3 shards when the shared set is absent."""
+    from tests.conftest import SharedData, shared_data_dir
 
-
-def test_ray_data_sink_and_source_round_trip_the_shared_set(
-    cluster: ShardvecCluster, client: Client, name: str, shared_data: object
-) -> None:
-    from tests.conftest import SharedData
-
-    assert isinstance(shared_data, SharedData)
-    n = 25_000  # real rows, 4 shards; the whole set's recall is test_cluster_api's
-    ids = [str(i) for i in range(n)]
-    _ray_data_round_trip(cluster, client, name, ids, shared_data.base[:n], shared_data.meta[:n],
-                         shards=4)
+    if not (shared_data_dir() / "base.npy").exists():
+        ids, vecs, metas = _sample()
+        _ray_data_round_trip(cluster, client, name, ids, vecs, metas, shards=3)
+        return
+    shared = request.getfixturevalue("shared_data")
+    assert isinstance(shared, SharedData)
+    n = 25_000
+    _ray_data_round_trip(cluster, client, name, [str(i) for i in range(n)], shared.base[:n],
+                         shared.meta[:n], shards=4)
 
 
 def test_scroll_goes_on_across_a_replica_killed_with_kill_9(client: Client, name: str) -> None:

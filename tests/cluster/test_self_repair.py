@@ -8,7 +8,7 @@ Before self-repair the first two left the replica's actor re-created about every
 ever and the third was served silently.
 
 The same server shows the operating log of a replica killed with kill -9 (plain lines on
-`shardvec up`'s stderr); its `--log-json` twin runs on tests/ray/test_metrics.py's server.
+`shardvec up`'s stderr); its `--log-json` twin runs on tests/cluster/test_metrics.py's server.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ from shardvec.cluster.process import SHARDVEC
 from shardvec.contract.errors import DataLoss
 from shardvec.contract.store_copy import STORE_FILE
 from shardvec.coordinator.paths import replica_dir
+from tests.cluster.test_metrics import kill_one_replica, scrape, value
 from tests.procs import ServerProcess, free_port
-from tests.ray.test_metrics import kill_one_replica, scrape, value
 from tests.waits import until
 
-pytestmark = pytest.mark.ray
+pytestmark = pytest.mark.cluster
 
 DIM = 16
 ROWS = 20_500  # past DEFAULT_CHECKPOINT_ROWS: the replica has an index checkpoint

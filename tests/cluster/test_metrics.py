@@ -23,7 +23,7 @@ from shardvec.contract.errors import NotFound
 from tests.procs import ServerProcess, free_port
 from tests.waits import until
 
-pytestmark = pytest.mark.ray
+pytestmark = pytest.mark.cluster
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -123,7 +123,7 @@ def test_metrics_endpoint_counts_requests_and_shows_the_cluster(
 
 
 def test_log_json_gives_the_same_events_as_json_lines(server: tuple[ServerProcess, int]) -> None:
-    """`--log-json`: the replica state changes of tests/ray/test_self_repair.py's operating
+    """`--log-json`: the replica state changes of tests/cluster/test_self_repair.py's operating
     log test as JSON lines (here, on this module's `--log-json` server, one server fewer)."""
     srv, _ = server
     replica = kill_one_replica(srv, "logsjson")

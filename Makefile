@@ -40,12 +40,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-# Every tier in one run on two workers (pytest-xdist, --dist loadgroup): the Ray tier whole on
-# one worker, the cluster tier whole on the other, unit tests wherever a worker is free
-# (tests/conftest.py). Then the tests marked `solo` alone: they bound a caller's latency, and on
-# two cores a second cluster beside them breaks that bound (3.6 s against 3.0 in one run).
-WORKERS ?= -n 2 --dist loadgroup
-PYTEST := $(PY) -m pytest -q -p no:cacheprovider
+# Every tier in one run on three workers (pytest-xdist, --dist loadgroup): the Ray tier whole on
+# one worker, each half of the cluster tier whole on another, unit tests wherever a worker is
+# free (tests/conftest.py). Three, on two cores: the groups wait on servers and kills for part
+# of their time, which a third fills (pytest 453 s -> 376 s with ../shared); a fourth slowed
+# the Ray tier past its tests' deadlines (473 s). One BLAS thread a process: with the cores
+# full, OpenBLAS's second thread spins waiting for one (unit tier 97 -> 86 CPU-s). Then the
+# tests marked `solo` alone: they bound a caller's latency, and on two cores a second cluster
+# beside them breaks that bound (3.6 s against 3.0 in one run).
+WORKERS ?= -n 3 --dist loadgroup
+PYTEST := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider
 
 pytest: $(STAMP)
 	$(PYTEST) $(WORKERS) --durations=30 -m "not solo" tests/ray tests/cluster tests/unit

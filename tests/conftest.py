@@ -61,19 +61,27 @@ def recall_at_k(found: list[list[str]], truth: np.ndarray, k: int) -> float:
     return float(np.mean(hits)) / k
 
 
+# The cluster tier in two xdist groups of about equal time (each module starts its own servers
+# or simulated nodes): those that kill -9 or damage a server's parts, and the others.
+KILL_MODULES = {"test_kill_restarts", "test_crasher", "test_alias_kill", "test_self_repair"}
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist with `--dist loadgroup` (`make test`: two workers over every tier),
-    each of the Ray and cluster tiers runs whole on one worker, so the two run side by side:
-    the Ray tier shares one embedded cluster per package (tests/ray/conftest.py), and the
-    cluster tier's servers and multi-node clusters come one at a time. Unit tests go to
-    whichever worker is free, so they fill in behind the shorter tier.
+    """Under pytest-xdist with `--dist loadgroup` (`make test`: three workers over every
+    tier), three groups run side by side, each whole on one worker: the Ray tier, which shares
+    one embedded cluster per package (tests/ray/conftest.py), and the cluster tier's two halves
+    (KILL_MODULES and the rest), whose servers and multi-node clusters come one at a time
+    within each half. Unit tests go to whichever worker is free: xdist hands them out once a
+    group is done, so they fill in behind the groups.
 
     tryfirst: xdist turns the groups into node ids in its own hook of this name, which pluggy
     would otherwise call before this one, when the tests have no group yet."""
     for item in items:
         tier = item.path.parent.name
-        if tier in ("ray", "cluster"):
+        if tier == "cluster":
+            tier = "cluster-kills" if item.path.stem in KILL_MODULES else "cluster-other"
+        if tier in ("ray", "cluster-kills", "cluster-other"):
             item.add_marker(pytest.mark.xdist_group(tier))
 
 

@@ -79,10 +79,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     would otherwise call before this one, when the tests have no group yet."""
     for item in items:
         tier = item.path.parent.name
-        if tier == "cluster":
-            tier = "cluster-kills" if item.path.stem in KILL_MODULES else "cluster-other"
-        if tier in ("ray", "cluster-kills", "cluster-other"):
-            item.add_marker(pytest.mark.xdist_group(tier))
+        if tier == "ray":
+            item.add_marker(pytest.mark.xdist_group("ray"))
+        elif tier == "cluster":
+            half = "kills" if item.path.stem in KILL_MODULES else "other"
+            item.add_marker(pytest.mark.xdist_group(f"cluster-{half}"))
 
 
 

@@ -124,13 +124,6 @@ def replica_pids(srv: ServerProcess) -> set[int]:
     return {p.pid for p in srv.processes("ShardReplica")}
 
 
-def wait(check, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.25)
-
-
 def damage(kind: str, directory: Path, pid: int) -> None:
     store = directory / STORE_FILE
     if kind == "page":
@@ -168,7 +161,7 @@ def test_damaged_replica_is_rebuilt_from_its_peer(
             return value(samples, "shardvec_replica_repairs_total", collection=name,
                          shard="0", replica="1") >= 1
 
-        wait(repaired)
+        until(repaired, 120, "the repair counted", poll=0.25)
         reps = client.wait_live(name, level=True)
         assert all(r["count"] == ROWS for r in reps), reps
         quarantined = sorted((data_dir(srv) / "quarantine").glob(f"{name}-shard-0000-replica-01-*"))
@@ -183,7 +176,7 @@ def test_damaged_replica_is_rebuilt_from_its_peer(
         np.testing.assert_array_equal(stored, vecs)
         # No re-creation loop: the replica processes stay the same.
         pids = replica_pids(srv)
-        time.sleep(3)
+        time.sleep(3)  # a window to watch, not a wait: a loop would re-create it within it
         assert replica_pids(srv) == pids
         _, samples = scrape(mport)
         assert value(samples, "shardvec_replica_repairs_total", collection=name, shard="0",
@@ -206,7 +199,7 @@ def test_damaged_replica_without_a_peer_stays_out_with_data_loss(
             states = client.describe(name)["replica_states"]
             return states[0]["state"] == "damaged"
 
-        wait(damaged)
+        until(damaged, 120, "the replica marked damaged", poll=0.25)
         reason = client.describe(name)["replica_states"][0]["reason"]
         assert "integrity" in reason or "corrupt" in reason or "malformed" in reason, reason
         with pytest.raises(DataLoss, match="damaged"):

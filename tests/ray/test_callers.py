@@ -151,6 +151,6 @@ def test_misbehaving_callers_never_fail_a_patient_one(
     client.drop_collection(name)
 
 
-# `solo`: run alone, after the Makefile's two-worker run. The bound is a patient caller's
+# `solo`: run alone, after the Makefile's three-worker run. The bound is a patient caller's
 # latency under the attackers here, not under another cluster on the same two cores.
 pytestmark = [pytest.mark.timeout(300), pytest.mark.solo]

@@ -35,6 +35,10 @@ MODES = ("replica", "coordinator", "cluster", "front", "scale")
 MAX_SCALE_SHARDS = 4
 DIM = 32
 COLLECTION = "crasher"
+CALL_TIMEOUT_S = 10.0  # each call of the drill's writer, reader and checks
+# Creating the drill's collection starts its replica processes, on a server that may have
+# just come back from the previous drill's kills (10 s was once too short on 2 loaded cores).
+SETUP_TIMEOUT_S = 120.0
 
 
 def batch_rows(batch: int, size: int) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
@@ -124,8 +128,8 @@ class Crasher:
         self.read_rng = random.Random(seed + 1)
         self._stop = threading.Event()
 
-    def _client(self) -> Client:
-        return Client(f"127.0.0.1:{self.port}", timeout=10)
+    def _client(self, timeout: float = CALL_TIMEOUT_S) -> Client:
+        return Client(f"127.0.0.1:{self.port}", timeout=timeout)
 
     def _start(self) -> ServerProcess:
         extra = ("--front-port", "0") if self.mode == "front" else ()
@@ -135,7 +139,7 @@ class Crasher:
         if not self._shared:
             self.server = self._start()
         try:
-            with self._client() as c:
+            with self._client(SETUP_TIMEOUT_S) as c:
                 c.create_collection(self.collection, DIM, "cosine", self.shards, self.replicas)
             threads = [threading.Thread(target=self._writer, name="writer"),
                        threading.Thread(target=self._reader, name="reader")]

@@ -131,6 +131,24 @@ def _replace_durably(tmp: Path, final: Path) -> None:
     _fsync_dir(final.parent)
 
 
+def _place_vouched(tmp: Path, final: Path) -> tuple[int, str]:
+    """Move a written `tmp` durably onto `final`, private; the size and sha256 the manifest
+    records for it."""
+    os.chmod(tmp, FILE_MODE)  # hnswlib creates its file with the process umask
+    vouch = tmp.stat().st_size, sha256_file(tmp)
+    _replace_durably(tmp, final)
+    return vouch
+
+
+def _check_vouched(path: Path, size: int, digest: str | None) -> None:
+    """ValueError unless `path` has the size and sha256 the manifest records for it."""
+    got = path.stat().st_size
+    if got != size:
+        raise ValueError(f"{path.name} is {got} bytes, the manifest says {size}")
+    if sha256_file(path) != digest:
+        raise ValueError(f"{path.name} does not match the manifest's checksum")
+
+
 def write_checkpoint(
     directory: Path, index: HnswIndex, seq: int, n_slots: int, codes: Arrays | None = None
 ) -> Manifest:
@@ -144,17 +162,13 @@ def write_checkpoint(
     mtmp = directory / f"{MANIFEST_FILE}.{tag}"
     try:
         index.save(tmp)
-        os.chmod(tmp, FILE_MODE)  # hnswlib creates it with the process umask
-        size = tmp.stat().st_size
-        digest = sha256_file(tmp)
-        _replace_durably(tmp, directory / INDEX_FILE)
-        codes_size = codes_digest = None
+        size, digest = _place_vouched(tmp, directory / INDEX_FILE)
+        codes_size: int | None = None
+        codes_digest: str | None = None
         if codes is not None:
             with open(ctmp, "wb") as f:
                 np.savez(f, allow_pickle=False, **codes)
-            os.chmod(ctmp, FILE_MODE)
-            codes_size, codes_digest = ctmp.stat().st_size, sha256_file(ctmp)
-            _replace_durably(ctmp, directory / CODES_FILE)
+            codes_size, codes_digest = _place_vouched(ctmp, directory / CODES_FILE)
         manifest = Manifest(
             seq=seq,
             index_size=size,
@@ -217,12 +231,7 @@ def load_checkpoint(directory: Path, settings: IndexSettings) -> tuple[HnswIndex
             want = {k: v for k, v in settings.to_dict().items() if k not in loose}
             if raw_settings != want:
                 raise ValueError(f"settings {manifest.settings} differ from {settings.to_dict()}")
-        size = index_path.stat().st_size
-        if size != manifest.index_size:
-            raise ValueError(f"index size {size} != manifest size {manifest.index_size}")
-        digest = sha256_file(index_path)
-        if digest != manifest.index_sha256:
-            raise ValueError("index checksum does not match the manifest")
+        _check_vouched(index_path, manifest.index_size, manifest.index_sha256)
         index = HnswIndex.load(settings, index_path, manifest.max_elements)
         if index.element_count > manifest.n_slots:
             raise ValueError("index holds more labels than the manifest's slots")
@@ -239,9 +248,7 @@ def load_codes(directory: Path, manifest: Manifest) -> dict[str, npt.NDArray[Any
         return None
     path = Path(directory) / CODES_FILE
     try:
-        size = path.stat().st_size
-        if size != manifest.codes_size or sha256_file(path) != manifest.codes_sha256:
-            raise ValueError("codes.npz is not the file the manifest vouches for")
+        _check_vouched(path, manifest.codes_size, manifest.codes_sha256)
         with np.load(path, allow_pickle=False) as arrays:
             return {name: arrays[name] for name in arrays.files}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:

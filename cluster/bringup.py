@@ -76,20 +76,28 @@ def loopback_only() -> None:
 def simulated_cluster(nodes: int, num_cpus: int = 1) -> Any:
     """A `ray.cluster_utils.Cluster` of `nodes` Ray nodes on this machine (loopback only, the
     embedded cluster's settings), each with `num_cpus`: multi-node tests and the scale-out
-    benchmarks. The caller shuts it down."""
+    benchmarks. The caller shuts it down.
+
+    Ray gives a node's raylet a fixed 30 s to register; on a loaded machine that once ran out,
+    so a bring-up that fails is shut down and tried once more."""
     loopback_only()
     from ray.cluster_utils import Cluster
 
     head = {"num_cpus": num_cpus, "_system_config": EMBEDDED_RAY_CONFIG}
-    c = Cluster(initialize_head=True, head_node_args=head)
-    try:
-        for _ in range(nodes - 1):
-            c.add_node(num_cpus=num_cpus)
-        c.wait_for_nodes()
-    except BaseException:
-        c.shutdown()
-        raise
-    return c
+    for attempt in (1, 2):
+        c = Cluster(initialize_head=True, head_node_args=head)
+        try:
+            for _ in range(nodes - 1):
+                c.add_node(num_cpus=num_cpus)
+            c.wait_for_nodes()
+            return c
+        except Exception as exc:
+            c.shutdown()
+            if attempt == 2:
+                raise
+            log.warning("simulated cluster of %d nodes failed to come up (%s); once more",
+                        nodes, exc)
+    raise AssertionError("unreachable")
 
 
 class ShardvecCluster:

@@ -38,19 +38,9 @@ DIM = 16
 ROWS = 4000
 
 
-def _two_nodes() -> Any:
-    """A head and one more node. Ray gives a node's raylet 30 s to register, fixed in its
-    code; beside the Ray tier on a loaded 2-core machine that once ran out, so a bring-up that
-    fails is shut down and tried once more."""
-    try:
-        return simulated_cluster(2)
-    except Exception:  # shut down by simulated_cluster
-        return simulated_cluster(2)
-
-
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, ShardvecCluster]]:
-    c = _two_nodes()
+    c = simulated_cluster(2)  # a head and one more node
     data = tmp_path_factory.mktemp("rebalance") / "data"
     # A fixed port: the coordinator restarted after its kill -9 serves where it did. The
     # embedder pool re-reads the live nodes every second (every 10 s by default), so a

@@ -86,11 +86,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group(f"cluster-{half}"))
 
 
-
 def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
     """On the xdist controller under `--dist loadgroup`: end the run when the tiers' groups did
     not reach the node ids a worker collected (pytest-xdist#1386, with pytest 9.2), so a run
-    never silently spreads a tier over both workers, each setting up its fixtures again."""
+    never silently spreads a tier over the workers, each setting up its fixtures again."""
     lost = [i for i in ids if i.startswith(("tests/ray/", "tests/cluster/")) and "@" not in i]
     config = getattr(node, "config", None)
     if lost and config is not None and config.getvalue("dist") == "loadgroup":

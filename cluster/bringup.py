@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import psutil
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -49,16 +52,44 @@ def connect_ray(
         ray.init(address=address, namespace=NAMESPACE, **quiet)
         return False
     loopback_only()
-    ray.init(
-        address="local",  # a new instance, even when `ray start` runs on this machine
-        namespace=NAMESPACE,
-        num_cpus=num_cpus,
-        include_dashboard=False,
-        _node_ip_address=LOCAL_IP,
-        _system_config=EMBEDDED_RAY_CONFIG,
-        **quiet,
-    )
-    return True
+
+    def bring_up() -> bool:
+        ray.init(
+            address="local",  # a new instance, even when `ray start` runs on this machine
+            namespace=NAMESPACE,
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            _node_ip_address=LOCAL_IP,
+            _system_config=EMBEDDED_RAY_CONFIG,
+            **quiet,
+        )
+        return True
+
+    return _twice("the embedded Ray", bring_up, ray.shutdown)
+
+
+T = TypeVar("T")
+
+
+def _twice(what: str, bring_up: Callable[[], T], shut_down: Callable[[], object]) -> T:
+    """`bring_up()`, and once more after `shut_down()` if it fails. Ray gives a starting
+    node's raylet a fixed 30 s (not a setting) to register with the GCS, which an overloaded
+    machine has run past, for an embedded `shardvec up` and a simulated cluster alike. A node
+    that failed so is not Ray's to shut down (its constructor raised), so the processes the
+    try started (GCS, raylet, reaper) are killed here."""
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    try:
+        return bring_up()
+    except Exception as exc:
+        shut_down()
+        left = [p for p in me.children(recursive=True) if p.pid not in before]
+        for p in left:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        psutil.wait_procs(left, timeout=10)
+        log.warning("%s failed to come up (%s); once more", what, exc)
+    return bring_up()
 
 
 def loopback_only() -> None:
@@ -76,28 +107,29 @@ def loopback_only() -> None:
 def simulated_cluster(nodes: int, num_cpus: int = 1) -> Any:
     """A `ray.cluster_utils.Cluster` of `nodes` Ray nodes on this machine (loopback only, the
     embedded cluster's settings), each with `num_cpus`: multi-node tests and the scale-out
-    benchmarks. The caller shuts it down.
-
-    Ray gives a node's raylet a fixed 30 s to register; on a loaded machine that once ran out,
-    so a bring-up that fails is shut down and tried once more."""
+    benchmarks. The caller shuts it down; a bring-up that fails is tried once more
+    (`_twice`)."""
     loopback_only()
     from ray.cluster_utils import Cluster
 
     head = {"num_cpus": num_cpus, "_system_config": EMBEDDED_RAY_CONFIG}
-    for attempt in (1, 2):
-        c = Cluster(initialize_head=True, head_node_args=head)
-        try:
-            for _ in range(nodes - 1):
-                c.add_node(num_cpus=num_cpus)
-            c.wait_for_nodes()
-            return c
-        except Exception as exc:
-            c.shutdown()
-            if attempt == 2:
-                raise
-            log.warning("simulated cluster of %d nodes failed to come up (%s); once more",
-                        nodes, exc)
-    raise AssertionError("unreachable")
+    made: list[Any] = []
+
+    def bring_up() -> Any:
+        made.clear()
+        made.append(Cluster(initialize_head=False))
+        c = made[0]
+        c.add_node(**head)
+        for _ in range(nodes - 1):
+            c.add_node(num_cpus=num_cpus)
+        c.wait_for_nodes()
+        return c
+
+    def shut_down() -> None:
+        if made:
+            made[0].shutdown()
+
+    return _twice(f"a simulated cluster of {nodes} nodes", bring_up, shut_down)
 
 
 class ShardvecCluster:

@@ -36,8 +36,9 @@ MAX_SCALE_SHARDS = 4
 DIM = 32
 COLLECTION = "crasher"
 CALL_TIMEOUT_S = 10.0  # each call of the drill's writer, reader and checks
-# Creating the drill's collection starts its replica processes, on a server that may have
-# just come back from the previous drill's kills (10 s was once too short on 2 loaded cores).
+# Creating the drill's collection, and starting a change of its shard count, start replica
+# processes, on a server that may have just come back from the previous kills (10 s has been
+# too short for each on 2 loaded cores).
 SETUP_TIMEOUT_S = 120.0
 
 
@@ -275,7 +276,7 @@ class Crasher:
         kill -9 a replica (one at a time) or the coordinator."""
         assert self.server is not None
         try:
-            with self._client() as c:
+            with self._client(SETUP_TIMEOUT_S) as c:
                 info = c.describe(self.collection)
                 if info["change"] is None:
                     target = self.rng.choice(

@@ -27,11 +27,12 @@ text: $(STAMP)
 demo: text compile
 	$(VENV)/bin/shardvec demo
 
-# The sources compiled once, before they run. Where PYTHONDONTWRITEBYTECODE is set (this CI's
-# environment sets it), every process would otherwise compile them again as it imports them,
-# each Ray worker included: importing a replica's and a coordinator's modules took 0.47 CPU-s
-# so, 0.12 from the compiled files, and a test run starts some 270 workers. A file edited
-# since is compiled again in memory, as Python does whenever a .pyc is older than its source.
+# The sources compiled once, before they run. Where PYTHONDONTWRITEBYTECODE is set (the
+# development machines here set it), every process would otherwise compile them again as it
+# imports them, each Ray worker included: importing a replica's and a coordinator's modules
+# took 0.47 CPU-s so, 0.12 from the compiled files, and a test run starts some 270 workers.
+# A file edited since is compiled again in memory, as Python does with a .pyc older than its
+# source.
 compile: $(STAMP)
 	$(PY) -m compileall -q -j 0 proto cluster coordinator shard bench tests
 

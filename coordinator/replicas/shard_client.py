@@ -175,6 +175,14 @@ class _SearchStream:
 _STATUS_BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
 
 
+def being_cancelled() -> bool:
+    """Whether the running task has been asked to stop (Task.cancel), as against a
+    CancelledError that reached it from something it awaited, such as a gRPC call whose
+    channel was closed under it."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class RemoteShard:
     """A persistent channel to one replica's gRPC server (a ShardLike). Small searches (single
     queries, micro-batches) go over one persistent SearchStream, large ones as unary calls."""
@@ -232,6 +240,16 @@ class RemoteShard:
             return await method(req, timeout=timeout, metadata=self._metadata)
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc) from None
+        except asyncio.CancelledError:
+            if being_cancelled():
+                raise
+            raise self._closed() from None
+
+    def _closed(self) -> ReplicaDown:
+        """A call in flight when this handle's channel closed (the replica removed, its
+        collection dropped): grpc.aio raises CancelledError in the caller, which is not being
+        cancelled; it is told, as for any replica gone, that this one is down."""
+        return ReplicaDown(f"{self.name} ({self.address}): its connection was closed")
 
     def _error(self, exc: grpc.aio.AioRpcError) -> ShardvecError:
         return self._status_error(exc.code(), exc.details() or "")
@@ -367,6 +385,10 @@ class RemoteShard:
                 yield snapshot_chunk_from_proto(chunk)
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc) from None
+        except asyncio.CancelledError:
+            if being_cancelled():
+                raise
+            raise self._closed() from None
         finally:
             call.cancel()
 

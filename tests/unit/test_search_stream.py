@@ -1,7 +1,9 @@
 """Small searches travel over one persistent SearchStream per replica: the same answers as the
 unary call, concurrent searches on one stream, errors and time-outs per request, the token
 checked, and a replica that goes away fails its pending callers with ReplicaDown (and the
-next search opens a new stream)."""
+next search opens a new stream). A unary call in flight when the handle is closed fails with
+ReplicaDown too, not with the CancelledError grpc.aio raises, which read as the caller's own
+cancellation and ended the recall tuner for good; a caller that is cancelled still is."""
 
 from __future__ import annotations
 
@@ -132,3 +134,40 @@ def test_a_replica_that_goes_away_fails_its_callers_and_the_stream_reopens(tmp_p
         asyncio.run(main())
     finally:
         engine.close()
+
+
+def test_a_call_in_flight_when_the_handle_closes_is_replica_down_not_a_cancellation() -> None:
+    async def main() -> None:
+        entered, never = asyncio.Event(), asyncio.Event()
+
+        async def count(request: bytes, context: object) -> bytes:
+            entered.set()
+            await never.wait()  # a replica busy past the close
+            return b""
+
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+            "shardvec.v1.Shard", {"Count": grpc.unary_unary_rpc_method_handler(count)}
+        )])  # fmt: skip
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            shard = RemoteShard("s", f"127.0.0.1:{port}", "t")
+            call = asyncio.create_task(shard.count(None, 30))
+            await entered.wait()
+            await shard.close()
+            with pytest.raises(ReplicaDown, match="connection was closed"):
+                await call
+
+            entered.clear()
+            shard = RemoteShard("s", f"127.0.0.1:{port}", "t")
+            call = asyncio.create_task(shard.count(None, 30))
+            await entered.wait()
+            call.cancel()  # the caller's own cancellation is still one
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            await shard.close()
+        finally:
+            await server.stop(0)
+
+    asyncio.run(main())

@@ -57,6 +57,7 @@ from shardvec.coordinator.queries.reads import (
     per_shard_k,
 )
 from shardvec.coordinator.queries.scroll import scroll_collection
+from shardvec.coordinator.replicas.shard_client import being_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +192,14 @@ class RecallTuner:
         self._owed_from = 0.0
 
     async def run(self) -> None:
+        """Check every collection each interval, for the coordinator's life: a round that
+        fails is logged, never the end of tuning."""
         while True:
-            await self.check_all()
+            try:
+                await self.check_all()
+            except Exception:
+                log.exception("recall tuner: a round failed; the next in %.0f s",
+                              self.settings.interval_s)
             await asyncio.sleep(self.settings.interval_s)
 
     async def check_all(self) -> None:
@@ -205,7 +212,11 @@ class RecallTuner:
             try:
                 await self.check(name, col, wait=True)
             except asyncio.CancelledError:
-                raise
+                if being_cancelled():  # the coordinator stops
+                    raise
+                # Not this task's cancellation: something it awaited was cancelled under it
+                # (a collection dropped mid-tune). Once this ended the tuner for good.
+                log.info("recall tuner: %s not tuned now: a call it made was cancelled", name)
             except Exception as exc:  # a shard down, the collection dropped: next round
                 log.info("recall tuner: %s not tuned now: %s", name, exc)
 

@@ -199,6 +199,45 @@ def test_the_breadth_rises_as_a_collection_grows_and_falls_as_it_shrinks(tmp_pat
     asyncio.run(main())
 
 
+def test_the_tuner_outlives_a_failed_round_and_a_call_cancelled_under_it(tmp_path: Path
+                                                                        ) -> None:  # fmt: skip
+    """A collection dropped mid-tune closes its replicas' channels under the tuner's call,
+    which grpc.aio ends with CancelledError although the tuner is not being cancelled: that
+    collection is not tuned this round, and the others are. (That error, re-raised, once ended
+    the tuner for the coordinator's life.) A round that fails outright is logged, and the
+    next one runs; cancelling the tuner still stops it."""
+
+    class Dropped:
+        tuned = None
+
+        async def count(self, *args: object) -> int:
+            raise asyncio.CancelledError  # as a gRPC call on a closed channel raises it
+
+    async def main() -> None:
+        rt = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
+        col = await rt.create(CollectionSpec("c", INDEX, shards=2))
+        await _load(col, 0, _points(np.random.default_rng(5), 1500))
+        rounds: list[int] = []
+
+        def collections() -> dict[str, object]:
+            rounds.append(1)
+            if len(rounds) == 1:
+                raise RuntimeError("the first round fails")
+            return {"a": Dropped(), "c": col}
+
+        settings = dataclasses.replace(FAST, interval_s=0.01, quiet_s=0.0)
+        tuner = RecallTuner(collections, _nothing, settings)  # type: ignore[arg-type]
+        task = asyncio.create_task(tuner.run())
+        await wait_for(lambda: col.tuned is not None, timeout=60)
+        assert len(rounds) >= 2 and not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await rt.shutdown()
+
+    asyncio.run(main())
+
+
 def test_a_new_target_is_tuned_for_and_explicit_ef_is_kept(tmp_path: Path) -> None:
     async def main() -> None:
         rt = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))

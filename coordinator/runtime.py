@@ -56,6 +56,7 @@ from shardvec.coordinator.replicas.replica_set import (
     ReplicaSet,
     ReplicaState,
 )
+from shardvec.coordinator.replicas.shard_client import being_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,12 @@ class CoordinatorRuntime:
                     for rs in col.shard_sets:
                         try:
                             await rs.probe()
+                        except asyncio.CancelledError:
+                            if being_cancelled():  # the coordinator stops
+                                raise
+                            # cancelled under the probe (a collection dropped meanwhile):
+                            # not the end of health checks
+                            log.info("health probe of %s cancelled", col.spec.name)
                         except Exception:
                             log.exception("health probe of %s failed", col.spec.name)
 

@@ -1,7 +1,7 @@
 """CoordinatorRuntime and CollectionRuntime over in-process replicas (no Ray): ids land on the
 shard coordinator.routing names, an exact search merges into exactly the brute-force top k,
-concurrent upserts share group writes and every caller's rows land, and the registry's seq
-reservations survive a restart."""
+concurrent upserts share group writes and every caller's rows land, the registry's seq
+reservations survive a restart, and health checks go on after a probe cancelled under them."""
 
 from __future__ import annotations
 
@@ -264,6 +264,35 @@ def test_search_with_vectors_while_rows_are_deleted_and_reinserted(tmp_path: Pat
             stop.set()
             await writer
         assert answers == 60
+        await rt.shutdown()
+
+    asyncio.run(main())
+
+
+def test_health_checks_go_on_after_a_probe_is_cancelled_under_them(tmp_path: Path) -> None:
+    """A probe's call cancelled under it (a collection dropped meanwhile closes its replicas'
+    channels, which grpc.aio ends with CancelledError) once ended health checks for the
+    coordinator's life; stopping the runtime still stops them."""
+
+    async def main() -> None:
+        rt, _ = runtime(tmp_path)
+        col = await rt.create(CollectionSpec("c", IndexSettings(dim=DIM), shards=1))
+        rs = col.shard_sets[0]
+        real = rs.probe
+        probes: list[int] = []
+
+        async def probe(timeout: float = 2.0) -> None:
+            probes.append(1)
+            if len(probes) == 1:
+                raise asyncio.CancelledError  # as a gRPC call on a closed channel raises it
+            await real(timeout)
+
+        rs.probe = probe  # type: ignore[method-assign]
+        rt.start_health_checks(interval=0.01)
+        end = time.monotonic() + 30
+        while len(probes) < 3 and time.monotonic() < end:
+            await asyncio.sleep(0.01)
+        assert len(probes) >= 3
         await rt.shutdown()
 
     asyncio.run(main())

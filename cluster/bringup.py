@@ -54,35 +54,38 @@ def connect_ray(
     loopback_only()
 
     def bring_up() -> bool:
-        ray.init(
-            address="local",  # a new instance, even when `ray start` runs on this machine
-            namespace=NAMESPACE,
-            num_cpus=num_cpus,
-            include_dashboard=False,
-            _node_ip_address=LOCAL_IP,
-            _system_config=EMBEDDED_RAY_CONFIG,
-            **quiet,
-        )
+        try:
+            ray.init(
+                address="local",  # a new instance, even when `ray start` runs on this machine
+                namespace=NAMESPACE,
+                num_cpus=num_cpus,
+                include_dashboard=False,
+                _node_ip_address=LOCAL_IP,
+                _system_config=EMBEDDED_RAY_CONFIG,
+                **quiet,
+            )
+        except BaseException:
+            ray.shutdown()
+            raise
         return True
 
-    return _twice("the embedded Ray", bring_up, ray.shutdown)
+    return _twice("the embedded Ray", bring_up)
 
 
 T = TypeVar("T")
 
 
-def _twice(what: str, bring_up: Callable[[], T], shut_down: Callable[[], object]) -> T:
-    """`bring_up()`, and once more after `shut_down()` if it fails. Ray gives a starting
-    node's raylet a fixed 30 s (not a setting) to register with the GCS, which an overloaded
-    machine has run past, for an embedded `shardvec up` and a simulated cluster alike. A node
-    that failed so is not Ray's to shut down (its constructor raised), so the processes the
-    try started (GCS, raylet, reaper) are killed here."""
+def _twice(what: str, bring_up: Callable[[], T]) -> T:
+    """`bring_up()` (which shuts down what Ray knows of a try that fails), and once more if
+    it fails. Ray gives a starting node's raylet a fixed 30 s (not a setting) to register with
+    the GCS, which an overloaded machine has run past, for an embedded `shardvec up` and a
+    simulated cluster alike. A node that failed so is not Ray's to shut down (its constructor
+    raised), so the processes the try started (GCS, raylet, reaper) are killed here."""
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
     try:
         return bring_up()
     except Exception as exc:
-        shut_down()
         left = [p for p in me.children(recursive=True) if p.pid not in before]
         for p in left:
             with contextlib.suppress(psutil.Error):
@@ -113,23 +116,19 @@ def simulated_cluster(nodes: int, num_cpus: int = 1) -> Any:
     from ray.cluster_utils import Cluster
 
     head = {"num_cpus": num_cpus, "_system_config": EMBEDDED_RAY_CONFIG}
-    made: list[Any] = []
 
     def bring_up() -> Any:
-        made.clear()
-        made.append(Cluster(initialize_head=False))
-        c = made[0]
-        c.add_node(**head)
-        for _ in range(nodes - 1):
-            c.add_node(num_cpus=num_cpus)
-        c.wait_for_nodes()
+        c = Cluster(initialize_head=True, head_node_args=head)
+        try:
+            for _ in range(nodes - 1):
+                c.add_node(num_cpus=num_cpus)
+            c.wait_for_nodes()
+        except BaseException:
+            c.shutdown()
+            raise
         return c
 
-    def shut_down() -> None:
-        if made:
-            made[0].shutdown()
-
-    return _twice(f"a simulated cluster of {nodes} nodes", bring_up, shut_down)
+    return _twice(f"a simulated cluster of {nodes} nodes", bring_up)
 
 
 class ShardvecCluster:

@@ -8,7 +8,7 @@ holds by kind, empty and loaded: PSS and anonymous memory, glibc's heap in use a
 the objects the cyclic GC tracks, SQLite's page cache; then the same after malloc_trim(0),
 and after a few searches (timed: batch QPS, single and filtered single p50). Twice in one
 run: replicas on glibc's dynamic mmap threshold (SHARDVEC_MMAP_THRESHOLD=0), then on the
-fixed one they start with (shard/heap.py). With PYTHONTRACEMALLOC set, the replica also
+fixed one they start with (contract/heap.py). With PYTHONTRACEMALLOC set, the replica also
 reports its top allocation sites.
 
     python -m shardvec.bench.rowmem_replica [--n 250000] [--shards 1] [--out PATH]
@@ -28,7 +28,7 @@ import numpy as np
 
 from shardvec.bench.datasets import grow_rows
 from shardvec.bench.rows import real_rows
-from shardvec.shard.heap import THRESHOLD_ENV
+from shardvec.contract.heap import THRESHOLD_ENV
 
 NAME = "rowmem"
 BUCKETS = 10
@@ -40,7 +40,7 @@ def _per_row(after: dict[str, Any], before: dict[str, Any], n: int) -> dict[str,
 
 def one(args: argparse.Namespace, base: np.ndarray, threshold: str) -> dict[str, Any]:
     """One embedded cluster whose replicas start with SHARDVEC_MMAP_THRESHOLD=`threshold`
-    ("" for the default: fixed at shard/heap.py MMAP_THRESHOLD; "0": glibc's dynamic rule),
+    ("" for the default: fixed at contract/heap.py MMAP_THRESHOLD; "0": glibc's dynamic rule),
     loaded with `base`; what replica 0 of shard 0 holds, idle, loaded, trimmed, searched."""
     import ray
 

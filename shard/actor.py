@@ -16,6 +16,7 @@ import grpc
 
 from shardvec.contract.convert_shard import changes_from_proto
 from shardvec.contract.errors import DataLoss, ShardvecError
+from shardvec.contract.heap import fix_mmap_threshold
 from shardvec.contract.limits import (
     DEFAULT_BUILD_THREADS,
     DEFAULT_CHECKPOINT_ROWS,
@@ -29,7 +30,6 @@ from shardvec.contract.private_files import private_dir, restrict_umask
 from shardvec.contract.settings import IndexSettings
 from shardvec.shard import process_memory
 from shardvec.shard.engine import ShardEngine
-from shardvec.shard.heap import fix_mmap_threshold
 from shardvec.shard.local import catch_up_step
 from shardvec.shard.node_lock import default_lock_path
 from shardvec.shard.process_memory import report
@@ -67,7 +67,7 @@ class ShardReplica:
         sweep_rows_per_s: int = DEFAULT_SWEEP_ROWS_PER_S,
     ) -> None:
         restrict_umask()  # everything this replica's process writes is private (0600/0700)
-        fix_mmap_threshold()  # the process is this replica's: keep its heap small (shard/heap.py)
+        fix_mmap_threshold()  # a server process: keep its heap small (contract/heap.py)
         self.node_id = _node_id()
         self.token = token
         self.directory = Path(directory)

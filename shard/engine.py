@@ -44,6 +44,7 @@ from shardvec.contract.filters import (
     Filter,
 )
 from shardvec.contract.groups import GroupResult, ShardGroupSearch
+from shardvec.contract.heap import HeapTrim
 from shardvec.contract.limits import (
     DEFAULT_BUILD_THREADS,
     DEFAULT_CHECKPOINT_ROWS,
@@ -70,7 +71,6 @@ from shardvec.shard import catchup, facets, groups, keyword_search, reads, stagi
 from shardvec.shard.bm25 import PostingCache, QueryTokenizer
 from shardvec.shard.checkpoint import write_checkpoint
 from shardvec.shard.columns import MetadataColumns
-from shardvec.shard.heap import HeapTrim
 from shardvec.shard.index import HnswIndex
 from shardvec.shard.planner import PlannerSettings, SearchPlanner
 from shardvec.shard.recovery import recover
@@ -124,7 +124,7 @@ class ShardEngine:
         self._sizes_at = 0.0
         self._columns = MetadataColumns()
         self._dirty = 0
-        self._heap = HeapTrim()  # freed heap memory back to the system (shard/heap.py)
+        self._heap = HeapTrim()  # freed heap memory back to the system (contract/heap.py)
         self._checkpoint_seq = 0
         self._last_checkpoint_unix: float | None = None
         self._closed = False

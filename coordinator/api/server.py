@@ -17,6 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from shardvec.contract.heap import fix_mmap_threshold
 from shardvec.coordinator.api.interceptors import GuardInterceptor
 from shardvec.coordinator.api.service import WRITE_METHODS
 from shardvec.coordinator.config import CoordinatorSettings
@@ -29,7 +30,12 @@ SERVICE_NAME = "shardvec.v1.VectorSearch"
 class LoopServer:
     """A server on its own thread running an asyncio loop (the coordinator, each front):
     `_begin` runs the subclass's `_start()` there and returns the address it serves on (or
-    re-raises its failure); `_run` runs a coroutine there from a Ray actor method's thread."""
+    re-raises its failure); `_run` runs a coroutine there from a Ray actor method's thread.
+
+    The process is then a server's: `_begin` fixes glibc's mmap threshold
+    (proto/shardvec/contract/heap.py), as a replica does, so the batches it decodes leave no
+    free heap behind (loading 200k rows x 384 through a coordinator: +77 MB of PSS on glibc's
+    dynamic rule, +5 MB fixed)."""
 
     _loop: asyncio.AbstractEventLoop
 
@@ -37,6 +43,7 @@ class LoopServer:
         raise NotImplementedError
 
     def _begin(self, name: str) -> str:
+        fix_mmap_threshold()
         self._loop = asyncio.new_event_loop()
         self._ready: concurrent.futures.Future[str] = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)

@@ -11,8 +11,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from shardvec.contract.heap import THRESHOLD_ENV
 from shardvec.shard import process_memory
-from shardvec.shard.heap import THRESHOLD_ENV
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc and glibc")
 
@@ -52,8 +52,9 @@ def test_tracemalloc_sites_when_tracing() -> None:
 
 FRAGMENT = """
 import ctypes, json
-from shardvec.shard import heap, process_memory
-fixed = heap.fix_mmap_threshold()
+from shardvec.contract import heap
+from shardvec.shard import process_memory
+fixed = {FIX}
 first = ctypes.create_string_buffer(4 << 20)  # a batch's temporary: its own mapping ...
 del first  # ... freed: glibc's dynamic rule raises the threshold to 4 MiB
 before = process_memory.heap()
@@ -64,9 +65,21 @@ print(json.dumps({"fixed": fixed, "mapped": after["mmapped"] - before["mmapped"]
 """
 
 
-def _second_temporary(threshold: str) -> dict[str, int]:
+SERVER = """
+from shardvec.coordinator.api.server import LoopServer
+
+class Idle(LoopServer):
+    async def _start(self):
+        self._ready.set_result("idle")
+
+Idle()._begin("idle")
+"""
+
+
+def _second_temporary(threshold: str, fix: str = "heap.fix_mmap_threshold()") -> dict[str, int]:
     env = {**os.environ, THRESHOLD_ENV: threshold}
-    out = subprocess.run([sys.executable, "-c", FRAGMENT], env=env, capture_output=True,
+    code = FRAGMENT.replace("{FIX}", fix)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=60, check=True)  # fmt: skip
     got: dict[str, int] = json.loads(out.stdout)
     return got
@@ -75,9 +88,17 @@ def _second_temporary(threshold: str) -> dict[str, int]:
 def test_a_fixed_mmap_threshold_keeps_batch_temporaries_out_of_the_heap() -> None:
     """glibc raises its mmap threshold once a large block is freed, so the next batch's
     temporaries come from the heap (where blocks that stay, allocated meanwhile, keep their
-    pages from going back); a replica keeps it fixed (shard/heap.py), so each gets its own
+    pages from going back); a replica keeps it fixed (contract/heap.py), so each gets its own
     mapping, given back when freed."""
     dynamic, fixed = _second_temporary("0"), _second_temporary("")
     assert not dynamic["fixed"] and fixed["fixed"]
     assert dynamic["mapped"] == 0 and dynamic["heap"] >= 4 << 20, dynamic
     assert fixed["mapped"] >= 4 << 20 and fixed["heap"] < 1 << 20, fixed  # a few small blocks
+
+
+def test_a_coordinator_or_front_process_fixes_the_threshold_when_it_starts_serving() -> None:
+    """The coordinator and each front decode write batches as a replica does: their server
+    (LoopServer) fixes the threshold when it starts (proto/shardvec/contract/heap.py)."""
+    started = "exec(" + repr(SERVER) + ") or True"
+    served = _second_temporary("", fix=started)
+    assert served["mapped"] >= 4 << 20 and served["heap"] < 1 << 20, served

@@ -46,6 +46,7 @@ from shardvec.contract.filters import (
 from shardvec.contract.groups import GroupResult, ShardGroupSearch
 from shardvec.contract.heap import HeapTrim
 from shardvec.contract.limits import (
+    CHECKPOINT_SHARE,
     DEFAULT_BUILD_THREADS,
     DEFAULT_CHECKPOINT_ROWS,
     DEFAULT_SEARCH_THREADS,
@@ -169,7 +170,7 @@ class ShardEngine:
         self._index, self._dirty = got.index, got.dirty
         self._checkpoint_seq, self._last_checkpoint_unix = got.checkpoint_seq, got.checkpoint_unix
         stale_files = any((self.directory / f).exists() for f in (INDEX_FILE, MANIFEST_FILE))
-        if (got.rebuilt and (self._dirty or stale_files)) or self._dirty >= self._checkpoint_rows:
+        if (got.rebuilt and (self._dirty or stale_files)) or self._checkpoint_due():
             try:
                 self._checkpoint_locked()
             except OSError as exc:
@@ -258,11 +259,17 @@ class ShardEngine:
             log.error("%s: %s", self.directory, self._broken)
             raise
         self._heap.wrote(len(up_ids) + len(plan.del_slots) + n_updated)
-        if self._dirty >= self._checkpoint_rows:
+        if self._checkpoint_due():
             try:
                 self._checkpoint_locked()
             except OSError as exc:
                 log.warning("%s: automatic checkpoint failed: %s", self.directory, exc)
+
+    def _checkpoint_due(self) -> bool:
+        """Enough rows changed since the last checkpoint: `checkpoint_rows`, or a tenth of the
+        index's labels once that is more (contract/limits.py CHECKPOINT_SHARE)."""
+        share = int(CHECKPOINT_SHARE * self._index.element_count)
+        return self._dirty >= max(self._checkpoint_rows, share)
 
     # --------------------------------------------------------------------------- writes
 

@@ -461,6 +461,35 @@ def test_reopen_without_close_keeps_rows(tmp_path: Path) -> None:
         e.close()
 
 
+def test_a_large_index_checkpoints_at_a_tenth_of_its_labels(tmp_path: Path) -> None:
+    """Each checkpoint writes the whole index, so past ten times `checkpoint_rows` labels a
+    replica checkpoints when a tenth of them changed (contract/limits.py CHECKPOINT_SHARE):
+    the bytes written per row changed stay bounded as it grows, and a restart after a crash
+    replays at most that tenth."""
+    x = _data(31, 1900)
+    e = ShardEngine(tmp_path, _settings(), build_threads=2, checkpoint_rows=100)
+    taken = []
+    for b in range(19):  # 100 rows a batch, seq b + 1
+        before = e.info()["checkpoint_seq"]
+        _fill(e, x[b * 100 : (b + 1) * 100], seq0=b + 1, batch=100, start=b * 100)
+        if e.info()["checkpoint_seq"] != before:
+            taken.append(b + 1)
+    # Up to 1,000 labels every 100 rows; then at 1,200 (120 due), 1,400, 1,600, 1,800.
+    assert taken == [*range(1, 11), 12, 14, 16, 18]
+    assert e.info()["dirty_rows"] == 100  # 1,900 labels: 190 due
+    del e  # no close(): no checkpoint, like a crash
+    gc.collect()
+    e = ShardEngine(tmp_path, _settings(), build_threads=2, checkpoint_rows=100)
+    try:
+        info = e.info()
+        assert info["checkpoint_seq"] == 18 and info["dirty_rows"] == 100  # replayed, under 190
+        assert e.count() == 1900
+        np.testing.assert_array_equal(e.search(x[1850:1860], 1, exact=True).ids[:, 0],
+                                      [str(i) for i in range(1850, 1860)])  # fmt: skip
+    finally:
+        e.close()
+
+
 def test_killed_process_keeps_acknowledged_rows(tmp_path: Path) -> None:
     script = f"""
 import os, sys, numpy as np

@@ -24,7 +24,8 @@ version or shard count changed (a reshard), or its target changed. A due tune wa
 rows have been still for `quiet_s` (10 s; a load has finished), at most `max_wait_s` (300 s),
 so it measures the data the load leaves on an idle cluster; a tune the data outruns (rows
 moved by more than 0.5 % during it, or 10 % for one a never-ending load forced) or a reshard
-switches under is abandoned and started afresh. The breadth is set on the collection
+switches under is abandoned and started afresh (one the load outran is forced again only
+`max_wait_s` later, while the rows keep moving). The breadth is set on the collection
 (`CollectionReads.tuned`) and pushed to the query fronts through the layout-change hook;
 below `min_rows` a collection goes back to the static rule.
 
@@ -274,6 +275,13 @@ class RecallTuner:
                 self._provisional.add(name)
             # a provisional breadth is tuned again here; after a restart, none is kept
             await self._keep(name, None if name in self._provisional else tuned)
+        elif wait and not quiet:
+            # A forced tune the load outran: while the load goes on, the next is forced
+            # max_wait_s from now, not at the next round. Tried again at once, a tune outrun
+            # every time took the tuner's whole share for as long as the load ran (18 % of a
+            # replica's CPU during a 1M load, its exact passes taken again and again over
+            # moving rows). Once the rows are still, the wait does not apply.
+            self._due_since[name] = time.monotonic()
         return tuned
 
     async def _keep(self, name: str, tuned: TunedBreadth | None) -> None:

@@ -416,6 +416,53 @@ def test_rows_written_during_a_tune_are_in_its_exact_answers(tmp_path: Path) -> 
     asyncio.run(main())
 
 
+def test_a_forced_tune_the_load_outruns_is_tried_again_only_after_max_wait(tmp_path: Path
+                                                                          ) -> None:  # fmt: skip
+    """A load that outruns a forced tune (its rows move by more than retune_change during it)
+    does not get another at the next round: the next forced tune waits max_wait_s again, so
+    a long load does not pay for tune after abandoned tune. Still rows are tuned at once."""
+
+    async def main() -> None:
+        rt = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
+        col = await rt.create(CollectionSpec("c", INDEX, shards=2))
+
+        async def changed(name: str) -> None:
+            pass
+
+        settings = dataclasses.replace(FAST, quiet_s=3600.0, max_wait_s=60.0)
+        tuner = RecallTuner(lambda: {"c": col}, changed, settings)
+        tuner._due_since["c"] = time.monotonic() - 120  # due, the load running for 2 minutes
+        rng = np.random.default_rng(5)
+        await _load(col, 0, _points(rng, 3000))
+        writes = iter([_points(rng, 1000)])  # +33 %: more than retune_change (10 %)
+
+        async def load_more() -> None:
+            batch = next(writes, None)
+            if batch is not None:
+                await _load(col, 10_000, batch)
+
+        tuner._pause = load_more  # type: ignore[method-assign]
+        tunes: list[int] = []
+        real_tune = tuner.tune
+
+        async def counted(*args: object, **kw: object) -> TunedBreadth | None:
+            tunes.append(1)
+            return await real_tune(*args, **kw)  # type: ignore[arg-type]
+
+        tuner.tune = counted  # type: ignore[method-assign]
+        assert await tuner.check("c", col, wait=True) is None  # forced, then outrun
+        assert len(tunes) == 1 and col.tuned is None
+        await _load(col, 20_000, _points(rng, 100))  # the load goes on
+        assert await tuner.check("c", col, wait=True) is None  # waits max_wait_s again
+        assert len(tunes) == 1
+        tuner.settings = dataclasses.replace(settings, quiet_s=0.0)
+        tuned = await tuner.check("c", col, wait=True)  # still rows: at once
+        assert tuned is not None and tuned.rows == 4100 and len(tunes) == 2
+        await rt.shutdown()
+
+    asyncio.run(main())
+
+
 def test_a_forced_tune_gives_way_when_the_load_ends(tmp_path: Path) -> None:
     """A tune forced by a load that outlasted max_wait_s is abandoned once its steps see the
     rows still for quiet_s (the load ended), and the next round tunes the still rows at once,

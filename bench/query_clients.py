@@ -144,7 +144,9 @@ def single_queries(
     max_calls: int | None = None,
 ) -> dict[str, Latency]:
     """One client, one query per call, the modes alternating call by call (so both see the
-    same machine) for `seconds` in all (or `max_calls` calls per mode)."""
+    same machine) for `seconds` in all (or `max_calls` calls per mode), and at least one call
+    per mode however long the first ones take (a smoke run of 0.25 s on a slow machine once
+    ended after one call, leaving the other mode unmeasured)."""
     lat: dict[str, list[float]] = {m: [] for m in modes}
     found: dict[str, dict[int, list[str]]] = {m: {} for m in modes}
     errors = dict.fromkeys(modes, 0)
@@ -154,7 +156,9 @@ def single_queries(
     start = time.perf_counter()
     stop = start + seconds
     i = 0
-    while time.perf_counter() < stop and (max_calls is None or i < max_calls * len(modes)):
+    while (time.perf_counter() < stop or i < len(modes)) and (
+        max_calls is None or i < max_calls * len(modes)
+    ):
         m = modes[i % len(modes)]
         j = (i // len(modes)) % len(queries)
         t0 = time.perf_counter()

@@ -17,6 +17,8 @@ import gc
 import tracemalloc
 from typing import Any
 
+from shardvec.contract.heap import libc_function, malloc_trim
+
 ROLLUP_FIELDS = ("Rss", "Pss", "Pss_Anon", "Pss_File", "Anonymous", "Private_Dirty")
 
 
@@ -26,13 +28,6 @@ class _MallInfo2(ctypes.Structure):
         for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
                      "uordblks", "fordblks", "keepcost")
     ]  # fmt: skip
-
-
-def _libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    except OSError:
-        return None
 
 
 def smaps_rollup() -> dict[str, int]:
@@ -52,11 +47,9 @@ def smaps_rollup() -> dict[str, int]:
 def heap() -> dict[str, int]:
     """glibc's heap over all its arenas: `arena` bytes taken from the system by sbrk and
     arena mmaps, `in_use` and `free` of them, `mmapped` blocks of their own."""
-    libc = _libc()
-    fn = getattr(libc, "mallinfo2", None) if libc is not None else None
+    fn = libc_function("mallinfo2", [], _MallInfo2)
     if fn is None:
         return {}
-    fn.restype = _MallInfo2
     m = fn()
     return {
         "arena": m.arena, "in_use": m.uordblks, "free": m.fordblks,
@@ -66,12 +59,7 @@ def heap() -> dict[str, int]:
 
 def trim() -> bool:
     """glibc's malloc_trim(0): free pages of every arena back to the system."""
-    libc = _libc()
-    fn = getattr(libc, "malloc_trim", None) if libc is not None else None
-    if fn is None:
-        return False
-    fn.argtypes = [ctypes.c_size_t]
-    return bool(fn(0))
+    return malloc_trim()
 
 
 def gc_objects(top: int = 12) -> dict[str, int]:

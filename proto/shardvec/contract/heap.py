@@ -35,7 +35,7 @@ import ctypes
 import ctypes.util
 import logging
 import os
-from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -45,20 +45,26 @@ M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
 THRESHOLD_ENV = "SHARDVEC_MMAP_THRESHOLD"  # bytes; 0 leaves glibc's dynamic rule (benchmarks)
 
 
-def _malloc_trim() -> Callable[[int], int] | None:
+def libc_function(name: str, argtypes: list[Any], restype: Any = ctypes.c_int) -> Any:
+    """The C library's function `name` with its signature set, or None where there is no
+    such function (a C library other than glibc)."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:
         return None
-    trim = getattr(libc, "malloc_trim", None)
-    if trim is None:
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return trim  # type: ignore[no-any-return]
+    fn = getattr(libc, name, None)
+    if fn is not None:
+        fn.argtypes, fn.restype = argtypes, restype
+    return fn
 
 
-_TRIM = _malloc_trim()
+_TRIM = libc_function("malloc_trim", [ctypes.c_size_t])
+
+
+def malloc_trim() -> bool:
+    """glibc's malloc_trim(0): free pages of every arena back to the system; whether any
+    were (False where there is no malloc_trim)."""
+    return _TRIM is not None and bool(_TRIM(0))
 
 
 def fix_mmap_threshold(threshold: int | None = None) -> bool:
@@ -70,15 +76,9 @@ def fix_mmap_threshold(threshold: int | None = None) -> bool:
         threshold = int(raw) if raw.strip().isdigit() else MMAP_THRESHOLD
     if threshold <= 0:
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    except OSError:
-        return False
-    mallopt = getattr(libc, "mallopt", None)
+    mallopt = libc_function("mallopt", [ctypes.c_int, ctypes.c_int])
     if mallopt is None:
         return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
     done = bool(mallopt(M_MMAP_THRESHOLD, threshold))
     log.debug("mmap threshold fixed at %d bytes: %s", threshold, done)
     return done
@@ -98,5 +98,4 @@ class HeapTrim:
 
     def trim(self) -> None:
         self._pending = 0
-        if _TRIM is not None:
-            _TRIM(0)
+        malloc_trim()

@@ -54,7 +54,7 @@ FRAGMENT = """
 import ctypes, json
 from shardvec.contract import heap
 from shardvec.shard import process_memory
-fixed = {FIX}
+{SETUP}
 first = ctypes.create_string_buffer(4 << 20)  # a batch's temporary: its own mapping ...
 del first  # ... freed: glibc's dynamic rule raises the threshold to 4 MiB
 before = process_memory.heap()
@@ -73,12 +73,14 @@ class Idle(LoopServer):
         self._ready.set_result("idle")
 
 Idle()._begin("idle")
+fixed = True
 """
 
 
-def _second_temporary(threshold: str, fix: str = "heap.fix_mmap_threshold()") -> dict[str, int]:
+def _second_temporary(threshold: str, setup: str = "fixed = heap.fix_mmap_threshold()"
+                      ) -> dict[str, int]:  # fmt: skip
     env = {**os.environ, THRESHOLD_ENV: threshold}
-    code = FRAGMENT.replace("{FIX}", fix)
+    code = FRAGMENT.replace("{SETUP}", setup)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=60, check=True)  # fmt: skip
     got: dict[str, int] = json.loads(out.stdout)
@@ -99,6 +101,5 @@ def test_a_fixed_mmap_threshold_keeps_batch_temporaries_out_of_the_heap() -> Non
 def test_a_coordinator_or_front_process_fixes_the_threshold_when_it_starts_serving() -> None:
     """The coordinator and each front decode write batches as a replica does: their server
     (LoopServer) fixes the threshold when it starts (proto/shardvec/contract/heap.py)."""
-    started = "exec(" + repr(SERVER) + ") or True"
-    served = _second_temporary("", fix=started)
+    served = _second_temporary("", setup=SERVER)
     assert served["mapped"] >= 4 << 20 and served["heap"] < 1 << 20, served

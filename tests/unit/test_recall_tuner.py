@@ -383,12 +383,9 @@ def test_rows_written_during_a_tune_are_in_its_exact_answers(tmp_path: Path) -> 
         rt = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
         col = await rt.create(CollectionSpec("c", INDEX, shards=2))
 
-        async def changed(name: str) -> None:
-            pass
-
         # (rows may double during the tune without abandoning it)
         settings = dataclasses.replace(FAST, quiet_s=3600.0, max_wait_s=0.0, retune_change=1.5)
-        tuner = RecallTuner(lambda: {"c": col}, changed, settings)
+        tuner = RecallTuner(lambda: {"c": col}, _nothing, settings)
         rng = np.random.default_rng(3)
         base = _points(rng, 3000)
         await _load(col, 0, base)
@@ -426,11 +423,8 @@ def test_a_forced_tune_the_load_outruns_is_tried_again_only_after_max_wait(tmp_p
         rt = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
         col = await rt.create(CollectionSpec("c", INDEX, shards=2))
 
-        async def changed(name: str) -> None:
-            pass
-
         settings = dataclasses.replace(FAST, quiet_s=3600.0, max_wait_s=60.0)
-        tuner = RecallTuner(lambda: {"c": col}, changed, settings)
+        tuner = RecallTuner(lambda: {"c": col}, _nothing, settings)
         tuner._due_since["c"] = time.monotonic() - 120  # due, the load running for 2 minutes
         rng = np.random.default_rng(5)
         await _load(col, 0, _points(rng, 3000))
@@ -472,11 +466,8 @@ def test_a_forced_tune_gives_way_when_the_load_ends(tmp_path: Path) -> None:
         rt = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
         col = await rt.create(CollectionSpec("c", INDEX, shards=2))
 
-        async def changed(name: str) -> None:
-            pass
-
         settings = dataclasses.replace(FAST, quiet_s=1.0, max_wait_s=0.0)
-        tuner = RecallTuner(lambda: {"c": col}, changed, settings)
+        tuner = RecallTuner(lambda: {"c": col}, _nothing, settings)
         await _load(col, 0, _points(np.random.default_rng(4), 3000))
         tuner._last_rows["c"] = 0  # the last round saw the load running: rows moved just now
 
@@ -506,12 +497,9 @@ def test_live_queries_harder_than_the_probes_widen_the_breadth(tmp_path: Path) -
         rt = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))
         col = await rt.create(CollectionSpec("c", INDEX, shards=2))
 
-        async def changed(name: str) -> None:
-            pass
-
         rng = np.random.default_rng(11)
         await _load(col, 0, _points(rng, 6000))
-        probes_only = await RecallTuner(lambda: {"c": col}, changed, FAST).check("c", col)
+        probes_only = await RecallTuner(lambda: {"c": col}, _nothing, FAST).check("c", col)
         assert probes_only is not None
         # Queries far from every row (no cluster near them): HNSW needs more breadth.
         far = (rng.standard_normal((64, DIM)) * 3).astype(np.float32)
@@ -521,7 +509,7 @@ def test_live_queries_harder_than_the_probes_widen_the_breadth(tmp_path: Path) -
         assert col.recent.snapshot().shape[0] >= 8
         col.tuned = None
         with_live = await RecallTuner(
-            lambda: {"c": col}, changed, dataclasses.replace(FAST, live=64)
+            lambda: {"c": col}, _nothing, dataclasses.replace(FAST, live=64)
         ).check("c", col)
         assert with_live is not None and with_live.ef > probes_only.ef, (probes_only, with_live)
         exact = await col.search(far, SearchParams(k=10, exact=True), deadline)

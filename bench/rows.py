@@ -9,6 +9,11 @@ of the real queries and computes their exact top-10 in NumPy, over every row and
     collection defaults; batches of `--batch`; as many threads as the cluster's replicas
     build with, `--shards` x DEFAULT_BUILD_THREADS): rows/s, the PSS it grew by per element,
     index_file_size() per element;
+  - partitioned hnswlib, the cluster's insert work alone: the same rows split into
+    `--shards` parts (every `--shards`-th row), each built by its own process with
+    DEFAULT_BUILD_THREADS, all parts at once: rows/s over the slowest part, CPU of all parts.
+    A sharded cluster can reach this rate at best; raw hnswlib's one index builds slower, so
+    the two references bracket what the cluster's durable write, Ray and gRPC cost;
   - a `shardvec up` server (its own embedded Ray) gets a `--shards` x 1 collection, loaded by
     one client in batches of `--batch` (durable: every write fsync'd): rows/s;
   - the recall tuner: how long after the load the cluster set the default breadth (waiting
@@ -207,6 +212,8 @@ def raw_child(spec: dict[str, Any]) -> dict[str, Any]:
 
     real, _, _ = real_rows(Path(spec["data"]) if spec["data"] else None, 0)
     base = grow_rows(real, spec["n"])
+    if spec.get("parts", 1) > 1:  # one part of a partitioned build (run_partitioned)
+        base = np.ascontiguousarray(base[spec["part"] :: spec["parts"]])
     del real
     gc.collect()
     settings = IndexSettings(dim=base.shape[1])
@@ -235,15 +242,43 @@ def raw_child(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _child(spec: dict[str, Any]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "shardvec.bench.rows", "--raw-child", json.dumps(spec)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _child_result(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"raw hnswlib build failed: {err[-3000:]}")
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
 def run_raw(data: Path | None, n: int, batch: int, threads: int) -> dict[str, Any]:
     spec = {"data": str(data) if data else "", "n": n, "batch": batch, "threads": threads}
-    proc = subprocess.run(
-        [sys.executable, "-m", "shardvec.bench.rows", "--raw-child", json.dumps(spec)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if proc.returncode != 0:
-        raise RuntimeError(f"raw hnswlib build failed: {proc.stderr[-3000:]}")
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return _child_result(_child(spec))
+
+
+def run_partitioned(data: Path | None, n: int, batch: int, parts: int) -> dict[str, Any]:
+    """The same rows in `parts` parts, each built by its own process with
+    DEFAULT_BUILD_THREADS (a replica's batch is `batch / parts` rows), all at once: rows/s
+    over the slowest part, CPU seconds of all parts."""
+    spec = {"data": str(data) if data else "", "n": n, "batch": max(1, batch // parts),
+            "threads": DEFAULT_BUILD_THREADS, "parts": parts}  # fmt: skip
+    procs = [_child({**spec, "part": i}) for i in range(parts)]
+    got = [_child_result(p) for p in procs]
+    seconds = max(g["seconds"] for g in got)
+    cpu_s = sum(g["cpu_s"] for g in got)
+    return {
+        "parts": parts,
+        "threads_per_part": DEFAULT_BUILD_THREADS,
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(n / seconds, 1),
+        "cpu_s": round(cpu_s, 1),
+        "cores_busy": round(cpu_s / (seconds * (os.cpu_count() or 1)), 3),
+    }
 
 
 # ------------------------------------------------------------------------------ cluster
@@ -506,6 +541,10 @@ def run(args: argparse.Namespace, log: Log = _log) -> dict[str, Any]:
         f"PSS, index_file_size {raw['index_file_bytes_per_row']:,.0f} B/row"
     )
 
+    log(f"partitioned hnswlib: {args.shards} parts, one process each, all at once")
+    parted = run_partitioned(args.data, args.n, args.batch, args.shards)
+    log(f"partitioned hnswlib: {parted['rows_per_s']:,.0f} rows/s, {parted['cpu_s']:,.0f} CPU s")
+
     with tempfile.TemporaryDirectory(prefix="shardvec-rows-") as tmp:
         cluster = measure_cluster(args, base, queries, gt, Path(tmp), log)
     result: dict[str, Any] = {
@@ -514,10 +553,12 @@ def run(args: argparse.Namespace, log: Log = _log) -> dict[str, Any]:
         "generator": {"seed": GROW_SEED, "weights": list(GROW_WEIGHTS), "function":
                       "shardvec.bench.datasets.grow_rows"},
         "filter_fraction": round(len(passing) / len(base), 4),
-        "cpus": os.cpu_count(), "raw_hnswlib": raw, **cluster,
+        "cpus": os.cpu_count(), "raw_hnswlib": raw, "partitioned_hnswlib": parted, **cluster,
     }  # fmt: skip
     result["ratios"] = {
         "ingest_vs_raw": round(cluster["ingest"]["rows_per_s"] / raw["rows_per_s"], 3),
+        "ingest_vs_partitioned": round(cluster["ingest"]["rows_per_s"]
+                                       / parted["rows_per_s"], 3),
         "memory_vs_raw_pss": round(cluster["memory"]["pss_bytes_per_row"]
                                    / raw["pss_bytes_per_row"], 3),
         "memory_vs_raw_index_file": round(cluster["memory"]["pss_bytes_per_row"]
@@ -534,18 +575,22 @@ def _cpu_of(r: dict[str, Any], role: str) -> float:
 
 
 def table(r: dict[str, Any]) -> str:
-    s, raw, t = r["search"], r["raw_hnswlib"], r["tuning"]
+    s, raw, t, part = r["search"], r["raw_hnswlib"], r["tuning"], r["partitioned_hnswlib"]
     rows: list[tuple[str, object]] = [
         ("rows x dim (real rows)", f"{r['n']:,} x {r['dim']} ({r['real_rows']:,})"),
         ("durable ingest rows/s", f"{r['ingest']['rows_per_s']:,.0f}"),
         (f"raw hnswlib build rows/s ({raw['threads']} threads)", f"{raw['rows_per_s']:,.0f}"),
         ("  ingest / raw", r["ratios"]["ingest_vs_raw"]),
-        ("load CPU s: cluster (replicas, coordinator, client) / raw",
+        (f"partitioned hnswlib rows/s ({part['parts']} processes at once)",
+         f"{part['rows_per_s']:,.0f}"),
+        ("  ingest / partitioned", r["ratios"]["ingest_vs_partitioned"]),
+        ("load CPU s: cluster (replicas, coordinator, client) / raw / partitioned",
          f"{r['ingest']['cpu_s']:,.0f} ({_cpu_of(r, 'ray::ShardReplica'):,.0f}, "
          f"{_cpu_of(r, 'ray::Coordinator'):,.0f}, {r['ingest']['client_cpu_s']:,.0f}) / "
-         f"{raw['cpu_s']:,.0f}"),
-        ("  cores busy: cluster / raw",
-         f"{r['ingest']['cores_busy']:.0%} / {raw['cores_busy']:.0%}"),
+         f"{raw['cpu_s']:,.0f} / {part['cpu_s']:,.0f}"),
+        ("  cores busy: cluster / raw / partitioned",
+         f"{r['ingest']['cores_busy']:.0%} / {raw['cores_busy']:.0%} / "
+         f"{part['cores_busy']:.0%}"),
         ("recall tuner: s after load / per-shard ef / estimate",
          f"{t['seconds_after_load']} / {t['search_ef']} / {t['recall_estimate']}"
          if t["tuned"] else f"not tuned in {t['waited_s']} s"),

@@ -44,6 +44,10 @@ def test_bench_rows_smoke(tmp_path: Path) -> None:
     # hnswlib at M=16: 4 * 384 B of vector + 2 * 16 * 4 B of links + its overhead per element
     assert 4 * 384 + 128 <= raw["index_file_bytes_per_row"] < 2 * 4 * 384
     assert raw["pss_bytes_per_row"] > 4 * 384
+    # the cluster's insert work alone: one process a shard, all at once
+    part = r["partitioned_hnswlib"]
+    assert part["parts"] == 4 and part["threads_per_part"] == 1
+    assert part["rows_per_s"] > 0 and part["cpu_s"] > 0 and 0 < part["cores_busy"] <= 1.05
 
     assert r["ingest"]["rows_per_s"] > 0 and r["ingest"]["seconds"] > 0
     # where the load's CPU went: the replicas did most of it; the raw build's own CPU beside it
@@ -60,7 +64,8 @@ def test_bench_rows_smoke(tmp_path: Path) -> None:
     assert by_process["ray::ShardReplica"] > 4 * 384  # the replicas hold the rows
     assert sum(by_process.values()) == pytest.approx(mem["pss_bytes_per_row"], abs=1)
     assert r["disk"]["bytes_per_row"] > 4 * 384
-    assert set(r["ratios"]) == {"ingest_vs_raw", "memory_vs_raw_pss", "memory_vs_raw_index_file"}
+    assert set(r["ratios"]) == {"ingest_vs_raw", "ingest_vs_partitioned", "memory_vs_raw_pss",
+                              "memory_vs_raw_index_file"}
     assert all(v > 0 for v in r["ratios"].values())
 
     t = r["tuning"]

@@ -69,6 +69,7 @@ from shardvec.contract.settings import IndexSettings
 K = 10
 EF_LADDER = (32, 64, 96, 128, 192)
 BUCKETS = 10  # row i has metadata {"bucket": i % BUCKETS}
+REPLICA = "ray::ShardReplica"  # the replicas' role in tree_cpu and tree_pss
 FILTER = {"bucket": 3}  # 10 % of the rows
 NAME = "rows"
 BATCH_PASSES = 3
@@ -344,10 +345,20 @@ def measure_cluster(
             step = max(n // 10, args.batch)
             cpu0, client0 = tree_cpu(server.proc.pid), time.process_time()
             t0 = time.perf_counter()
+            steps, last_cpu, last_t = [], cpu0, t0
             for s in range(0, n, step):
                 e = min(s + step, n)
                 col.upsert(ids[s:e], base[s:e], metas[s:e], batch_size=args.batch)
-                log(f"  {e:,} rows, {e / (time.perf_counter() - t0):,.0f} rows/s")
+                # each tenth of the load: its rate and the replicas' CPU a row, which show
+                # how the cost of a row grows with the rows held
+                now_cpu, now = tree_cpu(server.proc.pid), time.perf_counter()
+                rep_s = now_cpu.get(REPLICA, 0.0) - last_cpu.get(REPLICA, 0.0)
+                steps.append({"rows": e, "rows_per_s": round((e - s) / (now - last_t), 1),
+                              "replica_cpu_ms_per_row": round(1e3 * rep_s / (e - s), 3)})
+                last_cpu, last_t = now_cpu, now
+                log(f"  {e:,} rows, {e / (now - t0):,.0f} rows/s; this step "
+                    f"{steps[-1]['rows_per_s']:,.0f} rows/s, replicas "
+                    f"{steps[-1]['replica_cpu_ms_per_row']} CPU ms a row")
             load_s = time.perf_counter() - t0
             load_end = time.time()
             cpu = cpu_profile(cpu0, tree_cpu(server.proc.pid), time.process_time() - client0,
@@ -358,7 +369,7 @@ def measure_cluster(
                 raise RuntimeError(f"count {count} after loading {n} rows")
             loaded, loaded_procs, loaded_roles = tree_pss(server.proc.pid)
             out["ingest"] = {"seconds": round(load_s, 2), "rows_per_s": round(n / load_s, 1),
-                             **cpu}  # fmt: skip
+                             **cpu, "steps": steps}  # fmt: skip
             log(
                 f"load CPU: {cpu['cpu_s']:,.0f} s ({cpu['cores_busy']:.0%} of the cores): "
                 + ", ".join(f"{k} {v:,.0f}" for k, v in cpu["cpu_s_by_process"].items())
@@ -585,7 +596,7 @@ def table(r: dict[str, Any]) -> str:
          f"{part['rows_per_s']:,.0f}"),
         ("  ingest / partitioned", r["ratios"]["ingest_vs_partitioned"]),
         ("load CPU s: cluster (replicas, coordinator, client) / raw / partitioned",
-         f"{r['ingest']['cpu_s']:,.0f} ({_cpu_of(r, 'ray::ShardReplica'):,.0f}, "
+         f"{r['ingest']['cpu_s']:,.0f} ({_cpu_of(r, REPLICA):,.0f}, "
          f"{_cpu_of(r, 'ray::Coordinator'):,.0f}, {r['ingest']['client_cpu_s']:,.0f}) / "
          f"{raw['cpu_s']:,.0f} / {part['cpu_s']:,.0f}"),
         ("  cores busy: cluster / raw / partitioned",

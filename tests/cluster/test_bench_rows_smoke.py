@@ -50,6 +50,9 @@ def test_bench_rows_smoke(tmp_path: Path) -> None:
     assert part["rows_per_s"] > 0 and part["cpu_s"] > 0 and 0 < part["cores_busy"] <= 1.05
 
     assert r["ingest"]["rows_per_s"] > 0 and r["ingest"]["seconds"] > 0
+    steps = r["ingest"]["steps"]  # each tenth of the load (here one batch, 5,000 rows)
+    assert [st["rows"] for st in steps][-1] == N
+    assert all(st["rows_per_s"] > 0 and st["replica_cpu_ms_per_row"] > 0 for st in steps)
     # where the load's CPU went: the replicas did most of it; the raw build's own CPU beside it
     cpu = r["ingest"]
     assert cpu["cpu_s_by_process"]["ray::ShardReplica"] > 0 and cpu["client_cpu_s"] >= 0

@@ -224,9 +224,15 @@ def raw_child(spec: dict[str, Any]) -> dict[str, Any]:
     index.init_index(max_elements=len(base), M=settings.m,
                      ef_construction=settings.ef_construction)  # fmt: skip
     labels = np.arange(len(base), dtype=np.int64)
+    # CPU at each tenth of the rows, as the cluster's load records it (its `steps`)
+    tenths, step_cpu, last = {len(base) * i // 10 for i in range(1, 11)}, [], cpu0
     for s in range(0, len(base), spec["batch"]):
         e = min(s + spec["batch"], len(base))
         index.add_items(base[s:e], labels[s:e], num_threads=spec["threads"])
+        if any(s < t <= e for t in tenths):
+            now = time.process_time()
+            step_cpu.append(now - last)
+            last = now
     seconds, cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
     grown = pss_bytes([os.getpid()], "Pss_Anon:") - before
     return {
@@ -240,6 +246,7 @@ def raw_child(spec: dict[str, Any]) -> dict[str, Any]:
         "pss_bytes": grown,
         "pss_bytes_per_row": grown / len(base),
         "index_file_bytes_per_row": index.index_file_size() / len(base),
+        "step_cpu_s": [round(c, 2) for c in step_cpu],
     }
 
 
@@ -272,6 +279,10 @@ def run_partitioned(data: Path | None, n: int, batch: int, parts: int) -> dict[s
     got = [_child_result(p) for p in procs]
     seconds = max(g["seconds"] for g in got)
     cpu_s = sum(g["cpu_s"] for g in got)
+    # each tenth of the rows (a tenth of every part): CPU ms a row, as the cluster's steps
+    tenth = n / 10
+    steps = [round(1e3 * sum(g["step_cpu_s"][i] for g in got) / tenth, 3)
+             for i in range(min(len(g["step_cpu_s"]) for g in got))]  # fmt: skip
     return {
         "parts": parts,
         "threads_per_part": DEFAULT_BUILD_THREADS,
@@ -279,6 +290,7 @@ def run_partitioned(data: Path | None, n: int, batch: int, parts: int) -> dict[s
         "rows_per_s": round(n / seconds, 1),
         "cpu_s": round(cpu_s, 1),
         "cores_busy": round(cpu_s / (seconds * (os.cpu_count() or 1)), 3),
+        "cpu_ms_per_row_by_step": steps,
     }
 
 
@@ -585,6 +597,17 @@ def _cpu_of(r: dict[str, Any], role: str) -> float:
     return float(r["ingest"]["cpu_s_by_process"].get(role, 0.0))
 
 
+def _step_ratios(r: dict[str, Any]) -> str:
+    """Per tenth of the load: the replicas' CPU a row over partitioned hnswlib's (a small
+    load may have fewer tenths in the partitioned build: its batches span several)."""
+    steps = r["ingest"].get("steps", [])
+    parted = r["partitioned_hnswlib"].get("cpu_ms_per_row_by_step", [])
+    n = min(len(steps), len(parted))
+    got = [st["replica_cpu_ms_per_row"] / ms for st, ms in zip(steps[:n], parted[:n],
+                                                              strict=True) if ms > 0]
+    return " ".join(f"{x:.2f}" for x in got) or "-"
+
+
 def table(r: dict[str, Any]) -> str:
     s, raw, t, part = r["search"], r["raw_hnswlib"], r["tuning"], r["partitioned_hnswlib"]
     rows: list[tuple[str, object]] = [
@@ -599,6 +622,7 @@ def table(r: dict[str, Any]) -> str:
          f"{r['ingest']['cpu_s']:,.0f} ({_cpu_of(r, REPLICA):,.0f}, "
          f"{_cpu_of(r, 'ray::Coordinator'):,.0f}, {r['ingest']['client_cpu_s']:,.0f}) / "
          f"{raw['cpu_s']:,.0f} / {part['cpu_s']:,.0f}"),
+        ("  replicas' CPU a row / partitioned's, each tenth of the load", _step_ratios(r)),
         ("  cores busy: cluster / raw / partitioned",
          f"{r['ingest']['cores_busy']:.0%} / {raw['cores_busy']:.0%} / "
          f"{part['cores_busy']:.0%}"),

@@ -48,6 +48,7 @@ def test_bench_rows_smoke(tmp_path: Path) -> None:
     part = r["partitioned_hnswlib"]
     assert part["parts"] == 4 and part["threads_per_part"] == 1
     assert part["rows_per_s"] > 0 and part["cpu_s"] > 0 and 0 < part["cores_busy"] <= 1.05
+    assert part["cpu_ms_per_row_by_step"] and all(ms > 0 for ms in part["cpu_ms_per_row_by_step"])
 
     assert r["ingest"]["rows_per_s"] > 0 and r["ingest"]["seconds"] > 0
     steps = r["ingest"]["steps"]  # each tenth of the load (here one batch, 5,000 rows)

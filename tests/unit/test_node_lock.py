@@ -51,8 +51,8 @@ def _holder(lock_path: Path, ready: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
-def _try_hold(lock: NodeSearchLock, within: float) -> bool:
-    """True when `lock` was taken (and released) within `within` seconds."""
+def _hold_in_thread(lock: NodeSearchLock) -> tuple[threading.Event, threading.Thread]:
+    """A thread that takes `lock` and lets it go; the event is set once it has it."""
     got = threading.Event()
 
     def take() -> None:
@@ -61,7 +61,7 @@ def _try_hold(lock: NodeSearchLock, within: float) -> bool:
 
     t = threading.Thread(target=take, daemon=True)
     t.start()
-    return got.wait(within)
+    return got, t
 
 
 def test_one_holder_across_processes_and_a_killed_holder_frees_it(tmp_path: Path) -> None:
@@ -69,10 +69,20 @@ def test_one_holder_across_processes_and_a_killed_holder_frees_it(tmp_path: Path
     proc = _holder(path, tmp_path / "ready")
     lock = NodeSearchLock(path)
     try:
-        assert not _try_hold(lock, 0.3)  # the other process holds it
+        got, waiter = _hold_in_thread(lock)
+        assert not got.wait(0.3)  # the other process holds it
         os.kill(proc.pid, signal.SIGKILL)  # kill -9 mid-hold: the kernel drops the lock
         proc.wait(10)
-        assert _try_hold(NodeSearchLock(path), 5.0)
+        assert got.wait(5.0)  # and the waiter gets it
+        # joined before the lock is closed: a waiter left blocked would release a closed
+        # file later (EBADF in its thread, reported under whichever test runs then)
+        waiter.join(5.0)
+        assert not waiter.is_alive()
+        other = NodeSearchLock(path)
+        got, taker = _hold_in_thread(other)
+        assert got.wait(5.0)
+        taker.join(5.0)
+        other.close()
     finally:
         proc.kill()
         lock.close()

@@ -69,6 +69,7 @@ from shardvec.contract.settings import IndexSettings
 K = 10
 EF_LADDER = (32, 64, 96, 128, 192)
 BUCKETS = 10  # row i has metadata {"bucket": i % BUCKETS}
+STEPS = 10  # the load and both references record their CPU at each tenth of the rows
 REPLICA = "ray::ShardReplica"  # the replicas' role in tree_cpu and tree_pss
 FILTER = {"bucket": 3}  # 10 % of the rows
 NAME = "rows"
@@ -225,7 +226,7 @@ def raw_child(spec: dict[str, Any]) -> dict[str, Any]:
                      ef_construction=settings.ef_construction)  # fmt: skip
     labels = np.arange(len(base), dtype=np.int64)
     # CPU at each tenth of the rows, as the cluster's load records it (its `steps`)
-    tenths, step_cpu, last = {len(base) * i // 10 for i in range(1, 11)}, [], cpu0
+    tenths, step_cpu, last = {len(base) * i // STEPS for i in range(1, STEPS + 1)}, [], cpu0
     for s in range(0, len(base), spec["batch"]):
         e = min(s + spec["batch"], len(base))
         index.add_items(base[s:e], labels[s:e], num_threads=spec["threads"])
@@ -280,7 +281,7 @@ def run_partitioned(data: Path | None, n: int, batch: int, parts: int) -> dict[s
     seconds = max(g["seconds"] for g in got)
     cpu_s = sum(g["cpu_s"] for g in got)
     # each tenth of the rows (a tenth of every part): CPU ms a row, as the cluster's steps
-    tenth = n / 10
+    tenth = n / STEPS
     steps = [round(1e3 * sum(g["step_cpu_s"][i] for g in got) / tenth, 3)
              for i in range(min(len(g["step_cpu_s"]) for g in got))]  # fmt: skip
     return {
@@ -354,7 +355,7 @@ def measure_cluster(
             )
             ids = [str(i) for i in range(n)]
             metas = [{"bucket": i % BUCKETS} for i in range(n)]
-            step = max(n // 10, args.batch)
+            step = max(n // STEPS, args.batch)
             cpu0, client0 = tree_cpu(server.proc.pid), time.process_time()
             t0 = time.perf_counter()
             steps, last_cpu, last_t = [], cpu0, t0

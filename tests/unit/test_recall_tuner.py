@@ -16,7 +16,7 @@ import pytest
 
 from shardvec.contract.errors import FailedPrecondition, InvalidArgument
 from shardvec.contract.settings import CollectionSpec, IndexSettings
-from shardvec.contract.types import TunedBreadth
+from shardvec.contract.types import Hits, TunedBreadth
 from shardvec.coordinator.fronts.publish import CollectionView, LayoutPublisher
 from shardvec.coordinator.fronts.runtime import FrontRuntime
 from shardvec.coordinator.queries.reads import CollectionReads, SearchParams, per_shard_ef
@@ -27,6 +27,7 @@ from shardvec.coordinator.queries.recall_tuner import (
     held_recall,
     recall_per_query,
     smallest_holding,
+    truth_with_new_rows,
 )
 from shardvec.coordinator.queries.recent import RecentQueries
 from shardvec.coordinator.registry import Registry
@@ -105,6 +106,39 @@ def test_recall_per_query_counts_the_exact_hits_found() -> None:
     found = np.array([["b", "x", "a"], ["y", "z", "w"]], dtype=object)
     got = recall_per_query(found, truth, np.array([3, 1]))
     assert got.tolist() == pytest.approx([2 / 3, 0.0])
+
+
+def _hits(ids: list[list[str]], scores: list[list[float]]) -> Hits:
+    width = max(len(r) for r in ids)
+    pad = [r + [""] * (width - len(r)) for r in ids]
+    pads = [r + [np.nan] * (width - len(r)) for r in scores]
+    return Hits(np.array(pad, dtype=object), np.array(pads, dtype=np.float32),
+                np.array([len(r) for r in ids]))
+
+
+@pytest.mark.parametrize("higher_is_better", [True, False])
+def test_rows_written_after_the_exact_pass_join_its_answers_where_they_beat_its_kth(
+    higher_is_better: bool,
+) -> None:
+    """A hit not among the exact answers that scores better than their k-th is a row written
+    since (the exact pass scored every row then): it joins the truth, and the best k of both
+    are the truth. One that scores no better, or only within the margin of float noise, was
+    there and ranked past k: a miss. With fewer than k exact answers every new hit joins."""
+    sign = 1.0 if higher_is_better else -1.0
+    exact = _hits([["a", "b", "c"], ["d"]],
+                  [[sign * 0.9, sign * 0.8, sign * 0.7], [sign * 0.5]])  # fmt: skip
+    found = _hits([["n1", "a", "old", "tie"], ["n2", "d", "n3"]],
+                  [[sign * 0.95, sign * 0.9, sign * 0.6, sign * 0.7000001],
+                   [sign * 0.1, sign * 0.5, sign * 0.05]])  # fmt: skip
+    ids, counts = truth_with_new_rows(exact, found, 3, higher_is_better)
+    assert counts.tolist() == [3, 3]
+    assert ids[0].tolist() == ["n1", "a", "b"]  # n1 is new and best; "old", "tie" were there
+    assert ids[1].tolist() == ["d", "n2", "n3"]  # fewer than k exact: every new hit joins
+    recall = recall_per_query(found.ids, ids, counts)
+    assert recall.tolist() == pytest.approx([2 / 3, 1.0])
+    # Nothing written since: the exact answers are the truth unchanged.
+    same, n = truth_with_new_rows(exact, exact, 3, higher_is_better)
+    assert same[0].tolist() == ["a", "b", "c"] and n.tolist() == [3, 1]
 
 
 def test_the_ring_keeps_the_latest_rows_a_few_per_call() -> None:
@@ -375,9 +409,10 @@ def test_a_front_searches_with_the_breadth_the_coordinator_tuned(tmp_path: Path)
 
 def test_rows_written_during_a_tune_are_in_its_exact_answers(tmp_path: Path) -> None:
     """A load that outlasts the wait for still rows is tuned while it runs: rows written
-    between the exact pass and a rung's search must not count as that rung's misses (the
-    exact answers are taken again), and the tune is provisional, done again once the rows
-    are still (at 910k of 1M loading rows, ef 1024 once measured 0.928 and stuck there)."""
+    between the exact pass and a rung's search must not count as that rung's misses (they
+    join the exact answers where they beat them: truth_with_new_rows), and the tune is
+    provisional, done again once the rows are still (at 910k of 1M loading rows, ef 1024
+    once measured 0.928 and stuck there)."""
 
     async def main() -> None:
         rt = CoordinatorRuntime(tmp_path, LocalControls(tmp_path))

@@ -41,6 +41,7 @@ import argparse
 import gc
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -74,6 +75,8 @@ REPLICA = "ray::ShardReplica"  # the replicas' role in tree_cpu and tree_pss
 FILTER = {"bucket": 3}  # 10 % of the rows
 NAME = "rows"
 BATCH_PASSES = 3
+# the recall tuner's line for a tune it made (coordinator/queries/recall_tuner.py)
+TUNE_LINE = re.compile(r" at (\d+) rows over \d+ shards: per-shard ef (\d+),")
 Log = Callable[[str], None]
 
 
@@ -374,6 +377,10 @@ def measure_cluster(
                     f"{steps[-1]['replica_cpu_ms_per_row']} CPU ms a row")
             load_s = time.perf_counter() - t0
             load_end = time.time()
+            during = tuner_during(server.log, load_end - load_s, load_end)
+            log(f"recall tuner during the load: {len(during['tunes'])} tune(s) made "
+                f"{[(t['rows'], t['ef']) for t in during['tunes']]}, {during['outrun']} "
+                f"outrun, {during['given_way']} given way")  # fmt: skip
             cpu = cpu_profile(cpu0, tree_cpu(server.proc.pid), time.process_time() - client0,
                               load_s)  # fmt: skip
             c.wait_live(NAME, 600)
@@ -403,7 +410,8 @@ def measure_cluster(
                 + ", ".join(f"{k} {v:,.0f}" for k, v in by_process.items() if v)
             )
             untuned = batch_point(col, queries, gt["all"], None)
-            out["tuning"] = wait_tuned(c, n, load_end, args.tune_wait, log)
+            out["tuning"] = {**wait_tuned(c, n, load_end, args.tune_wait, log),
+                             "during_load": during}  # fmt: skip
             out["search"] = search_figures(col, base, queries, gt, log)
             out["search"]["batch_default_before_tuning"] = untuned
             after, _, _ = tree_pss(server.proc.pid)
@@ -435,6 +443,33 @@ def measure_cluster(
     finally:
         server.stop()
     return out
+
+
+def tuner_during(log_path: Path, since: float, until: float) -> dict[str, Any]:
+    """What the recall tuner logged in the server's log between `since` and `until` (unix
+    seconds, to the second): the tunes it made (rows, per-shard ef) and those it abandoned,
+    outrun by the load or given way when the load ended. A tune made during a load is one
+    the load's length forced (coordinator/queries/recall_tuner.py): its searches take their
+    share of the replicas' CPU beside the inserts."""
+    made: list[dict[str, int]] = []
+    outrun = given_way = 0
+    for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if "recall tuner: " not in line:
+            continue
+        try:
+            at = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S"))
+        except ValueError:
+            continue
+        if not since - 1 <= at <= until + 1:
+            continue
+        tune = TUNE_LINE.search(line)
+        if tune:
+            made.append({"rows": int(tune.group(1)), "ef": int(tune.group(2))})
+        elif "while tuned; again later" in line:
+            outrun += 1
+        elif "the load ended during a forced tune" in line:
+            given_way += 1
+    return {"tunes": made, "outrun": outrun, "given_way": given_way}
 
 
 def wait_tuned(c: Any, n: int, load_end: float, wait_s: float, log: Log) -> dict[str, Any]:
@@ -627,6 +662,9 @@ def table(r: dict[str, Any]) -> str:
         ("  cores busy: cluster / raw / partitioned",
          f"{r['ingest']['cores_busy']:.0%} / {raw['cores_busy']:.0%} / "
          f"{part['cores_busy']:.0%}"),
+        ("recall tuner during the load: tunes made (rows, ef) / outrun / given way",
+         f"{[(d['rows'], d['ef']) for d in t['during_load']['tunes']] or '-'} / "
+         f"{t['during_load']['outrun']} / {t['during_load']['given_way']}"),
         ("recall tuner: s after load / per-shard ef / estimate",
          f"{t['seconds_after_load']} / {t['search_ef']} / {t['recall_estimate']}"
          if t["tuned"] else f"not tuned in {t['waited_s']} s"),

@@ -76,6 +76,9 @@ def test_bench_rows_smoke(tmp_path: Path) -> None:
     assert set(t) >= {"tuned", "waited_s", "seconds_after_load", "target_recall",
                       "recall_estimate", "search_ef", "tuned_rows"}  # fmt: skip
     assert t["tuned"] or t["waited_s"] >= TUNE_WAIT_S
+    during = t["during_load"]  # what the tuner did while the rows were loading
+    assert set(during) == {"tunes", "outrun", "given_way"} and during["outrun"] >= 0
+    assert all(0 < d["rows"] <= N and d["ef"] >= 1 for d in during["tunes"])
     if t["tuned"]:  # the cluster's recall tuner set the breadth a search without ef gets
         assert t["search_ef"] >= 1 and 0.0 < t["recall_estimate"] <= 1.0
         assert t["tuned_rows"] >= 0.9 * N and t["seconds_after_load"] >= 0

@@ -4,6 +4,7 @@ brute force, and a missing data set is a plain error naming --data."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -70,3 +71,31 @@ def test_missing_data_names_the_option(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["bench", "rows", "--data", str(tmp_path), "--n", "10"])
     assert result.exit_code == 2
     assert "--data DIR" in result.output and str(tmp_path) in result.output
+
+
+def test_the_tuners_work_during_the_load_is_read_from_the_servers_log(tmp_path: Path) -> None:
+    """`bench rows` reports the tunes the recall tuner made or abandoned while the rows were
+    loading, read from the lines the server logged between the load's start and end."""
+    from shardvec.bench.rows import tuner_during
+
+    def at(t: float) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+    t0 = float(int(time.time()))
+    log = tmp_path / "up.log"
+    log.write_text("\n".join([
+        f"{at(t0 - 60)} INFO recall tuner: rows at 1000 rows over 4 shards: per-shard ef 10, "
+        "recall@10 0.99 on 200 queries (target 0.950)",  # before the load
+        f"{at(t0 + 5)} INFO recall tuner: rows at 450000 rows over 4 shards: per-shard ef 96, "
+        "recall@10 0.97 on 264 queries (target 0.950)",
+        f"{at(t0 + 6)} INFO coordinator: something else",
+        f"{at(t0 + 7)} INFO recall tuner: rows changed by more than 10.0 % while tuned; "
+        "again later",
+        f"{at(t0 + 9)} INFO recall tuner: rows: the load ended during a forced tune; tuned "
+        "again on the still rows",
+        f"{at(t0 + 90)} INFO recall tuner: rows at 1000000 rows over 4 shards: per-shard ef "
+        "192, recall@10 0.99 on 264 queries (target 0.950)",  # after the load
+        "a line without a time",
+    ]) + "\n")  # fmt: skip
+    got = tuner_during(log, t0, t0 + 10)
+    assert got == {"tunes": [{"rows": 450000, "ef": 96}], "outrun": 1, "given_way": 1}

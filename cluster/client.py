@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -79,6 +80,7 @@ class Client:
         ]
         self._tls_ca = tls_ca
         self._channels: dict[str, grpc.Channel] = {}
+        self._lock = threading.Lock()
         self._stubs: dict[str, pb_grpc.VectorSearchStub] = {}
         self._stub = self._stub_for(address)
         self._channel = self._channels[address]
@@ -94,7 +96,12 @@ class Client:
 
     def _stub_for(self, address: str) -> pb_grpc.VectorSearchStub:
         stub = self._stubs.get(address)
-        if stub is None:
+        if stub is not None:
+            return stub
+        with self._lock:  # one channel an address, when calls come from several threads
+            stub = self._stubs.get(address)
+            if stub is not None:
+                return stub
             if self._tls_ca is not None:
                 creds = grpc.ssl_channel_credentials(root_certificates=self._tls_ca)
                 channel = grpc.secure_channel(address, creds, options=self._options)

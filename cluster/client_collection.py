@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
 from shardvec.cluster import paging
+from shardvec.cluster.batches import Batch, send_batches
 from shardvec.cluster.paging import Page
 from shardvec.cluster.request_fields import (
     as_matrix,
@@ -105,12 +107,20 @@ class Collection:
         progress: Callable[[int], None] | None = None,
         ttl_seconds: float | Sequence[float] | None = None,
         expires_at: float | Sequence[float] | None = None,
+        concurrency: int = 1,
     ) -> int:
         """Insert or replace rows, `batch_size` per request; returns the number upserted.
         `documents`: one text per row (None: none), stored beside its vector and metadata.
         Expiry, at most one of: `ttl_seconds` (seconds from now, one for all rows or one per
         row; 0: never) or `expires_at` (unix seconds, likewise; 0: never); neither: the
-        collection's default. An upsert replaces a row, expiry included."""
+        collection's default. An upsert replaces a row, expiry included.
+
+        `concurrency`: requests in flight at once. 2 keeps the cluster busy while the client
+        waits for one answer and packs the next batch (a large load's rows/s rise; see
+        BENCHMARKS.md). A row of an id repeated in the call still lands after the earlier
+        one. On an error every batch before the failed one is written, as with one in
+        flight; a batch sent after it may be written too, and the error's note says so
+        (cluster/batches.py)."""
         arr = as_matrix(vectors)
         if len(ids) != arr.shape[0]:
             raise InvalidArgument(f"{len(ids)} ids for {arr.shape[0]} vectors")
@@ -118,10 +128,10 @@ class Collection:
             raise InvalidArgument(f"{len(metadatas)} metadatas for {len(ids)} ids")
         if documents is not None and len(documents) != len(ids):
             raise InvalidArgument(f"{len(documents)} documents for {len(ids)} ids")
-        done = 0
-        for start in range(0, len(ids), batch_size):
-            stop = min(start + batch_size, len(ids))
-            req = pb.UpsertRequest(collection=self.name, ids=[str(i) for i in ids[start:stop]])
+        names = [str(i) for i in ids]
+
+        def request(start: int, stop: int) -> Any:
+            req = pb.UpsertRequest(collection=self.name, ids=names[start:stop])
             pack_vectors(req.vectors, arr[start:stop])
             if metadatas is not None:
                 req.metadata_json.extend(
@@ -130,10 +140,17 @@ class Collection:
             if documents is not None:
                 req.documents.extend(d or "" for d in documents[start:stop])
             set_expiry(req, ttl_seconds, expires_at, len(ids), start, stop)
-            done += int(self.client.call("Upsert", req).upserted)
-            if progress is not None:
-                progress(stop - start)
-        return done
+            return req
+
+        batches = (
+            Batch(start, stop, names[start:stop], functools.partial(request, start, stop))
+            for start, stop in ((s, min(s + batch_size, len(ids)))
+                                for s in range(0, len(ids), batch_size))
+        )  # fmt: skip
+        return send_batches(
+            batches, lambda req: int(self.client.call("Upsert", req).upserted), concurrency,
+            progress,
+        )  # fmt: skip
 
     def search(
         self,

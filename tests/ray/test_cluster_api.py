@@ -59,6 +59,17 @@ def test_crud_round_trip(client: Client, name: str) -> None:
     assert col.delete(where={"i": {"$lt": 50}}) == 48
     assert col.count(where={"i": {"$lt": 50}}) == 0
     assert col.get(["doc-2"]) == []
+    # several batches in flight: an id repeated in a later batch ends with its later row
+    before = col.count()
+    again = [f"p{i % 120}" for i in range(300)]  # each id in two or three batches of 50
+    more = rng.standard_normal((300, 16)).astype(np.float32)
+    assert col.upsert(again, more, [{"at": i} for i in range(300)], batch_size=50,
+                      concurrency=3) == 300  # fmt: skip
+    assert col.count() == before + 120
+    last = {f"p{i % 120}": i for i in range(300)}
+    got = {r.id: r for r in col.get(sorted(last))}
+    assert {k: r.metadata for k, r in got.items()} == {k: {"at": i} for k, i in last.items()}
+    np.testing.assert_array_equal(got["p7"].vector, more[last["p7"]])
     client.drop_collection(name)
     with pytest.raises(NotFound):
         client.get_collection(name)

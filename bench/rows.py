@@ -354,7 +354,7 @@ def measure_cluster(
             idle, idle_procs, idle_roles = tree_pss(server.proc.pid)
             log(
                 f"server idle: {idle / 2**20:,.0f} MiB PSS over {idle_procs} processes; "
-                f"loading {n:,} rows in batches of {args.batch:,}"
+                f"loading {n:,} rows in batches of {args.batch:,}, {args.concurrency} in flight"
             )
             ids = [str(i) for i in range(n)]
             metas = [{"bucket": i % BUCKETS} for i in range(n)]
@@ -364,7 +364,8 @@ def measure_cluster(
             steps, last_cpu, last_t = [], cpu0, t0
             for s in range(0, n, step):
                 e = min(s + step, n)
-                col.upsert(ids[s:e], base[s:e], metas[s:e], batch_size=args.batch)
+                col.upsert(ids[s:e], base[s:e], metas[s:e], batch_size=args.batch,
+                           concurrency=args.concurrency)
                 # each tenth of the load: its rate and the replicas' CPU a row, which show
                 # how the cost of a row grows with the rows held
                 now_cpu, now = tree_cpu(server.proc.pid), time.perf_counter()
@@ -609,6 +610,7 @@ def run(args: argparse.Namespace, log: Log = _log) -> dict[str, Any]:
     result: dict[str, Any] = {
         "n": len(base), "dim": int(base.shape[1]), "real_rows": real_n, "data": source,
         "queries": len(queries), "shards": args.shards, "replicas": 1, "batch": args.batch,
+        "concurrency": args.concurrency,
         "generator": {"seed": GROW_SEED, "weights": list(GROW_WEIGHTS), "function":
                       "shardvec.bench.datasets.grow_rows"},
         "filter_fraction": round(len(passing) / len(base), 4),
@@ -648,7 +650,8 @@ def table(r: dict[str, Any]) -> str:
     s, raw, t, part = r["search"], r["raw_hnswlib"], r["tuning"], r["partitioned_hnswlib"]
     rows: list[tuple[str, object]] = [
         ("rows x dim (real rows)", f"{r['n']:,} x {r['dim']} ({r['real_rows']:,})"),
-        ("durable ingest rows/s", f"{r['ingest']['rows_per_s']:,.0f}"),
+        (f"durable ingest rows/s ({r['batch']:,} a batch, {r.get('concurrency', 1)} in flight)",
+         f"{r['ingest']['rows_per_s']:,.0f}"),
         (f"raw hnswlib build rows/s ({raw['threads']} threads)", f"{raw['rows_per_s']:,.0f}"),
         ("  ingest / raw", r["ratios"]["ingest_vs_raw"]),
         (f"partitioned hnswlib rows/s ({part['parts']} processes at once)",
@@ -698,6 +701,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=1_000_000, help="rows to grow the set to and load")
     ap.add_argument("--shards", type=int, default=4, help="shards of the collection (1 replica)")
     ap.add_argument("--batch", type=int, default=5_000, help="rows per upsert")
+    ap.add_argument("--concurrency", type=int, default=2,
+                    help="upserts in flight at once (the client's `concurrency`)")
     ap.add_argument(
         "--data",
         type=Path,
@@ -724,7 +729,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.raw_child is not None:
         print(json.dumps(raw_child(json.loads(args.raw_child))), flush=True)
         return 0
-    if args.n < 1 or args.shards < 1 or args.batch < 1 or args.queries < 1:
+    if args.n < 1 or args.shards < 1 or args.batch < 1 or args.queries < 1 or args.concurrency < 1:
         ap.error("--n, --shards, --batch and --queries must be >= 1")
     result = run(args)
     print(table(result), flush=True)

@@ -37,6 +37,7 @@ def test_bench_rows_smoke(tmp_path: Path) -> None:
     r = json.loads(out.read_text())
 
     assert r["n"] == N and r["dim"] == 384 and r["shards"] == 4 and r["queries"] == 50
+    assert r["concurrency"] == 2  # two upserts in flight, the default
     assert r["filter_fraction"] == 0.1
     raw = r["raw_hnswlib"]
     assert raw["threads"] == 4 and raw["m"] == 16 and raw["ef_construction"] == 200

@@ -134,6 +134,7 @@ class Replica:
         self.fault = ""  # why it is DAMAGED
         self.repairs = 0  # times it was quarantined and rebuilt from a peer
         self.reported_no_peer = False  # "no live peer to rebuild it" logged for this damage
+        self.probes_late = 0  # health probes in a row it did not answer in time
         # Told of every state change (CoordinatorRuntime: the layout_changed hook that fences
         # and re-pushes the layout to the query fronts, coordinator/fronts/publish.py).
         self.on_state: Callable[[Replica], None] | None = None
@@ -305,6 +306,7 @@ class ReplicaSet:
             return
         if replica not in self.replicas:  # removed (coordinator/changes/replicas.py)
             return
+        replica.probes_late = 0
         replica.set_state(ReplicaState.DEAD, why)
         self.start_recovery(replica)
 
@@ -383,20 +385,30 @@ class ReplicaSet:
                 return
             replica.applied_seq = await replica.control.catch_up(peer.remote())
 
-    async def probe(self, timeout: float = 2.0) -> None:
+    async def probe(self, timeout: float = 2.0, late_limit: int = 2) -> None:
         """Ask every LIVE replica for its figures; one that does not answer is marked DEAD.
 
         Run periodically, so a dead process is noticed without waiting for a request. Unlike
-        a read, a probe timeout marks the replica DEAD: `info` is a cheap call under a fixed
+        a read, probe timeouts mark the replica DEAD: `info` is a cheap call under a fixed
         `timeout` that no client's deadline shortens, so a replica that cannot answer it is not
         answering (hung or wedged), and reads no longer take such a replica out themselves.
+        It takes `late_limit` late answers in a row: on a machine with every core busy one
+        answer took longer than 2 s, and the replica, marked DEAD, refused reads until it had
+        recovered (a memory-stress test's probe saw UNAVAILABLE beside a full test run). A
+        broken connection (the process gone) or lost data marks it DEAD at once.
         """
         for r in self.live():
             try:
                 info = await r.remote().info(timeout)
-            except (ReplicaDown, DeadlineExceeded, DataLoss) as exc:
+            except DeadlineExceeded as exc:
+                r.probes_late += 1
+                if r.probes_late >= late_limit:
+                    self.mark_dead(r, f"health probe unanswered {r.probes_late} times: {exc}")
+                continue
+            except (ReplicaDown, DataLoss) as exc:
                 self.mark_dead(r, f"health probe unanswered: {exc}")
                 continue
+            r.probes_late = 0
             r.count = int(info.count)
             r.applied_seq = max(r.applied_seq, int(info.applied_seq))
             r.pid = int(info.pid)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shardvec.contract.errors import DeadlineExceeded, InvalidArgument, Unavailable
+from shardvec.contract.errors import DeadlineExceeded, InvalidArgument, ReplicaDown, Unavailable
 from shardvec.contract.settings import CollectionSpec, IndexSettings
 from shardvec.contract.shard_api import ShardLike
 from shardvec.contract.types import ShardWrite
@@ -191,6 +191,53 @@ def test_a_heavy_read_that_times_out_leaves_every_replica_live(tmp_path: Path) -
         assert [r.state for r in rs.replicas] == [ReplicaState.LIVE] * 2
         assert [await count(rs) for _ in range(4)] == [20] * 4  # both serve again
         assert [h.calls for h in heavy] == [3, 3]
+        await rs.close()
+
+    asyncio.run(main())
+
+
+class LateProbes:
+    """A replica whose health probe (`info`) answers late `late` times, then as usual; or whose
+    connection is gone (`down`)."""
+
+    def __init__(self, inner: ShardLike, late: int = 0, down: bool = False) -> None:
+        self.inner, self.late, self.down, self.calls = inner, late, down, 0
+        self.name, self.address = inner.name, inner.address
+
+    async def info(self, timeout: float) -> Any:
+        self.calls += 1
+        if self.down:
+            raise ReplicaDown(f"{self.name}: its connection was closed")
+        if self.calls <= self.late:
+            raise DeadlineExceeded(f"{self.name}: info timed out after {timeout:.2f} s")
+        return await self.inner.info(timeout)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def test_one_late_health_probe_leaves_a_replica_live_two_in_a_row_take_it_out(
+    tmp_path: Path,
+) -> None:
+    """A replica too busy to answer one probe within 2 s (every core busy) stays LIVE; two
+    late answers in a row mark it DEAD, and a broken connection marks it DEAD at once."""
+
+    async def main() -> None:
+        rs, _ = await make_set(tmp_path, 3)
+        once, twice = LateProbes(rs.replicas[0].remote(), late=1), LateProbes(
+            rs.replicas[1].remote(), late=2)  # fmt: skip
+        gone = LateProbes(rs.replicas[2].remote(), down=True)
+        for r, wrapped in zip(rs.replicas, (once, twice, gone), strict=True):
+            r.client = wrapped  # type: ignore[assignment]
+        await rs.probe(timeout=0.5)
+        assert [r.state for r in rs.replicas][:2] == [ReplicaState.LIVE] * 2
+        assert rs.replicas[2].state is not ReplicaState.LIVE  # at once
+        await rs.probe(timeout=0.5)
+        assert rs.replicas[0].state is ReplicaState.LIVE  # answered in time: the count restarts
+        assert rs.replicas[1].state is not ReplicaState.LIVE  # late twice in a row
+        await rs.probe(timeout=0.5)
+        first = rs.replicas[0]
+        assert first.probes_late == 0 and first.state.value == ReplicaState.LIVE.value
         await rs.close()
 
     asyncio.run(main())

@@ -4,8 +4,8 @@ an error the batches written beside the failed one named."""
 
 from __future__ import annotations
 
+import functools
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -17,29 +17,37 @@ from shardvec.contract.errors import InvalidArgument, Unavailable
 def _batches(groups: list[list[str]]) -> list[Batch]:
     out, start = [], 0
     for ids in groups:
-        out.append(Batch(start, start + len(ids), ids, lambda ids=ids: list(ids)))
+        out.append(Batch(start, start + len(ids), ids, functools.partial(list, ids)))
         start += len(ids)
     return out
 
 
 class Recorder:
-    """A `send` that holds each request a little and records what was in flight."""
+    """A `send` that records what was in flight. With `width`, each request is held until
+    `width` requests are in the sender at once (or all `total` have come), so batches the
+    client sends together are seen together whatever the scheduler does; a hold that never
+    ends (the client never filled its pipeline) is counted in `stuck` after 10 s."""
 
-    def __init__(self, hold_s: float = 0.05, fail: set[str] | None = None) -> None:
-        self.hold_s = hold_s
+    def __init__(self, width: int = 1, total: int = 0, fail: set[str] | None = None) -> None:
+        self.width, self.total = width, total
         self.fail = fail or set()
-        self.lock = threading.Lock()
+        self.cond = threading.Condition()
         self.in_flight: list[list[str]] = []
-        self.most = 0
+        self.released: set[int] = set()
+        self.started = self.most = self.stuck = 0
         self.events: list[tuple[str, str]] = []  # ("start" | "end", first id)
 
     def __call__(self, request: list[str]) -> int:
-        with self.lock:
+        with self.cond:
             self.in_flight.append(request)
+            self.started += 1
             self.most = max(self.most, len(self.in_flight))
             self.events.append(("start", request[0]))
-        time.sleep(self.hold_s)
-        with self.lock:
+            if len(self.in_flight) >= self.width or self.started >= self.total:
+                self.released.update(id(r) for r in self.in_flight)
+                self.cond.notify_all()
+            if not self.cond.wait_for(lambda: id(request) in self.released, timeout=10):
+                self.stuck += 1
             self.in_flight.remove(request)
             self.events.append(("end", request[0]))
         if request[0] in self.fail:
@@ -48,28 +56,31 @@ class Recorder:
 
 
 def test_at_most_concurrency_in_flight_and_progress_in_order() -> None:
-    rec = Recorder()
-    seen: list[int] = []
     groups = [[f"b{b}-{i}" for i in range(b + 1)] for b in range(8)]
+    rec = Recorder(width=3, total=len(groups))
+    seen: list[int] = []
     written = send_batches(_batches(groups), rec, concurrency=3, progress=seen.append)
     assert written == sum(len(g) for g in groups)
-    assert rec.most == 3  # the pipeline filled, and never past its width
+    assert rec.most == 3 and rec.stuck == 0  # the pipeline filled, and never past its width
     assert seen == [len(g) for g in groups]
-    one = Recorder(hold_s=0.0)
+    one = Recorder()
     assert send_batches(_batches(groups), one, concurrency=1) == written and one.most == 1
 
 
 def test_a_repeated_id_waits_for_the_batch_in_flight_that_holds_it() -> None:
-    rec = Recorder()
     groups = [["a", "x"], ["b"], ["c", "x"], ["d"]]  # "x" again in the third batch
+    rec = Recorder(width=2, total=len(groups))
     send_batches(_batches(groups), rec, concurrency=4)
+    assert rec.stuck == 0
     ev = rec.events
     assert ev.index(("end", "a")) < ev.index(("start", "c"))  # x's later row lands later
     assert ev.index(("start", "b")) < ev.index(("end", "a"))  # others still overlap
 
 
 def test_an_error_names_the_batches_written_beside_the_failed_one() -> None:
-    rec = Recorder(hold_s=0.05, fail={"b"})
+    # No hold: which batches are in flight beside b follows from the client's own order (d
+    # goes out when a lands, e would wait for b), whatever the sender's timing.
+    rec = Recorder(fail={"b"})
     groups = [["a"], ["b", "b2"], ["c"], ["d"], ["e"]]
     with pytest.raises(Unavailable, match="batch b failed") as err:
         send_batches(_batches(groups), rec, concurrency=3)
@@ -79,7 +90,7 @@ def test_an_error_names_the_batches_written_beside_the_failed_one() -> None:
     assert ("start", "e") not in rec.events
     assert not rec.in_flight  # nothing left running when the error is raised
     with pytest.raises(Unavailable) as one:
-        send_batches(_batches(groups), Recorder(hold_s=0.0, fail={"b"}), concurrency=1)
+        send_batches(_batches(groups), Recorder(fail={"b"}), concurrency=1)
     assert not getattr(one.value, "__notes__", [])  # one in flight: nothing beside it
 
 
